@@ -1,1 +1,13 @@
+//! sandboxd: a root daemon that runs commands confined, as their caller.
+//!
+//! Rooms: [`policy`] decides (pure), [`backend`] enforces (kernel), [`supervisor`]
+//! watches one running sandbox, [`api`] serves the gRPC API, [`identity`] says who
+//! is calling, [`registry`] tracks what runs.
 
+pub mod api;
+pub mod backend;
+pub mod config;
+pub mod identity;
+pub mod policy;
+pub mod registry;
+pub mod supervisor;

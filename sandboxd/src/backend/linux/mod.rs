@@ -1,0 +1,17 @@
+//! The Linux backend. The daemon side ([`spawn`]) clones a child into fresh
+//! mount, pid, ipc, uts and network namespaces that re-executes this binary as
+//! the sandbox's init ([`init`]); init builds the file system view, then forks
+//! the command, which drops to the caller's credentials and applies, in this
+//! order: no capabilities, no_new_privs, Landlock, seccomp, exec.
+
+pub mod cgroup;
+pub mod creds;
+pub mod init;
+pub mod landlock;
+pub mod mounts;
+pub mod netns;
+pub mod paths;
+pub mod seccomp;
+pub mod spawn;
+
+pub use spawn::{spawn, SpawnError, Spawned};

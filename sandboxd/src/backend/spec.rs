@@ -1,0 +1,110 @@
+//! The sandbox plan the daemon hands to the in-namespace init process, and the
+//! messages that process reports back. Everything here is already decided and
+//! expanded: the init process enforces, it does not interpret policy.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// File descriptors the init process receives (besides 0, 1, 2 for the command).
+pub mod fds {
+    /// Read end: the JSON-encoded [`super::SandboxSpec`], then EOF.
+    pub const SPEC: i32 = 3;
+    /// Write end: newline-separated JSON [`super::InitReport`] messages.
+    pub const REPORT: i32 = 4;
+}
+
+/// Everything the init process needs to build the sandbox and run the command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// Sandbox id (for the hostname and messages).
+    pub id: String,
+    /// argv[0] is looked up in the sandbox's PATH if it has no slash.
+    pub argv: Vec<String>,
+    /// The command's whole environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory, same path as outside; resolved with the caller's credentials.
+    pub cwd: PathBuf,
+    pub creds: Credentials,
+    pub fs: FsPlan,
+    pub landlock: LandlockPlan,
+    pub net: NetPlan,
+    /// Give the command a new session with stdin as its controlling terminal.
+    pub tty: bool,
+}
+
+/// The caller's identity, which the command runs as.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// The file system view. Paths are absolute and already template-expanded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FsPlan {
+    /// Readable roots, mounted read-only (recursively). `/` means the whole host tree.
+    pub read: Vec<PathBuf>,
+    /// Writable roots, same path inside; each resolved and checked as the caller.
+    pub write: Vec<PathBuf>,
+    /// Absolute glob patterns; matches (expanded at start) become unreadable.
+    pub deny_read: Vec<String>,
+    /// Absolute glob patterns; matches inside writable roots become read-only and rename-proof.
+    pub deny_write: Vec<String>,
+    /// Mount a fresh tmpfs on /tmp (the `{tmp}` root).
+    pub private_tmp: bool,
+    /// Paths hidden entirely (daemon socket dir, state dir): an empty directory
+    /// or an empty file is mounted over them.
+    pub hide: Vec<PathBuf>,
+    /// Host Unix socket paths (from the host's /proc/net/unix) to make unreachable.
+    pub host_sockets: Vec<PathBuf>,
+    /// An empty directory owned by root on the host, used as the mount point of
+    /// the new root inside the sandbox's mount namespace.
+    pub staging: PathBuf,
+}
+
+/// How the Landlock wall is applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LandlockPlan {
+    /// Refuse to run when Landlock (at the ABI we need) is unavailable.
+    pub required: bool,
+    /// TCP ports the command may connect to; `None` leaves TCP unrestricted
+    /// (network mode `none` is already lo-only through the network namespace).
+    pub connect_tcp: Option<Vec<u16>>,
+}
+
+/// The network namespace's setup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum NetPlan {
+    /// Fresh namespace with only `lo`, up.
+    Loopback,
+    /// Share the host's network (mode `full`).
+    Host,
+}
+
+/// What the init process reports on [`fds::REPORT`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum InitReport {
+    /// Setup failed before exec; `step` names which (e.g. "mount /proc",
+    /// "landlock", "resolve write root"), `path` the path involved if any.
+    SetupFailed {
+        step: String,
+        path: Option<String>,
+        error: String,
+    },
+    /// The command could not be executed: 126 (not executable) or 127 (not found).
+    ExecFailed { code: i32, error: String },
+    /// The command was executed (pid as seen inside the sandbox).
+    Started { pid: i32 },
+    /// The command ended.
+    Exited {
+        /// Exit code when it exited normally.
+        code: Option<i32>,
+        /// Signal number when a signal killed it.
+        signal: Option<i32>,
+        user_us: u64,
+        system_us: u64,
+        max_rss_bytes: u64,
+    },
+}

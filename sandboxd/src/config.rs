@@ -1,0 +1,1 @@
+//! The daemon's configuration (TOML; every key optional; flags win).

@@ -1,0 +1,1 @@
+//! Who is calling: peer credentials of the Unix socket connection.

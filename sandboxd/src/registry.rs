@@ -1,0 +1,1 @@
+//! The running sandboxes: who owns each, admission limits, and kill handles.
