@@ -1,0 +1,121 @@
+//! Privileges, system calls, pids and network of a confined command.
+
+use e2e::*;
+
+const U1: u32 = 1000;
+
+#[test]
+fn no_capabilities_and_no_new_privs() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let out = d.agent(U1, &ws.path).run(&["exec", "--", "cat", "/proc/self/status"]);
+    out.expect_code(0);
+    for (k, v) in [
+        ("CapInh:", "0000000000000000"),
+        ("CapPrm:", "0000000000000000"),
+        ("CapEff:", "0000000000000000"),
+        ("CapBnd:", "0000000000000000"),
+        ("CapAmb:", "0000000000000000"),
+        ("NoNewPrivs:", "1"),
+        ("Seccomp:", "2"),
+    ] {
+        let line = out.stdout.lines().find(|l| l.starts_with(k)).unwrap_or_default();
+        assert_eq!(line.split_whitespace().nth(1), Some(v), "{k} {line}");
+    }
+}
+
+#[test]
+fn dangerous_syscalls_fail_with_eperm() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    // Each line: name and errno, via raw syscalls from Python's ctypes.
+    let code = r#"
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def sc(name, nr, *args):
+    ctypes.set_errno(0)
+    r = libc.syscall(nr, *[ctypes.c_long(a) for a in args])
+    print(name, r, ctypes.get_errno())
+sc("ptrace", 101, 0, 0, 0, 0)                 # PTRACE_TRACEME
+sc("io_uring_setup", 425, 8, 0)
+sc("bpf", 321, 0, 0, 0)
+sc("unshare_user", 272, 0x10000000)
+sc("unshare_ns", 272, 0x00020000)
+sc("userfaultfd", 323, 0)
+sc("keyctl", 250, 0, 0, 0, 0, 0)
+sc("perf_event_open", 298, 0, 0, -1, -1, 0)
+sc("mount", 165, 0, 0, 0, 0, 0)
+sc("clone_newns", 56, 0x00020000 | 17, 0, 0, 0, 0)
+sc("x32_getpid", 0x40000000 + 39)
+sc("tiocsti", 16, 0, 0x5412, 0)
+sc("socket_netlink", 41, 16, 3, 0)
+sc("socket_packet", 41, 17, 3, 0)
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); print("socket_inet", 3, 0)
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+print("fork_ok", os.waitpid(pid, 0)[1] >> 8, 0)
+"#;
+    let out = py(&d, U1, &ws.path, code);
+    out.expect_code(0);
+    let get = |name: &str| -> (i64, i64) {
+        let l = out.stdout.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("{name} missing: {}", out.stdout));
+        let v: Vec<i64> = l.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+        (v[0], v[1])
+    };
+    for name in [
+        "ptrace", "io_uring_setup", "bpf", "unshare_user", "unshare_ns", "userfaultfd", "keyctl",
+        "perf_event_open", "mount", "clone_newns", "x32_getpid", "tiocsti", "socket_netlink", "socket_packet",
+    ] {
+        assert_eq!(get(name), (-1, libc::EPERM as i64), "{name}: {}", out.stdout);
+    }
+    assert_eq!(get("fork_ok"), (7, 0));
+    // And the command-line tool a person would try.
+    let out = d.agent(U1, &ws.path).run(&["exec", "--", "unshare", "-U", "true"]);
+    assert_ne!(out.code, 0);
+}
+
+#[test]
+fn host_pids_are_invisible_and_unkillable() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    // A host process of the same uid: only the pid namespace protects it.
+    let mut victim = std::process::Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let pid = victim.id();
+    let out = d.sh(U1, &ws.path, &[], &format!("kill -9 {pid}; echo $?; ls /proc/{pid} >/dev/null 2>&1; echo $?"));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_ne!(lines.first(), Some(&"0"), "kill of a host pid succeeded: {}", out.stdout);
+    assert_ne!(lines.get(1), Some(&"0"), "host pid visible: {}", out.stdout);
+    assert!(victim.try_wait().unwrap().is_none(), "host process was killed");
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+#[test]
+fn network_none_is_loopback_only() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let code = format!(
+        r#"import socket
+print(sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]))
+s = socket.socket()
+s.settimeout(2)
+try:
+    s.connect(("127.0.0.1", {port})); print("CONNECTED")
+except OSError as e:
+    print("refused", e.errno)
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+c = socket.create_connection(srv.getsockname()); print("loopback ok")
+"#
+    );
+    let out = py(&d, U1, &ws.path, &code);
+    out.expect_code(0);
+    assert!(out.stdout.starts_with("['lo']"), "{}", out.stdout);
+    assert!(out.stdout.contains("refused"), "{}", out.stdout);
+    assert!(out.stdout.contains("loopback ok"), "{}", out.stdout);
+}

@@ -1,0 +1,205 @@
+//! The file system view, checked from the host side after real confined runs.
+
+use e2e::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+const U1: u32 = 1000;
+
+fn unique(tag: &str) -> String {
+    format!("{tag}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+#[test]
+fn writes_outside_the_workspace_leave_nothing() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let home = home(U1);
+    let name = unique("leak");
+    let script = format!(
+        "echo x > {home}/{name}; echo x > /var/tmp/{name}; echo x > /tmp/{name}; mkdir {home}/{name}.d; \
+         echo inside > {ws}/{name}; cat /tmp/{name}",
+        home = home.display(),
+        ws = ws.path.display()
+    );
+    let out = d.sh(U1, &ws.path, &[], &script);
+    // The command goes on after the refused writes; the private /tmp works.
+    assert_eq!(out.stdout.trim(), "x", "{}", out.stderr);
+    assert!(!home.join(&name).exists(), "write to $HOME reached the host");
+    assert!(!home.join(format!("{name}.d")).exists(), "mkdir in $HOME reached the host");
+    assert!(!Path::new("/var/tmp").join(&name).exists(), "write to /var/tmp reached the host");
+    assert!(!Path::new("/tmp").join(&name).exists(), "private /tmp leaked to the host");
+    assert_eq!(std::fs::read_to_string(ws.join(&name)).unwrap(), "inside\n");
+    // The file left in the workspace belongs to the caller.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(ws.join(&name)).unwrap().uid(), U1);
+}
+
+#[test]
+fn root_with_allow_root_still_cannot_write_etc() {
+    // uid 0 owns /etc, so only the sandbox stands between it and the host.
+    let d = Daemon::builder().profile("rooty", "extends = \"workspace\"\nallow_root = true\n").start();
+    let ws = Dir::new(0);
+    let name = unique("etc");
+    let out = d.sh(0, &ws.path, &["--profile", "rooty"], &format!("echo x > /etc/{name}; echo done"));
+    assert_eq!(out.stdout.trim(), "done", "{}", out.stderr);
+    assert!(out.stderr.contains("Read-only") || out.stderr.contains("ermission"), "{}", out.stderr);
+    assert!(!Path::new("/etc").join(&name).exists());
+}
+
+#[test]
+fn symlink_hardlink_rename_and_proc_root_tricks_fail() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let home = home(U1);
+    let victim = home.join(unique("victim"));
+    std::fs::write(&victim, "original\n").unwrap();
+    chown(&victim, U1);
+    let target = home.join(unique("target"));
+    let script = format!(
+        r#"ln -s {target} link && echo evil > link
+ln {victim} hard; echo evil >> hard
+mv {victim} moved
+echo evil > /proc/self/root{victim}
+echo evil > /proc/1/root{victim}
+cp /dev/null /proc/self/root{victim}
+true"#,
+        target = target.display(),
+        victim = victim.display()
+    );
+    d.sh(U1, &ws.path, &[], &script);
+    assert!(!target.exists(), "write through a symlink reached the host");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "original\n", "victim changed or moved");
+}
+
+#[test]
+fn deny_read_files_and_dirs_are_unreadable() {
+    let d = Daemon::builder()
+        .profile(
+            "secretive",
+            "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"{cwd}/secret.txt\", \"**/.env\"]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    let home = home(U1);
+    let ssh = home.join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    chown(&ssh, U1);
+    std::fs::write(ssh.join("id_ed25519"), "PRIVATE KEY\n").unwrap();
+    chown(&ssh.join("id_ed25519"), U1);
+    ws.write("secret.txt", "TOPSECRET\n", U1);
+    ws.write("sub/dir/.env", "DOTENV\n", U1);
+    ws.write("visible.txt", "visible\n", U1);
+    let script = format!(
+        "cat visible.txt; cat {ssh}/id_ed25519; ls {ssh}; cat secret.txt; cat sub/dir/.env; \
+         cat /proc/self/root{ssh}/id_ed25519; cat /proc/1/root{ws}/secret.txt; \
+         cp secret.txt copy.txt; cat copy.txt; ln secret.txt hl; cat hl; true",
+        ssh = ssh.display(),
+        ws = ws.path.display()
+    );
+    let out = d.sh(U1, &ws.path, &["--profile", "secretive"], &script);
+    assert!(out.stdout.contains("visible"), "{}", out.stderr);
+    for secret in ["PRIVATE KEY", "TOPSECRET", "DOTENV", "id_ed25519"] {
+        assert!(!out.stdout.contains(secret), "{secret} leaked: {}", out.stdout);
+    }
+    // Still there, unchanged, on the host.
+    assert_eq!(std::fs::read_to_string(ws.join("secret.txt")).unwrap(), "TOPSECRET\n");
+    // And the rule is explained.
+    let check = d.agent(U1, &ws.path).run(&["policy", "check", "secretive", "--read", ssh.join("id_ed25519").to_str().unwrap()]);
+    assert_eq!(check.code, 1, "{} {}", check.stdout, check.stderr);
+    assert!(check.stdout.contains("deny_read"), "{}", check.stdout);
+}
+
+#[test]
+fn git_hooks_and_config_are_protected_inside_the_workspace() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    ws.write(".git/hooks/pre-commit.sample", "#!/bin/sh\n", U1);
+    ws.write(".git/config", "[core]\n", U1);
+    ws.write(".git/HEAD", "ref: refs/heads/main\n", U1);
+    let script = "echo evil > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit; \
+                  echo evil >> .git/config; mv .git x; mv .git/hooks h; rm -rf .git/hooks; \
+                  echo ok > .git/HEAD.new; echo done";
+    let out = d.sh(U1, &ws.path, &[], script);
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(!ws.join(".git/hooks/pre-commit").exists(), "hook written");
+    assert!(ws.join(".git/hooks/pre-commit.sample").exists(), "hooks removed");
+    assert_eq!(std::fs::read_to_string(ws.join(".git/config")).unwrap(), "[core]\n");
+    assert!(ws.join(".git").is_dir() && !ws.join("x").exists(), "mv .git x succeeded");
+    // The rest of .git stays writable.
+    assert!(ws.join(".git/HEAD.new").exists());
+}
+
+#[test]
+fn unreachable_paths_are_refused_as_the_caller() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    // A root-only directory: root could bind it, the caller cannot reach it.
+    let private = Dir::new(0);
+    std::fs::set_permissions(&private.path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let sub = private.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    chown(&sub, U1);
+    let out = d.agent(U1, &ws.path).run(&["exec", "--cwd", sub.to_str().unwrap(), "--", "true"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains(sub.to_str().unwrap()), "{}", out.stderr);
+    // A workspace that is a symlink to somewhere the caller cannot write.
+    let link = ws.join("etc-link");
+    std::os::unix::fs::symlink("/etc", &link).unwrap();
+    let out = d.agent(U1, &ws.path).run(&["exec", "--cwd", link.to_str().unwrap(), "--", "true"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("/etc"), "{}", out.stderr);
+    // A special file system.
+    let out = d.agent(U1, &ws.path).run(&["exec", "--cwd", "/proc/self", "--", "true"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("/proc"), "{}", out.stderr);
+}
+
+#[test]
+fn host_unix_sockets_and_the_daemon_are_unreachable() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let sock = std::path::PathBuf::from(format!("/run/e2e-{}.sock", unique("s")));
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let code = format!(
+        r#"import socket
+for p in [{s:?}, {d:?}]:
+    c = socket.socket(socket.AF_UNIX)
+    try:
+        c.connect(p); print("CONNECTED", p)
+    except OSError as e:
+        print("refused", p, e.errno)
+"#,
+        s = sock.to_str().unwrap(),
+        d = d.socket.to_str().unwrap()
+    );
+    let out = py(&d, U1, &ws.path, &code);
+    let _ = std::fs::remove_file(&sock);
+    drop(listener);
+    assert!(!out.stdout.contains("CONNECTED"), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.matches("refused").count(), 2, "{}\n{}", out.stdout, out.stderr);
+    // The state dir is hidden too.
+    let out = d.sh(U1, &ws.path, &[], &format!("ls -a {} | wc -l", d.state_dir.display()));
+    assert!(out.stdout.trim() == "0" || out.stdout.trim() == "2", "{}", out.stdout);
+}
+
+#[test]
+fn proc_dev_and_hostname_are_the_sandboxs_own() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let out = d.sh(U1, &ws.path, &[], "ls /proc | grep -c '^[0-9]'; ls /dev | sort | tr '\\n' ' '; echo; hostname");
+    out.expect_code(0);
+    let mut lines = out.stdout.lines();
+    let npids: u32 = lines.next().unwrap().trim().parse().unwrap();
+    assert!(npids <= 4, "sandbox sees {npids} pids");
+    let devs = lines.next().unwrap();
+    for dev in ["null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts"] {
+        assert!(devs.split_whitespace().any(|d| d == dev), "/dev lacks {dev}: {devs}");
+    }
+    for host_only in ["sda", "vda", "kmsg", "mem", "kvm"] {
+        assert!(!devs.split_whitespace().any(|d| d == host_only), "/dev has {host_only}: {devs}");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(lines.next().unwrap().trim(), host.trim());
+}

@@ -1,0 +1,141 @@
+//! Limits and teardown: nothing of an exec survives it, whatever ends it.
+
+use e2e::*;
+use std::time::Duration;
+
+const U1: u32 = 1000;
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn marker(tag: &str) -> String {
+    format!("{tag}{}x{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())
+}
+
+#[test]
+fn fork_bomb_is_contained() {
+    let d = Daemon::builder()
+        .profile("small", "extends = \"workspace\"\n[limits]\npids = 64\ntimeout = \"5s\"\n")
+        .start();
+    let ws = Dir::new(U1);
+    let m = marker("bomb");
+    let out = d.sh(U1, &ws.path, &["--profile", "small"], &format!("b() {{ b | b & }}; : {m}; b; sleep 3"));
+    // Ended by the timeout or by the shell failing to fork; either way it ended.
+    assert!(out.code == 124 || out.code != 0, "{out:?}");
+    // The host stays responsive and nothing is left.
+    let t = std::time::Instant::now();
+    std::process::Command::new("true").status().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(eventually(Duration::from_secs(2), || pids_matching(&m).is_empty()));
+}
+
+#[test]
+fn memory_balloon_over_the_limit_is_killed() {
+    let d = Daemon::builder()
+        .profile("small", "extends = \"workspace\"\n[limits]\nmemory = \"64MiB\"\n")
+        .start();
+    let ws = Dir::new(U1);
+    let out = d.agent(U1, &ws.path).run(&[
+        "exec", "--profile", "small", "--", "/usr/bin/python3", "-c",
+        "b = bytearray(512 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('survived')",
+    ]);
+    assert!(!out.stdout.contains("survived"), "{out:?}");
+    assert_eq!(out.code, 128 + 9, "{out:?}");
+    assert!(out.stderr.contains("memory"), "{}", out.stderr);
+}
+
+#[test]
+fn huge_output_is_capped_and_the_daemon_stays_small() {
+    let d = Daemon::builder()
+        .profile("capped", "extends = \"workspace\"\n[limits]\noutput = \"1MiB\"\n")
+        .start();
+    let ws = Dir::new(U1);
+    let before = rss_kib(d.pid());
+    let out = d.sh(U1, &ws.path, &["--profile", "capped"], "head -c 1073741824 /dev/zero; echo done >&2");
+    out.expect_code(0);
+    assert_eq!(out.stdout.len(), 1024 * 1024);
+    assert!(out.stderr.contains("output-truncated"), "{}", out.stderr);
+    let after = rss_kib(d.pid());
+    assert!(after < before + 64 * 1024, "daemon RSS grew from {before} KiB to {after} KiB");
+}
+
+#[test]
+fn timeout_gives_124_and_leaves_no_survivor() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let m = marker("tmo");
+    let out = d.sh(U1, &ws.path, &["--timeout", "1s"], &format!("(setsid sh -c 'sleep 300; : {m}' &); sleep 300; : {m}"));
+    out.expect_code(124);
+    assert!(eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()), "{:?}", pids_matching(&m));
+}
+
+#[test]
+fn double_forked_grandchild_is_gone_after_exit() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let m = marker("dfork");
+    let out = d.sh(U1, &ws.path, &[], &format!("(setsid sh -c 'sleep 300; : {m}' &) ; (nohup sh -c 'sleep 300; : {m}' >/dev/null 2>&1 &); echo started"));
+    out.expect_code(0);
+    assert!(out.stdout.contains("started"));
+    assert!(eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()), "{:?}", pids_matching(&m));
+}
+
+#[test]
+fn client_killed_mid_run_leaves_nothing_after_one_second() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let m = marker("gone");
+    let mut child = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--", "/bin/sh", "-c", &format!("sleep 300; : {m}")])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || !pids_matching(&m).is_empty()));
+    // setpriv execs agent, so the child pid is the agent itself.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    assert!(eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()), "survivors: {:?}", pids_matching(&m));
+    // And the daemon keeps serving.
+    d.sh(U1, &ws.path, &[], "true").expect_code(0);
+}
+
+#[test]
+fn ctrl_c_interrupts_then_kills() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    // A command that handles SIGINT: it prints and exits 130.
+    let mut child = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--", "/bin/sh", "-c", "trap 'echo got-int; exit 130' INT; echo ready; while :; do sleep 0.1; done"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(rest.contains("got-int"), "{rest}");
+    assert_eq!(status.code(), Some(130));
+
+    // One that ignores SIGINT is killed after the grace period.
+    let m = marker("stubborn");
+    let mut child = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--", "/bin/sh", "-c", &format!("trap '' INT; echo ready; while :; do sleep 0.1; done; : {m}")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(0));
+    assert!(eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()));
+}

@@ -1,0 +1,135 @@
+//! Profiles: broken files are refused with file, line and key; requests may
+//! only narrow; `policy list/show/check` explain.
+
+use e2e::*;
+use std::process::Command;
+
+const U1: u32 = 1000;
+
+fn check_config(files: &[(&str, &str)]) -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let cfg = dir.path().join("none.toml");
+    std::fs::write(&cfg, "").unwrap();
+    let o = Command::new(bin("sandboxd"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .arg("--policy-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn embedded_profiles_pass_check_config() {
+    let out = check_config(&[]);
+    out.expect_code(0);
+    for name in ["read-only", "workspace", "full"] {
+        assert!(out.stdout.contains(name), "{name} missing:\n{}", out.stdout);
+    }
+}
+
+#[test]
+fn each_kind_of_broken_profile_is_named() {
+    // (file body, what the error must mention besides "bad.toml:LINE")
+    let cases: &[(&str, usize, &str)] = &[
+        ("description = \"x\"\napproval = \"sometimes\"\n", 2, "approval"),
+        ("description = \"x\"\n\nbogus_key = 1\n", 3, "bogus_key"),
+        ("[filesystem]\nread = [\"/\"]\nwrit = [\"{cwd}\"]\n", 3, "writ"),
+        ("[limits]\nmemory = \"lots\"\n", 2, "memory"),
+        ("[limits]\ntimeout = \"10 fortnights\"\n", 2, "timeout"),
+        ("[network]\nmode = \"allowlist\"\nports = [70000]\n", 3, "ports"),
+        ("[network]\nmode = \"allowlist\"\nallow = [\"*\"]\n", 3, "*"),
+        ("[network]\nmode = \"allowlist\"\nallow = [\"ok.test\", \"*.com\"]\n", 3, "*.com"),
+        ("[filesystem]\nwrite = [\"relative/path\"]\n", 2, "relative/path"),
+        ("[filesystem\nread = []\n", 1, ""),
+    ];
+    for (body, line, mention) in cases {
+        let out = check_config(&[("bad.toml", body)]);
+        assert_eq!(out.code, 1, "accepted:\n{body}\n{}", out.stdout);
+        let msg = format!("{}{}", out.stdout, out.stderr);
+        assert!(msg.contains(&format!("bad.toml:{line}")), "no file:line {line} for:\n{body}\ngot: {msg}");
+        assert!(msg.contains(mention), "no mention of {mention:?} for:\n{body}\ngot: {msg}");
+    }
+    let out = check_config(&[("child.toml", "extends = \"missing-parent\"\n")]);
+    assert_eq!(out.code, 1);
+    assert!(format!("{}{}", out.stdout, out.stderr).contains("missing-parent"));
+    let out = check_config(&[("a.toml", "extends = \"b\"\n"), ("b.toml", "extends = \"a\"\n")]);
+    assert_eq!(out.code, 1);
+    assert!(format!("{}{}", out.stdout, out.stderr).contains("cycle"));
+}
+
+#[test]
+fn daemon_refuses_a_broken_policy_dir_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "nonsense = true\n").unwrap();
+    let o = Command::new(bin("sandboxd"))
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--policy-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.toml:1"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn requests_may_narrow_but_never_widen() {
+    let d = Daemon::builder()
+        .profile("short", "extends = \"workspace\"\n[limits]\ntimeout = \"1m\"\n")
+        .start();
+    let ws = Dir::new(U1);
+    // Shorter timeout: fine.
+    d.agent(U1, &ws.path).run(&["exec", "--profile", "short", "--timeout", "10s", "--", "true"]).expect_code(0);
+    // Longer: refused naming the rule.
+    let out = d.agent(U1, &ws.path).run(&["exec", "--profile", "short", "--timeout", "2h", "--", "true"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("timeout"), "{}", out.stderr);
+    // A denied environment name cannot be smuggled in with --env.
+    let out = d.agent(U1, &ws.path).run(&["exec", "--env", "GH_TOKEN=abc", "--", "true"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("TOKEN"), "{}", out.stderr);
+    // The caller's secrets do not pass into the sandbox; ordinary variables do.
+    let out = d
+        .agent(U1, &ws.path)
+        .env("MY_API_TOKEN", "s3cret")
+        .env("FAVOURITE", "blue")
+        .run(&["exec", "--env", "EXTRA=1", "--", "env"]);
+    out.expect_code(0);
+    assert!(!out.stdout.contains("s3cret"), "{}", out.stdout);
+    assert!(out.stdout.contains("FAVOURITE=blue") && out.stdout.contains("EXTRA=1"), "{}", out.stdout);
+}
+
+#[test]
+fn policy_list_show_and_check() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let out = d.agent(U1, &ws.path).run(&["policy", "list"]);
+    out.expect_code(0);
+    for name in ["read-only", "workspace", "full"] {
+        assert!(out.stdout.contains(name), "{}", out.stdout);
+    }
+    let out = d.agent(U1, &ws.path).run(&["policy", "show", "workspace"]);
+    out.expect_code(0);
+    assert!(out.stdout.contains(".git/hooks"), "{}", out.stdout);
+    let w = ws.join("file.txt");
+    let out = d.agent(U1, &ws.path).run(&["policy", "check", "workspace", "--write", w.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert!(out.stdout.starts_with("allow"), "{}", out.stdout);
+    let out = d.agent(U1, &ws.path).run(&["policy", "check", "workspace", "--write", "/etc/passwd"]);
+    assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
+    let hooks = ws.join(".git/hooks/pre-commit");
+    let out = d.agent(U1, &ws.path).run(&["policy", "check", "workspace", "--write", hooks.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("deny_write"), "{}", out.stdout);
+}
