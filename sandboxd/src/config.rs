@@ -1,6 +1,8 @@
 //! The daemon's configuration (TOML; every key optional; flags win over the
 //! file, embedded defaults fill the rest).
 
+use crate::policy::domain::{normalize_host, DomainPattern};
+use crate::policy::tree::{self, known_keys, Node, Table, TreeError, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -40,7 +42,7 @@ pub struct TlsConfig {
 #[derive(Debug, Clone)]
 pub struct SecretSource {
     pub file: PathBuf,
-    /// User names or numeric uids allowed to use it.
+    /// User names or numeric uids allowed to use it; none = nobody.
     pub users: Vec<String>,
 }
 
@@ -62,12 +64,220 @@ pub enum ConfigError {
     },
 }
 
+impl From<TreeError> for ConfigError {
+    fn from(e: TreeError) -> Self {
+        ConfigError::Invalid {
+            file: e.file,
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: PathBuf::from("/run/sandboxd/sandboxd.sock"),
+            state_dir: PathBuf::from("/var/lib/sandboxd"),
+            policy_dir: PathBuf::from("/etc/sandboxd/policies"),
+            embedded_profiles: true,
+            admin_group: "sandboxd-admin".to_string(),
+            dns: DnsConfig::default(),
+            limits: DaemonLimits {
+                max_sandboxes: 256,
+                max_per_user: 64,
+            },
+            tls: TlsConfig::default(),
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
 impl Config {
     pub const DEFAULT_PATH: &'static str = "/etc/sandboxd/sandboxd.toml";
 
     /// Reads `path` (or the default path when it exists; otherwise defaults only).
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let _ = path;
-        todo!("config load")
+        let (path, explicit) = match path {
+            Some(p) => (p, true),
+            None => (Path::new(Self::DEFAULT_PATH), false),
+        };
+        let file = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => return Err(ConfigError::Io { file, source }),
+        };
+        Self::parse(&file, &text)
     }
+
+    /// The config in `text`, read from `file` (named in errors).
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let t = tree::parse(file, text)?;
+        known_keys(
+            &t,
+            "",
+            &[
+                "socket",
+                "state_dir",
+                "policy_dir",
+                "embedded_profiles",
+                "admin_group",
+                "dns",
+                "limits",
+                "tls",
+                "secrets",
+            ],
+        )?;
+        let mut c = Config::default();
+        let get = |k: &str| t.get(k).map(|(_, n)| n);
+        if let Some(n) = get("socket") {
+            c.socket = abs_path(n, "socket")?;
+        }
+        if let Some(n) = get("state_dir") {
+            c.state_dir = abs_path(n, "state_dir")?;
+        }
+        if let Some(n) = get("policy_dir") {
+            c.policy_dir = abs_path(n, "policy_dir")?;
+        }
+        if let Some(n) = get("embedded_profiles") {
+            c.embedded_profiles = n.bool("embedded_profiles")?;
+        }
+        if let Some(n) = get("admin_group") {
+            let g = n.str("admin_group")?;
+            if g.is_empty() || g.contains([':', '\n', '\0']) {
+                return Err(TreeError::at(&n.pos, "admin_group", format!("{g:?} is not a group name or gid")).into());
+            }
+            c.admin_group = g.to_string();
+        }
+        if let Some(n) = get("dns") {
+            c.dns = dns(n.table("dns")?)?;
+        }
+        if let Some(n) = get("limits") {
+            let lt = n.table("limits")?;
+            known_keys(lt, "limits", &["max_sandboxes", "max_per_user"])?;
+            if let Some((_, v)) = lt.get("max_sandboxes") {
+                c.limits.max_sandboxes = count(v, "limits.max_sandboxes")?;
+            }
+            if let Some((_, v)) = lt.get("max_per_user") {
+                c.limits.max_per_user = count(v, "limits.max_per_user")?;
+            }
+        }
+        if let Some(n) = get("tls") {
+            let tt = n.table("tls")?;
+            known_keys(tt, "tls", &["extra_roots"])?;
+            if let Some((_, v)) = tt.get("extra_roots") {
+                c.tls.extra_roots = v
+                    .array("tls.extra_roots")?
+                    .iter()
+                    .map(|r| abs_path(r, "tls.extra_roots"))
+                    .collect::<Result<_, _>>()?;
+            }
+        }
+        if let Some(n) = get("secrets") {
+            for (name, (kpos, v)) in n.table("secrets")? {
+                let key = format!("secrets.{name}");
+                if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                    return Err(TreeError::at(kpos, &key, "a secret name is letters, digits and _").into());
+                }
+                c.secrets.insert(name.clone(), secret(v, &key)?);
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn abs_path(n: &Node, key: &str) -> Result<PathBuf, TreeError> {
+    let s = n.str(key)?;
+    if !s.starts_with('/') {
+        return Err(TreeError::at(&n.pos, key, format!("{s:?} is not an absolute path")));
+    }
+    Ok(PathBuf::from(s))
+}
+
+fn count(n: &Node, key: &str) -> Result<usize, TreeError> {
+    let i = n.int(key)?;
+    usize::try_from(i)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| TreeError::at(&n.pos, key, format!("{i} must be a count above zero")))
+}
+
+fn dns(t: &Table) -> Result<DnsConfig, TreeError> {
+    known_keys(t, "dns", &["upstream", "hosts"])?;
+    let mut d = DnsConfig::default();
+    if let Some((_, n)) = t.get("upstream") {
+        d.upstream = match &n.value {
+            Value::Str(s) if s == "system" => None,
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .map(|i| {
+                        let s = i.str("dns.upstream")?;
+                        parse_upstream(s)
+                            .ok_or_else(|| TreeError::at(&i.pos, "dns.upstream", format!("{s:?} is not IP:PORT or IP")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => {
+                return Err(TreeError::at(
+                    &n.pos,
+                    "dns.upstream",
+                    "expected \"system\" or a list of \"IP:53\"",
+                ))
+            }
+        };
+    }
+    if let Some((_, n)) = t.get("hosts") {
+        for (name, (kpos, v)) in n.table("dns.hosts")? {
+            let key = format!("dns.hosts.{name}");
+            if DomainPattern::parse(name).is_err() || name.contains('*') {
+                return Err(TreeError::at(kpos, &key, format!("{name:?} is not a host name")));
+            }
+            let ips = v
+                .strings(&key)?
+                .into_iter()
+                .map(|(s, pos)| {
+                    s.parse()
+                        .map_err(|_| TreeError::at(pos, &key, format!("{s:?} is not an IP address")))
+                })
+                .collect::<Result<_, _>>()?;
+            d.hosts.insert(normalize_host(name), ips);
+        }
+    }
+    Ok(d)
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or a bare address on port 53.
+fn parse_upstream(s: &str) -> Option<std::net::SocketAddr> {
+    s.parse().ok().or_else(|| {
+        s.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, 53))
+    })
+}
+
+fn secret(n: &Node, key: &str) -> Result<SecretSource, TreeError> {
+    let t = n.table(key)?;
+    known_keys(t, key, &["file", "users"])?;
+    let file = match t.get("file") {
+        Some((_, f)) => abs_path(f, &format!("{key}.file"))?,
+        None => {
+            return Err(TreeError::at(
+                &n.pos,
+                &format!("{key}.file"),
+                "missing: where the secret is read from",
+            ))
+        }
+    };
+    let users = match t.get("users") {
+        Some((_, u)) => u
+            .strings(&format!("{key}.users"))?
+            .into_iter()
+            .map(|(s, _)| s.to_string())
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(SecretSource { file, users })
 }

@@ -2,13 +2,17 @@
 //! [`load`], and every decision is a pure function returning a [`Decision`] that
 //! names the rule that made it. Enforcement lives elsewhere.
 
+pub mod domain;
 pub mod load;
 pub mod model;
 pub mod narrow;
+mod render;
+pub(crate) mod tree;
+pub mod values;
 
 pub use load::{PolicyError, PolicyStore};
 pub use model::*;
-pub use narrow::{check_path, resolve, Access, ExecContext, Narrowing};
+pub use narrow::{check_command, check_path, check_url, resolve, Access, ExecContext, Narrowing};
 
 /// What a decision says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

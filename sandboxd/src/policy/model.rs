@@ -12,7 +12,12 @@ pub struct Origin {
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        if self.line == 0 {
+            // A default: not written anywhere, charged to the profile's file.
+            write!(f, "{}", self.file)
+        } else {
+            write!(f, "{}:{}", self.file, self.line)
+        }
     }
 }
 
@@ -31,10 +36,52 @@ pub enum ApprovalMode {
     Never,
 }
 
+impl ApprovalMode {
+    pub fn parse(s: &str) -> Option<ApprovalMode> {
+        match s {
+            "untrusted" => Some(ApprovalMode::Untrusted),
+            "on-request" => Some(ApprovalMode::OnRequest),
+            "never" => Some(ApprovalMode::Never),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalMode::Untrusted => "untrusted",
+            ApprovalMode::OnRequest => "on-request",
+            ApprovalMode::Never => "never",
+        }
+    }
+
+    /// May a request under `self` ask for `to`? The same, or from `on-request`
+    /// to `untrusted` (ask more) or `never` (never escalate); nothing else.
+    pub fn may_narrow_to(self, to: ApprovalMode) -> bool {
+        self == to || self == ApprovalMode::OnRequest
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LandlockMode {
     Required,
     BestEffort,
+}
+
+impl LandlockMode {
+    pub fn parse(s: &str) -> Option<LandlockMode> {
+        match s {
+            "required" => Some(LandlockMode::Required),
+            "best-effort" => Some(LandlockMode::BestEffort),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LandlockMode::Required => "required",
+            LandlockMode::BestEffort => "best-effort",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,6 +90,25 @@ pub enum NetworkMode {
     None,
     Allowlist,
     Full,
+}
+
+impl NetworkMode {
+    pub fn parse(s: &str) -> Option<NetworkMode> {
+        match s {
+            "none" => Some(NetworkMode::None),
+            "allowlist" => Some(NetworkMode::Allowlist),
+            "full" => Some(NetworkMode::Full),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::None => "none",
+            NetworkMode::Allowlist => "allowlist",
+            NetworkMode::Full => "full",
+        }
+    }
 }
 
 /// A profile after loading and `extends`.
@@ -82,6 +148,27 @@ pub struct NetworkRules {
     pub methods: Option<Vec<Located<String>>>,
     pub allow_cidrs: Vec<Located<String>>,
     pub inspect: Located<bool>,
+    /// `[[network.rule]]`: finer rules for one host pattern.
+    pub rules: Vec<Located<HostRule>>,
+}
+
+/// One `[[network.rule]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRule {
+    /// A domain pattern.
+    pub host: String,
+    /// Empty = all methods.
+    pub methods: Vec<String>,
+    /// Path globs; empty = all paths.
+    pub paths: Vec<String>,
+    pub inject: Option<Inject>,
+}
+
+/// A header the proxy adds; `value` may hold `{secret:NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inject {
+    pub header: String,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -125,6 +212,9 @@ pub struct EffectivePolicy {
     /// `{tmp}` was writable: the sandbox gets a fresh tmpfs on /tmp.
     pub private_tmp: bool,
     pub network: NetworkMode,
+    /// Domain patterns in effect with `allowlist`: the profile's, or the
+    /// request's narrower list.
+    pub network_allow: Vec<String>,
     /// The command's environment, in order.
     pub env: Vec<(String, String)>,
     pub limits: EffectiveLimits,

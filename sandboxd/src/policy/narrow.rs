@@ -1,10 +1,14 @@
 //! From a profile and one exec request to the effective policy (requests may
-//! only narrow), and the pure file-system decisions behind `policy check`.
+//! only narrow), and the pure decisions behind `policy check`.
 
-use super::model::{ApprovalMode, EffectivePolicy, Profile};
-use super::{Decision, Refusal};
+use super::domain::{cidr_contains, normalize_host, parse_cidr, DomainPattern};
+use super::model::{ApprovalMode, EffectiveLimits, EffectivePolicy, Located, NetworkMode, Origin, Profile};
+use super::values::{format_duration, format_size};
+use super::{Decision, Refusal, Verdict};
+use globset::{Glob, GlobBuilder, GlobMatcher};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// Per-exec facts the templates and `[env]` need.
@@ -38,18 +42,529 @@ pub enum Access {
     Write,
 }
 
+/// Bytes of output kept when the profile sets no `limits.output`.
+pub const DEFAULT_OUTPUT: u64 = 64 << 20;
+
+/// The template `{tmp}` stands for; writable `{tmp}` means a private tmpfs there.
+const TMP: &str = "/tmp";
+
+/// `ORIGIN KEY "VALUE"`, the way decisions and refusals name a rule.
+fn rule<T: std::fmt::Display>(origin: &Origin, key: &str, value: T) -> String {
+    format!("{origin} {key} \"{value}\"")
+}
+
+/// Expands a leading template; `escape` quotes the expansion for use in a glob.
+fn expand(entry: &str, ctx: &ExecContext, escape: bool) -> String {
+    for (template, value) in [
+        ("{cwd}", &ctx.cwd),
+        ("{home}", &ctx.home),
+        ("{tmp}", &PathBuf::from(TMP)),
+    ] {
+        if let Some(rest) = entry.strip_prefix(template) {
+            let value = value.to_string_lossy();
+            let value = if escape {
+                globset::escape(&value)
+            } else {
+                value.into_owned()
+            };
+            return format!("{}{rest}", value.trim_end_matches('/'));
+        }
+    }
+    if escape && entry.starts_with("**/") {
+        return format!("/{entry}");
+    }
+    entry.to_string()
+}
+
+/// `.` and duplicate slashes removed; `None` for relative paths or `..`.
+fn clean(path: &Path) -> Option<PathBuf> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+fn glob(pattern: &str) -> Option<GlobMatcher> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .ok()
+        .map(|g| g.compile_matcher())
+}
+
+/// A deny pattern covers `path` when it matches the path or one of its ancestors.
+fn covers(pattern: &str, path: &Path) -> bool {
+    let Some(m) = glob(pattern) else { return false };
+    path.ancestors().any(|a| m.is_match(a))
+}
+
+/// A name glob (for `[env]`).
+fn name_matches(pattern: &str, name: &str) -> bool {
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher().is_match(name))
+        .unwrap_or(false)
+}
+
 /// The effective policy of one exec, or the rule a widening request breaks.
-pub fn resolve(
+pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Result<EffectivePolicy, Refusal> {
+    let fs = &profile.filesystem;
+    let mut read = Vec::new();
+    for r in &fs.read {
+        push_unique(&mut read, PathBuf::from(expand(&r.value, ctx, false)));
+    }
+    let mut write = Vec::new();
+    let mut private_tmp = false;
+    for w in &fs.write {
+        if w.value == "{tmp}" {
+            private_tmp = true;
+        } else {
+            push_unique(&mut write, PathBuf::from(expand(&w.value, ctx, false)));
+        }
+    }
+    if let Some(asked) = &narrow.write {
+        write = narrow_write(profile, &write, private_tmp, asked)?;
+    }
+    let deny_read = fs.deny_read.iter().map(|d| expand(&d.value, ctx, true)).collect();
+    let deny_write = fs.deny_write.iter().map(|d| expand(&d.value, ctx, true)).collect();
+
+    let (network, network_allow) = narrow_network(profile, narrow.network_allow.as_deref())?;
+    let env = environment(profile, ctx)?;
+    let lim = &profile.limits;
+    let limits = EffectiveLimits {
+        timeout: shrink("timeout", &lim.timeout, narrow.timeout, |d| format_duration(*d))?,
+        memory: shrink("memory", &lim.memory, narrow.memory, |n| format_size(*n))?,
+        pids: shrink("pids", &lim.pids, narrow.pids, |n| n.to_string())?,
+        output: shrink("output", &lim.output, narrow.output, |n| format_size(*n))?.unwrap_or(DEFAULT_OUTPUT),
+    };
+    let approval = match narrow.approval {
+        Some(to) if !profile.approval.value.may_narrow_to(to) => {
+            return Err(Refusal {
+                message: format!(
+                    "approval {:?} would loosen the profile's {:?}",
+                    to.as_str(),
+                    profile.approval.value.as_str()
+                ),
+                rule: rule(&profile.approval.origin, "approval", profile.approval.value.as_str()),
+            })
+        }
+        Some(to) => to,
+        None => profile.approval.value,
+    };
+    let mut policy = EffectivePolicy {
+        profile: profile.name.clone(),
+        approval,
+        allow_root: profile.allow_root.value,
+        landlock: profile.landlock.value,
+        read,
+        write,
+        deny_read,
+        deny_write,
+        private_tmp,
+        network,
+        network_allow,
+        env,
+        limits,
+        hash: String::new(),
+    };
+    policy.hash = hash(&policy);
+    Ok(policy)
+}
+
+fn push_unique(v: &mut Vec<PathBuf>, p: PathBuf) {
+    if !v.contains(&p) {
+        v.push(p);
+    }
+}
+
+/// Each requested writable root must lie inside one of the profile's.
+fn narrow_write(
     profile: &Profile,
-    ctx: &ExecContext,
-    narrow: &Narrowing,
-) -> Result<EffectivePolicy, Refusal> {
-    let _ = (profile, ctx, narrow);
-    todo!("resolve")
+    roots: &[PathBuf],
+    private_tmp: bool,
+    asked: &[PathBuf],
+) -> Result<Vec<PathBuf>, Refusal> {
+    let write_rule = || match profile.filesystem.write.first() {
+        Some(first) => format!("{} filesystem.write", first.origin),
+        None => format!("{} filesystem.write (empty)", profile.source),
+    };
+    let mut out = Vec::new();
+    for p in asked {
+        let Some(clean) = clean(p) else {
+            return Err(Refusal {
+                message: format!("writable root {} must be an absolute path without `..`", p.display()),
+                rule: write_rule(),
+            });
+        };
+        let inside = roots.iter().any(|r| clean.starts_with(r)) || (private_tmp && clean.starts_with(TMP));
+        if !inside {
+            return Err(Refusal {
+                message: format!(
+                    "{} is not inside a writable root of profile {}",
+                    clean.display(),
+                    profile.name
+                ),
+                rule: write_rule(),
+            });
+        }
+        push_unique(&mut out, clean);
+    }
+    Ok(out)
+}
+
+/// The network mode and domain list after an optional narrower list.
+fn narrow_network(profile: &Profile, asked: Option<&[String]>) -> Result<(NetworkMode, Vec<String>), Refusal> {
+    let net = &profile.network;
+    let own: Vec<String> = net.allow.iter().map(|a| a.value.clone()).collect();
+    let Some(asked) = asked else {
+        return Ok((net.mode.value, own));
+    };
+    let mode_rule = rule(&net.mode.origin, "network.mode", net.mode.value.as_str());
+    let mut out = Vec::new();
+    for d in asked {
+        let p = DomainPattern::parse(d).map_err(|m| Refusal {
+            message: m,
+            rule: "network.allow".to_string(),
+        })?;
+        let allowed = match net.mode.value {
+            NetworkMode::None => false,
+            NetworkMode::Full => true,
+            NetworkMode::Allowlist => net
+                .allow
+                .iter()
+                .any(|a| DomainPattern::parse(&a.value).is_ok_and(|ap| p.within(&ap))),
+        };
+        if !allowed {
+            let rule = if net.mode.value == NetworkMode::None {
+                mode_rule.clone()
+            } else {
+                format!(
+                    "{} network.allow",
+                    net.allow
+                        .first()
+                        .map(|a| a.origin.to_string())
+                        .unwrap_or(profile.source.clone())
+                )
+            };
+            return Err(Refusal {
+                message: format!("{d:?} is not allowed by profile {}", profile.name),
+                rule,
+            });
+        }
+        out.push(p.to_string());
+    }
+    let mode = if out.is_empty() {
+        NetworkMode::None
+    } else {
+        NetworkMode::Allowlist
+    };
+    Ok((mode, out))
+}
+
+/// Caller variables that `pass` and not `deny`, then `set`, then the request's
+/// own (`--env`), which may not use a denied name.
+fn environment(profile: &Profile, ctx: &ExecContext) -> Result<Vec<(String, String)>, Refusal> {
+    let rules = &profile.env;
+    let denied_by = |name: &str| rules.deny.iter().find(|d| name_matches(&d.value, name));
+    let mut env: BTreeMap<String, String> = ctx
+        .caller_env
+        .iter()
+        .filter(|(k, _)| rules.pass.iter().any(|p| name_matches(&p.value, k)) && denied_by(k).is_none())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in &rules.set {
+        env.insert(k.clone(), v.value.clone());
+    }
+    for (k, v) in &ctx.set_env {
+        if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+            return Err(Refusal {
+                message: format!("--env {k:?}: not a variable name"),
+                rule: "env".to_string(),
+            });
+        }
+        if let Some(d) = denied_by(k) {
+            return Err(Refusal {
+                message: format!("--env {k}: the name is denied"),
+                rule: rule(&d.origin, "env.deny", &d.value),
+            });
+        }
+        env.insert(k.clone(), v.clone());
+    }
+    Ok(env.into_iter().collect())
+}
+
+/// A limit a request may lower, never raise.
+fn shrink<T: Copy + PartialOrd>(
+    key: &str,
+    own: &Option<Located<T>>,
+    asked: Option<T>,
+    show: impl Fn(&T) -> String,
+) -> Result<Option<T>, Refusal> {
+    match (own, asked) {
+        (_, None) => Ok(own.as_ref().map(|l| l.value)),
+        (Some(limit), Some(a)) if a > limit.value => Err(Refusal {
+            message: format!("{key} {} exceeds the profile's {}", show(&a), show(&limit.value)),
+            rule: rule(&limit.origin, &format!("limits.{key}"), show(&limit.value)),
+        }),
+        (_, Some(a)) => Ok(Some(a)),
+    }
+}
+
+/// SHA-256 (hex) of a canonical JSON rendering (sorted keys) of the policy.
+fn hash(p: &EffectivePolicy) -> String {
+    let paths = |v: &[PathBuf]| v.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>();
+    let canonical = serde_json::json!({
+        "profile": p.profile,
+        "approval": p.approval.as_str(),
+        "allow_root": p.allow_root,
+        "landlock": p.landlock.as_str(),
+        "read": paths(&p.read),
+        "write": paths(&p.write),
+        "deny_read": p.deny_read,
+        "deny_write": p.deny_write,
+        "private_tmp": p.private_tmp,
+        "network": p.network.as_str(),
+        "network_allow": p.network_allow,
+        "env": p.env,
+        "limits": {
+            "timeout_ms": p.limits.timeout.map(|d| d.as_millis() as u64),
+            "memory": p.limits.memory,
+            "pids": p.limits.pids,
+            "output": p.limits.output,
+        },
+    });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 /// Would a command under `profile` be able to read/write `path`? Names the rule.
-pub fn check_path(profile: &Profile, ctx: &ExecContext, path: &std::path::Path, access: Access) -> Decision {
-    let _ = (profile, ctx, path, access);
-    todo!("check_path")
+pub fn check_path(profile: &Profile, ctx: &ExecContext, path: &Path, access: Access) -> Decision {
+    let fs = &profile.filesystem;
+    let key = match access {
+        Access::Read => "filesystem.read",
+        Access::Write => "filesystem.write",
+    };
+    let Some(path) = clean(path) else {
+        return Decision {
+            verdict: Verdict::Deny,
+            rule: key.to_string(),
+            reason: format!("{} is not an absolute path without `..`", path.display()),
+        };
+    };
+    let shown = path.display();
+    // Deny patterns win over roots; an unreadable file is not writable either.
+    let denies: Vec<(&str, &Located<String>)> = match access {
+        Access::Read => fs.deny_read.iter().map(|d| ("filesystem.deny_read", d)).collect(),
+        Access::Write => {
+            let w = fs.deny_write.iter().map(|d| ("filesystem.deny_write", d));
+            w.chain(fs.deny_read.iter().map(|d| ("filesystem.deny_read", d)))
+                .collect()
+        }
+    };
+    for (k, d) in denies {
+        if covers(&expand(&d.value, ctx, true), &path) {
+            return Decision {
+                verdict: Verdict::Deny,
+                rule: rule(&d.origin, k, &d.value),
+                reason: format!("{shown} is covered by {k} {:?}", d.value),
+            };
+        }
+    }
+    let in_root = |roots: &[Located<String>], k: &str| -> Option<Decision> {
+        roots.iter().find_map(|r| {
+            let root = expand(&r.value, ctx, false);
+            if !path.starts_with(&root) {
+                return None;
+            }
+            let reason = if r.value == "{tmp}" && k == "filesystem.write" {
+                format!("{shown} is in the private /tmp (a fresh tmpfs, not the host's)")
+            } else {
+                format!("{shown} is inside {k} root {root}")
+            };
+            Some(Decision {
+                verdict: Verdict::Allow,
+                rule: rule(&r.origin, k, &r.value),
+                reason,
+            })
+        })
+    };
+    let found = match access {
+        Access::Read => in_root(&fs.read, "filesystem.read").or_else(|| in_root(&fs.write, "filesystem.write")),
+        Access::Write => in_root(&fs.write, "filesystem.write"),
+    };
+    found.unwrap_or_else(|| Decision {
+        verdict: Verdict::Deny,
+        rule: format!("{key} (no root covers {shown})"),
+        reason: format!("{shown} is outside every {key} root of profile {}", profile.name),
+    })
+}
+
+/// `[commands]` prefix rules: forbidden > prompt > allow; no match falls back
+/// on the approval mode (prompt under `untrusted`, allow otherwise).
+pub fn check_command(profile: &Profile, argv: &[String]) -> Decision {
+    let c = &profile.commands;
+    let shown = argv.join(" ");
+    for (verdict, key, rules) in [
+        (Verdict::Deny, "commands.forbidden", &c.forbidden),
+        (Verdict::Prompt, "commands.prompt", &c.prompt),
+        (Verdict::Allow, "commands.allow", &c.allow),
+    ] {
+        if let Some(r) = rules
+            .iter()
+            .find(|r| argv.len() >= r.value.len() && argv.iter().zip(&r.value).all(|(a, b)| a == b))
+        {
+            return Decision {
+                verdict,
+                rule: format!("{} {key} {:?}", r.origin, r.value),
+                reason: format!("`{shown}` starts with {:?}", r.value.join(" ")),
+            };
+        }
+    }
+    let a = &profile.approval;
+    let verdict = if a.value == ApprovalMode::Untrusted {
+        Verdict::Prompt
+    } else {
+        Verdict::Allow
+    };
+    Decision {
+        verdict,
+        rule: rule(&a.origin, "approval", a.value.as_str()),
+        reason: format!("no [commands] rule matches `{shown}`"),
+    }
+}
+
+/// Host and port of `url` (`scheme://host[:port]/...`, or `host[:port]`).
+fn host_port(url: &str) -> Option<(String, Option<u16>)> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
+        None => (None, url),
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse().ok()?),
+        None => match scheme.as_deref() {
+            Some("http") | Some("ws") => Some(80),
+            Some("https") | Some("wss") => Some(443),
+            _ => None,
+        },
+    };
+    Some((host, port))
+}
+
+/// Could a command under `profile` reach `url`? Names the rule.
+pub fn check_url(profile: &Profile, url: &str) -> Decision {
+    let net = &profile.network;
+    let mode_rule = rule(&net.mode.origin, "network.mode", net.mode.value.as_str());
+    let deny = |rule: String, reason: String| Decision {
+        verdict: Verdict::Deny,
+        rule,
+        reason,
+    };
+    match net.mode.value {
+        NetworkMode::None => return deny(mode_rule, "the profile has no network".to_string()),
+        NetworkMode::Full => {
+            return Decision {
+                verdict: Verdict::Allow,
+                rule: mode_rule,
+                reason: "the profile's network is unrestricted".into(),
+            }
+        }
+        NetworkMode::Allowlist => {}
+    }
+    let Some((host, port)) = host_port(url) else {
+        return deny(
+            "network.allow".to_string(),
+            format!("{url:?} is not a URL or HOST[:PORT]"),
+        );
+    };
+    let host = normalize_host(&host);
+    let allowed = if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        let hit = net
+            .allow_cidrs
+            .iter()
+            .find(|c| parse_cidr(&c.value).is_some_and(|(n, p)| cidr_contains(n, p, ip)));
+        match hit {
+            Some(c) => (
+                rule(&c.origin, "network.allow_cidrs", &c.value),
+                format!("{ip} is in {}", c.value),
+            ),
+            None => {
+                return deny(
+                    format!("network.allow_cidrs (no entry covers {ip})"),
+                    "address destinations need an allow_cidrs entry".into(),
+                )
+            }
+        }
+    } else {
+        let matches = |d: &Located<String>| DomainPattern::parse(&d.value).is_ok_and(|p| p.matches(&host));
+        if let Some(d) = net.deny.iter().find(|d| matches(d)) {
+            return deny(
+                rule(&d.origin, "network.deny", &d.value),
+                format!("{host} matches a deny pattern"),
+            );
+        }
+        match net.allow.iter().find(|d| matches(d)) {
+            Some(a) => (
+                rule(&a.origin, "network.allow", &a.value),
+                format!("{host} matches {}", a.value),
+            ),
+            None => {
+                return deny(
+                    format!("network.allow (no pattern matches {host})"),
+                    format!("{host} is not on profile {}'s allow list", profile.name),
+                )
+            }
+        }
+    };
+    let Some(port) = port else {
+        return deny(
+            "network.ports".to_string(),
+            format!("{url:?} names no port or known scheme"),
+        );
+    };
+    let ports: Vec<u16> = net.ports.iter().map(|p| p.value).collect();
+    if !ports_allow(&ports, port) {
+        let origin = net
+            .ports
+            .first()
+            .map(|p| p.origin.to_string())
+            .unwrap_or(profile.source.clone());
+        return deny(
+            format!("{origin} network.ports {ports:?}"),
+            format!("port {port} is not allowed"),
+        );
+    }
+    Decision {
+        verdict: Verdict::Allow,
+        rule: allowed.0,
+        reason: allowed.1,
+    }
+}
+
+/// Ports the proxy dials: the listed ones, or 80 and 443 when none are listed.
+pub fn ports_allow(ports: &[u16], port: u16) -> bool {
+    if ports.is_empty() {
+        port == 80 || port == 443
+    } else {
+        ports.contains(&port)
+    }
 }
