@@ -97,7 +97,14 @@ impl PolicyStore {
         for name in sources.keys() {
             let merged = merged_table(name, &sources, &mut Vec::new())?;
             let src = &sources[name];
-            profiles.insert(name.clone(), build(name, &src.file, &merged)?);
+            let mut profile = build(name, &src.file, &merged)?;
+            // The merged table no longer holds `extends`; keep the file's own.
+            profile.extends = src
+                .table
+                .get("extends")
+                .and_then(|(_, n)| n.str("extends").ok())
+                .map(str::to_string);
+            profiles.insert(name.clone(), profile);
         }
         Ok(PolicyStore { profiles })
     }

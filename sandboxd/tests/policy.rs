@@ -1,0 +1,777 @@
+//! The policy layer from the outside: loading (errors name file, line and key),
+//! `extends`, the shipped profiles, narrowing, and the decisions behind `policy check`.
+
+use sandboxd::config::{Config, ConfigError};
+use sandboxd::policy::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Loads `files` (name, body) from a fresh policy dir.
+fn load(files: &[(&str, &str)], embedded: bool) -> (tempfile::TempDir, Result<PolicyStore, PolicyError>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let r = PolicyStore::load(Some(dir.path()), embedded);
+    (dir, r)
+}
+
+fn store(files: &[(&str, &str)]) -> PolicyStore {
+    let (_d, r) = load(files, true);
+    r.unwrap()
+}
+
+fn ctx() -> ExecContext {
+    ExecContext {
+        cwd: "/srv/ws".into(),
+        home: "/home/u".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn each_kind_of_broken_profile_names_file_line_and_key() {
+    // (body, line, what the message must mention)
+    let cases: &[(&str, usize, &str)] = &[
+        ("[filesystem\nread = []\n", 1, ""),
+        ("description = \"x\"\n\nbogus_key = 1\n", 3, "`bogus_key`"),
+        (
+            "[filesystem]\nread = [\"/\"]\nwrit = [\"{cwd}\"]\n",
+            3,
+            "`filesystem.writ`",
+        ),
+        ("description = \"x\"\napproval = \"sometimes\"\n", 2, "`approval`"),
+        ("landlock = \"maybe\"\n", 1, "`landlock`"),
+        ("[network]\nmode = \"open\"\n", 2, "`network.mode`"),
+        ("[limits]\ntimeout = \"10 fortnights\"\n", 2, "`limits.timeout`"),
+        ("[limits]\ntimeout = \"0s\"\n", 2, "`limits.timeout`"),
+        ("[limits]\nmemory = \"lots\"\n", 2, "`limits.memory`"),
+        ("[limits]\n\noutput = 0\n", 3, "`limits.output`"),
+        ("[limits]\npids = -1\n", 2, "`limits.pids`"),
+        (
+            "[network]\nmode = \"allowlist\"\nports = [70000]\n",
+            3,
+            "`network.ports`",
+        ),
+        ("[filesystem]\nwrite = [\"relative/path\"]\n", 2, "relative/path"),
+        ("[filesystem]\nread = [\"{nope}/x\"]\n", 2, "unknown template {nope}"),
+        ("[filesystem]\nwrite = [\"{cwd}/*\"]\n", 2, "`filesystem.write`"),
+        ("[filesystem]\ndeny_read = [\"/a/../b\"]\n", 2, "`filesystem.deny_read`"),
+        ("[network]\nmode = \"allowlist\"\nallow = [\"*\"]\n", 3, "\"*\""),
+        ("[network]\nallow = [\"**\"]\n", 2, "`network.allow`"),
+        (
+            "[network]\nmode = \"allowlist\"\nallow = [\"ok.test\",\n  \"*.com\"]\n",
+            4,
+            "*.com",
+        ),
+        ("[network]\ndeny = [\"**.co.uk\"]\n", 2, "`network.deny`"),
+        (
+            "[network]\nallow_cidrs = [\"10.0.0.0/33\"]\n",
+            2,
+            "`network.allow_cidrs`",
+        ),
+        ("[[network.rule]]\nhost = \"*.com\"\n", 2, "`network.rule.host`"),
+        ("[env]\ndeny = [\"A=B\"]\n", 2, "`env.deny`"),
+        ("[commands]\nallow = [[]]\n", 2, "`commands.allow`"),
+        ("allow_root = \"yes\"\n", 1, "`allow_root`"),
+        ("extends = 3\n", 1, "`extends`"),
+    ];
+    for (body, line, mention) in cases {
+        let (dir, r) = load(&[("bad.toml", body)], true);
+        let msg = r.expect_err(&format!("accepted:\n{body}")).to_string();
+        let file = dir.path().join("bad.toml");
+        let prefix = format!("{}:{line}:", file.display());
+        assert!(msg.starts_with(&prefix), "want {prefix} for:\n{body}\ngot: {msg}");
+        assert!(
+            msg.contains(mention),
+            "no mention of {mention:?} for:\n{body}\ngot: {msg}"
+        );
+    }
+}
+
+#[test]
+fn extends_errors_name_the_parent_or_the_cycle() {
+    let (_d, r) = load(
+        &[("child.toml", "description = \"c\"\nextends = \"missing-parent\"\n")],
+        true,
+    );
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains("child.toml:2:") && msg.contains("missing-parent") && msg.contains("`extends`"),
+        "{msg}"
+    );
+
+    let (_d, r) = load(
+        &[
+            ("a.toml", "extends = \"b\"\n"),
+            ("b.toml", "extends = \"c\"\n"),
+            ("c.toml", "extends = \"a\"\n"),
+        ],
+        true,
+    );
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("cycle") && msg.contains("a -> b -> c -> a"), "{msg}");
+
+    let (_d, r) = load(&[("self.toml", "extends = \"self\"\n")], true);
+    assert!(r.unwrap_err().to_string().contains("cycle"));
+}
+
+#[test]
+fn extends_merges_tables_appends_lists_overrides_scalars() {
+    let s = store(&[
+        ("base.toml", "description = \"base\"\napproval = \"untrusted\"\n[filesystem]\nread = [\"/\"]\nwrite = [\"{cwd}\"]\n[env]\nset = { A = \"1\", B = \"2\" }\n[limits]\ntimeout = \"1h\"\nmemory = \"1GiB\"\n"),
+        ("child.toml", "extends = \"base\"\napproval = \"never\"\n[filesystem]\nwrite = [\"{tmp}\"]\n[env]\nset = { B = \"3\" }\n[limits]\ntimeout = \"1m\"\n"),
+    ]);
+    let c = s.get("child").unwrap();
+    assert_eq!(c.extends.as_deref(), Some("base"));
+    assert_eq!(c.description, "base");
+    assert_eq!(c.approval.value, ApprovalMode::Never);
+    assert!(
+        c.approval.origin.file.ends_with("child.toml") && c.approval.origin.line == 2,
+        "{:?}",
+        c.approval.origin
+    );
+    let w: Vec<_> = c.filesystem.write.iter().map(|l| l.value.as_str()).collect();
+    assert_eq!(w, ["{cwd}", "{tmp}"]);
+    assert!(c.filesystem.write[0].origin.file.ends_with("base.toml"));
+    assert_eq!(c.filesystem.read.len(), 1);
+    let set: Vec<_> = c.env.set.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect();
+    assert_eq!(set, [("A", "1"), ("B", "3")]);
+    assert_eq!(c.limits.timeout.as_ref().unwrap().value, Duration::from_secs(60));
+    assert_eq!(c.limits.memory.as_ref().unwrap().value, 1 << 30);
+    // Extending an embedded profile.
+    let s = store(&[("short.toml", "extends = \"workspace\"\n[limits]\ntimeout = \"1m\"\n")]);
+    let p = s.get("short").unwrap();
+    assert_eq!(p.filesystem.deny_write.len(), 2);
+    assert_eq!(p.limits.timeout.as_ref().unwrap().value, Duration::from_secs(60));
+    assert!(p.filesystem.deny_read[0].origin.file == "embedded:workspace.toml");
+}
+
+#[test]
+fn embedded_profiles_match_the_spec() {
+    let (_d, r) = load(&[], true);
+    let s = r.unwrap();
+    let names: Vec<_> = s.profiles().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["full", "read-only", "workspace"]);
+    assert_eq!(PolicyStore::DEFAULT, "workspace");
+    for p in s.profiles() {
+        assert!(!p.allow_root.value && !p.allow_user_profiles.value, "{}", p.name);
+        assert_eq!(p.approval.value, ApprovalMode::OnRequest, "{}", p.name);
+        assert_eq!(p.landlock.value, LandlockMode::Required, "{}", p.name);
+        assert_eq!(p.source, format!("embedded:{}.toml", p.name));
+        assert!(p.limits.timeout.is_some() && p.limits.memory.is_some() && p.limits.pids.is_some());
+    }
+    let vals = |v: &[Located<String>]| v.iter().map(|l| l.value.clone()).collect::<Vec<_>>();
+    let ro = s.get("read-only").unwrap();
+    assert_eq!(vals(&ro.filesystem.read), ["/"]);
+    assert_eq!(vals(&ro.filesystem.write), ["{tmp}"]);
+    assert_eq!(ro.network.mode.value, NetworkMode::None);
+    let ws = s.get("workspace").unwrap();
+    assert_eq!(vals(&ws.filesystem.write), ["{cwd}", "{tmp}"]);
+    assert_eq!(
+        vals(&ws.filesystem.deny_write),
+        ["{cwd}/.git/hooks", "{cwd}/.git/config"]
+    );
+    assert_eq!(
+        vals(&ws.filesystem.deny_read),
+        ["{home}/.ssh", "{home}/.aws", "{home}/.gnupg"]
+    );
+    assert_eq!(ws.network.mode.value, NetworkMode::None);
+    assert_eq!(ws.limits.timeout.as_ref().unwrap().value, Duration::from_secs(600));
+    assert_eq!(ws.limits.memory.as_ref().unwrap().value, 4 << 30);
+    assert_eq!(ws.limits.pids.as_ref().unwrap().value, 1024);
+    assert_eq!(ws.limits.output.as_ref().unwrap().value, 64 << 20);
+    let full = s.get("full").unwrap();
+    assert_eq!(vals(&full.filesystem.write), ["/"]);
+    assert_eq!(full.network.mode.value, NetworkMode::Full);
+}
+
+#[test]
+fn policy_dir_replaces_or_stands_alone() {
+    let s = store(&[("full.toml", "description = \"site full\"\n")]);
+    let full = s.get("full").unwrap();
+    assert_eq!(full.description, "site full");
+    assert!(full.source.ends_with("full.toml") && !full.source.starts_with("embedded:"));
+    assert_eq!(
+        full.network.mode.value,
+        NetworkMode::None,
+        "defaults, not the embedded full"
+    );
+
+    let (_d, r) = load(
+        &[("mine.toml", "description = \"m\"\n"), ("notes.txt", "ignored")],
+        false,
+    );
+    let s = r.unwrap();
+    assert_eq!(s.profiles().map(|p| p.name.clone()).collect::<Vec<_>>(), ["mine"]);
+    assert!(s.get("workspace").is_none());
+
+    let missing = PolicyStore::load(Some(Path::new("/nonexistent/policies")), true).unwrap();
+    assert_eq!(missing.profiles().count(), 3);
+}
+
+#[test]
+fn render_round_trips() {
+    let s = store(&[(
+        "rich.toml",
+        "extends = \"workspace\"\n[network]\nmode = \"allowlist\"\nallow = [\"crates.io\", \"**.crates.io\"]\nports = [443]\nmethods = [\"GET\"]\n[[network.rule]]\nhost = \"api.github.com\"\nmethods = [\"GET\"]\npaths = [\"/repos/**\"]\ninject = { header = \"Authorization\", value = \"Bearer {secret:GH_TOKEN}\" }\n[commands]\nprompt = [[\"git\", \"push\"]]\n[env]\nset = { TERM = \"dumb\" }\n",
+    )]);
+    for name in ["read-only", "workspace", "full", "rich"] {
+        let text = s.render(name).unwrap();
+        let (_d, again) = load(&[(&format!("{name}.toml"), &text)], false);
+        let again = again.unwrap_or_else(|e| panic!("{name} does not re-parse: {e}\n{text}"));
+        assert_eq!(
+            again.render(name).unwrap().lines().skip(1).collect::<Vec<_>>(),
+            text.lines().skip(1).collect::<Vec<_>>()
+        );
+    }
+    let ws = s.render("workspace").unwrap();
+    assert!(
+        ws.contains("{cwd}/.git/hooks") && ws.contains("timeout = \"10m\"") && ws.contains("memory = \"4GiB\""),
+        "{ws}"
+    );
+    assert!(s.render("nope").is_none());
+}
+
+#[test]
+fn resolve_expands_templates_and_filters_env() {
+    let s = store(&[]);
+    let ws = s.get("workspace").unwrap();
+    let mut c = ctx();
+    c.caller_env = [
+        ("PATH", "/usr/bin"),
+        ("MY_API_TOKEN", "s3cret"),
+        ("AWS_REGION", "x"),
+        ("DEPLOY_KEY", "k"),
+        ("FAVOURITE", "blue"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    c.set_env.insert("EXTRA".into(), "1".into());
+    let e = resolve(ws, &c, &Narrowing::default()).unwrap();
+    assert_eq!(e.read, [PathBuf::from("/")]);
+    assert_eq!(e.write, [PathBuf::from("/srv/ws")]);
+    assert!(e.private_tmp);
+    assert_eq!(e.deny_write, ["/srv/ws/.git/hooks", "/srv/ws/.git/config"]);
+    assert_eq!(e.deny_read, ["/home/u/.ssh", "/home/u/.aws", "/home/u/.gnupg"]);
+    assert_eq!(e.network, NetworkMode::None);
+    let names: Vec<_> = e.env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["EXTRA", "FAVOURITE", "PATH"]);
+    assert_eq!(e.limits.timeout, Some(Duration::from_secs(600)));
+    assert_eq!(e.limits.output, 64 << 20);
+    assert_eq!(e.hash.len(), 64);
+    // Same inputs, same hash; a different cwd, a different hash.
+    assert_eq!(resolve(ws, &c, &Narrowing::default()).unwrap().hash, e.hash);
+    let mut c2 = c.clone();
+    c2.cwd = "/srv/other".into();
+    assert_ne!(resolve(ws, &c2, &Narrowing::default()).unwrap().hash, e.hash);
+
+    // `**/.env` becomes an absolute pattern.
+    let s = store(&[(
+        "dot.toml",
+        "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"**/.env\"]\n",
+    )]);
+    let e = resolve(s.get("dot").unwrap(), &ctx(), &Narrowing::default()).unwrap();
+    assert!(e.deny_read.contains(&"/**/.env".to_string()), "{:?}", e.deny_read);
+
+    // A denied name cannot be smuggled in with --env; the refusal names the rule.
+    let mut c = ctx();
+    c.set_env.insert("GH_TOKEN".into(), "abc".into());
+    let r = resolve(ws, &c, &Narrowing::default()).unwrap_err();
+    assert!(
+        r.rule.contains("env.deny") && r.rule.contains("*TOKEN*") && r.rule.contains("embedded:workspace.toml:"),
+        "{r}"
+    );
+    assert!(r.to_string().contains("GH_TOKEN"));
+}
+
+#[test]
+fn narrowing_is_allowed_widening_is_refused_naming_the_rule() {
+    let s = store(&[
+        ("short.toml", "extends = \"workspace\"\n[limits]\ntimeout = \"1m\"\n"),
+        (
+            "net.toml",
+            "[network]\nmode = \"allowlist\"\nallow = [\"**.crates.io\", \"pypi.org\"]\n",
+        ),
+        ("open.toml", "[network]\nmode = \"full\"\n"),
+        ("strict.toml", "approval = \"untrusted\"\n"),
+    ]);
+    let p = |n| s.get(n).unwrap();
+    let ok = |name, n: Narrowing| resolve(p(name), &ctx(), &n).unwrap_or_else(|r| panic!("{name}: {r}"));
+    let refused = |name, n: Narrowing, rule: &str| {
+        let r = resolve(p(name), &ctx(), &n).expect_err(name);
+        assert!(r.rule.contains(rule), "{name}: want rule {rule:?}, got {r}");
+    };
+
+    let e = ok(
+        "short",
+        Narrowing {
+            timeout: Some(Duration::from_secs(10)),
+            ..Default::default()
+        },
+    );
+    assert_eq!(e.limits.timeout, Some(Duration::from_secs(10)));
+    refused(
+        "short",
+        Narrowing {
+            timeout: Some(Duration::from_secs(7200)),
+            ..Default::default()
+        },
+        "limits.timeout \"1m\"",
+    );
+    refused(
+        "workspace",
+        Narrowing {
+            memory: Some(8 << 30),
+            ..Default::default()
+        },
+        "limits.memory \"4GiB\"",
+    );
+    refused(
+        "workspace",
+        Narrowing {
+            pids: Some(4096),
+            ..Default::default()
+        },
+        "limits.pids",
+    );
+    refused(
+        "workspace",
+        Narrowing {
+            output: Some(1 << 30),
+            ..Default::default()
+        },
+        "limits.output",
+    );
+    let e = ok(
+        "workspace",
+        Narrowing {
+            memory: Some(1 << 20),
+            pids: Some(10),
+            output: Some(4096),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        (e.limits.memory, e.limits.pids, e.limits.output),
+        (Some(1 << 20), Some(10), 4096)
+    );
+
+    let e = ok(
+        "workspace",
+        Narrowing {
+            write: Some(vec!["/srv/ws/sub/".into()]),
+            ..Default::default()
+        },
+    );
+    assert_eq!(e.write, [PathBuf::from("/srv/ws/sub")]);
+    ok(
+        "workspace",
+        Narrowing {
+            write: Some(vec![]),
+            ..Default::default()
+        },
+    );
+    ok(
+        "workspace",
+        Narrowing {
+            write: Some(vec!["/tmp/x".into()]),
+            ..Default::default()
+        },
+    );
+    refused(
+        "workspace",
+        Narrowing {
+            write: Some(vec!["/etc".into()]),
+            ..Default::default()
+        },
+        "filesystem.write",
+    );
+    refused(
+        "workspace",
+        Narrowing {
+            write: Some(vec!["/srv/ws/../etc".into()]),
+            ..Default::default()
+        },
+        "filesystem.write",
+    );
+    refused(
+        "workspace",
+        Narrowing {
+            write: Some(vec!["/srv/wsx".into()]),
+            ..Default::default()
+        },
+        "embedded:workspace.toml:",
+    );
+
+    for to in [ApprovalMode::Untrusted, ApprovalMode::Never, ApprovalMode::OnRequest] {
+        assert_eq!(
+            ok(
+                "workspace",
+                Narrowing {
+                    approval: Some(to),
+                    ..Default::default()
+                }
+            )
+            .approval,
+            to
+        );
+    }
+    refused(
+        "strict",
+        Narrowing {
+            approval: Some(ApprovalMode::OnRequest),
+            ..Default::default()
+        },
+        "approval \"untrusted\"",
+    );
+    refused(
+        "strict",
+        Narrowing {
+            approval: Some(ApprovalMode::Never),
+            ..Default::default()
+        },
+        "approval",
+    );
+
+    let net = |v: &[&str]| Narrowing {
+        network_allow: Some(v.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    let e = ok("net", net(&["static.crates.io", "**.crates.io"]));
+    assert_eq!(
+        (e.network, e.network_allow.clone()),
+        (
+            NetworkMode::Allowlist,
+            vec!["static.crates.io".to_string(), "**.crates.io".to_string()]
+        )
+    );
+    assert_eq!(ok("net", net(&[])).network, NetworkMode::None);
+    assert_eq!(
+        ok("net", Narrowing::default()).network_allow,
+        ["**.crates.io", "pypi.org"]
+    );
+    refused("net", net(&["evil.com"]), "network.allow");
+    refused("net", net(&["*.pypi.org"]), "network.allow");
+    refused("workspace", net(&["crates.io"]), "network.mode \"none\"");
+    let e = ok("open", net(&["crates.io"]));
+    assert_eq!(e.network, NetworkMode::Allowlist);
+}
+
+#[test]
+fn may_narrow_to_table() {
+    use ApprovalMode::*;
+    let cases = [
+        (OnRequest, Untrusted, true),
+        (OnRequest, Never, true),
+        (OnRequest, OnRequest, true),
+        (Untrusted, Untrusted, true),
+        (Untrusted, OnRequest, false),
+        (Untrusted, Never, false),
+        (Never, Never, true),
+        (Never, OnRequest, false),
+        (Never, Untrusted, false),
+    ];
+    for (from, to, want) in cases {
+        assert_eq!(from.may_narrow_to(to), want, "{from:?} -> {to:?}");
+    }
+    for m in [Untrusted, OnRequest, Never] {
+        assert_eq!(ApprovalMode::parse(m.as_str()), Some(m));
+    }
+}
+
+#[test]
+fn check_path_table() {
+    let s = store(&[(
+        "secretive.toml",
+        "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"{cwd}/secret.txt\", \"**/.env\"]\n",
+    )]);
+    let c = ctx();
+    use Access::*;
+    use Verdict::*;
+    // (profile, path, access, verdict, rule must contain)
+    let cases: &[(&str, &str, Access, Verdict, &str)] = &[
+        (
+            "workspace",
+            "/srv/ws/file.txt",
+            Write,
+            Allow,
+            "filesystem.write \"{cwd}\"",
+        ),
+        ("workspace", "/srv/ws/file.txt", Read, Allow, "filesystem.read \"/\""),
+        (
+            "workspace",
+            "/etc/passwd",
+            Write,
+            Deny,
+            "filesystem.write (no root covers /etc/passwd)",
+        ),
+        ("workspace", "/etc/passwd", Read, Allow, "filesystem.read"),
+        (
+            "workspace",
+            "/srv/ws/.git/hooks/pre-commit",
+            Write,
+            Deny,
+            "filesystem.deny_write \"{cwd}/.git/hooks\"",
+        ),
+        ("workspace", "/srv/ws/.git/config", Write, Deny, "deny_write"),
+        ("workspace", "/srv/ws/.git/HEAD", Write, Allow, "filesystem.write"),
+        ("workspace", "/srv/ws/.git/hooks/x", Read, Allow, "filesystem.read"),
+        (
+            "workspace",
+            "/home/u/.ssh/id_ed25519",
+            Read,
+            Deny,
+            "filesystem.deny_read \"{home}/.ssh\"",
+        ),
+        ("workspace", "/home/u/.ssh", Read, Deny, "deny_read"),
+        ("workspace", "/home/u/.sshx", Read, Allow, "filesystem.read"),
+        ("workspace", "/tmp/scratch", Write, Allow, "\"{tmp}\""),
+        ("workspace", "/srv/ws/../../etc/passwd", Read, Deny, "filesystem.read"),
+        ("workspace", "relative", Read, Deny, "filesystem.read"),
+        (
+            "read-only",
+            "/srv/ws/file.txt",
+            Write,
+            Deny,
+            "filesystem.write (no root covers",
+        ),
+        ("full", "/etc/passwd", Write, Allow, "embedded:full.toml:"),
+        (
+            "secretive",
+            "/srv/ws/secret.txt",
+            Read,
+            Deny,
+            "secretive.toml:3 filesystem.deny_read \"{cwd}/secret.txt\"",
+        ),
+        ("secretive", "/srv/ws/sub/dir/.env", Read, Deny, "\"**/.env\""),
+        ("secretive", "/srv/ws/sub/dir/.env", Write, Deny, "deny_read"),
+        ("secretive", "/srv/ws/sub/dir/.envrc", Read, Allow, "filesystem.read"),
+        (
+            "secretive",
+            "/home/u/.aws/credentials",
+            Read,
+            Deny,
+            "embedded:workspace.toml:",
+        ),
+    ];
+    for (name, path, access, verdict, rule) in cases {
+        let d = check_path(s.get(name).unwrap(), &c, Path::new(path), *access);
+        assert_eq!(d.verdict, *verdict, "{name} {path} {access:?}: {d:?}");
+        assert!(
+            d.rule.contains(rule),
+            "{name} {path} {access:?}: want {rule:?} in {:?}",
+            d.rule
+        );
+    }
+}
+
+#[test]
+fn check_command_table() {
+    let s = store(&[
+        ("cmds.toml", "[commands]\nallow = [[\"git\", \"status\"], [\"ls\"], [\"rm\"]]\nprompt = [[\"git\", \"push\"], [\"rm\", \"-rf\"]]\nforbidden = [[\"rm\", \"-rf\", \"/\"]]\n"),
+        ("wary.toml", "extends = \"cmds\"\napproval = \"untrusted\"\n"),
+        ("quiet.toml", "extends = \"cmds\"\napproval = \"never\"\n"),
+    ]);
+    use Verdict::*;
+    let cases: &[(&str, &[&str], Verdict, &str)] = &[
+        (
+            "cmds",
+            &["git", "status", "-s"],
+            Allow,
+            "commands.allow [\"git\", \"status\"]",
+        ),
+        ("cmds", &["ls"], Allow, "commands.allow"),
+        (
+            "cmds",
+            &["git", "push", "origin"],
+            Prompt,
+            "commands.prompt [\"git\", \"push\"]",
+        ),
+        ("cmds", &["rm", "x"], Allow, "commands.allow [\"rm\"]"),
+        ("cmds", &["rm", "-rf", "x"], Prompt, "commands.prompt [\"rm\", \"-rf\"]"),
+        ("cmds", &["rm", "-rf", "/"], Deny, "cmds.toml:4 commands.forbidden"),
+        ("cmds", &["git"], Allow, "approval \"on-request\""),
+        ("cmds", &["make"], Allow, "approval"),
+        ("wary", &["make"], Prompt, "wary.toml:2 approval \"untrusted\""),
+        ("wary", &["ls", "-l"], Allow, "commands.allow"),
+        ("wary", &["rm", "-rf", "/"], Deny, "commands.forbidden"),
+        ("quiet", &["make"], Allow, "approval \"never\""),
+        ("quiet", &["git", "push"], Prompt, "commands.prompt"),
+    ];
+    for (name, argv, verdict, rule) in cases {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let d = check_command(s.get(name).unwrap(), &argv);
+        assert_eq!(d.verdict, *verdict, "{name} {argv:?}: {d:?}");
+        assert!(d.rule.contains(rule), "{name} {argv:?}: want {rule:?} in {:?}", d.rule);
+    }
+}
+
+#[test]
+fn check_url_table() {
+    let s = store(&[(
+        "net.toml",
+        "[network]\nmode = \"allowlist\"\nallow = [\"crates.io\", \"**.crates.io\", \"*.pythonhosted.org\", \"Gist.GitHub.com\", \"github.com\"]\ndeny = [\"gist.github.com\"]\nports = [443, 80]\nallow_cidrs = [\"10.0.0.0/8\"]\n",
+    )]);
+    use Verdict::*;
+    let cases: &[(&str, &str, Verdict, &str)] = &[
+        ("workspace", "https://crates.io/", Deny, "network.mode \"none\""),
+        (
+            "full",
+            "https://anything.example:8443/x",
+            Allow,
+            "network.mode \"full\"",
+        ),
+        (
+            "net",
+            "https://crates.io/api",
+            Allow,
+            "net.toml:3 network.allow \"crates.io\"",
+        ),
+        ("net", "https://STATIC.crates.io./x", Allow, "\"**.crates.io\""),
+        (
+            "net",
+            "http://files.pythonhosted.org/p",
+            Allow,
+            "\"*.pythonhosted.org\"",
+        ),
+        (
+            "net",
+            "https://pythonhosted.org/",
+            Deny,
+            "network.allow (no pattern matches pythonhosted.org)",
+        ),
+        (
+            "net",
+            "https://gist.github.com/x",
+            Deny,
+            "network.deny \"gist.github.com\"",
+        ),
+        ("net", "https://github.com/x", Allow, "network.allow \"github.com\""),
+        ("net", "https://crates.io:8080/", Deny, "network.ports"),
+        ("net", "crates.io:443", Allow, "network.allow"),
+        ("net", "crates.io", Deny, "network.ports"),
+        ("net", "https://evilcrates.io/", Deny, "network.allow"),
+        ("net", "https://user@crates.io/", Allow, "network.allow"),
+        ("net", "http://10.1.2.3/", Allow, "network.allow_cidrs \"10.0.0.0/8\""),
+        ("net", "http://192.168.1.1/", Deny, "network.allow_cidrs"),
+        ("net", "https:///nohost", Deny, "network.allow"),
+    ];
+    for (name, url, verdict, rule) in cases {
+        let d = check_url(s.get(name).unwrap(), url);
+        assert_eq!(d.verdict, *verdict, "{name} {url}: {d:?}");
+        assert!(d.rule.contains(rule), "{name} {url}: want {rule:?} in {:?}", d.rule);
+    }
+}
+
+fn config(text: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sandboxd.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(Some(&path))
+}
+
+#[test]
+fn config_defaults_and_full_file() {
+    let c = config("").unwrap();
+    assert_eq!(c.socket, Path::new("/run/sandboxd/sandboxd.sock"));
+    assert_eq!(c.state_dir, Path::new("/var/lib/sandboxd"));
+    assert_eq!(c.policy_dir, Path::new("/etc/sandboxd/policies"));
+    assert!(c.embedded_profiles);
+    assert_eq!(c.admin_group, "sandboxd-admin");
+    assert_eq!((c.limits.max_sandboxes, c.limits.max_per_user), (256, 64));
+    assert!(c.dns.upstream.is_none() && c.secrets.is_empty());
+
+    let c = config(
+        r#"socket = "/run/s.sock"
+state_dir = "/var/lib/x"
+policy_dir = "/etc/x/policies"
+embedded_profiles = false
+admin_group = "wheel"
+[dns]
+upstream = ["10.0.0.1:53", "10.0.0.2"]
+hosts = { "Mirror.corp.test" = ["10.0.0.5"] }
+[limits]
+max_sandboxes = 10
+max_per_user = 2
+[tls]
+extra_roots = ["/etc/sandboxd/corp-ca.pem"]
+[secrets]
+GH_TOKEN = { file = "/etc/sandboxd/secrets/gh-token", users = ["alice", "1000"] }
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.socket, Path::new("/run/s.sock"));
+    assert!(!c.embedded_profiles);
+    assert_eq!(c.admin_group, "wheel");
+    let up = c.dns.upstream.unwrap();
+    assert_eq!(up[1].port(), 53);
+    assert_eq!(
+        c.dns.hosts["mirror.corp.test"],
+        ["10.0.0.5".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!((c.limits.max_sandboxes, c.limits.max_per_user), (10, 2));
+    assert_eq!(c.tls.extra_roots, [PathBuf::from("/etc/sandboxd/corp-ca.pem")]);
+    assert_eq!(c.secrets["GH_TOKEN"].users, ["alice", "1000"]);
+
+    let c = config("[dns]\nupstream = \"system\"\n").unwrap();
+    assert!(c.dns.upstream.is_none());
+}
+
+#[test]
+fn config_errors_name_file_line_and_key() {
+    let cases: &[(&str, usize, &str)] = &[
+        ("socket = \n", 1, ""),
+        ("\nsokcet = \"/x\"\n", 2, "`sokcet`"),
+        ("socket = \"relative.sock\"\n", 1, "`socket`"),
+        ("embedded_profiles = \"yes\"\n", 1, "`embedded_profiles`"),
+        ("[limits]\nmax_sandboxes = 0\n", 2, "`limits.max_sandboxes`"),
+        ("[limits]\nmax_per_user = -3\n", 2, "`limits.max_per_user`"),
+        ("[limits]\nmax_total = 3\n", 2, "`limits.max_total`"),
+        ("[dns]\nupstream = [\"dns.example\"]\n", 2, "`dns.upstream`"),
+        ("[dns]\nupstream = \"google\"\n", 2, "`dns.upstream`"),
+        (
+            "[dns]\nhosts = { \"a.test\" = [\"not-an-ip\"] }\n",
+            2,
+            "`dns.hosts.a.test`",
+        ),
+        ("[tls]\nextra_roots = [\"ca.pem\"]\n", 2, "`tls.extra_roots`"),
+        ("[secrets]\nGH = { users = [\"a\"] }\n", 2, "`secrets.GH.file`"),
+        (
+            "[secrets]\nGH = { file = \"/x\", user = [\"a\"] }\n",
+            2,
+            "`secrets.GH.user`",
+        ),
+    ];
+    for (body, line, mention) in cases {
+        let msg = config(body).expect_err(body).to_string();
+        assert!(
+            msg.contains(&format!("sandboxd.toml:{line}:")),
+            "want line {line} for:\n{body}\ngot: {msg}"
+        );
+        assert!(
+            msg.contains(mention),
+            "no mention of {mention:?} for:\n{body}\ngot: {msg}"
+        );
+    }
+    // An explicitly named file must exist.
+    let err = Config::load(Some(Path::new("/nonexistent/sandboxd.toml"))).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::Io { .. }) && err.to_string().contains("/nonexistent/sandboxd.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn env_context_defaults_are_usable() {
+    // A profile with no [env] passes nothing but what it sets.
+    let s = store(&[("bare.toml", "[env]\nset = { LANG = \"C.UTF-8\" }\n")]);
+    let mut c = ctx();
+    c.caller_env = BTreeMap::from([("PATH".to_string(), "/bin".to_string())]);
+    let e = resolve(s.get("bare").unwrap(), &c, &Narrowing::default()).unwrap();
+    assert_eq!(e.env, [("LANG".to_string(), "C.UTF-8".to_string())]);
+    assert_eq!(e.limits.output, narrow::DEFAULT_OUTPUT);
+    assert!(e.write.is_empty() && !e.private_tmp && e.read.is_empty());
+}
