@@ -37,7 +37,7 @@ pub fn format_duration(d: Duration) -> String {
     if d.is_zero() {
         return "0s".to_string();
     }
-    if d.subsec_nanos() % 1_000_000 != 0 || (d.subsec_millis() != 0 && d.as_secs() > 0) {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) || (d.subsec_millis() != 0 && d.as_secs() > 0) {
         return format!("{}ms", d.as_millis());
     }
     if d.as_secs() == 0 {
@@ -92,7 +92,7 @@ pub fn format_size(n: u64) -> String {
         ("MiB", 1 << 20),
         ("KiB", 1 << 10),
     ] {
-        if n >= len && n % len == 0 {
+        if n >= len && n.is_multiple_of(len) {
             return format!("{}{unit}", n / len);
         }
     }
