@@ -268,6 +268,18 @@ fn resolve_expands_templates_and_filters_env() {
     c2.cwd = "/srv/other".into();
     assert_ne!(resolve(ws, &c2, &Narrowing::default()).unwrap().hash, e.hash);
 
+    // A cwd of / is the root, not an empty path; an unknown home is refused, not guessed.
+    let mut c = ctx();
+    c.cwd = "/".into();
+    assert_eq!(
+        resolve(ws, &c, &Narrowing::default()).unwrap().write,
+        [PathBuf::from("/")]
+    );
+    let mut c = ctx();
+    c.home = PathBuf::new();
+    let r = resolve(ws, &c, &Narrowing::default()).unwrap_err();
+    assert!(r.rule.contains("filesystem.deny_read \"{home}/.ssh\""), "{r}");
+
     // `**/.env` becomes an absolute pattern.
     let s = store(&[(
         "dot.toml",

@@ -53,27 +53,40 @@ fn rule<T: std::fmt::Display>(origin: &Origin, key: &str, value: T) -> String {
     format!("{origin} {key} \"{value}\"")
 }
 
-/// Expands a leading template; `escape` quotes the expansion for use in a glob.
-fn expand(entry: &str, ctx: &ExecContext, escape: bool) -> String {
+/// Expands a leading template of `entry` (a `key` rule); `escape` quotes the
+/// expansion for use in a glob. A template without an absolute value for this
+/// exec is refused rather than guessed.
+fn expand(entry: &Located<String>, key: &str, ctx: &ExecContext, escape: bool) -> Result<String, Refusal> {
+    let e = entry.value.as_str();
     for (template, value) in [
         ("{cwd}", &ctx.cwd),
         ("{home}", &ctx.home),
         ("{tmp}", &PathBuf::from(TMP)),
     ] {
-        if let Some(rest) = entry.strip_prefix(template) {
-            let value = value.to_string_lossy();
-            let value = if escape {
-                globset::escape(&value)
-            } else {
-                value.into_owned()
-            };
-            return format!("{}{rest}", value.trim_end_matches('/'));
-        }
+        let Some(rest) = e.strip_prefix(template) else { continue };
+        let Some(value) = clean(value) else {
+            return Err(Refusal {
+                message: format!("{template} has no absolute value for this exec ({:?})", value.display()),
+                rule: rule(&entry.origin, key, e),
+            });
+        };
+        let value = value.to_string_lossy();
+        let value = if escape {
+            globset::escape(&value)
+        } else {
+            value.into_owned()
+        };
+        let value = value.trim_end_matches('/');
+        return Ok(if value.is_empty() && rest.is_empty() {
+            "/".to_string()
+        } else {
+            format!("{value}{rest}")
+        });
     }
-    if escape && entry.starts_with("**/") {
-        return format!("/{entry}");
+    if escape && e.starts_with("**/") {
+        return Ok(format!("/{e}"));
     }
-    entry.to_string()
+    Ok(e.to_string())
 }
 
 /// `.` and duplicate slashes removed; `None` for relative paths or `..`.
@@ -118,7 +131,7 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
     let fs = &profile.filesystem;
     let mut read = Vec::new();
     for r in &fs.read {
-        push_unique(&mut read, PathBuf::from(expand(&r.value, ctx, false)));
+        push_unique(&mut read, PathBuf::from(expand(r, "filesystem.read", ctx, false)?));
     }
     let mut write = Vec::new();
     let mut private_tmp = false;
@@ -126,14 +139,22 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
         if w.value == "{tmp}" {
             private_tmp = true;
         } else {
-            push_unique(&mut write, PathBuf::from(expand(&w.value, ctx, false)));
+            push_unique(&mut write, PathBuf::from(expand(w, "filesystem.write", ctx, false)?));
         }
     }
     if let Some(asked) = &narrow.write {
         write = narrow_write(profile, &write, private_tmp, asked)?;
     }
-    let deny_read = fs.deny_read.iter().map(|d| expand(&d.value, ctx, true)).collect();
-    let deny_write = fs.deny_write.iter().map(|d| expand(&d.value, ctx, true)).collect();
+    let deny_read = fs
+        .deny_read
+        .iter()
+        .map(|d| expand(d, "filesystem.deny_read", ctx, true))
+        .collect::<Result<_, _>>()?;
+    let deny_write = fs
+        .deny_write
+        .iter()
+        .map(|d| expand(d, "filesystem.deny_write", ctx, true))
+        .collect::<Result<_, _>>()?;
 
     let (network, network_allow) = narrow_network(profile, narrow.network_allow.as_deref())?;
     let env = environment(profile, ctx)?;
@@ -368,7 +389,17 @@ pub fn check_path(profile: &Profile, ctx: &ExecContext, path: &Path, access: Acc
         }
     };
     for (k, d) in denies {
-        if covers(&expand(&d.value, ctx, true), &path) {
+        let pattern = match expand(d, k, ctx, true) {
+            Ok(p) => p,
+            Err(r) => {
+                return Decision {
+                    verdict: Verdict::Deny,
+                    rule: r.rule,
+                    reason: r.message,
+                }
+            }
+        };
+        if covers(&pattern, &path) {
             return Decision {
                 verdict: Verdict::Deny,
                 rule: rule(&d.origin, k, &d.value),
@@ -378,7 +409,7 @@ pub fn check_path(profile: &Profile, ctx: &ExecContext, path: &Path, access: Acc
     }
     let in_root = |roots: &[Located<String>], k: &str| -> Option<Decision> {
         roots.iter().find_map(|r| {
-            let root = expand(&r.value, ctx, false);
+            let root = expand(r, k, ctx, false).ok()?;
             if !path.starts_with(&root) {
                 return None;
             }
