@@ -122,7 +122,13 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 
 fn async_fd(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
     set_nonblocking(fd.as_raw_fd())?;
-    AsyncFd::with_interest(fd, interest)
+    register(fd, interest)
+}
+
+fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the OwnedFd is moved into the AsyncFd, so the descriptor stays
+    // open and the same for the AsyncFd's whole life.
+    Ok(unsafe { AsyncFd::register_with_interest(fd, interest) }?)
 }
 
 fn sys_read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
@@ -325,7 +331,7 @@ async fn run(
 
     // The pidfd becomes readable when the init exits. Without it there is no
     // way to watch the sandbox: end it rather than leave it unwatched.
-    let pidfd = match AsyncFd::with_interest(pidfd, Interest::READABLE) {
+    let pidfd = match register(pidfd, Interest::READABLE) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(pid, error = %e, "cannot watch the sandbox's pidfd; killing it");

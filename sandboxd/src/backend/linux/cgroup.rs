@@ -78,6 +78,17 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// v1 super options that are not controller names.
+const NOT_CONTROLLERS: &[&str] = &[
+    "rw",
+    "ro",
+    "xattr",
+    "noprefix",
+    "clone_children",
+    "cpuset_v2_mode",
+    "favordynmods",
+];
+
 /// Parses /proc/self/mountinfo text into the cgroup hierarchies it lists.
 /// Pure, so it is tested on sample texts of v1, v2 and hybrid hosts.
 pub fn parse_mountinfo(text: &str) -> Mounts {
@@ -102,7 +113,7 @@ pub fn parse_mountinfo(text: &str) -> Mounts {
             "cgroup" => {
                 let ctrls: Vec<String> = right[2]
                     .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
+                    .filter(|o| !NOT_CONTROLLERS.contains(o) && !o.contains('='))
                     .map(str::to_owned)
                     .collect();
                 if !ctrls.is_empty() && !mounts.v1.iter().any(|(_, c)| *c == ctrls) {
