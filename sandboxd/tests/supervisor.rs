@@ -41,11 +41,36 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 /// Clones `sh -c script` as pid 1 of a new pid namespace, placed in a new
 /// cgroup with `limits` before it executes.
 fn start(name: &str, script: &str, limits: &CgroupLimits) -> Fake {
+    start_with(name, script, limits, false)
+}
+
+/// Like [`start`]; with `tty` the script's stdio is a new pty (its
+/// controlling terminal) and the Spawned carries the master, as spawn() does.
+fn start_with(name: &str, script: &str, limits: &CgroupLimits, tty: bool) -> Fake {
     let id = unique_id(name);
     let cgroup = Cgroup::create(&id, limits).expect("cgroup");
-    let (in_r, in_w) = pipe();
-    let (out_r, out_w) = pipe();
-    let (err_r, err_w) = pipe();
+    let (in_r, in_w, out_r, out_w, err_r, err_w);
+    if tty {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        for fd in [&pty.master, &pty.slave] {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .expect("cloexec");
+        }
+        in_w = pty.master.try_clone().expect("dup");
+        out_r = pty.master;
+        err_r = None;
+        in_r = pty.slave.try_clone().expect("dup");
+        out_w = pty.slave.try_clone().expect("dup");
+        err_w = pty.slave;
+    } else {
+        (in_r, in_w) = pipe();
+        (out_r, out_w) = pipe();
+        let (r, w) = pipe();
+        (err_r, err_w) = (Some(r), w);
+    }
     let (rep_r, rep_w) = pipe();
     let (sync_r, sync_w) = pipe();
 
@@ -80,6 +105,10 @@ fn start(name: &str, script: &str, limits: &CgroupLimits) -> Fake {
             let mut b = 0u8;
             libc::read(fds[0], (&mut b as *mut u8).cast(), 1);
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            if tty {
+                libc::setsid();
+                libc::ioctl(fds[1], libc::TIOCSCTTY, 0);
+            }
             libc::dup2(fds[1], 0);
             libc::dup2(fds[2], 1);
             libc::dup2(fds[3], 2);
@@ -129,7 +158,7 @@ fn start(name: &str, script: &str, limits: &CgroupLimits) -> Fake {
             pidfd,
             stdin: in_w,
             stdout: out_r,
-            stderr: Some(err_r),
+            stderr: err_r,
             reports: rep_r,
             cgroup,
         },
@@ -311,6 +340,36 @@ async fn streams_apart_and_stdin_forwarded() {
     assert_eq!(e.output_bytes, 18);
     assert!(!pids_dir(&f.id).exists(), "cgroup removed");
     drop(h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tty_resize_and_eof() {
+    let f = start_with(
+        "tty",
+        "read x; stty size; if read y; then echo more; else echo eof; fi",
+        &pids_limit(),
+        true,
+    );
+    drop(f.reports);
+    let (h, mut rx) = supervise(f.spawned, opts());
+    h.control
+        .send(Control::Resize {
+            rows: 33,
+            cols: 101,
+        })
+        .await
+        .unwrap();
+    h.control
+        .send(Control::Stdin(b"go\n".to_vec()))
+        .await
+        .unwrap();
+    wait_stdout(&mut rx, "33 101").await;
+    h.control.send(Control::StdinEof).await.unwrap();
+    let c = collect(&mut rx).await;
+    let e = c.exit.expect("exit");
+    let out = String::from_utf8_lossy(&c.stdout);
+    assert!(out.contains("eof"), "{out:?}");
+    assert_eq!(e.code, Some(0), "{e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
