@@ -91,7 +91,8 @@ const STDIN_MAX: usize = 1024 * 1024;
 const REPORT_WAIT: Duration = Duration::from_secs(2);
 
 /// Starts supervising `child`. Output arrives on the receiver, ending with `Exit`.
-/// Must be called within a tokio runtime.
+/// Dropping every [`Handle`], or the receiver, kills the sandbox. Must be
+/// called within a tokio runtime.
 pub fn supervise(child: Spawned, opts: Options) -> (Handle, mpsc::Receiver<Output>) {
     let (control, ctl_rx) = mpsc::channel(CONTROL_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(OUTPUT_QUEUE);
@@ -531,7 +532,7 @@ fn reap(pidfd: &OwnedFd) -> Option<Status> {
 }
 
 /// Reads the rest of the init's report stream (it ends when the init is gone)
-/// and returns its last message, bounded in time.
+/// and returns its last `Exited` message, bounded in time.
 async fn read_exit_report(fd: OwnedFd) -> Option<InitReport> {
     let afd = async_fd(fd, Interest::READABLE).ok()?;
     let mut data = Vec::new();
@@ -556,7 +557,7 @@ async fn read_exit_report(fd: OwnedFd) -> Option<InitReport> {
         }
     };
     let _ = tokio::time::timeout(REPORT_WAIT, read_all).await;
-    data.split(|b| *b == b'\n')
+    data.rsplit(|b| *b == b'\n')
         .filter_map(|line| serde_json::from_slice::<InitReport>(line).ok())
-        .last()
+        .find(|r| matches!(r, InitReport::Exited { .. }))
 }

@@ -105,11 +105,7 @@ pub fn parse_mountinfo(text: &str) -> Mounts {
         }
         let point = PathBuf::from(unescape(left[4]));
         match right[0] {
-            "cgroup2" => {
-                if mounts.v2.is_none() {
-                    mounts.v2 = Some(point);
-                }
-            }
+            "cgroup2" if mounts.v2.is_none() => mounts.v2 = Some(point),
             "cgroup" => {
                 let ctrls: Vec<String> = right[2]
                     .split(',')
@@ -350,7 +346,7 @@ fn procs(dir: &Path) -> Vec<i32> {
 }
 
 /// Kills every process of one cgroup directory: `cgroup.kill` on v2 when the
-/// kernel has it, else SIGKILL each listed pid until the list stays empty
+/// kernel has it, else SIGKILL each listed pid until the list is empty
 /// (bounded, in case processes cannot die, e.g. in uninterruptible sleep).
 fn kill_dir(d: &Dir) {
     let kill = d.path.join("cgroup.kill");
@@ -358,10 +354,17 @@ fn kill_dir(d: &Dir) {
         wait_empty(&d.path, Duration::from_secs(2));
         return;
     }
+    // Frozen (v2), nothing can fork between reading the list and the kill;
+    // SIGKILL still gets through to frozen tasks.
+    let freeze = d.path.join("cgroup.freeze");
+    let frozen = d.version == Version::V2 && freeze.exists() && fs::write(&freeze, "1").is_ok();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let pids = procs(&d.path);
         if pids.is_empty() || Instant::now() > deadline {
+            if frozen {
+                let _ = fs::write(&freeze, "0");
+            }
             return;
         }
         for pid in pids {
