@@ -338,7 +338,7 @@ async fn run(
             tracing::error!(pid, error = %e, "cannot watch the sandbox's pidfd; killing it");
             // SAFETY: plain kill of our own child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            cgroup.kill_all();
+            finish_cgroup(cgroup).await;
             let _ = out
                 .send(Output::Exit(ExitInfo {
                     signal: Some(libc::SIGKILL),
