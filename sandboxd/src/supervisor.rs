@@ -4,9 +4,18 @@
 //! period), and reports the exit with resource usage. When it ends, for any
 //! reason, no process of the sandbox is left.
 
+use crate::backend::linux::cgroup::Cgroup;
 use crate::backend::linux::Spawned;
+use crate::backend::spec::InitReport;
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// What the daemon asks of a running sandbox.
 #[derive(Debug)]
@@ -15,7 +24,10 @@ pub enum Control {
     StdinEof,
     /// Forward a signal; SIGINT also starts the grace period.
     Signal(i32),
-    Resize { rows: u16, cols: u16 },
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
     /// End it now (SIGKILL of the whole sandbox); the reason goes in the exit.
     Kill(String),
 }
@@ -26,7 +38,10 @@ pub enum Output {
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
     /// e.g. kind "output-truncated" once the cap is reached.
-    Event { kind: String, message: String },
+    Event {
+        kind: String,
+        message: String,
+    },
     Exit(ExitInfo),
 }
 
@@ -43,7 +58,9 @@ pub struct ExitInfo {
     pub system: Duration,
     pub max_rss_bytes: u64,
     pub memory_peak_bytes: Option<u64>,
+    /// Bytes of stdout+stderr forwarded to the receiver.
     pub output_bytes: u64,
+    /// Bytes read after the cap was reached and dropped.
     pub output_dropped_bytes: u64,
 }
 
@@ -62,8 +79,485 @@ pub struct Handle {
     pub control: mpsc::Sender<Control>,
 }
 
+/// Largest chunk of output in one [`Output`] message.
+const CHUNK: usize = 64 * 1024;
+/// Output messages in flight; with [`CHUNK`] this bounds what the daemon holds.
+const OUTPUT_QUEUE: usize = 16;
+/// Controls in flight from the client.
+const CONTROL_QUEUE: usize = 64;
+/// Stdin bytes held while the command does not read; past it, controls wait.
+const STDIN_MAX: usize = 1024 * 1024;
+/// How long to wait for the init's last report after it exited.
+const REPORT_WAIT: Duration = Duration::from_secs(2);
+
 /// Starts supervising `child`. Output arrives on the receiver, ending with `Exit`.
+/// Dropping every [`Handle`], or the receiver, kills the sandbox. Must be
+/// called within a tokio runtime.
 pub fn supervise(child: Spawned, opts: Options) -> (Handle, mpsc::Receiver<Output>) {
-    let _ = (child, opts);
-    todo!("supervise")
+    let (control, ctl_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel(OUTPUT_QUEUE);
+    tokio::spawn(run(child, opts, ctl_rx, out_tx));
+    (Handle { control }, out_rx)
+}
+
+/// Output accounting shared by the stdout and stderr pumps.
+#[derive(Debug, Default)]
+struct Counters {
+    forwarded: u64,
+    dropped: u64,
+    truncated: bool,
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn async_fd(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    set_nonblocking(fd.as_raw_fd())?;
+    register(fd, interest)
+}
+
+fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the OwnedFd is moved into the AsyncFd, so the descriptor stays
+    // open and the same for the AsyncFd's whole life.
+    Ok(unsafe { AsyncFd::register_with_interest(fd, interest) }?)
+}
+
+fn sys_read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for buf.len() bytes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        // A pty master reads EIO once the terminal side is closed: that is EOF.
+        return if e.raw_os_error() == Some(libc::EIO) {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(n as usize)
+}
+
+fn sys_write(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for buf.len() bytes.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Sends `sig` through the pidfd, so a recycled pid is never hit.
+fn send_signal(pidfd: &OwnedFd, sig: i32) {
+    // SAFETY: pidfd_send_signal with no siginfo.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        tracing::debug!(sig, error = %io::Error::last_os_error(), "signal not delivered");
+    }
+}
+
+fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "resize failed");
+    }
+}
+
+/// Reads one output stream and forwards it in chunks until EOF, counting
+/// against the shared cap; past the cap it keeps reading (so the writer does
+/// not block) and drops. Once `stop` is set (the sandbox is dead), it reads
+/// what is buffered and returns instead of waiting for more.
+async fn pump_out(
+    fd: OwnedFd,
+    stderr: bool,
+    cap: u64,
+    counters: Arc<Mutex<Counters>>,
+    tx: mpsc::Sender<Output>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let afd = match async_fd(fd, Interest::READABLE) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "output pipe unusable");
+            return;
+        }
+    };
+    let mut buf = vec![0u8; CHUNK];
+    let mut stopping = *stop.borrow();
+    loop {
+        let n = if stopping {
+            match sys_read(afd.get_ref(), &mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        } else {
+            let mut guard = tokio::select! {
+                g = afd.readable() => match g {
+                    Ok(g) => g,
+                    Err(_) => break,
+                },
+                _ = stop.changed() => {
+                    stopping = true;
+                    continue;
+                }
+            };
+            match guard.try_io(|inner| sys_read(inner.get_ref(), &mut buf)) {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(_)) => break,
+                Err(_would_block) => continue,
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let (forward, first_drop) = {
+            let mut c = counters.lock().unwrap_or_else(|p| p.into_inner());
+            let room = cap.saturating_sub(c.forwarded);
+            let forward = (n as u64).min(room) as usize;
+            c.forwarded += forward as u64;
+            c.dropped += (n - forward) as u64;
+            let first_drop = forward < n && !c.truncated;
+            c.truncated |= first_drop;
+            (forward, first_drop)
+        };
+        if forward > 0 {
+            let data = buf[..forward].to_vec();
+            let msg = if stderr {
+                Output::Stderr(data)
+            } else {
+                Output::Stdout(data)
+            };
+            // A gone receiver ends the sandbox elsewhere; keep draining meanwhile.
+            let _ = tx.send(msg).await;
+        }
+        if first_drop {
+            let _ = tx
+                .send(Output::Event {
+                    kind: "output-truncated".into(),
+                    message: format!("output exceeded {cap} bytes; the rest was dropped"),
+                })
+                .await;
+        }
+    }
+}
+
+/// Why the sandbox was ended early by the supervisor.
+struct Ended {
+    reason: String,
+    timed_out: bool,
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes what it can of `pending` once stdin is writable.
+async fn write_stdin(stdin: &AsyncFd<OwnedFd>, pending: &VecDeque<u8>) -> io::Result<usize> {
+    loop {
+        let mut guard = stdin.writable().await?;
+        let (front, _) = pending.as_slices();
+        match guard.try_io(|inner| sys_write(inner.get_ref(), front)) {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+async fn run(
+    child: Spawned,
+    opts: Options,
+    mut ctl: mpsc::Receiver<Control>,
+    out: mpsc::Sender<Output>,
+) {
+    let start = Instant::now();
+    let Spawned {
+        pid,
+        pidfd,
+        stdin,
+        stdout,
+        stderr,
+        reports,
+        cgroup,
+    } = child;
+    let tty = stderr.is_none();
+
+    let counters = Arc::new(Mutex::new(Counters::default()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut readers = vec![tokio::spawn(pump_out(
+        stdout,
+        false,
+        opts.output_cap,
+        counters.clone(),
+        out.clone(),
+        stop_rx.clone(),
+    ))];
+    if let Some(err) = stderr {
+        readers.push(tokio::spawn(pump_out(
+            err,
+            true,
+            opts.output_cap,
+            counters.clone(),
+            out.clone(),
+            stop_rx,
+        )));
+    }
+
+    // The pidfd becomes readable when the init exits. Without it there is no
+    // way to watch the sandbox: end it rather than leave it unwatched.
+    let pidfd = match register(pidfd, Interest::READABLE) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(pid, error = %e, "cannot watch the sandbox's pidfd; killing it");
+            // SAFETY: plain kill of our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            finish_cgroup(cgroup).await;
+            let _ = out
+                .send(Output::Exit(ExitInfo {
+                    signal: Some(libc::SIGKILL),
+                    reason: Some(format!("cannot watch the sandbox: {e}")),
+                    ..Default::default()
+                }))
+                .await;
+            return;
+        }
+    };
+    let mut stdin = match async_fd(stdin, Interest::WRITABLE) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "stdin pipe unusable");
+            None
+        }
+    };
+    let mut pending: VecDeque<u8> = VecDeque::new();
+    let mut close_stdin = false;
+    let deadline = opts.timeout.map(|t| start + t);
+    let mut grace: Option<Instant> = None;
+    let mut ended: Option<Ended> = None;
+    let mut ctl_open = true;
+
+    loop {
+        let alive = ended.is_none();
+        tokio::select! {
+            biased;
+            _ = pidfd.readable() => break,
+            _ = sleep_opt(deadline), if alive => {
+                send_signal(pidfd.get_ref(), libc::SIGKILL);
+                let t = opts.timeout.unwrap_or_default();
+                ended = Some(Ended { reason: format!("timed out after {t:?}"), timed_out: true });
+            }
+            _ = sleep_opt(grace), if alive => {
+                send_signal(pidfd.get_ref(), libc::SIGKILL);
+                ended = Some(Ended {
+                    reason: format!("still running {:?} after SIGINT; killed", opts.grace),
+                    timed_out: false,
+                });
+            }
+            _ = out.closed(), if alive => {
+                send_signal(pidfd.get_ref(), libc::SIGKILL);
+                ended = Some(Ended { reason: "output receiver gone".into(), timed_out: false });
+            }
+            c = ctl.recv(), if ctl_open && pending.len() < STDIN_MAX => match c {
+                None => {
+                    ctl_open = false;
+                    if alive {
+                        send_signal(pidfd.get_ref(), libc::SIGKILL);
+                        ended = Some(Ended { reason: "client gone".into(), timed_out: false });
+                    }
+                }
+                Some(_) if !alive => {}
+                Some(Control::Stdin(data)) => {
+                    if stdin.is_some() && !close_stdin {
+                        pending.extend(data);
+                    }
+                }
+                Some(Control::StdinEof) => {
+                    if tty {
+                        // A pty has no half-close: send the EOF character.
+                        pending.push_back(0x04);
+                    } else {
+                        close_stdin = true;
+                    }
+                }
+                Some(Control::Signal(sig)) => {
+                    send_signal(pidfd.get_ref(), sig);
+                    if sig == libc::SIGINT && grace.is_none() {
+                        grace = Some(Instant::now() + opts.grace);
+                    }
+                }
+                Some(Control::Resize { rows, cols }) => {
+                    if let (true, Some(s)) = (tty, stdin.as_ref()) {
+                        set_winsize(s.get_ref(), rows, cols);
+                    }
+                }
+                Some(Control::Kill(reason)) => {
+                    send_signal(pidfd.get_ref(), libc::SIGKILL);
+                    ended = Some(Ended { reason, timed_out: false });
+                }
+            },
+            r = async { write_stdin(stdin.as_ref().expect("guarded"), &pending).await },
+                if stdin.is_some() && !pending.is_empty() => match r {
+                Ok(n) => {
+                    pending.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The command closed its stdin (EPIPE): nothing more goes in.
+                    pending.clear();
+                    stdin = None;
+                }
+            },
+        }
+        if close_stdin && pending.is_empty() {
+            stdin = None;
+        }
+    }
+    drop(stdin);
+
+    let status = reap(pidfd.get_ref());
+    let report = read_exit_report(reports).await;
+    let mut info = ExitInfo::default();
+    match report {
+        Some(InitReport::Exited {
+            code,
+            signal,
+            user_us,
+            system_us,
+            max_rss_bytes,
+        }) => {
+            info.code = code;
+            info.signal = signal;
+            info.user = Duration::from_micros(user_us);
+            info.system = Duration::from_micros(system_us);
+            info.max_rss_bytes = max_rss_bytes;
+        }
+        _ => match status {
+            Some(Status::Exited(c)) => info.code = Some(c),
+            Some(Status::Signaled(s)) => info.signal = Some(s),
+            None => info.signal = Some(libc::SIGKILL),
+        },
+    }
+    info.memory_peak_bytes = cgroup.memory_peak();
+    info.oom_killed = cgroup.oom_killed();
+    if info.oom_killed && ended.is_none() {
+        info.reason = Some("memory limit exceeded".into());
+    }
+    if let Some(e) = ended {
+        info.timed_out = e.timed_out;
+        info.reason = Some(e.reason);
+    }
+    // Nothing of the sandbox survives; the cgroup goes away (blocking waits).
+    finish_cgroup(cgroup).await;
+
+    let _ = stop_tx.send(true);
+    for r in readers {
+        let _ = r.await;
+    }
+    {
+        let c = counters.lock().unwrap_or_else(|p| p.into_inner());
+        info.output_bytes = c.forwarded;
+        info.output_dropped_bytes = c.dropped;
+    }
+    info.wall = start.elapsed();
+    let _ = out.send(Output::Exit(info)).await;
+}
+
+async fn finish_cgroup(cgroup: Cgroup) {
+    let done = tokio::task::spawn_blocking(move || {
+        cgroup.kill_all();
+        drop(cgroup);
+    })
+    .await;
+    if let Err(e) = done {
+        tracing::error!(error = %e, "cgroup cleanup failed");
+    }
+}
+
+/// How the init ended, from waitid.
+enum Status {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Reaps the init through its pidfd; `None` when it is not our child.
+fn reap(pidfd: &OwnedFd) -> Option<Status> {
+    // SAFETY: zeroed siginfo is a valid out-parameter for waitid.
+    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid fills `si`; the pidfd is valid for the call.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut si,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    };
+    if r < 0 {
+        return None;
+    }
+    // SAFETY: waitid succeeded, so the SIGCHLD fields are set.
+    let status = unsafe { si.si_status() };
+    match si.si_code {
+        libc::CLD_EXITED => Some(Status::Exited(status)),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Some(Status::Signaled(status)),
+        _ => None,
+    }
+}
+
+/// Reads the rest of the init's report stream (it ends when the init is gone)
+/// and returns its last `Exited` message, bounded in time.
+async fn read_exit_report(fd: OwnedFd) -> Option<InitReport> {
+    let afd = async_fd(fd, Interest::READABLE).ok()?;
+    let mut data = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok(mut guard) = afd.readable().await else {
+                return;
+            };
+            match guard.try_io(|inner| sys_read(inner.get_ref(), &mut buf)) {
+                Ok(Ok(0)) => return,
+                Ok(Ok(n)) => {
+                    data.extend_from_slice(&buf[..n]);
+                    if data.len() > 1 << 20 {
+                        return;
+                    }
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) => return,
+                Err(_would_block) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REPORT_WAIT, read_all).await;
+    data.rsplit(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<InitReport>(line).ok())
+        .find(|r| matches!(r, InitReport::Exited { .. }))
 }

@@ -1,5 +1,15 @@
 //! Per-sandbox cgroups for memory and pids, on cgroup v1 controllers or v2,
 //! whichever hierarchy carries each controller on this host.
+//!
+//! Each sandbox gets `sandboxd/<id>` at the root of every hierarchy that
+//! carries `memory` or `pids` (one directory on a pure v2 host, up to two on a
+//! v1 host). A limit requested for a controller that no hierarchy carries is
+//! an error: the sandbox is refused rather than run unlimited.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Limits to enforce; `None` leaves the controller unused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -12,6 +22,8 @@ pub struct CgroupLimits {
 pub enum CgroupError {
     #[error("no cgroup hierarchy carries the {0} controller; the limit cannot be enforced")]
     NoController(&'static str),
+    #[error("invalid cgroup name {0:?}: use letters, digits, '.', '_' or '-'")]
+    InvalidId(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -20,35 +32,475 @@ pub enum CgroupError {
     },
 }
 
+/// Directory under each hierarchy's root that holds the sandboxes' cgroups.
+const PARENT: &str = "sandboxd";
+
+/// Cgroup version of one hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// Cgroup hierarchies mounted on this host, as listed in mountinfo.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mounts {
+    /// v1 mounts: mount point and the controllers it carries.
+    pub v1: Vec<(PathBuf, Vec<String>)>,
+    /// The v2 (unified) mount point, if any.
+    pub v2: Option<PathBuf>,
+}
+
+/// Where one controller lives: which hierarchy, mounted where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub version: Version,
+    pub mount: PathBuf,
+}
+
+/// Undoes the octal escapes (`\040` etc.) mountinfo uses in paths.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let oct = std::str::from_utf8(&bytes[i + 1..i + 4]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(oct, 8) {
+                out.push(b);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// v1 super options that are not controller names.
+const NOT_CONTROLLERS: &[&str] = &[
+    "rw",
+    "ro",
+    "xattr",
+    "noprefix",
+    "clone_children",
+    "cpuset_v2_mode",
+    "favordynmods",
+];
+
+/// Parses /proc/self/mountinfo text into the cgroup hierarchies it lists.
+/// Pure, so it is tested on sample texts of v1, v2 and hybrid hosts.
+pub fn parse_mountinfo(text: &str) -> Mounts {
+    let mut mounts = Mounts::default();
+    for line in text.lines() {
+        // Fields: id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if left.len() < 5 || right.len() < 3 {
+            continue;
+        }
+        let point = PathBuf::from(unescape(left[4]));
+        match right[0] {
+            "cgroup2" if mounts.v2.is_none() => mounts.v2 = Some(point),
+            "cgroup" => {
+                let ctrls: Vec<String> = right[2]
+                    .split(',')
+                    .filter(|o| !NOT_CONTROLLERS.contains(o) && !o.contains('='))
+                    .map(str::to_owned)
+                    .collect();
+                if !ctrls.is_empty() && !mounts.v1.iter().any(|(_, c)| *c == ctrls) {
+                    mounts.v1.push((point, ctrls));
+                }
+            }
+            _ => {}
+        }
+    }
+    mounts
+}
+
+/// Picks the hierarchy carrying `controller`: a v1 mount naming it first (a
+/// controller bound to v1 is unavailable on v2), else the v2 mount when its
+/// root's `cgroup.controllers` text (`v2_controllers`) lists it.
+pub fn locate(mounts: &Mounts, controller: &str, v2_controllers: &str) -> Option<Place> {
+    if let Some((mount, _)) = mounts
+        .v1
+        .iter()
+        .find(|(_, c)| c.iter().any(|n| n == controller))
+    {
+        return Some(Place {
+            version: Version::V1,
+            mount: mount.clone(),
+        });
+    }
+    let v2 = mounts.v2.as_ref()?;
+    v2_controllers
+        .split_whitespace()
+        .any(|c| c == controller)
+        .then(|| Place {
+            version: Version::V2,
+            mount: v2.clone(),
+        })
+}
+
+/// A sandbox id usable as one path component, nothing else.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn io_err(path: &Path, source: io::Error) -> CgroupError {
+    CgroupError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(|e| io_err(path, e))
+}
+
+/// Value of `key` in a flat keyed file such as memory.events or memory.oom_control.
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// One cgroup directory of the sandbox.
+#[derive(Debug)]
+struct Dir {
+    version: Version,
+    mount: PathBuf,
+    path: PathBuf,
+    memory: bool,
+}
+
 /// One sandbox's cgroup(s). Removed on drop (after its processes are gone).
 #[derive(Debug)]
-pub struct Cgroup {}
+pub struct Cgroup {
+    dirs: Vec<Dir>,
+}
 
 impl Cgroup {
     /// Creates the cgroup(s) `sandboxd/<id>` with `limits` applied.
     pub fn create(id: &str, limits: &CgroupLimits) -> Result<Self, CgroupError> {
-        let _ = (id, limits);
-        todo!("cgroup create")
+        if !valid_id(id) {
+            return Err(CgroupError::InvalidId(id.to_owned()));
+        }
+        let info_path = Path::new("/proc/self/mountinfo");
+        let info = fs::read_to_string(info_path).map_err(|e| io_err(info_path, e))?;
+        let mounts = parse_mountinfo(&info);
+        let v2_controllers = mounts
+            .v2
+            .as_ref()
+            .and_then(|m| fs::read_to_string(m.join("cgroup.controllers")).ok())
+            .unwrap_or_default();
+        let memory = locate(&mounts, "memory", &v2_controllers);
+        let pids = locate(&mounts, "pids", &v2_controllers);
+        if limits.memory_bytes.is_some() && memory.is_none() {
+            return Err(CgroupError::NoController("memory"));
+        }
+        if limits.pids.is_some() && pids.is_none() {
+            return Err(CgroupError::NoController("pids"));
+        }
+
+        let mut cg = Cgroup { dirs: Vec::new() };
+        for (name, place) in [("memory", memory), ("pids", pids)] {
+            let Some(place) = place else { continue };
+            let dir = match cg.dirs.iter().position(|d| d.mount == place.mount) {
+                Some(i) => i,
+                None => {
+                    let parent = place.mount.join(PARENT);
+                    if !parent.is_dir() {
+                        match fs::create_dir(&parent) {
+                            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                                return Err(io_err(&parent, e))
+                            }
+                            _ => {}
+                        }
+                    }
+                    let path = parent.join(id);
+                    fs::create_dir(&path).map_err(|e| io_err(&path, e))?;
+                    cg.dirs.push(Dir {
+                        version: place.version,
+                        mount: place.mount.clone(),
+                        path,
+                        memory: false,
+                    });
+                    cg.dirs.len() - 1
+                }
+            };
+            let d = &mut cg.dirs[dir];
+            if d.version == Version::V2 {
+                // Enable the controller top-down so sandboxd/<id> gets its files.
+                let on = format!("+{name}");
+                write(&place.mount.join("cgroup.subtree_control"), &on)?;
+                write(
+                    &place.mount.join(PARENT).join("cgroup.subtree_control"),
+                    &on,
+                )?;
+            }
+            match name {
+                "memory" => {
+                    d.memory = true;
+                    if let Some(bytes) = limits.memory_bytes {
+                        apply_memory(d, bytes)?;
+                    }
+                }
+                _ => {
+                    if let Some(n) = limits.pids {
+                        write(&d.path.join("pids.max"), &n.to_string())?;
+                    }
+                }
+            }
+        }
+        Ok(cg)
     }
 
     /// Moves `pid` into every cgroup of this sandbox.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        let _ = pid;
-        todo!("cgroup add")
+        for d in &self.dirs {
+            write(&d.path.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn memory_dir(&self) -> Option<&Dir> {
+        self.dirs.iter().find(|d| d.memory)
     }
 
     /// Peak memory use in bytes, when the controller reports it.
     pub fn memory_peak(&self) -> Option<u64> {
-        todo!("memory peak")
+        let d = self.memory_dir()?;
+        let file = match d.version {
+            Version::V1 => "memory.max_usage_in_bytes",
+            Version::V2 => "memory.peak",
+        };
+        fs::read_to_string(d.path.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Whether the memory controller killed a process for exceeding the limit.
     pub fn oom_killed(&self) -> bool {
-        todo!("oom")
+        let Some(d) = self.memory_dir() else {
+            return false;
+        };
+        let file = match d.version {
+            Version::V1 => "memory.oom_control",
+            Version::V2 => "memory.events",
+        };
+        fs::read_to_string(d.path.join(file))
+            .ok()
+            .and_then(|t| keyed(&t, "oom_kill"))
+            .is_some_and(|n| n > 0)
     }
 
     /// SIGKILLs every process still in the cgroup.
     pub fn kill_all(&self) {
-        todo!("kill all")
+        for d in &self.dirs {
+            kill_dir(d);
+        }
+    }
+}
+
+/// Sets the memory limit so that swap cannot extend it either.
+fn apply_memory(d: &Dir, bytes: u64) -> Result<(), CgroupError> {
+    match d.version {
+        Version::V1 => {
+            write(&d.path.join("memory.limit_in_bytes"), &bytes.to_string())?;
+            // memsw is memory+swap; present only when swap accounting is on.
+            let memsw = d.path.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write(&memsw, &bytes.to_string())?;
+            }
+        }
+        Version::V2 => {
+            write(&d.path.join("memory.max"), &bytes.to_string())?;
+            let swap = d.path.join("memory.swap.max");
+            if swap.exists() {
+                write(&swap, "0")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pids listed in a cgroup's `cgroup.procs`.
+fn procs(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Kills every process of one cgroup directory: `cgroup.kill` on v2 when the
+/// kernel has it, else SIGKILL each listed pid until the list is empty
+/// (bounded, in case processes cannot die, e.g. in uninterruptible sleep).
+fn kill_dir(d: &Dir) {
+    let kill = d.path.join("cgroup.kill");
+    if d.version == Version::V2 && kill.exists() && fs::write(&kill, "1").is_ok() {
+        wait_empty(&d.path, Duration::from_secs(2));
+        return;
+    }
+    // Frozen (v2), nothing can fork between reading the list and the kill;
+    // SIGKILL still gets through to frozen tasks.
+    let freeze = d.path.join("cgroup.freeze");
+    let frozen = d.version == Version::V2 && freeze.exists() && fs::write(&freeze, "1").is_ok();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids = procs(&d.path);
+        if pids.is_empty() || Instant::now() > deadline {
+            if frozen {
+                let _ = fs::write(&freeze, "0");
+            }
+            return;
+        }
+        for pid in pids {
+            // SAFETY: plain syscall; a pid that vanished just gives ESRCH.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn wait_empty(dir: &Path, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !procs(dir).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.kill_all();
+        for d in &self.dirs {
+            // rmdir fails with EBUSY until the last task is reaped: retry briefly.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while let Err(e) = fs::remove_dir(&d.path) {
+                if e.kind() == io::ErrorKind::NotFound || Instant::now() > deadline {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        tracing::warn!(path = %d.path.display(), error = %e, "cgroup not removed");
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1_HOST: &str = "\
+25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+31 25 0:28 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+32 31 0:29 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime shared:10 - cgroup cgroup rw,xattr,name=systemd
+35 31 0:32 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:13 - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,cpu,cpuacct
+39 31 0:36 / /sys/fs/cgroup/pids rw,nosuid,nodev,noexec,relatime shared:17 - cgroup cgroup rw,pids
+";
+
+    const V2_HOST: &str = "\
+22 28 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+26 22 0:23 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+
+    const HYBRID_HOST: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    fn v1(p: &str) -> Option<Place> {
+        Some(Place {
+            version: Version::V1,
+            mount: PathBuf::from(p),
+        })
+    }
+
+    fn v2(p: &str) -> Option<Place> {
+        Some(Place {
+            version: Version::V2,
+            mount: PathBuf::from(p),
+        })
+    }
+
+    #[test]
+    fn parses_v1_host() {
+        let m = parse_mountinfo(V1_HOST);
+        assert_eq!(m.v2, None);
+        assert_eq!(m.v1.len(), 3);
+        assert!(m.v1.contains(&(
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+            vec!["cpu".to_owned(), "cpuacct".to_owned()]
+        )));
+        assert_eq!(locate(&m, "memory", ""), v1("/sys/fs/cgroup/memory"));
+        assert_eq!(locate(&m, "pids", ""), v1("/sys/fs/cgroup/pids"));
+        assert_eq!(locate(&m, "systemd", ""), None);
+    }
+
+    #[test]
+    fn parses_v2_host() {
+        let m = parse_mountinfo(V2_HOST);
+        assert!(m.v1.is_empty());
+        assert_eq!(m.v2, Some(PathBuf::from("/sys/fs/cgroup")));
+        let ctrls = "cpuset cpu io memory hugetlb pids rdma misc\n";
+        assert_eq!(locate(&m, "memory", ctrls), v2("/sys/fs/cgroup"));
+        assert_eq!(locate(&m, "pids", ctrls), v2("/sys/fs/cgroup"));
+        // Mounted but without the controller: unavailable.
+        assert_eq!(locate(&m, "memory", "cpu io pids"), None);
+    }
+
+    #[test]
+    fn parses_hybrid_host() {
+        let m = parse_mountinfo(HYBRID_HOST);
+        assert_eq!(m.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(locate(&m, "memory", ""), v1("/sys/fs/cgroup/memory"));
+        assert_eq!(locate(&m, "pids", ""), v1("/sys/fs/cgroup/pids"));
+        // v1 wins even if the v2 root were to list it.
+        assert_eq!(locate(&m, "memory", "memory"), v1("/sys/fs/cgroup/memory"));
+    }
+
+    #[test]
+    fn unescapes_mount_points() {
+        let m =
+            parse_mountinfo("41 31 0:38 / /mnt/my\\040cgroup rw,relatime - cgroup2 cgroup2 rw\n");
+        assert_eq!(m.v2, Some(PathBuf::from("/mnt/my cgroup")));
+    }
+
+    #[test]
+    fn rejects_bad_ids() {
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "x\0"] {
+            assert!(!valid_id(bad), "{bad:?}");
+            assert!(matches!(
+                Cgroup::create(bad, &CgroupLimits::default()),
+                Err(CgroupError::InvalidId(_))
+            ));
+        }
+        assert!(valid_id("sbx-1a2b_3.c"));
+    }
+
+    #[test]
+    fn reads_keyed_files() {
+        let t = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(keyed(t, "oom_kill"), Some(3));
+        assert_eq!(keyed(t, "oom"), None);
     }
 }
