@@ -42,7 +42,10 @@ pub fn socket_path(flag: Option<&Path>) -> PathBuf {
 /// The connection is made eagerly, so a missing socket or a refused
 /// connection is reported here rather than on the first call.
 pub async fn connect(path: &Path) -> Result<Client, ConnectError> {
-    let fail = |e: &dyn std::error::Error| ConnectError { path: path.to_path_buf(), reason: chain(e) };
+    let fail = |e: &dyn std::error::Error| ConnectError {
+        path: path.to_path_buf(),
+        reason: chain(e),
+    };
     // The URI is required by HTTP/2 but never resolved: the connector below
     // ignores it and dials the socket.
     let endpoint = Endpoint::from_static("http://localhost");
@@ -77,6 +80,9 @@ mod tests {
 
     #[test]
     fn flag_wins() {
-        assert_eq!(socket_path(Some(Path::new("/x.sock"))), PathBuf::from("/x.sock"));
+        assert_eq!(
+            socket_path(Some(Path::new("/x.sock"))),
+            PathBuf::from("/x.sock")
+        );
     }
 }

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 /// A duration the parser did not understand.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid duration {0:?}: expected a number with a unit ms, s, m, h or d, e.g. 500ms, 10s, 2m")]
+#[error(
+    "invalid duration {0:?}: expected a number with a unit ms, s, m, h or d, e.g. 500ms, 10s, 2m"
+)]
 pub struct DurationError(pub String);
 
 /// Parses `N` followed by `ms`, `s`, `m`, `h` or `d` (a bare `N` means seconds).
@@ -22,7 +24,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         "d" => 86_400_000,
         _ => return Err(err()),
     };
-    n.checked_mul(ms_per).map(Duration::from_millis).ok_or_else(err)
+    n.checked_mul(ms_per)
+        .map(Duration::from_millis)
+        .ok_or_else(err)
 }
 
 #[cfg(test)]

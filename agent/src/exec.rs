@@ -42,7 +42,9 @@ impl Approval {
     }
 
     pub fn parse(s: &str) -> Option<Approval> {
-        [Approval::Untrusted, Approval::OnRequest, Approval::Never].into_iter().find(|a| a.as_str() == s)
+        [Approval::Untrusted, Approval::OnRequest, Approval::Never]
+            .into_iter()
+            .find(|a| a.as_str() == s)
     }
 }
 
@@ -74,7 +76,11 @@ pub struct ExecOptions {
 impl ExecOptions {
     /// `argv` in `cwd` with the profile's defaults and no environment.
     pub fn new(argv: Vec<String>, cwd: PathBuf) -> ExecOptions {
-        ExecOptions { argv, cwd, ..ExecOptions::default() }
+        ExecOptions {
+            argv,
+            cwd,
+            ..ExecOptions::default()
+        }
     }
 
     fn start(&self, interactive: bool) -> ExecStart {
@@ -84,8 +90,13 @@ impl ExecOptions {
             env: self.env.clone(),
             set_env: self.set_env.clone(),
             profile: self.profile.clone().unwrap_or_default(),
-            timeout_ms: self.timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)),
-            approval: self.approval.map(|a| a.as_str().to_string()).unwrap_or_default(),
+            timeout_ms: self.timeout.map_or(0, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+            }),
+            approval: self
+                .approval
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default(),
             session: self.session.clone().unwrap_or_default(),
             secrets: self.secrets.clone(),
             secret_values: HashMap::new(),
@@ -193,9 +204,11 @@ impl ExecError {
 fn describe_status(s: &tonic::Status) -> String {
     use tonic::Code;
     let verb = match s.code() {
-        Code::InvalidArgument | Code::PermissionDenied | Code::FailedPrecondition | Code::NotFound | Code::OutOfRange => {
-            "refused"
-        }
+        Code::InvalidArgument
+        | Code::PermissionDenied
+        | Code::FailedPrecondition
+        | Code::NotFound
+        | Code::OutOfRange => "refused",
         _ => "failed",
     };
     format!("sandboxd {verb}: {}", s.message())
@@ -210,9 +223,21 @@ fn req(msg: exec_request::Msg) -> ExecRequest {
 ///
 /// Dropping the returned future drops the stream, which makes the daemon kill
 /// the sandbox.
-pub async fn run_exec(client: &mut Client, opts: &ExecOptions, io: ExecIo) -> Result<ExitStatus, ExecError> {
-    let ExecIo { stdin, mut stdout, mut stderr, control, approver } = io;
-    let start = req(exec_request::Msg::Start(opts.start(matches!(approver, Approver::Command(_)))));
+pub async fn run_exec(
+    client: &mut Client,
+    opts: &ExecOptions,
+    io: ExecIo,
+) -> Result<ExitStatus, ExecError> {
+    let ExecIo {
+        stdin,
+        mut stdout,
+        mut stderr,
+        control,
+        approver,
+    } = io;
+    let start = req(exec_request::Msg::Start(
+        opts.start(matches!(approver, Approver::Command(_))),
+    ));
 
     // Stdin is bounded for back-pressure; signals, resizes and approval
     // answers travel on their own queue so a full stdin never delays them.
@@ -228,7 +253,9 @@ pub async fn run_exec(client: &mut Client, opts: &ExecOptions, io: ExecIo) -> Re
             while let Some(c) = rx.recv().await {
                 let msg = match c {
                     Control::Signal(signal) => exec_request::Msg::Signal(SignalRequest { signal }),
-                    Control::Resize { rows, cols } => exec_request::Msg::Resize(WindowSize { rows, cols }),
+                    Control::Resize { rows, cols } => {
+                        exec_request::Msg::Resize(WindowSize { rows, cols })
+                    }
                 };
                 if tx.send(req(msg)).is_err() {
                     return;
@@ -238,8 +265,13 @@ pub async fn run_exec(client: &mut Client, opts: &ExecOptions, io: ExecIo) -> Re
     });
 
     let result = async {
-        let mut responses = client.exec(outgoing).await.map_err(ExecError::Daemon)?.into_inner();
-        let (answer_tx, mut answer_rx) = mpsc::unbounded_channel::<(ApprovalAnswer, Option<String>)>();
+        let mut responses = client
+            .exec(outgoing)
+            .await
+            .map_err(ExecError::Daemon)?
+            .into_inner();
+        let (answer_tx, mut answer_rx) =
+            mpsc::unbounded_channel::<(ApprovalAnswer, Option<String>)>();
         let mut id = String::new();
         loop {
             let msg = tokio::select! {
@@ -262,7 +294,9 @@ pub async fn run_exec(client: &mut Client, opts: &ExecOptions, io: ExecIo) -> Re
                 Some(exec_response::Msg::Started(s)) => id = s.id,
                 Some(exec_response::Msg::Stdout(b)) => write_out(&mut stdout, &b).await?,
                 Some(exec_response::Msg::Stderr(b)) => write_out(&mut stderr, &b).await?,
-                Some(exec_response::Msg::Event(e)) => write_out(&mut stderr, event_line(&e).as_bytes()).await?,
+                Some(exec_response::Msg::Event(e)) => {
+                    write_out(&mut stderr, event_line(&e).as_bytes()).await?
+                }
                 Some(exec_response::Msg::Approval(r)) => {
                     let tx = answer_tx.clone();
                     let approver = approver.clone();
@@ -272,7 +306,11 @@ pub async fn run_exec(client: &mut Client, opts: &ExecOptions, io: ExecIo) -> Re
                 }
                 Some(exec_response::Msg::Exit(exit)) => {
                     if !exit.reason.is_empty() {
-                        write_out(&mut stderr, format!("sandboxd: {}\n", exit.reason).as_bytes()).await?;
+                        write_out(
+                            &mut stderr,
+                            format!("sandboxd: {}\n", exit.reason).as_bytes(),
+                        )
+                        .await?;
                     }
                     return Ok(ExitStatus { id, exit });
                 }
@@ -290,14 +328,21 @@ pub async fn run_exec(client: &mut Client, opts: &ExecOptions, io: ExecIo) -> Re
 }
 
 /// Sends stdin in chunks, then `StdinEof`. A read error counts as end-of-file.
-async fn forward_stdin(stdin: Option<Box<dyn AsyncRead + Send + Unpin>>, tx: mpsc::Sender<ExecRequest>) {
+async fn forward_stdin(
+    stdin: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    tx: mpsc::Sender<ExecRequest>,
+) {
     if let Some(mut r) = stdin {
         let mut buf = vec![0u8; STDIN_CHUNK];
         loop {
             match r.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
-                    if tx.send(req(exec_request::Msg::Stdin(buf[..n].to_vec()))).await.is_err() {
+                    if tx
+                        .send(req(exec_request::Msg::Stdin(buf[..n].to_vec())))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -316,7 +361,11 @@ async fn write_out(w: &mut (dyn AsyncWrite + Send + Unpin), bytes: &[u8]) -> Res
 
 /// One stderr line for a daemon event, naming its rule when there is one.
 fn event_line(e: &Event) -> String {
-    let text = if e.message.is_empty() { e.kind.as_str() } else { e.message.as_str() };
+    let text = if e.message.is_empty() {
+        e.kind.as_str()
+    } else {
+        e.message.as_str()
+    };
     if e.rule.is_empty() {
         format!("sandboxd: {text}\n")
     } else {
@@ -330,11 +379,21 @@ async fn answer(approver: &Approver, r: ApprovalRequest) -> (ApprovalAnswer, Opt
     let (decision, note) = match approver {
         Approver::Deny => (
             "deny".to_string(),
-            Some(format!("denied {} approval request {} (no --approver given)", r.kind, describe_request(&r))),
+            Some(format!(
+                "denied {} approval request {} (no --approver given)",
+                r.kind,
+                describe_request(&r)
+            )),
         ),
         Approver::Command(cmd) => match run_approver(cmd, &r).await {
             Ok(d) => (d, None),
-            Err(why) => ("deny".to_string(), Some(format!("denied approval request {}: {why}", describe_request(&r)))),
+            Err(why) => (
+                "deny".to_string(),
+                Some(format!(
+                    "denied approval request {}: {why}",
+                    describe_request(&r)
+                )),
+            ),
         },
     };
     (ApprovalAnswer { id, decision }, note)
@@ -382,7 +441,10 @@ async fn run_approver(cmd: &str, r: &ApprovalRequest) -> Result<String, String> 
         // An approver that does not read its input may still answer.
         let _ = input.write_all(line.as_bytes()).await;
     }
-    let out = child.wait_with_output().await.map_err(|e| format!("approver {cmd:?}: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("approver {cmd:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!("approver {cmd:?} failed ({})", out.status));
     }
@@ -390,7 +452,9 @@ async fn run_approver(cmd: &str, r: &ApprovalRequest) -> Result<String, String> 
     let word = text.split_whitespace().next().unwrap_or("");
     match word {
         "approve" | "approve-session" | "deny" => Ok(word.to_string()),
-        other => Err(format!("approver {cmd:?} answered {other:?}, not approve, approve-session or deny")),
+        other => Err(format!(
+            "approver {cmd:?} answered {other:?}, not approve, approve-session or deny"
+        )),
     }
 }
 
@@ -400,7 +464,13 @@ mod tests {
 
     #[test]
     fn exit_mapping() {
-        let e = |exited, code, signal, timed_out| ExecExit { exited, code, signal, timed_out, ..ExecExit::default() };
+        let e = |exited, code, signal, timed_out| ExecExit {
+            exited,
+            code,
+            signal,
+            timed_out,
+            ..ExecExit::default()
+        };
         assert_eq!(exit_code(&e(true, 0, 0, false)), 0);
         assert_eq!(exit_code(&e(true, 7, 0, false)), 7);
         assert_eq!(exit_code(&e(true, 127, 0, false)), 127);

@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent::proto::v1::{
-    check_policy_request, CheckPolicyRequest, CommandQuery, GetProfileRequest, KillRequest, ListProfilesRequest,
-    ListRequest, SandboxInfo,
+    check_policy_request, CheckPolicyRequest, CommandQuery, GetProfileRequest, KillRequest,
+    ListProfilesRequest, ListRequest, SandboxInfo,
 };
 use agent::tty::{window_size, RawMode};
-use agent::{connect, parse_duration, run_exec, socket_path, Approval, Client, Control, ExecIo, ExecOptions, DAEMON_FAILURE};
+use agent::{
+    connect, parse_duration, run_exec, socket_path, Approval, Client, Control, ExecIo, ExecOptions,
+    DAEMON_FAILURE,
+};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
@@ -91,7 +94,12 @@ struct ExecArgs {
     #[arg(long)]
     tty: bool,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     command: Vec<String>,
 }
 
@@ -118,7 +126,12 @@ struct CheckArgs {
     /// Check the command given after the options (`--cmd -- CMD...`).
     #[arg(long, requires = "argv")]
     cmd: bool,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD", requires = "cmd")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD",
+        requires = "cmd"
+    )]
     argv: Vec<String>,
 }
 
@@ -139,15 +152,20 @@ fn main() {
             std::process::exit(code);
         }
     };
-    let code = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(run(cli)),
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("agent: cannot start the async runtime: {e}");
-            DAEMON_FAILURE
+            std::process::exit(DAEMON_FAILURE);
         }
     };
+    let code = rt.block_on(run(cli));
     let _ = std::io::stdout().flush();
-    // Exit without waiting for the thread that may still block reading stdin.
+    // Exit without dropping the runtime: dropping it would wait for the
+    // blocking thread that may still be reading stdin (e.g. a terminal).
     std::process::exit(code);
 }
 
@@ -164,9 +182,15 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Exec(args) => exec(&mut client, args).await,
         Cmd::Ps { all } => ps(&mut client, all).await,
         Cmd::Kill { id } => kill(&mut client, id).await,
-        Cmd::Policy { command: PolicyCmd::List } => policy_list(&mut client).await,
-        Cmd::Policy { command: PolicyCmd::Show { name } } => policy_show(&mut client, name).await,
-        Cmd::Policy { command: PolicyCmd::Check(args) } => policy_check(&mut client, args).await,
+        Cmd::Policy {
+            command: PolicyCmd::List,
+        } => policy_list(&mut client).await,
+        Cmd::Policy {
+            command: PolicyCmd::Show { name },
+        } => policy_show(&mut client, name).await,
+        Cmd::Policy {
+            command: PolicyCmd::Check(args),
+        } => policy_check(&mut client, args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("agent: {e:#}");
@@ -186,8 +210,9 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
         Some(d) => here.join(d),
         None => here,
     };
-    let env: HashMap<String, String> =
-        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    let env: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
     let opts = ExecOptions {
         argv: args.command,
         cwd,
@@ -208,7 +233,11 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
     let mut io = ExecIo::stdio(args.approver);
     io.control = Some(ctl_rx);
     // Restored when this guard drops, on every return path below.
-    let raw = if args.tty { RawMode::enable().context("cannot put the terminal in raw mode")? } else { None };
+    let raw = if args.tty {
+        RawMode::enable().context("cannot put the terminal in raw mode")?
+    } else {
+        None
+    };
     let result = run_exec(client, &opts, io).await;
     drop(raw);
     signals.abort();
@@ -223,25 +252,44 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
 
 /// Forwards SIGINT, SIGTERM and SIGHUP to the sandbox (instead of dying of
 /// them) and, with a terminal, window size changes.
-fn forward_signals(tx: mpsc::UnboundedSender<Control>, tty: bool) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+fn forward_signals(
+    tx: mpsc::UnboundedSender<Control>,
+    tty: bool,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut streams = Vec::new();
-    for (kind, n) in [(SignalKind::interrupt(), libc::SIGINT), (SignalKind::terminate(), libc::SIGTERM), (SignalKind::hangup(), libc::SIGHUP)] {
-        streams.push((signal(kind).with_context(|| format!("cannot handle signal {n}"))?, Some(n)));
+    for (kind, n) in [
+        (SignalKind::interrupt(), libc::SIGINT),
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+    ] {
+        streams.push((
+            signal(kind).with_context(|| format!("cannot handle signal {n}"))?,
+            Some(n),
+        ));
     }
     if tty {
-        streams.push((signal(SignalKind::window_change()).context("cannot handle SIGWINCH")?, None));
+        streams.push((
+            signal(SignalKind::window_change()).context("cannot handle SIGWINCH")?,
+            None,
+        ));
     }
     Ok(tokio::spawn(async move {
         let mut merged = tokio_stream::StreamMap::new();
         for (i, (s, n)) in streams.into_iter().enumerate() {
-            merged.insert(i, tokio_stream::wrappers::SignalStream::new(s).map(move |()| n));
+            merged.insert(
+                i,
+                tokio_stream::wrappers::SignalStream::new(s).map(move |()| n),
+            );
         }
         use tokio_stream::StreamExt;
         while let Some((_, n)) = merged.next().await {
             let control = match n {
                 Some(sig) => Control::Signal(sig),
                 None => match window_size() {
-                    Some(ws) => Control::Resize { rows: ws.rows, cols: ws.cols },
+                    Some(ws) => Control::Resize {
+                        rows: ws.rows,
+                        cols: ws.cols,
+                    },
                     None => continue,
                 },
             };
@@ -253,8 +301,14 @@ fn forward_signals(tx: mpsc::UnboundedSender<Control>, tty: bool) -> anyhow::Res
 }
 
 async fn ps(client: &mut Client, all: bool) -> anyhow::Result<i32> {
-    let list = client.list(ListRequest { all }).await.map_err(rpc)?.into_inner();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let list = client
+        .list(ListRequest { all })
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let rows: Vec<[String; 6]> = list.sandboxes.iter().map(|s| ps_row(s, now)).collect();
     print_table(&["ID", "UID", "PID", "PROFILE", "AGE", "COMMAND"], &rows);
     Ok(0)
@@ -262,7 +316,14 @@ async fn ps(client: &mut Client, all: bool) -> anyhow::Result<i32> {
 
 fn ps_row(s: &SandboxInfo, now_ms: i64) -> [String; 6] {
     let age = Duration::from_millis(u64::try_from(now_ms - s.started_unix_ms).unwrap_or(0));
-    [s.id.clone(), s.uid.to_string(), s.pid.to_string(), s.profile.clone(), format_age(age), s.argv.join(" ")]
+    [
+        s.id.clone(),
+        s.uid.to_string(),
+        s.pid.to_string(),
+        s.profile.clone(),
+        format_age(age),
+        s.argv.join(" "),
+    ]
 }
 
 /// `42s`, `5m`, `3h`, `2d`: the largest whole unit.
@@ -302,18 +363,33 @@ fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
 }
 
 async fn kill(client: &mut Client, id: String) -> anyhow::Result<i32> {
-    client.kill(KillRequest { id, signal: 0 }).await.map_err(rpc)?;
+    client
+        .kill(KillRequest { id, signal: 0 })
+        .await
+        .map_err(rpc)?;
     Ok(0)
 }
 
 async fn policy_list(client: &mut Client) -> anyhow::Result<i32> {
-    let list = client.list_profiles(ListProfilesRequest {}).await.map_err(rpc)?.into_inner();
+    let list = client
+        .list_profiles(ListProfilesRequest {})
+        .await
+        .map_err(rpc)?
+        .into_inner();
     let rows: Vec<[String; 3]> = list
         .profiles
         .iter()
         .map(|p| {
-            let mark = if p.name == list.default_profile { "*" } else { " " };
-            [format!("{mark} {}", p.name), p.source.clone(), p.description.clone()]
+            let mark = if p.name == list.default_profile {
+                "*"
+            } else {
+                " "
+            };
+            [
+                format!("{mark} {}", p.name),
+                p.source.clone(),
+                p.description.clone(),
+            ]
         })
         .collect();
     print_table(&["  NAME", "SOURCE", "DESCRIPTION"], &rows);
@@ -321,7 +397,11 @@ async fn policy_list(client: &mut Client) -> anyhow::Result<i32> {
 }
 
 async fn policy_show(client: &mut Client, name: String) -> anyhow::Result<i32> {
-    let p = client.get_profile(GetProfileRequest { name }).await.map_err(rpc)?.into_inner();
+    let p = client
+        .get_profile(GetProfileRequest { name })
+        .await
+        .map_err(rpc)?
+        .into_inner();
     if let Some(s) = &p.summary {
         println!("# {} ({}): {}", s.name, s.source, s.description);
     }
@@ -334,7 +414,13 @@ async fn policy_show(client: &mut Client, name: String) -> anyhow::Result<i32> {
 
 async fn policy_check(client: &mut Client, args: CheckArgs) -> anyhow::Result<i32> {
     let cwd = std::env::current_dir().context("cannot determine the current directory")?;
-    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            cwd.join(p)
+        }
+    };
     let query = if let Some(u) = args.url {
         check_policy_request::Query::Url(u)
     } else if let Some(p) = args.read {
@@ -351,9 +437,24 @@ async fn policy_check(client: &mut Client, args: CheckArgs) -> anyhow::Result<i3
         query: Some(query),
         cwd: cwd.to_string_lossy().into_owned(),
     };
-    let r = client.check_policy(request).await.map_err(rpc)?.into_inner();
-    let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
-    println!("{}  {}  {}", r.decision, or_dash(&r.rule), or_dash(&r.reason));
+    let r = client
+        .check_policy(request)
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    println!(
+        "{}  {}  {}",
+        r.decision,
+        or_dash(&r.rule),
+        or_dash(&r.reason)
+    );
     Ok(match r.decision.as_str() {
         "allow" => 0,
         "deny" => 1,

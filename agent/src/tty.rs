@@ -38,12 +38,21 @@ impl Drop for RawMode {
 /// The window size of the terminal on stdin, else on stdout; `None` when
 /// neither is a terminal.
 pub fn window_size() -> Option<WindowSize> {
-    [libc::STDIN_FILENO, libc::STDOUT_FILENO].into_iter().find_map(|fd| {
-        let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: TIOCGWINSZ writes one winsize into the valid, exclusively
-        // borrowed struct; it fails harmlessly on a non-terminal fd.
-        let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
-        (rc == 0 && ws.ws_row > 0 && ws.ws_col > 0)
-            .then(|| WindowSize { rows: u32::from(ws.ws_row), cols: u32::from(ws.ws_col) })
-    })
+    [libc::STDIN_FILENO, libc::STDOUT_FILENO]
+        .into_iter()
+        .find_map(|fd| {
+            let mut ws = libc::winsize {
+                ws_row: 0,
+                ws_col: 0,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: TIOCGWINSZ writes one winsize into the valid, exclusively
+            // borrowed struct; it fails harmlessly on a non-terminal fd.
+            let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+            (rc == 0 && ws.ws_row > 0 && ws.ws_col > 0).then(|| WindowSize {
+                rows: u32::from(ws.ws_row),
+                cols: u32::from(ws.ws_col),
+            })
+        })
 }
