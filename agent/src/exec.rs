@@ -141,6 +141,11 @@ pub struct ExecIo {
 
 impl ExecIo {
     /// The process's own stdin, stdout and stderr; requests denied unless an approver is given.
+    ///
+    /// Reading stdin occupies a blocking thread that cannot be interrupted, so
+    /// when stdin is a terminal or an open pipe, end the process with
+    /// `std::process::exit` rather than dropping the runtime, which would wait
+    /// for that read.
     pub fn stdio(approver: Option<String>) -> ExecIo {
         ExecIo {
             stdin: Some(Box::new(tokio::io::stdin())),
