@@ -17,7 +17,7 @@ use agent::{
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Parser)]
 #[command(name = "agent", version, about = "Run commands confined by sandboxd")]
@@ -229,7 +229,8 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
     };
 
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-    let signals = forward_signals(ctl_tx, args.tty)?;
+    let (give_up_tx, give_up_rx) = oneshot::channel();
+    let signals = forward_signals(ctl_tx, give_up_tx, args.tty)?;
     let mut io = ExecIo::stdio(args.approver);
     io.control = Some(ctl_rx);
     // Restored when this guard drops, on every return path below.
@@ -238,22 +239,35 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
     } else {
         None
     };
-    let result = run_exec(client, &opts, io).await;
+    let result = tokio::select! {
+        r = run_exec(client, &opts, io) => Some(r),
+        Ok(()) = give_up_rx => None,
+    };
     drop(raw);
     signals.abort();
     match result {
-        Ok(status) => Ok(status.code()),
-        Err(e) => {
+        Some(Ok(status)) => Ok(status.code()),
+        None => {
+            // Returning drops the stream, which makes sandboxd kill the sandbox.
+            eprintln!("agent: interrupted {GIVE_UP_AFTER} times; abandoning the sandbox");
+            Ok(128 + libc::SIGINT)
+        }
+        Some(Err(e)) => {
             eprintln!("agent: {e}");
             Ok(e.code())
         }
     }
 }
 
+/// SIGINTs after which the agent stops waiting for the sandbox to exit.
+const GIVE_UP_AFTER: u32 = 3;
+
 /// Forwards SIGINT, SIGTERM and SIGHUP to the sandbox (instead of dying of
-/// them) and, with a terminal, window size changes.
+/// them) and, with a terminal, window size changes. The [`GIVE_UP_AFTER`]th
+/// SIGINT fires `give_up` instead, for a sandbox that does not end.
 fn forward_signals(
     tx: mpsc::UnboundedSender<Control>,
+    give_up: oneshot::Sender<()>,
     tty: bool,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut streams = Vec::new();
@@ -282,7 +296,18 @@ fn forward_signals(
             );
         }
         use tokio_stream::StreamExt;
+        let mut interrupts = 0;
+        let mut give_up = Some(give_up);
         while let Some((_, n)) = merged.next().await {
+            if n == Some(libc::SIGINT) {
+                interrupts += 1;
+                if interrupts == GIVE_UP_AFTER {
+                    if let Some(g) = give_up.take() {
+                        let _ = g.send(());
+                    }
+                    return;
+                }
+            }
             let control = match n {
                 Some(sig) => Control::Signal(sig),
                 None => match window_size() {

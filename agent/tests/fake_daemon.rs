@@ -172,6 +172,10 @@ async fn script(start: ExecStart, mut input: Streaming<ExecRequest>, tx: Tx) {
                 _ => send(exited(1)).await,
             }
         }
+        "stubborn" => {
+            send(exec_response::Msg::Stdout(b"ready\n".to_vec())).await;
+            while next_req(&mut input).await.is_some() {}
+        }
         // "drop": the stream ends without an exit.
         _ => {}
     }
@@ -548,6 +552,27 @@ fn signals_are_forwarded_to_the_sandbox() {
             "the agent must not die of the signal itself"
         );
     }
+}
+
+#[test]
+fn third_interrupt_abandons_a_stubborn_sandbox() {
+    let d = Daemon::start();
+    let mut child = d.command(&["exec", "--", "stubborn"]).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    stdout.read_exact(&mut ready).unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    for _ in 0..3 {
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = child.wait_with_output().unwrap();
+    expect(&o, 130);
+    assert!(
+        text(&o.stderr).contains("abandoning the sandbox"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
