@@ -1,1 +1,492 @@
-fn main() {}
+//! `agent`: the unprivileged command-line client of sandboxd.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agent::proto::v1::{
+    check_policy_request, CheckPolicyRequest, CommandQuery, GetProfileRequest, KillRequest,
+    ListProfilesRequest, ListRequest, SandboxInfo,
+};
+use agent::tty::{window_size, RawMode};
+use agent::{
+    connect, parse_duration, run_exec, socket_path, Approval, Client, Control, ExecIo, ExecOptions,
+    DAEMON_FAILURE,
+};
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Parser)]
+#[command(name = "agent", version, about = "Run commands confined by sandboxd")]
+struct Cli {
+    /// sandboxd's socket [default: $SANDBOXD_SOCKET, then /run/sandboxd/sandboxd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a command in a sandbox; exits with its status.
+    Exec(ExecArgs),
+    /// List running sandboxes.
+    Ps {
+        /// Every user's (administrators only).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Kill a sandbox.
+    Kill { id: String },
+    /// Inspect profiles.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCmd,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ApprovalArg {
+    Untrusted,
+    OnRequest,
+    Never,
+}
+
+impl From<ApprovalArg> for Approval {
+    fn from(a: ApprovalArg) -> Approval {
+        match a {
+            ApprovalArg::Untrusted => Approval::Untrusted,
+            ApprovalArg::OnRequest => Approval::OnRequest,
+            ApprovalArg::Never => Approval::Never,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    /// Profile to run under [default: the daemon's default].
+    #[arg(long)]
+    profile: Option<String>,
+    /// Working directory [default: the current one].
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Set a variable inside the sandbox.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Shorter timeout than the profile's, e.g. 500ms, 10s, 2m, 1h.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Stricter approval mode than the profile's.
+    #[arg(long, value_enum)]
+    approval: Option<ApprovalArg>,
+    #[arg(long)]
+    session: Option<String>,
+    /// A secret to pass in, by name.
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
+    /// Command answering approval requests (request as JSON on stdin, one word on stdout).
+    #[arg(long, value_name = "CMD")]
+    approver: Option<String>,
+    /// Run on a terminal; the local one is put in raw mode meanwhile.
+    #[arg(long)]
+    tty: bool,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    command: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Profiles with their description and source; `*` marks the default.
+    List,
+    /// A profile's effective TOML.
+    Show { name: String },
+    /// What a profile decides; exits 0 allow, 1 deny, 2 prompt.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("query").required(true).args(["url", "read", "write", "cmd"]))]
+struct CheckArgs {
+    name: String,
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long)]
+    read: Option<PathBuf>,
+    #[arg(long)]
+    write: Option<PathBuf>,
+    /// Check the command given after the options (`--cmd -- CMD...`).
+    #[arg(long, requires = "argv")]
+    cmd: bool,
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD",
+        requires = "cmd"
+    )]
+    argv: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected K=V, got {s:?}")),
+    }
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Usage errors are the client's own failure: 125, like `timeout` and `env`.
+            let code = if e.use_stderr() { DAEMON_FAILURE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agent: cannot start the async runtime: {e}");
+            std::process::exit(DAEMON_FAILURE);
+        }
+    };
+    let code = rt.block_on(run(cli));
+    let _ = std::io::stdout().flush();
+    // Exit without dropping the runtime: dropping it would wait for the
+    // blocking thread that may still be reading stdin (e.g. a terminal).
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> i32 {
+    let path = socket_path(cli.socket.as_deref());
+    let mut client = match connect(&path).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("agent: {e}");
+            return DAEMON_FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Cmd::Exec(args) => exec(&mut client, args).await,
+        Cmd::Ps { all } => ps(&mut client, all).await,
+        Cmd::Kill { id } => kill(&mut client, id).await,
+        Cmd::Policy {
+            command: PolicyCmd::List,
+        } => policy_list(&mut client).await,
+        Cmd::Policy {
+            command: PolicyCmd::Show { name },
+        } => policy_show(&mut client, name).await,
+        Cmd::Policy {
+            command: PolicyCmd::Check(args),
+        } => policy_check(&mut client, args).await,
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("agent: {e:#}");
+        DAEMON_FAILURE
+    })
+}
+
+/// Turns a gRPC error into one naming the daemon's message.
+fn rpc(status: tonic::Status) -> anyhow::Error {
+    anyhow!("sandboxd: {}", status.message())
+}
+
+async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
+    let here = std::env::current_dir().context("cannot determine the current directory")?;
+    let cwd = match args.cwd {
+        Some(d) if d.is_absolute() => d,
+        Some(d) => here.join(d),
+        None => here,
+    };
+    let env: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let opts = ExecOptions {
+        argv: args.command,
+        cwd,
+        env,
+        set_env: args.env.into_iter().collect(),
+        profile: args.profile,
+        timeout: args.timeout,
+        approval: args.approval.map(Approval::from),
+        session: args.session,
+        secrets: args.secrets,
+        tty: args.tty,
+        window: if args.tty { window_size() } else { None },
+        narrowing: None,
+    };
+
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let (give_up_tx, give_up_rx) = oneshot::channel();
+    let signals = forward_signals(ctl_tx, give_up_tx, args.tty)?;
+    let mut io = ExecIo::stdio(args.approver);
+    io.control = Some(ctl_rx);
+    // Restored when this guard drops, on every return path below.
+    let raw = if args.tty {
+        RawMode::enable().context("cannot put the terminal in raw mode")?
+    } else {
+        None
+    };
+    let result = tokio::select! {
+        r = run_exec(client, &opts, io) => Some(r),
+        Ok(()) = give_up_rx => None,
+    };
+    drop(raw);
+    signals.abort();
+    match result {
+        Some(Ok(status)) => Ok(status.code()),
+        None => {
+            // Returning drops the stream, which makes sandboxd kill the sandbox.
+            eprintln!("agent: interrupted {GIVE_UP_AFTER} times; abandoning the sandbox");
+            Ok(128 + libc::SIGINT)
+        }
+        Some(Err(e)) => {
+            eprintln!("agent: {e}");
+            Ok(e.code())
+        }
+    }
+}
+
+/// SIGINTs after which the agent stops waiting for the sandbox to exit.
+const GIVE_UP_AFTER: u32 = 3;
+
+/// Forwards SIGINT, SIGTERM and SIGHUP to the sandbox (instead of dying of
+/// them) and, with a terminal, window size changes. The [`GIVE_UP_AFTER`]th
+/// SIGINT fires `give_up` instead, for a sandbox that does not end.
+fn forward_signals(
+    tx: mpsc::UnboundedSender<Control>,
+    give_up: oneshot::Sender<()>,
+    tty: bool,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut streams = Vec::new();
+    for (kind, n) in [
+        (SignalKind::interrupt(), libc::SIGINT),
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+    ] {
+        streams.push((
+            signal(kind).with_context(|| format!("cannot handle signal {n}"))?,
+            Some(n),
+        ));
+    }
+    if tty {
+        streams.push((
+            signal(SignalKind::window_change()).context("cannot handle SIGWINCH")?,
+            None,
+        ));
+    }
+    Ok(tokio::spawn(async move {
+        let mut merged = tokio_stream::StreamMap::new();
+        for (i, (s, n)) in streams.into_iter().enumerate() {
+            merged.insert(
+                i,
+                tokio_stream::wrappers::SignalStream::new(s).map(move |()| n),
+            );
+        }
+        use tokio_stream::StreamExt;
+        let mut interrupts = 0;
+        let mut give_up = Some(give_up);
+        while let Some((_, n)) = merged.next().await {
+            if n == Some(libc::SIGINT) {
+                interrupts += 1;
+                if interrupts == GIVE_UP_AFTER {
+                    if let Some(g) = give_up.take() {
+                        let _ = g.send(());
+                    }
+                    return;
+                }
+            }
+            let control = match n {
+                Some(sig) => Control::Signal(sig),
+                None => match window_size() {
+                    Some(ws) => Control::Resize {
+                        rows: ws.rows,
+                        cols: ws.cols,
+                    },
+                    None => continue,
+                },
+            };
+            if tx.send(control).is_err() {
+                return;
+            }
+        }
+    }))
+}
+
+async fn ps(client: &mut Client, all: bool) -> anyhow::Result<i32> {
+    let list = client
+        .list(ListRequest { all })
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let rows: Vec<[String; 6]> = list.sandboxes.iter().map(|s| ps_row(s, now)).collect();
+    print_table(&["ID", "UID", "PID", "PROFILE", "AGE", "COMMAND"], &rows);
+    Ok(0)
+}
+
+fn ps_row(s: &SandboxInfo, now_ms: i64) -> [String; 6] {
+    let age = Duration::from_millis(u64::try_from(now_ms - s.started_unix_ms).unwrap_or(0));
+    [
+        s.id.clone(),
+        s.uid.to_string(),
+        s.pid.to_string(),
+        s.profile.clone(),
+        format_age(age),
+        s.argv.join(" "),
+    ]
+}
+
+/// `42s`, `5m`, `3h`, `2d`: the largest whole unit.
+fn format_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut width = header.map(str::len);
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+async fn kill(client: &mut Client, id: String) -> anyhow::Result<i32> {
+    client
+        .kill(KillRequest { id, signal: 0 })
+        .await
+        .map_err(rpc)?;
+    Ok(0)
+}
+
+async fn policy_list(client: &mut Client) -> anyhow::Result<i32> {
+    let list = client
+        .list_profiles(ListProfilesRequest {})
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let rows: Vec<[String; 3]> = list
+        .profiles
+        .iter()
+        .map(|p| {
+            let mark = if p.name == list.default_profile {
+                "*"
+            } else {
+                " "
+            };
+            [
+                format!("{mark} {}", p.name),
+                p.source.clone(),
+                p.description.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["  NAME", "SOURCE", "DESCRIPTION"], &rows);
+    Ok(0)
+}
+
+async fn policy_show(client: &mut Client, name: String) -> anyhow::Result<i32> {
+    let p = client
+        .get_profile(GetProfileRequest { name })
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    if let Some(s) = &p.summary {
+        println!("# {} ({}): {}", s.name, s.source, s.description);
+    }
+    print!("{}", p.toml);
+    if !p.toml.ends_with('\n') {
+        println!();
+    }
+    Ok(0)
+}
+
+async fn policy_check(client: &mut Client, args: CheckArgs) -> anyhow::Result<i32> {
+    let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            cwd.join(p)
+        }
+    };
+    let query = if let Some(u) = args.url {
+        check_policy_request::Query::Url(u)
+    } else if let Some(p) = args.read {
+        check_policy_request::Query::Read(abs(&p).to_string_lossy().into_owned())
+    } else if let Some(p) = args.write {
+        check_policy_request::Query::Write(abs(&p).to_string_lossy().into_owned())
+    } else if args.cmd {
+        check_policy_request::Query::Cmd(CommandQuery { argv: args.argv })
+    } else {
+        bail!("one of --url, --read, --write or --cmd is required");
+    };
+    let request = CheckPolicyRequest {
+        profile: args.name,
+        query: Some(query),
+        cwd: cwd.to_string_lossy().into_owned(),
+    };
+    let r = client
+        .check_policy(request)
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    println!(
+        "{}  {}  {}",
+        r.decision,
+        or_dash(&r.rule),
+        or_dash(&r.reason)
+    );
+    Ok(match r.decision.as_str() {
+        "allow" => 0,
+        "deny" => 1,
+        "prompt" => 2,
+        other => {
+            eprintln!("agent: sandboxd answered an unknown decision {other:?}");
+            DAEMON_FAILURE
+        }
+    })
+}

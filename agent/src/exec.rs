@@ -1,0 +1,486 @@
+//! Running one confined command: the `Exec` stream and its exit status.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use sandbox_proto::v1::{
+    exec_request, exec_response, ApprovalAnswer, ApprovalRequest, Event, ExecExit, ExecRequest,
+    ExecStart, Narrowing, SignalRequest, StdinEof, WindowSize,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tokio_stream::StreamExt;
+
+use crate::Client;
+
+/// Exit status of `agent exec` when sandboxd refused or failed the command.
+pub const DAEMON_FAILURE: i32 = 125;
+/// Exit status when the command's timeout ended it.
+const TIMED_OUT: i32 = 124;
+/// Size of the stdin chunks sent to the daemon.
+const STDIN_CHUNK: usize = 64 * 1024;
+
+/// Approval strictness a request may ask for; it may only be stricter than the profile's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Approval {
+    Untrusted,
+    OnRequest,
+    Never,
+}
+
+impl Approval {
+    /// The spelling used on the command line and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Untrusted => "untrusted",
+            Approval::OnRequest => "on-request",
+            Approval::Never => "never",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Approval> {
+        [Approval::Untrusted, Approval::OnRequest, Approval::Never]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+/// What to run and how; unset fields leave the profile's choice.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOptions {
+    pub argv: Vec<String>,
+    /// Working directory, an absolute path (the same path inside the sandbox).
+    pub cwd: PathBuf,
+    /// The caller's environment; the profile decides what passes.
+    pub env: HashMap<String, String>,
+    /// Extra variables to set (never a name the profile denies).
+    pub set_env: HashMap<String, String>,
+    pub profile: Option<String>,
+    /// May only shorten the profile's timeout.
+    pub timeout: Option<Duration>,
+    pub approval: Option<Approval>,
+    pub session: Option<String>,
+    /// Names of secrets to pass in.
+    pub secrets: Vec<String>,
+    /// Run the command on a pseudo-terminal allocated by the daemon.
+    pub tty: bool,
+    /// Initial terminal size when `tty`.
+    pub window: Option<WindowSize>,
+    /// Requests to narrow the profile (fewer writable roots, domains, lower limits).
+    pub narrowing: Option<Narrowing>,
+}
+
+impl ExecOptions {
+    /// `argv` in `cwd` with the profile's defaults and no environment.
+    pub fn new(argv: Vec<String>, cwd: PathBuf) -> ExecOptions {
+        ExecOptions {
+            argv,
+            cwd,
+            ..ExecOptions::default()
+        }
+    }
+
+    fn start(&self, interactive: bool) -> ExecStart {
+        ExecStart {
+            argv: self.argv.clone(),
+            cwd: self.cwd.to_string_lossy().into_owned(),
+            env: self.env.clone(),
+            set_env: self.set_env.clone(),
+            profile: self.profile.clone().unwrap_or_default(),
+            timeout_ms: self.timeout.map_or(0, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+            }),
+            approval: self
+                .approval
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default(),
+            session: self.session.clone().unwrap_or_default(),
+            secrets: self.secrets.clone(),
+            secret_values: HashMap::new(),
+            tty: self.tty,
+            window: self.window,
+            narrow: self.narrowing.clone(),
+            interactive,
+        }
+    }
+}
+
+/// Messages from the caller to the running command, besides stdin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Deliver POSIX signal N (SIGINT starts the daemon's grace period).
+    Signal(i32),
+    /// The terminal was resized.
+    Resize { rows: u32, cols: u32 },
+}
+
+/// Who answers the daemon's approval requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Approver {
+    /// Deny every request.
+    Deny,
+    /// Run this shell command per request: the request as one JSON object on
+    /// its stdin, one word on its stdout (`approve`, `approve-session`, `deny`).
+    Command(String),
+}
+
+/// The caller's side of the streams.
+pub struct ExecIo {
+    /// Forwarded in chunks, then end-of-file; `None` sends end-of-file at once.
+    pub stdin: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub stdout: Box<dyn AsyncWrite + Send + Unpin>,
+    /// The command's stderr, plus one `sandboxd: ...` line per daemon event.
+    pub stderr: Box<dyn AsyncWrite + Send + Unpin>,
+    /// Signals and resizes to forward while the command runs.
+    pub control: Option<mpsc::UnboundedReceiver<Control>>,
+    pub approver: Approver,
+}
+
+impl ExecIo {
+    /// The process's own stdin, stdout and stderr; requests denied unless an approver is given.
+    ///
+    /// Reading stdin occupies a blocking thread that cannot be interrupted, so
+    /// when stdin is a terminal or an open pipe, end the process with
+    /// `std::process::exit` rather than dropping the runtime, which would wait
+    /// for that read.
+    pub fn stdio(approver: Option<String>) -> ExecIo {
+        ExecIo {
+            stdin: Some(Box::new(tokio::io::stdin())),
+            stdout: Box::new(tokio::io::stdout()),
+            stderr: Box::new(tokio::io::stderr()),
+            control: None,
+            approver: approver.map_or(Approver::Deny, Approver::Command),
+        }
+    }
+}
+
+/// How the command ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExitStatus {
+    /// The sandbox's id, from `ExecStarted` (empty if the daemon sent none).
+    pub id: String,
+    pub exit: ExecExit,
+}
+
+impl ExitStatus {
+    /// The exit status `agent exec` reports; see [`exit_code`].
+    pub fn code(&self) -> i32 {
+        exit_code(&self.exit)
+    }
+}
+
+/// Maps an exit to the contract's status: 124 when the timeout ended it, the
+/// command's own code when it exited (126 and 127 included), 128+N when signal
+/// N killed it, and 125 when the daemon reported neither.
+pub fn exit_code(exit: &ExecExit) -> i32 {
+    if exit.timed_out {
+        TIMED_OUT
+    } else if exit.exited && (0..=255).contains(&exit.code) {
+        exit.code
+    } else if !exit.exited && (1..=64).contains(&exit.signal) {
+        128 + exit.signal
+    } else {
+        DAEMON_FAILURE
+    }
+}
+
+/// Why an exec produced no exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// sandboxd refused the request or failed running it; the message names the reason and rule.
+    #[error("{}", describe_status(.0))]
+    Daemon(#[source] tonic::Status),
+    #[error("writing the command's output: {0}")]
+    Output(#[source] std::io::Error),
+    #[error("sandboxd ended the exec without an exit status")]
+    NoExit,
+}
+
+impl ExecError {
+    /// The exit status to report: always [`DAEMON_FAILURE`].
+    pub fn code(&self) -> i32 {
+        DAEMON_FAILURE
+    }
+}
+
+fn describe_status(s: &tonic::Status) -> String {
+    use tonic::Code;
+    let verb = match s.code() {
+        Code::InvalidArgument
+        | Code::PermissionDenied
+        | Code::FailedPrecondition
+        | Code::NotFound
+        | Code::OutOfRange => "refused",
+        _ => "failed",
+    };
+    format!("sandboxd {verb}: {}", s.message())
+}
+
+fn req(msg: exec_request::Msg) -> ExecRequest {
+    ExecRequest { msg: Some(msg) }
+}
+
+/// Runs `opts` on the daemon, copying stdin to it and its output to `io`
+/// until the command's exit; returns that exit.
+///
+/// Dropping the returned future drops the stream, which makes the daemon kill
+/// the sandbox.
+pub async fn run_exec(
+    client: &mut Client,
+    opts: &ExecOptions,
+    io: ExecIo,
+) -> Result<ExitStatus, ExecError> {
+    let ExecIo {
+        stdin,
+        mut stdout,
+        mut stderr,
+        control,
+        approver,
+    } = io;
+    let start = req(exec_request::Msg::Start(
+        opts.start(matches!(approver, Approver::Command(_))),
+    ));
+
+    // Stdin is bounded for back-pressure; signals, resizes and approval
+    // answers travel on their own queue so a full stdin never delays them.
+    let (stdin_tx, stdin_rx) = mpsc::channel::<ExecRequest>(8);
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel::<ExecRequest>();
+    let outgoing = tokio_stream::once(start)
+        .chain(ReceiverStream::new(stdin_rx).merge(UnboundedReceiverStream::new(ctl_rx)));
+
+    let stdin_task = tokio::spawn(forward_stdin(stdin, stdin_tx));
+    let control_task = control.map(|mut rx| {
+        let tx = ctl_tx.clone();
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                let msg = match c {
+                    Control::Signal(signal) => exec_request::Msg::Signal(SignalRequest { signal }),
+                    Control::Resize { rows, cols } => {
+                        exec_request::Msg::Resize(WindowSize { rows, cols })
+                    }
+                };
+                if tx.send(req(msg)).is_err() {
+                    return;
+                }
+            }
+        })
+    });
+
+    let result = async {
+        let mut responses = client
+            .exec(outgoing)
+            .await
+            .map_err(ExecError::Daemon)?
+            .into_inner();
+        let (answer_tx, mut answer_rx) =
+            mpsc::unbounded_channel::<(ApprovalAnswer, Option<String>)>();
+        let mut id = String::new();
+        loop {
+            let msg = tokio::select! {
+                m = responses.next() => m,
+                Some((answer, note)) = answer_rx.recv() => {
+                    if let Some(note) = note {
+                        write_out(&mut stderr, format!("agent: {note}\n").as_bytes()).await?;
+                    }
+                    // The stream may already be gone; the exit (or error) will tell.
+                    let _ = ctl_tx.send(req(exec_request::Msg::Approval(answer)));
+                    continue;
+                }
+            };
+            let msg = match msg {
+                Some(Ok(m)) => m,
+                Some(Err(status)) => return Err(ExecError::Daemon(status)),
+                None => return Err(ExecError::NoExit),
+            };
+            match msg.msg {
+                Some(exec_response::Msg::Started(s)) => id = s.id,
+                Some(exec_response::Msg::Stdout(b)) => write_out(&mut stdout, &b).await?,
+                Some(exec_response::Msg::Stderr(b)) => write_out(&mut stderr, &b).await?,
+                Some(exec_response::Msg::Event(e)) => {
+                    write_out(&mut stderr, event_line(&e).as_bytes()).await?
+                }
+                Some(exec_response::Msg::Approval(r)) => {
+                    let tx = answer_tx.clone();
+                    let approver = approver.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(answer(&approver, r).await);
+                    });
+                }
+                Some(exec_response::Msg::Exit(exit)) => {
+                    if !exit.reason.is_empty() {
+                        write_out(
+                            &mut stderr,
+                            format!("sandboxd: {}\n", exit.reason).as_bytes(),
+                        )
+                        .await?;
+                    }
+                    return Ok(ExitStatus { id, exit });
+                }
+                None => {}
+            }
+        }
+    }
+    .await;
+
+    stdin_task.abort();
+    if let Some(t) = control_task {
+        t.abort();
+    }
+    result
+}
+
+/// Sends stdin in chunks, then `StdinEof`. A read error counts as end-of-file.
+async fn forward_stdin(
+    stdin: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    tx: mpsc::Sender<ExecRequest>,
+) {
+    if let Some(mut r) = stdin {
+        let mut buf = vec![0u8; STDIN_CHUNK];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx
+                        .send(req(exec_request::Msg::Stdin(buf[..n].to_vec())))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+    let _ = tx.send(req(exec_request::Msg::StdinEof(StdinEof {}))).await;
+}
+
+async fn write_out(w: &mut (dyn AsyncWrite + Send + Unpin), bytes: &[u8]) -> Result<(), ExecError> {
+    w.write_all(bytes).await.map_err(ExecError::Output)?;
+    w.flush().await.map_err(ExecError::Output)
+}
+
+/// One stderr line for a daemon event, naming its rule when there is one.
+fn event_line(e: &Event) -> String {
+    let text = if e.message.is_empty() {
+        e.kind.as_str()
+    } else {
+        e.message.as_str()
+    };
+    if e.rule.is_empty() {
+        format!("sandboxd: {text}\n")
+    } else {
+        format!("sandboxd: {text} (rule {})\n", e.rule)
+    }
+}
+
+/// Decides one approval request; the note, if any, explains a denial to the user.
+async fn answer(approver: &Approver, r: ApprovalRequest) -> (ApprovalAnswer, Option<String>) {
+    let id = r.id.clone();
+    let (decision, note) = match approver {
+        Approver::Deny => (
+            "deny".to_string(),
+            Some(format!(
+                "denied {} approval request {} (no --approver given)",
+                r.kind,
+                describe_request(&r)
+            )),
+        ),
+        Approver::Command(cmd) => match run_approver(cmd, &r).await {
+            Ok(d) => (d, None),
+            Err(why) => (
+                "deny".to_string(),
+                Some(format!(
+                    "denied approval request {}: {why}",
+                    describe_request(&r)
+                )),
+            ),
+        },
+    };
+    (ApprovalAnswer { id, decision }, note)
+}
+
+fn describe_request(r: &ApprovalRequest) -> String {
+    if !r.command.is_empty() {
+        format!("for `{}`", r.command.join(" "))
+    } else if !r.host.is_empty() {
+        format!("for {}:{}", r.host, r.port)
+    } else {
+        format!("{:?}", r.id)
+    }
+}
+
+/// The request as the approver sees it on stdin.
+fn request_json(r: &ApprovalRequest) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "kind": r.kind,
+        "command": r.command,
+        "host": r.host,
+        "port": r.port,
+        "method": r.method,
+        "justification": r.justification,
+        "profile": r.profile,
+        "rule": r.rule,
+    })
+}
+
+/// Runs the approver command with `/bin/sh -c` and returns its valid one-word answer.
+async fn run_approver(cmd: &str, r: &ApprovalRequest) -> Result<String, String> {
+    let mut child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run approver {cmd:?}: {e}"))?;
+    if let Some(mut input) = child.stdin.take() {
+        let mut line = request_json(r).to_string();
+        line.push('\n');
+        // An approver that does not read its input may still answer.
+        let _ = input.write_all(line.as_bytes()).await;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("approver {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("approver {cmd:?} failed ({})", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let word = text.split_whitespace().next().unwrap_or("");
+    match word {
+        "approve" | "approve-session" | "deny" => Ok(word.to_string()),
+        other => Err(format!(
+            "approver {cmd:?} answered {other:?}, not approve, approve-session or deny"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_mapping() {
+        let e = |exited, code, signal, timed_out| ExecExit {
+            exited,
+            code,
+            signal,
+            timed_out,
+            ..ExecExit::default()
+        };
+        assert_eq!(exit_code(&e(true, 0, 0, false)), 0);
+        assert_eq!(exit_code(&e(true, 7, 0, false)), 7);
+        assert_eq!(exit_code(&e(true, 127, 0, false)), 127);
+        assert_eq!(exit_code(&e(false, 0, 9, false)), 137);
+        assert_eq!(exit_code(&e(false, 0, 9, true)), 124);
+        assert_eq!(exit_code(&e(false, 0, 0, false)), 125);
+    }
+}
