@@ -21,7 +21,14 @@ use std::path::{Path, PathBuf};
 pub const ARG: &str = "__sandbox_init";
 
 /// Signals pid 1 passes on to the command.
-const FORWARDED: &[i32] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+const FORWARDED: &[i32] = &[
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
 
 /// A setup failure before exec.
 struct Failure {
@@ -32,10 +39,18 @@ struct Failure {
 
 impl Failure {
     fn new(step: &str, path: Option<&Path>, error: impl ToString) -> Self {
-        Failure { step: step.into(), path: path.map(|p| p.display().to_string()), error: error.to_string() }
+        Failure {
+            step: step.into(),
+            path: path.map(|p| p.display().to_string()),
+            error: error.to_string(),
+        }
     }
     fn report(self) -> InitReport {
-        InitReport::SetupFailed { step: self.step, path: self.path, error: self.error }
+        InitReport::SetupFailed {
+            step: self.step,
+            path: self.path,
+            error: self.error,
+        }
     }
 }
 
@@ -145,7 +160,11 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
     } else {
         match serde_json::from_slice::<InitReport>(msg.trim_ascii_end()) {
             Ok(r) => r,
-            Err(e) => InitReport::SetupFailed { step: "command child".into(), path: None, error: e.to_string() },
+            Err(e) => InitReport::SetupFailed {
+                step: "command child".into(),
+                path: None,
+                error: e.to_string(),
+            },
         }
     };
     let setup_failed = matches!(first, InitReport::SetupFailed { .. });
@@ -210,11 +229,20 @@ impl Exec {
         let c = |s: &[u8]| CString::new(s).map_err(|_| "argument or environment contains a NUL byte".to_string());
         let argv0 = spec.argv.first().ok_or("empty command")?;
         let argv = spec.argv.iter().map(|a| c(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
-        let env = spec.env.iter().map(|(k, v)| c(format!("{k}={v}").as_bytes())).collect::<Result<Vec<_>, _>>()?;
+        let env = spec
+            .env
+            .iter()
+            .map(|(k, v)| c(format!("{k}={v}").as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
         let candidates = if argv0.contains('/') {
             vec![c(argv0.as_bytes())?]
         } else {
-            let path = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("/usr/local/bin:/usr/bin:/bin");
+            let path = spec
+                .env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("/usr/local/bin:/usr/bin:/bin");
             path.split(':')
                 .map(|d| if d.is_empty() { "." } else { d })
                 .map(|d| c(format!("{}/{argv0}", d.trim_end_matches('/')).as_bytes()))
@@ -245,7 +273,12 @@ fn command_child(spec: &SandboxSpec, access: &landlock::FsAccess, filter: &secco
             return fail("set controlling terminal", None, &std::io::Error::last_os_error());
         }
     }
-    match paths::openat2(libc::AT_FDCWD, &spec.cwd, libc::O_DIRECTORY, libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS) {
+    match paths::openat2(
+        libc::AT_FDCWD,
+        &spec.cwd,
+        libc::O_DIRECTORY,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
         // SAFETY: fchdir on a directory fd we own.
         Ok(fd) if unsafe { libc::fchdir(fd.as_raw_fd()) } == 0 => {}
         Ok(_) => return fail("chdir", Some(&spec.cwd), &std::io::Error::last_os_error()),
@@ -280,7 +313,13 @@ fn command_child(spec: &SandboxSpec, access: &landlock::FsAccess, filter: &secco
         }
     }
     let e = denied.unwrap_or(last);
-    let code = if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) { 127 } else { 126 };
-    let name = &spec.argv[0];
-    (InitReport::ExecFailed { code, error: format!("{name}: {e}") }, code)
+    let code = if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) {
+        127
+    } else {
+        126
+    };
+    let error = format!("{}: {e}", spec.argv[0]);
+    // Said on the command's stderr too, as a shell would.
+    let _ = std::io::stderr().write_all(format!("sandbox: {error}\n").as_bytes());
+    (InitReport::ExecFailed { code, error }, code)
 }

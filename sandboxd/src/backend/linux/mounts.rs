@@ -38,7 +38,11 @@ pub struct MountError {
 
 fn merr(step: impl Into<String>, path: &Path) -> impl FnOnce(io::Error) -> MountError + '_ {
     let step = step.into();
-    move |e| MountError { step, path: path.to_path_buf(), error: e.to_string() }
+    move |e| MountError {
+        step,
+        path: path.to_path_buf(),
+        error: e.to_string(),
+    }
 }
 
 // Constants of linux/mount.h (kept here: not every libc exports them).
@@ -87,11 +91,23 @@ fn clone_tree(fd: RawFd, recursive: bool) -> io::Result<OwnedFd> {
 }
 
 fn set_attr(fd: &OwnedFd, set: u64, recursive: bool) -> io::Result<()> {
-    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: attr is a valid mount_attr of the given size.
     cvt(unsafe {
-        libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
     })?;
     Ok(())
 }
@@ -119,12 +135,35 @@ fn fresh(fstype: &std::ffi::CStr, options: &[(&std::ffi::CStr, Option<&std::ffi:
         let fs = OwnedFd::from_raw_fd(cvt(libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC))? as RawFd);
         for (key, value) in options {
             match value {
-                Some(v) => cvt(libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), v.as_ptr(), 0))?,
-                None => cvt(libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_SET_FLAG, key.as_ptr(), std::ptr::null::<u8>(), 0))?,
+                Some(v) => cvt(libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    FSCONFIG_SET_STRING,
+                    key.as_ptr(),
+                    v.as_ptr(),
+                    0,
+                ))?,
+                None => cvt(libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    FSCONFIG_SET_FLAG,
+                    key.as_ptr(),
+                    std::ptr::null::<u8>(),
+                    0,
+                ))?,
             };
         }
-        cvt(libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<u8>(), std::ptr::null::<u8>(), 0))?;
-        Ok(OwnedFd::from_raw_fd(cvt(libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attr))? as RawFd))
+        cvt(libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<u8>(),
+            std::ptr::null::<u8>(),
+            0,
+        ))?;
+        Ok(OwnedFd::from_raw_fd(
+            cvt(libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attr))? as RawFd,
+        ))
     }
 }
 
@@ -157,7 +196,12 @@ impl Root {
     fn open(&self, path: &Path) -> io::Result<OwnedFd> {
         let rel = relative(path);
         let rel = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel };
-        openat2(self.fd.as_raw_fd(), &rel, libc::O_NOFOLLOW, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS)
+        openat2(
+            self.fd.as_raw_fd(),
+            &rel,
+            libc::O_NOFOLLOW,
+            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        )
     }
 
     /// Opens `path` in the new root, creating missing components (the last
@@ -170,13 +214,20 @@ impl Root {
         }
         let parent = path.parent().unwrap_or(Path::new("/"));
         let pfd = self.ensure(parent, true)?;
-        let name = cstr(Path::new(path.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?))?;
+        let name = cstr(Path::new(
+            path.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?,
+        ))?;
         // SAFETY: pfd is a directory fd, name a single component.
         let r = unsafe {
             if dir {
                 libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755)
             } else {
-                let fd = libc::openat(pfd.as_raw_fd(), name.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                let fd = libc::openat(
+                    pfd.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
                 if fd >= 0 {
                     libc::close(fd);
                 }
@@ -247,7 +298,10 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
         let exists = p.symlink_metadata().is_ok();
         return Ok((vec![p], exists));
     }
-    let glob = GlobBuilder::new(pattern).literal_separator(true).build().map_err(|e| e.to_string())?;
+    let glob = GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| e.to_string())?;
     let set = GlobSetBuilder::new().add(glob).build().map_err(|e| e.to_string())?;
     let mut base = PathBuf::from("/");
     for comp in Path::new(pattern).components().skip(1) {
@@ -297,17 +351,30 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
     let mut denied = Denied::default();
     for pat in &fs.deny_read {
         for p in anchored(pat, &roots) {
-            let (found, _) = expand(&p).map_err(|error| MountError { step: "expand deny_read".into(), path: p.clone().into(), error })?;
+            let (found, _) = expand(&p).map_err(|error| MountError {
+                step: "expand deny_read".into(),
+                path: p.clone().into(),
+                error,
+            })?;
             denied.read.extend(found.into_iter().filter(|f| f.symlink_metadata().is_ok()));
         }
     }
     let wroots: Vec<&Path> = fs.write.iter().map(PathBuf::as_path).collect();
     for pat in &fs.deny_write {
         for p in anchored(pat, &wroots) {
-            let (found, exists) = expand(&p).map_err(|error| MountError { step: "expand deny_write".into(), path: p.clone().into(), error })?;
+            let (found, exists) = expand(&p).map_err(|error| MountError {
+                step: "expand deny_write".into(),
+                path: p.clone().into(),
+                error,
+            })?;
             for f in found {
                 // Only matches inside a writable root matter; the longest root wins.
-                if let Some(root) = fs.write.iter().filter(|r| f.starts_with(r) && f != **r).max_by_key(|r| r.as_os_str().len()) {
+                if let Some(root) = fs
+                    .write
+                    .iter()
+                    .filter(|r| f.starts_with(r) && f != **r)
+                    .max_by_key(|r| r.as_os_str().len())
+                {
                     denied.write.push((root.clone(), f, exists));
                 }
             }
@@ -321,10 +388,25 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
     let staging = &fs.staging;
     let st = |s: &str| merr(s.to_string(), staging);
     // SAFETY: plain mount(2) call with constant strings.
-    if unsafe { libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) } < 0 {
+    if unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    } < 0
+    {
         return Err(merr("make mounts private", Path::new("/"))(io::Error::last_os_error()));
     }
-    let staging_fd = openat2(libc::AT_FDCWD, staging, libc::O_DIRECTORY | libc::O_NOFOLLOW, libc::RESOLVE_NO_SYMLINKS).map_err(st("open staging"))?;
+    let staging_fd = openat2(
+        libc::AT_FDCWD,
+        staging,
+        libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        libc::RESOLVE_NO_SYMLINKS,
+    )
+    .map_err(st("open staging"))?;
     let whole_host = resolved.read.iter().find(|(p, _)| p == Path::new("/"));
     let root_mount = match whole_host {
         Some((_, fd)) => {
@@ -332,7 +414,12 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
             set_attr(&m, RO, true).map_err(st("bind host root read-only"))?;
             m
         }
-        None => fresh(c"tmpfs", &[(c"mode", Some(c"0755")), (c"size", Some(c"1m"))], MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(st("mount root tmpfs"))?,
+        None => fresh(
+            c"tmpfs",
+            &[(c"mode", Some(c"0755")), (c"size", Some(c"1m"))],
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+        .map_err(st("mount root tmpfs"))?,
     };
     attach(&root_mount, &staging_fd).map_err(st("mount new root"))?;
     let fd = openat2(libc::AT_FDCWD, staging, libc::O_DIRECTORY, libc::RESOLVE_NO_SYMLINKS).map_err(st("open new root"))?;
@@ -342,7 +429,12 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         if libc::mkdirat(scratch.as_raw_fd(), c"dir".as_ptr(), 0) < 0 {
             return Err(st("make empty dir")(io::Error::last_os_error()));
         }
-        let f = libc::openat(scratch.as_raw_fd(), c"file".as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0);
+        let f = libc::openat(
+            scratch.as_raw_fd(),
+            c"file".as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            0,
+        );
         if f < 0 {
             return Err(st("make empty file")(io::Error::last_os_error()));
         }
@@ -436,7 +528,12 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
 fn build_dev(root: &Root) -> Result<(), MountError> {
     let dev = Path::new("/dev");
     let target = root.ensure(dev, true).map_err(merr("mount /dev (mount point)", dev))?;
-    let m = fresh(c"tmpfs", &[(c"mode", Some(c"0755")), (c"size", Some(c"64k"))], MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC).map_err(merr("mount /dev", dev))?;
+    let m = fresh(
+        c"tmpfs",
+        &[(c"mode", Some(c"0755")), (c"size", Some(c"64k"))],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(merr("mount /dev", dev))?;
     attach(&m, &target).map_err(merr("mount /dev", dev))?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = Path::new("/dev").join(name);
@@ -448,8 +545,12 @@ fn build_dev(root: &Root) -> Result<(), MountError> {
     }
     let pts = Path::new("/dev/pts");
     let t = root.ensure(pts, true).map_err(merr("mount devpts (mount point)", pts))?;
-    let m = fresh(c"devpts", &[(c"newinstance", None), (c"ptmxmode", Some(c"0666")), (c"mode", Some(c"0620"))], MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)
-        .map_err(merr("mount devpts", pts))?;
+    let m = fresh(
+        c"devpts",
+        &[(c"newinstance", None), (c"ptmxmode", Some(c"0666")), (c"mode", Some(c"0620"))],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(merr("mount devpts", pts))?;
     attach(&m, &t).map_err(merr("mount devpts", pts))?;
     let shm = Path::new("/dev/shm");
     let t = root.ensure(shm, true).map_err(merr("mount /dev/shm (mount point)", shm))?;
@@ -493,7 +594,15 @@ fn pivot(new_root: &Path) -> Result<(), MountError> {
 }
 
 /// Device nodes the command may write (for Landlock).
-pub const WRITABLE_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx", "/dev/pts", "/dev/shm"];
+pub const WRITABLE_DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+    "/dev/shm",
+];
 
 #[cfg(test)]
 mod tests {
@@ -507,7 +616,12 @@ mod tests {
         std::fs::write(d.path().join(".env"), "").unwrap();
         std::fs::write(d.path().join("a/x.env"), "").unwrap();
         let root = d.path().to_path_buf();
-        let fs = FsPlan { write: vec![root.clone()], deny_read: vec!["**/.env".into()], deny_write: vec![format!("{}/.git/hooks", root.display())], ..Default::default() };
+        let fs = FsPlan {
+            write: vec![root.clone()],
+            deny_read: vec!["**/.env".into()],
+            deny_write: vec![format!("{}/.git/hooks", root.display())],
+            ..Default::default()
+        };
         let mut denied = expand_denies(&fs).unwrap();
         denied.read.sort();
         assert_eq!(denied.read, vec![root.join(".env"), root.join("a/b/.env")]);

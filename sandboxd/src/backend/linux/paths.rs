@@ -50,7 +50,13 @@ pub(crate) fn openat2(dirfd: RawFd, path: &Path, flags: i32, resolve: u64) -> io
     how.resolve = resolve;
     // SAFETY: valid C string and open_how of the size passed.
     let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, dirfd, c.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -62,7 +68,15 @@ pub(crate) fn openat2(dirfd: RawFd, path: &Path, flags: i32, resolve: u64) -> io
 /// Whether the effective (thread) credentials grant `mode` on `fd`.
 fn access(fd: &OwnedFd, mode: i32) -> io::Result<()> {
     // SAFETY: empty C string with AT_EMPTY_PATH checks the fd itself.
-    let r = unsafe { libc::syscall(libc::SYS_faccessat2, fd.as_raw_fd(), c"".as_ptr(), mode, libc::AT_EACCESS | libc::AT_EMPTY_PATH) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            mode,
+            libc::AT_EACCESS | libc::AT_EMPTY_PATH,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -126,13 +140,17 @@ fn describe(e: &io::Error) -> String {
 
 /// Opens `path` (absolute, no symlinks) as the current thread and checks `mode`.
 fn open_checked(step: &'static str, path: &Path, dir: bool, mode: i32) -> Result<OwnedFd, PathError> {
-    let err = |reason: String| PathError { step, path: path.to_path_buf(), reason };
+    let err = |reason: String| PathError {
+        step,
+        path: path.to_path_buf(),
+        reason,
+    };
     if !path.is_absolute() {
         return Err(err("is not absolute".into()));
     }
     let flags = if dir { libc::O_DIRECTORY } else { 0 };
-    let fd = openat2(libc::AT_FDCWD, path, flags | libc::O_NOFOLLOW, libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS)
-        .map_err(|e| err(describe(&e)))?;
+    let fd =
+        openat2(libc::AT_FDCWD, path, flags, libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS).map_err(|e| err(describe(&e)))?;
     access(&fd, mode).map_err(|e| {
         err(match e.raw_os_error() {
             Some(libc::EACCES) | Some(libc::EPERM) if mode & libc::W_OK != 0 => "is not writable by the caller".into(),
@@ -161,7 +179,11 @@ fn become_caller(creds: &Credentials) -> io::Result<()> {
 pub fn resolve_as_caller(creds: &Credentials, cwd: &Path, write: &[PathBuf], read: &[PathBuf]) -> Result<Resolved, PathError> {
     let (creds, cwd, write, read) = (creds.clone(), cwd.to_path_buf(), write.to_vec(), read.to_vec());
     let worker = std::thread::spawn(move || -> Result<Resolved, PathError> {
-        become_caller(&creds).map_err(|e| PathError { step: "become caller", path: PathBuf::new(), reason: e.to_string() })?;
+        become_caller(&creds).map_err(|e| PathError {
+            step: "become caller",
+            path: PathBuf::new(),
+            reason: e.to_string(),
+        })?;
         let cwd_fd = open_checked("resolve cwd", &cwd, true, libc::X_OK)?;
         let mut w = Vec::with_capacity(write.len());
         for p in write {
@@ -177,10 +199,18 @@ pub fn resolve_as_caller(creds: &Credentials, cwd: &Path, write: &[PathBuf], rea
                 }
             }
         }
-        Ok(Resolved { cwd: cwd_fd, write: w, read: r })
+        Ok(Resolved {
+            cwd: cwd_fd,
+            write: w,
+            read: r,
+        })
     });
     worker.join().unwrap_or_else(|_| {
-        Err(PathError { step: "resolve paths", path: PathBuf::new(), reason: "resolver thread panicked".into() })
+        Err(PathError {
+            step: "resolve paths",
+            path: PathBuf::new(),
+            reason: "resolver thread panicked".into(),
+        })
     })
 }
 
@@ -191,7 +221,11 @@ mod tests {
     fn me() -> Credentials {
         // SAFETY: trivial getters.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        Credentials { uid, gid, groups: vec![gid] }
+        Credentials {
+            uid,
+            gid,
+            groups: vec![gid],
+        }
     }
 
     #[test]

@@ -43,11 +43,7 @@ pub struct Spawned {
 pub enum SpawnError {
     /// The sandbox could not be built; names the step and the path.
     #[error("sandbox setup failed at {step}{}: {error}", path.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
-    Setup {
-        step: String,
-        path: Option<String>,
-        error: String,
-    },
+    Setup { step: String, path: Option<String>, error: String },
     #[error("cgroup: {0}")]
     Cgroup(#[from] super::cgroup::CgroupError),
     #[error("{context}: {source}")]
@@ -105,16 +101,40 @@ fn make_fds(tty: bool) -> Result<(ChildFds, ParentFds), SpawnError> {
         let master2 = master.try_clone().map_err(os("dup pty master"))?;
         let (s1, s2) = (slave.try_clone().map_err(os("dup pty"))?, slave.try_clone().map_err(os("dup pty"))?);
         Ok((
-            ChildFds { stdin: slave, stdout: s1, stderr: s2, spec: spec_r, report: rep_w },
-            ParentFds { stdin: master, stdout: master2, stderr: None, spec: spec_w, report: rep_r },
+            ChildFds {
+                stdin: slave,
+                stdout: s1,
+                stderr: s2,
+                spec: spec_r,
+                report: rep_w,
+            },
+            ParentFds {
+                stdin: master,
+                stdout: master2,
+                stderr: None,
+                spec: spec_w,
+                report: rep_r,
+            },
         ))
     } else {
         let (in_r, in_w) = pipe_cloexec().map_err(os("stdin pipe"))?;
         let (out_r, out_w) = pipe_cloexec().map_err(os("stdout pipe"))?;
         let (err_r, err_w) = pipe_cloexec().map_err(os("stderr pipe"))?;
         Ok((
-            ChildFds { stdin: in_r, stdout: out_w, stderr: err_w, spec: spec_r, report: rep_w },
-            ParentFds { stdin: in_w, stdout: out_r, stderr: Some(err_r), spec: spec_w, report: rep_r },
+            ChildFds {
+                stdin: in_r,
+                stdout: out_w,
+                stderr: err_w,
+                spec: spec_r,
+                report: rep_w,
+            },
+            ParentFds {
+                stdin: in_w,
+                stdout: out_r,
+                stderr: Some(err_r),
+                spec: spec_w,
+                report: rep_r,
+            },
         ))
     }
 }
@@ -142,7 +162,13 @@ fn clone_init(init_exe: &Path, net: &NetPlan, fds: &ChildFds) -> Result<(i32, Ow
     let arg = CString::new(init::ARG).map_err(|_| os("init arg")(io::Error::from_raw_os_error(libc::EINVAL)))?;
     let argv = [exe.as_ptr(), arg.as_ptr(), std::ptr::null()];
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
-    let src: [RawFd; 5] = [fds.stdin.as_raw_fd(), fds.stdout.as_raw_fd(), fds.stderr.as_raw_fd(), fds.spec.as_raw_fd(), fds.report.as_raw_fd()];
+    let src: [RawFd; 5] = [
+        fds.stdin.as_raw_fd(),
+        fds.stdout.as_raw_fd(),
+        fds.stderr.as_raw_fd(),
+        fds.spec.as_raw_fd(),
+        fds.report.as_raw_fd(),
+    ];
     let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD;
     if matches!(net, NetPlan::Loopback) {
         flags |= libc::CLONE_NEWNET;
@@ -203,7 +229,13 @@ impl Drop for InitGuard {
         if let Some(fd) = self.pidfd.take() {
             // SAFETY: signal and wait on our own child's pidfd.
             unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0);
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<u8>(),
+                    0,
+                );
                 let mut info: libc::siginfo_t = std::mem::zeroed();
                 libc::waitid(libc::P_PIDFD, fd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED);
             }
@@ -248,12 +280,28 @@ pub async fn spawn(spec: &SandboxSpec, limits: &CgroupLimits, init_exe: &Path) -
         Some(InitReport::Started { .. }) | Some(InitReport::ExecFailed { .. }) => {}
         Some(InitReport::SetupFailed { step, path, error }) => return Err(SpawnError::Setup { step, path, error }),
         Some(other) => {
-            return Err(SpawnError::Setup { step: "sandbox init".into(), path: None, error: format!("unexpected report {other:?}") })
+            return Err(SpawnError::Setup {
+                step: "sandbox init".into(),
+                path: None,
+                error: format!("unexpected report {other:?}"),
+            })
         }
         None => {
-            return Err(SpawnError::Setup { step: "sandbox init".into(), path: None, error: "the init exited without reporting".into() })
+            return Err(SpawnError::Setup {
+                step: "sandbox init".into(),
+                path: None,
+                error: "the init exited without reporting".into(),
+            })
         }
     }
     let reports = rx.into_blocking_fd().map_err(os("report pipe"))?;
-    Ok(Spawned { pid, pidfd: guard.disarm(), stdin: parent.stdin, stdout: parent.stdout, stderr: parent.stderr, reports, cgroup })
+    Ok(Spawned {
+        pid,
+        pidfd: guard.disarm(),
+        stdin: parent.stdin,
+        stdout: parent.stdout,
+        stderr: parent.stderr,
+        reports,
+        cgroup,
+    })
 }
