@@ -3,7 +3,9 @@
 
 use sandboxd::backend::linux::cgroup::CgroupLimits;
 use sandboxd::backend::linux::{spawn, SpawnError, Spawned};
-use sandboxd::backend::spec::{Credentials, FsPlan, InitReport, LandlockPlan, NetPlan, SandboxSpec};
+use sandboxd::backend::spec::{
+    Credentials, FsPlan, InitReport, LandlockPlan, NetPlan, SandboxSpec,
+};
 use std::io::{BufRead, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -15,7 +17,10 @@ const UID: u32 = 1000;
 
 /// A directory under /srv owned by uid 1000 (reachable by the caller).
 fn workspace() -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix("sbx-backend-").tempdir_in("/srv").unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("sbx-backend-")
+        .tempdir_in("/srv")
+        .unwrap();
     std::os::unix::fs::chown(d.path(), Some(UID), Some(UID)).unwrap();
     d
 }
@@ -24,7 +29,10 @@ fn write_as_caller(path: &Path, content: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
     let mut p = path.to_path_buf();
-    while p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with("sbx-backend-")) {
+    while p
+        .file_name()
+        .is_some_and(|n| !n.to_string_lossy().starts_with("sbx-backend-"))
+    {
         std::os::unix::fs::chown(&p, Some(UID), Some(UID)).unwrap();
         p.pop();
     }
@@ -39,7 +47,11 @@ fn sandbox(cwd: &Path, script: &str) -> Sandbox {
     static N: AtomicU32 = AtomicU32::new(0);
     let staging = tempfile::tempdir().unwrap();
     let spec = SandboxSpec {
-        id: format!("test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)),
+        id: format!(
+            "test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ),
         argv: vec!["sh".into(), "-c".into(), script.into()],
         env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
         cwd: cwd.to_path_buf(),
@@ -62,7 +74,10 @@ fn sandbox(cwd: &Path, script: &str) -> Sandbox {
         net: NetPlan::Loopback,
         tty: false,
     };
-    Sandbox { spec, _staging: staging }
+    Sandbox {
+        spec,
+        _staging: staging,
+    }
 }
 
 #[derive(Debug)]
@@ -124,7 +139,12 @@ fn finish(s: Spawned) -> Out {
     // SAFETY: waiting on our own child's pidfd.
     unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
-        libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED);
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED,
+        );
     }
     let exit = all.pop().expect("an Exited report");
     Out {
@@ -145,8 +165,14 @@ async fn runs_as_the_caller_in_its_own_pid_namespace() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0..2], ["1000", "1000"], "{out:?}");
     assert_eq!(lines[2], sb.spec.id);
-    let pids: Vec<u32> = lines[3].split_whitespace().map(|p| p.parse().unwrap()).collect();
-    assert!(pids.contains(&1) && pids.iter().all(|p| *p < 20), "host pids visible: {pids:?}");
+    let pids: Vec<u32> = lines[3]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(
+        pids.contains(&1) && pids.iter().all(|p| *p < 20),
+        "host pids visible: {pids:?}"
+    );
     assert!(!pids.contains(&std::process::id()));
     assert_eq!(out.code(), Some(0));
 }
@@ -164,11 +190,21 @@ async fn only_write_roots_reach_the_host() {
     let mut sb = sandbox(ws.path(), &script);
     sb.spec.fs.read = vec!["/".into(), ro.path().to_path_buf()];
     let out = run(&sb).await.unwrap();
-    assert_eq!(out.stdout, "t\n", "private /tmp not writable: {}", out.stderr);
+    assert_eq!(
+        out.stdout, "t\n",
+        "private /tmp not writable: {}",
+        out.stderr
+    );
     assert!(!Path::new("/etc").join(&tag).exists());
     assert!(!ro.path().join(&tag).exists());
-    assert!(!Path::new("/tmp").join(&tag).exists(), "private /tmp reached the host");
-    assert_eq!(std::fs::read_to_string(ws.path().join("out.txt")).unwrap(), "hi\n");
+    assert!(
+        !Path::new("/tmp").join(&tag).exists(),
+        "private /tmp reached the host"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("out.txt")).unwrap(),
+        "hi\n"
+    );
 }
 
 #[tokio::test]
@@ -193,10 +229,17 @@ async fn deny_read_hides_files_and_directories() {
     let out = run(&sb).await.unwrap();
     assert!(out.stdout.contains("visible"), "{}", out.stderr);
     for secret in ["TOPSECRET", "DOTENV", "PRIVATE", "id\n"] {
-        assert!(!out.stdout.contains(secret), "{secret} leaked: {}", out.stdout);
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret} leaked: {}",
+            out.stdout
+        );
     }
     assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
-    assert_eq!(std::fs::read_to_string(w.join("secret.txt")).unwrap(), "TOPSECRET\n");
+    assert_eq!(
+        std::fs::read_to_string(w.join("secret.txt")).unwrap(),
+        "TOPSECRET\n"
+    );
 }
 
 #[tokio::test]
@@ -206,22 +249,36 @@ async fn deny_write_is_read_only_and_rename_proof() {
     write_as_caller(&w.join(".git/hooks/pre-commit.sample"), "#!/bin/sh\n");
     write_as_caller(&w.join(".git/config"), "[core]\n");
     write_as_caller(&w.join(".git/HEAD"), "ref\n");
-    let script = "echo evil > .git/hooks/pre-commit; echo evil >> .git/config; mv .git x; mv .git/hooks h; \
+    let script =
+        "echo evil > .git/hooks/pre-commit; echo evil >> .git/config; mv .git x; mv .git/hooks h; \
                   rm -rf .git/hooks; echo ok > .git/HEAD.new; echo done";
     let mut sb = sandbox(w, script);
-    sb.spec.fs.deny_write = vec![format!("{}/.git/hooks", w.display()), format!("{}/.git/config", w.display())];
+    sb.spec.fs.deny_write = vec![
+        format!("{}/.git/hooks", w.display()),
+        format!("{}/.git/config", w.display()),
+    ];
     let out = run(&sb).await.unwrap();
     assert!(out.stdout.contains("done"), "{}", out.stderr);
     assert!(!w.join(".git/hooks/pre-commit").exists(), "hook written");
-    assert!(w.join(".git/hooks/pre-commit.sample").exists(), "hooks removed");
-    assert_eq!(std::fs::read_to_string(w.join(".git/config")).unwrap(), "[core]\n");
+    assert!(
+        w.join(".git/hooks/pre-commit.sample").exists(),
+        "hooks removed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.join(".git/config")).unwrap(),
+        "[core]\n"
+    );
     assert!(
         w.join(".git").is_dir() && !w.join("x").exists(),
         "mv .git x succeeded: {}",
         out.stderr
     );
     // `mv .git/hooks h` can only copy (EXDEV); the original stays.
-    assert!(w.join(".git/HEAD.new").exists(), "rest of .git not writable: {}", out.stderr);
+    assert!(
+        w.join(".git/HEAD.new").exists(),
+        "rest of .git not writable: {}",
+        out.stderr
+    );
 }
 
 #[tokio::test]
@@ -229,19 +286,29 @@ async fn missing_deny_write_path_creates_nothing_and_stays_protected() {
     let ws = workspace();
     let w = ws.path();
     write_as_caller(&w.join(".git/HEAD"), "ref\n");
-    let mut sb = sandbox(w, "mkdir .git/hooks; echo evil > .git/hooks/pre-commit; echo ok > new.txt; true");
+    let mut sb = sandbox(
+        w,
+        "mkdir .git/hooks; echo evil > .git/hooks/pre-commit; echo ok > new.txt; true",
+    );
     sb.spec.fs.deny_write = vec![format!("{}/.git/hooks", w.display())];
     let out = run(&sb).await.unwrap();
-    assert!(!w.join(".git/hooks").exists(), "hooks created: {}", out.stderr);
+    assert!(
+        !w.join(".git/hooks").exists(),
+        "hooks created: {}",
+        out.stderr
+    );
     assert!(w.join("new.txt").exists());
 }
 
 #[tokio::test]
 async fn dev_has_exactly_the_minimal_set() {
     let ws = workspace();
-    let out = run(&sandbox(ws.path(), "ls -A /dev | tr '\\n' ' '; ls /dev/pts | tr '\\n' ' '"))
-        .await
-        .unwrap();
+    let out = run(&sandbox(
+        ws.path(),
+        "ls -A /dev | tr '\\n' ' '; ls /dev/pts | tr '\\n' ' '",
+    ))
+    .await
+    .unwrap();
     assert_eq!(
         out.stdout.trim_end(),
         "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero ptmx",
@@ -276,7 +343,10 @@ async fn bad_cwds_are_refused_naming_the_path() {
     let ws = workspace();
     let link = ws.path().join("link");
     std::os::unix::fs::symlink(ws.path(), &link).unwrap();
-    let private = tempfile::Builder::new().prefix("sbx-root-").tempdir_in("/srv").unwrap();
+    let private = tempfile::Builder::new()
+        .prefix("sbx-root-")
+        .tempdir_in("/srv")
+        .unwrap();
     std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let hidden = private.path().join("sub");
     std::fs::create_dir(&hidden).unwrap();
@@ -336,7 +406,10 @@ async fn detached_grandchildren_die_with_the_command() {
     let script = format!("(setsid sleep {marker} &); sleep 0.2; echo started");
     let out = run(&sandbox(ws.path(), &script)).await.unwrap();
     assert_eq!(out.stdout, "started\n");
-    assert!(!marker_running(&format!("sleep\0{marker}")), "grandchild survived");
+    assert!(
+        !marker_running(&format!("sleep\0{marker}")),
+        "grandchild survived"
+    );
 }
 
 #[tokio::test]
@@ -346,9 +419,13 @@ async fn signals_are_forwarded_to_the_command() {
         ws.path(),
         "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
     );
-    let s = spawn(&sb.spec, &CgroupLimits::default(), Path::new(env!("CARGO_BIN_EXE_sandboxd")))
-        .await
-        .unwrap();
+    let s = spawn(
+        &sb.spec,
+        &CgroupLimits::default(),
+        Path::new(env!("CARGO_BIN_EXE_sandboxd")),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // SAFETY: plain kill of our child.
     unsafe { libc::kill(s.pid, libc::SIGTERM) };
@@ -360,10 +437,15 @@ async fn signals_are_forwarded_to_the_command() {
 #[tokio::test]
 async fn tty_gives_a_terminal() {
     let ws = workspace();
-    let mut sb = sandbox(ws.path(), "test -t 0 && test -t 1 && test -t 2 && echo IS-A-TTY");
+    let mut sb = sandbox(
+        ws.path(),
+        "test -t 0 && test -t 1 && test -t 2 && echo IS-A-TTY",
+    );
     sb.spec.tty = true;
     let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
-    let s = spawn(&sb.spec, &CgroupLimits::default(), exe).await.unwrap();
+    let s = spawn(&sb.spec, &CgroupLimits::default(), exe)
+        .await
+        .unwrap();
     assert!(s.stderr.is_none());
     let out = finish(s);
     assert!(out.stdout.contains("IS-A-TTY"), "{out:?}");
@@ -377,10 +459,15 @@ async fn spawn_to_started_time() {
     let mut times = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
-        let s = spawn(&sb.spec, &CgroupLimits::default(), exe).await.unwrap();
+        let s = spawn(&sb.spec, &CgroupLimits::default(), exe)
+            .await
+            .unwrap();
         times.push(t.elapsed());
         finish(s);
     }
     times.sort();
-    eprintln!("spawn -> Started: min {:?} median {:?} max {:?}", times[0], times[5], times[9]);
+    eprintln!(
+        "spawn -> Started: min {:?} median {:?} max {:?}",
+        times[0], times[5], times[9]
+    );
 }

@@ -101,9 +101,12 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
     // SAFETY: fd 3 is the spec pipe handed over by the daemon.
     let mut spec_in = unsafe { std::fs::File::from_raw_fd(fds::SPEC) };
     let mut buf = Vec::new();
-    spec_in.read_to_end(&mut buf).map_err(|e| Failure::new("read spec", None, e))?;
+    spec_in
+        .read_to_end(&mut buf)
+        .map_err(|e| Failure::new("read spec", None, e))?;
     drop(spec_in);
-    let spec: SandboxSpec = serde_json::from_slice(&buf).map_err(|e| Failure::new("parse spec", None, e))?;
+    let spec: SandboxSpec =
+        serde_json::from_slice(&buf).map_err(|e| Failure::new("parse spec", None, e))?;
 
     let sigs = block_signals();
     let host: String = spec.id.chars().take(64).collect();
@@ -113,13 +116,21 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
     }
     let resolved = paths::resolve_as_caller(&spec.creds, &spec.cwd, &spec.fs.write, &spec.fs.read)
         .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?;
-    let denied = mounts::expand_denies(&spec.fs).map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
+    let denied = mounts::expand_denies(&spec.fs)
+        .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
     let filter = seccomp::Filter::build().map_err(|e| Failure::new("seccomp", None, e))?;
-    mounts::build(&spec.fs, &resolved, &denied).map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
+    mounts::build(&spec.fs, &resolved, &denied)
+        .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
     drop(resolved);
 
     let access = landlock::FsAccess {
-        read: spec.fs.read.iter().cloned().chain(["/proc", "/dev"].map(PathBuf::from)).collect(),
+        read: spec
+            .fs
+            .read
+            .iter()
+            .cloned()
+            .chain(["/proc", "/dev"].map(PathBuf::from))
+            .collect(),
         write: spec
             .fs
             .write
@@ -131,11 +142,16 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
     };
     let exec = Exec::prepare(&spec).map_err(|e| Failure::new("prepare exec", None, e))?;
 
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Failure::new("pipe", None, e))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Failure::new("pipe", None, e))?;
     // SAFETY: single-threaded here (the resolver thread was joined).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(Failure::new("fork command", None, std::io::Error::last_os_error()));
+        return Err(Failure::new(
+            "fork command",
+            None,
+            std::io::Error::last_os_error(),
+        ));
     }
     if pid == 0 {
         drop(err_r);
@@ -175,7 +191,9 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
     }
     Ok(match status {
         InitReport::Exited { code: Some(c), .. } => c,
-        InitReport::Exited { signal: Some(s), .. } => 128 + s,
+        InitReport::Exited {
+            signal: Some(s), ..
+        } => 128 + s,
         _ => 1,
     })
 }
@@ -226,9 +244,15 @@ struct Exec {
 
 impl Exec {
     fn prepare(spec: &SandboxSpec) -> Result<Exec, String> {
-        let c = |s: &[u8]| CString::new(s).map_err(|_| "argument or environment contains a NUL byte".to_string());
+        let c = |s: &[u8]| {
+            CString::new(s).map_err(|_| "argument or environment contains a NUL byte".to_string())
+        };
         let argv0 = spec.argv.first().ok_or("empty command")?;
-        let argv = spec.argv.iter().map(|a| c(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+        let argv = spec
+            .argv
+            .iter()
+            .map(|a| c(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
         let env = spec
             .env
             .iter()
@@ -248,14 +272,25 @@ impl Exec {
                 .map(|d| c(format!("{}/{argv0}", d.trim_end_matches('/')).as_bytes()))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        Ok(Exec { argv, env, candidates })
+        Ok(Exec {
+            argv,
+            env,
+            candidates,
+        })
     }
 }
 
 /// The command child, as root in the new root: returns what to report if it
 /// could not exec, and the exit code to use.
-fn command_child(spec: &SandboxSpec, access: &landlock::FsAccess, filter: &seccomp::Filter, exec: &Exec) -> (InitReport, i32) {
-    let fail = |step: &str, path: Option<&Path>, e: &dyn std::fmt::Display| (Failure::new(step, path, e).report(), 125);
+fn command_child(
+    spec: &SandboxSpec,
+    access: &landlock::FsAccess,
+    filter: &seccomp::Filter,
+    exec: &Exec,
+) -> (InitReport, i32) {
+    let fail = |step: &str, path: Option<&Path>, e: &dyn std::fmt::Display| {
+        (Failure::new(step, path, e).report(), 125)
+    };
     // SAFETY: resetting dispositions and the mask inherited from pid 1.
     unsafe {
         for s in 1..32 {
@@ -270,7 +305,11 @@ fn command_child(spec: &SandboxSpec, access: &landlock::FsAccess, filter: &secco
             return fail("setsid", None, &std::io::Error::last_os_error());
         }
         if spec.tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-            return fail("set controlling terminal", None, &std::io::Error::last_os_error());
+            return fail(
+                "set controlling terminal",
+                None,
+                &std::io::Error::last_os_error(),
+            );
         }
     }
     match paths::openat2(
@@ -282,7 +321,13 @@ fn command_child(spec: &SandboxSpec, access: &landlock::FsAccess, filter: &secco
         // SAFETY: fchdir on a directory fd we own.
         Ok(fd) if unsafe { libc::fchdir(fd.as_raw_fd()) } == 0 => {}
         Ok(_) => return fail("chdir", Some(&spec.cwd), &std::io::Error::last_os_error()),
-        Err(e) => return fail("chdir (cwd not visible in the sandbox)", Some(&spec.cwd), &e),
+        Err(e) => {
+            return fail(
+                "chdir (cwd not visible in the sandbox)",
+                Some(&spec.cwd),
+                &e,
+            )
+        }
     }
     if let Err(e) = creds::drop_to(&spec.creds) {
         return fail("drop privileges", None, &e);

@@ -83,7 +83,14 @@ fn cstr(p: &Path) -> io::Result<CString> {
 
 /// A detached copy of the mount at `fd` (recursive when asked).
 fn clone_tree(fd: RawFd, recursive: bool) -> io::Result<OwnedFd> {
-    let flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32 | if recursive { libc::AT_RECURSIVE as u32 } else { 0 };
+    let flags = OPEN_TREE_CLONE
+        | OPEN_TREE_CLOEXEC
+        | libc::AT_EMPTY_PATH as u32
+        | if recursive {
+            libc::AT_RECURSIVE as u32
+        } else {
+            0
+        };
     // SAFETY: empty path with AT_EMPTY_PATH refers to fd.
     let r = cvt(unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) })?;
     // SAFETY: new descriptor from the kernel.
@@ -129,10 +136,18 @@ fn attach(from: &OwnedFd, to: &OwnedFd) -> io::Result<()> {
 }
 
 /// A new detached file system instance (`fsopen` + options + `fsmount`).
-fn fresh(fstype: &std::ffi::CStr, options: &[(&std::ffi::CStr, Option<&std::ffi::CStr>)], attr: u64) -> io::Result<OwnedFd> {
+fn fresh(
+    fstype: &std::ffi::CStr,
+    options: &[(&std::ffi::CStr, Option<&std::ffi::CStr>)],
+    attr: u64,
+) -> io::Result<OwnedFd> {
     // SAFETY: valid C strings; descriptors checked and owned right away.
     unsafe {
-        let fs = OwnedFd::from_raw_fd(cvt(libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC))? as RawFd);
+        let fs = OwnedFd::from_raw_fd(cvt(libc::syscall(
+            libc::SYS_fsopen,
+            fstype.as_ptr(),
+            FSOPEN_CLOEXEC,
+        ))? as RawFd);
         for (key, value) in options {
             match value {
                 Some(v) => cvt(libc::syscall(
@@ -161,9 +176,12 @@ fn fresh(fstype: &std::ffi::CStr, options: &[(&std::ffi::CStr, Option<&std::ffi:
             std::ptr::null::<u8>(),
             0,
         ))?;
-        Ok(OwnedFd::from_raw_fd(
-            cvt(libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attr))? as RawFd,
-        ))
+        Ok(OwnedFd::from_raw_fd(cvt(libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attr,
+        ))? as RawFd))
     }
 }
 
@@ -188,14 +206,20 @@ struct Root {
 }
 
 fn relative(p: &Path) -> PathBuf {
-    p.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+    p.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
 }
 
 impl Root {
     /// Opens `path` (as seen inside) in the new root, not following a final symlink.
     fn open(&self, path: &Path) -> io::Result<OwnedFd> {
         let rel = relative(path);
-        let rel = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel };
+        let rel = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        };
         openat2(
             self.fd.as_raw_fd(),
             &rel,
@@ -215,7 +239,8 @@ impl Root {
         let parent = path.parent().unwrap_or(Path::new("/"));
         let pfd = self.ensure(parent, true)?;
         let name = cstr(Path::new(
-            path.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?,
+            path.file_name()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?,
         ))?;
         // SAFETY: pfd is a directory fd, name a single component.
         let r = unsafe {
@@ -256,7 +281,8 @@ impl Root {
             return Ok(());
         }
         let name = if is_dir(&st) { "dir" } else { "file" };
-        let src = openat2(self.scratch.as_raw_fd(), Path::new(name), 0, 0).map_err(merr(step, path))?;
+        let src =
+            openat2(self.scratch.as_raw_fd(), Path::new(name), 0, 0).map_err(merr(step, path))?;
         let m = clone_tree(src.as_raw_fd(), false).map_err(merr(step, path))?;
         set_attr(&m, RO | MOUNT_ATTR_NOEXEC, false).map_err(merr(step, path))?;
         attach(&m, &target).map_err(merr(step, path))
@@ -302,7 +328,10 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
         .literal_separator(true)
         .build()
         .map_err(|e| e.to_string())?;
-    let set = GlobSetBuilder::new().add(glob).build().map_err(|e| e.to_string())?;
+    let set = GlobSetBuilder::new()
+        .add(glob)
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut base = PathBuf::from("/");
     for comp in Path::new(pattern).components().skip(1) {
         let s = comp.as_os_str().to_string_lossy();
@@ -315,11 +344,15 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
     let mut visited = 0usize;
     let mut stack = vec![(base, 0usize)];
     while let Some((dir, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             visited += 1;
             if visited > WALK_LIMIT {
-                return Err(format!("more than {WALK_LIMIT} entries to search; narrow the pattern"));
+                return Err(format!(
+                    "more than {WALK_LIMIT} entries to search; narrow the pattern"
+                ));
             }
             let path = entry.path();
             if set.is_match(&path) {
@@ -341,13 +374,24 @@ fn anchored(pattern: &str, roots: &[&Path]) -> Vec<String> {
     roots
         .iter()
         .filter(|r| **r != Path::new("/"))
-        .map(|r| format!("{}/{}", r.display().to_string().trim_end_matches('/'), pattern))
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r.display().to_string().trim_end_matches('/'),
+                pattern
+            )
+        })
         .collect()
 }
 
 /// Expands `fs.deny_read` and `fs.deny_write` on the host tree (before mounting).
 pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
-    let roots: Vec<&Path> = fs.write.iter().chain(fs.read.iter()).map(PathBuf::as_path).collect();
+    let roots: Vec<&Path> = fs
+        .write
+        .iter()
+        .chain(fs.read.iter())
+        .map(PathBuf::as_path)
+        .collect();
     let mut denied = Denied::default();
     for pat in &fs.deny_read {
         for p in anchored(pat, &roots) {
@@ -356,7 +400,9 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
                 path: p.clone().into(),
                 error,
             })?;
-            denied.read.extend(found.into_iter().filter(|f| f.symlink_metadata().is_ok()));
+            denied
+                .read
+                .extend(found.into_iter().filter(|f| f.symlink_metadata().is_ok()));
         }
     }
     let wroots: Vec<&Path> = fs.write.iter().map(PathBuf::as_path).collect();
@@ -398,7 +444,9 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         )
     } < 0
     {
-        return Err(merr("make mounts private", Path::new("/"))(io::Error::last_os_error()));
+        return Err(merr("make mounts private", Path::new("/"))(
+            io::Error::last_os_error(),
+        ));
     }
     let staging_fd = openat2(
         libc::AT_FDCWD,
@@ -422,8 +470,19 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         .map_err(st("mount root tmpfs"))?,
     };
     attach(&root_mount, &staging_fd).map_err(st("mount new root"))?;
-    let fd = openat2(libc::AT_FDCWD, staging, libc::O_DIRECTORY, libc::RESOLVE_NO_SYMLINKS).map_err(st("open new root"))?;
-    let scratch = fresh(c"tmpfs", &[(c"mode", Some(c"0700")), (c"size", Some(c"4k"))], 0).map_err(st("mount scratch tmpfs"))?;
+    let fd = openat2(
+        libc::AT_FDCWD,
+        staging,
+        libc::O_DIRECTORY,
+        libc::RESOLVE_NO_SYMLINKS,
+    )
+    .map_err(st("open new root"))?;
+    let scratch = fresh(
+        c"tmpfs",
+        &[(c"mode", Some(c"0700")), (c"size", Some(c"4k"))],
+        0,
+    )
+    .map_err(st("mount scratch tmpfs"))?;
     // SAFETY: scratch is a directory fd; names are constants.
     unsafe {
         if libc::mkdirat(scratch.as_raw_fd(), c"dir".as_ptr(), 0) < 0 {
@@ -452,26 +511,55 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         .collect();
     roots.sort_by_key(|(p, _, _)| p.components().count());
     for (path, src, writable) in roots {
-        let step = if writable { "bind write root" } else { "bind read root" };
+        let step = if writable {
+            "bind write root"
+        } else {
+            "bind read root"
+        };
         let dir = is_dir(&fstat(src).map_err(merr(step, path))?);
-        let target = root.ensure(path, dir).map_err(merr(format!("{step} (mount point)"), path))?;
+        let target = root
+            .ensure(path, dir)
+            .map_err(merr(format!("{step} (mount point)"), path))?;
         let m = clone_tree(src.as_raw_fd(), true).map_err(merr(step, path))?;
-        set_attr(&m, if writable { MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV } else { RO }, true).map_err(merr(step, path))?;
+        set_attr(
+            &m,
+            if writable {
+                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+            } else {
+                RO
+            },
+            true,
+        )
+        .map_err(merr(step, path))?;
         attach(&m, &target).map_err(merr(step, path))?;
     }
 
     // Fresh /proc for the new pid namespace.
     let proc_path = Path::new("/proc");
-    let target = root.ensure(proc_path, true).map_err(merr("mount /proc (mount point)", proc_path))?;
-    let m = fresh(c"proc", &[], MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC).map_err(merr("mount /proc", proc_path))?;
+    let target = root
+        .ensure(proc_path, true)
+        .map_err(merr("mount /proc (mount point)", proc_path))?;
+    let m = fresh(
+        c"proc",
+        &[],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(merr("mount /proc", proc_path))?;
     attach(&m, &target).map_err(merr("mount /proc", proc_path))?;
 
     build_dev(&root)?;
 
     if fs.private_tmp {
         let tmp = Path::new("/tmp");
-        let target = root.ensure(tmp, true).map_err(merr("mount /tmp (mount point)", tmp))?;
-        let m = fresh(c"tmpfs", &[(c"mode", Some(c"1777"))], MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(merr("mount /tmp", tmp))?;
+        let target = root
+            .ensure(tmp, true)
+            .map_err(merr("mount /tmp (mount point)", tmp))?;
+        let m = fresh(
+            c"tmpfs",
+            &[(c"mode", Some(c"1777"))],
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+        .map_err(merr("mount /tmp", tmp))?;
         attach(&m, &target).map_err(merr("mount /tmp", tmp))?;
     }
 
@@ -488,7 +576,9 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
             path.clone()
         } else {
             match path.parent() {
-                Some(parent) if parent != wroot.as_path() && parent.is_dir() => parent.to_path_buf(),
+                Some(parent) if parent != wroot.as_path() && parent.is_dir() => {
+                    parent.to_path_buf()
+                }
                 _ => continue,
             }
         };
@@ -527,7 +617,9 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
 /// Minimal /dev: a few host device nodes, a private devpts, /dev/shm, links.
 fn build_dev(root: &Root) -> Result<(), MountError> {
     let dev = Path::new("/dev");
-    let target = root.ensure(dev, true).map_err(merr("mount /dev (mount point)", dev))?;
+    let target = root
+        .ensure(dev, true)
+        .map_err(merr("mount /dev (mount point)", dev))?;
     let m = fresh(
         c"tmpfs",
         &[(c"mode", Some(c"0755")), (c"size", Some(c"64k"))],
@@ -538,23 +630,37 @@ fn build_dev(root: &Root) -> Result<(), MountError> {
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = Path::new("/dev").join(name);
         let step = "bind device";
-        let src = openat2(libc::AT_FDCWD, &host, 0, libc::RESOLVE_NO_SYMLINKS).map_err(merr(step, &host))?;
+        let src = openat2(libc::AT_FDCWD, &host, 0, libc::RESOLVE_NO_SYMLINKS)
+            .map_err(merr(step, &host))?;
         let t = root.ensure(&host, false).map_err(merr(step, &host))?;
         let m = clone_tree(src.as_raw_fd(), false).map_err(merr(step, &host))?;
         attach(&m, &t).map_err(merr(step, &host))?;
     }
     let pts = Path::new("/dev/pts");
-    let t = root.ensure(pts, true).map_err(merr("mount devpts (mount point)", pts))?;
+    let t = root
+        .ensure(pts, true)
+        .map_err(merr("mount devpts (mount point)", pts))?;
     let m = fresh(
         c"devpts",
-        &[(c"newinstance", None), (c"ptmxmode", Some(c"0666")), (c"mode", Some(c"0620"))],
+        &[
+            (c"newinstance", None),
+            (c"ptmxmode", Some(c"0666")),
+            (c"mode", Some(c"0620")),
+        ],
         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
     )
     .map_err(merr("mount devpts", pts))?;
     attach(&m, &t).map_err(merr("mount devpts", pts))?;
     let shm = Path::new("/dev/shm");
-    let t = root.ensure(shm, true).map_err(merr("mount /dev/shm (mount point)", shm))?;
-    let m = fresh(c"tmpfs", &[(c"mode", Some(c"1777"))], MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(merr("mount /dev/shm", shm))?;
+    let t = root
+        .ensure(shm, true)
+        .map_err(merr("mount /dev/shm (mount point)", shm))?;
+    let m = fresh(
+        c"tmpfs",
+        &[(c"mode", Some(c"1777"))],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    )
+    .map_err(merr("mount /dev/shm", shm))?;
     attach(&m, &t).map_err(merr("mount /dev/shm", shm))?;
     let devfd = root.open(dev).map_err(merr("open /dev", dev))?;
     for (name, to) in [
@@ -569,7 +675,12 @@ fn build_dev(root: &Root) -> Result<(), MountError> {
             return Err(merr("link in /dev", dev)(io::Error::last_os_error()));
         }
     }
-    set_attr(&devfd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false).map_err(merr("make /dev read-only", dev))
+    set_attr(
+        &devfd,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+        false,
+    )
+    .map_err(merr("make /dev read-only", dev))
 }
 
 /// Makes `new_root` the root and detaches the old one.
@@ -578,7 +689,9 @@ fn pivot(new_root: &Path) -> Result<(), MountError> {
     // SAFETY: plain syscalls on valid C strings.
     unsafe {
         if libc::chdir(c.as_ptr()) < 0 {
-            return Err(merr("pivot_root (chdir)", new_root)(io::Error::last_os_error()));
+            return Err(merr("pivot_root (chdir)", new_root)(
+                io::Error::last_os_error(),
+            ));
         }
         if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) < 0 {
             return Err(merr("pivot_root", new_root)(io::Error::last_os_error()));
@@ -587,7 +700,9 @@ fn pivot(new_root: &Path) -> Result<(), MountError> {
             return Err(merr("detach old root", new_root)(io::Error::last_os_error()));
         }
         if libc::chdir(c"/".as_ptr()) < 0 {
-            return Err(merr("pivot_root (chdir /)", new_root)(io::Error::last_os_error()));
+            return Err(merr("pivot_root (chdir /)", new_root)(
+                io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())
@@ -625,6 +740,9 @@ mod tests {
         let mut denied = expand_denies(&fs).unwrap();
         denied.read.sort();
         assert_eq!(denied.read, vec![root.join(".env"), root.join("a/b/.env")]);
-        assert_eq!(denied.write, vec![(root.clone(), root.join(".git/hooks"), false)]);
+        assert_eq!(
+            denied.write,
+            vec![(root.clone(), root.join(".git/hooks"), false)]
+        );
     }
 }

@@ -43,7 +43,8 @@ pub struct Resolved {
 
 /// `openat2(2)` with `O_PATH|O_CLOEXEC` plus `flags` and `resolve`.
 pub(crate) fn openat2(dirfd: RawFd, path: &Path, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: open_how is plain data.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_PATH | libc::O_CLOEXEC | flags) as u64;
@@ -129,9 +130,13 @@ pub fn check_not_special(fd: &OwnedFd) -> Result<(), String> {
 
 fn describe(e: &io::Error) -> String {
     match e.raw_os_error() {
-        Some(libc::ELOOP) => "contains a symbolic link, which is refused (give the real path)".into(),
+        Some(libc::ELOOP) => {
+            "contains a symbolic link, which is refused (give the real path)".into()
+        }
         Some(libc::EXDEV) => "crosses into a magic link, which is refused".into(),
-        Some(libc::EACCES) | Some(libc::EPERM) => "is not reachable by the caller (permission denied)".into(),
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            "is not reachable by the caller (permission denied)".into()
+        }
         Some(libc::ENOENT) => "does not exist".into(),
         Some(libc::ENOTDIR) => "is not a directory".into(),
         _ => e.to_string(),
@@ -139,7 +144,12 @@ fn describe(e: &io::Error) -> String {
 }
 
 /// Opens `path` (absolute, no symlinks) as the current thread and checks `mode`.
-fn open_checked(step: &'static str, path: &Path, dir: bool, mode: i32) -> Result<OwnedFd, PathError> {
+fn open_checked(
+    step: &'static str,
+    path: &Path,
+    dir: bool,
+    mode: i32,
+) -> Result<OwnedFd, PathError> {
     let err = |reason: String| PathError {
         step,
         path: path.to_path_buf(),
@@ -149,11 +159,18 @@ fn open_checked(step: &'static str, path: &Path, dir: bool, mode: i32) -> Result
         return Err(err("is not absolute".into()));
     }
     let flags = if dir { libc::O_DIRECTORY } else { 0 };
-    let fd =
-        openat2(libc::AT_FDCWD, path, flags, libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS).map_err(|e| err(describe(&e)))?;
+    let fd = openat2(
+        libc::AT_FDCWD,
+        path,
+        flags,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .map_err(|e| err(describe(&e)))?;
     access(&fd, mode).map_err(|e| {
         err(match e.raw_os_error() {
-            Some(libc::EACCES) | Some(libc::EPERM) if mode & libc::W_OK != 0 => "is not writable by the caller".into(),
+            Some(libc::EACCES) | Some(libc::EPERM) if mode & libc::W_OK != 0 => {
+                "is not writable by the caller".into()
+            }
             Some(libc::EROFS) => "is on a read-only file system".into(),
             _ => describe(&e),
         })
@@ -164,20 +181,50 @@ fn open_checked(step: &'static str, path: &Path, dir: bool, mode: i32) -> Result
 
 /// Switches the calling thread (only) to `creds`.
 fn become_caller(creds: &Credentials) -> io::Result<()> {
-    let check = |r: libc::c_long| if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
+    let check = |r: libc::c_long| {
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
     // SAFETY: raw syscalls change only this thread's credentials (glibc's
     // wrappers would broadcast them to every thread).
     unsafe {
-        check(libc::syscall(libc::SYS_setgroups, creds.groups.len(), creds.groups.as_ptr()))?;
-        check(libc::syscall(libc::SYS_setresgid, creds.gid, creds.gid, creds.gid))?;
-        check(libc::syscall(libc::SYS_setresuid, creds.uid, creds.uid, creds.uid))?;
+        check(libc::syscall(
+            libc::SYS_setgroups,
+            creds.groups.len(),
+            creds.groups.as_ptr(),
+        ))?;
+        check(libc::syscall(
+            libc::SYS_setresgid,
+            creds.gid,
+            creds.gid,
+            creds.gid,
+        ))?;
+        check(libc::syscall(
+            libc::SYS_setresuid,
+            creds.uid,
+            creds.uid,
+            creds.uid,
+        ))?;
     }
     Ok(())
 }
 
 /// Opens the cwd, the write roots and the read roots as the caller.
-pub fn resolve_as_caller(creds: &Credentials, cwd: &Path, write: &[PathBuf], read: &[PathBuf]) -> Result<Resolved, PathError> {
-    let (creds, cwd, write, read) = (creds.clone(), cwd.to_path_buf(), write.to_vec(), read.to_vec());
+pub fn resolve_as_caller(
+    creds: &Credentials,
+    cwd: &Path,
+    write: &[PathBuf],
+    read: &[PathBuf],
+) -> Result<Resolved, PathError> {
+    let (creds, cwd, write, read) = (
+        creds.clone(),
+        cwd.to_path_buf(),
+        write.to_vec(),
+        read.to_vec(),
+    );
     let worker = std::thread::spawn(move || -> Result<Resolved, PathError> {
         become_caller(&creds).map_err(|e| PathError {
             step: "become caller",
@@ -238,11 +285,17 @@ mod tests {
 
         assert!(resolve_as_caller(&me(), &real, std::slice::from_ref(&real), &[]).is_ok());
         let e = resolve_as_caller(&me(), &link, &[], &[]).unwrap_err();
-        assert!(e.to_string().contains("link") && e.reason.contains("symbolic link"), "{e}");
+        assert!(
+            e.to_string().contains("link") && e.reason.contains("symbolic link"),
+            "{e}"
+        );
         let e = resolve_as_caller(&me(), &real, &[link.join("x")], &[]).unwrap_err();
         assert_eq!(e.step, "resolve write root");
         let e = resolve_as_caller(&me(), Path::new("/proc/self"), &[], &[]).unwrap_err();
-        assert!(e.reason.contains("proc") || e.reason.contains("symbolic"), "{e}");
+        assert!(
+            e.reason.contains("proc") || e.reason.contains("symbolic"),
+            "{e}"
+        );
         let e = resolve_as_caller(&me(), Path::new("/proc"), &[], &[]).unwrap_err();
         assert!(e.reason.contains("proc file system"), "{e}");
         let e = resolve_as_caller(&me(), &dir.path().join("missing"), &[], &[]).unwrap_err();
@@ -253,7 +306,13 @@ mod tests {
 
     #[test]
     fn missing_read_roots_are_left_out() {
-        let r = resolve_as_caller(&me(), Path::new("/"), &[], &[PathBuf::from("/"), PathBuf::from("/nonexistent-x")]).unwrap();
+        let r = resolve_as_caller(
+            &me(),
+            Path::new("/"),
+            &[],
+            &[PathBuf::from("/"), PathBuf::from("/nonexistent-x")],
+        )
+        .unwrap();
         assert_eq!(r.read.len(), 1);
     }
 }

@@ -43,7 +43,11 @@ pub struct Spawned {
 pub enum SpawnError {
     /// The sandbox could not be built; names the step and the path.
     #[error("sandbox setup failed at {step}{}: {error}", path.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
-    Setup { step: String, path: Option<String>, error: String },
+    Setup {
+        step: String,
+        path: Option<String>,
+        error: String,
+    },
     #[error("cgroup: {0}")]
     Cgroup(#[from] super::cgroup::CgroupError),
     #[error("{context}: {source}")]
@@ -85,7 +89,8 @@ fn make_fds(tty: bool) -> Result<(ChildFds, ParentFds), SpawnError> {
     let (rep_r, rep_w) = pipe_cloexec().map_err(os("report pipe"))?;
     if tty {
         use nix::fcntl::OFlag;
-        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(|e| os("open pty")(e.into()))?;
+        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+            .map_err(|e| os("open pty")(e.into()))?;
         nix::pty::grantpt(&master).map_err(|e| os("grantpt")(e.into()))?;
         nix::pty::unlockpt(&master).map_err(|e| os("unlockpt")(e.into()))?;
         let name = nix::pty::ptsname_r(&master).map_err(|e| os("ptsname")(e.into()))?;
@@ -99,7 +104,10 @@ fn make_fds(tty: bool) -> Result<(ChildFds, ParentFds), SpawnError> {
         // SAFETY: PtyMaster owns a valid descriptor; ownership moves to OwnedFd.
         let master = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
         let master2 = master.try_clone().map_err(os("dup pty master"))?;
-        let (s1, s2) = (slave.try_clone().map_err(os("dup pty"))?, slave.try_clone().map_err(os("dup pty"))?);
+        let (s1, s2) = (
+            slave.try_clone().map_err(os("dup pty"))?,
+            slave.try_clone().map_err(os("dup pty"))?,
+        );
         Ok((
             ChildFds {
                 stdin: slave,
@@ -157,9 +165,15 @@ struct CloneArgs {
 }
 
 /// Clones the init into its namespaces and executes `init_exe __sandbox_init`.
-fn clone_init(init_exe: &Path, net: &NetPlan, fds: &ChildFds) -> Result<(i32, OwnedFd), SpawnError> {
-    let exe = CString::new(init_exe.as_os_str().as_bytes()).map_err(|_| os("init path")(io::Error::from_raw_os_error(libc::EINVAL)))?;
-    let arg = CString::new(init::ARG).map_err(|_| os("init arg")(io::Error::from_raw_os_error(libc::EINVAL)))?;
+fn clone_init(
+    init_exe: &Path,
+    net: &NetPlan,
+    fds: &ChildFds,
+) -> Result<(i32, OwnedFd), SpawnError> {
+    let exe = CString::new(init_exe.as_os_str().as_bytes())
+        .map_err(|_| os("init path")(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    let arg = CString::new(init::ARG)
+        .map_err(|_| os("init arg")(io::Error::from_raw_os_error(libc::EINVAL)))?;
     let argv = [exe.as_ptr(), arg.as_ptr(), std::ptr::null()];
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let src: [RawFd; 5] = [
@@ -169,7 +183,11 @@ fn clone_init(init_exe: &Path, net: &NetPlan, fds: &ChildFds) -> Result<(i32, Ow
         fds.spec.as_raw_fd(),
         fds.report.as_raw_fd(),
     ];
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD;
+    let mut flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_PIDFD;
     if matches!(net, NetPlan::Loopback) {
         flags |= libc::CLONE_NEWNET;
     }
@@ -182,7 +200,13 @@ fn clone_init(init_exe: &Path, net: &NetPlan, fds: &ChildFds) -> Result<(i32, Ow
     };
     // SAFETY: fork-like clone3 (no stack given). The child only makes raw
     // syscalls on data prepared above, then execs or exits.
-    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
     if pid == 0 {
         // SAFETY: async-signal-safe calls only.
         unsafe {
@@ -201,7 +225,12 @@ fn clone_init(init_exe: &Path, net: &NetPlan, fds: &ChildFds) -> Result<(i32, Ow
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            libc::syscall(
+                libc::SYS_close_range,
+                5u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(125);
         }
@@ -237,7 +266,12 @@ impl Drop for InitGuard {
                     0,
                 );
                 let mut info: libc::siginfo_t = std::mem::zeroed();
-                libc::waitid(libc::P_PIDFD, fd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED);
+                libc::waitid(
+                    libc::P_PIDFD,
+                    fd.as_raw_fd() as libc::id_t,
+                    &mut info,
+                    libc::WEXITED,
+                );
             }
         }
     }
@@ -256,12 +290,18 @@ async fn read_report(rx: &mut pipe::Receiver) -> io::Result<Option<InitReport>> 
         }
         line.push(b[0]);
     }
-    serde_json::from_slice(&line).map(Some).map_err(io::Error::other)
+    serde_json::from_slice(&line)
+        .map(Some)
+        .map_err(io::Error::other)
 }
 
 /// Starts the sandbox described by `spec` under `limits`, running `init_exe`
 /// (this binary) as its init.
-pub async fn spawn(spec: &SandboxSpec, limits: &CgroupLimits, init_exe: &Path) -> Result<Spawned, SpawnError> {
+pub async fn spawn(
+    spec: &SandboxSpec,
+    limits: &CgroupLimits,
+    init_exe: &Path,
+) -> Result<Spawned, SpawnError> {
     let cgroup = Cgroup::create(&spec.id, limits)?;
     let json = serde_json::to_vec(spec).map_err(|e| os("encode spec")(io::Error::other(e)))?;
     let (child, parent) = make_fds(spec.tty)?;
@@ -278,7 +318,9 @@ pub async fn spawn(spec: &SandboxSpec, limits: &CgroupLimits, init_exe: &Path) -
     let first = read_report(&mut rx).await.map_err(os("read init report"))?;
     match first {
         Some(InitReport::Started { .. }) | Some(InitReport::ExecFailed { .. }) => {}
-        Some(InitReport::SetupFailed { step, path, error }) => return Err(SpawnError::Setup { step, path, error }),
+        Some(InitReport::SetupFailed { step, path, error }) => {
+            return Err(SpawnError::Setup { step, path, error })
+        }
         Some(other) => {
             return Err(SpawnError::Setup {
                 step: "sandbox init".into(),
