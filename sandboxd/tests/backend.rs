@@ -471,3 +471,29 @@ async fn spawn_to_started_time() {
         times[0], times[5], times[9]
     );
 }
+
+#[tokio::test]
+async fn each_sandbox_gets_its_own_loopback_network() {
+    let ws = workspace();
+    let script = "readlink /proc/self/ns/net; /usr/bin/python3 -c \"import socket; \
+                  print(sorted(n for _, n in socket.if_nameindex())); s = socket.socket(); \
+                  s.bind(('127.0.0.1', 0)); s.listen(); socket.create_connection(s.getsockname()); print('LO-OK')\"";
+    let host = std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let mut seen = vec![host];
+    // Several in a row: the first may clone a namespace, the next come from the pool.
+    for _ in 0..4 {
+        let out = run(&sandbox(ws.path(), script)).await.unwrap();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines.get(1..3), Some(&["['lo']", "LO-OK"][..]), "{out:?}");
+        assert!(
+            !seen.iter().any(|s| s == lines[0]),
+            "network namespace shared: {}",
+            lines[0]
+        );
+        seen.push(lines[0].to_string());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -165,9 +165,11 @@ struct CloneArgs {
 }
 
 /// Clones the init into its namespaces and executes `init_exe __sandbox_init`.
+/// With `netns`, the child joins that ready-made namespace instead of a new one.
 fn clone_init(
     init_exe: &Path,
     net: &NetPlan,
+    netns: Option<&OwnedFd>,
     fds: &ChildFds,
 ) -> Result<(i32, OwnedFd), SpawnError> {
     let exe = CString::new(init_exe.as_os_str().as_bytes())
@@ -188,7 +190,8 @@ fn clone_init(
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_PIDFD;
-    if matches!(net, NetPlan::Loopback) {
+    let join_net = netns.map_or(-1, |fd| fd.as_raw_fd());
+    if matches!(net, NetPlan::Loopback) && join_net < 0 {
         flags |= libc::CLONE_NEWNET;
     }
     let mut pidfd: RawFd = -1;
@@ -210,6 +213,9 @@ fn clone_init(
     if pid == 0 {
         // SAFETY: async-signal-safe calls only.
         unsafe {
+            if join_net >= 0 && libc::setns(join_net, libc::CLONE_NEWNET) < 0 {
+                libc::_exit(125);
+            }
             let mut moved = [0 as RawFd; 5];
             for (i, fd) in src.iter().enumerate() {
                 moved[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 5);
@@ -305,8 +311,12 @@ pub async fn spawn(
     let cgroup = Cgroup::create(&spec.id, limits)?;
     let json = serde_json::to_vec(spec).map_err(|e| os("encode spec")(io::Error::other(e)))?;
     let (child, parent) = make_fds(spec.tty)?;
-    let (pid, pidfd) = clone_init(init_exe, &spec.net, &child)?;
-    drop(child);
+    let netns = match spec.net {
+        NetPlan::Loopback => super::netns::POOL.take(),
+        NetPlan::Host => None,
+    };
+    let (pid, pidfd) = clone_init(init_exe, &spec.net, netns.as_ref(), &child)?;
+    drop((child, netns));
     let guard = InitGuard { pidfd: Some(pidfd) };
     cgroup.add(pid)?;
 
