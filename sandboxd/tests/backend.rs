@@ -497,3 +497,13 @@ async fn each_sandbox_gets_its_own_loopback_network() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The daemon spawns from tonic handlers: the future must be Send.
+#[test]
+fn spawn_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let sb = sandbox(Path::new("/"), "true");
+    let limits = CgroupLimits::default();
+    let fut = spawn(&sb.spec, &limits, Path::new("/bin/false"));
+    assert_send(&fut);
+}
