@@ -1,6 +1,5 @@
 //! The sandbox's init: pid 1 of the new pid namespace, re-executed from the
-//! daemon's binary. Single-threaded (but for one short-lived path resolver
-//! thread joined before anything else), no async runtime.
+//! daemon's binary. Single-threaded, no async runtime.
 //!
 //! Steps: read the spec (fd 3), set the hostname, bring `lo` up, open the
 //! caller's paths as the caller, expand deny globs, build the file system
@@ -144,7 +143,7 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
 
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Failure::new("pipe", None, e))?;
-    // SAFETY: single-threaded here (the resolver thread was joined).
+    // SAFETY: the init is single-threaded.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(Failure::new(

@@ -1,10 +1,12 @@
 //! Resolving the caller's paths without acting as a confused deputy.
 //!
 //! The working directory and every writable root are opened and checked with
-//! the caller's credentials, never root's: a short-lived thread switches its
-//! own (per-thread, at the kernel level) uid, gid and groups to the caller's
-//! with raw syscalls, opens each path with `openat2` and checks it, and hands
-//! back `O_PATH` descriptors. The mounts are then made from those descriptors,
+//! the caller's credentials, never root's: the calling thread switches its
+//! effective uid, gid and groups to the caller's with raw (per-thread)
+//! syscalls, which also drops its effective capabilities, opens each path
+//! with `openat2` and checks it, then switches back (real and saved ids stay
+//! root meanwhile, and the change makes the process non-dumpable). The result
+//! is `O_PATH` descriptors. The mounts are then made from those descriptors,
 //! so a path swapped after the check is never what gets mounted.
 //!
 //! Rules: a symlink anywhere in the cwd's or a write root's path is refused
@@ -179,85 +181,105 @@ fn open_checked(
     Ok(fd)
 }
 
-/// Switches the calling thread (only) to `creds`.
-fn become_caller(creds: &Credentials) -> io::Result<()> {
-    let check = |r: libc::c_long| {
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    };
-    // SAFETY: raw syscalls change only this thread's credentials (glibc's
-    // wrappers would broadcast them to every thread).
-    unsafe {
-        check(libc::syscall(
-            libc::SYS_setgroups,
-            creds.groups.len(),
-            creds.groups.as_ptr(),
-        ))?;
-        check(libc::syscall(
-            libc::SYS_setresgid,
-            creds.gid,
-            creds.gid,
-            creds.gid,
-        ))?;
-        check(libc::syscall(
-            libc::SYS_setresuid,
-            creds.uid,
-            creds.uid,
-            creds.uid,
-        ))?;
+/// Raw credential syscall on the calling thread only (glibc's wrappers would
+/// broadcast to every thread).
+fn cred_call(nr: libc::c_long, a: u64, b: u64, c: u64) -> io::Result<()> {
+    // SAFETY: set*id/setgroups syscalls with plain integer or valid pointer args.
+    if unsafe { libc::syscall(nr, a, b, c) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
-/// Opens the cwd, the write roots and the read roots as the caller.
+/// The calling thread's effective ids and groups, to return to.
+struct Saved {
+    euid: u32,
+    egid: u32,
+    groups: Vec<libc::gid_t>,
+}
+
+const KEEP: u64 = u32::MAX as u64;
+
+/// Switches the calling thread's effective uid, gid and groups to `creds`;
+/// real and saved ids stay (root), so [`leave_caller`] can switch back.
+fn become_caller(creds: &Credentials) -> io::Result<Saved> {
+    // SAFETY: getgroups with a buffer of the size it reported.
+    let groups = unsafe {
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        let mut g = vec![0; n.max(0) as usize];
+        let n = libc::getgroups(g.len() as i32, g.as_mut_ptr());
+        g.truncate(n.max(0) as usize);
+        g
+    };
+    // SAFETY: trivial getters.
+    let saved = Saved {
+        euid: unsafe { libc::geteuid() },
+        egid: unsafe { libc::getegid() },
+        groups,
+    };
+    cred_call(
+        libc::SYS_setgroups,
+        creds.groups.len() as u64,
+        creds.groups.as_ptr() as u64,
+        0,
+    )?;
+    cred_call(libc::SYS_setresgid, KEEP, creds.gid as u64, KEEP)?;
+    cred_call(libc::SYS_setresuid, KEEP, creds.uid as u64, KEEP)?;
+    Ok(saved)
+}
+
+fn leave_caller(saved: &Saved) -> io::Result<()> {
+    cred_call(libc::SYS_setresuid, KEEP, saved.euid as u64, KEEP)?;
+    cred_call(libc::SYS_setresgid, KEEP, saved.egid as u64, KEEP)?;
+    cred_call(
+        libc::SYS_setgroups,
+        saved.groups.len() as u64,
+        saved.groups.as_ptr() as u64,
+        0,
+    )
+}
+
+/// Opens the cwd, the write roots and the read roots with the caller's
+/// effective credentials (on the calling thread, restored before returning).
 pub fn resolve_as_caller(
     creds: &Credentials,
     cwd: &Path,
     write: &[PathBuf],
     read: &[PathBuf],
 ) -> Result<Resolved, PathError> {
-    let (creds, cwd, write, read) = (
-        creds.clone(),
-        cwd.to_path_buf(),
-        write.to_vec(),
-        read.to_vec(),
-    );
-    let worker = std::thread::spawn(move || -> Result<Resolved, PathError> {
-        become_caller(&creds).map_err(|e| PathError {
-            step: "become caller",
-            path: PathBuf::new(),
-            reason: e.to_string(),
-        })?;
-        let cwd_fd = open_checked("resolve cwd", &cwd, true, libc::X_OK)?;
-        let mut w = Vec::with_capacity(write.len());
-        for p in write {
-            let fd = open_checked("resolve write root", &p, false, libc::W_OK)?;
-            w.push((p, fd));
-        }
-        let mut r = Vec::with_capacity(read.len());
-        for p in read {
-            // Symlinks are followed here: the caller may read whatever they lead to.
-            if let Ok(fd) = openat2(libc::AT_FDCWD, &p, 0, libc::RESOLVE_NO_MAGICLINKS) {
-                if access(&fd, libc::R_OK).is_ok() || p == Path::new("/") {
-                    r.push((p, fd));
-                }
+    let fail = |step, e: io::Error| PathError {
+        step,
+        path: PathBuf::new(),
+        reason: e.to_string(),
+    };
+    let saved = become_caller(creds).map_err(|e| fail("become caller", e))?;
+    let result = open_all(cwd, write, read);
+    leave_caller(&saved).map_err(|e| fail("return from caller credentials", e))?;
+    result
+}
+
+fn open_all(cwd: &Path, write: &[PathBuf], read: &[PathBuf]) -> Result<Resolved, PathError> {
+    let cwd = open_checked("resolve cwd", cwd, true, libc::X_OK)?;
+    let mut w = Vec::with_capacity(write.len());
+    for p in write {
+        w.push((
+            p.clone(),
+            open_checked("resolve write root", p, false, libc::W_OK)?,
+        ));
+    }
+    let mut r = Vec::with_capacity(read.len());
+    for p in read {
+        // Symlinks are followed here: the caller may read whatever they lead to.
+        if let Ok(fd) = openat2(libc::AT_FDCWD, p, 0, libc::RESOLVE_NO_MAGICLINKS) {
+            if access(&fd, libc::R_OK).is_ok() || p == Path::new("/") {
+                r.push((p.clone(), fd));
             }
         }
-        Ok(Resolved {
-            cwd: cwd_fd,
-            write: w,
-            read: r,
-        })
-    });
-    worker.join().unwrap_or_else(|_| {
-        Err(PathError {
-            step: "resolve paths",
-            path: PathBuf::new(),
-            reason: "resolver thread panicked".into(),
-        })
+    }
+    Ok(Resolved {
+        cwd,
+        write: w,
+        read: r,
     })
 }
 
