@@ -507,3 +507,22 @@ fn spawn_future_is_send() {
     let fut = spawn(&sb.spec, &limits, Path::new("/bin/false"));
     assert_send(&fut);
 }
+
+#[tokio::test]
+async fn without_the_host_root_only_the_listed_roots_exist() {
+    let ws = workspace();
+    let mut sb = sandbox(
+        ws.path(),
+        "ls / | tr '\\n' ' '; echo x > /new; ls /usr/bin/sh",
+    );
+    sb.spec.fs.read = ["/usr", "/bin", "/lib", "/lib64", "/etc", "/nonexistent"]
+        .map(PathBuf::from)
+        .to_vec();
+    let out = run(&sb).await.unwrap();
+    assert_eq!(
+        out.stdout, "bin dev etc lib lib64 proc srv tmp usr /usr/bin/sh\n",
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("/new"), "{}", out.stderr);
+}
