@@ -366,7 +366,7 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
     Ok((out, true))
 }
 
-/// Anchors a relative pattern (`**/.env`) under each root; absolute ones stay.
+/// Anchors a relative pattern (`**/.env`) under each given root; absolute ones stay.
 fn anchored(pattern: &str, roots: &[&Path]) -> Vec<String> {
     if pattern.starts_with('/') {
         return vec![pattern.to_string()];
@@ -386,12 +386,10 @@ fn anchored(pattern: &str, roots: &[&Path]) -> Vec<String> {
 
 /// Expands `fs.deny_read` and `fs.deny_write` on the host tree (before mounting).
 pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
-    let roots: Vec<&Path> = fs
-        .write
-        .iter()
-        .chain(fs.read.iter())
-        .map(PathBuf::as_path)
-        .collect();
+    // Relative patterns are searched for under the writable roots only: the
+    // caller's own trees, where such files appear; a walk of a system read
+    // root (e.g. /usr) would hit the walk bound and refuse every start.
+    let roots: Vec<&Path> = fs.write.iter().map(PathBuf::as_path).collect();
     let mut denied = Denied::default();
     for pat in &fs.deny_read {
         for p in anchored(pat, &roots) {
@@ -405,9 +403,8 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
                 .extend(found.into_iter().filter(|f| f.symlink_metadata().is_ok()));
         }
     }
-    let wroots: Vec<&Path> = fs.write.iter().map(PathBuf::as_path).collect();
     for pat in &fs.deny_write {
-        for p in anchored(pat, &wroots) {
+        for p in anchored(pat, &roots) {
             let (found, exists) = expand(&p).map_err(|error| MountError {
                 step: "expand deny_write".into(),
                 path: p.clone().into(),
