@@ -526,3 +526,23 @@ async fn without_the_host_root_only_the_listed_roots_exist() {
     );
     assert!(out.stderr.contains("/new"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn the_command_inherits_only_its_stdio() {
+    let ws = workspace();
+    // ls itself holds one more descriptor for the directory it lists.
+    let out = run(&sandbox(ws.path(), "ls /proc/self/fd | tr '\\n' ' '"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "0 1 2 3 ", "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn host_network_plan_shares_the_host_namespace() {
+    let ws = workspace();
+    let mut sb = sandbox(ws.path(), "readlink /proc/self/ns/net");
+    sb.spec.net = NetPlan::Host;
+    let out = run(&sb).await.unwrap();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_eq!(out.stdout.trim_end(), host.to_str().unwrap());
+}
