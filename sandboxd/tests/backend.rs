@@ -546,3 +546,28 @@ async fn host_network_plan_shares_the_host_namespace() {
     let host = std::fs::read_link("/proc/self/ns/net").unwrap();
     assert_eq!(out.stdout.trim_end(), host.to_str().unwrap());
 }
+
+#[tokio::test]
+async fn a_workspace_under_tmp_survives_the_private_tmp() {
+    let ws = tempfile::Builder::new()
+        .prefix("sbx-backend-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::os::unix::fs::chown(ws.path(), Some(UID), Some(UID)).unwrap();
+    let out = run(&sandbox(
+        ws.path(),
+        "pwd; echo hi > out.txt; ls /tmp | wc -l",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        out.stdout,
+        format!("{}\n1\n", ws.path().display()),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("out.txt")).unwrap(),
+        "hi\n"
+    );
+}

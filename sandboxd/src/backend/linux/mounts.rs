@@ -7,9 +7,9 @@
 //! created mount point) to the host's tree.
 //!
 //! Layout, in order: the root (the host tree read-only when `/` is a read root,
-//! else an empty tmpfs made read-only at the end); read roots (read-only,
-//! recursive) and write roots (from the caller's fds) by depth; fresh /proc;
-//! a minimal /dev; private /tmp; deny_read covers; deny_write read-only and
+//! else an empty tmpfs made read-only at the end); private /tmp; read roots
+//! (read-only, recursive) and write roots (from the caller's fds) by depth;
+//! fresh /proc; a minimal /dev; deny_read covers; deny_write read-only and
 //! rename-proof binds; hidden paths and host Unix sockets covered.
 //!
 //! deny_write on a path that does not exist: nothing is created on the host. If
@@ -498,6 +498,21 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
     }
     let root = Root { fd, scratch };
 
+    // Private /tmp first: roots below /tmp (a workspace in /tmp) land on top of it.
+    if fs.private_tmp {
+        let tmp = Path::new("/tmp");
+        let target = root
+            .ensure(tmp, true)
+            .map_err(merr("mount /tmp (mount point)", tmp))?;
+        let m = fresh(
+            c"tmpfs",
+            &[(c"mode", Some(c"1777"))],
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+        .map_err(merr("mount /tmp", tmp))?;
+        attach(&m, &target).map_err(merr("mount /tmp", tmp))?;
+    }
+
     // Read and write roots, shallowest first so deeper ones land on top.
     let mut roots: Vec<(&PathBuf, &OwnedFd, bool)> = resolved
         .read
@@ -545,20 +560,6 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
     attach(&m, &target).map_err(merr("mount /proc", proc_path))?;
 
     build_dev(&root)?;
-
-    if fs.private_tmp {
-        let tmp = Path::new("/tmp");
-        let target = root
-            .ensure(tmp, true)
-            .map_err(merr("mount /tmp (mount point)", tmp))?;
-        let m = fresh(
-            c"tmpfs",
-            &[(c"mode", Some(c"1777"))],
-            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        )
-        .map_err(merr("mount /tmp", tmp))?;
-        attach(&m, &target).map_err(merr("mount /tmp", tmp))?;
-    }
 
     for p in &denied.read {
         root.cover(p, "hide deny_read")?;
