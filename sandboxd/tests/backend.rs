@@ -484,9 +484,22 @@ async fn each_sandbox_gets_its_own_loopback_network() {
         .to_string_lossy()
         .into_owned();
     let mut seen = vec![host];
-    // Several in a row: the first may clone a namespace, the next come from the pool.
+    // Several at once (namespace numbers are reused once one is freed): the
+    // first may clone a namespace, the next come from the pool.
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    let mut running = Vec::new();
     for _ in 0..4 {
-        let out = run(&sandbox(ws.path(), script)).await.unwrap();
+        let sb = sandbox(ws.path(), &format!("{script}; sleep 1"));
+        running.push((
+            spawn(&sb.spec, &CgroupLimits::default(), exe)
+                .await
+                .unwrap(),
+            sb,
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (s, _sb) in running {
+        let out = finish(s);
         let lines: Vec<&str> = out.stdout.lines().collect();
         assert_eq!(lines.get(1..3), Some(&["lo", "LO-OK"][..]), "{out:?}");
         assert!(
@@ -495,7 +508,6 @@ async fn each_sandbox_gets_its_own_loopback_network() {
             lines[0]
         );
         seen.push(lines[0].to_string());
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
