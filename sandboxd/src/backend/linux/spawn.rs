@@ -34,7 +34,8 @@ pub struct Spawned {
     /// Read end of the command's stderr; `None` with `tty`.
     pub stderr: Option<OwnedFd>,
     /// Read end of the init's report stream (blocking mode), positioned after
-    /// `Started` (or after `ExecFailed`, which an `Exited` with 126/127 follows).
+    /// `Started` (or after `ExecFailed`, which an `Exited` with 126/127 follows;
+    /// the exec error is then also on the command's stderr, as a shell says it).
     pub reports: OwnedFd,
     pub cgroup: Cgroup,
 }
