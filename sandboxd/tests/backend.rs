@@ -585,3 +585,35 @@ async fn a_workspace_under_tmp_survives_the_private_tmp() {
         "hi\n"
     );
 }
+
+#[tokio::test]
+async fn hidden_paths_are_covered() {
+    let ws = workspace();
+    let state = tempfile::Builder::new()
+        .prefix("sbx-state-")
+        .tempdir_in("/srv")
+        .unwrap();
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(state.path().join("audit.log"), "AUDIT\n").unwrap();
+    let file = ws.path().join("daemon.toml");
+    std::fs::write(&file, "CONFIG\n").unwrap();
+    let script = format!(
+        "ls -A {s}; cat {s}/audit.log {f}; true",
+        s = state.path().display(),
+        f = file.display()
+    );
+    let mut sb = sandbox(ws.path(), &script);
+    sb.spec.fs.hide = vec![
+        state.path().to_path_buf(),
+        file.clone(),
+        PathBuf::from("/nonexistent"),
+    ];
+    let out = run(&sb).await.unwrap();
+    assert!(
+        !out.stdout.contains("AUDIT") && !out.stdout.contains("CONFIG"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("audit.log"), "{}", out.stdout);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "CONFIG\n");
+}
