@@ -1,11 +1,369 @@
 //! The sandbox's init: pid 1 of the new pid namespace, re-executed from the
-//! daemon's binary. Builds the file system view, forks the command, reaps,
-//! forwards signals, reports the exit on the report fd.
+//! daemon's binary. Single-threaded, no async runtime.
+//!
+//! Steps: read the spec (fd 3), set the hostname, bring `lo` up, open the
+//! caller's paths as the caller, expand deny globs, build the file system
+//! view and pivot into it, then fork the command: stdio, setsid (+ controlling
+//! tty), chdir, drop to the caller, Landlock, seccomp, execve. Exec failures
+//! come back through a close-on-exec pipe. As pid 1 it reaps every process,
+//! forwards signals to the command, and when the command ends reports its exit
+//! and exits, which makes the kernel kill the rest of the pid namespace.
+
+use super::{creds, landlock, mounts, netns, paths, seccomp};
+use crate::backend::spec::{fds, InitReport, NetPlan, SandboxSpec};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
 
 /// The hidden first argument that makes `sandboxd` run as a sandbox init.
 pub const ARG: &str = "__sandbox_init";
 
+/// Signals pid 1 passes on to the command.
+const FORWARDED: &[i32] = &[
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// A setup failure before exec.
+struct Failure {
+    step: String,
+    path: Option<String>,
+    error: String,
+}
+
+impl Failure {
+    fn new(step: &str, path: Option<&Path>, error: impl ToString) -> Self {
+        Failure {
+            step: step.into(),
+            path: path.map(|p| p.display().to_string()),
+            error: error.to_string(),
+        }
+    }
+    fn report(self) -> InitReport {
+        InitReport::SetupFailed {
+            step: self.step,
+            path: self.path,
+            error: self.error,
+        }
+    }
+}
+
+fn send(out: &mut std::fs::File, report: &InitReport) {
+    if let Ok(mut line) = serde_json::to_vec(report) {
+        line.push(b'\n');
+        // Nothing more to do if the daemon has gone.
+        let _ = out.write_all(&line);
+    }
+}
+
 /// Runs the init; never returns.
 pub fn main() -> ! {
-    todo!("init")
+    // SAFETY: the daemon passes the report pipe as fd 4; nothing else owns it.
+    let mut report = unsafe { std::fs::File::from_raw_fd(fds::REPORT) };
+    // SAFETY: fcntl on our own descriptor.
+    unsafe { libc::fcntl(fds::REPORT, libc::F_SETFD, libc::FD_CLOEXEC) };
+    match run(&mut report) {
+        Ok(code) => std::process::exit(code),
+        Err(f) => {
+            send(&mut report, &f.report());
+            std::process::exit(125)
+        }
+    }
+}
+
+extern "C" fn on_signal(_: libc::c_int) {}
+
+/// Catches (so the kernel delivers them to pid 1) and blocks the signals the
+/// main loop waits for; returns the set.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation and sigaction with a valid handler.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in FORWARDED.iter().chain(&[libc::SIGCHLD]) {
+            libc::sigaddset(&mut set, s);
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigaction(s, &sa, std::ptr::null_mut());
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
+    // SAFETY: fd 3 is the spec pipe handed over by the daemon.
+    let mut spec_in = unsafe { std::fs::File::from_raw_fd(fds::SPEC) };
+    let mut buf = Vec::new();
+    spec_in
+        .read_to_end(&mut buf)
+        .map_err(|e| Failure::new("read spec", None, e))?;
+    drop(spec_in);
+    let spec: SandboxSpec =
+        serde_json::from_slice(&buf).map_err(|e| Failure::new("parse spec", None, e))?;
+
+    let sigs = block_signals();
+    let host: String = spec.id.chars().take(64).collect();
+    nix::unistd::sethostname(&host).map_err(|e| Failure::new("set hostname", None, e))?;
+    if matches!(spec.net, NetPlan::Loopback) {
+        netns::loopback_up().map_err(|e| Failure::new("bring up loopback", None, e))?;
+    }
+    let resolved = paths::resolve_as_caller(&spec.creds, &spec.cwd, &spec.fs.write, &spec.fs.read)
+        .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?;
+    let denied = mounts::expand_denies(&spec.fs)
+        .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
+    let filter = seccomp::Filter::build().map_err(|e| Failure::new("seccomp", None, e))?;
+    mounts::build(&spec.fs, &resolved, &denied)
+        .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
+    drop(resolved);
+
+    let access = landlock::FsAccess {
+        read: spec
+            .fs
+            .read
+            .iter()
+            .cloned()
+            .chain(["/proc", "/dev"].map(PathBuf::from))
+            .collect(),
+        write: spec
+            .fs
+            .write
+            .iter()
+            .cloned()
+            .chain(spec.fs.private_tmp.then(|| PathBuf::from("/tmp")))
+            .chain(mounts::WRITABLE_DEVICES.iter().map(PathBuf::from))
+            .collect(),
+    };
+    let exec = Exec::prepare(&spec).map_err(|e| Failure::new("prepare exec", None, e))?;
+
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Failure::new("pipe", None, e))?;
+    // SAFETY: the init is single-threaded.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Failure::new(
+            "fork command",
+            None,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        drop(err_r);
+        let mut w = std::fs::File::from(err_w);
+        let (outcome, code) = command_child(&spec, &access, &filter, &exec);
+        send(&mut w, &outcome);
+        // SAFETY: leave without running the parent's destructors.
+        unsafe { libc::_exit(code) }
+    }
+    drop(err_w);
+    // The command owns the stdio now; the daemon sees EOF when it (and its children) close it.
+    // SAFETY: closing our copies of 0, 1, 2.
+    unsafe {
+        libc::close(0);
+        libc::close(1);
+        libc::close(2);
+    }
+    let mut msg = Vec::new();
+    let _ = std::fs::File::from(err_r).read_to_end(&mut msg);
+    let first = if msg.is_empty() {
+        InitReport::Started { pid }
+    } else {
+        match serde_json::from_slice::<InitReport>(msg.trim_ascii_end()) {
+            Ok(r) => r,
+            Err(e) => InitReport::SetupFailed {
+                step: "command child".into(),
+                path: None,
+                error: e.to_string(),
+            },
+        }
+    };
+    let setup_failed = matches!(first, InitReport::SetupFailed { .. });
+    send(report, &first);
+    let status = reap_until(pid, &sigs);
+    if !setup_failed {
+        send(report, &status);
+    }
+    Ok(match status {
+        InitReport::Exited { code: Some(c), .. } => c,
+        InitReport::Exited {
+            signal: Some(s), ..
+        } => 128 + s,
+        _ => 1,
+    })
+}
+
+/// Reaps every child; forwards signals to `cmd`; returns `cmd`'s exit.
+fn reap_until(cmd: i32, sigs: &libc::sigset_t) -> InitReport {
+    loop {
+        // SAFETY: sigs is the blocked set; info is an out-parameter.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let sig = unsafe { libc::sigwaitinfo(sigs, &mut info) };
+        if sig < 0 {
+            continue;
+        }
+        if sig != libc::SIGCHLD {
+            // SAFETY: plain kill(2).
+            unsafe { libc::kill(cmd, sig) };
+            continue;
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: out-parameters.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            let pid = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut ru) };
+            if pid <= 0 {
+                break;
+            }
+            if pid == cmd {
+                let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+                return InitReport::Exited {
+                    code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+                    signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
+                    user_us: us(ru.ru_utime),
+                    system_us: us(ru.ru_stime),
+                    max_rss_bytes: ru.ru_maxrss as u64 * 1024,
+                };
+            }
+        }
+    }
+}
+
+/// Everything execve needs, allocated before the fork.
+struct Exec {
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    /// Candidate program paths, in PATH order for a bare name.
+    candidates: Vec<CString>,
+}
+
+impl Exec {
+    fn prepare(spec: &SandboxSpec) -> Result<Exec, String> {
+        let c = |s: &[u8]| {
+            CString::new(s).map_err(|_| "argument or environment contains a NUL byte".to_string())
+        };
+        let argv0 = spec.argv.first().ok_or("empty command")?;
+        let argv = spec
+            .argv
+            .iter()
+            .map(|a| c(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let env = spec
+            .env
+            .iter()
+            .map(|(k, v)| c(format!("{k}={v}").as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let candidates = if argv0.contains('/') {
+            vec![c(argv0.as_bytes())?]
+        } else {
+            let path = spec
+                .env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+            path.split(':')
+                .map(|d| if d.is_empty() { "." } else { d })
+                .map(|d| c(format!("{}/{argv0}", d.trim_end_matches('/')).as_bytes()))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        Ok(Exec {
+            argv,
+            env,
+            candidates,
+        })
+    }
+}
+
+/// The command child, as root in the new root: returns what to report if it
+/// could not exec, and the exit code to use.
+fn command_child(
+    spec: &SandboxSpec,
+    access: &landlock::FsAccess,
+    filter: &seccomp::Filter,
+    exec: &Exec,
+) -> (InitReport, i32) {
+    let fail = |step: &str, path: Option<&Path>, e: &dyn std::fmt::Display| {
+        (Failure::new(step, path, e).report(), 125)
+    };
+    // SAFETY: resetting dispositions and the mask inherited from pid 1.
+    unsafe {
+        for s in 1..32 {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        if libc::setsid() < 0 {
+            return fail("setsid", None, &std::io::Error::last_os_error());
+        }
+        if spec.tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+            return fail(
+                "set controlling terminal",
+                None,
+                &std::io::Error::last_os_error(),
+            );
+        }
+    }
+    match paths::openat2(
+        libc::AT_FDCWD,
+        &spec.cwd,
+        libc::O_DIRECTORY,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        // SAFETY: fchdir on a directory fd we own.
+        Ok(fd) if unsafe { libc::fchdir(fd.as_raw_fd()) } == 0 => {}
+        Ok(_) => return fail("chdir", Some(&spec.cwd), &std::io::Error::last_os_error()),
+        Err(e) => {
+            return fail(
+                "chdir (cwd not visible in the sandbox)",
+                Some(&spec.cwd),
+                &e,
+            )
+        }
+    }
+    if let Err(e) = creds::drop_to(&spec.creds) {
+        return fail("drop privileges", None, &e);
+    }
+    if let Err(e) = landlock::apply(&spec.landlock, access) {
+        return fail("landlock", None, &e);
+    }
+    if let Err(e) = filter.install() {
+        return fail("seccomp", None, &e);
+    }
+    let mut argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = exec.env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let mut denied: Option<std::io::Error> = None;
+    let mut last = std::io::Error::from_raw_os_error(libc::ENOENT);
+    for prog in &exec.candidates {
+        // SAFETY: NUL-terminated arrays of valid C strings.
+        unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => last = e,
+            Some(libc::EACCES) => denied = Some(e),
+            _ => {
+                last = e;
+                break;
+            }
+        }
+    }
+    let e = denied.unwrap_or(last);
+    let code = if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) {
+        127
+    } else {
+        126
+    };
+    let error = format!("{}: {e}", spec.argv[0]);
+    // Said on the command's stderr too, as a shell would.
+    let _ = std::io::stderr().write_all(format!("sandbox: {error}\n").as_bytes());
+    (InitReport::ExecFailed { code, error }, code)
 }

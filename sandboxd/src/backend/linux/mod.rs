@@ -3,6 +3,10 @@
 //! the sandbox's init ([`init`]); init builds the file system view, then forks
 //! the command, which drops to the caller's credentials and applies, in this
 //! order: no capabilities, no_new_privs, Landlock, seccomp, exec.
+//!
+//! The pieces: [`spawn`] (daemon side), [`init`] (pid 1 inside), [`mounts`]
+//! (the file system view), [`paths`] (the caller's paths, opened as the
+//! caller), [`netns`] (loopback namespaces, pre-made in a small pool).
 
 pub mod cgroup;
 pub mod creds;

@@ -1,1 +1,746 @@
-//! TODO
+//! The sandbox's file system view, built in the init's own mount namespace
+//! with the new mount API (`open_tree`, `mount_setattr`, `move_mount`,
+//! `fsopen`), then made the root with `pivot_root`.
+//!
+//! Every mount target is opened with `openat2(RESOLVE_IN_ROOT)` relative to the
+//! new root, so a symlink inside a mounted tree can never send a mount (or a
+//! created mount point) to the host's tree.
+//!
+//! Layout, in order: the root (the host tree read-only when `/` is a read root,
+//! else an empty tmpfs made read-only at the end); private /tmp; read roots
+//! (read-only, recursive) and write roots (from the caller's fds) by depth;
+//! fresh /proc; a minimal /dev; deny_read covers; deny_write read-only and
+//! rename-proof binds; hidden paths and host Unix sockets covered.
+//!
+//! deny_write on a path that does not exist: nothing is created on the host. If
+//! its parent exists strictly inside the write root, the parent is made
+//! read-only (fail closed, it is the nearest thing that exists); if the parent
+//! is the write root itself or is missing too, nothing can be mounted and the
+//! path stays creatable (a known limit).
+
+use super::paths::{openat2, Resolved};
+use crate::backend::spec::FsPlan;
+use globset::{GlobBuilder, GlobSetBuilder};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// A failed mount step, naming the step and the path.
+#[derive(Debug, thiserror::Error)]
+#[error("{step} {}: {error}", path.display())]
+pub struct MountError {
+    pub step: String,
+    pub path: PathBuf,
+    pub error: String,
+}
+
+fn merr(step: impl Into<String>, path: &Path) -> impl FnOnce(io::Error) -> MountError + '_ {
+    let step = step.into();
+    move |e| MountError {
+        step,
+        path: path.to_path_buf(),
+        error: e.to_string(),
+    }
+}
+
+// Constants of linux/mount.h (kept here: not every libc exports them).
+const OPEN_TREE_CLONE: u32 = 1;
+const OPEN_TREE_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+const FSCONFIG_SET_FLAG: u32 = 0;
+const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+const FSOPEN_CLOEXEC: u32 = 1;
+const FSMOUNT_CLOEXEC: u32 = 1;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const RO: u64 = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// A detached copy of the mount at `fd` (recursive when asked).
+fn clone_tree(fd: RawFd, recursive: bool) -> io::Result<OwnedFd> {
+    let flags = OPEN_TREE_CLONE
+        | OPEN_TREE_CLOEXEC
+        | libc::AT_EMPTY_PATH as u32
+        | if recursive {
+            libc::AT_RECURSIVE as u32
+        } else {
+            0
+        };
+    // SAFETY: empty path with AT_EMPTY_PATH refers to fd.
+    let r = cvt(unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) })?;
+    // SAFETY: new descriptor from the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+fn set_attr(fd: &OwnedFd, set: u64, recursive: bool) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: attr is a valid mount_attr of the given size.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    Ok(())
+}
+
+/// Attaches the detached mount `from` on top of the location `to`.
+fn attach(from: &OwnedFd, to: &OwnedFd) -> io::Result<()> {
+    // SAFETY: both descriptors are valid; empty paths refer to them.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            to.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+/// A new detached file system instance (`fsopen` + options + `fsmount`).
+fn fresh(
+    fstype: &std::ffi::CStr,
+    options: &[(&std::ffi::CStr, Option<&std::ffi::CStr>)],
+    attr: u64,
+) -> io::Result<OwnedFd> {
+    // SAFETY: valid C strings; descriptors checked and owned right away.
+    unsafe {
+        let fs = OwnedFd::from_raw_fd(cvt(libc::syscall(
+            libc::SYS_fsopen,
+            fstype.as_ptr(),
+            FSOPEN_CLOEXEC,
+        ))? as RawFd);
+        for (key, value) in options {
+            match value {
+                Some(v) => cvt(libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    FSCONFIG_SET_STRING,
+                    key.as_ptr(),
+                    v.as_ptr(),
+                    0,
+                ))?,
+                None => cvt(libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    FSCONFIG_SET_FLAG,
+                    key.as_ptr(),
+                    std::ptr::null::<u8>(),
+                    0,
+                ))?,
+            };
+        }
+        cvt(libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<u8>(),
+            std::ptr::null::<u8>(),
+            0,
+        ))?;
+        Ok(OwnedFd::from_raw_fd(cvt(libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attr,
+        ))? as RawFd))
+    }
+}
+
+fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    // SAFETY: plain out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+/// The new root under construction.
+struct Root {
+    fd: OwnedFd,
+    /// Source of empty covers: a detached tmpfs with a mode-000 file and dir.
+    scratch: OwnedFd,
+}
+
+fn relative(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+impl Root {
+    /// Opens `path` (as seen inside) in the new root, not following a final symlink.
+    fn open(&self, path: &Path) -> io::Result<OwnedFd> {
+        let rel = relative(path);
+        let rel = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        };
+        openat2(
+            self.fd.as_raw_fd(),
+            &rel,
+            libc::O_NOFOLLOW,
+            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        )
+    }
+
+    /// Opens `path` in the new root, creating missing components (the last
+    /// one as a directory or an empty file) relative to their parent's fd.
+    fn ensure(&self, path: &Path, dir: bool) -> io::Result<OwnedFd> {
+        match self.open(path) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+            Err(_) => {}
+        }
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let pfd = self.ensure(parent, true)?;
+        let name = cstr(Path::new(
+            path.file_name()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?,
+        ))?;
+        // SAFETY: pfd is a directory fd, name a single component.
+        let r = unsafe {
+            if dir {
+                libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755)
+            } else {
+                let fd = libc::openat(
+                    pfd.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                fd.min(0)
+            }
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(e);
+            }
+        }
+        self.open(path)
+    }
+
+    /// Covers `path` with an empty mode-000 directory or file, read-only.
+    fn cover(&self, path: &Path, step: &str) -> Result<(), MountError> {
+        let target = match self.open(path) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(merr(step, path)(e)),
+        };
+        let st = fstat(&target).map_err(merr(step, path))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            // A symlink itself reveals nothing; where it leads is covered on its own.
+            return Ok(());
+        }
+        let name = if is_dir(&st) { "dir" } else { "file" };
+        let src =
+            openat2(self.scratch.as_raw_fd(), Path::new(name), 0, 0).map_err(merr(step, path))?;
+        let m = clone_tree(src.as_raw_fd(), false).map_err(merr(step, path))?;
+        set_attr(&m, RO | MOUNT_ATTR_NOEXEC, false).map_err(merr(step, path))?;
+        attach(&m, &target).map_err(merr(step, path))
+    }
+
+    /// Re-binds `path` onto itself (recursively), read-only when asked: a
+    /// mount point cannot be renamed or removed.
+    fn self_bind(&self, path: &Path, read_only: bool, step: &str) -> Result<(), MountError> {
+        let target = self.open(path).map_err(merr(step, path))?;
+        let m = clone_tree(target.as_raw_fd(), true).map_err(merr(step, path))?;
+        if read_only {
+            set_attr(&m, RO, true).map_err(merr(step, path))?;
+        }
+        attach(&m, &target).map_err(merr(step, path))
+    }
+}
+
+/// Paths that deny patterns matched at start, as host paths.
+#[derive(Debug, Default)]
+pub struct Denied {
+    pub read: Vec<PathBuf>,
+    /// (write root, denied path); `exists` false for a literal path not there yet.
+    pub write: Vec<(PathBuf, PathBuf, bool)>,
+}
+
+/// Most directory entries one pattern's walk may visit before giving up.
+const WALK_LIMIT: usize = 200_000;
+const WALK_DEPTH: usize = 64;
+
+fn has_meta(s: &str) -> bool {
+    s.contains(['*', '?', '[', '{'])
+}
+
+/// Expands one absolute glob to existing paths; a literal pattern yields
+/// itself (existing or not, the caller decides).
+fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
+    if !has_meta(pattern) {
+        let p = PathBuf::from(pattern);
+        let exists = p.symlink_metadata().is_ok();
+        return Ok((vec![p], exists));
+    }
+    let glob = GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let set = GlobSetBuilder::new()
+        .add(glob)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut base = PathBuf::from("/");
+    for comp in Path::new(pattern).components().skip(1) {
+        let s = comp.as_os_str().to_string_lossy();
+        if has_meta(&s) {
+            break;
+        }
+        base.push(comp);
+    }
+    let mut out = Vec::new();
+    let mut visited = 0usize;
+    let mut stack = vec![(base, 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            visited += 1;
+            if visited > WALK_LIMIT {
+                return Err(format!(
+                    "more than {WALK_LIMIT} entries to search; narrow the pattern"
+                ));
+            }
+            let path = entry.path();
+            if set.is_match(&path) {
+                out.push(path.clone());
+            }
+            if depth < WALK_DEPTH && entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    Ok((out, true))
+}
+
+/// Anchors a relative pattern (`**/.env`) under each given root; absolute ones stay.
+fn anchored(pattern: &str, roots: &[&Path]) -> Vec<String> {
+    if pattern.starts_with('/') {
+        return vec![pattern.to_string()];
+    }
+    roots
+        .iter()
+        .filter(|r| **r != Path::new("/"))
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r.display().to_string().trim_end_matches('/'),
+                pattern
+            )
+        })
+        .collect()
+}
+
+/// Expands `fs.deny_read` and `fs.deny_write` on the host tree (before mounting).
+pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
+    // Relative patterns are searched for under the writable roots only: the
+    // caller's own trees, where such files appear; a walk of a system read
+    // root (e.g. /usr) would hit the walk bound and refuse every start.
+    let roots: Vec<&Path> = fs.write.iter().map(PathBuf::as_path).collect();
+    let mut denied = Denied::default();
+    for pat in &fs.deny_read {
+        for p in anchored(pat, &roots) {
+            let (found, _) = expand(&p).map_err(|error| MountError {
+                step: "expand deny_read".into(),
+                path: p.clone().into(),
+                error,
+            })?;
+            denied
+                .read
+                .extend(found.into_iter().filter(|f| f.symlink_metadata().is_ok()));
+        }
+    }
+    for pat in &fs.deny_write {
+        for p in anchored(pat, &roots) {
+            let (found, exists) = expand(&p).map_err(|error| MountError {
+                step: "expand deny_write".into(),
+                path: p.clone().into(),
+                error,
+            })?;
+            for f in found {
+                // Only matches inside a writable root matter; the longest root wins.
+                if let Some(root) = fs
+                    .write
+                    .iter()
+                    .filter(|r| f.starts_with(r) && f != **r)
+                    .max_by_key(|r| r.as_os_str().len())
+                {
+                    denied.write.push((root.clone(), f, exists));
+                }
+            }
+        }
+    }
+    Ok(denied)
+}
+
+/// Builds the view on `fs.staging` and makes it the root (`pivot_root`).
+pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), MountError> {
+    let staging = &fs.staging;
+    let st = |s: &str| merr(s.to_string(), staging);
+    // SAFETY: plain mount(2) call with constant strings.
+    if unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    } < 0
+    {
+        return Err(merr("make mounts private", Path::new("/"))(
+            io::Error::last_os_error(),
+        ));
+    }
+    let staging_fd = openat2(
+        libc::AT_FDCWD,
+        staging,
+        libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        libc::RESOLVE_NO_SYMLINKS,
+    )
+    .map_err(st("open staging"))?;
+    let whole_host = resolved.read.iter().find(|(p, _)| p == Path::new("/"));
+    let root_mount = match whole_host {
+        Some((_, fd)) => {
+            let m = clone_tree(fd.as_raw_fd(), true).map_err(st("bind host root"))?;
+            set_attr(&m, RO, true).map_err(st("bind host root read-only"))?;
+            m
+        }
+        None => fresh(
+            c"tmpfs",
+            &[(c"mode", Some(c"0755")), (c"size", Some(c"1m"))],
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+        .map_err(st("mount root tmpfs"))?,
+    };
+    attach(&root_mount, &staging_fd).map_err(st("mount new root"))?;
+    let fd = openat2(
+        libc::AT_FDCWD,
+        staging,
+        libc::O_DIRECTORY,
+        libc::RESOLVE_NO_SYMLINKS,
+    )
+    .map_err(st("open new root"))?;
+    let scratch = fresh(
+        c"tmpfs",
+        &[(c"mode", Some(c"0700")), (c"size", Some(c"4k"))],
+        0,
+    )
+    .map_err(st("mount scratch tmpfs"))?;
+    // SAFETY: scratch is a directory fd; names are constants.
+    unsafe {
+        if libc::mkdirat(scratch.as_raw_fd(), c"dir".as_ptr(), 0) < 0 {
+            return Err(st("make empty dir")(io::Error::last_os_error()));
+        }
+        let f = libc::openat(
+            scratch.as_raw_fd(),
+            c"file".as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            0,
+        );
+        if f < 0 {
+            return Err(st("make empty file")(io::Error::last_os_error()));
+        }
+        libc::close(f);
+    }
+    let root = Root { fd, scratch };
+
+    // Private /tmp first: roots below /tmp (a workspace in /tmp) land on top of it.
+    if fs.private_tmp {
+        let tmp = Path::new("/tmp");
+        let target = root
+            .ensure(tmp, true)
+            .map_err(merr("mount /tmp (mount point)", tmp))?;
+        let m = fresh(
+            c"tmpfs",
+            &[(c"mode", Some(c"1777"))],
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+        .map_err(merr("mount /tmp", tmp))?;
+        attach(&m, &target).map_err(merr("mount /tmp", tmp))?;
+    }
+
+    // Read and write roots, shallowest first so deeper ones land on top.
+    let mut roots: Vec<(&PathBuf, &OwnedFd, bool)> = resolved
+        .read
+        .iter()
+        .filter(|(p, _)| p != Path::new("/"))
+        .map(|(p, fd)| (p, fd, false))
+        .chain(resolved.write.iter().map(|(p, fd)| (p, fd, true)))
+        .collect();
+    roots.sort_by_key(|(p, _, _)| p.components().count());
+    for (path, src, writable) in roots {
+        let step = if writable {
+            "bind write root"
+        } else {
+            "bind read root"
+        };
+        let dir = is_dir(&fstat(src).map_err(merr(step, path))?);
+        let target = root
+            .ensure(path, dir)
+            .map_err(merr(format!("{step} (mount point)"), path))?;
+        let m = clone_tree(src.as_raw_fd(), true).map_err(merr(step, path))?;
+        set_attr(
+            &m,
+            if writable {
+                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+            } else {
+                RO
+            },
+            true,
+        )
+        .map_err(merr(step, path))?;
+        attach(&m, &target).map_err(merr(step, path))?;
+    }
+
+    // Fresh /proc for the new pid namespace.
+    let proc_path = Path::new("/proc");
+    let target = root
+        .ensure(proc_path, true)
+        .map_err(merr("mount /proc (mount point)", proc_path))?;
+    let m = fresh(
+        c"proc",
+        &[],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(merr("mount /proc", proc_path))?;
+    attach(&m, &target).map_err(merr("mount /proc", proc_path))?;
+
+    build_dev(&root)?;
+
+    for p in &denied.read {
+        root.cover(p, "hide deny_read")?;
+    }
+
+    // deny_write: ancestors below the write root become mount points (rename-proof),
+    // then each denied path is re-bound read-only.
+    let mut ancestors: Vec<PathBuf> = Vec::new();
+    let mut ro: Vec<PathBuf> = Vec::new();
+    for (wroot, path, exists) in &denied.write {
+        let target = if *exists {
+            path.clone()
+        } else {
+            match path.parent() {
+                Some(parent) if parent != wroot.as_path() && parent.is_dir() => {
+                    parent.to_path_buf()
+                }
+                _ => continue,
+            }
+        };
+        let mut a = target.parent();
+        while let Some(dir) = a {
+            if dir == wroot.as_path() || !dir.starts_with(wroot) {
+                break;
+            }
+            ancestors.push(dir.to_path_buf());
+            a = dir.parent();
+        }
+        ro.push(target);
+    }
+    ancestors.sort_by_key(|p| p.components().count());
+    ancestors.dedup();
+    for a in &ancestors {
+        root.self_bind(a, false, "protect deny_write ancestor")?;
+    }
+    for p in &ro {
+        root.self_bind(p, true, "bind deny_write read-only")?;
+    }
+
+    for p in &fs.hide {
+        root.cover(p, "hide path")?;
+    }
+    for p in &fs.host_sockets {
+        root.cover(p, "hide host socket")?;
+    }
+
+    if whole_host.is_none() {
+        set_attr(&root.fd, RO, false).map_err(st("make root read-only"))?;
+    }
+    pivot(staging)
+}
+
+/// Minimal /dev: a few host device nodes, a private devpts, /dev/shm, links.
+fn build_dev(root: &Root) -> Result<(), MountError> {
+    let dev = Path::new("/dev");
+    let target = root
+        .ensure(dev, true)
+        .map_err(merr("mount /dev (mount point)", dev))?;
+    let m = fresh(
+        c"tmpfs",
+        &[(c"mode", Some(c"0755")), (c"size", Some(c"64k"))],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(merr("mount /dev", dev))?;
+    attach(&m, &target).map_err(merr("mount /dev", dev))?;
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let host = Path::new("/dev").join(name);
+        let step = "bind device";
+        let src = openat2(libc::AT_FDCWD, &host, 0, libc::RESOLVE_NO_SYMLINKS)
+            .map_err(merr(step, &host))?;
+        let t = root.ensure(&host, false).map_err(merr(step, &host))?;
+        let m = clone_tree(src.as_raw_fd(), false).map_err(merr(step, &host))?;
+        attach(&m, &t).map_err(merr(step, &host))?;
+    }
+    let pts = Path::new("/dev/pts");
+    let t = root
+        .ensure(pts, true)
+        .map_err(merr("mount devpts (mount point)", pts))?;
+    let m = fresh(
+        c"devpts",
+        &[
+            (c"newinstance", None),
+            (c"ptmxmode", Some(c"0666")),
+            (c"mode", Some(c"0620")),
+        ],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(merr("mount devpts", pts))?;
+    attach(&m, &t).map_err(merr("mount devpts", pts))?;
+    let shm = Path::new("/dev/shm");
+    let t = root
+        .ensure(shm, true)
+        .map_err(merr("mount /dev/shm (mount point)", shm))?;
+    let m = fresh(
+        c"tmpfs",
+        &[(c"mode", Some(c"1777"))],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    )
+    .map_err(merr("mount /dev/shm", shm))?;
+    attach(&m, &t).map_err(merr("mount /dev/shm", shm))?;
+    let devfd = root.open(dev).map_err(merr("open /dev", dev))?;
+    for (name, to) in [
+        (c"ptmx", c"pts/ptmx"),
+        (c"fd", c"/proc/self/fd"),
+        (c"stdin", c"/proc/self/fd/0"),
+        (c"stdout", c"/proc/self/fd/1"),
+        (c"stderr", c"/proc/self/fd/2"),
+    ] {
+        // SAFETY: constant C strings, directory fd.
+        if unsafe { libc::symlinkat(to.as_ptr(), devfd.as_raw_fd(), name.as_ptr()) } < 0 {
+            return Err(merr("link in /dev", dev)(io::Error::last_os_error()));
+        }
+    }
+    set_attr(
+        &devfd,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+        false,
+    )
+    .map_err(merr("make /dev read-only", dev))
+}
+
+/// Makes `new_root` the root and detaches the old one.
+fn pivot(new_root: &Path) -> Result<(), MountError> {
+    let c = cstr(new_root).map_err(merr("pivot_root", new_root))?;
+    // SAFETY: plain syscalls on valid C strings.
+    unsafe {
+        if libc::chdir(c.as_ptr()) < 0 {
+            return Err(merr("pivot_root (chdir)", new_root)(
+                io::Error::last_os_error(),
+            ));
+        }
+        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) < 0 {
+            return Err(merr("pivot_root", new_root)(io::Error::last_os_error()));
+        }
+        if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) < 0 {
+            return Err(merr("detach old root", new_root)(io::Error::last_os_error()));
+        }
+        if libc::chdir(c"/".as_ptr()) < 0 {
+            return Err(merr("pivot_root (chdir /)", new_root)(
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Device nodes the command may write (for Landlock).
+pub const WRITABLE_DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+    "/dev/shm",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_expand_bounded_and_anchor_relative_patterns() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        std::fs::write(d.path().join("a/b/.env"), "").unwrap();
+        std::fs::write(d.path().join(".env"), "").unwrap();
+        std::fs::write(d.path().join("a/x.env"), "").unwrap();
+        let root = d.path().to_path_buf();
+        let fs = FsPlan {
+            write: vec![root.clone()],
+            deny_read: vec!["**/.env".into()],
+            deny_write: vec![format!("{}/.git/hooks", root.display())],
+            ..Default::default()
+        };
+        let mut denied = expand_denies(&fs).unwrap();
+        denied.read.sort();
+        assert_eq!(denied.read, vec![root.join(".env"), root.join("a/b/.env")]);
+        assert_eq!(
+            denied.write,
+            vec![(root.clone(), root.join(".git/hooks"), false)]
+        );
+    }
+}

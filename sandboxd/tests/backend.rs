@@ -1,0 +1,619 @@
+//! Real sandboxes through `backend::linux::spawn`, as root, with the command
+//! running as uid/gid 1000; evidence is checked from the host side.
+
+use sandboxd::backend::linux::cgroup::CgroupLimits;
+use sandboxd::backend::linux::{spawn, SpawnError, Spawned};
+use sandboxd::backend::spec::{
+    Credentials, FsPlan, InitReport, LandlockPlan, NetPlan, SandboxSpec,
+};
+use std::io::{BufRead, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const UID: u32 = 1000;
+
+/// A directory under /srv owned by uid 1000 (reachable by the caller).
+fn workspace() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("sbx-backend-")
+        .tempdir_in("/srv")
+        .unwrap();
+    std::os::unix::fs::chown(d.path(), Some(UID), Some(UID)).unwrap();
+    d
+}
+
+fn write_as_caller(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+    let mut p = path.to_path_buf();
+    while p
+        .file_name()
+        .is_some_and(|n| !n.to_string_lossy().starts_with("sbx-backend-"))
+    {
+        std::os::unix::fs::chown(&p, Some(UID), Some(UID)).unwrap();
+        p.pop();
+    }
+}
+
+struct Sandbox {
+    spec: SandboxSpec,
+    _staging: tempfile::TempDir,
+}
+
+fn sandbox(cwd: &Path, script: &str) -> Sandbox {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let staging = tempfile::tempdir().unwrap();
+    let spec = SandboxSpec {
+        id: format!(
+            "test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ),
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
+        cwd: cwd.to_path_buf(),
+        creds: Credentials {
+            uid: UID,
+            gid: UID,
+            groups: vec![UID],
+        },
+        fs: FsPlan {
+            read: vec!["/".into()],
+            write: vec![cwd.to_path_buf()],
+            private_tmp: true,
+            staging: staging.path().to_path_buf(),
+            ..Default::default()
+        },
+        landlock: LandlockPlan {
+            required: false,
+            connect_tcp: None,
+        },
+        net: NetPlan::Loopback,
+        tty: false,
+    };
+    Sandbox {
+        spec,
+        _staging: staging,
+    }
+}
+
+#[derive(Debug)]
+struct Out {
+    exit: InitReport,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn code(&self) -> Option<i32> {
+        match self.exit {
+            InitReport::Exited { code, .. } => code,
+            _ => None,
+        }
+    }
+}
+
+fn drain(fd: std::os::fd::OwnedFd) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(fd);
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // A pty master reads EIO once the other side is closed: that is EOF too.
+        while let Ok(n) = f.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Runs to the end; the exit comes from the report stream.
+async fn run(sb: &Sandbox) -> Result<Out, SpawnError> {
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    let spawned = spawn(&sb.spec, &CgroupLimits::default(), exe).await?;
+    Ok(finish(spawned))
+}
+
+fn finish(s: Spawned) -> Out {
+    let Spawned {
+        pidfd,
+        stdin,
+        stdout,
+        stderr,
+        reports,
+        ..
+    } = s;
+    drop(stdin);
+    let out = drain(stdout);
+    let err = stderr.map(drain);
+    let mut lines = std::io::BufReader::new(std::fs::File::from(reports)).lines();
+    let mut all = Vec::new();
+    for l in lines.by_ref() {
+        all.push(serde_json::from_str::<InitReport>(&l.unwrap()).unwrap());
+    }
+    // SAFETY: waiting on our own child's pidfd.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED,
+        );
+    }
+    let exit = all.pop().expect("an Exited report");
+    Out {
+        exit,
+        stdout: out.join().unwrap(),
+        stderr: err.map(|e| e.join().unwrap()).unwrap_or_default(),
+    }
+}
+
+#[tokio::test]
+async fn runs_as_the_caller_in_its_own_pid_namespace() {
+    let ws = workspace();
+    let sb = sandbox(
+        ws.path(),
+        "id -u; id -g; hostname; ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '",
+    );
+    let out = run(&sb).await.unwrap();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0..2], ["1000", "1000"], "{out:?}");
+    assert_eq!(lines[2], sb.spec.id);
+    let pids: Vec<u32> = lines[3]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(
+        pids.contains(&1) && pids.iter().all(|p| *p < 20),
+        "host pids visible: {pids:?}"
+    );
+    assert!(!pids.contains(&std::process::id()));
+    assert_eq!(out.code(), Some(0));
+}
+
+#[tokio::test]
+async fn only_write_roots_reach_the_host() {
+    let ws = workspace();
+    let ro = workspace();
+    let tag = format!("sbx-{}", std::process::id());
+    let script = format!(
+        "echo x > /etc/{tag}; echo x > {ro}/{tag}; echo hi > {ws}/out.txt; echo t > /tmp/{tag}; cat /tmp/{tag}; true",
+        ro = ro.path().display(),
+        ws = ws.path().display()
+    );
+    let mut sb = sandbox(ws.path(), &script);
+    sb.spec.fs.read = vec!["/".into(), ro.path().to_path_buf()];
+    let out = run(&sb).await.unwrap();
+    assert_eq!(
+        out.stdout, "t\n",
+        "private /tmp not writable: {}",
+        out.stderr
+    );
+    assert!(!Path::new("/etc").join(&tag).exists());
+    assert!(!ro.path().join(&tag).exists());
+    assert!(
+        !Path::new("/tmp").join(&tag).exists(),
+        "private /tmp reached the host"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("out.txt")).unwrap(),
+        "hi\n"
+    );
+}
+
+#[tokio::test]
+async fn deny_read_hides_files_and_directories() {
+    let ws = workspace();
+    let w = ws.path();
+    write_as_caller(&w.join("secret.txt"), "TOPSECRET\n");
+    write_as_caller(&w.join("sub/dir/.env"), "DOTENV\n");
+    write_as_caller(&w.join("keys/id"), "PRIVATE\n");
+    write_as_caller(&w.join("visible.txt"), "visible\n");
+    let script = format!(
+        "cat visible.txt secret.txt sub/dir/.env keys/id; ls keys; cat /proc/self/root{w}/secret.txt /proc/self/root{w}/keys/id; \
+         ln secret.txt hl; cat hl; true",
+        w = w.display()
+    );
+    let mut sb = sandbox(w, &script);
+    sb.spec.fs.deny_read = vec![
+        format!("{}/secret.txt", w.display()),
+        "**/.env".into(),
+        format!("{}/k*s", w.display()),
+    ];
+    let out = run(&sb).await.unwrap();
+    assert!(out.stdout.contains("visible"), "{}", out.stderr);
+    for secret in ["TOPSECRET", "DOTENV", "PRIVATE", "id\n"] {
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret} leaked: {}",
+            out.stdout
+        );
+    }
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(w.join("secret.txt")).unwrap(),
+        "TOPSECRET\n"
+    );
+}
+
+#[tokio::test]
+async fn deny_write_is_read_only_and_rename_proof() {
+    let ws = workspace();
+    let w = ws.path();
+    write_as_caller(&w.join(".git/hooks/pre-commit.sample"), "#!/bin/sh\n");
+    write_as_caller(&w.join(".git/config"), "[core]\n");
+    write_as_caller(&w.join(".git/HEAD"), "ref\n");
+    let script =
+        "echo evil > .git/hooks/pre-commit; echo evil >> .git/config; mv .git x; mv .git/hooks h; \
+                  rm -rf .git/hooks; echo ok > .git/HEAD.new; echo done";
+    let mut sb = sandbox(w, script);
+    sb.spec.fs.deny_write = vec![
+        format!("{}/.git/hooks", w.display()),
+        format!("{}/.git/config", w.display()),
+    ];
+    let out = run(&sb).await.unwrap();
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(!w.join(".git/hooks/pre-commit").exists(), "hook written");
+    assert!(
+        w.join(".git/hooks/pre-commit.sample").exists(),
+        "hooks removed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.join(".git/config")).unwrap(),
+        "[core]\n"
+    );
+    assert!(
+        w.join(".git").is_dir() && !w.join("x").exists(),
+        "mv .git x succeeded: {}",
+        out.stderr
+    );
+    // `mv .git/hooks h` can only copy (EXDEV); the original stays.
+    assert!(
+        w.join(".git/HEAD.new").exists(),
+        "rest of .git not writable: {}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn missing_deny_write_path_creates_nothing_and_stays_protected() {
+    let ws = workspace();
+    let w = ws.path();
+    write_as_caller(&w.join(".git/HEAD"), "ref\n");
+    let mut sb = sandbox(
+        w,
+        "mkdir .git/hooks; echo evil > .git/hooks/pre-commit; echo ok > new.txt; true",
+    );
+    sb.spec.fs.deny_write = vec![format!("{}/.git/hooks", w.display())];
+    let out = run(&sb).await.unwrap();
+    assert!(
+        !w.join(".git/hooks").exists(),
+        "hooks created: {}",
+        out.stderr
+    );
+    assert!(w.join("new.txt").exists());
+}
+
+#[tokio::test]
+async fn dev_has_exactly_the_minimal_set() {
+    let ws = workspace();
+    let out = run(&sandbox(
+        ws.path(),
+        "ls -A /dev | tr '\\n' ' '; ls /dev/pts | tr '\\n' ' '",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        out.stdout.trim_end(),
+        "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero ptmx",
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn host_unix_sockets_are_unreachable() {
+    let ws = workspace();
+    let sock = ws.path().join("host.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = format!(
+        "/usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect('{}'); print('CONNECTED')\"",
+        sock.display()
+    );
+    // Control: reachable without the cover.
+    let open = run(&sandbox(ws.path(), &script)).await.unwrap();
+    assert!(open.stdout.contains("CONNECTED"), "{}", open.stderr);
+    let mut sb = sandbox(ws.path(), &script);
+    sb.spec.fs.host_sockets = vec![sock.clone()];
+    let out = run(&sb).await.unwrap();
+    assert!(!out.stdout.contains("CONNECTED"), "host socket reachable");
+    assert_ne!(out.code(), Some(0));
+    drop(listener);
+}
+
+#[tokio::test]
+async fn bad_cwds_are_refused_naming_the_path() {
+    let ws = workspace();
+    let link = ws.path().join("link");
+    std::os::unix::fs::symlink(ws.path(), &link).unwrap();
+    let private = tempfile::Builder::new()
+        .prefix("sbx-root-")
+        .tempdir_in("/srv")
+        .unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hidden = private.path().join("sub");
+    std::fs::create_dir(&hidden).unwrap();
+    for (cwd, words) in [
+        (&link, "symbolic link"),
+        (&hidden, "not reachable"),
+        (&PathBuf::from("/proc/1"), "proc"),
+    ] {
+        let mut sb = sandbox(ws.path(), "true");
+        sb.spec.cwd = cwd.clone();
+        match run(&sb).await {
+            Err(SpawnError::Setup { path, error, .. }) => {
+                assert_eq!(path.as_deref(), Some(cwd.to_str().unwrap()));
+                assert!(error.contains(words), "{error}");
+            }
+            other => panic!("cwd {} accepted: {other:?}", cwd.display()),
+        }
+    }
+    // A write root the caller cannot write.
+    let mut sb = sandbox(ws.path(), "true");
+    sb.spec.fs.write.push(private.path().to_path_buf());
+    let e = run(&sb).await.unwrap_err().to_string();
+    assert!(e.contains(private.path().to_str().unwrap()), "{e}");
+}
+
+#[tokio::test]
+async fn exec_failures_are_126_and_127() {
+    let ws = workspace();
+    let mut sb = sandbox(ws.path(), "");
+    sb.spec.argv = vec!["no-such-command-xyz".into()];
+    let out = run(&sb).await.unwrap();
+    assert!(
+        out.stderr.contains("no-such-command-xyz") && out.stderr.contains("No such file"),
+        "{out:?}"
+    );
+    assert_eq!(out.code(), Some(127));
+
+    write_as_caller(&ws.path().join("script.sh"), "#!/bin/sh\necho hi\n");
+    sb.spec.argv = vec!["./script.sh".into()];
+    let out = run(&sb).await.unwrap();
+    assert!(out.stderr.contains("Permission denied"), "{out:?}");
+    assert_eq!(out.code(), Some(126));
+}
+
+fn marker_running(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(marker))
+            .unwrap_or(false)
+    })
+}
+
+#[tokio::test]
+async fn detached_grandchildren_die_with_the_command() {
+    let ws = workspace();
+    let marker = format!("98{}", std::process::id());
+    let script = format!("(setsid sleep {marker} &); sleep 0.2; echo started");
+    let out = run(&sandbox(ws.path(), &script)).await.unwrap();
+    assert_eq!(out.stdout, "started\n");
+    assert!(
+        !marker_running(&format!("sleep\0{marker}")),
+        "grandchild survived"
+    );
+}
+
+#[tokio::test]
+async fn signals_are_forwarded_to_the_command() {
+    let ws = workspace();
+    let sb = sandbox(
+        ws.path(),
+        "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+    );
+    let s = spawn(
+        &sb.spec,
+        &CgroupLimits::default(),
+        Path::new(env!("CARGO_BIN_EXE_sandboxd")),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SAFETY: plain kill of our child.
+    unsafe { libc::kill(s.pid, libc::SIGTERM) };
+    let out = finish(s);
+    assert_eq!(out.code(), Some(7), "{out:?}");
+    assert!(out.stdout.contains("got-term"));
+}
+
+#[tokio::test]
+async fn tty_gives_a_terminal() {
+    let ws = workspace();
+    let mut sb = sandbox(
+        ws.path(),
+        "test -t 0 && test -t 1 && test -t 2 && echo IS-A-TTY",
+    );
+    sb.spec.tty = true;
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    let s = spawn(&sb.spec, &CgroupLimits::default(), exe)
+        .await
+        .unwrap();
+    assert!(s.stderr.is_none());
+    let out = finish(s);
+    assert!(out.stdout.contains("IS-A-TTY"), "{out:?}");
+}
+
+#[tokio::test]
+async fn spawn_to_started_time() {
+    let ws = workspace();
+    let sb = sandbox(ws.path(), "true");
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let s = spawn(&sb.spec, &CgroupLimits::default(), exe)
+            .await
+            .unwrap();
+        times.push(t.elapsed());
+        finish(s);
+    }
+    times.sort();
+    eprintln!(
+        "spawn -> Started: min {:?} median {:?} max {:?}",
+        times[0], times[5], times[9]
+    );
+}
+
+#[tokio::test]
+async fn each_sandbox_gets_its_own_loopback_network() {
+    let ws = workspace();
+    // Interfaces from /proc/net/dev (per namespace); lo must carry a TCP connection.
+    let script = "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' \\n'; echo; \
+                  /usr/bin/python3 -c \"import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); \
+                  s.listen(); socket.create_connection(s.getsockname()); print('LO-OK')\"";
+    let host = std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let mut seen = vec![host];
+    // Several at once (namespace numbers are reused once one is freed): the
+    // first may clone a namespace, the next come from the pool.
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    let mut running = Vec::new();
+    for _ in 0..4 {
+        let sb = sandbox(ws.path(), &format!("{script}; sleep 1"));
+        running.push((
+            spawn(&sb.spec, &CgroupLimits::default(), exe)
+                .await
+                .unwrap(),
+            sb,
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (s, _sb) in running {
+        let out = finish(s);
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines.get(1..3), Some(&["lo", "LO-OK"][..]), "{out:?}");
+        assert!(
+            !seen.iter().any(|s| s == lines[0]),
+            "network namespace shared: {}",
+            lines[0]
+        );
+        seen.push(lines[0].to_string());
+    }
+}
+
+/// The daemon spawns from tonic handlers: the future must be Send.
+#[test]
+fn spawn_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let sb = sandbox(Path::new("/"), "true");
+    let limits = CgroupLimits::default();
+    let fut = spawn(&sb.spec, &limits, Path::new("/bin/false"));
+    assert_send(&fut);
+}
+
+#[tokio::test]
+async fn without_the_host_root_only_the_listed_roots_exist() {
+    let ws = workspace();
+    // Lookups need no Landlock right, so absence is tested with `-e`.
+    let script =
+        "for d in /usr /etc /lib /var /home /root /opt /boot /run; do [ -e $d ] && echo $d; done; \
+                  echo x > /new; ls /usr/bin/sh";
+    let mut sb = sandbox(ws.path(), script);
+    sb.spec.fs.read = ["/usr", "/bin", "/lib", "/lib64", "/etc", "/nonexistent"]
+        .map(PathBuf::from)
+        .to_vec();
+    let out = run(&sb).await.unwrap();
+    assert_eq!(
+        out.stdout, "/usr\n/etc\n/lib\n/usr/bin/sh\n",
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("/new"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn the_command_inherits_only_its_stdio() {
+    let ws = workspace();
+    // ls itself holds one more descriptor for the directory it lists.
+    let out = run(&sandbox(ws.path(), "ls /proc/self/fd | tr '\\n' ' '"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "0 1 2 3 ", "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn host_network_plan_shares_the_host_namespace() {
+    let ws = workspace();
+    let mut sb = sandbox(ws.path(), "readlink /proc/self/ns/net");
+    sb.spec.net = NetPlan::Host;
+    let out = run(&sb).await.unwrap();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_eq!(out.stdout.trim_end(), host.to_str().unwrap());
+}
+
+#[tokio::test]
+async fn a_workspace_under_tmp_survives_the_private_tmp() {
+    let ws = tempfile::Builder::new()
+        .prefix("sbx-backend-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::os::unix::fs::chown(ws.path(), Some(UID), Some(UID)).unwrap();
+    let out = run(&sandbox(
+        ws.path(),
+        "pwd; echo hi > out.txt; ls /tmp | wc -l",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        out.stdout,
+        format!("{}\n1\n", ws.path().display()),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("out.txt")).unwrap(),
+        "hi\n"
+    );
+}
+
+#[tokio::test]
+async fn hidden_paths_are_covered() {
+    let ws = workspace();
+    let state = tempfile::Builder::new()
+        .prefix("sbx-state-")
+        .tempdir_in("/srv")
+        .unwrap();
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(state.path().join("audit.log"), "AUDIT\n").unwrap();
+    let file = ws.path().join("daemon.toml");
+    std::fs::write(&file, "CONFIG\n").unwrap();
+    let script = format!(
+        "ls -A {s}; cat {s}/audit.log {f}; true",
+        s = state.path().display(),
+        f = file.display()
+    );
+    let mut sb = sandbox(ws.path(), &script);
+    sb.spec.fs.hide = vec![
+        state.path().to_path_buf(),
+        file.clone(),
+        PathBuf::from("/nonexistent"),
+    ];
+    let out = run(&sb).await.unwrap();
+    assert!(
+        !out.stdout.contains("AUDIT") && !out.stdout.contains("CONFIG"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("audit.log"), "{}", out.stdout);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "CONFIG\n");
+}
