@@ -100,7 +100,7 @@ const DENIED: &[libc::c_long] = &[
 ];
 
 // Classic BPF opcodes (linux/filter.h) for the hand-written prefix.
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JGE_K: u16 = 0x05 | 0x30;
 const BPF_RET_K: u16 = 0x06;
