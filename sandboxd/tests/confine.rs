@@ -384,10 +384,6 @@ fn filtered_root(probe: impl FnOnce() -> Probe) {
     });
 }
 
-fn syscall_rc(rc: libc::c_long) -> i64 {
-    rc as i64
-}
-
 #[test]
 fn seccomp_refuses_namespaces_and_mounts_even_to_root() {
     filtered_root(|| {
@@ -423,17 +419,12 @@ fn seccomp_refuses_namespaces_and_mounts_even_to_root() {
             )?;
             refused(
                 "fsopen",
-                syscall_rc(libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), 0)),
+                libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), 0),
                 libc::EPERM,
             )?;
             refused(
                 "open_tree",
-                syscall_rc(libc::syscall(
-                    libc::SYS_open_tree,
-                    libc::AT_FDCWD,
-                    c"/".as_ptr(),
-                    0,
-                )),
+                libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c"/".as_ptr(), 0),
                 libc::EPERM,
             )?;
             let clone_newns = (libc::CLONE_NEWNS | libc::SIGCHLD) as libc::c_ulong;
@@ -441,7 +432,7 @@ fn seccomp_refuses_namespaces_and_mounts_even_to_root() {
             if rc == 0 {
                 libc::_exit(0);
             }
-            refused("clone(NEWNS)", syscall_rc(rc), libc::EPERM)?;
+            refused("clone(NEWNS)", rc, libc::EPERM)?;
             // clone3: ENOSYS, so the C library falls back to clone.
             let mut args = [0u64; 11];
             args[4] = libc::SIGCHLD as u64; // exit_signal
@@ -449,7 +440,7 @@ fn seccomp_refuses_namespaces_and_mounts_even_to_root() {
             if rc == 0 {
                 libc::_exit(0);
             }
-            refused("clone3", syscall_rc(rc), libc::ENOSYS)?;
+            refused("clone3", rc, libc::ENOSYS)?;
         }
         // A plain fork (clone without namespace flags) still works.
         let pid = std::process::Command::new("/bin/true")
@@ -471,7 +462,7 @@ fn seccomp_refuses_kernel_attack_surface_even_to_root() {
             let p = buf.as_mut_ptr();
             refused(
                 "bpf",
-                syscall_rc(libc::syscall(libc::SYS_bpf, 0, p, 128u32)),
+                libc::syscall(libc::SYS_bpf, 0, p, 128u32),
                 libc::EPERM,
             )?;
             // perf_event_attr: type PERF_TYPE_SOFTWARE (1), size, config CPU_CLOCK (0).
@@ -480,66 +471,50 @@ fn seccomp_refuses_kernel_attack_surface_even_to_root() {
             attr[1] = 128;
             refused(
                 "perf_event_open",
-                syscall_rc(libc::syscall(
-                    libc::SYS_perf_event_open,
-                    attr.as_mut_ptr(),
-                    0,
-                    -1,
-                    -1,
-                    0,
-                )),
+                libc::syscall(libc::SYS_perf_event_open, attr.as_mut_ptr(), 0, -1, -1, 0),
                 libc::EPERM,
             )?;
             // KEYCTL_GET_KEYRING_ID (0) of KEY_SPEC_SESSION_KEYRING (-3).
             refused(
                 "keyctl",
-                syscall_rc(libc::syscall(libc::SYS_keyctl, 0, -3, 0)),
+                libc::syscall(libc::SYS_keyctl, 0, -3, 0),
                 libc::EPERM,
             )?;
             refused(
                 "add_key",
-                syscall_rc(libc::syscall(
+                libc::syscall(
                     libc::SYS_add_key,
                     c"user".as_ptr(),
                     c"k".as_ptr(),
                     p,
                     1usize,
                     -3,
-                )),
+                ),
                 libc::EPERM,
             )?;
             refused(
                 "io_uring_setup",
-                syscall_rc(libc::syscall(libc::SYS_io_uring_setup, 1, p)),
+                libc::syscall(libc::SYS_io_uring_setup, 1, p),
                 libc::EPERM,
             )?;
             refused(
                 "userfaultfd",
-                syscall_rc(libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC)),
+                libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC),
                 libc::EPERM,
             )?;
             refused(
                 "init_module",
-                syscall_rc(libc::syscall(
-                    libc::SYS_init_module,
-                    p,
-                    0usize,
-                    c"".as_ptr(),
-                )),
+                libc::syscall(libc::SYS_init_module, p, 0usize, c"".as_ptr()),
                 libc::EPERM,
             )?;
             refused(
                 "delete_module",
-                syscall_rc(libc::syscall(
-                    libc::SYS_delete_module,
-                    c"nosuchmod".as_ptr(),
-                    0,
-                )),
+                libc::syscall(libc::SYS_delete_module, c"nosuchmod".as_ptr(), 0),
                 libc::EPERM,
             )?;
             refused(
                 "kexec_load",
-                syscall_rc(libc::syscall(libc::SYS_kexec_load, 0, 0, 0, 0xdead_0000u64)),
+                libc::syscall(libc::SYS_kexec_load, 0, 0, 0, 0xdead_0000u64),
                 libc::EPERM,
             )?;
             let local = libc::iovec {
@@ -676,7 +651,7 @@ fn seccomp_refuses_foreign_abis() {
         // x32 (bit 30 set); this kernel has no x32, so ENOSYS unfiltered.
         // SAFETY: getpid through the x32 number.
         let rc = unsafe { libc::syscall(0x4000_0000 | libc::SYS_getpid) };
-        refused("x32 getpid", syscall_rc(rc), libc::EPERM)
+        refused("x32 getpid", rc, libc::EPERM)
     });
 }
 
