@@ -187,6 +187,7 @@ fn policy(network: NetworkMode, write: &[&str]) -> EffectivePolicy {
         deny_write: vec!["/srv/ws/.git/hooks".into()],
         private_tmp: true,
         network,
+        network_allow: vec![],
         env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("FAVOURITE".into(), "blue".into())],
         limits: EffectiveLimits {
             timeout: Some(Duration::from_secs(60)),
