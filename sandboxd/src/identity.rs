@@ -62,12 +62,20 @@ impl Caller {
 
     /// The credentials a sandbox of this caller runs with.
     pub fn credentials(&self) -> Credentials {
-        Credentials { uid: self.uid, gid: self.gid, groups: self.groups.clone() }
+        Credentials {
+            uid: self.uid,
+            gid: self.gid,
+            groups: self.groups.clone(),
+        }
     }
 }
 
 fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<libc::ucred> {
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: `cred` is a valid, writable ucred and `len` holds its size.
     let rc = unsafe {
@@ -83,7 +91,10 @@ fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<libc::ucred> {
         return Err(io::Error::last_os_error());
     }
     if len as usize != std::mem::size_of::<libc::ucred>() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "short SO_PEERCRED answer"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "short SO_PEERCRED answer",
+        ));
     }
     Ok(cred)
 }
@@ -95,7 +106,13 @@ fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
         let mut len = (buf.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
         // SAFETY: `buf` has room for `len` bytes.
         let rc = unsafe {
-            libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_PEERGROUPS, buf.as_mut_ptr().cast(), &mut len)
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_PEERGROUPS,
+                buf.as_mut_ptr().cast(),
+                &mut len,
+            )
         };
         let n = len as usize / std::mem::size_of::<libc::gid_t>();
         if rc == 0 {
@@ -170,13 +187,21 @@ impl tonic::transport::server::Connected for PeerStream {
 }
 
 impl AsyncRead for PeerStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for PeerStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 

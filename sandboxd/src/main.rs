@@ -49,7 +49,9 @@ enum LogFormat {
 
 fn main() {
     // The sandbox's init re-executes this binary; it must not start a runtime.
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(sandboxd::backend::linux::init::ARG)) {
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(sandboxd::backend::linux::init::ARG))
+    {
         sandboxd::backend::linux::init::main();
     }
     let args = Args::parse();
@@ -94,7 +96,11 @@ fn check_config(args: &Args) -> anyhow::Result<()> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SANDBOXD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -120,7 +126,8 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     if admin_gid.is_none() {
         tracing::warn!(admin_group = %config.admin_group, "admin group not found: nobody is an admin");
     }
-    let init_exe = std::env::current_exe().context("locating this binary (re-executed as the sandbox init)")?;
+    let init_exe = std::env::current_exe()
+        .context("locating this binary (re-executed as the sandbox init)")?;
     let paths = DaemonPaths {
         socket: config.socket.clone(),
         state_dir: config.state_dir.clone(),
@@ -128,9 +135,18 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         staging,
     };
     let registry = Registry::new(config.limits.clone());
-    let api = Api { policies: Arc::new(policies), registry: Arc::clone(&registry), paths, admin_gid, init_exe };
+    let api = Api {
+        policies: Arc::new(policies),
+        registry: Arc::clone(&registry),
+        paths,
+        admin_gid,
+        init_exe,
+    };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -187,14 +203,15 @@ fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
             if std::os::unix::net::UnixStream::connect(socket).is_ok() {
                 bail!("{}: another sandboxd is listening there", socket.display());
             }
-            std::fs::remove_file(socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
+            std::fs::remove_file(socket)
+                .with_context(|| format!("removing the stale socket {}", socket.display()))?;
         }
         Ok(_) => bail!("{}: exists and is not a socket", socket.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("checking {}", socket.display())),
     }
-    let listener =
-        tokio::net::UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("binding {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("chmod 0666 {}", socket.display()))?;
     Ok(listener)

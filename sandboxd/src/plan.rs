@@ -38,7 +38,9 @@ pub struct Plan {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("profile {profile}: network mode \"allowlist\" is not available yet (rule: network.mode)")]
+    #[error(
+        "profile {profile}: network mode \"allowlist\" is not available yet (rule: network.mode)"
+    )]
     AllowlistUnsupported { profile: String },
     #[error("staging directory {path}: {message}")]
     Staging { path: String, message: String },
@@ -79,8 +81,17 @@ pub fn exec_context(
     set_env: BTreeMap<String, String>,
 ) -> ExecContext {
     let passwd = std::fs::read_to_string("/etc/passwd").ok();
-    let home = caller_home(caller, passwd.as_deref(), caller_env.get("HOME").map(String::as_str));
-    ExecContext { cwd, home, caller_env, set_env }
+    let home = caller_home(
+        caller,
+        passwd.as_deref(),
+        caller_env.get("HOME").map(String::as_str),
+    );
+    ExecContext {
+        cwd,
+        home,
+        caller_env,
+        set_env,
+    }
 }
 
 /// The concrete sandbox for `req` under `policy`. `unix_sockets` are the
@@ -95,7 +106,11 @@ pub fn build(
     let net = match policy.network {
         NetworkMode::None => NetPlan::Loopback,
         NetworkMode::Full => NetPlan::Host,
-        NetworkMode::Allowlist => return Err(PlanError::AllowlistUnsupported { profile: policy.profile.clone() }),
+        NetworkMode::Allowlist => {
+            return Err(PlanError::AllowlistUnsupported {
+                profile: policy.profile.clone(),
+            })
+        }
     };
     // Paths the sandbox sees replaced anyway need no mount of their own.
     let mut replaced: Vec<PathBuf> = Vec::new();
@@ -103,14 +118,24 @@ pub fn build(
         replaced.push(PathBuf::from("/tmp"));
     }
     let mut hide = Vec::new();
-    for dir in [paths.socket.parent(), Some(paths.state_dir.as_path()), Some(paths.policy_dir.as_path())]
-        .into_iter()
-        .flatten()
+    for dir in [
+        paths.socket.parent(),
+        Some(paths.state_dir.as_path()),
+        Some(paths.policy_dir.as_path()),
+    ]
+    .into_iter()
+    .flatten()
     {
         // Hiding a directory that holds the cwd or a writable root would hide
         // the workspace itself: then only the socket (below) is hidden.
-        let holds_workspace = std::iter::once(&req.cwd).chain(&policy.write).any(|p| p.starts_with(dir));
-        if dir.is_absolute() && dir != Path::new("/") && !holds_workspace && !inside_any(dir, &replaced) {
+        let holds_workspace = std::iter::once(&req.cwd)
+            .chain(&policy.write)
+            .any(|p| p.starts_with(dir));
+        if dir.is_absolute()
+            && dir != Path::new("/")
+            && !holds_workspace
+            && !inside_any(dir, &replaced)
+        {
             hide.push(dir.to_path_buf());
         }
     }
@@ -119,7 +144,13 @@ pub fn build(
     }
     hide.sort();
     hide.dedup();
-    let skip: Vec<PathBuf> = policy.write.iter().chain(&hide).chain(&replaced).cloned().collect();
+    let skip: Vec<PathBuf> = policy
+        .write
+        .iter()
+        .chain(&hide)
+        .chain(&replaced)
+        .cloned()
+        .collect();
     let host_sockets = host_sockets(unix_sockets, &skip);
     let fs = FsPlan {
         read: policy.read.clone(),
@@ -138,14 +169,24 @@ pub fn build(
         cwd: req.cwd,
         creds: caller.credentials(),
         fs,
-        landlock: LandlockPlan { required: policy.landlock == LandlockMode::Required, connect_tcp: None },
+        landlock: LandlockPlan {
+            required: policy.landlock == LandlockMode::Required,
+            connect_tcp: None,
+        },
         net,
         tty: req.tty,
     };
     Ok(Plan {
         spec,
-        limits: CgroupLimits { memory_bytes: policy.limits.memory, pids: policy.limits.pids },
-        options: Options { timeout: policy.limits.timeout, output_cap: policy.limits.output, grace: GRACE },
+        limits: CgroupLimits {
+            memory_bytes: policy.limits.memory,
+            pids: policy.limits.pids,
+        },
+        options: Options {
+            timeout: policy.limits.timeout,
+            output_cap: policy.limits.output,
+            grace: GRACE,
+        },
     })
 }
 
@@ -156,7 +197,11 @@ fn inside_any(path: &Path, roots: &[PathBuf]) -> bool {
 /// The sockets of `listed` that need hiding: those not inside any of `skip`
 /// (writable roots, hidden or replaced directories), sorted, without duplicates.
 pub fn host_sockets(listed: &[PathBuf], skip: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = listed.iter().filter(|p| !inside_any(p, skip)).cloned().collect();
+    let mut out: Vec<PathBuf> = listed
+        .iter()
+        .filter(|p| !inside_any(p, skip))
+        .cloned()
+        .collect();
     out.sort();
     out.dedup();
     out
@@ -188,14 +233,19 @@ pub fn parse_proc_net_unix(text: &str) -> Vec<PathBuf> {
 
 /// The host's path-bound Unix sockets, read from /proc/net/unix.
 pub fn read_host_sockets() -> std::io::Result<Vec<PathBuf>> {
-    Ok(parse_proc_net_unix(&std::fs::read_to_string("/proc/net/unix")?))
+    Ok(parse_proc_net_unix(&std::fs::read_to_string(
+        "/proc/net/unix",
+    )?))
 }
 
 /// Creates (or checks) the staging directory `state_dir/staging`: owned by
 /// root, mode 0500, empty. Shared by every sandbox; none ever writes to it.
 pub fn prepare_staging(state_dir: &Path) -> Result<PathBuf, PlanError> {
     let path = state_dir.join("staging");
-    let err = |message: String| PlanError::Staging { path: path.display().to_string(), message };
+    let err = |message: String| PlanError::Staging {
+        path: path.display().to_string(),
+        message,
+    };
     match std::fs::DirBuilder::new().mode(0o500).create(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -205,8 +255,13 @@ pub fn prepare_staging(state_dir: &Path) -> Result<PathBuf, PlanError> {
     if !meta.is_dir() || meta.uid() != 0 {
         return Err(err("not a directory owned by root".into()));
     }
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o500)).map_err(|e| err(e.to_string()))?;
-    if std::fs::read_dir(&path).map_err(|e| err(e.to_string()))?.next().is_some() {
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o500))
+        .map_err(|e| err(e.to_string()))?;
+    if std::fs::read_dir(&path)
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .is_some()
+    {
         return Err(err("not empty".into()));
     }
     Ok(path)

@@ -59,7 +59,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(limits: DaemonLimits) -> Arc<Self> {
-        Arc::new(Registry { limits, entries: Mutex::new(BTreeMap::new()), counter: AtomicU64::new(0) })
+        Arc::new(Registry {
+            limits,
+            entries: Mutex::new(BTreeMap::new()),
+            counter: AtomicU64::new(0),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -71,10 +75,15 @@ impl Registry {
     pub fn admit(self: &Arc<Self>, uid: u32) -> Result<Slot, RegistryError> {
         let mut entries = self.lock();
         if entries.len() >= self.limits.max_sandboxes {
-            return Err(RegistryError::Full { max: self.limits.max_sandboxes });
+            return Err(RegistryError::Full {
+                max: self.limits.max_sandboxes,
+            });
         }
         if entries.values().filter(|e| e.uid == uid).count() >= self.limits.max_per_user {
-            return Err(RegistryError::UserFull { uid, max: self.limits.max_per_user });
+            return Err(RegistryError::UserFull {
+                uid,
+                max: self.limits.max_per_user,
+            });
         }
         let id = loop {
             let id = new_id(self.counter.fetch_add(1, Ordering::Relaxed));
@@ -83,7 +92,10 @@ impl Registry {
             }
         };
         entries.insert(id.clone(), Entry { uid, running: None });
-        Ok(Slot { registry: Arc::clone(self), id })
+        Ok(Slot {
+            registry: Arc::clone(self),
+            id,
+        })
     }
 
     /// Running sandboxes, all of them or those of `uid`, ordered by start time.
@@ -100,24 +112,42 @@ impl Registry {
     }
 
     /// Sends `control` to sandbox `id`, if `uid` owns it or `admin` is set.
-    pub async fn control(&self, id: &str, uid: u32, admin: bool, control: Control) -> Result<Info, RegistryError> {
+    pub async fn control(
+        &self,
+        id: &str,
+        uid: u32,
+        admin: bool,
+        control: Control,
+    ) -> Result<Info, RegistryError> {
         let (info, handle) = {
             let entries = self.lock();
-            let entry = entries.get(id).ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+            let entry = entries
+                .get(id)
+                .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
             if entry.uid != uid && !admin {
                 return Err(RegistryError::NotOwner { id: id.to_string() });
             }
-            let (info, handle) = entry.running.as_ref().ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+            let (info, handle) = entry
+                .running
+                .as_ref()
+                .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
             (info.clone(), handle.clone())
         };
-        handle.control.send(control).await.map_err(|_| RegistryError::Gone(id.to_string()))?;
+        handle
+            .control
+            .send(control)
+            .await
+            .map_err(|_| RegistryError::Gone(id.to_string()))?;
         Ok(info)
     }
 
     /// Kills every running sandbox (daemon shutdown); returns how many.
     pub async fn kill_all(&self, reason: &str) -> usize {
-        let handles: Vec<Handle> =
-            self.lock().values().filter_map(|e| e.running.as_ref().map(|(_, h)| h.clone())).collect();
+        let handles: Vec<Handle> = self
+            .lock()
+            .values()
+            .filter_map(|e| e.running.as_ref().map(|(_, h)| h.clone()))
+            .collect();
         let n = handles.len();
         for h in handles {
             let _ = h.control.send(Control::Kill(reason.to_string())).await;
@@ -165,7 +195,10 @@ impl Drop for Slot {
 /// counter, the daemon's pid and the time.
 fn new_id(n: u64) -> String {
     use sha2::Digest;
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let mut h = sha2::Sha256::new();
     h.update(n.to_le_bytes());
     h.update(std::process::id().to_le_bytes());

@@ -31,8 +31,14 @@ Num       RefCount Protocol Flags    Type St Inode Path
 #[test]
 fn proc_net_unix_yields_absolute_bound_paths_only() {
     let got = plan::parse_proc_net_unix(PROC_NET_UNIX);
-    let want: Vec<PathBuf> =
-        ["/dev/log", "/run/systemd/private", "/srv/my dir/with space.sock"].iter().map(PathBuf::from).collect();
+    let want: Vec<PathBuf> = [
+        "/dev/log",
+        "/run/systemd/private",
+        "/srv/my dir/with space.sock",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
     assert_eq!(got, want);
     assert!(plan::parse_proc_net_unix("").is_empty());
     assert!(plan::parse_proc_net_unix("Num RefCount\n").is_empty());
@@ -44,7 +50,11 @@ fn the_hosts_own_proc_net_unix_parses_and_lists_a_fresh_socket() {
     let path = dir.path().join("fresh.sock");
     let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let listed = plan::read_host_sockets().unwrap();
-    assert!(listed.contains(&path), "{} not in {listed:?}", path.display());
+    assert!(
+        listed.contains(&path),
+        "{} not in {listed:?}",
+        path.display()
+    );
     assert!(listed.iter().all(|p| p.is_absolute()));
 }
 
@@ -57,7 +67,11 @@ fn caller_of_a_socketpair_is_this_process() {
     assert_eq!(c.uid, nix::unistd::getuid().as_raw());
     assert_eq!(c.gid, nix::unistd::getgid().as_raw());
     assert_eq!(c.pid, Some(std::process::id() as i32));
-    let mut mine: Vec<u32> = nix::unistd::getgroups().unwrap().iter().map(|g| g.as_raw()).collect();
+    let mut mine: Vec<u32> = nix::unistd::getgroups()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_raw())
+        .collect();
     let mut got = c.groups.clone();
     mine.sort();
     got.sort();
@@ -78,7 +92,14 @@ fn caller_of_another_uid_has_its_uid_gid_and_groups() {
         path.to_str().unwrap()
     );
     let mut child = Command::new("setpriv")
-        .args(["--reuid=1000", "--regid=1000", "--groups=1000,27,4242", "/usr/bin/python3", "-c", &code])
+        .args([
+            "--reuid=1000",
+            "--regid=1000",
+            "--groups=1000,27,4242",
+            "/usr/bin/python3",
+            "-c",
+            &code,
+        ])
         .spawn()
         .unwrap();
     let (conn, _) = listener.accept().unwrap();
@@ -103,16 +124,42 @@ fn admin_is_group_membership_and_root_is_not_special() {
     assert_eq!(resolve_group("777", ""), Some(777));
     assert_eq!(resolve_group("no-such-group", etc_group), None);
     assert_eq!(resolve_group("", etc_group), None);
-    let root = Caller { uid: 0, gid: 0, pid: Some(1), groups: vec![0] };
-    assert!(!root.is_admin(Some(4343)), "root became admin without the group");
+    let root = Caller {
+        uid: 0,
+        gid: 0,
+        pid: Some(1),
+        groups: vec![0],
+    };
+    assert!(
+        !root.is_admin(Some(4343)),
+        "root became admin without the group"
+    );
     assert!(!root.is_admin(None));
-    let by_primary = Caller { uid: 1000, gid: 4343, pid: None, groups: vec![] };
-    let by_supplementary = Caller { uid: 1000, gid: 1000, pid: None, groups: vec![27, 4343] };
-    let outsider = Caller { uid: 1000, gid: 1000, pid: None, groups: vec![27] };
+    let by_primary = Caller {
+        uid: 1000,
+        gid: 4343,
+        pid: None,
+        groups: vec![],
+    };
+    let by_supplementary = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: None,
+        groups: vec![27, 4343],
+    };
+    let outsider = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: None,
+        groups: vec![27],
+    };
     assert!(by_primary.is_admin(Some(4343)));
     assert!(by_supplementary.is_admin(Some(4343)));
     assert!(!outsider.is_admin(Some(4343)));
-    assert!(!by_supplementary.is_admin(None), "no admin group means no admins");
+    assert!(
+        !by_supplementary.is_admin(None),
+        "no admin group means no admins"
+    );
 }
 
 // ---------------------------------------------------------------- registry
@@ -133,7 +180,10 @@ fn info(id: &str, uid: u32) -> Info {
 
 #[tokio::test]
 async fn registry_enforces_limits_and_ownership() {
-    let reg = Registry::new(DaemonLimits { max_sandboxes: 3, max_per_user: 2 });
+    let reg = Registry::new(DaemonLimits {
+        max_sandboxes: 3,
+        max_per_user: 2,
+    });
     let a1 = reg.admit(1000).unwrap();
     let a2 = reg.admit(1000).unwrap();
     assert_ne!(a1.id(), a2.id());
@@ -152,14 +202,24 @@ async fn registry_enforces_limits_and_ownership() {
     assert!(reg.list(Some(1000)).is_empty());
     assert_eq!(reg.list(None).len(), 1);
     // Another user may not touch it; an admin may; unknown ids are NotFound.
-    let e = reg.control(b1.id(), 1000, false, Control::Kill("x".into())).await.unwrap_err();
+    let e = reg
+        .control(b1.id(), 1000, false, Control::Kill("x".into()))
+        .await
+        .unwrap_err();
     assert!(matches!(e, RegistryError::NotOwner { .. }), "{e:?}");
     assert!(rx.try_recv().is_err());
-    reg.control(b1.id(), 1000, true, Control::Kill("by admin".into())).await.unwrap();
+    reg.control(b1.id(), 1000, true, Control::Kill("by admin".into()))
+        .await
+        .unwrap();
     assert!(matches!(rx.recv().await, Some(Control::Kill(r)) if r == "by admin"));
-    reg.control(b1.id(), 1001, false, Control::Signal(2)).await.unwrap();
+    reg.control(b1.id(), 1001, false, Control::Signal(2))
+        .await
+        .unwrap();
     assert!(matches!(rx.recv().await, Some(Control::Signal(2))));
-    let e = reg.control("nope", 0, true, Control::Kill(String::new())).await.unwrap_err();
+    let e = reg
+        .control("nope", 0, true, Control::Kill(String::new()))
+        .await
+        .unwrap_err();
     assert!(matches!(e, RegistryError::NotFound(_)));
     // The end of an exec frees its place.
     drop(a1);
@@ -188,7 +248,10 @@ fn policy(network: NetworkMode, write: &[&str]) -> EffectivePolicy {
         private_tmp: true,
         network,
         network_allow: vec![],
-        env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("FAVOURITE".into(), "blue".into())],
+        env: vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("FAVOURITE".into(), "blue".into()),
+        ],
         limits: EffectiveLimits {
             timeout: Some(Duration::from_secs(60)),
             memory: Some(64 << 20),
@@ -209,12 +272,22 @@ fn paths() -> DaemonPaths {
 }
 
 fn request(cwd: &str) -> plan::Request {
-    plan::Request { id: "0123abcd".into(), argv: vec!["id".into(), "-u".into()], cwd: cwd.into(), tty: false }
+    plan::Request {
+        id: "0123abcd".into(),
+        argv: vec!["id".into(), "-u".into()],
+        cwd: cwd.into(),
+        tty: false,
+    }
 }
 
 #[test]
 fn plan_carries_policy_identity_and_limits() {
-    let caller = Caller { uid: 1000, gid: 1000, pid: Some(77), groups: vec![1000, 27] };
+    let caller = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: Some(77),
+        groups: vec![1000, 27],
+    };
     let sockets: Vec<PathBuf> = [
         "/run/dbus/system_bus_socket",
         "/srv/ws/dev.sock",
@@ -227,14 +300,29 @@ fn plan_carries_policy_identity_and_limits() {
     .iter()
     .map(PathBuf::from)
     .collect();
-    let p = plan::build(&policy(NetworkMode::None, &["/srv/ws"]), &caller, request("/srv/ws"), &paths(), &sockets)
-        .unwrap();
+    let p = plan::build(
+        &policy(NetworkMode::None, &["/srv/ws"]),
+        &caller,
+        request("/srv/ws"),
+        &paths(),
+        &sockets,
+    )
+    .unwrap();
     let s = &p.spec;
     assert_eq!(s.id, "0123abcd");
     assert_eq!(s.argv, ["id", "-u"]);
     assert_eq!(s.cwd, Path::new("/srv/ws"));
-    assert_eq!((s.creds.uid, s.creds.gid, s.creds.groups.clone()), (1000, 1000, vec![1000, 27]));
-    assert_eq!(s.env, [("PATH".to_string(), "/usr/bin:/bin".to_string()), ("FAVOURITE".into(), "blue".into())]);
+    assert_eq!(
+        (s.creds.uid, s.creds.gid, s.creds.groups.clone()),
+        (1000, 1000, vec![1000, 27])
+    );
+    assert_eq!(
+        s.env,
+        [
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ("FAVOURITE".into(), "blue".into())
+        ]
+    );
     assert_eq!(s.fs.read, [PathBuf::from("/")]);
     assert_eq!(s.fs.write, [PathBuf::from("/srv/ws")]);
     assert_eq!(s.fs.deny_read, ["/home/u1000/.ssh", "**/.env"]);
@@ -242,9 +330,22 @@ fn plan_carries_policy_identity_and_limits() {
     assert!(s.fs.private_tmp);
     assert_eq!(s.fs.staging, Path::new("/var/lib/sandboxd/staging"));
     let hide: Vec<&str> = s.fs.hide.iter().map(|p| p.to_str().unwrap()).collect();
-    assert_eq!(hide, ["/etc/sandboxd/policies", "/run/sandboxd", "/var/lib/sandboxd"]);
+    assert_eq!(
+        hide,
+        [
+            "/etc/sandboxd/policies",
+            "/run/sandboxd",
+            "/var/lib/sandboxd"
+        ]
+    );
     // Outside every writable, hidden or replaced (/tmp) tree: these two only.
-    assert_eq!(s.fs.host_sockets, [PathBuf::from("/run/dbus/system_bus_socket"), "/srv/wsother.sock".into()]);
+    assert_eq!(
+        s.fs.host_sockets,
+        [
+            PathBuf::from("/run/dbus/system_bus_socket"),
+            "/srv/wsother.sock".into()
+        ]
+    );
     assert!(s.landlock.required);
     assert_eq!(s.landlock.connect_tcp, None);
     assert!(matches!(s.net, NetPlan::Loopback));
@@ -258,32 +359,98 @@ fn plan_carries_policy_identity_and_limits() {
 
 #[test]
 fn plan_network_modes_and_workspace_next_to_the_daemon() {
-    let caller = Caller { uid: 1000, gid: 1000, pid: None, groups: vec![] };
-    let full = plan::build(&policy(NetworkMode::Full, &["/"]), &caller, request("/srv/ws"), &paths(), &[]).unwrap();
+    let caller = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: None,
+        groups: vec![],
+    };
+    let full = plan::build(
+        &policy(NetworkMode::Full, &["/"]),
+        &caller,
+        request("/srv/ws"),
+        &paths(),
+        &[],
+    )
+    .unwrap();
     assert!(matches!(full.spec.net, NetPlan::Host));
-    let e = plan::build(&policy(NetworkMode::Allowlist, &["/srv/ws"]), &caller, request("/srv/ws"), &paths(), &[])
-        .unwrap_err();
-    assert!(e.to_string().contains("allowlist") && e.to_string().contains("network.mode"), "{e}");
+    let e = plan::build(
+        &policy(NetworkMode::Allowlist, &["/srv/ws"]),
+        &caller,
+        request("/srv/ws"),
+        &paths(),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("allowlist") && e.to_string().contains("network.mode"),
+        "{e}"
+    );
     // A socket straight in a directory that holds the workspace: the directory
     // stays visible, the socket itself is hidden.
     let mut p = paths();
     p.socket = "/srv/sandboxd.sock".into();
-    let plan = plan::build(&policy(NetworkMode::None, &["/srv/ws"]), &caller, request("/srv/ws"), &p, &[]).unwrap();
-    assert!(plan.spec.fs.hide.contains(&PathBuf::from("/srv/sandboxd.sock")), "{:?}", plan.spec.fs.hide);
-    assert!(!plan.spec.fs.hide.contains(&PathBuf::from("/srv")), "{:?}", plan.spec.fs.hide);
+    let plan = plan::build(
+        &policy(NetworkMode::None, &["/srv/ws"]),
+        &caller,
+        request("/srv/ws"),
+        &p,
+        &[],
+    )
+    .unwrap();
+    assert!(
+        plan.spec
+            .fs
+            .hide
+            .contains(&PathBuf::from("/srv/sandboxd.sock")),
+        "{:?}",
+        plan.spec.fs.hide
+    );
+    assert!(
+        !plan.spec.fs.hide.contains(&PathBuf::from("/srv")),
+        "{:?}",
+        plan.spec.fs.hide
+    );
     p.socket = "/sandboxd.sock".into();
-    let plan = plan::build(&policy(NetworkMode::None, &[]), &caller, request("/srv/ws"), &p, &[]).unwrap();
-    assert!(!plan.spec.fs.hide.contains(&PathBuf::from("/")), "{:?}", plan.spec.fs.hide);
+    let plan = plan::build(
+        &policy(NetworkMode::None, &[]),
+        &caller,
+        request("/srv/ws"),
+        &p,
+        &[],
+    )
+    .unwrap();
+    assert!(
+        !plan.spec.fs.hide.contains(&PathBuf::from("/")),
+        "{:?}",
+        plan.spec.fs.hide
+    );
 }
 
 #[test]
 fn home_comes_from_passwd_or_an_owned_home_env() {
     let passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-    assert_eq!(passwd_home(1000, passwd), Some(PathBuf::from("/home/alice")));
+    assert_eq!(
+        passwd_home(1000, passwd),
+        Some(PathBuf::from("/home/alice"))
+    );
     assert_eq!(passwd_home(1001, passwd), None);
-    let u1000 = Caller { uid: 1000, gid: 1000, pid: None, groups: vec![] };
-    let u1001 = Caller { uid: 1001, gid: 1001, pid: None, groups: vec![] };
-    assert_eq!(plan::caller_home(&u1000, Some(passwd), Some("/tmp")), Path::new("/home/alice"));
+    let u1000 = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: None,
+        groups: vec![],
+    };
+    let u1001 = Caller {
+        uid: 1001,
+        gid: 1001,
+        pid: None,
+        groups: vec![],
+    };
+    assert_eq!(
+        plan::caller_home(&u1000, Some(passwd), Some("/tmp")),
+        Path::new("/home/alice")
+    );
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
@@ -291,12 +458,24 @@ fn home_comes_from_passwd_or_an_owned_home_env() {
     let h = home.to_str().unwrap();
     assert_eq!(plan::caller_home(&u1001, Some(passwd), Some(h)), home);
     // Someone else's directory, a relative path, a symlink, nothing: no home.
-    assert_eq!(plan::caller_home(&u1000, None, Some(h)), Path::new(plan::NO_HOME));
-    assert_eq!(plan::caller_home(&u1001, None, Some("relative")), Path::new(plan::NO_HOME));
+    assert_eq!(
+        plan::caller_home(&u1000, None, Some(h)),
+        Path::new(plan::NO_HOME)
+    );
+    assert_eq!(
+        plan::caller_home(&u1001, None, Some("relative")),
+        Path::new(plan::NO_HOME)
+    );
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&home, &link).unwrap();
-    assert_eq!(plan::caller_home(&u1001, None, link.to_str()), Path::new(plan::NO_HOME));
-    assert_eq!(plan::caller_home(&u1001, None, None), Path::new(plan::NO_HOME));
+    assert_eq!(
+        plan::caller_home(&u1001, None, link.to_str()),
+        Path::new(plan::NO_HOME)
+    );
+    assert_eq!(
+        plan::caller_home(&u1001, None, None),
+        Path::new(plan::NO_HOME)
+    );
 }
 
 #[test]
@@ -354,7 +533,11 @@ impl Daemon {
             assert!(Instant::now() < deadline, "sandboxd not ready after 20 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Daemon { child, socket, _dir: dir }
+        Daemon {
+            child,
+            socket,
+            _dir: dir,
+        }
     }
 
     async fn channel(&self) -> tonic::transport::Channel {
@@ -363,7 +546,11 @@ impl Daemon {
             .unwrap()
             .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                 let path = path.clone();
-                async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
             }))
             .await
             .unwrap()
@@ -371,8 +558,11 @@ impl Daemon {
 
     /// SIGTERM, then wait (at most 10 s) for the exit status.
     fn stop(&mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -400,7 +590,11 @@ async fn daemon_serves_health_reflection_profiles_and_survives_garbage() {
 
     // Garbage first, on connections left open, then a real client.
     let mut junk = Vec::new();
-    for payload in [&b"GET / HTTP/1.1\r\n\r\n"[..], b"\x00\xff\x13garbage garbage\r\n\r\n", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff"] {
+    for payload in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"\x00\xff\x13garbage garbage\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff",
+    ] {
         let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
         let _ = s.write_all(payload);
         junk.push(s);
@@ -409,34 +603,62 @@ async fn daemon_serves_health_reflection_profiles_and_survives_garbage() {
     let ch = d.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
     let status = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "sandbox.v1.Sandbox".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "sandbox.v1.Sandbox".into(),
+        })
         .await
         .unwrap()
         .into_inner()
         .status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     for v1 in [true, false] {
-        let names = if v1 { reflection_v1(ch.clone()).await } else { reflection_v1alpha(ch.clone()).await };
-        assert!(names.iter().any(|n| n == "sandbox.v1.Sandbox"), "v1={v1}: {names:?}");
+        let names = if v1 {
+            reflection_v1(ch.clone()).await
+        } else {
+            reflection_v1alpha(ch.clone()).await
+        };
+        assert!(
+            names.iter().any(|n| n == "sandbox.v1.Sandbox"),
+            "v1={v1}: {names:?}"
+        );
     }
 
     let mut client = SandboxClient::new(ch.clone());
-    let profiles = client.list_profiles(sandbox_proto::v1::ListProfilesRequest {}).await.unwrap().into_inner();
+    let profiles = client
+        .list_profiles(sandbox_proto::v1::ListProfilesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     let mut names: Vec<String> = profiles.profiles.iter().map(|p| p.name.clone()).collect();
     names.sort();
     assert_eq!(names, ["full", "read-only", "workspace"]);
     assert_eq!(profiles.default_profile, "workspace");
     let e = client
-        .get_profile(sandbox_proto::v1::GetProfileRequest { name: "no-such-profile".into() })
+        .get_profile(sandbox_proto::v1::GetProfileRequest {
+            name: "no-such-profile".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
     assert!(e.message().contains("no-such-profile"), "{}", e.message());
     // Nothing runs: an ordinary List is empty, Kill of an unknown id is NotFound.
-    let list = client.list(sandbox_proto::v1::ListRequest { all: true }).await.unwrap().into_inner();
+    let list = client
+        .list(sandbox_proto::v1::ListRequest { all: true })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(list.sandboxes.is_empty());
-    let e = client.kill(sandbox_proto::v1::KillRequest { id: "nope".into(), signal: 0 }).await.unwrap_err();
+    let e = client
+        .kill(sandbox_proto::v1::KillRequest {
+            id: "nope".into(),
+            signal: 0,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
 
     // More garbage mid-session does not disturb a fresh client either.
@@ -444,7 +666,10 @@ async fn daemon_serves_health_reflection_profiles_and_survives_garbage() {
     let _ = s.write_all(&[0xffu8; 4096]);
     drop(s);
     let mut again = SandboxClient::new(d.channel().await);
-    again.list_profiles(sandbox_proto::v1::ListProfilesRequest {}).await.unwrap();
+    again
+        .list_profiles(sandbox_proto::v1::ListProfilesRequest {})
+        .await
+        .unwrap();
     drop(junk);
 
     let status = d.stop();
@@ -454,37 +679,74 @@ async fn daemon_serves_health_reflection_profiles_and_survives_garbage() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_must_start_with_exec_start() {
-    use sandbox_proto::v1::{exec_request::Msg, sandbox_client::SandboxClient, ExecRequest, StdinEof};
+    use sandbox_proto::v1::{
+        exec_request::Msg, sandbox_client::SandboxClient, ExecRequest, StdinEof,
+    };
     let d = Daemon::start(&[]);
     let mut client = SandboxClient::new(d.channel().await);
-    let first = ExecRequest { msg: Some(Msg::StdinEof(StdinEof {})) };
-    let e = client.exec(tokio_stream::iter(vec![first])).await.unwrap_err();
+    let first = ExecRequest {
+        msg: Some(Msg::StdinEof(StdinEof {})),
+    };
+    let e = client
+        .exec(tokio_stream::iter(vec![first]))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("ExecStart"), "{}", e.message());
 }
 
 async fn reflection_v1(ch: tonic::transport::Channel) -> Vec<String> {
     use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
     };
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = ServerReflectionClient::new(ch).server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-    match stream.message().await.unwrap().and_then(|r| r.message_response) {
-        Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(ch)
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream
+        .message()
+        .await
+        .unwrap()
+        .and_then(|r| r.message_response)
+    {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            l.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected reflection answer {other:?}"),
     }
 }
 
 async fn reflection_v1alpha(ch: tonic::transport::Channel) -> Vec<String> {
     use tonic_reflection::pb::v1alpha::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
     };
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = ServerReflectionClient::new(ch).server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-    match stream.message().await.unwrap().and_then(|r| r.message_response) {
-        Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(ch)
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream
+        .message()
+        .await
+        .unwrap()
+        .and_then(|r| r.message_response)
+    {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            l.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected reflection answer {other:?}"),
     }
 }
@@ -508,16 +770,30 @@ fn check_config(files: &[(&str, &str)]) -> std::process::Output {
 
 #[test]
 fn check_config_prints_profiles_or_names_the_broken_line() {
-    let ok = check_config(&[("mine.toml", "extends = \"workspace\"\ndescription = \"mine\"\n")]);
+    let ok = check_config(&[(
+        "mine.toml",
+        "extends = \"workspace\"\ndescription = \"mine\"\n",
+    )]);
     let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert_eq!(ok.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     for name in ["read-only", "workspace", "full", "mine"] {
-        assert!(stdout.contains(&format!("# profile {name} ")), "{name} missing:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("# profile {name} ")),
+            "{name} missing:\n{stdout}"
+        );
     }
     let bad = check_config(&[("bad.toml", "description = \"x\"\n\nbogus_key = 1\n")]);
     assert_eq!(bad.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.contains("bad.toml:3") && stderr.contains("bogus_key"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:3") && stderr.contains("bogus_key"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -538,6 +814,10 @@ fn daemon_refuses_to_start_on_a_broken_profile() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:1"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.toml:1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!dir.path().join("s.sock").exists());
 }

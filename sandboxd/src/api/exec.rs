@@ -28,11 +28,15 @@ fn narrowing(start: &pb::ExecStart) -> Result<Narrowing, Status> {
     let approval = match start.approval.as_str() {
         "" => None,
         s => Some(ApprovalMode::parse(s).ok_or_else(|| {
-            Status::invalid_argument(format!("approval {s:?} is not one of untrusted, on-request, never"))
+            Status::invalid_argument(format!(
+                "approval {s:?} is not one of untrusted, on-request, never"
+            ))
         })?),
     };
     Ok(Narrowing {
-        write: n.has_write.then(|| n.write.iter().map(PathBuf::from).collect()),
+        write: n
+            .has_write
+            .then(|| n.write.iter().map(PathBuf::from).collect()),
         network_allow: n.has_network_allow.then(|| n.network_allow.clone()),
         timeout: (start.timeout_ms > 0).then(|| Duration::from_millis(start.timeout_ms)),
         memory: nonzero(n.memory_bytes),
@@ -44,7 +48,14 @@ fn narrowing(start: &pb::ExecStart) -> Result<Narrowing, Status> {
 
 /// A refusal: logged with the caller and the rule, returned as `status`.
 fn refuse(caller: &Caller, profile: &str, rule: &str, status: Status) -> Status {
-    tracing::info!(uid = caller.uid, caller_pid = caller.pid, profile, rule, reason = status.message(), "exec refused");
+    tracing::info!(
+        uid = caller.uid,
+        caller_pid = caller.pid,
+        profile,
+        rule,
+        reason = status.message(),
+        "exec refused"
+    );
     status
 }
 
@@ -80,19 +91,39 @@ impl Api {
     ) -> Result<ExecStream, Status> {
         let start = match inbound.message().await?.and_then(|m| m.msg) {
             Some(In::Start(s)) => s,
-            _ => return Err(Status::invalid_argument("the first message of Exec must be ExecStart")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of Exec must be ExecStart",
+                ))
+            }
         };
-        let name = if start.profile.is_empty() { PolicyStore::DEFAULT.to_string() } else { start.profile.clone() };
-        let profile = self.profile(&name).map_err(|s| refuse(&caller, &name, "profile", s))?;
+        let name = if start.profile.is_empty() {
+            PolicyStore::DEFAULT.to_string()
+        } else {
+            start.profile.clone()
+        };
+        let profile = self
+            .profile(&name)
+            .map_err(|s| refuse(&caller, &name, "profile", s))?;
         if caller.uid == 0 && !profile.allow_root.value {
             let msg = format!(
                 "root callers may not use profile {name}: it does not set allow_root (rule: allow_root, {})",
                 profile.allow_root.origin
             );
-            return Err(refuse(&caller, &name, "allow_root", Status::permission_denied(msg)));
+            return Err(refuse(
+                &caller,
+                &name,
+                "allow_root",
+                Status::permission_denied(msg),
+            ));
         }
         if start.argv.is_empty() || start.argv[0].is_empty() {
-            return Err(refuse(&caller, &name, "argv", Status::invalid_argument("argv is empty")));
+            return Err(refuse(
+                &caller,
+                &name,
+                "argv",
+                Status::invalid_argument("argv is empty"),
+            ));
         }
         let cwd = PathBuf::from(&start.cwd);
         if !cwd.is_absolute() {
@@ -103,8 +134,14 @@ impl Api {
         let env = start.env.clone().into_iter().collect();
         let set_env = start.set_env.clone().into_iter().collect();
         let ctx = plan::exec_context(&caller, cwd.clone(), env, set_env);
-        let policy = resolve(profile, &ctx, &narrow)
-            .map_err(|r| refuse(&caller, &name, &r.rule, Status::permission_denied(r.to_string())))?;
+        let policy = resolve(profile, &ctx, &narrow).map_err(|r| {
+            refuse(
+                &caller,
+                &name,
+                &r.rule,
+                Status::permission_denied(r.to_string()),
+            )
+        })?;
 
         let slot = self
             .registry
@@ -112,14 +149,37 @@ impl Api {
             .map_err(|e| refuse(&caller, &name, "limits", registry_status(e)))?;
         let sockets = plan::read_host_sockets().map_err(|e| {
             let msg = format!("reading /proc/net/unix to hide host sockets: {e}");
-            refuse(&caller, &name, "host_sockets", Status::failed_precondition(msg))
+            refuse(
+                &caller,
+                &name,
+                "host_sockets",
+                Status::failed_precondition(msg),
+            )
         })?;
-        let req = plan::Request { id: slot.id().to_string(), argv: start.argv.clone(), cwd: cwd.clone(), tty: start.tty };
-        let plan = plan::build(&policy, &caller, req, &self.paths, &sockets)
-            .map_err(|e| refuse(&caller, &name, "network.mode", Status::failed_precondition(e.to_string())))?;
+        let req = plan::Request {
+            id: slot.id().to_string(),
+            argv: start.argv.clone(),
+            cwd: cwd.clone(),
+            tty: start.tty,
+        };
+        let plan = plan::build(&policy, &caller, req, &self.paths, &sockets).map_err(|e| {
+            refuse(
+                &caller,
+                &name,
+                "network.mode",
+                Status::failed_precondition(e.to_string()),
+            )
+        })?;
         let spawned = crate::backend::linux::spawn(&plan.spec, &plan.limits, &self.init_exe)
             .await
-            .map_err(|e| refuse(&caller, &name, "spawn", Status::failed_precondition(e.to_string())))?;
+            .map_err(|e| {
+                refuse(
+                    &caller,
+                    &name,
+                    "spawn",
+                    Status::failed_precondition(e.to_string()),
+                )
+            })?;
         let pid = spawned.pid;
         let (handle, outputs) = supervisor::supervise(spawned, plan.options);
         if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
@@ -143,7 +203,11 @@ impl Api {
         );
 
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
-        let started = pb::ExecStarted { id: slot.id().to_string(), profile: name.clone(), policy_hash: policy.hash };
+        let started = pb::ExecStarted {
+            id: slot.id().to_string(),
+            profile: name.clone(),
+            policy_hash: policy.hash,
+        };
         // The channel is empty: this cannot block, and a closed channel is seen below.
         let _ = tx.send(response(Out::Started(started))).await;
         let input = tokio::spawn(pump_input(inbound, handle.clone()));
@@ -157,7 +221,10 @@ impl Api {
 
 fn resize(w: &pb::WindowSize) -> Control {
     let clamp = |v: u32| v.min(u16::MAX as u32) as u16;
-    Control::Resize { rows: clamp(w.rows), cols: clamp(w.cols) }
+    Control::Resize {
+        rows: clamp(w.rows),
+        cols: clamp(w.cols),
+    }
 }
 
 /// Client messages to the sandbox. The end of the client's stream only means
@@ -211,28 +278,51 @@ async fn pump_output(
         let msg = match out {
             Output::Stdout(b) => Out::Stdout(b),
             Output::Stderr(b) => Out::Stderr(b),
-            Output::Event { kind, message } => Out::Event(pb::Event { kind, message, ..Default::default() }),
+            Output::Event { kind, message } => Out::Event(pb::Event {
+                kind,
+                message,
+                ..Default::default()
+            }),
             Output::Exit(e) => break Some(e),
         };
         if client && tx.send(response(msg)).await.is_err() {
             client = false;
-            let _ = handle.control.send(Control::Kill("the client went away".into())).await;
+            let _ = handle
+                .control
+                .send(Control::Kill("the client went away".into()))
+                .await;
         }
     };
     match exit {
         Some(e) => {
             tracing::info!(
-                uid = caller.uid, id = slot.id(), profile, code = e.code, signal = e.signal,
-                timed_out = e.timed_out, oom_killed = e.oom_killed, reason = e.reason.as_deref().unwrap_or(""),
-                client, "exec ended"
+                uid = caller.uid,
+                id = slot.id(),
+                profile,
+                code = e.code,
+                signal = e.signal,
+                timed_out = e.timed_out,
+                oom_killed = e.oom_killed,
+                reason = e.reason.as_deref().unwrap_or(""),
+                client,
+                "exec ended"
             );
             if client {
                 let _ = tx.send(response(Out::Exit(exit_message(e)))).await;
             }
         }
         None => {
-            tracing::error!(uid = caller.uid, id = slot.id(), profile, "exec ended without an exit report");
-            let _ = tx.send(Err(Status::internal("the sandbox's supervisor ended without an exit report"))).await;
+            tracing::error!(
+                uid = caller.uid,
+                id = slot.id(),
+                profile,
+                "exec ended without an exit report"
+            );
+            let _ = tx
+                .send(Err(Status::internal(
+                    "the sandbox's supervisor ended without an exit report",
+                )))
+                .await;
         }
     }
 }

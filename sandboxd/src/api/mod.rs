@@ -40,14 +40,18 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
 
 fn registry_status(e: RegistryError) -> Status {
     match e {
-        RegistryError::Full { .. } | RegistryError::UserFull { .. } => Status::resource_exhausted(e.to_string()),
+        RegistryError::Full { .. } | RegistryError::UserFull { .. } => {
+            Status::resource_exhausted(e.to_string())
+        }
         RegistryError::NotFound(_) | RegistryError::Gone(_) => Status::not_found(e.to_string()),
         RegistryError::NotOwner { .. } => Status::permission_denied(e.to_string()),
     }
 }
 
 fn unix_ms(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 #[tonic::async_trait]
@@ -59,10 +63,15 @@ impl pb::sandbox_server::Sandbox for Api {
         request: Request<tonic::Streaming<pb::ExecRequest>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
         let caller = caller(&request)?;
-        self.run_exec(caller, request.into_inner()).await.map(Response::new)
+        self.run_exec(caller, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         let caller = caller(&request)?;
         // Non-admins asking for everything get their own, as if they had not asked.
         let all = request.get_ref().all && caller.is_admin(self.admin_gid);
@@ -85,16 +94,27 @@ impl pb::sandbox_server::Sandbox for Api {
         Ok(Response::new(pb::ListResponse { sandboxes }))
     }
 
-    async fn kill(&self, request: Request<pb::KillRequest>) -> Result<Response<pb::KillResponse>, Status> {
+    async fn kill(
+        &self,
+        request: Request<pb::KillRequest>,
+    ) -> Result<Response<pb::KillResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let control = match req.signal {
             0 => Control::Kill(format!("killed by uid {}", caller.uid)),
             s if (1..=64).contains(&s) => Control::Signal(s),
-            s => return Err(Status::invalid_argument(format!("signal {s} is not a signal number"))),
+            s => {
+                return Err(Status::invalid_argument(format!(
+                    "signal {s} is not a signal number"
+                )))
+            }
         };
         let admin = caller.is_admin(self.admin_gid);
-        match self.registry.control(&req.id, caller.uid, admin, control).await {
+        match self
+            .registry
+            .control(&req.id, caller.uid, admin, control)
+            .await
+        {
             Ok(info) => {
                 tracing::info!(uid = caller.uid, id = %info.id, owner = info.uid, signal = req.signal, "kill");
                 Ok(Response::new(pb::KillResponse {}))
@@ -117,7 +137,8 @@ impl pb::sandbox_server::Sandbox for Api {
         &self,
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
-        self.profile_show(&request.get_ref().name).map(Response::new)
+        self.profile_show(&request.get_ref().name)
+            .map(Response::new)
     }
 
     async fn check_policy(
@@ -125,6 +146,7 @@ impl pb::sandbox_server::Sandbox for Api {
         request: Request<pb::CheckPolicyRequest>,
     ) -> Result<Response<pb::CheckPolicyResponse>, Status> {
         let caller = caller(&request)?;
-        self.policy_check(&caller, request.into_inner()).map(Response::new)
+        self.policy_check(&caller, request.into_inner())
+            .map(Response::new)
     }
 }

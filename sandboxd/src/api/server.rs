@@ -23,7 +23,11 @@ pub enum ServeError {
 
 /// Serves `api` on `listener` until `shutdown` completes and the open
 /// connections have closed.
-pub async fn serve(listener: UnixListener, api: Api, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+pub async fn serve(
+    listener: UnixListener,
+    api: Api,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<SandboxServer<Api>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -35,17 +39,18 @@ pub async fn serve(listener: UnixListener, api: Api, shutdown: impl Future<Outpu
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let incoming = UnixListenerStream::new(listener).filter_map(|conn| match conn.map(PeerStream::new) {
-        Ok(Ok(peer)) => Some(Ok::<_, std::io::Error>(peer)),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "connection refused: no peer identity");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "accept failed");
-            None
-        }
-    });
+    let incoming =
+        UnixListenerStream::new(listener).filter_map(|conn| match conn.map(PeerStream::new) {
+            Ok(Ok(peer)) => Some(Ok::<_, std::io::Error>(peer)),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "connection refused: no peer identity");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                None
+            }
+        });
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(SandboxServer::new(api))
