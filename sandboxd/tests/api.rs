@@ -821,3 +821,145 @@ fn daemon_refuses_to_start_on_a_broken_profile() {
     );
     assert!(!dir.path().join("s.sock").exists());
 }
+
+/// An ExecStart for a root caller's command in `cwd` under `profile`.
+fn exec_start(profile: &str, cwd: &Path, argv: &[&str]) -> sandbox_proto::v1::ExecRequest {
+    use sandbox_proto::v1::{exec_request::Msg, ExecRequest, ExecStart};
+    let env = [("PATH".to_string(), "/usr/bin:/bin".to_string())]
+        .into_iter()
+        .collect();
+    ExecRequest {
+        msg: Some(Msg::Start(ExecStart {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            cwd: cwd.to_str().unwrap().into(),
+            env,
+            profile: profile.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// A workspace for the exec tests: not under /tmp (sandboxes get their own).
+fn workspace() -> tempfile::TempDir {
+    std::fs::create_dir_all("/srv").unwrap();
+    tempfile::Builder::new()
+        .prefix("sandboxd-api-")
+        .tempdir_in("/srv")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_streams_output_and_exit_and_refuses_root_without_allow_root() {
+    use sandbox_proto::v1::{exec_response::Msg, sandbox_client::SandboxClient};
+    let d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
+    let ws = workspace();
+    let mut client = SandboxClient::new(d.channel().await);
+
+    let start = exec_start("", ws.path(), &["true"]);
+    let e = client
+        .exec(tokio_stream::iter(vec![start]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("allow_root"), "{}", e.message());
+    let start = exec_start("no-such-profile", ws.path(), &["true"]);
+    let e = client
+        .exec(tokio_stream::iter(vec![start]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    assert!(e.message().contains("no-such-profile"), "{}", e.message());
+
+    let start = exec_start(
+        "rooty",
+        ws.path(),
+        &["/bin/sh", "-c", "echo out; echo err >&2; exit 3"],
+    );
+    let (_keep, rx) = tokio::sync::mpsc::channel(1);
+    let first = tokio_stream::iter(vec![start]);
+    let input =
+        tokio_stream::StreamExt::chain(first, tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut stream = client.exec(input).await.unwrap().into_inner();
+    let (mut stdout, mut stderr, mut started, mut exit) = (Vec::new(), Vec::new(), None, None);
+    while let Some(m) = stream.message().await.unwrap() {
+        match m.msg {
+            Some(Msg::Started(s)) => started = Some(s),
+            Some(Msg::Stdout(b)) => stdout.extend(b),
+            Some(Msg::Stderr(b)) => stderr.extend(b),
+            Some(Msg::Exit(e)) => exit = Some(e),
+            _ => {}
+        }
+    }
+    let started = started.expect("no ExecStarted");
+    assert_eq!(started.profile, "rooty");
+    assert_eq!(started.id.len(), 12);
+    assert!(!started.policy_hash.is_empty());
+    assert_eq!(String::from_utf8_lossy(&stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&stderr), "err\n");
+    let exit = exit.expect("no ExecExit");
+    assert!(exit.exited);
+    assert_eq!(exit.code, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_takes_its_sandbox_with_it() {
+    use sandbox_proto::v1::{exec_response::Msg, sandbox_client::SandboxClient, ListRequest};
+    let d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
+    let ws = workspace();
+    let marker = format!("api-gone-{}", std::process::id());
+    let script = format!("echo ready; sleep 300; : {marker}");
+    {
+        let mut client = SandboxClient::new(d.channel().await);
+        let start = exec_start("rooty", ws.path(), &["/bin/sh", "-c", &script]);
+        let (_keep, rx) = tokio::sync::mpsc::channel(1);
+        let input = tokio_stream::StreamExt::chain(
+            tokio_stream::iter(vec![start]),
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        );
+        let mut stream = client.exec(input).await.unwrap().into_inner();
+        loop {
+            match stream.message().await.unwrap().and_then(|m| m.msg) {
+                Some(Msg::Stdout(b)) if b.starts_with(b"ready") => break,
+                Some(_) => {}
+                None => panic!("stream ended before the command ran"),
+            }
+        }
+        let list = SandboxClient::new(d.channel().await)
+            .list(ListRequest { all: false })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(list.sandboxes.len(), 1);
+        assert_eq!(list.sandboxes[0].uid, 0);
+        assert!(list.sandboxes[0].argv.iter().any(|a| a.contains(&marker)));
+        // Stream, client and channel dropped here: the connection goes away.
+    }
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+                .unwrap_or(false)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while running() {
+        assert!(Instant::now() < deadline, "sandbox survived its client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut client = SandboxClient::new(d.channel().await);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !client
+        .list(ListRequest { all: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandboxes
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "registry entry outlived the sandbox"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
