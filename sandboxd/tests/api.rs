@@ -963,3 +963,48 @@ async fn a_client_that_goes_away_takes_its_sandbox_with_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_kills_running_sandboxes_and_removes_the_socket() {
+    use sandbox_proto::v1::{exec_response::Msg, sandbox_client::SandboxClient};
+    let mut d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
+    let ws = workspace();
+    let marker = format!("api-term-{}", std::process::id());
+    let script = format!("echo ready; sleep 300; : {marker}");
+    let mut client = SandboxClient::new(d.channel().await);
+    let start = exec_start("rooty", ws.path(), &["/bin/sh", "-c", &script]);
+    let (_keep, rx) = tokio::sync::mpsc::channel(1);
+    let input = tokio_stream::StreamExt::chain(
+        tokio_stream::iter(vec![start]),
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    );
+    let mut stream = client.exec(input).await.unwrap().into_inner();
+    while !matches!(
+        stream.message().await.unwrap().and_then(|m| m.msg),
+        Some(Msg::Stdout(_))
+    ) {}
+    let status = tokio::task::spawn_blocking(move || {
+        let s = d.stop();
+        (s, d)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{}", status.0);
+    assert!(!status.1.socket.exists(), "socket left behind");
+    let survivors = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+            .unwrap_or(false)
+    });
+    assert!(!survivors, "a sandbox outlived the daemon");
+    // The client saw its exec end (killed), not a hang.
+    let mut exit = None;
+    while let Ok(Some(m)) = stream.message().await {
+        if let Some(Msg::Exit(e)) = m.msg {
+            exit = Some(e);
+        }
+    }
+    if let Some(e) = exit {
+        assert_eq!(e.signal, 9, "{e:?}");
+    }
+}
