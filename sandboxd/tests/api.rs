@@ -504,6 +504,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(profiles: &[(&str, &str)]) -> Daemon {
+        Self::start_with("", profiles)
+    }
+
+    fn start_with(config_toml: &str, profiles: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("run/sandboxd.sock");
         let policy_dir = dir.path().join("policies");
@@ -512,7 +516,7 @@ impl Daemon {
             std::fs::write(policy_dir.join(format!("{name}.toml")), body).unwrap();
         }
         let config = dir.path().join("sandboxd.toml");
-        std::fs::write(&config, "").unwrap();
+        std::fs::write(&config, config_toml).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sandboxd"))
             .arg("--config")
             .arg(&config)
@@ -549,6 +553,27 @@ impl Daemon {
                 async move {
                     Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
                         tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+            .unwrap()
+    }
+
+    /// A channel on one connection made with the given identity.
+    async fn channel_as(&self, uid: u32, groups: &[u32]) -> tonic::transport::Channel {
+        let stream = connect_as(&self.socket, uid, groups);
+        stream.set_nonblocking(true).unwrap();
+        let once = std::sync::Arc::new(std::sync::Mutex::new(Some(stream)));
+        tonic::transport::Endpoint::try_from("http://sandboxd.invalid")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let stream = once.lock().unwrap().take();
+                async move {
+                    let stream =
+                        stream.ok_or_else(|| std::io::Error::other("connection already used"))?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::from_std(stream)?,
                     ))
                 }
             }))
@@ -1007,4 +1032,142 @@ async fn sigterm_kills_running_sandboxes_and_removes_the_socket() {
     if let Some(e) = exit {
         assert_eq!(e.signal, 9, "{e:?}");
     }
+}
+
+/// Connects to `socket` as `uid` (gid = uid) with `groups`: one thread
+/// switches its own credentials with raw syscalls (which, unlike libc's
+/// wrappers, affect only the calling thread), connects, and switches back.
+fn connect_as(socket: &Path, uid: u32, groups: &[u32]) -> std::os::unix::net::UnixStream {
+    let socket = socket.to_path_buf();
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    std::thread::spawn(move || {
+        // SAFETY: plain syscalls on this thread's credentials; the saved ids
+        // stay 0 so the thread can switch back.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
+                0
+            );
+            assert_eq!(libc::syscall(libc::SYS_setresgid, uid, uid, 0), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, 0), 0);
+        }
+        let stream = std::os::unix::net::UnixStream::connect(&socket);
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(libc::syscall(libc::SYS_setresuid, 0, 0, 0), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresgid, 0, 0, 0), 0);
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+                0
+            );
+        }
+        stream.unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxes_run_as_their_caller_and_only_owners_and_admins_see_and_kill_them() {
+    use sandbox_proto::v1::{
+        exec_response::Msg, sandbox_client::SandboxClient, KillRequest, ListRequest,
+    };
+    let d = Daemon::start_with("admin_group = \"4343\"\n", &[]);
+    let ws = workspace();
+    std::os::unix::fs::chown(ws.path(), Some(1001), Some(1001)).unwrap();
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut owner = SandboxClient::new(d.channel_as(1001, &[1001, 27]).await);
+    let mut other = SandboxClient::new(d.channel_as(1000, &[1000]).await);
+    let mut admin = SandboxClient::new(d.channel_as(1000, &[1000, 4343]).await);
+
+    let start = exec_start(
+        "",
+        ws.path(),
+        &["/bin/sh", "-c", "id -u; id -g; id -G; sleep 300"],
+    );
+    let (_keep, rx) = tokio::sync::mpsc::channel(1);
+    let input = tokio_stream::StreamExt::chain(
+        tokio_stream::iter(vec![start]),
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    );
+    let mut stream = owner.exec(input).await.unwrap().into_inner();
+    let mut id = String::new();
+    let mut out = String::new();
+    while out.lines().count() < 3 {
+        match stream.message().await.unwrap().and_then(|m| m.msg) {
+            Some(Msg::Started(s)) => id = s.id,
+            Some(Msg::Stdout(b)) => out.push_str(&String::from_utf8_lossy(&b)),
+            Some(_) => {}
+            None => panic!("ended early: {out}"),
+        }
+    }
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1001");
+    assert_eq!(lines[1], "1001");
+    let mut groups: Vec<&str> = lines[2].split_whitespace().collect();
+    groups.sort();
+    assert_eq!(groups, ["1001", "27"]);
+
+    let ids = |l: sandbox_proto::v1::ListResponse| {
+        l.sandboxes.into_iter().map(|s| s.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(owner
+            .list(ListRequest { all: false })
+            .await
+            .unwrap()
+            .into_inner()),
+        [id.clone()]
+    );
+    assert!(ids(other
+        .list(ListRequest { all: false })
+        .await
+        .unwrap()
+        .into_inner())
+    .is_empty());
+    assert!(ids(other
+        .list(ListRequest { all: true })
+        .await
+        .unwrap()
+        .into_inner())
+    .is_empty());
+    assert!(ids(admin
+        .list(ListRequest { all: false })
+        .await
+        .unwrap()
+        .into_inner())
+    .is_empty());
+    assert_eq!(
+        ids(admin
+            .list(ListRequest { all: true })
+            .await
+            .unwrap()
+            .into_inner()),
+        [id.clone()]
+    );
+
+    let e = other
+        .kill(KillRequest {
+            id: id.clone(),
+            signal: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    admin
+        .kill(KillRequest {
+            id: id.clone(),
+            signal: 0,
+        })
+        .await
+        .unwrap();
+    let mut exit = None;
+    while let Some(m) = stream.message().await.unwrap() {
+        if let Some(Msg::Exit(e)) = m.msg {
+            exit = Some(e);
+        }
+    }
+    let exit = exit.expect("no ExecExit after the kill");
+    assert_eq!(exit.signal, 9, "{exit:?}");
+    assert!(exit.reason.contains("killed by uid 1000"), "{exit:?}");
 }
