@@ -73,6 +73,17 @@ pub fn caller_home(caller: &Caller, etc_passwd: Option<&str>, env_home: Option<&
     PathBuf::from(NO_HOME)
 }
 
+/// The `HOME` in the environment of process `pid` (from /proc), for requests
+/// that carry no environment (CheckPolicy): only a hint, which
+/// [`caller_home`] accepts only if it names a directory the caller owns.
+pub fn process_home(pid: i32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ
+        .split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(b"HOME="))
+        .and_then(|v| String::from_utf8(v.to_vec()).ok())
+}
+
 /// The per-exec template facts; `{home}` as [`caller_home`] says (reading /etc/passwd).
 pub fn exec_context(
     caller: &Caller,

@@ -1171,3 +1171,77 @@ async fn sandboxes_run_as_their_caller_and_only_owners_and_admins_see_and_kill_t
     assert_eq!(exit.signal, 9, "{exit:?}");
     assert!(exit.reason.contains("killed by uid 1000"), "{exit:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_policy_explains_paths_urls_and_commands() {
+    use sandbox_proto::v1::{
+        check_policy_request::Query, sandbox_client::SandboxClient, CheckPolicyRequest,
+        CommandQuery,
+    };
+    let d = Daemon::start(&[]);
+    let mut client = SandboxClient::new(d.channel().await);
+    let mut check = |profile: &str, cwd: &str, query: Query| {
+        let req = CheckPolicyRequest {
+            profile: profile.into(),
+            query: Some(query),
+            cwd: cwd.into(),
+        };
+        let mut client = client.clone();
+        async move { client.check_policy(req).await.map(|r| r.into_inner()) }
+    };
+    let r = check(
+        "workspace",
+        "/srv/ws",
+        Query::Write("/srv/ws/file.txt".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.decision, "allow", "{r:?}");
+    let r = check("workspace", "/srv/ws", Query::Write("/etc/passwd".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.decision, "deny", "{r:?}");
+    let r = check(
+        "",
+        "/srv/ws",
+        Query::Write("/srv/ws/.git/hooks/pre-commit".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.decision, "deny", "{r:?}");
+    assert!(r.rule.contains("deny_write"), "{r:?}");
+    // Root's home comes from /etc/passwd.
+    let r = check("workspace", "", Query::Read("/root/.ssh/id_ed25519".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.decision, "deny", "{r:?}");
+    assert!(r.rule.contains("deny_read"), "{r:?}");
+    let r = check("workspace", "", Query::Url("https://example.com/".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.decision, "deny", "{r:?}");
+    let r = check("full", "", Query::Url("https://example.com/".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.decision, "allow", "{r:?}");
+    let r = check(
+        "workspace",
+        "",
+        Query::Cmd(CommandQuery {
+            argv: vec!["ls".into()],
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(["allow", "prompt"].contains(&r.decision.as_str()), "{r:?}");
+    let e = check("nope", "", Query::Read("/".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = client.check_policy(CheckPolicyRequest {
+        profile: "workspace".into(),
+        query: None,
+        cwd: String::new(),
+    });
+    assert_eq!(e.await.unwrap_err().code(), tonic::Code::InvalidArgument);
+}

@@ -70,7 +70,14 @@ impl Api {
                 req.cwd
             )));
         }
-        let ctx = crate::plan::exec_context(caller, cwd.clone(), BTreeMap::new(), BTreeMap::new());
+        // No environment comes with the request: `{home}` may come from the caller's own.
+        let env: BTreeMap<String, String> = caller
+            .pid
+            .and_then(crate::plan::process_home)
+            .map(|h| ("HOME".to_string(), h))
+            .into_iter()
+            .collect();
+        let ctx = crate::plan::exec_context(caller, cwd.clone(), env, BTreeMap::new());
         let path = |p: &str| {
             let p = PathBuf::from(p);
             if p.is_absolute() {
