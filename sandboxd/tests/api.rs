@@ -1180,7 +1180,7 @@ async fn check_policy_explains_paths_urls_and_commands() {
     };
     let d = Daemon::start(&[]);
     let mut client = SandboxClient::new(d.channel().await);
-    let mut check = |profile: &str, cwd: &str, query: Query| {
+    let check = |profile: &str, cwd: &str, query: Query| {
         let req = CheckPolicyRequest {
             profile: profile.into(),
             query: Some(query),
