@@ -1245,3 +1245,28 @@ async fn check_policy_explains_paths_urls_and_commands() {
     });
     assert_eq!(e.await.unwrap_err().code(), tonic::Code::InvalidArgument);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forbidden_and_prompted_commands_are_refused_naming_the_rule() {
+    use sandbox_proto::v1::sandbox_client::SandboxClient;
+    let profile = "extends = \"workspace\"\nallow_root = true\n[commands]\nforbidden = [[\"rm\", \"-rf\"]]\nprompt = [[\"git\", \"push\"]]\n";
+    let d = Daemon::start(&[("strict", profile)]);
+    let ws = workspace();
+    let mut client = SandboxClient::new(d.channel().await);
+    for (argv, rule) in [
+        (&["rm", "-rf", "x"][..], "commands.forbidden"),
+        (&["git", "push", "origin"], "commands.prompt"),
+    ] {
+        let start = exec_start("strict", ws.path(), argv);
+        let e = client
+            .exec(tokio_stream::iter(vec![start]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(
+            e.message().contains(rule) && e.message().contains("strict.toml"),
+            "{}",
+            e.message()
+        );
+    }
+}

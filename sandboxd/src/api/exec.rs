@@ -4,7 +4,7 @@
 use super::{registry_status, Api};
 use crate::identity::Caller;
 use crate::plan;
-use crate::policy::{resolve, ApprovalMode, Narrowing, PolicyStore};
+use crate::policy::{check_command, resolve, ApprovalMode, Narrowing, PolicyStore, Verdict};
 use crate::registry::{Info, Slot};
 use crate::supervisor::{self, Control, ExitInfo, Handle, Output};
 use pb::exec_request::Msg as In;
@@ -124,6 +124,19 @@ impl Api {
                 "argv",
                 Status::invalid_argument("argv is empty"),
             ));
+        }
+        // Approval requests are not offered yet: a command that would need one is refused.
+        let decision = check_command(profile, &start.argv);
+        if decision.verdict != Verdict::Allow {
+            let msg = match decision.verdict {
+                Verdict::Deny => format!("command refused: {}", decision.reason),
+                _ => format!(
+                    "command needs an approval, which sandboxd cannot ask for yet: {}",
+                    decision.reason
+                ),
+            };
+            let status = Status::permission_denied(format!("{msg} (rule: {})", decision.rule));
+            return Err(refuse(&caller, &name, &decision.rule, status));
         }
         let cwd = PathBuf::from(&start.cwd);
         if !cwd.is_absolute() {
