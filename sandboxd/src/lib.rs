@@ -2,12 +2,13 @@
 //!
 //! Rooms: [`policy`] decides (pure), [`backend`] enforces (kernel), [`supervisor`]
 //! watches one running sandbox, [`api`] serves the gRPC API, [`identity`] says who
-//! is calling, [`registry`] tracks what runs.
+//! is calling, [`registry`] tracks what runs, [`plan`] turns a policy into a sandbox.
 
 pub mod api;
 pub mod backend;
 pub mod config;
 pub mod identity;
+pub mod plan;
 pub mod policy;
 pub mod registry;
 pub mod supervisor;

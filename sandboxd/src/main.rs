@@ -1,9 +1,218 @@
 //! sandboxd: flags and config, wired to the daemon's pieces.
 
-fn main() -> anyhow::Result<()> {
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use sandboxd::api::{server, Api};
+use sandboxd::config::Config;
+use sandboxd::identity::resolve_group;
+use sandboxd::plan::{self, DaemonPaths};
+use sandboxd::policy::PolicyStore;
+use sandboxd::registry::Registry;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The sandboxd daemon: runs commands confined, as their caller, behind a gRPC API on a Unix socket.
+#[derive(Debug, Parser)]
+#[command(name = "sandboxd", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (default /etc/sandboxd/sandboxd.toml, if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Unix socket to listen on (wins over the config file).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// State directory (wins over the config file).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Policy directory (wins over the config file).
+    #[arg(long, global = true, value_name = "DIR")]
+    policy_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config and the profiles, print the effective profiles; exit 0 or 1.
+    CheckConfig,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() {
     // The sandbox's init re-executes this binary; it must not start a runtime.
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(sandboxd::backend::linux::init::ARG)) {
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(sandboxd::backend::linux::init::ARG))
+    {
         sandboxd::backend::linux::init::main();
     }
+    let args = Args::parse();
+    let result = match args.command {
+        Some(Command::CheckConfig) => check_config(&args),
+        None => daemon(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("sandboxd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The config file with the flags applied over it.
+fn config(args: &Args) -> anyhow::Result<Config> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(s) = &args.socket {
+        config.socket = s.clone();
+    }
+    if let Some(d) = &args.state_dir {
+        config.state_dir = d.clone();
+    }
+    if let Some(d) = &args.policy_dir {
+        config.policy_dir = d.clone();
+    }
+    Ok(config)
+}
+
+fn check_config(args: &Args) -> anyhow::Result<()> {
+    let config = config(args)?;
+    let store = PolicyStore::load(Some(&config.policy_dir), config.embedded_profiles)?;
+    for profile in store.profiles() {
+        println!("# profile {} ({})", profile.name, profile.source);
+        if let Some(toml) = store.render(&profile.name) {
+            println!("{}", toml.trim_end());
+        }
+        println!();
+    }
     Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SANDBOXD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn daemon(args: &Args) -> anyhow::Result<()> {
+    let config = config(args)?;
+    let policies = PolicyStore::load(Some(&config.policy_dir), config.embedded_profiles)?;
+    init_tracing(args.log_format);
+
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.state_dir)
+        .with_context(|| format!("creating the state dir {}", config.state_dir.display()))?;
+    std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod 0700 {}", config.state_dir.display()))?;
+    let staging = plan::prepare_staging(&config.state_dir)?;
+
+    let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let admin_gid = resolve_group(&config.admin_group, &etc_group);
+    if admin_gid.is_none() {
+        tracing::warn!(admin_group = %config.admin_group, "admin group not found: nobody is an admin");
+    }
+    let init_exe = std::env::current_exe()
+        .context("locating this binary (re-executed as the sandbox init)")?;
+    let paths = DaemonPaths {
+        socket: config.socket.clone(),
+        state_dir: config.state_dir.clone(),
+        policy_dir: config.policy_dir.clone(),
+        staging,
+    };
+    let registry = Registry::new(config.limits.clone());
+    let api = Api {
+        policies: Arc::new(policies),
+        registry: Arc::clone(&registry),
+        paths,
+        admin_gid,
+        init_exe,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let listener = bind(&config.socket)?;
+        tracing::info!(socket = %config.socket.display(), state_dir = %config.state_dir.display(),
+            policy_dir = %config.policy_dir.display(), profiles = api.policies.profiles().count(), "sandboxd listening");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut server = tokio::spawn(server::serve(listener, api, async {
+            let _ = stop_rx.await;
+        }));
+        let outcome = tokio::select! {
+            _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); Ok(()) }
+            _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); Ok(()) }
+            res = &mut server => match res {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::Error::from(e)),
+                Err(e) => Err(anyhow::Error::from(e).context("server task")),
+            },
+        };
+        let killed = registry.kill_all("sandboxd is shutting down").await;
+        if killed > 0 {
+            tracing::info!(killed, "sandboxes killed");
+        }
+        let _ = stop_tx.send(());
+        // Sandboxes end within moments of their kill; connections then close.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !registry.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tokio::time::timeout_at(deadline, server).await;
+        if let Err(e) = std::fs::remove_file(&config.socket) {
+            tracing::warn!(socket = %config.socket.display(), error = %e, "removing the socket");
+        }
+        outcome
+    })?;
+    // Connections still open past the deadline must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(())
+}
+
+/// Binds the socket (mode 0666: the caller's identity comes from the kernel,
+/// not from file permissions), replacing a stale one but never a live one.
+fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("creating the socket dir {}", dir.display()))?;
+    }
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                bail!("{}: another sandboxd is listening there", socket.display());
+            }
+            std::fs::remove_file(socket)
+                .with_context(|| format!("removing the stale socket {}", socket.display()))?;
+        }
+        Ok(_) => bail!("{}: exists and is not a socket", socket.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("checking {}", socket.display())),
+    }
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("chmod 0666 {}", socket.display()))?;
+    Ok(listener)
 }

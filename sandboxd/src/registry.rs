@@ -1,1 +1,207 @@
 //! The running sandboxes: who owns each, admission limits, and kill handles.
+//!
+//! A sandbox takes its slot ([`Registry::admit`]) before it is spawned, so the
+//! limits count sandboxes being built too; the slot is freed when its
+//! [`Slot`] is dropped, i.e. when the exec ends, whatever ends it.
+
+use crate::config::DaemonLimits;
+use crate::supervisor::{Control, Handle};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// What the daemon knows of one running sandbox.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub id: String,
+    pub uid: u32,
+    /// Host pid of the sandbox's init.
+    pub pid: i32,
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub profile: String,
+    pub session: String,
+    pub started: SystemTime,
+    pub caller_pid: Option<i32>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    uid: u32,
+    /// Set once the sandbox runs; `None` while it is being built.
+    running: Option<(Info, Handle)>,
+}
+
+/// Admission refusals and kill errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("too many sandboxes: {max} are running (limit: limits.max_sandboxes)")]
+    Full { max: usize },
+    #[error("too many sandboxes for uid {uid}: {max} are running (limit: limits.max_per_user)")]
+    UserFull { uid: u32, max: usize },
+    #[error("no sandbox with id {0:?}")]
+    NotFound(String),
+    #[error("sandbox {id} belongs to another user")]
+    NotOwner { id: String },
+    #[error("sandbox {0} is ending")]
+    Gone(String),
+}
+
+/// Every sandbox admitted and not yet ended.
+#[derive(Debug)]
+pub struct Registry {
+    limits: DaemonLimits,
+    entries: Mutex<BTreeMap<String, Entry>>,
+    counter: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(limits: DaemonLimits) -> Arc<Self> {
+        Arc::new(Registry {
+            limits,
+            entries: Mutex::new(BTreeMap::new()),
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        // A panic while holding the lock leaves the map consistent (single inserts/removes).
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a slot for a sandbox of `uid`, or says which limit is reached.
+    pub fn admit(self: &Arc<Self>, uid: u32) -> Result<Slot, RegistryError> {
+        let mut entries = self.lock();
+        if entries.len() >= self.limits.max_sandboxes {
+            return Err(RegistryError::Full {
+                max: self.limits.max_sandboxes,
+            });
+        }
+        if entries.values().filter(|e| e.uid == uid).count() >= self.limits.max_per_user {
+            return Err(RegistryError::UserFull {
+                uid,
+                max: self.limits.max_per_user,
+            });
+        }
+        let id = loop {
+            let id = new_id(self.counter.fetch_add(1, Ordering::Relaxed));
+            if !entries.contains_key(&id) {
+                break id;
+            }
+        };
+        entries.insert(id.clone(), Entry { uid, running: None });
+        Ok(Slot {
+            registry: Arc::clone(self),
+            id,
+        })
+    }
+
+    /// Running sandboxes, all of them or those of `uid`, ordered by start time.
+    pub fn list(&self, uid: Option<u32>) -> Vec<Info> {
+        let mut out: Vec<Info> = self
+            .lock()
+            .values()
+            .filter_map(|e| e.running.as_ref())
+            .filter(|(info, _)| uid.is_none_or(|u| info.uid == u))
+            .map(|(info, _)| info.clone())
+            .collect();
+        out.sort_by_key(|i| i.started);
+        out
+    }
+
+    /// Sends `control` to sandbox `id`, if `uid` owns it or `admin` is set.
+    pub async fn control(
+        &self,
+        id: &str,
+        uid: u32,
+        admin: bool,
+        control: Control,
+    ) -> Result<Info, RegistryError> {
+        let (info, handle) = {
+            let entries = self.lock();
+            let entry = entries
+                .get(id)
+                .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+            if entry.uid != uid && !admin {
+                return Err(RegistryError::NotOwner { id: id.to_string() });
+            }
+            let (info, handle) = entry
+                .running
+                .as_ref()
+                .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+            (info.clone(), handle.clone())
+        };
+        handle
+            .control
+            .send(control)
+            .await
+            .map_err(|_| RegistryError::Gone(id.to_string()))?;
+        Ok(info)
+    }
+
+    /// Kills every running sandbox (daemon shutdown); returns how many.
+    pub async fn kill_all(&self, reason: &str) -> usize {
+        let handles: Vec<Handle> = self
+            .lock()
+            .values()
+            .filter_map(|e| e.running.as_ref().map(|(_, h)| h.clone()))
+            .collect();
+        let n = handles.len();
+        for h in handles {
+            let _ = h.control.send(Control::Kill(reason.to_string())).await;
+        }
+        n
+    }
+
+    /// How many slots are taken (running or being built).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One admitted sandbox's place in the registry; dropping it frees the place.
+#[derive(Debug)]
+pub struct Slot {
+    registry: Arc<Registry>,
+    id: String,
+}
+
+impl Slot {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Marks the sandbox as running: it shows in [`Registry::list`] and can be killed.
+    pub fn run(&self, info: Info, handle: Handle) {
+        if let Some(e) = self.registry.lock().get_mut(&self.id) {
+            e.running = Some((info, handle));
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+/// A short id, unique in this daemon's life: 12 hex digits of a hash of the
+/// counter, the daemon's pid and the time.
+fn new_id(n: u64) -> String {
+    use sha2::Digest;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = sha2::Sha256::new();
+    h.update(n.to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(now.to_le_bytes());
+    hex::encode(&h.finalize()[..6])
+}

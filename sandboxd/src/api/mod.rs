@@ -1,1 +1,152 @@
-//! The gRPC API on the Unix socket.
+//! The gRPC API on the Unix socket: the `sandbox.v1.Sandbox` service
+//! ([`Api`]), plus health and reflection ([`server`]).
+//!
+//! Every handler takes the caller from the connection ([`Caller`] as tonic
+//! connect info), never from the request.
+
+mod exec;
+mod profiles;
+pub mod server;
+
+use crate::identity::Caller;
+use crate::plan::DaemonPaths;
+use crate::policy::PolicyStore;
+use crate::registry::{Registry, RegistryError};
+use crate::supervisor::Control;
+use sandbox_proto::v1 as pb;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The daemon state every request handler shares.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub policies: Arc<PolicyStore>,
+    pub registry: Arc<Registry>,
+    pub paths: DaemonPaths,
+    /// The admin group's gid (`None`: no admins).
+    pub admin_gid: Option<u32>,
+    /// This binary, re-executed as each sandbox's init.
+    pub init_exe: PathBuf,
+}
+
+/// The caller of a request, as the connection's peer credentials say.
+fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no peer credentials on this connection"))
+}
+
+fn registry_status(e: RegistryError) -> Status {
+    match e {
+        RegistryError::Full { .. } | RegistryError::UserFull { .. } => {
+            Status::resource_exhausted(e.to_string())
+        }
+        RegistryError::NotFound(_) | RegistryError::Gone(_) => Status::not_found(e.to_string()),
+        RegistryError::NotOwner { .. } => Status::permission_denied(e.to_string()),
+    }
+}
+
+fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[tonic::async_trait]
+impl pb::sandbox_server::Sandbox for Api {
+    type ExecStream = exec::ExecStream;
+
+    async fn exec(
+        &self,
+        request: Request<tonic::Streaming<pb::ExecRequest>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let caller = caller(&request)?;
+        self.run_exec(caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let caller = caller(&request)?;
+        // Non-admins asking for everything get their own, as if they had not asked.
+        let all = request.get_ref().all && caller.is_admin(self.admin_gid);
+        let sandboxes = self
+            .registry
+            .list((!all).then_some(caller.uid))
+            .into_iter()
+            .map(|i| pb::SandboxInfo {
+                id: i.id,
+                uid: i.uid,
+                pid: i.pid.max(0) as u32,
+                argv: i.argv,
+                cwd: i.cwd.display().to_string(),
+                profile: i.profile,
+                session: i.session,
+                started_unix_ms: unix_ms(i.started),
+                caller_pid: i.caller_pid.unwrap_or(0).max(0) as u32,
+            })
+            .collect();
+        Ok(Response::new(pb::ListResponse { sandboxes }))
+    }
+
+    async fn kill(
+        &self,
+        request: Request<pb::KillRequest>,
+    ) -> Result<Response<pb::KillResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let control = match req.signal {
+            0 => Control::Kill(format!("killed by uid {}", caller.uid)),
+            s if (1..=64).contains(&s) => Control::Signal(s),
+            s => {
+                return Err(Status::invalid_argument(format!(
+                    "signal {s} is not a signal number"
+                )))
+            }
+        };
+        let admin = caller.is_admin(self.admin_gid);
+        match self
+            .registry
+            .control(&req.id, caller.uid, admin, control)
+            .await
+        {
+            Ok(info) => {
+                tracing::info!(uid = caller.uid, id = %info.id, owner = info.uid, signal = req.signal, "kill");
+                Ok(Response::new(pb::KillResponse {}))
+            }
+            Err(e) => {
+                tracing::info!(uid = caller.uid, id = %req.id, error = %e, "kill refused");
+                Err(registry_status(e))
+            }
+        }
+    }
+
+    async fn list_profiles(
+        &self,
+        _request: Request<pb::ListProfilesRequest>,
+    ) -> Result<Response<pb::ListProfilesResponse>, Status> {
+        Ok(Response::new(self.profile_list()))
+    }
+
+    async fn get_profile(
+        &self,
+        request: Request<pb::GetProfileRequest>,
+    ) -> Result<Response<pb::GetProfileResponse>, Status> {
+        self.profile_show(&request.get_ref().name)
+            .map(Response::new)
+    }
+
+    async fn check_policy(
+        &self,
+        request: Request<pb::CheckPolicyRequest>,
+    ) -> Result<Response<pb::CheckPolicyResponse>, Status> {
+        let caller = caller(&request)?;
+        self.policy_check(&caller, request.into_inner())
+            .map(Response::new)
+    }
+}

@@ -1,0 +1,341 @@
+//! Exec: admit, resolve the policy, plan, spawn, then pump the streams until
+//! the exit. A client that goes away takes its sandbox with it.
+
+use super::{registry_status, Api};
+use crate::identity::Caller;
+use crate::plan;
+use crate::policy::{check_command, resolve, ApprovalMode, Narrowing, PolicyStore, Verdict};
+use crate::registry::{Info, Slot};
+use crate::supervisor::{self, Control, ExitInfo, Handle, Output};
+use pb::exec_request::Msg as In;
+use pb::exec_response::Msg as Out;
+use sandbox_proto::v1 as pb;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+pub type ExecStream = ReceiverStream<Result<pb::ExecResponse, Status>>;
+
+/// Responses buffered towards a slow client (each at most one output chunk).
+const RESPONSE_BUFFER: usize = 16;
+
+/// The request's narrowing, in policy terms.
+fn narrowing(start: &pb::ExecStart) -> Result<Narrowing, Status> {
+    let n = start.narrow.clone().unwrap_or_default();
+    let nonzero = |v: u64| (v > 0).then_some(v);
+    let approval = match start.approval.as_str() {
+        "" => None,
+        s => Some(ApprovalMode::parse(s).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "approval {s:?} is not one of untrusted, on-request, never"
+            ))
+        })?),
+    };
+    Ok(Narrowing {
+        write: n
+            .has_write
+            .then(|| n.write.iter().map(PathBuf::from).collect()),
+        network_allow: n.has_network_allow.then(|| n.network_allow.clone()),
+        timeout: (start.timeout_ms > 0).then(|| Duration::from_millis(start.timeout_ms)),
+        memory: nonzero(n.memory_bytes),
+        pids: nonzero(n.pids),
+        output: nonzero(n.output_bytes),
+        approval,
+    })
+}
+
+/// A refusal: logged with the caller and the rule, returned as `status`.
+fn refuse(caller: &Caller, profile: &str, rule: &str, status: Status) -> Status {
+    tracing::info!(
+        uid = caller.uid,
+        caller_pid = caller.pid,
+        profile,
+        rule,
+        reason = status.message(),
+        "exec refused"
+    );
+    status
+}
+
+fn exit_message(e: ExitInfo) -> pb::ExecExit {
+    pb::ExecExit {
+        exited: e.code.is_some(),
+        code: e.code.unwrap_or(0),
+        signal: e.signal.unwrap_or(0),
+        timed_out: e.timed_out,
+        oom_killed: e.oom_killed,
+        usage: Some(pb::Usage {
+            wall_ms: e.wall.as_millis() as u64,
+            user_ms: e.user.as_millis() as u64,
+            system_ms: e.system.as_millis() as u64,
+            max_rss_bytes: e.max_rss_bytes,
+            memory_peak_bytes: e.memory_peak_bytes.unwrap_or(0),
+            output_bytes: e.output_bytes,
+            output_dropped_bytes: e.output_dropped_bytes,
+        }),
+        reason: e.reason.unwrap_or_default(),
+    }
+}
+
+fn response(msg: Out) -> Result<pb::ExecResponse, Status> {
+    Ok(pb::ExecResponse { msg: Some(msg) })
+}
+
+impl Api {
+    pub(super) async fn run_exec(
+        &self,
+        caller: Caller,
+        mut inbound: Streaming<pb::ExecRequest>,
+    ) -> Result<ExecStream, Status> {
+        let start = match inbound.message().await?.and_then(|m| m.msg) {
+            Some(In::Start(s)) => s,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of Exec must be ExecStart",
+                ))
+            }
+        };
+        let name = if start.profile.is_empty() {
+            PolicyStore::DEFAULT.to_string()
+        } else {
+            start.profile.clone()
+        };
+        let profile = self
+            .profile(&name)
+            .map_err(|s| refuse(&caller, &name, "profile", s))?;
+        if caller.uid == 0 && !profile.allow_root.value {
+            let msg = format!(
+                "root callers may not use profile {name}: it does not set allow_root (rule: allow_root, {})",
+                profile.allow_root.origin
+            );
+            return Err(refuse(
+                &caller,
+                &name,
+                "allow_root",
+                Status::permission_denied(msg),
+            ));
+        }
+        if start.argv.is_empty() || start.argv[0].is_empty() {
+            return Err(refuse(
+                &caller,
+                &name,
+                "argv",
+                Status::invalid_argument("argv is empty"),
+            ));
+        }
+        // Approval requests are not offered yet: a command that would need one is refused.
+        let decision = check_command(profile, &start.argv);
+        if decision.verdict != Verdict::Allow {
+            let msg = match decision.verdict {
+                Verdict::Deny => format!("command refused: {}", decision.reason),
+                _ => format!(
+                    "command needs an approval, which sandboxd cannot ask for yet: {}",
+                    decision.reason
+                ),
+            };
+            let status = Status::permission_denied(format!("{msg} (rule: {})", decision.rule));
+            return Err(refuse(&caller, &name, &decision.rule, status));
+        }
+        let cwd = PathBuf::from(&start.cwd);
+        if !cwd.is_absolute() {
+            let msg = format!("cwd {:?} is not an absolute path", start.cwd);
+            return Err(refuse(&caller, &name, "cwd", Status::invalid_argument(msg)));
+        }
+        let narrow = narrowing(&start).map_err(|s| refuse(&caller, &name, "approval", s))?;
+        let env = start.env.clone().into_iter().collect();
+        let set_env = start.set_env.clone().into_iter().collect();
+        let ctx = plan::exec_context(&caller, cwd.clone(), env, set_env);
+        let policy = resolve(profile, &ctx, &narrow).map_err(|r| {
+            refuse(
+                &caller,
+                &name,
+                &r.rule,
+                Status::permission_denied(r.to_string()),
+            )
+        })?;
+
+        let slot = self
+            .registry
+            .admit(caller.uid)
+            .map_err(|e| refuse(&caller, &name, "limits", registry_status(e)))?;
+        let sockets = plan::read_host_sockets().map_err(|e| {
+            let msg = format!("reading /proc/net/unix to hide host sockets: {e}");
+            refuse(
+                &caller,
+                &name,
+                "host_sockets",
+                Status::failed_precondition(msg),
+            )
+        })?;
+        let req = plan::Request {
+            id: slot.id().to_string(),
+            argv: start.argv.clone(),
+            cwd: cwd.clone(),
+            tty: start.tty,
+        };
+        let plan = plan::build(&policy, &caller, req, &self.paths, &sockets).map_err(|e| {
+            refuse(
+                &caller,
+                &name,
+                "network.mode",
+                Status::failed_precondition(e.to_string()),
+            )
+        })?;
+        let spawned = crate::backend::linux::spawn(&plan.spec, &plan.limits, &self.init_exe)
+            .await
+            .map_err(|e| {
+                refuse(
+                    &caller,
+                    &name,
+                    "spawn",
+                    Status::failed_precondition(e.to_string()),
+                )
+            })?;
+        let pid = spawned.pid;
+        let (handle, outputs) = supervisor::supervise(spawned, plan.options);
+        if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
+            let _ = handle.control.send(resize(w)).await;
+        }
+        let info = Info {
+            id: slot.id().to_string(),
+            uid: caller.uid,
+            pid,
+            argv: start.argv.clone(),
+            cwd,
+            profile: name.clone(),
+            session: start.session.clone(),
+            started: SystemTime::now(),
+            caller_pid: caller.pid,
+        };
+        slot.run(info, handle.clone());
+        tracing::info!(
+            uid = caller.uid, caller_pid = caller.pid, id = slot.id(), profile = %name, pid,
+            policy_hash = %policy.hash, argv = ?start.argv, "exec started"
+        );
+
+        let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
+        let started = pb::ExecStarted {
+            id: slot.id().to_string(),
+            profile: name.clone(),
+            policy_hash: policy.hash,
+        };
+        // The channel is empty: this cannot block, and a closed channel is seen below.
+        let _ = tx.send(response(Out::Started(started))).await;
+        let input = tokio::spawn(pump_input(inbound, handle.clone()));
+        tokio::spawn(async move {
+            pump_output(outputs, tx, handle, &caller, &slot, &name).await;
+            input.abort();
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+fn resize(w: &pb::WindowSize) -> Control {
+    let clamp = |v: u32| v.min(u16::MAX as u32) as u16;
+    Control::Resize {
+        rows: clamp(w.rows),
+        cols: clamp(w.cols),
+    }
+}
+
+/// Client messages to the sandbox. The end of the client's stream only means
+/// no more input; a broken stream means the client is gone: kill.
+async fn pump_input(mut inbound: Streaming<pb::ExecRequest>, handle: Handle) {
+    loop {
+        let control = match inbound.message().await {
+            Ok(Some(pb::ExecRequest { msg: Some(msg) })) => match msg {
+                In::Stdin(data) => Control::Stdin(data),
+                In::StdinEof(_) => Control::StdinEof,
+                In::Signal(s) => Control::Signal(s.signal),
+                In::Resize(w) => resize(&w),
+                In::Start(_) | In::Approval(_) => continue,
+            },
+            Ok(Some(pb::ExecRequest { msg: None })) => continue,
+            Ok(None) => return,
+            Err(_) => Control::Kill("the client went away".into()),
+        };
+        let last = matches!(control, Control::Kill(_));
+        if handle.control.send(control).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Sandbox output to the client, until the exit; then the slot is freed. If
+/// the client stops listening, the sandbox is killed and drained.
+async fn pump_output(
+    mut outputs: mpsc::Receiver<Output>,
+    tx: mpsc::Sender<Result<pb::ExecResponse, Status>>,
+    handle: Handle,
+    caller: &Caller,
+    slot: &Slot,
+    profile: &str,
+) {
+    let mut client = true;
+    let exit = loop {
+        let out = if client {
+            tokio::select! {
+                out = outputs.recv() => out,
+                _ = tx.closed() => {
+                    client = false;
+                    let _ = handle.control.send(Control::Kill("the client went away".into())).await;
+                    continue;
+                }
+            }
+        } else {
+            outputs.recv().await
+        };
+        let Some(out) = out else { break None };
+        let msg = match out {
+            Output::Stdout(b) => Out::Stdout(b),
+            Output::Stderr(b) => Out::Stderr(b),
+            Output::Event { kind, message } => Out::Event(pb::Event {
+                kind,
+                message,
+                ..Default::default()
+            }),
+            Output::Exit(e) => break Some(e),
+        };
+        if client && tx.send(response(msg)).await.is_err() {
+            client = false;
+            let _ = handle
+                .control
+                .send(Control::Kill("the client went away".into()))
+                .await;
+        }
+    };
+    match exit {
+        Some(e) => {
+            tracing::info!(
+                uid = caller.uid,
+                id = slot.id(),
+                profile,
+                code = e.code,
+                signal = e.signal,
+                timed_out = e.timed_out,
+                oom_killed = e.oom_killed,
+                reason = e.reason.as_deref().unwrap_or(""),
+                client,
+                "exec ended"
+            );
+            if client {
+                let _ = tx.send(response(Out::Exit(exit_message(e)))).await;
+            }
+        }
+        None => {
+            tracing::error!(
+                uid = caller.uid,
+                id = slot.id(),
+                profile,
+                "exec ended without an exit report"
+            );
+            let _ = tx
+                .send(Err(Status::internal(
+                    "the sandbox's supervisor ended without an exit report",
+                )))
+                .await;
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! From an effective policy, the caller and the daemon's own paths to the
+//! concrete sandbox: the [`SandboxSpec`] for the init, the cgroup limits and
+//! the supervisor's options. Everything here is decided once, before spawn.
+
+use crate::backend::linux::cgroup::CgroupLimits;
+use crate::backend::spec::{FsPlan, LandlockPlan, NetPlan, SandboxSpec};
+use crate::identity::Caller;
+use crate::policy::{EffectivePolicy, ExecContext, LandlockMode, NetworkMode};
+use crate::supervisor::Options;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Time between the SIGINT of a Ctrl-C and the SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// Where `{home}` points when the caller has none we can trust.
+pub const NO_HOME: &str = "/nonexistent";
+
+/// The daemon's own paths, which no sandbox may see.
+#[derive(Debug, Clone)]
+pub struct DaemonPaths {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub policy_dir: PathBuf,
+    /// Root-owned empty directory the init mounts the new root on.
+    pub staging: PathBuf,
+}
+
+/// Everything needed to start and watch one sandbox.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub spec: SandboxSpec,
+    pub limits: CgroupLimits,
+    pub options: Options,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "profile {profile}: network mode \"allowlist\" is not available yet (rule: network.mode)"
+    )]
+    AllowlistUnsupported { profile: String },
+    #[error("staging directory {path}: {message}")]
+    Staging { path: String, message: String },
+}
+
+/// What an exec request brings to the plan besides the policy.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: String,
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub tty: bool,
+}
+
+/// `{home}` of `caller`: the home directory of its uid in /etc/passwd if there
+/// is one; else the `HOME` of the request's environment, but only if that is an
+/// absolute path to a directory (not a symlink) owned by the caller; else
+/// [`NO_HOME`]. A caller cannot point `{home}` at someone else's files.
+pub fn caller_home(caller: &Caller, etc_passwd: Option<&str>, env_home: Option<&str>) -> PathBuf {
+    if let Some(home) = etc_passwd.and_then(|p| crate::identity::passwd_home(caller.uid, p)) {
+        return home;
+    }
+    if let Some(home) = env_home.map(Path::new).filter(|h| h.is_absolute()) {
+        if let Ok(meta) = std::fs::symlink_metadata(home) {
+            if meta.is_dir() && meta.uid() == caller.uid {
+                return home.to_path_buf();
+            }
+        }
+    }
+    PathBuf::from(NO_HOME)
+}
+
+/// The `HOME` in the environment of process `pid` (from /proc), for requests
+/// that carry no environment (CheckPolicy): only a hint, which
+/// [`caller_home`] accepts only if it names a directory the caller owns.
+pub fn process_home(pid: i32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ
+        .split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(b"HOME="))
+        .and_then(|v| String::from_utf8(v.to_vec()).ok())
+}
+
+/// The per-exec template facts; `{home}` as [`caller_home`] says (reading /etc/passwd).
+pub fn exec_context(
+    caller: &Caller,
+    cwd: PathBuf,
+    caller_env: BTreeMap<String, String>,
+    set_env: BTreeMap<String, String>,
+) -> ExecContext {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok();
+    let home = caller_home(
+        caller,
+        passwd.as_deref(),
+        caller_env.get("HOME").map(String::as_str),
+    );
+    ExecContext {
+        cwd,
+        home,
+        caller_env,
+        set_env,
+    }
+}
+
+/// The concrete sandbox for `req` under `policy`. `unix_sockets` are the
+/// host's path-bound Unix sockets ([`parse_proc_net_unix`]).
+pub fn build(
+    policy: &EffectivePolicy,
+    caller: &Caller,
+    req: Request,
+    paths: &DaemonPaths,
+    unix_sockets: &[PathBuf],
+) -> Result<Plan, PlanError> {
+    let net = match policy.network {
+        NetworkMode::None => NetPlan::Loopback,
+        NetworkMode::Full => NetPlan::Host,
+        NetworkMode::Allowlist => {
+            return Err(PlanError::AllowlistUnsupported {
+                profile: policy.profile.clone(),
+            })
+        }
+    };
+    // Paths the sandbox sees replaced anyway need no mount of their own.
+    let mut replaced: Vec<PathBuf> = Vec::new();
+    if policy.private_tmp {
+        replaced.push(PathBuf::from("/tmp"));
+    }
+    let mut hide = Vec::new();
+    for dir in [
+        paths.socket.parent(),
+        Some(paths.state_dir.as_path()),
+        Some(paths.policy_dir.as_path()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        // Hiding a directory that holds the cwd or a writable root would hide
+        // the workspace itself: then only the socket (below) is hidden.
+        let holds_workspace = std::iter::once(&req.cwd)
+            .chain(&policy.write)
+            .any(|p| p.starts_with(dir));
+        if dir.is_absolute()
+            && dir != Path::new("/")
+            && !holds_workspace
+            && !inside_any(dir, &replaced)
+        {
+            hide.push(dir.to_path_buf());
+        }
+    }
+    if !inside_any(&paths.socket, &hide) && !inside_any(&paths.socket, &replaced) {
+        hide.push(paths.socket.clone());
+    }
+    hide.sort();
+    hide.dedup();
+    let skip: Vec<PathBuf> = policy
+        .write
+        .iter()
+        .chain(&hide)
+        .chain(&replaced)
+        .cloned()
+        .collect();
+    let host_sockets = host_sockets(unix_sockets, &skip);
+    let fs = FsPlan {
+        read: policy.read.clone(),
+        write: policy.write.clone(),
+        deny_read: policy.deny_read.clone(),
+        deny_write: policy.deny_write.clone(),
+        private_tmp: policy.private_tmp,
+        hide,
+        host_sockets,
+        staging: paths.staging.clone(),
+    };
+    let spec = SandboxSpec {
+        id: req.id,
+        argv: req.argv,
+        env: policy.env.clone(),
+        cwd: req.cwd,
+        creds: caller.credentials(),
+        fs,
+        landlock: LandlockPlan {
+            required: policy.landlock == LandlockMode::Required,
+            connect_tcp: None,
+        },
+        net,
+        tty: req.tty,
+    };
+    Ok(Plan {
+        spec,
+        limits: CgroupLimits {
+            memory_bytes: policy.limits.memory,
+            pids: policy.limits.pids,
+        },
+        options: Options {
+            timeout: policy.limits.timeout,
+            output_cap: policy.limits.output,
+            grace: GRACE,
+        },
+    })
+}
+
+fn inside_any(path: &Path, roots: &[PathBuf]) -> bool {
+    roots.iter().any(|r| path.starts_with(r))
+}
+
+/// The sockets of `listed` that need hiding: those not inside any of `skip`
+/// (writable roots, hidden or replaced directories), sorted, without duplicates.
+pub fn host_sockets(listed: &[PathBuf], skip: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = listed
+        .iter()
+        .filter(|p| !inside_any(p, skip))
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The absolute paths of the path-bound sockets in the text of /proc/net/unix
+/// (abstract sockets, which start with `@`, and relative binds are left out).
+///
+/// Each line after the header is `Num RefCount Protocol Flags Type St Inode [Path]`;
+/// the path is the rest of the line after the seventh field and may hold spaces.
+pub fn parse_proc_net_unix(text: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let mut rest = line.trim_start();
+        let mut fields = 0;
+        while fields < 7 && !rest.is_empty() {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            rest = rest[end..].trim_start_matches(' ');
+            fields += 1;
+        }
+        if fields == 7 && rest.starts_with('/') {
+            out.push(PathBuf::from(rest));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The host's path-bound Unix sockets, read from /proc/net/unix.
+pub fn read_host_sockets() -> std::io::Result<Vec<PathBuf>> {
+    Ok(parse_proc_net_unix(&std::fs::read_to_string(
+        "/proc/net/unix",
+    )?))
+}
+
+/// Creates (or checks) the staging directory `state_dir/staging`: owned by
+/// root, mode 0500, empty. Shared by every sandbox; none ever writes to it.
+pub fn prepare_staging(state_dir: &Path) -> Result<PathBuf, PlanError> {
+    let path = state_dir.join("staging");
+    let err = |message: String| PlanError::Staging {
+        path: path.display().to_string(),
+        message,
+    };
+    match std::fs::DirBuilder::new().mode(0o500).create(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(e.to_string())),
+    }
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| err(e.to_string()))?;
+    if !meta.is_dir() || meta.uid() != 0 {
+        return Err(err("not a directory owned by root".into()));
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o500))
+        .map_err(|e| err(e.to_string()))?;
+    if std::fs::read_dir(&path)
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .is_some()
+    {
+        return Err(err("not empty".into()));
+    }
+    Ok(path)
+}

@@ -1,0 +1,1272 @@
+//! The API layer: peer identity from real sockets, admission, the sandbox
+//! plan, and the real daemon binary on a temporary socket.
+
+use sandboxd::backend::spec::NetPlan;
+use sandboxd::config::DaemonLimits;
+use sandboxd::identity::{passwd_home, resolve_group, Caller};
+use sandboxd::plan::{self, DaemonPaths};
+use sandboxd::policy::{ApprovalMode, EffectiveLimits, EffectivePolicy, LandlockMode, NetworkMode};
+use sandboxd::registry::{Info, Registry, RegistryError};
+use sandboxd::supervisor::{Control, Handle};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+// ---------------------------------------------------------------- /proc/net/unix
+
+const PROC_NET_UNIX: &str = "\
+Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 20301 /run/systemd/private
+0000000000000000: 00000002 00000000 00010000 0001 01 17055 @/org/kernel/abstract
+0000000000000000: 00000003 00000000 00000000 0001 03 31337
+0000000000000000: 00000002 00000000 00010000 0005 01 40001 /srv/my dir/with space.sock
+0000000000000000: 00000002 00000000 00010000 0001 01 40002 relative.sock
+0000000000000000: 00000002 00000000 00010000 0002 01 40003 /run/systemd/private
+0000000000000000: 00000002 00000000 00010000 0002 01 40004 /dev/log
+";
+
+#[test]
+fn proc_net_unix_yields_absolute_bound_paths_only() {
+    let got = plan::parse_proc_net_unix(PROC_NET_UNIX);
+    let want: Vec<PathBuf> = [
+        "/dev/log",
+        "/run/systemd/private",
+        "/srv/my dir/with space.sock",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    assert_eq!(got, want);
+    assert!(plan::parse_proc_net_unix("").is_empty());
+    assert!(plan::parse_proc_net_unix("Num RefCount\n").is_empty());
+}
+
+#[test]
+fn the_hosts_own_proc_net_unix_parses_and_lists_a_fresh_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.sock");
+    let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let listed = plan::read_host_sockets().unwrap();
+    assert!(
+        listed.contains(&path),
+        "{} not in {listed:?}",
+        path.display()
+    );
+    assert!(listed.iter().all(|p| p.is_absolute()));
+}
+
+// ---------------------------------------------------------------- identity
+
+#[test]
+fn caller_of_a_socketpair_is_this_process() {
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let c = Caller::of_socket(a.as_fd()).unwrap();
+    assert_eq!(c.uid, nix::unistd::getuid().as_raw());
+    assert_eq!(c.gid, nix::unistd::getgid().as_raw());
+    assert_eq!(c.pid, Some(std::process::id() as i32));
+    let mut mine: Vec<u32> = nix::unistd::getgroups()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_raw())
+        .collect();
+    let mut got = c.groups.clone();
+    mine.sort();
+    got.sort();
+    assert_eq!(got, mine);
+}
+
+/// A process running as uid/gid 1000 with supplementary groups connects; the
+/// kernel's answer, not anything it sends, is who it is.
+#[test]
+fn caller_of_another_uid_has_its_uid_gid_and_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("id.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let code = format!(
+        "import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(b'uid=0 admin=true')\ntime.sleep(2)",
+        path.to_str().unwrap()
+    );
+    let mut child = Command::new("setpriv")
+        .args([
+            "--reuid=1000",
+            "--regid=1000",
+            "--groups=1000,27,4242",
+            "/usr/bin/python3",
+            "-c",
+            &code,
+        ])
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let caller = Caller::of_socket(conn.as_fd()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((caller.uid, caller.gid), (1000, 1000));
+    assert_eq!(caller.pid, Some(child.id() as i32));
+    let mut groups = caller.groups.clone();
+    groups.sort();
+    assert_eq!(groups, [27, 1000, 4242]);
+    assert!(caller.is_admin(Some(4242)));
+    assert!(caller.is_admin(Some(1000)));
+    assert!(!caller.is_admin(Some(0)));
+}
+
+#[test]
+fn admin_is_group_membership_and_root_is_not_special() {
+    let etc_group = "root:x:0:\nsudo:x:27:alice\nsandboxd-admin:x:4343:bob,carol\nbroken-line\n";
+    assert_eq!(resolve_group("sandboxd-admin", etc_group), Some(4343));
+    assert_eq!(resolve_group("4343", etc_group), Some(4343));
+    assert_eq!(resolve_group("777", ""), Some(777));
+    assert_eq!(resolve_group("no-such-group", etc_group), None);
+    assert_eq!(resolve_group("", etc_group), None);
+    let root = Caller {
+        uid: 0,
+        gid: 0,
+        pid: Some(1),
+        groups: vec![0],
+    };
+    assert!(
+        !root.is_admin(Some(4343)),
+        "root became admin without the group"
+    );
+    assert!(!root.is_admin(None));
+    let by_primary = Caller {
+        uid: 1000,
+        gid: 4343,
+        pid: None,
+        groups: vec![],
+    };
+    let by_supplementary = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: None,
+        groups: vec![27, 4343],
+    };
+    let outsider = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: None,
+        groups: vec![27],
+    };
+    assert!(by_primary.is_admin(Some(4343)));
+    assert!(by_supplementary.is_admin(Some(4343)));
+    assert!(!outsider.is_admin(Some(4343)));
+    assert!(
+        !by_supplementary.is_admin(None),
+        "no admin group means no admins"
+    );
+}
+
+// ---------------------------------------------------------------- registry
+
+fn info(id: &str, uid: u32) -> Info {
+    Info {
+        id: id.into(),
+        uid,
+        pid: 4242,
+        argv: vec!["sleep".into(), "60".into()],
+        cwd: "/srv".into(),
+        profile: "workspace".into(),
+        session: String::new(),
+        started: SystemTime::now(),
+        caller_pid: Some(1),
+    }
+}
+
+#[tokio::test]
+async fn registry_enforces_limits_and_ownership() {
+    let reg = Registry::new(DaemonLimits {
+        max_sandboxes: 3,
+        max_per_user: 2,
+    });
+    let a1 = reg.admit(1000).unwrap();
+    let a2 = reg.admit(1000).unwrap();
+    assert_ne!(a1.id(), a2.id());
+    let e = reg.admit(1000).unwrap_err();
+    assert_eq!(e, RegistryError::UserFull { uid: 1000, max: 2 });
+    assert!(e.to_string().contains("max_per_user"), "{e}");
+    let b1 = reg.admit(1001).unwrap();
+    let e = reg.admit(1002).unwrap_err();
+    assert_eq!(e, RegistryError::Full { max: 3 });
+    assert!(e.to_string().contains("max_sandboxes"), "{e}");
+    // Being built: counted, but not listed and not killable.
+    assert!(reg.list(None).is_empty());
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    b1.run(info(b1.id(), 1001), Handle { control: tx });
+    assert_eq!(reg.list(Some(1001)).len(), 1);
+    assert!(reg.list(Some(1000)).is_empty());
+    assert_eq!(reg.list(None).len(), 1);
+    // Another user may not touch it; an admin may; unknown ids are NotFound.
+    let e = reg
+        .control(b1.id(), 1000, false, Control::Kill("x".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::NotOwner { .. }), "{e:?}");
+    assert!(rx.try_recv().is_err());
+    reg.control(b1.id(), 1000, true, Control::Kill("by admin".into()))
+        .await
+        .unwrap();
+    assert!(matches!(rx.recv().await, Some(Control::Kill(r)) if r == "by admin"));
+    reg.control(b1.id(), 1001, false, Control::Signal(2))
+        .await
+        .unwrap();
+    assert!(matches!(rx.recv().await, Some(Control::Signal(2))));
+    let e = reg
+        .control("nope", 0, true, Control::Kill(String::new()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::NotFound(_)));
+    // The end of an exec frees its place.
+    drop(a1);
+    let c = reg.admit(1002).unwrap();
+    assert_eq!(reg.admit(1000).unwrap_err(), RegistryError::Full { max: 3 });
+    drop(b1);
+    assert!(reg.list(None).is_empty());
+    reg.admit(1000).unwrap();
+    drop(a2);
+    drop(c);
+    assert!(reg.is_empty());
+}
+
+// ---------------------------------------------------------------- plan
+
+fn policy(network: NetworkMode, write: &[&str]) -> EffectivePolicy {
+    EffectivePolicy {
+        profile: "workspace".into(),
+        approval: ApprovalMode::OnRequest,
+        allow_root: false,
+        landlock: LandlockMode::Required,
+        read: vec!["/".into()],
+        write: write.iter().map(PathBuf::from).collect(),
+        deny_read: vec!["/home/u1000/.ssh".into(), "**/.env".into()],
+        deny_write: vec!["/srv/ws/.git/hooks".into()],
+        private_tmp: true,
+        network,
+        network_allow: vec![],
+        env: vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("FAVOURITE".into(), "blue".into()),
+        ],
+        limits: EffectiveLimits {
+            timeout: Some(Duration::from_secs(60)),
+            memory: Some(64 << 20),
+            pids: Some(100),
+            output: 1 << 20,
+        },
+        hash: "abc".into(),
+    }
+}
+
+fn paths() -> DaemonPaths {
+    DaemonPaths {
+        socket: "/run/sandboxd/sandboxd.sock".into(),
+        state_dir: "/var/lib/sandboxd".into(),
+        policy_dir: "/etc/sandboxd/policies".into(),
+        staging: "/var/lib/sandboxd/staging".into(),
+    }
+}
+
+fn request(cwd: &str) -> plan::Request {
+    plan::Request {
+        id: "0123abcd".into(),
+        argv: vec!["id".into(), "-u".into()],
+        cwd: cwd.into(),
+        tty: false,
+    }
+}
+
+#[test]
+fn plan_carries_policy_identity_and_limits() {
+    let caller = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: Some(77),
+        groups: vec![1000, 27],
+    };
+    let sockets: Vec<PathBuf> = [
+        "/run/dbus/system_bus_socket",
+        "/srv/ws/dev.sock",
+        "/srv/ws/sub/deeper.sock",
+        "/tmp/.X11-unix/X0",
+        "/run/sandboxd/sandboxd.sock",
+        "/var/lib/sandboxd/x.sock",
+        "/srv/wsother.sock",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    let p = plan::build(
+        &policy(NetworkMode::None, &["/srv/ws"]),
+        &caller,
+        request("/srv/ws"),
+        &paths(),
+        &sockets,
+    )
+    .unwrap();
+    let s = &p.spec;
+    assert_eq!(s.id, "0123abcd");
+    assert_eq!(s.argv, ["id", "-u"]);
+    assert_eq!(s.cwd, Path::new("/srv/ws"));
+    assert_eq!(
+        (s.creds.uid, s.creds.gid, s.creds.groups.clone()),
+        (1000, 1000, vec![1000, 27])
+    );
+    assert_eq!(
+        s.env,
+        [
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ("FAVOURITE".into(), "blue".into())
+        ]
+    );
+    assert_eq!(s.fs.read, [PathBuf::from("/")]);
+    assert_eq!(s.fs.write, [PathBuf::from("/srv/ws")]);
+    assert_eq!(s.fs.deny_read, ["/home/u1000/.ssh", "**/.env"]);
+    assert_eq!(s.fs.deny_write, ["/srv/ws/.git/hooks"]);
+    assert!(s.fs.private_tmp);
+    assert_eq!(s.fs.staging, Path::new("/var/lib/sandboxd/staging"));
+    let hide: Vec<&str> = s.fs.hide.iter().map(|p| p.to_str().unwrap()).collect();
+    assert_eq!(
+        hide,
+        [
+            "/etc/sandboxd/policies",
+            "/run/sandboxd",
+            "/var/lib/sandboxd"
+        ]
+    );
+    // Outside every writable, hidden or replaced (/tmp) tree: these two only.
+    assert_eq!(
+        s.fs.host_sockets,
+        [
+            PathBuf::from("/run/dbus/system_bus_socket"),
+            "/srv/wsother.sock".into()
+        ]
+    );
+    assert!(s.landlock.required);
+    assert_eq!(s.landlock.connect_tcp, None);
+    assert!(matches!(s.net, NetPlan::Loopback));
+    assert!(!s.tty);
+    assert_eq!(p.limits.memory_bytes, Some(64 << 20));
+    assert_eq!(p.limits.pids, Some(100));
+    assert_eq!(p.options.timeout, Some(Duration::from_secs(60)));
+    assert_eq!(p.options.output_cap, 1 << 20);
+    assert_eq!(p.options.grace, Duration::from_secs(2));
+}
+
+#[test]
+fn plan_network_modes_and_workspace_next_to_the_daemon() {
+    let caller = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: None,
+        groups: vec![],
+    };
+    let full = plan::build(
+        &policy(NetworkMode::Full, &["/"]),
+        &caller,
+        request("/srv/ws"),
+        &paths(),
+        &[],
+    )
+    .unwrap();
+    assert!(matches!(full.spec.net, NetPlan::Host));
+    let e = plan::build(
+        &policy(NetworkMode::Allowlist, &["/srv/ws"]),
+        &caller,
+        request("/srv/ws"),
+        &paths(),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("allowlist") && e.to_string().contains("network.mode"),
+        "{e}"
+    );
+    // A socket straight in a directory that holds the workspace: the directory
+    // stays visible, the socket itself is hidden.
+    let mut p = paths();
+    p.socket = "/srv/sandboxd.sock".into();
+    let plan = plan::build(
+        &policy(NetworkMode::None, &["/srv/ws"]),
+        &caller,
+        request("/srv/ws"),
+        &p,
+        &[],
+    )
+    .unwrap();
+    assert!(
+        plan.spec
+            .fs
+            .hide
+            .contains(&PathBuf::from("/srv/sandboxd.sock")),
+        "{:?}",
+        plan.spec.fs.hide
+    );
+    assert!(
+        !plan.spec.fs.hide.contains(&PathBuf::from("/srv")),
+        "{:?}",
+        plan.spec.fs.hide
+    );
+    p.socket = "/sandboxd.sock".into();
+    let plan = plan::build(
+        &policy(NetworkMode::None, &[]),
+        &caller,
+        request("/srv/ws"),
+        &p,
+        &[],
+    )
+    .unwrap();
+    assert!(
+        !plan.spec.fs.hide.contains(&PathBuf::from("/")),
+        "{:?}",
+        plan.spec.fs.hide
+    );
+}
+
+#[test]
+fn home_comes_from_passwd_or_an_owned_home_env() {
+    let passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+    assert_eq!(
+        passwd_home(1000, passwd),
+        Some(PathBuf::from("/home/alice"))
+    );
+    assert_eq!(passwd_home(1001, passwd), None);
+    let u1000 = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: None,
+        groups: vec![],
+    };
+    let u1001 = Caller {
+        uid: 1001,
+        gid: 1001,
+        pid: None,
+        groups: vec![],
+    };
+    assert_eq!(
+        plan::caller_home(&u1000, Some(passwd), Some("/tmp")),
+        Path::new("/home/alice")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(1001), Some(1001)).unwrap();
+    let h = home.to_str().unwrap();
+    assert_eq!(plan::caller_home(&u1001, Some(passwd), Some(h)), home);
+    // Someone else's directory, a relative path, a symlink, nothing: no home.
+    assert_eq!(
+        plan::caller_home(&u1000, None, Some(h)),
+        Path::new(plan::NO_HOME)
+    );
+    assert_eq!(
+        plan::caller_home(&u1001, None, Some("relative")),
+        Path::new(plan::NO_HOME)
+    );
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&home, &link).unwrap();
+    assert_eq!(
+        plan::caller_home(&u1001, None, link.to_str()),
+        Path::new(plan::NO_HOME)
+    );
+    assert_eq!(
+        plan::caller_home(&u1001, None, None),
+        Path::new(plan::NO_HOME)
+    );
+}
+
+#[test]
+fn staging_dir_is_root_owned_and_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = plan::prepare_staging(dir.path()).unwrap();
+    let meta = std::fs::metadata(&s).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o500);
+    // Again: fine. With something inside: refused.
+    plan::prepare_staging(dir.path()).unwrap();
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(s.join("x"), "").unwrap();
+    let e = plan::prepare_staging(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("not empty"), "{e}");
+}
+
+// ---------------------------------------------------------------- the binary
+
+struct Daemon {
+    child: std::process::Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(profiles: &[(&str, &str)]) -> Daemon {
+        Self::start_with("", profiles)
+    }
+
+    fn start_with(config_toml: &str, profiles: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("run/sandboxd.sock");
+        let policy_dir = dir.path().join("policies");
+        std::fs::create_dir_all(&policy_dir).unwrap();
+        for (name, body) in profiles {
+            std::fs::write(policy_dir.join(format!("{name}.toml")), body).unwrap();
+        }
+        let config = dir.path().join("sandboxd.toml");
+        std::fs::write(&config, config_toml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sandboxd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--policy-dir")
+            .arg(&policy_dir)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("sandboxd exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "sandboxd not ready after 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    async fn channel(&self) -> tonic::transport::Channel {
+        let path = self.socket.clone();
+        tonic::transport::Endpoint::try_from("http://sandboxd.invalid")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+            .unwrap()
+    }
+
+    /// A channel on one connection made with the given identity.
+    async fn channel_as(&self, uid: u32, groups: &[u32]) -> tonic::transport::Channel {
+        let stream = connect_as(&self.socket, uid, groups);
+        stream.set_nonblocking(true).unwrap();
+        let once = std::sync::Arc::new(std::sync::Mutex::new(Some(stream)));
+        tonic::transport::Endpoint::try_from("http://sandboxd.invalid")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let stream = once.lock().unwrap().take();
+                async move {
+                    let stream =
+                        stream.ok_or_else(|| std::io::Error::other("connection already used"))?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::from_std(stream)?,
+                    ))
+                }
+            }))
+            .await
+            .unwrap()
+    }
+
+    /// SIGTERM, then wait (at most 10 s) for the exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "sandboxd ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_serves_health_reflection_profiles_and_survives_garbage() {
+    use sandbox_proto::v1::sandbox_client::SandboxClient;
+    let mut d = Daemon::start(&[]);
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666);
+
+    // Garbage first, on connections left open, then a real client.
+    let mut junk = Vec::new();
+    for payload in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"\x00\xff\x13garbage garbage\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff",
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+        let _ = s.write_all(payload);
+        junk.push(s);
+    }
+
+    let ch = d.channel().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "sandbox.v1.Sandbox".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    for v1 in [true, false] {
+        let names = if v1 {
+            reflection_v1(ch.clone()).await
+        } else {
+            reflection_v1alpha(ch.clone()).await
+        };
+        assert!(
+            names.iter().any(|n| n == "sandbox.v1.Sandbox"),
+            "v1={v1}: {names:?}"
+        );
+    }
+
+    let mut client = SandboxClient::new(ch.clone());
+    let profiles = client
+        .list_profiles(sandbox_proto::v1::ListProfilesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut names: Vec<String> = profiles.profiles.iter().map(|p| p.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["full", "read-only", "workspace"]);
+    assert_eq!(profiles.default_profile, "workspace");
+    let e = client
+        .get_profile(sandbox_proto::v1::GetProfileRequest {
+            name: "no-such-profile".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    assert!(e.message().contains("no-such-profile"), "{}", e.message());
+    // Nothing runs: an ordinary List is empty, Kill of an unknown id is NotFound.
+    let list = client
+        .list(sandbox_proto::v1::ListRequest { all: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.sandboxes.is_empty());
+    let e = client
+        .kill(sandbox_proto::v1::KillRequest {
+            id: "nope".into(),
+            signal: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // More garbage mid-session does not disturb a fresh client either.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    let _ = s.write_all(&[0xffu8; 4096]);
+    drop(s);
+    let mut again = SandboxClient::new(d.channel().await);
+    again
+        .list_profiles(sandbox_proto::v1::ListProfilesRequest {})
+        .await
+        .unwrap();
+    drop(junk);
+
+    let status = d.stop();
+    assert!(status.success(), "{status}");
+    assert!(!d.socket.exists(), "socket left behind after SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_must_start_with_exec_start() {
+    use sandbox_proto::v1::{
+        exec_request::Msg, sandbox_client::SandboxClient, ExecRequest, StdinEof,
+    };
+    let d = Daemon::start(&[]);
+    let mut client = SandboxClient::new(d.channel().await);
+    let first = ExecRequest {
+        msg: Some(Msg::StdinEof(StdinEof {})),
+    };
+    let e = client
+        .exec(tokio_stream::iter(vec![first]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("ExecStart"), "{}", e.message());
+}
+
+async fn reflection_v1(ch: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(ch)
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream
+        .message()
+        .await
+        .unwrap()
+        .and_then(|r| r.message_response)
+    {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            l.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+async fn reflection_v1alpha(ch: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(ch)
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream
+        .message()
+        .await
+        .unwrap()
+        .and_then(|r| r.message_response)
+    {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            l.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+fn check_config(files: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let cfg = dir.path().join("empty-config.toml");
+    std::fs::write(&cfg, "").unwrap();
+    Command::new(env!("CARGO_BIN_EXE_sandboxd"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--policy-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_prints_profiles_or_names_the_broken_line() {
+    let ok = check_config(&[(
+        "mine.toml",
+        "extends = \"workspace\"\ndescription = \"mine\"\n",
+    )]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for name in ["read-only", "workspace", "full", "mine"] {
+        assert!(
+            stdout.contains(&format!("# profile {name} ")),
+            "{name} missing:\n{stdout}"
+        );
+    }
+    let bad = check_config(&[("bad.toml", "description = \"x\"\n\nbogus_key = 1\n")]);
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("bad.toml:3") && stderr.contains("bogus_key"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn daemon_refuses_to_start_on_a_broken_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "nonsense = true\n").unwrap();
+    let cfg = dir.path().join("empty-config.toml");
+    std::fs::write(&cfg, "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sandboxd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--policy-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.toml:1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("s.sock").exists());
+}
+
+/// An ExecStart for a root caller's command in `cwd` under `profile`.
+fn exec_start(profile: &str, cwd: &Path, argv: &[&str]) -> sandbox_proto::v1::ExecRequest {
+    use sandbox_proto::v1::{exec_request::Msg, ExecRequest, ExecStart};
+    let env = [("PATH".to_string(), "/usr/bin:/bin".to_string())]
+        .into_iter()
+        .collect();
+    ExecRequest {
+        msg: Some(Msg::Start(ExecStart {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            cwd: cwd.to_str().unwrap().into(),
+            env,
+            profile: profile.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// A workspace for the exec tests: not under /tmp (sandboxes get their own).
+fn workspace() -> tempfile::TempDir {
+    std::fs::create_dir_all("/srv").unwrap();
+    tempfile::Builder::new()
+        .prefix("sandboxd-api-")
+        .tempdir_in("/srv")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_streams_output_and_exit_and_refuses_root_without_allow_root() {
+    use sandbox_proto::v1::{exec_response::Msg, sandbox_client::SandboxClient};
+    let d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
+    let ws = workspace();
+    let mut client = SandboxClient::new(d.channel().await);
+
+    let start = exec_start("", ws.path(), &["true"]);
+    let e = client
+        .exec(tokio_stream::iter(vec![start]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("allow_root"), "{}", e.message());
+    let start = exec_start("no-such-profile", ws.path(), &["true"]);
+    let e = client
+        .exec(tokio_stream::iter(vec![start]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    assert!(e.message().contains("no-such-profile"), "{}", e.message());
+
+    let start = exec_start(
+        "rooty",
+        ws.path(),
+        &["/bin/sh", "-c", "echo out; echo err >&2; exit 3"],
+    );
+    let (_keep, rx) = tokio::sync::mpsc::channel(1);
+    let first = tokio_stream::iter(vec![start]);
+    let input =
+        tokio_stream::StreamExt::chain(first, tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut stream = client.exec(input).await.unwrap().into_inner();
+    let (mut stdout, mut stderr, mut started, mut exit) = (Vec::new(), Vec::new(), None, None);
+    while let Some(m) = stream.message().await.unwrap() {
+        match m.msg {
+            Some(Msg::Started(s)) => started = Some(s),
+            Some(Msg::Stdout(b)) => stdout.extend(b),
+            Some(Msg::Stderr(b)) => stderr.extend(b),
+            Some(Msg::Exit(e)) => exit = Some(e),
+            _ => {}
+        }
+    }
+    let started = started.expect("no ExecStarted");
+    assert_eq!(started.profile, "rooty");
+    assert_eq!(started.id.len(), 12);
+    assert!(!started.policy_hash.is_empty());
+    assert_eq!(String::from_utf8_lossy(&stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&stderr), "err\n");
+    let exit = exit.expect("no ExecExit");
+    assert!(exit.exited);
+    assert_eq!(exit.code, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_takes_its_sandbox_with_it() {
+    use sandbox_proto::v1::{exec_response::Msg, sandbox_client::SandboxClient, ListRequest};
+    let d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
+    let ws = workspace();
+    let marker = format!("api-gone-{}", std::process::id());
+    let script = format!("echo ready; sleep 300; : {marker}");
+    {
+        let mut client = SandboxClient::new(d.channel().await);
+        let start = exec_start("rooty", ws.path(), &["/bin/sh", "-c", &script]);
+        let (_keep, rx) = tokio::sync::mpsc::channel(1);
+        let input = tokio_stream::StreamExt::chain(
+            tokio_stream::iter(vec![start]),
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        );
+        let mut stream = client.exec(input).await.unwrap().into_inner();
+        loop {
+            match stream.message().await.unwrap().and_then(|m| m.msg) {
+                Some(Msg::Stdout(b)) if b.starts_with(b"ready") => break,
+                Some(_) => {}
+                None => panic!("stream ended before the command ran"),
+            }
+        }
+        let list = SandboxClient::new(d.channel().await)
+            .list(ListRequest { all: false })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(list.sandboxes.len(), 1);
+        assert_eq!(list.sandboxes[0].uid, 0);
+        assert!(list.sandboxes[0].argv.iter().any(|a| a.contains(&marker)));
+        // Stream, client and channel dropped here: the connection goes away.
+    }
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+                .unwrap_or(false)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while running() {
+        assert!(Instant::now() < deadline, "sandbox survived its client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut client = SandboxClient::new(d.channel().await);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !client
+        .list(ListRequest { all: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandboxes
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "registry entry outlived the sandbox"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_kills_running_sandboxes_and_removes_the_socket() {
+    use sandbox_proto::v1::{exec_response::Msg, sandbox_client::SandboxClient};
+    let mut d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
+    let ws = workspace();
+    let marker = format!("api-term-{}", std::process::id());
+    let script = format!("echo ready; sleep 300; : {marker}");
+    let mut client = SandboxClient::new(d.channel().await);
+    let start = exec_start("rooty", ws.path(), &["/bin/sh", "-c", &script]);
+    let (_keep, rx) = tokio::sync::mpsc::channel(1);
+    let input = tokio_stream::StreamExt::chain(
+        tokio_stream::iter(vec![start]),
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    );
+    let mut stream = client.exec(input).await.unwrap().into_inner();
+    while !matches!(
+        stream.message().await.unwrap().and_then(|m| m.msg),
+        Some(Msg::Stdout(_))
+    ) {}
+    let status = tokio::task::spawn_blocking(move || {
+        let s = d.stop();
+        (s, d)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{}", status.0);
+    assert!(!status.1.socket.exists(), "socket left behind");
+    let survivors = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+            .unwrap_or(false)
+    });
+    assert!(!survivors, "a sandbox outlived the daemon");
+    // The client saw its exec end (killed), not a hang.
+    let mut exit = None;
+    while let Ok(Some(m)) = stream.message().await {
+        if let Some(Msg::Exit(e)) = m.msg {
+            exit = Some(e);
+        }
+    }
+    if let Some(e) = exit {
+        assert_eq!(e.signal, 9, "{e:?}");
+    }
+}
+
+/// Connects to `socket` as `uid` (gid = uid) with `groups`: one thread
+/// switches its own credentials with raw syscalls (which, unlike libc's
+/// wrappers, affect only the calling thread), connects, and switches back.
+fn connect_as(socket: &Path, uid: u32, groups: &[u32]) -> std::os::unix::net::UnixStream {
+    let socket = socket.to_path_buf();
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    std::thread::spawn(move || {
+        // SAFETY: plain syscalls on this thread's credentials; the saved ids
+        // stay 0 so the thread can switch back.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
+                0
+            );
+            assert_eq!(libc::syscall(libc::SYS_setresgid, uid, uid, 0), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, 0), 0);
+        }
+        let stream = std::os::unix::net::UnixStream::connect(&socket);
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(libc::syscall(libc::SYS_setresuid, 0, 0, 0), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresgid, 0, 0, 0), 0);
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+                0
+            );
+        }
+        stream.unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxes_run_as_their_caller_and_only_owners_and_admins_see_and_kill_them() {
+    use sandbox_proto::v1::{
+        exec_response::Msg, sandbox_client::SandboxClient, KillRequest, ListRequest,
+    };
+    let d = Daemon::start_with("admin_group = \"4343\"\n", &[]);
+    let ws = workspace();
+    std::os::unix::fs::chown(ws.path(), Some(1001), Some(1001)).unwrap();
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut owner = SandboxClient::new(d.channel_as(1001, &[1001, 27]).await);
+    let mut other = SandboxClient::new(d.channel_as(1000, &[1000]).await);
+    let mut admin = SandboxClient::new(d.channel_as(1000, &[1000, 4343]).await);
+
+    let start = exec_start(
+        "",
+        ws.path(),
+        &["/bin/sh", "-c", "id -u; id -g; id -G; sleep 300"],
+    );
+    let (_keep, rx) = tokio::sync::mpsc::channel(1);
+    let input = tokio_stream::StreamExt::chain(
+        tokio_stream::iter(vec![start]),
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    );
+    let mut stream = owner.exec(input).await.unwrap().into_inner();
+    let mut id = String::new();
+    let mut out = String::new();
+    while out.lines().count() < 3 {
+        match stream.message().await.unwrap().and_then(|m| m.msg) {
+            Some(Msg::Started(s)) => id = s.id,
+            Some(Msg::Stdout(b)) => out.push_str(&String::from_utf8_lossy(&b)),
+            Some(_) => {}
+            None => panic!("ended early: {out}"),
+        }
+    }
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1001");
+    assert_eq!(lines[1], "1001");
+    let mut groups: Vec<&str> = lines[2].split_whitespace().collect();
+    groups.sort();
+    assert_eq!(groups, ["1001", "27"]);
+
+    let ids = |l: sandbox_proto::v1::ListResponse| {
+        l.sandboxes.into_iter().map(|s| s.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(owner
+            .list(ListRequest { all: false })
+            .await
+            .unwrap()
+            .into_inner()),
+        [id.clone()]
+    );
+    assert!(ids(other
+        .list(ListRequest { all: false })
+        .await
+        .unwrap()
+        .into_inner())
+    .is_empty());
+    assert!(ids(other
+        .list(ListRequest { all: true })
+        .await
+        .unwrap()
+        .into_inner())
+    .is_empty());
+    assert!(ids(admin
+        .list(ListRequest { all: false })
+        .await
+        .unwrap()
+        .into_inner())
+    .is_empty());
+    assert_eq!(
+        ids(admin
+            .list(ListRequest { all: true })
+            .await
+            .unwrap()
+            .into_inner()),
+        [id.clone()]
+    );
+
+    let e = other
+        .kill(KillRequest {
+            id: id.clone(),
+            signal: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    admin
+        .kill(KillRequest {
+            id: id.clone(),
+            signal: 0,
+        })
+        .await
+        .unwrap();
+    let mut exit = None;
+    while let Some(m) = stream.message().await.unwrap() {
+        if let Some(Msg::Exit(e)) = m.msg {
+            exit = Some(e);
+        }
+    }
+    let exit = exit.expect("no ExecExit after the kill");
+    assert_eq!(exit.signal, 9, "{exit:?}");
+    assert!(exit.reason.contains("killed by uid 1000"), "{exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_policy_explains_paths_urls_and_commands() {
+    use sandbox_proto::v1::{
+        check_policy_request::Query, sandbox_client::SandboxClient, CheckPolicyRequest,
+        CommandQuery,
+    };
+    let d = Daemon::start(&[]);
+    let mut client = SandboxClient::new(d.channel().await);
+    let check = |profile: &str, cwd: &str, query: Query| {
+        let req = CheckPolicyRequest {
+            profile: profile.into(),
+            query: Some(query),
+            cwd: cwd.into(),
+        };
+        let mut client = client.clone();
+        async move { client.check_policy(req).await.map(|r| r.into_inner()) }
+    };
+    let r = check(
+        "workspace",
+        "/srv/ws",
+        Query::Write("/srv/ws/file.txt".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.decision, "allow", "{r:?}");
+    let r = check("workspace", "/srv/ws", Query::Write("/etc/passwd".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.decision, "deny", "{r:?}");
+    let r = check(
+        "",
+        "/srv/ws",
+        Query::Write("/srv/ws/.git/hooks/pre-commit".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.decision, "deny", "{r:?}");
+    assert!(r.rule.contains("deny_write"), "{r:?}");
+    // Root's home comes from /etc/passwd.
+    let r = check("workspace", "", Query::Read("/root/.ssh/id_ed25519".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.decision, "deny", "{r:?}");
+    assert!(r.rule.contains("deny_read"), "{r:?}");
+    let r = check("workspace", "", Query::Url("https://example.com/".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.decision, "deny", "{r:?}");
+    let r = check("full", "", Query::Url("https://example.com/".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.decision, "allow", "{r:?}");
+    let r = check(
+        "workspace",
+        "",
+        Query::Cmd(CommandQuery {
+            argv: vec!["ls".into()],
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(["allow", "prompt"].contains(&r.decision.as_str()), "{r:?}");
+    let e = check("nope", "", Query::Read("/".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = client.check_policy(CheckPolicyRequest {
+        profile: "workspace".into(),
+        query: None,
+        cwd: String::new(),
+    });
+    assert_eq!(e.await.unwrap_err().code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forbidden_and_prompted_commands_are_refused_naming_the_rule() {
+    use sandbox_proto::v1::sandbox_client::SandboxClient;
+    let profile = "extends = \"workspace\"\nallow_root = true\n[commands]\nforbidden = [[\"rm\", \"-rf\"]]\nprompt = [[\"git\", \"push\"]]\n";
+    let d = Daemon::start(&[("strict", profile)]);
+    let ws = workspace();
+    let mut client = SandboxClient::new(d.channel().await);
+    for (argv, rule) in [
+        (&["rm", "-rf", "x"][..], "commands.forbidden"),
+        (&["git", "push", "origin"], "commands.prompt"),
+    ] {
+        let start = exec_start("strict", ws.path(), argv);
+        let e = client
+            .exec(tokio_stream::iter(vec![start]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(
+            e.message().contains(rule) && e.message().contains("strict.toml"),
+            "{}",
+            e.message()
+        );
+    }
+}
