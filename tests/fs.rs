@@ -83,29 +83,36 @@ fn deny_read_files_and_dirs_are_unreadable() {
     let ws = Dir::new(U1);
     let home = home(U1);
     let ssh = home.join(".ssh");
-    std::fs::create_dir_all(&ssh).unwrap();
-    chown(&ssh, U1);
-    std::fs::write(ssh.join("id_ed25519"), "PRIVATE KEY\n").unwrap();
-    chown(&ssh.join("id_ed25519"), U1);
+    if !ssh.exists() {
+        std::fs::create_dir_all(&ssh).unwrap();
+        chown(&ssh, U1);
+    }
+    // A name of our own: the home may be a real user's.
+    let key_name = unique("e2e-key");
+    let key = ssh.join(&key_name);
+    std::fs::write(&key, "PRIVATE KEY\n").unwrap();
+    chown(&key, U1);
     ws.write("secret.txt", "TOPSECRET\n", U1);
     ws.write("sub/dir/.env", "DOTENV\n", U1);
     ws.write("visible.txt", "visible\n", U1);
     let script = format!(
-        "cat visible.txt; cat {ssh}/id_ed25519; ls {ssh}; cat secret.txt; cat sub/dir/.env; \
-         cat /proc/self/root{ssh}/id_ed25519; cat /proc/1/root{ws}/secret.txt; \
+        "cat visible.txt; cat {key}; ls {ssh}; cat secret.txt; cat sub/dir/.env; \
+         cat /proc/self/root{key}; cat /proc/1/root{ws}/secret.txt; \
          cp secret.txt copy.txt; cat copy.txt; ln secret.txt hl; cat hl; true",
         ssh = ssh.display(),
+        key = key.display(),
         ws = ws.path.display()
     );
     let out = d.sh(U1, &ws.path, &["--profile", "secretive"], &script);
+    let _ = std::fs::remove_file(&key);
     assert!(out.stdout.contains("visible"), "{}", out.stderr);
-    for secret in ["PRIVATE KEY", "TOPSECRET", "DOTENV", "id_ed25519"] {
+    for secret in ["PRIVATE KEY", "TOPSECRET", "DOTENV", key_name.as_str()] {
         assert!(!out.stdout.contains(secret), "{secret} leaked: {}", out.stdout);
     }
     // Still there, unchanged, on the host.
     assert_eq!(std::fs::read_to_string(ws.join("secret.txt")).unwrap(), "TOPSECRET\n");
     // And the rule is explained.
-    let check = d.agent(U1, &ws.path).run(&["policy", "check", "secretive", "--read", ssh.join("id_ed25519").to_str().unwrap()]);
+    let check = d.agent(U1, &ws.path).run(&["policy", "check", "secretive", "--read", key.to_str().unwrap()]);
     assert_eq!(check.code, 1, "{} {}", check.stdout, check.stderr);
     assert!(check.stdout.contains("deny_read"), "{}", check.stdout);
 }

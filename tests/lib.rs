@@ -267,7 +267,7 @@ impl Agent {
         };
         cmd.arg("--socket").arg(&self.socket).args(args).current_dir(&self.cwd).env_clear();
         cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        cmd.env("HOME", format!("/home/u{}", self.uid));
+        cmd.env("HOME", home_path(self.uid));
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -374,15 +374,27 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// `/home/u{uid}`, created and owned by `uid` (callers have no passwd entry;
-/// the harness passes this as their HOME).
+/// The home directory sandboxd uses as `{home}` for `uid`: its /etc/passwd
+/// entry when there is one, else `/home/u{uid}` (passed as the caller's HOME,
+/// which sandboxd accepts when the caller owns it).
+pub fn home_path(uid: u32) -> PathBuf {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2] == uid.to_string())
+        .map(|f| PathBuf::from(f[5]))
+        .unwrap_or_else(|| PathBuf::from(format!("/home/u{uid}")))
+}
+
+/// [`home_path`], created and owned by `uid` when missing.
 pub fn home(uid: u32) -> PathBuf {
-    let p = PathBuf::from(format!("/home/u{uid}"));
+    let p = home_path(uid);
     if !p.exists() {
         std::fs::create_dir_all(&p).expect("mkdir home");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod home");
+        chown(&p, uid);
     }
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod home");
-    chown(&p, uid);
     p
 }
 

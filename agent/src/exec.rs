@@ -364,18 +364,19 @@ async fn write_out(w: &mut (dyn AsyncWrite + Send + Unpin), bytes: &[u8]) -> Res
     w.flush().await.map_err(ExecError::Output)
 }
 
-/// One stderr line for a daemon event, naming its rule when there is one.
+/// One stderr line for a daemon event: its kind, message and, when there is
+/// one, the rule, so scripts can match the kind and people read the reason.
 fn event_line(e: &Event) -> String {
-    let text = if e.message.is_empty() {
-        e.kind.as_str()
-    } else {
-        e.message.as_str()
-    };
-    if e.rule.is_empty() {
-        format!("sandboxd: {text}\n")
-    } else {
-        format!("sandboxd: {text} (rule {})\n", e.rule)
+    let mut line = format!("sandboxd: {}", e.kind);
+    if !e.message.is_empty() {
+        line.push_str(": ");
+        line.push_str(&e.message);
     }
+    if !e.rule.is_empty() {
+        line.push_str(&format!(" (rule {})", e.rule));
+    }
+    line.push('\n');
+    line
 }
 
 /// Decides one approval request; the note, if any, explains a denial to the user.

@@ -525,7 +525,7 @@ fn events_are_reported_on_stderr() {
     assert!(o.stdout.is_empty());
     assert_eq!(
         text(&o.stderr),
-        "sandboxd: output truncated after 10 bytes (rule limits.output)\n"
+        "sandboxd: output-truncated: output truncated after 10 bytes (rule limits.output)\n"
     );
 }
 

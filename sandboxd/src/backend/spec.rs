@@ -47,9 +47,9 @@ pub struct FsPlan {
     pub read: Vec<PathBuf>,
     /// Writable roots, same path inside; each resolved and checked as the caller.
     pub write: Vec<PathBuf>,
-    /// Absolute glob patterns; matches (expanded at start) become unreadable.
+    /// Glob patterns, absolute or `**/NAME` (under the write roots); matches (expanded at start) become unreadable.
     pub deny_read: Vec<String>,
-    /// Absolute glob patterns; matches inside writable roots become read-only and rename-proof.
+    /// Glob patterns, absolute or `**/NAME` (under the write roots); matches inside writable roots become read-only and rename-proof.
     pub deny_write: Vec<String>,
     /// Mount a fresh tmpfs on /tmp (the `{tmp}` root).
     pub private_tmp: bool,

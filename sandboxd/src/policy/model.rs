@@ -205,9 +205,9 @@ pub struct EffectivePolicy {
     pub read: Vec<std::path::PathBuf>,
     /// Writable roots (absolute), not including the private /tmp.
     pub write: Vec<std::path::PathBuf>,
-    /// Absolute glob patterns.
+    /// Glob patterns: absolute, or `**/NAME` (searched for under the writable roots).
     pub deny_read: Vec<String>,
-    /// Absolute glob patterns.
+    /// Glob patterns: absolute, or `**/NAME` (searched for under the writable roots).
     pub deny_write: Vec<String>,
     /// `{tmp}` was writable: the sandbox gets a fresh tmpfs on /tmp.
     pub private_tmp: bool,

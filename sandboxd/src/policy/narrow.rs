@@ -83,9 +83,6 @@ fn expand(entry: &Located<String>, key: &str, ctx: &ExecContext, escape: bool) -
             format!("{value}{rest}")
         });
     }
-    if escape && e.starts_with("**/") {
-        return Ok(format!("/{e}"));
-    }
     Ok(e.to_string())
 }
 
