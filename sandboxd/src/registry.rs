@@ -134,7 +134,6 @@ impl Registry {
             (info.clone(), handle.clone())
         };
         handle
-            .control
             .send(control)
             .await
             .map_err(|_| RegistryError::Gone(id.to_string()))?;
@@ -150,7 +149,7 @@ impl Registry {
             .collect();
         let n = handles.len();
         for h in handles {
-            let _ = h.control.send(Control::Kill(reason.to_string())).await;
+            let _ = h.send(Control::Kill(reason.to_string())).await;
         }
         n
     }

@@ -74,9 +74,29 @@ pub struct Options {
 }
 
 /// Handle to send [`Control`]s; dropping every handle kills the sandbox.
+///
+/// Stdin travels on a bounded queue (back-pressure from a command that does
+/// not read); signals, resizes and kills on their own queue, so a full stdin
+/// never delays them.
 #[derive(Debug, Clone)]
 pub struct Handle {
-    pub control: mpsc::Sender<Control>,
+    stdin: mpsc::Sender<Control>,
+    urgent: mpsc::UnboundedSender<Control>,
+}
+
+/// The sandbox's supervisor has ended; the control was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the sandbox has ended")]
+pub struct SandboxGone;
+
+impl Handle {
+    /// Delivers `c`, waiting for room when it is stdin and the command is not reading.
+    pub async fn send(&self, c: Control) -> Result<(), SandboxGone> {
+        match c {
+            Control::Stdin(_) | Control::StdinEof => self.stdin.send(c).await.map_err(|_| SandboxGone),
+            _ => self.urgent.send(c).map_err(|_| SandboxGone),
+        }
+    }
 }
 
 /// Largest chunk of output in one [`Output`] message.
@@ -85,7 +105,7 @@ const CHUNK: usize = 64 * 1024;
 const OUTPUT_QUEUE: usize = 16;
 /// Controls in flight from the client.
 const CONTROL_QUEUE: usize = 64;
-/// Stdin bytes held while the command does not read; past it, controls wait.
+/// Stdin bytes held while the command does not read; past it, stdin waits.
 const STDIN_MAX: usize = 1024 * 1024;
 /// How long to wait for the init's last report after it exited.
 const REPORT_WAIT: Duration = Duration::from_secs(2);
@@ -94,10 +114,11 @@ const REPORT_WAIT: Duration = Duration::from_secs(2);
 /// Dropping every [`Handle`], or the receiver, kills the sandbox. Must be
 /// called within a tokio runtime.
 pub fn supervise(child: Spawned, opts: Options) -> (Handle, mpsc::Receiver<Output>) {
-    let (control, ctl_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (stdin, stdin_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (urgent, urgent_rx) = mpsc::unbounded_channel();
     let (out_tx, out_rx) = mpsc::channel(OUTPUT_QUEUE);
-    tokio::spawn(run(child, opts, ctl_rx, out_tx));
-    (Handle { control }, out_rx)
+    tokio::spawn(run(child, opts, stdin_rx, urgent_rx, out_tx));
+    (Handle { stdin, urgent }, out_rx)
 }
 
 /// Output accounting shared by the stdout and stderr pumps.
@@ -295,6 +316,7 @@ async fn run(
     child: Spawned,
     opts: Options,
     mut ctl: mpsc::Receiver<Control>,
+    mut urgent: mpsc::UnboundedReceiver<Control>,
     out: mpsc::Sender<Output>,
 ) {
     let start = Instant::now();
@@ -365,13 +387,14 @@ async fn run(
 
     loop {
         let alive = ended.is_none();
-        tokio::select! {
+        let control = tokio::select! {
             biased;
             _ = pidfd.readable() => break,
             _ = sleep_opt(deadline), if alive => {
                 send_signal(pidfd.get_ref(), libc::SIGKILL);
                 let t = opts.timeout.unwrap_or_default();
                 ended = Some(Ended { reason: format!("timed out after {t:?}"), timed_out: true });
+                None
             }
             _ = sleep_opt(grace), if alive => {
                 send_signal(pidfd.get_ref(), libc::SIGKILL);
@@ -379,61 +402,70 @@ async fn run(
                     reason: format!("still running {:?} after SIGINT; killed", opts.grace),
                     timed_out: false,
                 });
+                None
             }
             _ = out.closed(), if alive => {
                 send_signal(pidfd.get_ref(), libc::SIGKILL);
                 ended = Some(Ended { reason: "output receiver gone".into(), timed_out: false });
+                None
             }
-            c = ctl.recv(), if ctl_open && pending.len() < STDIN_MAX => match c {
-                None => {
-                    ctl_open = false;
-                    if alive {
-                        send_signal(pidfd.get_ref(), libc::SIGKILL);
-                        ended = Some(Ended { reason: "client gone".into(), timed_out: false });
-                    }
-                }
-                Some(_) if !alive => {}
-                Some(Control::Stdin(data)) => {
-                    if stdin.is_some() && !close_stdin {
-                        pending.extend(data);
-                    }
-                }
-                Some(Control::StdinEof) => {
-                    if tty {
-                        // A pty has no half-close: send the EOF character.
-                        pending.push_back(0x04);
-                    } else {
-                        close_stdin = true;
-                    }
-                }
-                Some(Control::Signal(sig)) => {
-                    send_signal(pidfd.get_ref(), sig);
-                    if sig == libc::SIGINT && grace.is_none() {
-                        grace = Some(Instant::now() + opts.grace);
-                    }
-                }
-                Some(Control::Resize { rows, cols }) => {
-                    if let (true, Some(s)) = (tty, stdin.as_ref()) {
-                        set_winsize(s.get_ref(), rows, cols);
-                    }
-                }
-                Some(Control::Kill(reason)) => {
-                    send_signal(pidfd.get_ref(), libc::SIGKILL);
-                    ended = Some(Ended { reason, timed_out: false });
-                }
-            },
+            c = urgent.recv(), if ctl_open => Some(c),
+            c = ctl.recv(), if ctl_open && pending.len() < STDIN_MAX => Some(c),
             r = async { write_stdin(stdin.as_ref().expect("guarded"), &pending).await },
-                if stdin.is_some() && !pending.is_empty() => match r {
-                Ok(n) => {
-                    pending.drain(..n);
+                if stdin.is_some() && !pending.is_empty() => {
+                match r {
+                    Ok(n) => {
+                        pending.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        // The command closed its stdin (EPIPE): nothing more goes in.
+                        pending.clear();
+                        stdin = None;
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    // The command closed its stdin (EPIPE): nothing more goes in.
-                    pending.clear();
-                    stdin = None;
+                None
+            }
+        };
+        match control {
+            None => {}
+            // Every Handle dropped: the client is gone.
+            Some(None) => {
+                ctl_open = false;
+                if alive {
+                    send_signal(pidfd.get_ref(), libc::SIGKILL);
+                    ended = Some(Ended { reason: "client gone".into(), timed_out: false });
                 }
-            },
+            }
+            Some(Some(_)) if !alive => {}
+            Some(Some(Control::Stdin(data))) => {
+                if stdin.is_some() && !close_stdin {
+                    pending.extend(data);
+                }
+            }
+            Some(Some(Control::StdinEof)) => {
+                if tty {
+                    // A pty has no half-close: send the EOF character.
+                    pending.push_back(0x04);
+                } else {
+                    close_stdin = true;
+                }
+            }
+            Some(Some(Control::Signal(sig))) => {
+                send_signal(pidfd.get_ref(), sig);
+                if sig == libc::SIGINT && grace.is_none() {
+                    grace = Some(Instant::now() + opts.grace);
+                }
+            }
+            Some(Some(Control::Resize { rows, cols })) => {
+                if let (true, Some(s)) = (tty, stdin.as_ref()) {
+                    set_winsize(s.get_ref(), rows, cols);
+                }
+            }
+            Some(Some(Control::Kill(reason))) => {
+                send_signal(pidfd.get_ref(), libc::SIGKILL);
+                ended = Some(Ended { reason, timed_out: false });
+            }
         }
         if close_stdin && pending.is_empty() {
             stdin = None;

@@ -319,15 +319,13 @@ async fn streams_apart_and_stdin_forwarded() {
     write_exited(&mut f.reports, 3, 1500);
     drop(f.reports);
     let (h, mut rx) = supervise(f.spawned, opts());
-    h.control
-        .send(Control::Stdin(b"hello\n".to_vec()))
+    h.send(Control::Stdin(b"hello\n".to_vec()))
         .await
         .unwrap();
-    h.control
-        .send(Control::Stdin(b"more".to_vec()))
+    h.send(Control::Stdin(b"more".to_vec()))
         .await
         .unwrap();
-    h.control.send(Control::StdinEof).await.unwrap();
+    h.send(Control::StdinEof).await.unwrap();
     let c = collect(&mut rx).await;
     let e = c.exit.expect("exit");
     assert_eq!(String::from_utf8_lossy(&c.stdout), "out:hello\nmore");
@@ -352,19 +350,17 @@ async fn tty_resize_and_eof() {
     );
     drop(f.reports);
     let (h, mut rx) = supervise(f.spawned, opts());
-    h.control
-        .send(Control::Resize {
+    h.send(Control::Resize {
             rows: 33,
             cols: 101,
         })
         .await
         .unwrap();
-    h.control
-        .send(Control::Stdin(b"go\n".to_vec()))
+    h.send(Control::Stdin(b"go\n".to_vec()))
         .await
         .unwrap();
     wait_stdout(&mut rx, "33 101").await;
-    h.control.send(Control::StdinEof).await.unwrap();
+    h.send(Control::StdinEof).await.unwrap();
     let c = collect(&mut rx).await;
     let e = c.exit.expect("exit");
     let out = String::from_utf8_lossy(&c.stdout);
@@ -506,7 +502,7 @@ async fn sigint_is_forwarded() {
     drop(f.reports);
     let (h, mut rx) = supervise(f.spawned, opts());
     wait_stdout(&mut rx, "ready").await;
-    h.control.send(Control::Signal(libc::SIGINT)).await.unwrap();
+    h.send(Control::Signal(libc::SIGINT)).await.unwrap();
     let c = collect(&mut rx).await;
     let e = c.exit.expect("exit");
     assert_eq!(String::from_utf8_lossy(&c.stdout), "got-int\n");
@@ -527,7 +523,7 @@ async fn sigint_ignored_then_sigkill_after_grace() {
     let (h, mut rx) = supervise(f.spawned, o);
     wait_stdout(&mut rx, "ready").await;
     let sent = Instant::now();
-    h.control.send(Control::Signal(libc::SIGINT)).await.unwrap();
+    h.send(Control::Signal(libc::SIGINT)).await.unwrap();
     let c = collect(&mut rx).await;
     let took = sent.elapsed();
     let e = c.exit.expect("exit");
@@ -546,13 +542,41 @@ async fn kill_control_ends_it_with_reason() {
     drop(f.reports);
     let (h, mut rx) = supervise(f.spawned, opts());
     wait_stdout(&mut rx, "ready").await;
-    h.control
-        .send(Control::Kill("cancelled by test".into()))
+    h.send(Control::Kill("cancelled by test".into()))
         .await
         .unwrap();
     let e = collect(&mut rx).await.exit.expect("exit");
     assert_eq!(e.signal, Some(libc::SIGKILL));
     assert_eq!(e.reason.as_deref(), Some("cancelled by test"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_overtakes_stdin_the_command_does_not_read() {
+    let f = start("stuck", "echo ready; sleep 1000", &pids_limit());
+    drop(f.reports);
+    let (h, mut rx) = supervise(f.spawned, opts());
+    wait_stdout(&mut rx, "ready").await;
+    // Fill the pipe and the supervisor's stdin buffer, then keep a sender blocked.
+    let chunk = vec![b'x'; 64 * 1024];
+    let filler = h.clone();
+    let stuffing = tokio::spawn(async move {
+        // More than the pipe, the buffer and the queue together hold.
+        for _ in 0..256 {
+            if filler.send(Control::Stdin(chunk.clone())).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stuffing.is_finished(), "stdin should be backed up");
+    let asked = Instant::now();
+    h.send(Control::Kill("cancelled with stdin full".into()))
+        .await
+        .unwrap();
+    let e = collect(&mut rx).await.exit.expect("exit");
+    assert!(asked.elapsed() < Duration::from_secs(2), "kill waited for stdin");
+    assert_eq!(e.reason.as_deref(), Some("cancelled with stdin full"));
+    stuffing.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

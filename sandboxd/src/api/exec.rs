@@ -196,7 +196,7 @@ impl Api {
         let pid = spawned.pid;
         let (handle, outputs) = supervisor::supervise(spawned, plan.options);
         if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
-            let _ = handle.control.send(resize(w)).await;
+            let _ = handle.send(resize(w)).await;
         }
         let info = Info {
             id: slot.id().to_string(),
@@ -257,7 +257,7 @@ async fn pump_input(mut inbound: Streaming<pb::ExecRequest>, handle: Handle) {
             Err(_) => Control::Kill("the client went away".into()),
         };
         let last = matches!(control, Control::Kill(_));
-        if handle.control.send(control).await.is_err() || last {
+        if handle.send(control).await.is_err() || last {
             return;
         }
     }
@@ -280,7 +280,7 @@ async fn pump_output(
                 out = outputs.recv() => out,
                 _ = tx.closed() => {
                     client = false;
-                    let _ = handle.control.send(Control::Kill("the client went away".into())).await;
+                    let _ = handle.send(Control::Kill("the client went away".into())).await;
                     continue;
                 }
             }
@@ -301,7 +301,6 @@ async fn pump_output(
         if client && tx.send(response(msg)).await.is_err() {
             client = false;
             let _ = handle
-                .control
                 .send(Control::Kill("the client went away".into()))
                 .await;
         }
