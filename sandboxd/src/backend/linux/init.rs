@@ -5,10 +5,11 @@
 //! caller's paths as the caller, expand deny globs, build the file system
 //! view and pivot into it, with `tty` allocate a pty from the sandbox's devpts
 //! (its master goes to the daemon with the first report), then fork the
-//! command: stdio, setsid (+ controlling tty), chdir, drop to the caller, Landlock, seccomp, execve. Exec failures
-//! come back through a close-on-exec pipe. As pid 1 it reaps every process,
-//! forwards signals to the command, and when the command ends reports its exit
-//! and exits, which makes the kernel kill the rest of the pid namespace.
+//! command: stdio, setsid (+ controlling tty), chdir, drop to the caller,
+//! Landlock, seccomp, execve. Exec failures come back through a close-on-exec
+//! pipe. As pid 1 it reaps every process, forwards signals to the command,
+//! and when the command ends reports its exit and exits, which makes the
+//! kernel kill the rest of the pid namespace.
 
 use super::{creds, landlock, mounts, netns, paths, seccomp};
 use crate::backend::spec::{fds, Credentials, InitReport, NetPlan, SandboxSpec};
