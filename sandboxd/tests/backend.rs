@@ -437,9 +437,14 @@ async fn signals_are_forwarded_to_the_command() {
 #[tokio::test]
 async fn tty_gives_a_terminal() {
     let ws = workspace();
+    // The slave must come from the sandbox's own devpts: its name resolves
+    // inside, it is the controlling terminal (/dev/tty opens), the caller owns it.
     let mut sb = sandbox(
         ws.path(),
-        "test -t 0 && test -t 1 && test -t 2 && echo IS-A-TTY",
+        "test -t 0 && test -t 1 && test -t 2 && echo IS-A-TTY; tty; \
+         test -e \"$(tty)\" && echo NAME-RESOLVES; \
+         echo via-dev-tty > /dev/tty; stat -c 'owner=%u' \"$(tty)\"; \
+         ls /dev/pts | tr '\\n' ' '",
     );
     sb.spec.tty = true;
     let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
@@ -447,8 +452,17 @@ async fn tty_gives_a_terminal() {
         .await
         .unwrap();
     assert!(s.stderr.is_none());
+    // The daemon's end is a pty master.
+    assert!(nix::unistd::isatty(&s.stdout).unwrap());
     let out = finish(s);
+    assert_eq!(out.code(), Some(0), "{out:?}");
     assert!(out.stdout.contains("IS-A-TTY"), "{out:?}");
+    assert!(out.stdout.contains("\n/dev/pts/0\r\n"), "{out:?}");
+    assert!(out.stdout.contains("NAME-RESOLVES"), "{out:?}");
+    assert!(out.stdout.contains("via-dev-tty"), "{out:?}");
+    assert!(out.stdout.contains(&format!("owner={}", sb.spec.creds.uid)), "{out:?}");
+    // A fresh instance: only this sandbox's pty (and ptmx) exist.
+    assert!(out.stdout.ends_with("0 ptmx "), "{out:?}");
 }
 
 #[tokio::test]

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 pub mod fds {
     /// Read end: the JSON-encoded [`super::SandboxSpec`], then EOF.
     pub const SPEC: i32 = 3;
-    /// Write end: newline-separated JSON [`super::InitReport`] messages.
+    /// The init's end of a Unix stream socket: newline-separated JSON
+    /// [`super::InitReport`] messages. With `tty`, the first report carries the
+    /// master of the sandbox's pty (SCM_RIGHTS).
     pub const REPORT: i32 = 4;
 }
 
@@ -28,7 +30,8 @@ pub struct SandboxSpec {
     pub fs: FsPlan,
     pub landlock: LandlockPlan,
     pub net: NetPlan,
-    /// Give the command a new session with stdin as its controlling terminal.
+    /// Give the command a pty of the sandbox's own devpts as stdin, stdout,
+    /// stderr and controlling terminal (in a new session).
     pub tty: bool,
 }
 

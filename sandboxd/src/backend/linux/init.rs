@@ -3,17 +3,19 @@
 //!
 //! Steps: read the spec (fd 3), set the hostname, bring `lo` up, open the
 //! caller's paths as the caller, expand deny globs, build the file system
-//! view and pivot into it, then fork the command: stdio, setsid (+ controlling
-//! tty), chdir, drop to the caller, Landlock, seccomp, execve. Exec failures
-//! come back through a close-on-exec pipe. As pid 1 it reaps every process,
-//! forwards signals to the command, and when the command ends reports its exit
-//! and exits, which makes the kernel kill the rest of the pid namespace.
+//! view and pivot into it, with `tty` allocate a pty from the sandbox's devpts
+//! (its master goes to the daemon with the first report), then fork the
+//! command: stdio, setsid (+ controlling tty), chdir, drop to the caller,
+//! Landlock, seccomp, execve. Exec failures come back through a close-on-exec
+//! pipe. As pid 1 it reaps every process, forwards signals to the command,
+//! and when the command ends reports its exit and exits, which makes the
+//! kernel kill the rest of the pid namespace.
 
 use super::{creds, landlock, mounts, netns, paths, seccomp};
-use crate::backend::spec::{fds, InitReport, NetPlan, SandboxSpec};
+use crate::backend::spec::{fds, Credentials, InitReport, NetPlan, SandboxSpec};
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// The hidden first argument that makes `sandboxd` run as a sandbox init.
@@ -59,6 +61,80 @@ fn send(out: &mut std::fs::File, report: &InitReport) {
         // Nothing more to do if the daemon has gone.
         let _ = out.write_all(&line);
     }
+}
+
+/// Sends `report` on the report socket with `fd` attached (SCM_RIGHTS) to
+/// its first byte.
+fn send_with_fd(out: &mut std::fs::File, report: &InitReport, fd: &OwnedFd) {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let Ok(mut line) = serde_json::to_vec(report) else {
+        return;
+    };
+    line.push(b'\n');
+    let fds = [fd.as_raw_fd()];
+    let sent = sendmsg::<()>(
+        out.as_raw_fd(),
+        &[std::io::IoSlice::new(&line)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    );
+    // Nothing more to do if the daemon has gone.
+    if let Ok(n) = sent {
+        let _ = out.write_all(&line[n..]);
+    }
+}
+
+/// A pty of the sandbox's own devpts instance, so that the slave's name
+/// (/dev/pts/N) resolves inside the sandbox.
+struct Pty {
+    master: OwnedFd,
+    slave: OwnedFd,
+}
+
+/// Allocates a pty from the sandbox's /dev/ptmx (after the pivot) and gives
+/// the slave to the caller, as grantpt would.
+fn open_pty(creds: &Credentials) -> Result<Pty, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let ptmx = Path::new("/dev/ptmx");
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(ptmx)
+        .map_err(|e| Failure::new("open pty master", Some(ptmx), e))?
+        .into();
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int; TIOCGPTPEER returns a new descriptor.
+    let slave = unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
+            return Err(Failure::new(
+                "unlock pty",
+                Some(ptmx),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let fd = libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(Failure::new(
+                "open pty slave",
+                Some(ptmx),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    nix::unistd::fchown(
+        &slave,
+        Some(nix::unistd::Uid::from_raw(creds.uid)),
+        Some(nix::unistd::Gid::from_raw(creds.gid)),
+    )
+    .map_err(|e| Failure::new("give the pty to the caller", None, e))?;
+    Ok(Pty { master, slave })
 }
 
 /// Runs the init; never returns.
@@ -121,6 +197,7 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
     mounts::build(&spec.fs, &resolved, &denied)
         .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
     drop(resolved);
+    let pty = spec.tty.then(|| open_pty(&spec.creds)).transpose()?;
 
     let access = landlock::FsAccess {
         read: spec
@@ -155,7 +232,7 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
     if pid == 0 {
         drop(err_r);
         let mut w = std::fs::File::from(err_w);
-        let (outcome, code) = command_child(&spec, &access, &filter, &exec);
+        let (outcome, code) = command_child(&spec, pty.as_ref(), &access, &filter, &exec);
         send(&mut w, &outcome);
         // SAFETY: leave without running the parent's destructors.
         unsafe { libc::_exit(code) }
@@ -168,6 +245,7 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
         libc::close(1);
         libc::close(2);
     }
+    let master = pty.map(|p| p.master);
     let mut msg = Vec::new();
     let _ = std::fs::File::from(err_r).read_to_end(&mut msg);
     let first = if msg.is_empty() {
@@ -183,7 +261,10 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
         }
     };
     let setup_failed = matches!(first, InitReport::SetupFailed { .. });
-    send(report, &first);
+    match master {
+        Some(m) => send_with_fd(report, &first, &m),
+        None => send(report, &first),
+    }
     let status = reap_until(pid, &sigs);
     if !setup_failed {
         send(report, &status);
@@ -283,6 +364,7 @@ impl Exec {
 /// could not exec, and the exit code to use.
 fn command_child(
     spec: &SandboxSpec,
+    pty: Option<&Pty>,
     access: &landlock::FsAccess,
     filter: &seccomp::Filter,
     exec: &Exec,
@@ -300,6 +382,13 @@ fn command_child(
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        if let Some(p) = pty {
+            for fd in 0..3 {
+                if libc::dup2(p.slave.as_raw_fd(), fd) < 0 {
+                    return fail("pty as stdio", None, &std::io::Error::last_os_error());
+                }
+            }
+        }
         if libc::setsid() < 0 {
             return fail("setsid", None, &std::io::Error::last_os_error());
         }

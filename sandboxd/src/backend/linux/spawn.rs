@@ -13,9 +13,9 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::unix::pipe;
 
 /// A sandbox whose command has been executed (or failed to exec: the report
@@ -27,13 +27,14 @@ pub struct Spawned {
     pub pid: i32,
     /// pidfd of the init, readable when it exits.
     pub pidfd: OwnedFd,
-    /// Write end of the command's stdin (the pty master with `tty`).
+    /// Write end of the command's stdin (with `tty`, the master of the pty the
+    /// init allocated in the sandbox's devpts).
     pub stdin: OwnedFd,
     /// Read end of the command's stdout (the pty master with `tty`).
     pub stdout: OwnedFd,
     /// Read end of the command's stderr; `None` with `tty`.
     pub stderr: Option<OwnedFd>,
-    /// Read end of the init's report stream (blocking mode), positioned after
+    /// The daemon's end of the init's report socket (blocking mode), positioned after
     /// `Started` (or after `ExecFailed`, which an `Exited` with 126/127 follows;
     /// the exec error is then also on the command's stderr, as a shell says it).
     pub reports: OwnedFd,
@@ -78,49 +79,56 @@ struct ChildFds {
 
 /// The daemon's ends.
 struct ParentFds {
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: Option<OwnedFd>,
+    /// stdin, stdout, stderr pipes; `None` with `tty`, where the init sends
+    /// the pty master (allocated inside the sandbox) with its first report.
+    pipes: Option<(OwnedFd, OwnedFd, OwnedFd)>,
     spec: OwnedFd,
     report: OwnedFd,
 }
 
+/// Sets or clears O_NONBLOCK.
+fn set_nonblocking(fd: &OwnedFd, on: bool) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    let flags = if on {
+        flags | OFlag::O_NONBLOCK
+    } else {
+        flags - OFlag::O_NONBLOCK
+    };
+    fcntl(fd, FcntlArg::F_SETFL(flags))?;
+    Ok(())
+}
+
 fn make_fds(tty: bool) -> Result<(ChildFds, ParentFds), SpawnError> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (spec_r, spec_w) = pipe_cloexec().map_err(os("spec pipe"))?;
-    let (rep_r, rep_w) = pipe_cloexec().map_err(os("report pipe"))?;
+    // A socket, not a pipe, so that the init can pass the pty master back.
+    let (rep_r, rep_w) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| os("report socket")(e.into()))?;
     if tty {
-        use nix::fcntl::OFlag;
-        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-            .map_err(|e| os("open pty")(e.into()))?;
-        nix::pty::grantpt(&master).map_err(|e| os("grantpt")(e.into()))?;
-        nix::pty::unlockpt(&master).map_err(|e| os("unlockpt")(e.into()))?;
-        let name = nix::pty::ptsname_r(&master).map_err(|e| os("ptsname")(e.into()))?;
-        let slave: OwnedFd = std::fs::OpenOptions::new()
+        // The command gets the sandbox's own pty from the init; the init's
+        // stdio is /dev/null.
+        let null: OwnedFd = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_NOCTTY)
-            .open(&name)
-            .map_err(os("open pty slave"))?
+            .open("/dev/null")
+            .map_err(os("open /dev/null"))?
             .into();
-        // SAFETY: PtyMaster owns a valid descriptor; ownership moves to OwnedFd.
-        let master = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
-        let master2 = master.try_clone().map_err(os("dup pty master"))?;
-        let (s1, s2) = (
-            slave.try_clone().map_err(os("dup pty"))?,
-            slave.try_clone().map_err(os("dup pty"))?,
-        );
         Ok((
             ChildFds {
-                stdin: slave,
-                stdout: s1,
-                stderr: s2,
+                stdin: null.try_clone().map_err(os("dup /dev/null"))?,
+                stdout: null.try_clone().map_err(os("dup /dev/null"))?,
+                stderr: null,
                 spec: spec_r,
                 report: rep_w,
             },
             ParentFds {
-                stdin: master,
-                stdout: master2,
-                stderr: None,
+                pipes: None,
                 spec: spec_w,
                 report: rep_r,
             },
@@ -138,9 +146,7 @@ fn make_fds(tty: bool) -> Result<(ChildFds, ParentFds), SpawnError> {
                 report: rep_w,
             },
             ParentFds {
-                stdin: in_w,
-                stdout: out_r,
-                stderr: Some(err_r),
+                pipes: Some((in_w, out_r, err_r)),
                 spec: spec_w,
                 report: rep_r,
             },
@@ -284,22 +290,54 @@ impl Drop for InitGuard {
     }
 }
 
-/// Reads one newline-terminated report, byte by byte so nothing after it is consumed.
-async fn read_report(rx: &mut pipe::Receiver) -> io::Result<Option<InitReport>> {
-    let mut line = Vec::with_capacity(128);
-    loop {
-        let mut b = [0u8; 1];
-        if rx.read(&mut b).await? == 0 {
-            return Ok(None);
+/// Receives one byte of the report socket, keeping any descriptors passed with it.
+fn recv_byte(fd: &OwnedFd, passed: &mut Vec<OwnedFd>) -> io::Result<Option<u8>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut b = [0u8; 1];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let (n, truncated) = {
+        let mut iov = [io::IoSliceMut::new(&mut b)];
+        let msg = recvmsg::<()>(
+            fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: the kernel just installed these descriptors for us.
+                passed.extend(fds.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+            }
         }
-        if b[0] == b'\n' {
-            break;
-        }
-        line.push(b[0]);
+        (msg.bytes, msg.flags.contains(MsgFlags::MSG_CTRUNC))
+    };
+    if truncated {
+        return Err(io::Error::other(
+            "the init passed more descriptors than expected",
+        ));
     }
-    serde_json::from_slice(&line)
-        .map(Some)
-        .map_err(io::Error::other)
+    Ok((n == 1).then_some(b[0]))
+}
+
+/// Reads one newline-terminated report, byte by byte so nothing after it is
+/// consumed; also returns the descriptors passed with it.
+async fn read_report(rx: &AsyncFd<OwnedFd>) -> io::Result<(Option<InitReport>, Vec<OwnedFd>)> {
+    let mut line = Vec::with_capacity(128);
+    let mut passed = Vec::new();
+    loop {
+        let mut guard = rx.readable().await?;
+        let b = match guard.try_io(|inner| recv_byte(inner.get_ref(), &mut passed)) {
+            Ok(r) => r?,
+            Err(_would_block) => continue,
+        };
+        match b {
+            None => return Ok((None, passed)),
+            Some(b'\n') => break,
+            Some(b) => line.push(b),
+        }
+    }
+    let report = serde_json::from_slice(&line).map_err(io::Error::other)?;
+    Ok((Some(report), passed))
 }
 
 /// Starts the sandbox described by `spec` under `limits`, running `init_exe`
@@ -322,11 +360,15 @@ pub async fn spawn(
     cgroup.add(pid)?;
 
     let mut tx = pipe::Sender::from_owned_fd(parent.spec).map_err(os("spec pipe"))?;
-    let mut rx = pipe::Receiver::from_owned_fd(parent.report).map_err(os("report pipe"))?;
+    set_nonblocking(&parent.report, true).map_err(os("report socket"))?;
+    // SAFETY: the OwnedFd moves into the AsyncFd, so the descriptor stays
+    // open and the same while it is registered.
+    let rx = unsafe { AsyncFd::register_with_interest(parent.report, Interest::READABLE) }
+        .map_err(|e| os("report socket")(e.into()))?;
     // The init reads the spec to EOF before reporting anything.
     tx.write_all(&json).await.map_err(os("send spec"))?;
     drop(tx);
-    let first = read_report(&mut rx).await.map_err(os("read init report"))?;
+    let (first, mut passed) = read_report(&rx).await.map_err(os("read init report"))?;
     match first {
         Some(InitReport::Started { .. }) | Some(InitReport::ExecFailed { .. }) => {}
         Some(InitReport::SetupFailed { step, path, error }) => {
@@ -347,13 +389,29 @@ pub async fn spawn(
             })
         }
     }
-    let reports = rx.into_blocking_fd().map_err(os("report pipe"))?;
+    let (stdin, stdout, stderr) = match parent.pipes {
+        Some((i, o, e)) => (i, o, Some(e)),
+        None if passed.len() == 1 => {
+            let master = passed.remove(0);
+            let dup = master.try_clone().map_err(os("dup pty master"))?;
+            (master, dup, None)
+        }
+        None => {
+            return Err(SpawnError::Setup {
+                step: "receive pty master".into(),
+                path: None,
+                error: format!("the init passed {} descriptors, not 1", passed.len()),
+            })
+        }
+    };
+    let reports = rx.into_inner();
+    set_nonblocking(&reports, false).map_err(os("report socket"))?;
     Ok(Spawned {
         pid,
         pidfd: guard.disarm(),
-        stdin: parent.stdin,
-        stdout: parent.stdout,
-        stderr: parent.stderr,
+        stdin,
+        stdout,
+        stderr,
         reports,
         cgroup,
     })
