@@ -90,6 +90,14 @@ pub struct Handle {
 pub struct SandboxGone;
 
 impl Handle {
+    /// A handle and the receivers its controls arrive on: stdin first, then
+    /// everything else. [`supervise`] uses it; so can a stand-in for a sandbox.
+    pub fn channel() -> (Handle, mpsc::Receiver<Control>, mpsc::UnboundedReceiver<Control>) {
+        let (stdin, stdin_rx) = mpsc::channel(CONTROL_QUEUE);
+        let (urgent, urgent_rx) = mpsc::unbounded_channel();
+        (Handle { stdin, urgent }, stdin_rx, urgent_rx)
+    }
+
     /// Delivers `c`, waiting for room when it is stdin and the command is not reading.
     pub async fn send(&self, c: Control) -> Result<(), SandboxGone> {
         match c {
@@ -114,11 +122,10 @@ const REPORT_WAIT: Duration = Duration::from_secs(2);
 /// Dropping every [`Handle`], or the receiver, kills the sandbox. Must be
 /// called within a tokio runtime.
 pub fn supervise(child: Spawned, opts: Options) -> (Handle, mpsc::Receiver<Output>) {
-    let (stdin, stdin_rx) = mpsc::channel(CONTROL_QUEUE);
-    let (urgent, urgent_rx) = mpsc::unbounded_channel();
+    let (handle, stdin_rx, urgent_rx) = Handle::channel();
     let (out_tx, out_rx) = mpsc::channel(OUTPUT_QUEUE);
     tokio::spawn(run(child, opts, stdin_rx, urgent_rx, out_tx));
-    (Handle { stdin, urgent }, out_rx)
+    (handle, out_rx)
 }
 
 /// Output accounting shared by the stdout and stderr pumps.

@@ -196,8 +196,8 @@ async fn registry_enforces_limits_and_ownership() {
     assert!(e.to_string().contains("max_sandboxes"), "{e}");
     // Being built: counted, but not listed and not killable.
     assert!(reg.list(None).is_empty());
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    b1.run(info(b1.id(), 1001), Handle { control: tx });
+    let (handle, _stdin, mut rx) = Handle::channel();
+    b1.run(info(b1.id(), 1001), handle);
     assert_eq!(reg.list(Some(1001)).len(), 1);
     assert!(reg.list(Some(1000)).is_empty());
     assert_eq!(reg.list(None).len(), 1);
