@@ -133,3 +133,27 @@ fn policy_list_show_and_check() {
     assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
     assert!(out.stdout.contains("deny_write"), "{}", out.stdout);
 }
+
+#[test]
+fn full_profile_writes_as_the_caller_anywhere_but_keeps_its_own_namespaces() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let elsewhere = Dir::new(U1);
+    let name = format!("full-{}", std::process::id());
+    let script = format!(
+        "echo out > {other}/{name}; echo x > /etc/{name}; ls /proc | grep -c '^[0-9]'; \
+         test -S {sock} && echo SOCKET-VISIBLE; true",
+        other = elsewhere.path.display(),
+        sock = d.socket.display(),
+    );
+    let out = d.sh(U1, &ws.path, &["--profile", "full"], &script);
+    out.expect_code(0);
+    // The caller's own permissions decide: its directory yes, /etc no.
+    assert_eq!(std::fs::read_to_string(elsewhere.join(&name)).unwrap(), "out\n");
+    assert!(!std::path::Path::new("/etc").join(&name).exists());
+    assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+    // Still its own pid namespace (a handful of pids), and the daemon's socket stays hidden.
+    let pids: u32 = out.stdout.lines().next().unwrap_or("").trim().parse().unwrap_or(999);
+    assert!(pids < 10, "{}", out.stdout);
+    assert!(!out.stdout.contains("SOCKET-VISIBLE"), "{}", out.stdout);
+}

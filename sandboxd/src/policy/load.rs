@@ -477,7 +477,10 @@ fn env_glob(s: &str) -> Result<(), String> {
     if s.is_empty() || s.contains('=') {
         return Err(format!("{s:?} is not a variable name or name pattern"));
     }
-    globset::Glob::new(s).map(|_| ()).map_err(|e| format!("{s:?}: {e}"))
+    if let Some(c) = s.chars().find(|c| "[]{}\\!".contains(*c)) {
+        return Err(format!("{s:?}: name patterns use only `*` and `?`, not {c:?}"));
+    }
+    Ok(())
 }
 
 fn env(t: &Table) -> Result<EnvRules, TreeError> {

@@ -5,7 +5,7 @@ use super::domain::{cidr_contains, normalize_host, parse_cidr, DomainPattern};
 use super::model::{ApprovalMode, EffectiveLimits, EffectivePolicy, Located, NetworkMode, Origin, Profile};
 use super::values::{format_duration, format_size};
 use super::{Decision, Refusal, Verdict};
-use globset::{Glob, GlobBuilder, GlobMatcher};
+use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -116,11 +116,34 @@ fn covers(pattern: &str, path: &Path) -> bool {
     path.ancestors().any(|a| m.is_match(a))
 }
 
-/// A name glob (for `[env]`).
+/// A name pattern of `[env]`: `*` any run of characters, `?` one character.
+/// Plain matching, no regex: it runs for every variable of every exec.
 fn name_matches(pattern: &str, name: &str) -> bool {
-    Glob::new(pattern)
-        .map(|g| g.compile_matcher().is_match(name))
-        .unwrap_or(false)
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // Where the last `*` was, and how much of the name it has taken so far.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// The effective policy of one exec, or the rule a widening request breaks.
@@ -594,5 +617,34 @@ pub fn ports_allow(ports: &[u16], port: u16) -> bool {
         port == 80 || port == 443
     } else {
         ports.contains(&port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_matches;
+
+    #[test]
+    fn env_name_patterns() {
+        for (pattern, name, hit) in [
+            ("*", "PATH", true),
+            ("*TOKEN*", "GH_TOKEN", true),
+            ("*TOKEN*", "TOKEN", true),
+            ("*TOKEN*", "TOKE", false),
+            ("*_KEY", "API_KEY", true),
+            ("*_KEY", "API_KEYS", false),
+            ("AWS_*", "AWS_SECRET", true),
+            ("AWS_*", "XAWS_SECRET", false),
+            ("SSH_AUTH_SOCK", "SSH_AUTH_SOCK", true),
+            ("SSH_AUTH_SOCK", "SSH_AUTH_SOCKET", false),
+            ("L?NG", "LANG", true),
+            ("L?NG", "LNG", false),
+            ("*A*B*", "xxAyyBzz", true),
+            ("*A*B*", "xxByyAzz", false),
+            ("", "", true),
+            ("", "X", false),
+        ] {
+            assert_eq!(name_matches(pattern, name), hit, "{pattern} vs {name}");
+        }
     }
 }

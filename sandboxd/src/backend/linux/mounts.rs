@@ -452,11 +452,18 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         libc::RESOLVE_NO_SYMLINKS,
     )
     .map_err(st("open staging"))?;
-    let whole_host = resolved.read.iter().find(|(p, _)| p == Path::new("/"));
+    // The host tree as the new root: writable (as the caller) when `/` is a
+    // write root, else read-only. It is the root itself, not a mount stacked
+    // on it, so /proc, /dev and the covers below land on top of it.
+    let is_root = |(p, _): &&(PathBuf, OwnedFd)| p == Path::new("/");
+    let whole_host = match resolved.write.iter().find(is_root) {
+        Some((_, fd)) => Some((fd, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)),
+        None => resolved.read.iter().find(is_root).map(|(_, fd)| (fd, RO)),
+    };
     let root_mount = match whole_host {
-        Some((_, fd)) => {
+        Some((fd, attrs)) => {
             let m = clone_tree(fd.as_raw_fd(), true).map_err(st("bind host root"))?;
-            set_attr(&m, RO, true).map_err(st("bind host root read-only"))?;
+            set_attr(&m, attrs, true).map_err(st("set host root attributes"))?;
             m
         }
         None => fresh(
@@ -519,7 +526,13 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         .iter()
         .filter(|(p, _)| p != Path::new("/"))
         .map(|(p, fd)| (p, fd, false))
-        .chain(resolved.write.iter().map(|(p, fd)| (p, fd, true)))
+        .chain(
+            resolved
+                .write
+                .iter()
+                .filter(|(p, _)| p != Path::new("/"))
+                .map(|(p, fd)| (p, fd, true)),
+        )
         .collect();
     roots.sort_by_key(|(p, _, _)| p.components().count());
     for (path, src, writable) in roots {

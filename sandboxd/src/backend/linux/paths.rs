@@ -262,10 +262,10 @@ fn open_all(cwd: &Path, write: &[PathBuf], read: &[PathBuf]) -> Result<Resolved,
     let cwd = open_checked("resolve cwd", cwd, true, libc::X_OK)?;
     let mut w = Vec::with_capacity(write.len());
     for p in write {
-        w.push((
-            p.clone(),
-            open_checked("resolve write root", p, false, libc::W_OK)?,
-        ));
+        // `/` as a write root (the `full` profile) leaves the caller's own
+        // permissions in charge everywhere; any other root must be writable.
+        let mode = if p == Path::new("/") { libc::F_OK } else { libc::W_OK };
+        w.push((p.clone(), open_checked("resolve write root", p, false, mode)?));
     }
     let mut r = Vec::with_capacity(read.len());
     for p in read {
