@@ -128,6 +128,8 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     }
     let init_exe = std::env::current_exe()
         .context("locating this binary (re-executed as the sandbox init)")?;
+    // Pre-start a few sandbox inits so that the first execs need not wait.
+    sandboxd::backend::linux::prefill(&init_exe);
     let paths = DaemonPaths {
         socket: config.socket.clone(),
         state_dir: config.state_dir.clone(),

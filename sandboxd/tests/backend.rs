@@ -631,3 +631,244 @@ async fn hidden_paths_are_covered() {
     assert!(!out.stdout.contains("audit.log"), "{}", out.stdout);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "CONFIG\n");
 }
+
+/// Live `__sandbox_init` processes whose parent is `parent` (host pids).
+fn inits_of(parent: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ..."
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let mut f = rest.split(' ');
+        let (state, ppid) = (f.next(), f.next().and_then(|p| p.parse::<u32>().ok()));
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(parent)
+            && state != Some("Z")
+            && String::from_utf8_lossy(&cmdline).contains("__sandbox_init")
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits until this process has at least `n` pooled inits (nothing else
+/// running), each already in its pool cgroup; then a little longer, for the
+/// pool to file the last one as ready.
+fn wait_for_pool(n: usize) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let in_pool_cgroup = |pid: &i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map(|t| t.lines().any(|l| l.contains(":pids:/sandboxd/pool-")))
+            .unwrap_or(false)
+    };
+    loop {
+        let inits = inits_of(std::process::id());
+        if inits.len() >= n && inits.iter().all(in_pool_cgroup) {
+            std::thread::sleep(Duration::from_millis(100));
+            return inits;
+        }
+        assert!(Instant::now() < deadline, "pool not filled: {inits:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The host directory of `pid`'s cgroup in the v1 hierarchy of `ctrl`.
+fn cgroup_dir(pid: i32, ctrl: &str) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = text
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            ctrls.split(',').any(|c| c == ctrl).then(|| path.to_owned())
+        })
+        .unwrap_or_else(|| panic!("{pid} has no {ctrl} cgroup: {text}"));
+    Path::new("/sys/fs/cgroup")
+        .join(ctrl)
+        .join(rel.trim_start_matches('/'))
+}
+
+#[tokio::test]
+async fn an_init_from_the_pool_gets_the_limits() {
+    let ws = workspace();
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    sandboxd::backend::linux::prefill(exe);
+    let pooled = wait_for_pool(3);
+    // Thirty background sleeps, in a cgroup allowing 8 processes (after a
+    // pause: the cgroup is read from the init's /proc entry meanwhile).
+    let sb = sandbox(
+        ws.path(),
+        "sleep 1; i=0; while [ $i -lt 30 ]; do sleep 3 & i=$((i+1)); done; wait",
+    );
+    let limits = CgroupLimits {
+        memory_bytes: Some(64 << 20),
+        pids: Some(8),
+    };
+    let s = spawn(&sb.spec, &limits, exe).await.unwrap();
+    assert!(
+        pooled.contains(&s.pid),
+        "{} not from the pool {pooled:?}",
+        s.pid
+    );
+    let pids = cgroup_dir(s.pid, "pids");
+    let memory = cgroup_dir(s.pid, "memory");
+    assert!(
+        pids.to_string_lossy().contains("/sandboxd/pool-"),
+        "{}",
+        pids.display()
+    );
+    assert_eq!(
+        std::fs::read_to_string(pids.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "8"
+    );
+    assert_eq!(
+        std::fs::read_to_string(memory.join("memory.limit_in_bytes"))
+            .unwrap()
+            .trim(),
+        (64u64 << 20).to_string()
+    );
+    // The forks beyond the limit were refused (pids.events counts them).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let events = std::fs::read_to_string(pids.join("pids.events")).unwrap();
+        let n: u64 = events
+            .strip_prefix("max ")
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        if n > 0 || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let current: u64 = std::fs::read_to_string(pids.join("pids.current"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        refused > 0 && current <= 8,
+        "refused {refused}, current {current}"
+    );
+    finish(s);
+}
+
+#[tokio::test]
+async fn a_tty_sandbox_from_the_pool_gets_its_terminal() {
+    let ws = workspace();
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    sandboxd::backend::linux::prefill(exe);
+    let pooled = wait_for_pool(3);
+    let mut sb = sandbox(ws.path(), "tty; echo pooled-tty");
+    sb.spec.tty = true;
+    let s = spawn(&sb.spec, &CgroupLimits::default(), exe)
+        .await
+        .unwrap();
+    assert!(
+        pooled.contains(&s.pid),
+        "{} not from the pool {pooled:?}",
+        s.pid
+    );
+    assert!(s.stderr.is_none());
+    let out = finish(s);
+    assert!(out.stdout.contains("/dev/pts/0\r\npooled-tty"), "{out:?}");
+    assert_eq!(out.code(), Some(0));
+}
+
+/// Run by [`pooled_inits_end_with_their_owner`] in a child process: fills
+/// the pool, prints the pooled inits and their cgroups, and exits.
+#[test]
+#[ignore = "helper run by pooled_inits_end_with_their_owner"]
+fn pool_owner_helper() {
+    if std::env::var_os("SBX_POOL_OWNER").is_none() {
+        return;
+    }
+    sandboxd::backend::linux::prefill(Path::new(env!("CARGO_BIN_EXE_sandboxd")));
+    for pid in wait_for_pool(3) {
+        println!(
+            "POOLED {pid} {} {}",
+            cgroup_dir(pid, "pids").display(),
+            cgroup_dir(pid, "memory").display()
+        );
+    }
+}
+
+#[test]
+fn pooled_inits_end_with_their_owner() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["pool_owner_helper", "--exact", "--ignored", "--nocapture"])
+        .env("SBX_POOL_OWNER", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pooled: Vec<(i32, Vec<PathBuf>)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("POOLED "))
+        .map(|l| {
+            let mut f = l.split(' ');
+            let pid = f.next().unwrap().parse().unwrap();
+            (pid, f.map(PathBuf::from).collect())
+        })
+        .collect();
+    assert!(out.status.success() && pooled.len() >= 3, "{text}");
+    // The owner is gone: each init reads EOF instead of a spec and exits.
+    let gone = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pooled.iter().all(|(pid, _)| gone(*pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "pooled inits outlived their owner: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (_, dirs) in &pooled {
+        for dir in dirs {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            assert!(procs.trim().is_empty(), "{}: {procs}", dir.display());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_spawns_drain_the_pool_and_still_run() {
+    let ws = workspace();
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    sandboxd::backend::linux::prefill(exe);
+    let pooled = wait_for_pool(3);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let sb = sandbox(ws.path(), &format!("echo run-{i}"));
+        set.spawn(async move {
+            let s = spawn(&sb.spec, &CgroupLimits::default(), exe)
+                .await
+                .unwrap();
+            let pid = s.pid;
+            let out = tokio::task::spawn_blocking(move || finish(s))
+                .await
+                .unwrap();
+            (i, pid, out, sb)
+        });
+    }
+    let mut from_pool = 0;
+    while let Some(r) = set.join_next().await {
+        let (i, pid, out, _sb) = r.unwrap();
+        assert_eq!(out.stdout, format!("run-{i}\n"), "{out:?}");
+        assert_eq!(out.code(), Some(0));
+        from_pool += usize::from(pooled.contains(&pid));
+    }
+    eprintln!("{from_pool} of 20 from the initial pool");
+    assert!(from_pool >= 1);
+}

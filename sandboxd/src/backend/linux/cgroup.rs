@@ -1,10 +1,13 @@
 //! Per-sandbox cgroups for memory and pids, on cgroup v1 controllers or v2,
 //! whichever hierarchy carries each controller on this host.
 //!
-//! Each sandbox gets `sandboxd/<id>` at the root of every hierarchy that
+//! Each sandbox gets `sandboxd/<name>` at the root of every hierarchy that
 //! carries `memory` or `pids` (one directory on a pure v2 host, up to two on a
-//! v1 host). A limit requested for a controller that no hierarchy carries is
-//! an error: the sandbox is refused rather than run unlimited.
+//! v1 host); the name is the sandbox id, or `pool-...` for a cgroup made
+//! ahead of time with its init and given its limits later
+//! ([`Cgroup::set_limits`]). A limit requested for a controller that no
+//! hierarchy carries is an error: the sandbox is refused rather than run
+//! unlimited.
 
 use std::fs;
 use std::io;
@@ -146,8 +149,19 @@ pub fn locate(mounts: &Mounts, controller: &str, v2_controllers: &str) -> Option
         })
 }
 
+/// Refuses `limits` when a controller it needs is missing.
+fn check_controllers(limits: &CgroupLimits, memory: bool, pids: bool) -> Result<(), CgroupError> {
+    if limits.memory_bytes.is_some() && !memory {
+        return Err(CgroupError::NoController("memory"));
+    }
+    if limits.pids.is_some() && !pids {
+        return Err(CgroupError::NoController("pids"));
+    }
+    Ok(())
+}
+
 /// A sandbox id usable as one path component, nothing else.
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id != "."
@@ -182,7 +196,10 @@ struct Dir {
     version: Version,
     mount: PathBuf,
     path: PathBuf,
+    /// Carries the memory controller.
     memory: bool,
+    /// Carries the pids controller.
+    pids: bool,
 }
 
 /// One sandbox's cgroup(s). Removed on drop (after its processes are gone).
@@ -191,28 +208,48 @@ pub struct Cgroup {
     dirs: Vec<Dir>,
 }
 
+/// Where the memory and pids controllers live on this host.
+fn places() -> Result<(Option<Place>, Option<Place>), CgroupError> {
+    let info_path = Path::new("/proc/self/mountinfo");
+    let info = fs::read_to_string(info_path).map_err(|e| io_err(info_path, e))?;
+    let mounts = parse_mountinfo(&info);
+    let v2_controllers = mounts
+        .v2
+        .as_ref()
+        .and_then(|m| fs::read_to_string(m.join("cgroup.controllers")).ok())
+        .unwrap_or_default();
+    Ok((
+        locate(&mounts, "memory", &v2_controllers),
+        locate(&mounts, "pids", &v2_controllers),
+    ))
+}
+
+/// Removes the cgroups `sandboxd/<name>` for which `stale(name)` holds, in
+/// every hierarchy carrying memory or pids (e.g. the unused pooled cgroups a
+/// daemon that is gone left behind). A cgroup that still has processes stays:
+/// rmdir refuses it.
+pub fn remove_stale(stale: impl Fn(&str) -> bool) {
+    let Ok((memory, pids)) = places() else { return };
+    for place in [memory, pids].into_iter().flatten() {
+        let Ok(entries) = fs::read_dir(place.mount.join(PARENT)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_str().is_some_and(&stale) {
+                let _ = fs::remove_dir(e.path());
+            }
+        }
+    }
+}
+
 impl Cgroup {
     /// Creates the cgroup(s) `sandboxd/<id>` with `limits` applied.
     pub fn create(id: &str, limits: &CgroupLimits) -> Result<Self, CgroupError> {
         if !valid_id(id) {
             return Err(CgroupError::InvalidId(id.to_owned()));
         }
-        let info_path = Path::new("/proc/self/mountinfo");
-        let info = fs::read_to_string(info_path).map_err(|e| io_err(info_path, e))?;
-        let mounts = parse_mountinfo(&info);
-        let v2_controllers = mounts
-            .v2
-            .as_ref()
-            .and_then(|m| fs::read_to_string(m.join("cgroup.controllers")).ok())
-            .unwrap_or_default();
-        let memory = locate(&mounts, "memory", &v2_controllers);
-        let pids = locate(&mounts, "pids", &v2_controllers);
-        if limits.memory_bytes.is_some() && memory.is_none() {
-            return Err(CgroupError::NoController("memory"));
-        }
-        if limits.pids.is_some() && pids.is_none() {
-            return Err(CgroupError::NoController("pids"));
-        }
+        let (memory, pids) = places()?;
+        check_controllers(limits, memory.is_some(), pids.is_some())?;
 
         let mut cg = Cgroup { dirs: Vec::new() };
         for (name, place) in [("memory", memory), ("pids", pids)] {
@@ -236,6 +273,7 @@ impl Cgroup {
                         mount: place.mount.clone(),
                         path,
                         memory: false,
+                        pids: false,
                     });
                     cg.dirs.len() - 1
                 }
@@ -251,20 +289,27 @@ impl Cgroup {
                 )?;
             }
             match name {
-                "memory" => {
-                    d.memory = true;
-                    if let Some(bytes) = limits.memory_bytes {
-                        apply_memory(d, bytes)?;
-                    }
-                }
-                _ => {
-                    if let Some(n) = limits.pids {
-                        write(&d.path.join("pids.max"), &n.to_string())?;
-                    }
-                }
+                "memory" => d.memory = true,
+                _ => d.pids = true,
             }
         }
+        cg.set_limits(limits)?;
         Ok(cg)
+    }
+
+    /// Applies `limits` to this cgroup (made earlier, possibly with processes
+    /// already in it). A limit whose controller this cgroup lacks is refused.
+    pub fn set_limits(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
+        let memory = self.memory_dir();
+        let pids = self.dirs.iter().find(|d| d.pids);
+        check_controllers(limits, memory.is_some(), pids.is_some())?;
+        if let (Some(d), Some(bytes)) = (memory, limits.memory_bytes) {
+            apply_memory(d, bytes)?;
+        }
+        if let (Some(d), Some(n)) = (pids, limits.pids) {
+            write(&d.path.join("pids.max"), &n.to_string())?;
+        }
+        Ok(())
     }
 
     /// Moves `pid` into every cgroup of this sandbox.

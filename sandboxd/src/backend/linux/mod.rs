@@ -6,7 +6,8 @@
 //!
 //! The pieces: [`spawn`] (daemon side), [`init`] (pid 1 inside), [`mounts`]
 //! (the file system view), [`paths`] (the caller's paths, opened as the
-//! caller), [`netns`] (loopback namespaces, pre-made in a small pool).
+//! caller), [`netns`] (loopback namespaces, pre-made in a small pool); [`spawn`]
+//! also keeps a small pool of pre-started inits.
 
 pub mod cgroup;
 pub mod creds;
@@ -18,4 +19,4 @@ pub mod paths;
 pub mod seccomp;
 pub mod spawn;
 
-pub use spawn::{spawn, SpawnError, Spawned};
+pub use spawn::{prefill, spawn, SpawnError, Spawned};

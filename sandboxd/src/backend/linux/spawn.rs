@@ -5,15 +5,26 @@
 //! multi-threaded): it moves its descriptors to 0..4 and executes the init.
 //! It blocks reading the spec, which is written only once the child is in
 //! its cgroup, so nothing of the sandbox runs outside it.
+//!
+//! Moving a process into a v1 cgroup waits for an RCU grace period (over
+//! 10 ms on some kernels), which would dominate an exec. So for loopback
+//! sandboxes the daemon keeps a small [`Pool`] of inits started ahead of time:
+//! cloned, executed, in their own cgroup (no limits yet) and blocked reading
+//! their spec. [`spawn`] takes one, sets the limits on its cgroup, and sends
+//! the spec; it falls back to starting an init itself when none is ready.
+//! A pooled init that reads EOF instead of a spec (the daemon dropped it or
+//! exited) reports a setup failure to nobody and exits.
 
-use super::cgroup::{Cgroup, CgroupLimits};
+use super::cgroup::{self, Cgroup, CgroupError, CgroupLimits};
 use super::init;
 use crate::backend::spec::{InitReport, NetPlan, SandboxSpec};
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::unix::pipe;
@@ -340,15 +351,178 @@ async fn read_report(rx: &AsyncFd<OwnedFd>) -> io::Result<(Option<InitReport>, V
     Ok((Some(report), passed))
 }
 
-/// Starts the sandbox described by `spec` under `limits`, running `init_exe`
-/// (this binary) as its init.
-pub async fn spawn(
+/// Inits kept ready in the pool.
+const POOL_SIZE: usize = 3;
+
+/// Name prefix of pooled inits' cgroups: `pool-<daemon pid>-<n>`.
+const POOL_PREFIX: &str = "pool-";
+
+/// An init started ahead of time (loopback network plan, no tty): executing
+/// `init_exe __sandbox_init` in fresh namespaces, in its own cgroup without
+/// limits, blocked reading its spec. Dropping it closes the spec pipe, kills
+/// and reaps the init, then removes the cgroup (fields drop in this order).
+struct Ready {
+    parent: ParentFds,
+    pid: i32,
+    guard: InitGuard,
+    cgroup: Cgroup,
+}
+
+impl Ready {
+    /// Clones and executes an init for the pool and moves it into a new cgroup.
+    fn start(init_exe: &Path) -> Result<Self, SpawnError> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "{POOL_PREFIX}{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let cgroup = Cgroup::create(&name, &CgroupLimits::default())?;
+        let (child, parent) = make_fds(false)?;
+        let (pid, pidfd) = clone_init(init_exe, &NetPlan::Loopback, None, &child)?;
+        drop(child);
+        let guard = InitGuard { pidfd: Some(pidfd) };
+        cgroup.add(pid)?;
+        Ok(Ready {
+            parent,
+            pid,
+            guard,
+            cgroup,
+        })
+    }
+
+    /// Whether the init is still waiting (its pidfd is not yet readable).
+    fn alive(&self) -> bool {
+        let Some(fd) = self.guard.pidfd.as_ref() else {
+            return false;
+        };
+        let mut pfd = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        matches!(
+            nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO),
+            Ok(0)
+        )
+    }
+}
+
+/// What the pool holds for one init binary.
+struct PoolState {
+    /// The binary the ready inits execute.
+    exe: Option<PathBuf>,
+    ready: Vec<Ready>,
+    /// Inits being started by refill threads.
+    pending: usize,
+    /// Whether stale pool cgroups of earlier daemons were looked for.
+    swept: bool,
+}
+
+/// Pre-started sandbox inits, refilled by short-lived background threads
+/// (one per missing init, so their cgroup moves wait in parallel); an exec
+/// never waits for a refill.
+struct Pool {
+    state: Mutex<PoolState>,
+}
+
+/// The daemon's pool of inits.
+static POOL: Pool = Pool {
+    state: Mutex::new(PoolState {
+        exe: None,
+        ready: Vec::new(),
+        pending: 0,
+        swept: false,
+    }),
+};
+
+/// Starts filling the pool of inits executing `init_exe`, so that the first
+/// execs find one ready.
+pub fn prefill(init_exe: &Path) {
+    drop(POOL.take_for(init_exe, false));
+}
+
+impl Pool {
+    /// Takes a live ready init for `init_exe` if `take` and one is there, and
+    /// starts refilling. Inits for another binary, or dead ones, are dropped
+    /// on a background thread (dropping waits for their cgroups to empty).
+    fn take_for(&'static self, init_exe: &Path, take: bool) -> Option<Ready> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut discard = Vec::new();
+        if st.exe.as_deref() != Some(init_exe) {
+            st.exe = Some(init_exe.to_path_buf());
+            discard = std::mem::take(&mut st.ready);
+        }
+        let mut got = None;
+        while take {
+            match st.ready.pop() {
+                Some(r) if r.alive() => {
+                    got = Some(r);
+                    break;
+                }
+                Some(dead) => discard.push(dead),
+                None => break,
+            }
+        }
+        self.refill(&mut st);
+        drop(st);
+        if !discard.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("init-pool-drop".into())
+                .spawn(move || drop(discard));
+        }
+        got
+    }
+
+    fn refill(&'static self, st: &mut PoolState) {
+        let Some(exe) = st.exe.clone() else { return };
+        while st.ready.len() + st.pending < POOL_SIZE {
+            let sweep = !std::mem::replace(&mut st.swept, true);
+            let exe = exe.clone();
+            let started = std::thread::Builder::new()
+                .name("init-pool".into())
+                .spawn(move || self.add_one(&exe, sweep));
+            if started.is_err() {
+                break;
+            }
+            st.pending += 1;
+        }
+    }
+
+    /// Starts one init (run on a refill thread). With `sweep`, first removes
+    /// the empty pool cgroups of daemons that no longer run.
+    fn add_one(&self, exe: &Path, sweep: bool) {
+        if sweep {
+            let me = std::process::id().to_string();
+            cgroup::remove_stale(|name| {
+                name.strip_prefix(POOL_PREFIX)
+                    .and_then(|rest| rest.split_once('-'))
+                    .is_some_and(|(pid, _)| pid != me && !Path::new("/proc").join(pid).exists())
+            });
+        }
+        let made = Ready::start(exe);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.pending -= 1;
+        match made {
+            Ok(r) if st.exe.as_deref() == Some(exe) => st.ready.push(r),
+            // The pool moved on to another binary meanwhile.
+            Ok(r) => {
+                drop(st);
+                drop(r);
+            }
+            // Not retried here: the next take tries again.
+            Err(e) => tracing::warn!(error = %e, "could not pre-start a sandbox init"),
+        }
+    }
+}
+
+/// Starts an init the direct way: cgroup with `limits`, clone (joining a
+/// pooled network namespace for loopback when one is ready), cgroup move.
+fn start_direct(
     spec: &SandboxSpec,
     limits: &CgroupLimits,
     init_exe: &Path,
-) -> Result<Spawned, SpawnError> {
+) -> Result<(i32, InitGuard, Cgroup, ParentFds), SpawnError> {
     let cgroup = Cgroup::create(&spec.id, limits)?;
-    let json = serde_json::to_vec(spec).map_err(|e| os("encode spec")(io::Error::other(e)))?;
     let (child, parent) = make_fds(spec.tty)?;
     let netns = match spec.net {
         NetPlan::Loopback => super::netns::POOL.take(),
@@ -358,6 +532,46 @@ pub async fn spawn(
     drop((child, netns));
     let guard = InitGuard { pidfd: Some(pidfd) };
     cgroup.add(pid)?;
+    Ok((pid, guard, cgroup, parent))
+}
+
+/// Starts the sandbox described by `spec` under `limits`, running `init_exe`
+/// (this binary) as its init.
+pub async fn spawn(
+    spec: &SandboxSpec,
+    limits: &CgroupLimits,
+    init_exe: &Path,
+) -> Result<Spawned, SpawnError> {
+    if !cgroup::valid_id(&spec.id) {
+        return Err(CgroupError::InvalidId(spec.id.clone()).into());
+    }
+    let json = serde_json::to_vec(spec).map_err(|e| os("encode spec")(io::Error::other(e)))?;
+    let pooled = match spec.net {
+        NetPlan::Loopback => POOL.take_for(init_exe, true),
+        NetPlan::Host => None,
+    };
+    let limited = pooled.map(|r| r.cgroup.set_limits(limits).map(|()| r));
+    let (pid, guard, cgroup, parent) = match limited {
+        Some(Ok(r)) => {
+            let Ready {
+                mut parent,
+                pid,
+                guard,
+                cgroup,
+            } = r;
+            if spec.tty {
+                // The init's stdio stays unused: the command gets the pty.
+                parent.pipes = None;
+            }
+            (pid, guard, cgroup, parent)
+        }
+        Some(Err(e @ CgroupError::NoController(_))) => return Err(e.into()),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "limits on a pooled init's cgroup failed; starting a new init");
+            start_direct(spec, limits, init_exe)?
+        }
+        None => start_direct(spec, limits, init_exe)?,
+    };
 
     let mut tx = pipe::Sender::from_owned_fd(parent.spec).map_err(os("spec pipe"))?;
     set_nonblocking(&parent.report, true).map_err(os("report socket"))?;
