@@ -784,6 +784,33 @@ async fn a_tty_sandbox_from_the_pool_gets_its_terminal() {
     assert_eq!(out.code(), Some(0));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_init_sees_mounts_made_after_it_started() {
+    let ws = workspace();
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    sandboxd::backend::linux::prefill(exe);
+    let pooled = wait_for_pool(3);
+    // A file system mounted on the host after the pool was filled.
+    let mnt = ws.path().join("late");
+    std::fs::create_dir(&mnt).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &mnt,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .unwrap();
+    write_as_caller(&mnt.join("hello.txt"), "from a late mount\n");
+    let sb = sandbox(ws.path(), "cat late/hello.txt");
+    let s = spawn(&sb.spec, &CgroupLimits::default(), exe).await.unwrap();
+    let from_pool = pooled.contains(&s.pid);
+    let out = finish(s);
+    let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+    assert!(from_pool, "not from the pool {pooled:?}");
+    assert!(out.stdout.contains("from a late mount"), "{out:?}");
+}
+
 /// Run by [`pooled_inits_end_with_their_owner`] in a child process: fills
 /// the pool, prints the pooled inits and their cgroups, and exits.
 #[test]

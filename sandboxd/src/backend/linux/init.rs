@@ -183,6 +183,10 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
     let spec: SandboxSpec =
         serde_json::from_slice(&buf).map_err(|e| Failure::new("parse spec", None, e))?;
 
+    // The mount namespace is made now, not at clone time: a pooled init may
+    // have waited a while, and the host's mounts must be the current ones.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Failure::new("new mount namespace", None, e))?;
     let sigs = block_signals();
     let host: String = spec.id.chars().take(64).collect();
     nix::unistd::sethostname(&host).map_err(|e| Failure::new("set hostname", None, e))?;

@@ -203,8 +203,9 @@ fn clone_init(
         fds.spec.as_raw_fd(),
         fds.report.as_raw_fd(),
     ];
-    let mut flags = libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
+    // No CLONE_NEWNS here: the init makes its mount namespace when its spec
+    // arrives, so a pooled init sees the host's mounts as they are then.
+    let mut flags = libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_PIDFD;
