@@ -2,9 +2,11 @@
 //!
 //! Rooms: [`policy`] decides (pure), [`backend`] enforces (kernel), [`supervisor`]
 //! watches one running sandbox, [`api`] serves the gRPC API, [`identity`] says who
-//! is calling, [`registry`] tracks what runs, [`plan`] turns a policy into a sandbox.
+//! is calling, [`registry`] tracks what runs, [`plan`] turns a policy into a sandbox,
+//! [`audit`] keeps the tamper-evident record of it all.
 
 pub mod api;
+pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod identity;

@@ -1,0 +1,115 @@
+//! The tamper-evident audit log: `STATE_DIR/audit.jsonl`, one JSON object a
+//! line, chained by the SHA-256 of the previous line ([`AuditLog`] appends,
+//! [`verify`] checks).
+//!
+//! Every record carries `seq` (1, 2, ... across the whole chain), `time`
+//! (RFC 3339, UTC), `kind`, its own fields, `prev` (hex SHA-256 of the
+//! previous line's bytes; 64 zeros for the first record) and `hash` (hex
+//! SHA-256 of the record serialized without `hash`), so that an edited
+//! record is named itself, even the last one. Full files are renamed to
+//! `audit.jsonl.1`, `.2`, ... (oldest first) and kept; the chain runs on
+//! across them.
+
+mod log;
+mod verify;
+
+pub use log::{AuditError, AuditLog, DEFAULT_MAX_BYTES};
+pub use verify::{verify, Problem, Summary, VerifyError};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The live file's name inside the state dir.
+pub const FILE_NAME: &str = "audit.jsonl";
+
+/// `prev` of the very first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Hex SHA-256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The record's own hash: of its serialization without the `hash` field.
+fn record_hash(record: &Map<String, Value>) -> String {
+    let mut body = record.clone();
+    body.remove("hash");
+    sha256_hex(Value::Object(body).to_string().as_bytes())
+}
+
+/// The numbers N of the rotated `audit.jsonl.N` in `dir`, ascending.
+fn rotated(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(FILE_NAME))
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The log's files, oldest first: the rotated `audit.jsonl.N` by N, then
+/// `audit.jsonl` (listed even when missing, as the file to write next).
+fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = rotated(dir)?
+        .into_iter()
+        .map(|n| dir.join(format!("{FILE_NAME}.{n}")))
+        .collect();
+    out.push(dir.join(FILE_NAME));
+    Ok(out)
+}
+
+/// `t` as RFC 3339 in UTC with milliseconds, e.g. `2026-12-02T00:22:01.123Z`.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_date(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Year, month, day of the `days`-th day after 1970-01-01 (proleptic
+/// Gregorian), counted in 400-year eras that start on March 1st so that the
+/// leap day falls at the end of each year.
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    // 1970-01-01 is day 719_468 counted from 0000-03-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(951_782_400_123); // leap day 2000
+        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.123Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_798_761_599); // last second of 2026
+        assert_eq!(rfc3339(t), "2026-12-31T23:59:59.000Z");
+    }
+}
