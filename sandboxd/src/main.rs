@@ -3,6 +3,7 @@
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use sandboxd::api::{server, Api};
+use sandboxd::audit::{self, AuditLog};
 use sandboxd::config::Config;
 use sandboxd::identity::resolve_group;
 use sandboxd::plan::{self, DaemonPaths};
@@ -26,7 +27,7 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// State directory (wins over the config file).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Policy directory (wins over the config file).
     #[arg(long, global = true, value_name = "DIR")]
@@ -39,6 +40,17 @@ struct Args {
 enum Command {
     /// Validate the config and the profiles, print the effective profiles; exit 0 or 1.
     CheckConfig,
+    /// The audit log in the state dir.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: exit 0 when intact, 1 naming the first bad record.
+    Verify,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -57,6 +69,9 @@ fn main() {
     let args = Args::parse();
     let result = match args.command {
         Some(Command::CheckConfig) => check_config(&args),
+        Some(Command::Audit {
+            action: AuditCommand::Verify,
+        }) => audit_verify(&args),
         None => daemon(&args),
     };
     if let Err(e) = result {
@@ -93,6 +108,18 @@ fn check_config(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn audit_verify(args: &Args) -> anyhow::Result<()> {
+    let config = config(args)?;
+    let summary = audit::verify(&config.state_dir)?;
+    println!(
+        "audit log intact: {} records in {} files ({})",
+        summary.records,
+        summary.files,
+        config.state_dir.join(audit::FILE_NAME).display()
+    );
+    Ok(())
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SANDBOXD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -120,6 +147,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod 0700 {}", config.state_dir.display()))?;
     let staging = plan::prepare_staging(&config.state_dir)?;
+    let audit = AuditLog::open(&config.state_dir)?;
 
     let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let admin_gid = resolve_group(&config.admin_group, &etc_group);
@@ -143,6 +171,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         paths,
         admin_gid,
         init_exe,
+        audit: Arc::new(audit),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

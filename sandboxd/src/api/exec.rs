@@ -2,6 +2,7 @@
 //! the exit. A client that goes away takes its sandbox with it.
 
 use super::{registry_status, Api};
+use crate::audit::AuditLog;
 use crate::identity::Caller;
 use crate::plan;
 use crate::policy::{check_command, resolve, ApprovalMode, Narrowing, PolicyStore, Verdict};
@@ -10,7 +11,9 @@ use crate::supervisor::{self, Control, ExitInfo, Handle, Output};
 use pb::exec_request::Msg as In;
 use pb::exec_response::Msg as Out;
 use sandbox_proto::v1 as pb;
+use serde_json::json;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -46,17 +49,17 @@ fn narrowing(start: &pb::ExecStart) -> Result<Narrowing, Status> {
     })
 }
 
-/// A refusal: logged with the caller and the rule, returned as `status`.
-fn refuse(caller: &Caller, profile: &str, rule: &str, status: Status) -> Status {
-    tracing::info!(
-        uid = caller.uid,
-        caller_pid = caller.pid,
-        profile,
-        rule,
-        reason = status.message(),
-        "exec refused"
-    );
-    status
+/// Why an exec was refused: the rule, and the status returned to the caller.
+struct Refusal {
+    rule: String,
+    status: Status,
+}
+
+fn refuse(rule: &str, status: Status) -> Refusal {
+    Refusal {
+        rule: rule.to_string(),
+        status,
+    }
 }
 
 fn exit_message(e: ExitInfo) -> pb::ExecExit {
@@ -102,28 +105,67 @@ impl Api {
         } else {
             start.profile.clone()
         };
-        let profile = self
-            .profile(&name)
-            .map_err(|s| refuse(&caller, &name, "profile", s))?;
+        match self.start_exec(&caller, &start, &name, inbound).await {
+            Ok(stream) => Ok(stream),
+            Err(r) => Err(self.refused(&caller, &start, &name, r).await),
+        }
+    }
+
+    /// A refusal: logged, and recorded in the audit log, with the caller and
+    /// the rule; returns its status. A refusal that cannot be recorded is
+    /// still a refusal: the failure is only logged.
+    async fn refused(
+        &self,
+        caller: &Caller,
+        start: &pb::ExecStart,
+        profile: &str,
+        r: Refusal,
+    ) -> Status {
+        tracing::info!(
+            uid = caller.uid,
+            caller_pid = caller.pid,
+            profile,
+            rule = %r.rule,
+            reason = r.status.message(),
+            "exec refused"
+        );
+        let record = json!({
+            "uid": caller.uid,
+            "gid": caller.gid,
+            "pid": caller.pid,
+            "argv": start.argv,
+            "cwd": start.cwd,
+            "profile": profile,
+            "rule": r.rule,
+            "message": r.status.message(),
+        });
+        if let Err(e) = self.audit.append("refusal", record).await {
+            tracing::error!(uid = caller.uid, error = %e, "recording a refusal");
+        }
+        r.status
+    }
+
+    /// Admits, checks and plans the exec, records its start, spawns it and
+    /// starts pumping its streams.
+    async fn start_exec(
+        &self,
+        caller: &Caller,
+        start: &pb::ExecStart,
+        name: &str,
+        inbound: Streaming<pb::ExecRequest>,
+    ) -> Result<ExecStream, Refusal> {
+        let caller = caller.clone();
+        let name = name.to_string();
+        let profile = self.profile(&name).map_err(|s| refuse("profile", s))?;
         if caller.uid == 0 && !profile.allow_root.value {
             let msg = format!(
                 "root callers may not use profile {name}: it does not set allow_root (rule: allow_root, {})",
                 profile.allow_root.origin
             );
-            return Err(refuse(
-                &caller,
-                &name,
-                "allow_root",
-                Status::permission_denied(msg),
-            ));
+            return Err(refuse("allow_root", Status::permission_denied(msg)));
         }
         if start.argv.is_empty() || start.argv[0].is_empty() {
-            return Err(refuse(
-                &caller,
-                &name,
-                "argv",
-                Status::invalid_argument("argv is empty"),
-            ));
+            return Err(refuse("argv", Status::invalid_argument("argv is empty")));
         }
         // Approval requests are not offered yet: a command that would need one is refused.
         let decision = check_command(profile, &start.argv);
@@ -136,38 +178,27 @@ impl Api {
                 ),
             };
             let status = Status::permission_denied(format!("{msg} (rule: {})", decision.rule));
-            return Err(refuse(&caller, &name, &decision.rule, status));
+            return Err(refuse(&decision.rule, status));
         }
         let cwd = PathBuf::from(&start.cwd);
         if !cwd.is_absolute() {
             let msg = format!("cwd {:?} is not an absolute path", start.cwd);
-            return Err(refuse(&caller, &name, "cwd", Status::invalid_argument(msg)));
+            return Err(refuse("cwd", Status::invalid_argument(msg)));
         }
-        let narrow = narrowing(&start).map_err(|s| refuse(&caller, &name, "approval", s))?;
+        let narrow = narrowing(&start).map_err(|s| refuse("approval", s))?;
         let env = start.env.clone().into_iter().collect();
         let set_env = start.set_env.clone().into_iter().collect();
         let ctx = plan::exec_context(&caller, cwd.clone(), env, set_env);
-        let policy = resolve(profile, &ctx, &narrow).map_err(|r| {
-            refuse(
-                &caller,
-                &name,
-                &r.rule,
-                Status::permission_denied(r.to_string()),
-            )
-        })?;
+        let policy = resolve(profile, &ctx, &narrow)
+            .map_err(|r| refuse(&r.rule, Status::permission_denied(r.to_string())))?;
 
         let slot = self
             .registry
             .admit(caller.uid)
-            .map_err(|e| refuse(&caller, &name, "limits", registry_status(e)))?;
+            .map_err(|e| refuse("limits", registry_status(e)))?;
         let sockets = plan::read_host_sockets().map_err(|e| {
             let msg = format!("reading /proc/net/unix to hide host sockets: {e}");
-            refuse(
-                &caller,
-                &name,
-                "host_sockets",
-                Status::failed_precondition(msg),
-            )
+            refuse("host_sockets", Status::failed_precondition(msg))
         })?;
         let req = plan::Request {
             id: slot.id().to_string(),
@@ -175,24 +206,29 @@ impl Api {
             cwd: cwd.clone(),
             tty: start.tty,
         };
-        let plan = plan::build(&policy, &caller, req, &self.paths, &sockets).map_err(|e| {
+        let plan = plan::build(&policy, &caller, req, &self.paths, &sockets)
+            .map_err(|e| refuse("network.mode", Status::failed_precondition(e.to_string())))?;
+        // Nothing runs unaudited: the start is on disk before the spawn.
+        let record = json!({
+            "id": slot.id(),
+            "uid": caller.uid,
+            "gid": caller.gid,
+            "pid": caller.pid,
+            "argv": start.argv,
+            "cwd": start.cwd,
+            "profile": name,
+            "policy_hash": policy.hash,
+            "decision": "allow",
+        });
+        self.audit.append("exec-start", record).await.map_err(|e| {
             refuse(
-                &caller,
-                &name,
-                "network.mode",
-                Status::failed_precondition(e.to_string()),
+                "audit",
+                Status::failed_precondition(format!("not run, as it cannot be audited: {e}")),
             )
         })?;
         let spawned = crate::backend::linux::spawn(&plan.spec, &plan.limits, &self.init_exe)
             .await
-            .map_err(|e| {
-                refuse(
-                    &caller,
-                    &name,
-                    "spawn",
-                    Status::failed_precondition(e.to_string()),
-                )
-            })?;
+            .map_err(|e| refuse("spawn", Status::failed_precondition(e.to_string())))?;
         let pid = spawned.pid;
         let (handle, outputs) = supervisor::supervise(spawned, plan.options);
         if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
@@ -224,8 +260,9 @@ impl Api {
         // The channel is empty: this cannot block, and a closed channel is seen below.
         let _ = tx.send(response(Out::Started(started))).await;
         let input = tokio::spawn(pump_input(inbound, handle.clone()));
+        let audit = Arc::clone(&self.audit);
         tokio::spawn(async move {
-            pump_output(outputs, tx, handle, &caller, &slot, &name).await;
+            pump_output(outputs, tx, handle, &caller, &slot, &name, &audit).await;
             input.abort();
         });
         Ok(ReceiverStream::new(rx))
@@ -272,6 +309,7 @@ async fn pump_output(
     caller: &Caller,
     slot: &Slot,
     profile: &str,
+    audit: &Arc<AuditLog>,
 ) {
     let mut client = true;
     let exit = loop {
@@ -305,6 +343,35 @@ async fn pump_output(
                 .await;
         }
     };
+    // The end is recorded before the client hears of it.
+    let record = match &exit {
+        Some(e) => json!({
+            "id": slot.id(),
+            "uid": caller.uid,
+            "code": e.code,
+            "signal": e.signal,
+            "timed_out": e.timed_out,
+            "oom_killed": e.oom_killed,
+            "reason": e.reason,
+            "usage": {
+                "wall_ms": e.wall.as_millis() as u64,
+                "user_ms": e.user.as_millis() as u64,
+                "system_ms": e.system.as_millis() as u64,
+                "max_rss_bytes": e.max_rss_bytes,
+                "memory_peak_bytes": e.memory_peak_bytes,
+                "output_bytes": e.output_bytes,
+                "output_dropped_bytes": e.output_dropped_bytes,
+            },
+        }),
+        None => json!({
+            "id": slot.id(),
+            "uid": caller.uid,
+            "reason": "the sandbox's supervisor ended without an exit report",
+        }),
+    };
+    if let Err(e) = audit.append("exec-end", record).await {
+        tracing::error!(uid = caller.uid, id = slot.id(), error = %e, "recording an exec's end");
+    }
     match exit {
         Some(e) => {
             tracing::info!(

@@ -8,6 +8,7 @@ mod exec;
 mod profiles;
 pub mod server;
 
+use crate::audit::AuditLog;
 use crate::identity::Caller;
 use crate::plan::DaemonPaths;
 use crate::policy::PolicyStore;
@@ -28,6 +29,8 @@ pub struct Api {
     pub admin_gid: Option<u32>,
     /// This binary, re-executed as each sandbox's init.
     pub init_exe: PathBuf,
+    /// Where every exec's start, end or refusal is recorded.
+    pub audit: Arc<AuditLog>,
 }
 
 /// The caller of a request, as the connection's peer credentials say.
