@@ -1,0 +1,282 @@
+//! The audit log's writer and checker on real files: the chain holds across
+//! appends, rotation and reopening, and each kind of tampering is named at
+//! the right file and line.
+
+use sandboxd::audit::{verify, AuditError, AuditLog, Problem, VerifyError, FILE_NAME, GENESIS};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+
+fn append_n(log: &AuditLog, n: usize) {
+    for i in 0..n {
+        log.append_blocking(
+            "exec-start",
+            json!({"argv": ["echo", i.to_string()], "uid": 1000}),
+        )
+        .expect("append");
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut s = lines.join("\n");
+    s.push('\n');
+    std::fs::write(path, s).expect("write");
+}
+
+fn record(line: &str) -> Value {
+    serde_json::from_str(line).expect("json")
+}
+
+fn problem(dir: &Path) -> Problem {
+    match verify(dir) {
+        Err(VerifyError::Broken(p)) => p,
+        other => panic!("expected a broken chain, got {other:?}"),
+    }
+}
+
+#[test]
+fn records_are_chained_from_genesis() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path()).unwrap();
+    append_n(&log, 5);
+    let lines = lines(&dir.path().join(FILE_NAME));
+    assert_eq!(lines.len(), 5);
+    let first = record(&lines[0]);
+    assert_eq!(first["seq"], 1);
+    assert_eq!(first["prev"], GENESIS);
+    assert_eq!(first["kind"], "exec-start");
+    assert_eq!(first["uid"], 1000);
+    let time = first["time"].as_str().unwrap();
+    assert!(
+        time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{time}"
+    );
+    for (i, pair) in lines.windows(2).enumerate() {
+        let next = record(&pair[1]);
+        assert_eq!(next["seq"], i as u64 + 2);
+        assert_eq!(
+            next["prev"],
+            hex::encode(Sha256::digest(pair[0].as_bytes()))
+        );
+    }
+    let summary = verify(dir.path()).unwrap();
+    assert_eq!((summary.records, summary.files), (5, 1));
+}
+
+#[test]
+fn reserved_fields_cannot_be_forged_and_fields_must_be_an_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path()).unwrap();
+    log.append_blocking(
+        "refusal",
+        json!({"seq": 99, "prev": "x", "kind": "exec-start"}),
+    )
+    .unwrap();
+    let r = record(&lines(&dir.path().join(FILE_NAME))[0]);
+    assert_eq!(
+        (r["seq"].clone(), r["kind"].clone(), r["prev"].clone()),
+        (json!(1), json!("refusal"), json!(GENESIS))
+    );
+    assert!(matches!(
+        log.append_blocking("refusal", json!([1])),
+        Err(AuditError::Fields { .. })
+    ));
+    verify(dir.path()).unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_appends_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path()).unwrap());
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move { log.append("exec-end", json!({"i": i})).await })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap().unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=32).collect::<Vec<u64>>());
+    assert_eq!(verify(dir.path()).unwrap().records, 32);
+}
+
+#[test]
+fn rotation_keeps_every_file_and_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_with(dir.path(), 1000).unwrap();
+    append_n(&log, 40);
+    let one = dir.path().join(format!("{FILE_NAME}.1"));
+    let two = dir.path().join(format!("{FILE_NAME}.2"));
+    assert!(one.exists() && two.exists(), "no rotation");
+    for f in [&one, &two] {
+        assert!(std::fs::metadata(f).unwrap().len() <= 1000);
+    }
+    let last_of_one = lines(&one).pop().unwrap();
+    let first_of_two = record(&lines(&two)[0]);
+    assert_eq!(
+        first_of_two["prev"],
+        hex::encode(Sha256::digest(last_of_one.as_bytes()))
+    );
+    assert_eq!(
+        first_of_two["seq"],
+        record(&last_of_one)["seq"].as_u64().unwrap() + 1
+    );
+    let summary = verify(dir.path()).unwrap();
+    assert_eq!(summary.records, 40);
+    assert!(summary.files >= 3, "{summary:?}");
+}
+
+#[test]
+fn reopening_continues_seq_and_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open(dir.path()).unwrap(), 3);
+    append_n(&AuditLog::open(dir.path()).unwrap(), 2);
+    assert_eq!(verify(dir.path()).unwrap().records, 5);
+    // Reopened just after a rotation, with the live file gone: the chain runs on from the rotated one.
+    let log = AuditLog::open_with(dir.path(), 1).unwrap();
+    append_n(&log, 1);
+    drop(log);
+    assert!(dir.path().join(format!("{FILE_NAME}.1")).exists());
+    std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+    std::fs::rename(
+        dir.path().join(format!("{FILE_NAME}.1")),
+        dir.path().join(format!("{FILE_NAME}.7")),
+    )
+    .unwrap();
+    append_n(&AuditLog::open(dir.path()).unwrap(), 1);
+    assert_eq!(verify(dir.path()).unwrap().records, 6);
+}
+
+#[test]
+fn an_edited_field_names_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open(dir.path()).unwrap(), 6);
+    let path = dir.path().join(FILE_NAME);
+    let mut l = lines(&path);
+    l[3] = l[3].replace("\"uid\":1000", "\"uid\":1001");
+    write_lines(&path, &l);
+    let p = problem(dir.path());
+    assert_eq!(
+        (p.file.clone(), p.line, p.seq),
+        (path.clone(), 4, Some(4)),
+        "{p}"
+    );
+    assert!(
+        p.to_string()
+            .starts_with(&format!("{}:4: seq 4: ", path.display())),
+        "{p}"
+    );
+    assert!(p.what.contains("altered"), "{p}");
+}
+
+#[test]
+fn an_edit_with_its_hash_redone_breaks_the_next_link() {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open(dir.path()).unwrap(), 4);
+    let path = dir.path().join(FILE_NAME);
+    let mut l = lines(&path);
+    let mut r: serde_json::Map<String, Value> = serde_json::from_str(&l[1]).unwrap();
+    r.insert("uid".into(), json!(0));
+    r.remove("hash");
+    let hash = hex::encode(Sha256::digest(
+        Value::Object(r.clone()).to_string().as_bytes(),
+    ));
+    r.insert("hash".into(), json!(hash));
+    l[1] = Value::Object(r).to_string();
+    write_lines(&path, &l);
+    let p = problem(dir.path());
+    assert_eq!((p.line, p.seq), (3, Some(3)), "{p}");
+    assert!(p.what.contains(&format!("{}:2", path.display())), "{p}");
+}
+
+#[test]
+fn a_removed_record_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open(dir.path()).unwrap(), 6);
+    let path = dir.path().join(FILE_NAME);
+    let mut l = lines(&path);
+    l.remove(2);
+    write_lines(&path, &l);
+    let p = problem(dir.path());
+    assert_eq!((p.line, p.seq), (3, Some(4)), "{p}");
+    assert!(p.what.contains("expected seq 3"), "{p}");
+}
+
+#[test]
+fn swapped_records_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open(dir.path()).unwrap(), 6);
+    let path = dir.path().join(FILE_NAME);
+    let mut l = lines(&path);
+    l.swap(1, 2);
+    write_lines(&path, &l);
+    let p = problem(dir.path());
+    assert_eq!((p.line, p.seq), (2, Some(3)), "{p}");
+}
+
+#[test]
+fn a_truncated_rotated_file_is_named_at_the_next_file() {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open_with(dir.path(), 1000).unwrap(), 20);
+    let one = dir.path().join(format!("{FILE_NAME}.1"));
+    let mut l = lines(&one);
+    let kept = l.len() - 1;
+    l.truncate(kept);
+    write_lines(&one, &l);
+    let p = problem(dir.path());
+    let two = dir.path().join(format!("{FILE_NAME}.2"));
+    assert_eq!((p.file.clone(), p.line), (two, 1), "{p}");
+    assert_eq!(p.seq, Some(kept as u64 + 2), "{p}");
+
+    // Cut in the middle of a line: that line is named, and the writer will not append after it.
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open(dir.path()).unwrap(), 3);
+    let path = dir.path().join(FILE_NAME);
+    let text = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &text[..text.len() - 10]).unwrap();
+    let p = problem(dir.path());
+    assert_eq!((p.file.clone(), p.line), (path.clone(), 3), "{p}");
+    let err = AuditLog::open(dir.path()).unwrap_err();
+    assert!(matches!(err, AuditError::Tail { line: 3, .. }), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_removed_oldest_file_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open_with(dir.path(), 1000).unwrap(), 20);
+    std::fs::remove_file(dir.path().join(format!("{FILE_NAME}.1"))).unwrap();
+    let p = problem(dir.path());
+    assert_eq!(
+        p.file,
+        PathBuf::from(dir.path().join(format!("{FILE_NAME}.2")))
+    );
+    assert_eq!(p.line, 1, "{p}");
+}
+
+#[test]
+fn an_unwritable_log_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(FILE_NAME)).unwrap();
+    let err = AuditLog::open(dir.path()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&dir.path().join(FILE_NAME).display().to_string()),
+        "{msg}"
+    );
+}
