@@ -185,7 +185,7 @@ impl Api {
             let msg = format!("cwd {:?} is not an absolute path", start.cwd);
             return Err(refuse("cwd", Status::invalid_argument(msg)));
         }
-        let narrow = narrowing(&start).map_err(|s| refuse("approval", s))?;
+        let narrow = narrowing(start).map_err(|s| refuse("approval", s))?;
         let env = start.env.clone().into_iter().collect();
         let set_env = start.set_env.clone().into_iter().collect();
         let ctx = plan::exec_context(&caller, cwd.clone(), env, set_env);
