@@ -262,10 +262,7 @@ fn a_removed_oldest_file_is_detected() {
     append_n(&AuditLog::open_with(dir.path(), 1000).unwrap(), 20);
     std::fs::remove_file(dir.path().join(format!("{FILE_NAME}.1"))).unwrap();
     let p = problem(dir.path());
-    assert_eq!(
-        p.file,
-        PathBuf::from(dir.path().join(format!("{FILE_NAME}.2")))
-    );
+    assert_eq!(p.file, dir.path().join(format!("{FILE_NAME}.2")));
     assert_eq!(p.line, 1, "{p}");
 }
 

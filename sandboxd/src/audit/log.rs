@@ -1,6 +1,8 @@
-//! The writer: one open file behind a mutex, each record written and
+//! The writer: one lock serializes appends; each record is written and
 //! fsync'ed before `append` returns, so the caller can hold its action until
-//! the record is on disk.
+//! the record is on disk. The file is opened by its path for each record,
+//! so a log that has become unwritable (read-only mount, removed directory)
+//! fails the next append rather than going on into a stale file.
 
 use super::{files, record_hash, rfc3339, rotated, sha256_hex, FILE_NAME, GENESIS};
 use serde_json::{Map, Value};
@@ -47,9 +49,6 @@ pub struct AuditLog {
 
 #[derive(Debug)]
 struct State {
-    file: File,
-    /// Bytes in the live file.
-    size: u64,
     /// `seq` of the last record written (0: none yet).
     seq: u64,
     /// Hash of the last line written.
@@ -135,14 +134,12 @@ impl AuditLog {
             break;
         }
         let live = dir.join(FILE_NAME);
-        let file = open_live(&live)?;
-        let size = file.metadata().map_err(io_err(&live, "stat"))?.len();
+        // Refuse to start on a log that cannot be written.
+        open_live(&live)?;
         Ok(AuditLog {
             dir: dir.to_path_buf(),
             max_bytes,
             state: Mutex::new(State {
-                file,
-                size,
                 seq,
                 prev,
                 poisoned: false,
@@ -186,34 +183,34 @@ impl AuditLog {
         let hash = record_hash(&record);
         record.insert("hash".into(), hash.into());
         let line = Value::Object(record).to_string();
-        let bytes = line.len() as u64 + 1;
-        if state.size > 0 && state.size + bytes > self.max_bytes {
-            self.rotate(&mut state)?;
-        }
         let mut buf = line.into_bytes();
         buf.push(b'\n');
-        let written = state
-            .file
+        let mut file = open_live(&live)?;
+        let mut size = file.metadata().map_err(io_err(&live, "stat"))?.len();
+        if size > 0 && size + buf.len() as u64 > self.max_bytes {
+            self.rotate()?;
+            file = open_live(&live)?;
+            size = 0;
+        }
+        let written = file
             .write_all(&buf)
             .map_err(io_err(&live, "write"))
-            .and_then(|()| state.file.sync_data().map_err(io_err(&live, "fsync")));
+            .and_then(|()| file.sync_data().map_err(io_err(&live, "fsync")));
         if let Err(e) = written {
             // Remove what part of the line reached the file, so the next record follows a whole one.
-            let size = state.size;
-            if state.file.set_len(size).is_err() {
+            if file.set_len(size).is_err() {
                 state.poisoned = true;
             }
             return Err(e);
         }
-        state.size += bytes;
         state.seq = seq;
         state.prev = sha256_hex(&buf[..buf.len() - 1]);
         Ok(seq)
     }
 
-    /// Renames the full live file to the next `audit.jsonl.N` and starts an
-    /// empty one; the chain goes on from the renamed file's last line.
-    fn rotate(&self, state: &mut State) -> Result<(), AuditError> {
+    /// Renames the full live file to the next `audit.jsonl.N`; the next
+    /// record starts a new live file, chained to the renamed file's last line.
+    fn rotate(&self) -> Result<(), AuditError> {
         let live = self.path();
         let next = rotated(&self.dir)
             .map_err(io_err(&self.dir, "listing the state dir"))?
@@ -221,19 +218,9 @@ impl AuditLog {
             .map_or(1, |n| n + 1);
         let target = self.dir.join(format!("{FILE_NAME}.{next}"));
         std::fs::rename(&live, &target).map_err(io_err(&live, "rotating"))?;
-        match open_live(&live) {
-            Ok(file) => state.file = file,
-            Err(e) => {
-                // The open file is now the rotated one: nothing more may go into it.
-                state.poisoned = true;
-                return Err(e);
-            }
-        }
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir, "fsync of the state dir"))?;
-        state.size = 0;
-        Ok(())
+            .map_err(io_err(&self.dir, "fsync of the state dir"))
     }
 }
 
