@@ -1,0 +1,183 @@
+//! The audit log end to end: what a real daemon records for execs and
+//! refusals, `sandboxd audit verify` on it, an exec refused when its start
+//! cannot be recorded, and a log that survives the daemon's SIGKILL.
+
+use e2e::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const U1: u32 = 1000;
+
+fn log_path(d: &Daemon) -> PathBuf {
+    d.state_dir.join("audit.jsonl")
+}
+
+fn records(d: &Daemon) -> Vec<Value> {
+    std::fs::read_to_string(log_path(d))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// `sandboxd audit verify --state-dir DIR`.
+fn verify(state_dir: &Path) -> Out {
+    let o = Command::new(bin("sandboxd"))
+        .args(["audit", "verify", "--state-dir"])
+        .arg(state_dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sandboxd audit verify");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn argv(r: &Value) -> Vec<&str> {
+    r["argv"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_exec_leaves_its_start_and_end_and_verify_sees_edits() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    d.sh(U1, &ws.path, &[], "echo audited").expect_code(0);
+    let recs = records(&d);
+    let start = recs
+        .iter()
+        .position(|r| r["kind"] == "exec-start" && argv(r) == ["/bin/sh", "-c", "echo audited"])
+        .unwrap_or_else(|| panic!("no exec-start: {recs:#?}"));
+    let s = &recs[start];
+    assert_eq!(s["uid"], U1);
+    assert_eq!(s["gid"], U1);
+    assert_eq!(s["decision"], "allow");
+    assert_eq!(s["profile"], "workspace");
+    assert_eq!(s["cwd"], ws.path.to_str().unwrap());
+    assert!(s["policy_hash"].as_str().is_some_and(|h| !h.is_empty()), "{s}");
+    let end = recs
+        .iter()
+        .position(|r| r["kind"] == "exec-end" && r["id"] == s["id"])
+        .unwrap_or_else(|| panic!("no exec-end: {recs:#?}"));
+    assert!(end > start);
+    assert_eq!(recs[end]["uid"], U1);
+    assert_eq!(recs[end]["code"], 0);
+    assert!(recs[end]["usage"]["output_bytes"].as_u64() >= Some(8), "{}", recs[end]);
+
+    let out = verify(&d.state_dir);
+    out.expect_code(0);
+    assert!(out.stdout.contains("intact"), "{}", out.stdout);
+
+    // Pretend it was root's exec.
+    let path = log_path(&d);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[start] = lines[start].replace("\"uid\":1000", "\"uid\":0");
+    assert_ne!(lines[start], text.lines().nth(start).unwrap());
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let out = verify(&d.state_dir);
+    out.expect_code(1);
+    let named = format!("{}:{}: seq {}:", path.display(), start + 1, s["seq"]);
+    assert!(out.stderr.contains(&named), "want {named} in {}", out.stderr);
+}
+
+#[test]
+fn refusals_are_recorded_with_their_rule() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    // Wider than the profile allows.
+    let out = d.agent(U1, &ws.path).run(&["exec", "--timeout", "2h", "--", "true"]);
+    out.expect_code(125);
+    // A profile that does not exist.
+    let out = d.agent(U1, &ws.path).run(&["exec", "--profile", "no-such", "--", "true"]);
+    out.expect_code(125);
+    let recs = records(&d);
+    let refusals: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "refusal").collect();
+    assert_eq!(refusals.len(), 2, "{recs:#?}");
+    let wide = refusals[0];
+    assert_eq!(wide["uid"], U1);
+    assert_eq!(argv(wide), ["true"]);
+    assert!(wide["rule"].as_str().unwrap_or("").contains("timeout"), "{wide}");
+    assert!(wide["message"].as_str().unwrap_or("").contains("timeout"), "{wide}");
+    assert_eq!(refusals[1]["rule"], "profile");
+    assert_eq!(refusals[1]["profile"], "no-such");
+    assert!(!recs.iter().any(|r| r["kind"] == "exec-start"), "{recs:#?}");
+    verify(&d.state_dir).expect_code(0);
+}
+
+/// A read-only bind mount over a directory, undone on drop.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn over(dir: &Path) -> Self {
+        let run = |args: &[&str]| {
+            let st = Command::new("mount").args(args).arg(dir).arg(dir).status().expect("mount");
+            assert!(st.success(), "mount {args:?} failed");
+        };
+        run(&["--bind"]);
+        let guard = ReadOnly(dir.to_path_buf());
+        run(&["-o", "remount,ro,bind"]);
+        guard
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn an_exec_whose_start_cannot_be_recorded_does_not_run() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let marker = ws.join("ran");
+    let before = records(&d).len();
+    {
+        let _ro = ReadOnly::over(&d.state_dir);
+        let out = d.sh(U1, &ws.path, &[], "touch ran");
+        out.expect_code(125);
+        assert!(out.stderr.contains("audit log"), "{}", out.stderr);
+        assert!(out.stderr.contains(log_path(&d).to_str().unwrap()), "{}", out.stderr);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!marker.exists(), "the command ran unaudited");
+    }
+    assert_eq!(records(&d).len(), before);
+    // Writable again: execs run and the chain is whole.
+    d.sh(U1, &ws.path, &[], "touch ran").expect_code(0);
+    assert!(marker.exists());
+    verify(&d.state_dir).expect_code(0);
+}
+
+#[test]
+fn the_log_survives_a_sigkill_mid_exec() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let mut agent = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--", "sleep", "47.5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent");
+    let started = eventually(Duration::from_secs(20), || {
+        records(&d).iter().any(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "47.5"])
+    });
+    assert!(started, "no exec-start record");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid() as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("SIGKILL sandboxd");
+    let _ = agent.wait();
+    let out = verify(&d.state_dir);
+    out.expect_code(0);
+    assert!(records(&d).iter().any(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "47.5"]));
+    for pid in pids_matching("sleep 47.5") {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+}
