@@ -112,7 +112,7 @@ fn audit_verify(args: &Args) -> anyhow::Result<()> {
     let config = config(args)?;
     let summary = audit::verify(&config.state_dir)?;
     println!(
-        "audit log intact: {} records in {} files ({})",
+        "audit log intact: {} records in {} file(s) ({})",
         summary.records,
         summary.files,
         config.state_dir.join(audit::FILE_NAME).display()

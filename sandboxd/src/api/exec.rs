@@ -132,7 +132,7 @@ impl Api {
         let record = json!({
             "uid": caller.uid,
             "gid": caller.gid,
-            "pid": caller.pid,
+            "caller_pid": caller.pid,
             "argv": start.argv,
             "cwd": start.cwd,
             "profile": profile,
@@ -213,7 +213,7 @@ impl Api {
             "id": slot.id(),
             "uid": caller.uid,
             "gid": caller.gid,
-            "pid": caller.pid,
+            "caller_pid": caller.pid,
             "argv": start.argv,
             "cwd": start.cwd,
             "profile": name,
