@@ -181,3 +181,34 @@ fn the_log_survives_a_sigkill_mid_exec() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
     }
 }
+
+#[test]
+fn the_daemon_refuses_to_start_on_a_damaged_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let log = state.join("audit.jsonl");
+    std::fs::write(&log, "{\"seq\":1,\"kind\":\"exec-st").unwrap();
+    let mut child = Command::new(bin("sandboxd"))
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--policy-dir")
+        .arg(dir.path().join("policies"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sandboxd");
+    let exited = eventually(Duration::from_secs(20), || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(exited, "sandboxd started on a damaged audit log");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}:1", log.display())), "{stderr}");
+    assert!(stderr.contains("cut short"), "{stderr}");
+}

@@ -53,12 +53,15 @@ fn narrowing(start: &pb::ExecStart) -> Result<Narrowing, Status> {
 struct Refusal {
     rule: String,
     status: Status,
+    /// The exec's id, when its start was already recorded.
+    id: Option<String>,
 }
 
 fn refuse(rule: &str, status: Status) -> Refusal {
     Refusal {
         rule: rule.to_string(),
         status,
+        id: None,
     }
 }
 
@@ -130,6 +133,7 @@ impl Api {
             "exec refused"
         );
         let record = json!({
+            "id": r.id,
             "uid": caller.uid,
             "gid": caller.gid,
             "caller_pid": caller.pid,
@@ -228,7 +232,10 @@ impl Api {
         })?;
         let spawned = crate::backend::linux::spawn(&plan.spec, &plan.limits, &self.init_exe)
             .await
-            .map_err(|e| refuse("spawn", Status::failed_precondition(e.to_string())))?;
+            .map_err(|e| Refusal {
+                id: Some(slot.id().to_string()),
+                ..refuse("spawn", Status::failed_precondition(e.to_string()))
+            })?;
         let pid = spawned.pid;
         let (handle, outputs) = supervisor::supervise(spawned, plan.options);
         if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
