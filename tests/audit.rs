@@ -212,3 +212,17 @@ fn the_daemon_refuses_to_start_on_a_damaged_log() {
     assert!(stderr.contains(&format!("{}:1", log.display())), "{stderr}");
     assert!(stderr.contains("cut short"), "{stderr}");
 }
+
+#[test]
+fn the_daemon_rotates_at_the_configured_size_and_the_chain_holds() {
+    let d = Daemon::builder().config("[audit]\nmax_size = \"1k\"").start();
+    let ws = Dir::new(U1);
+    for i in 0..4 {
+        d.sh(U1, &ws.path, &[], &format!("echo {i}")).expect_code(0);
+    }
+    assert!(d.state_dir.join("audit.jsonl.1").exists(), "no rotated file");
+    assert!(d.state_dir.join("audit.jsonl.2").exists(), "no second rotated file");
+    let out = verify(&d.state_dir);
+    out.expect_code(0);
+    assert!(out.stdout.contains("8 records"), "{}", out.stdout);
+}

@@ -19,6 +19,8 @@ pub struct Config {
     pub limits: DaemonLimits,
     pub tls: TlsConfig,
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Size past which the audit log is rotated (`[audit] max_size`).
+    pub audit_max_size: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -90,6 +92,7 @@ impl Default for Config {
             },
             tls: TlsConfig::default(),
             secrets: BTreeMap::new(),
+            audit_max_size: crate::audit::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -128,6 +131,7 @@ impl Config {
                 "limits",
                 "tls",
                 "secrets",
+                "audit",
             ],
         )?;
         let mut c = Config::default();
@@ -173,6 +177,16 @@ impl Config {
                     .iter()
                     .map(|r| abs_path(r, "tls.extra_roots"))
                     .collect::<Result<_, _>>()?;
+            }
+        }
+        if let Some(n) = get("audit") {
+            let at = n.table("audit")?;
+            known_keys(at, "audit", &["max_size"])?;
+            if let Some((_, v)) = at.get("max_size") {
+                let text = v.str("audit.max_size")?;
+                c.audit_max_size = crate::policy::values::parse_size(text).filter(|&n| n > 0).ok_or_else(|| {
+                    TreeError::at(&v.pos, "audit.max_size", format!("{text:?} is not a size like \"64MiB\""))
+                })?;
             }
         }
         if let Some(n) = get("secrets") {

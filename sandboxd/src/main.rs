@@ -147,7 +147,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod 0700 {}", config.state_dir.display()))?;
     let staging = plan::prepare_staging(&config.state_dir)?;
-    let audit = AuditLog::open(&config.state_dir)?;
+    let audit = AuditLog::open(&config.state_dir, config.audit_max_size)?;
 
     let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let admin_gid = resolve_group(&config.admin_group, &etc_group);

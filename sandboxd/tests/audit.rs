@@ -2,7 +2,10 @@
 //! appends, rotation and reopening, and each kind of tampering is named at
 //! the right file and line.
 
-use sandboxd::audit::{verify, AuditError, AuditLog, Problem, VerifyError, FILE_NAME, GENESIS};
+use sandboxd::audit::{
+    verify, AuditError, AuditLog, Problem, VerifyError, DEFAULT_MAX_BYTES, FILE_NAME, GENESIS,
+};
+use sandboxd::config::Config;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -46,7 +49,7 @@ fn problem(dir: &Path) -> Problem {
 #[test]
 fn records_are_chained_from_genesis() {
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(dir.path()).unwrap();
+    let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
     append_n(&log, 5);
     let lines = lines(&dir.path().join(FILE_NAME));
     assert_eq!(lines.len(), 5);
@@ -75,7 +78,7 @@ fn records_are_chained_from_genesis() {
 #[test]
 fn reserved_fields_cannot_be_forged_and_fields_must_be_an_object() {
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(dir.path()).unwrap();
+    let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
     log.append_blocking(
         "refusal",
         json!({"seq": 99, "prev": "x", "kind": "exec-start"}),
@@ -96,7 +99,7 @@ fn reserved_fields_cannot_be_forged_and_fields_must_be_an_object() {
 #[tokio::test]
 async fn concurrent_appends_keep_one_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(AuditLog::open(dir.path()).unwrap());
+    let log = Arc::new(AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap());
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let log = Arc::clone(&log);
@@ -115,7 +118,7 @@ async fn concurrent_appends_keep_one_chain() {
 #[test]
 fn rotation_keeps_every_file_and_the_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open_with(dir.path(), 1000).unwrap();
+    let log = AuditLog::open(dir.path(), 1000).unwrap();
     append_n(&log, 40);
     let one = dir.path().join(format!("{FILE_NAME}.1"));
     let two = dir.path().join(format!("{FILE_NAME}.2"));
@@ -141,11 +144,11 @@ fn rotation_keeps_every_file_and_the_chain() {
 #[test]
 fn reopening_continues_seq_and_chain() {
     let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open(dir.path()).unwrap(), 3);
-    append_n(&AuditLog::open(dir.path()).unwrap(), 2);
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 3);
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 2);
     assert_eq!(verify(dir.path()).unwrap().records, 5);
     // Reopened just after a rotation, with the live file gone: the chain runs on from the rotated one.
-    let log = AuditLog::open_with(dir.path(), 1).unwrap();
+    let log = AuditLog::open(dir.path(), 1).unwrap();
     append_n(&log, 1);
     drop(log);
     assert!(dir.path().join(format!("{FILE_NAME}.1")).exists());
@@ -155,14 +158,14 @@ fn reopening_continues_seq_and_chain() {
         dir.path().join(format!("{FILE_NAME}.7")),
     )
     .unwrap();
-    append_n(&AuditLog::open(dir.path()).unwrap(), 1);
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 1);
     assert_eq!(verify(dir.path()).unwrap().records, 6);
 }
 
 #[test]
 fn an_edited_field_names_its_record() {
     let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open(dir.path()).unwrap(), 6);
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 6);
     let path = dir.path().join(FILE_NAME);
     let mut l = lines(&path);
     l[3] = l[3].replace("\"uid\":1000", "\"uid\":1001");
@@ -184,7 +187,7 @@ fn an_edited_field_names_its_record() {
 #[test]
 fn an_edit_with_its_hash_redone_breaks_the_next_link() {
     let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open(dir.path()).unwrap(), 4);
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 4);
     let path = dir.path().join(FILE_NAME);
     let mut l = lines(&path);
     let mut r: serde_json::Map<String, Value> = serde_json::from_str(&l[1]).unwrap();
@@ -204,7 +207,7 @@ fn an_edit_with_its_hash_redone_breaks_the_next_link() {
 #[test]
 fn a_removed_record_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open(dir.path()).unwrap(), 6);
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 6);
     let path = dir.path().join(FILE_NAME);
     let mut l = lines(&path);
     l.remove(2);
@@ -217,7 +220,7 @@ fn a_removed_record_is_named() {
 #[test]
 fn swapped_records_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open(dir.path()).unwrap(), 6);
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 6);
     let path = dir.path().join(FILE_NAME);
     let mut l = lines(&path);
     l.swap(1, 2);
@@ -229,7 +232,7 @@ fn swapped_records_are_named() {
 #[test]
 fn a_truncated_rotated_file_is_named_at_the_next_file() {
     let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open_with(dir.path(), 1000).unwrap(), 20);
+    append_n(&AuditLog::open(dir.path(), 1000).unwrap(), 20);
     let one = dir.path().join(format!("{FILE_NAME}.1"));
     let mut l = lines(&one);
     let kept = l.len() - 1;
@@ -242,13 +245,13 @@ fn a_truncated_rotated_file_is_named_at_the_next_file() {
 
     // Cut in the middle of a line: that line is named, and the writer will not append after it.
     let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open(dir.path()).unwrap(), 3);
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 3);
     let path = dir.path().join(FILE_NAME);
     let text = std::fs::read(&path).unwrap();
     std::fs::write(&path, &text[..text.len() - 10]).unwrap();
     let p = problem(dir.path());
     assert_eq!((p.file.clone(), p.line), (path.clone(), 3), "{p}");
-    let err = AuditLog::open(dir.path()).unwrap_err();
+    let err = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap_err();
     assert!(matches!(err, AuditError::Tail { line: 3, .. }), "{err}");
     assert!(
         err.to_string().contains(&path.display().to_string()),
@@ -259,7 +262,7 @@ fn a_truncated_rotated_file_is_named_at_the_next_file() {
 #[test]
 fn a_removed_oldest_file_is_detected() {
     let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open_with(dir.path(), 1000).unwrap(), 20);
+    append_n(&AuditLog::open(dir.path(), 1000).unwrap(), 20);
     std::fs::remove_file(dir.path().join(format!("{FILE_NAME}.1"))).unwrap();
     let p = problem(dir.path());
     assert_eq!(p.file, dir.path().join(format!("{FILE_NAME}.2")));
@@ -270,10 +273,23 @@ fn a_removed_oldest_file_is_detected() {
 fn an_unwritable_log_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join(FILE_NAME)).unwrap();
-    let err = AuditLog::open(dir.path()).unwrap_err();
+    let err = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains(&dir.path().join(FILE_NAME).display().to_string()),
         "{msg}"
     );
+}
+
+#[test]
+fn the_rotation_size_comes_from_the_config() {
+    let c = Config::parse("t.toml", "").unwrap();
+    assert_eq!(c.audit_max_size, DEFAULT_MAX_BYTES);
+    let c = Config::parse("t.toml", "[audit]\nmax_size = \"1MiB\"\n").unwrap();
+    assert_eq!(c.audit_max_size, 1 << 20);
+    let err = Config::parse("t.toml", "[audit]\nmax_size = \"big\"\n").unwrap_err();
+    assert!(err.to_string().starts_with("t.toml:2:"), "{err}");
+    assert!(err.to_string().contains("audit.max_size"), "{err}");
+    let err = Config::parse("t.toml", "[audit]\nmax_sise = \"1k\"\n").unwrap_err();
+    assert!(err.to_string().contains("max_sise"), "{err}");
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-/// Size past which `audit.jsonl` is rotated.
+/// Size past which `audit.jsonl` is rotated, unless the config says otherwise.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,16 +99,11 @@ fn last_line(path: &Path) -> Result<Option<(Vec<u8>, usize)>, AuditError> {
 }
 
 impl AuditLog {
-    /// Opens `dir/audit.jsonl` with the default rotation size.
-    pub fn open(dir: &Path) -> Result<Self, AuditError> {
-        Self::open_with(dir, DEFAULT_MAX_BYTES)
-    }
-
-    /// Opens `dir/audit.jsonl` for appending, continuing `seq` and the chain
+    /// Opens `dir/audit.jsonl` for appending, to be rotated past `max_bytes`, continuing `seq` and the chain
     /// from the last record of the newest file that has one. A last line
     /// that is cut short or has no `seq` is an error: appending after it
     /// would hide the damage. (`sandboxd audit verify` checks the rest.)
-    pub fn open_with(dir: &Path, max_bytes: u64) -> Result<Self, AuditError> {
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, AuditError> {
         let files = files(dir).map_err(io_err(dir, "listing the state dir"))?;
         let mut seq = 0;
         let mut prev = GENESIS.to_string();
