@@ -99,10 +99,11 @@ fn last_line(path: &Path) -> Result<Option<(Vec<u8>, usize)>, AuditError> {
 }
 
 impl AuditLog {
-    /// Opens `dir/audit.jsonl` for appending, to be rotated past `max_bytes`, continuing `seq` and the chain
-    /// from the last record of the newest file that has one. A last line
-    /// that is cut short or has no `seq` is an error: appending after it
-    /// would hide the damage. (`sandboxd audit verify` checks the rest.)
+    /// Opens `dir/audit.jsonl` for appending, to be rotated past
+    /// `max_bytes`, continuing `seq` and the chain from the last record of
+    /// the newest file that has one. A last line that is cut short or has no
+    /// `seq` is an error: appending after it would hide the damage.
+    /// (`sandboxd audit verify` checks the rest.)
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, AuditError> {
         let files = files(dir).map_err(io_err(dir, "listing the state dir"))?;
         let mut seq = 0;
@@ -128,10 +129,7 @@ impl AuditLog {
             prev = sha256_hex(&line);
             break;
         }
-        let live = dir.join(FILE_NAME);
-        // Refuse to start on a log that cannot be written.
-        open_live(&live)?;
-        Ok(AuditLog {
+        let log = AuditLog {
             dir: dir.to_path_buf(),
             max_bytes,
             state: Mutex::new(State {
@@ -139,11 +137,14 @@ impl AuditLog {
                 prev,
                 poisoned: false,
             }),
-        })
+        };
+        // Refuse to start on a log that cannot be written.
+        log.create_live()?;
+        Ok(log)
     }
 
     /// The live file's path.
-    pub fn path(&self) -> PathBuf {
+    fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }
 
@@ -203,8 +204,8 @@ impl AuditLog {
         Ok(seq)
     }
 
-    /// Renames the full live file to the next `audit.jsonl.N`; the next
-    /// record starts a new live file, chained to the renamed file's last line.
+    /// Renames the full live file to the next `audit.jsonl.N` and starts an
+    /// empty one; its first record is chained to the renamed file's last line.
     fn rotate(&self) -> Result<(), AuditError> {
         let live = self.path();
         let next = rotated(&self.dir)
@@ -213,6 +214,12 @@ impl AuditLog {
             .map_or(1, |n| n + 1);
         let target = self.dir.join(format!("{FILE_NAME}.{next}"));
         std::fs::rename(&live, &target).map_err(io_err(&live, "rotating"))?;
+        self.create_live()
+    }
+
+    /// Creates the live file if missing, and makes its name durable.
+    fn create_live(&self) -> Result<(), AuditError> {
+        open_live(&self.path())?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.dir, "fsync of the state dir"))
