@@ -1,5 +1,6 @@
-//! Exec: admit, resolve the policy, plan, spawn, then pump the streams until
-//! the exit. A client that goes away takes its sandbox with it.
+//! Exec: admit, resolve the policy, plan, record the start in the audit log,
+//! spawn, then pump the streams until the exit. A client that goes away takes
+//! its sandbox with it.
 
 use super::{registry_status, Api};
 use crate::audit::AuditLog;
