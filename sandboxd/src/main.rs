@@ -98,14 +98,19 @@ fn config(args: &Args) -> anyhow::Result<Config> {
 fn check_config(args: &Args) -> anyhow::Result<()> {
     let config = config(args)?;
     let store = PolicyStore::load(Some(&config.policy_dir), config.embedded_profiles)?;
+    let mut text = String::new();
     for profile in store.profiles() {
-        println!("# profile {} ({})", profile.name, profile.source);
+        // The rendering starts with a `# profile NAME from SOURCE` line.
         if let Some(toml) = store.render(&profile.name) {
-            println!("{}", toml.trim_end());
+            text.push_str(toml.trim_end());
+            text.push_str("\n\n");
         }
-        println!();
     }
-    Ok(())
+    // A reader that stops early (`| head`) is not an error.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn audit_verify(args: &Args) -> anyhow::Result<()> {
