@@ -212,6 +212,20 @@ fn relative(p: &Path) -> PathBuf {
 }
 
 impl Root {
+    /// A fresh world-writable, sticky tmpfs at `path` (/tmp, /dev/shm).
+    fn shared_tmpfs(&self, path: &Path, step: &str) -> Result<(), MountError> {
+        let target = self
+            .ensure(path, true)
+            .map_err(merr(format!("{step} (mount point)"), path))?;
+        let m = fresh(
+            c"tmpfs",
+            &[(c"mode", Some(c"1777"))],
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+        .map_err(merr(step, path))?;
+        attach(&m, &target).map_err(merr(step, path))
+    }
+
     /// Opens `path` (as seen inside) in the new root, not following a final symlink.
     fn open(&self, path: &Path) -> io::Result<OwnedFd> {
         let rel = relative(path);
@@ -507,17 +521,7 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
 
     // Private /tmp first: roots below /tmp (a workspace in /tmp) land on top of it.
     if fs.private_tmp {
-        let tmp = Path::new("/tmp");
-        let target = root
-            .ensure(tmp, true)
-            .map_err(merr("mount /tmp (mount point)", tmp))?;
-        let m = fresh(
-            c"tmpfs",
-            &[(c"mode", Some(c"1777"))],
-            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        )
-        .map_err(merr("mount /tmp", tmp))?;
-        attach(&m, &target).map_err(merr("mount /tmp", tmp))?;
+        root.shared_tmpfs(Path::new("/tmp"), "mount /tmp")?;
     }
 
     // Read and write roots, shallowest first so deeper ones land on top.
@@ -662,17 +666,7 @@ fn build_dev(root: &Root) -> Result<(), MountError> {
     )
     .map_err(merr("mount devpts", pts))?;
     attach(&m, &t).map_err(merr("mount devpts", pts))?;
-    let shm = Path::new("/dev/shm");
-    let t = root
-        .ensure(shm, true)
-        .map_err(merr("mount /dev/shm (mount point)", shm))?;
-    let m = fresh(
-        c"tmpfs",
-        &[(c"mode", Some(c"1777"))],
-        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-    )
-    .map_err(merr("mount /dev/shm", shm))?;
-    attach(&m, &t).map_err(merr("mount /dev/shm", shm))?;
+    root.shared_tmpfs(Path::new("/dev/shm"), "mount /dev/shm")?;
     let devfd = root.open(dev).map_err(merr("open /dev", dev))?;
     for (name, to) in [
         (c"ptmx", c"pts/ptmx"),
