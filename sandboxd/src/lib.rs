@@ -3,14 +3,20 @@
 //! Rooms: [`policy`] decides (pure), [`backend`] enforces (kernel), [`supervisor`]
 //! watches one running sandbox, [`api`] serves the gRPC API, [`identity`] says who
 //! is calling, [`registry`] tracks what runs, [`plan`] turns a policy into a sandbox,
-//! [`audit`] keeps the tamper-evident record of it all.
+//! [`audit`] keeps the tamper-evident record of it all. For network mode
+//! `allowlist`, [`net`] decides and resolves, [`proxy`] and [`dns`] serve inside
+//! each sandbox, [`tls`] inspects HTTPS.
 
 pub mod api;
 pub mod audit;
 pub mod backend;
 pub mod config;
+pub mod dns;
 pub mod identity;
+pub mod net;
 pub mod plan;
 pub mod policy;
+pub mod proxy;
 pub mod registry;
 pub mod supervisor;
+pub mod tls;

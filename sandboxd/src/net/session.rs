@@ -1,0 +1,181 @@
+//! One exec's network session: its policy, its secrets, and where its
+//! decisions go (the audit log, then the exec's stream) and its questions
+//! (the person answering approvals on that stream).
+
+use super::decide::{Block, NetPolicy};
+use super::resolve::Resolver;
+use crate::audit::AuditLog;
+use crate::policy::Verdict;
+use crate::tls::Inspector;
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long an approval request waits for its answer; then it is a deny.
+pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether a record is the decision (written before the action proceeds) or
+/// the end of an allowed connection (with its byte counts and duration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Decision,
+    End,
+}
+
+/// One network decision, as audited and sent on the exec's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetRecord {
+    pub phase: Phase,
+    /// "http", "https" (inspected), "connect", "socks", "dns".
+    pub protocol: &'static str,
+    pub host: String,
+    pub port: u16,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    /// The address dialled, once vetted.
+    pub addr: Option<IpAddr>,
+    pub verdict: Verdict,
+    pub block: Option<Block>,
+    pub rule: String,
+    pub reason: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub duration_ms: u64,
+}
+
+/// A question for the person at the exec's terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NetQuery {
+    pub host: String,
+    pub port: u16,
+    pub method: Option<String>,
+    /// The rule that asked (the approval mode and the allow list).
+    pub rule: String,
+}
+
+/// The person's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Once,
+    /// For the rest of this exec.
+    Exec,
+    Deny,
+}
+
+/// Where the exec's questions go: each with the channel its answer comes back on.
+pub type Questions = mpsc::Sender<(NetQuery, oneshot::Sender<Answer>)>;
+
+/// What the network side of one exec shares.
+pub struct Session {
+    pub exec_id: String,
+    pub uid: u32,
+    pub policy: NetPolicy,
+    /// Secret values by name, for `{secret:NAME}` in injected headers; never
+    /// given to the sandbox.
+    pub secrets: BTreeMap<String, String>,
+    pub resolver: Arc<Resolver>,
+    /// Set when the policy inspects HTTPS.
+    pub inspector: Option<Arc<Inspector>>,
+    /// The host's own addresses (refused by the SSRF guard).
+    pub host_addrs: Arc<Vec<IpAddr>>,
+    audit: Arc<AuditLog>,
+    events: mpsc::UnboundedSender<NetRecord>,
+    questions: Option<Questions>,
+    /// (host, port) answered "for this exec".
+    approved: Mutex<HashSet<(String, u16)>>,
+}
+
+/// The audit log could not take a record: the action must not proceed.
+#[derive(Debug, thiserror::Error)]
+#[error("not allowed, as it cannot be audited: {0}")]
+pub struct NotAudited(String);
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        exec_id: String,
+        uid: u32,
+        policy: NetPolicy,
+        secrets: BTreeMap<String, String>,
+        resolver: Arc<Resolver>,
+        inspector: Option<Arc<Inspector>>,
+        host_addrs: Arc<Vec<IpAddr>>,
+        audit: Arc<AuditLog>,
+        events: mpsc::UnboundedSender<NetRecord>,
+        questions: Option<Questions>,
+    ) -> Session {
+        Session {
+            exec_id,
+            uid,
+            policy,
+            secrets,
+            resolver,
+            inspector,
+            host_addrs,
+            audit,
+            events,
+            questions,
+            approved: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Writes `r` to the audit log (fsync'ed) and sends it on the exec's
+    /// stream. An allowed action proceeds only after this returned `Ok`.
+    pub async fn record(&self, r: NetRecord) -> Result<(), NotAudited> {
+        let kind = match r.phase {
+            Phase::Decision => "network",
+            Phase::End => "network-end",
+        };
+        let fields = json!({
+            "id": self.exec_id,
+            "uid": self.uid,
+            "protocol": r.protocol,
+            "host": r.host,
+            "port": r.port,
+            "method": r.method,
+            "path": r.path,
+            "addr": r.addr.map(|a| a.to_string()),
+            "decision": r.verdict.as_str(),
+            "reason": r.block.map(|b| format!("blocked-by-{}", b.as_str())),
+            "rule": r.rule,
+            "message": r.reason,
+            "bytes_up": r.bytes_up,
+            "bytes_down": r.bytes_down,
+            "duration_ms": r.duration_ms,
+        });
+        let written = self.audit.append(kind, fields).await;
+        let _ = self.events.send(r);
+        written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
+    }
+
+    /// Asks the person about `q` (unless already approved for this exec);
+    /// `false` without a person, on "deny", or when no answer comes in time.
+    pub async fn ask(&self, q: NetQuery) -> bool {
+        let key = (q.host.clone(), q.port);
+        if self.lock_approved().contains(&key) {
+            return true;
+        }
+        let Some(questions) = &self.questions else {
+            return false;
+        };
+        let (tx, rx) = oneshot::channel();
+        if questions.send((q, tx)).await.is_err() {
+            return false;
+        }
+        match tokio::time::timeout(APPROVAL_TIMEOUT, rx).await {
+            Ok(Ok(Answer::Once)) => true,
+            Ok(Ok(Answer::Exec)) => {
+                self.lock_approved().insert(key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn lock_approved(&self) -> std::sync::MutexGuard<'_, HashSet<(String, u16)>> {
+        self.approved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
