@@ -685,3 +685,39 @@ async fn dropping_the_server_ends_its_tunnels() {
     let n = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
 }
+
+/// The benchmark kit's client against this proxy (`bench.py` and
+/// `backend.py` from the directory in `PROXY_BENCH`): CONNECT + 1 round
+/// trip latency and one tunnel's throughput, proxied and direct, printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: PROXY_BENCH=DIR cargo test --release --test proxy -- --ignored --nocapture"]
+async fn bench_with_the_kit() {
+    let dir = std::env::var("PROXY_BENCH").expect("PROXY_BENCH names the directory of bench.py and backend.py");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut backend = std::process::Command::new("/usr/bin/python3")
+        .arg(format!("{dir}/backend.py"))
+        .arg(port.to_string())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let p = proxy(&network(&[port], "allow_cidrs = [\"127.0.0.0/8\"]")).await;
+    let n = std::env::var("PROXY_BENCH_N").unwrap_or("2000".into());
+    let bytes = std::env::var("PROXY_BENCH_BYTES").unwrap_or((1u64 << 30).to_string());
+    let runs = [
+        ("latency", "direct".to_string(), "127.0.0.1", n.clone()),
+        ("latency", p.http.to_string(), "allowed.test", n),
+        ("thru", "direct".to_string(), "127.0.0.1", bytes.clone()),
+        ("thru", p.http.to_string(), "allowed.test", bytes),
+    ];
+    for (mode, via, host, arg) in runs {
+        let out = tokio::process::Command::new("/usr/bin/python3")
+            .arg(format!("{dir}/bench.py"))
+            .args([mode, &via, host, &port.to_string(), &arg])
+            .output()
+            .await
+            .unwrap();
+        println!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    backend.kill().unwrap();
+    backend.wait().unwrap();
+}

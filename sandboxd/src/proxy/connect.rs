@@ -58,23 +58,49 @@ enum First {
     Http,
 }
 
-/// Whether `data` starts like an HTTP/1.x request line: `Some(false)` no,
-/// `None` too short to tell.
+/// Whether `data` starts with an HTTP/1.x request line (`METHOD target
+/// HTTP/1.x`): `Some(false)` no, `None` a prefix of one so far.
 fn http_start(data: &[u8]) -> Option<bool> {
-    for (i, &b) in data.iter().enumerate().take(21) {
-        if b == b' ' {
-            return Some(i > 0);
-        }
-        if !b.is_ascii_uppercase() && b != b'-' {
-            return Some(false);
-        }
+    let line_end = data.iter().position(|&b| b == b'\n');
+    let line = &data[..line_end.unwrap_or(data.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let complete = line_end.is_some();
+    if !complete && data.len() > MAX_REQUEST_LINE {
+        return Some(false);
     }
-    if data.len() > 20 {
-        Some(false)
-    } else {
-        None
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next();
+    let version = parts.next();
+    let token = |m: &[u8]| m.iter().all(|&b| b.is_ascii_uppercase() || b == b'-');
+    if !token(method) || (method.is_empty() && (complete || target.is_some())) {
+        return Some(false);
     }
+    let Some(target) = target else {
+        return if complete { Some(false) } else { None };
+    };
+    if target.contains(&b' ') || (target.is_empty() && (complete || version.is_some())) {
+        return Some(false);
+    }
+    let Some(version) = version else {
+        return if complete { Some(false) } else { None };
+    };
+    const V: &[u8] = b"HTTP/1.";
+    if complete {
+        let ok = version.len() == V.len() + 1 && version.starts_with(V) && matches!(version[V.len()], b'0' | b'1');
+        return Some(ok);
+    }
+    let n = version.len().min(V.len());
+    if version[..n] != V[..n] || version.len() > V.len() + 1 {
+        return Some(false);
+    }
+    None
 }
+
+/// Longest request line waited for before a tunnel counts as not HTTP.
+const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// How long a tunnel's first bytes may stay a mere prefix of a request line.
+const PREFIX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Reads the client's first bytes into `first` until they are told apart.
 async fn first_bytes(client: &mut TcpStream, upstream: &TcpStream, first: &mut Vec<u8>) -> std::io::Result<First> {
@@ -92,14 +118,18 @@ async fn first_bytes(client: &mut TcpStream, upstream: &TcpStream, first: &mut V
             }
         }
         let empty = first.is_empty();
+        // A client that stops inside what could be a request line is not talking HTTP.
+        let ambiguous = !empty && sni::parse(first) == Hello::NotTls;
+        let wait = if ambiguous { PREFIX_WAIT } else { IDLE_TIMEOUT };
         let read = tokio::select! {
-            r = tokio::time::timeout(IDLE_TIMEOUT, client.read_buf(first)) => r,
+            r = tokio::time::timeout(wait, client.read_buf(first)) => r,
             r = upstream.readable(), if empty => {
                 r?;
                 return Ok(First::ServerFirst);
             }
         };
         match read {
+            Err(_) if ambiguous => return Ok(First::Hello(Hello::NotTls)),
             Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "tunnel idle")),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(0)) if empty => return Ok(First::Nothing),
@@ -107,6 +137,7 @@ async fn first_bytes(client: &mut TcpStream, upstream: &TcpStream, first: &mut V
                 // Cut short: what there is decides.
                 return Ok(match sni::parse(first) {
                     Hello::Incomplete => First::Hello(Hello::Malformed("ClientHello cut short")),
+                    Hello::NotTls if http_start(first) == Some(true) => First::Http,
                     h => First::Hello(h),
                 });
             }
@@ -277,5 +308,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_start;
+
+    #[test]
+    fn request_lines_are_told_from_other_first_bytes() {
+        assert_eq!(http_start(b"GET / HTTP/1.1\r\nHost: a\r\n"), Some(true));
+        assert_eq!(http_start(b"POST /x HTTP/1.0\n"), Some(true));
+        for prefix in ["G", "GET", "GET ", "GET /a", "GET /a ", "GET /a HTTP/", "GET /a HTTP/1.1", "GET /a HTTP/1.1\r"] {
+            assert_eq!(http_start(prefix.as_bytes()), None, "{prefix}");
+        }
+        for other in ["ZERO 1073741824\n", "PING\n", "SSH-2.0-x\r\n", "get / HTTP/1.1\r\n", "GET / HTTP/2\r\n", "GET /a HTTPS", " GET"] {
+            assert_eq!(http_start(other.as_bytes()), Some(false), "{other}");
+        }
+        assert_eq!(http_start(&vec![b'A'; 9000]), Some(false));
     }
 }
