@@ -7,12 +7,13 @@ use sandboxd::audit::AuditLog;
 use sandboxd::config::DnsConfig;
 use sandboxd::net::{NetPolicy, Resolver, Session};
 use sandboxd::policy::{ApprovalMode, PolicyStore};
+use sandboxd::tls::Inspector;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -60,12 +61,34 @@ impl Origin {
         Origin { port, seen, _task: task }
     }
 
+    /// The same over TLS with `config`.
+    async fn start_tls(config: Arc<rustls::ServerConfig>) -> Origin {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            let mut conn = 0;
+            while let Ok((c, _)) = l.accept().await {
+                conn += 1;
+                let s = Arc::clone(&s);
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&config));
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(c).await {
+                        origin_conn(tls, conn, s).await;
+                    }
+                });
+            }
+        });
+        Origin { port, seen, _task: task }
+    }
+
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
 
-async fn origin_conn(mut c: TcpStream, conn: usize, seen: Arc<Mutex<Vec<Seen>>>) {
+async fn origin_conn<S: AsyncRead + AsyncWrite + Unpin>(mut c: S, conn: usize, seen: Arc<Mutex<Vec<Seen>>>) {
     let mut buf = Vec::new();
     loop {
         let (line, headers, n) = loop {
@@ -182,6 +205,11 @@ fn network(ports: &[u16], extra: &str) -> String {
 
 /// Starts both proxies for a profile with `body`.
 async fn proxy(body: &str) -> Proxy {
+    proxy_inspecting(body, None).await
+}
+
+/// Starts both proxies for a profile with `body`, inspecting with `inspector`.
+async fn proxy_inspecting(body: &str, inspector: Option<Arc<Inspector>>) -> Proxy {
     let policy_dir = tempfile::tempdir().unwrap();
     std::fs::write(policy_dir.path().join("p.toml"), body).unwrap();
     let store = PolicyStore::load(Some(policy_dir.path()), false).unwrap();
@@ -206,7 +234,7 @@ async fn proxy(body: &str) -> Proxy {
         policy,
         secrets,
         Arc::new(resolver),
-        None,
+        inspector,
         Arc::new(Vec::new()),
         audit,
         events,
@@ -274,7 +302,7 @@ impl Response {
 }
 
 /// Reads one response (Content-Length, chunked or to the end).
-async fn read_response(c: &mut TcpStream, buf: &mut Vec<u8>) -> Response {
+async fn read_response<S: AsyncRead + Unpin>(c: &mut S, buf: &mut Vec<u8>) -> Response {
     let (code, headers, n) = loop {
         let mut h = [httparse::EMPTY_HEADER; 64];
         let mut res = httparse::Response::new(&mut h);
@@ -330,7 +358,7 @@ async fn read_response(c: &mut TcpStream, buf: &mut Vec<u8>) -> Response {
 }
 
 /// Reads more into `buf`; 0 at the end.
-async fn fill(c: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
+async fn fill<S: AsyncRead + Unpin>(c: &mut S, buf: &mut Vec<u8>) -> usize {
     let mut chunk = [0u8; 4096];
     let k = c.read(&mut chunk).await.unwrap_or(0);
     buf.extend_from_slice(&chunk[..k]);
@@ -684,6 +712,84 @@ async fn dropping_the_server_ends_its_tunnels() {
     let mut rest = Vec::new();
     let n = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A test CA, written to `dir/ca.pem`, and a server configuration for `host` it signed.
+fn test_ca(dir: &std::path::Path, host: &str) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, "proxy test CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, ca.pem()).unwrap();
+    let issuer = Issuer::new(params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![host.to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    (path, Arc::new(config))
+}
+
+/// Inspected HTTPS: the client trusts only the inspector's CA; methods,
+/// injection and records apply per request inside the tunnel.
+#[tokio::test]
+async fn inspected_https_applies_methods_and_injection_per_request() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_path, server) = test_ca(dir.path(), "allowed.test");
+    let origin = Origin::start_tls(server).await;
+    let o = origin.port;
+    let inspector = Arc::new(Inspector::load_or_create(dir.path(), &[ca_path]).unwrap());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(inspector.ca_pem().as_bytes()).unwrap()).unwrap();
+    let client_config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let body = network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]\ninspect = true\nmethods = [\"GET\"]");
+    let p = proxy_inspecting(&body, Some(inspector)).await;
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    c.write_all(format!("CONNECT allowed.test:{o} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("allowed.test").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client_config).connect(name, c).await.unwrap();
+    let mut buf = Vec::new();
+    let host = format!("allowed.test:{o}");
+    tls.write_all(get("/inside?q=1", &host, "Authorization: mine\r\n").as_bytes()).await.unwrap();
+    let r = read_response(&mut tls, &mut buf).await;
+    assert_eq!((r.code, r.body.as_str()), (200, "hello /inside?q=1"));
+    tls.write_all(format!("POST /up HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\n\r\nhi").as_bytes())
+        .await
+        .unwrap();
+    let r = read_response(&mut tls, &mut buf).await;
+    assert_refused(&r, "method");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].line, "GET /inside?q=1");
+    assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
+    let rec = p
+        .wait_record("https", |r| r["protocol"] == "https" && r["kind"] == "network-end")
+        .await;
+    assert_eq!((rec["method"].as_str(), rec["path"].as_str()), (Some("GET"), Some("/inside")));
+    assert!(rec["bytes_down"].as_u64().unwrap() > 0);
+    p.wait_record("https method", |r| r["protocol"] == "https" && r["reason"] == "blocked-by-method")
+        .await;
 }
 
 /// The benchmark kit's client against this proxy (`bench.py` and
