@@ -58,7 +58,11 @@ impl Origin {
                 tokio::spawn(origin_conn(c, conn, Arc::clone(&s)));
             }
         });
-        Origin { port, seen, _task: task }
+        Origin {
+            port,
+            seen,
+            _task: task,
+        }
     }
 
     /// The same over TLS with `config`.
@@ -80,7 +84,11 @@ impl Origin {
                 });
             }
         });
-        Origin { port, seen, _task: task }
+        Origin {
+            port,
+            seen,
+            _task: task,
+        }
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -88,7 +96,11 @@ impl Origin {
     }
 }
 
-async fn origin_conn<S: AsyncRead + AsyncWrite + Unpin>(mut c: S, conn: usize, seen: Arc<Mutex<Vec<Seen>>>) {
+async fn origin_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    mut c: S,
+    conn: usize,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
     let mut buf = Vec::new();
     loop {
         let (line, headers, n) = loop {
@@ -99,7 +111,12 @@ async fn origin_conn<S: AsyncRead + AsyncWrite + Unpin>(mut c: S, conn: usize, s
                 let headers: Vec<(String, String)> = req
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
                 break (line, headers, n);
             }
@@ -124,12 +141,22 @@ async fn origin_conn<S: AsyncRead + AsyncWrite + Unpin>(mut c: S, conn: usize, s
         }
         let body: Vec<u8> = buf.drain(..len).collect();
         let path = line.split(' ').nth(1).unwrap_or("").to_string();
-        seen.lock().unwrap().push(Seen { conn, line, headers, body });
+        let head_only = line.starts_with("HEAD ");
+        seen.lock().unwrap().push(Seen {
+            conn,
+            line,
+            headers,
+            body,
+        });
         let answer = if path == "/chunked" {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nchunk-\r\n4\r\ned!!\r\n0\r\n\r\n".to_string()
         } else {
             let body = format!("hello {path}");
-            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            let len = body.len();
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n{}",
+                if head_only { "" } else { &body }
+            )
         };
         if c.write_all(answer.as_bytes()).await.is_err() {
             return;
@@ -169,7 +196,11 @@ impl Echo {
                 });
             }
         });
-        Echo { port, received, _task: task }
+        Echo {
+            port,
+            received,
+            _task: task,
+        }
     }
 }
 
@@ -213,12 +244,19 @@ async fn proxy_inspecting(body: &str, inspector: Option<Arc<Inspector>>) -> Prox
     let policy_dir = tempfile::tempdir().unwrap();
     std::fs::write(policy_dir.path().join("p.toml"), body).unwrap();
     let store = PolicyStore::load(Some(policy_dir.path()), false).unwrap();
-    let policy = NetPolicy::from_profile(store.get("p").unwrap(), None, ApprovalMode::Never).unwrap();
+    let policy =
+        NetPolicy::from_profile(store.get("p").unwrap(), None, ApprovalMode::Never).unwrap();
     let lo = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
-    let hosts: BTreeMap<String, Vec<IpAddr>> = ["allowed.test", "other.test", "denied.test", "allowed.test.evil.test", "a.wild.test"]
-        .iter()
-        .map(|n| (n.to_string(), lo.clone()))
-        .collect();
+    let hosts: BTreeMap<String, Vec<IpAddr>> = [
+        "allowed.test",
+        "other.test",
+        "denied.test",
+        "allowed.test.evil.test",
+        "a.wild.test",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), lo.clone()))
+    .collect();
     let resolver = Resolver::new(&DnsConfig {
         upstream: Some(Vec::new()),
         hosts,
@@ -265,7 +303,8 @@ async fn proxy_inspecting(body: &str, inspector: Option<Arc<Inspector>>) -> Prox
 impl Proxy {
     /// The audit records of kind `network` or `network-end`.
     fn records(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.audit_dir.path().join("audit.jsonl")).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.audit_dir.path().join("audit.jsonl")).unwrap_or_default();
         text.lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .filter(|v| v["kind"].as_str().is_some_and(|k| k.starts_with("network")))
@@ -310,13 +349,22 @@ async fn read_response<S: AsyncRead + Unpin>(c: &mut S, buf: &mut Vec<u8>) -> Re
             let headers: Vec<(String, String)> = res
                 .headers
                 .iter()
-                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect();
             break (res.code.unwrap(), headers, n);
         }
         let mut chunk = [0u8; 4096];
         let k = c.read(&mut chunk).await.unwrap();
-        assert!(k > 0, "the proxy closed before a response: {:?}", String::from_utf8_lossy(buf));
+        assert!(
+            k > 0,
+            "the proxy closed before a response: {:?}",
+            String::from_utf8_lossy(buf)
+        );
         buf.extend_from_slice(&chunk[..k]);
     };
     buf.drain(..n);
@@ -325,7 +373,10 @@ async fn read_response<S: AsyncRead + Unpin>(c: &mut S, buf: &mut Vec<u8>) -> Re
         headers,
         body: String::new(),
     };
-    if let Some(len) = r.header("content-length").map(|v| v.parse::<usize>().unwrap()) {
+    if let Some(len) = r
+        .header("content-length")
+        .map(|v| v.parse::<usize>().unwrap())
+    {
         while buf.len() < len {
             assert!(fill(c, buf).await > 0, "body cut short");
         }
@@ -378,13 +429,21 @@ fn get(url: &str, host: &str, extra: &str) -> String {
 
 fn assert_refused(r: &Response, reason: &str) {
     assert_eq!(r.code, 403, "{r:?}");
-    assert_eq!(r.header("x-proxy-error"), Some(format!("blocked-by-{reason}").as_str()), "{r:?}");
+    assert_eq!(
+        r.header("x-proxy-error"),
+        Some(format!("blocked-by-{reason}").as_str()),
+        "{r:?}"
+    );
 }
 
 async fn setup() -> (Origin, Echo, Proxy) {
     let origin = Origin::start().await;
     let echo = Echo::start().await;
-    let p = proxy(&network(&[origin.port, echo.port, 443], "allow_cidrs = [\"127.0.0.0/8\"]")).await;
+    let p = proxy(&network(
+        &[origin.port, echo.port, 443],
+        "allow_cidrs = [\"127.0.0.0/8\"]",
+    ))
+    .await;
     (origin, echo, p)
 }
 
@@ -406,9 +465,15 @@ async fn allowed_get_in_absolute_form_reaches_the_origin_without_proxy_headers()
     let seen = origin.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].line, "GET /hello?x=1");
-    assert_eq!(seen[0].header("host"), Some(format!("allowed.test:{o}").as_str()));
+    assert_eq!(
+        seen[0].header("host"),
+        Some(format!("allowed.test:{o}").as_str())
+    );
     assert_eq!(seen[0].header("x-kept"), Some("yes"));
-    assert!(seen[0].header("proxy-connection").is_none() && seen[0].header("proxy-authorization").is_none());
+    assert!(
+        seen[0].header("proxy-connection").is_none()
+            && seen[0].header("proxy-authorization").is_none()
+    );
 }
 
 #[tokio::test]
@@ -417,14 +482,44 @@ async fn keep_alive_carries_two_requests_on_one_connection_each_side() {
     let o = origin.port;
     let mut c = TcpStream::connect(p.http).await.unwrap();
     let mut buf = Vec::new();
-    c.write_all(get(&format!("http://allowed.test:{o}/one"), &format!("allowed.test:{o}"), "").as_bytes())
-        .await
-        .unwrap();
+    c.write_all(
+        get(
+            &format!("http://allowed.test:{o}/one"),
+            &format!("allowed.test:{o}"),
+            "",
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
     let r1 = read_response(&mut c, &mut buf).await;
-    c.write_all(get(&format!("http://allowed.test:{o}/chunked"), &format!("allowed.test:{o}"), "").as_bytes())
-        .await
-        .unwrap();
+    c.write_all(
+        get(
+            &format!("http://allowed.test:{o}/chunked"),
+            &format!("allowed.test:{o}"),
+            "",
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
     let r2 = read_response(&mut c, &mut buf).await;
+    // HEAD: a length and no body.
+    c.write_all(
+        format!("HEAD http://allowed.test:{o}/h HTTP/1.1\r\nHost: allowed.test:{o}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut h = Vec::new();
+    while !h.ends_with(b"\r\n\r\n") {
+        assert!(fill(&mut c, &mut h).await > 0);
+    }
+    let h = String::from_utf8(h).unwrap();
+    assert!(
+        h.starts_with("HTTP/1.1 200") && h.contains("Content-Length: 8\r\n"),
+        "{h}"
+    );
     // A POST with a body on the same connection.
     let post = format!("POST http://allowed.test:{o}/up HTTP/1.1\r\nHost: allowed.test:{o}\r\nContent-Length: 5\r\n\r\nabcde");
     c.write_all(post.as_bytes()).await.unwrap();
@@ -433,9 +528,12 @@ async fn keep_alive_carries_two_requests_on_one_connection_each_side() {
     assert_eq!((r2.code, r2.body.as_str()), (200, "chunk-ed!!"));
     assert_eq!((r3.code, r3.body.as_str()), (200, "hello /up"));
     let seen = origin.seen();
-    assert_eq!(seen.len(), 3);
-    assert!(seen.iter().all(|s| s.conn == seen[0].conn), "one upstream connection: {seen:?}");
-    assert_eq!(seen[2].body, b"abcde");
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter().all(|s| s.conn == seen[0].conn),
+        "one upstream connection: {seen:?}"
+    );
+    assert_eq!(seen[3].body, b"abcde");
 }
 
 #[tokio::test]
@@ -443,9 +541,11 @@ async fn connect_tunnels_to_an_echo_server_and_audits_the_bytes() {
     let (_origin, echo, p) = setup().await;
     let mut c = TcpStream::connect(p.http).await.unwrap();
     let e = echo.port;
-    c.write_all(format!("CONNECT allowed.test:{e} HTTP/1.1\r\nHost: allowed.test:{e}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    c.write_all(
+        format!("CONNECT allowed.test:{e} HTTP/1.1\r\nHost: allowed.test:{e}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut head = [0u8; 39];
     c.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200 Connection established\r\n\r\n");
@@ -455,15 +555,25 @@ async fn connect_tunnels_to_an_echo_server_and_audits_the_bytes() {
     assert_eq!(&back, b"ping through the tunnel");
     drop(c);
     let d = p
-        .wait_record("decision", |r| r["kind"] == "network" && r["protocol"] == "connect")
+        .wait_record("decision", |r| {
+            r["kind"] == "network" && r["protocol"] == "connect"
+        })
         .await;
-    assert_eq!((d["decision"].as_str(), d["host"].as_str()), (Some("allow"), Some("allowed.test")));
+    assert_eq!(
+        (d["decision"].as_str(), d["host"].as_str()),
+        (Some("allow"), Some("allowed.test"))
+    );
     assert_eq!(d["addr"], "127.0.0.1");
     assert_eq!(d["id"], "exec-test");
     let end = p
-        .wait_record("end", |r| r["kind"] == "network-end" && r["protocol"] == "connect")
+        .wait_record("end", |r| {
+            r["kind"] == "network-end" && r["protocol"] == "connect"
+        })
         .await;
-    assert_eq!((end["bytes_up"].as_u64(), end["bytes_down"].as_u64()), (Some(23), Some(23)));
+    assert_eq!(
+        (end["bytes_up"].as_u64(), end["bytes_down"].as_u64()),
+        (Some(23), Some(23))
+    );
 }
 
 /// SOCKS5 greeting and CONNECT to a name; returns the reply code.
@@ -494,7 +604,11 @@ async fn socks5_connects_by_name_and_refuses_what_the_policy_refuses() {
     let mut back = [0u8; 6];
     c.read_exact(&mut back).await.unwrap();
     assert_eq!(&back, b"socks!");
-    for (atyp, addr) in [(3u8, &b"denied.test"[..]), (3, b"nowhere.test"), (1, &[127, 0, 0, 1])] {
+    for (atyp, addr) in [
+        (3u8, &b"denied.test"[..]),
+        (3, b"nowhere.test"),
+        (1, &[127, 0, 0, 1]),
+    ] {
         let (code, _) = socks_connect(&p, atyp, addr, echo.port).await;
         assert_eq!(code, 2, "{}", String::from_utf8_lossy(addr));
     }
@@ -506,7 +620,9 @@ async fn socks5_connects_by_name_and_refuses_what_the_policy_refuses() {
     c.read_exact(&mut rep).await.unwrap();
     assert_eq!(rep[3], 7);
     p.wait_record("socks refusal", |r| {
-        r["protocol"] == "socks" && r["host"] == "denied.test" && r["reason"] == "blocked-by-denylist"
+        r["protocol"] == "socks"
+            && r["host"] == "denied.test"
+            && r["reason"] == "blocked-by-denylist"
     })
     .await;
 }
@@ -516,12 +632,36 @@ async fn names_ports_and_literals_outside_the_policy_are_refused() {
     let (origin, echo, p) = setup().await;
     let o = origin.port;
     let cases = [
-        (format!("http://denied.test:{o}/"), format!("denied.test:{o}"), "denylist"),
-        (format!("http://nowhere.test:{o}/"), format!("nowhere.test:{o}"), "allowlist"),
-        (format!("http://allowed.test.evil.test:{o}/"), format!("allowed.test.evil.test:{o}"), "allowlist"),
-        (format!("http://127.0.0.1:{o}/"), format!("127.0.0.1:{o}"), "allowlist"),
-        (format!("http://2130706433:{o}/"), format!("2130706433:{o}"), "allowlist"),
-        ("http://allowed.test:1/".to_string(), "allowed.test:1".to_string(), "port"),
+        (
+            format!("http://denied.test:{o}/"),
+            format!("denied.test:{o}"),
+            "denylist",
+        ),
+        (
+            format!("http://nowhere.test:{o}/"),
+            format!("nowhere.test:{o}"),
+            "allowlist",
+        ),
+        (
+            format!("http://allowed.test.evil.test:{o}/"),
+            format!("allowed.test.evil.test:{o}"),
+            "allowlist",
+        ),
+        (
+            format!("http://127.0.0.1:{o}/"),
+            format!("127.0.0.1:{o}"),
+            "allowlist",
+        ),
+        (
+            format!("http://2130706433:{o}/"),
+            format!("2130706433:{o}"),
+            "allowlist",
+        ),
+        (
+            "http://allowed.test:1/".to_string(),
+            "allowed.test:1".to_string(),
+            "port",
+        ),
     ];
     for (url, host, reason) in &cases {
         let r = ask(&p, &get(url, host, "")).await;
@@ -529,25 +669,47 @@ async fn names_ports_and_literals_outside_the_policy_are_refused() {
         assert!(r.body.contains("rule"), "{r:?}");
     }
     let mut c = TcpStream::connect(p.http).await.unwrap();
-    c.write_all(b"CONNECT allowed.test:1 HTTP/1.1\r\nHost: allowed.test:1\r\n\r\n").await.unwrap();
+    c.write_all(b"CONNECT allowed.test:1 HTTP/1.1\r\nHost: allowed.test:1\r\n\r\n")
+        .await
+        .unwrap();
     assert_refused(&read_response(&mut c, &mut Vec::new()).await, "port");
     let mut c = TcpStream::connect(p.http).await.unwrap();
     let e = echo.port;
-    c.write_all(format!("CONNECT denied.test:{e} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
+    c.write_all(format!("CONNECT denied.test:{e} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     assert_refused(&read_response(&mut c, &mut Vec::new()).await, "denylist");
     assert!(origin.seen().is_empty());
     assert_eq!(*echo.received.lock().unwrap(), 0);
-    p.wait_record("port refusal", |r| r["reason"] == "blocked-by-port" && r["decision"] == "deny")
-        .await;
+    p.wait_record("port refusal", |r| {
+        r["reason"] == "blocked-by-port" && r["decision"] == "deny"
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn case_and_a_trailing_dot_do_not_matter() {
     let (origin, _echo, p) = setup().await;
     let o = origin.port;
-    let r = ask(&p, &get(&format!("http://ALLOWED.TEST.:{o}/dot"), &format!("Allowed.Test.:{o}"), "")).await;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://ALLOWED.TEST.:{o}/dot"),
+            &format!("Allowed.Test.:{o}"),
+            "",
+        ),
+    )
+    .await;
     assert_eq!(r.code, 200, "{r:?}");
-    let r = ask(&p, &get(&format!("http://a.WILD.test:{o}/w"), &format!("a.wild.test:{o}"), "")).await;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://a.WILD.test:{o}/w"),
+            &format!("a.wild.test:{o}"),
+            "",
+        ),
+    )
+    .await;
     assert_eq!(r.code, 200, "{r:?}");
     assert_eq!(origin.seen().len(), 2);
 }
@@ -557,21 +719,35 @@ async fn a_host_header_that_disagrees_or_userinfo_is_refused() {
     let (origin, _echo, p) = setup().await;
     let o = origin.port;
     let url = format!("http://allowed.test:{o}/");
-    for host in [format!("denied.test:{o}"), "allowed.test".to_string(), format!("allowed.test:{}", o + 1)] {
+    for host in [
+        format!("denied.test:{o}"),
+        "allowed.test".to_string(),
+        format!("allowed.test:{}", o + 1),
+    ] {
         assert_refused(&ask(&p, &get(&url, &host, "")).await, "bad-request");
     }
-    let two = format!("GET {url} HTTP/1.1\r\nHost: allowed.test:{o}\r\nHost: denied.test:{o}\r\n\r\n");
+    let two =
+        format!("GET {url} HTTP/1.1\r\nHost: allowed.test:{o}\r\nHost: denied.test:{o}\r\n\r\n");
     assert_refused(&ask(&p, &two).await, "bad-request");
     for url in [
         format!("http://allowed.test:{o}@denied.test:{o}/"),
         format!("http://user:pw@allowed.test:{o}/"),
     ] {
-        assert_refused(&ask(&p, &get(&url, &format!("allowed.test:{o}"), "")).await, "bad-request");
+        assert_refused(
+            &ask(&p, &get(&url, &format!("allowed.test:{o}"), "")).await,
+            "bad-request",
+        );
     }
     // A request to the proxy itself (origin-form) is no proxy request.
-    assert_eq!(ask(&p, &get("/", &format!("allowed.test:{o}"), "")).await.code, 400);
+    assert_eq!(
+        ask(&p, &get("/", &format!("allowed.test:{o}"), ""))
+            .await
+            .code,
+        400
+    );
     assert!(origin.seen().is_empty());
-    p.wait_record("bad request", |r| r["reason"] == "blocked-by-bad-request").await;
+    p.wait_record("bad request", |r| r["reason"] == "blocked-by-bad-request")
+        .await;
 }
 
 #[tokio::test]
@@ -579,7 +755,15 @@ async fn loopback_without_allow_cidrs_is_a_private_address() {
     let origin = Origin::start().await;
     let p = proxy(&network(&[origin.port], "")).await;
     let o = origin.port;
-    let r = ask(&p, &get(&format!("http://allowed.test:{o}/"), &format!("allowed.test:{o}"), "")).await;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://allowed.test:{o}/"),
+            &format!("allowed.test:{o}"),
+            "",
+        ),
+    )
+    .await;
     assert_refused(&r, "private-address");
     assert!(origin.seen().is_empty());
     let rec = p
@@ -594,14 +778,31 @@ async fn loopback_without_allow_cidrs_is_a_private_address() {
 async fn post_under_a_get_only_profile_is_refused() {
     let origin = Origin::start().await;
     let o = origin.port;
-    let p = proxy(&network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]\nmethods = [\"GET\", \"HEAD\"]")).await;
+    let p = proxy(&network(
+        &[o],
+        "allow_cidrs = [\"127.0.0.0/8\"]\nmethods = [\"GET\", \"HEAD\"]",
+    ))
+    .await;
     let post = format!("POST http://allowed.test:{o}/x HTTP/1.1\r\nHost: allowed.test:{o}\r\nContent-Length: 2\r\n\r\nhi");
     assert_refused(&ask(&p, &post).await, "method");
     assert!(origin.seen().is_empty());
-    let r = ask(&p, &get(&format!("http://allowed.test:{o}/x"), &format!("allowed.test:{o}"), "")).await;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://allowed.test:{o}/x"),
+            &format!("allowed.test:{o}"),
+            "",
+        ),
+    )
+    .await;
     assert_eq!(r.code, 200);
-    let rec = p.wait_record("method", |r| r["reason"] == "blocked-by-method").await;
-    assert_eq!((rec["method"].as_str(), rec["path"].as_str()), (Some("POST"), Some("/x")));
+    let rec = p
+        .wait_record("method", |r| r["reason"] == "blocked-by-method")
+        .await;
+    assert_eq!(
+        (rec["method"].as_str(), rec["path"].as_str()),
+        (Some("POST"), Some("/x"))
+    );
 }
 
 #[tokio::test]
@@ -610,11 +811,23 @@ async fn the_injected_header_replaces_the_clients_and_reaches_only_its_host() {
     let o = origin.port;
     let r = ask(
         &p,
-        &get(&format!("http://allowed.test:{o}/a"), &format!("allowed.test:{o}"), "authorization: Bearer mine\r\n"),
+        &get(
+            &format!("http://allowed.test:{o}/a"),
+            &format!("allowed.test:{o}"),
+            "authorization: Bearer mine\r\n",
+        ),
     )
     .await;
     assert_eq!(r.code, 200);
-    let r = ask(&p, &get(&format!("http://other.test:{o}/b"), &format!("other.test:{o}"), "")).await;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://other.test:{o}/b"),
+            &format!("other.test:{o}"),
+            "",
+        ),
+    )
+    .await;
     assert_eq!(r.code, 200);
     let seen = origin.seen();
     let auth: Vec<&str> = seen[0]
@@ -634,9 +847,18 @@ async fn the_injected_header_replaces_the_clients_and_reaches_only_its_host() {
 async fn a_missing_secret_refuses_the_request() {
     let origin = Origin::start().await;
     let o = origin.port;
-    let body = network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]").replace("{secret:TOKEN}", "{secret:ABSENT}");
+    let body = network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]")
+        .replace("{secret:TOKEN}", "{secret:ABSENT}");
     let p = proxy(&body).await;
-    let r = ask(&p, &get(&format!("http://allowed.test:{o}/"), &format!("allowed.test:{o}"), "")).await;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://allowed.test:{o}/"),
+            &format!("allowed.test:{o}"),
+            "",
+        ),
+    )
+    .await;
     assert_eq!(r.code, 403, "{r:?}");
     assert!(r.body.contains("ABSENT"), "{r:?}");
     assert!(origin.seen().is_empty());
@@ -667,10 +889,22 @@ async fn tls_through_connect(p: &Proxy, port: u16, name: &str) -> std::io::Resul
 #[tokio::test]
 async fn a_client_hello_for_another_name_closes_the_tunnel() {
     let (_origin, echo, p) = setup().await;
-    let err = tls_through_connect(&p, echo.port, "evil.test").await.unwrap_err();
-    assert!(err.kind() == std::io::ErrorKind::UnexpectedEof || err.kind() == std::io::ErrorKind::ConnectionReset, "{err}");
-    assert_eq!(*echo.received.lock().unwrap(), 0, "nothing reached the server");
-    let rec = p.wait_record("sni", |r| r["reason"] == "blocked-by-sni-mismatch").await;
+    let err = tls_through_connect(&p, echo.port, "evil.test")
+        .await
+        .unwrap_err();
+    assert!(
+        err.kind() == std::io::ErrorKind::UnexpectedEof
+            || err.kind() == std::io::ErrorKind::ConnectionReset,
+        "{err}"
+    );
+    assert_eq!(
+        *echo.received.lock().unwrap(),
+        0,
+        "nothing reached the server"
+    );
+    let rec = p
+        .wait_record("sni", |r| r["reason"] == "blocked-by-sni-mismatch")
+        .await;
     assert_eq!(rec["host"], "allowed.test");
     // The right name goes through (the echo server sends the hello back, which fails the handshake later).
     let _ = tls_through_connect(&p, echo.port, "ALLOWED.test").await;
@@ -683,14 +917,17 @@ async fn plain_bytes_to_port_443_are_refused() {
     // Something must answer on 443 for the tunnel to open.
     let _l = std::net::TcpListener::bind("127.0.0.1:443").expect("127.0.0.1:443 free for the test");
     let mut c = TcpStream::connect(p.http).await.unwrap();
-    c.write_all(b"CONNECT allowed.test:443 HTTP/1.1\r\n\r\n").await.unwrap();
+    c.write_all(b"CONNECT allowed.test:443 HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
     let mut head = [0u8; 39];
     c.read_exact(&mut head).await.unwrap();
     c.write_all(b"SSH-2.0-hello\r\n").await.unwrap();
     let mut rest = Vec::new();
     let _ = c.read_to_end(&mut rest).await;
     assert!(rest.is_empty());
-    p.wait_record("not tls", |r| r["reason"] == "blocked-by-not-tls").await;
+    p.wait_record("not tls", |r| r["reason"] == "blocked-by-not-tls")
+        .await;
 }
 
 #[tokio::test]
@@ -724,15 +961,21 @@ fn test_ca(dir: &std::path::Path, host: &str) -> (std::path::PathBuf, Arc<rustls
     use rustls::pki_types::pem::PemObject;
     let ca_key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, "proxy test CA");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "proxy test CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = params.self_signed(&ca_key).unwrap();
     let path = dir.join("ca.pem");
     std::fs::write(&path, ca.pem()).unwrap();
     let issuer = Issuer::new(params, ca_key);
     let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![host.to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+    let leaf = CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -753,7 +996,12 @@ async fn inspected_https_applies_methods_and_injection_per_request() {
     let o = origin.port;
     let inspector = Arc::new(Inspector::load_or_create(dir.path(), &[ca_path]).unwrap());
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(inspector.ca_pem().as_bytes()).unwrap()).unwrap();
+    roots
+        .add(
+            rustls::pki_types::CertificateDer::from_pem_slice(inspector.ca_pem().as_bytes())
+                .unwrap(),
+        )
+        .unwrap();
     let client_config = Arc::new(
         rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -761,35 +1009,57 @@ async fn inspected_https_applies_methods_and_injection_per_request() {
             .with_root_certificates(roots)
             .with_no_client_auth(),
     );
-    let body = network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]\ninspect = true\nmethods = [\"GET\"]");
+    let body = network(
+        &[o],
+        "allow_cidrs = [\"127.0.0.0/8\"]\ninspect = true\nmethods = [\"GET\"]",
+    );
     let p = proxy_inspecting(&body, Some(inspector)).await;
     let mut c = TcpStream::connect(p.http).await.unwrap();
-    c.write_all(format!("CONNECT allowed.test:{o} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
+    c.write_all(format!("CONNECT allowed.test:{o} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut head = [0u8; 39];
     c.read_exact(&mut head).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("allowed.test").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(client_config).connect(name, c).await.unwrap();
-    let mut buf = Vec::new();
-    let host = format!("allowed.test:{o}");
-    tls.write_all(get("/inside?q=1", &host, "Authorization: mine\r\n").as_bytes()).await.unwrap();
-    let r = read_response(&mut tls, &mut buf).await;
-    assert_eq!((r.code, r.body.as_str()), (200, "hello /inside?q=1"));
-    tls.write_all(format!("POST /up HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\n\r\nhi").as_bytes())
+    let mut tls = tokio_rustls::TlsConnector::from(client_config)
+        .connect(name, c)
         .await
         .unwrap();
+    let mut buf = Vec::new();
+    let host = format!("allowed.test:{o}");
+    tls.write_all(get("/inside?q=1", &host, "Authorization: mine\r\n").as_bytes())
+        .await
+        .unwrap();
+    let r = read_response(&mut tls, &mut buf).await;
+    assert_eq!((r.code, r.body.as_str()), (200, "hello /inside?q=1"));
+    tls.write_all(
+        format!("POST /up HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\n\r\nhi").as_bytes(),
+    )
+    .await
+    .unwrap();
     let r = read_response(&mut tls, &mut buf).await;
     assert_refused(&r, "method");
     let seen = origin.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].line, "GET /inside?q=1");
-    assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
     let rec = p
-        .wait_record("https", |r| r["protocol"] == "https" && r["kind"] == "network-end")
+        .wait_record("https", |r| {
+            r["protocol"] == "https" && r["kind"] == "network-end"
+        })
         .await;
-    assert_eq!((rec["method"].as_str(), rec["path"].as_str()), (Some("GET"), Some("/inside")));
+    assert_eq!(
+        (rec["method"].as_str(), rec["path"].as_str()),
+        (Some("GET"), Some("/inside"))
+    );
     assert!(rec["bytes_down"].as_u64().unwrap() > 0);
-    p.wait_record("https method", |r| r["protocol"] == "https" && r["reason"] == "blocked-by-method")
-        .await;
+    p.wait_record("https method", |r| {
+        r["protocol"] == "https" && r["reason"] == "blocked-by-method"
+    })
+    .await;
 }
 
 /// The benchmark kit's client against this proxy (`bench.py` and
@@ -798,8 +1068,13 @@ async fn inspected_https_applies_methods_and_injection_per_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: PROXY_BENCH=DIR cargo test --release --test proxy -- --ignored --nocapture"]
 async fn bench_with_the_kit() {
-    let dir = std::env::var("PROXY_BENCH").expect("PROXY_BENCH names the directory of bench.py and backend.py");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::var("PROXY_BENCH")
+        .expect("PROXY_BENCH names the directory of bench.py and backend.py");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut backend = std::process::Command::new("/usr/bin/python3")
         .arg(format!("{dir}/backend.py"))
         .arg(port.to_string())
@@ -822,7 +1097,11 @@ async fn bench_with_the_kit() {
             .output()
             .await
             .unwrap();
-        println!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        println!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     backend.kill().unwrap();
     backend.wait().unwrap();

@@ -22,11 +22,25 @@ pub async fn connect(session: &Session, head: Head, mut client: Buffered<TcpStre
     let (host, port) = match http::split_authority(&target, None) {
         Ok(hp) => hp,
         Err(m) if m.contains("userinfo") => {
-            let _ = http::plain(&mut client.io, 403, "Forbidden", Some("blocked-by-bad-request"), &format!("{m}\n")).await;
+            let _ = http::plain(
+                &mut client.io,
+                403,
+                "Forbidden",
+                Some("blocked-by-bad-request"),
+                &format!("{m}\n"),
+            )
+            .await;
             return;
         }
         Err(m) => {
-            let _ = http::plain(&mut client.io, 400, "Bad Request", None, &format!("CONNECT {target}: {m}\n")).await;
+            let _ = http::plain(
+                &mut client.io,
+                400,
+                "Bad Request",
+                None,
+                &format!("CONNECT {target}: {m}\n"),
+            )
+            .await;
             return;
         }
     };
@@ -40,7 +54,12 @@ pub async fn connect(session: &Session, head: Head, mut client: Buffered<TcpStre
             return;
         }
     };
-    if client.io.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_err() {
+    if client
+        .io
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .is_err()
+    {
         a.end(session, addr, 0, 0, "client gone").await;
         return;
     }
@@ -51,7 +70,7 @@ pub async fn connect(session: &Session, head: Head, mut client: Buffered<TcpStre
 /// What the first bytes of a tunnel turned out to be.
 enum First {
     /// The client sent nothing and the server spoke first.
-    ServerFirst,
+    ServerSpoke,
     /// The client closed before sending anything.
     Nothing,
     Hello(Hello),
@@ -87,7 +106,9 @@ fn http_start(data: &[u8]) -> Option<bool> {
     };
     const V: &[u8] = b"HTTP/1.";
     if complete {
-        let ok = version.len() == V.len() + 1 && version.starts_with(V) && matches!(version[V.len()], b'0' | b'1');
+        let ok = version.len() == V.len() + 1
+            && version.starts_with(V)
+            && matches!(version[V.len()], b'0' | b'1');
         return Some(ok);
     }
     let n = version.len().min(V.len());
@@ -103,12 +124,18 @@ const MAX_REQUEST_LINE: usize = 8 * 1024;
 const PREFIX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Reads the client's first bytes into `first` until they are told apart.
-async fn first_bytes(client: &mut TcpStream, upstream: &TcpStream, first: &mut Vec<u8>) -> std::io::Result<First> {
+async fn first_bytes(
+    client: &mut TcpStream,
+    upstream: &TcpStream,
+    first: &mut Vec<u8>,
+) -> std::io::Result<First> {
     loop {
         if !first.is_empty() {
             match sni::parse(first) {
                 Hello::Incomplete if first.len() <= sni::MAX_HELLO => {}
-                Hello::Incomplete => return Ok(First::Hello(Hello::Malformed("ClientHello too long"))),
+                Hello::Incomplete => {
+                    return Ok(First::Hello(Hello::Malformed("ClientHello too long")))
+                }
                 Hello::NotTls => match http_start(first) {
                     Some(true) => return Ok(First::Http),
                     Some(false) => return Ok(First::Hello(Hello::NotTls)),
@@ -125,12 +152,17 @@ async fn first_bytes(client: &mut TcpStream, upstream: &TcpStream, first: &mut V
             r = tokio::time::timeout(wait, client.read_buf(first)) => r,
             r = upstream.readable(), if empty => {
                 r?;
-                return Ok(First::ServerFirst);
+                return Ok(First::ServerSpoke);
             }
         };
         match read {
             Err(_) if ambiguous => return Ok(First::Hello(Hello::NotTls)),
-            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "tunnel idle")),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "tunnel idle",
+                ))
+            }
             Ok(Err(e)) => return Err(e),
             Ok(Ok(0)) if empty => return Ok(First::Nothing),
             Ok(Ok(0)) => {
@@ -148,11 +180,19 @@ async fn first_bytes(client: &mut TcpStream, upstream: &TcpStream, first: &mut V
 
 /// The tunnel to `upstream` (already open, the client told so), for
 /// `a` (CONNECT or SOCKS), until it ends; then its end record.
-pub async fn carry(session: &Session, a: &Attempt, mut client: TcpStream, mut first: Vec<u8>, upstream: TcpStream, addr: IpAddr) {
+pub async fn carry(
+    session: &Session,
+    a: &Attempt,
+    mut client: TcpStream,
+    mut first: Vec<u8>,
+    upstream: TcpStream,
+    addr: IpAddr,
+) {
     let kind = match first_bytes(&mut client, &upstream, &mut first).await {
         Ok(k) => k,
         Err(e) => {
-            a.end(session, addr, 0, 0, &format!("before any data: {e}")).await;
+            a.end(session, addr, 0, 0, &format!("before any data: {e}"))
+                .await;
             return;
         }
     };
@@ -162,17 +202,24 @@ pub async fn carry(session: &Session, a: &Attempt, mut client: TcpStream, mut fi
             a.end(session, addr, 0, 0, "closed before any data").await;
             return;
         }
-        First::Hello(Hello::Malformed(m)) => Some(Refused::new(Block::NotTls, "", format!("malformed ClientHello: {m}"))),
+        First::Hello(Hello::Malformed(m)) => Some(Refused::new(
+            Block::NotTls,
+            "",
+            format!("malformed ClientHello: {m}"),
+        )),
         First::Hello(Hello::ClientHello { sni: Some(name) }) => match normalize_host(name) {
             Ok(h) if h == a.host => None,
             _ => Some(Refused::new(
                 Block::SniMismatch,
                 format!("{} {}:{}", a.protocol, a.host_str(), a.port),
-                format!("TLS server name {name:?} is not the tunnel's host {}", a.host_str()),
+                format!(
+                    "TLS server name {name:?} is not the tunnel's host {}",
+                    a.host_str()
+                ),
             )),
         },
         First::Hello(Hello::ClientHello { sni: None }) => None,
-        First::ServerFirst | First::Hello(_) | First::Http if strict_443 => Some(Refused::new(
+        First::ServerSpoke | First::Hello(_) | First::Http if strict_443 => Some(Refused::new(
             Block::NotTls,
             format!("{} port 443", a.protocol),
             format!("not TLS to {}:443", a.host_str()),
@@ -199,10 +246,11 @@ pub async fn carry(session: &Session, a: &Attempt, mut client: TcpStream, mut fi
                 addr,
                 conn: Buffered::new(Box::new(upstream), Vec::new()),
             };
-            let (up_b, down_b) = match http::serve(session, Buffered::new(client, first), mode, Some(up)).await {
-                Outcome::Done { up, down } => (up, down),
-                Outcome::Connect { .. } => (0, 0),
-            };
+            let (up_b, down_b) =
+                match http::serve(session, Buffered::new(client, first), mode, Some(up)).await {
+                    Outcome::Done { up, down } => (up, down),
+                    Outcome::Connect { .. } => (0, 0),
+                };
             a.end(session, addr, up_b, down_b, "requests served").await;
         }
         First::Hello(Hello::ClientHello { .. }) if inspect => {
@@ -214,7 +262,9 @@ pub async fn carry(session: &Session, a: &Attempt, mut client: TcpStream, mut fi
             let mut upstream = upstream;
             let r = match upstream.write_all(&first).await {
                 Ok(()) => {
-                    counts.up.fetch_add(first.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    counts
+                        .up
+                        .fetch_add(first.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     tunnel::relay(&client, &upstream, &counts, IDLE_TIMEOUT).await
                 }
                 Err(e) => Err(e),
@@ -231,7 +281,14 @@ pub async fn carry(session: &Session, a: &Attempt, mut client: TcpStream, mut fi
 
 /// Inspected HTTPS: the client's TLS ends here with a leaf for the host,
 /// a new TLS session goes upstream, and the requests go through the loop.
-async fn inspected(session: &Session, a: &Attempt, client: TcpStream, first: Vec<u8>, upstream: TcpStream, addr: IpAddr) -> (u64, u64) {
+async fn inspected(
+    session: &Session,
+    a: &Attempt,
+    client: TcpStream,
+    first: Vec<u8>,
+    upstream: TcpStream,
+    addr: IpAddr,
+) -> (u64, u64) {
     let Some(inspector) = &session.inspector else {
         return (0, 0);
     };
@@ -244,7 +301,11 @@ async fn inspected(session: &Session, a: &Attempt, client: TcpStream, first: Vec
         }
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let accepted = tokio::time::timeout(super::HEAD_TIMEOUT, acceptor.accept(Prefixed::new(first, client))).await;
+    let accepted = tokio::time::timeout(
+        super::HEAD_TIMEOUT,
+        acceptor.accept(Prefixed::new(first, client)),
+    )
+    .await;
     let mut tls_client = match accepted {
         Ok(Ok(s)) => s,
         _ => return (0, 0),
@@ -252,7 +313,14 @@ async fn inspected(session: &Session, a: &Attempt, client: TcpStream, first: Vec
     let tls_up = match http::tls_connect(session, &a.host, upstream).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = http::plain(&mut tls_client, 502, "Bad Gateway", None, &format!("TLS to {host}: {e}\n")).await;
+            let _ = http::plain(
+                &mut tls_client,
+                502,
+                "Bad Gateway",
+                None,
+                &format!("TLS to {host}: {e}\n"),
+            )
+            .await;
             return (0, 0);
         }
     };
@@ -267,7 +335,14 @@ async fn inspected(session: &Session, a: &Attempt, client: TcpStream, first: Vec
         addr,
         conn: Buffered::new(Box::new(tls_up), Vec::new()),
     };
-    match http::serve(session, Buffered::new(tls_client, Vec::new()), mode, Some(up)).await {
+    match http::serve(
+        session,
+        Buffered::new(tls_client, Vec::new()),
+        mode,
+        Some(up),
+    )
+    .await
+    {
         Outcome::Done { up, down } => (up, down),
         Outcome::Connect { .. } => (0, 0),
     }
@@ -282,12 +357,20 @@ struct Prefixed<S> {
 
 impl<S> Prefixed<S> {
     fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Prefixed { prefix, pos: 0, inner }
+        Prefixed {
+            prefix,
+            pos: 0,
+            inner,
+        }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         if self.pos < self.prefix.len() {
             let n = (self.prefix.len() - self.pos).min(buf.remaining());
             let start = self.pos;
@@ -300,7 +383,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, data)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -319,10 +406,27 @@ mod tests {
     fn request_lines_are_told_from_other_first_bytes() {
         assert_eq!(http_start(b"GET / HTTP/1.1\r\nHost: a\r\n"), Some(true));
         assert_eq!(http_start(b"POST /x HTTP/1.0\n"), Some(true));
-        for prefix in ["G", "GET", "GET ", "GET /a", "GET /a ", "GET /a HTTP/", "GET /a HTTP/1.1", "GET /a HTTP/1.1\r"] {
+        for prefix in [
+            "G",
+            "GET",
+            "GET ",
+            "GET /a",
+            "GET /a ",
+            "GET /a HTTP/",
+            "GET /a HTTP/1.1",
+            "GET /a HTTP/1.1\r",
+        ] {
             assert_eq!(http_start(prefix.as_bytes()), None, "{prefix}");
         }
-        for other in ["ZERO 1073741824\n", "PING\n", "SSH-2.0-x\r\n", "get / HTTP/1.1\r\n", "GET / HTTP/2\r\n", "GET /a HTTPS", " GET"] {
+        for other in [
+            "ZERO 1073741824\n",
+            "PING\n",
+            "SSH-2.0-x\r\n",
+            "get / HTTP/1.1\r\n",
+            "GET / HTTP/2\r\n",
+            "GET /a HTTPS",
+            " GET",
+        ] {
             assert_eq!(http_start(other.as_bytes()), Some(false), "{other}");
         }
         assert_eq!(http_start(&vec![b'A'; 9000]), Some(false));

@@ -40,7 +40,14 @@ impl Attempt {
     }
 
     /// A record of this attempt; bytes and duration are filled in by `end`.
-    fn record(&self, phase: Phase, verdict: Verdict, block: Option<Block>, rule: &str, reason: &str) -> NetRecord {
+    fn record(
+        &self,
+        phase: Phase,
+        verdict: Verdict,
+        block: Option<Block>,
+        rule: &str,
+        reason: &str,
+    ) -> NetRecord {
         NetRecord {
             phase,
             protocol: self.protocol,
@@ -147,13 +154,19 @@ pub struct Admitted {
 
 /// Turns `decision` into admission or a recorded refusal; on Prompt asks the
 /// person (no answer, or no, is [`Block::Approval`]).
-pub async fn admit(session: &Session, a: &Attempt, decision: NetDecision) -> Result<Admitted, Refused> {
+pub async fn admit(
+    session: &Session,
+    a: &Attempt,
+    decision: NetDecision,
+) -> Result<Admitted, Refused> {
     match decision.verdict {
         Verdict::Allow => Ok(Admitted {
             rule: decision.rule,
             reason: decision.reason,
         }),
-        Verdict::Deny => Err(a.refuse(session, Refused::from_decision(decision, Block::Allowlist)).await),
+        Verdict::Deny => Err(a
+            .refuse(session, Refused::from_decision(decision, Block::Allowlist))
+            .await),
         Verdict::Prompt => {
             let q = NetQuery {
                 host: a.host_str(),
@@ -181,15 +194,28 @@ pub async fn admit(session: &Session, a: &Attempt, decision: NetDecision) -> Res
 /// The addresses `a` may be dialled at: the literal, or the daemon's own
 /// lookup, each through the SSRF guard. None left is a recorded refusal.
 /// A name that does not resolve is recorded as allowed but not reached.
-pub async fn vetted_addrs(session: &Session, a: &Attempt, admitted: &Admitted) -> Result<Vec<IpAddr>, DialError> {
+pub async fn vetted_addrs(
+    session: &Session,
+    a: &Attempt,
+    admitted: &Admitted,
+) -> Result<Vec<IpAddr>, DialError> {
     let found = match &a.host {
         Host::Ip(ip) => vec![*ip],
         Host::Name(name) => match session.resolver.lookup_ip(name).await {
             Ok(found) => found,
             Err(e) => {
                 let reason = format!("{}; not reached: {e}", admitted.reason);
-                let rec = a.record(Phase::Decision, Verdict::Allow, None, &admitted.rule, &reason);
-                session.record(rec).await.map_err(|e| DialError::NotAudited(e.to_string()))?;
+                let rec = a.record(
+                    Phase::Decision,
+                    Verdict::Allow,
+                    None,
+                    &admitted.rule,
+                    &reason,
+                );
+                session
+                    .record(rec)
+                    .await
+                    .map_err(|e| DialError::NotAudited(e.to_string()))?;
                 return Err(DialError::Resolve {
                     host: name.clone(),
                     message: e.to_string(),
@@ -213,7 +239,11 @@ pub async fn vetted_addrs(session: &Session, a: &Attempt, admitted: &Admitted) -
     }
     if ok.is_empty() {
         let r = first_refusal.unwrap_or_else(|| {
-            Refused::new(Block::PrivateAddress, "", format!("{}: no address", a.host_str()))
+            Refused::new(
+                Block::PrivateAddress,
+                "",
+                format!("{}: no address", a.host_str()),
+            )
         });
         return Err(DialError::Refused(a.refuse(session, r).await));
     }
@@ -224,7 +254,12 @@ pub async fn vetted_addrs(session: &Session, a: &Attempt, admitted: &Admitted) -
 
 /// Records the allowed decision for `addrs[0]`, then dials the vetted
 /// addresses in turn until one answers. Returns the socket and its address.
-pub async fn dial(session: &Session, a: &Attempt, admitted: &Admitted, addrs: &[IpAddr]) -> Result<(TcpStream, IpAddr), DialError> {
+pub async fn dial(
+    session: &Session,
+    a: &Attempt,
+    admitted: &Admitted,
+    addrs: &[IpAddr],
+) -> Result<(TcpStream, IpAddr), DialError> {
     record_allowed(session, a, admitted, addrs[0]).await?;
     let mut last = None;
     for &ip in addrs {
@@ -247,15 +282,35 @@ pub async fn dial(session: &Session, a: &Attempt, admitted: &Admitted, addrs: &[
 }
 
 /// The allowed decision's record, written before any byte goes out.
-pub async fn record_allowed(session: &Session, a: &Attempt, admitted: &Admitted, addr: IpAddr) -> Result<(), DialError> {
-    let mut rec = a.record(Phase::Decision, Verdict::Allow, None, &admitted.rule, &admitted.reason);
+pub async fn record_allowed(
+    session: &Session,
+    a: &Attempt,
+    admitted: &Admitted,
+    addr: IpAddr,
+) -> Result<(), DialError> {
+    let mut rec = a.record(
+        Phase::Decision,
+        Verdict::Allow,
+        None,
+        &admitted.rule,
+        &admitted.reason,
+    );
     rec.addr = Some(addr);
-    session.record(rec).await.map_err(|e| DialError::NotAudited(e.to_string()))
+    session
+        .record(rec)
+        .await
+        .map_err(|e| DialError::NotAudited(e.to_string()))
 }
 
 /// Admission, lookup, vetting, record and dial in one.
-pub async fn open(session: &Session, a: &Attempt, decision: NetDecision) -> Result<(TcpStream, IpAddr), DialError> {
-    let admitted = admit(session, a, decision).await.map_err(DialError::Refused)?;
+pub async fn open(
+    session: &Session,
+    a: &Attempt,
+    decision: NetDecision,
+) -> Result<(TcpStream, IpAddr), DialError> {
+    let admitted = admit(session, a, decision)
+        .await
+        .map_err(DialError::Refused)?;
     let addrs = vetted_addrs(session, a, &admitted).await?;
     dial(session, a, &admitted, &addrs).await
 }

@@ -4,8 +4,8 @@
 
 use super::dial::{self, Admitted, Attempt, DialError, Refused};
 use super::{HEAD_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_TIMEOUT};
-use crate::net::{normalize_host, Block, Host, Session};
 use crate::net::decide::Injection;
+use crate::net::{normalize_host, Block, Host, Session};
 use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -34,7 +34,11 @@ pub struct Buffered<S> {
 impl<S: AsyncRead + Unpin> Buffered<S> {
     /// `prefix`: bytes already read from `io`.
     pub fn new(io: S, prefix: Vec<u8>) -> Self {
-        Buffered { io, buf: prefix, start: 0 }
+        Buffered {
+            io,
+            buf: prefix,
+            start: 0,
+        }
     }
 
     pub fn pending(&self) -> &[u8] {
@@ -125,7 +129,12 @@ impl Head {
     /// Comma-separated tokens of every field named `name`, lower-cased.
     fn tokens(&self, name: &str) -> Vec<String> {
         self.all(name)
-            .flat_map(|v| String::from_utf8_lossy(v).split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+            .flat_map(|v| {
+                String::from_utf8_lossy(v)
+                    .split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+            })
             .filter(|t| !t.is_empty())
             .collect()
     }
@@ -147,10 +156,18 @@ pub enum HeadError {
 }
 
 /// Reads one request (`request`) or response head.
-pub async fn read_head<S: AsyncRead + Unpin>(conn: &mut Buffered<S>, request: bool, wait: Duration) -> Result<Head, HeadError> {
+pub async fn read_head<S: AsyncRead + Unpin>(
+    conn: &mut Buffered<S>,
+    request: bool,
+    wait: Duration,
+) -> Result<Head, HeadError> {
     loop {
         if !conn.pending().is_empty() {
-            let parsed = if request { parse_request(conn.pending()) } else { parse_response(conn.pending()) };
+            let parsed = if request {
+                parse_request(conn.pending())
+            } else {
+                parse_response(conn.pending())
+            };
             match parsed {
                 Ok(Some((head, n))) => {
                     conn.consume(n);
@@ -168,16 +185,24 @@ pub async fn read_head<S: AsyncRead + Unpin>(conn: &mut Buffered<S>, request: bo
         let wait = if empty { wait } else { HEAD_TIMEOUT };
         match conn.fill(wait).await {
             Ok(0) if empty => return Err(HeadError::Closed),
-            Ok(0) => return Err(HeadError::Malformed("the stream ended inside a head".into())),
+            Ok(0) => {
+                return Err(HeadError::Malformed(
+                    "the stream ended inside a head".into(),
+                ))
+            }
             Ok(_) => {}
-            Err(e) if empty && e.kind() == io::ErrorKind::TimedOut => return Err(HeadError::Closed),
+            Err(e) if empty && e.kind() == io::ErrorKind::TimedOut => {
+                return Err(HeadError::Closed)
+            }
             Err(e) => return Err(HeadError::Io(e)),
         }
     }
 }
 
 fn owned_headers(h: &[httparse::Header<'_>]) -> Vec<(String, Vec<u8>)> {
-    h.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect()
+    h.iter()
+        .map(|h| (h.name.to_string(), h.value.to_vec()))
+        .collect()
 }
 
 fn parse_request(data: &[u8]) -> Result<Option<(Head, usize)>, httparse::Error> {
@@ -232,7 +257,10 @@ enum Body {
 fn content_length(head: &Head) -> Result<Option<u64>, &'static str> {
     let mut found = None;
     for v in head.all("content-length") {
-        for part in std::str::from_utf8(v).map_err(|_| "bad Content-Length")?.split(',') {
+        for part in std::str::from_utf8(v)
+            .map_err(|_| "bad Content-Length")?
+            .split(',')
+        {
             let part = part.trim();
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                 return Err("bad Content-Length");
@@ -249,10 +277,8 @@ fn content_length(head: &Head) -> Result<Option<u64>, &'static str> {
 
 /// Whether the last transfer coding is chunked; `None` without Transfer-Encoding.
 fn chunked_last(head: &Head) -> Option<bool> {
+    head.all("transfer-encoding").next()?;
     let te = head.tokens("transfer-encoding");
-    if head.all("transfer-encoding").next().is_none() {
-        return None;
-    }
     Some(te.last().is_some_and(|t| t == "chunked"))
 }
 
@@ -268,7 +294,11 @@ fn request_body(head: &Head) -> Result<Body, &'static str> {
 }
 
 fn response_body(req_method: &str, head: &Head) -> Result<Body, &'static str> {
-    if req_method == "HEAD" || head.code == 204 || head.code == 304 || (100..200).contains(&head.code) {
+    if req_method == "HEAD"
+        || head.code == 204
+        || head.code == 304
+        || (100..200).contains(&head.code)
+    {
         return Ok(Body::None);
     }
     match chunked_last(head) {
@@ -289,7 +319,11 @@ pub enum CopyError {
     Framing(&'static str),
 }
 
-async fn write<W: AsyncWrite + Unpin>(dst: &mut W, data: &[u8], count: &mut u64) -> Result<(), CopyError> {
+async fn write<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    data: &[u8],
+    count: &mut u64,
+) -> Result<(), CopyError> {
     dst.write_all(data).await.map_err(CopyError::Write)?;
     *count += data.len() as u64;
     Ok(())
@@ -306,7 +340,10 @@ async fn copy_exact<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         if src.pending().is_empty() && src.fill(IDLE_TIMEOUT).await.map_err(CopyError::Read)? == 0 {
             return Err(CopyError::Read(io::ErrorKind::UnexpectedEof.into()));
         }
-        let k = src.pending().len().min(usize::try_from(n).unwrap_or(usize::MAX));
+        let k = src
+            .pending()
+            .len()
+            .min(usize::try_from(n).unwrap_or(usize::MAX));
         write(dst, &src.pending()[..k], count).await?;
         src.consume(k);
         n -= k as u64;
@@ -324,11 +361,17 @@ async fn copy_chunked<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     loop {
         let line = src.line().await?;
         let size_hex = line.split(|&b| b == b';').next().unwrap_or_default();
-        let size_hex = std::str::from_utf8(size_hex).map_err(|_| CopyError::Framing("bad chunk size"))?.trim();
-        if size_hex.is_empty() || size_hex.len() > 15 || !size_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let size_hex = std::str::from_utf8(size_hex)
+            .map_err(|_| CopyError::Framing("bad chunk size"))?
+            .trim();
+        if size_hex.is_empty()
+            || size_hex.len() > 15
+            || !size_hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(CopyError::Framing("bad chunk size"));
         }
-        let size = u64::from_str_radix(size_hex, 16).map_err(|_| CopyError::Framing("bad chunk size"))?;
+        let size =
+            u64::from_str_radix(size_hex, 16).map_err(|_| CopyError::Framing("bad chunk size"))?;
         if !decode {
             write(dst, format!("{size:x}\r\n").as_bytes(), count).await?;
         }
@@ -412,14 +455,25 @@ pub struct Upstream {
 
 /// How the request loop ended.
 pub enum Outcome<C> {
-    Done { up: u64, down: u64 },
+    Done {
+        up: u64,
+        down: u64,
+    },
     /// A CONNECT request (only in [`Mode::Proxy`]); the connection and its unread bytes.
-    Connect { head: Head, client: Buffered<C> },
+    Connect {
+        head: Head,
+        client: Buffered<C>,
+    },
 }
 
 /// Serves requests on `client` until it closes, a message cannot be framed,
 /// or a CONNECT arrives. `upstream`: a connection already open to the fixed destination.
-pub async fn serve<C: Io>(session: &Session, mut client: Buffered<C>, mode: Mode, mut upstream: Option<Upstream>) -> Outcome<C> {
+pub async fn serve<C: Io>(
+    session: &Session,
+    mut client: Buffered<C>,
+    mode: Mode,
+    mut upstream: Option<Upstream>,
+) -> Outcome<C> {
     let (mut up, mut down) = (0, 0);
     let mut wait = HEAD_TIMEOUT;
     loop {
@@ -427,11 +481,25 @@ pub async fn serve<C: Io>(session: &Session, mut client: Buffered<C>, mode: Mode
             Ok(h) => h,
             Err(HeadError::Closed) | Err(HeadError::Io(_)) => break,
             Err(HeadError::TooLarge) => {
-                let _ = plain(&mut client.io, 431, "Request Header Fields Too Large", None, "request head too large\n").await;
+                let _ = plain(
+                    &mut client.io,
+                    431,
+                    "Request Header Fields Too Large",
+                    None,
+                    "request head too large\n",
+                )
+                .await;
                 break;
             }
             Err(HeadError::Malformed(m)) => {
-                let _ = plain(&mut client.io, 400, "Bad Request", None, &format!("malformed request: {m}\n")).await;
+                let _ = plain(
+                    &mut client.io,
+                    400,
+                    "Bad Request",
+                    None,
+                    &format!("malformed request: {m}\n"),
+                )
+                .await;
                 break;
             }
         };
@@ -440,7 +508,14 @@ pub async fn serve<C: Io>(session: &Session, mut client: Buffered<C>, mode: Mode
             if let Mode::Proxy = mode {
                 return Outcome::Connect { head, client };
             }
-            let _ = plain(&mut client.io, 405, "Method Not Allowed", None, "CONNECT inside a tunnel\n").await;
+            let _ = plain(
+                &mut client.io,
+                405,
+                "Method Not Allowed",
+                None,
+                "CONNECT inside a tunnel\n",
+            )
+            .await;
             break;
         }
         let r = one(session, &mut client, &mode, &mut upstream, head).await;
@@ -472,7 +547,13 @@ impl Exchange {
 }
 
 /// A response the proxy writes itself: `code`, an optional `X-Proxy-Error`, a text body.
-pub async fn plain<W: AsyncWrite + Unpin>(w: &mut W, code: u16, reason: &str, error: Option<&str>, body: &str) -> io::Result<()> {
+pub async fn plain<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    code: u16,
+    reason: &str,
+    error: Option<&str>,
+    body: &str,
+) -> io::Result<()> {
     let mut out = format!("HTTP/1.1 {code} {reason}\r\n");
     if let Some(e) = error {
         out.push_str(&format!("X-Proxy-Error: {e}\r\n"));
@@ -486,19 +567,40 @@ pub async fn plain<W: AsyncWrite + Unpin>(w: &mut W, code: u16, reason: &str, er
 }
 
 /// The 403 of a refusal, naming the rule.
-pub async fn forbidden<W: AsyncWrite + Unpin>(w: &mut W, what: &str, r: &Refused) -> io::Result<()> {
+pub async fn forbidden<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    what: &str,
+    r: &Refused,
+) -> io::Result<()> {
     let rule = if r.rule.is_empty() { "-" } else { &r.rule };
     let body = format!("sandboxd refused {what}: {}\nrule: {rule}\n", r.reason);
     plain(w, 403, "Forbidden", Some(&r.code()), &body).await
 }
 
 /// The response for a failed way out.
-pub async fn dial_failed<W: AsyncWrite + Unpin>(w: &mut W, what: &str, e: &DialError) -> io::Result<()> {
+pub async fn dial_failed<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    what: &str,
+    e: &DialError,
+) -> io::Result<()> {
     match e {
         DialError::Refused(r) => forbidden(w, what, r).await,
-        DialError::NotAudited(_) => plain(w, 503, "Service Unavailable", Some("not-audited"), &format!("{e}\n")).await,
-        DialError::Timeout { .. } => plain(w, 504, "Gateway Timeout", None, &format!("{e}\n")).await,
-        DialError::Resolve { .. } | DialError::Connect { .. } => plain(w, 502, "Bad Gateway", None, &format!("{e}\n")).await,
+        DialError::NotAudited(_) => {
+            plain(
+                w,
+                503,
+                "Service Unavailable",
+                Some("not-audited"),
+                &format!("{e}\n"),
+            )
+            .await
+        }
+        DialError::Timeout { .. } => {
+            plain(w, 504, "Gateway Timeout", None, &format!("{e}\n")).await
+        }
+        DialError::Resolve { .. } | DialError::Connect { .. } => {
+            plain(w, 502, "Bad Gateway", None, &format!("{e}\n")).await
+        }
     }
 }
 
@@ -508,10 +610,15 @@ pub fn split_authority(auth: &str, default_port: Option<u16>) -> Result<(Host, u
         return Err(format!("userinfo in the authority {auth:?}"));
     }
     let (host, port) = if let Some(rest) = auth.strip_prefix('[') {
-        let (h, after) = rest.split_once(']').ok_or_else(|| format!("unclosed bracket in {auth:?}"))?;
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("unclosed bracket in {auth:?}"))?;
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or_else(|| format!("junk after ] in {auth:?}"))?),
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("junk after ] in {auth:?}"))?,
+            ),
         };
         (&auth[..h.len() + 2], port)
     } else {
@@ -521,9 +628,11 @@ pub fn split_authority(auth: &str, default_port: Option<u16>) -> Result<(Host, u
         }
     };
     let port = match port {
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| format!("bad port in {auth:?}"))?
-        }
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("bad port in {auth:?}"))?,
         Some("") | None => default_port.ok_or_else(|| format!("no port in {auth:?}"))?,
         Some(_) => return Err(format!("bad port in {auth:?}")),
     };
@@ -563,9 +672,14 @@ fn fill_secrets(value: &str, session: &Session) -> Result<String, String> {
     while let Some(i) = rest.find("{secret:") {
         out.push_str(&rest[..i]);
         let after = &rest[i + "{secret:".len()..];
-        let end = after.find('}').ok_or_else(|| format!("unclosed placeholder in {value:?}"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed placeholder in {value:?}"))?;
         let name = &after[..end];
-        let secret = session.secrets.get(name).ok_or_else(|| format!("secret {name} is not available"))?;
+        let secret = session
+            .secrets
+            .get(name)
+            .ok_or_else(|| format!("secret {name} is not available"))?;
         out.push_str(secret);
         rest = &after[end + 1..];
     }
@@ -581,23 +695,49 @@ fn hop_by_hop(name: &str, named_by_connection: &[String]) -> bool {
     let n = name.to_ascii_lowercase();
     matches!(
         n.as_str(),
-        "connection" | "keep-alive" | "te" | "transfer-encoding" | "upgrade" | "content-length" | "expect"
+        "connection"
+            | "keep-alive"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+            | "expect"
     ) || n.starts_with("proxy-")
         || named_by_connection.contains(&n)
 }
 
 /// One request: checks, decision, forward, response.
-async fn one<C: Io>(session: &Session, client: &mut Buffered<C>, mode: &Mode, upstream: &mut Option<Upstream>, head: Head) -> Exchange {
+async fn one<C: Io>(
+    session: &Session,
+    client: &mut Buffered<C>,
+    mode: &Mode,
+    upstream: &mut Option<Upstream>,
+    head: Head,
+) -> Exchange {
     let io = &mut client.io;
     // The destination and the origin-form target.
     let (protocol, host, port, path) = match mode {
         Mode::Proxy => {
             let Some((scheme, auth, path)) = split_absolute(&head.target) else {
-                let _ = plain(io, 400, "Bad Request", None, "this is a proxy: requests need an absolute http:// URI\n").await;
+                let _ = plain(
+                    io,
+                    400,
+                    "Bad Request",
+                    None,
+                    "this is a proxy: requests need an absolute http:// URI\n",
+                )
+                .await;
                 return Exchange::close();
             };
             if scheme != "http" {
-                let _ = plain(io, 400, "Bad Request", None, &format!("scheme {scheme} is not proxied; use CONNECT for https\n")).await;
+                let _ = plain(
+                    io,
+                    400,
+                    "Bad Request",
+                    None,
+                    &format!("scheme {scheme} is not proxied; use CONNECT for https\n"),
+                )
+                .await;
                 return Exchange::close();
             }
             match split_authority(auth, Some(80)) {
@@ -608,7 +748,16 @@ async fn one<C: Io>(session: &Session, client: &mut Buffered<C>, mode: &Mode, up
         Mode::Fixed { host, port, tls } => {
             let protocol = if *tls { "https" } else { "http" };
             if head.target.starts_with('/') {
-                (protocol, host.clone(), *port, head.target.split('#').next().unwrap_or_default().to_string())
+                (
+                    protocol,
+                    host.clone(),
+                    *port,
+                    head.target
+                        .split('#')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
             } else {
                 let Some((_, auth, path)) = split_absolute(&head.target) else {
                     let _ = plain(io, 400, "Bad Request", None, "bad request target\n").await;
@@ -617,10 +766,31 @@ async fn one<C: Io>(session: &Session, client: &mut Buffered<C>, mode: &Mode, up
                 match split_authority(auth, Some(*port)) {
                     Ok((h, p)) if h == *host && p == *port => (protocol, h, p, path),
                     Ok(_) => {
-                        let m = format!("the URI's authority {auth} is not the tunnel's destination");
-                        return bad_request(session, io, &head, protocol, &dial::host_str(host), *port, &m).await;
+                        let m =
+                            format!("the URI's authority {auth} is not the tunnel's destination");
+                        return bad_request(
+                            session,
+                            io,
+                            &head,
+                            protocol,
+                            &dial::host_str(host),
+                            *port,
+                            &m,
+                        )
+                        .await;
                     }
-                    Err(m) => return bad_request(session, io, &head, protocol, &dial::host_str(host), *port, &m).await,
+                    Err(m) => {
+                        return bad_request(
+                            session,
+                            io,
+                            &head,
+                            protocol,
+                            &dial::host_str(host),
+                            *port,
+                            &m,
+                        )
+                        .await
+                    }
                 }
             }
         }
@@ -629,7 +799,16 @@ async fn one<C: Io>(session: &Session, client: &mut Buffered<C>, mode: &Mode, up
     // The Host header must name the same destination.
     let hosts: Vec<&[u8]> = head.all("host").collect();
     if hosts.len() > 1 {
-        return bad_request(session, io, &head, protocol, &host_s, port, "more than one Host header").await;
+        return bad_request(
+            session,
+            io,
+            &head,
+            protocol,
+            &host_s,
+            port,
+            "more than one Host header",
+        )
+        .await;
     }
     if let Some(v) = hosts.first() {
         let v = String::from_utf8_lossy(v);
@@ -639,12 +818,32 @@ async fn one<C: Io>(session: &Session, client: &mut Buffered<C>, mode: &Mode, up
                 let m = format!("Host header {v:?} is not the request's host {host_s}:{port}");
                 return bad_request(session, io, &head, protocol, &host_s, port, &m).await;
             }
-            Err(m) => return bad_request(session, io, &head, protocol, &host_s, port, &format!("Host header: {m}")).await,
+            Err(m) => {
+                return bad_request(
+                    session,
+                    io,
+                    &head,
+                    protocol,
+                    &host_s,
+                    port,
+                    &format!("Host header: {m}"),
+                )
+                .await
+            }
         }
     }
     let bare_path = path.split('?').next().unwrap_or("/").to_string();
     if has_dot_segment(&bare_path) {
-        return bad_request(session, io, &head, protocol, &host_s, port, "a . or .. segment in the path").await;
+        return bad_request(
+            session,
+            io,
+            &head,
+            protocol,
+            &host_s,
+            port,
+            "a . or .. segment in the path",
+        )
+        .await;
     }
     let body = match request_body(&head) {
         Ok(b) => b,
@@ -657,7 +856,10 @@ async fn one<C: Io>(session: &Session, client: &mut Buffered<C>, mode: &Mode, up
     attempt.method = Some(head.method.clone());
     attempt.path = Some(bare_path.clone());
     let what = format!("{} {host_s}:{port}{bare_path}", head.method);
-    let (decision, injections) = session.policy.decide_request(&host, port, &head.method, &bare_path);
+    let (decision, injections) =
+        session
+            .policy
+            .decide_request(&host, port, &head.method, &bare_path);
     let admitted = match dial::admit(session, &attempt, decision).await {
         Ok(a) => a,
         Err(r) => {
@@ -668,7 +870,10 @@ async fn one<C: Io>(session: &Session, client: &mut Buffered<C>, mode: &Mode, up
     let injected = match injected_headers(session, &injections) {
         Ok(v) => v,
         Err(m) => {
-            let rule = injections.first().map(|i| i.rule.clone()).unwrap_or_default();
+            let rule = injections
+                .first()
+                .map(|i| i.rule.clone())
+                .unwrap_or_default();
             let r = attempt
                 .refuse(
                     session,
@@ -706,18 +911,34 @@ async fn one<C: Io>(session: &Session, client: &mut Buffered<C>, mode: &Mode, up
         },
     };
     let addr = up_conn.addr;
-    let mut ex = exchange(client, &mut up_conn, &head, &path, body, &injected, &host_s, port).await;
-    let reason = match &ex.error {
-        None => "completed".to_string(),
-        Some(e) => e.clone(),
-    };
-    attempt.end(session, addr, ex.up, ex.down, &reason).await;
-    if ex.upstream_reusable {
+    let f = exchange(
+        client,
+        &mut up_conn,
+        &head,
+        &path,
+        body,
+        &injected,
+        &host_s,
+        port,
+    )
+    .await;
+    attempt
+        .end(
+            session,
+            addr,
+            f.up,
+            f.down,
+            f.error.as_deref().unwrap_or("completed"),
+        )
+        .await;
+    if f.upstream_reusable {
         *upstream = Some(up_conn);
     }
-    ex.result.up = ex.up;
-    ex.result.down = ex.down;
-    ex.result
+    Exchange {
+        keep_alive: f.keep_client,
+        up: f.up,
+        down: f.down,
+    }
 }
 
 fn default_port(mode: &Mode, port: u16) -> u16 {
@@ -743,13 +964,18 @@ async fn bad_request<W: AsyncWrite + Unpin>(
     let mut a = Attempt::new(protocol, host_rec, port);
     a.method = Some(head.method.clone());
     a.path = Some(head.target.clone());
-    let r = a.refuse(session, Refused::new(Block::BadRequest, "", message)).await;
+    let r = a
+        .refuse(session, Refused::new(Block::BadRequest, "", message))
+        .await;
     let _ = forbidden(io, &format!("{} {}", head.method, head.target), &r).await;
     Exchange::close()
 }
 
 /// The injections' headers with their secrets filled in.
-fn injected_headers(session: &Session, injections: &[Injection]) -> Result<Vec<(String, String)>, String> {
+fn injected_headers(
+    session: &Session,
+    injections: &[Injection],
+) -> Result<Vec<(String, String)>, String> {
     injections
         .iter()
         .map(|i| Ok((i.header.clone(), fill_secrets(&i.value, session)?)))
@@ -766,16 +992,23 @@ async fn still_open(u: &mut Upstream) -> bool {
 }
 
 /// Looks up, vets, records and dials the destination; over TLS when inspected.
-async fn open_upstream(session: &Session, a: &Attempt, admitted: &Admitted, mode: &Mode) -> Result<Upstream, DialError> {
+async fn open_upstream(
+    session: &Session,
+    a: &Attempt,
+    admitted: &Admitted,
+    mode: &Mode,
+) -> Result<Upstream, DialError> {
     let addrs = dial::vetted_addrs(session, a, admitted).await?;
     let (tcp, addr) = dial::dial(session, a, admitted, &addrs).await?;
     let io: Box<dyn Io> = match mode {
-        Mode::Fixed { tls: true, .. } => Box::new(tls_connect(session, &a.host, tcp).await.map_err(|e| {
-            DialError::Connect {
-                addr: std::net::SocketAddr::new(addr, a.port),
-                source: e,
-            }
-        })?),
+        Mode::Fixed { tls: true, .. } => Box::new(
+            tls_connect(session, &a.host, tcp)
+                .await
+                .map_err(|e| DialError::Connect {
+                    addr: std::net::SocketAddr::new(addr, a.port),
+                    source: e,
+                })?,
+        ),
         _ => Box::new(tcp),
     };
     Ok(Upstream {
@@ -797,7 +1030,9 @@ pub async fn tls_connect(
         .as_ref()
         .ok_or_else(|| io::Error::other("inspection without an inspector"))?;
     let name = match host {
-        Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone()).map_err(io::Error::other)?,
+        Host::Name(n) => {
+            rustls::pki_types::ServerName::try_from(n.clone()).map_err(io::Error::other)?
+        }
         Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
     };
     let connector = tokio_rustls::TlsConnector::from(inspector.client_config());
@@ -808,7 +1043,7 @@ pub async fn tls_connect(
 
 /// What one forwarded request did.
 struct Forwarded {
-    result: Exchange,
+    keep_client: bool,
     up: u64,
     down: u64,
     upstream_reusable: bool,
@@ -829,7 +1064,7 @@ async fn exchange<C: Io>(
 ) -> Forwarded {
     let (mut up, mut down) = (0u64, 0u64);
     let fail = |up, down, e: String| Forwarded {
-        result: Exchange::close(),
+        keep_client: false,
         up,
         down,
         upstream_reusable: false,
@@ -840,7 +1075,9 @@ async fn exchange<C: Io>(
     let mut out = format!("{} {path} HTTP/1.1\r\n", head.method).into_bytes();
     let mut has_host = false;
     for (name, value) in &head.headers {
-        if hop_by_hop(name, &conn_named) || injected.iter().any(|(h, _)| h.eq_ignore_ascii_case(name)) {
+        if hop_by_hop(name, &conn_named)
+            || injected.iter().any(|(h, _)| h.eq_ignore_ascii_case(name))
+        {
             continue;
         }
         has_host |= name.eq_ignore_ascii_case("host");
@@ -850,7 +1087,11 @@ async fn exchange<C: Io>(
         out.extend_from_slice(b"\r\n");
     }
     if !has_host {
-        let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
         out.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
     }
     for (name, value) in injected {
@@ -864,7 +1105,14 @@ async fn exchange<C: Io>(
     out.extend_from_slice(b"\r\n");
     let up_io = &mut upstream.conn.io;
     if let Err(e) = write(up_io, &out, &mut up).await {
-        let _ = plain(&mut client.io, 502, "Bad Gateway", None, &format!("sending the request upstream: {e}\n")).await;
+        let _ = plain(
+            &mut client.io,
+            502,
+            "Bad Gateway",
+            None,
+            &format!("sending the request upstream: {e}\n"),
+        )
+        .await;
         return fail(up, down, e.to_string());
     }
     // The client may wait for a 100 before it sends its body; the proxy answers it.
@@ -877,7 +1125,14 @@ async fn exchange<C: Io>(
     match copy_body(client, up_io, body, false, &mut up).await {
         Ok(()) => {}
         Err(CopyError::Write(e)) => {
-            let _ = plain(&mut client.io, 502, "Bad Gateway", None, &format!("sending the request body upstream: {e}\n")).await;
+            let _ = plain(
+                &mut client.io,
+                502,
+                "Bad Gateway",
+                None,
+                &format!("sending the request body upstream: {e}\n"),
+            )
+            .await;
             return fail(up, down, e.to_string());
         }
         Err(e) => return fail(up, down, format!("request body: {e}")),
@@ -889,7 +1144,14 @@ async fn exchange<C: Io>(
     let res = loop {
         match read_head(&mut upstream.conn, false, IDLE_TIMEOUT).await {
             Ok(h) if h.code == 101 => {
-                let _ = plain(&mut client.io, 502, "Bad Gateway", None, "the server switched protocols unasked\n").await;
+                let _ = plain(
+                    &mut client.io,
+                    502,
+                    "Bad Gateway",
+                    None,
+                    "the server switched protocols unasked\n",
+                )
+                .await;
                 return fail(up, down, "101 from upstream".into());
             }
             Ok(h) if (100..200).contains(&h.code) => {
@@ -902,7 +1164,14 @@ async fn exchange<C: Io>(
             }
             Ok(h) => break h,
             Err(HeadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
-                let _ = plain(&mut client.io, 504, "Gateway Timeout", None, "no response from upstream in time\n").await;
+                let _ = plain(
+                    &mut client.io,
+                    504,
+                    "Gateway Timeout",
+                    None,
+                    "no response from upstream in time\n",
+                )
+                .await;
                 return fail(up, down, "upstream response timed out".into());
             }
             Err(e) => {
@@ -920,7 +1189,14 @@ async fn exchange<C: Io>(
     let res_body = match response_body(&head.method, &res) {
         Ok(b) => b,
         Err(m) => {
-            let _ = plain(&mut client.io, 502, "Bad Gateway", None, &format!("upstream response: {m}\n")).await;
+            let _ = plain(
+                &mut client.io,
+                502,
+                "Bad Gateway",
+                None,
+                &format!("upstream response: {m}\n"),
+            )
+            .await;
             return fail(up, down, m.to_string());
         }
     };
@@ -931,18 +1207,22 @@ async fn exchange<C: Io>(
     let res_named = res.tokens("connection");
     let mut out = format!("HTTP/1.1 {} {}\r\n", res.code, res.reason).into_bytes();
     for (name, value) in &res.headers {
-        let lower = name.to_ascii_lowercase();
-        let keep_length = lower == "content-length" && matches!(res_body, Body::None | Body::Length(_));
-        if hop_by_hop(name, &res_named) && !keep_length {
-            continue;
-        }
-        if keep_length && out.windows(16).any(|w| w.eq_ignore_ascii_case(b"content-length: ")) {
+        if hop_by_hop(name, &res_named) {
             continue;
         }
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
+    }
+    // The length: of this body, or (HEAD, 304) of the one it stands for.
+    let length = match res_body {
+        Body::Length(n) => Some(n),
+        Body::None => content_length(&res).ok().flatten(),
+        Body::Chunked | Body::Close => None,
+    };
+    if let Some(n) = length {
+        out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
     }
     if res_body == Body::Chunked && !decode {
         let te: Vec<String> = res.tokens("transfer-encoding");
@@ -962,15 +1242,18 @@ async fn exchange<C: Io>(
     if let Err(e) = write(&mut client.io, &out, &mut down).await {
         return fail(up, down, e.to_string());
     }
-    let copied = copy_body(&mut upstream.conn, &mut client.io, res_body, decode, &mut down).await;
+    let copied = copy_body(
+        &mut upstream.conn,
+        &mut client.io,
+        res_body,
+        decode,
+        &mut down,
+    )
+    .await;
     let flushed = client.io.flush().await;
     match (copied, flushed) {
         (Ok(()), Ok(())) => Forwarded {
-            result: Exchange {
-                keep_alive: keep_client,
-                up,
-                down,
-            },
+            keep_client,
             up,
             down,
             upstream_reusable: keep_upstream && upstream.conn.pending().is_empty(),
@@ -1009,19 +1292,39 @@ mod tests {
             code: 200,
             reason: String::new(),
             minor,
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
         }
     }
 
     #[test]
     fn request_framing() {
         assert_eq!(request_body(&head(&[], 1)), Ok(Body::None));
-        assert_eq!(request_body(&head(&[("Content-Length", "5")], 1)), Ok(Body::Length(5)));
-        assert_eq!(request_body(&head(&[("Content-Length", "5, 5")], 1)), Ok(Body::Length(5)));
-        assert!(request_body(&head(&[("Content-Length", "5"), ("content-length", "6")], 1)).is_err());
+        assert_eq!(
+            request_body(&head(&[("Content-Length", "5")], 1)),
+            Ok(Body::Length(5))
+        );
+        assert_eq!(
+            request_body(&head(&[("Content-Length", "5, 5")], 1)),
+            Ok(Body::Length(5))
+        );
+        assert!(request_body(&head(
+            &[("Content-Length", "5"), ("content-length", "6")],
+            1
+        ))
+        .is_err());
         assert!(request_body(&head(&[("Content-Length", "+5")], 1)).is_err());
-        assert_eq!(request_body(&head(&[("Transfer-Encoding", "gzip, Chunked")], 1)), Ok(Body::Chunked));
-        assert!(request_body(&head(&[("Transfer-Encoding", "chunked"), ("Content-Length", "3")], 1)).is_err());
+        assert_eq!(
+            request_body(&head(&[("Transfer-Encoding", "gzip, Chunked")], 1)),
+            Ok(Body::Chunked)
+        );
+        assert!(request_body(&head(
+            &[("Transfer-Encoding", "chunked"), ("Content-Length", "3")],
+            1
+        ))
+        .is_err());
         assert!(request_body(&head(&[("Transfer-Encoding", "chunked, gzip")], 1)).is_err());
         assert!(request_body(&head(&[("Transfer-Encoding", "chunked")], 0)).is_err());
     }
@@ -1037,9 +1340,15 @@ mod tests {
         nc.code = 204;
         assert_eq!(response_body("GET", &nc), Ok(Body::None));
         assert_eq!(response_body("GET", &head(&[], 1)), Ok(Body::Close));
-        let both = head(&[("Content-Length", "9"), ("Transfer-Encoding", "chunked")], 1);
+        let both = head(
+            &[("Content-Length", "9"), ("Transfer-Encoding", "chunked")],
+            1,
+        );
         assert_eq!(response_body("GET", &both), Ok(Body::Chunked));
-        assert_eq!(response_body("GET", &head(&[("Transfer-Encoding", "gzip")], 1)), Ok(Body::Close));
+        assert_eq!(
+            response_body("GET", &head(&[("Transfer-Encoding", "gzip")], 1)),
+            Ok(Body::Close)
+        );
     }
 
     #[tokio::test]
@@ -1056,14 +1365,20 @@ mod tests {
         copy_chunked(&mut b, &mut out, true, &mut n).await.unwrap();
         assert_eq!(out, b"hello wo");
         let mut bad = Buffered::new(tokio::io::empty(), b"5\r\nhello!!\r\n0\r\n\r\n".to_vec());
-        assert!(copy_chunked(&mut bad, &mut Vec::new(), false, &mut n).await.is_err());
+        assert!(copy_chunked(&mut bad, &mut Vec::new(), false, &mut n)
+            .await
+            .is_err());
         let mut bad = Buffered::new(tokio::io::empty(), b"zz\r\n".to_vec());
-        assert!(copy_chunked(&mut bad, &mut Vec::new(), false, &mut n).await.is_err());
+        assert!(copy_chunked(&mut bad, &mut Vec::new(), false, &mut n)
+            .await
+            .is_err());
     }
 
     #[test]
     fn authorities() {
-        assert!(split_authority("u:p@a.test", Some(80)).unwrap_err().contains("userinfo"));
+        assert!(split_authority("u:p@a.test", Some(80))
+            .unwrap_err()
+            .contains("userinfo"));
         assert!(split_authority("a.test:0", Some(80)).is_err());
         assert!(split_authority("a.test:x", Some(80)).is_err());
         assert!(split_authority("a.test", None).is_err());

@@ -36,10 +36,15 @@ pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Serves the HTTP proxy on `listener` (bound inside the sandbox) until dropped;
 /// dropping it ends every connection it started.
-pub async fn serve_http(listener: std::net::TcpListener, session: Arc<Session>) -> std::io::Result<()> {
+pub async fn serve_http(
+    listener: std::net::TcpListener,
+    session: Arc<Session>,
+) -> std::io::Result<()> {
     serve(listener, session, |session, stream| async move {
         let client = http::Buffered::new(stream, Vec::new());
-        if let http::Outcome::Connect { head, client } = http::serve(&session, client, http::Mode::Proxy, None).await {
+        if let http::Outcome::Connect { head, client } =
+            http::serve(&session, client, http::Mode::Proxy, None).await
+        {
             connect::connect(&session, head, client).await;
         }
     })
@@ -48,7 +53,10 @@ pub async fn serve_http(listener: std::net::TcpListener, session: Arc<Session>) 
 
 /// Serves the SOCKS5 proxy on `listener` until dropped; dropping it ends every
 /// connection it started.
-pub async fn serve_socks(listener: std::net::TcpListener, session: Arc<Session>) -> std::io::Result<()> {
+pub async fn serve_socks(
+    listener: std::net::TcpListener,
+    session: Arc<Session>,
+) -> std::io::Result<()> {
     serve(listener, session, |session, stream| async move {
         socks::handle(&session, stream).await;
     })
@@ -56,7 +64,11 @@ pub async fn serve_socks(listener: std::net::TcpListener, session: Arc<Session>)
 }
 
 /// The accept loop: one task per connection, all owned by this future.
-async fn serve<F, Fut>(listener: std::net::TcpListener, session: Arc<Session>, handle: F) -> std::io::Result<()>
+async fn serve<F, Fut>(
+    listener: std::net::TcpListener,
+    session: Arc<Session>,
+    handle: F,
+) -> std::io::Result<()>
 where
     F: Fn(Arc<Session>, TcpStream) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -91,6 +103,11 @@ where
 /// Accept errors that concern one connection or a passing shortage.
 fn transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
-        || matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EPROTO))
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EPROTO)
+    )
 }

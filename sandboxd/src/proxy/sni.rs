@@ -56,7 +56,8 @@ pub fn parse(data: &[u8]) -> Hello {
             if msg[0] != CLIENT_HELLO {
                 return Hello::Malformed("first handshake message is not a ClientHello");
             }
-            let body_len = usize::from(msg[1]) << 16 | usize::from(msg[2]) << 8 | usize::from(msg[3]);
+            let body_len =
+                usize::from(msg[1]) << 16 | usize::from(msg[2]) << 8 | usize::from(msg[3]);
             if 4 + body_len > MAX_HELLO {
                 return Hello::Malformed("ClientHello too long");
             }
@@ -192,14 +193,25 @@ mod tests {
     #[test]
     fn reads_the_server_name() {
         let data = record(&hello(Some(with_other(b"Example.COM"))));
-        assert_eq!(parse(&data), Hello::ClientHello { sni: Some("Example.COM".into()) });
+        assert_eq!(
+            parse(&data),
+            Hello::ClientHello {
+                sni: Some("Example.COM".into())
+            }
+        );
     }
 
     #[test]
     fn no_extension_or_no_name_is_no_sni() {
-        assert_eq!(parse(&record(&hello(None))), Hello::ClientHello { sni: None });
+        assert_eq!(
+            parse(&record(&hello(None))),
+            Hello::ClientHello { sni: None }
+        );
         let other = vec![0, 43, 0, 3, 2, 3, 4];
-        assert_eq!(parse(&record(&hello(Some(other)))), Hello::ClientHello { sni: None });
+        assert_eq!(
+            parse(&record(&hello(Some(other)))),
+            Hello::ClientHello { sni: None }
+        );
     }
 
     #[test]
@@ -216,7 +228,12 @@ mod tests {
         let (a, b) = msg.split_at(20);
         let mut data = record(a);
         data.extend(record(b));
-        assert_eq!(parse(&data), Hello::ClientHello { sni: Some("split.test".into()) });
+        assert_eq!(
+            parse(&data),
+            Hello::ClientHello {
+                sni: Some("split.test".into())
+            }
+        );
         assert_eq!(parse(&data[..data.len() - 1]), Hello::Incomplete);
     }
 
@@ -237,11 +254,17 @@ mod tests {
         let mut ext = with_other(b"a.test");
         let n = ext.len();
         ext[n - 7] = 0xff;
-        assert!(matches!(parse(&record(&hello(Some(ext)))), Hello::Malformed(_)));
+        assert!(matches!(
+            parse(&record(&hello(Some(ext)))),
+            Hello::Malformed(_)
+        ));
         // Two names.
         let mut two = sni_ext(b"a.test");
         two.extend(sni_ext(b"b.test"));
-        assert!(matches!(parse(&record(&hello(Some(two)))), Hello::Malformed(_)));
+        assert!(matches!(
+            parse(&record(&hello(Some(two)))),
+            Hello::Malformed(_)
+        ));
         // Record version 2.
         let mut data = record(&hello(None));
         data[1] = 2;

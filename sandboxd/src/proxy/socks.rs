@@ -54,7 +54,10 @@ pub async fn handle(session: &Session, mut client: TcpStream) {
             return;
         }
     };
-    if reply(&mut client, SUCCEEDED, upstream.local_addr().ok()).await.is_err() {
+    if reply(&mut client, SUCCEEDED, upstream.local_addr().ok())
+        .await
+        .is_err()
+    {
         a.end(session, addr, 0, 0, "client gone").await;
         return;
     }
@@ -110,7 +113,9 @@ async fn handshake(c: &mut TcpStream) -> io::Result<Option<Request>> {
             let len = c.read_u8().await?;
             let mut name = vec![0u8; usize::from(len)];
             c.read_exact(&mut name).await?;
-            Ok(std::str::from_utf8(&name).ok().and_then(|n| normalize_host(n).ok()))
+            Ok(std::str::from_utf8(&name)
+                .ok()
+                .and_then(|n| normalize_host(n).ok()))
         }
         _ => Err(()),
     };

@@ -22,14 +22,22 @@ pub struct Counts {
 
 impl Counts {
     pub fn get(&self) -> (u64, u64) {
-        (self.up.load(Ordering::Relaxed), self.down.load(Ordering::Relaxed))
+        (
+            self.up.load(Ordering::Relaxed),
+            self.down.load(Ordering::Relaxed),
+        )
     }
 }
 
 /// Relays between `client` and `upstream` until both directions ended (each
 /// end's EOF is passed on as a half-close), one side failed, or nothing moved
 /// for `idle`.
-pub async fn relay(client: &TcpStream, upstream: &TcpStream, counts: &Counts, idle: Duration) -> io::Result<()> {
+pub async fn relay(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    counts: &Counts,
+    idle: Duration,
+) -> io::Result<()> {
     let started = Instant::now();
     // Milliseconds since `started` of the last byte moved.
     let last = AtomicU64::new(0);
@@ -52,13 +60,21 @@ pub async fn relay(client: &TcpStream, upstream: &TcpStream, counts: &Counts, id
 }
 
 /// Moves `src` to `dst` until `src` ends, then shuts `dst` for writing.
-async fn one_way(src: &TcpStream, dst: &TcpStream, count: &AtomicU64, last: &AtomicU64, started: Instant) -> io::Result<()> {
+async fn one_way(
+    src: &TcpStream,
+    dst: &TcpStream,
+    count: &AtomicU64,
+    last: &AtomicU64,
+    started: Instant,
+) -> io::Result<()> {
     let (pipe_r, pipe_w) = pipe()?;
     loop {
         // The pipe is empty here, so EAGAIN can only mean `src` has nothing.
         let n = loop {
             src.readable().await?;
-            match src.try_io(Interest::READABLE, || splice(src.as_fd(), pipe_w.as_fd(), CHUNK)) {
+            match src.try_io(Interest::READABLE, || {
+                splice(src.as_fd(), pipe_w.as_fd(), CHUNK)
+            }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -66,14 +82,22 @@ async fn one_way(src: &TcpStream, dst: &TcpStream, count: &AtomicU64, last: &Ato
         };
         if n == 0 {
             return nix::sys::socket::shutdown(dst.as_raw_fd(), nix::sys::socket::Shutdown::Write)
-                .or_else(|e| if e == nix::errno::Errno::ENOTCONN { Ok(()) } else { Err(e) })
+                .or_else(|e| {
+                    if e == nix::errno::Errno::ENOTCONN {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
                 .map_err(io::Error::from);
         }
         // The pipe holds `left` bytes, so EAGAIN can only mean `dst` is full.
         let mut left = n;
         while left > 0 {
             dst.writable().await?;
-            match dst.try_io(Interest::WRITABLE, || splice(pipe_r.as_fd(), dst.as_fd(), left)) {
+            match dst.try_io(Interest::WRITABLE, || {
+                splice(pipe_r.as_fd(), dst.as_fd(), left)
+            }) {
                 Ok(k) => {
                     left -= k;
                     count.fetch_add(k as u64, Ordering::Relaxed);
@@ -102,7 +126,11 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// One non-blocking splice(2) of up to `len` bytes.
-fn splice(from: std::os::fd::BorrowedFd<'_>, to: std::os::fd::BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+fn splice(
+    from: std::os::fd::BorrowedFd<'_>,
+    to: std::os::fd::BorrowedFd<'_>,
+    len: usize,
+) -> io::Result<usize> {
     // SAFETY: both descriptors are open for the call's duration; null offsets
     // are allowed for pipes and sockets.
     let n = unsafe {
