@@ -762,7 +762,7 @@ fn effective_policy_carries_the_compiled_network_rules() {
     let s = store(&[
         (
             "net.toml",
-            "[network]\nmode = \"allowlist\"\nallow = [\"**.crates.io\", \"pypi.org\"]\n",
+            "[network]\nmode = \"allowlist\"\nallow = [\"**.crates.io\", \"pypi.org\", \"[fd00::1]\"]\n",
         ),
         ("wide.toml", "[network]\nmode = \"full\"\n"),
     ]);
@@ -785,6 +785,7 @@ fn effective_policy_carries_the_compiled_network_rules() {
         },
     );
     let net = narrowed.net.as_ref().unwrap();
+    assert_eq!(narrowed.network_allow, ["pypi.org"]);
     assert_eq!(net.decide_host(&host("pypi.org"), 443).verdict, Verdict::Allow);
     assert_eq!(net.decide_host(&host("static.crates.io"), 443).verdict, Verdict::Deny);
     assert_eq!(net.decide_host(&host("evil.test"), 443).verdict, Verdict::Deny);
@@ -797,6 +798,26 @@ fn effective_policy_carries_the_compiled_network_rules() {
         },
     );
     assert_ne!(never.hash, e.hash, "the approval's effect on the network is hashed");
+    // Addresses narrow only to the ones the profile lists literally.
+    let lit = resolve_with(
+        "net",
+        Narrowing {
+            network_allow: Some(vec!["[FD00::1]".into()]),
+            ..Default::default()
+        },
+    );
+    assert_eq!(lit.network_allow, ["fd00::1"]);
+    let ip = sandboxd::net::Host::Ip("fd00::1".parse().unwrap());
+    assert_eq!(lit.net.unwrap().decide_host(&ip, 443).verdict, Verdict::Allow);
+    let r = resolve(
+        s.get("net").unwrap(),
+        &ctx(),
+        &Narrowing {
+            network_allow: Some(vec!["fd00::2".into()]),
+            ..Default::default()
+        },
+    );
+    assert!(r.is_err(), "{r:?}");
     // Mode full narrowed to a list becomes an allowlist with a policy.
     let e = resolve_with(
         "wide",

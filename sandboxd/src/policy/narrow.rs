@@ -1,7 +1,7 @@
 //! From a profile and one exec request to the effective policy (requests may
 //! only narrow), and the pure decisions behind `policy check`.
 
-use super::domain::DomainPattern;
+use super::domain::{ip_literal, DomainPattern};
 use super::model::{ApprovalMode, EffectiveLimits, EffectivePolicy, Located, NetworkMode, Origin, Profile};
 use super::values::{format_duration, format_size};
 use super::{Decision, Refusal, Verdict};
@@ -282,17 +282,29 @@ fn narrow_network(profile: &Profile, asked: Option<&[String]>) -> Result<(Networ
     let mode_rule = rule(&net.mode.origin, "network.mode", net.mode.value.as_str());
     let mut out = Vec::new();
     for d in asked {
-        let p = DomainPattern::parse(d).map_err(|m| Refusal {
-            message: m,
-            rule: "network.allow".to_string(),
-        })?;
+        // An address only when the profile lists it literally; a pattern
+        // when it lies within one of the profile's.
+        let (entry, listed) = match ip_literal(d) {
+            Some(ip) => (
+                ip.to_string(),
+                net.allow.iter().any(|a| ip_literal(&a.value) == Some(ip)),
+            ),
+            None => {
+                let p = DomainPattern::parse(d).map_err(|m| Refusal {
+                    message: m,
+                    rule: "network.allow".to_string(),
+                })?;
+                let listed = net
+                    .allow
+                    .iter()
+                    .any(|a| DomainPattern::parse(&a.value).is_ok_and(|ap| p.within(&ap)));
+                (p.to_string(), listed)
+            }
+        };
         let allowed = match net.mode.value {
             NetworkMode::None => false,
             NetworkMode::Full => true,
-            NetworkMode::Allowlist => net
-                .allow
-                .iter()
-                .any(|a| DomainPattern::parse(&a.value).is_ok_and(|ap| p.within(&ap))),
+            NetworkMode::Allowlist => listed,
         };
         if !allowed {
             let rule = if net.mode.value == NetworkMode::None {
@@ -311,7 +323,7 @@ fn narrow_network(profile: &Profile, asked: Option<&[String]>) -> Result<(Networ
                 rule,
             });
         }
-        out.push(p.to_string());
+        out.push(entry);
     }
     let mode = if out.is_empty() {
         NetworkMode::None
