@@ -248,6 +248,7 @@ fn policy(network: NetworkMode, write: &[&str]) -> EffectivePolicy {
         private_tmp: true,
         network,
         network_allow: vec![],
+        net: None,
         env: vec![
             ("PATH".into(), "/usr/bin:/bin".into()),
             ("FAVOURITE".into(), "blue".into()),

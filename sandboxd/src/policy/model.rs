@@ -220,6 +220,8 @@ pub struct EffectivePolicy {
     /// Domain patterns in effect with `allowlist`: the profile's, or the
     /// request's narrower list.
     pub network_allow: Vec<String>,
+    /// The compiled `[network]` rules: `Some` exactly when `network` is `allowlist`.
+    pub net: Option<crate::net::NetPolicy>,
     /// The command's environment, in order.
     pub env: Vec<(String, String)>,
     pub limits: EffectiveLimits,
