@@ -137,7 +137,8 @@ impl Question {
         Some(q)
     }
 
-    /// The question of `name` (lower-case text, no trailing dot) and `qtype`, class IN.
+    /// The question of `name` (lower-case text, no trailing dot) and `qtype`,
+    /// class IN, for [`build_query`]; its `end` is not an offset in any message.
     pub fn for_name(name: &str, qtype: u16) -> Option<Question> {
         let mut wire = [0u8; MAX_WIRE_NAME + 4];
         let mut len = 0;

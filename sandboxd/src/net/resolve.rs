@@ -162,22 +162,10 @@ impl Resolver {
         let (a, aaaa) = tokio::join!(self.ask(&qa), self.ask(&qaaaa));
         let mut addrs = Vec::new();
         let mut errors = Vec::new();
-        for (q, r) in [(&qa, a), (&qaaaa, aaaa)] {
+        for r in [a, aaaa] {
             match r {
                 Ok(m) => {
-                    let parsed = wire::for_each_record(&m, q, |r| {
-                        match (r.answer, r.class, r.rtype, r.data.len()) {
-                            (true, wire::CLASS_IN, wire::TYPE_A, 4) => {
-                                let o: [u8; 4] = r.data.try_into().unwrap_or_default();
-                                addrs.push(IpAddr::V4(Ipv4Addr::from(o)));
-                            }
-                            (true, wire::CLASS_IN, wire::TYPE_AAAA, 16) => {
-                                let o: [u8; 16] = r.data.try_into().unwrap_or_default();
-                                addrs.push(IpAddr::V6(Ipv6Addr::from(o)));
-                            }
-                            _ => {}
-                        }
-                    });
+                    let parsed = push_addresses(&m, &mut addrs);
                     if parsed.is_none() {
                         errors.push("malformed response".to_string());
                     } else if ![Rcode::NoError as u8, Rcode::NxDomain as u8]
@@ -273,6 +261,8 @@ impl Resolver {
     async fn ask(&self, q: &Question) -> Result<Vec<u8>, String> {
         let mut query = Vec::new();
         wire::build_query(q, 0, OWN_UDP_SIZE, &mut query);
+        // The question as placed in this message.
+        let q = &Question::parse(&query, wire::HEADER).ok_or("not a valid DNS name")?;
         let mut out = Vec::new();
         if self.answer_local(&query, q, &mut out) {
             return Ok(out);
@@ -350,6 +340,25 @@ impl Resolver {
             },
         );
     }
+}
+
+/// Appends the A and AAAA records of the answer section of `m` to `addrs`;
+/// `None` when `m` is malformed.
+fn push_addresses(m: &[u8], addrs: &mut Vec<IpAddr>) -> Option<()> {
+    let q = Question::parse(m, wire::HEADER)?;
+    wire::for_each_record(m, &q, |r| match (r.answer, r.class, r.rtype) {
+        (true, wire::CLASS_IN, wire::TYPE_A) => {
+            if let Ok(o) = <[u8; 4]>::try_from(r.data) {
+                addrs.push(IpAddr::from(o));
+            }
+        }
+        (true, wire::CLASS_IN, wire::TYPE_AAAA) => {
+            if let Ok(o) = <[u8; 16]>::try_from(r.data) {
+                addrs.push(IpAddr::from(o));
+            }
+        }
+        _ => {}
+    })
 }
 
 /// One query over UDP to `server`; waits for the response with `id` to `key`.
