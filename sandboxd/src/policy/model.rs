@@ -139,6 +139,9 @@ pub struct FilesystemRules {
     pub deny_write: Vec<Located<String>>,
 }
 
+/// Destination ports when a profile lists none in `network.ports`.
+pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
+
 #[derive(Debug, Clone)]
 pub struct NetworkRules {
     pub mode: Located<NetworkMode>,
@@ -148,6 +151,8 @@ pub struct NetworkRules {
     pub methods: Option<Vec<Located<String>>>,
     pub allow_cidrs: Vec<Located<String>>,
     pub inspect: Located<bool>,
+    /// May a CONNECT to port 443 carry something other than TLS?
+    pub allow_non_tls_443: Located<bool>,
     /// `[[network.rule]]`: finer rules for one host pattern.
     pub rules: Vec<Located<HostRule>>,
 }

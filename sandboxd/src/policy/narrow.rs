@@ -49,7 +49,7 @@ pub const DEFAULT_OUTPUT: u64 = 64 << 20;
 const TMP: &str = "/tmp";
 
 /// `ORIGIN KEY "VALUE"`, the way decisions and refusals name a rule.
-fn rule<T: std::fmt::Display>(origin: &Origin, key: &str, value: T) -> String {
+pub(crate) fn rule<T: std::fmt::Display>(origin: &Origin, key: &str, value: T) -> String {
     format!("{origin} {key} \"{value}\"")
 }
 
