@@ -633,11 +633,11 @@ impl NetPolicy {
         {
             return NetDecision::allow(c.rule.clone(), format!("{ip} is in network.allow_cidrs"));
         }
-        let class = if host_addrs.contains(&ip) {
-            Some("an address of this host")
-        } else {
-            addr::special(ip)
-        };
+        let class = addr::special(ip).or_else(|| {
+            host_addrs
+                .contains(&ip)
+                .then_some("an address of this host")
+        });
         match class {
             Some(class) => NetDecision::deny(
                 Block::PrivateAddress,
