@@ -370,6 +370,19 @@ fn allowed_name_over_http_through_explicit_and_env_proxy() {
 }
 
 #[test]
+fn an_allowed_name_known_only_upstream_is_resolved_by_the_daemon_and_reached() {
+    let n = Net::start(Prof::default());
+    let p = n.origin.port;
+    let out = n.sh(&format!("curl -sS -i --max-time 20 http://mirror.pkg.test:{p}/from-upstream"));
+    out.expect_code(0);
+    assert_eq!(statuses(&out.stdout), [200], "{}\n{}", out.stdout, out.stderr);
+    assert!(n.origin.request("/from-upstream").is_some(), "{:?}", n.origin.requests());
+    assert!(n.up.saw("mirror.pkg.test"), "{:?}", n.up.queries());
+    let r = n.allowed("http", "mirror.pkg.test", p);
+    assert_eq!(r["addr"], "127.0.0.1", "{r:#}");
+}
+
+#[test]
 fn allowed_name_over_https_through_connect() {
     let n = Net::start(Prof::default());
     let t = n.tls.port;
