@@ -367,6 +367,13 @@ fn allowed_name_over_http_through_explicit_and_env_proxy() {
     assert_eq!(r["addr"], "127.0.0.1", "{r:#}");
     let end = n.end("http", "allowed.test", p);
     assert!(end["bytes_down"].as_u64().unwrap_or(0) > 0, "{end:#}");
+    // The network records are links of the audit chain like any other.
+    let o = std::process::Command::new(bin("sandboxd"))
+        .args(["audit", "verify", "--state-dir"])
+        .arg(&n.d.state_dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
@@ -584,7 +591,9 @@ fn ip_literals_are_refused_in_every_spelling() {
     let n = Net::start(Prof::default());
     let p = n.origin.port;
     let mut code = String::new();
-    for (i, h) in ["127.0.0.1", "127.1", "2130706433", "0x7f.1", "0177.0.0.1"].iter().enumerate() {
+    for (i, h) in
+        ["127.0.0.1", "127.1", "2130706433", "0x7f.1", "0177.0.0.1", "[::1]", "[::ffff:127.0.0.1]"].iter().enumerate()
+    {
         code.push_str(&format!(
             "print(http(b'GET http://{h}:{p}/ip{i} HTTP/1.1\\r\\nHost: {h}:{p}\\r\\nConnection: close\\r\\n\\r\\n'))\n"
         ));
@@ -595,10 +604,33 @@ fn ip_literals_are_refused_in_every_spelling() {
     ));
     let out = n.py(&code);
     out.expect_code(0);
-    assert_eq!(statuses(&out.stdout), [403; 6], "{}", out.stdout);
-    assert_eq!(proxy_errors(&out), ["blocked-by-allowlist"; 6], "{}", out.stdout);
+    assert_eq!(statuses(&out.stdout), [403; 8], "{}", out.stdout);
+    assert_eq!(proxy_errors(&out), ["blocked-by-allowlist"; 8], "{}", out.stdout);
     n.refusal("127.0.0.1", "blocked-by-allowlist");
     assert_eq!((n.origin.connections(), n.tls.connections()), (0, 0));
+}
+
+#[test]
+fn each_request_on_a_kept_alive_connection_is_decided() {
+    let n = Net::start(Prof::default());
+    let p = n.origin.port;
+    let out = n.py(&format!(
+        r#"
+s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+for host, path in [('allowed.test', '/first'), ('evil.test', '/smuggled'), ('allowed.test', '/third')]:
+    s.sendall(('GET http://%s:{p}%s HTTP/1.1\r\nHost: %s:{p}\r\n\r\n' % (host, path, host)).encode())
+    print(read_response(s).split('\r\n')[0])
+"#
+    ));
+    assert_eq!(statuses(&out.stdout).get(..2), Some(&[200, 403][..]), "{}\n{}", out.stdout, out.stderr);
+    assert!(n.origin.request("/first").is_some());
+    assert!(n.origin.request("/smuggled").is_none(), "{:?}", n.origin.requests());
+    n.refusal("evil.test", "blocked-by-allowlist");
+    // After a refusal the connection may close; if it stayed open, the next request was decided on its own.
+    if statuses(&out.stdout).len() == 3 {
+        assert_eq!(statuses(&out.stdout)[2], 200, "{}", out.stdout);
+        assert!(n.origin.request("/third").is_some());
+    }
 }
 
 #[test]
@@ -963,6 +995,37 @@ fn an_unlisted_name_approved_through_the_approver_goes_through() {
     assert_eq!((reqs[0]["kind"].as_str(), reqs[0]["host"].as_str()), (Some("network"), Some("ask.test")), "{reqs:?}");
     assert_eq!(reqs[0]["port"], p, "{reqs:?}");
     n.decision("approved ask.test", |r| same_host(r, "ask.test") && r["decision"] == "allow");
+}
+
+#[test]
+fn an_approval_for_the_session_is_asked_once() {
+    let n = Net::start(Prof { approval: "on-request", ..Prof::default() });
+    let p = n.origin.port;
+    let (script, log) = approver(&n.ws, "approve-session");
+    let out = n.d.agent(U1, &n.ws.path).run(&[
+        "exec",
+        "--profile",
+        "net",
+        "--approver",
+        script.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!("curl -sS --max-time 30 http://ask.test:{p}/once && curl -sS --max-time 30 http://ask.test:{p}/again"),
+    ]);
+    out.expect_code(0);
+    assert!(n.origin.request("/once").is_some() && n.origin.request("/again").is_some(), "{}", out.stderr);
+    assert_eq!(approver_requests(&log).len(), 1);
+}
+
+#[test]
+fn without_an_approver_or_a_terminal_an_unlisted_name_is_refused() {
+    let n = Net::start(Prof { approval: "on-request", ..Prof::default() });
+    let p = n.origin.port;
+    let out = n.sh(&format!("curl -sS -i --max-time 30 http://ask.test:{p}/unanswered"));
+    assert_refused(&out, "blocked-by-approval");
+    n.refusal("ask.test", "blocked-by-approval");
+    assert_eq!(n.origin.connections(), 0);
 }
 
 #[test]
