@@ -484,6 +484,49 @@ print('test-ca-only', r.returncode)
 }
 
 #[test]
+fn inspected_https_to_an_upstream_outside_the_trusted_roots_is_not_forwarded() {
+    // No `[tls] extra_roots`: the origin's test CA is not trusted by sandboxd.
+    let n = Net::start(Prof { network: "inspect = true\n", ..Prof::default() });
+    let t = n.tls.port;
+    let out = n.sh(&format!("curl -sS -i --max-time 20 https://allowed.test:{t}/untrusted"));
+    // The tunnel's own "200 Connection established" aside, no success comes back.
+    assert_ne!(statuses(&out.stdout).last(), Some(&200), "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("origin saw"), "{}", out.stdout);
+    assert!(n.tls.request("/untrusted").is_none(), "{:?}", n.tls.requests());
+}
+
+#[test]
+fn a_secret_is_injected_into_inspected_https() {
+    let secret = format!("tls-{}", random_label(24));
+    let n = Net::start_with(
+        Prof {
+            network: "inspect = true\n",
+            tail: "[[network.rule]]\nhost = \"allowed.test\"\ninject = { header = \"X-Api-Key\", value = \"{secret:TLS_CRED}\" }\n",
+            ..Prof::default()
+        },
+        "[tls]\nextra_roots = [\"{ca}\"]\n",
+    );
+    let t = n.tls.port;
+    let script = format!("env; curl -sS --max-time 20 https://allowed.test:{t}/tls-inject");
+    let out = n.d.agent(U1, &n.ws.path).env("TLS_CRED", &secret).run(&[
+        "exec",
+        "--profile",
+        "net",
+        "--secret",
+        "TLS_CRED",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("origin saw /tls-inject"), "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains(&secret), "secret visible inside:\n{}", out.stdout);
+    let r = n.tls.request("/tls-inject").unwrap();
+    assert_eq!(r.header("x-api-key"), Some(secret.as_str()), "{r:?}");
+}
+
+#[test]
 fn python_urllib_uses_the_env_proxies() {
     let n = Net::start(Prof::default());
     let p = n.origin.port;
