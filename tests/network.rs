@@ -1095,3 +1095,34 @@ fn an_unlisted_name_denied_through_the_approver_is_refused() {
     n.refusal("ask.test", "blocked-by-approval");
     assert_eq!(n.origin.connections(), 0);
 }
+
+// ------------------------------------------------------- the other modes
+
+#[test]
+fn mode_full_shares_the_host_network() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let origin = Origin::http();
+    let url = format!("http://127.0.0.1:{}/full", origin.port);
+    let out =
+        d.sh(U1, &ws.path, &["--profile", "full"], &format!("echo \"[$HTTP_PROXY]\"; curl -sS --max-time 20 {url}"));
+    out.expect_code(0);
+    assert_eq!(out.stdout, "[]\norigin saw /full\n");
+    assert!(origin.request("/full").is_some());
+}
+
+#[test]
+fn mode_none_reaches_nothing_and_serves_no_proxy() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let origin = Origin::http();
+    let code = format!(
+        "import socket\nfor port in ({}, 3128, 1080, 53):\n    try:\n        socket.create_connection(('127.0.0.1', port), timeout=5)\n        print(port, 'connected')\n    except OSError as e:\n        print(port, 'failed')",
+        origin.port
+    );
+    let out = py(&d, U1, &ws.path, &code);
+    out.expect_code(0);
+    assert!(!out.stdout.contains("connected"), "{}", out.stdout);
+    assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
+    assert_eq!(origin.connections(), 0);
+}
