@@ -1126,3 +1126,20 @@ fn mode_none_reaches_nothing_and_serves_no_proxy() {
     assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
     assert_eq!(origin.connections(), 0);
 }
+
+#[test]
+fn policy_check_explains_a_url_without_connecting() {
+    let n = Net::start(Prof::default());
+    let p = n.origin.port;
+    let check = |url: &str| n.d.agent(U1, &n.ws.path).run(&["policy", "check", "net", "--url", url]);
+    let out = check(&format!("http://allowed.test:{p}/x"));
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert!(out.stdout.starts_with("allow") && out.stdout.contains("network.allow"), "{}", out.stdout);
+    let out = check(&format!("http://denied.pkg.test:{p}/x"));
+    assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("network.deny"), "{}", out.stdout);
+    let out = check(&format!("https://nowhere.test:{}/x", n.tls.port));
+    assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
+    assert_eq!((n.origin.connections(), n.tls.connections()), (0, 0));
+    assert!(n.up.queries().is_empty(), "{:?}", n.up.queries());
+}
