@@ -259,6 +259,7 @@ fn policy(network: NetworkMode, write: &[&str]) -> EffectivePolicy {
             output: 1 << 20,
         },
         hash: "abc".into(),
+        net: None,
     }
 }
 
@@ -268,6 +269,8 @@ fn paths() -> DaemonPaths {
         state_dir: "/var/lib/sandboxd".into(),
         policy_dir: "/etc/sandboxd/policies".into(),
         staging: "/var/lib/sandboxd/staging".into(),
+        resolv_conf: "/var/lib/sandboxd/resolv.conf".into(),
+        ca_bundle: Err("no CA in this test".into()),
     }
 }
 
