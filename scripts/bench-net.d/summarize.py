@@ -3,7 +3,7 @@
 
 usage: summarize.py OUT_DIR RUNS "COLUMNS" [JSON_FILE]
 OUT_DIR holds COLUMN.STEP[.RUN].{out,err,rc} and COLUMN.failed (the reason a
-column was given up). Prints markdown tables, then the results as JSON (also
+column was given up); the DNS columns' files are named dns-COLUMN. Prints markdown tables, then the results as JSON (also
 written to JSON_FILE when given).
 """
 import json
@@ -30,7 +30,10 @@ def step(out, column, name):
     rc, stdout, stderr = read(base + '.rc'), read(base + '.out'), read(base + '.err') or ''
     if rc is None:
         return None, None
-    last_err = ' '.join(stderr.strip().splitlines()[-2:])[:300]
+    lines = stderr.strip().splitlines()
+    # bench.py names the failure on a line of its own before any traceback.
+    told = [line for line in lines if line.startswith('error:')]
+    last_err = ' '.join(told[:1] or lines[-2:])[:300]
     if rc.strip() != '0':
         return None, f'exit {rc.strip()}: {last_err}'
     return stdout, None
@@ -113,16 +116,19 @@ def dnsperf_figures(stdout):
 
 def dns_column(out, column, runs):
     res = {'errors': []}
-    failed = read(os.path.join(out, f'{column}.failed'))
+    failed = read(os.path.join(out, f'dns-{column}.failed'))
     if failed:
         res['failed'] = failed.strip()
         return res
     qps, lost = [], []
     for run in range(1, runs + 1):
-        stdout, err = step(out, column, f'dns.{run}')
+        stdout, err = step(out, f'dns-{column}', str(run))
         figures = dnsperf_figures(stdout)
         if err or not figures:
             res['errors'].append(f'dnsperf round {run}: {err or "no figures in its output"}')
+            continue
+        if figures[0] == 0:
+            res['errors'].append(f'dnsperf round {run}: no answers ({figures[1]}% of the queries lost)')
             continue
         qps.append(figures[0])
         if figures[1] is not None:
