@@ -97,6 +97,15 @@ impl std::fmt::Display for DomainPattern {
     }
 }
 
+/// An address written as one: dotted IPv4, or IPv6 bare or in brackets
+/// (no zone id). Allow and deny lists match such entries only literally.
+pub fn ip_literal(s: &str) -> Option<std::net::IpAddr> {
+    match s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().ok().map(std::net::IpAddr::V6),
+        None => s.parse().ok(),
+    }
+}
+
 /// `ADDRESS/PREFIX` or a bare address (a /32 or /128).
 pub fn parse_cidr(s: &str) -> Option<(std::net::IpAddr, u8)> {
     let (addr, prefix) = match s.split_once('/') {
