@@ -6,15 +6,19 @@
 //! questions new ones are not answered at all (nothing goes unrecorded).
 
 use super::wire::Question;
+use crate::net::session::NotAudited;
 use crate::net::{NetDecision, NetRecord, Phase, Session};
 use crate::policy::Verdict;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 /// Most distinct questions waiting to be written.
 pub const MAX_PENDING: usize = 4096;
+/// Records written at once.
+const WRITERS: usize = 32;
 
 /// Records waiting for the writer task.
 pub struct AuditQueue {
@@ -98,7 +102,7 @@ impl AuditQueue {
         true
     }
 
-    /// Writes queued records in arrival order until closed and empty.
+    /// Writes queued records (about in arrival order) until closed and empty.
     async fn write(self: Arc<Self>) {
         loop {
             let batch = std::mem::take(
@@ -117,6 +121,9 @@ impl AuditQueue {
             }
             let mut batch: Vec<Entry> = batch.into_values().collect();
             batch.sort_unstable_by_key(|e| e.order);
+            // Up to WRITERS appends at once, so the log's group commit
+            // shares one fsync among them.
+            let mut writing = JoinSet::new();
             for Entry {
                 count, mut record, ..
             } in batch
@@ -126,14 +133,31 @@ impl AuditQueue {
                         .reason
                         .push_str(&format!(" ({count} identical queries)"));
                 }
-                match self.session.record(record).await {
-                    Ok(()) => self.failing.store(false, Ordering::Relaxed),
-                    Err(e) => {
-                        tracing::error!("DNS: {e}");
-                        self.failing.store(true, Ordering::Relaxed);
-                    }
+                if writing.len() >= WRITERS {
+                    self.written(writing.join_next().await);
                 }
+                let session = Arc::clone(&self.session);
+                writing.spawn(async move { session.record(record).await });
             }
+            while let Some(r) = writing.join_next().await {
+                self.written(Some(r));
+            }
+        }
+    }
+
+    /// Notes how one append went: a failure stops the answers until one succeeds.
+    fn written(&self, r: Option<Result<Result<(), NotAudited>, tokio::task::JoinError>>) {
+        match r {
+            Some(Ok(Ok(()))) => self.failing.store(false, Ordering::Relaxed),
+            Some(Ok(Err(e))) => {
+                tracing::error!("DNS: {e}");
+                self.failing.store(true, Ordering::Relaxed);
+            }
+            Some(Err(e)) => {
+                tracing::error!("DNS: audit writer: {e}");
+                self.failing.store(true, Ordering::Relaxed);
+            }
+            None => {}
         }
     }
 }
