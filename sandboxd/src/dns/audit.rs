@@ -17,6 +17,8 @@ use tokio::task::JoinSet;
 
 /// Most distinct questions waiting to be written.
 pub const MAX_PENDING: usize = 4096;
+/// Pause between batches of records.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(500);
 /// Records written at once.
 const WRITERS: usize = 32;
 
@@ -77,29 +79,41 @@ impl AuditQueue {
         self.failing.load(Ordering::Relaxed)
     }
 
-    /// Queues the record of `decision` on `q`; `false` when the queue is full.
-    pub fn push(&self, q: &Question, decision: NetDecision) -> bool {
+    /// Counts one more `q` when its record still waits to be written: then
+    /// whether it was allowed (the decision is the same for the same name).
+    pub fn repeat(&self, q: &Question) -> Option<bool> {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let e = p.waiting.get_mut(q.key())?;
+        e.count += 1;
+        Some(e.record.verdict == Verdict::Allow)
+    }
+
+    /// Queues the record of `decision` on `q`: whether it allows the
+    /// answer, or `None` when the queue is full.
+    pub fn push(&self, q: &Question, decision: NetDecision) -> Option<bool> {
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = p.waiting.get_mut(q.key()) {
             e.count += 1;
-            return true;
+            return Some(e.record.verdict == Verdict::Allow);
         }
         if p.waiting.len() >= MAX_PENDING {
-            return false;
+            return None;
         }
         let order = p.next;
         p.next += 1;
+        let record = record(q, decision);
+        let allowed = record.verdict == Verdict::Allow;
         p.waiting.insert(
             q.key().into(),
             Entry {
                 order,
                 count: 1,
-                record: record(q, decision),
+                record,
             },
         );
         drop(p);
         self.wake.notify_one();
-        true
+        Some(allowed)
     }
 
     /// Writes queued records (about in arrival order) until closed and empty.
@@ -141,6 +155,11 @@ impl AuditQueue {
             }
             while let Some(r) = writing.join_next().await {
                 self.written(Some(r));
+            }
+            // Let repeats of the same questions gather, to fold them: a flood
+            // of queries then costs the log a few lines a second per name.
+            if !self.closed.load(Ordering::Acquire) {
+                tokio::time::sleep(GATHER).await;
             }
         }
     }
