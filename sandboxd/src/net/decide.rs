@@ -509,7 +509,7 @@ impl NetPolicy {
 
     /// A whole HTTP request (plain, or inspected HTTPS): host and port as in
     /// [`decide_host`](Self::decide_host), then `methods` and the
-    /// `[[network.rule]]` methods and paths. With Allow, the injections of
+    /// `[[network.rule]]` methods and paths. Unless Deny, the injections of
     /// the matching rules.
     ///
     /// The rules whose host pattern matches restrict together: the request
@@ -1055,7 +1055,15 @@ paths = ["/meta/*"]
         let api = name("api.github.test");
         use Verdict::*;
         // (method, path, verdict, block, rule must contain, injections)
-        let cases: &[(&str, &str, Verdict, Option<Block>, &str, usize)] = &[
+        type Case = (
+            &'static str,
+            &'static str,
+            Verdict,
+            Option<Block>,
+            &'static str,
+            usize,
+        );
+        let cases: &[Case] = &[
             (
                 "GET",
                 "/repos/acme/x",
