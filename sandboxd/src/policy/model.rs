@@ -227,6 +227,8 @@ pub struct EffectivePolicy {
     pub limits: EffectiveLimits,
     /// SHA-256 (hex) of a canonical rendering of everything above.
     pub hash: String,
+    /// The network rules in mode allowlist (TEMP stand-in).
+    pub net: Option<crate::net::NetPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
