@@ -260,7 +260,6 @@ fn policy(network: NetworkMode, write: &[&str]) -> EffectivePolicy {
             output: 1 << 20,
         },
         hash: "abc".into(),
-        net: None,
     }
 }
 

@@ -227,8 +227,6 @@ pub struct EffectivePolicy {
     pub limits: EffectiveLimits,
     /// SHA-256 (hex) of a canonical rendering of everything above.
     pub hash: String,
-    /// The network rules in mode allowlist (TEMP stand-in).
-    pub net: Option<crate::net::NetPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

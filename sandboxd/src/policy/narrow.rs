@@ -226,7 +226,6 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
         env,
         limits,
         hash: String::new(),
-        net: None,
     };
     policy.hash = hash(&policy);
     Ok(policy)
