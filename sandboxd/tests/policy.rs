@@ -737,6 +737,8 @@ fn network_keys_load_and_refuse() {
         ("[network]\nallow = [\"ok.test\",\n  \"**.com\"]\n", 3, "public suffix"),
         ("[network]\ndeny = [\"*\"]\n", 2, "every host"),
         ("[network]\nallow = [\"127.1\"]\n", 2, "write it as 127.0.0.1"),
+        ("[network]\ndeny = [\"*.0.1\"]\n", 2, "wildcard over an address"),
+        ("[network]\nallow = [\"1.2.3.4.5\"]\n", 2, "not an IPv4 address"),
         ("[network]\nallow_non_tls_443 = \"yes\"\n", 2, "`network.allow_non_tls_443`"),
         ("[network]\nallow_cidrs = [\"10.0.0.0/33\"]\n", 2, "`network.allow_cidrs`"),
         ("[network]\n[[network.rule]]\nhost = \"*.com\"\n", 3, "public suffix"),
