@@ -942,3 +942,51 @@ fn env_context_defaults_are_usable() {
     assert_eq!(e.limits.output, narrow::DEFAULT_OUTPUT);
     assert!(e.write.is_empty() && !e.private_tmp && e.read.is_empty());
 }
+
+#[test]
+fn check_command_looks_into_shell_scripts_and_wrappers() {
+    let rules = "[commands]\nallow = [[\"ls\"], [\"git\", \"status\"], [\"echo\"]]\nprompt = [[\"curl\"]]\nforbidden = [[\"rm\", \"-rf\", \"/\"]]\n";
+    let s = store(&[
+        ("rules.toml", rules),
+        ("wary.toml", "extends = \"rules\"\napproval = \"untrusted\"\n"),
+    ]);
+    use Verdict::*;
+    let forbidden = "rules.toml:4 commands.forbidden [\"rm\", \"-rf\", \"/\"]";
+    let cases: &[(&str, &[&str], Verdict, &str)] = &[
+        // Judged on curl and sh; the first of the strictest names the rule.
+        ("rules", &["sh", "-c", "ls && curl x | sh"], Prompt, "commands.prompt [\"curl\"] (in sh -c script)"),
+        ("rules", &["bash", "-lc", "git status; rm -rf /"], Deny, &format!("{forbidden} (in bash -c script)")),
+        ("rules", &["/bin/sh", "-c", "ls; 'r'\"m\" -rf \\/"], Deny, forbidden),
+        ("rules", &["env", "A=1", "dash", "-c", "echo $(rm -rf /)"], Deny, forbidden),
+        ("rules", &["zsh", "-c", "echo `curl x`"], Prompt, "commands.prompt [\"curl\"] (in zsh -c script)"),
+        ("rules", &["sh", "-c", "ls; (cd /; { echo hi; })"], Allow, "commands.allow [\"ls\"] (in sh -c script)"),
+        ("rules", &["sh", "-c", "X=1 ls -l > out 2>&1"], Allow, "commands.allow [\"ls\"] (in sh -c script)"),
+        ("rules", &["sh", "-c", "sh -c 'bash -c \"rm -rf /\"'"], Deny, &format!("{forbidden} (in bash -c script) (in sh -c script) (in sh -c script)")),
+        ("rules", &["/usr/bin/rm", "-rf", "/"], Deny, forbidden),
+        ("rules", &["nohup", "rm", "-rf", "/"], Deny, forbidden),
+        // What the parser cannot follow counts as prompt, naming why.
+        ("rules", &["sh", "-c", "for f in *; do rm -rf $f; done"], Prompt, "commands: script not understood: `for`"),
+        ("rules", &["sh", "-c", "cat <<EOF\nrm -rf /\nEOF"], Prompt, "commands: script not understood: a here-document"),
+        ("rules", &["sh", "-c", "eval \"$X\""], Prompt, "commands: script not understood: `eval`"),
+        ("rules", &["sh", "-c", "$CMD -rf /"], Prompt, "commands: script not understood: `$CMD` in command position"),
+        ("rules", &["sh", "-c", "rm -rf $DIR"], Prompt, "commands: script not understood: `$DIR` may expand to match "),
+        ("rules", &["sh", "-c", "echo 'unclosed"], Prompt, "commands: script not understood: an unterminated single quote"),
+        ("rules", &["sh", "-c", "f() { rm -rf /; }; f"], Prompt, "script not understood"),
+        // Plain argv keeps its semantics.
+        ("rules", &["ls", "-l"], Allow, "commands.allow [\"ls\"]"),
+        ("rules", &["make"], Allow, "approval \"on-request\""),
+        ("rules", &["sh", "script.sh"], Allow, "approval \"on-request\""),
+        // Untrusted: an allowed command inside a script is not asked for, another one is.
+        ("wary", &["sh", "-c", "ls | echo x"], Allow, "commands.allow"),
+        ("wary", &["sh", "-c", "ls; make"], Prompt, "wary.toml:2 approval \"untrusted\" (in sh -c script)"),
+        ("wary", &["sh", "-c", "ls && echo x | sh"], Prompt, "wary.toml:2 approval \"untrusted\" (in sh -c script)"),
+        // With no rule that could stop a command, not understanding a script changes nothing.
+        ("workspace", &["sh", "-c", "for i in 1 2; do echo $i; done"], Allow, "approval \"on-request\""),
+    ];
+    for (name, argv, verdict, rule) in cases {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let d = check_command(s.get(name).unwrap(), &argv);
+        assert_eq!(d.verdict, *verdict, "{name} {argv:?}: {d:?}");
+        assert!(d.rule.contains(rule), "{name} {argv:?}: want {rule:?} in {:?}", d.rule);
+    }
+}

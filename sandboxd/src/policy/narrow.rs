@@ -2,6 +2,7 @@
 //! only narrow), and the pure decisions behind `policy check`.
 
 use super::domain::{ip_literal, DomainPattern};
+use super::shell::{self, Runs, Word};
 use super::model::{ApprovalMode, EffectiveLimits, EffectivePolicy, Located, NetworkMode, Origin, Profile};
 use super::values::{format_duration, format_size};
 use super::{Decision, Refusal, Verdict};
@@ -481,27 +482,138 @@ pub fn check_path(profile: &Profile, ctx: &ExecContext, path: &Path, access: Acc
     })
 }
 
+/// Shells and wrappers nested deeper than this are not looked into.
+const MAX_COMMAND_DEPTH: usize = 8;
+
 /// `[commands]` prefix rules: forbidden > prompt > allow; no match falls back
-/// on the approval mode (prompt under `untrusted`, allow otherwise).
+/// on the approval mode (prompt under `untrusted`, allow otherwise). The
+/// command name also matches by its basename (`/bin/rm` is `rm`). A shell's
+/// `-c` script is judged on each of its simple commands, a wrapper (`env`,
+/// `nohup`, `timeout`, ...) on the command it runs as well as on its own
+/// argv's rules, and the strictest decision wins. What cannot be understood
+/// counts as prompt, unless no command at all could need more than allow.
 pub fn check_command(profile: &Profile, argv: &[String]) -> Decision {
+    let words: Vec<Word> = argv.iter().map(|a| Word::literal(a)).collect();
+    judge(profile, &words, 0)
+}
+
+fn judge(profile: &Profile, words: &[Word], depth: usize) -> Decision {
+    let shown = show(words);
+    match words.first() {
+        None => return fallback(profile, &shown),
+        Some(w) if !w.literal => {
+            let why = format!("script not understood: `{}` in command position", w.text);
+            return not_understood(profile, &why, &shown);
+        }
+        Some(_) if depth > MAX_COMMAND_DEPTH => {
+            let why = format!("script not understood: shells and wrappers nested deeper than {MAX_COMMAND_DEPTH}");
+            return not_understood(profile, &why, &shown);
+        }
+        Some(_) => {}
+    }
+    let own = rule_match(profile, words, &shown);
+    let inner = match shell::runs(words) {
+        Err(e) => Some(not_understood(profile, &e.0, &shown)),
+        Ok(Runs::Itself) => None,
+        Ok(Runs::Wrapped(w)) => Some(judge(profile, &w, depth + 1)),
+        Ok(Runs::Script { shell, commands }) => commands
+            .iter()
+            .map(|c| {
+                let mut d = judge(profile, c, depth + 1);
+                d.rule.push_str(&format!(" (in {shell} -c script)"));
+                d
+            })
+            .reduce(stricter),
+    };
+    match inner {
+        Some(inner) => own.into_iter().chain([inner]).reduce(stricter).unwrap_or_else(|| fallback(profile, &shown)),
+        None => own.unwrap_or_else(|| fallback(profile, &shown)),
+    }
+}
+
+/// Words as a command line, unknown ones as written.
+fn show(words: &[Word]) -> String {
+    words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+fn rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::Allow => 0,
+        Verdict::Prompt => 1,
+        Verdict::Deny => 2,
+    }
+}
+
+/// The stricter of two decisions; the first on a tie.
+fn stricter(a: Decision, b: Decision) -> Decision {
+    if rank(b.verdict) > rank(a.verdict) {
+        b
+    } else {
+        a
+    }
+}
+
+/// How a rule's tokens meet a command's words.
+enum Prefix {
+    Yes,
+    No,
+    /// Undecided: the word at this index is not known until the shell expands it.
+    Unknown(usize),
+}
+
+fn prefix(rule: &[String], words: &[Word]) -> Prefix {
+    for (i, r) in rule.iter().enumerate() {
+        let Some(w) = words.get(i) else { return Prefix::No };
+        if !w.literal {
+            return Prefix::Unknown(i);
+        }
+        let hit = w.text == *r || (i == 0 && !r.contains('/') && shell::basename(&w.text) == r);
+        if !hit {
+            return Prefix::No;
+        }
+    }
+    Prefix::Yes
+}
+
+/// The strictest rule matching `words`; a forbidden or prompt rule that an
+/// unexpanded word might match makes it a prompt.
+fn rule_match(profile: &Profile, words: &[Word], shown: &str) -> Option<Decision> {
     let c = &profile.commands;
-    let shown = argv.join(" ");
+    let mut unknown = None;
     for (verdict, key, rules) in [
         (Verdict::Deny, "commands.forbidden", &c.forbidden),
         (Verdict::Prompt, "commands.prompt", &c.prompt),
         (Verdict::Allow, "commands.allow", &c.allow),
     ] {
-        if let Some(r) = rules
-            .iter()
-            .find(|r| argv.len() >= r.value.len() && argv.iter().zip(&r.value).all(|(a, b)| a == b))
-        {
-            return Decision {
-                verdict,
-                rule: format!("{} {key} {:?}", r.origin, r.value),
-                reason: format!("`{shown}` starts with {:?}", r.value.join(" ")),
-            };
+        if verdict == Verdict::Allow && unknown.is_some() {
+            return unknown;
+        }
+        for r in rules {
+            let named = format!("{} {key} {:?}", r.origin, r.value);
+            match prefix(&r.value, words) {
+                Prefix::Yes => {
+                    return Some(Decision {
+                        verdict,
+                        rule: named,
+                        reason: format!("`{shown}` starts with {:?}", r.value.join(" ")),
+                    })
+                }
+                Prefix::Unknown(i) if verdict != Verdict::Allow && unknown.is_none() => {
+                    unknown = Some(Decision {
+                        verdict: Verdict::Prompt,
+                        rule: format!("commands: script not understood: `{}` may expand to match {named}", words[i].text),
+                        reason: format!("`{shown}` may start with {:?} once expanded", r.value.join(" ")),
+                    });
+                }
+                Prefix::Unknown(_) | Prefix::No => {}
+            }
         }
     }
+    None
+}
+
+/// No rule matched: the approval mode decides.
+fn fallback(profile: &Profile, shown: &str) -> Decision {
     let a = &profile.approval;
     let verdict = if a.value == ApprovalMode::Untrusted {
         Verdict::Prompt
@@ -512,6 +624,26 @@ pub fn check_command(profile: &Profile, argv: &[String]) -> Decision {
         verdict,
         rule: rule(&a.origin, "approval", a.value.as_str()),
         reason: format!("no [commands] rule matches `{shown}`"),
+    }
+}
+
+/// A command whose effect cannot be known counts as prompt, except under a
+/// profile where every command is allowed anyway (no forbidden or prompt
+/// rule, approval not `untrusted`).
+fn not_understood(profile: &Profile, why: &str, shown: &str) -> Decision {
+    let c = &profile.commands;
+    let a = &profile.approval;
+    if c.forbidden.is_empty() && c.prompt.is_empty() && a.value != ApprovalMode::Untrusted {
+        return Decision {
+            verdict: Verdict::Allow,
+            rule: rule(&a.origin, "approval", a.value.as_str()),
+            reason: format!("`{shown}`: {why}, but the profile allows every command"),
+        };
+    }
+    Decision {
+        verdict: Verdict::Prompt,
+        rule: format!("commands: {why}"),
+        reason: format!("`{shown}`: {why}"),
     }
 }
 
