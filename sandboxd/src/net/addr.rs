@@ -126,7 +126,9 @@ pub fn host_addresses() -> Vec<IpAddr> {
     let ifs = match nix::ifaddrs::getifaddrs() {
         Ok(ifs) => ifs,
         Err(e) => {
-            tracing::warn!("cannot list this host's addresses (getifaddrs: {e}); the SSRF guard refuses only special ranges");
+            tracing::warn!(
+                "cannot list this host's addresses (getifaddrs: {e}); the SSRF guard refuses only special ranges"
+            );
             return Vec::new();
         }
     };
@@ -203,9 +205,6 @@ mod tests {
     #[test]
     fn host_addresses_include_loopback() {
         let addrs = host_addresses();
-        assert!(
-            addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            "{addrs:?}"
-        );
+        assert!(addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{addrs:?}");
     }
 }
