@@ -1153,16 +1153,19 @@ async fn bench_with_the_kit() {
     let p = proxy(&network(&[port], "allow_cidrs = [\"127.0.0.0/8\"]")).await;
     let n = std::env::var("PROXY_BENCH_N").unwrap_or("2000".into());
     let bytes = std::env::var("PROXY_BENCH_BYTES").unwrap_or((1u64 << 30).to_string());
-    let runs = [
-        ("latency", "direct".to_string(), "127.0.0.1", n.clone()),
-        ("latency", p.http.to_string(), "allowed.test", n),
-        ("thru", "direct".to_string(), "127.0.0.1", bytes.clone()),
-        ("thru", p.http.to_string(), "allowed.test", bytes),
+    let via = p.http.to_string();
+    let runs: [(&str, &str, &str, &str); 6] = [
+        ("latency", "direct", "127.0.0.1", &n),
+        ("latency", &via, "allowed.test", &n),
+        ("thru", "direct", "127.0.0.1", &bytes),
+        ("thru", &via, "allowed.test", &bytes),
+        ("conc", "direct", "127.0.0.1", "200"),
+        ("conc", &via, "allowed.test", "200"),
     ];
     for (mode, via, host, arg) in runs {
         let out = tokio::process::Command::new("/usr/bin/python3")
             .arg(format!("{dir}/bench.py"))
-            .args([mode, &via, host, &port.to_string(), &arg])
+            .args([mode, via, host, &port.to_string(), arg])
             .output()
             .await
             .unwrap();
