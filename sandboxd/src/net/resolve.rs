@@ -242,21 +242,22 @@ impl Resolver {
         true
     }
 
-    /// Sends `query` (question `q`) upstream; the response carries the query's id.
+    /// Asks upstream the question `q` of `query`: in a query of the daemon's
+    /// own making, so nothing else the client put in its message (additional
+    /// records, EDNS options, flags) leaves. The response carries the query's
+    /// id and its spelling of the name.
     pub async fn forward_upstream(
         &self,
         query: &[u8],
         q: &Question,
     ) -> Result<Vec<u8>, ResolveError> {
-        let mut ours = query.to_vec();
-        let mut response =
-            self.exchange(&mut ours, q)
-                .await
-                .map_err(|message| ResolveError::Failed {
-                    name: q.name().to_string(),
-                    message,
-                })?;
+        let mut response = self.ask(q).await.map_err(|message| ResolveError::Failed {
+            name: q.name().to_string(),
+            message,
+        })?;
+        // `ask` checked the response's question equals `q`: same length.
         wire::set_id(&mut response, wire::id(query));
+        response[wire::HEADER..q.end].copy_from_slice(&query[wire::HEADER..q.end]);
         Ok(response)
     }
 
