@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent::proto::v1::{
-    check_policy_request, CheckPolicyRequest, CommandQuery, GetProfileRequest, KillRequest,
-    ListProfilesRequest, ListRequest, SandboxInfo,
+    check_policy_request, AuditRequest, CheckPolicyRequest, CommandQuery, GetProfileRequest,
+    KillRequest, ListProfilesRequest, ListRequest, SandboxInfo,
 };
 use agent::tty::{window_size, RawMode};
 use agent::{
@@ -46,6 +46,21 @@ enum Cmd {
         #[command(subcommand)]
         command: PolicyCmd,
     },
+    /// Read the audit log: your own records (administrators: everyone's).
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// Keep printing records as they are written (until interrupted).
+    #[arg(long)]
+    follow: bool,
+    /// Only records since TIME: RFC 3339 (2026-12-02T01:00:00Z) or a duration back from now (10m, 2h).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Print each record as its JSON line in the log.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -192,6 +207,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Policy {
             command: PolicyCmd::Check(args),
         } => policy_check(&mut client, args).await,
+        Cmd::Audit(args) => audit(&mut client, args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("agent: {e:#}");
@@ -493,4 +509,84 @@ async fn policy_check(client: &mut Client, args: CheckArgs) -> anyhow::Result<i3
             DAEMON_FAILURE
         }
     })
+}
+
+async fn audit(client: &mut Client, args: AuditArgs) -> anyhow::Result<i32> {
+    let request = AuditRequest {
+        follow: args.follow,
+        since: args.since.unwrap_or_default(),
+    };
+    let mut records = client.audit(request).await.map_err(rpc)?.into_inner();
+    let mut out = std::io::stdout().lock();
+    while let Some(r) = records.message().await.map_err(rpc)? {
+        let line = if args.json {
+            r.json
+        } else {
+            audit_line(&r.json)
+        };
+        // A reader that went away (`| head`) ends the listing, not as an error.
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            break;
+        }
+    }
+    Ok(0)
+}
+
+/// Fields of a record shown after its time, kind and id, in this order.
+const AUDIT_FIELDS: &[&str] = &[
+    "uid",
+    "profile",
+    "decision",
+    "code",
+    "signal",
+    "timed_out",
+    "oom_killed",
+    "reason",
+    "rule",
+    "message",
+];
+
+/// One record on one line: `TIME KIND ID key=value... -- ARGV`; fields that
+/// are absent, null, false, empty (or a zero signal) are left out.
+fn audit_line(json: &str) -> String {
+    let Ok(serde_json::Value::Object(r)) = serde_json::from_str::<serde_json::Value>(json) else {
+        return json.to_string();
+    };
+    let text = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => quoted(s),
+        Some(serde_json::Value::Null) | None => "-".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let mut parts = vec![text(r.get("time")), text(r.get("kind")), text(r.get("id"))];
+    for key in AUDIT_FIELDS {
+        let skip = match r.get(*key) {
+            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => true,
+            Some(serde_json::Value::String(s)) => s.is_empty(),
+            Some(serde_json::Value::Number(n)) => *key == "signal" && n.as_u64() == Some(0),
+            Some(_) => false,
+        };
+        if !skip {
+            parts.push(format!("{key}={}", text(r.get(*key))));
+        }
+    }
+    if let Some(serde_json::Value::Array(argv)) = r.get("argv") {
+        parts.push("--".to_string());
+        parts.extend(argv.iter().map(|a| match a {
+            serde_json::Value::String(s) => quoted(s),
+            other => other.to_string(),
+        }));
+    }
+    parts.join(" ")
+}
+
+/// `s` as is when it is one plain word, else quoted.
+fn quoted(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("{s:?}")
+    }
 }

@@ -24,6 +24,7 @@ struct Seen {
     list_all: Vec<bool>,
     kills: Vec<String>,
     checks: Vec<CheckPolicyRequest>,
+    audits: Vec<AuditRequest>,
 }
 
 #[derive(Clone, Default)]
@@ -100,6 +101,7 @@ async fn script(start: ExecStart, mut input: Streaming<ExecRequest>, tx: Tx) {
                 "env_len": start.env.len(), "set_env": start.set_env, "profile": start.profile,
                 "timeout_ms": start.timeout_ms, "approval": start.approval, "session": start.session,
                 "secrets": start.secrets, "interactive": start.interactive, "tty": start.tty,
+                "secret_values": start.secret_values, "gh_in_env": start.env.contains_key("GH"),
             });
             send(exec_response::Msg::Stdout(format!("{json}\n").into_bytes())).await;
             send(exited(0)).await
@@ -277,6 +279,21 @@ impl Sandbox for Fake {
         }))
     }
 
+    type AuditStream = Pin<Box<dyn Stream<Item = Result<AuditRecord, Status>> + Send>>;
+
+    async fn audit(
+        &self,
+        request: Request<AuditRequest>,
+    ) -> Result<Response<Self::AuditStream>, Status> {
+        let r = request.into_inner();
+        self.seen.lock().unwrap().audits.push(r.clone());
+        if r.since == "bogus" {
+            return Err(Status::invalid_argument("since \"bogus\": not a time"));
+        }
+        let records = AUDIT_RECORDS.map(|j| Ok(AuditRecord { json: j.into() }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(records))))
+    }
+
     async fn check_policy(
         &self,
         request: Request<CheckPolicyRequest>,
@@ -301,6 +318,12 @@ impl Sandbox for Fake {
         }))
     }
 }
+
+/// What the fake's Audit streams.
+const AUDIT_RECORDS: [&str; 2] = [
+    r#"{"seq":1,"time":"2026-12-02T01:00:00.000Z","kind":"exec-start","id":"sb-1","uid":1000,"profile":"workspace","decision":"allow","argv":["sh","-c","echo hi"]}"#,
+    r#"{"seq":2,"time":"2026-12-02T01:00:01.000Z","kind":"exec-end","id":"sb-1","uid":1000,"code":0,"signal":0,"timed_out":false,"reason":""}"#,
+];
 
 /// A fake daemon serving on a socket in a fresh temporary directory.
 struct Daemon {
@@ -469,6 +492,8 @@ fn environment_cwd_and_options_are_sent() {
         ])
         .current_dir(d.dir.path())
         .env("FAVOURITE", "blue")
+        .env("GH", "gh-value")
+        .env("NPM", "npm-value")
         .output()
         .unwrap();
     expect(&o, 0);
@@ -486,8 +511,21 @@ fn environment_cwd_and_options_are_sent() {
     assert_eq!(v["approval"], "never");
     assert_eq!(v["session"], "s1");
     assert_eq!(v["secrets"], serde_json::json!(["GH", "NPM"]));
+    assert_eq!(
+        v["secret_values"],
+        serde_json::json!({"GH": "gh-value", "NPM": "npm-value"}),
+        "secrets travel apart from the environment"
+    );
+    assert_eq!(v["gh_in_env"], false);
     assert_eq!(v["interactive"], true);
     assert_eq!(v["tty"], false);
+    let o = d.run(&["exec", "--secret", "UNSET_SECRET", "start"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        text(&o.stderr).contains("--secret UNSET_SECRET: UNSET_SECRET is not set"),
+        "{}",
+        text(&o.stderr)
+    );
 
     // Defaults: the current directory, nothing else chosen.
     let o = d
@@ -790,5 +828,38 @@ fn tty_raw_mode_window_size_and_resize() {
     assert!(
         after.contains(" icanon") && after.contains(" echo ") && !after.contains("-icanon"),
         "not restored: {out}"
+    );
+}
+
+#[test]
+fn audit_prints_a_line_per_record_or_the_json() {
+    let d = Daemon::start();
+    let o = d.run(&["audit"]);
+    expect(&o, 0);
+    assert_eq!(
+        text(&o.stdout),
+        "2026-12-02T01:00:00.000Z exec-start sb-1 uid=1000 profile=workspace decision=allow -- sh -c \"echo hi\"\n\
+         2026-12-02T01:00:01.000Z exec-end sb-1 uid=1000 code=0\n"
+    );
+    let o = d.run(&["audit", "--json", "--since", "10m", "--follow"]);
+    expect(&o, 0);
+    assert_eq!(text(&o.stdout), AUDIT_RECORDS.join("\n") + "\n");
+    let o = d.run(&["audit", "--since", "bogus"]);
+    expect(&o, 125);
+    assert!(text(&o.stderr).contains("bogus"), "{}", text(&o.stderr));
+    let seen = d.seen();
+    assert_eq!(
+        seen.audits,
+        [
+            AuditRequest::default(),
+            AuditRequest {
+                follow: true,
+                since: "10m".into()
+            },
+            AuditRequest {
+                follow: false,
+                since: "bogus".into()
+            },
+        ]
     );
 }

@@ -4,6 +4,7 @@
 //! Every handler takes the caller from the connection ([`Caller`] as tonic
 //! connect info), never from the request.
 
+mod audit;
 mod exec;
 mod profiles;
 pub mod server;
@@ -143,6 +144,17 @@ impl pb::sandbox_server::Sandbox for Api {
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
         self.profile_show(&request.get_ref().name)
+            .map(Response::new)
+    }
+
+    type AuditStream = audit::AuditStream;
+
+    async fn audit(
+        &self,
+        request: Request<pb::AuditRequest>,
+    ) -> Result<Response<Self::AuditStream>, Status> {
+        let caller = caller(&request)?;
+        self.audit_stream(&caller, request.into_inner())
             .map(Response::new)
     }
 

@@ -58,7 +58,7 @@ fn rotated(dir: &Path) -> std::io::Result<Vec<u64>> {
 
 /// The log's files, oldest first: the rotated `audit.jsonl.N` by N, then
 /// `audit.jsonl` (listed even when missing, as the file to write next).
-fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = rotated(dir)?
         .into_iter()
         .map(|n| dir.join(format!("{FILE_NAME}.{n}")))

@@ -7,6 +7,7 @@ pub mod load;
 pub mod model;
 pub mod narrow;
 mod render;
+pub mod shell;
 pub(crate) mod tree;
 pub mod values;
 

@@ -220,13 +220,13 @@ pub struct EffectivePolicy {
     /// Domain patterns in effect with `allowlist`: the profile's, or the
     /// request's narrower list.
     pub network_allow: Vec<String>,
+    /// The compiled `[network]` rules: `Some` exactly when `network` is `allowlist`.
+    pub net: Option<crate::net::NetPolicy>,
     /// The command's environment, in order.
     pub env: Vec<(String, String)>,
     pub limits: EffectiveLimits,
     /// SHA-256 (hex) of a canonical rendering of everything above.
     pub hash: String,
-    /// The network rules in mode allowlist (TEMP stand-in).
-    pub net: Option<crate::net::NetPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,12 @@
 //! From a profile and one exec request to the effective policy (requests may
 //! only narrow), and the pure decisions behind `policy check`.
 
-use super::domain::{cidr_contains, normalize_host, parse_cidr, DomainPattern};
+use super::domain::{ip_literal, DomainPattern};
+use super::shell::{self, Runs, Word};
 use super::model::{ApprovalMode, EffectiveLimits, EffectivePolicy, Located, NetworkMode, Origin, Profile};
 use super::values::{format_duration, format_size};
 use super::{Decision, Refusal, Verdict};
+use crate::net::{Host, NetDecision, NetPolicy};
 use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -199,6 +201,17 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
         Some(to) => to,
         None => profile.approval.value,
     };
+    let net = match network {
+        NetworkMode::Allowlist => {
+            let narrowed = narrow.network_allow.as_ref().map(|_| network_allow.as_slice());
+            let net = NetPolicy::from_profile(profile, narrowed, approval).map_err(|message| Refusal {
+                message,
+                rule: "network".to_string(),
+            })?;
+            Some(net)
+        }
+        NetworkMode::None | NetworkMode::Full => None,
+    };
     let mut policy = EffectivePolicy {
         profile: profile.name.clone(),
         approval,
@@ -211,10 +224,10 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
         private_tmp,
         network,
         network_allow,
+        net,
         env,
         limits,
         hash: String::new(),
-        net: None,
     };
     policy.hash = hash(&policy);
     Ok(policy)
@@ -271,17 +284,29 @@ fn narrow_network(profile: &Profile, asked: Option<&[String]>) -> Result<(Networ
     let mode_rule = rule(&net.mode.origin, "network.mode", net.mode.value.as_str());
     let mut out = Vec::new();
     for d in asked {
-        let p = DomainPattern::parse(d).map_err(|m| Refusal {
-            message: m,
-            rule: "network.allow".to_string(),
-        })?;
+        // An address only when the profile lists it literally; a pattern
+        // when it lies within one of the profile's.
+        let (entry, listed) = match ip_literal(d) {
+            Some(ip) => (
+                ip.to_string(),
+                net.allow.iter().any(|a| ip_literal(&a.value) == Some(ip)),
+            ),
+            None => {
+                let p = DomainPattern::parse(d).map_err(|m| Refusal {
+                    message: m,
+                    rule: "network.allow".to_string(),
+                })?;
+                let listed = net
+                    .allow
+                    .iter()
+                    .any(|a| DomainPattern::parse(&a.value).is_ok_and(|ap| p.within(&ap)));
+                (p.to_string(), listed)
+            }
+        };
         let allowed = match net.mode.value {
             NetworkMode::None => false,
             NetworkMode::Full => true,
-            NetworkMode::Allowlist => net
-                .allow
-                .iter()
-                .any(|a| DomainPattern::parse(&a.value).is_ok_and(|ap| p.within(&ap))),
+            NetworkMode::Allowlist => listed,
         };
         if !allowed {
             let rule = if net.mode.value == NetworkMode::None {
@@ -300,7 +325,7 @@ fn narrow_network(profile: &Profile, asked: Option<&[String]>) -> Result<(Networ
                 rule,
             });
         }
-        out.push(p.to_string());
+        out.push(entry);
     }
     let mode = if out.is_empty() {
         NetworkMode::None
@@ -374,6 +399,7 @@ fn hash(p: &EffectivePolicy) -> String {
         "private_tmp": p.private_tmp,
         "network": p.network.as_str(),
         "network_allow": p.network_allow,
+        "net": p.net.as_ref().map(NetPolicy::canonical),
         "env": p.env,
         "limits": {
             "timeout_ms": p.limits.timeout.map(|d| d.as_millis() as u64),
@@ -457,27 +483,138 @@ pub fn check_path(profile: &Profile, ctx: &ExecContext, path: &Path, access: Acc
     })
 }
 
+/// Shells and wrappers nested deeper than this are not looked into.
+const MAX_COMMAND_DEPTH: usize = 8;
+
 /// `[commands]` prefix rules: forbidden > prompt > allow; no match falls back
-/// on the approval mode (prompt under `untrusted`, allow otherwise).
+/// on the approval mode (prompt under `untrusted`, allow otherwise). The
+/// command name also matches by its basename (`/bin/rm` is `rm`). A shell's
+/// `-c` script is judged on each of its simple commands, a wrapper (`env`,
+/// `nohup`, `timeout`, ...) on the command it runs as well as on its own
+/// argv's rules, and the strictest decision wins. What cannot be understood
+/// counts as prompt, unless no command at all could need more than allow.
 pub fn check_command(profile: &Profile, argv: &[String]) -> Decision {
+    let words: Vec<Word> = argv.iter().map(|a| Word::literal(a)).collect();
+    judge(profile, &words, 0)
+}
+
+fn judge(profile: &Profile, words: &[Word], depth: usize) -> Decision {
+    let shown = show(words);
+    match words.first() {
+        None => return fallback(profile, &shown),
+        Some(w) if !w.literal => {
+            let why = format!("script not understood: `{}` in command position", w.text);
+            return not_understood(profile, &why, &shown);
+        }
+        Some(_) if depth > MAX_COMMAND_DEPTH => {
+            let why = format!("script not understood: shells and wrappers nested deeper than {MAX_COMMAND_DEPTH}");
+            return not_understood(profile, &why, &shown);
+        }
+        Some(_) => {}
+    }
+    let own = rule_match(profile, words, &shown);
+    let inner = match shell::runs(words) {
+        Err(e) => Some(not_understood(profile, &e.0, &shown)),
+        Ok(Runs::Itself) => None,
+        Ok(Runs::Wrapped(w)) => Some(judge(profile, &w, depth + 1)),
+        Ok(Runs::Script { shell, commands }) => commands
+            .iter()
+            .map(|c| {
+                let mut d = judge(profile, c, depth + 1);
+                d.rule.push_str(&format!(" (in {shell} -c script)"));
+                d
+            })
+            .reduce(stricter),
+    };
+    match inner {
+        Some(inner) => own.into_iter().chain([inner]).reduce(stricter).unwrap_or_else(|| fallback(profile, &shown)),
+        None => own.unwrap_or_else(|| fallback(profile, &shown)),
+    }
+}
+
+/// Words as a command line, unknown ones as written.
+fn show(words: &[Word]) -> String {
+    words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+fn rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::Allow => 0,
+        Verdict::Prompt => 1,
+        Verdict::Deny => 2,
+    }
+}
+
+/// The stricter of two decisions; the first on a tie.
+fn stricter(a: Decision, b: Decision) -> Decision {
+    if rank(b.verdict) > rank(a.verdict) {
+        b
+    } else {
+        a
+    }
+}
+
+/// How a rule's tokens meet a command's words.
+enum Prefix {
+    Yes,
+    No,
+    /// Undecided: the word at this index is not known until the shell expands it.
+    Unknown(usize),
+}
+
+fn prefix(rule: &[String], words: &[Word]) -> Prefix {
+    for (i, r) in rule.iter().enumerate() {
+        let Some(w) = words.get(i) else { return Prefix::No };
+        if !w.literal {
+            return Prefix::Unknown(i);
+        }
+        let hit = w.text == *r || (i == 0 && !r.contains('/') && shell::basename(&w.text) == r);
+        if !hit {
+            return Prefix::No;
+        }
+    }
+    Prefix::Yes
+}
+
+/// The strictest rule matching `words`; a forbidden or prompt rule that an
+/// unexpanded word might match makes it a prompt.
+fn rule_match(profile: &Profile, words: &[Word], shown: &str) -> Option<Decision> {
     let c = &profile.commands;
-    let shown = argv.join(" ");
+    let mut unknown = None;
     for (verdict, key, rules) in [
         (Verdict::Deny, "commands.forbidden", &c.forbidden),
         (Verdict::Prompt, "commands.prompt", &c.prompt),
         (Verdict::Allow, "commands.allow", &c.allow),
     ] {
-        if let Some(r) = rules
-            .iter()
-            .find(|r| argv.len() >= r.value.len() && argv.iter().zip(&r.value).all(|(a, b)| a == b))
-        {
-            return Decision {
-                verdict,
-                rule: format!("{} {key} {:?}", r.origin, r.value),
-                reason: format!("`{shown}` starts with {:?}", r.value.join(" ")),
-            };
+        if verdict == Verdict::Allow && unknown.is_some() {
+            return unknown;
+        }
+        for r in rules {
+            let named = format!("{} {key} {:?}", r.origin, r.value);
+            match prefix(&r.value, words) {
+                Prefix::Yes => {
+                    return Some(Decision {
+                        verdict,
+                        rule: named,
+                        reason: format!("`{shown}` starts with {:?}", r.value.join(" ")),
+                    })
+                }
+                Prefix::Unknown(i) if verdict != Verdict::Allow && unknown.is_none() => {
+                    unknown = Some(Decision {
+                        verdict: Verdict::Prompt,
+                        rule: format!("commands: script not understood: `{}` may expand to match {named}", words[i].text),
+                        reason: format!("`{shown}` may start with {:?} once expanded", r.value.join(" ")),
+                    });
+                }
+                Prefix::Unknown(_) | Prefix::No => {}
+            }
         }
     }
+    None
+}
+
+/// No rule matched: the approval mode decides.
+fn fallback(profile: &Profile, shown: &str) -> Decision {
     let a = &profile.approval;
     let verdict = if a.value == ApprovalMode::Untrusted {
         Verdict::Prompt
@@ -491,16 +628,48 @@ pub fn check_command(profile: &Profile, argv: &[String]) -> Decision {
     }
 }
 
-/// Host and port of `url` (`scheme://host[:port]/...`, or `host[:port]`).
-fn host_port(url: &str) -> Option<(String, Option<u16>)> {
+/// A command whose effect cannot be known counts as prompt, except under a
+/// profile where every command is allowed anyway (no forbidden or prompt
+/// rule, approval not `untrusted`).
+fn not_understood(profile: &Profile, why: &str, shown: &str) -> Decision {
+    let c = &profile.commands;
+    let a = &profile.approval;
+    if c.forbidden.is_empty() && c.prompt.is_empty() && a.value != ApprovalMode::Untrusted {
+        return Decision {
+            verdict: Verdict::Allow,
+            rule: rule(&a.origin, "approval", a.value.as_str()),
+            reason: format!("`{shown}`: {why}, but the profile allows every command"),
+        };
+    }
+    Decision {
+        verdict: Verdict::Prompt,
+        rule: format!("commands: {why}"),
+        reason: format!("`{shown}`: {why}"),
+    }
+}
+
+/// The parts of `url` (`scheme://[userinfo@]host[:port][/path]`, or
+/// `host[:port]`) the network policy looks at.
+struct UrlParts {
+    scheme: Option<String>,
+    host: String,
+    port: Option<u16>,
+    path: String,
+}
+
+/// Splits `url` the way URL parsers find the authority: it ends at `/`, `\`,
+/// `?` or `#`, and the host follows the last `@` (so `http://a@b/` is b).
+fn split_url(url: &str) -> Option<UrlParts> {
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
         None => (None, url),
     };
-    let authority = rest.split(['/', '?', '#']).next()?;
+    let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
     let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']')?;
+    let (host, port) = if authority.starts_with('[') {
+        let close = authority.find(']')?;
+        let (h, after) = authority.split_at(close + 1);
         (h.to_string(), after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -519,10 +688,19 @@ fn host_port(url: &str) -> Option<(String, Option<u16>)> {
             _ => None,
         },
     };
-    Some((host, port))
+    let path = if path.is_empty() { "/" } else { path };
+    Some(UrlParts {
+        scheme,
+        host,
+        port,
+        path: path.replace('\\', "/"),
+    })
 }
 
-/// Could a command under `profile` reach `url`? Names the rule.
+/// Could a command under `profile` reach `url`? Names the rule. Decided as
+/// the proxy would, without resolving or connecting: an http URL (an https
+/// one too when the profile inspects) as a GET request, anything else by
+/// host and port; an address is also put through the SSRF guard.
 pub fn check_url(profile: &Profile, url: &str) -> Decision {
     let net = &profile.network;
     let mode_rule = rule(&net.mode.origin, "network.mode", net.mode.value.as_str());
@@ -542,82 +720,55 @@ pub fn check_url(profile: &Profile, url: &str) -> Decision {
         }
         NetworkMode::Allowlist => {}
     }
-    let Some((host, port)) = host_port(url) else {
+    let Some(parts) = split_url(url) else {
         return deny(
             "network.allow".to_string(),
             format!("{url:?} is not a URL or HOST[:PORT]"),
         );
     };
-    let host = normalize_host(&host);
-    let allowed = if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        let hit = net
-            .allow_cidrs
-            .iter()
-            .find(|c| parse_cidr(&c.value).is_some_and(|(n, p)| cidr_contains(n, p, ip)));
-        match hit {
-            Some(c) => (
-                rule(&c.origin, "network.allow_cidrs", &c.value),
-                format!("{ip} is in {}", c.value),
-            ),
-            None => {
-                return deny(
-                    format!("network.allow_cidrs (no entry covers {ip})"),
-                    "address destinations need an allow_cidrs entry".into(),
-                )
-            }
-        }
-    } else {
-        let matches = |d: &Located<String>| DomainPattern::parse(&d.value).is_ok_and(|p| p.matches(&host));
-        if let Some(d) = net.deny.iter().find(|d| matches(d)) {
-            return deny(
-                rule(&d.origin, "network.deny", &d.value),
-                format!("{host} matches a deny pattern"),
-            );
-        }
-        match net.allow.iter().find(|d| matches(d)) {
-            Some(a) => (
-                rule(&a.origin, "network.allow", &a.value),
-                format!("{host} matches {}", a.value),
-            ),
-            None => {
-                return deny(
-                    format!("network.allow (no pattern matches {host})"),
-                    format!("{host} is not on profile {}'s allow list", profile.name),
-                )
-            }
-        }
+    let host = match crate::net::normalize_host(&parts.host) {
+        Ok(h) => h,
+        Err(m) => return deny("network.allow".to_string(), format!("blocked-by-bad-request: {m}")),
     };
-    let Some(port) = port else {
+    let Some(port) = parts.port else {
         return deny(
             "network.ports".to_string(),
             format!("{url:?} names no port or known scheme"),
         );
     };
-    let ports: Vec<u16> = net.ports.iter().map(|p| p.value).collect();
-    if !ports_allow(&ports, port) {
-        let origin = net
-            .ports
-            .first()
-            .map(|p| p.origin.to_string())
-            .unwrap_or(profile.source.clone());
-        return deny(
-            format!("{origin} network.ports {ports:?}"),
-            format!("port {port} is not allowed"),
-        );
-    }
-    Decision {
-        verdict: Verdict::Allow,
-        rule: allowed.0,
-        reason: allowed.1,
-    }
-}
-
-/// Ports the proxy dials: the listed ones, or 80 and 443 when none are listed.
-pub fn ports_allow(ports: &[u16], port: u16) -> bool {
-    if ports.is_empty() {
-        port == 80 || port == 443
+    let policy = match NetPolicy::from_profile(profile, None, profile.approval.value) {
+        Ok(p) => p,
+        Err(m) => return deny("network".to_string(), m),
+    };
+    let request = match parts.scheme.as_deref() {
+        Some("http") => true,
+        Some("https") => policy.inspect(),
+        _ => false,
+    };
+    let mut d = if request {
+        policy.decide_request(&host, port, "GET", &parts.path).0
     } else {
-        ports.contains(&port)
+        policy.decide_host(&host, port)
+    };
+    if let (Host::Ip(ip), Verdict::Allow | Verdict::Prompt) = (&host, d.verdict) {
+        let vetted = policy.vet_addr(*ip, &crate::net::addr::host_addresses());
+        d = if vetted.verdict == Verdict::Deny {
+            vetted
+        } else {
+            NetDecision {
+                rule: format!("{}; {}", d.rule, vetted.rule),
+                ..d
+            }
+        };
+    }
+    let reason = match (d.verdict, d.block) {
+        (Verdict::Deny, Some(b)) => format!("blocked-by-{}: {}", b.as_str(), d.reason),
+        _ => d.reason,
+    };
+    Decision {
+        verdict: d.verdict,
+        rule: d.rule,
+        reason,
     }
 }
 

@@ -1,0 +1,391 @@
+//! Audit: the audit log read back to a caller. Users see their own records
+//! (those whose `uid` is theirs); members of the admin group see all,
+//! including records that name no uid. With `follow`, the live file is
+//! polled for new records and followed across rotations.
+
+use super::Api;
+use crate::audit::{files, FILE_NAME};
+use crate::identity::Caller;
+use crate::policy::values::parse_duration;
+use sandbox_proto::v1 as pb;
+use serde_json::{Map, Value};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+pub type AuditStream = ReceiverStream<Result<pb::AuditRecord, Status>>;
+
+/// How often a follower looks for new records.
+const POLL: Duration = Duration::from_millis(200);
+
+impl Api {
+    /// Streams the records `caller` may read, oldest first, then (with
+    /// `follow`) new ones until the client hangs up.
+    pub(super) fn audit_stream(
+        &self,
+        caller: &Caller,
+        req: pb::AuditRequest,
+    ) -> Result<AuditStream, Status> {
+        let since = match req.since.as_str() {
+            "" => None,
+            s => Some(parse_since(s, SystemTime::now()).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "since {s:?}: expected RFC 3339 (2026-12-02T01:00:00Z) or a duration (10m, 2h)"
+                ))
+            })?),
+        };
+        let filter = Filter {
+            uid: caller.uid,
+            admin: caller.is_admin(self.admin_gid),
+            since,
+        };
+        let dir = self.paths.state_dir.clone();
+        let (tx, rx) = mpsc::channel(64);
+        let uid = caller.uid;
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = stream(&dir, &filter, req.follow, &tx) {
+                tracing::warn!(uid, error = %e, "reading the audit log back");
+                let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+/// Which records a caller gets.
+struct Filter {
+    uid: u32,
+    admin: bool,
+    /// Unix ms; earlier records are left out.
+    since: Option<i64>,
+}
+
+impl Filter {
+    /// Whether `record` is shown.
+    fn admits(&self, record: Option<&Map<String, Value>>) -> bool {
+        let owner = record.and_then(|r| r.get("uid")).and_then(Value::as_u64);
+        if !self.admin && owner != Some(u64::from(self.uid)) {
+            return false;
+        }
+        match self.since {
+            None => true,
+            Some(t) => record
+                .and_then(|r| r.get("time"))
+                .and_then(Value::as_str)
+                .and_then(parse_rfc3339)
+                .is_some_and(|rt| rt >= t),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("audit log {}: {action}: {source}", path.display())]
+struct ReadError {
+    path: std::path::PathBuf,
+    action: &'static str,
+    source: io::Error,
+}
+
+fn read_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> ReadError {
+    let path = path.to_path_buf();
+    move |source| ReadError {
+        path,
+        action,
+        source,
+    }
+}
+
+/// Sends the admitted lines; remembers the last `seq` seen, so a record read
+/// twice (a file rotated while it was being listed) goes out once.
+struct Emitter<'a> {
+    filter: &'a Filter,
+    tx: &'a mpsc::Sender<Result<pb::AuditRecord, Status>>,
+    last_seq: u64,
+}
+
+impl Emitter<'_> {
+    /// False once the client is gone.
+    fn line(&mut self, line: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(line);
+        let record: Option<Map<String, Value>> = serde_json::from_str(&text).ok();
+        if let Some(seq) = record
+            .as_ref()
+            .and_then(|r| r.get("seq"))
+            .and_then(Value::as_u64)
+        {
+            if seq <= self.last_seq {
+                return true;
+            }
+            self.last_seq = seq;
+        }
+        if !self.filter.admits(record.as_ref()) {
+            return true;
+        }
+        let json = text.into_owned();
+        self.tx.blocking_send(Ok(pb::AuditRecord { json })).is_ok()
+    }
+}
+
+/// The live file as opened, with what was read past its last whole line.
+struct Live {
+    file: File,
+    ino: u64,
+    partial: Vec<u8>,
+}
+
+impl Live {
+    /// `None` while the file does not exist (between a rotation's rename and create).
+    fn open(path: &Path) -> Result<Option<Live>, ReadError> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(read_err(path, "open")(e)),
+        };
+        let ino = file.metadata().map_err(read_err(path, "stat"))?.ino();
+        Ok(Some(Live {
+            file,
+            ino,
+            partial: Vec::new(),
+        }))
+    }
+
+    /// Emits the whole lines written since the last call; false once the client is gone.
+    fn drain(&mut self, path: &Path, out: &mut Emitter<'_>) -> Result<bool, ReadError> {
+        self.file
+            .read_to_end(&mut self.partial)
+            .map_err(read_err(path, "read"))?;
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Ok(true);
+        };
+        let rest = self.partial.split_off(end + 1);
+        let whole = std::mem::replace(&mut self.partial, rest);
+        for line in whole.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if !out.line(line) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The records of every file, oldest first; then, with `follow`, the live
+/// file's new ones. The live file is opened before the rotated files are
+/// listed, so a rotation in between loses nothing (its records are read
+/// twice and sent once).
+fn stream(
+    dir: &Path,
+    filter: &Filter,
+    follow: bool,
+    tx: &mpsc::Sender<Result<pb::AuditRecord, Status>>,
+) -> Result<(), ReadError> {
+    let live_path = dir.join(FILE_NAME);
+    let mut out = Emitter {
+        filter,
+        tx,
+        last_seq: 0,
+    };
+    let mut live = Live::open(&live_path)?;
+    for path in files(dir).map_err(read_err(dir, "listing the state dir"))? {
+        if path == live_path {
+            continue;
+        }
+        let file = File::open(&path).map_err(read_err(&path, "open"))?;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader
+                .read_until(b'\n', &mut line)
+                .map_err(read_err(&path, "read"))?
+                == 0
+            {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if !line.is_empty() && !out.line(&line) {
+                return Ok(());
+            }
+        }
+    }
+    loop {
+        // Checked before draining: once the name points elsewhere, nothing
+        // more is written to the old file, so draining it now reads it all.
+        let rotated = follow
+            && match std::fs::metadata(&live_path) {
+                Ok(m) => live.as_ref().is_none_or(|l| l.ino != m.ino()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(read_err(&live_path, "stat")(e)),
+            };
+        if let Some(l) = live.as_mut() {
+            if !l.drain(&live_path, &mut out)? {
+                return Ok(());
+            }
+        }
+        if rotated {
+            live = Live::open(&live_path)?;
+            continue;
+        }
+        if !follow || tx.is_closed() {
+            return Ok(());
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The cutoff of `since` in Unix ms: an RFC 3339 time, or a duration back from `now`.
+fn parse_since(since: &str, now: SystemTime) -> Option<i64> {
+    if let Some(t) = parse_rfc3339(since) {
+        return Some(t);
+    }
+    let back = parse_duration(since)?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?;
+    Some(now.checked_sub(back).unwrap_or_default().as_millis() as i64)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` (a space or `t` for `T` too) in Unix ms.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = s.get(from..from + len)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (h, mi, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0;
+    if b[i] == b'.' {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        let frac = &s[i + 1..i + 1 + digits];
+        ms = format!("{:0<3}", &frac[..digits.min(3)]).parse().ok()?;
+        i += 1 + digits;
+    }
+    let offset_min = match &s[i..] {
+        "Z" | "z" => 0,
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.as_bytes()[3] == b':' =>
+        {
+            let m = num(i + 1, 2)? * 60 + num(i + 4, 2)?;
+            if o.starts_with('-') {
+                -m
+            } else {
+                m
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    Some(secs * 1000 + ms)
+}
+
+/// Days from 1970-01-01 to the given proleptic Gregorian date (years
+/// counted from March, so the leap day ends each one).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_and_durations() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00.123Z"),
+            Some(951_782_400_123)
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00.1Z"),
+            Some(951_782_400_100)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-12-31T23:59:59Z"),
+            Some(1_798_761_599_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-12-31T23:59:59.999999z"),
+            Some(1_798_761_599_999)
+        );
+        assert_eq!(
+            parse_rfc3339("2027-01-01T01:00:00+01:00"),
+            Some(1_798_761_600_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-12-31 22:00:00-02:00"),
+            Some(1_798_761_600_000)
+        );
+        for bad in [
+            "",
+            "10m",
+            "2026-12-31",
+            "2026-13-01T00:00:00Z",
+            "2026-12-31T23:59:59",
+            "2026-12-31T23:59:59+0100",
+            "2026-12-31T23:59:59.Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        let now = UNIX_EPOCH + Duration::from_secs(3600);
+        assert_eq!(parse_since("10m", now), Some(3_000_000));
+        assert_eq!(parse_since("2h", now), Some(0));
+        assert_eq!(parse_since("1970-01-01T00:00:01Z", now), Some(1000));
+        assert_eq!(parse_since("yesterday", now), None);
+    }
+
+    #[test]
+    fn users_see_their_own_records_admins_all() {
+        let rec = |json: &str| serde_json::from_str::<Map<String, Value>>(json).ok();
+        let user = Filter {
+            uid: 1000,
+            admin: false,
+            since: None,
+        };
+        let admin = Filter {
+            uid: 1001,
+            admin: true,
+            since: Some(1000),
+        };
+        let own = rec(r#"{"uid":1000,"time":"1970-01-01T00:00:01.000Z"}"#);
+        let other = rec(r#"{"uid":1001,"time":"1970-01-01T00:00:00.999Z"}"#);
+        let none = rec(r#"{"time":"1970-01-01T00:00:02.000Z"}"#);
+        assert!(user.admits(own.as_ref()));
+        assert!(!user.admits(other.as_ref()));
+        assert!(!user.admits(none.as_ref()));
+        assert!(!user.admits(None));
+        assert!(admin.admits(own.as_ref()));
+        assert!(!admin.admits(other.as_ref()), "before since");
+        assert!(admin.admits(none.as_ref()));
+    }
+}

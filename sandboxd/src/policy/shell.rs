@@ -1,0 +1,854 @@
+//! Just enough shell syntax to apply `[commands]` rules to what a command
+//! really runs: the simple commands of a `sh -c` script (across pipelines,
+//! lists, subshells, brace groups and command substitutions), and the command
+//! behind a wrapper such as `env` or `nohup`.
+//!
+//! The parser understands a small, safe subset and says so when a script
+//! leaves it (loops, functions, here-documents, `eval`, ...): a caller must
+//! then not pretend to know what the script runs.
+
+/// A word after quote removal. `literal` is false when the shell would still
+/// expand it (parameters, command substitution, globs, `~`, braces): its
+/// value is unknown and `text` is the word as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Word {
+    pub text: String,
+    pub literal: bool,
+}
+
+impl Word {
+    /// A word known as it is, e.g. an argv entry.
+    pub fn literal(text: &str) -> Word {
+        Word {
+            text: text.to_string(),
+            literal: true,
+        }
+    }
+}
+
+/// Why a script (or a wrapper's arguments) is outside what this module understands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotUnderstood(pub String);
+
+fn nu<T>(why: impl Into<String>) -> Result<T, NotUnderstood> {
+    Err(NotUnderstood(why.into()))
+}
+
+/// Deepest nesting of `( )`, `$( )` and backticks a script may use.
+const MAX_NESTING: usize = 16;
+
+/// Shells whose `-c SCRIPT` is parsed (by the basename of argv[0]).
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash"];
+
+/// Words that open compound commands or belong to them.
+const RESERVED: &[&str] = &[
+    "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac",
+    "select", "function", "in", "[[", "]]", "coproc",
+];
+
+/// Builtins that run a string or a file the parser cannot see into.
+const OPAQUE: &[&str] = &["eval", "trap", "alias"];
+
+/// The last component of a command name: `/bin/sh` counts as `sh`.
+pub fn basename(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+/// The simple commands of `script`, each without its leading `VAR=value`
+/// assignments and redirections; commands inside `$( )` and backticks are
+/// included (before the command whose word holds them).
+pub fn parse(script: &str) -> Result<Vec<Vec<Word>>, NotUnderstood> {
+    let mut p = Parser {
+        chars: script.chars().collect(),
+        pos: 0,
+        nesting: 0,
+        out: Vec::new(),
+    };
+    p.list(None)?;
+    Ok(p.out)
+}
+
+/// What running an argv means beyond the argv itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runs {
+    /// Nothing further to look into.
+    Itself,
+    /// A wrapper that runs this command (`env FOO=1 make` runs `make`).
+    Wrapped(Vec<Word>),
+    /// A shell running a `-c` script: its simple commands.
+    Script {
+        shell: String,
+        commands: Vec<Vec<Word>>,
+    },
+}
+
+/// Looks through shells with `-c` and through wrappers that run their
+/// arguments as a command. `argv` must not be empty.
+pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
+    let name = basename(&argv[0].text);
+    if SHELLS.contains(&name) {
+        return shell_script(name, argv)
+            .map_err(|e| NotUnderstood(format!("script not understood: {}", e.0)));
+    }
+    if OPAQUE.contains(&name) {
+        return nu(format!(
+            "script not understood: `{name}` runs a string as shell code"
+        ));
+    }
+    let rest = match name {
+        "env" => after_options(
+            argv,
+            &["-i", "-", "-0", "--ignore-environment", "--null"],
+            &["-u", "--unset", "-C", "--chdir"],
+            true,
+        ),
+        "nohup" => after_options(argv, &[], &[], false),
+        "setsid" => after_options(
+            argv,
+            &["-c", "-f", "-w", "--ctty", "--fork", "--wait"],
+            &[],
+            false,
+        ),
+        "exec" => after_options(argv, &["-c", "-l", "-cl", "-lc"], &["-a"], false),
+        "nice" => after_options(argv, &[], &["-n", "--adjustment"], false),
+        "time" => after_options(argv, &["-p"], &[], false),
+        "command"
+            if argv
+                .get(1)
+                .is_some_and(|w| w.text == "-v" || w.text == "-V") =>
+        {
+            return Ok(Runs::Itself)
+        }
+        "command" => after_options(argv, &["-p"], &[], false),
+        // The duration comes before the command.
+        "timeout" => after_options(
+            argv,
+            &["--preserve-status", "--foreground", "-v", "--verbose"],
+            &["-s", "--signal", "-k", "--kill-after"],
+            false,
+        )
+        .map(|rest| rest.get(1..).unwrap_or_default()),
+        _ => return Ok(Runs::Itself),
+    }
+    .map_err(|e| NotUnderstood(format!("not understood: {}", e.0)))?;
+    Ok(if rest.is_empty() {
+        Runs::Itself
+    } else {
+        Runs::Wrapped(rest.to_vec())
+    })
+}
+
+/// The words after a wrapper's options: `flags` take no argument, `with_arg`
+/// take one (as the next word or `--opt=value`); `assignments` skips
+/// `NAME=value` words (env). An unknown option is not guessed at.
+fn after_options<'a>(
+    argv: &'a [Word],
+    flags: &[&str],
+    with_arg: &[&str],
+    assignments: bool,
+) -> Result<&'a [Word], NotUnderstood> {
+    let name = basename(&argv[0].text);
+    let mut i = 1;
+    while let Some(w) = argv.get(i) {
+        if !w.literal {
+            return nu(format!("`{}` among the options of {name}", w.text));
+        }
+        let t = w.text.as_str();
+        if t == "--" {
+            i += 1;
+            break;
+        }
+        if flags.contains(&t) {
+            i += 1;
+        } else if with_arg.contains(&t) {
+            i += 2;
+        } else if with_arg.iter().any(|o| {
+            t.strip_prefix(o)
+                .is_some_and(|v| v.starts_with('=') || (!o.starts_with("--") && !v.is_empty()))
+        }) {
+            i += 1;
+        } else if name == "nice"
+            && t.len() > 1
+            && t[1..].bytes().all(|b| b.is_ascii_digit())
+            && t.starts_with('-')
+        {
+            i += 1;
+        } else if t.starts_with('-') && t.len() > 1 {
+            return nu(format!("option `{t}` of {name}"));
+        } else if assignments && is_assignment(t) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    Ok(argv.get(i..).unwrap_or_default())
+}
+
+/// The script of `SHELL [OPTIONS] -c SCRIPT [NAME ARGS...]`, parsed; a shell
+/// without `-c` (reading a file or stdin) is itself.
+fn shell_script(name: &str, argv: &[Word]) -> Result<Runs, NotUnderstood> {
+    let mut has_c = false;
+    let mut i = 1;
+    while let Some(w) = argv.get(i) {
+        if !w.literal {
+            return nu(format!("`{}` among the options of {name}", w.text));
+        }
+        let t = w.text.as_str();
+        if t == "--" || t == "-" {
+            i += 1;
+            break;
+        }
+        if let Some(long) = t.strip_prefix("--") {
+            i += if matches!(long, "rcfile" | "init-file") {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        let Some(cluster) = t.strip_prefix('-').or_else(|| t.strip_prefix('+')) else {
+            break;
+        };
+        if cluster.is_empty() {
+            break;
+        }
+        has_c |= cluster.contains('c');
+        // `-o OPTION` (and zsh's `-O`) takes the next word.
+        i += if cluster.contains(['o', 'O']) { 2 } else { 1 };
+    }
+    if !has_c {
+        return Ok(Runs::Itself);
+    }
+    let Some(script) = argv.get(i) else {
+        return nu(format!("{name} -c without a script"));
+    };
+    if !script.literal {
+        return nu(format!("the script of {name} -c is not a literal string"));
+    }
+    Ok(Runs::Script {
+        shell: name.to_string(),
+        commands: parse(&script.text)?,
+    })
+}
+
+/// `NAME=...` or `NAME+=...` with a valid variable name.
+fn is_assignment(t: &str) -> bool {
+    let Some((name, _)) = t.split_once('=') else {
+        return false;
+    };
+    let name = name.strip_suffix('+').unwrap_or(name);
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A word as read, with what the caller needs to classify it.
+struct Raw {
+    word: Word,
+    /// No quoting or escapes: may be a reserved word or `{`/`}`.
+    plain: bool,
+    /// `NAME=value` with the name unquoted.
+    assignment: bool,
+}
+
+struct Parser {
+    chars: Vec<char>,
+    pos: usize,
+    nesting: usize,
+    out: Vec<Vec<Word>>,
+}
+
+/// Characters that end an unquoted word.
+fn is_meta(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '\t' | '\n' | ';' | '&' | '|' | '(' | ')' | '<' | '>'
+    )
+}
+
+impl Parser {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn peek_at(&self, n: usize) -> Option<char> {
+        self.chars.get(self.pos + n).copied()
+    }
+
+    fn enter(&mut self) -> Result<(), NotUnderstood> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return nu(format!("nested deeper than {MAX_NESTING} levels"));
+        }
+        Ok(())
+    }
+
+    /// Spaces, tabs and line continuations.
+    fn skip_blanks(&mut self) {
+        loop {
+            match self.peek() {
+                Some(' ' | '\t') => self.pos += 1,
+                Some('\\') if self.peek_at(1) == Some('\n') => self.pos += 2,
+                _ => return,
+            }
+        }
+    }
+
+    /// Commands up to the end of input, or up to and including `closer`
+    /// (`)` of a subshell or `$( )`).
+    fn list(&mut self, closer: Option<char>) -> Result<(), NotUnderstood> {
+        let mut words: Vec<Word> = Vec::new();
+        let mut braces: i32 = 0;
+        // A `( )` group just ended: only operators and redirections may follow.
+        let mut after_group = false;
+        // Assignments came first in this command (so `(` would make an array).
+        let mut assigned = false;
+        loop {
+            self.skip_blanks();
+            let Some(c) = self.peek() else {
+                if closer.is_some() {
+                    return nu("an unclosed `(`");
+                }
+                break;
+            };
+            let mut end_command = true;
+            match c {
+                '#' => {
+                    while self.peek().is_some_and(|c| c != '\n') {
+                        self.pos += 1;
+                    }
+                    end_command = false;
+                }
+                '\n' => self.pos += 1,
+                ';' => {
+                    if self.peek_at(1) == Some(';') {
+                        return nu("`;;` outside a case");
+                    }
+                    self.pos += 1;
+                }
+                '&' if self.peek_at(1) == Some('>') => {
+                    self.pos += 1;
+                    self.redirection()?;
+                    end_command = false;
+                }
+                '&' | '|' => {
+                    self.pos += 1;
+                    if matches!(self.peek(), Some('&' | '|')) {
+                        self.pos += 1;
+                    }
+                }
+                ')' => {
+                    if closer != Some(')') {
+                        return nu("an unmatched `)`");
+                    }
+                    self.pos += 1;
+                    self.finish(&mut words);
+                    break;
+                }
+                '(' => {
+                    if !words.is_empty() || assigned || after_group {
+                        return nu("a function definition or array");
+                    }
+                    if self.peek_at(1) == Some('(') {
+                        return nu("an arithmetic command `((`");
+                    }
+                    self.pos += 1;
+                    self.enter()?;
+                    self.list(Some(')'))?;
+                    self.nesting -= 1;
+                    after_group = true;
+                    continue;
+                }
+                '<' | '>' => {
+                    self.redirection()?;
+                    end_command = false;
+                }
+                d if d.is_ascii_digit() && self.io_number() => {
+                    self.redirection()?;
+                    end_command = false;
+                }
+                _ => {
+                    if after_group {
+                        return nu("words after a `( )` group");
+                    }
+                    let raw = self.word()?;
+                    end_command = false;
+                    if words.is_empty() {
+                        if raw.assignment {
+                            assigned = true;
+                            continue;
+                        }
+                        if raw.plain {
+                            match raw.word.text.as_str() {
+                                "{" => {
+                                    braces += 1;
+                                    continue;
+                                }
+                                "}" => {
+                                    braces -= 1;
+                                    if braces < 0 {
+                                        return nu("an unmatched `}`");
+                                    }
+                                    continue;
+                                }
+                                "!" => continue,
+                                t if RESERVED.contains(&t) => {
+                                    return nu(format!(
+                                        "`{t}` (compound commands are not supported)"
+                                    ));
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    words.push(raw.word);
+                }
+            }
+            if end_command {
+                self.finish(&mut words);
+                after_group = false;
+                assigned = false;
+            }
+        }
+        if braces != 0 {
+            return nu("an unclosed `{`");
+        }
+        self.finish(&mut words);
+        Ok(())
+    }
+
+    fn finish(&mut self, words: &mut Vec<Word>) {
+        if !words.is_empty() {
+            self.out.push(std::mem::take(words));
+        }
+    }
+
+    /// Digits right before `<` or `>` (as in `2>&1`) are a descriptor, not a word.
+    fn io_number(&mut self) -> bool {
+        let mut n = 0;
+        while self.peek_at(n).is_some_and(|c| c.is_ascii_digit()) {
+            n += 1;
+        }
+        if matches!(self.peek_at(n), Some('<' | '>')) {
+            self.pos += n;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A redirection operator at the cursor (or after `&` of `&>`) and its
+    /// target word, which is dropped (its substitutions are still collected).
+    fn redirection(&mut self) -> Result<(), NotUnderstood> {
+        let c = self.peek();
+        let next = self.peek_at(1);
+        match (c, next) {
+            (Some('<'), Some('<')) if self.peek_at(2) == Some('<') => self.pos += 3,
+            (Some('<'), Some('<')) => return nu("a here-document"),
+            (Some('<' | '>'), Some('(')) => return nu("a process substitution"),
+            (Some('<'), Some('&' | '>')) | (Some('>'), Some('&' | '>' | '|')) => self.pos += 2,
+            _ => self.pos += 1,
+        }
+        self.skip_blanks();
+        match self.peek() {
+            Some(c) if !is_meta(c) => self.word().map(drop),
+            _ => nu("a redirection without a target"),
+        }
+    }
+
+    /// One word: quotes and escapes resolved, expansions noted (and command
+    /// substitutions parsed into `out`).
+    fn word(&mut self) -> Result<Raw, NotUnderstood> {
+        let start = self.pos;
+        let mut text = String::new();
+        let mut literal = true;
+        let mut plain = true;
+        let mut assignment = false;
+        let mut seen_eq = false;
+        let mut bracket = false;
+        let mut brace = false;
+        while let Some(c) = self.peek() {
+            if is_meta(c) {
+                break;
+            }
+            match c {
+                '\\' => {
+                    plain = false;
+                    self.pos += 1;
+                    match self.peek() {
+                        Some('\n') => self.pos += 1,
+                        Some(e) => {
+                            text.push(e);
+                            self.pos += 1;
+                        }
+                        None => text.push('\\'),
+                    }
+                }
+                '\'' => {
+                    plain = false;
+                    self.pos += 1;
+                    loop {
+                        match self.peek() {
+                            None => return nu("an unterminated single quote"),
+                            Some('\'') => break,
+                            Some(q) => text.push(q),
+                        }
+                        self.pos += 1;
+                    }
+                    self.pos += 1;
+                }
+                '"' => {
+                    plain = false;
+                    self.pos += 1;
+                    literal &= self.double_quoted(&mut text)?;
+                }
+                '$' => {
+                    plain = false;
+                    literal &= self.dollar(&mut text, false)?;
+                }
+                '`' => {
+                    plain = false;
+                    literal = false;
+                    self.backticks()?;
+                }
+                _ => {
+                    match c {
+                        '*' | '?' => literal = false,
+                        '[' => bracket = true,
+                        '{' | '}' => brace = true,
+                        '~' if self.pos == start => literal = false,
+                        '=' if !seen_eq => {
+                            seen_eq = true;
+                            assignment = plain && is_assignment(&format!("{text}="));
+                        }
+                        _ => {}
+                    }
+                    text.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+        // `[` alone is the test command; `{`/`}` alone are grouping words.
+        if (bracket && text != "[") || (brace && text != "{" && text != "}") {
+            literal = false;
+        }
+        if !literal {
+            // Its value is unknown: keep it as written, to name it.
+            text = self.chars[start..self.pos].iter().collect();
+        }
+        Ok(Raw {
+            word: Word { text, literal },
+            plain,
+            assignment,
+        })
+    }
+
+    /// The inside of `"..."` (the cursor is past the opening quote); false
+    /// when it holds an expansion.
+    fn double_quoted(&mut self, text: &mut String) -> Result<bool, NotUnderstood> {
+        let mut literal = true;
+        loop {
+            match self.peek() {
+                None => return nu("an unterminated double quote"),
+                Some('"') => {
+                    self.pos += 1;
+                    return Ok(literal);
+                }
+                Some('\\') => {
+                    match self.peek_at(1) {
+                        Some('\n') => {}
+                        Some(e @ ('$' | '`' | '"' | '\\')) => text.push(e),
+                        Some(e) => {
+                            text.push('\\');
+                            text.push(e);
+                        }
+                        None => return nu("an unterminated double quote"),
+                    }
+                    self.pos += 2;
+                }
+                Some('$') => literal &= self.dollar(text, true)?,
+                Some('`') => {
+                    literal = false;
+                    self.backticks()?;
+                }
+                Some(c) => {
+                    text.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    /// `$...` at the cursor; false when it expands (always, except a lone `$`).
+    fn dollar(&mut self, text: &mut String, quoted: bool) -> Result<bool, NotUnderstood> {
+        self.pos += 1;
+        match self.peek() {
+            Some('(') if self.peek_at(1) == Some('(') => {
+                let inner = self.balanced('(', ')')?;
+                if inner.contains("$(") || inner.contains('`') {
+                    return nu("a command substitution inside `$(( ))`");
+                }
+            }
+            Some('(') => {
+                self.pos += 1;
+                self.enter()?;
+                self.list(Some(')'))?;
+                self.nesting -= 1;
+            }
+            Some('{') => {
+                let inner = self.balanced('{', '}')?;
+                if inner.contains("$(") || inner.contains('`') {
+                    return nu("a command substitution inside `${ }`");
+                }
+            }
+            Some('\'') if !quoted => {
+                // $'...': escapes are not decoded, so the text stays unknown.
+                self.pos += 1;
+                loop {
+                    match self.peek() {
+                        None => return nu("an unterminated $'...'"),
+                        Some('\\') => self.pos += 2,
+                        Some('\'') => break,
+                        Some(_) => self.pos += 1,
+                    }
+                }
+                self.pos += 1;
+            }
+            Some('"') if !quoted => {
+                // $"...": a translated string; the translation is unknown.
+                self.pos += 1;
+                self.double_quoted(&mut String::new())?;
+            }
+            Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+                while self
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    self.pos += 1;
+                }
+            }
+            Some(c) if c.is_ascii_digit() || "@*#?-$!".contains(c) => self.pos += 1,
+            _ => {
+                text.push('$');
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The text from the `open` at the cursor to its matching `close`
+    /// (consumed), counting nesting; quotes are not interpreted.
+    fn balanced(&mut self, open: char, close: char) -> Result<String, NotUnderstood> {
+        let mut depth = 0;
+        let mut inner = String::new();
+        while let Some(c) = self.peek() {
+            self.pos += 1;
+            if c == open {
+                depth += 1;
+            } else if c == close {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(inner);
+                }
+            }
+            inner.push(c);
+        }
+        nu(format!("an unclosed `{open}`"))
+    }
+
+    /// `` `...` ``: the inside is unescaped and parsed as a script of its own.
+    fn backticks(&mut self) -> Result<(), NotUnderstood> {
+        self.pos += 1;
+        let mut inner = String::new();
+        loop {
+            match self.peek() {
+                None => return nu("an unterminated backquote"),
+                Some('`') => break,
+                Some('\\') if matches!(self.peek_at(1), Some('`' | '\\' | '$')) => {
+                    inner.push(self.chars[self.pos + 1]);
+                    self.pos += 2;
+                }
+                Some(c) => {
+                    inner.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+        self.pos += 1;
+        self.enter()?;
+        let mut sub = Parser {
+            chars: inner.chars().collect(),
+            pos: 0,
+            nesting: self.nesting,
+            out: Vec::new(),
+        };
+        sub.list(None)?;
+        self.nesting -= 1;
+        self.out.append(&mut sub.out);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(script: &str) -> Vec<Vec<String>> {
+        parse(script)
+            .unwrap_or_else(|e| panic!("{script:?}: {e}"))
+            .into_iter()
+            .map(|c| c.into_iter().map(|w| w.text).collect())
+            .collect()
+    }
+
+    #[test]
+    fn splits_lists_pipelines_and_groups() {
+        let cases: &[(&str, &[&[&str]])] = &[
+            ("ls && curl x | sh", &[&["ls"], &["curl", "x"], &["sh"]]),
+            (
+                "git status; rm -rf /",
+                &[&["git", "status"], &["rm", "-rf", "/"]],
+            ),
+            ("a || b & c\nd", &[&["a"], &["b"], &["c"], &["d"]]),
+            (
+                "(cd x && make) ; { ls; }",
+                &[&["cd", "x"], &["make"], &["ls"]],
+            ),
+            ("echo $(curl x)", &[&["curl", "x"], &["echo", "$(curl x)"]]),
+            (
+                "echo \"a $(id -u) b\"",
+                &[&["id", "-u"], &["echo", "\"a $(id -u) b\""]],
+            ),
+            ("echo `whoami`", &[&["whoami"], &["echo", "`whoami`"]]),
+            ("X=1 Y=\"2 3\" env", &[&["env"]]),
+            ("X=$(curl x)", &[&["curl", "x"]]),
+            (
+                "echo x > /etc/f 2>&1; cat </dev/null >>log",
+                &[&["echo", "x"], &["cat"]],
+            ),
+            ("ls -l # rm -rf /", &[&["ls", "-l"]]),
+            ("'r''m' \"-rf\" \\/", &[&["rm", "-rf", "/"]]),
+            ("echo a\\\nb", &[&["echo", "ab"]]),
+            ("! grep x f |& tee y", &[&["grep", "x", "f"], &["tee", "y"]]),
+            ("[ -f x ] && ls", &[&["[", "-f", "x", "]"], &["ls"]]),
+            ("cmd &>/dev/null", &[&["cmd"]]),
+            ("cat <<< \"$(curl x)\"", &[&["curl", "x"], &["cat"]]),
+        ];
+        for (script, want) in cases {
+            let want: Vec<Vec<String>> = want
+                .iter()
+                .map(|c| c.iter().map(|s| s.to_string()).collect())
+                .collect();
+            assert_eq!(texts(script), want, "{script:?}");
+        }
+    }
+
+    #[test]
+    fn expansions_are_not_literal() {
+        for (script, index, literal) in [
+            ("$CMD x", 0, false),
+            ("ls *.rs", 1, false),
+            ("ls '*.rs'", 1, true),
+            ("ls ~/x", 1, false),
+            ("ls a~", 1, true),
+            ("echo ${X:-y}", 1, false),
+            ("echo $((1+2))", 1, false),
+            ("echo a{b,c}", 1, false),
+            ("echo '$X'", 1, true),
+            ("echo \"$X\"", 1, false),
+            ("echo \\$X", 1, true),
+            ("echo $", 1, true),
+        ] {
+            let cmds = parse(script).unwrap();
+            let w = &cmds.last().unwrap()[index];
+            assert_eq!(w.literal, literal, "{script:?}: {w:?}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_understood_says_why() {
+        for (script, why) in [
+            ("for i in 1 2; do rm $i; done", "`for`"),
+            ("if true; then ls; fi", "`if`"),
+            ("f() { ls; }; f", "function"),
+            ("cat <<EOF\nx\nEOF", "here-document"),
+            ("diff <(ls) x", "process substitution"),
+            ("echo 'abc", "single quote"),
+            ("echo \"abc", "double quote"),
+            ("echo $(ls", "unclosed"),
+            ("ls )", "unmatched `)`"),
+            ("{ ls", "unclosed `{`"),
+            ("a=(1 2)", "array"),
+            ("((x++))", "arithmetic"),
+            ("echo ${X:-$(curl x)}", "inside `${ }`"),
+            ("[[ -f x ]]", "`[[`"),
+            ("ls >", "without a target"),
+        ] {
+            let e = parse(script).expect_err(script);
+            assert!(e.0.contains(why), "{script:?}: {e}");
+        }
+        let deep = "$(".repeat(40) + &")".repeat(40);
+        assert!(parse(&deep).unwrap_err().0.contains("nested"));
+    }
+
+    fn words(argv: &[&str]) -> Vec<Word> {
+        argv.iter().map(|a| Word::literal(a)).collect()
+    }
+
+    #[test]
+    fn shells_and_wrappers() {
+        let script = |r: Runs| match r {
+            Runs::Script { shell, commands } => (shell, commands.len()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            script(runs(&words(&["sh", "-c", "a; b"])).unwrap()),
+            ("sh".into(), 2)
+        );
+        assert_eq!(
+            script(runs(&words(&["/bin/bash", "-lc", "a"])).unwrap()),
+            ("bash".into(), 1)
+        );
+        assert_eq!(
+            script(runs(&words(&["bash", "-o", "pipefail", "-ec", "a|b|c", "name"])).unwrap()),
+            ("bash".into(), 3)
+        );
+        assert_eq!(
+            script(runs(&words(&["zsh", "--no-rcs", "-c", "a"])).unwrap()),
+            ("zsh".into(), 1)
+        );
+        assert_eq!(runs(&words(&["sh", "script.sh"])).unwrap(), Runs::Itself);
+        assert_eq!(runs(&words(&["ls", "-c"])).unwrap(), Runs::Itself);
+        assert!(runs(&words(&["sh", "-c"])).is_err());
+        assert_eq!(
+            runs(&words(&["env", "-i", "A=1", "-u", "B", "sh", "-c", "x"])).unwrap(),
+            Runs::Wrapped(words(&["sh", "-c", "x"]))
+        );
+        assert_eq!(runs(&words(&["env"])).unwrap(), Runs::Itself);
+        assert!(runs(&words(&["env", "-S", "sh -c x"])).is_err());
+        assert_eq!(
+            runs(&words(&["nice", "-n", "5", "make"])).unwrap(),
+            Runs::Wrapped(words(&["make"]))
+        );
+        assert_eq!(
+            runs(&words(&["nice", "-5", "make"])).unwrap(),
+            Runs::Wrapped(words(&["make"]))
+        );
+        assert_eq!(
+            runs(&words(&["timeout", "-s", "KILL", "5", "make", "x"])).unwrap(),
+            Runs::Wrapped(words(&["make", "x"]))
+        );
+        assert_eq!(
+            runs(&words(&["setsid", "-f", "sh"])).unwrap(),
+            Runs::Wrapped(words(&["sh"]))
+        );
+        assert_eq!(
+            runs(&words(&["command", "-v", "rm"])).unwrap(),
+            Runs::Itself
+        );
+        assert!(runs(&words(&["eval", "ls"])).is_err());
+    }
+}
