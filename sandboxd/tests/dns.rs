@@ -574,3 +574,18 @@ async fn resolver_lookups_skip_dead_servers_and_forged_answers() {
     assert_eq!(r.id(), Message::from_vec(&q).unwrap().id());
     assert_eq!(addrs(&r), [IpAddr::V4(UPSTREAM_V4)]);
 }
+
+#[tokio::test]
+async fn system_upstream_reads_etc_hosts() {
+    // Upstream "system": /etc/hosts answers before any nameserver is asked.
+    let resolver = Resolver::new(&DnsConfig::default()).unwrap();
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    let Some((ip, name)) = hosts.lines().find_map(|l| {
+        let mut f = l.split('#').next()?.split_whitespace();
+        Some((f.next()?.parse::<IpAddr>().ok()?, f.next()?.to_string()))
+    }) else {
+        return;
+    };
+    let got = resolver.lookup_ip(&name.to_uppercase()).await.unwrap();
+    assert!(got.contains(&ip), "{name}: {got:?}");
+}
