@@ -5,7 +5,7 @@
 //! empty answer, and every decision reaches the audit log.
 
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use sandboxd::audit::AuditLog;
 use sandboxd::config::DnsConfig;
@@ -55,6 +55,10 @@ fn upstream_answer(
     seen.lock()
         .unwrap()
         .push((name.clone(), question.query_type()));
+    if !q.additionals().is_empty() {
+        let extra = format!("extra:{name}");
+        seen.lock().unwrap().push((extra, question.query_type()));
+    }
     let mut r = Message::new();
     r.set_id(q.id())
         .set_message_type(MessageType::Response)
@@ -305,6 +309,19 @@ async fn allowed_names_come_from_upstream_and_denied_ones_never_leave() {
     assert_eq!(addrs(&m), [IpAddr::V6(UPSTREAM_V6)]);
     let m = ask(srv.udp, "deep.sub.ok.test.", RecordType::A).await;
     assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
+    // Whatever else the client puts in its query stays here.
+    let mut q = Message::from_vec(&query("smuggle.ok.test.", RecordType::A)).unwrap();
+    let txt = TXT::new(vec!["secret-data".to_string()]);
+    q.add_additional(Record::from_rdata(
+        Name::from_str("x.evil.test.").unwrap(),
+        0,
+        RData::TXT(txt),
+    ));
+    let r = Message::from_vec(&udp_raw(srv.udp, &q.to_vec().unwrap()).await.unwrap()).unwrap();
+    assert_eq!(r.id(), q.id());
+    assert_eq!(addrs(&r), [IpAddr::V4(UPSTREAM_V4)]);
+    assert_eq!(up.saw("smuggle.ok.test"), 1);
+    assert_eq!(up.saw("extra:smuggle.ok.test"), 0);
     let m = ask(srv.udp, "ok.test.", RecordType::HTTPS).await;
     assert_eq!(m.response_code(), ResponseCode::NoError);
     assert_eq!(up.saw("ok.test"), 1);
@@ -556,4 +573,19 @@ async fn resolver_lookups_skip_dead_servers_and_forged_answers() {
     let r = Message::from_vec(&resolver.forward(&q).await.unwrap()).unwrap();
     assert_eq!(r.id(), Message::from_vec(&q).unwrap().id());
     assert_eq!(addrs(&r), [IpAddr::V4(UPSTREAM_V4)]);
+}
+
+#[tokio::test]
+async fn system_upstream_reads_etc_hosts() {
+    // Upstream "system": /etc/hosts answers before any nameserver is asked.
+    let resolver = Resolver::new(&DnsConfig::default()).unwrap();
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    let Some((ip, name)) = hosts.lines().find_map(|l| {
+        let mut f = l.split('#').next()?.split_whitespace();
+        Some((f.next()?.parse::<IpAddr>().ok()?, f.next()?.to_string()))
+    }) else {
+        return;
+    };
+    let got = resolver.lookup_ip(&name.to_uppercase()).await.unwrap();
+    assert!(got.contains(&ip), "{name}: {got:?}");
 }
