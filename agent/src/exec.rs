@@ -63,7 +63,7 @@ pub struct ExecOptions {
     pub timeout: Option<Duration>,
     pub approval: Option<Approval>,
     pub session: Option<String>,
-    /// Names of secrets to pass in.
+    /// Names of secrets to pass in, their values taken from `env`.
     pub secrets: Vec<String>,
     /// Run the command on a pseudo-terminal allocated by the daemon.
     pub tty: bool,
@@ -83,11 +83,20 @@ impl ExecOptions {
         }
     }
 
+    /// The start message. A secret's value is taken from `env` (where it then
+    /// stays out of the command's environment) and travels apart, for the
+    /// daemon's proxy only.
     fn start(&self, interactive: bool) -> ExecStart {
+        let secret = |k: &String| self.secrets.contains(k);
         ExecStart {
             argv: self.argv.clone(),
             cwd: self.cwd.to_string_lossy().into_owned(),
-            env: self.env.clone(),
+            env: self
+                .env
+                .iter()
+                .filter(|(k, _)| !secret(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             set_env: self.set_env.clone(),
             profile: self.profile.clone().unwrap_or_default(),
             timeout_ms: self.timeout.map_or(0, |t| {
@@ -99,7 +108,12 @@ impl ExecOptions {
                 .unwrap_or_default(),
             session: self.session.clone().unwrap_or_default(),
             secrets: self.secrets.clone(),
-            secret_values: HashMap::new(),
+            secret_values: self
+                .env
+                .iter()
+                .filter(|(k, _)| secret(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             tty: self.tty,
             window: self.window,
             narrow: self.narrowing.clone(),

@@ -99,7 +99,8 @@ struct ExecArgs {
     approval: Option<ApprovalArg>,
     #[arg(long)]
     session: Option<String>,
-    /// A secret to pass in, by name.
+    /// A secret for the proxy to inject, read from this environment
+    /// variable; it never enters the sandbox.
     #[arg(long = "secret", value_name = "NAME")]
     secrets: Vec<String>,
     /// Command answering approval requests (request as JSON on stdin, one word on stdout).
@@ -229,6 +230,9 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
     let env: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
+    if let Some(missing) = args.secrets.iter().find(|n| !env.contains_key(*n)) {
+        anyhow::bail!("--secret {missing}: {missing} is not set in this environment");
+    }
     let opts = ExecOptions {
         argv: args.command,
         cwd,

@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sandboxd::api::{server, Api};
 use sandboxd::audit::{self, AuditLog};
 use sandboxd::config::Config;
+use sandboxd::net;
+use sandboxd::tls::Inspector;
 use sandboxd::identity::resolve_group;
 use sandboxd::plan::{self, DaemonPaths};
 use sandboxd::policy::PolicyStore;
@@ -139,6 +141,33 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// The resolver, the inspection CA (a failure only disables inspection,
+/// loudly) and the secrets (a bad secret file stops the start).
+fn network_services(config: &Config) -> anyhow::Result<net::Services> {
+    let resolver = net::Resolver::new(&config.dns)?;
+    let inspector = Inspector::load_or_create(&config.state_dir, &config.tls.extra_roots)
+        .map(Arc::new)
+        .map_err(|e| {
+            tracing::error!(error = %e, "no HTTPS inspection: profiles with inspect = true will be refused");
+            e.to_string()
+        });
+    let secrets = net::SecretStore::load(&config.secrets)?;
+    Ok(net::Services {
+        resolver: Arc::new(resolver),
+        inspector,
+        secrets: Arc::new(secrets),
+    })
+}
+
+/// Writes the resolv.conf allowlist sandboxes see (naming their own resolver).
+fn write_resolv_conf(state_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let path = state_dir.join("resolv.conf");
+    std::fs::write(&path, plan::RESOLV_CONF)
+        .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 fn daemon(args: &Args) -> anyhow::Result<()> {
     let config = config(args)?;
     let policies = PolicyStore::load(Some(&config.policy_dir), config.embedded_profiles)?;
@@ -163,11 +192,18 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         .context("locating this binary (re-executed as the sandbox init)")?;
     // Pre-start a few sandbox inits so that the first execs need not wait.
     sandboxd::backend::linux::prefill(&init_exe);
+    let net = network_services(&config)?;
     let paths = DaemonPaths {
         socket: config.socket.clone(),
         state_dir: config.state_dir.clone(),
         policy_dir: config.policy_dir.clone(),
         staging,
+        resolv_conf: write_resolv_conf(&config.state_dir)?,
+        ca_bundle: net
+            .inspector
+            .as_ref()
+            .map(|i| i.bundle_path().to_path_buf())
+            .map_err(Clone::clone),
     };
     let registry = Registry::new(config.limits.clone());
     let api = Api {
@@ -177,6 +213,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         admin_gid,
         init_exe,
         audit: Arc::new(audit),
+        net,
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

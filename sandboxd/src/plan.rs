@@ -3,7 +3,8 @@
 //! the supervisor's options. Everything here is decided once, before spawn.
 
 use crate::backend::linux::cgroup::CgroupLimits;
-use crate::backend::spec::{FsPlan, LandlockPlan, NetPlan, SandboxSpec};
+use crate::backend::spec::{FileBind, FsPlan, LandlockPlan, NetPlan, SandboxSpec};
+use crate::net::{DNS_PORT, HTTP_PROXY_PORT, SOCKS_PORT};
 use crate::identity::Caller;
 use crate::policy::{EffectivePolicy, ExecContext, LandlockMode, NetworkMode};
 use crate::supervisor::Options;
@@ -26,7 +27,19 @@ pub struct DaemonPaths {
     pub policy_dir: PathBuf,
     /// Root-owned empty directory the init mounts the new root on.
     pub staging: PathBuf,
+    /// The resolv.conf shown in allowlist sandboxes (naming 127.0.0.1).
+    pub resolv_conf: PathBuf,
+    /// The CA bundle shown in sandboxes whose HTTPS is inspected, or why
+    /// there is none (such execs are then refused).
+    pub ca_bundle: Result<PathBuf, String>,
 }
+
+/// Where the view's system CA bundle is, which inspected sandboxes get
+/// replaced by the bundle that also trusts sandboxd's CA.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The contents of [`DaemonPaths::resolv_conf`].
+pub const RESOLV_CONF: &str = "nameserver 127.0.0.1\noptions edns0 trust-ad\n";
 
 /// Everything needed to start and watch one sandbox.
 #[derive(Debug, Clone)]
@@ -39,9 +52,9 @@ pub struct Plan {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "profile {profile}: network mode \"allowlist\" is not available yet (rule: network.mode)"
+        "profile {profile} inspects HTTPS, but sandboxd has no inspection CA: {why} (rule: network.inspect)"
     )]
-    AllowlistUnsupported { profile: String },
+    NoInspectionCa { profile: String, why: String },
     #[error("staging directory {path}: {message}")]
     Staging { path: String, message: String },
 }
@@ -114,13 +127,31 @@ pub fn build(
     paths: &DaemonPaths,
     unix_sockets: &[PathBuf],
 ) -> Result<Plan, PlanError> {
+    let mut env = policy.env.clone();
+    let mut files = Vec::new();
+    let mut connect_tcp = None;
     let net = match policy.network {
         NetworkMode::None => NetPlan::Loopback,
         NetworkMode::Full => NetPlan::Host,
         NetworkMode::Allowlist => {
-            return Err(PlanError::AllowlistUnsupported {
-                profile: policy.profile.clone(),
-            })
+            files.push(FileBind {
+                source: paths.resolv_conf.clone(),
+                target: PathBuf::from("/etc/resolv.conf"),
+            });
+            set_env(&mut env, proxy_env());
+            if policy.net.as_ref().is_some_and(|n| n.inspect()) {
+                let bundle = paths.ca_bundle.as_ref().map_err(|why| PlanError::NoInspectionCa {
+                    profile: policy.profile.clone(),
+                    why: why.clone(),
+                })?;
+                files.push(FileBind {
+                    source: bundle.clone(),
+                    target: PathBuf::from(SYSTEM_CA_BUNDLE),
+                });
+                set_env(&mut env, ca_env());
+            }
+            connect_tcp = Some(vec![HTTP_PROXY_PORT, SOCKS_PORT, DNS_PORT]);
+            NetPlan::Loopback
         }
     };
     // Paths the sandbox sees replaced anyway need no mount of their own.
@@ -171,18 +202,19 @@ pub fn build(
         private_tmp: policy.private_tmp,
         hide,
         host_sockets,
+        files,
         staging: paths.staging.clone(),
     };
     let spec = SandboxSpec {
         id: req.id,
         argv: req.argv,
-        env: policy.env.clone(),
+        env,
         cwd: req.cwd,
         creds: caller.credentials(),
         fs,
         landlock: LandlockPlan {
             required: policy.landlock == LandlockMode::Required,
-            connect_tcp: None,
+            connect_tcp,
         },
         net,
         tty: req.tty,
@@ -199,6 +231,61 @@ pub fn build(
             grace: GRACE,
         },
     })
+}
+
+/// Sets each of `vars` in `env`, replacing an earlier value of the same name.
+fn set_env(env: &mut Vec<(String, String)>, vars: Vec<(&str, String)>) {
+    for (k, v) in vars {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v));
+    }
+}
+
+/// The variables that point common tools at the sandbox's proxies.
+fn proxy_env() -> Vec<(&'static str, String)> {
+    let http = format!("http://127.0.0.1:{HTTP_PROXY_PORT}");
+    let socks = format!("socks5h://127.0.0.1:{SOCKS_PORT}");
+    let no_proxy = "localhost,127.0.0.1,::1".to_string();
+    let java = format!(
+        "-Dhttp.proxyHost=127.0.0.1 -Dhttp.proxyPort={HTTP_PROXY_PORT} \
+         -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort={HTTP_PROXY_PORT} \
+         -Dhttp.nonProxyHosts=localhost|127.0.0.1"
+    );
+    vec![
+        ("HTTP_PROXY", http.clone()),
+        ("HTTPS_PROXY", http.clone()),
+        ("ALL_PROXY", socks.clone()),
+        ("NO_PROXY", no_proxy.clone()),
+        ("http_proxy", http.clone()),
+        ("https_proxy", http.clone()),
+        ("all_proxy", socks),
+        ("no_proxy", no_proxy.clone()),
+        ("npm_config_proxy", http.clone()),
+        ("npm_config_https_proxy", http.clone()),
+        ("npm_config_noproxy", no_proxy),
+        ("PIP_PROXY", http.clone()),
+        ("CARGO_HTTP_PROXY", http.clone()),
+        ("YARN_HTTP_PROXY", http.clone()),
+        ("YARN_HTTPS_PROXY", http),
+        ("JAVA_TOOL_OPTIONS", java),
+    ]
+}
+
+/// The variables that point common tools at the CA bundle of an inspected sandbox.
+fn ca_env() -> Vec<(&'static str, String)> {
+    [
+        "SSL_CERT_FILE",
+        "CURL_CA_BUNDLE",
+        "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "GIT_SSL_CAINFO",
+        "CARGO_HTTP_CAINFO",
+        "PIP_CERT",
+        "npm_config_cafile",
+    ]
+    .into_iter()
+    .map(|k| (k, SYSTEM_CA_BUNDLE.to_string()))
+    .collect()
 }
 
 fn inside_any(path: &Path, roots: &[PathBuf]) -> bool {

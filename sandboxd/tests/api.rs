@@ -1,7 +1,7 @@
 //! The API layer: peer identity from real sockets, admission, the sandbox
 //! plan, and the real daemon binary on a temporary socket.
 
-use sandboxd::backend::spec::NetPlan;
+use sandboxd::backend::spec::{FileBind, NetPlan};
 use sandboxd::config::DaemonLimits;
 use sandboxd::identity::{passwd_home, resolve_group, Caller};
 use sandboxd::plan::{self, DaemonPaths};
@@ -248,6 +248,7 @@ fn policy(network: NetworkMode, write: &[&str]) -> EffectivePolicy {
         private_tmp: true,
         network,
         network_allow: vec![],
+        net: None,
         env: vec![
             ("PATH".into(), "/usr/bin:/bin".into()),
             ("FAVOURITE".into(), "blue".into()),
@@ -268,6 +269,8 @@ fn paths() -> DaemonPaths {
         state_dir: "/var/lib/sandboxd".into(),
         policy_dir: "/etc/sandboxd/policies".into(),
         staging: "/var/lib/sandboxd/staging".into(),
+        resolv_conf: "/var/lib/sandboxd/resolv.conf".into(),
+        ca_bundle: Err("no CA in this test".into()),
     }
 }
 
@@ -374,18 +377,8 @@ fn plan_network_modes_and_workspace_next_to_the_daemon() {
     )
     .unwrap();
     assert!(matches!(full.spec.net, NetPlan::Host));
-    let e = plan::build(
-        &policy(NetworkMode::Allowlist, &["/srv/ws"]),
-        &caller,
-        request("/srv/ws"),
-        &paths(),
-        &[],
-    )
-    .unwrap_err();
-    assert!(
-        e.to_string().contains("allowlist") && e.to_string().contains("network.mode"),
-        "{e}"
-    );
+    assert!(full.spec.landlock.connect_tcp.is_none());
+    assert!(!full.spec.env.iter().any(|(k, _)| k == "HTTP_PROXY"));
     // A socket straight in a directory that holds the workspace: the directory
     // stays visible, the socket itself is hidden.
     let mut p = paths();
@@ -1268,5 +1261,61 @@ async fn forbidden_and_prompted_commands_are_refused_naming_the_rule() {
             "{}",
             e.message()
         );
+    }
+}
+
+/// An allowlist policy from a profile in a temp policy dir.
+fn allowlist_policy(profile_toml: &str) -> EffectivePolicy {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("net.toml"), profile_toml).unwrap();
+    let store = sandboxd::policy::PolicyStore::load(Some(dir.path()), true).unwrap();
+    let profile = store.get("net").unwrap();
+    let mut p = policy(NetworkMode::Allowlist, &["/srv/ws"]);
+    p.net = Some(sandboxd::net::NetPolicy::from_profile(profile, None, ApprovalMode::Never).unwrap());
+    p
+}
+
+#[test]
+fn plan_allowlist_points_the_sandbox_at_its_own_proxy_and_resolver() {
+    let caller = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: None,
+        groups: vec![],
+    };
+    let profile = "extends = \"workspace\"\n[network]\nmode = \"allowlist\"\nallow = [\"crates.io\"]\n";
+    let mut pol = allowlist_policy(profile);
+    pol.env.push(("HTTP_PROXY".into(), "http://evil.test:1".into()));
+    let plan = plan::build(&pol, &caller, request("/srv/ws"), &paths(), &[]).unwrap();
+    let s = &plan.spec;
+    assert!(matches!(s.net, NetPlan::Loopback), "its own namespace, lo only");
+    assert_eq!(s.landlock.connect_tcp, Some(vec![3128, 1080, 53]));
+    let env = |k: &str| s.env.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+    assert_eq!(env("HTTP_PROXY"), ["http://127.0.0.1:3128"], "the caller's value is replaced");
+    assert_eq!(env("https_proxy"), ["http://127.0.0.1:3128"]);
+    assert_eq!(env("ALL_PROXY"), ["socks5h://127.0.0.1:1080"]);
+    assert_eq!(env("NO_PROXY"), ["localhost,127.0.0.1,::1"]);
+    assert!(env("SSL_CERT_FILE").is_empty(), "no inspection, no CA variables");
+    assert_eq!(
+        s.fs.files,
+        [FileBind {
+            source: "/var/lib/sandboxd/resolv.conf".into(),
+            target: "/etc/resolv.conf".into()
+        }]
+    );
+
+    // Inspection: the bundle replaces the system one, and the variables point at it.
+    let inspecting = allowlist_policy(&format!("{profile}inspect = true\n"));
+    let e = plan::build(&inspecting, &caller, request("/srv/ws"), &paths(), &[]).unwrap_err();
+    assert!(e.to_string().contains("no CA in this test") && e.to_string().contains("network.inspect"), "{e}");
+    let mut p = paths();
+    p.ca_bundle = Ok("/var/lib/sandboxd/ca/bundle.pem".into());
+    let plan = plan::build(&inspecting, &caller, request("/srv/ws"), &p, &[]).unwrap();
+    assert!(plan.spec.fs.files.contains(&FileBind {
+        source: "/var/lib/sandboxd/ca/bundle.pem".into(),
+        target: "/etc/ssl/certs/ca-certificates.crt".into()
+    }));
+    for k in ["SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO"] {
+        assert!(plan.spec.env.contains(&(k.to_string(), "/etc/ssl/certs/ca-certificates.crt".to_string())), "{k}");
     }
 }

@@ -293,3 +293,22 @@ fn the_rotation_size_comes_from_the_config() {
     let err = Config::parse("t.toml", "[audit]\nmax_sise = \"1k\"\n").unwrap_err();
     assert!(err.to_string().contains("max_sise"), "{err}");
 }
+
+#[test]
+fn a_failed_write_is_an_error_and_the_chain_goes_on_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    log.append_blocking("exec-start", json!({"n": 1})).unwrap();
+    // The live file replaced by a directory: the next flush cannot open it.
+    let live = dir.path().join(FILE_NAME);
+    std::fs::rename(&live, dir.path().join("aside")).unwrap();
+    std::fs::create_dir(&live).unwrap();
+    let err = log.append_blocking("exec-start", json!({"n": 2})).unwrap_err();
+    assert!(err.to_string().contains(&live.display().to_string()), "{err}");
+    std::fs::remove_dir(&live).unwrap();
+    std::fs::rename(dir.path().join("aside"), &live).unwrap();
+    let seq = log.append_blocking("exec-start", json!({"n": 3})).unwrap();
+    assert_eq!(seq, 2, "the lost record took no seq");
+    let summary = sandboxd::audit::verify(dir.path()).unwrap();
+    assert_eq!(summary.records, 2, "{summary:?}");
+}

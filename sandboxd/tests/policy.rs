@@ -623,10 +623,16 @@ fn check_command_table() {
 
 #[test]
 fn check_url_table() {
-    let s = store(&[(
-        "net.toml",
-        "[network]\nmode = \"allowlist\"\nallow = [\"crates.io\", \"**.crates.io\", \"*.pythonhosted.org\", \"Gist.GitHub.com\", \"github.com\"]\ndeny = [\"gist.github.com\"]\nports = [443, 80]\nallow_cidrs = [\"10.0.0.0/8\"]\n",
-    )]);
+    let s = store(&[
+        (
+            "net.toml",
+            "[network]\nmode = \"allowlist\"\nallow = [\"crates.io\", \"**.crates.io\", \"*.pythonhosted.org\", \"Gist.GitHub.com\", \"github.com\", \"10.1.2.3\", \"192.168.1.1\"]\ndeny = [\"gist.github.com\"]\nports = [443, 80]\nallow_cidrs = [\"10.0.0.0/8\"]\n",
+        ),
+        (
+            "strict.toml",
+            "approval = \"never\"\n[network]\nmode = \"allowlist\"\nallow = [\"**.allowed.test\", \"xn--bcher-kva.test\", \"127.0.0.1\", \"[::1]\"]\ndeny = [\"denied.allowed.test\"]\nmethods = [\"GET\"]\n[[network.rule]]\nhost = \"api.allowed.test\"\npaths = [\"/v1/**\"]\n",
+        ),
+    ]);
     use Verdict::*;
     let cases: &[(&str, &str, Verdict, &str)] = &[
         ("workspace", "https://crates.io/", Deny, "network.mode \"none\""),
@@ -649,11 +655,12 @@ fn check_url_table() {
             Allow,
             "\"*.pythonhosted.org\"",
         ),
+        // Unlisted under approval on-request: the person would be asked.
         (
             "net",
             "https://pythonhosted.org/",
-            Deny,
-            "network.allow (no pattern matches pythonhosted.org)",
+            Prompt,
+            "network.allow (no pattern matches pythonhosted.org); ",
         ),
         (
             "net",
@@ -662,20 +669,206 @@ fn check_url_table() {
             "network.deny \"gist.github.com\"",
         ),
         ("net", "https://github.com/x", Allow, "network.allow \"github.com\""),
-        ("net", "https://crates.io:8080/", Deny, "network.ports"),
+        (
+            "net",
+            "https://crates.io:8080/",
+            Deny,
+            "net.toml:5 network.ports [443, 80]",
+        ),
         ("net", "crates.io:443", Allow, "network.allow"),
         ("net", "crates.io", Deny, "network.ports"),
-        ("net", "https://evilcrates.io/", Deny, "network.allow"),
+        ("net", "https://evilcrates.io/", Prompt, "network.allow"),
         ("net", "https://user@crates.io/", Allow, "network.allow"),
-        ("net", "http://10.1.2.3/", Allow, "network.allow_cidrs \"10.0.0.0/8\""),
-        ("net", "http://192.168.1.1/", Deny, "network.allow_cidrs"),
+        (
+            "net",
+            "http://10.1.2.3/",
+            Allow,
+            "net.toml:6 network.allow_cidrs \"10.0.0.0/8\"",
+        ),
+        ("net", "http://10.1.2.4/", Deny, "network.allow (no literal 10.1.2.4)"),
+        ("net", "http://192.168.1.1/", Deny, "ssrf: 192.168.1.1 is private"),
+        ("net", "http://127.1/", Deny, "network.allow (no literal 127.0.0.1)"),
         ("net", "https:///nohost", Deny, "network.allow"),
+        (
+            "strict",
+            "http://ALLOWED.TEST./",
+            Allow,
+            "network.allow \"**.allowed.test\"",
+        ),
+        (
+            "strict",
+            "http://allowed.test.evil.test/",
+            Deny,
+            "network.allow (no pattern matches allowed.test.evil.test)",
+        ),
+        ("strict", "http://127.1/", Deny, "ssrf: 127.0.0.1 is loopback"),
+        ("strict", "http://0x7f.1/", Deny, "ssrf: 127.0.0.1 is loopback"),
+        ("strict", "http://2130706433/", Deny, "ssrf: 127.0.0.1 is loopback"),
+        ("strict", "http://[::1]:80/", Deny, "ssrf: ::1 is loopback"),
+        ("strict", "http://[fe80::1%25eth0]/", Deny, "network.allow"),
+        (
+            "strict",
+            "http://allowed.test@evil.test/",
+            Deny,
+            "no pattern matches evil.test",
+        ),
+        (
+            "strict",
+            "http://evil.test\\@allowed.test/",
+            Deny,
+            "no pattern matches evil.test",
+        ),
+        (
+            "strict",
+            "https://bücher.test/",
+            Allow,
+            "network.allow \"xn--bcher-kva.test\"",
+        ),
+        (
+            "strict",
+            "https://denied.allowed.test/",
+            Deny,
+            "strict.toml:5 network.deny \"denied.allowed.test\"",
+        ),
+        (
+            "strict",
+            "https://allowed.test:8443/",
+            Deny,
+            "network.ports (default [80, 443])",
+        ),
+        (
+            "strict",
+            "http://api.allowed.test/v1/x",
+            Allow,
+            "strict.toml:7 network.rule",
+        ),
+        (
+            "strict",
+            "http://api.allowed.test/v2/x",
+            Deny,
+            "strict.toml:7 network.rule \"api.allowed.test\"",
+        ),
+        // Without inspection an https URL shows no path: the host decides.
+        ("strict", "https://api.allowed.test/v2/x", Allow, "network.allow"),
     ];
     for (name, url, verdict, rule) in cases {
         let d = check_url(s.get(name).unwrap(), url);
         assert_eq!(d.verdict, *verdict, "{name} {url}: {d:?}");
         assert!(d.rule.contains(rule), "{name} {url}: want {rule:?} in {:?}", d.rule);
     }
+    let d = check_url(s.get("strict").unwrap(), "https://allowed.test:8443/");
+    assert!(d.reason.starts_with("blocked-by-port: "), "{d:?}");
+}
+
+#[test]
+fn network_keys_load_and_refuse() {
+    for (body, line, mention) in [
+        ("[network]\nallow = [\"*.co.uk\"]\n", 2, "public suffix"),
+        ("[network]\nallow = [\"ok.test\",\n  \"**.com\"]\n", 3, "public suffix"),
+        ("[network]\ndeny = [\"*\"]\n", 2, "every host"),
+        ("[network]\nallow = [\"127.1\"]\n", 2, "write it as 127.0.0.1"),
+        ("[network]\ndeny = [\"*.0.1\"]\n", 2, "wildcard over an address"),
+        ("[network]\nallow = [\"1.2.3.4.5\"]\n", 2, "not an IPv4 address"),
+        (
+            "[network]\nallow_non_tls_443 = \"yes\"\n",
+            2,
+            "`network.allow_non_tls_443`",
+        ),
+        (
+            "[network]\nallow_cidrs = [\"10.0.0.0/33\"]\n",
+            2,
+            "`network.allow_cidrs`",
+        ),
+        ("[network]\n[[network.rule]]\nhost = \"*.com\"\n", 3, "public suffix"),
+    ] {
+        let (_d, r) = load(&[("bad.toml", body)], false);
+        let e = r.expect_err(body).to_string();
+        assert!(e.contains(&format!("bad.toml:{line}:")), "{body}: {e}");
+        assert!(e.contains(mention), "{body}: want {mention:?} in {e}");
+    }
+    let s = store(&[(
+        "lit.toml",
+        "[network]\nmode = \"allowlist\"\nallow = [\"10.0.0.1\", \"[fd00::1]\", \"a.test\"]\nallow_non_tls_443 = true\n",
+    )]);
+    let p = s.get("lit").unwrap();
+    assert!(p.network.allow_non_tls_443.value);
+    assert_eq!(p.network.allow_non_tls_443.origin.line, 4);
+    assert!(!s.get("workspace").unwrap().network.allow_non_tls_443.value);
+    assert!(s.render("lit").unwrap().contains("allow_non_tls_443 = true"));
+}
+
+#[test]
+fn effective_policy_carries_the_compiled_network_rules() {
+    let s = store(&[
+        (
+            "net.toml",
+            "[network]\nmode = \"allowlist\"\nallow = [\"**.crates.io\", \"pypi.org\", \"[fd00::1]\"]\n",
+        ),
+        ("wide.toml", "[network]\nmode = \"full\"\n"),
+    ]);
+    let resolve_with = |name: &str, n: Narrowing| resolve(s.get(name).unwrap(), &ctx(), &n).unwrap();
+    let host = |h: &str| sandboxd::net::Host::Name(h.to_string());
+    let e = resolve_with("net", Narrowing::default());
+    let net = e.net.as_ref().expect("allowlist has a NetPolicy");
+    assert_eq!(net.decide_host(&host("static.crates.io"), 443).verdict, Verdict::Allow);
+    assert_eq!(net.decide_host(&host("evil.test"), 443).verdict, Verdict::Prompt);
+    assert!(resolve_with("workspace", Narrowing::default()).net.is_none());
+    assert!(resolve_with("wide", Narrowing::default()).net.is_none());
+
+    // A narrowed list and a stricter approval reach the decisions, and the hash.
+    let narrowed = resolve_with(
+        "net",
+        Narrowing {
+            network_allow: Some(vec!["pypi.org".into()]),
+            approval: Some(ApprovalMode::Never),
+            ..Default::default()
+        },
+    );
+    let net = narrowed.net.as_ref().unwrap();
+    assert_eq!(narrowed.network_allow, ["pypi.org"]);
+    assert_eq!(net.decide_host(&host("pypi.org"), 443).verdict, Verdict::Allow);
+    assert_eq!(net.decide_host(&host("static.crates.io"), 443).verdict, Verdict::Deny);
+    assert_eq!(net.decide_host(&host("evil.test"), 443).verdict, Verdict::Deny);
+    assert_ne!(narrowed.hash, e.hash);
+    let never = resolve_with(
+        "net",
+        Narrowing {
+            approval: Some(ApprovalMode::Never),
+            ..Default::default()
+        },
+    );
+    assert_ne!(never.hash, e.hash, "the approval's effect on the network is hashed");
+    // Addresses narrow only to the ones the profile lists literally.
+    let lit = resolve_with(
+        "net",
+        Narrowing {
+            network_allow: Some(vec!["[FD00::1]".into()]),
+            ..Default::default()
+        },
+    );
+    assert_eq!(lit.network_allow, ["fd00::1"]);
+    let ip = sandboxd::net::Host::Ip("fd00::1".parse().unwrap());
+    assert_eq!(lit.net.unwrap().decide_host(&ip, 443).verdict, Verdict::Allow);
+    let r = resolve(
+        s.get("net").unwrap(),
+        &ctx(),
+        &Narrowing {
+            network_allow: Some(vec!["fd00::2".into()]),
+            ..Default::default()
+        },
+    );
+    assert!(r.is_err(), "{r:?}");
+    // Mode full narrowed to a list becomes an allowlist with a policy.
+    let e = resolve_with(
+        "wide",
+        Narrowing {
+            network_allow: Some(vec!["crates.io".into()]),
+            ..Default::default()
+        },
+    );
+    let net = e.net.as_ref().unwrap();
+    assert_eq!(net.decide_host(&host("crates.io"), 443).verdict, Verdict::Allow);
+    assert_eq!(net.decide_host(&host("crates.io"), 22).verdict, Verdict::Deny);
 }
 
 fn config(text: &str) -> Result<Config, ConfigError> {

@@ -4,7 +4,13 @@
 
 use super::{registry_status, Api};
 use crate::audit::AuditLog;
+use crate::backend::linux::{self, netns, SpawnError};
 use crate::identity::Caller;
+use crate::net::addr::host_addresses;
+use crate::net::listen::{Listeners, Served};
+use crate::net::secrets::passwd_name;
+use crate::net::session::Answer;
+use crate::net::{NetPolicy, NetQuery, NetRecord, Phase, Session};
 use crate::plan;
 use crate::policy::{check_command, resolve, ApprovalMode, Narrowing, PolicyStore, Verdict};
 use crate::registry::{Info, Slot};
@@ -13,10 +19,12 @@ use pb::exec_request::Msg as In;
 use pb::exec_response::Msg as Out;
 use sandbox_proto::v1 as pb;
 use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
@@ -191,12 +199,22 @@ impl Api {
             return Err(refuse("cwd", Status::invalid_argument(msg)));
         }
         let narrow = narrowing(start).map_err(|s| refuse("approval", s))?;
-        let env = start.env.clone().into_iter().collect();
+        // Secrets the caller brings are for the proxy, never the command.
+        let env = start
+            .env
+            .iter()
+            .filter(|(k, _)| !start.secrets.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let set_env = start.set_env.clone().into_iter().collect();
         let ctx = plan::exec_context(&caller, cwd.clone(), env, set_env);
         let policy = resolve(profile, &ctx, &narrow)
             .map_err(|r| refuse(&r.rule, Status::permission_denied(r.to_string())))?;
 
+        let secrets = match &policy.net {
+            Some(_) => self.secrets_for(&caller, start)?,
+            None => BTreeMap::new(),
+        };
         let slot = self
             .registry
             .admit(caller.uid)
@@ -212,7 +230,7 @@ impl Api {
             tty: start.tty,
         };
         let plan = plan::build(&policy, &caller, req, &self.paths, &sockets)
-            .map_err(|e| refuse("network.mode", Status::failed_precondition(e.to_string())))?;
+            .map_err(|e| refuse("network", Status::failed_precondition(e.to_string())))?;
         // Nothing runs unaudited: the start is on disk before the spawn.
         let record = json!({
             "id": slot.id(),
@@ -231,13 +249,30 @@ impl Api {
                 Status::failed_precondition(format!("not run, as it cannot be audited: {e}")),
             )
         })?;
-        let spawned = crate::backend::linux::spawn(&plan.spec, &plan.limits, &self.init_exe)
-            .await
-            .map_err(|e| Refusal {
-                id: Some(slot.id().to_string()),
-                ..refuse("spawn", Status::failed_precondition(e.to_string()))
-            })?;
+        let spawn_failed = |e: SpawnError| Refusal {
+            id: Some(slot.id().to_string()),
+            ..refuse("spawn", Status::failed_precondition(e.to_string()))
+        };
+        // Allowlist sandboxes get the daemon's listeners bound inside before
+        // their command starts.
+        let (spawned, listeners) = if policy.net.is_some() {
+            let bind = |ns: &OwnedFd| netns::within(ns, Listeners::bind);
+            linux::spawn_with(&plan.spec, &plan.limits, &self.init_exe, bind)
+                .await
+                .map_err(spawn_failed)?
+        } else {
+            let s = linux::spawn(&plan.spec, &plan.limits, &self.init_exe)
+                .await
+                .map_err(spawn_failed)?;
+            (s, None)
+        };
         let pid = spawned.pid;
+        let net = match (listeners, policy.net.clone()) {
+            (Some(listeners), Some(net_policy)) => {
+                Some(self.serve_network(&caller, slot.id(), start, net_policy, secrets, listeners))
+            }
+            _ => None,
+        };
         let (handle, outputs) = supervisor::supervise(spawned, plan.options);
         if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
             let _ = handle.send(resize(w)).await;
@@ -267,13 +302,170 @@ impl Api {
         };
         // The channel is empty: this cannot block, and a closed channel is seen below.
         let _ = tx.send(response(Out::Started(started))).await;
-        let input = tokio::spawn(pump_input(inbound, handle.clone()));
+        let pending = Pending::default();
+        let input = tokio::spawn(pump_input(inbound, handle.clone(), pending.clone()));
         let audit = Arc::clone(&self.audit);
+        let ends = Ends {
+            caller,
+            slot,
+            profile: name,
+            audit,
+        };
         tokio::spawn(async move {
-            pump_output(outputs, tx, handle, &caller, &slot, &name, &audit).await;
+            pump_output(outputs, tx, handle, net, pending, &ends).await;
             input.abort();
         });
         Ok(ReceiverStream::new(rx))
+    }
+
+    /// The secrets an allowlist exec may inject: the daemon's for this user,
+    /// plus those the caller brought (by name, with a value).
+    fn secrets_for(
+        &self,
+        caller: &Caller,
+        start: &pb::ExecStart,
+    ) -> Result<BTreeMap<String, String>, Refusal> {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let user = passwd_name(caller.uid, &passwd);
+        let mut secrets = self.net.secrets.for_user(caller.uid, user.as_deref());
+        for name in &start.secrets {
+            let value = start.secret_values.get(name).ok_or_else(|| {
+                let msg = format!("secret {name} was named but no value came with it");
+                refuse("secrets", Status::invalid_argument(msg))
+            })?;
+            secrets.insert(name.clone(), value.clone());
+        }
+        Ok(secrets)
+    }
+
+    /// Starts the proxies and the resolver of an allowlist exec on its listeners.
+    fn serve_network(
+        &self,
+        caller: &Caller,
+        id: &str,
+        start: &pb::ExecStart,
+        policy: NetPolicy,
+        secrets: BTreeMap<String, String>,
+        listeners: Listeners,
+    ) -> NetRun {
+        let (events_tx, events) = mpsc::channel(NET_EVENTS);
+        let (questions_tx, questions) = mpsc::channel(4);
+        let inspector = policy
+            .inspect()
+            .then(|| self.net.inspector.as_ref().ok().cloned())
+            .flatten();
+        let session = Session::new(
+            id.to_string(),
+            caller.uid,
+            policy,
+            secrets,
+            Arc::clone(&self.net.resolver),
+            inspector,
+            Arc::new(host_addresses()),
+            Arc::clone(&self.audit),
+            events_tx,
+            start.interactive.then_some(questions_tx),
+        );
+        NetRun {
+            served: listeners.serve(Arc::new(session)),
+            events,
+            questions,
+        }
+    }
+}
+
+/// Network events buffered towards the client before newer ones are dropped
+/// from the stream (never from the audit log).
+const NET_EVENTS: usize = 64;
+
+/// The network side of a running allowlist exec.
+struct NetRun {
+    /// Dropped at the exit: listeners closed, connections ended.
+    served: Served,
+    events: mpsc::Receiver<NetRecord>,
+    questions: mpsc::Receiver<(NetQuery, oneshot::Sender<Answer>)>,
+}
+
+/// Approval requests sent to the client, by id, awaiting its answer.
+#[derive(Clone, Default)]
+struct Pending(Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>);
+
+impl Pending {
+    fn add(&self, id: String, tx: oneshot::Sender<Answer>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+    }
+
+    /// Routes the client's answer; unknown ids and unknown words are ignored
+    /// (the request then times out as a deny).
+    fn answer(&self, a: &pb::ApprovalAnswer) {
+        let answer = match a.decision.as_str() {
+            "approve" => Answer::Once,
+            "approve-session" => Answer::Exec,
+            "deny" => Answer::Deny,
+            _ => return,
+        };
+        let tx = self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&a.id);
+        if let Some(tx) = tx {
+            let _ = tx.send(answer);
+        }
+    }
+}
+
+/// Who and what the end of an exec is recorded for.
+struct Ends {
+    caller: Caller,
+    slot: Slot,
+    profile: String,
+    audit: Arc<AuditLog>,
+}
+
+/// A network decision as an event on the exec's stream.
+fn net_event(r: &NetRecord) -> pb::Event {
+    let what = match (&r.method, &r.path) {
+        (Some(m), Some(p)) => format!("{m} {}:{}{p}", r.host, r.port),
+        (Some(m), None) => format!("{m} {}:{}", r.host, r.port),
+        _ => format!("{}:{}", r.host, r.port),
+    };
+    let outcome = match r.block {
+        Some(b) => format!("{} blocked-by-{}", r.verdict.as_str(), b.as_str()),
+        None => r.verdict.as_str().to_string(),
+    };
+    let mut fields = HashMap::from([
+        ("protocol".to_string(), r.protocol.to_string()),
+        ("host".to_string(), r.host.clone()),
+        ("port".to_string(), r.port.to_string()),
+        ("decision".to_string(), r.verdict.as_str().to_string()),
+    ]);
+    if let Some(b) = r.block {
+        fields.insert("reason".into(), format!("blocked-by-{}", b.as_str()));
+    }
+    pb::Event {
+        kind: "network".into(),
+        message: format!("{outcome}: {} {what}: {}", r.protocol, r.reason),
+        rule: r.rule.clone(),
+        fields,
+    }
+}
+
+/// A question of the session as an approval request on the stream.
+fn approval_request(id: &str, q: &NetQuery, profile: &str) -> pb::ApprovalRequest {
+    pb::ApprovalRequest {
+        id: id.to_string(),
+        kind: "network".into(),
+        host: q.host.clone(),
+        port: q.port.into(),
+        method: q.method.clone().unwrap_or_default(),
+        profile: profile.to_string(),
+        rule: q.rule.clone(),
+        ..Default::default()
+    }
+}
+
+/// The next message of an optional channel; never ready without one.
+async fn recv<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -287,7 +479,7 @@ fn resize(w: &pb::WindowSize) -> Control {
 
 /// Client messages to the sandbox. The end of the client's stream only means
 /// no more input; a broken stream means the client is gone: kill.
-async fn pump_input(mut inbound: Streaming<pb::ExecRequest>, handle: Handle) {
+async fn pump_input(mut inbound: Streaming<pb::ExecRequest>, handle: Handle, pending: Pending) {
     loop {
         let control = match inbound.message().await {
             Ok(Some(pb::ExecRequest { msg: Some(msg) })) => match msg {
@@ -295,7 +487,11 @@ async fn pump_input(mut inbound: Streaming<pb::ExecRequest>, handle: Handle) {
                 In::StdinEof(_) => Control::StdinEof,
                 In::Signal(s) => Control::Signal(s.signal),
                 In::Resize(w) => resize(&w),
-                In::Start(_) | In::Approval(_) => continue,
+                In::Approval(a) => {
+                    pending.answer(&a);
+                    continue;
+                }
+                In::Start(_) => continue,
             },
             Ok(Some(pb::ExecRequest { msg: None })) => continue,
             Ok(None) => return,
@@ -314,16 +510,41 @@ async fn pump_output(
     mut outputs: mpsc::Receiver<Output>,
     tx: mpsc::Sender<Result<pb::ExecResponse, Status>>,
     handle: Handle,
-    caller: &Caller,
-    slot: &Slot,
-    profile: &str,
-    audit: &Arc<AuditLog>,
+    mut net: Option<NetRun>,
+    pending: Pending,
+    ends: &Ends,
 ) {
+    let Ends {
+        caller,
+        slot,
+        profile,
+        audit,
+    } = ends;
+    let profile = profile.as_str();
     let mut client = true;
+    let mut asked = 0u64;
     let exit = loop {
         let out = if client {
+            let (events, questions) = match net.as_mut() {
+                Some(n) => (Some(&mut n.events), Some(&mut n.questions)),
+                None => (None, None),
+            };
             tokio::select! {
                 out = outputs.recv() => out,
+                Some(r) = recv(events) => {
+                    if r.phase == Phase::Decision {
+                        let _ = tx.try_send(response(Out::Event(net_event(&r))));
+                    }
+                    continue;
+                }
+                Some((q, answer)) = recv(questions) => {
+                    asked += 1;
+                    let id = format!("{}-net-{asked}", slot.id());
+                    let request = approval_request(&id, &q, profile);
+                    pending.add(id, answer);
+                    let _ = tx.send(response(Out::Approval(request))).await;
+                    continue;
+                }
                 _ = tx.closed() => {
                     client = false;
                     let _ = handle.send(Control::Kill("the client went away".into())).await;
@@ -351,6 +572,8 @@ async fn pump_output(
                 .await;
         }
     };
+    // The exec's listeners close with it.
+    drop(net.take().map(|n| n.served));
     // The end is recorded before the client hears of it.
     let record = match &exit {
         Some(e) => json!({

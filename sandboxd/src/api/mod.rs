@@ -32,6 +32,8 @@ pub struct Api {
     pub init_exe: PathBuf,
     /// Where every exec's start, end or refusal is recorded.
     pub audit: Arc<AuditLog>,
+    /// Resolver, inspection CA and secrets of allowlist sandboxes.
+    pub net: crate::net::Services,
 }
 
 /// The caller of a request, as the connection's peer credentials say.

@@ -1,16 +1,20 @@
-//! The writer: one lock serializes appends; each record is written and
-//! fsync'ed before `append` returns, so the caller can hold its action until
-//! the record is on disk. The file is opened by its path for each record,
-//! so a log that has become unwritable (read-only mount, removed directory)
-//! fails the next append rather than going on into a stale file.
+//! The writer. Each record is chained (seq, prev, hash) in the order
+//! appends take the lock, and `append` returns only once the record is
+//! written and fsync'ed, so the caller can hold its action until then.
+//! Concurrent appends share one write and one fsync (group commit): the
+//! first to find no flush running writes every record queued so far, the
+//! others wait for it. The file is opened by its path for each flush, so a
+//! log that has become unwritable (read-only mount, removed directory) fails
+//! the next append rather than going on into a stale file.
 
 use super::{files, record_hash, rfc3339, rotated, sha256_hex, FILE_NAME, GENESIS};
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 /// Size past which `audit.jsonl` is rotated, unless the config says otherwise.
@@ -39,22 +43,39 @@ pub enum AuditError {
     Thread(String),
 }
 
-/// The append-only writer. Appends are serialized by its lock.
+/// The append-only writer.
 #[derive(Debug)]
 pub struct AuditLog {
     dir: PathBuf,
     max_bytes: u64,
     state: Mutex<State>,
+    /// Signalled when a flush ends.
+    flushed: Condvar,
 }
 
 #[derive(Debug)]
 struct State {
-    /// `seq` of the last record written (0: none yet).
+    /// `seq` of the last record on disk (0: none yet).
     seq: u64,
-    /// Hash of the last line written.
+    /// Hash of the last line on disk.
     prev: String,
+    /// Records waiting for the next flush, by ticket, not yet chained.
+    queued: Vec<(u64, String, Map<String, Value>)>,
+    next_ticket: u64,
+    /// A flush is running (outside the lock).
+    flushing: bool,
+    /// Outcomes of flushed records by ticket, until their appender takes them.
+    outcomes: HashMap<u64, Result<u64, Failure>>,
     /// A failed write left bytes that could not be removed.
     poisoned: bool,
+}
+
+/// Why a flush failed, for each of its records' appenders.
+#[derive(Debug, Clone)]
+struct Failure {
+    action: &'static str,
+    kind: io::ErrorKind,
+    message: String,
 }
 
 fn io_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> AuditError {
@@ -135,8 +156,13 @@ impl AuditLog {
             state: Mutex::new(State {
                 seq,
                 prev,
+                queued: Vec::new(),
+                next_ticket: 0,
+                flushing: false,
+                outcomes: HashMap::new(),
                 poisoned: false,
             }),
+            flushed: Condvar::new(),
         };
         // Refuse to start on a log that cannot be written.
         log.create_live()?;
@@ -162,46 +188,120 @@ impl AuditLog {
 
     /// [`append`](Self::append) on the calling thread.
     pub fn append_blocking(&self, kind: &str, fields: Value) -> Result<u64, AuditError> {
-        let Value::Object(mut record) = fields else {
+        let Value::Object(record) = fields else {
             return Err(AuditError::Fields { kind: kind.into() });
         };
-        let live = self.path();
-        // A panic elsewhere while holding the lock leaves the state as valid as any write does.
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.lock();
         if state.poisoned {
-            return Err(AuditError::Poisoned { path: live });
+            return Err(AuditError::Poisoned { path: self.path() });
         }
-        let seq = state.seq + 1;
-        record.insert("seq".into(), seq.into());
-        record.insert("time".into(), rfc3339(SystemTime::now()).into());
-        record.insert("kind".into(), kind.into());
-        record.insert("prev".into(), state.prev.clone().into());
-        let hash = record_hash(&record);
-        record.insert("hash".into(), hash.into());
-        let line = Value::Object(record).to_string();
-        let mut buf = line.into_bytes();
-        buf.push(b'\n');
-        let mut file = open_live(&live)?;
-        let mut size = file.metadata().map_err(io_err(&live, "stat"))?.len();
-        if size > 0 && size + buf.len() as u64 > self.max_bytes {
-            self.rotate()?;
-            file = open_live(&live)?;
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.queued.push((ticket, kind.to_string(), record));
+        loop {
+            if let Some(outcome) = state.outcomes.remove(&ticket) {
+                return outcome.map_err(|f| {
+                    io_err(&self.path(), f.action)(io::Error::new(f.kind, f.message))
+                });
+            }
+            if state.poisoned {
+                return Err(AuditError::Poisoned { path: self.path() });
+            }
+            if state.flushing {
+                state = self
+                    .flushed
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+            } else {
+                state = self.flush(state);
+            }
+        }
+    }
+
+    /// Chains every queued record onto the last one on disk, writes and
+    /// fsyncs them (the lock released meanwhile), and leaves each record's
+    /// outcome for its appender. A failed batch leaves the chain as it was.
+    fn flush<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let queued = std::mem::take(&mut state.queued);
+        let (mut seq, mut prev) = (state.seq, state.prev.clone());
+        let mut batch = Vec::new();
+        let mut tickets = Vec::with_capacity(queued.len());
+        for (ticket, kind, mut record) in queued {
+            seq += 1;
+            record.insert("seq".into(), seq.into());
+            record.insert("time".into(), rfc3339(SystemTime::now()).into());
+            record.insert("kind".into(), kind.into());
+            record.insert("prev".into(), prev.into());
+            let hash = record_hash(&record);
+            record.insert("hash".into(), hash.into());
+            let line = Value::Object(record).to_string();
+            prev = sha256_hex(line.as_bytes());
+            batch.extend_from_slice(line.as_bytes());
+            batch.push(b'\n');
+            tickets.push((ticket, seq));
+        }
+        state.flushing = true;
+        drop(state);
+        let written = self.write_batch(&batch);
+        let mut state = self.lock();
+        state.flushing = false;
+        match written {
+            Ok(()) => {
+                state.seq = seq;
+                state.prev = prev;
+                for (ticket, seq) in tickets {
+                    state.outcomes.insert(ticket, Ok(seq));
+                }
+            }
+            Err((e, undone)) => {
+                let failure = match &e {
+                    AuditError::Io { source, action, .. } => Failure {
+                        action,
+                        kind: source.kind(),
+                        message: source.to_string(),
+                    },
+                    other => Failure {
+                        action: "write",
+                        kind: io::ErrorKind::Other,
+                        message: other.to_string(),
+                    },
+                };
+                for (ticket, _) in tickets {
+                    state.outcomes.insert(ticket, Err(failure.clone()));
+                }
+                state.poisoned |= !undone;
+            }
+        }
+        self.flushed.notify_all();
+        state
+    }
+
+    /// Appends `batch` to the live file (rotating first when it would pass
+    /// the size limit) and fsyncs it. On failure, whether the partial write
+    /// could be removed.
+    fn write_batch(&self, batch: &[u8]) -> Result<(), (AuditError, bool)> {
+        let live = self.path();
+        let mut file = open_live(&live).map_err(|e| (e, true))?;
+        let mut size = file
+            .metadata()
+            .map_err(|e| (io_err(&live, "stat")(e), true))?
+            .len();
+        if size > 0 && size + batch.len() as u64 > self.max_bytes {
+            self.rotate().map_err(|e| (e, true))?;
+            file = open_live(&live).map_err(|e| (e, true))?;
             size = 0;
         }
         let written = file
-            .write_all(&buf)
+            .write_all(batch)
             .map_err(io_err(&live, "write"))
             .and_then(|()| file.sync_data().map_err(io_err(&live, "fsync")));
-        if let Err(e) = written {
-            // Remove what part of the line reached the file, so the next record follows a whole one.
-            if file.set_len(size).is_err() {
-                state.poisoned = true;
-            }
-            return Err(e);
-        }
-        state.seq = seq;
-        state.prev = sha256_hex(&buf[..buf.len() - 1]);
-        Ok(seq)
+        // Remove what part of the batch reached the file, so the next record follows a whole one.
+        written.map_err(|e| (e, file.set_len(size).is_ok()))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves the state as valid as any write does.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Renames the full live file to the next `audit.jsonl.N` and starts an

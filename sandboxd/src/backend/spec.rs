@@ -61,9 +61,21 @@ pub struct FsPlan {
     pub hide: Vec<PathBuf>,
     /// Host Unix socket paths (from the host's /proc/net/unix) to make unreachable.
     pub host_sockets: Vec<PathBuf>,
+    /// Host files bound read-only over files of the view (e.g. the
+    /// resolv.conf naming the sandbox's own resolver).
+    pub files: Vec<FileBind>,
     /// An empty directory owned by root on the host, used as the mount point of
     /// the new root inside the sandbox's mount namespace.
     pub staging: PathBuf,
+}
+
+/// A host file shown read-only in place of a file of the view.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileBind {
+    /// On the host, opened by the init before the view hides anything.
+    pub source: PathBuf,
+    /// In the view; must exist there (a symlink is followed inside the view).
+    pub target: PathBuf,
 }
 
 /// How the Landlock wall is applied.

@@ -2,13 +2,226 @@
 //! and TCP): allowed names of type A, AAAA, CNAME and HTTPS are answered
 //! through the daemon's [`crate::net::Resolver`]; denied names get NXDOMAIN,
 //! other types of allowed names an empty answer, and nothing else is sent upstream.
+//!
+//! Speed: one loop reads the UDP socket and answers denied, static, cached
+//! and non-forwarded queries inline from stack-held state and one reused
+//! reply buffer; only a query that must go upstream gets a task. Audit
+//! records are written by their own task ([`audit`]), so no answer waits
+//! for the disk.
 
-use crate::net::Session;
+mod audit;
+pub mod wire;
+
+use crate::net::{Block, NetDecision, Session};
+use crate::policy::Verdict;
+use audit::AuditQueue;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinSet;
+use wire::{Query, Rcode, Unusable};
+
+/// Most queries waiting on upstream at once; past it, new ones are dropped
+/// (the client retries).
+const MAX_FORWARDS: usize = 1024;
+/// Most TCP connections at once; past it, new ones are closed.
+const MAX_TCP: usize = 64;
+/// A TCP connection with no query for this long is closed.
+const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Serves `udp` and `tcp` (bound inside the sandbox) until dropped; dropping
 /// it ends every connection it started.
-pub async fn serve(udp: std::net::UdpSocket, tcp: std::net::TcpListener, session: Arc<Session>) -> std::io::Result<()> {
-    let _ = (udp, tcp, session);
-    todo!()
+pub async fn serve(
+    udp: std::net::UdpSocket,
+    tcp: std::net::TcpListener,
+    session: Arc<Session>,
+) -> std::io::Result<()> {
+    udp.set_nonblocking(true)?;
+    tcp.set_nonblocking(true)?;
+    let udp = Arc::new(UdpSocket::from_std(udp)?);
+    let tcp = TcpListener::from_std(tcp)?;
+    let audit = AuditQueue::start(Arc::clone(&session));
+    // Whatever was decided is still written after the server is dropped.
+    let _flush = audit.closer();
+    let filter = Arc::new(Filter { session, audit });
+    let mut tasks = JoinSet::new();
+    tasks.spawn(accept_tcp(tcp, Arc::clone(&filter)));
+    let mut buf = vec![0u8; 65536];
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let (n, peer) = match udp.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("DNS: UDP receive: {e}");
+                continue;
+            }
+        };
+        while tasks.try_join_next().is_some() {}
+        let query = &buf[..n];
+        match filter.handle(query, &mut out) {
+            Step::Reply(limit) => {
+                if out.len() > limit {
+                    if let Ok(q) = wire::parse_query(query) {
+                        wire::reply_truncated(query, &q.question, &mut out);
+                    }
+                }
+                if let Err(e) = udp.send_to(&out, peer).await {
+                    tracing::debug!("DNS: UDP reply to {peer}: {e}");
+                }
+            }
+            Step::Forward(q) => {
+                if tasks.len() >= MAX_FORWARDS {
+                    continue;
+                }
+                let (filter, udp, query) = (Arc::clone(&filter), Arc::clone(&udp), query.to_vec());
+                tasks.spawn(async move {
+                    let mut out = filter.forward(&query, &q).await;
+                    if out.len() > q.udp_size {
+                        wire::reply_truncated(&query, &q.question, &mut out);
+                    }
+                    if let Err(e) = udp.send_to(&out, peer).await {
+                        tracing::debug!("DNS: UDP reply to {peer}: {e}");
+                    }
+                });
+            }
+            Step::Drop => {}
+        }
+    }
+}
+
+/// What to do with one message.
+enum Step {
+    /// Send `out`, truncated past this many bytes (UDP).
+    Reply(usize),
+    /// Ask upstream.
+    Forward(Box<Query>),
+    Drop,
+}
+
+/// The decisions of one sandbox's server.
+struct Filter {
+    session: Arc<Session>,
+    audit: Arc<AuditQueue>,
+}
+
+/// Query types answered from upstream; any other type of an allowed name
+/// gets an empty answer.
+fn forwarded_type(qtype: u16) -> bool {
+    matches!(
+        qtype,
+        wire::TYPE_A | wire::TYPE_AAAA | wire::TYPE_CNAME | wire::TYPE_HTTPS
+    )
+}
+
+impl Filter {
+    /// Decides `m`, records the decision, and builds the reply in `out`
+    /// unless the query must go upstream.
+    fn handle(&self, m: &[u8], out: &mut Vec<u8>) -> Step {
+        let query = match wire::parse_query(m) {
+            Ok(q) => q,
+            Err(Unusable::Drop) => return Step::Drop,
+            Err(Unusable::Reply(rcode)) => {
+                wire::reply_bare(m, rcode, out);
+                return Step::Reply(wire::PLAIN_UDP);
+            }
+        };
+        let q = &query.question;
+        // A question whose record still waits was decided moments ago.
+        let allowed = match self.audit.repeat(q) {
+            Some(allowed) => allowed,
+            None => {
+                let decision = match q.is_host_name() {
+                    true => self.session.policy.decide_name(q.name()),
+                    false => NetDecision {
+                        verdict: Verdict::Deny,
+                        block: Some(Block::BadRequest),
+                        rule: "dns".into(),
+                        reason: "not a host name".into(),
+                    },
+                };
+                match self.audit.push(q, decision) {
+                    Some(allowed) => allowed,
+                    // Past what the audit log can take: no answer without a record.
+                    None => return Step::Drop,
+                }
+            }
+        };
+        if self.audit.failing() {
+            wire::reply(m, q, Rcode::Refused, out);
+        } else if !allowed {
+            wire::reply(m, q, Rcode::NxDomain, out);
+        } else if q.qclass != wire::CLASS_IN || !forwarded_type(q.qtype) {
+            wire::reply(m, q, Rcode::NoError, out);
+        } else if !self.session.resolver.answer_local(m, q, out) {
+            return Step::Forward(Box::new(query));
+        }
+        Step::Reply(query.udp_size)
+    }
+
+    /// The upstream answer to `m`, or SERVFAIL.
+    async fn forward(&self, m: &[u8], q: &Query) -> Vec<u8> {
+        match self.session.resolver.forward_upstream(m, &q.question).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("DNS: {e}");
+                let mut out = Vec::new();
+                wire::reply(m, &q.question, Rcode::ServFail, &mut out);
+                out
+            }
+        }
+    }
+}
+
+/// Accepts TCP connections; dropping it ends them.
+async fn accept_tcp(tcp: TcpListener, filter: Arc<Filter>) {
+    let mut conns = JoinSet::new();
+    loop {
+        let stream = match tcp.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("DNS: TCP accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        while conns.try_join_next().is_some() {}
+        if conns.len() < MAX_TCP {
+            conns.spawn(serve_tcp(stream, Arc::clone(&filter)));
+        }
+    }
+}
+
+/// Queries on one TCP connection (2-byte length, message), answered in order.
+async fn serve_tcp(mut s: TcpStream, filter: Arc<Filter>) {
+    let mut buf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(512);
+    let mut framed = Vec::with_capacity(514);
+    loop {
+        let len = match tokio::time::timeout(TCP_IDLE, s.read_u16()).await {
+            Ok(Ok(len)) => usize::from(len),
+            _ => return,
+        };
+        let m = &mut buf[..len];
+        if !matches!(
+            tokio::time::timeout(TCP_IDLE, s.read_exact(m)).await,
+            Ok(Ok(_))
+        ) {
+            return;
+        }
+        match filter.handle(m, &mut out) {
+            Step::Reply(_) => {}
+            Step::Forward(q) => out = filter.forward(m, &q).await,
+            Step::Drop => return,
+        }
+        let Ok(len) = u16::try_from(out.len()) else {
+            return;
+        };
+        framed.clear();
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&out);
+        if s.write_all(&framed).await.is_err() {
+            return;
+        }
+    }
 }

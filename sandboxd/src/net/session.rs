@@ -82,7 +82,7 @@ pub struct Session {
     /// The host's own addresses (refused by the SSRF guard).
     pub host_addrs: Arc<Vec<IpAddr>>,
     audit: Arc<AuditLog>,
-    events: mpsc::UnboundedSender<NetRecord>,
+    events: mpsc::Sender<NetRecord>,
     questions: Option<Questions>,
     /// (host, port) answered "for this exec".
     approved: Mutex<HashSet<(String, u16)>>,
@@ -104,7 +104,7 @@ impl Session {
         inspector: Option<Arc<Inspector>>,
         host_addrs: Arc<Vec<IpAddr>>,
         audit: Arc<AuditLog>,
-        events: mpsc::UnboundedSender<NetRecord>,
+        events: mpsc::Sender<NetRecord>,
         questions: Option<Questions>,
     ) -> Session {
         Session {
@@ -123,7 +123,8 @@ impl Session {
     }
 
     /// Writes `r` to the audit log (fsync'ed) and sends it on the exec's
-    /// stream. An allowed action proceeds only after this returned `Ok`.
+    /// stream (dropped there, not in the log, when the client lags). An
+    /// allowed action proceeds only after this returned `Ok`.
     pub async fn record(&self, r: NetRecord) -> Result<(), NotAudited> {
         let kind = match r.phase {
             Phase::Decision => "network",
@@ -147,7 +148,7 @@ impl Session {
             "duration_ms": r.duration_ms,
         });
         let written = self.audit.append(kind, fields).await;
-        let _ = self.events.send(r);
+        let _ = self.events.try_send(r);
         written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
     }
 

@@ -1,7 +1,7 @@
 //! Loading profiles: embedded defaults plus the policy dir, TOML with `extends`,
 //! errors that name file, line and key.
 
-use super::domain::{parse_cidr, DomainPattern};
+use super::domain::{ip_literal, parse_cidr, DomainPattern};
 use super::model::*;
 use super::tree::{self, join, known_keys, Node, Pos, Table, TreeError, Value};
 use super::values::{parse_duration, parse_size};
@@ -339,8 +339,21 @@ fn filesystem(t: &Table) -> Result<FilesystemRules, TreeError> {
     })
 }
 
+/// A host pattern or an IP literal (`network.allow`, `network.deny`,
+/// `network.rule.host`). A name ending in a number (`127.1`, `*.0.1`) is
+/// refused: hosts written that way are addresses and would never match.
 fn domain(s: &str) -> Result<(), String> {
-    DomainPattern::parse(s).map(|_| ())
+    if ip_literal(s).is_some() {
+        return Ok(());
+    }
+    DomainPattern::parse(s)?;
+    let base = s.strip_prefix("**.").or_else(|| s.strip_prefix("*.")).unwrap_or(s);
+    match crate::net::normalize_host(base.trim()) {
+        Ok(crate::net::Host::Ip(ip)) if base == s => Err(format!("{s:?} reads as the address {ip}: write it as {ip}")),
+        Ok(crate::net::Host::Ip(_)) => Err(format!("{s:?} is a wildcard over an address")),
+        Ok(crate::net::Host::Name(_)) => Ok(()),
+        Err(m) => Err(m),
+    }
 }
 
 fn method(s: &str) -> Result<(), String> {
@@ -364,6 +377,7 @@ fn network(t: &Table, default: &Origin) -> Result<NetworkRules, TreeError> {
             "methods",
             "allow_cidrs",
             "inspect",
+            "allow_non_tls_443",
             "rule",
         ],
     )?;
@@ -394,12 +408,14 @@ fn network(t: &Table, default: &Origin) -> Result<NetworkRules, TreeError> {
             .map(|_| ())
             .ok_or_else(|| format!("{s:?} is not an address or ADDRESS/PREFIX"))
     };
-    let inspect = match t.get("inspect") {
-        Some((_, n)) => Located {
-            value: n.bool("network.inspect")?,
-            origin: n.pos.origin(),
-        },
-        None => defaulted(false, default),
+    let flag = |key: &str| -> Result<Located<bool>, TreeError> {
+        match t.get(key) {
+            Some((_, n)) => Ok(Located {
+                value: n.bool(&join(P, key))?,
+                origin: n.pos.origin(),
+            }),
+            None => Ok(defaulted(false, default)),
+        }
     };
     let mut rules = Vec::new();
     if let Some((_, n)) = t.get("rule") {
@@ -417,7 +433,8 @@ fn network(t: &Table, default: &Origin) -> Result<NetworkRules, TreeError> {
         ports,
         methods,
         allow_cidrs: list(t, "allow_cidrs", P, &cidr)?,
-        inspect,
+        inspect: flag("inspect")?,
+        allow_non_tls_443: flag("allow_non_tls_443")?,
         rules,
     })
 }

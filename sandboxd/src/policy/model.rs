@@ -139,6 +139,9 @@ pub struct FilesystemRules {
     pub deny_write: Vec<Located<String>>,
 }
 
+/// Destination ports when a profile lists none in `network.ports`.
+pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
+
 #[derive(Debug, Clone)]
 pub struct NetworkRules {
     pub mode: Located<NetworkMode>,
@@ -148,6 +151,8 @@ pub struct NetworkRules {
     pub methods: Option<Vec<Located<String>>>,
     pub allow_cidrs: Vec<Located<String>>,
     pub inspect: Located<bool>,
+    /// May a CONNECT to port 443 carry something other than TLS?
+    pub allow_non_tls_443: Located<bool>,
     /// `[[network.rule]]`: finer rules for one host pattern.
     pub rules: Vec<Located<HostRule>>,
 }
@@ -215,6 +220,8 @@ pub struct EffectivePolicy {
     /// Domain patterns in effect with `allowlist`: the profile's, or the
     /// request's narrower list.
     pub network_allow: Vec<String>,
+    /// The compiled `[network]` rules: `Some` exactly when `network` is `allowlist`.
+    pub net: Option<crate::net::NetPolicy>,
     /// The command's environment, in order.
     pub env: Vec<(String, String)>,
     pub limits: EffectiveLimits,

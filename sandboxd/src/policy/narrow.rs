@@ -1,11 +1,12 @@
 //! From a profile and one exec request to the effective policy (requests may
 //! only narrow), and the pure decisions behind `policy check`.
 
-use super::domain::{cidr_contains, normalize_host, parse_cidr, DomainPattern};
+use super::domain::{ip_literal, DomainPattern};
 use super::shell::{self, Runs, Word};
 use super::model::{ApprovalMode, EffectiveLimits, EffectivePolicy, Located, NetworkMode, Origin, Profile};
 use super::values::{format_duration, format_size};
 use super::{Decision, Refusal, Verdict};
+use crate::net::{Host, NetDecision, NetPolicy};
 use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -50,7 +51,7 @@ pub const DEFAULT_OUTPUT: u64 = 64 << 20;
 const TMP: &str = "/tmp";
 
 /// `ORIGIN KEY "VALUE"`, the way decisions and refusals name a rule.
-fn rule<T: std::fmt::Display>(origin: &Origin, key: &str, value: T) -> String {
+pub(crate) fn rule<T: std::fmt::Display>(origin: &Origin, key: &str, value: T) -> String {
     format!("{origin} {key} \"{value}\"")
 }
 
@@ -200,6 +201,17 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
         Some(to) => to,
         None => profile.approval.value,
     };
+    let net = match network {
+        NetworkMode::Allowlist => {
+            let narrowed = narrow.network_allow.as_ref().map(|_| network_allow.as_slice());
+            let net = NetPolicy::from_profile(profile, narrowed, approval).map_err(|message| Refusal {
+                message,
+                rule: "network".to_string(),
+            })?;
+            Some(net)
+        }
+        NetworkMode::None | NetworkMode::Full => None,
+    };
     let mut policy = EffectivePolicy {
         profile: profile.name.clone(),
         approval,
@@ -212,6 +224,7 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
         private_tmp,
         network,
         network_allow,
+        net,
         env,
         limits,
         hash: String::new(),
@@ -271,17 +284,29 @@ fn narrow_network(profile: &Profile, asked: Option<&[String]>) -> Result<(Networ
     let mode_rule = rule(&net.mode.origin, "network.mode", net.mode.value.as_str());
     let mut out = Vec::new();
     for d in asked {
-        let p = DomainPattern::parse(d).map_err(|m| Refusal {
-            message: m,
-            rule: "network.allow".to_string(),
-        })?;
+        // An address only when the profile lists it literally; a pattern
+        // when it lies within one of the profile's.
+        let (entry, listed) = match ip_literal(d) {
+            Some(ip) => (
+                ip.to_string(),
+                net.allow.iter().any(|a| ip_literal(&a.value) == Some(ip)),
+            ),
+            None => {
+                let p = DomainPattern::parse(d).map_err(|m| Refusal {
+                    message: m,
+                    rule: "network.allow".to_string(),
+                })?;
+                let listed = net
+                    .allow
+                    .iter()
+                    .any(|a| DomainPattern::parse(&a.value).is_ok_and(|ap| p.within(&ap)));
+                (p.to_string(), listed)
+            }
+        };
         let allowed = match net.mode.value {
             NetworkMode::None => false,
             NetworkMode::Full => true,
-            NetworkMode::Allowlist => net
-                .allow
-                .iter()
-                .any(|a| DomainPattern::parse(&a.value).is_ok_and(|ap| p.within(&ap))),
+            NetworkMode::Allowlist => listed,
         };
         if !allowed {
             let rule = if net.mode.value == NetworkMode::None {
@@ -300,7 +325,7 @@ fn narrow_network(profile: &Profile, asked: Option<&[String]>) -> Result<(Networ
                 rule,
             });
         }
-        out.push(p.to_string());
+        out.push(entry);
     }
     let mode = if out.is_empty() {
         NetworkMode::None
@@ -374,6 +399,7 @@ fn hash(p: &EffectivePolicy) -> String {
         "private_tmp": p.private_tmp,
         "network": p.network.as_str(),
         "network_allow": p.network_allow,
+        "net": p.net.as_ref().map(NetPolicy::canonical),
         "env": p.env,
         "limits": {
             "timeout_ms": p.limits.timeout.map(|d| d.as_millis() as u64),
@@ -622,16 +648,28 @@ fn not_understood(profile: &Profile, why: &str, shown: &str) -> Decision {
     }
 }
 
-/// Host and port of `url` (`scheme://host[:port]/...`, or `host[:port]`).
-fn host_port(url: &str) -> Option<(String, Option<u16>)> {
+/// The parts of `url` (`scheme://[userinfo@]host[:port][/path]`, or
+/// `host[:port]`) the network policy looks at.
+struct UrlParts {
+    scheme: Option<String>,
+    host: String,
+    port: Option<u16>,
+    path: String,
+}
+
+/// Splits `url` the way URL parsers find the authority: it ends at `/`, `\`,
+/// `?` or `#`, and the host follows the last `@` (so `http://a@b/` is b).
+fn split_url(url: &str) -> Option<UrlParts> {
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
         None => (None, url),
     };
-    let authority = rest.split(['/', '?', '#']).next()?;
+    let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
     let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']')?;
+    let (host, port) = if authority.starts_with('[') {
+        let close = authority.find(']')?;
+        let (h, after) = authority.split_at(close + 1);
         (h.to_string(), after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -650,10 +688,19 @@ fn host_port(url: &str) -> Option<(String, Option<u16>)> {
             _ => None,
         },
     };
-    Some((host, port))
+    let path = if path.is_empty() { "/" } else { path };
+    Some(UrlParts {
+        scheme,
+        host,
+        port,
+        path: path.replace('\\', "/"),
+    })
 }
 
-/// Could a command under `profile` reach `url`? Names the rule.
+/// Could a command under `profile` reach `url`? Names the rule. Decided as
+/// the proxy would, without resolving or connecting: an http URL (an https
+/// one too when the profile inspects) as a GET request, anything else by
+/// host and port; an address is also put through the SSRF guard.
 pub fn check_url(profile: &Profile, url: &str) -> Decision {
     let net = &profile.network;
     let mode_rule = rule(&net.mode.origin, "network.mode", net.mode.value.as_str());
@@ -673,82 +720,55 @@ pub fn check_url(profile: &Profile, url: &str) -> Decision {
         }
         NetworkMode::Allowlist => {}
     }
-    let Some((host, port)) = host_port(url) else {
+    let Some(parts) = split_url(url) else {
         return deny(
             "network.allow".to_string(),
             format!("{url:?} is not a URL or HOST[:PORT]"),
         );
     };
-    let host = normalize_host(&host);
-    let allowed = if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        let hit = net
-            .allow_cidrs
-            .iter()
-            .find(|c| parse_cidr(&c.value).is_some_and(|(n, p)| cidr_contains(n, p, ip)));
-        match hit {
-            Some(c) => (
-                rule(&c.origin, "network.allow_cidrs", &c.value),
-                format!("{ip} is in {}", c.value),
-            ),
-            None => {
-                return deny(
-                    format!("network.allow_cidrs (no entry covers {ip})"),
-                    "address destinations need an allow_cidrs entry".into(),
-                )
-            }
-        }
-    } else {
-        let matches = |d: &Located<String>| DomainPattern::parse(&d.value).is_ok_and(|p| p.matches(&host));
-        if let Some(d) = net.deny.iter().find(|d| matches(d)) {
-            return deny(
-                rule(&d.origin, "network.deny", &d.value),
-                format!("{host} matches a deny pattern"),
-            );
-        }
-        match net.allow.iter().find(|d| matches(d)) {
-            Some(a) => (
-                rule(&a.origin, "network.allow", &a.value),
-                format!("{host} matches {}", a.value),
-            ),
-            None => {
-                return deny(
-                    format!("network.allow (no pattern matches {host})"),
-                    format!("{host} is not on profile {}'s allow list", profile.name),
-                )
-            }
-        }
+    let host = match crate::net::normalize_host(&parts.host) {
+        Ok(h) => h,
+        Err(m) => return deny("network.allow".to_string(), format!("blocked-by-bad-request: {m}")),
     };
-    let Some(port) = port else {
+    let Some(port) = parts.port else {
         return deny(
             "network.ports".to_string(),
             format!("{url:?} names no port or known scheme"),
         );
     };
-    let ports: Vec<u16> = net.ports.iter().map(|p| p.value).collect();
-    if !ports_allow(&ports, port) {
-        let origin = net
-            .ports
-            .first()
-            .map(|p| p.origin.to_string())
-            .unwrap_or(profile.source.clone());
-        return deny(
-            format!("{origin} network.ports {ports:?}"),
-            format!("port {port} is not allowed"),
-        );
-    }
-    Decision {
-        verdict: Verdict::Allow,
-        rule: allowed.0,
-        reason: allowed.1,
-    }
-}
-
-/// Ports the proxy dials: the listed ones, or 80 and 443 when none are listed.
-pub fn ports_allow(ports: &[u16], port: u16) -> bool {
-    if ports.is_empty() {
-        port == 80 || port == 443
+    let policy = match NetPolicy::from_profile(profile, None, profile.approval.value) {
+        Ok(p) => p,
+        Err(m) => return deny("network".to_string(), m),
+    };
+    let request = match parts.scheme.as_deref() {
+        Some("http") => true,
+        Some("https") => policy.inspect(),
+        _ => false,
+    };
+    let mut d = if request {
+        policy.decide_request(&host, port, "GET", &parts.path).0
     } else {
-        ports.contains(&port)
+        policy.decide_host(&host, port)
+    };
+    if let (Host::Ip(ip), Verdict::Allow | Verdict::Prompt) = (&host, d.verdict) {
+        let vetted = policy.vet_addr(*ip, &crate::net::addr::host_addresses());
+        d = if vetted.verdict == Verdict::Deny {
+            vetted
+        } else {
+            NetDecision {
+                rule: format!("{}; {}", d.rule, vetted.rule),
+                ..d
+            }
+        };
+    }
+    let reason = match (d.verdict, d.block) {
+        (Verdict::Deny, Some(b)) => format!("blocked-by-{}: {}", b.as_str(), d.reason),
+        _ => d.reason,
+    };
+    Decision {
+        verdict: d.verdict,
+        rule: d.rule,
+        reason,
     }
 }
 

@@ -46,6 +46,7 @@ pub fn render(p: &Profile) -> String {
         ),
         ("allow_cidrs", strings(&n.allow_cidrs)),
         ("inspect", Value::Boolean(n.inspect.value)),
+        ("allow_non_tls_443", Value::Boolean(n.allow_non_tls_443.value)),
     ];
     if let Some(m) = &n.methods {
         net.push(("methods", strings(m)));

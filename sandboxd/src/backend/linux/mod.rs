@@ -19,4 +19,4 @@ pub mod paths;
 pub mod seccomp;
 pub mod spawn;
 
-pub use spawn::{prefill, spawn, SpawnError, Spawned};
+pub use spawn::{prefill, spawn, spawn_with, SpawnError, Spawned};

@@ -19,7 +19,7 @@
 //! path stays creatable (a known limit).
 
 use super::paths::{openat2, Resolved};
-use crate::backend::spec::FsPlan;
+use crate::backend::spec::{FileBind, FsPlan};
 use globset::{GlobBuilder, GlobSetBuilder};
 use std::ffi::CString;
 use std::io;
@@ -300,6 +300,28 @@ impl Root {
         let m = clone_tree(src.as_raw_fd(), false).map_err(merr(step, path))?;
         set_attr(&m, RO | MOUNT_ATTR_NOEXEC, false).map_err(merr(step, path))?;
         attach(&m, &target).map_err(merr(step, path))
+    }
+
+    /// Binds the host file `f.source` read-only over `f.target` of the view
+    /// (a symlink there is followed, inside the view).
+    fn bind_file(&self, f: &FileBind) -> Result<(), MountError> {
+        let step = "bind file";
+        let src = openat2(libc::AT_FDCWD, &f.source, libc::O_NOFOLLOW, 0)
+            .map_err(merr(format!("{step} (source)"), &f.source))?;
+        let rel = relative(&f.target);
+        let target = openat2(
+            self.fd.as_raw_fd(),
+            &rel,
+            0,
+            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        )
+        .map_err(merr(step, &f.target))?;
+        if is_dir(&fstat(&target).map_err(merr(step, &f.target))?) {
+            return Err(merr(step, &f.target)(io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        let m = clone_tree(src.as_raw_fd(), false).map_err(merr(step, &f.source))?;
+        set_attr(&m, RO | MOUNT_ATTR_NOEXEC, false).map_err(merr(step, &f.target))?;
+        attach(&m, &target).map_err(merr(step, &f.target))
     }
 
     /// Re-binds `path` onto itself (recursively), read-only when asked: a
@@ -614,6 +636,10 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
     }
     for p in &ro {
         root.self_bind(p, true, "bind deny_write read-only")?;
+    }
+
+    for f in &fs.files {
+        root.bind_file(f)?;
     }
 
     for p in &fs.hide {

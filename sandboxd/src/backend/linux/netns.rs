@@ -102,6 +102,29 @@ pub fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `f` on a short-lived thread that joins the network namespace `netns`
+/// (bringing its `lo` up first), e.g. to bind the daemon's listeners on
+/// 127.0.0.1 inside a sandbox. Sockets keep the namespace they were made in,
+/// so the daemon serves them from its own threads afterwards.
+pub fn within<T: Send + 'static>(
+    netns: &OwnedFd,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let ns = netns.try_clone()?;
+    std::thread::Builder::new()
+        .name("netns-bind".into())
+        .spawn(move || {
+            // SAFETY: setns moves only this thread, which ends after `f`.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            loopback_up()?;
+            f()
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the namespace thread panicked"))?
+}
+
 /// Opens the network namespace of a running sandbox from the daemon side.
 pub fn open(init_pid: i32) -> io::Result<OwnedFd> {
     Ok(std::fs::File::open(format!("/proc/{init_pid}/ns/net"))?.into())

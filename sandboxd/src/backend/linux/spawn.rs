@@ -522,7 +522,7 @@ fn start_direct(
     spec: &SandboxSpec,
     limits: &CgroupLimits,
     init_exe: &Path,
-) -> Result<(i32, InitGuard, Cgroup, ParentFds), SpawnError> {
+) -> Result<(i32, InitGuard, Cgroup, ParentFds, Option<OwnedFd>), SpawnError> {
     let cgroup = Cgroup::create(&spec.id, limits)?;
     let (child, parent) = make_fds(spec.tty)?;
     let netns = match spec.net {
@@ -530,10 +530,10 @@ fn start_direct(
         NetPlan::Host => None,
     };
     let (pid, pidfd) = clone_init(init_exe, &spec.net, netns.as_ref(), &child)?;
-    drop((child, netns));
+    drop(child);
     let guard = InitGuard { pidfd: Some(pidfd) };
     cgroup.add(pid)?;
-    Ok((pid, guard, cgroup, parent))
+    Ok((pid, guard, cgroup, parent, netns))
 }
 
 /// Starts the sandbox described by `spec` under `limits`, running `init_exe`
@@ -543,6 +543,19 @@ pub async fn spawn(
     limits: &CgroupLimits,
     init_exe: &Path,
 ) -> Result<Spawned, SpawnError> {
+    spawn_with(spec, limits, init_exe, |_| Ok(())).await.map(|(s, _)| s)
+}
+
+/// [`spawn`], calling `net_setup` with the sandbox's own network namespace
+/// (plan `Loopback`) before the command starts, e.g. to bind listeners there
+/// that the command finds ready; its result comes back with the sandbox
+/// (`None` with the host's network). A failing `net_setup` fails the spawn.
+pub async fn spawn_with<T: Send>(
+    spec: &SandboxSpec,
+    limits: &CgroupLimits,
+    init_exe: &Path,
+    net_setup: impl FnOnce(&OwnedFd) -> io::Result<T> + Send,
+) -> Result<(Spawned, Option<T>), SpawnError> {
     if !cgroup::valid_id(&spec.id) {
         return Err(CgroupError::InvalidId(spec.id.clone()).into());
     }
@@ -552,7 +565,7 @@ pub async fn spawn(
         NetPlan::Host => None,
     };
     let limited = pooled.map(|r| r.cgroup.set_limits(limits).map(|()| r));
-    let (pid, guard, cgroup, parent) = match limited {
+    let (pid, guard, cgroup, parent, netns) = match limited {
         Some(Ok(r)) => {
             let Ready {
                 mut parent,
@@ -564,7 +577,7 @@ pub async fn spawn(
                 // The init's stdio stays unused: the command gets the pty.
                 parent.pipes = None;
             }
-            (pid, guard, cgroup, parent)
+            (pid, guard, cgroup, parent, None)
         }
         Some(Err(e @ CgroupError::NoController(_))) => return Err(e.into()),
         Some(Err(e)) => {
@@ -574,6 +587,18 @@ pub async fn spawn(
         None => start_direct(spec, limits, init_exe)?,
     };
 
+    // A pooled or freshly cloned init made its namespace at clone time; a
+    // direct one that joined a pooled namespace may not have joined it yet.
+    let net = match spec.net {
+        NetPlan::Loopback => {
+            let ns = match netns {
+                Some(ns) => ns,
+                None => super::netns::open(pid).map_err(os("open the sandbox's network namespace"))?,
+            };
+            Some(net_setup(&ns).map_err(os("set up the sandbox's network"))?)
+        }
+        NetPlan::Host => None,
+    };
     let mut tx = pipe::Sender::from_owned_fd(parent.spec).map_err(os("spec pipe"))?;
     set_nonblocking(&parent.report, true).map_err(os("report socket"))?;
     // SAFETY: the OwnedFd moves into the AsyncFd, so the descriptor stays
@@ -621,7 +646,7 @@ pub async fn spawn(
     };
     let reports = rx.into_inner();
     set_nonblocking(&reports, false).map_err(os("report socket"))?;
-    Ok(Spawned {
+    let spawned = Spawned {
         pid,
         pidfd: guard.disarm(),
         stdin,
@@ -629,5 +654,6 @@ pub async fn spawn(
         stderr,
         reports,
         cgroup,
-    })
+    };
+    Ok((spawned, net))
 }

@@ -1,0 +1,219 @@
+//! The DNS server's audit records, written by one task so that no answer
+//! waits for the disk. Identical questions (same name and type, hence the
+//! same decision) that arrive while earlier ones wait to be written are
+//! folded into one record that counts them, so a flood of queries costs the
+//! log one line per distinct question; past [`MAX_PENDING`] distinct waiting
+//! questions new ones are not answered at all (nothing goes unrecorded).
+
+use super::wire::Question;
+use crate::net::session::NotAudited;
+use crate::net::{NetDecision, NetRecord, Phase, Session};
+use crate::policy::Verdict;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+/// Most distinct questions waiting to be written.
+pub const MAX_PENDING: usize = 4096;
+/// Pause between batches of records.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(500);
+/// Records written at once.
+const WRITERS: usize = 32;
+
+/// Records waiting for the writer task.
+pub struct AuditQueue {
+    session: Arc<Session>,
+    pending: Mutex<Pending>,
+    wake: Notify,
+    /// The last write failed: answer nothing until one succeeds.
+    failing: AtomicBool,
+    /// The server is gone: write what is left and stop.
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Pending {
+    next: u64,
+    /// By the question's wire key (lower-cased name, type, class).
+    waiting: HashMap<Box<[u8]>, Entry>,
+}
+
+struct Entry {
+    order: u64,
+    count: u64,
+    record: NetRecord,
+}
+
+/// Ends the writer once it has written what is queued, when dropped.
+pub struct Closer(Arc<AuditQueue>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+}
+
+impl AuditQueue {
+    /// The queue and its writer task (which ends after the [`Closer`] is dropped).
+    pub fn start(session: Arc<Session>) -> Arc<AuditQueue> {
+        let queue = Arc::new(AuditQueue {
+            session,
+            pending: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+            failing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        tokio::spawn(Arc::clone(&queue).write());
+        queue
+    }
+
+    pub fn closer(self: &Arc<Self>) -> Closer {
+        Closer(Arc::clone(self))
+    }
+
+    /// Whether the audit log refused the last record.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more `q` when its record still waits to be written: then
+    /// whether it was allowed (the decision is the same for the same name).
+    pub fn repeat(&self, q: &Question) -> Option<bool> {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let e = p.waiting.get_mut(q.key())?;
+        e.count += 1;
+        Some(e.record.verdict == Verdict::Allow)
+    }
+
+    /// Queues the record of `decision` on `q`: whether it allows the
+    /// answer, or `None` when the queue is full.
+    pub fn push(&self, q: &Question, decision: NetDecision) -> Option<bool> {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = p.waiting.get_mut(q.key()) {
+            e.count += 1;
+            return Some(e.record.verdict == Verdict::Allow);
+        }
+        if p.waiting.len() >= MAX_PENDING {
+            return None;
+        }
+        let order = p.next;
+        p.next += 1;
+        let record = record(q, decision);
+        let allowed = record.verdict == Verdict::Allow;
+        p.waiting.insert(
+            q.key().into(),
+            Entry {
+                order,
+                count: 1,
+                record,
+            },
+        );
+        drop(p);
+        self.wake.notify_one();
+        Some(allowed)
+    }
+
+    /// Writes queued records (about in arrival order) until closed and empty.
+    async fn write(self: Arc<Self>) {
+        loop {
+            let batch = std::mem::take(
+                &mut self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .waiting,
+            );
+            if batch.is_empty() {
+                if self.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                self.wake.notified().await;
+                continue;
+            }
+            let mut batch: Vec<Entry> = batch.into_values().collect();
+            batch.sort_unstable_by_key(|e| e.order);
+            // Up to WRITERS appends at once, so the log's group commit
+            // shares one fsync among them.
+            let mut writing = JoinSet::new();
+            for Entry {
+                count, mut record, ..
+            } in batch
+            {
+                if count > 1 {
+                    record
+                        .reason
+                        .push_str(&format!(" ({count} identical queries)"));
+                }
+                if writing.len() >= WRITERS {
+                    self.written(writing.join_next().await);
+                }
+                let session = Arc::clone(&self.session);
+                writing.spawn(async move { session.record(record).await });
+            }
+            while let Some(r) = writing.join_next().await {
+                self.written(Some(r));
+            }
+            // Let repeats of the same questions gather, to fold them: a flood
+            // of queries then costs the log a few lines a second per name.
+            if !self.closed.load(Ordering::Acquire) {
+                tokio::time::sleep(GATHER).await;
+            }
+        }
+    }
+
+    /// Notes how one append went: a failure stops the answers until one succeeds.
+    fn written(&self, r: Option<Result<Result<(), NotAudited>, tokio::task::JoinError>>) {
+        match r {
+            Some(Ok(Ok(()))) => self.failing.store(false, Ordering::Relaxed),
+            Some(Ok(Err(e))) => {
+                tracing::error!("DNS: {e}");
+                self.failing.store(true, Ordering::Relaxed);
+            }
+            Some(Err(e)) => {
+                tracing::error!("DNS: audit writer: {e}");
+                self.failing.store(true, Ordering::Relaxed);
+            }
+            None => {}
+        }
+    }
+}
+
+/// The audit record of one decision. A name that would need the person's
+/// approval is not resolved (approval happens at the proxy), so it is a deny here.
+fn record(q: &Question, d: NetDecision) -> NetRecord {
+    let forwarded = super::forwarded_type(q.qtype) && q.qclass == super::wire::CLASS_IN;
+    let (verdict, reason) = match d.verdict {
+        Verdict::Allow if !forwarded => (
+            Verdict::Allow,
+            format!(
+                "{}; type {} answered empty, not forwarded",
+                d.reason,
+                q.type_name()
+            ),
+        ),
+        Verdict::Prompt => (
+            Verdict::Deny,
+            format!("{}; not resolved without approval", d.reason),
+        ),
+        v => (v, d.reason),
+    };
+    NetRecord {
+        phase: Phase::Decision,
+        protocol: "dns",
+        host: q.name().to_string(),
+        port: crate::net::DNS_PORT,
+        method: Some(q.type_name()),
+        path: None,
+        addr: None,
+        verdict,
+        block: d.block.filter(|_| verdict != Verdict::Allow),
+        rule: d.rule,
+        reason,
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: 0,
+    }
+}

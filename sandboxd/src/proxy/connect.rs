@@ -1,0 +1,434 @@
+//! Tunnels (HTTP CONNECT and SOCKS5 CONNECT): once the destination is open,
+//! the client's first bytes decide what the tunnel carries. A ClientHello
+//! must name the destination (no domain fronting); on port 443 anything but
+//! TLS is refused unless the profile allows it; HTTP the proxy can read, and
+//! inspected HTTPS, go through the request loop; the rest is spliced.
+
+use super::dial::{self, Attempt, Refused};
+use super::http::{self, Buffered, Head, Mode, Outcome, Upstream};
+use super::sni::{self, Hello};
+use super::tunnel::{self, Counts};
+use super::IDLE_TIMEOUT;
+use crate::net::{normalize_host, Block, Session};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A CONNECT request from the HTTP proxy's request loop.
+pub async fn connect(session: &Session, head: Head, mut client: Buffered<TcpStream>) {
+    let target = head.target.clone();
+    let (host, port) = match http::split_authority(&target, None) {
+        Ok(hp) => hp,
+        Err(m) if m.contains("userinfo") => {
+            let _ = http::plain(
+                &mut client.io,
+                403,
+                "Forbidden",
+                Some("blocked-by-bad-request"),
+                &format!("{m}\n"),
+            )
+            .await;
+            return;
+        }
+        Err(m) => {
+            let _ = http::plain(
+                &mut client.io,
+                400,
+                "Bad Request",
+                None,
+                &format!("CONNECT {target}: {m}\n"),
+            )
+            .await;
+            return;
+        }
+    };
+    let a = Attempt::new("connect", host.clone(), port);
+    let what = format!("CONNECT {}:{port}", a.host_str());
+    let decision = session.policy.decide_host(&host, port);
+    let (upstream, addr) = match dial::open(session, &a, decision).await {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = http::dial_failed(&mut client.io, &what, &e).await;
+            return;
+        }
+    };
+    if client
+        .io
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .is_err()
+    {
+        a.end(session, addr, 0, 0, "client gone").await;
+        return;
+    }
+    let (client, first) = client.into_parts();
+    carry(session, &a, client, first, upstream, addr).await;
+}
+
+/// What the first bytes of a tunnel turned out to be.
+enum First {
+    /// The client sent nothing and the server spoke first.
+    ServerSpoke,
+    /// The client closed before sending anything.
+    Nothing,
+    Hello(Hello),
+    Http,
+}
+
+/// Whether `data` starts with an HTTP/1.x request line (`METHOD target
+/// HTTP/1.x`): `Some(false)` no, `None` a prefix of one so far.
+fn http_start(data: &[u8]) -> Option<bool> {
+    let line_end = data.iter().position(|&b| b == b'\n');
+    let line = &data[..line_end.unwrap_or(data.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let complete = line_end.is_some();
+    if !complete && data.len() > MAX_REQUEST_LINE {
+        return Some(false);
+    }
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next();
+    let version = parts.next();
+    let token = |m: &[u8]| m.iter().all(|&b| b.is_ascii_uppercase() || b == b'-');
+    if !token(method) || (method.is_empty() && (complete || target.is_some())) {
+        return Some(false);
+    }
+    let Some(target) = target else {
+        return if complete { Some(false) } else { None };
+    };
+    if target.contains(&b' ') || (target.is_empty() && (complete || version.is_some())) {
+        return Some(false);
+    }
+    let Some(version) = version else {
+        return if complete { Some(false) } else { None };
+    };
+    const V: &[u8] = b"HTTP/1.";
+    if complete {
+        let ok = version.len() == V.len() + 1
+            && version.starts_with(V)
+            && matches!(version[V.len()], b'0' | b'1');
+        return Some(ok);
+    }
+    let n = version.len().min(V.len());
+    if version[..n] != V[..n] || version.len() > V.len() + 1 {
+        return Some(false);
+    }
+    None
+}
+
+/// Longest request line waited for before a tunnel counts as not HTTP.
+const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// How long a tunnel's first bytes may stay a mere prefix of a request line.
+const PREFIX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads the client's first bytes into `first` until they are told apart.
+async fn first_bytes(
+    client: &mut TcpStream,
+    upstream: &TcpStream,
+    first: &mut Vec<u8>,
+) -> std::io::Result<First> {
+    loop {
+        if !first.is_empty() {
+            match sni::parse(first) {
+                Hello::Incomplete if first.len() <= sni::MAX_HELLO => {}
+                Hello::Incomplete => {
+                    return Ok(First::Hello(Hello::Malformed("ClientHello too long")))
+                }
+                Hello::NotTls => match http_start(first) {
+                    Some(true) => return Ok(First::Http),
+                    Some(false) => return Ok(First::Hello(Hello::NotTls)),
+                    None => {}
+                },
+                other => return Ok(First::Hello(other)),
+            }
+        }
+        let empty = first.is_empty();
+        // A client that stops inside what could be a request line is not talking HTTP.
+        let ambiguous = !empty && sni::parse(first) == Hello::NotTls;
+        let wait = if ambiguous { PREFIX_WAIT } else { IDLE_TIMEOUT };
+        let read = tokio::select! {
+            r = tokio::time::timeout(wait, client.read_buf(first)) => r,
+            r = upstream.readable(), if empty => {
+                r?;
+                return Ok(First::ServerSpoke);
+            }
+        };
+        match read {
+            Err(_) if ambiguous => return Ok(First::Hello(Hello::NotTls)),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "tunnel idle",
+                ))
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(0)) if empty => return Ok(First::Nothing),
+            Ok(Ok(0)) => {
+                // Cut short: what there is decides.
+                return Ok(match sni::parse(first) {
+                    Hello::Incomplete => First::Hello(Hello::Malformed("ClientHello cut short")),
+                    Hello::NotTls if http_start(first) == Some(true) => First::Http,
+                    h => First::Hello(h),
+                });
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// The tunnel to `upstream` (already open, the client told so), for
+/// `a` (CONNECT or SOCKS), until it ends; then its end record.
+pub async fn carry(
+    session: &Session,
+    a: &Attempt,
+    mut client: TcpStream,
+    mut first: Vec<u8>,
+    upstream: TcpStream,
+    addr: IpAddr,
+) {
+    let kind = match first_bytes(&mut client, &upstream, &mut first).await {
+        Ok(k) => k,
+        Err(e) => {
+            a.end(session, addr, 0, 0, &format!("before any data: {e}"))
+                .await;
+            return;
+        }
+    };
+    let strict_443 = a.port == 443 && !session.policy.allow_non_tls_443();
+    let refusal = match &kind {
+        First::Nothing => {
+            a.end(session, addr, 0, 0, "closed before any data").await;
+            return;
+        }
+        First::Hello(Hello::Malformed(m)) => Some(Refused::new(
+            Block::NotTls,
+            "",
+            format!("malformed ClientHello: {m}"),
+        )),
+        First::Hello(Hello::ClientHello { sni: Some(name) }) => match normalize_host(name) {
+            Ok(h) if h == a.host => None,
+            _ => Some(Refused::new(
+                Block::SniMismatch,
+                format!("{} {}:{}", a.protocol, a.host_str(), a.port),
+                format!(
+                    "TLS server name {name:?} is not the tunnel's host {}",
+                    a.host_str()
+                ),
+            )),
+        },
+        First::Hello(Hello::ClientHello { sni: None }) => None,
+        First::ServerSpoke | First::Hello(_) | First::Http if strict_443 => Some(Refused::new(
+            Block::NotTls,
+            format!("{} port 443", a.protocol),
+            format!("not TLS to {}:443", a.host_str()),
+        )),
+        _ => None,
+    };
+    if let Some(r) = refusal {
+        let r = a.refuse(session, r).await;
+        tracing::info!(exec = %session.exec_id, host = %a.host_str(), "tunnel closed: {}", r.reason);
+        a.end(session, addr, 0, 0, &r.reason).await;
+        return;
+    }
+    let inspect = session.policy.inspect() && session.inspector.is_some();
+    match kind {
+        First::Http => {
+            let mode = Mode::Fixed {
+                host: a.host.clone(),
+                port: a.port,
+                tls: false,
+            };
+            let up = Upstream {
+                host: a.host.clone(),
+                port: a.port,
+                addr,
+                conn: Buffered::new(Box::new(upstream), Vec::new()),
+            };
+            let (up_b, down_b) =
+                match http::serve(session, Buffered::new(client, first), mode, Some(up)).await {
+                    Outcome::Done { up, down } => (up, down),
+                    Outcome::Connect { .. } => (0, 0),
+                };
+            a.end(session, addr, up_b, down_b, "requests served").await;
+        }
+        First::Hello(Hello::ClientHello { .. }) if inspect => {
+            let (up_b, down_b) = inspected(session, a, client, first, upstream, addr).await;
+            a.end(session, addr, up_b, down_b, "inspected").await;
+        }
+        _ => {
+            let counts = Counts::default();
+            let mut upstream = upstream;
+            let r = match upstream.write_all(&first).await {
+                Ok(()) => {
+                    counts
+                        .up
+                        .fetch_add(first.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    tunnel::relay(&client, &upstream, &counts, IDLE_TIMEOUT).await
+                }
+                Err(e) => Err(e),
+            };
+            let (up_b, down_b) = counts.get();
+            let reason = match r {
+                Ok(()) => "closed".to_string(),
+                Err(e) => e.to_string(),
+            };
+            a.end(session, addr, up_b, down_b, &reason).await;
+        }
+    }
+}
+
+/// Inspected HTTPS: the client's TLS ends here with a leaf for the host,
+/// a new TLS session goes upstream, and the requests go through the loop.
+async fn inspected(
+    session: &Session,
+    a: &Attempt,
+    client: TcpStream,
+    first: Vec<u8>,
+    upstream: TcpStream,
+    addr: IpAddr,
+) -> (u64, u64) {
+    let Some(inspector) = &session.inspector else {
+        return (0, 0);
+    };
+    let host = a.host_str();
+    let config = match inspector.server_config(&host) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(exec = %session.exec_id, "inspection of {host}: {e}");
+            return (0, 0);
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let accepted = tokio::time::timeout(
+        super::HEAD_TIMEOUT,
+        acceptor.accept(Prefixed::new(first, client)),
+    )
+    .await;
+    let mut tls_client = match accepted {
+        Ok(Ok(s)) => s,
+        _ => return (0, 0),
+    };
+    let tls_up = match http::tls_connect(session, &a.host, upstream).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = http::plain(
+                &mut tls_client,
+                502,
+                "Bad Gateway",
+                None,
+                &format!("TLS to {host}: {e}\n"),
+            )
+            .await;
+            return (0, 0);
+        }
+    };
+    let mode = Mode::Fixed {
+        host: a.host.clone(),
+        port: a.port,
+        tls: true,
+    };
+    let up = Upstream {
+        host: a.host.clone(),
+        port: a.port,
+        addr,
+        conn: Buffered::new(Box::new(tls_up), Vec::new()),
+    };
+    match http::serve(
+        session,
+        Buffered::new(tls_client, Vec::new()),
+        mode,
+        Some(up),
+    )
+    .await
+    {
+        Outcome::Done { up, down } => (up, down),
+        Outcome::Connect { .. } => (0, 0),
+    }
+}
+
+/// A stream whose first bytes were already read: those, then the stream.
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Prefixed {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(buf.remaining());
+            let start = self.pos;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_start;
+
+    #[test]
+    fn request_lines_are_told_from_other_first_bytes() {
+        assert_eq!(http_start(b"GET / HTTP/1.1\r\nHost: a\r\n"), Some(true));
+        assert_eq!(http_start(b"POST /x HTTP/1.0\n"), Some(true));
+        for prefix in [
+            "G",
+            "GET",
+            "GET ",
+            "GET /a",
+            "GET /a ",
+            "GET /a HTTP/",
+            "GET /a HTTP/1.1",
+            "GET /a HTTP/1.1\r",
+        ] {
+            assert_eq!(http_start(prefix.as_bytes()), None, "{prefix}");
+        }
+        for other in [
+            "ZERO 1073741824\n",
+            "PING\n",
+            "SSH-2.0-x\r\n",
+            "get / HTTP/1.1\r\n",
+            "GET / HTTP/2\r\n",
+            "GET /a HTTPS",
+            " GET",
+        ] {
+            assert_eq!(http_start(other.as_bytes()), Some(false), "{other}");
+        }
+        assert_eq!(http_start(&vec![b'A'; 9000]), Some(false));
+    }
+}

@@ -1,0 +1,316 @@
+//! The road from a decided destination to an open upstream socket, the same
+//! for every protocol: the person's answer on Prompt, the daemon's own
+//! lookup, the SSRF guard on every address, the audit record, then a dial of
+//! exactly the address vetted.
+
+use super::CONNECT_TIMEOUT;
+use crate::net::{Block, Host, NetDecision, NetQuery, NetRecord, Phase, Session};
+use crate::policy::Verdict;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+use tokio::net::TcpStream;
+
+/// One attempt to reach a destination, as audited.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub protocol: &'static str,
+    pub host: Host,
+    pub port: u16,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub started: Instant,
+}
+
+impl Attempt {
+    pub fn new(protocol: &'static str, host: Host, port: u16) -> Attempt {
+        Attempt {
+            protocol,
+            host,
+            port,
+            method: None,
+            path: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// The host as recorded and shown.
+    pub fn host_str(&self) -> String {
+        host_str(&self.host)
+    }
+
+    /// A record of this attempt; bytes and duration are filled in by `end`.
+    fn record(
+        &self,
+        phase: Phase,
+        verdict: Verdict,
+        block: Option<Block>,
+        rule: &str,
+        reason: &str,
+    ) -> NetRecord {
+        NetRecord {
+            phase,
+            protocol: self.protocol,
+            host: self.host_str(),
+            port: self.port,
+            method: self.method.clone(),
+            path: self.path.clone(),
+            addr: None,
+            verdict,
+            block,
+            rule: rule.to_string(),
+            reason: reason.to_string(),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0,
+        }
+    }
+
+    /// Records a refusal (the audit failing too changes nothing: it is refused).
+    pub async fn refuse(&self, session: &Session, r: Refused) -> Refused {
+        let mut rec = self.record(Phase::Decision, Verdict::Deny, r.block, &r.rule, &r.reason);
+        rec.addr = r.addr;
+        if let Err(e) = session.record(rec).await {
+            tracing::warn!(exec = %session.exec_id, "network refusal not audited: {e}");
+        }
+        r
+    }
+
+    /// Records the end of an allowed attempt that reached `addr`.
+    pub async fn end(&self, session: &Session, addr: IpAddr, up: u64, down: u64, reason: &str) {
+        let mut rec = self.record(Phase::End, Verdict::Allow, None, "", reason);
+        rec.addr = Some(addr);
+        rec.bytes_up = up;
+        rec.bytes_down = down;
+        rec.duration_ms = self.started.elapsed().as_millis() as u64;
+        if let Err(e) = session.record(rec).await {
+            tracing::warn!(exec = %session.exec_id, "end of a network connection not audited: {e}");
+        }
+    }
+}
+
+/// `host` as text: the name, or the address.
+pub fn host_str(host: &Host) -> String {
+    match host {
+        Host::Name(n) => n.clone(),
+        Host::Ip(ip) => ip.to_string(),
+    }
+}
+
+/// Why the proxy would not let an attempt through.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// `None` for refusals no policy rule makes (a missing secret, an audit failure).
+    pub block: Option<Block>,
+    pub rule: String,
+    pub reason: String,
+    pub addr: Option<IpAddr>,
+}
+
+impl Refused {
+    pub fn new(block: Block, rule: impl Into<String>, reason: impl Into<String>) -> Refused {
+        Refused {
+            block: Some(block),
+            rule: rule.into(),
+            reason: reason.into(),
+            addr: None,
+        }
+    }
+
+    fn from_decision(d: NetDecision, fallback: Block) -> Refused {
+        Refused::new(d.block.unwrap_or(fallback), d.rule, d.reason)
+    }
+
+    /// The `X-Proxy-Error` value.
+    pub fn code(&self) -> String {
+        match self.block {
+            Some(b) => format!("blocked-by-{}", b.as_str()),
+            None => "refused".to_string(),
+        }
+    }
+}
+
+/// What stopped an allowed attempt on its way out.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("refused: {}", .0.reason)]
+    Refused(Refused),
+    #[error("{host}: {message}")]
+    Resolve { host: String, message: String },
+    #[error("the decision could not be audited: {0}")]
+    NotAudited(String),
+    #[error("connecting to {addr}: {source}")]
+    Connect { addr: SocketAddr, source: io::Error },
+    #[error("connecting to {addr}: no answer within {secs} s", secs = CONNECT_TIMEOUT.as_secs())]
+    Timeout { addr: SocketAddr },
+}
+
+/// An allowed decision, after the person's answer when it asked.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub rule: String,
+    pub reason: String,
+}
+
+/// Turns `decision` into admission or a recorded refusal; on Prompt asks the
+/// person (no answer, or no, is [`Block::Approval`]).
+pub async fn admit(
+    session: &Session,
+    a: &Attempt,
+    decision: NetDecision,
+) -> Result<Admitted, Refused> {
+    match decision.verdict {
+        Verdict::Allow => Ok(Admitted {
+            rule: decision.rule,
+            reason: decision.reason,
+        }),
+        Verdict::Deny => Err(a
+            .refuse(session, Refused::from_decision(decision, Block::Allowlist))
+            .await),
+        Verdict::Prompt => {
+            let q = NetQuery {
+                host: a.host_str(),
+                port: a.port,
+                method: a.method.clone(),
+                rule: decision.rule.clone(),
+            };
+            if session.ask(q).await {
+                Ok(Admitted {
+                    rule: decision.rule,
+                    reason: format!("approved at the terminal ({})", decision.reason),
+                })
+            } else {
+                let r = Refused::new(
+                    Block::Approval,
+                    decision.rule,
+                    format!("not approved ({})", decision.reason),
+                );
+                Err(a.refuse(session, r).await)
+            }
+        }
+    }
+}
+
+/// The addresses `a` may be dialled at: the literal, or the daemon's own
+/// lookup, each through the SSRF guard. None left is a recorded refusal.
+/// A name that does not resolve is recorded as allowed but not reached.
+pub async fn vetted_addrs(
+    session: &Session,
+    a: &Attempt,
+    admitted: &Admitted,
+) -> Result<Vec<IpAddr>, DialError> {
+    let found = match &a.host {
+        Host::Ip(ip) => vec![*ip],
+        Host::Name(name) => match session.resolver.lookup_ip(name).await {
+            Ok(found) => found,
+            Err(e) => {
+                let reason = format!("{}; not reached: {e}", admitted.reason);
+                let rec = a.record(
+                    Phase::Decision,
+                    Verdict::Allow,
+                    None,
+                    &admitted.rule,
+                    &reason,
+                );
+                session
+                    .record(rec)
+                    .await
+                    .map_err(|e| DialError::NotAudited(e.to_string()))?;
+                return Err(DialError::Resolve {
+                    host: name.clone(),
+                    message: e.to_string(),
+                });
+            }
+        },
+    };
+    let mut ok = Vec::new();
+    let mut first_refusal = None;
+    for ip in found {
+        let d = session.policy.vet_addr(ip, &session.host_addrs);
+        if d.verdict == Verdict::Allow {
+            if !ok.contains(&ip) {
+                ok.push(ip);
+            }
+        } else if first_refusal.is_none() {
+            let mut r = Refused::from_decision(d, Block::PrivateAddress);
+            r.addr = Some(ip);
+            first_refusal = Some(r);
+        }
+    }
+    if ok.is_empty() {
+        let r = first_refusal.unwrap_or_else(|| {
+            Refused::new(
+                Block::PrivateAddress,
+                "",
+                format!("{}: no address", a.host_str()),
+            )
+        });
+        return Err(DialError::Refused(a.refuse(session, r).await));
+    }
+    // IPv4 first: a host without IPv6 routes should not wait on every AAAA.
+    ok.sort_by_key(|ip| ip.is_ipv6());
+    Ok(ok)
+}
+
+/// Records the allowed decision for `addrs[0]`, then dials the vetted
+/// addresses in turn until one answers. Returns the socket and its address.
+pub async fn dial(
+    session: &Session,
+    a: &Attempt,
+    admitted: &Admitted,
+    addrs: &[IpAddr],
+) -> Result<(TcpStream, IpAddr), DialError> {
+    record_allowed(session, a, admitted, addrs[0]).await?;
+    let mut last = None;
+    for &ip in addrs {
+        let addr = SocketAddr::new(ip, a.port);
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok((s, ip));
+            }
+            Ok(Err(source)) => last = Some(DialError::Connect { addr, source }),
+            Err(_) => last = Some(DialError::Timeout { addr }),
+        }
+    }
+    let e = last.unwrap_or(DialError::Resolve {
+        host: a.host_str(),
+        message: "no address".into(),
+    });
+    a.end(session, addrs[0], 0, 0, &e.to_string()).await;
+    Err(e)
+}
+
+/// The allowed decision's record, written before any byte goes out.
+pub async fn record_allowed(
+    session: &Session,
+    a: &Attempt,
+    admitted: &Admitted,
+    addr: IpAddr,
+) -> Result<(), DialError> {
+    let mut rec = a.record(
+        Phase::Decision,
+        Verdict::Allow,
+        None,
+        &admitted.rule,
+        &admitted.reason,
+    );
+    rec.addr = Some(addr);
+    session
+        .record(rec)
+        .await
+        .map_err(|e| DialError::NotAudited(e.to_string()))
+}
+
+/// Admission, lookup, vetting, record and dial in one.
+pub async fn open(
+    session: &Session,
+    a: &Attempt,
+    decision: NetDecision,
+) -> Result<(TcpStream, IpAddr), DialError> {
+    let admitted = admit(session, a, decision)
+        .await
+        .map_err(DialError::Refused)?;
+    let addrs = vetted_addrs(session, a, &admitted).await?;
+    dial(session, a, &admitted, &addrs).await
+}

@@ -1,0 +1,149 @@
+//! SOCKS5 (RFC 1928): no authentication, CONNECT only, to names (ATYP 3)
+//! or address literals; BIND and UDP ASSOCIATE answered "not supported".
+
+use super::connect;
+use super::dial::{self, Attempt, DialError};
+use super::HEAD_TIMEOUT;
+use crate::net::{normalize_host, Host, Session};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const VERSION: u8 = 5;
+const NO_AUTH: u8 = 0;
+const NO_METHOD: u8 = 0xff;
+const CMD_CONNECT: u8 = 1;
+
+/// Reply codes.
+const SUCCEEDED: u8 = 0;
+const GENERAL_FAILURE: u8 = 1;
+const NOT_ALLOWED: u8 = 2;
+const NETWORK_UNREACHABLE: u8 = 3;
+const HOST_UNREACHABLE: u8 = 4;
+const CONNECTION_REFUSED: u8 = 5;
+const COMMAND_NOT_SUPPORTED: u8 = 7;
+const ATYP_NOT_SUPPORTED: u8 = 8;
+
+/// What the client asked for.
+enum Request {
+    Connect(Host, u16),
+    /// Answered with this reply code and closed.
+    Fail(u8),
+}
+
+/// Serves one SOCKS5 client.
+pub async fn handle(session: &Session, mut client: TcpStream) {
+    let req = match tokio::time::timeout(HEAD_TIMEOUT, handshake(&mut client)).await {
+        Ok(Ok(Some(r))) => r,
+        _ => return,
+    };
+    let (host, port) = match req {
+        Request::Connect(h, p) => (h, p),
+        Request::Fail(code) => {
+            let _ = reply(&mut client, code, None).await;
+            return;
+        }
+    };
+    let a = Attempt::new("socks", host.clone(), port);
+    let decision = session.policy.decide_host(&host, port);
+    let (upstream, addr) = match dial::open(session, &a, decision).await {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = reply(&mut client, failure_code(&e), None).await;
+            return;
+        }
+    };
+    if reply(&mut client, SUCCEEDED, upstream.local_addr().ok())
+        .await
+        .is_err()
+    {
+        a.end(session, addr, 0, 0, "client gone").await;
+        return;
+    }
+    connect::carry(session, &a, client, Vec::new(), upstream, addr).await;
+}
+
+/// The reply code for a failed way out.
+fn failure_code(e: &DialError) -> u8 {
+    match e {
+        DialError::Refused(_) | DialError::NotAudited(_) => NOT_ALLOWED,
+        DialError::Resolve { .. } | DialError::Timeout { .. } => HOST_UNREACHABLE,
+        DialError::Connect { source, .. } => match source.kind() {
+            io::ErrorKind::ConnectionRefused => CONNECTION_REFUSED,
+            io::ErrorKind::NetworkUnreachable => NETWORK_UNREACHABLE,
+            io::ErrorKind::HostUnreachable => HOST_UNREACHABLE,
+            _ => GENERAL_FAILURE,
+        },
+    }
+}
+
+/// Method negotiation and the request; `None` when the client is no SOCKS5
+/// client or offers no method without authentication (answered and closed).
+async fn handshake(c: &mut TcpStream) -> io::Result<Option<Request>> {
+    let mut hdr = [0u8; 2];
+    c.read_exact(&mut hdr).await?;
+    if hdr[0] != VERSION {
+        return Ok(None);
+    }
+    let mut methods = vec![0u8; usize::from(hdr[1])];
+    c.read_exact(&mut methods).await?;
+    if !methods.contains(&NO_AUTH) {
+        c.write_all(&[VERSION, NO_METHOD]).await?;
+        return Ok(None);
+    }
+    c.write_all(&[VERSION, NO_AUTH]).await?;
+    let mut req = [0u8; 4];
+    c.read_exact(&mut req).await?;
+    if req[0] != VERSION {
+        return Ok(None);
+    }
+    let host = match req[3] {
+        1 => {
+            let mut b = [0u8; 4];
+            c.read_exact(&mut b).await?;
+            Ok(Some(Host::Ip(IpAddr::V4(Ipv4Addr::from(b)))))
+        }
+        4 => {
+            let mut b = [0u8; 16];
+            c.read_exact(&mut b).await?;
+            Ok(Some(Host::Ip(IpAddr::V6(Ipv6Addr::from(b)))))
+        }
+        3 => {
+            let len = c.read_u8().await?;
+            let mut name = vec![0u8; usize::from(len)];
+            c.read_exact(&mut name).await?;
+            Ok(std::str::from_utf8(&name)
+                .ok()
+                .and_then(|n| normalize_host(n).ok()))
+        }
+        _ => Err(()),
+    };
+    let port = c.read_u16().await?;
+    Ok(Some(match (req[1], host) {
+        (_, Err(())) => Request::Fail(ATYP_NOT_SUPPORTED),
+        (cmd, _) if cmd != CMD_CONNECT => Request::Fail(COMMAND_NOT_SUPPORTED),
+        (_, Ok(None)) => Request::Fail(NOT_ALLOWED),
+        (_, Ok(_)) if port == 0 => Request::Fail(NOT_ALLOWED),
+        (_, Ok(Some(h))) => Request::Connect(h, port),
+    }))
+}
+
+/// A reply with the bound address (all zeros when there is none).
+async fn reply(c: &mut TcpStream, code: u8, bound: Option<SocketAddr>) -> io::Result<()> {
+    let bound = bound.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+    let mut out = vec![VERSION, code, 0];
+    match bound.ip() {
+        IpAddr::V4(ip) => {
+            out.push(1);
+            out.extend(ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(4);
+            out.extend(ip.octets());
+        }
+    }
+    out.extend(bound.port().to_be_bytes());
+    c.write_all(&out).await?;
+    c.flush().await
+}

@@ -1,0 +1,559 @@
+//! The filtering DNS server and the daemon's resolver over real loopback
+//! sockets, against a fake upstream server that records every question it
+//! gets: allowed names are answered from upstream, denied and unlisted names
+//! get NXDOMAIN with nothing sent upstream, other types of allowed names an
+//! empty answer, and every decision reaches the audit log.
+
+use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use sandboxd::audit::AuditLog;
+use sandboxd::config::DnsConfig;
+use sandboxd::net::resolve::ResolveError;
+use sandboxd::net::{NetPolicy, Resolver, Session};
+use sandboxd::policy::{ApprovalMode, PolicyStore};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinHandle;
+
+const UPSTREAM_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+const UPSTREAM_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+
+/// A fake recursive server on 127.0.0.1 (UDP and TCP, same port): A is
+/// 192.0.2.7, AAAA 2001:db8::7, names under `nx.test` do not exist, `big.*`
+/// is truncated over UDP, `spoof.*` is first answered with a wrong id.
+struct Upstream {
+    addr: SocketAddr,
+    /// (name without the trailing dot, type) of every question received, over either transport.
+    seen: Arc<Mutex<Vec<(String, RecordType)>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+fn upstream_answer(
+    query: &[u8],
+    seen: &Mutex<Vec<(String, RecordType)>>,
+    tcp: bool,
+) -> Option<Message> {
+    let q = Message::from_vec(query).ok()?;
+    let question = q.queries().first()?.clone();
+    let name = question
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_lowercase();
+    seen.lock()
+        .unwrap()
+        .push((name.clone(), question.query_type()));
+    let mut r = Message::new();
+    r.set_id(q.id())
+        .set_message_type(MessageType::Response)
+        .set_recursion_desired(true)
+        .set_recursion_available(true)
+        .add_query(question.clone());
+    if name.ends_with("nx.test") {
+        // With the zone's SOA, so the answer may be cached (RFC 2308).
+        let zone = Name::from_str("nx.test.").unwrap();
+        let soa = SOA::new(zone.clone(), zone.clone(), 1, 3600, 600, 86400, 30);
+        r.set_response_code(ResponseCode::NXDomain)
+            .add_name_server(Record::from_rdata(zone, 60, RData::SOA(soa)));
+        return Some(r);
+    }
+    if name.starts_with("big.") && !tcp {
+        r.set_truncated(true);
+        return Some(r);
+    }
+    let owner = question.name().clone();
+    match question.query_type() {
+        RecordType::A => {
+            r.add_answer(Record::from_rdata(owner, 60, RData::A(A(UPSTREAM_V4))));
+        }
+        RecordType::AAAA => {
+            r.add_answer(Record::from_rdata(
+                owner,
+                60,
+                RData::AAAA(AAAA(UPSTREAM_V6)),
+            ));
+        }
+        _ => {}
+    }
+    Some(r)
+}
+
+async fn upstream() -> Upstream {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(addr).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let udp_task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+                continue;
+            };
+            let Some(r) = upstream_answer(&buf[..n], &s, false) else {
+                continue;
+            };
+            let name = r.queries()[0].name().to_ascii();
+            if name.starts_with("spoof.") {
+                let mut fake = r.clone();
+                fake.set_id(r.id().wrapping_add(1));
+                fake.answers_mut().clear();
+                let owner = r.queries()[0].name().clone();
+                fake.add_answer(Record::from_rdata(
+                    owner,
+                    60,
+                    RData::A(A(Ipv4Addr::new(6, 6, 6, 6))),
+                ));
+                let _ = udp.send_to(&fake.to_vec().unwrap(), peer).await;
+            }
+            let _ = udp.send_to(&r.to_vec().unwrap(), peer).await;
+        }
+    });
+    let s = Arc::clone(&seen);
+    let tcp_task = tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = tcp.accept().await else {
+                continue;
+            };
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                let len = c.read_u16().await.unwrap();
+                let mut buf = vec![0u8; len.into()];
+                c.read_exact(&mut buf).await.unwrap();
+                if let Some(r) = upstream_answer(&buf, &s, true) {
+                    let body = r.to_vec().unwrap();
+                    c.write_all(&(body.len() as u16).to_be_bytes())
+                        .await
+                        .unwrap();
+                    c.write_all(&body).await.unwrap();
+                }
+            });
+        }
+    });
+    Upstream {
+        addr,
+        seen,
+        tasks: vec![udp_task, tcp_task],
+    }
+}
+
+impl Upstream {
+    fn saw(&self, name: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .count()
+    }
+}
+
+const PROFILE: &str = r#"
+description = "dns test"
+
+[network]
+mode  = "allowlist"
+allow = ["allowed.test", "**.ok.test", "static.test"]
+deny  = ["bad.ok.test"]
+"#;
+
+/// sandboxd's DNS server on loopback, with its session's audit log.
+struct Server {
+    udp: SocketAddr,
+    tcp: SocketAddr,
+    state: tempfile::TempDir,
+    task: JoinHandle<std::io::Result<()>>,
+    _events: tokio::sync::mpsc::Receiver<sandboxd::net::NetRecord>,
+}
+
+fn dns_config(upstream: &[SocketAddr]) -> DnsConfig {
+    DnsConfig {
+        upstream: Some(upstream.to_vec()),
+        hosts: BTreeMap::from([(
+            "Static.Test.".to_string(),
+            vec![IpAddr::from([10, 0, 0, 5])],
+        )]),
+    }
+}
+
+fn policy(approval: ApprovalMode) -> NetPolicy {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dnstest.toml"), PROFILE).unwrap();
+    let store = PolicyStore::load(Some(dir.path()), true).unwrap();
+    NetPolicy::from_profile(store.get("dnstest").unwrap(), None, approval).unwrap()
+}
+
+async fn server(upstream: &[SocketAddr], approval: ApprovalMode) -> Server {
+    let state = tempfile::tempdir().unwrap();
+    let audit = Arc::new(AuditLog::open(state.path(), 1 << 20).unwrap());
+    let resolver = Arc::new(Resolver::new(&dns_config(upstream)).unwrap());
+    let (events_tx, events) = tokio::sync::mpsc::channel(1024);
+    let session = Session::new(
+        "exec-dns".into(),
+        1000,
+        policy(approval),
+        BTreeMap::new(),
+        resolver,
+        None,
+        Arc::new(Vec::new()),
+        audit,
+        events_tx,
+        None,
+    );
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+    let task = tokio::spawn(sandboxd::dns::serve(udp, tcp, Arc::new(session)));
+    Server {
+        udp: udp_addr,
+        tcp: tcp_addr,
+        state,
+        task,
+        _events: events,
+    }
+}
+
+fn query(name: &str, rtype: RecordType) -> Vec<u8> {
+    let mut m = Message::new();
+    m.set_id(rand_id())
+        .set_recursion_desired(true)
+        .add_query(Query::query(Name::from_str(name).unwrap(), rtype));
+    m.to_vec().unwrap()
+}
+
+fn rand_id() -> u16 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 65521) as u16
+}
+
+/// Sends `msg` over UDP and waits for a reply (None after 3 s).
+async fn udp_raw(server: SocketAddr, msg: &[u8]) -> Option<Vec<u8>> {
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    s.send_to(msg, server).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), s.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+async fn ask(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
+    let q = query(name, rtype);
+    let r = udp_raw(server, &q)
+        .await
+        .unwrap_or_else(|| panic!("no answer for {name} {rtype}"));
+    let m = Message::from_vec(&r).unwrap();
+    assert_eq!(m.id(), Message::from_vec(&q).unwrap().id());
+    assert_eq!(m.message_type(), MessageType::Response);
+    m
+}
+
+fn addrs(m: &Message) -> Vec<IpAddr> {
+    m.answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The audit records of the DNS decisions (waits up to 5 s for `want` of them).
+async fn dns_audit(state: &std::path::Path, want: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(state.join("audit.jsonl")).unwrap_or_default();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["kind"] == "network" && r["protocol"] == "dns")
+            .collect();
+        if records.len() >= want || Instant::now() > deadline {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_names_come_from_upstream_and_denied_ones_never_leave() {
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+
+    let m = ask(srv.udp, "allowed.test.", RecordType::A).await;
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
+    let m = ask(srv.udp, "ALLOWED.Test.", RecordType::AAAA).await;
+    assert_eq!(addrs(&m), [IpAddr::V6(UPSTREAM_V6)]);
+    let m = ask(srv.udp, "deep.sub.ok.test.", RecordType::A).await;
+    assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
+    let m = ask(srv.udp, "ok.test.", RecordType::HTTPS).await;
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert_eq!(up.saw("ok.test"), 1);
+
+    let long = format!("{}.exfil.test.", "q7x9k2m4v8b1n5c3z6".repeat(3));
+    for name in [
+        "bad.ok.test.",
+        "evil.test.",
+        "allowed.test.evil.test.",
+        long.as_str(),
+    ] {
+        let m = ask(srv.udp, name, RecordType::A).await;
+        assert_eq!(m.response_code(), ResponseCode::NXDomain, "{name}");
+        assert!(m.answers().is_empty());
+        assert_eq!(
+            up.saw(name.trim_end_matches('.')),
+            0,
+            "{name} reached upstream"
+        );
+    }
+
+    // Other types of an allowed name: empty, and not asked upstream.
+    for rtype in [RecordType::TXT, RecordType::MX, RecordType::ANY] {
+        let m = ask(srv.udp, "allowed.test.", rtype).await;
+        assert_eq!(m.response_code(), ResponseCode::NoError, "{rtype}");
+        assert!(m.answers().is_empty(), "{rtype}");
+    }
+    let types: Vec<RecordType> = up.seen.lock().unwrap().iter().map(|(_, t)| *t).collect();
+    assert!(
+        types
+            .iter()
+            .all(|t| matches!(t, RecordType::A | RecordType::AAAA | RecordType::HTTPS)),
+        "{types:?}"
+    );
+
+    let records = dns_audit(srv.state.path(), 10).await;
+    let find = |host: &str, method: &str| {
+        records
+            .iter()
+            .find(|r| r["host"] == host && r["method"] == method)
+            .unwrap_or_else(|| panic!("no audit record for {host} {method} in {records:#?}"))
+            .clone()
+    };
+    let allowed = find("allowed.test", "A");
+    assert_eq!(allowed["decision"], "allow");
+    assert_eq!(allowed["id"], "exec-dns");
+    assert_eq!(allowed["port"], 53);
+    assert!(
+        allowed["rule"].as_str().unwrap().contains("allowed.test"),
+        "{allowed}"
+    );
+    let denied = find("bad.ok.test", "A");
+    assert_eq!(denied["decision"], "deny");
+    assert_eq!(denied["reason"], "blocked-by-denylist");
+    assert!(
+        denied["rule"].as_str().unwrap().contains("bad.ok.test"),
+        "{denied}"
+    );
+    assert_eq!(find("evil.test", "A")["decision"], "deny");
+    assert_eq!(find(long.trim_end_matches('.'), "A")["decision"], "deny");
+    let txt = find("allowed.test", "TXT");
+    assert_eq!(txt["decision"], "allow");
+    assert!(
+        txt["message"].as_str().unwrap().contains("not forwarded"),
+        "{txt}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlisted_names_needing_approval_are_not_resolved() {
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::OnRequest).await;
+    let m = ask(srv.udp, "unlisted.test.", RecordType::A).await;
+    assert_eq!(m.response_code(), ResponseCode::NXDomain);
+    assert_eq!(up.saw("unlisted.test"), 0);
+    let records = dns_audit(srv.state.path(), 1).await;
+    assert_eq!(records[0]["host"], "unlisted.test");
+    assert_eq!(records[0]["decision"], "deny");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_hosts_are_answered_without_upstream() {
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+    let m = ask(srv.udp, "static.test.", RecordType::A).await;
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert_eq!(addrs(&m), [IpAddr::from([10, 0, 0, 5])]);
+    let m = ask(srv.udp, "static.test.", RecordType::AAAA).await;
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert!(m.answers().is_empty());
+    let m = ask(srv.udp, "static.test.", RecordType::HTTPS).await;
+    assert!(m.answers().is_empty());
+    assert!(
+        up.seen.lock().unwrap().is_empty(),
+        "{:?}",
+        up.seen.lock().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_queries_are_answered_and_truncation_moves_upstream_to_tcp() {
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+    let mut c = TcpStream::connect(srv.tcp).await.unwrap();
+    // Two queries on one connection, then a denied one.
+    for (name, code, want) in [
+        (
+            "allowed.test.",
+            ResponseCode::NoError,
+            vec![IpAddr::V4(UPSTREAM_V4)],
+        ),
+        (
+            "big.ok.test.",
+            ResponseCode::NoError,
+            vec![IpAddr::V4(UPSTREAM_V4)],
+        ),
+        ("evil.test.", ResponseCode::NXDomain, vec![]),
+    ] {
+        let q = query(name, RecordType::A);
+        c.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
+        c.write_all(&q).await.unwrap();
+        let len = c.read_u16().await.unwrap();
+        let mut buf = vec![0u8; len.into()];
+        c.read_exact(&mut buf).await.unwrap();
+        let m = Message::from_vec(&buf).unwrap();
+        assert_eq!(m.response_code(), code, "{name}");
+        assert_eq!(addrs(&m), want, "{name}");
+    }
+    // big.ok.test was asked over UDP (truncated), then over TCP.
+    assert_eq!(up.saw("big.ok.test"), 2);
+    assert_eq!(up.saw("evil.test"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_does_not_stop_the_server() {
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+    let mut two_questions = query("allowed.test.", RecordType::A);
+    two_questions[5] = 2;
+    let mut response = query("allowed.test.", RecordType::A);
+    response[2] |= 0x80;
+    let mut cut = query("allowed.test.", RecordType::A);
+    cut.truncate(20);
+    let noise: Vec<u8> = (0..600u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    for bad in [
+        &[][..],
+        &[0x42][..],
+        &[0; 12][..],
+        &two_questions,
+        &cut,
+        &noise,
+    ] {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(bad, srv.udp).await.unwrap();
+    }
+    // A well-formed header with a bad question is answered FORMERR; a response is not answered.
+    let r = udp_raw(srv.udp, &two_questions).await.unwrap();
+    assert_eq!(r[3] & 0x0f, 1, "FORMERR");
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    s.send_to(&response, srv.udp).await.unwrap();
+    let mut buf = [0u8; 512];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), s.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
+    // Garbage over TCP closes that connection only.
+    let mut c = TcpStream::connect(srv.tcp).await.unwrap();
+    c.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), c.read_to_end(&mut rest)).await;
+
+    let m = ask(srv.udp, "allowed.test.", RecordType::A).await;
+    assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
+    assert!(!srv.task.is_finished());
+    assert!(up
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(n, _)| n == "allowed.test"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_cached_and_dropping_the_server_frees_its_sockets() {
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+    for _ in 0..3 {
+        let m = ask(srv.udp, "cached.ok.test.", RecordType::A).await;
+        assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
+        assert!(m.answers()[0].ttl() <= 60);
+    }
+    assert_eq!(up.saw("cached.ok.test"), 1);
+    // Repeated identical questions fold into the records already waiting.
+    let records = dns_audit(srv.state.path(), 1).await;
+    assert!(records.iter().all(|r| r["host"] == "cached.ok.test"));
+
+    srv.task.abort();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while std::net::UdpSocket::bind(srv.udp).is_err()
+        || std::net::TcpListener::bind(srv.tcp).is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server's sockets outlived it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolver_lookups_skip_dead_servers_and_forged_answers() {
+    let up = upstream().await;
+    // A server that never answers comes first.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let resolver = Resolver::new(&dns_config(&[dead.local_addr().unwrap(), up.addr])).unwrap();
+    let started = Instant::now();
+    let mut got = resolver.lookup_ip("allowed.test").await.unwrap();
+    got.sort();
+    assert_eq!(got, [IpAddr::V4(UPSTREAM_V4), IpAddr::V6(UPSTREAM_V6)]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let resolver = Resolver::new(&dns_config(&[up.addr])).unwrap();
+    assert_eq!(
+        resolver.lookup_ip("static.test").await.unwrap(),
+        [IpAddr::from([10, 0, 0, 5])]
+    );
+    for _ in 0..2 {
+        assert!(matches!(
+            resolver.lookup_ip("gone.nx.test").await,
+            Err(ResolveError::NotFound { .. })
+        ));
+    }
+    // The negative answer came from the cache the second time.
+    assert_eq!(up.saw("gone.nx.test"), 2, "A and AAAA once each");
+    let got = resolver.lookup_ip("spoof.ok.test").await.unwrap();
+    assert!(
+        got.contains(&IpAddr::V4(UPSTREAM_V4)) && !got.contains(&IpAddr::from([6, 6, 6, 6])),
+        "{got:?}"
+    );
+    // forward keeps the query's id.
+    let q = query("fwd.ok.test.", RecordType::A);
+    let r = Message::from_vec(&resolver.forward(&q).await.unwrap()).unwrap();
+    assert_eq!(r.id(), Message::from_vec(&q).unwrap().id());
+    assert_eq!(addrs(&r), [IpAddr::V4(UPSTREAM_V4)]);
+}

@@ -1,0 +1,1109 @@
+//! The HTTP and SOCKS5 proxies over real loopback sockets: an origin server
+//! and an echo server on 127.0.0.1 reached as `allowed.test` (through
+//! `[dns] hosts` and `allow_cidrs`), profiles from a temporary policy dir,
+//! and the audit log read back from its file.
+
+use sandboxd::audit::AuditLog;
+use sandboxd::config::DnsConfig;
+use sandboxd::net::{NetPolicy, Resolver, Session};
+use sandboxd::policy::{ApprovalMode, PolicyStore};
+use sandboxd::tls::Inspector;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+const SECRET: &str = "s3cret-value";
+
+/// One request as the origin saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    conn: usize,
+    line: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP/1.1 origin on 127.0.0.1: keep-alive, Content-Length request
+/// bodies; `/chunked` answers chunked; every request is remembered.
+struct Origin {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    _task: JoinHandle<()>,
+}
+
+impl Origin {
+    async fn start() -> Origin {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            let mut conn = 0;
+            while let Ok((c, _)) = l.accept().await {
+                conn += 1;
+                tokio::spawn(origin_conn(c, conn, Arc::clone(&s)));
+            }
+        });
+        Origin {
+            port,
+            seen,
+            _task: task,
+        }
+    }
+
+    /// The same over TLS with `config`.
+    async fn start_tls(config: Arc<rustls::ServerConfig>) -> Origin {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            let mut conn = 0;
+            while let Ok((c, _)) = l.accept().await {
+                conn += 1;
+                let s = Arc::clone(&s);
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&config));
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(c).await {
+                        origin_conn(tls, conn, s).await;
+                    }
+                });
+            }
+        });
+        Origin {
+            port,
+            seen,
+            _task: task,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn origin_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    mut c: S,
+    conn: usize,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let (line, headers, n) = loop {
+            let mut h = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut h);
+            if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
+                let line = format!("{} {}", req.method.unwrap(), req.path.unwrap());
+                let headers: Vec<(String, String)> = req
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                break (line, headers, n);
+            }
+            let mut chunk = [0u8; 4096];
+            match c.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        };
+        buf.drain(..n);
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap_or(0);
+        while buf.len() < len {
+            let mut chunk = [0u8; 4096];
+            match c.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        }
+        let body: Vec<u8> = buf.drain(..len).collect();
+        let path = line.split(' ').nth(1).unwrap_or("").to_string();
+        let head_only = line.starts_with("HEAD ");
+        seen.lock().unwrap().push(Seen {
+            conn,
+            line,
+            headers,
+            body,
+        });
+        let answer = if path == "/chunked" {
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nchunk-\r\n4\r\ned!!\r\n0\r\n\r\n".to_string()
+        } else {
+            let body = format!("hello {path}");
+            let len = body.len();
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n{}",
+                if head_only { "" } else { &body }
+            )
+        };
+        if c.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP echo server on 127.0.0.1 counting the bytes it received.
+struct Echo {
+    port: u16,
+    received: Arc<Mutex<usize>>,
+    _task: JoinHandle<()>,
+}
+
+impl Echo {
+    async fn start() -> Echo {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(0));
+        let r = Arc::clone(&received);
+        let task = tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let r = Arc::clone(&r);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        match c.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                *r.lock().unwrap() += n;
+                                if c.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Echo {
+            port,
+            received,
+            _task: task,
+        }
+    }
+}
+
+/// The proxies serving one session, and where they write.
+struct Proxy {
+    http: SocketAddr,
+    socks: SocketAddr,
+    audit_dir: tempfile::TempDir,
+    _policy_dir: tempfile::TempDir,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// `[network]` of the test profiles: allowed.test and other.test on the
+/// servers' ports, denied.test denied, an injection rule for allowed.test.
+fn network(ports: &[u16], extra: &str) -> String {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    format!(
+        "[network]\nmode = \"allowlist\"\nallow = [\"allowed.test\", \"other.test\", \"**.wild.test\"]\n\
+         deny = [\"denied.test\"]\nports = [{}]\n{extra}\n\
+         [[network.rule]]\nhost = \"allowed.test\"\n\
+         inject = {{ header = \"Authorization\", value = \"Bearer {{secret:TOKEN}}\" }}\n",
+        ports.join(", ")
+    )
+}
+
+/// Starts both proxies for a profile with `body`.
+async fn proxy(body: &str) -> Proxy {
+    proxy_inspecting(body, None).await
+}
+
+/// Starts both proxies for a profile with `body`, inspecting with `inspector`.
+async fn proxy_inspecting(body: &str, inspector: Option<Arc<Inspector>>) -> Proxy {
+    let policy_dir = tempfile::tempdir().unwrap();
+    std::fs::write(policy_dir.path().join("p.toml"), body).unwrap();
+    let store = PolicyStore::load(Some(policy_dir.path()), false).unwrap();
+    let policy =
+        NetPolicy::from_profile(store.get("p").unwrap(), None, ApprovalMode::Never).unwrap();
+    let lo = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    let hosts: BTreeMap<String, Vec<IpAddr>> = [
+        "allowed.test",
+        "other.test",
+        "denied.test",
+        "allowed.test.evil.test",
+        "a.wild.test",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), lo.clone()))
+    .collect();
+    let resolver = Resolver::new(&DnsConfig {
+        // Nothing answers there: every name the tests reach is in `hosts`.
+        upstream: Some(vec!["127.0.0.1:9".parse().unwrap()]),
+        hosts,
+    })
+    .unwrap();
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit = Arc::new(AuditLog::open(audit_dir.path(), 1 << 30).unwrap());
+    let (events, mut rx) = tokio::sync::mpsc::channel(1024);
+    let secrets = BTreeMap::from([("TOKEN".to_string(), SECRET.to_string())]);
+    let session = Arc::new(Session::new(
+        "exec-test".into(),
+        1000,
+        policy,
+        secrets,
+        Arc::new(resolver),
+        inspector,
+        Arc::new(Vec::new()),
+        audit,
+        events,
+        None,
+    ));
+    let h = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (http, socks) = (h.local_addr().unwrap(), s.local_addr().unwrap());
+    let s1 = Arc::clone(&session);
+    let tasks = vec![
+        tokio::spawn(async move {
+            sandboxd::proxy::serve_http(h, s1).await.unwrap();
+        }),
+        tokio::spawn(async move {
+            sandboxd::proxy::serve_socks(s, session).await.unwrap();
+        }),
+        tokio::spawn(async move { while rx.recv().await.is_some() {} }),
+    ];
+    Proxy {
+        http,
+        socks,
+        audit_dir,
+        _policy_dir: policy_dir,
+        tasks,
+    }
+}
+
+impl Proxy {
+    /// The audit records of kind `network` or `network-end`.
+    fn records(&self) -> Vec<Value> {
+        let text =
+            std::fs::read_to_string(self.audit_dir.path().join("audit.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["kind"].as_str().is_some_and(|k| k.starts_with("network")))
+            .collect()
+    }
+
+    /// Waits (a little) for a record matching `f`.
+    async fn wait_record(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..100 {
+            if let Some(r) = self.records().into_iter().find(&f) {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no audit record {what}; have: {:#?}", self.records());
+    }
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+struct Response {
+    code: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (Content-Length, chunked or to the end).
+async fn read_response<S: AsyncRead + Unpin>(c: &mut S, buf: &mut Vec<u8>) -> Response {
+    let (code, headers, n) = loop {
+        let mut h = [httparse::EMPTY_HEADER; 64];
+        let mut res = httparse::Response::new(&mut h);
+        if let httparse::Status::Complete(n) = res.parse(buf).unwrap() {
+            let headers: Vec<(String, String)> = res
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            break (res.code.unwrap(), headers, n);
+        }
+        let mut chunk = [0u8; 4096];
+        let k = c.read(&mut chunk).await.unwrap();
+        assert!(
+            k > 0,
+            "the proxy closed before a response: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..k]);
+    };
+    buf.drain(..n);
+    let mut r = Response {
+        code,
+        headers,
+        body: String::new(),
+    };
+    if let Some(len) = r
+        .header("content-length")
+        .map(|v| v.parse::<usize>().unwrap())
+    {
+        while buf.len() < len {
+            assert!(fill(c, buf).await > 0, "body cut short");
+        }
+        r.body = String::from_utf8_lossy(&buf.drain(..len).collect::<Vec<_>>()).into_owned();
+    } else if r.header("transfer-encoding") == Some("chunked") {
+        loop {
+            let text = String::from_utf8_lossy(buf).into_owned();
+            if text.contains("\r\n0\r\n\r\n") || text.starts_with("0\r\n\r\n") {
+                let end = text.find("0\r\n\r\n").unwrap() + 5;
+                let mut rest = &text[..end];
+                while let Some((size, tail)) = rest.split_once("\r\n") {
+                    let n = usize::from_str_radix(size, 16).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    r.body.push_str(&tail[..n]);
+                    rest = &tail[n + 2..];
+                }
+                buf.drain(..end);
+                break;
+            }
+            assert!(fill(c, buf).await > 0, "chunked body cut short");
+        }
+    } else {
+        while fill(c, buf).await > 0 {}
+        r.body = String::from_utf8_lossy(buf).into_owned();
+        buf.clear();
+    }
+    r
+}
+
+/// Reads more into `buf`; 0 at the end.
+async fn fill<S: AsyncRead + Unpin>(c: &mut S, buf: &mut Vec<u8>) -> usize {
+    let mut chunk = [0u8; 4096];
+    let k = c.read(&mut chunk).await.unwrap_or(0);
+    buf.extend_from_slice(&chunk[..k]);
+    k
+}
+
+/// Sends `raw` on a new connection to the HTTP proxy and reads one response.
+async fn ask(p: &Proxy, raw: &str) -> Response {
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    c.write_all(raw.as_bytes()).await.unwrap();
+    read_response(&mut c, &mut Vec::new()).await
+}
+
+fn get(url: &str, host: &str, extra: &str) -> String {
+    format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n")
+}
+
+fn assert_refused(r: &Response, reason: &str) {
+    assert_eq!(r.code, 403, "{r:?}");
+    assert_eq!(
+        r.header("x-proxy-error"),
+        Some(format!("blocked-by-{reason}").as_str()),
+        "{r:?}"
+    );
+}
+
+async fn setup() -> (Origin, Echo, Proxy) {
+    let origin = Origin::start().await;
+    let echo = Echo::start().await;
+    let p = proxy(&network(
+        &[origin.port, echo.port, 443],
+        "allow_cidrs = [\"127.0.0.0/8\"]",
+    ))
+    .await;
+    (origin, echo, p)
+}
+
+#[tokio::test]
+async fn allowed_get_in_absolute_form_reaches_the_origin_without_proxy_headers() {
+    let (origin, _echo, p) = setup().await;
+    let o = origin.port;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://allowed.test:{o}/hello?x=1"),
+            &format!("allowed.test:{o}"),
+            "Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\nX-Kept: yes\r\n",
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 200, "{r:?}");
+    assert_eq!(r.body, "hello /hello?x=1");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].line, "GET /hello?x=1");
+    assert_eq!(
+        seen[0].header("host"),
+        Some(format!("allowed.test:{o}").as_str())
+    );
+    assert_eq!(seen[0].header("x-kept"), Some("yes"));
+    assert!(
+        seen[0].header("proxy-connection").is_none()
+            && seen[0].header("proxy-authorization").is_none()
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_carries_two_requests_on_one_connection_each_side() {
+    let (origin, _echo, p) = setup().await;
+    let o = origin.port;
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    let mut buf = Vec::new();
+    c.write_all(
+        get(
+            &format!("http://allowed.test:{o}/one"),
+            &format!("allowed.test:{o}"),
+            "",
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let r1 = read_response(&mut c, &mut buf).await;
+    c.write_all(
+        get(
+            &format!("http://allowed.test:{o}/chunked"),
+            &format!("allowed.test:{o}"),
+            "",
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let r2 = read_response(&mut c, &mut buf).await;
+    // HEAD: a length and no body.
+    c.write_all(
+        format!("HEAD http://allowed.test:{o}/h HTTP/1.1\r\nHost: allowed.test:{o}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut h = Vec::new();
+    while !h.ends_with(b"\r\n\r\n") {
+        assert!(fill(&mut c, &mut h).await > 0);
+    }
+    let h = String::from_utf8(h).unwrap();
+    assert!(
+        h.starts_with("HTTP/1.1 200") && h.contains("Content-Length: 8\r\n"),
+        "{h}"
+    );
+    // A POST with a body on the same connection.
+    let post = format!("POST http://allowed.test:{o}/up HTTP/1.1\r\nHost: allowed.test:{o}\r\nContent-Length: 5\r\n\r\nabcde");
+    c.write_all(post.as_bytes()).await.unwrap();
+    let r3 = read_response(&mut c, &mut buf).await;
+    assert_eq!((r1.code, r1.body.as_str()), (200, "hello /one"));
+    assert_eq!((r2.code, r2.body.as_str()), (200, "chunk-ed!!"));
+    assert_eq!((r3.code, r3.body.as_str()), (200, "hello /up"));
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter().all(|s| s.conn == seen[0].conn),
+        "one upstream connection: {seen:?}"
+    );
+    assert_eq!(seen[3].body, b"abcde");
+}
+
+#[tokio::test]
+async fn connect_tunnels_to_an_echo_server_and_audits_the_bytes() {
+    let (_origin, echo, p) = setup().await;
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    let e = echo.port;
+    c.write_all(
+        format!("CONNECT allowed.test:{e} HTTP/1.1\r\nHost: allowed.test:{e}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 Connection established\r\n\r\n");
+    c.write_all(b"ping through the tunnel").await.unwrap();
+    let mut back = [0u8; 23];
+    c.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"ping through the tunnel");
+    drop(c);
+    let d = p
+        .wait_record("decision", |r| {
+            r["kind"] == "network" && r["protocol"] == "connect"
+        })
+        .await;
+    assert_eq!(
+        (d["decision"].as_str(), d["host"].as_str()),
+        (Some("allow"), Some("allowed.test"))
+    );
+    assert_eq!(d["addr"], "127.0.0.1");
+    assert_eq!(d["id"], "exec-test");
+    let end = p
+        .wait_record("end", |r| {
+            r["kind"] == "network-end" && r["protocol"] == "connect"
+        })
+        .await;
+    assert_eq!(
+        (end["bytes_up"].as_u64(), end["bytes_down"].as_u64()),
+        (Some(23), Some(23))
+    );
+}
+
+/// SOCKS5 greeting and CONNECT to a name; returns the reply code.
+async fn socks_connect(p: &Proxy, atyp: u8, addr: &[u8], port: u16) -> (u8, TcpStream) {
+    let mut c = TcpStream::connect(p.socks).await.unwrap();
+    c.write_all(&[5, 1, 0]).await.unwrap();
+    let mut m = [0u8; 2];
+    c.read_exact(&mut m).await.unwrap();
+    assert_eq!(m, [5, 0]);
+    let mut req = vec![5, 1, 0, atyp];
+    if atyp == 3 {
+        req.push(addr.len() as u8);
+    }
+    req.extend(addr);
+    req.extend(port.to_be_bytes());
+    c.write_all(&req).await.unwrap();
+    let mut rep = [0u8; 10];
+    c.read_exact(&mut rep).await.unwrap();
+    (rep[1], c)
+}
+
+#[tokio::test]
+async fn socks5_connects_by_name_and_refuses_what_the_policy_refuses() {
+    let (_origin, echo, p) = setup().await;
+    let (code, mut c) = socks_connect(&p, 3, b"allowed.test", echo.port).await;
+    assert_eq!(code, 0);
+    c.write_all(b"socks!").await.unwrap();
+    let mut back = [0u8; 6];
+    c.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"socks!");
+    for (atyp, addr) in [
+        (3u8, &b"denied.test"[..]),
+        (3, b"nowhere.test"),
+        (1, &[127, 0, 0, 1]),
+    ] {
+        let (code, _) = socks_connect(&p, atyp, addr, echo.port).await;
+        assert_eq!(code, 2, "{}", String::from_utf8_lossy(addr));
+    }
+    // BIND is not supported.
+    let mut c = TcpStream::connect(p.socks).await.unwrap();
+    c.write_all(&[5, 1, 0, 5, 2, 0, 3, 12]).await.unwrap();
+    c.write_all(b"allowed.test\x00\x50").await.unwrap();
+    let mut rep = [0u8; 12];
+    c.read_exact(&mut rep).await.unwrap();
+    assert_eq!(rep[3], 7);
+    p.wait_record("socks refusal", |r| {
+        r["protocol"] == "socks"
+            && r["host"] == "denied.test"
+            && r["reason"] == "blocked-by-denylist"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn names_ports_and_literals_outside_the_policy_are_refused() {
+    let (origin, echo, p) = setup().await;
+    let o = origin.port;
+    let cases = [
+        (
+            format!("http://denied.test:{o}/"),
+            format!("denied.test:{o}"),
+            "denylist",
+        ),
+        (
+            format!("http://nowhere.test:{o}/"),
+            format!("nowhere.test:{o}"),
+            "allowlist",
+        ),
+        (
+            format!("http://allowed.test.evil.test:{o}/"),
+            format!("allowed.test.evil.test:{o}"),
+            "allowlist",
+        ),
+        (
+            format!("http://127.0.0.1:{o}/"),
+            format!("127.0.0.1:{o}"),
+            "allowlist",
+        ),
+        (
+            format!("http://2130706433:{o}/"),
+            format!("2130706433:{o}"),
+            "allowlist",
+        ),
+        (
+            "http://allowed.test:1/".to_string(),
+            "allowed.test:1".to_string(),
+            "port",
+        ),
+    ];
+    for (url, host, reason) in &cases {
+        let r = ask(&p, &get(url, host, "")).await;
+        assert_refused(&r, reason);
+        assert!(r.body.contains("rule"), "{r:?}");
+    }
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    c.write_all(b"CONNECT allowed.test:1 HTTP/1.1\r\nHost: allowed.test:1\r\n\r\n")
+        .await
+        .unwrap();
+    assert_refused(&read_response(&mut c, &mut Vec::new()).await, "port");
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    let e = echo.port;
+    c.write_all(format!("CONNECT denied.test:{e} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert_refused(&read_response(&mut c, &mut Vec::new()).await, "denylist");
+    assert!(origin.seen().is_empty());
+    assert_eq!(*echo.received.lock().unwrap(), 0);
+    p.wait_record("port refusal", |r| {
+        r["reason"] == "blocked-by-port" && r["decision"] == "deny"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn case_and_a_trailing_dot_do_not_matter() {
+    let (origin, _echo, p) = setup().await;
+    let o = origin.port;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://ALLOWED.TEST.:{o}/dot"),
+            &format!("Allowed.Test.:{o}"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 200, "{r:?}");
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://a.WILD.test:{o}/w"),
+            &format!("a.wild.test:{o}"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 200, "{r:?}");
+    assert_eq!(origin.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_host_header_that_disagrees_or_userinfo_is_refused() {
+    let (origin, _echo, p) = setup().await;
+    let o = origin.port;
+    let url = format!("http://allowed.test:{o}/");
+    for host in [
+        format!("denied.test:{o}"),
+        "allowed.test".to_string(),
+        format!("allowed.test:{}", o + 1),
+    ] {
+        assert_refused(&ask(&p, &get(&url, &host, "")).await, "bad-request");
+    }
+    let two =
+        format!("GET {url} HTTP/1.1\r\nHost: allowed.test:{o}\r\nHost: denied.test:{o}\r\n\r\n");
+    assert_refused(&ask(&p, &two).await, "bad-request");
+    for url in [
+        format!("http://allowed.test:{o}@denied.test:{o}/"),
+        format!("http://user:pw@allowed.test:{o}/"),
+    ] {
+        assert_refused(
+            &ask(&p, &get(&url, &format!("allowed.test:{o}"), "")).await,
+            "bad-request",
+        );
+    }
+    // A request to the proxy itself (origin-form) is no proxy request.
+    assert_eq!(
+        ask(&p, &get("/", &format!("allowed.test:{o}"), ""))
+            .await
+            .code,
+        400
+    );
+    assert!(origin.seen().is_empty());
+    p.wait_record("bad request", |r| r["reason"] == "blocked-by-bad-request")
+        .await;
+}
+
+#[tokio::test]
+async fn loopback_without_allow_cidrs_is_a_private_address() {
+    let origin = Origin::start().await;
+    let p = proxy(&network(&[origin.port], "")).await;
+    let o = origin.port;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://allowed.test:{o}/"),
+            &format!("allowed.test:{o}"),
+            "",
+        ),
+    )
+    .await;
+    assert_refused(&r, "private-address");
+    assert!(origin.seen().is_empty());
+    let rec = p
+        .wait_record("private", |r| r["reason"] == "blocked-by-private-address")
+        .await;
+    assert_eq!(rec["addr"], "127.0.0.1");
+    let (code, _) = socks_connect(&p, 3, b"allowed.test", o).await;
+    assert_eq!(code, 2);
+}
+
+#[tokio::test]
+async fn post_under_a_get_only_profile_is_refused() {
+    let origin = Origin::start().await;
+    let o = origin.port;
+    let p = proxy(&network(
+        &[o],
+        "allow_cidrs = [\"127.0.0.0/8\"]\nmethods = [\"GET\", \"HEAD\"]",
+    ))
+    .await;
+    let post = format!("POST http://allowed.test:{o}/x HTTP/1.1\r\nHost: allowed.test:{o}\r\nContent-Length: 2\r\n\r\nhi");
+    assert_refused(&ask(&p, &post).await, "method");
+    assert!(origin.seen().is_empty());
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://allowed.test:{o}/x"),
+            &format!("allowed.test:{o}"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 200);
+    let rec = p
+        .wait_record("method", |r| r["reason"] == "blocked-by-method")
+        .await;
+    assert_eq!(
+        (rec["method"].as_str(), rec["path"].as_str()),
+        (Some("POST"), Some("/x"))
+    );
+}
+
+#[tokio::test]
+async fn the_injected_header_replaces_the_clients_and_reaches_only_its_host() {
+    let (origin, _echo, p) = setup().await;
+    let o = origin.port;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://allowed.test:{o}/a"),
+            &format!("allowed.test:{o}"),
+            "authorization: Bearer mine\r\n",
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 200);
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://other.test:{o}/b"),
+            &format!("other.test:{o}"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 200);
+    let seen = origin.seen();
+    let auth: Vec<&str> = seen[0]
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(auth, [format!("Bearer {SECRET}")]);
+    assert!(seen[1].header("authorization").is_none());
+    // The secret never reaches the audit log.
+    let log = std::fs::read_to_string(p.audit_dir.path().join("audit.jsonl")).unwrap();
+    assert!(!log.contains(SECRET));
+}
+
+#[tokio::test]
+async fn a_missing_secret_refuses_the_request() {
+    let origin = Origin::start().await;
+    let o = origin.port;
+    let body = network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]")
+        .replace("{secret:TOKEN}", "{secret:ABSENT}");
+    let p = proxy(&body).await;
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://allowed.test:{o}/"),
+            &format!("allowed.test:{o}"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 403, "{r:?}");
+    assert!(r.body.contains("ABSENT"), "{r:?}");
+    assert!(origin.seen().is_empty());
+}
+
+/// A ClientHello for `name` through a CONNECT to allowed.test's echo port.
+async fn tls_through_connect(p: &Proxy, port: u16, name: &str) -> std::io::Result<()> {
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    c.write_all(format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(name, c))
+        .await
+        .expect("the handshake ended")
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn a_client_hello_for_another_name_closes_the_tunnel() {
+    let (_origin, echo, p) = setup().await;
+    let err = tls_through_connect(&p, echo.port, "evil.test")
+        .await
+        .unwrap_err();
+    assert!(
+        err.kind() == std::io::ErrorKind::UnexpectedEof
+            || err.kind() == std::io::ErrorKind::ConnectionReset,
+        "{err}"
+    );
+    assert_eq!(
+        *echo.received.lock().unwrap(),
+        0,
+        "nothing reached the server"
+    );
+    let rec = p
+        .wait_record("sni", |r| r["reason"] == "blocked-by-sni-mismatch")
+        .await;
+    assert_eq!(rec["host"], "allowed.test");
+    // The right name goes through (the echo server sends the hello back, which fails the handshake later).
+    let _ = tls_through_connect(&p, echo.port, "ALLOWED.test").await;
+    assert!(*echo.received.lock().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn plain_bytes_to_port_443_are_refused() {
+    let (_origin, _echo, p) = setup().await;
+    // Something must answer on 443 for the tunnel to open.
+    let _l = std::net::TcpListener::bind("127.0.0.1:443").expect("127.0.0.1:443 free for the test");
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    c.write_all(b"CONNECT allowed.test:443 HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    c.write_all(b"SSH-2.0-hello\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest).await;
+    assert!(rest.is_empty());
+    p.wait_record("not tls", |r| r["reason"] == "blocked-by-not-tls")
+        .await;
+}
+
+#[tokio::test]
+async fn dropping_the_server_ends_its_tunnels() {
+    let (_origin, echo, mut p) = setup().await;
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    c.write_all(format!("CONNECT allowed.test:{} HTTP/1.1\r\n\r\n", echo.port).as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    c.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    c.read_exact(&mut one).await.unwrap();
+    for t in p.tasks.drain(..) {
+        t.abort();
+        let _ = t.await;
+    }
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A test CA, written to `dir/ca.pem`, and a server configuration for `host` it signed.
+fn test_ca(dir: &std::path::Path, host: &str) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "proxy test CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, ca.pem()).unwrap();
+    let issuer = Issuer::new(params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    (path, Arc::new(config))
+}
+
+/// Inspected HTTPS: the client trusts only the inspector's CA; methods,
+/// injection and records apply per request inside the tunnel.
+#[tokio::test]
+async fn inspected_https_applies_methods_and_injection_per_request() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_path, server) = test_ca(dir.path(), "allowed.test");
+    let origin = Origin::start_tls(server).await;
+    let o = origin.port;
+    let inspector = Arc::new(Inspector::load_or_create(dir.path(), &[ca_path]).unwrap());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            rustls::pki_types::CertificateDer::from_pem_slice(inspector.ca_pem().as_bytes())
+                .unwrap(),
+        )
+        .unwrap();
+    let client_config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let body = network(
+        &[o],
+        "allow_cidrs = [\"127.0.0.0/8\"]\ninspect = true\nmethods = [\"GET\"]",
+    );
+    let p = proxy_inspecting(&body, Some(inspector)).await;
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    c.write_all(format!("CONNECT allowed.test:{o} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("allowed.test").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client_config)
+        .connect(name, c)
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let host = format!("allowed.test:{o}");
+    tls.write_all(get("/inside?q=1", &host, "Authorization: mine\r\n").as_bytes())
+        .await
+        .unwrap();
+    let r = read_response(&mut tls, &mut buf).await;
+    assert_eq!((r.code, r.body.as_str()), (200, "hello /inside?q=1"));
+    tls.write_all(
+        format!("POST /up HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\n\r\nhi").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let r = read_response(&mut tls, &mut buf).await;
+    assert_refused(&r, "method");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].line, "GET /inside?q=1");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+    let rec = p
+        .wait_record("https", |r| {
+            r["protocol"] == "https" && r["kind"] == "network-end"
+        })
+        .await;
+    assert_eq!(
+        (rec["method"].as_str(), rec["path"].as_str()),
+        (Some("GET"), Some("/inside"))
+    );
+    assert!(rec["bytes_down"].as_u64().unwrap() > 0);
+    p.wait_record("https method", |r| {
+        r["protocol"] == "https" && r["reason"] == "blocked-by-method"
+    })
+    .await;
+}
+
+/// The benchmark kit's client against this proxy (`bench.py` and
+/// `backend.py` from the directory in `PROXY_BENCH`): CONNECT + 1 round
+/// trip latency and one tunnel's throughput, proxied and direct, printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: PROXY_BENCH=DIR cargo test --release --test proxy -- --ignored --nocapture"]
+async fn bench_with_the_kit() {
+    let dir = std::env::var("PROXY_BENCH")
+        .expect("PROXY_BENCH names the directory of bench.py and backend.py");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut backend = std::process::Command::new("/usr/bin/python3")
+        .arg(format!("{dir}/backend.py"))
+        .arg(port.to_string())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let p = proxy(&network(&[port], "allow_cidrs = [\"127.0.0.0/8\"]")).await;
+    let n = std::env::var("PROXY_BENCH_N").unwrap_or("2000".into());
+    let bytes = std::env::var("PROXY_BENCH_BYTES").unwrap_or((1u64 << 30).to_string());
+    let runs = [
+        ("latency", "direct".to_string(), "127.0.0.1", n.clone()),
+        ("latency", p.http.to_string(), "allowed.test", n),
+        ("thru", "direct".to_string(), "127.0.0.1", bytes.clone()),
+        ("thru", p.http.to_string(), "allowed.test", bytes),
+    ];
+    for (mode, via, host, arg) in runs {
+        let out = tokio::process::Command::new("/usr/bin/python3")
+            .arg(format!("{dir}/bench.py"))
+            .args([mode, &via, host, &port.to_string(), &arg])
+            .output()
+            .await
+            .unwrap();
+        println!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    backend.kill().unwrap();
+    backend.wait().unwrap();
+}
