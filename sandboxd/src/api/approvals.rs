@@ -892,7 +892,7 @@ impl Approvals {
             "uid": caller.uid,
             "gid": caller.gid,
             "caller_pid": caller.pid,
-            "kind": request.kind,
+            "approval": request.kind,
             "argv": start.argv,
             "cwd": start.cwd,
             "profile": request.profile,
@@ -975,7 +975,7 @@ impl Approvals {
         let mut record = json!({
             "id": id,
             "uid": caller.uid,
-            "kind": kind,
+            "approval": kind,
             "rule": rule_named,
             "answer": reply.map_or("timeout", Reply::as_str),
             "answered_by": reply.map(|_| caller.uid),
