@@ -422,3 +422,57 @@ fn questions_and_answers_are_audited_before_the_exec_proceeds() {
     assert!(answered < refused);
     assert!(!records.iter().any(|r| r["kind"] == "exec-start" && strings(&r["argv"]) == ["touch", "q"]));
 }
+
+#[test]
+fn an_approved_network_escalation_turns_mode_none_into_an_allowlist_of_those_names() {
+    let d = Daemon::builder()
+        .config("[dns]\nhosts = { \"granted.test\" = [\"10.9.9.9\"], \"other.test\" = [\"10.9.9.8\"] }\n")
+        .start();
+    let ws = Dir::new(U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    let no = Approver::new(&ws, U1, "deny");
+    let script = "getent hosts granted.test; echo proxy=$HTTP_PROXY; getent hosts other.test || echo other-refused";
+
+    // Without the escalation, the workspace profile has no network.
+    let out = exec(&d, U1, &ws, &[], &yes, &["sh", "-c", script]);
+    assert!(!out.stdout.contains("10.9.9.9"), "{}", out.stdout);
+    assert!(yes.requests().is_empty());
+
+    let esc = ["--request-network", "granted.test", "--justification", "fetch a fixture"];
+    exec(&d, U1, &ws, &esc, &no, &["sh", "-c", script]).expect_code(125);
+    let reqs = no.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0]["kind"], "escalation");
+    assert_eq!(strings(&reqs[0]["network_allow"]), ["granted.test"]);
+
+    let out = exec(&d, U1, &ws, &esc, &yes, &["sh", "-c", script]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("10.9.9.9") && out.stdout.contains("granted.test"), "{}", out.stdout);
+    assert!(out.stdout.contains("proxy=http://127.0.0.1:3128"), "{}", out.stdout);
+    assert!(out.stdout.contains("other-refused") && !out.stdout.contains("10.9.9.8"), "{}", out.stdout);
+}
+
+#[test]
+fn an_approved_unsandboxed_run_has_the_full_view_and_its_own_pid_namespace() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let outside = Dir::new(U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    let target = outside.join("f");
+    let script = format!("touch {}; readlink /proc/self/ns/pid", target.display());
+    let out = exec(&d, U1, &ws, &["--request-unsandboxed", "--justification", "debugging"], &yes, &["sh", "-c", &script]);
+    out.expect_code(0);
+    assert!(target.exists(), "the full view did not let the caller write its own directory");
+    let host_ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_ne!(out.stdout.trim(), host_ns.to_str().unwrap(), "no pid namespace of its own");
+    let reqs = yes.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0]["unsandboxed"], true);
+    assert_eq!(reqs[0]["justification"], "debugging");
+    assert!(reqs[0]["message"].as_str().unwrap().contains("pid namespace"), "{reqs:?}");
+    let start = audit(&d)
+        .into_iter()
+        .find(|r| r["kind"] == "exec-start" && strings(&r["argv"]).last() == Some(&script.as_str()))
+        .expect("exec-start");
+    assert!(strings(&start["escalation"])[0].contains("unsandboxed"), "{start}");
+}
