@@ -476,3 +476,15 @@ fn an_approved_unsandboxed_run_has_the_full_view_and_its_own_pid_namespace() {
         .expect("exec-start");
     assert!(strings(&start["escalation"])[0].contains("unsandboxed"), "{start}");
 }
+
+#[test]
+fn input_sent_while_a_command_is_asked_about_reaches_it() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let slow = Approver::slow(&ws, U1, "approve", 1);
+    let args = ["exec", "--profile", "ut", "--approver", slow.arg(), "--", "cat"];
+    let out = d.agent(U1, &ws.path).run_with_stdin(&args, Some(b"sent before the start\n"));
+    out.expect_code(0);
+    assert_eq!(out.stdout, "sent before the start\n");
+    assert_eq!(slow.requests().len(), 1);
+}

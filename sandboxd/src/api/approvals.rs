@@ -37,6 +37,8 @@ use tonic::{Status, Streaming};
 const MAX_SESSIONS: usize = 4096;
 /// Answers remembered per session; the oldest goes first.
 const MAX_GRANTS: usize = 256;
+/// Saved rules per user and profile.
+const MAX_AMENDMENTS: usize = 1024;
 /// Input a client may send while its exec waits for an approval.
 const MAX_EARLY_INPUT: usize = 8 << 20;
 
@@ -161,6 +163,8 @@ pub enum AmendmentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path}: already {MAX_AMENDMENTS} rules for profile {profile}")]
+    Full { path: String, profile: String },
     #[error("{path}: not a map of profile names to command prefixes: {source}")]
     Format {
         path: String,
@@ -239,6 +243,12 @@ impl Amendments {
             if !list.contains(p) {
                 list.push(p.clone());
             }
+        }
+        if list.len() > MAX_AMENDMENTS {
+            return Err(AmendmentError::Full {
+                path: self.path(uid).display().to_string(),
+                profile: profile.to_string(),
+            });
         }
         let path = self.path(uid);
         let tmp = self.dir.join(format!("{uid}.json.tmp"));
