@@ -102,6 +102,7 @@ impl Out {
 /// A running daemon with its own socket, state dir and policy dir.
 pub struct Daemon {
     child: Child,
+    config: PathBuf,
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     pub policy_dir: PathBuf,
@@ -140,25 +141,30 @@ impl DaemonBuilder {
         let config = dir.path().join("sandboxd.toml");
         std::fs::write(&config, &self.config).expect("config");
         let log = dir.path().join("sandboxd.log");
-        let logf = std::fs::File::create(&log).expect("log");
-        let child = Command::new(bin("sandboxd"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .arg("--policy-dir")
-            .arg(&policy_dir)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().expect("dup log"))
-            .stderr(logf)
-            .spawn()
-            .expect("start sandboxd");
-        let mut d = Daemon { child, socket, state_dir, policy_dir, log, _dir: dir };
+        let child = spawn_daemon(&config, &socket, &state_dir, &policy_dir, &log);
+        let mut d = Daemon { child, config, socket, state_dir, policy_dir, log, _dir: dir };
         d.wait_ready();
         d
     }
+}
+
+/// Starts `sandboxd` on these paths, its output appended to `log`.
+fn spawn_daemon(config: &Path, socket: &Path, state_dir: &Path, policy_dir: &Path, log: &Path) -> Child {
+    let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
+    Command::new(bin("sandboxd"))
+        .arg("--config")
+        .arg(config)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--policy-dir")
+        .arg(policy_dir)
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().expect("dup log"))
+        .stderr(logf)
+        .spawn()
+        .expect("start sandboxd")
 }
 
 impl Daemon {
@@ -212,8 +218,17 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
+impl Daemon {
+    /// Stops the daemon (SIGTERM) and starts it again with the same config,
+    /// socket, state dir and policy dir.
+    pub fn restart(&mut self) {
+        self.shut_down();
+        self.child = spawn_daemon(&self.config, &self.socket, &self.state_dir, &self.policy_dir, &self.log);
+        self.wait_ready();
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s.
+    fn shut_down(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -227,6 +242,12 @@ impl Drop for Daemon {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 

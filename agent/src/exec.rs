@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use sandbox_proto::v1::{
-    exec_request, exec_response, ApprovalAnswer, ApprovalRequest, Event, ExecExit, ExecRequest,
-    ExecStart, Narrowing, SignalRequest, StdinEof, WindowSize,
+    exec_request, exec_response, ApprovalAnswer, ApprovalRequest, Escalation, Event, ExecExit,
+    ExecRequest, ExecStart, Narrowing, SignalRequest, StdinEof, WindowSize,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -71,6 +71,8 @@ pub struct ExecOptions {
     pub window: Option<WindowSize>,
     /// Requests to narrow the profile (fewer writable roots, domains, lower limits).
     pub narrowing: Option<Narrowing>,
+    /// More than the profile gives, for this exec only: each needs an approval.
+    pub escalation: Option<Escalation>,
 }
 
 impl ExecOptions {
@@ -118,6 +120,7 @@ impl ExecOptions {
             window: self.window,
             narrow: self.narrowing.clone(),
             interactive,
+            escalation: self.escalation.clone(),
         }
     }
 }
@@ -137,7 +140,8 @@ pub enum Approver {
     /// Deny every request.
     Deny,
     /// Run this shell command per request: the request as one JSON object on
-    /// its stdin, one word on its stdout (`approve`, `approve-session`, `deny`).
+    /// its stdin, one word on its stdout (`approve`, `approve-session`,
+    /// `approve-always`, `deny`).
     Command(String),
 }
 
@@ -441,6 +445,11 @@ fn request_json(r: &ApprovalRequest) -> serde_json::Value {
         "justification": r.justification,
         "profile": r.profile,
         "rule": r.rule,
+        "parts": r.parts,
+        "write": r.write,
+        "network_allow": r.network_allow,
+        "unsandboxed": r.unsandboxed,
+        "message": r.message,
     })
 }
 
@@ -471,9 +480,9 @@ async fn run_approver(cmd: &str, r: &ApprovalRequest) -> Result<String, String> 
     let text = String::from_utf8_lossy(&out.stdout);
     let word = text.split_whitespace().next().unwrap_or("");
     match word {
-        "approve" | "approve-session" | "deny" => Ok(word.to_string()),
+        "approve" | "approve-session" | "approve-always" | "deny" => Ok(word.to_string()),
         other => Err(format!(
-            "approver {cmd:?} answered {other:?}, not approve, approve-session or deny"
+            "approver {cmd:?} answered {other:?}, not approve, approve-session, approve-always or deny"
         )),
     }
 }

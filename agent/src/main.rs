@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agent::proto::v1::{
-    check_policy_request, AuditRequest, CheckPolicyRequest, CommandQuery, GetProfileRequest,
-    KillRequest, ListProfilesRequest, ListRequest, SandboxInfo,
+    check_policy_request, AuditRequest, CheckPolicyRequest, CommandQuery, Escalation,
+    GetProfileRequest, KillRequest, ListProfilesRequest, ListRequest, SandboxInfo,
 };
 use agent::tty::{window_size, RawMode};
 use agent::{
@@ -106,6 +106,19 @@ struct ExecArgs {
     /// Command answering approval requests (request as JSON on stdin, one word on stdout).
     #[arg(long, value_name = "CMD")]
     approver: Option<String>,
+    /// Ask for an extra writable root for this exec (needs an approval).
+    #[arg(long = "request-write", value_name = "PATH")]
+    request_write: Vec<PathBuf>,
+    /// Ask for network access to DOMAIN for this exec (needs an approval).
+    #[arg(long = "request-network", value_name = "DOMAIN")]
+    request_network: Vec<String>,
+    /// Ask to run with the `full` profile's file system and network view
+    /// (still its own pid namespace, limits and audit; needs an approval).
+    #[arg(long = "request-unsandboxed")]
+    request_unsandboxed: bool,
+    /// Why the escalation is needed, shown to whoever approves.
+    #[arg(long, value_name = "TEXT")]
+    justification: Option<String>,
     /// Run on a terminal; the local one is put in raw mode meanwhile.
     #[arg(long)]
     tty: bool,
@@ -233,6 +246,20 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
     if let Some(missing) = args.secrets.iter().find(|n| !env.contains_key(*n)) {
         anyhow::bail!("--secret {missing}: {missing} is not set in this environment");
     }
+    let escalation = (!args.request_write.is_empty()
+        || !args.request_network.is_empty()
+        || args.request_unsandboxed
+        || args.justification.is_some())
+    .then(|| Escalation {
+        write: args
+            .request_write
+            .iter()
+            .map(|p| cwd.join(p).to_string_lossy().into_owned())
+            .collect(),
+        network_allow: args.request_network,
+        unsandboxed: args.request_unsandboxed,
+        justification: args.justification.unwrap_or_default(),
+    });
     let opts = ExecOptions {
         argv: args.command,
         cwd,
@@ -246,6 +273,7 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
         tty: args.tty,
         window: if args.tty { window_size() } else { None },
         narrowing: None,
+        escalation,
     };
 
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();

@@ -102,6 +102,10 @@ async fn script(start: ExecStart, mut input: Streaming<ExecRequest>, tx: Tx) {
                 "timeout_ms": start.timeout_ms, "approval": start.approval, "session": start.session,
                 "secrets": start.secrets, "interactive": start.interactive, "tty": start.tty,
                 "secret_values": start.secret_values, "gh_in_env": start.env.contains_key("GH"),
+                "escalation": start.escalation.map(|e| serde_json::json!({
+                    "write": e.write, "network_allow": e.network_allow,
+                    "unsandboxed": e.unsandboxed, "justification": e.justification,
+                })),
             });
             send(exec_response::Msg::Stdout(format!("{json}\n").into_bytes())).await;
             send(exited(0)).await
@@ -556,6 +560,44 @@ fn environment_cwd_and_options_are_sent() {
 }
 
 #[test]
+fn escalation_flags_are_sent() {
+    let d = Daemon::start();
+    let o = d
+        .command(&[
+            "exec",
+            "--request-write",
+            "out",
+            "--request-write",
+            "/srv/abs",
+            "--request-network",
+            "crates.io",
+            "--request-unsandboxed",
+            "--justification",
+            "needs the registry",
+            "--",
+            "start",
+        ])
+        .current_dir(d.dir.path())
+        .output()
+        .unwrap();
+    expect(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let out = d.dir.path().join("out");
+    assert_eq!(
+        v["escalation"],
+        serde_json::json!({
+            "write": [out.to_str().unwrap(), "/srv/abs"],
+            "network_allow": ["crates.io"],
+            "unsandboxed": true,
+            "justification": "needs the registry",
+        })
+    );
+    let o = d.run(&["exec", "--", "start"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["escalation"], serde_json::Value::Null);
+}
+
+#[test]
 fn events_are_reported_on_stderr() {
     let d = Daemon::start();
     let o = d.run(&["exec", "--", "event"]);
@@ -637,7 +679,11 @@ fn approvals_denied_without_approver_and_asked_with_one() {
     assert_eq!(v["justification"], "cleanup");
     assert_eq!(v["profile"], "workspace");
 
-    // An answer that is not one of the three words, or a failing approver, denies.
+    let o = d.run(&["exec", "--approver", "echo approve-always", "--", "approve"]);
+    expect(&o, 0);
+    assert_eq!(text(&o.stdout), "a1 approve-always\n");
+
+    // An answer that is not one of the four words, or a failing approver, denies.
     for approver in ["echo yes-please", "echo approve; exit 3"] {
         let o = d.run(&["exec", "--approver", approver, "--", "approve"]);
         expect(&o, 0);

@@ -21,6 +21,9 @@ pub struct Config {
     pub secrets: BTreeMap<String, SecretSource>,
     /// Size past which the audit log is rotated (`[audit] max_size`).
     pub audit_max_size: u64,
+    /// How long a command or escalation approval waits for its answer before
+    /// it counts as a deny (`[approvals] timeout`).
+    pub approval_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,6 +96,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             secrets: BTreeMap::new(),
             audit_max_size: crate::audit::DEFAULT_MAX_BYTES,
+            approval_timeout: crate::net::session::APPROVAL_TIMEOUT,
         }
     }
 }
@@ -132,6 +136,7 @@ impl Config {
                 "tls",
                 "secrets",
                 "audit",
+                "approvals",
             ],
         )?;
         let mut c = Config::default();
@@ -187,6 +192,18 @@ impl Config {
                 c.audit_max_size = crate::policy::values::parse_size(text).filter(|&n| n > 0).ok_or_else(|| {
                     TreeError::at(&v.pos, "audit.max_size", format!("{text:?} is not a size like \"64MiB\""))
                 })?;
+            }
+        }
+        if let Some(n) = get("approvals") {
+            let at = n.table("approvals")?;
+            known_keys(at, "approvals", &["timeout"])?;
+            if let Some((_, v)) = at.get("timeout") {
+                let text = v.str("approvals.timeout")?;
+                c.approval_timeout = crate::policy::values::parse_duration(text)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        TreeError::at(&v.pos, "approvals.timeout", format!("{text:?} is not a duration like \"60s\""))
+                    })?;
             }
         }
         if let Some(n) = get("secrets") {

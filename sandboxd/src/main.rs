@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use sandboxd::api::approvals::Approvals;
 use sandboxd::api::{server, Api};
 use sandboxd::audit::{self, AuditLog};
 use sandboxd::config::Config;
@@ -214,6 +215,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         init_exe,
         audit: Arc::new(audit),
         net,
+        approvals: Arc::new(Approvals::new(&config.state_dir, config.approval_timeout)?),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -2,6 +2,7 @@
 //! spawn, then pump the streams until the exit. A client that goes away takes
 //! its sandbox with it.
 
+use super::approvals::{Approved, Conversation, Grant, Reply};
 use super::{registry_status, Api};
 use crate::audit::AuditLog;
 use crate::backend::linux::{self, netns, SpawnError};
@@ -12,7 +13,7 @@ use crate::net::secrets::passwd_name;
 use crate::net::session::Answer;
 use crate::net::{NetPolicy, NetQuery, NetRecord, Phase, Session};
 use crate::plan;
-use crate::policy::{check_command, resolve, ApprovalMode, Narrowing, PolicyStore, Verdict};
+use crate::policy::{resolve, ApprovalMode, EffectivePolicy, Narrowing, PolicyStore};
 use crate::registry::{Info, Slot};
 use crate::supervisor::{self, Control, ExitInfo, Handle, Output};
 use pb::exec_request::Msg as In;
@@ -64,6 +65,16 @@ struct Refusal {
     status: Status,
     /// The exec's id, when its start was already recorded.
     id: Option<String>,
+}
+
+/// A policy or approval refusal: permission denied, naming the rule (an
+/// approval that cannot be audited is a failed precondition).
+fn policy_refusal(r: crate::policy::Refusal) -> Refusal {
+    let status = match r.rule.as_str() {
+        "audit" => Status::failed_precondition(r.to_string()),
+        _ => Status::permission_denied(r.to_string()),
+    };
+    refuse(&r.rule, status)
 }
 
 fn refuse(rule: &str, status: Status) -> Refusal {
@@ -180,19 +191,6 @@ impl Api {
         if start.argv.is_empty() || start.argv[0].is_empty() {
             return Err(refuse("argv", Status::invalid_argument("argv is empty")));
         }
-        // Approval requests are not offered yet: a command that would need one is refused.
-        let decision = check_command(profile, &start.argv);
-        if decision.verdict != Verdict::Allow {
-            let msg = match decision.verdict {
-                Verdict::Deny => format!("command refused: {}", decision.reason),
-                _ => format!(
-                    "command needs an approval, which sandboxd cannot ask for yet: {}",
-                    decision.reason
-                ),
-            };
-            let status = Status::permission_denied(format!("{msg} (rule: {})", decision.rule));
-            return Err(refuse(&decision.rule, status));
-        }
         let cwd = PathBuf::from(&start.cwd);
         if !cwd.is_absolute() {
             let msg = format!("cwd {:?} is not an absolute path", start.cwd);
@@ -208,9 +206,92 @@ impl Api {
             .collect();
         let set_env = start.set_env.clone().into_iter().collect();
         let ctx = plan::exec_context(&caller, cwd.clone(), env, set_env);
-        let policy = resolve(profile, &ctx, &narrow)
-            .map_err(|r| refuse(&r.rule, Status::permission_denied(r.to_string())))?;
+        let policy = resolve(profile, &ctx, &narrow).map_err(policy_refusal)?;
+        // What a person must approve first: commands and escalations.
+        let gate = self
+            .approvals
+            .gate(&caller, start, profile, policy.approval)
+            .map_err(policy_refusal)?;
+        let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
+        if !gate.asks() {
+            let policy = match gate.granted() {
+                [] => policy,
+                g => resolve(&self.approvals.widen(profile, g), &ctx, &narrow)
+                    .map_err(policy_refusal)?,
+            };
+            self.launch(
+                &caller,
+                start,
+                &name,
+                policy,
+                inbound,
+                tx,
+                Approved::default(),
+            )
+            .await?;
+            return Ok(ReceiverStream::new(rx));
+        }
+        // The client hears the questions on the stream: it must have it first.
+        let api = self.clone();
+        let (start, profile) = (start.clone(), profile.clone());
+        tokio::spawn(async move {
+            let mut inbound = inbound;
+            let outcome = async {
+                let conversation = Conversation {
+                    caller: &caller,
+                    start: &start,
+                    profile: &profile,
+                    audit: &api.audit,
+                    tx: &tx,
+                    inbound: &mut inbound,
+                };
+                let approved = api
+                    .approvals
+                    .ask(gate, conversation)
+                    .await
+                    .map_err(policy_refusal)?;
+                let policy = match approved.grants.as_slice() {
+                    [] => policy,
+                    g => resolve(&api.approvals.widen(&profile, g), &ctx, &narrow)
+                        .map_err(policy_refusal)?,
+                };
+                api.launch(
+                    &caller,
+                    &start,
+                    &name,
+                    policy,
+                    inbound,
+                    tx.clone(),
+                    approved,
+                )
+                .await
+            }
+            .await;
+            if let Err(r) = outcome {
+                let status = api.refused(&caller, &start, &name, r).await;
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
 
+    /// Plans the exec under its final policy, records its start, spawns it,
+    /// replays what the client sent while it was asked, and starts pumping
+    /// its streams into `tx`.
+    #[allow(clippy::too_many_arguments)]
+    async fn launch(
+        &self,
+        caller: &Caller,
+        start: &pb::ExecStart,
+        name: &str,
+        policy: EffectivePolicy,
+        inbound: Streaming<pb::ExecRequest>,
+        tx: mpsc::Sender<Result<pb::ExecResponse, Status>>,
+        approved: Approved,
+    ) -> Result<(), Refusal> {
+        let caller = caller.clone();
+        let name = name.to_string();
+        let cwd = PathBuf::from(&start.cwd);
         let secrets = match &policy.net {
             Some(_) => self.secrets_for(&caller, start)?,
             None => BTreeMap::new(),
@@ -242,6 +323,8 @@ impl Api {
             "profile": name,
             "policy_hash": policy.hash,
             "decision": "allow",
+            "approvals": approved.ids,
+            "escalation": approved.grants.iter().map(Grant::describe).collect::<Vec<_>>(),
         });
         self.audit.append("exec-start", record).await.map_err(|e| {
             refuse(
@@ -277,6 +360,9 @@ impl Api {
         if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
             let _ = handle.send(resize(w)).await;
         }
+        for c in approved.early {
+            let _ = handle.send(c).await;
+        }
         let info = Info {
             id: slot.id().to_string(),
             uid: caller.uid,
@@ -294,13 +380,12 @@ impl Api {
             policy_hash = %policy.hash, argv = ?start.argv, "exec started"
         );
 
-        let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
         let started = pb::ExecStarted {
             id: slot.id().to_string(),
             profile: name.clone(),
             policy_hash: policy.hash,
         };
-        // The channel is empty: this cannot block, and a closed channel is seen below.
+        // A closed channel is seen below.
         let _ = tx.send(response(Out::Started(started))).await;
         let pending = Pending::default();
         let input = tokio::spawn(pump_input(inbound, handle.clone(), pending.clone()));
@@ -315,7 +400,7 @@ impl Api {
             pump_output(outputs, tx, handle, net, pending, &ends).await;
             input.abort();
         });
-        Ok(ReceiverStream::new(rx))
+        Ok(())
     }
 
     /// The secrets an allowlist exec may inject: the daemon's for this user,
@@ -392,19 +477,27 @@ struct Pending(Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>);
 
 impl Pending {
     fn add(&self, id: String, tx: oneshot::Sender<Answer>) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
     }
 
     /// Routes the client's answer; unknown ids and unknown words are ignored
     /// (the request then times out as a deny).
     fn answer(&self, a: &pb::ApprovalAnswer) {
-        let answer = match a.decision.as_str() {
-            "approve" => Answer::Once,
-            "approve-session" => Answer::Exec,
-            "deny" => Answer::Deny,
-            _ => return,
+        // A network answer holds for the request or the exec; nothing is saved.
+        let answer = match Reply::parse(&a.decision) {
+            Some(Reply::Once | Reply::Always) => Answer::Once,
+            Some(Reply::Session) => Answer::Exec,
+            Some(Reply::Deny) => Answer::Deny,
+            None => return,
         };
-        let tx = self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&a.id);
+        let tx = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&a.id);
         if let Some(tx) = tx {
             let _ = tx.send(answer);
         }
@@ -469,7 +562,7 @@ async fn recv<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
     }
 }
 
-fn resize(w: &pb::WindowSize) -> Control {
+pub(super) fn resize(w: &pb::WindowSize) -> Control {
     let clamp = |v: u32| v.min(u16::MAX as u32) as u16;
     Control::Resize {
         rows: clamp(w.rows),

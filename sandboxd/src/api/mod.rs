@@ -4,6 +4,7 @@
 //! Every handler takes the caller from the connection ([`Caller`] as tonic
 //! connect info), never from the request.
 
+pub mod approvals;
 mod audit;
 mod exec;
 mod profiles;
@@ -34,6 +35,8 @@ pub struct Api {
     pub audit: Arc<AuditLog>,
     /// Resolver, inspection CA and secrets of allowlist sandboxes.
     pub net: crate::net::Services,
+    /// Session answers and saved amendments of command and escalation approvals.
+    pub approvals: Arc<approvals::Approvals>,
 }
 
 /// The caller of a request, as the connection's peer credentials say.

@@ -13,7 +13,9 @@ pub mod values;
 
 pub use load::{PolicyError, PolicyStore};
 pub use model::*;
-pub use narrow::{check_command, check_path, check_url, resolve, Access, ExecContext, Narrowing};
+pub use narrow::{
+    check_command, check_path, check_url, command_parts, resolve, Access, CommandPart, ExecContext, Narrowing,
+};
 
 /// What a decision says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -494,41 +494,73 @@ const MAX_COMMAND_DEPTH: usize = 8;
 /// argv's rules, and the strictest decision wins. What cannot be understood
 /// counts as prompt, unless no command at all could need more than allow.
 pub fn check_command(profile: &Profile, argv: &[String]) -> Decision {
-    let words: Vec<Word> = argv.iter().map(|a| Word::literal(a)).collect();
-    judge(profile, &words, 0)
+    command_parts(profile, argv)
+        .into_iter()
+        .map(|p| p.decision)
+        .reduce(stricter)
+        .unwrap_or_else(|| fallback(profile, &argv.join(" ")))
 }
 
-fn judge(profile: &Profile, words: &[Word], depth: usize) -> Decision {
+/// One command an argv runs, judged on its own: the argv itself when a rule
+/// names it, the command behind a wrapper, or one simple command of a `-c`
+/// script. An approval is asked, remembered and amended per part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandPart {
+    /// The words as written (an unexpanded one as in the script).
+    pub words: Vec<String>,
+    /// Every word is known before the shell runs (nothing left to expand).
+    pub literal: bool,
+    pub decision: Decision,
+}
+
+/// The parts [`check_command`] judges `argv` on; never empty. Its decision
+/// is the strictest of theirs (the first on a tie).
+pub fn command_parts(profile: &Profile, argv: &[String]) -> Vec<CommandPart> {
+    let words: Vec<Word> = argv.iter().map(|a| Word::literal(a)).collect();
+    let mut parts = Vec::new();
+    judge(profile, &words, 0, &mut parts);
+    parts
+}
+
+fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<CommandPart>) {
     let shown = show(words);
+    let part = |decision| CommandPart {
+        words: words.iter().map(|w| w.text.clone()).collect(),
+        literal: words.iter().all(|w| w.literal),
+        decision,
+    };
     match words.first() {
-        None => return fallback(profile, &shown),
+        None => return parts.push(part(fallback(profile, &shown))),
         Some(w) if !w.literal => {
             let why = format!("script not understood: `{}` in command position", w.text);
-            return not_understood(profile, &why, &shown);
+            return parts.push(part(not_understood(profile, &why, &shown)));
         }
         Some(_) if depth > MAX_COMMAND_DEPTH => {
             let why = format!("script not understood: shells and wrappers nested deeper than {MAX_COMMAND_DEPTH}");
-            return not_understood(profile, &why, &shown);
+            return parts.push(part(not_understood(profile, &why, &shown)));
         }
         Some(_) => {}
     }
-    let own = rule_match(profile, words, &shown);
-    let inner = match shell::runs(words) {
-        Err(e) => Some(not_understood(profile, &e.0, &shown)),
-        Ok(Runs::Itself) => None,
-        Ok(Runs::Wrapped(w)) => Some(judge(profile, &w, depth + 1)),
-        Ok(Runs::Script { shell, commands }) => commands
-            .iter()
-            .map(|c| {
-                let mut d = judge(profile, c, depth + 1);
-                d.rule.push_str(&format!(" (in {shell} -c script)"));
-                d
-            })
-            .reduce(stricter),
-    };
-    match inner {
-        Some(inner) => own.into_iter().chain([inner]).reduce(stricter).unwrap_or_else(|| fallback(profile, &shown)),
-        None => own.unwrap_or_else(|| fallback(profile, &shown)),
+    let before = parts.len();
+    if let Some(own) = rule_match(profile, words, &shown) {
+        parts.push(part(own));
+    }
+    match shell::runs(words) {
+        Err(e) => parts.push(part(not_understood(profile, &e.0, &shown))),
+        Ok(Runs::Itself) => {}
+        Ok(Runs::Wrapped(w)) => judge(profile, &w, depth + 1, parts),
+        Ok(Runs::Script { shell, commands }) => {
+            for c in &commands {
+                let from = parts.len();
+                judge(profile, c, depth + 1, parts);
+                for p in &mut parts[from..] {
+                    p.decision.rule.push_str(&format!(" (in {shell} -c script)"));
+                }
+            }
+        }
+    }
+    if parts.len() == before {
+        parts.push(part(fallback(profile, &shown)));
     }
 }
 

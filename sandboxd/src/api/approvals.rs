@@ -1,0 +1,1174 @@
+//! Approvals asked before an exec starts: the commands that the approval
+//! mode and the `[commands]` rules leave to a person, and escalations (more
+//! than the profile gives, for one exec). Answers given "for this session"
+//! are remembered in memory per (uid, session, profile); `approve-always`
+//! saves a user allow rule (an amendment) in the state dir where the
+//! profile allows user rules.
+//!
+//! sandboxd decides what needs asking; the client only relays a person's
+//! answer. No answer in time is a deny, and every question and answer is
+//! in the audit log before the exec goes on.
+
+use super::exec::resize;
+use crate::audit::AuditLog;
+use crate::identity::Caller;
+use crate::policy::domain::{ip_literal, DomainPattern};
+use crate::policy::narrow::rule;
+use crate::policy::{
+    command_parts, ApprovalMode, CommandPart, Located, NetworkMode, Origin, PolicyStore, Profile,
+    Refusal, Verdict,
+};
+use crate::supervisor::Control;
+use pb::exec_request::Msg as In;
+use pb::exec_response::Msg as Out;
+use sandbox_proto::v1 as pb;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+/// Sessions remembered at once (all users); the least recently used goes first.
+const MAX_SESSIONS: usize = 4096;
+/// Answers remembered per session; the oldest goes first.
+const MAX_GRANTS: usize = 256;
+/// Saved rules per user and profile.
+const MAX_AMENDMENTS: usize = 1024;
+/// Input a client may send while its exec waits for an approval.
+const MAX_EARLY_INPUT: usize = 8 << 20;
+
+/// A person's answer, as the client relays it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Once,
+    /// For the rest of the `agent` session (network: the rest of the exec).
+    Session,
+    /// Once, and saved as an allow rule where the profile allows user rules.
+    Always,
+    Deny,
+}
+
+impl Reply {
+    pub fn parse(word: &str) -> Option<Reply> {
+        match word {
+            "approve" => Some(Reply::Once),
+            "approve-session" => Some(Reply::Session),
+            "approve-always" => Some(Reply::Always),
+            "deny" => Some(Reply::Deny),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reply::Once => "approve",
+            Reply::Session => "approve-session",
+            Reply::Always => "approve-always",
+            Reply::Deny => "deny",
+        }
+    }
+}
+
+/// Something approved: a command prefix, or one part of an escalation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Grant {
+    /// Commands starting with these words.
+    Command(Vec<String>),
+    Write(PathBuf),
+    Network(String),
+    Unsandboxed,
+}
+
+impl Grant {
+    fn covers(&self, part: &CommandPart) -> bool {
+        match self {
+            Grant::Command(prefix) => part.literal && part.words.starts_with(prefix),
+            _ => false,
+        }
+    }
+
+    /// The grant as a person reads it.
+    pub fn describe(&self) -> String {
+        match self {
+            Grant::Command(w) => format!("`{}`", w.join(" ")),
+            Grant::Write(p) => format!("write access to {}", p.display()),
+            Grant::Network(d) => format!("network access to {d}"),
+            Grant::Unsandboxed => "an unsandboxed run (the embedded `full` profile's file system \
+                and network view; still its own pid namespace, limits and audit)"
+                .to_string(),
+        }
+    }
+}
+
+/// Whose session an answer is remembered for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SessionKey {
+    uid: u32,
+    session: String,
+    profile: String,
+}
+
+#[derive(Default)]
+struct Sessions(HashMap<SessionKey, (Vec<Grant>, Instant)>);
+
+impl Sessions {
+    fn grants(&mut self, key: &SessionKey) -> Vec<Grant> {
+        match self.0.get_mut(key) {
+            Some((g, used)) => {
+                *used = Instant::now();
+                g.clone()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn remember(&mut self, key: SessionKey, grants: &[Grant]) {
+        if !self.0.contains_key(&key) && self.0.len() >= MAX_SESSIONS {
+            let oldest = self
+                .0
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.0.remove(&k);
+            }
+        }
+        let (list, used) = self
+            .0
+            .entry(key)
+            .or_insert_with(|| (Vec::new(), Instant::now()));
+        *used = Instant::now();
+        for g in grants {
+            if !list.contains(g) {
+                if list.len() >= MAX_GRANTS {
+                    list.remove(0);
+                }
+                list.push(g.clone());
+            }
+        }
+    }
+}
+
+/// An amendment file that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AmendmentError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: already {MAX_AMENDMENTS} rules for profile {profile}")]
+    Full { path: String, profile: String },
+    #[error("{path}: not a map of profile names to command prefixes: {source}")]
+    Format {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Command prefixes a user approved with `approve-always`, per profile:
+/// `STATE_DIR/amendments/UID.json` (mode 0600), `{"PROFILE": [["cmd", "arg"], ...]}`.
+struct Amendments {
+    dir: PathBuf,
+    /// Serialises read-modify-write of the files.
+    lock: Mutex<()>,
+}
+
+type AmendmentFile = BTreeMap<String, Vec<Vec<String>>>;
+
+impl Amendments {
+    fn path(&self, uid: u32) -> PathBuf {
+        self.dir.join(format!("{uid}.json"))
+    }
+
+    fn load(&self, uid: u32) -> Result<AmendmentFile, AmendmentError> {
+        let path = self.path(uid);
+        let shown = || path.display().to_string();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| AmendmentError::Format {
+                path: shown(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AmendmentFile::new()),
+            Err(source) => Err(AmendmentError::Io {
+                path: shown(),
+                source,
+            }),
+        }
+    }
+
+    /// The user's saved prefixes for `profile`; none when the profile does
+    /// not allow user rules. An unreadable file counts as none (so the
+    /// command is asked about) and is logged.
+    fn rules(&self, uid: u32, profile: &Profile) -> Vec<Vec<String>> {
+        if !profile.allow_user_profiles.value {
+            return Vec::new();
+        }
+        match self.load(uid) {
+            Ok(mut f) => f.remove(&profile.name).unwrap_or_default(),
+            Err(e) => {
+                tracing::error!(uid, error = %e, "reading amendments: ignored, commands are asked");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Adds `prefixes` to the user's rules for `profile`, durably.
+    fn save(
+        &self,
+        uid: u32,
+        profile: &str,
+        prefixes: &[Vec<String>],
+    ) -> Result<(), AmendmentError> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| AmendmentError::Io { path, source }
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(io(&self.dir))?;
+        let mut file = self.load(uid)?;
+        let list = file.entry(profile.to_string()).or_default();
+        for p in prefixes {
+            if !list.contains(p) {
+                list.push(p.clone());
+            }
+        }
+        if list.len() > MAX_AMENDMENTS {
+            return Err(AmendmentError::Full {
+                path: self.path(uid).display().to_string(),
+                profile: profile.to_string(),
+            });
+        }
+        let path = self.path(uid);
+        let tmp = self.dir.join(format!("{uid}.json.tmp"));
+        let text = serde_json::to_vec_pretty(&file).map_err(|source| AmendmentError::Format {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(&text)
+            .and_then(|()| f.sync_all())
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))
+    }
+}
+
+/// Could not set up approvals.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalsError {
+    #[error("loading the embedded full profile (the view of unsandboxed escalations): {0}")]
+    Full(String),
+}
+
+/// The daemon's approval state: timeout, session memory, amendments.
+pub struct Approvals {
+    timeout: Duration,
+    sessions: Mutex<Sessions>,
+    amendments: Amendments,
+    /// The embedded `full` profile, whatever the policy dir says.
+    full: Profile,
+    /// Numbers approval requests (with the daemon's start time, unique in the log).
+    asked: AtomicU64,
+    started_ms: u128,
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an exec needs asked (or already has) before it starts.
+#[derive(Debug, Default)]
+pub struct Gate {
+    /// Command parts to ask about, in order.
+    commands: Vec<CommandPart>,
+    /// Escalation parts to ask about.
+    escalation: Vec<Grant>,
+    /// Escalation parts already approved for the session.
+    granted: Vec<Grant>,
+    justification: String,
+    /// The rule that makes escalations need approval (the approval mode).
+    mode_rule: String,
+}
+
+impl Gate {
+    /// Whether a person must be asked before the exec starts.
+    pub fn asks(&self) -> bool {
+        !self.commands.is_empty() || !self.escalation.is_empty()
+    }
+
+    /// Escalation parts granted without asking.
+    pub fn granted(&self) -> &[Grant] {
+        &self.granted
+    }
+}
+
+/// The outcome of asking: what was granted, and what the client sent meanwhile.
+#[derive(Default)]
+pub struct Approved {
+    /// Escalation parts granted (asked now or remembered).
+    pub grants: Vec<Grant>,
+    /// Ids of the approval requests answered, for the exec's start record.
+    pub ids: Vec<String>,
+    /// Input, signals and resizes the client sent while it was asked, in order.
+    pub early: Vec<Control>,
+}
+
+/// Where the questions go and the answers come from: the exec's streams.
+pub struct Conversation<'a> {
+    pub caller: &'a Caller,
+    pub start: &'a pb::ExecStart,
+    pub profile: &'a Profile,
+    pub audit: &'a Arc<AuditLog>,
+    pub tx: &'a mpsc::Sender<Result<pb::ExecResponse, Status>>,
+    pub inbound: &'a mut Streaming<pb::ExecRequest>,
+}
+
+/// `.` and duplicate slashes removed; `None` for relative paths or `..`.
+fn clean(p: &Path) -> Option<PathBuf> {
+    if !p.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The escalation a request asks for, checked, as grants.
+fn escalation_grants(e: &pb::Escalation) -> Result<Vec<Grant>, Refusal> {
+    let bad = |message: String| Refusal {
+        message,
+        rule: "escalation".to_string(),
+    };
+    let mut out = Vec::new();
+    for w in &e.write {
+        let p = clean(Path::new(w)).ok_or_else(|| {
+            bad(format!(
+                "escalation write root {w:?} must be an absolute path without `..`"
+            ))
+        })?;
+        out.push(Grant::Write(p));
+    }
+    for d in &e.network_allow {
+        let entry = match ip_literal(d) {
+            Some(ip) => ip.to_string(),
+            None => DomainPattern::parse(d)
+                .map_err(|m| bad(format!("escalation network {d:?}: {m}")))?
+                .to_string(),
+        };
+        out.push(Grant::Network(entry));
+    }
+    if e.unsandboxed {
+        out.push(Grant::Unsandboxed);
+    }
+    out.dedup();
+    Ok(out)
+}
+
+fn line(part: &CommandPart) -> String {
+    part.words.join(" ")
+}
+
+impl Approvals {
+    pub fn new(state_dir: &Path, timeout: Duration) -> Result<Approvals, ApprovalsError> {
+        let embedded =
+            PolicyStore::load(None, true).map_err(|e| ApprovalsError::Full(e.to_string()))?;
+        let full = embedded
+            .get("full")
+            .cloned()
+            .ok_or_else(|| ApprovalsError::Full("no embedded profile named full".into()))?;
+        let started_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        Ok(Approvals {
+            timeout,
+            sessions: Mutex::new(Sessions::default()),
+            amendments: Amendments {
+                dir: state_dir.join("amendments"),
+                lock: Mutex::new(()),
+            },
+            full,
+            asked: AtomicU64::new(0),
+            started_ms,
+        })
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn session_key(
+        caller: &Caller,
+        start: &pb::ExecStart,
+        profile: &Profile,
+    ) -> Option<SessionKey> {
+        (!start.session.is_empty()).then(|| SessionKey {
+            uid: caller.uid,
+            session: start.session.clone(),
+            profile: profile.name.clone(),
+        })
+    }
+
+    /// Decides, before anything runs, what the exec needs asked: a forbidden
+    /// command is refused in every mode; a command the rules leave to a
+    /// person (and no amendment or session answer covers) and every
+    /// escalation are asked, unless the mode is `never` or the client cannot
+    /// answer, which refuse.
+    pub fn gate(
+        &self,
+        caller: &Caller,
+        start: &pb::ExecStart,
+        profile: &Profile,
+        mode: ApprovalMode,
+    ) -> Result<Gate, Refusal> {
+        let mode_rule = if mode == profile.approval.value {
+            rule(&profile.approval.origin, "approval", mode.as_str())
+        } else {
+            format!("request approval \"{}\"", mode.as_str())
+        };
+        // The rules judged under the exec's own mode (a request may make it stricter).
+        let judged;
+        let judged_by = if mode == profile.approval.value {
+            profile
+        } else {
+            let mut p = profile.clone();
+            p.approval = Located {
+                value: mode,
+                origin: Origin {
+                    file: "request".into(),
+                    line: 0,
+                },
+            };
+            judged = p;
+            &judged
+        };
+        let parts = command_parts(judged_by, &start.argv);
+        if let Some(p) = parts.iter().find(|p| p.decision.verdict == Verdict::Deny) {
+            return Err(Refusal {
+                message: format!("command refused: {}", p.decision.reason),
+                rule: p.decision.rule.clone(),
+            });
+        }
+        let key = Self::session_key(caller, start, profile);
+        let remembered = key
+            .as_ref()
+            .map(|k| self.sessions().grants(k))
+            .unwrap_or_default();
+        let amended: Vec<Grant> = self
+            .amendments
+            .rules(caller.uid, profile)
+            .into_iter()
+            .map(Grant::Command)
+            .collect();
+        let commands: Vec<CommandPart> = parts
+            .into_iter()
+            .filter(|p| p.decision.verdict == Verdict::Prompt)
+            .filter(|p| !amended.iter().chain(&remembered).any(|g| g.covers(p)))
+            .collect();
+        let e = start.escalation.clone().unwrap_or_default();
+        let wanted = escalation_grants(&e)?;
+        if mode == ApprovalMode::Never {
+            if let Some(p) = commands.first() {
+                return Err(Refusal {
+                    message: format!(
+                        "command needs an approval, and approval mode \"never\" asks nobody: {}",
+                        p.decision.reason
+                    ),
+                    rule: p.decision.rule.clone(),
+                });
+            }
+            if !wanted.is_empty() {
+                let asked: Vec<String> = wanted.iter().map(Grant::describe).collect();
+                return Err(Refusal {
+                    message: format!(
+                        "escalation refused: approval mode \"never\" grants nothing beyond profile {} (asked: {})",
+                        profile.name,
+                        asked.join("; ")
+                    ),
+                    rule: mode_rule,
+                });
+            }
+        }
+        let (granted, escalation): (Vec<Grant>, Vec<Grant>) =
+            wanted.into_iter().partition(|g| remembered.contains(g));
+        if !start.interactive {
+            let unanswerable = "this client cannot answer approval requests (agent: give --approver or run on a terminal)";
+            if let Some(p) = commands.first() {
+                return Err(Refusal {
+                    message: format!(
+                        "command needs an approval and {unanswerable}: {}",
+                        p.decision.reason
+                    ),
+                    rule: p.decision.rule.clone(),
+                });
+            }
+            if !escalation.is_empty() {
+                let asked: Vec<String> = escalation.iter().map(Grant::describe).collect();
+                return Err(Refusal {
+                    message: format!(
+                        "escalation needs an approval and {unanswerable}: {}",
+                        asked.join("; ")
+                    ),
+                    rule: mode_rule,
+                });
+            }
+        }
+        Ok(Gate {
+            commands,
+            escalation,
+            granted,
+            justification: e.justification,
+            mode_rule,
+        })
+    }
+
+    /// `profile` widened by the granted escalation parts, for one exec.
+    /// Write roots and domains are added to the profile's (deny rules still
+    /// apply; network mode `none` becomes `allowlist` with only the granted
+    /// domains); an unsandboxed run takes the embedded `full` profile's file
+    /// system and network rules, keeping this profile's limits, environment
+    /// and commands.
+    pub fn widen(&self, profile: &Profile, grants: &[Grant]) -> Profile {
+        let mut p = profile.clone();
+        let origin = Origin {
+            file: "approved escalation".into(),
+            line: 0,
+        };
+        if grants.contains(&Grant::Unsandboxed) {
+            p.filesystem = self.full.filesystem.clone();
+            p.network = self.full.network.clone();
+        }
+        for g in grants {
+            match g {
+                Grant::Write(path) => p.filesystem.write.push(Located {
+                    value: path.to_string_lossy().into_owned(),
+                    origin: origin.clone(),
+                }),
+                Grant::Network(d) => {
+                    if p.network.mode.value == NetworkMode::None {
+                        p.network.mode = Located {
+                            value: NetworkMode::Allowlist,
+                            origin: origin.clone(),
+                        };
+                        p.network.allow.clear();
+                    }
+                    if p.network.mode.value == NetworkMode::Allowlist {
+                        p.network.allow.push(Located {
+                            value: d.clone(),
+                            origin: origin.clone(),
+                        });
+                    }
+                }
+                Grant::Command(_) | Grant::Unsandboxed => {}
+            }
+        }
+        p
+    }
+
+    fn next_id(&self) -> String {
+        let n = self.asked.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("approval-{:x}-{n}", self.started_ms)
+    }
+
+    /// Asks what `gate` leaves to a person, on the exec's stream: each
+    /// question is recorded, sent, answered (or timed out: deny), and the
+    /// answer recorded, before the exec may go on. A deny refuses with the
+    /// rule that asked.
+    pub async fn ask(&self, gate: Gate, c: Conversation<'_>) -> Result<Approved, Refusal> {
+        let mut approved = Approved {
+            grants: gate.granted.clone(),
+            ids: Vec::new(),
+            early: Vec::new(),
+        };
+        let mut early_bytes = 0usize;
+        let Conversation {
+            caller,
+            start,
+            profile,
+            audit,
+            tx,
+            inbound,
+        } = c;
+        let key = Self::session_key(caller, start, profile);
+        let argv = &start.argv;
+
+        if !gate.commands.is_empty() {
+            let id = self.next_id();
+            let mut rules: Vec<String> = Vec::new();
+            for p in &gate.commands {
+                if !rules.contains(&p.decision.rule) {
+                    rules.push(p.decision.rule.clone());
+                }
+            }
+            let parts: Vec<String> = gate.commands.iter().map(line).collect();
+            let reasons: Vec<String> = gate
+                .commands
+                .iter()
+                .map(|p| p.decision.reason.clone())
+                .collect();
+            let request = pb::ApprovalRequest {
+                id: id.clone(),
+                kind: "command".into(),
+                command: argv.clone(),
+                justification: gate.justification.clone(),
+                profile: profile.name.clone(),
+                rule: rules.join("; "),
+                parts: parts.clone(),
+                message: format!("needs approval before it starts: {}", reasons.join("; ")),
+                ..Default::default()
+            };
+            let asked = json!({ "parts": parts });
+            let reply = self
+                .question(
+                    caller,
+                    start,
+                    audit,
+                    tx,
+                    inbound,
+                    &mut approved.early,
+                    &mut early_bytes,
+                    request,
+                    asked,
+                )
+                .await?;
+            // Literal parts only: a word still to be expanded is asked each time.
+            let prefixes: Vec<Vec<String>> = gate
+                .commands
+                .iter()
+                .filter(|p| p.literal)
+                .map(|p| p.words.clone())
+                .collect();
+            let mut outcome = json!({});
+            match reply {
+                Some(Reply::Once) | None | Some(Reply::Deny) => {}
+                Some(Reply::Session) => {
+                    outcome = self
+                        .remember(
+                            tx,
+                            key.as_ref(),
+                            prefixes.iter().cloned().map(Grant::Command).collect(),
+                        )
+                        .await;
+                }
+                Some(Reply::Always) => {
+                    outcome = self.amend(caller.uid, profile, &prefixes, tx).await;
+                }
+            }
+            self.answered(
+                caller,
+                audit,
+                &id,
+                "command",
+                reply,
+                &rules.join("; "),
+                outcome,
+            )
+            .await?;
+            match reply {
+                Some(Reply::Deny) | None => {
+                    let how = match reply {
+                        None => format!(
+                            "no answer within {}",
+                            crate::policy::values::format_duration(self.timeout)
+                        ),
+                        _ => "denied by the approver".to_string(),
+                    };
+                    return Err(Refusal {
+                        message: format!(
+                            "command not run: {how}: {}",
+                            parts
+                                .iter()
+                                .map(|p| format!("`{p}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        rule: rules.join("; "),
+                    });
+                }
+                _ => approved.ids.push(id),
+            }
+        }
+
+        if !gate.escalation.is_empty() {
+            let id = self.next_id();
+            let items: Vec<String> = gate.escalation.iter().map(Grant::describe).collect();
+            let mut request = pb::ApprovalRequest {
+                id: id.clone(),
+                kind: "escalation".into(),
+                command: argv.clone(),
+                justification: gate.justification.clone(),
+                profile: profile.name.clone(),
+                rule: gate.mode_rule.clone(),
+                message: format!(
+                    "asks for more than profile {} gives, for this exec only: {}",
+                    profile.name,
+                    items.join("; ")
+                ),
+                ..Default::default()
+            };
+            for g in &gate.escalation {
+                match g {
+                    Grant::Write(p) => request.write.push(p.to_string_lossy().into_owned()),
+                    Grant::Network(d) => request.network_allow.push(d.clone()),
+                    Grant::Unsandboxed => request.unsandboxed = true,
+                    Grant::Command(_) => {}
+                }
+            }
+            let asked = json!({
+                "escalation": {
+                    "write": request.write,
+                    "network_allow": request.network_allow,
+                    "unsandboxed": request.unsandboxed,
+                },
+            });
+            let reply = self
+                .question(
+                    caller,
+                    start,
+                    audit,
+                    tx,
+                    inbound,
+                    &mut approved.early,
+                    &mut early_bytes,
+                    request,
+                    asked,
+                )
+                .await?;
+            let mut outcome = json!({});
+            match reply {
+                Some(Reply::Session) => {
+                    outcome = self
+                        .remember(tx, key.as_ref(), gate.escalation.clone())
+                        .await;
+                }
+                Some(Reply::Always) => {
+                    let note =
+                        "approve-always saves command rules only: this escalation is approved once";
+                    event(tx, note, &gate.mode_rule).await;
+                    outcome = json!({ "amendment": { "saved": false, "reason": note } });
+                }
+                _ => {}
+            }
+            self.answered(
+                caller,
+                audit,
+                &id,
+                "escalation",
+                reply,
+                &gate.mode_rule,
+                outcome,
+            )
+            .await?;
+            match reply {
+                Some(Reply::Deny) | None => {
+                    let how = match reply {
+                        None => format!(
+                            "no answer within {}",
+                            crate::policy::values::format_duration(self.timeout)
+                        ),
+                        _ => "denied by the approver".to_string(),
+                    };
+                    return Err(Refusal {
+                        message: format!("escalation not granted: {how}: {}", items.join("; ")),
+                        rule: gate.mode_rule.clone(),
+                    });
+                }
+                _ => {
+                    approved.ids.push(id);
+                    approved.grants.extend(gate.escalation.iter().cloned());
+                }
+            }
+        }
+        Ok(approved)
+    }
+
+    /// Session answers: remembered for later execs of the same session.
+    async fn remember(
+        &self,
+        tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
+        key: Option<&SessionKey>,
+        grants: Vec<Grant>,
+    ) -> serde_json::Value {
+        match key {
+            Some(k) => {
+                self.sessions().remember(k.clone(), &grants);
+                json!({ "remembered_for_session": k.session })
+            }
+            None => {
+                event(tx, "approve-session without a session (agent exec --session ID) applies to this exec only", "").await;
+                json!({ "remembered_for_session": null })
+            }
+        }
+    }
+
+    /// `approve-always`: the command prefixes saved as the user's allow rules
+    /// for this profile, where it allows user rules; otherwise an approval
+    /// once, and an event says why nothing was saved.
+    async fn amend(
+        &self,
+        uid: u32,
+        profile: &Profile,
+        prefixes: &[Vec<String>],
+        tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
+    ) -> serde_json::Value {
+        let allow = &profile.allow_user_profiles;
+        let refused = |reason: String| json!({ "amendment": { "saved": false, "prefixes": prefixes, "reason": reason } });
+        if !allow.value {
+            let rule_named = rule(&allow.origin, "allow_user_profiles", allow.value);
+            let note = format!(
+                "amendment not saved: profile {} does not allow user rules; approved once",
+                profile.name
+            );
+            event(tx, &note, &rule_named).await;
+            return refused(note);
+        }
+        if prefixes.is_empty() {
+            let note = "amendment not saved: the command has words the shell would still expand; approved once".to_string();
+            event(tx, &note, "").await;
+            return refused(note);
+        }
+        let amendments = &self.amendments;
+        let saved = tokio::task::block_in_place(|| amendments.save(uid, &profile.name, prefixes));
+        match saved {
+            Ok(()) => {
+                let shown: Vec<String> = prefixes
+                    .iter()
+                    .map(|p| format!("`{}`", p.join(" ")))
+                    .collect();
+                let note = format!(
+                    "amendment saved: {} allowed for uid {uid} under profile {} from now on",
+                    shown.join(", "),
+                    profile.name
+                );
+                event(tx, &note, "").await;
+                json!({ "amendment": { "saved": true, "prefixes": prefixes } })
+            }
+            Err(e) => {
+                tracing::error!(uid, error = %e, "saving an amendment");
+                let note = format!("amendment not saved ({e}); approved once");
+                event(tx, &note, "").await;
+                refused(note)
+            }
+        }
+    }
+
+    /// Records `request`, sends it, and waits for its answer; `None` when
+    /// none came in time or none can come (the client closed its side).
+    #[allow(clippy::too_many_arguments)]
+    async fn question(
+        &self,
+        caller: &Caller,
+        start: &pb::ExecStart,
+        audit: &Arc<AuditLog>,
+        tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
+        inbound: &mut Streaming<pb::ExecRequest>,
+        early: &mut Vec<Control>,
+        early_bytes: &mut usize,
+        request: pb::ApprovalRequest,
+        asked: serde_json::Value,
+    ) -> Result<Option<Reply>, Refusal> {
+        let mut record = json!({
+            "id": request.id,
+            "uid": caller.uid,
+            "gid": caller.gid,
+            "caller_pid": caller.pid,
+            "approval": request.kind,
+            "argv": start.argv,
+            "cwd": start.cwd,
+            "profile": request.profile,
+            "session": start.session,
+            "rule": request.rule,
+            "justification": request.justification,
+            "message": request.message,
+        });
+        merge(&mut record, asked);
+        audit
+            .append("approval-asked", record)
+            .await
+            .map_err(|e| Refusal {
+                message: format!("not run, as its approval cannot be audited: {e}"),
+                rule: "audit".into(),
+            })?;
+        tracing::info!(uid = caller.uid, id = %request.id, kind = %request.kind, rule = %request.rule, "approval asked");
+        let id = request.id.clone();
+        let gone = || Refusal {
+            message: "the client went away while an approval was pending".into(),
+            rule: "approval".into(),
+        };
+        tx.send(Ok(pb::ExecResponse {
+            msg: Some(Out::Approval(request)),
+        }))
+        .await
+        .map_err(|_| gone())?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let msg = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Ok(None),
+                _ = tx.closed() => return Err(gone()),
+                m = inbound.message() => m,
+            };
+            let control = match msg {
+                Ok(Some(pb::ExecRequest { msg: Some(m) })) => match m {
+                    In::Approval(a) if a.id == id => match Reply::parse(&a.decision) {
+                        Some(r) => return Ok(Some(r)),
+                        None => continue,
+                    },
+                    In::Approval(_) | In::Start(_) => continue,
+                    In::Stdin(data) => {
+                        *early_bytes += data.len();
+                        Control::Stdin(data)
+                    }
+                    In::StdinEof(_) => Control::StdinEof,
+                    In::Signal(s) => Control::Signal(s.signal),
+                    In::Resize(w) => resize(&w),
+                },
+                Ok(Some(pb::ExecRequest { msg: None })) => continue,
+                // No more client messages: no answer can come.
+                Ok(None) => return Ok(None),
+                Err(_) => return Err(gone()),
+            };
+            if *early_bytes > MAX_EARLY_INPUT {
+                return Err(Refusal {
+                    message: format!(
+                        "more than {} of input arrived while an approval was pending",
+                        crate::policy::values::format_size(MAX_EARLY_INPUT as u64)
+                    ),
+                    rule: "approval".into(),
+                });
+            }
+            early.push(control);
+        }
+    }
+
+    /// Records the answer (by the connection's uid) before the exec goes on.
+    #[allow(clippy::too_many_arguments)]
+    async fn answered(
+        &self,
+        caller: &Caller,
+        audit: &Arc<AuditLog>,
+        id: &str,
+        kind: &str,
+        reply: Option<Reply>,
+        rule_named: &str,
+        outcome: serde_json::Value,
+    ) -> Result<(), Refusal> {
+        let mut record = json!({
+            "id": id,
+            "uid": caller.uid,
+            "approval": kind,
+            "rule": rule_named,
+            "answer": reply.map_or("timeout", Reply::as_str),
+            "answered_by": reply.map(|_| caller.uid),
+        });
+        merge(&mut record, outcome);
+        tracing::info!(
+            uid = caller.uid,
+            id,
+            kind,
+            answer = reply.map_or("timeout", Reply::as_str),
+            "approval answered"
+        );
+        audit
+            .append("approval-answered", record)
+            .await
+            .map(|_| ())
+            .map_err(|e| Refusal {
+                message: format!("not run, as its approval cannot be audited: {e}"),
+                rule: "audit".into(),
+            })
+    }
+}
+
+/// The fields of `extra` added to the object `record`.
+fn merge(record: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(r), serde_json::Value::Object(e)) = (record.as_object_mut(), extra) {
+        r.extend(e);
+    }
+}
+
+/// An "approval" event on the exec's stream (dropped if the client lags).
+async fn event(
+    tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
+    message: &str,
+    rule_named: &str,
+) {
+    let e = pb::Event {
+        kind: "approval".into(),
+        message: message.to_string(),
+        rule: rule_named.to_string(),
+        ..Default::default()
+    };
+    let _ = tx.try_send(Ok(pb::ExecResponse {
+        msg: Some(Out::Event(e)),
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Decision;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn part(words: &[&str], literal: bool) -> CommandPart {
+        CommandPart {
+            words: words.iter().map(|w| w.to_string()).collect(),
+            literal,
+            decision: Decision {
+                verdict: Verdict::Prompt,
+                rule: String::new(),
+                reason: String::new(),
+            },
+        }
+    }
+
+    fn prefix(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn replies() {
+        for w in ["approve", "approve-session", "approve-always", "deny"] {
+            assert_eq!(Reply::parse(w).map(Reply::as_str), Some(w));
+        }
+        assert_eq!(Reply::parse("yes"), None);
+    }
+
+    #[test]
+    fn a_command_grant_covers_literal_commands_it_prefixes() {
+        let g = Grant::Command(prefix(&["rm", "x"]));
+        assert!(g.covers(&part(&["rm", "x"], true)));
+        assert!(g.covers(&part(&["rm", "x", "-v"], true)));
+        assert!(!g.covers(&part(&["rm", "y"], true)));
+        assert!(!g.covers(&part(&["rm"], true)));
+        assert!(!g.covers(&part(&["rm", "x"], false)));
+        assert!(!Grant::Unsandboxed.covers(&part(&["rm", "x"], true)));
+    }
+
+    #[test]
+    fn sessions_are_kept_apart_and_bounded() {
+        let mut s = Sessions::default();
+        let key = |uid, session: &str| SessionKey {
+            uid,
+            session: session.into(),
+            profile: "p".into(),
+        };
+        s.remember(key(1, "a"), &[Grant::Unsandboxed]);
+        assert_eq!(s.grants(&key(1, "a")), vec![Grant::Unsandboxed]);
+        assert!(s.grants(&key(1, "b")).is_empty());
+        assert!(s.grants(&key(2, "a")).is_empty());
+        let many: Vec<Grant> = (0..MAX_GRANTS + 3)
+            .map(|i| Grant::Network(format!("h{i}.test")))
+            .collect();
+        s.remember(key(1, "a"), &many);
+        let kept = s.grants(&key(1, "a"));
+        assert_eq!(kept.len(), MAX_GRANTS);
+        assert_eq!(kept.last(), many.last());
+    }
+
+    #[test]
+    fn amendments_are_saved_0600_and_read_back_per_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Amendments {
+            dir: dir.path().join("amendments"),
+            lock: Mutex::new(()),
+        };
+        a.save(1000, "ws", &[prefix(&["rm", "x"])]).unwrap();
+        a.save(1000, "ws", &[prefix(&["rm", "x"]), prefix(&["make"])])
+            .unwrap();
+        let f = a.load(1000).unwrap();
+        assert_eq!(f["ws"], vec![prefix(&["rm", "x"]), prefix(&["make"])]);
+        assert!(a.load(1001).unwrap().is_empty());
+        let mode = std::fs::metadata(a.path(1000))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::write(a.path(1001), "not json").unwrap();
+        assert!(matches!(a.load(1001), Err(AmendmentError::Format { .. })));
+    }
+
+    #[test]
+    fn escalations_are_checked() {
+        let e = pb::Escalation {
+            write: vec!["/srv/a/./b".into()],
+            network_allow: vec!["Example.COM".into()],
+            unsandboxed: true,
+            justification: "why".into(),
+        };
+        assert_eq!(
+            escalation_grants(&e).unwrap(),
+            vec![
+                Grant::Write(PathBuf::from("/srv/a/b")),
+                Grant::Network("example.com".into()),
+                Grant::Unsandboxed
+            ]
+        );
+        for bad in ["relative", "/srv/../etc"] {
+            let e = pb::Escalation {
+                write: vec![bad.into()],
+                ..Default::default()
+            };
+            assert!(escalation_grants(&e).is_err(), "{bad}");
+        }
+        let e = pb::Escalation {
+            network_allow: vec!["*".into()],
+            ..Default::default()
+        };
+        assert!(escalation_grants(&e).is_err());
+    }
+
+    #[test]
+    fn widening_adds_roots_and_domains_or_takes_the_full_view() {
+        let a = Approvals::new(Path::new("/nonexistent"), Duration::from_secs(1)).unwrap();
+        let store = PolicyStore::load(None, true).unwrap();
+        let ws = store.get("workspace").unwrap();
+        let w = a.widen(
+            ws,
+            &[
+                Grant::Write(PathBuf::from("/srv/out")),
+                Grant::Network("example.com".into()),
+            ],
+        );
+        assert!(w.filesystem.write.iter().any(|l| l.value == "/srv/out"));
+        assert_eq!(w.network.mode.value, NetworkMode::Allowlist);
+        let allow: Vec<&str> = w.network.allow.iter().map(|l| l.value.as_str()).collect();
+        assert_eq!(allow, ["example.com"]);
+        assert_eq!(w.limits.timeout, ws.limits.timeout);
+        let u = a.widen(ws, &[Grant::Unsandboxed]);
+        assert_eq!(u.network.mode.value, NetworkMode::Full);
+        assert!(u.filesystem.write.iter().any(|l| l.value == "/"));
+        assert!(u.filesystem.deny_read.is_empty());
+        assert_eq!(u.name, ws.name);
+    }
+}

@@ -1,0 +1,490 @@
+//! Command and escalation approvals end to end: what each approval mode asks
+//! before a command starts (through a scripted `--approver`), what answers
+//! do (once, for a session, always), and what the audit log records.
+
+use e2e::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const U1: u32 = 1000;
+const U2: u32 = 1001;
+
+/// Untrusted: only `ls` and `true` run unasked; `rm -rf` never runs.
+const UNTRUSTED: &str = r#"
+extends = "workspace"
+approval = "untrusted"
+[commands]
+allow = [["ls"], ["true"]]
+forbidden = [["rm", "-rf"]]
+"#;
+
+/// On-request with a prompt rule and a forbidden one.
+const ON_REQUEST: &str = r#"
+extends = "workspace"
+[commands]
+prompt = [["git", "push"]]
+forbidden = [["rm", "-rf"]]
+"#;
+
+/// Untrusted, and users may keep their own allow rules.
+const AMENDABLE: &str = r#"
+extends = "workspace"
+approval = "untrusted"
+allow_user_profiles = true
+[commands]
+allow = [["ls"]]
+"#;
+
+fn daemon() -> Daemon {
+    Daemon::builder()
+        .profile("ut", UNTRUSTED)
+        .profile("onreq", ON_REQUEST)
+        .profile("amend", AMENDABLE)
+        .start()
+}
+
+/// An approver script owned by `uid` answering `word` (after `delay`
+/// seconds), logging each request it gets to its log.
+struct Approver {
+    /// `exec SCRIPT`: nothing else is left holding the agent's stderr.
+    command: String,
+    log: PathBuf,
+}
+
+impl Approver {
+    fn new(dir: &Dir, uid: u32, word: &str) -> Approver {
+        Self::slow(dir, uid, word, 0)
+    }
+
+    fn slow(dir: &Dir, uid: u32, word: &str, delay: u32) -> Approver {
+        let log = dir.join(&format!("approver-{word}-{delay}.log"));
+        let script = dir.write(
+            &format!("approver-{word}-{delay}.sh"),
+            // Its stderr closed: a late answer must not hold the agent's output open.
+            &format!("#!/bin/sh\nexec 2>/dev/null\n{{ cat; echo; }} >> {}\nsleep {delay}\necho {word}\n", log.display()),
+            uid,
+        );
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Approver {
+            command: format!("exec {}", script.display()),
+            log,
+        }
+    }
+
+    fn arg(&self) -> &str {
+        &self.command
+    }
+
+    /// The JSON requests it got so far.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("approver got {l:?}: {e}")))
+            .collect()
+    }
+}
+
+/// `agent exec [flags] --approver A -- argv` as `uid` in `ws`.
+fn exec(d: &Daemon, uid: u32, ws: &Dir, flags: &[&str], a: &Approver, argv: &[&str]) -> Out {
+    let mut args = vec!["exec"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--approver", a.arg(), "--"]);
+    args.extend_from_slice(argv);
+    d.agent(uid, &ws.path).run(&args)
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn audit(d: &Daemon) -> Vec<Value> {
+    std::fs::read_to_string(d.state_dir.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[test]
+fn untrusted_asks_for_rm_x_and_not_for_an_allowed_ls() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    ws.write("x", "", U1);
+    ws.write("y", "", U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    let no = Approver::new(&ws, U1, "deny");
+
+    exec(&d, U1, &ws, &["--profile", "ut"], &yes, &["ls"]).expect_code(0);
+    assert!(yes.requests().is_empty(), "ls was asked about: {:?}", yes.requests());
+
+    exec(&d, U1, &ws, &["--profile", "ut"], &yes, &["rm", "x"]).expect_code(0);
+    let reqs = yes.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0]["kind"], "command");
+    assert_eq!(strings(&reqs[0]["command"]), ["rm", "x"]);
+    assert_eq!(strings(&reqs[0]["parts"]), ["rm x"]);
+    assert_eq!(reqs[0]["profile"], "ut");
+    assert!(reqs[0]["rule"].as_str().unwrap().contains("approval \"untrusted\""), "{reqs:?}");
+    assert!(!ws.join("x").exists(), "approved rm x did not run");
+
+    let out = exec(&d, U1, &ws, &["--profile", "ut"], &no, &["rm", "y"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("denied") && out.stderr.contains("approval \"untrusted\""), "{}", out.stderr);
+    assert!(ws.join("y").exists(), "denied rm y ran");
+    assert_eq!(no.requests().len(), 1);
+}
+
+#[test]
+fn a_shell_script_is_judged_on_curl_and_sh_not_on_ls() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let no = Approver::new(&ws, U1, "deny");
+    let script = "ls > listed && curl x | sh";
+    let out = exec(&d, U1, &ws, &["--profile", "ut"], &no, &["sh", "-c", script]);
+    out.expect_code(125);
+    let reqs = no.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(strings(&reqs[0]["parts"]), ["curl x", "sh"], "{reqs:?}");
+    assert_eq!(strings(&reqs[0]["command"]), ["sh", "-c", script]);
+    assert!(out.stderr.contains("`curl x`, `sh`"), "{}", out.stderr);
+    assert!(!ws.join("listed").exists(), "the script ran although denied");
+
+    // A script of allowed commands only is not asked about.
+    exec(&d, U1, &ws, &["--profile", "ut"], &no, &["sh", "-c", "ls > listed; true"]).expect_code(0);
+    assert_eq!(no.requests().len(), 1);
+    assert!(ws.join("listed").exists());
+}
+
+#[test]
+fn a_forbidden_command_is_refused_in_every_mode_even_when_approved() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    ws.write("dir/f", "keep", U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    for (profile, mode) in [("onreq", "untrusted"), ("onreq", "on-request"), ("onreq", "never"), ("ut", "untrusted")] {
+        let out = exec(&d, U1, &ws, &["--profile", profile, "--approval", mode], &yes, &["rm", "-rf", "dir"]);
+        out.expect_code(125);
+        assert!(out.stderr.contains("commands.forbidden"), "{profile} {mode}: {}", out.stderr);
+        // Inside a script too.
+        let out = exec(&d, U1, &ws, &["--profile", profile, "--approval", mode], &yes, &["sh", "-c", "true; rm -rf dir"]);
+        out.expect_code(125);
+        assert!(out.stderr.contains("commands.forbidden"), "{profile} {mode}: {}", out.stderr);
+    }
+    assert!(ws.join("dir/f").exists());
+    assert!(yes.requests().is_empty(), "a forbidden command was asked about: {:?}", yes.requests());
+}
+
+#[test]
+fn on_request_runs_inside_the_profile_and_asks_for_prompt_rules() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    exec(&d, U1, &ws, &["--profile", "onreq"], &yes, &["touch", "made"]).expect_code(0);
+    assert!(ws.join("made").exists());
+    assert!(yes.requests().is_empty(), "{:?}", yes.requests());
+    // `git push` matches the prompt rule: asked, then run (git fails: no repository).
+    let out = exec(&d, U1, &ws, &["--profile", "onreq"], &yes, &["git", "push", "origin"]);
+    assert_ne!(out.code, 125, "{}", out.stderr);
+    let reqs = yes.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert!(reqs[0]["rule"].as_str().unwrap().contains("commands.prompt"), "{reqs:?}");
+}
+
+#[test]
+fn on_request_escalation_of_a_write_root_approved_and_denied() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let outside = Dir::new(U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    let no = Approver::new(&ws, U1, "deny");
+    let target = outside.join("f");
+    let script = format!("echo written > {}", target.display());
+
+    // Outside the profile's writable roots, unasked: the sandbox cannot write there.
+    let out = exec(&d, U1, &ws, &[], &yes, &["sh", "-c", &script]);
+    assert_ne!(out.code, 0, "wrote outside the workspace without escalation");
+    assert!(!target.exists());
+    assert!(yes.requests().is_empty());
+
+    let root = outside.path.to_str().unwrap();
+    let esc = ["--request-write", root, "--justification", "build output goes there"];
+    let out = exec(&d, U1, &ws, &esc, &no, &["sh", "-c", &script]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("approval \"on-request\""), "{}", out.stderr);
+    assert!(!target.exists(), "denied escalation wrote");
+    let reqs = no.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0]["kind"], "escalation");
+    assert_eq!(strings(&reqs[0]["write"]), [root]);
+    assert_eq!(reqs[0]["justification"], "build output goes there");
+
+    exec(&d, U1, &ws, &esc, &yes, &["sh", "-c", &script]).expect_code(0);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "written\n");
+    let reqs = yes.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0]["kind"], "escalation");
+    // Written as the caller.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&target).unwrap().uid(), U1);
+}
+
+#[test]
+fn an_approved_write_root_is_still_opened_as_the_caller() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let theirs = Dir::new(U2);
+    std::fs::set_permissions(&theirs.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yes = Approver::new(&ws, U1, "approve");
+    let target = theirs.join("f");
+    let esc = ["--request-write", theirs.path.to_str().unwrap()];
+    let out = exec(&d, U1, &ws, &esc, &yes, &["sh", "-c", &format!("echo x > {}", target.display())]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("not writable by the caller"), "{}", out.stderr);
+    assert!(!target.exists());
+}
+
+#[test]
+fn never_refuses_without_asking() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let outside = Dir::new(U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    let out = exec(&d, U1, &ws, &["--profile", "onreq", "--approval", "never"], &yes, &["git", "push"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("never") && out.stderr.contains("commands.prompt"), "{}", out.stderr);
+    let esc = ["--approval", "never", "--request-write", outside.path.to_str().unwrap()];
+    let out = exec(&d, U1, &ws, &esc, &yes, &["touch", &outside.join("f").display().to_string()]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("escalation refused"), "{}", out.stderr);
+    assert!(!outside.join("f").exists());
+    // Inside the profile, never runs as on-request does.
+    exec(&d, U1, &ws, &["--approval", "never"], &yes, &["touch", "ok"]).expect_code(0);
+    assert!(yes.requests().is_empty(), "never asked: {:?}", yes.requests());
+}
+
+#[test]
+fn without_an_approver_a_command_that_needs_one_is_refused_unasked() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let out = d.agent(U1, &ws.path).run(&["exec", "--profile", "ut", "--", "touch", "z"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("cannot answer approval requests"), "{}", out.stderr);
+    assert!(!ws.join("z").exists());
+}
+
+#[test]
+fn session_answers_apply_to_later_execs_of_the_same_session_only() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let ws2 = Dir::new(U2);
+    let session = Approver::new(&ws, U1, "approve-session");
+    let no = Approver::new(&ws, U1, "deny");
+    let ut = ["--profile", "ut", "--session", "s1"];
+
+    exec(&d, U1, &ws, &ut, &session, &["touch", "a"]).expect_code(0);
+    assert_eq!(session.requests().len(), 1);
+    // Same session: not asked again (the denying approver is never run).
+    exec(&d, U1, &ws, &ut, &no, &["touch", "a"]).expect_code(0);
+    exec(&d, U1, &ws, &ut, &no, &["sh", "-c", "touch a && ls"]).expect_code(0);
+    assert!(no.requests().is_empty(), "{:?}", no.requests());
+    // Another command in the same session is asked.
+    exec(&d, U1, &ws, &ut, &no, &["touch", "b"]).expect_code(125);
+    assert_eq!(no.requests().len(), 1);
+    // Another session, no session, another user with the same session id: asked again.
+    exec(&d, U1, &ws, &["--profile", "ut", "--session", "s2"], &no, &["touch", "a"]).expect_code(125);
+    exec(&d, U1, &ws, &["--profile", "ut"], &no, &["touch", "a"]).expect_code(125);
+    assert_eq!(no.requests().len(), 3);
+    let no2 = Approver::new(&ws2, U2, "deny");
+    exec(&d, U2, &ws2, &ut, &no2, &["touch", "a"]).expect_code(125);
+    assert_eq!(no2.requests().len(), 1);
+    assert!(!ws2.join("a").exists());
+
+    // Escalations answered for the session are remembered too.
+    let outside = Dir::new(U1);
+    let esc = ["--session", "s3", "--request-write", outside.path.to_str().unwrap()];
+    let touch = format!("{}", outside.join("e").display());
+    exec(&d, U1, &ws, &esc, &session, &["touch", &touch]).expect_code(0);
+    assert_eq!(session.requests().len(), 2);
+    exec(&d, U1, &ws, &esc, &no, &["touch", &touch]).expect_code(0);
+    assert_eq!(no.requests().len(), 3, "a remembered escalation was asked again");
+}
+
+#[test]
+fn approve_always_persists_across_execs_and_a_restart() {
+    let mut d = daemon();
+    let ws = Dir::new(U1);
+    let ws2 = Dir::new(U2);
+    let always = Approver::new(&ws, U1, "approve-always");
+    let no = Approver::new(&ws, U1, "deny");
+    let out = exec(&d, U1, &ws, &["--profile", "amend"], &always, &["touch", "b"]);
+    out.expect_code(0);
+    assert!(out.stderr.contains("amendment saved"), "{}", out.stderr);
+    assert_eq!(always.requests().len(), 1);
+    exec(&d, U1, &ws, &["--profile", "amend"], &no, &["touch", "b"]).expect_code(0);
+    assert!(no.requests().is_empty(), "{:?}", no.requests());
+
+    let file = d.state_dir.join("amendments/1000.json");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", file.display());
+
+    d.restart();
+    exec(&d, U1, &ws, &["--profile", "amend"], &no, &["touch", "b"]).expect_code(0);
+    assert!(no.requests().is_empty(), "{:?}", no.requests());
+    // Only that command, only that user, only that profile.
+    exec(&d, U1, &ws, &["--profile", "amend"], &no, &["touch", "c"]).expect_code(125);
+    exec(&d, U1, &ws, &["--profile", "ut"], &no, &["touch", "b"]).expect_code(125);
+    let no2 = Approver::new(&ws2, U2, "deny");
+    exec(&d, U2, &ws2, &["--profile", "amend"], &no2, &["touch", "b"]).expect_code(125);
+    assert_eq!(no.requests().len(), 2);
+    assert_eq!(no2.requests().len(), 1);
+}
+
+#[test]
+fn approve_always_where_user_rules_are_not_allowed_is_approve_once() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let always = Approver::new(&ws, U1, "approve-always");
+    let no = Approver::new(&ws, U1, "deny");
+    let out = exec(&d, U1, &ws, &["--profile", "ut"], &always, &["touch", "b"]);
+    out.expect_code(0);
+    assert!(out.stderr.contains("amendment not saved") && out.stderr.contains("allow_user_profiles"), "{}", out.stderr);
+    exec(&d, U1, &ws, &["--profile", "ut"], &no, &["touch", "b"]).expect_code(125);
+    assert!(!d.state_dir.join("amendments/1000.json").exists());
+}
+
+#[test]
+fn an_unanswered_request_times_out_as_a_deny() {
+    let d = Daemon::builder().config("[approvals]\ntimeout = \"2s\"\n").profile("ut", UNTRUSTED).start();
+    let ws = Dir::new(U1);
+    let slow = Approver::slow(&ws, U1, "approve", 6);
+    let t = Instant::now();
+    let out = exec(&d, U1, &ws, &["--profile", "ut"], &slow, &["touch", "late"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("no answer within 2s"), "{}", out.stderr);
+    assert!(t.elapsed() < Duration::from_secs(6), "waited {:?}", t.elapsed());
+    assert!(!ws.join("late").exists());
+    let answered: Vec<Value> = audit(&d).into_iter().filter(|r| r["kind"] == "approval-answered").collect();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0]["answer"], "timeout");
+}
+
+#[test]
+fn an_unknown_approvals_key_is_refused_by_name() {
+    let dir = Dir::new(0);
+    let config = dir.write("sandboxd.toml", "[approvals]\ntimout = \"2s\"\n", 0);
+    let out = std::process::Command::new(bin("sandboxd"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&config)
+        .arg("--policy-dir")
+        .arg(dir.join("policies"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("approvals.timout"), "{err}");
+}
+
+#[test]
+fn questions_and_answers_are_audited_before_the_exec_proceeds() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    let no = Approver::new(&ws, U1, "deny");
+    exec(&d, U1, &ws, &["--profile", "ut"], &yes, &["touch", "p"]).expect_code(0);
+    exec(&d, U1, &ws, &["--profile", "ut"], &no, &["touch", "q"]).expect_code(125);
+
+    let records = audit(&d);
+    let pos = |f: &dyn Fn(&Value) -> bool| records.iter().position(f).unwrap_or_else(|| panic!("{records:#?}"));
+    let asked = pos(&|r| r["kind"] == "approval-asked" && strings(&r["argv"]) == ["touch", "p"]);
+    let id = records[asked]["id"].as_str().unwrap().to_string();
+    assert_eq!(records[asked]["uid"], U1);
+    assert!(records[asked]["rule"].as_str().unwrap().contains("untrusted"));
+    assert_eq!(strings(&records[asked]["parts"]), ["touch p"]);
+    let answered = pos(&|r| r["kind"] == "approval-answered" && r["id"] == id.as_str());
+    assert_eq!(records[answered]["answer"], "approve");
+    assert_eq!(records[answered]["answered_by"], U1);
+    let started = pos(&|r| r["kind"] == "exec-start" && strings(&r["argv"]) == ["touch", "p"]);
+    assert!(strings(&records[started]["approvals"]).contains(&id.as_str()));
+    assert!(asked < answered && answered < started, "{asked} {answered} {started}");
+
+    let asked = pos(&|r| r["kind"] == "approval-asked" && strings(&r["argv"]) == ["touch", "q"]);
+    let id = records[asked]["id"].as_str().unwrap();
+    let answered = pos(&|r| r["kind"] == "approval-answered" && r["id"] == id);
+    assert_eq!(records[answered]["answer"], "deny");
+    let refused = pos(&|r| r["kind"] == "refusal" && strings(&r["argv"]) == ["touch", "q"]);
+    assert!(answered < refused);
+    assert!(!records.iter().any(|r| r["kind"] == "exec-start" && strings(&r["argv"]) == ["touch", "q"]));
+}
+
+#[test]
+fn an_approved_network_escalation_turns_mode_none_into_an_allowlist_of_those_names() {
+    let d = Daemon::builder()
+        .config("[dns]\nhosts = { \"granted.test\" = [\"10.9.9.9\"], \"other.test\" = [\"10.9.9.8\"] }\n")
+        .start();
+    let ws = Dir::new(U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    let no = Approver::new(&ws, U1, "deny");
+    let script = "getent hosts granted.test; echo proxy=$HTTP_PROXY; getent hosts other.test || echo other-refused";
+
+    // Without the escalation, the workspace profile has no network.
+    let out = exec(&d, U1, &ws, &[], &yes, &["sh", "-c", script]);
+    assert!(!out.stdout.contains("10.9.9.9"), "{}", out.stdout);
+    assert!(yes.requests().is_empty());
+
+    let esc = ["--request-network", "granted.test", "--justification", "fetch a fixture"];
+    exec(&d, U1, &ws, &esc, &no, &["sh", "-c", script]).expect_code(125);
+    let reqs = no.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0]["kind"], "escalation");
+    assert_eq!(strings(&reqs[0]["network_allow"]), ["granted.test"]);
+
+    let out = exec(&d, U1, &ws, &esc, &yes, &["sh", "-c", script]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("10.9.9.9") && out.stdout.contains("granted.test"), "{}", out.stdout);
+    assert!(out.stdout.contains("proxy=http://127.0.0.1:3128"), "{}", out.stdout);
+    assert!(out.stdout.contains("other-refused") && !out.stdout.contains("10.9.9.8"), "{}", out.stdout);
+}
+
+#[test]
+fn an_approved_unsandboxed_run_has_the_full_view_and_its_own_pid_namespace() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let outside = Dir::new(U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    let target = outside.join("f");
+    let script = format!("touch {}; readlink /proc/self/ns/pid", target.display());
+    let out = exec(&d, U1, &ws, &["--request-unsandboxed", "--justification", "debugging"], &yes, &["sh", "-c", &script]);
+    out.expect_code(0);
+    assert!(target.exists(), "the full view did not let the caller write its own directory");
+    let host_ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_ne!(out.stdout.trim(), host_ns.to_str().unwrap(), "no pid namespace of its own");
+    let reqs = yes.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0]["unsandboxed"], true);
+    assert_eq!(reqs[0]["justification"], "debugging");
+    assert!(reqs[0]["message"].as_str().unwrap().contains("pid namespace"), "{reqs:?}");
+    let start = audit(&d)
+        .into_iter()
+        .find(|r| r["kind"] == "exec-start" && strings(&r["argv"]).last() == Some(&script.as_str()))
+        .expect("exec-start");
+    assert!(strings(&start["escalation"])[0].contains("unsandboxed"), "{start}");
+}
+
+#[test]
+fn input_sent_while_a_command_is_asked_about_reaches_it() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let slow = Approver::slow(&ws, U1, "approve", 1);
+    let args = ["exec", "--profile", "ut", "--approver", slow.arg(), "--", "cat"];
+    let out = d.agent(U1, &ws.path).run_with_stdin(&args, Some(b"sent before the start\n"));
+    out.expect_code(0);
+    assert_eq!(out.stdout, "sent before the start\n");
+    assert_eq!(slow.requests().len(), 1);
+}
