@@ -169,7 +169,12 @@ impl Api {
     ) -> Result<ExecStream, Refusal> {
         let caller = caller.clone();
         let name = name.to_string();
-        let profile = self.profile(&name).map_err(|s| refuse("profile", s))?;
+        // Managed, or the caller's own user profile (read now, from their home).
+        let env_home = start.env.get("HOME").map(String::as_str);
+        let profile = self
+            .profile(&caller, env_home, &name)
+            .map_err(|s| refuse("profile", s))?;
+        let profile = &*profile;
         if caller.uid == 0 && !profile.allow_root.value {
             let msg = format!(
                 "root callers may not use profile {name}: it does not set allow_root (rule: allow_root, {})",
