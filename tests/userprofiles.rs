@@ -62,29 +62,56 @@ fn text(o: &Out) -> String {
 fn a_narrowing_user_profile_is_used_and_seen_only_by_its_owner() {
     let d = daemon();
     let ws = Dir::new(U1);
-    let _p = UserProfile::new(U1, "up-readonly", "extends = \"team\"\ndescription = \"mine\"\n[filesystem]\nwrite = [\"{tmp}\"]\n");
+    let _p = UserProfile::new(
+        U1,
+        "up-readonly",
+        "extends = \"team\"\ndescription = \"mine\"\n[filesystem]\nwrite = [\"{tmp}\"]\n",
+    );
     // The managed profile writes the workspace; the user's narrowing does not.
-    let out = d.sh(U1, &ws.path, &["--profile", "up-readonly"], "echo x > made-by-user-profile");
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "up-readonly"],
+        "echo x > made-by-user-profile",
+    );
     assert_ne!(out.code, 0, "{}", text(&out));
     assert!(!ws.join("made-by-user-profile").exists());
-    d.sh(U1, &ws.path, &["--profile", "team"], "echo x > made-by-team").expect_code(0);
+    d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "team"],
+        "echo x > made-by-team",
+    )
+    .expect_code(0);
     assert!(ws.join("made-by-team").exists());
     // policy list / show / check see it, for its owner.
     let list = d.agent(U1, &ws.path).run(&["policy", "list"]);
     list.expect_code(0);
-    assert!(list.stdout.contains("up-readonly") && list.stdout.contains("mine"), "{}", list.stdout);
-    let show = d.agent(U1, &ws.path).run(&["policy", "show", "up-readonly"]);
+    assert!(
+        list.stdout.contains("up-readonly") && list.stdout.contains("mine"),
+        "{}",
+        list.stdout
+    );
+    let show = d
+        .agent(U1, &ws.path)
+        .run(&["policy", "show", "up-readonly"]);
     show.expect_code(0);
     assert!(show.stdout.contains("{tmp}"), "{}", show.stdout);
     let w = ws.join("f").display().to_string();
-    let check = d.agent(U1, &ws.path).run(&["policy", "check", "up-readonly", "--write", &w]);
+    let check = d
+        .agent(U1, &ws.path)
+        .run(&["policy", "check", "up-readonly", "--write", &w]);
     assert_eq!(check.code, 1, "{}", text(&check));
-    d.agent(U1, &ws.path).run(&["policy", "check", "team", "--write", &w]).expect_code(0);
+    d.agent(U1, &ws.path)
+        .run(&["policy", "check", "team", "--write", &w])
+        .expect_code(0);
     // Another user has no such profile.
     let ws2 = Dir::new(U2);
     let list2 = d.agent(U2, &ws2.path).run(&["policy", "list"]);
     assert!(!list2.stdout.contains("up-readonly"), "{}", list2.stdout);
-    let out = d.agent(U2, &ws2.path).run(&["exec", "--profile", "up-readonly", "--", "true"]);
+    let out = d
+        .agent(U2, &ws2.path)
+        .run(&["exec", "--profile", "up-readonly", "--", "true"]);
     assert_eq!(out.code, 125, "{}", text(&out));
     assert!(out.stderr.contains("no profile named"), "{}", out.stderr);
     // Even with HOME pointing at the owner's home.
@@ -101,34 +128,97 @@ fn a_widening_user_profile_is_refused_naming_file_line_and_rule() {
     let ws = Dir::new(U1);
     // (file name, body, line named, what the message says)
     let cases: &[(&str, &str, usize, &str)] = &[
-        ("up-wide-write", "extends = \"team\"\n[filesystem]\nwrite = [\"/srv\"]\n", 3, "key `filesystem.write`"),
-        ("up-wide-net", "extends = \"team\"\n\n[network]\nmode = \"full\"\n", 4, "key `network.mode`"),
-        ("up-wide-env", "extends = \"team\"\n[env]\nset = { GH_TOKEN = \"x\" }\n", 3, "key `env.set.GH_TOKEN`"),
-        ("up-wide-limit", "extends = \"team\"\n[limits]\nmemory = \"64GiB\"\n", 3, "key `limits.memory`"),
-        ("up-wide-cmd", "extends = \"team\"\napproval = \"never\"\n[commands]\nallow = [[\"rm\"]]\n", 4, "key `commands.allow`"),
-        ("up-admin-root", "extends = \"team\"\nallow_root = true\n", 2, "key `allow_root`: admin-only"),
-        ("up-admin-nest", "extends = \"team\"\nallow_user_profiles = true\n", 2, "key `allow_user_profiles`: admin-only"),
-        ("up-not-allowed", "extends = \"workspace\"\n", 1, "profile workspace does not allow user profiles"),
+        (
+            "up-wide-write",
+            "extends = \"team\"\n[filesystem]\nwrite = [\"/srv\"]\n",
+            3,
+            "key `filesystem.write`",
+        ),
+        (
+            "up-wide-net",
+            "extends = \"team\"\n\n[network]\nmode = \"full\"\n",
+            4,
+            "key `network.mode`",
+        ),
+        (
+            "up-wide-env",
+            "extends = \"team\"\n[env]\nset = { GH_TOKEN = \"x\" }\n",
+            3,
+            "key `env.set.GH_TOKEN`",
+        ),
+        (
+            "up-wide-limit",
+            "extends = \"team\"\n[limits]\nmemory = \"64GiB\"\n",
+            3,
+            "key `limits.memory`",
+        ),
+        (
+            "up-wide-cmd",
+            "extends = \"team\"\napproval = \"never\"\n[commands]\nallow = [[\"rm\"]]\n",
+            4,
+            "key `commands.allow`",
+        ),
+        (
+            "up-admin-root",
+            "extends = \"team\"\nallow_root = true\n",
+            2,
+            "key `allow_root`: admin-only",
+        ),
+        (
+            "up-admin-nest",
+            "extends = \"team\"\nallow_user_profiles = true\n",
+            2,
+            "key `allow_user_profiles`: admin-only",
+        ),
+        (
+            "up-not-allowed",
+            "extends = \"workspace\"\n",
+            1,
+            "profile workspace does not allow user profiles",
+        ),
     ];
-    let files: Vec<UserProfile> = cases.iter().map(|(n, b, _, _)| UserProfile::new(U1, n, b)).collect();
+    let files: Vec<UserProfile> = cases
+        .iter()
+        .map(|(n, b, _, _)| UserProfile::new(U1, n, b))
+        .collect();
     for (name, _, line, expect) in cases {
-        let out = d.agent(U1, &ws.path).run(&["exec", "--profile", name, "--", "true"]);
+        let out = d
+            .agent(U1, &ws.path)
+            .run(&["exec", "--profile", name, "--", "true"]);
         assert_eq!(out.code, 125, "{name}: {}", text(&out));
-        assert!(out.stderr.contains(&format!("{name}.toml:{line}:")), "{name}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("{name}.toml:{line}:")),
+            "{name}: {}",
+            out.stderr
+        );
         assert!(out.stderr.contains(expect), "{name}: {}", out.stderr);
-        let check = d.agent(U1, &ws.path).run(&["policy", "check", name, "--read", "/etc/hostname"]);
+        let check =
+            d.agent(U1, &ws.path)
+                .run(&["policy", "check", name, "--read", "/etc/hostname"]);
         assert_ne!(check.code, 0, "{name}: {}", text(&check));
         assert!(check.stderr.contains(expect), "{name}: {}", check.stderr);
     }
     // A user file may not shadow a managed profile: the managed one is used,
     // and the list shows the file refused.
     let _shadow = UserProfile::new(U1, "team", "extends = \"team\"\n");
-    d.agent(U1, &ws.path).run(&["exec", "--profile", "team", "--", "true"]).expect_code(0);
+    d.agent(U1, &ws.path)
+        .run(&["exec", "--profile", "team", "--", "true"])
+        .expect_code(0);
     let list = d.agent(U1, &ws.path).run(&["policy", "list"]);
-    assert!(list.stdout.contains("may not take the name"), "{}", list.stdout);
+    assert!(
+        list.stdout.contains("may not take the name"),
+        "{}",
+        list.stdout
+    );
     // The widening ones name the managed rule they go beyond.
-    let out = d.agent(U1, &ws.path).run(&["exec", "--profile", "up-wide-write", "--", "true"]);
-    assert!(out.stderr.contains("rule: filesystem.write") && out.stderr.contains("workspace.toml"), "{}", out.stderr);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--profile", "up-wide-write", "--", "true"]);
+    assert!(
+        out.stderr.contains("rule: filesystem.write") && out.stderr.contains("workspace.toml"),
+        "{}",
+        out.stderr
+    );
     drop(files);
 }
 
@@ -141,7 +231,9 @@ fn links_and_files_not_owned_by_the_caller_are_refused() {
     let link = profile_dir(U2).join("up-link.toml");
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&owner.0, &link).unwrap();
-    let out = d.agent(U2, &ws.path).run(&["exec", "--profile", "up-link", "--", "true"]);
+    let out = d
+        .agent(U2, &ws.path)
+        .run(&["exec", "--profile", "up-link", "--", "true"]);
     assert_eq!(out.code, 125, "{}", text(&out));
     assert!(out.stderr.contains("symlink"), "{}", out.stderr);
     std::fs::remove_file(&link).unwrap();
@@ -149,19 +241,29 @@ fn links_and_files_not_owned_by_the_caller_are_refused() {
     let foreign = profile_dir(U2).join("up-foreign.toml");
     std::fs::write(&foreign, "extends = \"team\"\n").unwrap();
     chown(&foreign, U1);
-    let out = d.agent(U2, &ws.path).run(&["exec", "--profile", "up-foreign", "--", "true"]);
+    let out = d
+        .agent(U2, &ws.path)
+        .run(&["exec", "--profile", "up-foreign", "--", "true"]);
     assert_eq!(out.code, 125, "{}", text(&out));
     assert!(out.stderr.contains("owned by uid 1000"), "{}", out.stderr);
     std::fs::remove_file(&foreign).unwrap();
     // A profiles directory others may write.
     let _own = UserProfile::new(U2, "up-mine", "extends = \"team\"\n");
-    d.agent(U2, &ws.path).run(&["exec", "--profile", "up-mine", "--", "true"]).expect_code(0);
+    d.agent(U2, &ws.path)
+        .run(&["exec", "--profile", "up-mine", "--", "true"])
+        .expect_code(0);
     let dir = profile_dir(U2);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = d.agent(U2, &ws.path).run(&["exec", "--profile", "up-mine", "--", "true"]);
+    let out = d
+        .agent(U2, &ws.path)
+        .run(&["exec", "--profile", "up-mine", "--", "true"]);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(out.code, 125, "{}", text(&out));
-    assert!(out.stderr.contains("writable by group or others"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("writable by group or others"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -169,8 +271,13 @@ fn edits_take_effect_on_the_next_exec() {
     let d = daemon();
     let ws = Dir::new(U1);
     let p = UserProfile::new(U1, "up-edit", "extends = \"team\"\n");
-    d.sh(U1, &ws.path, &["--profile", "up-edit"], "echo x > first").expect_code(0);
-    std::fs::write(&p.0, "extends = \"team\"\n[filesystem]\nwrite = [\"{tmp}\"]\n").unwrap();
+    d.sh(U1, &ws.path, &["--profile", "up-edit"], "echo x > first")
+        .expect_code(0);
+    std::fs::write(
+        &p.0,
+        "extends = \"team\"\n[filesystem]\nwrite = [\"{tmp}\"]\n",
+    )
+    .unwrap();
     let out = d.sh(U1, &ws.path, &["--profile", "up-edit"], "echo x > second");
     assert_ne!(out.code, 0, "{}", text(&out));
     assert!(ws.join("first").exists() && !ws.join("second").exists());

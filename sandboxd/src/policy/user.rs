@@ -160,6 +160,14 @@ impl UserProfiles<'_> {
         }
         let mut profile = build(name, &file, &merged)?;
         profile.extends = Some(base_name);
+        // Nothing extends a user profile.
+        profile.allow_user_profiles = Located {
+            value: false,
+            origin: Origin {
+                file: file.clone(),
+                line: 0,
+            },
+        };
         no_wider(&profile, base, &file)?;
         Ok(profile)
     }
@@ -757,6 +765,7 @@ forbidden = [["rm", "-rf", "/"]]
         assert_eq!(p.network.allow.len(), 1);
         assert_eq!(p.filesystem.deny_read.len(), 1);
         assert_eq!(p.extends.as_deref(), Some("team"));
+        assert!(!p.allow_user_profiles.value);
     }
 
     #[test]
