@@ -272,6 +272,9 @@ impl Api {
             (s, None)
         };
         let pid = spawned.pid;
+        // A user's busy sandboxes weigh as one user on the CPU (moved off the exec's path).
+        let uid = caller.uid;
+        tokio::task::spawn_blocking(move || crate::fair::join(uid, pid));
         let net = match (listeners, policy.net.clone()) {
             (Some(listeners), Some(net_policy)) => {
                 Some(self.serve_network(&caller, slot.id(), start, net_policy, secrets, listeners))
