@@ -1,130 +1,97 @@
-//! CPU fairness between users. Every sandbox of a uid joins one cgroup,
-//! `sandboxd-users/uid-N`, in the cgroup v1 `cpu` hierarchy, all with the
-//! same `cpu.shares`: however many busy processes one user runs, they weigh
-//! as one user against another's, and all sandboxes together as one entity
-//! against the daemon's own threads.
+//! CPU fairness: a sandbox still running [`DELAY`] after it started (a build,
+//! a server, a flood) is lowered to nice [`NICE`], every thread of its
+//! process tree then, and its later children inherit it. Short execs, the
+//! common interactive case, keep nice 0: twenty busy processes of one user
+//! then weigh on the CPU about as much as two short execs of another, so
+//! one user's flood does not starve another's commands.
 //!
-//! This is a matter of service, not of confinement: when it cannot be set up
-//! (no v1 `cpu` controller, or one mounted with memory or pids, where the
-//! sandboxes' own cgroups live), sandboxes run without it and that is logged.
+//! A sandbox cannot undo it: raising priority takes `CAP_SYS_NICE` (or an
+//! `RLIMIT_NICE` the sandbox does not get). Cgroup moves were not used for
+//! this: on cgroup v1 every move stops all forks on the host for an RCU
+//! grace period, which under load stalled everyone for seconds.
 //!
-//! Moving a process into a v1 cgroup waits for an RCU grace period, so it is
-//! done off the exec's path, after the command started: the init and every
-//! process it has forked by then are moved, and later children inherit.
+//! This is a matter of service, not of confinement: a failure is logged and
+//! the sandbox runs on unchanged.
 
-use crate::backend::linux::cgroup::{locate, parse_mountinfo, Version};
 use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::time::Duration;
 
-/// The users' parent cgroup under the `cpu` mount.
-const PARENT: &str = "sandboxd-users";
+/// How long a sandbox runs before it is lowered.
+pub const DELAY: Duration = Duration::from_millis(250);
 
-/// How often the process tree is walked for processes forked while moving.
+/// The nice value of long-running sandboxes (CFS weight 110 against 1024 at 0).
+pub const NICE: i32 = 10;
+
+/// How often the process tree is walked for processes forked meanwhile.
 const PASSES: usize = 3;
 
-#[derive(Debug, thiserror::Error)]
-pub enum FairError {
-    #[error("no cgroup v1 cpu controller apart from memory and pids")]
-    NoController,
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+/// The start time of process `pid` (clock ticks after boot), to tell it
+/// from a later process given the same pid.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; starttime is field 22.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FairError + '_ {
-    move |source| FairError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// The users' parent cgroup, made once; the reason when there is none.
-fn parent() -> Result<&'static Path, &'static FairError> {
-    static PARENT_DIR: OnceLock<Result<PathBuf, FairError>> = OnceLock::new();
-    PARENT_DIR
-        .get_or_init(|| {
-            let info = Path::new("/proc/self/mountinfo");
-            let mounts = parse_mountinfo(&fs::read_to_string(info).map_err(io_err(info))?);
-            let cpu = locate(&mounts, "cpu", "").filter(|p| p.version == Version::V1);
-            let taken: Vec<PathBuf> = ["memory", "pids"]
-                .iter()
-                .filter_map(|c| locate(&mounts, c, ""))
-                .map(|p| p.mount)
-                .collect();
-            let cpu = cpu
-                .filter(|p| !taken.contains(&p.mount))
-                .ok_or(FairError::NoController)?;
-            let dir = cpu.mount.join(PARENT);
-            match fs::create_dir(&dir) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err(&dir)(e)),
-                _ => Ok(dir),
-            }
-        })
-        .as_ref()
-        .map(PathBuf::as_path)
-}
-
-/// Moves the sandbox whose init is host pid `init` into `uid`'s cpu cgroup.
-/// Blocking (cgroup moves wait); run it off the async runtime.
-pub fn join(uid: u32, init: i32) {
-    let parent = match parent() {
-        Ok(p) => p,
-        Err(e) => {
-            static WARNED: OnceLock<()> = OnceLock::new();
-            WARNED.get_or_init(|| tracing::warn!(error = %e, "no per-user CPU fairness"));
-            return;
+/// Lowers the sandbox whose init is host pid `init` if it still runs after
+/// [`DELAY`]. Returns at once; needs a tokio runtime.
+pub fn lower_later(init: i32) {
+    let Some(born) = start_time(init) else { return };
+    tokio::spawn(async move {
+        tokio::time::sleep(DELAY).await;
+        if start_time(init) == Some(born) {
+            let _ = tokio::task::spawn_blocking(move || lower(init)).await;
         }
-    };
-    if let Err(e) = move_tree(&parent.join(format!("uid-{uid}")), init) {
-        tracing::warn!(uid, pid = init, error = %e, "moving a sandbox into its user's cpu cgroup");
-    }
+    });
 }
 
-fn move_tree(dir: &Path, init: i32) -> Result<(), FairError> {
-    match fs::create_dir(dir) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_err(dir)(e)),
-        _ => {}
-    }
-    let procs = dir.join("cgroup.procs");
-    let mut moved = Vec::new();
+/// Sets nice [`NICE`] on every thread of `init`'s process tree.
+fn lower(init: i32) {
+    let mut done: Vec<i32> = Vec::new();
     for _ in 0..PASSES {
-        let todo: Vec<i32> = tree(init)
+        let todo: Vec<i32> = threads(init)
             .into_iter()
-            .filter(|p| !moved.contains(p))
+            .filter(|t| !done.contains(t))
             .collect();
         if todo.is_empty() {
-            break;
+            return;
         }
-        for pid in todo {
-            // A process that ended meanwhile is no error.
-            match fs::write(&procs, pid.to_string()) {
-                Ok(()) => moved.push(pid),
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => moved.push(pid),
-                Err(e) => return Err(io_err(&procs)(e)),
+        for tid in todo {
+            // SAFETY: plain syscall on a thread id; a thread gone meanwhile gives ESRCH.
+            let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE) };
+            if r != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    tracing::warn!(pid = init, tid, error = %e, "lowering a long-running sandbox");
+                }
             }
+            done.push(tid);
         }
     }
-    Ok(())
 }
 
-/// `pid` and its descendants, as /proc shows them now.
-fn tree(pid: i32) -> Vec<i32> {
-    let mut out = vec![pid];
+/// Every thread of `pid` and of its descendants, as /proc shows them now.
+fn threads(pid: i32) -> Vec<i32> {
+    let mut procs = vec![pid];
+    let mut out = Vec::new();
     let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
+    while i < procs.len() {
+        let p = procs[i];
         i += 1;
         let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
             continue;
         };
         for t in tasks.flatten() {
+            if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) {
+                out.push(tid);
+            }
             if let Ok(s) = fs::read_to_string(t.path().join("children")) {
-                out.extend(s.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+                procs.extend(s.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
             }
         }
     }
@@ -135,35 +102,41 @@ fn tree(pid: i32) -> Vec<i32> {
 mod tests {
     use super::*;
 
-    /// Runs as root on a host with a v1 cpu controller: a process and its
-    /// child end up in the user's cgroup.
+    fn nice(pid: i32) -> i64 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // Field 19 is nice.
+        stat.rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     #[test]
-    fn a_process_tree_joins_its_users_cgroup() {
-        let Ok(parent) = parent() else { return };
+    fn a_process_tree_is_lowered_and_its_children_inherit() {
         let mut child = std::process::Command::new("/bin/sh")
-            .args(["-c", "sleep 30 & wait"])
+            .args(["-c", "sleep 30 & sleep 0.5; sleep 31 & wait"])
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(200));
         let pid = child.id() as i32;
-        join(4_000_123, pid);
-        let procs = fs::read_to_string(parent.join("uid-4000123/cgroup.procs")).unwrap();
-        let pids: Vec<i32> = procs.lines().filter_map(|l| l.parse().ok()).collect();
-        let all = tree(pid);
-        assert!(all.len() >= 2, "{all:?}");
-        assert!(
-            all.iter().all(|p| pids.contains(p)),
-            "{all:?} not all in {pids:?}"
-        );
-        let _ = child.kill();
-        let _ = child.wait();
+        assert!(start_time(pid).is_some());
+        lower(pid);
+        std::thread::sleep(Duration::from_millis(600));
+        let all = threads(pid);
+        assert!(all.len() >= 3, "{all:?}");
+        for p in &all {
+            assert_eq!(nice(*p), NICE as i64, "pid {p}");
+        }
         for p in all {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(p),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let _ = fs::remove_dir(parent.join("uid-4000123"));
+        let _ = child.wait();
     }
 }

@@ -272,9 +272,8 @@ impl Api {
             (s, None)
         };
         let pid = spawned.pid;
-        // A user's busy sandboxes weigh as one user on the CPU (moved off the exec's path).
-        let uid = caller.uid;
-        tokio::task::spawn_blocking(move || crate::fair::join(uid, pid));
+        // Long-running sandboxes yield the CPU to short execs (see fair.rs).
+        crate::fair::lower_later(pid);
         let net = match (listeners, policy.net.clone()) {
             (Some(listeners), Some(net_policy)) => {
                 Some(self.serve_network(&caller, slot.id(), start, net_policy, secrets, listeners))
