@@ -226,3 +226,132 @@ fn the_daemon_rotates_at_the_configured_size_and_the_chain_holds() {
     out.expect_code(0);
     assert!(out.stdout.contains("8 records"), "{}", out.stdout);
 }
+
+const U2: u32 = 1001;
+const ADMINS: u32 = 4343;
+
+/// The records `agent audit --json ARGS...` printed for `agent`.
+fn audit_as(agent: Agent, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["audit", "--json"];
+    all.extend_from_slice(args);
+    let out = agent.run(&all);
+    out.expect_code(0);
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The exec-start and exec-end of the exec whose start has `argv`, from `recs`.
+fn exec_records<'a>(recs: &'a [Value], want: &[&str]) -> Vec<&'a Value> {
+    let Some(start) = recs.iter().find(|r| r["kind"] == "exec-start" && argv(r) == want) else {
+        return Vec::new();
+    };
+    recs.iter().filter(|r| r["id"] == start["id"]).collect()
+}
+
+#[test]
+fn agent_audit_shows_a_user_its_own_records_and_an_admin_everyones() {
+    let d = Daemon::builder().config(&format!("admin_group = \"{ADMINS}\"")).start();
+    let (ws1, ws2) = (Dir::new(U1), Dir::new(U2));
+    d.sh(U1, &ws1.path, &[], "echo one").expect_code(0);
+    d.sh(U2, &ws2.path, &[], "echo two").expect_code(0);
+    let one = ["/bin/sh", "-c", "echo one"];
+    let two = ["/bin/sh", "-c", "echo two"];
+
+    let mine = audit_as(d.agent(U1, &ws1.path), &[]);
+    let kinds: Vec<&Value> = exec_records(&mine, &one).iter().map(|r| &r["kind"]).collect();
+    assert_eq!(kinds, ["exec-start", "exec-end"], "{mine:#?}");
+    assert!(exec_records(&mine, &two).is_empty(), "uid {U1} sees uid {U2}'s exec: {mine:#?}");
+    assert!(mine.iter().all(|r| r["uid"] == U1), "{mine:#?}");
+    let theirs = audit_as(d.agent(U2, &ws2.path), &[]);
+    assert_eq!(exec_records(&theirs, &two).len(), 2, "{theirs:#?}");
+    assert!(exec_records(&theirs, &one).is_empty(), "{theirs:#?}");
+
+    // An admin-group member sees both users' records.
+    let admin = audit_as(d.agent(U1, &ws1.path).groups(&[U1, ADMINS]), &[]);
+    assert_eq!(exec_records(&admin, &one).len(), 2, "{admin:#?}");
+    assert_eq!(exec_records(&admin, &two).len(), 2, "{admin:#?}");
+
+    // The plain listing: one line a record, time kind id and the key fields.
+    let out = d.agent(U1, &ws1.path).run(&["audit"]);
+    out.expect_code(0);
+    let id = exec_records(&mine, &one)[0]["id"].as_str().unwrap().to_string();
+    let start = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(" exec-start ") && l.contains(&id))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(start.contains("uid=1000 profile=workspace decision=allow"), "{start}");
+    assert!(start.ends_with("-- /bin/sh -c \"echo one\""), "{start}");
+    assert!(!out.stdout.contains("echo two"), "{}", out.stdout);
+}
+
+#[test]
+fn agent_audit_since_filters_on_time() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    d.sh(U1, &ws.path, &[], "echo then").expect_code(0);
+    let then = ["/bin/sh", "-c", "echo then"];
+    assert_eq!(exec_records(&audit_as(d.agent(U1, &ws.path), &["--since", "1h"]), &then).len(), 2);
+    let first = audit_as(d.agent(U1, &ws.path), &[]);
+    let time = first[0]["time"].as_str().unwrap().to_string();
+    assert_eq!(exec_records(&audit_as(d.agent(U1, &ws.path), &["--since", &time]), &then).len(), 2);
+    assert!(audit_as(d.agent(U1, &ws.path), &["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    assert!(audit_as(d.agent(U1, &ws.path), &["--since", "2999-01-01T01:00:00+01:00"]).is_empty());
+    let out = d.agent(U1, &ws.path).run(&["audit", "--since", "last tuesday"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("last tuesday"), "{}", out.stderr);
+}
+
+#[test]
+fn agent_audit_follow_prints_records_of_later_execs_across_rotations() {
+    let d = Daemon::builder().config("[audit]\nmax_size = \"1k\"").start();
+    let (ws1, ws2) = (Dir::new(U1), Dir::new(U2));
+    d.sh(U1, &ws1.path, &[], "echo before").expect_code(0);
+    let mut follower = d
+        .agent(U1, &ws1.path)
+        .command(&["audit", "--follow", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent audit --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).expect("a JSON line")).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen: Vec<Value> = Vec::new();
+    let wait_for = |want: &[&str], seen: &mut Vec<Value>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while exec_records(seen, want).len() < 2 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(r) => seen.push(r),
+                Err(_) => panic!("no exec-start and exec-end of {want:?} from --follow: {seen:#?}"),
+            }
+        }
+    };
+    // The records written before it started, then those of execs run meanwhile.
+    wait_for(&["/bin/sh", "-c", "echo before"], &mut seen);
+    for i in 0..3 {
+        d.sh(U2, &ws2.path, &[], &format!("echo other {i}")).expect_code(0);
+        let script = format!("echo during {i}");
+        d.sh(U1, &ws1.path, &[], &script).expect_code(0);
+        wait_for(&["/bin/sh", "-c", &script], &mut seen);
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(d.state_dir.join("audit.jsonl.2").exists(), "the log did not rotate");
+    assert!(seen.iter().all(|r| r["uid"] == U1), "{seen:#?}");
+    // Each record once, in order.
+    let seqs: Vec<u64> = seen.iter().filter_map(|r| r["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(seen.len(), 8, "{seen:#?}");
+}

@@ -101,6 +101,7 @@ async fn script(start: ExecStart, mut input: Streaming<ExecRequest>, tx: Tx) {
                 "env_len": start.env.len(), "set_env": start.set_env, "profile": start.profile,
                 "timeout_ms": start.timeout_ms, "approval": start.approval, "session": start.session,
                 "secrets": start.secrets, "interactive": start.interactive, "tty": start.tty,
+                "secret_values": start.secret_values, "gh_in_env": start.env.contains_key("GH"),
             });
             send(exec_response::Msg::Stdout(format!("{json}\n").into_bytes())).await;
             send(exited(0)).await
@@ -491,6 +492,8 @@ fn environment_cwd_and_options_are_sent() {
         ])
         .current_dir(d.dir.path())
         .env("FAVOURITE", "blue")
+        .env("GH", "gh-value")
+        .env("NPM", "npm-value")
         .output()
         .unwrap();
     expect(&o, 0);
@@ -508,8 +511,21 @@ fn environment_cwd_and_options_are_sent() {
     assert_eq!(v["approval"], "never");
     assert_eq!(v["session"], "s1");
     assert_eq!(v["secrets"], serde_json::json!(["GH", "NPM"]));
+    assert_eq!(
+        v["secret_values"],
+        serde_json::json!({"GH": "gh-value", "NPM": "npm-value"}),
+        "secrets travel apart from the environment"
+    );
+    assert_eq!(v["gh_in_env"], false);
     assert_eq!(v["interactive"], true);
     assert_eq!(v["tty"], false);
+    let o = d.run(&["exec", "--secret", "UNSET_SECRET", "start"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        text(&o.stderr).contains("--secret UNSET_SECRET: UNSET_SECRET is not set"),
+        "{}",
+        text(&o.stderr)
+    );
 
     // Defaults: the current directory, nothing else chosen.
     let o = d

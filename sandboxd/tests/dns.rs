@@ -5,7 +5,7 @@
 //! empty answer, and every decision reaches the audit log.
 
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::rdata::{A, AAAA, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use sandboxd::audit::AuditLog;
 use sandboxd::config::DnsConfig;
@@ -62,7 +62,11 @@ fn upstream_answer(
         .set_recursion_available(true)
         .add_query(question.clone());
     if name.ends_with("nx.test") {
-        r.set_response_code(ResponseCode::NXDomain);
+        // With the zone's SOA, so the answer may be cached (RFC 2308).
+        let zone = Name::from_str("nx.test.").unwrap();
+        let soa = SOA::new(zone.clone(), zone.clone(), 1, 3600, 600, 86400, 30);
+        r.set_response_code(ResponseCode::NXDomain)
+            .add_name_server(Record::from_rdata(zone, 60, RData::SOA(soa)));
         return Some(r);
     }
     if name.starts_with("big.") && !tcp {
@@ -534,10 +538,14 @@ async fn resolver_lookups_skip_dead_servers_and_forged_answers() {
         resolver.lookup_ip("static.test").await.unwrap(),
         [IpAddr::from([10, 0, 0, 5])]
     );
-    assert!(matches!(
-        resolver.lookup_ip("gone.nx.test").await,
-        Err(ResolveError::NotFound { .. })
-    ));
+    for _ in 0..2 {
+        assert!(matches!(
+            resolver.lookup_ip("gone.nx.test").await,
+            Err(ResolveError::NotFound { .. })
+        ));
+    }
+    // The negative answer came from the cache the second time.
+    assert_eq!(up.saw("gone.nx.test"), 2, "A and AAAA once each");
     let got = resolver.lookup_ip("spoof.ok.test").await.unwrap();
     assert!(
         got.contains(&IpAddr::V4(UPSTREAM_V4)) && !got.contains(&IpAddr::from([6, 6, 6, 6])),

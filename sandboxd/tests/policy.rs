@@ -669,7 +669,12 @@ fn check_url_table() {
             "network.deny \"gist.github.com\"",
         ),
         ("net", "https://github.com/x", Allow, "network.allow \"github.com\""),
-        ("net", "https://crates.io:8080/", Deny, "net.toml:5 network.ports [443, 80]"),
+        (
+            "net",
+            "https://crates.io:8080/",
+            Deny,
+            "net.toml:5 network.ports [443, 80]",
+        ),
         ("net", "crates.io:443", Allow, "network.allow"),
         ("net", "crates.io", Deny, "network.ports"),
         ("net", "https://evilcrates.io/", Prompt, "network.allow"),
@@ -684,7 +689,12 @@ fn check_url_table() {
         ("net", "http://192.168.1.1/", Deny, "ssrf: 192.168.1.1 is private"),
         ("net", "http://127.1/", Deny, "network.allow (no literal 127.0.0.1)"),
         ("net", "https:///nohost", Deny, "network.allow"),
-        ("strict", "http://ALLOWED.TEST./", Allow, "network.allow \"**.allowed.test\""),
+        (
+            "strict",
+            "http://ALLOWED.TEST./",
+            Allow,
+            "network.allow \"**.allowed.test\"",
+        ),
         (
             "strict",
             "http://allowed.test.evil.test/",
@@ -708,16 +718,36 @@ fn check_url_table() {
             Deny,
             "no pattern matches evil.test",
         ),
-        ("strict", "https://bücher.test/", Allow, "network.allow \"xn--bcher-kva.test\""),
+        (
+            "strict",
+            "https://bücher.test/",
+            Allow,
+            "network.allow \"xn--bcher-kva.test\"",
+        ),
         (
             "strict",
             "https://denied.allowed.test/",
             Deny,
             "strict.toml:5 network.deny \"denied.allowed.test\"",
         ),
-        ("strict", "https://allowed.test:8443/", Deny, "network.ports (default [80, 443])"),
-        ("strict", "http://api.allowed.test/v1/x", Allow, "strict.toml:7 network.rule"),
-        ("strict", "http://api.allowed.test/v2/x", Deny, "strict.toml:7 network.rule \"api.allowed.test\""),
+        (
+            "strict",
+            "https://allowed.test:8443/",
+            Deny,
+            "network.ports (default [80, 443])",
+        ),
+        (
+            "strict",
+            "http://api.allowed.test/v1/x",
+            Allow,
+            "strict.toml:7 network.rule",
+        ),
+        (
+            "strict",
+            "http://api.allowed.test/v2/x",
+            Deny,
+            "strict.toml:7 network.rule \"api.allowed.test\"",
+        ),
         // Without inspection an https URL shows no path: the host decides.
         ("strict", "https://api.allowed.test/v2/x", Allow, "network.allow"),
     ];
@@ -737,8 +767,18 @@ fn network_keys_load_and_refuse() {
         ("[network]\nallow = [\"ok.test\",\n  \"**.com\"]\n", 3, "public suffix"),
         ("[network]\ndeny = [\"*\"]\n", 2, "every host"),
         ("[network]\nallow = [\"127.1\"]\n", 2, "write it as 127.0.0.1"),
-        ("[network]\nallow_non_tls_443 = \"yes\"\n", 2, "`network.allow_non_tls_443`"),
-        ("[network]\nallow_cidrs = [\"10.0.0.0/33\"]\n", 2, "`network.allow_cidrs`"),
+        ("[network]\ndeny = [\"*.0.1\"]\n", 2, "wildcard over an address"),
+        ("[network]\nallow = [\"1.2.3.4.5\"]\n", 2, "not an IPv4 address"),
+        (
+            "[network]\nallow_non_tls_443 = \"yes\"\n",
+            2,
+            "`network.allow_non_tls_443`",
+        ),
+        (
+            "[network]\nallow_cidrs = [\"10.0.0.0/33\"]\n",
+            2,
+            "`network.allow_cidrs`",
+        ),
         ("[network]\n[[network.rule]]\nhost = \"*.com\"\n", 3, "public suffix"),
     ] {
         let (_d, r) = load(&[("bad.toml", body)], false);

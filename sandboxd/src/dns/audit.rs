@@ -6,15 +6,21 @@
 //! questions new ones are not answered at all (nothing goes unrecorded).
 
 use super::wire::Question;
+use crate::net::session::NotAudited;
 use crate::net::{NetDecision, NetRecord, Phase, Session};
 use crate::policy::Verdict;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 /// Most distinct questions waiting to be written.
 pub const MAX_PENDING: usize = 4096;
+/// Pause between batches of records.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(500);
+/// Records written at once.
+const WRITERS: usize = 32;
 
 /// Records waiting for the writer task.
 pub struct AuditQueue {
@@ -73,32 +79,44 @@ impl AuditQueue {
         self.failing.load(Ordering::Relaxed)
     }
 
-    /// Queues the record of `decision` on `q`; `false` when the queue is full.
-    pub fn push(&self, q: &Question, decision: NetDecision) -> bool {
+    /// Counts one more `q` when its record still waits to be written: then
+    /// whether it was allowed (the decision is the same for the same name).
+    pub fn repeat(&self, q: &Question) -> Option<bool> {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let e = p.waiting.get_mut(q.key())?;
+        e.count += 1;
+        Some(e.record.verdict == Verdict::Allow)
+    }
+
+    /// Queues the record of `decision` on `q`: whether it allows the
+    /// answer, or `None` when the queue is full.
+    pub fn push(&self, q: &Question, decision: NetDecision) -> Option<bool> {
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = p.waiting.get_mut(q.key()) {
             e.count += 1;
-            return true;
+            return Some(e.record.verdict == Verdict::Allow);
         }
         if p.waiting.len() >= MAX_PENDING {
-            return false;
+            return None;
         }
         let order = p.next;
         p.next += 1;
+        let record = record(q, decision);
+        let allowed = record.verdict == Verdict::Allow;
         p.waiting.insert(
             q.key().into(),
             Entry {
                 order,
                 count: 1,
-                record: record(q, decision),
+                record,
             },
         );
         drop(p);
         self.wake.notify_one();
-        true
+        Some(allowed)
     }
 
-    /// Writes queued records in arrival order until closed and empty.
+    /// Writes queued records (about in arrival order) until closed and empty.
     async fn write(self: Arc<Self>) {
         loop {
             let batch = std::mem::take(
@@ -117,6 +135,9 @@ impl AuditQueue {
             }
             let mut batch: Vec<Entry> = batch.into_values().collect();
             batch.sort_unstable_by_key(|e| e.order);
+            // Up to WRITERS appends at once, so the log's group commit
+            // shares one fsync among them.
+            let mut writing = JoinSet::new();
             for Entry {
                 count, mut record, ..
             } in batch
@@ -126,14 +147,36 @@ impl AuditQueue {
                         .reason
                         .push_str(&format!(" ({count} identical queries)"));
                 }
-                match self.session.record(record).await {
-                    Ok(()) => self.failing.store(false, Ordering::Relaxed),
-                    Err(e) => {
-                        tracing::error!("DNS: {e}");
-                        self.failing.store(true, Ordering::Relaxed);
-                    }
+                if writing.len() >= WRITERS {
+                    self.written(writing.join_next().await);
                 }
+                let session = Arc::clone(&self.session);
+                writing.spawn(async move { session.record(record).await });
             }
+            while let Some(r) = writing.join_next().await {
+                self.written(Some(r));
+            }
+            // Let repeats of the same questions gather, to fold them: a flood
+            // of queries then costs the log a few lines a second per name.
+            if !self.closed.load(Ordering::Acquire) {
+                tokio::time::sleep(GATHER).await;
+            }
+        }
+    }
+
+    /// Notes how one append went: a failure stops the answers until one succeeds.
+    fn written(&self, r: Option<Result<Result<(), NotAudited>, tokio::task::JoinError>>) {
+        match r {
+            Some(Ok(Ok(()))) => self.failing.store(false, Ordering::Relaxed),
+            Some(Ok(Err(e))) => {
+                tracing::error!("DNS: {e}");
+                self.failing.store(true, Ordering::Relaxed);
+            }
+            Some(Err(e)) => {
+                tracing::error!("DNS: audit writer: {e}");
+                self.failing.store(true, Ordering::Relaxed);
+            }
+            None => {}
         }
     }
 }

@@ -127,20 +127,26 @@ impl Filter {
             }
         };
         let q = &query.question;
-        let decision = match q.is_host_name() {
-            true => self.session.policy.decide_name(q.name()),
-            false => NetDecision {
-                verdict: Verdict::Deny,
-                block: Some(Block::BadRequest),
-                rule: "dns".into(),
-                reason: "not a host name".into(),
-            },
+        // A question whose record still waits was decided moments ago.
+        let allowed = match self.audit.repeat(q) {
+            Some(allowed) => allowed,
+            None => {
+                let decision = match q.is_host_name() {
+                    true => self.session.policy.decide_name(q.name()),
+                    false => NetDecision {
+                        verdict: Verdict::Deny,
+                        block: Some(Block::BadRequest),
+                        rule: "dns".into(),
+                        reason: "not a host name".into(),
+                    },
+                };
+                match self.audit.push(q, decision) {
+                    Some(allowed) => allowed,
+                    // Past what the audit log can take: no answer without a record.
+                    None => return Step::Drop,
+                }
+            }
         };
-        let allowed = decision.verdict == Verdict::Allow;
-        if !self.audit.push(q, decision) {
-            // Past what the audit log can take: no answer without a record.
-            return Step::Drop;
-        }
         if self.audit.failing() {
             wire::reply(m, q, Rcode::Refused, out);
         } else if !allowed {

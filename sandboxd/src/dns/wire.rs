@@ -11,6 +11,7 @@ pub const PLAIN_UDP: usize = 512;
 
 pub const TYPE_A: u16 = 1;
 pub const TYPE_CNAME: u16 = 5;
+pub const TYPE_SOA: u16 = 6;
 pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_OPT: u16 = 41;
 pub const TYPE_HTTPS: u16 = 65;
@@ -180,7 +181,7 @@ impl Question {
             TYPE_A => "A".into(),
             2 => "NS".into(),
             TYPE_CNAME => "CNAME".into(),
-            6 => "SOA".into(),
+            TYPE_SOA => "SOA".into(),
             12 => "PTR".into(),
             15 => "MX".into(),
             16 => "TXT".into(),

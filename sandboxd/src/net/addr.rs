@@ -73,9 +73,9 @@ macro_rules! embedding {
 }
 
 /// The special-purpose range `ip` falls in (e.g. "loopback", "private",
-/// "link-local", "cgnat", "ula", "multicast", "unspecified", "v4-mapped",
-/// "nat64", "6to4", "teredo", "broadcast", "documentation", "reserved"), or `None` for a
-/// public address. v4-mapped, NAT64 and 6to4 also report the class of the
+/// "link-local", "cgnat", "ula", "site-local", "multicast", "unspecified",
+/// "this-network", "v4-mapped", "nat64", "6to4", "teredo", "broadcast",
+/// "documentation", "benchmarking", "reserved"), or `None` for a public address. v4-mapped, NAT64 and 6to4 also report the class of the
 /// embedded IPv4 address when it is special, e.g. "v4-mapped (loopback)".
 /// IPv6 outside 2000::/3 (global unicast) is "reserved".
 pub fn special(ip: IpAddr) -> Option<&'static str> {
@@ -126,7 +126,9 @@ pub fn host_addresses() -> Vec<IpAddr> {
     let ifs = match nix::ifaddrs::getifaddrs() {
         Ok(ifs) => ifs,
         Err(e) => {
-            tracing::warn!("cannot list this host's addresses (getifaddrs: {e}); the SSRF guard refuses only special ranges");
+            tracing::warn!(
+                "cannot list this host's addresses (getifaddrs: {e}); the SSRF guard refuses only special ranges"
+            );
             return Vec::new();
         }
     };
@@ -203,9 +205,6 @@ mod tests {
     #[test]
     fn host_addresses_include_loopback() {
         let addrs = host_addresses();
-        assert!(
-            addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            "{addrs:?}"
-        );
+        assert!(addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{addrs:?}");
     }
 }

@@ -7,7 +7,8 @@
 //! port) with a random id, and only a response with that id and the same
 //! question counts; a truncated one is asked again over TCP. Each server
 //! gets [`SERVER_TIMEOUT`], then the next one is tried. Positive answers are
-//! kept for their TTL (at most [`CACHE_MAX_TTL`]) in a bounded cache.
+//! kept for their TTL (at most [`CACHE_MAX_TTL`]), negative ones as long as
+//! their zone's SOA allows (at most [`CACHE_MAX_NEGATIVE_TTL`]), in a bounded cache.
 
 use crate::config::DnsConfig;
 use crate::dns::wire::{self, Question, Rcode};
@@ -24,6 +25,8 @@ use tokio::net::{TcpStream, UdpSocket};
 pub const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest time an upstream answer is served from the cache.
 pub const CACHE_MAX_TTL: u32 = 300;
+/// Longest time a "no such name" or "no such record" answer is served from the cache.
+pub const CACHE_MAX_NEGATIVE_TTL: u32 = 60;
 /// Most answers the cache holds.
 const CACHE_ENTRIES: usize = 8192;
 /// TTL of answers from `[dns] hosts` and /etc/hosts.
@@ -303,24 +306,35 @@ impl Resolver {
 
     /// Caches a positive, complete answer for its smallest TTL.
     fn store(&self, q: &Question, m: &[u8]) {
-        if wire::rcode(m) != Rcode::NoError as u8
-            || wire::answer_count(m) == 0
-            || wire::truncated(m)
-        {
+        let rcode = wire::rcode(m);
+        if wire::truncated(m) || ![Rcode::NoError as u8, Rcode::NxDomain as u8].contains(&rcode) {
             return;
         }
         let Some(mq) = Question::parse(m, wire::HEADER) else {
             return;
         };
+        let positive = rcode == Rcode::NoError as u8 && wire::answer_count(m) > 0;
         let mut ttls = Vec::new();
-        let mut life = CACHE_MAX_TTL;
+        let mut life = if positive {
+            CACHE_MAX_TTL
+        } else {
+            CACHE_MAX_NEGATIVE_TTL
+        };
+        // A negative answer may be kept only as long as its zone's SOA says (RFC 2308).
+        let mut soa = positive;
         let walked = wire::for_each_record(m, &mq, |r| {
-            if r.rtype != wire::TYPE_OPT {
-                ttls.push(r.ttl_at as u32);
-                life = life.min(r.ttl);
+            if r.rtype == wire::TYPE_OPT {
+                return;
+            }
+            ttls.push(r.ttl_at as u32);
+            life = life.min(r.ttl);
+            if !r.answer && r.rtype == wire::TYPE_SOA && r.data.len() >= 4 {
+                let minimum = &r.data[r.data.len() - 4..];
+                life = life.min(u32::from_be_bytes(minimum.try_into().unwrap_or_default()));
+                soa = true;
             }
         });
-        if walked.is_none() || life == 0 {
+        if walked.is_none() || life == 0 || !soa {
             return;
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -381,15 +395,15 @@ async fn udp_exchange(
     sock.send(query)
         .await
         .map_err(|e| format!("UDP send: {e}"))?;
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut buf = Vec::with_capacity(MAX_MESSAGE);
     let deadline = tokio::time::Instant::now() + SERVER_TIMEOUT;
     loop {
-        let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))
+        buf.clear();
+        tokio::time::timeout_at(deadline, sock.recv_buf(&mut buf))
             .await
             .map_err(|_| "no answer in time".to_string())?
             .map_err(|e| format!("UDP receive: {e}"))?;
-        if wire::answers(&buf[..n], id, key).is_some() {
-            buf.truncate(n);
+        if wire::answers(&buf, id, key).is_some() {
             return Ok(buf);
         }
     }

@@ -38,6 +38,10 @@ impl DomainPattern {
         if base.is_empty() {
             return Err(format!("{pattern:?} has no domain after the wildcard"));
         }
+        // Unicode names match in their punycode form, as hosts are normalised.
+        let ascii = idna::domain_to_ascii_cow(base.as_bytes(), idna::AsciiDenyList::URL)
+            .map_err(|_| format!("{pattern:?} is not a valid host name (IDNA)"))?;
+        let base = ascii.as_ref();
         for label in base.split('.') {
             let ok = !label.is_empty()
                 && label.len() <= 63
@@ -162,6 +166,9 @@ mod tests {
             ("**.a.com", "x.A.com", true),
             ("**.a.com", "evil-a.com", false),
             ("A.Com.", "a.com", true),
+            ("*.Bücher.test", "www.xn--bcher-kva.test", true),
+            ("bücher.test", "xn--bcher-kva.test", true),
+            ("xn--bcher-kva.test", "xn--bcher-kva.test", true),
         ];
         for (pat, host, want) in cases {
             assert_eq!(
@@ -185,6 +192,10 @@ mod tests {
             "*.",
             "exa mple.com",
             "http://a.com",
+            "*.ｃｏｍ",
+            "*.рф",
+            "**.xn--p1ai",
+            "*.公司.cn",
         ] {
             assert!(DomainPattern::parse(bad).is_err(), "{bad} accepted");
         }

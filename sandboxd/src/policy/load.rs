@@ -350,16 +350,20 @@ fn filesystem(t: &Table) -> Result<FilesystemRules, TreeError> {
 }
 
 /// A host pattern or an IP literal (`network.allow`, `network.deny`,
-/// `network.rule.host`). Numeric forms such as `127.1` are refused: hosts
-/// written that way are addresses and would never match the pattern.
+/// `network.rule.host`). A name ending in a number (`127.1`, `*.0.1`) is
+/// refused: hosts written that way are addresses and would never match.
 fn domain(s: &str) -> Result<(), String> {
     if ip_literal(s).is_some() {
         return Ok(());
     }
-    if let Ok(crate::net::Host::Ip(ip)) = crate::net::normalize_host(s) {
-        return Err(format!("{s:?} reads as the address {ip}: write it as {ip}"));
+    DomainPattern::parse(s)?;
+    let base = s.strip_prefix("**.").or_else(|| s.strip_prefix("*.")).unwrap_or(s);
+    match crate::net::normalize_host(base.trim()) {
+        Ok(crate::net::Host::Ip(ip)) if base == s => Err(format!("{s:?} reads as the address {ip}: write it as {ip}")),
+        Ok(crate::net::Host::Ip(_)) => Err(format!("{s:?} is a wildcard over an address")),
+        Ok(crate::net::Host::Name(_)) => Ok(()),
+        Err(m) => Err(m),
     }
-    DomainPattern::parse(s).map(|_| ())
 }
 
 fn method(s: &str) -> Result<(), String> {

@@ -204,10 +204,11 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
     let net = match network {
         NetworkMode::Allowlist => {
             let narrowed = narrow.network_allow.as_ref().map(|_| network_allow.as_slice());
-            Some(NetPolicy::from_profile(profile, narrowed, approval).map_err(|message| Refusal {
+            let net = NetPolicy::from_profile(profile, narrowed, approval).map_err(|message| Refusal {
                 message,
                 rule: "network".to_string(),
-            })?)
+            })?;
+            Some(net)
         }
         NetworkMode::None | NetworkMode::Full => None,
     };

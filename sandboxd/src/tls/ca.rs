@@ -42,19 +42,19 @@ pub(super) fn load_or_create(dir: &Path) -> Result<Ca, TlsError> {
             key
         }
     };
-    let common_name = match fs::read_to_string(&cert_path) {
-        Ok(pem) => common_name_of(&cert_path, &pem, &key)?,
+    let (common_name, cert_pem) = match fs::read_to_string(&cert_path) {
+        Ok(pem) => (common_name_of(&cert_path, &pem, &key)?, pem),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let cn = format!("sandboxd inspection CA ({})", hostname());
             let cert = ca_params(&cn)
                 .self_signed(&key)
                 .map_err(|e| file_err(&cert_path, format!("signing the CA certificate: {e}")))?;
-            write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
-            cn
+            let pem = cert.pem();
+            write_atomic(&cert_path, pem.as_bytes(), 0o644)?;
+            (cn, pem)
         }
         Err(e) => return Err(file_err(&cert_path, e)),
     };
-    let cert_pem = fs::read_to_string(&cert_path).map_err(|e| file_err(&cert_path, e))?;
     Ok(Ca {
         issuer: Issuer::new(ca_params(&common_name), key),
         cert_pem,
@@ -122,8 +122,8 @@ fn ensure_dir(dir: &Path) -> Result<(), TlsError> {
     Ok(())
 }
 
-/// Reads the key file when it exists, refusing one that is not root's, is
-/// readable by group or others, or is not a regular file (no symlinks).
+/// Reads the key file when it exists, refusing one that is not root's, that
+/// group or others may access, or that is not a regular file (no symlinks).
 fn read_private(path: &Path) -> Result<Option<String>, TlsError> {
     let mut file = match OpenOptions::new()
         .read(true)
@@ -151,7 +151,7 @@ fn read_private(path: &Path) -> Result<Option<String>, TlsError> {
         return Err(file_err(
             path,
             format!(
-                "mode {:o} lets group or others read it; refusing to use this CA key (chmod 600)",
+                "mode {:o} gives group or others access; refusing to use this CA key (chmod 600)",
                 meta.mode() & 0o7777
             ),
         ));
@@ -165,7 +165,9 @@ fn read_private(path: &Path) -> Result<Option<String>, TlsError> {
 /// Writes `path` whole or not at all: a temporary file with `mode`, synced,
 /// then renamed over it.
 pub(super) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     remove_if_exists(&tmp)?;
     let result = (|| {
         let mut f: File = OpenOptions::new()
