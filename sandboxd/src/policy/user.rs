@@ -44,6 +44,9 @@ const REPLACED: &[(&str, &str)] = &[
     ("commands", "allow"),
 ];
 
+/// A user profile's name, and the profile or why it was refused.
+pub type Loaded = (String, Result<Profile, PolicyError>);
+
 /// The caller's user profiles, under `home`.
 pub struct UserProfiles<'a> {
     pub store: &'a PolicyStore,
@@ -72,7 +75,7 @@ impl UserProfiles<'_> {
     }
 
     /// Every user profile of the caller, by name, each loaded or refused.
-    pub fn all(&self) -> Result<Vec<(String, Result<Profile, PolicyError>)>, PolicyError> {
+    pub fn all(&self) -> Result<Vec<Loaded>, PolicyError> {
         let path = self.dir();
         let Some(dir) = open_dir(&path, self.uid)? else {
             return Ok(Vec::new());
