@@ -32,6 +32,10 @@ pub const USER_DIR: &str = ".config/sandboxd/profiles";
 /// Bigger files are refused: a profile is a few lines.
 const MAX_SIZE: u64 = 1 << 20;
 
+/// At most this many user profiles are listed (by name order), so that a
+/// directory of many files cannot keep the daemon reading.
+const MAX_LISTED: usize = 256;
+
 /// Lists that grant: in a user profile they replace the managed list.
 const REPLACED: &[(&str, &str)] = &[
     ("filesystem", "read"),
@@ -95,6 +99,7 @@ impl UserProfiles<'_> {
             .filter(|n| valid_name(n))
             .collect();
         names.sort();
+        names.truncate(MAX_LISTED);
         Ok(names
             .into_iter()
             .filter_map(|name| {
