@@ -12,6 +12,7 @@ pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod dns;
+pub mod fair;
 pub mod identity;
 pub mod net;
 pub mod plan;

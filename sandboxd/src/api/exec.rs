@@ -180,7 +180,12 @@ impl Api {
     ) -> Result<ExecStream, Refusal> {
         let caller = caller.clone();
         let name = name.to_string();
-        let profile = self.profile(&name).map_err(|s| refuse("profile", s))?;
+        // Managed, or the caller's own user profile (read now, from their home).
+        let env_home = start.env.get("HOME").map(String::as_str);
+        let profile = self
+            .profile(&caller, env_home, &name)
+            .map_err(|s| refuse("profile", s))?;
+        let profile = &*profile;
         if caller.uid == 0 && !profile.allow_root.value {
             let msg = format!(
                 "root callers may not use profile {name}: it does not set allow_root (rule: allow_root, {})",
@@ -350,6 +355,8 @@ impl Api {
             (s, None)
         };
         let pid = spawned.pid;
+        // Long-running sandboxes yield the CPU to short execs (see fair.rs).
+        crate::fair::lower_later(pid);
         let net = match (listeners, policy.net.clone()) {
             (Some(listeners), Some(net_policy)) => {
                 Some(self.serve_network(&caller, slot.id(), start, net_policy, secrets, listeners))

@@ -137,16 +137,18 @@ impl pb::sandbox_server::Sandbox for Api {
 
     async fn list_profiles(
         &self,
-        _request: Request<pb::ListProfilesRequest>,
+        request: Request<pb::ListProfilesRequest>,
     ) -> Result<Response<pb::ListProfilesResponse>, Status> {
-        Ok(Response::new(self.profile_list()))
+        let caller = caller(&request)?;
+        Ok(Response::new(self.profile_list(&caller)))
     }
 
     async fn get_profile(
         &self,
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
-        self.profile_show(&request.get_ref().name)
+        let caller = caller(&request)?;
+        self.profile_show(&caller, &request.get_ref().name)
             .map(Response::new)
     }
 

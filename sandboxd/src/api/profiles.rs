@@ -1,13 +1,28 @@
-//! ListProfiles, GetProfile and CheckPolicy: reading the policy store, never acting.
+//! ListProfiles, GetProfile and CheckPolicy: reading the policy store and
+//! the caller's own user profiles, never acting.
 
 use super::Api;
 use crate::identity::Caller;
+use crate::policy::user::{UserProfiles, USER_DIR};
 use crate::policy::{check_command, check_path, check_url, Access, Decision, PolicyStore, Profile};
 use pb::check_policy_request::Query;
 use sandbox_proto::v1 as pb;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tonic::Status;
+
+/// The caller's home, where their user profiles live: their passwd entry,
+/// else `env_home` if it is a directory they own (see [`crate::plan::caller_home`]).
+fn home(caller: &Caller, env_home: Option<&str>) -> PathBuf {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok();
+    crate::plan::caller_home(caller, passwd.as_deref(), env_home)
+}
+
+/// The `HOME` of a caller's process, for requests that carry no environment.
+fn process_home(caller: &Caller) -> Option<String> {
+    caller.pid.and_then(crate::plan::process_home)
+}
 
 fn summary(p: &Profile) -> pb::ProfileSummary {
     pb::ProfileSummary {
@@ -18,33 +33,79 @@ fn summary(p: &Profile) -> pb::ProfileSummary {
 }
 
 impl Api {
-    /// The profile `name`, or NotFound naming it.
-    pub(super) fn profile(&self, name: &str) -> Result<&Profile, Status> {
-        self.policies.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.policies.profiles().map(|p| p.name.as_str()).collect();
-            Status::not_found(format!(
-                "no profile named {name:?} (known: {})",
-                known.join(", ")
-            ))
-        })
+    /// The profile `name` for `caller`: a managed one, else one of the
+    /// caller's user profiles (read now, under `home(caller, env_home)`).
+    /// NotFound names the known ones; a refused user profile names its file and line.
+    pub(super) fn profile(
+        &self,
+        caller: &Caller,
+        env_home: Option<&str>,
+        name: &str,
+    ) -> Result<Cow<'_, Profile>, Status> {
+        if let Some(p) = self.policies.get(name) {
+            return Ok(Cow::Borrowed(p));
+        }
+        let home = home(caller, env_home);
+        let users = UserProfiles {
+            store: &self.policies,
+            uid: caller.uid,
+            home: &home,
+        };
+        match users.get(name) {
+            Ok(Some(p)) => Ok(Cow::Owned(p)),
+            Ok(None) => {
+                let known: Vec<&str> = self.policies.profiles().map(|p| p.name.as_str()).collect();
+                Err(Status::not_found(format!(
+                    "no profile named {name:?} (known: {}; user profiles: {}/{USER_DIR}/{name}.toml)",
+                    known.join(", "),
+                    home.display()
+                )))
+            }
+            Err(e) => Err(Status::failed_precondition(format!(
+                "user profile {name}: {e}"
+            ))),
+        }
     }
 
-    pub(super) fn profile_list(&self) -> pb::ListProfilesResponse {
+    pub(super) fn profile_list(&self, caller: &Caller) -> pb::ListProfilesResponse {
+        let mut profiles: Vec<pb::ProfileSummary> = self.policies.profiles().map(summary).collect();
+        let home = home(caller, process_home(caller).as_deref());
+        let users = UserProfiles {
+            store: &self.policies,
+            uid: caller.uid,
+            home: &home,
+        };
+        // A refused file is listed with its error rather than hiding the others.
+        let refused = |source: String, e: &dyn std::fmt::Display| pb::ProfileSummary {
+            name: String::new(),
+            description: format!("refused: {e}"),
+            source,
+        };
+        match users.all() {
+            Ok(all) => profiles.extend(all.into_iter().map(|(name, loaded)| match loaded {
+                Ok(p) => summary(&p),
+                Err(e) => pb::ProfileSummary {
+                    name: name.clone(),
+                    ..refused(format!("{}/{USER_DIR}/{name}.toml", home.display()), &e)
+                },
+            })),
+            Err(e) => profiles.push(refused(format!("{}/{USER_DIR}", home.display()), &e)),
+        }
         pb::ListProfilesResponse {
-            profiles: self.policies.profiles().map(summary).collect(),
+            profiles,
             default_profile: PolicyStore::DEFAULT.to_string(),
         }
     }
 
-    pub(super) fn profile_show(&self, name: &str) -> Result<pb::GetProfileResponse, Status> {
-        let profile = self.profile(name)?;
-        let toml = self
-            .policies
-            .render(name)
-            .ok_or_else(|| Status::internal(format!("profile {name:?} could not be rendered")))?;
+    pub(super) fn profile_show(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<pb::GetProfileResponse, Status> {
+        let profile = self.profile(caller, process_home(caller).as_deref(), name)?;
         Ok(pb::GetProfileResponse {
-            summary: Some(summary(profile)),
-            toml,
+            summary: Some(summary(&profile)),
+            toml: crate::policy::user::render(&profile),
         })
     }
 
@@ -58,7 +119,9 @@ impl Api {
         } else {
             req.profile.as_str()
         };
-        let profile = self.profile(name)?;
+        let env_home = process_home(caller);
+        let profile = self.profile(caller, env_home.as_deref(), name)?;
+        let profile = &*profile;
         let cwd = if req.cwd.is_empty() {
             PathBuf::from("/")
         } else {
@@ -71,9 +134,7 @@ impl Api {
             )));
         }
         // No environment comes with the request: `{home}` may come from the caller's own.
-        let env: BTreeMap<String, String> = caller
-            .pid
-            .and_then(crate::plan::process_home)
+        let env: BTreeMap<String, String> = env_home
             .map(|h| ("HOME".to_string(), h))
             .into_iter()
             .collect();

@@ -50,6 +50,9 @@ const EMBEDDED: &[(&str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct PolicyStore {
     profiles: BTreeMap<String, Profile>,
+    /// Each profile's table with its `extends` chain merged in: what a user
+    /// profile that extends it is merged onto.
+    tables: BTreeMap<String, Table>,
 }
 
 /// One profile file, parsed but not yet merged with its parents.
@@ -94,6 +97,7 @@ impl PolicyStore {
             sources.insert(name, Source { file, table });
         }
         let mut profiles = BTreeMap::new();
+        let mut tables = BTreeMap::new();
         for name in sources.keys() {
             let merged = merged_table(name, &sources, &mut Vec::new())?;
             let src = &sources[name];
@@ -105,8 +109,14 @@ impl PolicyStore {
                 .and_then(|(_, n)| n.str("extends").ok())
                 .map(str::to_string);
             profiles.insert(name.clone(), profile);
+            tables.insert(name.clone(), merged);
         }
-        Ok(PolicyStore { profiles })
+        Ok(PolicyStore { profiles, tables })
+    }
+
+    /// The merged table of managed profile `name`.
+    pub(super) fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&Profile> {
@@ -170,7 +180,7 @@ fn merged_table(name: &str, sources: &BTreeMap<String, Source>, chain: &mut Vec<
 }
 
 /// A typed profile from a (merged) table.
-fn build(name: &str, file: &str, t: &Table) -> Result<Profile, TreeError> {
+pub(super) fn build(name: &str, file: &str, t: &Table) -> Result<Profile, TreeError> {
     known_keys(
         t,
         "",

@@ -8,6 +8,7 @@ pub mod model;
 pub mod narrow;
 mod render;
 pub mod shell;
+pub mod user;
 pub(crate) mod tree;
 pub mod values;
 

@@ -1,0 +1,142 @@
+//! CPU fairness: a sandbox still running [`DELAY`] after it started (a build,
+//! a server, a flood) is lowered to nice [`NICE`], every thread of its
+//! process tree then, and its later children inherit it. Short execs, the
+//! common interactive case, keep nice 0: twenty busy processes of one user
+//! then weigh on the CPU about as much as two short execs of another, so
+//! one user's flood does not starve another's commands.
+//!
+//! A sandbox cannot undo it: raising priority takes `CAP_SYS_NICE` (or an
+//! `RLIMIT_NICE` the sandbox does not get). Cgroup moves were not used for
+//! this: on cgroup v1 every move stops all forks on the host for an RCU
+//! grace period, which under load stalled everyone for seconds.
+//!
+//! This is a matter of service, not of confinement: a failure is logged and
+//! the sandbox runs on unchanged.
+
+use std::fs;
+use std::time::Duration;
+
+/// How long a sandbox runs before it is lowered.
+pub const DELAY: Duration = Duration::from_millis(250);
+
+/// The nice value of long-running sandboxes (CFS weight 110 against 1024 at 0).
+pub const NICE: i32 = 10;
+
+/// How often the process tree is walked for processes forked meanwhile.
+const PASSES: usize = 3;
+
+/// The start time of process `pid` (clock ticks after boot), to tell it
+/// from a later process given the same pid.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; starttime is field 22.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Lowers the sandbox whose init is host pid `init` if it still runs after
+/// [`DELAY`]. Returns at once; needs a tokio runtime.
+pub fn lower_later(init: i32) {
+    let Some(born) = start_time(init) else { return };
+    tokio::spawn(async move {
+        tokio::time::sleep(DELAY).await;
+        if start_time(init) == Some(born) {
+            let _ = tokio::task::spawn_blocking(move || lower(init)).await;
+        }
+    });
+}
+
+/// Sets nice [`NICE`] on every thread of `init`'s process tree.
+fn lower(init: i32) {
+    let mut done: Vec<i32> = Vec::new();
+    for _ in 0..PASSES {
+        let todo: Vec<i32> = threads(init)
+            .into_iter()
+            .filter(|t| !done.contains(t))
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        for tid in todo {
+            // SAFETY: plain syscall on a thread id; a thread gone meanwhile gives ESRCH.
+            let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE) };
+            if r != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    tracing::warn!(pid = init, tid, error = %e, "lowering a long-running sandbox");
+                }
+            }
+            done.push(tid);
+        }
+    }
+}
+
+/// Every thread of `pid` and of its descendants, as /proc shows them now.
+fn threads(pid: i32) -> Vec<i32> {
+    let mut procs = vec![pid];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < procs.len() {
+        let p = procs[i];
+        i += 1;
+        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse().ok()) {
+                out.push(tid);
+            }
+            if let Ok(s) = fs::read_to_string(t.path().join("children")) {
+                procs.extend(s.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nice(pid: i32) -> i64 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // Field 19 is nice.
+        stat.rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_process_tree_is_lowered_and_its_children_inherit() {
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30 & sleep 0.5; sleep 31 & wait"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let pid = child.id() as i32;
+        assert!(start_time(pid).is_some());
+        lower(pid);
+        std::thread::sleep(Duration::from_millis(600));
+        let all = threads(pid);
+        assert!(all.len() >= 3, "{all:?}");
+        for p in &all {
+            assert_eq!(nice(*p), NICE as i64, "pid {p}");
+        }
+        for p in all {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.wait();
+    }
+}

@@ -1,0 +1,270 @@
+//! Two callers, uid 1000 and 1001, on one daemon: each lists, kills and reads
+//! the audit of only their own sandboxes; an admin-group member sees and
+//! manages all; the per-user and global sandbox limits refuse with the limit named.
+
+use e2e::*;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const U1: u32 = 1000;
+const U2: u32 = 1001;
+const U3: u32 = 1002;
+const ADMIN_GID: u32 = 4343;
+
+/// A `sleep SECONDS` sandbox of `uid` running in the background, and its id.
+fn sleeper(d: &Daemon, uid: u32, ws: &Dir, seconds: &str) -> (Child, String) {
+    let child = d
+        .agent(uid, &ws.path)
+        .command(&["exec", "--", "sleep", seconds])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut id = String::new();
+    let found = eventually(Duration::from_secs(15), || {
+        let ps = d.agent(uid, &ws.path).run(&["ps"]);
+        id = ps
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("sleep {seconds}")))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        !id.is_empty()
+    });
+    assert!(found, "uid {uid}'s sleep {seconds} never showed in ps");
+    (child, id)
+}
+
+fn ended(child: &mut Child) -> bool {
+    eventually(Duration::from_secs(10), || {
+        child.try_wait().unwrap().is_some()
+    })
+}
+
+/// The caller's audit records (`agent audit --json`), parsed.
+fn audit(d: &Daemon, uid: u32, groups: &[u32], ws: &Dir) -> Vec<serde_json::Value> {
+    let out = d
+        .agent(uid, &ws.path)
+        .groups(groups)
+        .run(&["audit", "--json"]);
+    out.expect_code(0);
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn mentions(records: &[serde_json::Value], word: &str) -> bool {
+    records.iter().any(|r| r.to_string().contains(word))
+}
+
+#[test]
+fn users_see_kill_and_audit_only_their_own_and_admins_all() {
+    let d = Daemon::builder()
+        .config(&format!("admin_group = \"{ADMIN_GID}\""))
+        .start();
+    let (ws1, ws2) = (Dir::new(U1), Dir::new(U2));
+    let (mut c1, id1) = sleeper(&d, U1, &ws1, "601");
+    let (mut c2, id2) = sleeper(&d, U2, &ws2, "602");
+
+    for (uid, ws, mine, theirs, their_id) in [
+        (U1, &ws1, "601", "602", &id2),
+        (U2, &ws2, "602", "601", &id1),
+    ] {
+        for args in [&["ps"][..], &["ps", "--all"][..]] {
+            let ps = d.agent(uid, &ws.path).run(args);
+            assert!(
+                ps.stdout.contains(&format!("sleep {mine}")),
+                "uid {uid} {args:?}: {}",
+                ps.stdout
+            );
+            assert!(
+                !ps.stdout.contains(&format!("sleep {theirs}")),
+                "uid {uid} {args:?}: {}",
+                ps.stdout
+            );
+        }
+        let k = d.agent(uid, &ws.path).run(&["kill", their_id]);
+        assert_ne!(k.code, 0, "uid {uid} killed another user's sandbox");
+        assert!(k.stderr.contains("another user"), "{}", k.stderr);
+        // The audit: own records only, every one of them carrying the caller's uid.
+        let records = audit(&d, uid, &[], ws);
+        assert!(
+            mentions(&records, &format!("\"{mine}\"")),
+            "uid {uid}: own exec not in its audit"
+        );
+        assert!(
+            !mentions(&records, &format!("\"{theirs}\"")),
+            "uid {uid} read another user's audit"
+        );
+        for r in &records {
+            assert_eq!(r["uid"].as_u64(), Some(uid.into()), "uid {uid} got {r}");
+        }
+    }
+    assert!(
+        c1.try_wait().unwrap().is_none() && c2.try_wait().unwrap().is_none(),
+        "a kill went through"
+    );
+
+    // An admin-group member (uid 1000 with the group) sees both, reads both, kills uid 1001's.
+    let admin = [U1, ADMIN_GID];
+    let ps = d.agent(U1, &ws1.path).groups(&admin).run(&["ps", "--all"]);
+    assert!(
+        ps.stdout.contains(&id1) && ps.stdout.contains(&id2),
+        "{}",
+        ps.stdout
+    );
+    let records = audit(&d, U1, &admin, &ws1);
+    assert!(
+        mentions(&records, "\"601\"") && mentions(&records, "\"602\""),
+        "admin audit incomplete"
+    );
+    d.agent(U1, &ws1.path)
+        .groups(&admin)
+        .run(&["kill", &id2])
+        .expect_code(0);
+    assert!(ended(&mut c2), "admin kill did not end uid 1001's sandbox");
+    // Its owner ends its own.
+    d.agent(U1, &ws1.path).run(&["kill", &id1]).expect_code(0);
+    assert!(ended(&mut c1));
+    // The admin's kill is in uid 1001's record of its exec's end; uid 1000 still cannot read it.
+    let records = audit(&d, U2, &[], &ws2);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["kind"] == "exec-end" && r["id"] == id2.as_str()),
+        "no end for {id2}"
+    );
+    assert!(!mentions(&audit(&d, U1, &[], &ws1), &id2));
+}
+
+#[test]
+fn sandbox_limits_refuse_with_the_limit_named() {
+    let d = Daemon::builder()
+        .config("[limits]\nmax_sandboxes = 2\nmax_per_user = 1")
+        .start();
+    let (ws1, ws2, ws3) = (Dir::new(U1), Dir::new(U2), Dir::new(U3));
+    let (mut c1, id1) = sleeper(&d, U1, &ws1, "603");
+    // uid 1000's second concurrent sandbox is over its own limit.
+    let out = d.agent(U1, &ws1.path).run(&["exec", "--", "true"]);
+    assert_eq!(out.code, 125, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("limits.max_per_user") && out.stderr.contains("uid 1000"),
+        "{}",
+        out.stderr
+    );
+    // uid 1001 still has room; then the box is full for a third user.
+    let (mut c2, id2) = sleeper(&d, U2, &ws2, "604");
+    let out = d.agent(U3, &ws3.path).run(&["exec", "--", "true"]);
+    assert_eq!(out.code, 125, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("limits.max_sandboxes"),
+        "{}",
+        out.stderr
+    );
+    // Refusals are audited, as the caller's own.
+    let refusals = audit(&d, U3, &[], &ws3);
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r["kind"] == "refusal" && r["rule"] == "limits"),
+        "{refusals:?}"
+    );
+    // A slot freed is a slot reusable.
+    d.agent(U1, &ws1.path).run(&["kill", &id1]).expect_code(0);
+    assert!(ended(&mut c1));
+    assert!(eventually(Duration::from_secs(10), || d
+        .agent(U3, &ws3.path)
+        .run(&["exec", "--", "true"])
+        .code
+        == 0));
+    d.agent(U2, &ws2.path).run(&["kill", &id2]).expect_code(0);
+    assert!(ended(&mut c2));
+}
+
+/// Median wall time of `agent exec -- true` as `uid`, over `n` runs.
+fn median_exec(d: &Daemon, uid: u32, ws: &Dir, n: usize) -> Duration {
+    let mut times: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            d.agent(uid, &ws.path)
+                .run(&["exec", "--", "true"])
+                .expect_code(0);
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[n / 2]
+}
+
+/// One user's flood against another's latency: the median of 20 `agent exec
+/// -- true` as uid 1001, alone and while uid 1000 runs 16 execs of `yes`
+/// whose output goes to readers taking 4 KiB every 10 ms, plus 4 `yes | cat`
+/// pipelines. Prints the ratio; fails above 2x. Timing-sensitive, so run on
+/// its own: `cargo test -p e2e --test multiuser -- --ignored --nocapture flood`.
+#[test]
+#[ignore]
+fn flood_of_one_user_does_not_slow_another_beyond_2x() {
+    use std::io::Read;
+    let d = Daemon::start();
+    let (ws1, ws2) = (Dir::new(U1), Dir::new(U2));
+    median_exec(&d, U2, &ws2, 3);
+    let alone = median_exec(&d, U2, &ws2, 20);
+
+    let mut flood: Vec<Child> = Vec::new();
+    let mut readers = Vec::new();
+    for _ in 0..16 {
+        let mut c = d
+            .agent(U1, &ws1.path)
+            .command(&["exec", "--", "yes", "flood"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = c.stdout.take().unwrap();
+        readers.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while matches!(out.read(&mut buf), Ok(n) if n > 0) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }));
+        flood.push(c);
+    }
+    // FLOOD_PIPES changes the number of pipelines (to tell their share from the readers').
+    let pipes: usize = std::env::var("FLOOD_PIPES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    for _ in 0..pipes {
+        let c = d
+            .agent(U1, &ws1.path)
+            .command(&["exec", "--", "/bin/sh", "-c", "yes | cat > /dev/null"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        flood.push(c);
+    }
+    // The flood is running before the measurement starts.
+    assert!(eventually(Duration::from_secs(30), || {
+        let ps = d.agent(U1, &ws1.path).run(&["ps"]);
+        ps.stdout.lines().filter(|l| l.contains("yes")).count() >= 16 + pipes
+    }));
+    std::thread::sleep(Duration::from_secs(1));
+    let flooded = median_exec(&d, U2, &ws2, 20);
+    // Still flooding at the end of the measurement.
+    let running = d.agent(U1, &ws1.path).run(&["ps"]).stdout.lines().filter(|l| l.contains("yes")).count();
+    assert!(running >= 16 + pipes, "the flood ended early: {running} running");
+    for c in &mut flood {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let ratio = flooded.as_secs_f64() / alone.as_secs_f64();
+    println!(
+        "uid 1001 `agent exec -- true` median: alone {:.1} ms, during uid 1000's flood {:.1} ms, ratio {ratio:.2}",
+        alone.as_secs_f64() * 1000.0,
+        flooded.as_secs_f64() * 1000.0
+    );
+    assert!(ratio <= 2.0, "another user's flood slowed exec {ratio:.2}x");
+}
