@@ -107,15 +107,20 @@ pub struct Origin {
 
 impl Origin {
     pub fn http() -> Origin {
-        Self::serve(None)
+        Self::serve(None, "127.0.0.1:0")
+    }
+
+    /// Plain HTTP on `addr` (e.g. a fixed port on another loopback address).
+    pub fn http_at(addr: &str) -> Origin {
+        Self::serve(None, addr)
     }
 
     pub fn https(ca: &TestCa) -> Origin {
-        Self::serve(Some(ca.server_config()))
+        Self::serve(Some(ca.server_config()), "127.0.0.1:0")
     }
 
-    fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    fn serve(tls: Option<Arc<rustls::ServerConfig>>, addr: &str) -> Origin {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind origin on {addr}: {e}"));
         let addr = listener.local_addr().expect("origin addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));

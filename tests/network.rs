@@ -20,6 +20,9 @@ const U1: u32 = 1000;
 const STATIC: &[&str] =
     &["allowed.test", "other.test", "evil.test", "allowed.test.evil.test", "ask.test", "denied.pkg.test"];
 
+/// Loopback addresses of their own for origins on port 443, by name (one per test).
+const ON_443: &[(&str, &str)] = &[("plain443-a.pkg.test", "127.45.0.1"), ("plain443-b.pkg.test", "127.45.0.2")];
+
 /// What a test's profile says beyond the common allowlist.
 struct Prof<'a> {
     approval: &'a str,
@@ -64,7 +67,8 @@ impl Net {
         home(U1);
         let ca = ws.join("test-ca.pem");
         test_ca.write_ca(&ca);
-        let hosts: Vec<String> = STATIC.iter().map(|h| format!("\"{h}\" = [\"127.0.0.1\"]")).collect();
+        let mut hosts: Vec<String> = STATIC.iter().map(|h| format!("\"{h}\" = [\"127.0.0.1\"]")).collect();
+        hosts.extend(ON_443.iter().map(|(h, a)| format!("\"{h}\" = [\"{a}\"]")));
         let config = format!(
             "[dns]\nupstream = [\"127.0.0.1:{}\"]\nhosts = {{ {} }}\n\n{}\n",
             up.port,
@@ -75,7 +79,7 @@ impl Net {
             "extends = \"workspace\"\napproval = \"{}\"\n\n[network]\nmode = \"allowlist\"\n\
              allow = [\"allowed.test\", \"other.test\", \"**.pkg.test\"]\n\
              deny = [\"denied.pkg.test\", \"hidden.pkg.test\"]\n\
-             ports = [{}, {}]\n{}{}\n\n{}\n",
+             ports = [{}, {}, 443]\n{}{}\n\n{}\n",
             prof.approval,
             origin.port,
             tls.port,
@@ -769,6 +773,47 @@ tunnel('evil.test', '/fronted')
     assert!(n.tls.request("/fronted").is_none(), "{:?}", n.tls.requests());
     let r = n.decision("sni-mismatch", |r| r["reason"] == "blocked-by-sni-mismatch");
     assert_eq!(r["decision"], "deny", "{r:#}");
+}
+
+/// An origin on port 443 of `ON_443[i]`'s address, then a CONNECT to its
+/// name on 443 and a plain HTTP request through the tunnel; prints the CONNECT
+/// status line and whatever came back.
+fn plain_through_443(n: &Net, i: usize) -> (Origin, Out) {
+    let (name, addr) = ON_443[i];
+    let origin = Origin::http_at(&format!("{addr}:443"));
+    let code = r#"
+s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+s.sendall(b'CONNECT NAME:443 HTTP/1.1\r\nHost: NAME:443\r\n\r\n')
+print(read_response(s).split('\r\n')[0])
+try:
+    s.sendall(b'GET /plain-on-443 HTTP/1.1\r\nHost: NAME\r\nConnection: close\r\n\r\n')
+    print('GOT', read_response(s).split('\r\n')[0])
+except OSError as e:
+    print('FAILED', e)
+"#
+    .replace("NAME", name);
+    let out = n.py(&code);
+    (origin, out)
+}
+
+#[test]
+fn plain_http_through_a_tunnel_to_443_is_refused() {
+    let n = Net::start(Prof::default());
+    let (origin, out) = plain_through_443(&n, 0);
+    out.expect_code(0);
+    assert!(out.stdout.starts_with("HTTP/1.1 200"), "{}", out.stdout);
+    assert!(!out.stdout.contains("GOT HTTP/1.1 200"), "{}", out.stdout);
+    assert!(origin.request("/plain-on-443").is_none(), "{:?}", origin.requests());
+    n.refusal(ON_443[0].0, "blocked-by-not-tls");
+}
+
+#[test]
+fn plain_http_through_a_tunnel_to_443_passes_when_the_profile_allows_it() {
+    let n = Net::start(Prof { network: "allow_non_tls_443 = true\n", ..Prof::default() });
+    let (origin, out) = plain_through_443(&n, 1);
+    out.expect_code(0);
+    assert!(out.stdout.contains("GOT HTTP/1.1 200"), "{}", out.stdout);
+    assert!(origin.request("/plain-on-443").is_some());
 }
 
 #[test]

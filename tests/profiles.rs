@@ -157,3 +157,31 @@ fn full_profile_writes_as_the_caller_anywhere_but_keeps_its_own_namespaces() {
     assert!(pids < 10, "{}", out.stdout);
     assert!(!out.stdout.contains("SOCKET-VISIBLE"), "{}", out.stdout);
 }
+
+#[test]
+fn policy_check_cmd_judges_each_command_of_a_shell_script() {
+    let d = Daemon::builder()
+        .profile(
+            "rules",
+            "extends = \"workspace\"\n[commands]\nallow = [[\"ls\"]]\nprompt = [[\"curl\"]]\nforbidden = [[\"rm\", \"-rf\", \"/\"]]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    let check = |argv: &[&str]| {
+        let mut args = vec!["policy", "check", "rules", "--cmd", "--"];
+        args.extend_from_slice(argv);
+        d.agent(U1, &ws.path).run(&args)
+    };
+    let out = check(&["ls", "-l"]);
+    out.expect_code(0);
+    assert!(out.stdout.starts_with("allow") && out.stdout.contains("commands.allow [\"ls\"]"), "{}", out.stdout);
+    let out = check(&["sh", "-c", "ls && curl x | sh"]);
+    out.expect_code(2);
+    assert!(out.stdout.contains("commands.prompt [\"curl\"] (in sh -c script)"), "{}", out.stdout);
+    let out = check(&["bash", "-lc", "git status; rm -rf /"]);
+    out.expect_code(1);
+    assert!(out.stdout.contains("rules.toml:5 commands.forbidden [\"rm\", \"-rf\", \"/\"] (in bash -c script)"), "{}", out.stdout);
+    let out = check(&["sh", "-c", "for f in *; do rm -rf \"$f\"; done"]);
+    out.expect_code(2);
+    assert!(out.stdout.contains("commands: script not understood: `for`"), "{}", out.stdout);
+}

@@ -5,7 +5,7 @@
 //! empty answer, and every decision reaches the audit log.
 
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use sandboxd::audit::AuditLog;
 use sandboxd::config::DnsConfig;
@@ -40,21 +40,15 @@ impl Drop for Upstream {
     }
 }
 
-fn upstream_answer(
-    query: &[u8],
-    seen: &Mutex<Vec<(String, RecordType)>>,
-    tcp: bool,
-) -> Option<Message> {
+fn upstream_answer(query: &[u8], seen: &Mutex<Vec<(String, RecordType)>>, tcp: bool) -> Option<Message> {
     let q = Message::from_vec(query).ok()?;
     let question = q.queries().first()?.clone();
-    let name = question
-        .name()
-        .to_ascii()
-        .trim_end_matches('.')
-        .to_lowercase();
-    seen.lock()
-        .unwrap()
-        .push((name.clone(), question.query_type()));
+    let name = question.name().to_ascii().trim_end_matches('.').to_lowercase();
+    seen.lock().unwrap().push((name.clone(), question.query_type()));
+    if !q.additionals().is_empty() {
+        let extra = format!("extra:{name}");
+        seen.lock().unwrap().push((extra, question.query_type()));
+    }
     let mut r = Message::new();
     r.set_id(q.id())
         .set_message_type(MessageType::Response)
@@ -79,11 +73,7 @@ fn upstream_answer(
             r.add_answer(Record::from_rdata(owner, 60, RData::A(A(UPSTREAM_V4))));
         }
         RecordType::AAAA => {
-            r.add_answer(Record::from_rdata(
-                owner,
-                60,
-                RData::AAAA(AAAA(UPSTREAM_V6)),
-            ));
+            r.add_answer(Record::from_rdata(owner, 60, RData::AAAA(AAAA(UPSTREAM_V6))));
         }
         _ => {}
     }
@@ -111,11 +101,7 @@ async fn upstream() -> Upstream {
                 fake.set_id(r.id().wrapping_add(1));
                 fake.answers_mut().clear();
                 let owner = r.queries()[0].name().clone();
-                fake.add_answer(Record::from_rdata(
-                    owner,
-                    60,
-                    RData::A(A(Ipv4Addr::new(6, 6, 6, 6))),
-                ));
+                fake.add_answer(Record::from_rdata(owner, 60, RData::A(A(Ipv4Addr::new(6, 6, 6, 6)))));
                 let _ = udp.send_to(&fake.to_vec().unwrap(), peer).await;
             }
             let _ = udp.send_to(&r.to_vec().unwrap(), peer).await;
@@ -134,9 +120,7 @@ async fn upstream() -> Upstream {
                 c.read_exact(&mut buf).await.unwrap();
                 if let Some(r) = upstream_answer(&buf, &s, true) {
                     let body = r.to_vec().unwrap();
-                    c.write_all(&(body.len() as u16).to_be_bytes())
-                        .await
-                        .unwrap();
+                    c.write_all(&(body.len() as u16).to_be_bytes()).await.unwrap();
                     c.write_all(&body).await.unwrap();
                 }
             });
@@ -151,12 +135,7 @@ async fn upstream() -> Upstream {
 
 impl Upstream {
     fn saw(&self, name: &str) -> usize {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .count()
+        self.seen.lock().unwrap().iter().filter(|(n, _)| n == name).count()
     }
 }
 
@@ -181,10 +160,7 @@ struct Server {
 fn dns_config(upstream: &[SocketAddr]) -> DnsConfig {
     DnsConfig {
         upstream: Some(upstream.to_vec()),
-        hosts: BTreeMap::from([(
-            "Static.Test.".to_string(),
-            vec![IpAddr::from([10, 0, 0, 5])],
-        )]),
+        hosts: BTreeMap::from([("Static.Test.".to_string(), vec![IpAddr::from([10, 0, 0, 5])])]),
     }
 }
 
@@ -305,25 +281,29 @@ async fn allowed_names_come_from_upstream_and_denied_ones_never_leave() {
     assert_eq!(addrs(&m), [IpAddr::V6(UPSTREAM_V6)]);
     let m = ask(srv.udp, "deep.sub.ok.test.", RecordType::A).await;
     assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
+    // Whatever else the client puts in its query stays here.
+    let mut q = Message::from_vec(&query("smuggle.ok.test.", RecordType::A)).unwrap();
+    let txt = TXT::new(vec!["secret-data".to_string()]);
+    q.add_additional(Record::from_rdata(
+        Name::from_str("x.evil.test.").unwrap(),
+        0,
+        RData::TXT(txt),
+    ));
+    let r = Message::from_vec(&udp_raw(srv.udp, &q.to_vec().unwrap()).await.unwrap()).unwrap();
+    assert_eq!(r.id(), q.id());
+    assert_eq!(addrs(&r), [IpAddr::V4(UPSTREAM_V4)]);
+    assert_eq!(up.saw("smuggle.ok.test"), 1);
+    assert_eq!(up.saw("extra:smuggle.ok.test"), 0);
     let m = ask(srv.udp, "ok.test.", RecordType::HTTPS).await;
     assert_eq!(m.response_code(), ResponseCode::NoError);
     assert_eq!(up.saw("ok.test"), 1);
 
     let long = format!("{}.exfil.test.", "q7x9k2m4v8b1n5c3z6".repeat(3));
-    for name in [
-        "bad.ok.test.",
-        "evil.test.",
-        "allowed.test.evil.test.",
-        long.as_str(),
-    ] {
+    for name in ["bad.ok.test.", "evil.test.", "allowed.test.evil.test.", long.as_str()] {
         let m = ask(srv.udp, name, RecordType::A).await;
         assert_eq!(m.response_code(), ResponseCode::NXDomain, "{name}");
         assert!(m.answers().is_empty());
-        assert_eq!(
-            up.saw(name.trim_end_matches('.')),
-            0,
-            "{name} reached upstream"
-        );
+        assert_eq!(up.saw(name.trim_end_matches('.')), 0, "{name} reached upstream");
     }
 
     // Other types of an allowed name: empty, and not asked upstream.
@@ -352,25 +332,16 @@ async fn allowed_names_come_from_upstream_and_denied_ones_never_leave() {
     assert_eq!(allowed["decision"], "allow");
     assert_eq!(allowed["id"], "exec-dns");
     assert_eq!(allowed["port"], 53);
-    assert!(
-        allowed["rule"].as_str().unwrap().contains("allowed.test"),
-        "{allowed}"
-    );
+    assert!(allowed["rule"].as_str().unwrap().contains("allowed.test"), "{allowed}");
     let denied = find("bad.ok.test", "A");
     assert_eq!(denied["decision"], "deny");
     assert_eq!(denied["reason"], "blocked-by-denylist");
-    assert!(
-        denied["rule"].as_str().unwrap().contains("bad.ok.test"),
-        "{denied}"
-    );
+    assert!(denied["rule"].as_str().unwrap().contains("bad.ok.test"), "{denied}");
     assert_eq!(find("evil.test", "A")["decision"], "deny");
     assert_eq!(find(long.trim_end_matches('.'), "A")["decision"], "deny");
     let txt = find("allowed.test", "TXT");
     assert_eq!(txt["decision"], "allow");
-    assert!(
-        txt["message"].as_str().unwrap().contains("not forwarded"),
-        "{txt}"
-    );
+    assert!(txt["message"].as_str().unwrap().contains("not forwarded"), "{txt}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,11 +368,7 @@ async fn static_hosts_are_answered_without_upstream() {
     assert!(m.answers().is_empty());
     let m = ask(srv.udp, "static.test.", RecordType::HTTPS).await;
     assert!(m.answers().is_empty());
-    assert!(
-        up.seen.lock().unwrap().is_empty(),
-        "{:?}",
-        up.seen.lock().unwrap()
-    );
+    assert!(up.seen.lock().unwrap().is_empty(), "{:?}", up.seen.lock().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,16 +378,8 @@ async fn tcp_queries_are_answered_and_truncation_moves_upstream_to_tcp() {
     let mut c = TcpStream::connect(srv.tcp).await.unwrap();
     // Two queries on one connection, then a denied one.
     for (name, code, want) in [
-        (
-            "allowed.test.",
-            ResponseCode::NoError,
-            vec![IpAddr::V4(UPSTREAM_V4)],
-        ),
-        (
-            "big.ok.test.",
-            ResponseCode::NoError,
-            vec![IpAddr::V4(UPSTREAM_V4)],
-        ),
+        ("allowed.test.", ResponseCode::NoError, vec![IpAddr::V4(UPSTREAM_V4)]),
+        ("big.ok.test.", ResponseCode::NoError, vec![IpAddr::V4(UPSTREAM_V4)]),
         ("evil.test.", ResponseCode::NXDomain, vec![]),
     ] {
         let q = query(name, RecordType::A);
@@ -448,17 +407,8 @@ async fn garbage_does_not_stop_the_server() {
     response[2] |= 0x80;
     let mut cut = query("allowed.test.", RecordType::A);
     cut.truncate(20);
-    let noise: Vec<u8> = (0..600u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    for bad in [
-        &[][..],
-        &[0x42][..],
-        &[0; 12][..],
-        &two_questions,
-        &cut,
-        &noise,
-    ] {
+    let noise: Vec<u8> = (0..600u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    for bad in [&[][..], &[0x42][..], &[0; 12][..], &two_questions, &cut, &noise] {
         let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         s.send_to(bad, srv.udp).await.unwrap();
     }
@@ -468,11 +418,9 @@ async fn garbage_does_not_stop_the_server() {
     let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     s.send_to(&response, srv.udp).await.unwrap();
     let mut buf = [0u8; 512];
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), s.recv_from(&mut buf))
-            .await
-            .is_err()
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(300), s.recv_from(&mut buf))
+        .await
+        .is_err());
     // Garbage over TCP closes that connection only.
     let mut c = TcpStream::connect(srv.tcp).await.unwrap();
     c.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
@@ -482,12 +430,7 @@ async fn garbage_does_not_stop_the_server() {
     let m = ask(srv.udp, "allowed.test.", RecordType::A).await;
     assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
     assert!(!srv.task.is_finished());
-    assert!(up
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .all(|(n, _)| n == "allowed.test"));
+    assert!(up.seen.lock().unwrap().iter().all(|(n, _)| n == "allowed.test"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,13 +449,8 @@ async fn answers_are_cached_and_dropping_the_server_frees_its_sockets() {
 
     srv.task.abort();
     let deadline = Instant::now() + Duration::from_secs(2);
-    while std::net::UdpSocket::bind(srv.udp).is_err()
-        || std::net::TcpListener::bind(srv.tcp).is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the server's sockets outlived it"
-        );
+    while std::net::UdpSocket::bind(srv.udp).is_err() || std::net::TcpListener::bind(srv.tcp).is_err() {
+        assert!(Instant::now() < deadline, "the server's sockets outlived it");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -556,4 +494,19 @@ async fn resolver_lookups_skip_dead_servers_and_forged_answers() {
     let r = Message::from_vec(&resolver.forward(&q).await.unwrap()).unwrap();
     assert_eq!(r.id(), Message::from_vec(&q).unwrap().id());
     assert_eq!(addrs(&r), [IpAddr::V4(UPSTREAM_V4)]);
+}
+
+#[tokio::test]
+async fn system_upstream_reads_etc_hosts() {
+    // Upstream "system": /etc/hosts answers before any nameserver is asked.
+    let resolver = Resolver::new(&DnsConfig::default()).unwrap();
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    let Some((ip, name)) = hosts.lines().find_map(|l| {
+        let mut f = l.split('#').next()?.split_whitespace();
+        Some((f.next()?.parse::<IpAddr>().ok()?, f.next()?.to_string()))
+    }) else {
+        return;
+    };
+    let got = resolver.lookup_ip(&name.to_uppercase()).await.unwrap();
+    assert!(got.contains(&ip), "{name}: {got:?}");
 }

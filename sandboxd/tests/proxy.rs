@@ -5,7 +5,8 @@
 
 use sandboxd::audit::AuditLog;
 use sandboxd::config::DnsConfig;
-use sandboxd::net::{NetPolicy, Resolver, Session};
+use sandboxd::net::session::{Answer, Questions};
+use sandboxd::net::{NetPolicy, NetQuery, Resolver, Session};
 use sandboxd::policy::{ApprovalMode, PolicyStore};
 use sandboxd::tls::Inspector;
 use serde_json::Value;
@@ -241,11 +242,24 @@ async fn proxy(body: &str) -> Proxy {
 
 /// Starts both proxies for a profile with `body`, inspecting with `inspector`.
 async fn proxy_inspecting(body: &str, inspector: Option<Arc<Inspector>>) -> Proxy {
+    proxy_with(body, inspector, None).await
+}
+
+/// Starts both proxies; with `questions`, approval `on-request` asks there.
+async fn proxy_with(
+    body: &str,
+    inspector: Option<Arc<Inspector>>,
+    questions: Option<Questions>,
+) -> Proxy {
+    let approval = if questions.is_some() {
+        ApprovalMode::OnRequest
+    } else {
+        ApprovalMode::Never
+    };
     let policy_dir = tempfile::tempdir().unwrap();
     std::fs::write(policy_dir.path().join("p.toml"), body).unwrap();
     let store = PolicyStore::load(Some(policy_dir.path()), false).unwrap();
-    let policy =
-        NetPolicy::from_profile(store.get("p").unwrap(), None, ApprovalMode::Never).unwrap();
+    let policy = NetPolicy::from_profile(store.get("p").unwrap(), None, approval).unwrap();
     let lo = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
     let hosts: BTreeMap<String, Vec<IpAddr>> = [
         "allowed.test",
@@ -253,6 +267,7 @@ async fn proxy_inspecting(body: &str, inspector: Option<Arc<Inspector>>) -> Prox
         "denied.test",
         "allowed.test.evil.test",
         "a.wild.test",
+        "ask.test",
     ]
     .iter()
     .map(|n| (n.to_string(), lo.clone()))
@@ -277,7 +292,7 @@ async fn proxy_inspecting(body: &str, inspector: Option<Arc<Inspector>>) -> Prox
         Arc::new(Vec::new()),
         audit,
         events,
-        None,
+        questions,
     ));
     let h = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -865,6 +880,59 @@ async fn a_missing_secret_refuses_the_request() {
     assert!(origin.seen().is_empty());
 }
 
+#[tokio::test]
+async fn an_unlisted_name_is_asked_about_and_the_answer_holds() {
+    let origin = Origin::start().await;
+    let o = origin.port;
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<(NetQuery, tokio::sync::oneshot::Sender<Answer>)>(4);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let a = Arc::clone(&asked);
+    // GET is approved once, anything else denied.
+    tokio::spawn(async move {
+        while let Some((q, answer)) = rx.recv().await {
+            let yes = q.method.as_deref() == Some("GET");
+            a.lock().unwrap().push(q);
+            let _ = answer.send(if yes { Answer::Once } else { Answer::Deny });
+        }
+    });
+    let body = network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]");
+    let p = proxy_with(&body, None, Some(tx)).await;
+    let host = format!("ask.test:{o}");
+    let r = ask(&p, &get(&format!("http://ask.test:{o}/yes"), &host, "")).await;
+    assert_eq!((r.code, r.body.as_str()), (200, "hello /yes"));
+    let post = format!(
+        "POST http://ask.test:{o}/no HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert_refused(&ask(&p, &post).await, "approval");
+    // Listed names are not asked about.
+    let r = ask(
+        &p,
+        &get(
+            &format!("http://allowed.test:{o}/"),
+            &format!("allowed.test:{o}"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 200);
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!((asked[0].host.as_str(), asked[0].port), ("ask.test", o));
+    assert_eq!(
+        origin
+            .seen()
+            .iter()
+            .map(|s| s.line.as_str())
+            .collect::<Vec<_>>(),
+        ["GET /yes", "GET /"]
+    );
+    p.wait_record("approval", |r| {
+        r["reason"] == "blocked-by-approval" && r["host"] == "ask.test"
+    })
+    .await;
+}
+
 /// A ClientHello for `name` through a CONNECT to allowed.test's echo port.
 async fn tls_through_connect(p: &Proxy, port: u16, name: &str) -> std::io::Result<()> {
     let mut c = TcpStream::connect(p.http).await.unwrap();
@@ -1085,16 +1153,19 @@ async fn bench_with_the_kit() {
     let p = proxy(&network(&[port], "allow_cidrs = [\"127.0.0.0/8\"]")).await;
     let n = std::env::var("PROXY_BENCH_N").unwrap_or("2000".into());
     let bytes = std::env::var("PROXY_BENCH_BYTES").unwrap_or((1u64 << 30).to_string());
-    let runs = [
-        ("latency", "direct".to_string(), "127.0.0.1", n.clone()),
-        ("latency", p.http.to_string(), "allowed.test", n),
-        ("thru", "direct".to_string(), "127.0.0.1", bytes.clone()),
-        ("thru", p.http.to_string(), "allowed.test", bytes),
+    let via = p.http.to_string();
+    let runs: [(&str, &str, &str, &str); 6] = [
+        ("latency", "direct", "127.0.0.1", &n),
+        ("latency", &via, "allowed.test", &n),
+        ("thru", "direct", "127.0.0.1", &bytes),
+        ("thru", &via, "allowed.test", &bytes),
+        ("conc", "direct", "127.0.0.1", "200"),
+        ("conc", &via, "allowed.test", "200"),
     ];
     for (mode, via, host, arg) in runs {
         let out = tokio::process::Command::new("/usr/bin/python3")
             .arg(format!("{dir}/bench.py"))
-            .args([mode, &via, host, &port.to_string(), &arg])
+            .args([mode, via, host, &port.to_string(), arg])
             .output()
             .await
             .unwrap();

@@ -32,11 +32,7 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Serves `udp` and `tcp` (bound inside the sandbox) until dropped; dropping
 /// it ends every connection it started.
-pub async fn serve(
-    udp: std::net::UdpSocket,
-    tcp: std::net::TcpListener,
-    session: Arc<Session>,
-) -> std::io::Result<()> {
+pub async fn serve(udp: std::net::UdpSocket, tcp: std::net::TcpListener, session: Arc<Session>) -> std::io::Result<()> {
     udp.set_nonblocking(true)?;
     tcp.set_nonblocking(true)?;
     let udp = Arc::new(UdpSocket::from_std(udp)?);
@@ -203,10 +199,7 @@ async fn serve_tcp(mut s: TcpStream, filter: Arc<Filter>) {
             _ => return,
         };
         let m = &mut buf[..len];
-        if !matches!(
-            tokio::time::timeout(TCP_IDLE, s.read_exact(m)).await,
-            Ok(Ok(_))
-        ) {
+        if !matches!(tokio::time::timeout(TCP_IDLE, s.read_exact(m)).await, Ok(Ok(_))) {
             return;
         }
         match filter.handle(m, &mut out) {

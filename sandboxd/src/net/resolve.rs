@@ -1,7 +1,8 @@
 //! The daemon's own resolver: `[dns] hosts` first, then (upstream "system")
-//! /etc/hosts and the nameservers of /etc/resolv.conf, or the configured
-//! upstream servers. The proxy dials only addresses it got from here and
-//! vetted; the sandbox's DNS server forwards allowed queries through it.
+//! /etc/hosts and the nameservers of /etc/resolv.conf (read again when it
+//! changes), or the configured upstream servers. The proxy dials only
+//! addresses it got from here and vetted; the sandbox's DNS server forwards
+//! allowed queries through it.
 //!
 //! Upstream queries go over UDP from a fresh socket (kernel-chosen random
 //! port) with a random id, and only a response with that id and the same
@@ -16,8 +17,8 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -52,8 +53,53 @@ pub struct Resolver {
     /// `[dns] hosts`, then (upstream "system") /etc/hosts; names lower-case
     /// without the trailing dot.
     hosts: HashMap<String, Vec<IpAddr>>,
-    servers: Vec<SocketAddr>,
+    servers: Servers,
     cache: Mutex<HashMap<Box<[u8]>, Cached>>,
+}
+
+/// The upstream servers: configured, or the system's, read again from
+/// /etc/resolv.conf when it changes (checked at most every [`RECHECK`]).
+#[derive(Debug)]
+enum Servers {
+    Fixed(Arc<Vec<SocketAddr>>),
+    System(Mutex<System>),
+}
+
+#[derive(Debug)]
+struct System {
+    servers: Arc<Vec<SocketAddr>>,
+    modified: Option<SystemTime>,
+    checked: Instant,
+}
+
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// How often the system's resolv.conf is looked at for a change.
+const RECHECK: Duration = Duration::from_secs(5);
+
+fn modified(path: &str) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl Servers {
+    fn current(&self) -> Arc<Vec<SocketAddr>> {
+        let system = match self {
+            Servers::Fixed(s) => return Arc::clone(s),
+            Servers::System(system) => system,
+        };
+        let mut sys = system.lock().unwrap_or_else(|p| p.into_inner());
+        if sys.checked.elapsed() >= RECHECK {
+            sys.checked = Instant::now();
+            let now = modified(RESOLV_CONF);
+            if now != sys.modified {
+                // A file that cannot be read now keeps the servers it named before.
+                if let Ok(text) = std::fs::read_to_string(RESOLV_CONF) {
+                    sys.servers = Arc::new(parse_resolv_conf(&text));
+                    sys.modified = now;
+                }
+            }
+        }
+        Arc::clone(&sys.servers)
+    }
 }
 
 /// An upstream response kept for reuse.
@@ -117,22 +163,25 @@ fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
 
 impl Resolver {
     pub fn new(config: &DnsConfig) -> Result<Resolver, ResolveError> {
-        let read = |path: &str| {
-            std::fs::read_to_string(path).map_err(|e| ResolveError::Config(format!("{path}: {e}")))
-        };
+        let read = |path: &str| std::fs::read_to_string(path).map_err(|e| ResolveError::Config(format!("{path}: {e}")));
         let (mut hosts, servers) = match &config.upstream {
-            Some(servers) => (HashMap::new(), servers.clone()),
+            Some(servers) if servers.is_empty() => {
+                return Err(ResolveError::Config("`upstream` lists no server".into()));
+            }
+            Some(servers) => (HashMap::new(), Servers::Fixed(Arc::new(servers.clone()))),
             None => {
                 let hosts = match read("/etc/hosts") {
                     Ok(text) => parse_hosts(&text),
                     Err(_) => HashMap::new(),
                 };
-                (hosts, parse_resolv_conf(&read("/etc/resolv.conf")?))
+                let system = System {
+                    modified: modified(RESOLV_CONF),
+                    servers: Arc::new(parse_resolv_conf(&read(RESOLV_CONF)?)),
+                    checked: Instant::now(),
+                };
+                (hosts, Servers::System(Mutex::new(system)))
             }
         };
-        if servers.is_empty() {
-            return Err(ResolveError::Config("`upstream` lists no server".into()));
-        }
         for (name, addrs) in &config.hosts {
             hosts.insert(normalize_name(name), addrs.clone());
         }
@@ -171,9 +220,7 @@ impl Resolver {
                     let parsed = push_addresses(&m, &mut addrs);
                     if parsed.is_none() {
                         errors.push("malformed response".to_string());
-                    } else if ![Rcode::NoError as u8, Rcode::NxDomain as u8]
-                        .contains(&wire::rcode(&m))
-                    {
+                    } else if ![Rcode::NoError as u8, Rcode::NxDomain as u8].contains(&wire::rcode(&m)) {
                         errors.push(format!("upstream answered with code {}", wire::rcode(&m)));
                     }
                 }
@@ -242,21 +289,18 @@ impl Resolver {
         true
     }
 
-    /// Sends `query` (question `q`) upstream; the response carries the query's id.
-    pub async fn forward_upstream(
-        &self,
-        query: &[u8],
-        q: &Question,
-    ) -> Result<Vec<u8>, ResolveError> {
-        let mut ours = query.to_vec();
-        let mut response =
-            self.exchange(&mut ours, q)
-                .await
-                .map_err(|message| ResolveError::Failed {
-                    name: q.name().to_string(),
-                    message,
-                })?;
+    /// Asks upstream the question `q` of `query`: in a query of the daemon's
+    /// own making, so nothing else the client put in its message (additional
+    /// records, EDNS options, flags) leaves. The response carries the query's
+    /// id and its spelling of the name.
+    pub async fn forward_upstream(&self, query: &[u8], q: &Question) -> Result<Vec<u8>, ResolveError> {
+        let mut response = self.ask(q).await.map_err(|message| ResolveError::Failed {
+            name: q.name().to_string(),
+            message,
+        })?;
+        // `ask` checked the response's question equals `q`: same length.
         wire::set_id(&mut response, wire::id(query));
+        response[wire::HEADER..q.end].copy_from_slice(&query[wire::HEADER..q.end]);
         Ok(response)
     }
 
@@ -277,7 +321,7 @@ impl Resolver {
     /// the next server, and is returned only when no server did better.
     async fn exchange(&self, query: &mut [u8], q: &Question) -> Result<Vec<u8>, String> {
         let mut last = Err("no upstream server".to_string());
-        for &server in &self.servers {
+        for &server in self.servers.current().iter() {
             let id = random_id();
             wire::set_id(query, id);
             let mut r = udp_exchange(server, query, id, q.key()).await;
@@ -285,11 +329,7 @@ impl Resolver {
                 r = tcp_exchange(server, query, id, q.key()).await;
             }
             match r {
-                Ok(m)
-                    if [Rcode::ServFail as u8, Rcode::Refused as u8].contains(&wire::rcode(&m)) =>
-                {
-                    last = Ok(m)
-                }
+                Ok(m) if [Rcode::ServFail as u8, Rcode::Refused as u8].contains(&wire::rcode(&m)) => last = Ok(m),
                 Ok(m) => {
                     self.store(q, &m);
                     return Ok(m);
@@ -376,25 +416,14 @@ fn push_addresses(m: &[u8], addrs: &mut Vec<IpAddr>) -> Option<()> {
 }
 
 /// One query over UDP to `server`; waits for the response with `id` to `key`.
-async fn udp_exchange(
-    server: SocketAddr,
-    query: &[u8],
-    id: u16,
-    key: &[u8],
-) -> Result<Vec<u8>, String> {
+async fn udp_exchange(server: SocketAddr, query: &[u8], id: u16, key: &[u8]) -> Result<Vec<u8>, String> {
     let local: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let sock = UdpSocket::bind(local)
-        .await
-        .map_err(|e| format!("UDP socket: {e}"))?;
-    sock.connect(server)
-        .await
-        .map_err(|e| format!("UDP connect: {e}"))?;
-    sock.send(query)
-        .await
-        .map_err(|e| format!("UDP send: {e}"))?;
+    let sock = UdpSocket::bind(local).await.map_err(|e| format!("UDP socket: {e}"))?;
+    sock.connect(server).await.map_err(|e| format!("UDP connect: {e}"))?;
+    sock.send(query).await.map_err(|e| format!("UDP send: {e}"))?;
     let mut buf = Vec::with_capacity(MAX_MESSAGE);
     let deadline = tokio::time::Instant::now() + SERVER_TIMEOUT;
     loop {
@@ -410,12 +439,7 @@ async fn udp_exchange(
 }
 
 /// One query over TCP (2-byte length framing) to `server`.
-async fn tcp_exchange(
-    server: SocketAddr,
-    query: &[u8],
-    id: u16,
-    key: &[u8],
-) -> Result<Vec<u8>, String> {
+async fn tcp_exchange(server: SocketAddr, query: &[u8], id: u16, key: &[u8]) -> Result<Vec<u8>, String> {
     let exchange = async {
         let mut s = TcpStream::connect(server)
             .await
@@ -424,17 +448,10 @@ async fn tcp_exchange(
         let mut framed = Vec::with_capacity(query.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(query);
-        s.write_all(&framed)
-            .await
-            .map_err(|e| format!("TCP send: {e}"))?;
-        let len = s
-            .read_u16()
-            .await
-            .map_err(|e| format!("TCP receive: {e}"))?;
+        s.write_all(&framed).await.map_err(|e| format!("TCP send: {e}"))?;
+        let len = s.read_u16().await.map_err(|e| format!("TCP receive: {e}"))?;
         let mut buf = vec![0u8; usize::from(len)];
-        s.read_exact(&mut buf)
-            .await
-            .map_err(|e| format!("TCP receive: {e}"))?;
+        s.read_exact(&mut buf).await.map_err(|e| format!("TCP receive: {e}"))?;
         match wire::answers(&buf, id, key) {
             Some(_) => Ok(buf),
             None => Err("TCP answer does not match the question".to_string()),
@@ -454,10 +471,7 @@ mod tests {
         let m = parse_hosts("127.0.0.1 localhost Local.Dom.\n# c\n::1 localhost # x\nbogus line\n");
         assert_eq!(
             m["localhost"],
-            [
-                "127.0.0.1".parse::<IpAddr>().unwrap(),
-                "::1".parse().unwrap()
-            ]
+            ["127.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]
         );
         assert_eq!(m["local.dom"], ["127.0.0.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(m.len(), 2);
@@ -465,9 +479,7 @@ mod tests {
 
     #[test]
     fn resolv_conf_servers() {
-        let s = parse_resolv_conf(
-            "search x\nnameserver 10.0.0.1\nnameserver ::1\nnameserver fe80::1%eth0\n",
-        );
+        let s = parse_resolv_conf("search x\nnameserver 10.0.0.1\nnameserver ::1\nnameserver fe80::1%eth0\n");
         assert_eq!(
             s,
             [
@@ -475,9 +487,6 @@ mod tests {
                 "[::1]:53".parse().unwrap()
             ]
         );
-        assert_eq!(
-            parse_resolv_conf(""),
-            ["127.0.0.1:53".parse::<SocketAddr>().unwrap()]
-        );
+        assert_eq!(parse_resolv_conf(""), ["127.0.0.1:53".parse::<SocketAddr>().unwrap()]);
     }
 }

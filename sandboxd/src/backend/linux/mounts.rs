@@ -299,7 +299,11 @@ impl Root {
             openat2(self.scratch.as_raw_fd(), Path::new(name), 0, 0).map_err(merr(step, path))?;
         let m = clone_tree(src.as_raw_fd(), false).map_err(merr(step, path))?;
         set_attr(&m, RO | MOUNT_ATTR_NOEXEC, false).map_err(merr(step, path))?;
-        attach(&m, &target).map_err(merr(step, path))
+        match attach(&m, &target) {
+            // Removed since it was opened (a host socket going away): nothing left to hide.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r.map_err(merr(step, path)),
+        }
     }
 
     /// Binds the host file `f.source` read-only over `f.target` of the view
