@@ -347,6 +347,13 @@ pub struct Conversation<'a> {
     pub inbound: &'a mut Streaming<pb::ExecRequest>,
 }
 
+/// A conversation under way, with what the client sent besides answers.
+struct Talk<'a> {
+    c: Conversation<'a>,
+    early: Vec<Control>,
+    early_bytes: usize,
+}
+
 /// `.` and duplicate slashes removed; `None` for relative paths or `..`.
 fn clean(p: &Path) -> Option<PathBuf> {
     if !p.is_absolute() {
@@ -605,61 +612,42 @@ impl Approvals {
     /// answer recorded, before the exec may go on. A deny refuses with the
     /// rule that asked.
     pub async fn ask(&self, gate: Gate, c: Conversation<'_>) -> Result<Approved, Refusal> {
+        let key = Self::session_key(c.caller, c.start, c.profile);
+        let mut talk = Talk {
+            c,
+            early: Vec::new(),
+            early_bytes: 0,
+        };
         let mut approved = Approved {
             grants: gate.granted.clone(),
-            ids: Vec::new(),
-            early: Vec::new(),
+            ..Approved::default()
         };
-        let mut early_bytes = 0usize;
-        let Conversation {
-            caller,
-            start,
-            profile,
-            audit,
-            tx,
-            inbound,
-        } = c;
-        let key = Self::session_key(caller, start, profile);
-        let argv = &start.argv;
+        let (profile, tx) = (talk.c.profile, talk.c.tx);
 
         if !gate.commands.is_empty() {
-            let id = self.next_id();
             let mut rules: Vec<String> = Vec::new();
             for p in &gate.commands {
                 if !rules.contains(&p.decision.rule) {
                     rules.push(p.decision.rule.clone());
                 }
             }
+            let rules = rules.join("; ");
             let parts: Vec<String> = gate.commands.iter().map(line).collect();
-            let reasons: Vec<String> = gate
+            let reasons: Vec<&str> = gate
                 .commands
                 .iter()
-                .map(|p| p.decision.reason.clone())
+                .map(|p| p.decision.reason.as_str())
                 .collect();
             let request = pb::ApprovalRequest {
-                id: id.clone(),
                 kind: "command".into(),
-                command: argv.clone(),
-                justification: gate.justification.clone(),
-                profile: profile.name.clone(),
-                rule: rules.join("; "),
+                rule: rules.clone(),
                 parts: parts.clone(),
                 message: format!("needs approval before it starts: {}", reasons.join("; ")),
-                ..Default::default()
+                ..self.request(&gate, &talk)
             };
-            let asked = json!({ "parts": parts });
+            let id = request.id.clone();
             let reply = self
-                .question(
-                    caller,
-                    start,
-                    audit,
-                    tx,
-                    inbound,
-                    &mut approved.early,
-                    &mut early_bytes,
-                    request,
-                    asked,
-                )
+                .question(&mut talk, request, json!({ "parts": parts }))
                 .await?;
             // Literal parts only: a word still to be expanded is asked each time.
             let prefixes: Vec<Vec<String>> = gate
@@ -668,73 +656,32 @@ impl Approvals {
                 .filter(|p| p.literal)
                 .map(|p| p.words.clone())
                 .collect();
-            let mut outcome = json!({});
-            match reply {
-                Some(Reply::Once) | None | Some(Reply::Deny) => {}
+            let outcome = match reply {
                 Some(Reply::Session) => {
-                    outcome = self
-                        .remember(
-                            tx,
-                            key.as_ref(),
-                            prefixes.iter().cloned().map(Grant::Command).collect(),
-                        )
-                        .await;
+                    let grants = prefixes.iter().cloned().map(Grant::Command).collect();
+                    self.remember(tx, key.as_ref(), grants).await
                 }
-                Some(Reply::Always) => {
-                    outcome = self.amend(caller.uid, profile, &prefixes, tx).await;
-                }
-            }
-            self.answered(
-                caller,
-                audit,
-                &id,
-                "command",
-                reply,
-                &rules.join("; "),
-                outcome,
-            )
-            .await?;
-            match reply {
-                Some(Reply::Deny) | None => {
-                    let how = match reply {
-                        None => format!(
-                            "no answer within {}",
-                            crate::policy::values::format_duration(self.timeout)
-                        ),
-                        _ => "denied by the approver".to_string(),
-                    };
-                    return Err(Refusal {
-                        message: format!(
-                            "command not run: {how}: {}",
-                            parts
-                                .iter()
-                                .map(|p| format!("`{p}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                        rule: rules.join("; "),
-                    });
-                }
-                _ => approved.ids.push(id),
-            }
+                Some(Reply::Always) => self.amend(talk.c.caller.uid, profile, &prefixes, tx).await,
+                _ => json!({}),
+            };
+            self.answered(&talk, &id, "command", reply, &rules, outcome)
+                .await?;
+            let shown: Vec<String> = parts.iter().map(|p| format!("`{p}`")).collect();
+            self.unless_approved(reply, "command not run", &shown.join(", "), &rules)?;
+            approved.ids.push(id);
         }
 
         if !gate.escalation.is_empty() {
-            let id = self.next_id();
             let items: Vec<String> = gate.escalation.iter().map(Grant::describe).collect();
             let mut request = pb::ApprovalRequest {
-                id: id.clone(),
                 kind: "escalation".into(),
-                command: argv.clone(),
-                justification: gate.justification.clone(),
-                profile: profile.name.clone(),
                 rule: gate.mode_rule.clone(),
                 message: format!(
                     "asks for more than profile {} gives, for this exec only: {}",
                     profile.name,
                     items.join("; ")
                 ),
-                ..Default::default()
+                ..self.request(&gate, &talk)
             };
             for g in &gate.escalation {
                 match g {
@@ -744,6 +691,7 @@ impl Approvals {
                     Grant::Command(_) => {}
                 }
             }
+            let id = request.id.clone();
             let asked = json!({
                 "escalation": {
                     "write": request.write,
@@ -751,65 +699,66 @@ impl Approvals {
                     "unsandboxed": request.unsandboxed,
                 },
             });
-            let reply = self
-                .question(
-                    caller,
-                    start,
-                    audit,
-                    tx,
-                    inbound,
-                    &mut approved.early,
-                    &mut early_bytes,
-                    request,
-                    asked,
-                )
-                .await?;
-            let mut outcome = json!({});
-            match reply {
+            let reply = self.question(&mut talk, request, asked).await?;
+            let outcome = match reply {
                 Some(Reply::Session) => {
-                    outcome = self
-                        .remember(tx, key.as_ref(), gate.escalation.clone())
-                        .await;
+                    self.remember(tx, key.as_ref(), gate.escalation.clone())
+                        .await
                 }
                 Some(Reply::Always) => {
                     let note =
                         "approve-always saves command rules only: this escalation is approved once";
                     event(tx, note, &gate.mode_rule).await;
-                    outcome = json!({ "amendment": { "saved": false, "reason": note } });
+                    json!({ "amendment": { "saved": false, "reason": note } })
                 }
-                _ => {}
-            }
-            self.answered(
-                caller,
-                audit,
-                &id,
-                "escalation",
+                _ => json!({}),
+            };
+            self.answered(&talk, &id, "escalation", reply, &gate.mode_rule, outcome)
+                .await?;
+            self.unless_approved(
                 reply,
+                "escalation not granted",
+                &items.join("; "),
                 &gate.mode_rule,
-                outcome,
-            )
-            .await?;
-            match reply {
-                Some(Reply::Deny) | None => {
-                    let how = match reply {
-                        None => format!(
-                            "no answer within {}",
-                            crate::policy::values::format_duration(self.timeout)
-                        ),
-                        _ => "denied by the approver".to_string(),
-                    };
-                    return Err(Refusal {
-                        message: format!("escalation not granted: {how}: {}", items.join("; ")),
-                        rule: gate.mode_rule.clone(),
-                    });
-                }
-                _ => {
-                    approved.ids.push(id);
-                    approved.grants.extend(gate.escalation.iter().cloned());
-                }
-            }
+            )?;
+            approved.ids.push(id);
+            approved.grants.extend(gate.escalation.iter().cloned());
         }
+        approved.early = talk.early;
         Ok(approved)
+    }
+
+    /// The fields every request of this exec shares, with a fresh id.
+    fn request(&self, gate: &Gate, talk: &Talk<'_>) -> pb::ApprovalRequest {
+        pb::ApprovalRequest {
+            id: self.next_id(),
+            command: talk.c.start.argv.clone(),
+            justification: gate.justification.clone(),
+            profile: talk.c.profile.name.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// A refusal unless `reply` approves: `what` was denied, or not answered in time.
+    fn unless_approved(
+        &self,
+        reply: Option<Reply>,
+        what: &str,
+        items: &str,
+        rule_named: &str,
+    ) -> Result<(), Refusal> {
+        let how = match reply {
+            Some(Reply::Once | Reply::Session | Reply::Always) => return Ok(()),
+            Some(Reply::Deny) => "denied by the approver".to_string(),
+            None => format!(
+                "no answer within {}",
+                crate::policy::values::format_duration(self.timeout)
+            ),
+        };
+        Err(Refusal {
+            message: format!("{what}: {how}: {items}"),
+            rule: rule_named.to_string(),
+        })
     }
 
     /// Session answers: remembered for later execs of the same session.
@@ -884,19 +833,19 @@ impl Approvals {
 
     /// Records `request`, sends it, and waits for its answer; `None` when
     /// none came in time or none can come (the client closed its side).
-    #[allow(clippy::too_many_arguments)]
     async fn question(
         &self,
-        caller: &Caller,
-        start: &pb::ExecStart,
-        audit: &Arc<AuditLog>,
-        tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
-        inbound: &mut Streaming<pb::ExecRequest>,
-        early: &mut Vec<Control>,
-        early_bytes: &mut usize,
+        talk: &mut Talk<'_>,
         request: pb::ApprovalRequest,
         asked: serde_json::Value,
     ) -> Result<Option<Reply>, Refusal> {
+        let Conversation {
+            caller,
+            start,
+            audit,
+            tx,
+            ..
+        } = talk.c;
         let mut record = json!({
             "id": request.id,
             "uid": caller.uid,
@@ -935,7 +884,7 @@ impl Approvals {
             let msg = tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => return Ok(None),
                 _ = tx.closed() => return Err(gone()),
-                m = inbound.message() => m,
+                m = talk.c.inbound.message() => m,
             };
             let control = match msg {
                 Ok(Some(pb::ExecRequest { msg: Some(m) })) => match m {
@@ -945,7 +894,7 @@ impl Approvals {
                     },
                     In::Approval(_) | In::Start(_) => continue,
                     In::Stdin(data) => {
-                        *early_bytes += data.len();
+                        talk.early_bytes += data.len();
                         Control::Stdin(data)
                     }
                     In::StdinEof(_) => Control::StdinEof,
@@ -957,7 +906,7 @@ impl Approvals {
                 Ok(None) => return Ok(None),
                 Err(_) => return Err(gone()),
             };
-            if *early_bytes > MAX_EARLY_INPUT {
+            if talk.early_bytes > MAX_EARLY_INPUT {
                 return Err(Refusal {
                     message: format!(
                         "more than {} of input arrived while an approval was pending",
@@ -966,39 +915,34 @@ impl Approvals {
                     rule: "approval".into(),
                 });
             }
-            early.push(control);
+            talk.early.push(control);
         }
     }
 
     /// Records the answer (by the connection's uid) before the exec goes on.
-    #[allow(clippy::too_many_arguments)]
     async fn answered(
         &self,
-        caller: &Caller,
-        audit: &Arc<AuditLog>,
+        talk: &Talk<'_>,
         id: &str,
         kind: &str,
         reply: Option<Reply>,
         rule_named: &str,
         outcome: serde_json::Value,
     ) -> Result<(), Refusal> {
+        let uid = talk.c.caller.uid;
+        let answer = reply.map_or("timeout", Reply::as_str);
         let mut record = json!({
             "id": id,
-            "uid": caller.uid,
+            "uid": uid,
             "approval": kind,
             "rule": rule_named,
-            "answer": reply.map_or("timeout", Reply::as_str),
-            "answered_by": reply.map(|_| caller.uid),
+            "answer": answer,
+            "answered_by": reply.map(|_| uid),
         });
         merge(&mut record, outcome);
-        tracing::info!(
-            uid = caller.uid,
-            id,
-            kind,
-            answer = reply.map_or("timeout", Reply::as_str),
-            "approval answered"
-        );
-        audit
+        tracing::info!(uid, id, kind, answer, "approval answered");
+        talk.c
+            .audit
             .append("approval-answered", record)
             .await
             .map(|_| ())
