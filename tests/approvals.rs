@@ -488,3 +488,58 @@ fn input_sent_while_a_command_is_asked_about_reaches_it() {
     assert_eq!(out.stdout, "sent before the start\n");
     assert_eq!(slow.requests().len(), 1);
 }
+
+/// Runs `cmd` on a terminal of its own (a pty), answers `typed` when sandboxd
+/// asks, and returns the exit code and everything the terminal showed.
+fn on_a_terminal(cmd: &std::process::Command, dir: &std::path::Path, typed: &str) -> (i32, String) {
+    let driver = r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/bin/sh", ["sh", "-c", sys.argv[1]])
+seen, answered, deadline = b"", False, time.time() + 30
+while time.time() < deadline:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+    if not answered and b"[d]eny?" in seen:
+        os.write(fd, sys.argv[2].encode() + b"\r")
+        answered = True
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", driver, &shell_line(cmd), typed])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+#[test]
+fn on_a_terminal_the_person_is_asked_and_their_answer_decides() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let agent = d.agent(U1, &ws.path);
+    let cmd = agent.command(&["exec", "--profile", "ut", "--", "touch", "approved"]);
+    let (code, shown) = on_a_terminal(&cmd, &ws.path, "o");
+    assert!(shown.contains("sandboxd asks:") && shown.contains("touch"), "{shown}");
+    assert_eq!(code, 0, "{shown}");
+    assert!(ws.join("approved").exists(), "approved once: the command ran");
+
+    let cmd = agent.command(&["exec", "--profile", "ut", "--", "touch", "denied"]);
+    let (code, shown) = on_a_terminal(&cmd, &ws.path, "d");
+    assert_eq!(code, 125, "{shown}");
+    assert!(!ws.join("denied").exists(), "denied: nothing ran");
+
+    // Without a terminal and without --approver nobody is asked.
+    let out = agent.run(&["exec", "--profile", "ut", "--", "touch", "unasked"]);
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(!ws.join("unasked").exists());
+}

@@ -1,6 +1,8 @@
 //! Running one confined command: the `Exec` stream and its exit status.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tokio_stream::StreamExt;
 
+use crate::prompt::{Gate, GatedStdin, Prompter};
 use crate::Client;
 
 /// Exit status of `agent exec` when sandboxd refused or failed the command.
@@ -135,7 +138,7 @@ pub enum Control {
 }
 
 /// Who answers the daemon's approval requests.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Approver {
     /// Deny every request.
     Deny,
@@ -143,6 +146,8 @@ pub enum Approver {
     /// its stdin, one word on its stdout (`approve`, `approve-session`,
     /// `approve-always`, `deny`).
     Command(String),
+    /// Ask the person at the terminal.
+    Terminal(Arc<Prompter>),
 }
 
 /// The caller's side of the streams.
@@ -158,19 +163,31 @@ pub struct ExecIo {
 }
 
 impl ExecIo {
-    /// The process's own stdin, stdout and stderr; requests denied unless an approver is given.
+    /// The process's own stdin, stdout and stderr. Requests go to the
+    /// approver command when one is given, else to the person when stdin is
+    /// a terminal (stdin then steps aside while they are asked), else they
+    /// are denied.
     ///
     /// Reading stdin occupies a blocking thread that cannot be interrupted, so
     /// when stdin is a terminal or an open pipe, end the process with
     /// `std::process::exit` rather than dropping the runtime, which would wait
     /// for that read.
     pub fn stdio(approver: Option<String>) -> ExecIo {
+        let (stdin, approver): (Box<dyn AsyncRead + Send + Unpin>, _) = match approver {
+            Some(cmd) => (Box::new(tokio::io::stdin()), Approver::Command(cmd)),
+            None if std::io::stdin().is_terminal() => {
+                let gate = Arc::new(Gate::default());
+                let prompter = Arc::new(Prompter::new(Arc::clone(&gate)));
+                (Box::new(GatedStdin::start(gate)), Approver::Terminal(prompter))
+            }
+            None => (Box::new(tokio::io::stdin()), Approver::Deny),
+        };
         ExecIo {
-            stdin: Some(Box::new(tokio::io::stdin())),
+            stdin: Some(stdin),
             stdout: Box::new(tokio::io::stdout()),
             stderr: Box::new(tokio::io::stderr()),
             control: None,
-            approver: approver.map_or(Approver::Deny, Approver::Command),
+            approver,
         }
     }
 }
@@ -259,7 +276,7 @@ pub async fn run_exec(
         approver,
     } = io;
     let start = req(exec_request::Msg::Start(
-        opts.start(matches!(approver, Approver::Command(_))),
+        opts.start(matches!(approver, Approver::Command(_) | Approver::Terminal(_))),
     ));
 
     // Stdin is bounded for back-pressure; signals, resizes and approval
@@ -409,6 +426,7 @@ async fn answer(approver: &Approver, r: ApprovalRequest) -> (ApprovalAnswer, Opt
                 describe_request(&r)
             )),
         ),
+        Approver::Terminal(p) => (p.ask(question(&r)).await, None),
         Approver::Command(cmd) => match run_approver(cmd, &r).await {
             Ok(d) => (d, None),
             Err(why) => (
@@ -421,6 +439,23 @@ async fn answer(approver: &Approver, r: ApprovalRequest) -> (ApprovalAnswer, Opt
         },
     };
     (ApprovalAnswer { id, decision }, note)
+}
+
+/// The request as the person at the terminal reads it.
+fn question(r: &ApprovalRequest) -> String {
+    let what = if !r.message.is_empty() {
+        r.message.clone()
+    } else {
+        format!("{} request {}", r.kind, describe_request(r))
+    };
+    let mut q = what;
+    if !r.justification.is_empty() {
+        q.push_str(&format!(" (justification: {})", r.justification));
+    }
+    if !r.rule.is_empty() {
+        q.push_str(&format!(" [rule {}]", r.rule));
+    }
+    q
 }
 
 fn describe_request(r: &ApprovalRequest) -> String {

@@ -20,6 +20,7 @@
 pub mod client;
 pub mod duration;
 pub mod exec;
+pub mod prompt;
 pub mod tty;
 
 pub use client::{connect, socket_path, Client, ConnectError, DEFAULT_SOCKET, SOCKET_ENV};
