@@ -1000,6 +1000,50 @@ fn a_config_secret_is_injected_for_its_host_and_never_visible_inside() {
 }
 
 #[test]
+fn a_config_secret_goes_only_to_the_users_it_lists() {
+    let secret = format!("cfg-{}", random_label(24));
+    let sdir = Dir::new(0);
+    let file = sdir.write("cred", &format!("{secret}\n"), 0);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // The secret is uid 1001's; uid 1000 runs the request that would carry it.
+    let n = Net::start_with(
+        Prof {
+            tail: "[[network.rule]]\nhost = \"allowed.test\"\ninject = { header = \"Authorization\", value = \"Bearer {secret:CFG_CRED}\" }\n",
+            ..Prof::default()
+        },
+        &format!("[secrets]\nCFG_CRED = {{ file = \"{}\", users = [\"1001\"] }}\n", file.display()),
+    );
+    let p = n.origin.port;
+    let out = n.sh(&format!("curl -sS -i --max-time 20 http://allowed.test:{p}/not-yours"));
+    let all = format!("{}\n{}", out.stdout, out.stderr);
+    assert!(statuses(&all).contains(&403), "refused, not sent without its header:\n{all}");
+    assert!(all.contains("CFG_CRED"), "the refusal names the secret:\n{all}");
+    assert!(!all.contains(&secret));
+    assert!(n.origin.request("/not-yours").is_none(), "{:?}", n.origin.requests());
+}
+
+#[test]
+fn rule_paths_limit_what_an_allowed_host_may_be_asked() {
+    let n = Net::start(Prof {
+        tail: "[[network.rule]]\nhost = \"allowed.test\"\npaths = [\"/pkg/**\"]\n",
+        ..Prof::default()
+    });
+    let p = n.origin.port;
+    let out = n.sh(&format!(
+        "curl -sS --max-time 20 http://allowed.test:{p}/pkg/a/b; curl -sS -i --max-time 20 http://allowed.test:{p}/admin"
+    ));
+    assert!(out.stdout.starts_with("origin saw /pkg/a/b\n"), "{}\n{}", out.stdout, out.stderr);
+    assert_refused(&out, "blocked-by-allowlist");
+    let r = n.refusal("allowed.test", "blocked-by-allowlist");
+    assert_eq!(r["path"].as_str(), Some("/admin"), "{r:#}");
+    assert!(r["rule"].as_str().unwrap_or_default().contains("network.rule"), "{r:#}");
+    assert!(n.origin.request("/admin").is_none(), "{:?}", n.origin.requests());
+}
+
+#[test]
 fn a_callers_secret_is_injected_and_never_visible_inside() {
     let secret = format!("caller-{}", random_label(24));
     let n = Net::start(Prof {
