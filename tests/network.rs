@@ -961,22 +961,27 @@ for addr in [{}, ('127.0.0.1', 3128)]:
 
 // ------------------------------------------------------ injection, approval
 
-#[test]
-fn a_config_secret_is_injected_for_its_host_and_never_visible_inside() {
+/// A daemon whose `[secrets]` holds CFG_CRED (a fresh value, in a root-owned
+/// 0600 file) for `user`, injected into requests to allowed.test; the value.
+fn with_config_secret(user: &str) -> (Net, String, Dir) {
+    use std::os::unix::fs::PermissionsExt;
     let secret = format!("cfg-{}", random_label(24));
     let sdir = Dir::new(0);
     let file = sdir.write("cred", &format!("{secret}\n"), 0);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let n = Net::start_with(
         Prof {
             tail: "[[network.rule]]\nhost = \"allowed.test\"\ninject = { header = \"Authorization\", value = \"Bearer {secret:CFG_CRED}\" }\n",
             ..Prof::default()
         },
-        &format!("[secrets]\nCFG_CRED = {{ file = \"{}\", users = [\"{U1}\"] }}\n", file.display()),
+        &format!("[secrets]\nCFG_CRED = {{ file = \"{}\", users = [\"{user}\"] }}\n", file.display()),
     );
+    (n, secret, sdir)
+}
+
+#[test]
+fn a_config_secret_is_injected_for_its_host_and_never_visible_inside() {
+    let (n, secret, _sdir) = with_config_secret(&U1.to_string());
     let p = n.origin.port;
     let out = n.sh(&format!(
         "env; cat /proc/self/environ; curl -sS --max-time 20 http://allowed.test:{p}/inject; \
@@ -1001,21 +1006,8 @@ fn a_config_secret_is_injected_for_its_host_and_never_visible_inside() {
 
 #[test]
 fn a_config_secret_goes_only_to_the_users_it_lists() {
-    let secret = format!("cfg-{}", random_label(24));
-    let sdir = Dir::new(0);
-    let file = sdir.write("cred", &format!("{secret}\n"), 0);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
     // The secret is uid 1001's; uid 1000 runs the request that would carry it.
-    let n = Net::start_with(
-        Prof {
-            tail: "[[network.rule]]\nhost = \"allowed.test\"\ninject = { header = \"Authorization\", value = \"Bearer {secret:CFG_CRED}\" }\n",
-            ..Prof::default()
-        },
-        &format!("[secrets]\nCFG_CRED = {{ file = \"{}\", users = [\"1001\"] }}\n", file.display()),
-    );
+    let (n, secret, _sdir) = with_config_secret("1001");
     let p = n.origin.port;
     let out = n.sh(&format!("curl -sS -i --max-time 20 http://allowed.test:{p}/not-yours"));
     let all = format!("{}\n{}", out.stdout, out.stderr);
