@@ -528,14 +528,18 @@ async fn run(
     let _ = out.send(Output::Exit(info)).await;
 }
 
+/// Kills whatever is left in the sandbox's cgroup and waits until it is
+/// empty; the empty directories are removed afterwards, off the exit's path
+/// (a v1 hierarchy may keep one busy for a while after its last task).
 async fn finish_cgroup(cgroup: Cgroup) {
-    let done = tokio::task::spawn_blocking(move || {
+    let killed = tokio::task::spawn_blocking(move || {
         cgroup.kill_all();
-        drop(cgroup);
+        cgroup
     })
     .await;
-    if let Err(e) = done {
-        tracing::error!(error = %e, "cgroup cleanup failed");
+    match killed {
+        Ok(cgroup) => drop(tokio::task::spawn_blocking(move || drop(cgroup))),
+        Err(e) => tracing::error!(error = %e, "cgroup cleanup failed"),
     }
 }
 

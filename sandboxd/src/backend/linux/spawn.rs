@@ -302,6 +302,27 @@ impl Drop for InitGuard {
     }
 }
 
+/// Writes the spec into the init's pipe and closes it. The pipe is empty, so
+/// the write normally completes at once; only a spec larger than the pipe
+/// waits for the reactor.
+async fn send_spec(fd: OwnedFd, json: &[u8]) -> io::Result<()> {
+    set_nonblocking(&fd, true)?;
+    let mut done = 0;
+    while done < json.len() {
+        match nix::unistd::write(&fd, &json[done..]) {
+            Ok(n) => done += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if done < json.len() {
+        let mut tx = pipe::Sender::from_owned_fd(fd)?;
+        tx.write_all(&json[done..]).await?;
+    }
+    Ok(())
+}
+
 /// Receives one byte of the report socket, keeping any descriptors passed with it.
 fn recv_byte(fd: &OwnedFd, passed: &mut Vec<OwnedFd>) -> io::Result<Option<u8>> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -599,15 +620,13 @@ pub async fn spawn_with<T: Send>(
         }
         NetPlan::Host => None,
     };
-    let mut tx = pipe::Sender::from_owned_fd(parent.spec).map_err(os("spec pipe"))?;
     set_nonblocking(&parent.report, true).map_err(os("report socket"))?;
     // SAFETY: the OwnedFd moves into the AsyncFd, so the descriptor stays
     // open and the same while it is registered.
     let rx = unsafe { AsyncFd::register_with_interest(parent.report, Interest::READABLE) }
         .map_err(|e| os("report socket")(e.into()))?;
     // The init reads the spec to EOF before reporting anything.
-    tx.write_all(&json).await.map_err(os("send spec"))?;
-    drop(tx);
+    send_spec(parent.spec, &json).await.map_err(os("send spec"))?;
     let (first, mut passed) = read_report(&rx).await.map_err(os("read init report"))?;
     match first {
         Some(InitReport::Started { .. }) | Some(InitReport::ExecFailed { .. }) => {}
