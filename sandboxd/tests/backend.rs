@@ -2,7 +2,7 @@
 //! running as uid/gid 1000; evidence is checked from the host side.
 
 use sandboxd::backend::linux::cgroup::CgroupLimits;
-use sandboxd::backend::linux::{spawn, SpawnError, Spawned};
+use sandboxd::backend::linux::{spawn, spawn_with, SpawnError, Spawned};
 use sandboxd::backend::spec::{
     Credentials, FsPlan, InitReport, LandlockPlan, NetPlan, SandboxSpec,
 };
@@ -399,6 +399,63 @@ fn marker_running(marker: &str) -> bool {
     })
 }
 
+/// The sandbox is built while the gate is pending; its command runs only
+/// after an `Ok`, and never after an `Err` (the daemon's audit record).
+#[tokio::test]
+async fn the_command_waits_for_the_gate_and_never_runs_when_it_refuses() {
+    let ws = workspace();
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    let ran = ws.path().join("ran");
+    let sb = sandbox(ws.path(), "date +%s%N > ran");
+    let no_net = |_: &std::os::fd::OwnedFd| Ok(());
+
+    let opened = std::sync::Mutex::new(None);
+    let slow_gate = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        *opened.lock().unwrap() = Some(std::time::SystemTime::now());
+        Ok(())
+    };
+    let spawned = spawn_with(&sb.spec, &CgroupLimits::default(), exe, no_net, slow_gate)
+        .await
+        .unwrap();
+    let out = finish(spawned.0);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let ran_at: u128 = std::fs::read_to_string(&ran)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let opened_at = opened.lock().unwrap().unwrap();
+    let opened_at = opened_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    assert!(
+        ran_at >= opened_at,
+        "the command ran before the gate opened"
+    );
+    std::fs::remove_file(&ran).unwrap();
+
+    let marker = format!("97{}", std::process::id());
+    let sb = sandbox(ws.path(), &format!("touch ran; sleep {marker}"));
+    let refusing = async {
+        // Long enough for the init to have built everything and forked.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Err("the audit log is read-only".to_string())
+    };
+    let err = spawn_with(&sb.spec, &CgroupLimits::default(), exe, no_net, refusing)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&err, SpawnError::Withheld(m) if m.contains("read-only")),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!ran.exists(), "a withheld command ran");
+    assert!(!marker_running(&format!("sleep\0{marker}")));
+}
+
 #[tokio::test]
 async fn detached_grandchildren_die_with_the_command() {
     let ws = workspace();
@@ -460,7 +517,10 @@ async fn tty_gives_a_terminal() {
     assert!(out.stdout.contains("\n/dev/pts/0\r\n"), "{out:?}");
     assert!(out.stdout.contains("NAME-RESOLVES"), "{out:?}");
     assert!(out.stdout.contains("via-dev-tty"), "{out:?}");
-    assert!(out.stdout.contains(&format!("owner={}", sb.spec.creds.uid)), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("owner={}", sb.spec.creds.uid)),
+        "{out:?}"
+    );
     // A fresh instance: only this sandbox's pty (and ptmx) exist.
     assert!(out.stdout.ends_with("0 ptmx "), "{out:?}");
 }
@@ -803,7 +863,9 @@ async fn a_pooled_init_sees_mounts_made_after_it_started() {
     .unwrap();
     write_as_caller(&mnt.join("hello.txt"), "from a late mount\n");
     let sb = sandbox(ws.path(), "cat late/hello.txt");
-    let s = spawn(&sb.spec, &CgroupLimits::default(), exe).await.unwrap();
+    let s = spawn(&sb.spec, &CgroupLimits::default(), exe)
+        .await
+        .unwrap();
     let from_pool = pooled.contains(&s.pid);
     let out = finish(s);
     let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
