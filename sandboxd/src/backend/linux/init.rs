@@ -26,6 +26,8 @@ pub const ARG: &str = "__sandbox_init";
 /// The second argument when the init was cloned into a fresh loopback
 /// network namespace, so it can bring `lo` up before its spec arrives.
 pub const LOOPBACK_ARG: &str = "loopback";
+/// The niceness of pooled inits until they get their spec.
+pub const POOL_NICE: i32 = 19;
 
 /// Signals pid 1 passes on to the command.
 const FORWARDED: &[i32] = &[
@@ -209,6 +211,12 @@ fn run(report: &mut std::fs::File, loopback: bool) -> Result<i32, Failure> {
     // SAFETY: fcntl on our own descriptor.
     unsafe { libc::fcntl(fds::SPEC, libc::F_SETFD, libc::FD_CLOEXEC) };
     let spec = read_spec(&mut spec_in)?;
+    // A pooled init was started at POOL_NICE; the sandbox runs at 0.
+    // SAFETY: plain syscall on this process.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Failure::new("reset priority", None, e));
+    }
 
     // The mount namespace is made now, not at clone time: a pooled init may
     // have waited a while, and the host's mounts must be the current ones.

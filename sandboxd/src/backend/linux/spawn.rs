@@ -533,6 +533,10 @@ impl Pool {
     /// Starts one init (run on a refill thread). With `sweep`, first removes
     /// the empty pool cgroups of daemons that no longer run.
     fn add_one(&self, exe: &Path, sweep: bool) {
+        // Refills yield the CPU to running execs; the init they start
+        // inherits the niceness and resets it when it gets its spec.
+        // SAFETY: plain syscall on the calling thread.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, init::POOL_NICE) };
         if sweep {
             let me = std::process::id().to_string();
             cgroup::remove_stale(|name| {
@@ -674,9 +678,9 @@ pub async fn spawn_with<T: Send>(
         .await
         .map_err(os("send spec"))?;
     gate.await.map_err(SpawnError::Withheld)?;
-    write_pipe(&parent.spec, &[GO])
-        .await
-        .map_err(os("send go"))?;
+    // An init whose setup failed has closed its end (EPIPE): its report,
+    // read next, says why.
+    let _ = write_pipe(&parent.spec, &[GO]).await;
     drop(parent.spec);
     let (first, mut passed) = read_report(&rx).await.map_err(os("read init report"))?;
     match first {
