@@ -5,6 +5,7 @@
 //! connect info), never from the request.
 
 pub mod approvals;
+pub mod attach;
 mod audit;
 mod exec;
 mod profiles;
@@ -133,6 +134,15 @@ impl pb::sandbox_server::Sandbox for Api {
                 Err(registry_status(e))
             }
         }
+    }
+
+    type AttachStream = attach::AttachStream;
+
+    async fn attach(
+        &self,
+        request: Request<pb::AttachRequest>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        self.attach_stream(request).await.map(Response::new)
     }
 
     async fn list_profiles(
