@@ -128,10 +128,8 @@ async fn forward(
                 return;
             }
         };
-        if lagged && w.offset > next {
-            if tx.send(response(missed(w.offset - next))).await.is_err() {
-                return;
-            }
+        if lagged && w.offset > next && tx.send(response(missed(w.offset - next))).await.is_err() {
+            return;
         }
         lagged = false;
         next = w.offset
