@@ -5,7 +5,7 @@
 //! limits count sandboxes being built too; the slot is freed when its
 //! [`Slot`] is dropped, i.e. when the exec ends, whatever ends it.
 
-use crate::api::attach::{Watched, Watchers};
+use crate::api::attach::{Watched, Watchers, MAX_ATTACHERS};
 use crate::config::DaemonLimits;
 use crate::supervisor::{Control, Handle};
 use std::collections::BTreeMap;
@@ -46,7 +46,7 @@ struct Running {
     watchers: Watchers,
 }
 
-/// Admission refusals and kill errors.
+/// Admission refusals, kill and attach errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     #[error("too many sandboxes: {max} are running (limit: limits.max_sandboxes)")]
@@ -59,6 +59,8 @@ pub enum RegistryError {
     NotOwner { id: String },
     #[error("sandbox {0} is ending")]
     Gone(String),
+    #[error("sandbox {id} already has {max} attachers (the most one sandbox may have)")]
+    Attachers { id: String, max: usize },
 }
 
 /// Every sandbox admitted and not yet ended.
@@ -170,7 +172,12 @@ impl Registry {
         admin: bool,
     ) -> Result<(Info, broadcast::Receiver<Watched>, u64), RegistryError> {
         let (info, _, watchers) = self.running(id, uid, admin)?;
-        let (rx, start) = watchers.subscribe();
+        let (rx, start) = watchers
+            .subscribe()
+            .ok_or_else(|| RegistryError::Attachers {
+                id: id.to_string(),
+                max: MAX_ATTACHERS,
+            })?;
         Ok((info, rx, start))
     }
 

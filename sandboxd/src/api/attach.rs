@@ -27,6 +27,9 @@ pub type AttachStream = ReceiverStream<Result<pb::ExecResponse, Status>>;
 const RING: usize = 64;
 /// Responses queued towards one attacher's connection.
 const ATTACHER_BUFFER: usize = 4;
+/// Attachers one sandbox may have at once: each holds a task and up to
+/// [`ATTACHER_BUFFER`] responses, so their number is bounded too.
+pub const MAX_ATTACHERS: usize = 16;
 
 /// One published message and the output bytes published before it, from
 /// which an attacher that lagged learns how many it missed.
@@ -79,10 +82,11 @@ impl Watchers {
         feed.offset += len;
     }
 
-    /// A new attacher: what is published from now on, and the offset it starts at.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Watched>, u64) {
+    /// A new attacher: what is published from now on, and the offset it
+    /// starts at; `None` when [`MAX_ATTACHERS`] are already attached.
+    pub fn subscribe(&self) -> Option<(broadcast::Receiver<Watched>, u64)> {
         let feed = self.lock();
-        (feed.tx.subscribe(), feed.offset)
+        (feed.tx.receiver_count() < MAX_ATTACHERS).then(|| (feed.tx.subscribe(), feed.offset))
     }
 }
 
@@ -196,6 +200,7 @@ impl Api {
     async fn attach_refused(&self, caller: &Caller, id: &str, e: RegistryError) -> Status {
         let rule = match e {
             RegistryError::NotOwner { .. } => "owner",
+            RegistryError::Attachers { .. } => "attachers",
             _ => "id",
         };
         tracing::info!(uid = caller.uid, id, error = %e, "attach refused");
@@ -236,7 +241,7 @@ mod tests {
     async fn an_attacher_sees_what_follows_its_attach_then_the_exit() {
         let w = Watchers::default();
         w.publish(&stdout(5));
-        let (rx, start) = w.subscribe();
+        let (rx, start) = w.subscribe().unwrap();
         assert_eq!(start, 5);
         let (tx, out) = mpsc::channel(RING * 2);
         let task = tokio::spawn(forward("a".into(), rx, start, tx));
@@ -255,7 +260,7 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_attacher_is_told_how_many_bytes_it_missed() {
         let w = Watchers::default();
-        let (rx, start) = w.subscribe();
+        let (rx, start) = w.subscribe().unwrap();
         // Publishing never waits: the ring overflows past the attacher.
         for _ in 0..RING + 10 {
             w.publish(&stdout(100));
@@ -275,10 +280,19 @@ mod tests {
         assert!(matches!(got.last(), Some(Out::Exit(_))));
     }
 
+    #[test]
+    fn attachers_are_bounded() {
+        let w = Watchers::default();
+        let held: Vec<_> = (0..MAX_ATTACHERS).map(|_| w.subscribe().unwrap()).collect();
+        assert!(w.subscribe().is_none());
+        drop(held);
+        assert!(w.subscribe().is_some());
+    }
+
     #[tokio::test]
     async fn a_sandbox_gone_without_an_exit_ends_the_attach_with_an_error() {
         let w = Watchers::default();
-        let (rx, start) = w.subscribe();
+        let (rx, start) = w.subscribe().unwrap();
         drop(w);
         let (tx, mut out) = mpsc::channel(4);
         forward("a".into(), rx, start, tx).await;
