@@ -226,10 +226,11 @@ fn an_admin_group_member_may_attach_to_another_users_sandbox() {
 
 #[test]
 fn a_stopped_or_vanished_attacher_does_not_stall_the_owners_exec() {
-    const LINES: u32 = 600_000;
+    const LINES: u32 = 3_000_000;
     let d = Daemon::start();
     let ws = Dir::new(U1);
-    // About 4.5 MiB once `go` appears.
+    // About 22 MiB once `go` appears: more than the stopped attacher's
+    // socket, HTTP/2 window and ring can hold.
     let script = format!(
         "echo ready; while [ ! -e go ]; do sleep 0.05; echo waiting-flood; done; seq 1 {LINES}"
     );
