@@ -2,7 +2,7 @@
 //! running as uid/gid 1000; evidence is checked from the host side.
 
 use sandboxd::backend::linux::cgroup::CgroupLimits;
-use sandboxd::backend::linux::{spawn, SpawnError, Spawned};
+use sandboxd::backend::linux::{spawn, spawn_with, SpawnError, Spawned};
 use sandboxd::backend::spec::{
     Credentials, FsPlan, InitReport, LandlockPlan, NetPlan, SandboxSpec,
 };
@@ -399,6 +399,63 @@ fn marker_running(marker: &str) -> bool {
     })
 }
 
+/// The sandbox is built while the gate is pending; its command runs only
+/// after an `Ok`, and never after an `Err` (the daemon's audit record).
+#[tokio::test]
+async fn the_command_waits_for_the_gate_and_never_runs_when_it_refuses() {
+    let ws = workspace();
+    let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
+    let ran = ws.path().join("ran");
+    let sb = sandbox(ws.path(), "date +%s%N > ran");
+    let no_net = |_: &std::os::fd::OwnedFd| Ok(());
+
+    let opened = std::sync::Mutex::new(None);
+    let slow_gate = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        *opened.lock().unwrap() = Some(std::time::SystemTime::now());
+        Ok(())
+    };
+    let spawned = spawn_with(&sb.spec, &CgroupLimits::default(), exe, no_net, slow_gate)
+        .await
+        .unwrap();
+    let out = finish(spawned.0);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let ran_at: u128 = std::fs::read_to_string(&ran)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let opened_at = opened.lock().unwrap().unwrap();
+    let opened_at = opened_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    assert!(
+        ran_at >= opened_at,
+        "the command ran before the gate opened"
+    );
+    std::fs::remove_file(&ran).unwrap();
+
+    let marker = format!("97{}", std::process::id());
+    let sb = sandbox(ws.path(), &format!("touch ran; sleep {marker}"));
+    let refusing = async {
+        // Long enough for the init to have built everything and forked.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Err("the audit log is read-only".to_string())
+    };
+    let err = spawn_with(&sb.spec, &CgroupLimits::default(), exe, no_net, refusing)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&err, SpawnError::Withheld(m) if m.contains("read-only")),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!ran.exists(), "a withheld command ran");
+    assert!(!marker_running(&format!("sleep\0{marker}")));
+}
+
 #[tokio::test]
 async fn detached_grandchildren_die_with_the_command() {
     let ws = workspace();
@@ -460,7 +517,10 @@ async fn tty_gives_a_terminal() {
     assert!(out.stdout.contains("\n/dev/pts/0\r\n"), "{out:?}");
     assert!(out.stdout.contains("NAME-RESOLVES"), "{out:?}");
     assert!(out.stdout.contains("via-dev-tty"), "{out:?}");
-    assert!(out.stdout.contains(&format!("owner={}", sb.spec.creds.uid)), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("owner={}", sb.spec.creds.uid)),
+        "{out:?}"
+    );
     // A fresh instance: only this sandbox's pty (and ptmx) exist.
     assert!(out.stdout.ends_with("0 ptmx "), "{out:?}");
 }
@@ -669,18 +729,66 @@ fn wait_for_pool(n: usize) -> Vec<i32> {
             .map(|t| t.lines().any(|l| l.contains(":pids:/sandboxd/pool-")))
             .unwrap_or(false)
     };
+    // Waiting inits run at nice 19 until they get a spec; other tests'
+    // running sandboxes do not.
+    let waiting = || -> Vec<i32> {
+        inits_of(std::process::id())
+            .into_iter()
+            .filter(|&p| nice_of(p) == Some(19) && in_pool_cgroup(&p))
+            .collect()
+    };
     loop {
-        let inits = inits_of(std::process::id());
-        if inits.len() >= n && inits.iter().all(in_pool_cgroup) {
+        if waiting().len() >= n {
+            // Listed again after a pause: inits that executed meanwhile
+            // may have been filed as ready too.
             std::thread::sleep(Duration::from_millis(100));
-            return inits;
+            return waiting();
         }
-        assert!(Instant::now() < deadline, "pool not filled: {inits:?}");
+        assert!(
+            Instant::now() < deadline,
+            "pool not filled: {:?}",
+            waiting()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 /// The host directory of `pid`'s cgroup in the v1 hierarchy of `ctrl`.
+/// Field `n` (1-based, as in proc(5)) of a process's stat line.
+fn stat_field(pid: i32, n: usize) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ...": the split leaves fields from the 3rd on.
+    stat.rsplit_once(") ")?
+        .1
+        .split(' ')
+        .nth(n - 3)?
+        .parse()
+        .ok()
+}
+
+fn nice_of(pid: i32) -> Option<i64> {
+    stat_field(pid, 19)
+}
+
+/// When a process started, in clock ticks since boot.
+fn start_ticks(pid: i32) -> Option<i64> {
+    stat_field(pid, 22)
+}
+
+/// Clock ticks since boot now (the kernel's USER_HZ is 100).
+fn uptime_ticks() -> i64 {
+    let up = std::fs::read_to_string("/proc/uptime").unwrap();
+    let secs: f64 = up.split(' ').next().unwrap().parse().unwrap();
+    (secs * 100.0) as i64
+}
+
+/// Whether the init of `pid` came from the pool (its cgroup says so).
+fn from_pool(pid: i32) -> bool {
+    cgroup_dir(pid, "pids")
+        .to_string_lossy()
+        .contains("/sandboxd/pool-")
+}
+
 fn cgroup_dir(pid: i32, ctrl: &str) -> PathBuf {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let rel = text
@@ -713,10 +821,12 @@ async fn an_init_from_the_pool_gets_the_limits() {
         pids: Some(8),
     };
     let s = spawn(&sb.spec, &limits, exe).await.unwrap();
-    assert!(
-        pooled.contains(&s.pid),
-        "{} not from the pool {pooled:?}",
-        s.pid
+    // Other tests take from the same pool: the cgroup tells a pooled init.
+    assert!(from_pool(s.pid), "{} not from the pool {pooled:?}", s.pid);
+    assert_eq!(
+        nice_of(s.pid),
+        Some(0),
+        "the sandbox runs at normal priority"
     );
     let pids = cgroup_dir(s.pid, "pids");
     let memory = cgroup_dir(s.pid, "memory");
@@ -773,8 +883,10 @@ async fn a_tty_sandbox_from_the_pool_gets_its_terminal() {
     let s = spawn(&sb.spec, &CgroupLimits::default(), exe)
         .await
         .unwrap();
+    // Other tests take from the same pool: the cgroup tells a pooled init
+    // (while it runs: the command is short).
     assert!(
-        pooled.contains(&s.pid),
+        pooled.contains(&s.pid) || from_pool(s.pid),
         "{} not from the pool {pooled:?}",
         s.pid
     );
@@ -790,6 +902,7 @@ async fn a_pooled_init_sees_mounts_made_after_it_started() {
     let exe = Path::new(env!("CARGO_BIN_EXE_sandboxd"));
     sandboxd::backend::linux::prefill(exe);
     let pooled = wait_for_pool(3);
+    let before_mount = uptime_ticks();
     // A file system mounted on the host after the pool was filled.
     let mnt = ws.path().join("late");
     std::fs::create_dir(&mnt).unwrap();
@@ -803,8 +916,13 @@ async fn a_pooled_init_sees_mounts_made_after_it_started() {
     .unwrap();
     write_as_caller(&mnt.join("hello.txt"), "from a late mount\n");
     let sb = sandbox(ws.path(), "cat late/hello.txt");
-    let s = spawn(&sb.spec, &CgroupLimits::default(), exe).await.unwrap();
-    let from_pool = pooled.contains(&s.pid);
+    let s = spawn(&sb.spec, &CgroupLimits::default(), exe)
+        .await
+        .unwrap();
+    // Other tests take from the same pool: any pooled init started before
+    // the mount will do.
+    let from_pool = pooled.contains(&s.pid)
+        || (from_pool(s.pid) && start_ticks(s.pid).is_some_and(|t| t <= before_mount));
     let out = finish(s);
     let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
     assert!(from_pool, "not from the pool {pooled:?}");

@@ -319,7 +319,8 @@ impl Api {
         };
         let plan = plan::build(&policy, &caller, req, &self.paths, &sockets)
             .map_err(|e| refuse("network", Status::failed_precondition(e.to_string())))?;
-        // Nothing runs unaudited: the start is on disk before the spawn.
+        // Nothing runs unaudited: the sandbox is built while its start is
+        // written, and its command executes only once the record is on disk.
         let record = json!({
             "id": slot.id(),
             "uid": caller.uid,
@@ -333,27 +334,32 @@ impl Api {
             "approvals": approved.ids,
             "escalation": approved.grants.iter().map(Grant::describe).collect::<Vec<_>>(),
         });
-        self.audit.append("exec-start", record).await.map_err(|e| {
-            refuse(
-                "audit",
-                Status::failed_precondition(format!("not run, as it cannot be audited: {e}")),
-            )
-        })?;
-        let spawn_failed = |e: SpawnError| Refusal {
-            id: Some(slot.id().to_string()),
-            ..refuse("spawn", Status::failed_precondition(e.to_string()))
+        let audited = async {
+            match self.audit.append("exec-start", record).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("not run, as it cannot be audited: {e}")),
+            }
+        };
+        let spawn_failed = |e: SpawnError| match e {
+            SpawnError::Withheld(msg) => refuse("audit", Status::failed_precondition(msg)),
+            e => Refusal {
+                id: Some(slot.id().to_string()),
+                ..refuse("spawn", Status::failed_precondition(e.to_string()))
+            },
         };
         // Allowlist sandboxes get the daemon's listeners bound inside before
         // their command starts.
         let (spawned, listeners) = if policy.net.is_some() {
             let bind = |ns: &OwnedFd| netns::within(ns, Listeners::bind);
-            linux::spawn_with(&plan.spec, &plan.limits, &self.init_exe, bind)
+            linux::spawn_with(&plan.spec, &plan.limits, &self.init_exe, bind, audited)
                 .await
                 .map_err(spawn_failed)?
         } else {
-            let s = linux::spawn(&plan.spec, &plan.limits, &self.init_exe)
-                .await
-                .map_err(spawn_failed)?;
+            let no_net = |_: &OwnedFd| Ok(());
+            let (s, _) =
+                linux::spawn_with(&plan.spec, &plan.limits, &self.init_exe, no_net, audited)
+                    .await
+                    .map_err(spawn_failed)?;
             (s, None)
         };
         let pid = spawned.pid;

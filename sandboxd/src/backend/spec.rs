@@ -7,13 +7,21 @@ use std::path::PathBuf;
 
 /// File descriptors the init process receives (besides 0, 1, 2 for the command).
 pub mod fds {
-    /// Read end: the JSON-encoded [`super::SandboxSpec`], then EOF.
+    /// Read end: the JSON-encoded [`super::SandboxSpec`] after its length (4
+    /// bytes, little-endian), then [`super::GO`] once the command may start
+    /// (EOF instead: it must not).
     pub const SPEC: i32 = 3;
     /// The init's end of a Unix stream socket: newline-separated JSON
     /// [`super::InitReport`] messages. With `tty`, the first report carries the
     /// master of the sandbox's pty (SCM_RIGHTS).
     pub const REPORT: i32 = 4;
 }
+
+/// The byte on the spec pipe that lets the command start.
+pub const GO: u8 = b'!';
+
+/// The largest spec an init accepts.
+pub const MAX_SPEC: usize = 16 << 20;
 
 /// Everything the init process needs to build the sandbox and run the command.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,18 +1,21 @@
 //! The sandbox's init: pid 1 of the new pid namespace, re-executed from the
 //! daemon's binary. Single-threaded, no async runtime.
 //!
-//! Steps: read the spec (fd 3), set the hostname, bring `lo` up, open the
+//! Steps: build the seccomp filter (and, when cloned into a fresh network
+//! namespace, bring `lo` up) while waiting for a spec; read the spec (fd 3),
+//! set the hostname, open the
 //! caller's paths as the caller, expand deny globs, build the file system
 //! view and pivot into it, with `tty` allocate a pty from the sandbox's devpts
 //! (its master goes to the daemon with the first report), then fork the
 //! command: stdio, setsid (+ controlling tty), chdir, drop to the caller,
-//! Landlock, seccomp, execve. Exec failures come back through a close-on-exec
+//! Landlock, seccomp, wait for the daemon's go (the exec's audit record is
+//! written meanwhile), execve. Exec failures come back through a close-on-exec
 //! pipe. As pid 1 it reaps every process, forwards signals to the command,
 //! and when the command ends reports its exit and exits, which makes the
 //! kernel kill the rest of the pid namespace.
 
 use super::{creds, landlock, mounts, netns, paths, seccomp};
-use crate::backend::spec::{fds, Credentials, InitReport, NetPlan, SandboxSpec};
+use crate::backend::spec::{fds, Credentials, InitReport, NetPlan, SandboxSpec, GO, MAX_SPEC};
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,6 +23,11 @@ use std::path::{Path, PathBuf};
 
 /// The hidden first argument that makes `sandboxd` run as a sandbox init.
 pub const ARG: &str = "__sandbox_init";
+/// The second argument when the init was cloned into a fresh loopback
+/// network namespace, so it can bring `lo` up before its spec arrives.
+pub const LOOPBACK_ARG: &str = "loopback";
+/// The niceness of pooled inits until they get their spec.
+pub const POOL_NICE: i32 = 19;
 
 /// Signals pid 1 passes on to the command.
 const FORWARDED: &[i32] = &[
@@ -143,7 +151,10 @@ pub fn main() -> ! {
     let mut report = unsafe { std::fs::File::from_raw_fd(fds::REPORT) };
     // SAFETY: fcntl on our own descriptor.
     unsafe { libc::fcntl(fds::REPORT, libc::F_SETFD, libc::FD_CLOEXEC) };
-    match run(&mut report) {
+    let loopback = std::env::args_os()
+        .nth(2)
+        .is_some_and(|a| a == LOOPBACK_ARG);
+    match run(&mut report, loopback) {
         Ok(code) => std::process::exit(code),
         Err(f) => {
             send(&mut report, &f.report());
@@ -172,16 +183,40 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
-    // SAFETY: fd 3 is the spec pipe handed over by the daemon.
+/// Reads the length-prefixed spec, leaving the go byte in the pipe.
+fn read_spec(spec_in: &mut std::fs::File) -> Result<SandboxSpec, Failure> {
+    let fail = |e: &dyn std::fmt::Display| Failure::new("read spec", None, e);
+    let mut len = [0u8; 4];
+    spec_in.read_exact(&mut len).map_err(|e| fail(&e))?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_SPEC {
+        return Err(fail(&format!(
+            "{len} bytes is over the limit of {MAX_SPEC}"
+        )));
+    }
+    let mut buf = vec![0u8; len];
+    spec_in.read_exact(&mut buf).map_err(|e| fail(&e))?;
+    serde_json::from_slice(&buf).map_err(|e| Failure::new("parse spec", None, e))
+}
+
+fn run(report: &mut std::fs::File, loopback: bool) -> Result<i32, Failure> {
+    // Work that needs no spec is done while a pooled init waits for one.
+    let filter = seccomp::Filter::build().map_err(|e| Failure::new("seccomp", None, e))?;
+    if loopback {
+        netns::loopback_up().map_err(|e| Failure::new("bring up loopback", None, e))?;
+    }
+    // SAFETY: fd 3 is the spec pipe handed over by the daemon. It stays open
+    // for the command child's go byte, and closes when the command executes.
     let mut spec_in = unsafe { std::fs::File::from_raw_fd(fds::SPEC) };
-    let mut buf = Vec::new();
-    spec_in
-        .read_to_end(&mut buf)
-        .map_err(|e| Failure::new("read spec", None, e))?;
-    drop(spec_in);
-    let spec: SandboxSpec =
-        serde_json::from_slice(&buf).map_err(|e| Failure::new("parse spec", None, e))?;
+    // SAFETY: fcntl on our own descriptor.
+    unsafe { libc::fcntl(fds::SPEC, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let spec = read_spec(&mut spec_in)?;
+    // A pooled init was started at POOL_NICE; the sandbox runs at 0.
+    // SAFETY: plain syscall on this process.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Failure::new("reset priority", None, e));
+    }
 
     // The mount namespace is made now, not at clone time: a pooled init may
     // have waited a while, and the host's mounts must be the current ones.
@@ -197,7 +232,6 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
         .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?;
     let denied = mounts::expand_denies(&spec.fs)
         .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
-    let filter = seccomp::Filter::build().map_err(|e| Failure::new("seccomp", None, e))?;
     mounts::build(&spec.fs, &resolved, &denied)
         .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
     drop(resolved);
@@ -236,12 +270,14 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
     if pid == 0 {
         drop(err_r);
         let mut w = std::fs::File::from(err_w);
-        let (outcome, code) = command_child(&spec, pty.as_ref(), &access, &filter, &exec);
+        let (outcome, code) =
+            command_child(&spec, pty.as_ref(), &access, &filter, &exec, &mut spec_in);
         send(&mut w, &outcome);
         // SAFETY: leave without running the parent's destructors.
         unsafe { libc::_exit(code) }
     }
     drop(err_w);
+    drop(spec_in);
     // The command owns the stdio now; the daemon sees EOF when it (and its children) close it.
     // SAFETY: closing our copies of 0, 1, 2.
     unsafe {
@@ -372,6 +408,7 @@ fn command_child(
     access: &landlock::FsAccess,
     filter: &seccomp::Filter,
     exec: &Exec,
+    go: &mut std::fs::File,
 ) -> (InitReport, i32) {
     let fail = |step: &str, path: Option<&Path>, e: &dyn std::fmt::Display| {
         (Failure::new(step, path, e).report(), 125)
@@ -429,6 +466,15 @@ fn command_child(
     }
     if let Err(e) = filter.install() {
         return fail("seccomp", None, &e);
+    }
+    let mut byte = [0u8; 1];
+    match go.read(&mut byte) {
+        Ok(1) if byte[0] == GO => {}
+        Ok(_) => {
+            let why = "the daemon did not confirm the start (its audit record was not written)";
+            return fail("wait for the daemon's go", None, &why);
+        }
+        Err(e) => return fail("wait for the daemon's go", None, &e),
     }
     let mut argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());

@@ -17,7 +17,7 @@
 
 use super::cgroup::{self, Cgroup, CgroupError, CgroupLimits};
 use super::init;
-use crate::backend::spec::{InitReport, NetPlan, SandboxSpec};
+use crate::backend::spec::{InitReport, NetPlan, SandboxSpec, GO, MAX_SPEC};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -26,8 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::unix::pipe;
+use tokio::io::Interest;
 
 /// A sandbox whose command has been executed (or failed to exec: the report
 /// stream then carries `ExecFailed`).
@@ -61,6 +60,9 @@ pub enum SpawnError {
         path: Option<String>,
         error: String,
     },
+    /// The gate refused: the command was not started.
+    #[error("{0}")]
+    Withheld(String),
     #[error("cgroup: {0}")]
     Cgroup(#[from] super::cgroup::CgroupError),
     #[error("{context}: {source}")]
@@ -194,7 +196,8 @@ fn clone_init(
         .map_err(|_| os("init path")(io::Error::from_raw_os_error(libc::EINVAL)))?;
     let arg = CString::new(init::ARG)
         .map_err(|_| os("init arg")(io::Error::from_raw_os_error(libc::EINVAL)))?;
-    let argv = [exe.as_ptr(), arg.as_ptr(), std::ptr::null()];
+    let lo = CString::new(init::LOOPBACK_ARG)
+        .map_err(|_| os("init arg")(io::Error::from_raw_os_error(libc::EINVAL)))?;
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let src: [RawFd; 5] = [
         fds.stdin.as_raw_fd(),
@@ -205,14 +208,23 @@ fn clone_init(
     ];
     // No CLONE_NEWNS here: the init makes its mount namespace when its spec
     // arrives, so a pooled init sees the host's mounts as they are then.
-    let mut flags = libc::CLONE_NEWPID
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_PIDFD;
+    let mut flags =
+        libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD;
     let join_net = netns.map_or(-1, |fd| fd.as_raw_fd());
-    if matches!(net, NetPlan::Loopback) && join_net < 0 {
+    let fresh_net = matches!(net, NetPlan::Loopback) && join_net < 0;
+    if fresh_net {
         flags |= libc::CLONE_NEWNET;
     }
+    let argv = [
+        exe.as_ptr(),
+        arg.as_ptr(),
+        if fresh_net {
+            lo.as_ptr()
+        } else {
+            std::ptr::null()
+        },
+        std::ptr::null(),
+    ];
     let mut pidfd: RawFd = -1;
     let args = CloneArgs {
         flags: flags as u64,
@@ -302,23 +314,31 @@ impl Drop for InitGuard {
     }
 }
 
-/// Writes the spec into the init's pipe and closes it. The pipe is empty, so
-/// the write normally completes at once; only a spec larger than the pipe
-/// waits for the reactor.
-async fn send_spec(fd: OwnedFd, json: &[u8]) -> io::Result<()> {
-    set_nonblocking(&fd, true)?;
-    let mut done = 0;
-    while done < json.len() {
-        match nix::unistd::write(&fd, &json[done..]) {
-            Ok(n) => done += n,
+/// Writes `bytes` into a non-blocking pipe. Written directly while the pipe
+/// has room (the usual case: an empty pipe and a small spec), so nothing
+/// waits for the reactor; only a full pipe does.
+async fn write_pipe(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {
+    let mut waiter: Option<AsyncFd<OwnedFd>> = None;
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
             Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(nix::errno::Errno::EAGAIN) => {
+                let w = match waiter.as_ref() {
+                    Some(w) => w,
+                    None => {
+                        let dup = fd.try_clone()?;
+                        // SAFETY: the duplicate moves into the AsyncFd and
+                        // stays open while it is registered.
+                        let w = unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }
+                            .map_err(io::Error::from)?;
+                        waiter.insert(w)
+                    }
+                };
+                w.writable().await?.clear_ready();
+            }
             Err(e) => return Err(e.into()),
         }
-    }
-    if done < json.len() {
-        let mut tx = pipe::Sender::from_owned_fd(fd)?;
-        tx.write_all(&json[done..]).await?;
     }
     Ok(())
 }
@@ -513,6 +533,10 @@ impl Pool {
     /// Starts one init (run on a refill thread). With `sweep`, first removes
     /// the empty pool cgroups of daemons that no longer run.
     fn add_one(&self, exe: &Path, sweep: bool) {
+        // Refills yield the CPU to running execs; the init they start
+        // inherits the niceness and resets it when it gets its spec.
+        // SAFETY: plain syscall on the calling thread.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, init::POOL_NICE) };
         if sweep {
             let me = std::process::id().to_string();
             cgroup::remove_stale(|name| {
@@ -564,18 +588,26 @@ pub async fn spawn(
     limits: &CgroupLimits,
     init_exe: &Path,
 ) -> Result<Spawned, SpawnError> {
-    spawn_with(spec, limits, init_exe, |_| Ok(())).await.map(|(s, _)| s)
+    let go = std::future::ready(Ok(()));
+    spawn_with(spec, limits, init_exe, |_| Ok(()), go)
+        .await
+        .map(|(s, _)| s)
 }
 
 /// [`spawn`], calling `net_setup` with the sandbox's own network namespace
 /// (plan `Loopback`) before the command starts, e.g. to bind listeners there
 /// that the command finds ready; its result comes back with the sandbox
 /// (`None` with the host's network). A failing `net_setup` fails the spawn.
+///
+/// The sandbox is built while `gate` is pending; its command executes only
+/// once `gate` gives `Ok`. On `Err(reason)` nothing runs, the init is killed
+/// and the spawn fails with [`SpawnError::Withheld`].
 pub async fn spawn_with<T: Send>(
     spec: &SandboxSpec,
     limits: &CgroupLimits,
     init_exe: &Path,
     net_setup: impl FnOnce(&OwnedFd) -> io::Result<T> + Send,
+    gate: impl std::future::Future<Output = Result<(), String>> + Send,
 ) -> Result<(Spawned, Option<T>), SpawnError> {
     if !cgroup::valid_id(&spec.id) {
         return Err(CgroupError::InvalidId(spec.id.clone()).into());
@@ -614,7 +646,9 @@ pub async fn spawn_with<T: Send>(
         NetPlan::Loopback => {
             let ns = match netns {
                 Some(ns) => ns,
-                None => super::netns::open(pid).map_err(os("open the sandbox's network namespace"))?,
+                None => {
+                    super::netns::open(pid).map_err(os("open the sandbox's network namespace"))?
+                }
             };
             Some(net_setup(&ns).map_err(os("set up the sandbox's network"))?)
         }
@@ -625,8 +659,29 @@ pub async fn spawn_with<T: Send>(
     // open and the same while it is registered.
     let rx = unsafe { AsyncFd::register_with_interest(parent.report, Interest::READABLE) }
         .map_err(|e| os("report socket")(e.into()))?;
-    // The init reads the spec to EOF before reporting anything.
-    send_spec(parent.spec, &json).await.map_err(os("send spec"))?;
+    // The init builds the sandbox while the gate is pending; its command
+    // waits for the go byte (dropping the pipe instead stops it).
+    set_nonblocking(&parent.spec, true).map_err(os("spec pipe"))?;
+    let len = u32::try_from(json.len())
+        .ok()
+        .filter(|&n| n as usize <= MAX_SPEC)
+        .ok_or_else(|| {
+            os("encode spec")(io::Error::other(format!(
+                "{} bytes is over the limit of {MAX_SPEC}",
+                json.len()
+            )))
+        })?;
+    write_pipe(&parent.spec, &len.to_le_bytes())
+        .await
+        .map_err(os("send spec"))?;
+    write_pipe(&parent.spec, &json)
+        .await
+        .map_err(os("send spec"))?;
+    gate.await.map_err(SpawnError::Withheld)?;
+    // An init whose setup failed has closed its end (EPIPE): its report,
+    // read next, says why.
+    let _ = write_pipe(&parent.spec, &[GO]).await;
+    drop(parent.spec);
     let (first, mut passed) = read_report(&rx).await.map_err(os("read init report"))?;
     match first {
         Some(InitReport::Started { .. }) | Some(InitReport::ExecFailed { .. }) => {}
