@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::sync::Arc;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sandbox_proto::v1::{
@@ -178,7 +178,10 @@ impl ExecIo {
             None if std::io::stdin().is_terminal() => {
                 let gate = Arc::new(Gate::default());
                 let prompter = Arc::new(Prompter::new(Arc::clone(&gate)));
-                (Box::new(GatedStdin::start(gate)), Approver::Terminal(prompter))
+                (
+                    Box::new(GatedStdin::start(gate)),
+                    Approver::Terminal(prompter),
+                )
             }
             None => (Box::new(tokio::io::stdin()), Approver::Deny),
         };
@@ -275,9 +278,10 @@ pub async fn run_exec(
         control,
         approver,
     } = io;
-    let start = req(exec_request::Msg::Start(
-        opts.start(matches!(approver, Approver::Command(_) | Approver::Terminal(_))),
-    ));
+    let start = req(exec_request::Msg::Start(opts.start(matches!(
+        approver,
+        Approver::Command(_) | Approver::Terminal(_)
+    ))));
 
     // Stdin is bounded for back-pressure; signals, resizes and approval
     // answers travel on their own queue so a full stdin never delays them.
@@ -331,12 +335,6 @@ pub async fn run_exec(
                 None => return Err(ExecError::NoExit),
             };
             match msg.msg {
-                Some(exec_response::Msg::Started(s)) => id = s.id,
-                Some(exec_response::Msg::Stdout(b)) => write_out(&mut stdout, &b).await?,
-                Some(exec_response::Msg::Stderr(b)) => write_out(&mut stderr, &b).await?,
-                Some(exec_response::Msg::Event(e)) => {
-                    write_out(&mut stderr, event_line(&e).as_bytes()).await?
-                }
                 Some(exec_response::Msg::Approval(r)) => {
                     let tx = answer_tx.clone();
                     let approver = approver.clone();
@@ -344,15 +342,10 @@ pub async fn run_exec(
                         let _ = tx.send(answer(&approver, r).await);
                     });
                 }
-                Some(exec_response::Msg::Exit(exit)) => {
-                    if !exit.reason.is_empty() {
-                        write_out(
-                            &mut stderr,
-                            format!("sandboxd: {}\n", exit.reason).as_bytes(),
-                        )
-                        .await?;
+                Some(m) => {
+                    if let Some(exit) = show(m, &mut id, &mut *stdout, &mut *stderr).await? {
+                        return Ok(ExitStatus { id, exit });
                     }
-                    return Ok(ExitStatus { id, exit });
                 }
                 None => {}
             }
@@ -365,6 +358,32 @@ pub async fn run_exec(
         t.abort();
     }
     result
+}
+
+/// Shows one message of an exec (or attach) stream: output to `stdout` and
+/// `stderr`, events and the exit's reason as `sandboxd: ...` lines on
+/// `stderr`; `ExecStarted` sets `id`. Returns the exit when it is one.
+/// Approval requests are left to the caller.
+pub(crate) async fn show(
+    msg: exec_response::Msg,
+    id: &mut String,
+    stdout: &mut (dyn AsyncWrite + Send + Unpin),
+    stderr: &mut (dyn AsyncWrite + Send + Unpin),
+) -> Result<Option<ExecExit>, ExecError> {
+    match msg {
+        exec_response::Msg::Started(s) => *id = s.id,
+        exec_response::Msg::Stdout(b) => write_out(stdout, &b).await?,
+        exec_response::Msg::Stderr(b) => write_out(stderr, &b).await?,
+        exec_response::Msg::Event(e) => write_out(stderr, event_line(&e).as_bytes()).await?,
+        exec_response::Msg::Exit(exit) => {
+            if !exit.reason.is_empty() {
+                write_out(stderr, format!("sandboxd: {}\n", exit.reason).as_bytes()).await?;
+            }
+            return Ok(Some(exit));
+        }
+        exec_response::Msg::Approval(_) => {}
+    }
+    Ok(None)
 }
 
 /// Sends stdin in chunks, then `StdinEof`. A read error counts as end-of-file.

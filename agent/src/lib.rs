@@ -17,12 +17,14 @@
 //! The caller's identity is taken by the daemon from the socket's peer
 //! credentials; nothing in this crate needs privileges.
 
+pub mod attach;
 pub mod client;
 pub mod duration;
 pub mod exec;
 pub mod prompt;
 pub mod tty;
 
+pub use attach::run_attach;
 pub use client::{connect, socket_path, Client, ConnectError, DEFAULT_SOCKET, SOCKET_ENV};
 pub use duration::{parse_duration, DurationError};
 pub use exec::{

@@ -11,8 +11,8 @@ use agent::proto::v1::{
 };
 use agent::tty::{window_size, RawMode};
 use agent::{
-    connect, parse_duration, run_exec, socket_path, Approval, Client, Control, ExecIo, ExecOptions,
-    DAEMON_FAILURE,
+    connect, parse_duration, run_attach, run_exec, socket_path, Approval, Client, Control, ExecIo,
+    ExecOptions, DAEMON_FAILURE,
 };
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -41,6 +41,9 @@ enum Cmd {
     },
     /// Kill a sandbox.
     Kill { id: String },
+    /// Watch a running sandbox's output (read-only); exits with its status.
+    /// Ctrl-C detaches and leaves it running.
+    Attach { id: String },
     /// Inspect profiles.
     Policy {
         #[command(subcommand)]
@@ -211,6 +214,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Exec(args) => exec(&mut client, args).await,
         Cmd::Ps { all } => ps(&mut client, all).await,
         Cmd::Kill { id } => kill(&mut client, id).await,
+        Cmd::Attach { id } => attach(&mut client, id).await,
         Cmd::Policy {
             command: PolicyCmd::List,
         } => policy_list(&mut client).await,
@@ -441,6 +445,33 @@ async fn kill(client: &mut Client, id: String) -> anyhow::Result<i32> {
         .await
         .map_err(rpc)?;
     Ok(0)
+}
+
+/// Shows sandbox `id`'s output until its exit, whose status is returned as
+/// `agent exec` would; SIGINT, SIGTERM or SIGHUP detach instead (128+N),
+/// leaving the sandbox running.
+async fn attach(client: &mut Client, id: String) -> anyhow::Result<i32> {
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
+    let detached = |n: i32| {
+        eprintln!("agent: detached from sandbox {id}; it keeps running");
+        Ok(128 + n)
+    };
+    let result = tokio::select! {
+        r = run_attach(client, &id, &mut stdout, &mut stderr) => r,
+        _ = int.recv() => return detached(libc::SIGINT),
+        _ = term.recv() => return detached(libc::SIGTERM),
+        _ = hup.recv() => return detached(libc::SIGHUP),
+    };
+    match result {
+        Ok(status) => Ok(status.code()),
+        Err(e) => {
+            eprintln!("agent: {e}");
+            Ok(e.code())
+        }
+    }
 }
 
 async fn policy_list(client: &mut Client) -> anyhow::Result<i32> {

@@ -25,6 +25,7 @@ struct Seen {
     kills: Vec<String>,
     checks: Vec<CheckPolicyRequest>,
     audits: Vec<AuditRequest>,
+    attaches: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -281,6 +282,41 @@ impl Sandbox for Fake {
             summary: Some(summary),
             toml: "[fs]\nwrite = [\"{cwd}\"]".into(),
         }))
+    }
+
+    type AttachStream = Pin<Box<dyn Stream<Item = Result<ExecResponse, Status>> + Send>>;
+
+    /// "sb-1": output on both streams, then killed by signal 9; "sb-long":
+    /// a line, then nothing until the client hangs up; else refused.
+    async fn attach(
+        &self,
+        request: Request<AttachRequest>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let id = request.into_inner().id;
+        self.seen.lock().unwrap().attaches.push(id.clone());
+        let started = exec_response::Msg::Started(ExecStarted {
+            id: id.clone(),
+            ..Default::default()
+        });
+        let msgs = match id.as_str() {
+            "sb-1" => vec![
+                started,
+                exec_response::Msg::Stdout(b"out\n".to_vec()),
+                exec_response::Msg::Stderr(b"err\n".to_vec()),
+                exec_response::Msg::Exit(ExecExit {
+                    signal: 9,
+                    ..Default::default()
+                }),
+            ],
+            "sb-long" => vec![started, exec_response::Msg::Stdout(b"ready\n".to_vec())],
+            _ => {
+                return Err(Status::permission_denied(format!(
+                    "sandbox {id} belongs to another user"
+                )))
+            }
+        };
+        let stream = tokio_stream::iter(msgs.into_iter().map(out)).chain(tokio_stream::pending());
+        Ok(Response::new(Box::pin(stream)))
     }
 
     type AuditStream = Pin<Box<dyn Stream<Item = Result<AuditRecord, Status>> + Send>>;
@@ -814,6 +850,33 @@ fn ps_and_kill() {
         text(&o.stderr)
     );
     assert_eq!(d.seen().kills, ["sb-1", "nope"]);
+}
+
+#[test]
+fn attach_prints_both_streams_exits_with_the_status_and_detaches_on_ctrl_c() {
+    let d = Daemon::start();
+    let o = d.run(&["attach", "sb-1"]);
+    expect(&o, 137);
+    assert_eq!(text(&o.stdout), "out\n");
+    assert_eq!(text(&o.stderr), "err\n");
+    let o = d.run(&["attach", "theirs"]);
+    expect(&o, 125);
+    assert!(
+        text(&o.stderr).contains("belongs to another user"),
+        "{}",
+        text(&o.stderr)
+    );
+    let mut child = d.command(&["attach", "sb-long"]).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    stdout.read_exact(&mut ready).unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let o = child.wait_with_output().unwrap();
+    expect(&o, 130);
+    assert!(text(&o.stderr).contains("detached"), "{}", text(&o.stderr));
+    assert_eq!(d.seen().attaches, ["sb-1", "theirs", "sb-long"]);
+    assert!(d.seen().kills.is_empty());
 }
 
 #[test]

@@ -1,9 +1,11 @@
-//! The running sandboxes: who owns each, admission limits, and kill handles.
+//! The running sandboxes: who owns each, admission limits, kill handles and
+//! the fan-out of their output to attachers.
 //!
 //! A sandbox takes its slot ([`Registry::admit`]) before it is spawned, so the
 //! limits count sandboxes being built too; the slot is freed when its
 //! [`Slot`] is dropped, i.e. when the exec ends, whatever ends it.
 
+use crate::api::attach::{Watched, Watchers, MAX_ATTACHERS};
 use crate::config::DaemonLimits;
 use crate::supervisor::{Control, Handle};
 use std::collections::BTreeMap;
@@ -11,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
+use tokio::sync::broadcast;
 
 /// What the daemon knows of one running sandbox.
 #[derive(Debug, Clone)]
@@ -22,6 +25,8 @@ pub struct Info {
     pub argv: Vec<String>,
     pub cwd: PathBuf,
     pub profile: String,
+    /// Hash of the effective policy, as in the exec's audit record.
+    pub policy_hash: String,
     pub session: String,
     pub started: SystemTime,
     pub caller_pid: Option<i32>,
@@ -31,10 +36,17 @@ pub struct Info {
 struct Entry {
     uid: u32,
     /// Set once the sandbox runs; `None` while it is being built.
-    running: Option<(Info, Handle)>,
+    running: Option<Running>,
 }
 
-/// Admission refusals and kill errors.
+#[derive(Debug)]
+struct Running {
+    info: Info,
+    handle: Handle,
+    watchers: Watchers,
+}
+
+/// Admission refusals, kill and attach errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     #[error("too many sandboxes: {max} are running (limit: limits.max_sandboxes)")]
@@ -47,6 +59,8 @@ pub enum RegistryError {
     NotOwner { id: String },
     #[error("sandbox {0} is ending")]
     Gone(String),
+    #[error("sandbox {id} already has {max} attachers (the most one sandbox may have)")]
+    Attachers { id: String, max: usize },
 }
 
 /// Every sandbox admitted and not yet ended.
@@ -104,11 +118,33 @@ impl Registry {
             .lock()
             .values()
             .filter_map(|e| e.running.as_ref())
-            .filter(|(info, _)| uid.is_none_or(|u| info.uid == u))
-            .map(|(info, _)| info.clone())
+            .filter(|r| uid.is_none_or(|u| r.info.uid == u))
+            .map(|r| r.info.clone())
             .collect();
         out.sort_by_key(|i| i.started);
         out
+    }
+
+    /// Sandbox `id`'s info, handle and attachers' fan-out, if `uid` owns it
+    /// or `admin` is set: the one ownership rule of kill and attach.
+    fn running(
+        &self,
+        id: &str,
+        uid: u32,
+        admin: bool,
+    ) -> Result<(Info, Handle, Watchers), RegistryError> {
+        let entries = self.lock();
+        let entry = entries
+            .get(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        if entry.uid != uid && !admin {
+            return Err(RegistryError::NotOwner { id: id.to_string() });
+        }
+        let r = entry
+            .running
+            .as_ref()
+            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        Ok((r.info.clone(), r.handle.clone(), r.watchers.clone()))
     }
 
     /// Sends `control` to sandbox `id`, if `uid` owns it or `admin` is set.
@@ -119,20 +155,7 @@ impl Registry {
         admin: bool,
         control: Control,
     ) -> Result<Info, RegistryError> {
-        let (info, handle) = {
-            let entries = self.lock();
-            let entry = entries
-                .get(id)
-                .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
-            if entry.uid != uid && !admin {
-                return Err(RegistryError::NotOwner { id: id.to_string() });
-            }
-            let (info, handle) = entry
-                .running
-                .as_ref()
-                .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
-            (info.clone(), handle.clone())
-        };
+        let (info, handle, _) = self.running(id, uid, admin)?;
         handle
             .send(control)
             .await
@@ -140,12 +163,30 @@ impl Registry {
         Ok(info)
     }
 
+    /// Subscribes to sandbox `id`'s output from now on, if `uid` owns it or
+    /// `admin` is set; with the output offset the subscription starts at.
+    pub fn attach(
+        &self,
+        id: &str,
+        uid: u32,
+        admin: bool,
+    ) -> Result<(Info, broadcast::Receiver<Watched>, u64), RegistryError> {
+        let (info, _, watchers) = self.running(id, uid, admin)?;
+        let (rx, start) = watchers
+            .subscribe()
+            .ok_or_else(|| RegistryError::Attachers {
+                id: id.to_string(),
+                max: MAX_ATTACHERS,
+            })?;
+        Ok((info, rx, start))
+    }
+
     /// Kills every running sandbox (daemon shutdown); returns how many.
     pub async fn kill_all(&self, reason: &str) -> usize {
         let handles: Vec<Handle> = self
             .lock()
             .values()
-            .filter_map(|e| e.running.as_ref().map(|(_, h)| h.clone()))
+            .filter_map(|e| e.running.as_ref().map(|r| r.handle.clone()))
             .collect();
         let n = handles.len();
         for h in handles {
@@ -176,10 +217,15 @@ impl Slot {
         &self.id
     }
 
-    /// Marks the sandbox as running: it shows in [`Registry::list`] and can be killed.
-    pub fn run(&self, info: Info, handle: Handle) {
+    /// Marks the sandbox as running: it shows in [`Registry::list`], can be
+    /// killed, and attached to through `watchers`.
+    pub fn run(&self, info: Info, handle: Handle, watchers: Watchers) {
         if let Some(e) = self.registry.lock().get_mut(&self.id) {
-            e.running = Some((info, handle));
+            e.running = Some(Running {
+                info,
+                handle,
+                watchers,
+            });
         }
     }
 }

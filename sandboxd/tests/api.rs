@@ -1,6 +1,8 @@
 //! The API layer: peer identity from real sockets, admission, the sandbox
 //! plan, and the real daemon binary on a temporary socket.
 
+use sandbox_proto::v1::exec_response::Msg as Out;
+use sandboxd::api::attach::Watchers;
 use sandboxd::backend::spec::{FileBind, NetPlan};
 use sandboxd::config::DaemonLimits;
 use sandboxd::identity::{passwd_home, resolve_group, Caller};
@@ -172,6 +174,7 @@ fn info(id: &str, uid: u32) -> Info {
         argv: vec!["sleep".into(), "60".into()],
         cwd: "/srv".into(),
         profile: "workspace".into(),
+        policy_hash: "h".into(),
         session: String::new(),
         started: SystemTime::now(),
         caller_pid: Some(1),
@@ -197,7 +200,8 @@ async fn registry_enforces_limits_and_ownership() {
     // Being built: counted, but not listed and not killable.
     assert!(reg.list(None).is_empty());
     let (handle, _stdin, mut rx) = Handle::channel();
-    b1.run(info(b1.id(), 1001), handle);
+    let watchers = Watchers::default();
+    b1.run(info(b1.id(), 1001), handle, watchers.clone());
     assert_eq!(reg.list(Some(1001)).len(), 1);
     assert!(reg.list(Some(1000)).is_empty());
     assert_eq!(reg.list(None).len(), 1);
@@ -221,6 +225,19 @@ async fn registry_enforces_limits_and_ownership() {
         .await
         .unwrap_err();
     assert!(matches!(e, RegistryError::NotFound(_)));
+    // Attaching follows the same rule as killing.
+    let e = reg.attach(b1.id(), 1000, false).unwrap_err();
+    assert!(matches!(e, RegistryError::NotOwner { .. }), "{e:?}");
+    assert!(matches!(
+        reg.attach(a1.id(), 1000, false).unwrap_err(),
+        RegistryError::NotFound(_)
+    ));
+    let (_, mut own, _) = reg.attach(b1.id(), 1001, false).unwrap();
+    let (_, mut admin, _) = reg.attach(b1.id(), 1000, true).unwrap();
+    watchers.publish(&Out::Stdout(b"hi".to_vec()));
+    for rx in [&mut own, &mut admin] {
+        assert!(rx.try_recv().is_ok(), "an attacher missed the output");
+    }
     // The end of an exec frees its place.
     drop(a1);
     let c = reg.admit(1002).unwrap();

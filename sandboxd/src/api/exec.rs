@@ -1,8 +1,10 @@
 //! Exec: admit, resolve the policy, plan, record the start in the audit log,
 //! spawn, then pump the streams until the exit. A client that goes away takes
-//! its sandbox with it.
+//! its sandbox with it. Output, events and the exit are also published to the
+//! sandbox's attachers (see attach.rs), never waiting for them.
 
 use super::approvals::{Approved, Conversation, Grant, Reply};
+use super::attach::Watchers;
 use super::{registry_status, Api};
 use crate::audit::AuditLog;
 use crate::backend::linux::{self, netns, SpawnError};
@@ -383,11 +385,13 @@ impl Api {
             argv: start.argv.clone(),
             cwd,
             profile: name.clone(),
+            policy_hash: policy.hash.clone(),
             session: start.session.clone(),
             started: SystemTime::now(),
             caller_pid: caller.pid,
         };
-        slot.run(info, handle.clone());
+        let watchers = Watchers::default();
+        slot.run(info, handle.clone(), watchers.clone());
         tracing::info!(
             uid = caller.uid, caller_pid = caller.pid, id = slot.id(), profile = %name, pid,
             policy_hash = %policy.hash, argv = ?start.argv, "exec started"
@@ -410,7 +414,7 @@ impl Api {
             audit,
         };
         tokio::spawn(async move {
-            pump_output(outputs, tx, handle, net, pending, &ends).await;
+            pump_output(outputs, tx, handle, net, pending, watchers, &ends).await;
             input.abort();
         });
         Ok(())
@@ -610,14 +614,16 @@ async fn pump_input(mut inbound: Streaming<pb::ExecRequest>, handle: Handle, pen
     }
 }
 
-/// Sandbox output to the client, until the exit; then the slot is freed. If
-/// the client stops listening, the sandbox is killed and drained.
+/// Sandbox output to the client and the attachers, until the exit; then the
+/// slot is freed. If the client stops listening, the sandbox is killed and
+/// drained.
 async fn pump_output(
     mut outputs: mpsc::Receiver<Output>,
     tx: mpsc::Sender<Result<pb::ExecResponse, Status>>,
     handle: Handle,
     mut net: Option<NetRun>,
     pending: Pending,
+    watchers: Watchers,
     ends: &Ends,
 ) {
     let Ends {
@@ -639,7 +645,9 @@ async fn pump_output(
                 out = outputs.recv() => out,
                 Some(r) = recv(events) => {
                     if r.phase == Phase::Decision {
-                        let _ = tx.try_send(response(Out::Event(net_event(&r))));
+                        let event = Out::Event(net_event(&r));
+                        watchers.publish(&event);
+                        let _ = tx.try_send(response(event));
                     }
                     continue;
                 }
@@ -671,6 +679,7 @@ async fn pump_output(
             }),
             Output::Exit(e) => break Some(e),
         };
+        watchers.publish(&msg);
         if client && tx.send(response(msg)).await.is_err() {
             client = false;
             let _ = handle
@@ -723,8 +732,10 @@ async fn pump_output(
                 client,
                 "exec ended"
             );
+            let exit = Out::Exit(exit_message(e));
+            watchers.publish(&exit);
             if client {
-                let _ = tx.send(response(Out::Exit(exit_message(e)))).await;
+                let _ = tx.send(response(exit)).await;
             }
         }
         None => {

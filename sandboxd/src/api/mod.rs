@@ -5,6 +5,7 @@
 //! connect info), never from the request.
 
 pub mod approvals;
+pub mod attach;
 mod audit;
 mod exec;
 mod profiles;
@@ -49,9 +50,9 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
 
 fn registry_status(e: RegistryError) -> Status {
     match e {
-        RegistryError::Full { .. } | RegistryError::UserFull { .. } => {
-            Status::resource_exhausted(e.to_string())
-        }
+        RegistryError::Full { .. }
+        | RegistryError::UserFull { .. }
+        | RegistryError::Attachers { .. } => Status::resource_exhausted(e.to_string()),
         RegistryError::NotFound(_) | RegistryError::Gone(_) => Status::not_found(e.to_string()),
         RegistryError::NotOwner { .. } => Status::permission_denied(e.to_string()),
     }
@@ -133,6 +134,15 @@ impl pb::sandbox_server::Sandbox for Api {
                 Err(registry_status(e))
             }
         }
+    }
+
+    type AttachStream = attach::AttachStream;
+
+    async fn attach(
+        &self,
+        request: Request<pb::AttachRequest>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        self.attach_stream(request).await.map(Response::new)
     }
 
     async fn list_profiles(
