@@ -92,7 +92,11 @@ pub struct SandboxGone;
 impl Handle {
     /// A handle and the receivers its controls arrive on: stdin first, then
     /// everything else. [`supervise`] uses it; so can a stand-in for a sandbox.
-    pub fn channel() -> (Handle, mpsc::Receiver<Control>, mpsc::UnboundedReceiver<Control>) {
+    pub fn channel() -> (
+        Handle,
+        mpsc::Receiver<Control>,
+        mpsc::UnboundedReceiver<Control>,
+    ) {
         let (stdin, stdin_rx) = mpsc::channel(CONTROL_QUEUE);
         let (urgent, urgent_rx) = mpsc::unbounded_channel();
         (Handle { stdin, urgent }, stdin_rx, urgent_rx)
@@ -101,7 +105,9 @@ impl Handle {
     /// Delivers `c`, waiting for room when it is stdin and the command is not reading.
     pub async fn send(&self, c: Control) -> Result<(), SandboxGone> {
         match c {
-            Control::Stdin(_) | Control::StdinEof => self.stdin.send(c).await.map_err(|_| SandboxGone),
+            Control::Stdin(_) | Control::StdinEof => {
+                self.stdin.send(c).await.map_err(|_| SandboxGone)
+            }
             _ => self.urgent.send(c).map_err(|_| SandboxGone),
         }
     }
@@ -441,15 +447,17 @@ async fn run(
                 ctl_open = false;
                 if alive {
                     send_signal(pidfd.get_ref(), libc::SIGKILL);
-                    ended = Some(Ended { reason: "client gone".into(), timed_out: false });
+                    ended = Some(Ended {
+                        reason: "client gone".into(),
+                        timed_out: false,
+                    });
                 }
             }
             Some(Some(_)) if !alive => {}
-            Some(Some(Control::Stdin(data))) => {
-                if stdin.is_some() && !close_stdin {
-                    pending.extend(data);
-                }
+            Some(Some(Control::Stdin(data))) if stdin.is_some() && !close_stdin => {
+                pending.extend(data);
             }
+            Some(Some(Control::Stdin(_))) => {}
             Some(Some(Control::StdinEof)) => {
                 if tty {
                     // A pty has no half-close: send the EOF character.
@@ -471,7 +479,10 @@ async fn run(
             }
             Some(Some(Control::Kill(reason))) => {
                 send_signal(pidfd.get_ref(), libc::SIGKILL);
-                ended = Some(Ended { reason, timed_out: false });
+                ended = Some(Ended {
+                    reason,
+                    timed_out: false,
+                });
             }
         }
         if close_stdin && pending.is_empty() {

@@ -159,20 +159,17 @@ fn after_options<'a>(
             i += 1;
             break;
         }
-        if flags.contains(&t) {
-            i += 1;
-        } else if with_arg.contains(&t) {
-            i += 2;
-        } else if with_arg.iter().any(|o| {
+        let attached_arg = with_arg.iter().any(|o| {
             t.strip_prefix(o)
                 .is_some_and(|v| v.starts_with('=') || (!o.starts_with("--") && !v.is_empty()))
-        }) {
-            i += 1;
-        } else if name == "nice"
+        });
+        let nice_number = name == "nice"
             && t.len() > 1
             && t[1..].bytes().all(|b| b.is_ascii_digit())
-            && t.starts_with('-')
-        {
+            && t.starts_with('-');
+        if with_arg.contains(&t) && !flags.contains(&t) {
+            i += 2;
+        } else if flags.contains(&t) || attached_arg || nice_number {
             i += 1;
         } else if t.starts_with('-') && t.len() > 1 {
             return nu(format!("option `{t}` of {name}"));

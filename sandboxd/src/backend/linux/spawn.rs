@@ -495,14 +495,13 @@ impl Pool {
             discard = std::mem::take(&mut st.ready);
         }
         let mut got = None;
-        while take {
-            match st.ready.pop() {
-                Some(r) if r.alive() => {
+        if take {
+            while let Some(r) = st.ready.pop() {
+                if r.alive() {
                     got = Some(r);
                     break;
                 }
-                Some(dead) => discard.push(dead),
-                None => break,
+                discard.push(r);
             }
         }
         self.refill(&mut st);
