@@ -147,15 +147,36 @@ pub fn resolve_group(group: &str, etc_group: &str) -> Option<u32> {
     })
 }
 
-/// The home directory of `uid` in `etc_passwd` (the text of /etc/passwd).
-pub fn passwd_home(uid: u32, etc_passwd: &str) -> Option<std::path::PathBuf> {
-    etc_passwd.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() < 7 || f[2].parse::<u32>().ok()? != uid || !f[5].starts_with('/') {
-            return None;
-        }
-        Some(std::path::PathBuf::from(f[5]))
-    })
+/// What sandboxd uses of a uid's /etc/passwd entry; read once per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user name (`[secrets] users` may list it).
+    pub name: String,
+    /// The home directory, when the entry gives an absolute one.
+    pub home: Option<std::path::PathBuf>,
+}
+
+impl Account {
+    /// The entry of `uid` in `etc_passwd` (the text of /etc/passwd).
+    pub fn find(uid: u32, etc_passwd: &str) -> Option<Account> {
+        etc_passwd.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 3 || f[2].parse::<u32>().ok()? != uid {
+                return None;
+            }
+            let home = (f.len() >= 7 && f[5].starts_with('/')).then(|| f[5].into());
+            Some(Account {
+                name: f[0].to_string(),
+                home,
+            })
+        })
+    }
+
+    /// The entry of `uid` in the system's /etc/passwd, read now.
+    pub fn of(uid: u32) -> Option<Account> {
+        let text = std::fs::read_to_string("/etc/passwd").ok()?;
+        Account::find(uid, &text)
+    }
 }
 
 /// An accepted connection and its caller; tonic hands the [`Caller`] to every

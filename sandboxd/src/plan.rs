@@ -4,8 +4,8 @@
 
 use crate::backend::linux::cgroup::CgroupLimits;
 use crate::backend::spec::{FileBind, FsPlan, LandlockPlan, NetPlan, SandboxSpec};
+use crate::identity::{Account, Caller};
 use crate::net::{DNS_PORT, HTTP_PROXY_PORT, SOCKS_PORT};
-use crate::identity::Caller;
 use crate::policy::{EffectivePolicy, ExecContext, LandlockMode, NetworkMode};
 use crate::supervisor::Options;
 use std::collections::BTreeMap;
@@ -68,12 +68,12 @@ pub struct Request {
     pub tty: bool,
 }
 
-/// `{home}` of `caller`: the home directory of its uid in /etc/passwd if there
-/// is one; else the `HOME` of the request's environment, but only if that is an
+/// `{home}` of `caller`: the home directory of its `account` (its uid's
+/// /etc/passwd entry) if there is one; else the `HOME` of the request's environment, but only if that is an
 /// absolute path to a directory (not a symlink) owned by the caller; else
 /// [`NO_HOME`]. A caller cannot point `{home}` at someone else's files.
-pub fn caller_home(caller: &Caller, etc_passwd: Option<&str>, env_home: Option<&str>) -> PathBuf {
-    if let Some(home) = etc_passwd.and_then(|p| crate::identity::passwd_home(caller.uid, p)) {
+pub fn caller_home(caller: &Caller, account: Option<&Account>, env_home: Option<&str>) -> PathBuf {
+    if let Some(home) = account.and_then(|a| a.home.clone()) {
         return home;
     }
     if let Some(home) = env_home.map(Path::new).filter(|h| h.is_absolute()) {
@@ -97,19 +97,15 @@ pub fn process_home(pid: i32) -> Option<String> {
         .and_then(|v| String::from_utf8(v.to_vec()).ok())
 }
 
-/// The per-exec template facts; `{home}` as [`caller_home`] says (reading /etc/passwd).
+/// The per-exec template facts; `{home}` as [`caller_home`] says.
 pub fn exec_context(
     caller: &Caller,
+    account: Option<&Account>,
     cwd: PathBuf,
     caller_env: BTreeMap<String, String>,
     set_env: BTreeMap<String, String>,
 ) -> ExecContext {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok();
-    let home = caller_home(
-        caller,
-        passwd.as_deref(),
-        caller_env.get("HOME").map(String::as_str),
-    );
+    let home = caller_home(caller, account, caller_env.get("HOME").map(String::as_str));
     ExecContext {
         cwd,
         home,
@@ -140,10 +136,13 @@ pub fn build(
             });
             set_env(&mut env, proxy_env());
             if policy.net.as_ref().is_some_and(|n| n.inspect()) {
-                let bundle = paths.ca_bundle.as_ref().map_err(|why| PlanError::NoInspectionCa {
-                    profile: policy.profile.clone(),
-                    why: why.clone(),
-                })?;
+                let bundle = paths
+                    .ca_bundle
+                    .as_ref()
+                    .map_err(|why| PlanError::NoInspectionCa {
+                        profile: policy.profile.clone(),
+                        why: why.clone(),
+                    })?;
                 files.push(FileBind {
                     source: bundle.clone(),
                     target: PathBuf::from(SYSTEM_CA_BUNDLE),

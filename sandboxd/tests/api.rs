@@ -5,7 +5,7 @@ use sandbox_proto::v1::exec_response::Msg as Out;
 use sandboxd::api::attach::Watchers;
 use sandboxd::backend::spec::{FileBind, NetPlan};
 use sandboxd::config::DaemonLimits;
-use sandboxd::identity::{passwd_home, resolve_group, Caller};
+use sandboxd::identity::{resolve_group, Account, Caller};
 use sandboxd::plan::{self, DaemonPaths};
 use sandboxd::policy::{ApprovalMode, EffectiveLimits, EffectivePolicy, LandlockMode, NetworkMode};
 use sandboxd::registry::{Info, Registry, RegistryError};
@@ -439,12 +439,19 @@ fn plan_network_modes_and_workspace_next_to_the_daemon() {
 
 #[test]
 fn home_comes_from_passwd_or_an_owned_home_env() {
-    let passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+    let passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1002:1002::relative:/bin/sh\n";
+    let alice = Account::find(1000, passwd);
     assert_eq!(
-        passwd_home(1000, passwd),
-        Some(PathBuf::from("/home/alice"))
+        alice,
+        Some(Account {
+            name: "alice".into(),
+            home: Some(PathBuf::from("/home/alice"))
+        })
     );
-    assert_eq!(passwd_home(1001, passwd), None);
+    assert_eq!(Account::find(1001, passwd), None);
+    // A named user without a usable home.
+    let bob = Account::find(1002, passwd).unwrap();
+    assert_eq!((bob.name.as_str(), bob.home), ("bob", None));
     let u1000 = Caller {
         uid: 1000,
         gid: 1000,
@@ -458,7 +465,7 @@ fn home_comes_from_passwd_or_an_owned_home_env() {
         groups: vec![],
     };
     assert_eq!(
-        plan::caller_home(&u1000, Some(passwd), Some("/tmp")),
+        plan::caller_home(&u1000, alice.as_ref(), Some("/tmp")),
         Path::new("/home/alice")
     );
     let dir = tempfile::tempdir().unwrap();
@@ -466,7 +473,10 @@ fn home_comes_from_passwd_or_an_owned_home_env() {
     std::fs::create_dir(&home).unwrap();
     std::os::unix::fs::chown(&home, Some(1001), Some(1001)).unwrap();
     let h = home.to_str().unwrap();
-    assert_eq!(plan::caller_home(&u1001, Some(passwd), Some(h)), home);
+    assert_eq!(
+        plan::caller_home(&u1001, Account::find(1001, passwd).as_ref(), Some(h)),
+        home
+    );
     // Someone else's directory, a relative path, a symlink, nothing: no home.
     assert_eq!(
         plan::caller_home(&u1000, None, Some(h)),
@@ -1288,7 +1298,8 @@ fn allowlist_policy(profile_toml: &str) -> EffectivePolicy {
     let store = sandboxd::policy::PolicyStore::load(Some(dir.path()), true).unwrap();
     let profile = store.get("net").unwrap();
     let mut p = policy(NetworkMode::Allowlist, &["/srv/ws"]);
-    p.net = Some(sandboxd::net::NetPolicy::from_profile(profile, None, ApprovalMode::Never).unwrap());
+    p.net =
+        Some(sandboxd::net::NetPolicy::from_profile(profile, None, ApprovalMode::Never).unwrap());
     p
 }
 
@@ -1300,19 +1311,37 @@ fn plan_allowlist_points_the_sandbox_at_its_own_proxy_and_resolver() {
         pid: None,
         groups: vec![],
     };
-    let profile = "extends = \"workspace\"\n[network]\nmode = \"allowlist\"\nallow = [\"crates.io\"]\n";
+    let profile =
+        "extends = \"workspace\"\n[network]\nmode = \"allowlist\"\nallow = [\"crates.io\"]\n";
     let mut pol = allowlist_policy(profile);
-    pol.env.push(("HTTP_PROXY".into(), "http://evil.test:1".into()));
+    pol.env
+        .push(("HTTP_PROXY".into(), "http://evil.test:1".into()));
     let plan = plan::build(&pol, &caller, request("/srv/ws"), &paths(), &[]).unwrap();
     let s = &plan.spec;
-    assert!(matches!(s.net, NetPlan::Loopback), "its own namespace, lo only");
+    assert!(
+        matches!(s.net, NetPlan::Loopback),
+        "its own namespace, lo only"
+    );
     assert_eq!(s.landlock.connect_tcp, Some(vec![3128, 1080, 53]));
-    let env = |k: &str| s.env.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
-    assert_eq!(env("HTTP_PROXY"), ["http://127.0.0.1:3128"], "the caller's value is replaced");
+    let env = |k: &str| {
+        s.env
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        env("HTTP_PROXY"),
+        ["http://127.0.0.1:3128"],
+        "the caller's value is replaced"
+    );
     assert_eq!(env("https_proxy"), ["http://127.0.0.1:3128"]);
     assert_eq!(env("ALL_PROXY"), ["socks5h://127.0.0.1:1080"]);
     assert_eq!(env("NO_PROXY"), ["localhost,127.0.0.1,::1"]);
-    assert!(env("SSL_CERT_FILE").is_empty(), "no inspection, no CA variables");
+    assert!(
+        env("SSL_CERT_FILE").is_empty(),
+        "no inspection, no CA variables"
+    );
     assert_eq!(
         s.fs.files,
         [FileBind {
@@ -1324,7 +1353,10 @@ fn plan_allowlist_points_the_sandbox_at_its_own_proxy_and_resolver() {
     // Inspection: the bundle replaces the system one, and the variables point at it.
     let inspecting = allowlist_policy(&format!("{profile}inspect = true\n"));
     let e = plan::build(&inspecting, &caller, request("/srv/ws"), &paths(), &[]).unwrap_err();
-    assert!(e.to_string().contains("no CA in this test") && e.to_string().contains("network.inspect"), "{e}");
+    assert!(
+        e.to_string().contains("no CA in this test") && e.to_string().contains("network.inspect"),
+        "{e}"
+    );
     let mut p = paths();
     p.ca_bundle = Ok("/var/lib/sandboxd/ca/bundle.pem".into());
     let plan = plan::build(&inspecting, &caller, request("/srv/ws"), &p, &[]).unwrap();
@@ -1332,7 +1364,20 @@ fn plan_allowlist_points_the_sandbox_at_its_own_proxy_and_resolver() {
         source: "/var/lib/sandboxd/ca/bundle.pem".into(),
         target: "/etc/ssl/certs/ca-certificates.crt".into()
     }));
-    for k in ["SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO"] {
-        assert!(plan.spec.env.contains(&(k.to_string(), "/etc/ssl/certs/ca-certificates.crt".to_string())), "{k}");
+    for k in [
+        "SSL_CERT_FILE",
+        "CURL_CA_BUNDLE",
+        "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "GIT_SSL_CAINFO",
+        "CARGO_HTTP_CAINFO",
+    ] {
+        assert!(
+            plan.spec.env.contains(&(
+                k.to_string(),
+                "/etc/ssl/certs/ca-certificates.crt".to_string()
+            )),
+            "{k}"
+        );
     }
 }

@@ -8,10 +8,9 @@ use super::attach::Watchers;
 use super::{registry_status, Api};
 use crate::audit::AuditLog;
 use crate::backend::linux::{self, netns, SpawnError};
-use crate::identity::Caller;
+use crate::identity::{Account, Caller};
 use crate::net::addr::host_addresses;
 use crate::net::listen::{Listeners, Served};
-use crate::net::secrets::passwd_name;
 use crate::net::session::Answer;
 use crate::net::{NetPolicy, NetQuery, NetRecord, Phase, Session};
 use crate::plan;
@@ -184,8 +183,9 @@ impl Api {
         let name = name.to_string();
         // Managed, or the caller's own user profile (read now, from their home).
         let env_home = start.env.get("HOME").map(String::as_str);
+        let account = Account::of(caller.uid);
         let profile = self
-            .profile(&caller, env_home, &name)
+            .profile(&caller, account.as_ref(), env_home, &name)
             .map_err(|s| refuse("profile", s))?;
         let profile = &*profile;
         if caller.uid == 0 && !profile.allow_root.value {
@@ -212,7 +212,9 @@ impl Api {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let set_env = start.set_env.clone().into_iter().collect();
-        let ctx = plan::exec_context(&caller, cwd.clone(), env, set_env);
+        let ctx = plan::exec_context(&caller, account.as_ref(), cwd.clone(), env, set_env);
+        // The user name, for the secrets `[secrets] users` gives them.
+        let user = account.map(|a| a.name);
         let policy = resolve(profile, &ctx, &narrow).map_err(policy_refusal)?;
         // What a person must approve first: commands and escalations.
         let gate = self
@@ -228,6 +230,7 @@ impl Api {
             };
             self.launch(
                 &caller,
+                user.as_deref(),
                 start,
                 &name,
                 policy,
@@ -264,6 +267,7 @@ impl Api {
                 };
                 api.launch(
                     &caller,
+                    user.as_deref(),
                     &start,
                     &name,
                     policy,
@@ -289,6 +293,7 @@ impl Api {
     async fn launch(
         &self,
         caller: &Caller,
+        user: Option<&str>,
         start: &pb::ExecStart,
         name: &str,
         policy: EffectivePolicy,
@@ -300,7 +305,7 @@ impl Api {
         let name = name.to_string();
         let cwd = PathBuf::from(&start.cwd);
         let secrets = match &policy.net {
-            Some(_) => self.secrets_for(&caller, start)?,
+            Some(_) => self.secrets_for(&caller, user, start)?,
             None => BTreeMap::new(),
         };
         let slot = self
@@ -425,11 +430,10 @@ impl Api {
     fn secrets_for(
         &self,
         caller: &Caller,
+        user: Option<&str>,
         start: &pb::ExecStart,
     ) -> Result<BTreeMap<String, String>, Refusal> {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let user = passwd_name(caller.uid, &passwd);
-        let mut secrets = self.net.secrets.for_user(caller.uid, user.as_deref());
+        let mut secrets = self.net.secrets.for_user(caller.uid, user);
         for name in &start.secrets {
             let value = start.secret_values.get(name).ok_or_else(|| {
                 let msg = format!("secret {name} was named but no value came with it");

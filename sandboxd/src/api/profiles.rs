@@ -2,7 +2,8 @@
 //! the caller's own user profiles, never acting.
 
 use super::Api;
-use crate::identity::Caller;
+use crate::identity::{Account, Caller};
+use crate::plan::caller_home;
 use crate::policy::user::{UserProfiles, USER_DIR};
 use crate::policy::{check_command, check_path, check_url, Access, Decision, PolicyStore, Profile};
 use pb::check_policy_request::Query;
@@ -11,13 +12,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tonic::Status;
-
-/// The caller's home, where their user profiles live: their passwd entry,
-/// else `env_home` if it is a directory they own (see [`crate::plan::caller_home`]).
-fn home(caller: &Caller, env_home: Option<&str>) -> PathBuf {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok();
-    crate::plan::caller_home(caller, passwd.as_deref(), env_home)
-}
 
 /// The `HOME` of a caller's process, for requests that carry no environment.
 fn process_home(caller: &Caller) -> Option<String> {
@@ -34,18 +28,20 @@ fn summary(p: &Profile) -> pb::ProfileSummary {
 
 impl Api {
     /// The profile `name` for `caller`: a managed one, else one of the
-    /// caller's user profiles (read now, under `home(caller, env_home)`).
-    /// NotFound names the known ones; a refused user profile names its file and line.
+    /// caller's user profiles (read now, under their home: see
+    /// [`caller_home`]). NotFound names the known ones; a refused user
+    /// profile names its file and line.
     pub(super) fn profile(
         &self,
         caller: &Caller,
+        account: Option<&Account>,
         env_home: Option<&str>,
         name: &str,
     ) -> Result<Cow<'_, Profile>, Status> {
         if let Some(p) = self.policies.get(name) {
             return Ok(Cow::Borrowed(p));
         }
-        let home = home(caller, env_home);
+        let home = caller_home(caller, account, env_home);
         let users = UserProfiles {
             store: &self.policies,
             uid: caller.uid,
@@ -69,7 +65,8 @@ impl Api {
 
     pub(super) fn profile_list(&self, caller: &Caller) -> pb::ListProfilesResponse {
         let mut profiles: Vec<pb::ProfileSummary> = self.policies.profiles().map(summary).collect();
-        let home = home(caller, process_home(caller).as_deref());
+        let account = Account::of(caller.uid);
+        let home = caller_home(caller, account.as_ref(), process_home(caller).as_deref());
         let users = UserProfiles {
             store: &self.policies,
             uid: caller.uid,
@@ -102,7 +99,13 @@ impl Api {
         caller: &Caller,
         name: &str,
     ) -> Result<pb::GetProfileResponse, Status> {
-        let profile = self.profile(caller, process_home(caller).as_deref(), name)?;
+        let account = Account::of(caller.uid);
+        let profile = self.profile(
+            caller,
+            account.as_ref(),
+            process_home(caller).as_deref(),
+            name,
+        )?;
         Ok(pb::GetProfileResponse {
             summary: Some(summary(&profile)),
             toml: crate::policy::user::render(&profile),
@@ -120,7 +123,8 @@ impl Api {
             req.profile.as_str()
         };
         let env_home = process_home(caller);
-        let profile = self.profile(caller, env_home.as_deref(), name)?;
+        let account = Account::of(caller.uid);
+        let profile = self.profile(caller, account.as_ref(), env_home.as_deref(), name)?;
         let profile = &*profile;
         let cwd = if req.cwd.is_empty() {
             PathBuf::from("/")
@@ -138,7 +142,8 @@ impl Api {
             .map(|h| ("HOME".to_string(), h))
             .into_iter()
             .collect();
-        let ctx = crate::plan::exec_context(caller, cwd.clone(), env, BTreeMap::new());
+        let ctx =
+            crate::plan::exec_context(caller, account.as_ref(), cwd.clone(), env, BTreeMap::new());
         let path = |p: &str| {
             let p = PathBuf::from(p);
             if p.is_absolute() {

@@ -81,26 +81,9 @@ impl SecretStore {
     }
 }
 
-/// The name of `uid` in `etc_passwd` (the text of /etc/passwd).
-pub fn passwd_name(uid: u32, etc_passwd: &str) -> Option<String> {
-    etc_passwd.lines().find_map(|line| {
-        let mut f = line.split(':');
-        let name = f.next()?;
-        let id: u32 = f.nth(1)?.parse().ok()?;
-        (id == uid).then(|| name.to_string())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_come_from_passwd() {
-        let p = "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-        assert_eq!(passwd_name(1000, p).as_deref(), Some("alice"));
-        assert_eq!(passwd_name(1001, p), None);
-    }
 
     #[test]
     fn files_must_be_private_and_users_are_names_or_uids() {
