@@ -122,18 +122,6 @@ fn ticker(d: &Daemon, ws: &Dir) -> (Running, String) {
     (owner, id)
 }
 
-fn audit(d: &Daemon, uid: u32, groups: &[u32], ws: &Dir) -> Vec<serde_json::Value> {
-    let out = d
-        .agent(uid, &ws.path)
-        .groups(groups)
-        .run(&["audit", "--json"]);
-    out.expect_code(0);
-    out.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 #[test]
 fn the_owner_sees_later_output_on_the_right_streams_and_the_exit_status() {
     let d = Daemon::start();
@@ -156,7 +144,7 @@ fn the_owner_sees_later_output_on_the_right_streams_and_the_exit_status() {
     );
     // Read-only: the owner's output is whole.
     assert!(owner.stdout().contains("first") && owner.stdout().contains("after-attach"));
-    let records = audit(&d, U1, &[], &ws);
+    let records = d.audit(U1, &[], &ws.path);
     assert!(
         records.iter().any(|r| r["kind"] == "attach"
             && r["id"] == id.as_str()
@@ -182,7 +170,7 @@ fn another_user_is_refused_sees_nothing_and_the_refusal_is_audited() {
         out.stderr
     );
     assert!(!out.stderr.contains("warn-"), "{}", out.stderr);
-    let records = audit(&d, U2, &[], &ws2);
+    let records = d.audit(U2, &[], &ws2.path);
     assert!(
         records.iter().any(|r| r["kind"] == "refusal"
             && r["request"] == "attach"
@@ -214,7 +202,7 @@ fn an_admin_group_member_may_attach_to_another_users_sandbox() {
     assert_eq!(attacher.code(30), Some(3), "{}", attacher.stderr());
     assert!(attacher.stdout().contains("seen-by-admin"));
     assert_eq!(owner.code(30), Some(3));
-    let records = audit(&d, U2, &admin, &ws2);
+    let records = d.audit(U2, &admin, &ws2.path);
     assert!(
         records.iter().any(|r| r["kind"] == "attach"
             && r["id"] == id.as_str()

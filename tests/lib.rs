@@ -204,6 +204,17 @@ impl Daemon {
         Agent { socket: self.socket.clone(), uid, groups: vec![], cwd: cwd.to_path_buf(), env: vec![] }
     }
 
+    /// The audit records `uid` (with supplementary `groups`) may read, from
+    /// `agent audit --json` run in `cwd`, parsed.
+    pub fn audit(&self, uid: u32, groups: &[u32], cwd: &Path) -> Vec<serde_json::Value> {
+        let out = self.agent(uid, cwd).groups(groups).run(&["audit", "--json"]);
+        out.expect_code(0);
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
     /// `agent exec [flags] -- sh -c SCRIPT` as `uid` in `cwd`.
     pub fn sh(&self, uid: u32, cwd: &Path, flags: &[&str], script: &str) -> Out {
         let mut args: Vec<&str> = vec!["exec"];

@@ -42,19 +42,6 @@ fn ended(child: &mut Child) -> bool {
     })
 }
 
-/// The caller's audit records (`agent audit --json`), parsed.
-fn audit(d: &Daemon, uid: u32, groups: &[u32], ws: &Dir) -> Vec<serde_json::Value> {
-    let out = d
-        .agent(uid, &ws.path)
-        .groups(groups)
-        .run(&["audit", "--json"]);
-    out.expect_code(0);
-    out.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 fn mentions(records: &[serde_json::Value], word: &str) -> bool {
     records.iter().any(|r| r.to_string().contains(word))
 }
@@ -89,7 +76,7 @@ fn users_see_kill_and_audit_only_their_own_and_admins_all() {
         assert_ne!(k.code, 0, "uid {uid} killed another user's sandbox");
         assert!(k.stderr.contains("another user"), "{}", k.stderr);
         // The audit: own records only, every one of them carrying the caller's uid.
-        let records = audit(&d, uid, &[], ws);
+        let records = d.audit(uid, &[], &ws.path);
         assert!(
             mentions(&records, &format!("\"{mine}\"")),
             "uid {uid}: own exec not in its audit"
@@ -115,7 +102,7 @@ fn users_see_kill_and_audit_only_their_own_and_admins_all() {
         "{}",
         ps.stdout
     );
-    let records = audit(&d, U1, &admin, &ws1);
+    let records = d.audit(U1, &admin, &ws1.path);
     assert!(
         mentions(&records, "\"601\"") && mentions(&records, "\"602\""),
         "admin audit incomplete"
@@ -129,14 +116,14 @@ fn users_see_kill_and_audit_only_their_own_and_admins_all() {
     d.agent(U1, &ws1.path).run(&["kill", &id1]).expect_code(0);
     assert!(ended(&mut c1));
     // The admin's kill is in uid 1001's record of its exec's end; uid 1000 still cannot read it.
-    let records = audit(&d, U2, &[], &ws2);
+    let records = d.audit(U2, &[], &ws2.path);
     assert!(
         records
             .iter()
             .any(|r| r["kind"] == "exec-end" && r["id"] == id2.as_str()),
         "no end for {id2}"
     );
-    assert!(!mentions(&audit(&d, U1, &[], &ws1), &id2));
+    assert!(!mentions(&d.audit(U1, &[], &ws1.path), &id2));
 }
 
 #[test]
@@ -164,7 +151,7 @@ fn sandbox_limits_refuse_with_the_limit_named() {
         out.stderr
     );
     // Refusals are audited, as the caller's own.
-    let refusals = audit(&d, U3, &[], &ws3);
+    let refusals = d.audit(U3, &[], &ws3.path);
     assert!(
         refusals
             .iter()
