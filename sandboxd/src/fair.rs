@@ -5,8 +5,15 @@
 //! then weigh on the CPU about as much as two short execs of another, so
 //! one user's flood does not starve another's commands.
 //!
+//! Where the kernel groups each session for scheduling (autogroup, on by
+//! default on Debian), a nice value weighs only against the threads of its
+//! own session, and the command runs in a session of its own: the session's
+//! autogroup is lowered to the same nice too.
+//!
 //! A sandbox cannot undo it: raising priority takes `CAP_SYS_NICE` (or an
-//! `RLIMIT_NICE` the sandbox does not get). Cgroup moves were not used for
+//! `RLIMIT_NICE` the sandbox does not get). It can escape the autogroup's
+//! share by starting a new session (`setsid`), whose group starts at 0; the
+//! next pass of the walk lowers groups it finds, not ones made later. Cgroup moves were not used for
 //! this: on cgroup v1 every move stops all forks on the host for an RCU
 //! grace period, which under load stalled everyone for seconds.
 //!
@@ -50,8 +57,11 @@ pub fn lower_later(init: i32) {
     });
 }
 
-/// Sets nice [`NICE`] on every thread of `init`'s process tree.
+/// Sets nice [`NICE`] on every thread of `init`'s process tree, and on the
+/// autogroup of every session in it other than the daemon's own.
 fn lower(init: i32) {
+    // SAFETY: getsid on ourselves.
+    let ours = unsafe { libc::getsid(0) };
     let mut done: Vec<i32> = Vec::new();
     for _ in 0..PASSES {
         let todo: Vec<i32> = threads(init)
@@ -70,8 +80,24 @@ fn lower(init: i32) {
                     tracing::warn!(pid = init, tid, error = %e, "lowering a long-running sandbox");
                 }
             }
+            // SAFETY: getsid on a thread id; a thread gone meanwhile gives -1.
+            let sid = unsafe { libc::getsid(tid) };
+            if sid > 0 && sid != ours {
+                lower_autogroup(init, tid);
+            }
             done.push(tid);
         }
+    }
+}
+
+/// Sets the nice of the autogroup `tid` belongs to. Without autogroup
+/// support the file is missing: nothing to do.
+fn lower_autogroup(init: i32, tid: i32) {
+    match fs::write(format!("/proc/{tid}/autogroup"), NICE.to_string()) {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+        Err(e) => tracing::warn!(pid = init, tid, error = %e, "lowering a sandbox's autogroup"),
     }
 }
 
@@ -115,10 +141,19 @@ mod tests {
             .unwrap()
     }
 
+    fn autogroup(pid: i32) -> String {
+        fs::read_to_string(format!("/proc/{pid}/autogroup")).unwrap_or_default()
+    }
+
     #[test]
     fn a_process_tree_is_lowered_and_its_children_inherit() {
+        let mine = autogroup(std::process::id() as i32);
+        // Part of the tree runs in a session of its own, as a command does.
         let mut child = std::process::Command::new("/bin/sh")
-            .args(["-c", "sleep 30 & sleep 0.5; sleep 31 & wait"])
+            .args([
+                "-c",
+                "setsid sleep 29 & sleep 30 & sleep 0.5; sleep 31 & wait",
+            ])
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(200));
@@ -130,6 +165,21 @@ mod tests {
         assert!(all.len() >= 3, "{all:?}");
         for p in &all {
             assert_eq!(nice(*p), NICE as i64, "pid {p}");
+        }
+        // The other session's group is lowered, ours (shared with the tree's
+        // first processes) is not.
+        if std::path::Path::new("/proc/self/autogroup").exists() {
+            // SAFETY: getsid on pids of the tree.
+            let own_session = |p: &i32| unsafe { libc::getsid(*p) } == *p;
+            let leaders: Vec<i32> = all.iter().copied().filter(own_session).collect();
+            assert_eq!(leaders.len(), 1, "{all:?}");
+            assert!(
+                autogroup(leaders[0]).ends_with(&format!("nice {NICE}\n")),
+                "{}",
+                autogroup(leaders[0])
+            );
+            assert_eq!(autogroup(std::process::id() as i32), mine);
+            assert!(mine.ends_with("nice 0\n"), "{mine}");
         }
         for p in all {
             let _ = nix::sys::signal::kill(
