@@ -588,29 +588,50 @@ fn reap(pidfd: &OwnedFd) -> Option<Status> {
 /// Reads the rest of the init's report stream (it ends when the init is gone)
 /// and returns its last `Exited` message, bounded in time.
 async fn read_exit_report(fd: OwnedFd) -> Option<InitReport> {
-    let afd = async_fd(fd, Interest::READABLE).ok()?;
+    set_nonblocking(fd.as_raw_fd()).ok()?;
     let mut data = Vec::new();
-    let read_all = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            let Ok(mut guard) = afd.readable().await else {
-                return;
-            };
-            match guard.try_io(|inner| sys_read(inner.get_ref(), &mut buf)) {
-                Ok(Ok(0)) => return,
-                Ok(Ok(n)) => {
-                    data.extend_from_slice(&buf[..n]);
-                    if data.len() > 1 << 20 {
-                        return;
-                    }
-                }
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(Err(_)) => return,
-                Err(_would_block) => {}
+    let mut buf = [0u8; 4096];
+    // The init has exited: its report is normally all there, then EOF. Read
+    // it directly; only a report still on its way waits for the reactor.
+    let done = |data: &mut Vec<u8>, r: io::Result<usize>, buf: &[u8]| -> Option<bool> {
+        match r {
+            Ok(0) => Some(true),
+            Ok(n) => {
+                data.extend_from_slice(&buf[..n]);
+                Some(data.len() > 1 << 20)
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Some(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(_) => Some(true),
         }
     };
-    let _ = tokio::time::timeout(REPORT_WAIT, read_all).await;
+    let pending = loop {
+        let r = sys_read(&fd, &mut buf);
+        match done(&mut data, r, &buf) {
+            Some(true) => break false,
+            Some(false) => {}
+            None => break true,
+        }
+    };
+    if pending {
+        let afd = register(fd, Interest::READABLE).ok()?;
+        let read_all = async {
+            loop {
+                let Ok(mut guard) = afd.readable().await else {
+                    return;
+                };
+                match guard.try_io(|inner| sys_read(inner.get_ref(), &mut buf)) {
+                    Ok(r) => {
+                        if done(&mut data, r, &buf) == Some(true) {
+                            return;
+                        }
+                    }
+                    Err(_would_block) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(REPORT_WAIT, read_all).await;
+    }
     data.rsplit(|b| *b == b'\n')
         .filter_map(|line| serde_json::from_slice::<InitReport>(line).ok())
         .find(|r| matches!(r, InitReport::Exited { .. }))
