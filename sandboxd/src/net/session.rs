@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// How long an approval request waits for its answer; then it is a deny.
 pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest time the end record of a connection waits in the audit log's
+/// queue for another record's flush before it is flushed on its own.
+pub const END_RECORD_DELAY: Duration = Duration::from_millis(5);
 
 /// Whether a record is the decision (written before the action proceeds) or
 /// the end of an allowed connection (with its byte counts and duration).
@@ -125,6 +128,12 @@ impl Session {
     /// Writes `r` to the audit log (fsync'ed) and sends it on the exec's
     /// stream (dropped there, not in the log, when the client lags). An
     /// allowed action proceeds only after this returned `Ok`.
+    ///
+    /// A decision returns once its record is on disk. The end of a
+    /// connection gates nothing: its record is queued and goes to disk with
+    /// the next flush (the next decision's, an exec's end, or at the latest
+    /// [`END_RECORD_DELAY`] later), so the next connection does not wait for
+    /// an fsync of its own behind it.
     pub async fn record(&self, r: NetRecord) -> Result<(), NotAudited> {
         let kind = match r.phase {
             Phase::Decision => "network",
@@ -147,9 +156,18 @@ impl Session {
             "bytes_down": r.bytes_down,
             "duration_ms": r.duration_ms,
         });
-        let written = self.audit.append(kind, fields).await;
+        let written = match r.phase {
+            Phase::Decision => self.audit.append(kind, fields).await.map(|_| ()),
+            Phase::End => self.audit.enqueue(kind, fields).inspect(|()| {
+                let audit = Arc::clone(&self.audit);
+                tokio::spawn(async move {
+                    tokio::time::sleep(END_RECORD_DELAY).await;
+                    let _ = tokio::task::spawn_blocking(move || audit.flush_queued()).await;
+                });
+            }),
+        };
         let _ = self.events.try_send(r);
-        written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
+        written.map_err(|e| NotAudited(e.to_string()))
     }
 
     /// Asks the person about `q` (unless already approved for this exec);
