@@ -4,15 +4,16 @@
 //! Concurrent appends share one write and one fsync (group commit): the
 //! first to find no flush running writes every record queued so far, the
 //! others wait for it. [`enqueue`](AuditLog::enqueue) queues a record
-//! nobody waits for (the end of a connection): it rides with the next flush,
-//! so it never costs a waiting appender an fsync of its own. The file is opened by its path for each flush, so a
-//! log that has become unwritable (read-only mount, removed directory) fails
-//! the next append rather than going on into a stale file.
+//! nobody waits for (the end of a connection): it rides with the next
+//! flush, so it never costs a waiting appender an fsync of its own. The
+//! file is opened by its path for each flush, so a log that has become
+//! unwritable (read-only mount, removed directory) fails the next append
+//! rather than going on into a stale file.
 
 use super::{files, record_hash, rfc3339, rotated, sha256_hex, FILE_NAME, GENESIS};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -243,7 +244,10 @@ impl AuditLog {
                 return Err(AuditError::Poisoned { path: self.path() });
             }
             if state.flushing {
-                state = self.flushed.wait(state).unwrap_or_else(|p| p.into_inner());
+                state = self
+                    .flushed
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
             } else {
                 state = self.flush(state);
             }

@@ -119,13 +119,7 @@ impl AuditQueue {
     /// Writes queued records (about in arrival order) until closed and empty.
     async fn write(self: Arc<Self>) {
         loop {
-            let batch = std::mem::take(
-                &mut self
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .waiting,
-            );
+            let batch = std::mem::take(&mut self.pending.lock().unwrap_or_else(|p| p.into_inner()).waiting);
             if batch.is_empty() {
                 if self.closed.load(Ordering::Acquire) {
                     return;
@@ -138,14 +132,9 @@ impl AuditQueue {
             // Up to WRITERS appends at once, so the log's group commit
             // shares one fsync among them.
             let mut writing = JoinSet::new();
-            for Entry {
-                count, mut record, ..
-            } in batch
-            {
+            for Entry { count, mut record, .. } in batch {
                 if count > 1 {
-                    record
-                        .reason
-                        .push_str(&format!(" ({count} identical queries)"));
+                    record.reason.push_str(&format!(" ({count} identical queries)"));
                 }
                 if writing.len() >= WRITERS {
                     self.written(writing.join_next().await);
@@ -188,16 +177,9 @@ fn record(q: &Question, d: NetDecision) -> NetRecord {
     let (verdict, reason) = match d.verdict {
         Verdict::Allow if !forwarded => (
             Verdict::Allow,
-            format!(
-                "{}; type {} answered empty, not forwarded",
-                d.reason,
-                q.type_name()
-            ),
+            format!("{}; type {} answered empty, not forwarded", d.reason, q.type_name()),
         ),
-        Verdict::Prompt => (
-            Verdict::Deny,
-            format!("{}; not resolved without approval", d.reason),
-        ),
+        Verdict::Prompt => (Verdict::Deny, format!("{}; not resolved without approval", d.reason)),
         v => (v, d.reason),
     };
     NetRecord {

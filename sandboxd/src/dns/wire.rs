@@ -442,10 +442,7 @@ mod tests {
         push_address(&mut out, "2001:db8::1".parse().unwrap(), 30);
         let back = answers(&out, 0x1234, q.key()).unwrap();
         let mut seen = Vec::new();
-        for_each_record(&out, &back, |r| {
-            seen.push((r.rtype, r.ttl, r.data.len(), r.answer))
-        })
-        .unwrap();
+        for_each_record(&out, &back, |r| seen.push((r.rtype, r.ttl, r.data.len(), r.answer))).unwrap();
         assert_eq!(seen, [(TYPE_A, 60, 4, true), (TYPE_AAAA, 30, 16, true)]);
         assert_eq!(answers(&out, 0x1235, q.key()).map(|q| q.end), None);
     }
