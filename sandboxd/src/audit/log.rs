@@ -211,14 +211,28 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Writes whatever is queued (after any flush already running).
-    pub fn flush_queued(&self) {
+    /// Writes whatever is queued (after any flush already running); the
+    /// error when that write failed or the log is poisoned.
+    pub fn flush_queued(&self) -> Result<(), AuditError> {
         let mut state = self.lock();
         while state.flushing {
             state = self.flushed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
-        if !state.queued.is_empty() && !state.poisoned {
-            drop(self.flush(state));
+        if state.poisoned {
+            return Err(AuditError::Poisoned { path: self.path() });
+        }
+        if state.queued.is_empty() {
+            return Ok(());
+        }
+        let before = state.seq;
+        let state = self.flush(state);
+        match state.seq > before {
+            true => Ok(()),
+            false => Err(AuditError::Io {
+                path: self.path(),
+                action: "write",
+                source: io::Error::other("the queued records could not be written"),
+            }),
         }
     }
 
@@ -304,16 +318,16 @@ impl AuditLog {
                         message: other.to_string(),
                     },
                 };
+                let mut lost = 0;
                 for (ticket, _) in tickets {
                     if state.unawaited.remove(&ticket) {
-                        tracing::warn!(
-                            "audit record not written: {}: {}",
-                            failure.action,
-                            failure.message
-                        );
+                        lost += 1;
                     } else {
                         state.outcomes.insert(ticket, Err(failure.clone()));
                     }
+                }
+                if lost > 0 {
+                    tracing::warn!("audit log: {lost} queued records not written: {}: {}", failure.action, failure.message);
                 }
                 state.poisoned |= !undone;
             }
