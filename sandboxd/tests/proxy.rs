@@ -624,8 +624,15 @@ async fn sequential_tunnels_keep_decisions_before_ends_in_an_intact_chain() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let records = p.records();
-    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "network-end").count(), TUNNELS, "{kinds:?}");
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "network-end").count(),
+        TUNNELS,
+        "{kinds:?}"
+    );
     // Each end follows a decision not yet ended.
     let mut open = 0;
     for k in &kinds {
