@@ -327,7 +327,11 @@ impl AuditLog {
                     }
                 }
                 if lost > 0 {
-                    tracing::warn!("audit log: {lost} queued records not written: {}: {}", failure.action, failure.message);
+                    tracing::warn!(
+                        "audit log: {lost} queued records not written: {}: {}",
+                        failure.action,
+                        failure.message
+                    );
                 }
                 state.poisoned |= !undone;
             }

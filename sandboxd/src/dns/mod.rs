@@ -36,11 +36,7 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Serves `udp` and `tcp` (bound inside the sandbox) until dropped; dropping
 /// it ends every connection it started.
-pub async fn serve(
-    udp: std::net::UdpSocket,
-    tcp: std::net::TcpListener,
-    session: Arc<Session>,
-) -> std::io::Result<()> {
+pub async fn serve(udp: std::net::UdpSocket, tcp: std::net::TcpListener, session: Arc<Session>) -> std::io::Result<()> {
     udp.set_nonblocking(true)?;
     tcp.set_nonblocking(true)?;
     let udp = Arc::new(UdpSocket::from_std(udp)?);
@@ -55,10 +51,7 @@ pub async fn serve(
     let mut datagrams = Datagrams::new();
     let mut replies = Replies::new();
     loop {
-        let n = match udp
-            .async_io(Interest::READABLE, || datagrams.recv(fd))
-            .await
-        {
+        let n = match udp.async_io(Interest::READABLE, || datagrams.recv(fd)).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("DNS: UDP receive: {e}");
@@ -85,8 +78,7 @@ pub async fn serve(
                     if tasks.len() >= MAX_FORWARDS {
                         continue;
                     }
-                    let (filter, udp, query) =
-                        (Arc::clone(&filter), Arc::clone(&udp), query.to_vec());
+                    let (filter, udp, query) = (Arc::clone(&filter), Arc::clone(&udp), query.to_vec());
                     tasks.spawn(async move {
                         let mut out = filter.forward(&query, &q).await;
                         if out.len() > q.udp_size {
@@ -102,11 +94,9 @@ pub async fn serve(
         }
         let mut sent = 0;
         while sent < replies.len() {
-            match udp
-                .async_io(Interest::WRITABLE, || replies.send(fd, sent))
-                .await
-            {
-                Ok(k) => sent += k,
+            match udp.async_io(Interest::WRITABLE, || replies.send(fd, sent)).await {
+                // sendmmsg sends at least one message or fails.
+                Ok(k) => sent += k.max(1),
                 Err(e) => {
                     // That one reply is lost (the client asks again); the rest still go.
                     tracing::debug!("DNS: UDP reply: {e}");
@@ -230,10 +220,7 @@ async fn serve_tcp(mut s: TcpStream, filter: Arc<Filter>) {
             _ => return,
         };
         let m = &mut buf[..len];
-        if !matches!(
-            tokio::time::timeout(TCP_IDLE, s.read_exact(m)).await,
-            Ok(Ok(_))
-        ) {
+        if !matches!(tokio::time::timeout(TCP_IDLE, s.read_exact(m)).await, Ok(Ok(_))) {
             return;
         }
         match filter.handle(m, &mut out) {
