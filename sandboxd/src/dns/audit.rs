@@ -1,10 +1,10 @@
 //! The DNS server's audit records, written by one task (a batch at a time,
-//! with one write and one fsync) so that no answer
-//! waits for the disk. Identical questions (same name and type, hence the
-//! same decision) that arrive while earlier ones wait to be written are
-//! folded into one record that counts them, so a flood of queries costs the
-//! log one line per distinct question; past [`MAX_PENDING`] distinct waiting
-//! questions new ones are not answered at all (nothing goes unrecorded).
+//! with one write and one fsync) so that no answer waits for the disk.
+//! Identical questions (same name and type, hence the same decision) that
+//! arrive while earlier ones wait to be written are folded into one record
+//! that counts them, so a flood of queries costs the log one line per
+//! distinct question; past [`MAX_PENDING`] distinct waiting questions new
+//! ones are not answered at all (nothing goes unrecorded).
 
 use super::wire::Question;
 use crate::net::session::NotAudited;
