@@ -68,12 +68,14 @@ fn upstream_answer(query: &[u8], seen: &Mutex<Vec<(String, RecordType)>>, tcp: b
         return Some(r);
     }
     let owner = question.name().clone();
+    // Names under short.ok.test are given for one second only.
+    let ttl = if name.ends_with("short.ok.test") { 1 } else { 60 };
     match question.query_type() {
         RecordType::A => {
-            r.add_answer(Record::from_rdata(owner, 60, RData::A(A(UPSTREAM_V4))));
+            r.add_answer(Record::from_rdata(owner, ttl, RData::A(A(UPSTREAM_V4))));
         }
         RecordType::AAAA => {
-            r.add_answer(Record::from_rdata(owner, 60, RData::AAAA(AAAA(UPSTREAM_V6))));
+            r.add_answer(Record::from_rdata(owner, ttl, RData::AAAA(AAAA(UPSTREAM_V6))));
         }
         _ => {}
     }
@@ -453,6 +455,73 @@ async fn answers_are_cached_and_dropping_the_server_frees_its_sockets() {
         assert!(Instant::now() < deadline, "the server's sockets outlived it");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_answers_expire_with_their_ttl() {
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+    for _ in 0..2 {
+        let m = ask(srv.udp, "short.ok.test.", RecordType::A).await;
+        assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
+    }
+    assert_eq!(up.saw("short.ok.test"), 1, "the second lookup within the TTL is the cache's");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let m = ask(srv.udp, "short.ok.test.", RecordType::A).await;
+    assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
+    assert_eq!(up.saw("short.ok.test"), 2, "past its TTL the answer is asked again");
+}
+
+/// Many queries at once, from several sockets, without waiting for the
+/// replies: every one is answered (the server reads and replies in batches),
+/// each with its own id and question, and denied names still never leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_queries_is_answered_in_full() {
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+    const SOCKETS: usize = 4;
+    const EACH: usize = 100;
+    let mut clients = Vec::new();
+    for c in 0..SOCKETS {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut sent = std::collections::HashMap::new();
+        for i in 0..EACH {
+            let name = match i % 4 {
+                0 => "static.test.".to_string(),
+                1 => format!("h{i}.evil.example."),
+                2 => "burst.ok.test.".to_string(),
+                _ => "bad.ok.test.".to_string(),
+            };
+            let id = (c * EACH + i) as u16;
+            let mut m = Message::new();
+            m.set_id(id)
+                .set_recursion_desired(true)
+                .add_query(Query::query(Name::from_str(&name).unwrap(), RecordType::A));
+            s.send_to(&m.to_vec().unwrap(), srv.udp).await.unwrap();
+            sent.insert(id, name);
+        }
+        clients.push((s, sent));
+    }
+    for (s, mut sent) in clients {
+        let mut buf = vec![0u8; 4096];
+        while !sent.is_empty() {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{} queries unanswered, e.g. {:?}", sent.len(), sent.values().next()))
+                .unwrap();
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            let name = sent.remove(&m.id()).expect("a reply to a query sent, once");
+            assert_eq!(m.queries()[0].name().to_ascii(), name);
+            let want = match name.as_str() {
+                "static.test." => (ResponseCode::NoError, vec![IpAddr::from([10, 0, 0, 5])]),
+                "burst.ok.test." => (ResponseCode::NoError, vec![IpAddr::V4(UPSTREAM_V4)]),
+                _ => (ResponseCode::NXDomain, vec![]),
+            };
+            assert_eq!((m.response_code(), addrs(&m)), want, "{name}");
+        }
+    }
+    let seen = up.seen.lock().unwrap();
+    assert!(seen.iter().all(|(n, _)| n == "burst.ok.test"), "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

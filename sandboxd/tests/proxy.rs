@@ -592,6 +592,62 @@ async fn connect_tunnels_to_an_echo_server_and_audits_the_bytes() {
     );
 }
 
+/// Tunnels in sequence on the daemon's kind of runtime (decisions are
+/// written on the calling worker there; end records are queued and ride
+/// with the next flush): each tunnel's decision is in the log before its
+/// end, every end record reaches the disk without further traffic, and the
+/// chain stays intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_tunnels_keep_decisions_before_ends_in_an_intact_chain() {
+    let (_origin, echo, p) = setup().await;
+    let e = echo.port;
+    const TUNNELS: usize = 5;
+    for i in 0..TUNNELS {
+        let mut c = TcpStream::connect(p.http).await.unwrap();
+        c.write_all(format!("CONNECT allowed.test:{e} HTTP/1.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut head = [0u8; 39];
+        c.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200 Connection established\r\n\r\n");
+        let ping = format!("tunnel {i}");
+        c.write_all(ping.as_bytes()).await.unwrap();
+        let mut back = vec![0u8; ping.len()];
+        c.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, ping.as_bytes());
+    }
+    let is_end = |r: &Value| r["kind"] == "network-end" && r["protocol"] == "connect";
+    for _ in 0..100 {
+        if p.records().iter().filter(|r| is_end(r)).count() == TUNNELS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let records = p.records();
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "network-end").count(),
+        TUNNELS,
+        "{kinds:?}"
+    );
+    // Each end follows a decision not yet ended.
+    let mut open = 0;
+    for k in &kinds {
+        match *k {
+            "network" => open += 1,
+            _ => {
+                assert!(open > 0, "an end record before its decision: {kinds:?}");
+                open -= 1;
+            }
+        }
+    }
+    let summary = sandboxd::audit::verify(p.audit_dir.path()).unwrap();
+    assert_eq!(summary.records, 2 * TUNNELS as u64);
+}
+
 /// SOCKS5 greeting and CONNECT to a name; returns the reply code.
 async fn socks_connect(p: &Proxy, atyp: u8, addr: &[u8], port: u16) -> (u8, TcpStream) {
     let mut c = TcpStream::connect(p.socks).await.unwrap();

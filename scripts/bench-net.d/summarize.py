@@ -14,6 +14,8 @@ import sys
 
 PROXIES = ['direct', 'squid', 'tinyproxy', 'sandboxd']
 DNS = ['sandboxd', 'dnsmasq']
+# The measurements scripts/bench-net made (BENCH_NET_STEPS); the others are not reported.
+STEPS = os.environ.get('BENCH_NET_STEPS', 'latency thru conc dns').split()
 
 
 def read(path):
@@ -66,35 +68,38 @@ def proxy_column(out, column, runs):
             res['refusal'] = refusal.group(1)
     p50, p99, gib, served, setup = [], [], [], [], []
     for run in range(1, runs + 1):
-        stdout, err = step(out, column, f'latency.{run}')
-        j = bench_json(stdout)
-        if err or not j or not j['connect_plus_1rtt'].get('n'):
-            res['errors'].append(f'latency round {run}: {err or "no result"}')
-        else:
-            p50.append(j['connect_plus_1rtt']['p50_ms'])
-            p99.append(j['connect_plus_1rtt']['p99_ms'])
-            if j['errors']:
-                res['errors'].append(f'latency round {run}: {j["errors"]} failed connections')
-        stdout, err = step(out, column, f'thru.{run}')
-        j = bench_json(stdout)
-        if err or not j:
-            res['errors'].append(f'thru round {run}: {err or "no result"}')
-        elif j['bytes'] != j['expected']:
-            res['errors'].append(f'thru round {run}: {j["bytes"]} of {j["expected"]} bytes')
-        else:
-            gib.append(j['MiB_per_s'] / 1024)
-        stdout, err = step(out, column, f'conc.{run}')
-        j = bench_json(stdout)
-        if err or not j:
-            res['errors'].append(f'conc round {run}: {err or "no result"}')
-        else:
-            # A tunnel fails at most once: at its set-up or in its round trips.
-            served.append(j['C'] - j['errors'])
-            res['conc_of'] = j['C']
-            if 'setup_under_load' in j:
-                setup.append(j['setup_under_load']['p50_ms'])
-            if j['errors']:
-                res['errors'].append(f'conc round {run}: {j["errors"]} errors, e.g. {j["error_samples"][:1]}')
+        if 'latency' in STEPS:
+            stdout, err = step(out, column, f'latency.{run}')
+            j = bench_json(stdout)
+            if err or not j or not j['connect_plus_1rtt'].get('n'):
+                res['errors'].append(f'latency round {run}: {err or "no result"}')
+            else:
+                p50.append(j['connect_plus_1rtt']['p50_ms'])
+                p99.append(j['connect_plus_1rtt']['p99_ms'])
+                if j['errors']:
+                    res['errors'].append(f'latency round {run}: {j["errors"]} failed connections')
+        if 'thru' in STEPS:
+            stdout, err = step(out, column, f'thru.{run}')
+            j = bench_json(stdout)
+            if err or not j:
+                res['errors'].append(f'thru round {run}: {err or "no result"}')
+            elif j['bytes'] != j['expected']:
+                res['errors'].append(f'thru round {run}: {j["bytes"]} of {j["expected"]} bytes')
+            else:
+                gib.append(j['MiB_per_s'] / 1024)
+        if 'conc' in STEPS:
+            stdout, err = step(out, column, f'conc.{run}')
+            j = bench_json(stdout)
+            if err or not j:
+                res['errors'].append(f'conc round {run}: {err or "no result"}')
+            else:
+                # A tunnel fails at most once: at its set-up or in its round trips.
+                served.append(j['C'] - j['errors'])
+                res['conc_of'] = j['C']
+                if 'setup_under_load' in j:
+                    setup.append(j['setup_under_load']['p50_ms'])
+                if j['errors']:
+                    res['errors'].append(f'conc round {run}: {j["errors"]} errors, e.g. {j["error_samples"][:1]}')
     res.update({
         'connect_1rtt_p50_ms': median(p50), 'connect_1rtt_p99_ms': median(p99),
         'tunnel_GiB_per_s': median(gib),
@@ -150,7 +155,7 @@ def main():
     out, runs, columns = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
     json_file = sys.argv[4] if len(sys.argv) > 4 else ''
     proxies = {c: proxy_column(out, c, runs) for c in PROXIES if c in columns}
-    dns = {c: dns_column(out, c, runs) for c in DNS if c in columns}
+    dns = {c: dns_column(out, c, runs) for c in DNS if c in columns and 'dns' in STEPS}
 
     squid_p50 = proxies.get('squid', {}).get('connect_1rtt_p50_ms')
     direct_gib = proxies.get('direct', {}).get('tunnel_GiB_per_s')

@@ -3,14 +3,17 @@
 //! written and fsync'ed, so the caller can hold its action until then.
 //! Concurrent appends share one write and one fsync (group commit): the
 //! first to find no flush running writes every record queued so far, the
-//! others wait for it. The file is opened by its path for each flush, so a
-//! log that has become unwritable (read-only mount, removed directory) fails
-//! the next append rather than going on into a stale file.
+//! others wait for it. [`enqueue`](AuditLog::enqueue) queues a record
+//! nobody waits for (the end of a connection): it rides with the next
+//! flush, so it never costs a waiting appender an fsync of its own. The
+//! file is opened by its path for each flush, so a log that has become
+//! unwritable (read-only mount, removed directory) fails the next append
+//! rather than going on into a stale file.
 
 use super::{files, record_hash, rfc3339, rotated, sha256_hex, FILE_NAME, GENESIS};
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -66,6 +69,8 @@ struct State {
     flushing: bool,
     /// Outcomes of flushed records by ticket, until their appender takes them.
     outcomes: HashMap<u64, Result<u64, Failure>>,
+    /// Tickets of queued records whose outcome nobody takes ([`AuditLog::enqueue`]).
+    unawaited: HashSet<u64>,
     /// A failed write left bytes that could not be removed.
     poisoned: bool,
 }
@@ -160,6 +165,7 @@ impl AuditLog {
                 next_ticket: 0,
                 flushing: false,
                 outcomes: HashMap::new(),
+                unawaited: HashSet::new(),
                 poisoned: false,
             }),
             flushed: Condvar::new(),
@@ -184,6 +190,50 @@ impl AuditLog {
         tokio::task::spawn_blocking(move || log.append_blocking(&kind, fields))
             .await
             .map_err(|e| AuditError::Thread(e.to_string()))?
+    }
+
+    /// Queues a `kind` record that nothing waits for: it is chained and
+    /// written with the next flush (the next [`append`](Self::append)'s, or
+    /// [`flush_queued`](Self::flush_queued)'s, which the caller arranges).
+    /// A failure to write it is logged, not returned.
+    pub fn enqueue(&self, kind: &str, fields: Value) -> Result<(), AuditError> {
+        let Value::Object(record) = fields else {
+            return Err(AuditError::Fields { kind: kind.into() });
+        };
+        let mut state = self.lock();
+        if state.poisoned {
+            return Err(AuditError::Poisoned { path: self.path() });
+        }
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.unawaited.insert(ticket);
+        state.queued.push((ticket, kind.to_string(), record));
+        Ok(())
+    }
+
+    /// Writes whatever is queued (after any flush already running); the
+    /// error when that write failed or the log is poisoned.
+    pub fn flush_queued(&self) -> Result<(), AuditError> {
+        let mut state = self.lock();
+        while state.flushing {
+            state = self.flushed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        if state.poisoned {
+            return Err(AuditError::Poisoned { path: self.path() });
+        }
+        if state.queued.is_empty() {
+            return Ok(());
+        }
+        let before = state.seq;
+        let state = self.flush(state);
+        match state.seq > before {
+            true => Ok(()),
+            false => Err(AuditError::Io {
+                path: self.path(),
+                action: "write",
+                source: io::Error::other("the queued records could not be written"),
+            }),
+        }
     }
 
     /// [`append`](Self::append) on the calling thread.
@@ -250,7 +300,9 @@ impl AuditLog {
                 state.seq = seq;
                 state.prev = prev;
                 for (ticket, seq) in tickets {
-                    state.outcomes.insert(ticket, Ok(seq));
+                    if !state.unawaited.remove(&ticket) {
+                        state.outcomes.insert(ticket, Ok(seq));
+                    }
                 }
             }
             Err((e, undone)) => {
@@ -266,8 +318,20 @@ impl AuditLog {
                         message: other.to_string(),
                     },
                 };
+                let mut lost = 0;
                 for (ticket, _) in tickets {
-                    state.outcomes.insert(ticket, Err(failure.clone()));
+                    if state.unawaited.remove(&ticket) {
+                        lost += 1;
+                    } else {
+                        state.outcomes.insert(ticket, Err(failure.clone()));
+                    }
+                }
+                if lost > 0 {
+                    tracing::warn!(
+                        "audit log: {lost} queued records not written: {}: {}",
+                        failure.action,
+                        failure.message
+                    );
                 }
                 state.poisoned |= !undone;
             }

@@ -1,9 +1,10 @@
-//! The DNS server's audit records, written by one task so that no answer
-//! waits for the disk. Identical questions (same name and type, hence the
-//! same decision) that arrive while earlier ones wait to be written are
-//! folded into one record that counts them, so a flood of queries costs the
-//! log one line per distinct question; past [`MAX_PENDING`] distinct waiting
-//! questions new ones are not answered at all (nothing goes unrecorded).
+//! The DNS server's audit records, written by one task (a batch at a time,
+//! with one write and one fsync) so that no answer waits for the disk.
+//! Identical questions (same name and type, hence the same decision) that
+//! arrive while earlier ones wait to be written are folded into one record
+//! that counts them, so a flood of queries costs the log one line per
+//! distinct question; past [`MAX_PENDING`] distinct waiting questions new
+//! ones are not answered at all (nothing goes unrecorded).
 
 use super::wire::Question;
 use crate::net::session::NotAudited;
@@ -13,14 +14,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 
 /// Most distinct questions waiting to be written.
 pub const MAX_PENDING: usize = 4096;
 /// Pause between batches of records.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(500);
-/// Records written at once.
-const WRITERS: usize = 32;
 
 /// Records waiting for the writer task.
 pub struct AuditQueue {
@@ -129,22 +127,16 @@ impl AuditQueue {
             }
             let mut batch: Vec<Entry> = batch.into_values().collect();
             batch.sort_unstable_by_key(|e| e.order);
-            // Up to WRITERS appends at once, so the log's group commit
-            // shares one fsync among them.
-            let mut writing = JoinSet::new();
+            // Queued in order, then written with one write and one fsync.
+            let mut queued = Ok(());
             for Entry { count, mut record, .. } in batch {
                 if count > 1 {
                     record.reason.push_str(&format!(" ({count} identical queries)"));
                 }
-                if writing.len() >= WRITERS {
-                    self.written(writing.join_next().await);
-                }
-                let session = Arc::clone(&self.session);
-                writing.spawn(async move { session.record(record).await });
+                queued = queued.and(self.session.queue(record));
             }
-            while let Some(r) = writing.join_next().await {
-                self.written(Some(r));
-            }
+            let flushed = self.session.flush_queued().await;
+            self.written(queued.and(flushed));
             // Let repeats of the same questions gather, to fold them: a flood
             // of queries then costs the log a few lines a second per name.
             if !self.closed.load(Ordering::Acquire) {
@@ -153,19 +145,14 @@ impl AuditQueue {
         }
     }
 
-    /// Notes how one append went: a failure stops the answers until one succeeds.
-    fn written(&self, r: Option<Result<Result<(), NotAudited>, tokio::task::JoinError>>) {
+    /// Notes how one batch went: a failure stops the answers until a batch is written.
+    fn written(&self, r: Result<(), NotAudited>) {
         match r {
-            Some(Ok(Ok(()))) => self.failing.store(false, Ordering::Relaxed),
-            Some(Ok(Err(e))) => {
+            Ok(()) => self.failing.store(false, Ordering::Relaxed),
+            Err(e) => {
                 tracing::error!("DNS: {e}");
                 self.failing.store(true, Ordering::Relaxed);
             }
-            Some(Err(e)) => {
-                tracing::error!("DNS: audit writer: {e}");
-                self.failing.store(true, Ordering::Relaxed);
-            }
-            None => {}
         }
     }
 }

@@ -12,10 +12,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long an approval request waits for its answer; then it is a deny.
 pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest time the end record of a connection waits in the audit log's
+/// queue for another record's flush before it is flushed on its own.
+pub const END_RECORD_DELAY: Duration = Duration::from_millis(5);
 
 /// Whether a record is the decision (written before the action proceeds) or
 /// the end of an allowed connection (with its byte counts and duration).
@@ -125,12 +129,63 @@ impl Session {
     /// Writes `r` to the audit log (fsync'ed) and sends it on the exec's
     /// stream (dropped there, not in the log, when the client lags). An
     /// allowed action proceeds only after this returned `Ok`.
+    ///
+    /// A decision returns once its record is on disk. On the daemon's
+    /// (multi-threaded) runtime the write and fsync run on the calling
+    /// worker, which hands its other tasks to another thread meanwhile
+    /// ([`tokio::task::block_in_place`]): the connection then goes on
+    /// without waiting to be scheduled again.
+    ///
+    /// The end of a connection gates nothing: its record is queued
+    /// ([`queue`](Self::queue)) and goes to disk with the next flush (the
+    /// next decision's, an exec's end, or at the latest [`END_RECORD_DELAY`]
+    /// later), so the next connection does not wait behind an fsync of its own.
     pub async fn record(&self, r: NetRecord) -> Result<(), NotAudited> {
+        if r.phase == Phase::End {
+            self.queue(r)?;
+            let audit = Arc::clone(&self.audit);
+            tokio::spawn(async move {
+                tokio::time::sleep(END_RECORD_DELAY).await;
+                let _ = tokio::task::spawn_blocking(move || audit.flush_queued()).await;
+            });
+            return Ok(());
+        }
+        let fields = self.fields(&r);
+        let written = match Handle::current().runtime_flavor() {
+            RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.audit.append_blocking("network", fields))
+            }
+            _ => self.audit.append("network", fields).await,
+        };
+        let _ = self.events.try_send(r);
+        written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
+    }
+
+    /// Queues `r` in the audit log without waiting for the disk (it is
+    /// written with the next flush: see [`flush_queued`](Self::flush_queued))
+    /// and sends it on the exec's stream. For records that gate nothing.
+    pub fn queue(&self, r: NetRecord) -> Result<(), NotAudited> {
         let kind = match r.phase {
             Phase::Decision => "network",
             Phase::End => "network-end",
         };
-        let fields = json!({
+        let queued = self.audit.enqueue(kind, self.fields(&r));
+        let _ = self.events.try_send(r);
+        queued.map_err(|e| NotAudited(e.to_string()))
+    }
+
+    /// Writes the records queued so far (everyone's), on a blocking thread.
+    pub async fn flush_queued(&self) -> Result<(), NotAudited> {
+        let audit = Arc::clone(&self.audit);
+        match tokio::task::spawn_blocking(move || audit.flush_queued()).await {
+            Ok(r) => r.map_err(|e| NotAudited(e.to_string())),
+            Err(e) => Err(NotAudited(format!("the writing thread failed: {e}"))),
+        }
+    }
+
+    /// The audit fields of `r`.
+    fn fields(&self, r: &NetRecord) -> serde_json::Value {
+        json!({
             "id": self.exec_id,
             "uid": self.uid,
             "protocol": r.protocol,
@@ -146,10 +201,7 @@ impl Session {
             "bytes_up": r.bytes_up,
             "bytes_down": r.bytes_down,
             "duration_ms": r.duration_ms,
-        });
-        let written = self.audit.append(kind, fields).await;
-        let _ = self.events.try_send(r);
-        written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
+        })
     }
 
     /// Asks the person about `q` (unless already approved for this exec);
