@@ -182,7 +182,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod 0700 {}", config.state_dir.display()))?;
     let staging = plan::prepare_staging(&config.state_dir)?;
-    let audit = AuditLog::open(&config.state_dir, config.audit_max_size)?;
+    let audit = Arc::new(AuditLog::open(&config.state_dir, config.audit_max_size)?);
 
     let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let admin_gid = resolve_group(&config.admin_group, &etc_group);
@@ -213,7 +213,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         paths,
         admin_gid,
         init_exe,
-        audit: Arc::new(audit),
+        audit: Arc::clone(&audit),
         net,
         approvals: Arc::new(Approvals::new(&config.state_dir, config.approval_timeout)?),
     };
@@ -260,6 +260,10 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     })?;
     // Connections still open past the deadline must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    // Records queued behind a flush (ends of connections) go to disk now.
+    if let Err(e) = audit.flush_queued() {
+        tracing::error!(error = %e, "writing the last queued audit records");
+    }
     Ok(())
 }
 

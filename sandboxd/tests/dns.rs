@@ -82,10 +82,21 @@ fn upstream_answer(query: &[u8], seen: &Mutex<Vec<(String, RecordType)>>, tcp: b
     Some(r)
 }
 
+/// A UDP socket and a TCP listener on the same free port (a port free for
+/// UDP may be taken for TCP: try another).
+async fn udp_and_tcp() -> (UdpSocket, TcpListener, std::net::SocketAddr) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = TcpListener::bind(addr).await {
+            return (udp, tcp, addr);
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
 async fn upstream() -> Upstream {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    let (udp, tcp, addr) = udp_and_tcp().await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
     let udp_task = tokio::spawn(async move {
