@@ -11,15 +11,17 @@
 //! autogroup is lowered to the same nice too.
 //!
 //! A sandbox cannot undo it: raising priority takes `CAP_SYS_NICE` (or an
-//! `RLIMIT_NICE` the sandbox does not get). It can escape the autogroup's
-//! share by starting a new session (`setsid`), whose group starts at 0; the
-//! next pass of the walk lowers groups it finds, not ones made later. Cgroup moves were not used for
+//! `RLIMIT_NICE` the sandbox does not get). A new session (`setsid`) starts
+//! a new group at 0: the tree is walked again every [`REWALK`] while the
+//! sandbox runs, so such a group keeps its share only until the next walk.
+//! Cgroup moves were not used for
 //! this: on cgroup v1 every move stops all forks on the host for an RCU
 //! grace period, which under load stalled everyone for seconds.
 //!
 //! This is a matter of service, not of confinement: a failure is logged and
 //! the sandbox runs on unchanged.
 
+use std::collections::HashSet;
 use std::fs;
 use std::time::Duration;
 
@@ -29,8 +31,12 @@ pub const DELAY: Duration = Duration::from_millis(250);
 /// The nice value of long-running sandboxes (CFS weight 110 against 1024 at 0).
 pub const NICE: i32 = 10;
 
-/// How often the process tree is walked for processes forked meanwhile.
+/// How many times in a row a walk looks for processes forked meanwhile.
 const PASSES: usize = 3;
+
+/// How often a running sandbox's tree is walked again, for new sessions
+/// (and threads) since the last walk.
+pub const REWALK: Duration = Duration::from_secs(2);
 
 /// The start time of process `pid` (clock ticks after boot), to tell it
 /// from a later process given the same pid.
@@ -46,30 +52,40 @@ fn start_time(pid: i32) -> Option<u64> {
 }
 
 /// Lowers the sandbox whose init is host pid `init` if it still runs after
-/// [`DELAY`]. Returns at once; needs a tokio runtime.
+/// [`DELAY`], and again every [`REWALK`] while it runs. Returns at once;
+/// needs a tokio runtime.
 pub fn lower_later(init: i32) {
     let Some(born) = start_time(init) else { return };
     tokio::spawn(async move {
         tokio::time::sleep(DELAY).await;
-        if start_time(init) == Some(born) {
-            let _ = tokio::task::spawn_blocking(move || lower(init)).await;
+        let mut done = HashSet::new();
+        while start_time(init) == Some(born) {
+            let walked = tokio::task::spawn_blocking(move || {
+                lower(init, &mut done);
+                done
+            });
+            match walked.await {
+                Ok(d) => done = d,
+                Err(_) => return,
+            }
+            tokio::time::sleep(REWALK).await;
         }
     });
 }
 
-/// Sets nice [`NICE`] on every thread of `init`'s process tree, and on the
-/// autogroup of every session in it other than the daemon's own.
-fn lower(init: i32) {
+/// Sets nice [`NICE`] on every thread of `init`'s process tree not in
+/// `done`, and on the autogroup of every session in it other than the
+/// daemon's own; leaves in `done` the threads seen.
+fn lower(init: i32, done: &mut HashSet<i32>) {
     // SAFETY: getsid on ourselves.
     let ours = unsafe { libc::getsid(0) };
-    let mut done: Vec<i32> = Vec::new();
+    let mut seen = HashSet::new();
     for _ in 0..PASSES {
-        let todo: Vec<i32> = threads(init)
-            .into_iter()
-            .filter(|t| !done.contains(t))
-            .collect();
+        let all = threads(init);
+        let todo: Vec<i32> = all.iter().copied().filter(|t| !done.contains(t)).collect();
+        seen.extend(all);
         if todo.is_empty() {
-            return;
+            break;
         }
         for tid in todo {
             // SAFETY: plain syscall on a thread id; a thread gone meanwhile gives ESRCH.
@@ -85,9 +101,11 @@ fn lower(init: i32) {
             if sid > 0 && sid != ours {
                 lower_autogroup(init, tid);
             }
-            done.push(tid);
+            done.insert(tid);
         }
     }
+    // Threads gone are forgotten, so a reused id is lowered again.
+    done.retain(|t| seen.contains(t));
 }
 
 /// Sets the nice of the autogroup `tid` belongs to. Without autogroup
@@ -152,14 +170,15 @@ mod tests {
         let mut child = std::process::Command::new("/bin/sh")
             .args([
                 "-c",
-                "setsid sleep 29 & sleep 30 & sleep 0.5; sleep 31 & wait",
+                "setsid sleep 29 & sleep 30 & sleep 0.5; sleep 31 & sleep 0.5; setsid sleep 32 & wait",
             ])
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(200));
         let pid = child.id() as i32;
         assert!(start_time(pid).is_some());
-        lower(pid);
+        let mut done = HashSet::new();
+        lower(pid, &mut done);
         std::thread::sleep(Duration::from_millis(600));
         let all = threads(pid);
         assert!(all.len() >= 3, "{all:?}");
@@ -180,7 +199,31 @@ mod tests {
             );
             assert_eq!(autogroup(std::process::id() as i32), mine);
             assert!(mine.ends_with("nice 0\n"), "{mine}");
+            // A session started after the walk starts a group at 0; the
+            // next walk lowers it.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let new_leaders = loop {
+                let later: Vec<i32> = threads(pid)
+                    .into_iter()
+                    .filter(|p| !all.contains(p))
+                    .collect();
+                let leaders: Vec<i32> = later.iter().copied().filter(own_session).collect();
+                if !leaders.is_empty() || std::time::Instant::now() > deadline {
+                    break leaders;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert_eq!(new_leaders.len(), 1, "{new_leaders:?}");
+            assert!(autogroup(new_leaders[0]).ends_with("nice 0\n"));
+            lower(pid, &mut done);
+            assert!(
+                autogroup(new_leaders[0]).ends_with(&format!("nice {NICE}\n")),
+                "{}",
+                autogroup(new_leaders[0])
+            );
+            assert_eq!(autogroup(std::process::id() as i32), mine);
         }
+        let all = threads(pid);
         for p in all {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(p),

@@ -265,7 +265,7 @@ fn missing_or_unparsable_extra_root_is_an_error_naming_the_file() {
     )
     .expect("write");
     for path in [missing, garbage, broken] {
-        let err = Inspector::load_or_create(state.path(), &[path.clone()])
+        let err = Inspector::load_or_create(state.path(), std::slice::from_ref(&path))
             .expect_err("a bad extra root is refused");
         assert!(
             err.to_string().contains(&path.display().to_string()),
