@@ -88,24 +88,6 @@ impl Drop for Running {
     }
 }
 
-/// The id of the running sandbox of `uid` whose command line contains `marker`.
-fn sandbox_id(d: &Daemon, uid: u32, ws: &Dir, marker: &str) -> String {
-    let mut id = String::new();
-    let found = eventually(Duration::from_secs(15), || {
-        let ps = d.agent(uid, &ws.path).run(&["ps"]);
-        id = ps
-            .stdout
-            .lines()
-            .find(|l| l.contains(marker))
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap_or_default()
-            .to_string();
-        !id.is_empty()
-    });
-    assert!(found, "uid {uid}'s {marker} never showed in ps");
-    id
-}
-
 /// Prints `first` once, then a counter to stdout and to stderr until the
 /// file `go` has content; then prints that content and exits 3.
 const TICKER: &str = "echo first; i=0; while [ ! -s go ]; do i=$((i+1)); echo tick-$i; \
@@ -118,7 +100,7 @@ fn ticker(d: &Daemon, ws: &Dir) -> (Running, String) {
             .command(&["exec", "--", "/bin/sh", "-c", TICKER]),
     );
     assert!(owner.shows("tick-1"), "{}", owner.stderr());
-    let id = sandbox_id(d, U1, ws, "tick-");
+    let id = d.sandbox_id(U1, &ws.path, "tick-");
     (owner, id)
 }
 
@@ -227,7 +209,7 @@ fn a_stopped_or_vanished_attacher_does_not_stall_the_owners_exec() {
             .command(&["exec", "--", "/bin/sh", "-c", &script]),
     );
     assert!(owner.shows("ready"), "{}", owner.stderr());
-    let id = sandbox_id(&d, U1, &ws, "waiting-flood");
+    let id = d.sandbox_id(U1, &ws.path, "waiting-flood");
     let stopped = Running::spawn(d.agent(U1, &ws.path).command(&["attach", &id]));
     let vanished = Running::spawn(d.agent(U1, &ws.path).command(&["attach", &id]));
     assert!(stopped.shows("waiting-flood") && vanished.shows("waiting-flood"));

@@ -204,6 +204,25 @@ impl Daemon {
         Agent { socket: self.socket.clone(), uid, groups: vec![], cwd: cwd.to_path_buf(), env: vec![] }
     }
 
+    /// The id of `uid`'s running sandbox whose line in `agent ps` (run in
+    /// `cwd`) contains `marker`, once it shows (within 15 s).
+    pub fn sandbox_id(&self, uid: u32, cwd: &Path, marker: &str) -> String {
+        let mut id = String::new();
+        let found = eventually(Duration::from_secs(15), || {
+            let ps = self.agent(uid, cwd).run(&["ps"]);
+            id = ps
+                .stdout
+                .lines()
+                .find(|l| l.contains(marker))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_default()
+                .to_string();
+            !id.is_empty()
+        });
+        assert!(found, "uid {uid}'s {marker} never showed in ps");
+        id
+    }
+
     /// The audit records `uid` (with supplementary `groups`) may read, from
     /// `agent audit --json` run in `cwd`, parsed.
     pub fn audit(&self, uid: u32, groups: &[u32], cwd: &Path) -> Vec<serde_json::Value> {

@@ -20,19 +20,7 @@ fn sleeper(d: &Daemon, uid: u32, ws: &Dir, seconds: &str) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut id = String::new();
-    let found = eventually(Duration::from_secs(15), || {
-        let ps = d.agent(uid, &ws.path).run(&["ps"]);
-        id = ps
-            .stdout
-            .lines()
-            .find(|l| l.contains(&format!("sleep {seconds}")))
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap_or_default()
-            .to_string();
-        !id.is_empty()
-    });
-    assert!(found, "uid {uid}'s sleep {seconds} never showed in ps");
+    let id = d.sandbox_id(uid, &ws.path, &format!("sleep {seconds}"));
     (child, id)
 }
 

@@ -12,8 +12,8 @@
 
 use super::{files, record_hash, rfc3339, rotated, sha256_hex, FILE_NAME, GENESIS};
 use serde_json::{Map, Value};
-use std::fs::{File, OpenOptions};
 use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -197,6 +197,13 @@ impl AuditLog {
     /// [`flush_queued`](Self::flush_queued)'s, which the caller arranges).
     /// A failure to write it is logged, not returned.
     pub fn enqueue(&self, kind: &str, fields: Value) -> Result<(), AuditError> {
+        let (mut state, ticket) = self.queue(kind, fields)?;
+        state.unawaited.insert(ticket);
+        Ok(())
+    }
+
+    /// Puts a record in the queue under a new ticket; the lock stays held.
+    fn queue(&self, kind: &str, fields: Value) -> Result<(MutexGuard<'_, State>, u64), AuditError> {
         let Value::Object(record) = fields else {
             return Err(AuditError::Fields { kind: kind.into() });
         };
@@ -206,9 +213,8 @@ impl AuditLog {
         }
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.unawaited.insert(ticket);
         state.queued.push((ticket, kind.to_string(), record));
-        Ok(())
+        Ok((state, ticket))
     }
 
     /// Writes whatever is queued (after any flush already running); the
@@ -238,16 +244,7 @@ impl AuditLog {
 
     /// [`append`](Self::append) on the calling thread.
     pub fn append_blocking(&self, kind: &str, fields: Value) -> Result<u64, AuditError> {
-        let Value::Object(record) = fields else {
-            return Err(AuditError::Fields { kind: kind.into() });
-        };
-        let mut state = self.lock();
-        if state.poisoned {
-            return Err(AuditError::Poisoned { path: self.path() });
-        }
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.queued.push((ticket, kind.to_string(), record));
+        let (mut state, ticket) = self.queue(kind, fields)?;
         loop {
             if let Some(outcome) = state.outcomes.remove(&ticket) {
                 return outcome.map_err(|f| {
@@ -258,10 +255,7 @@ impl AuditLog {
                 return Err(AuditError::Poisoned { path: self.path() });
             }
             if state.flushing {
-                state = self
-                    .flushed
-                    .wait(state)
-                    .unwrap_or_else(|p| p.into_inner());
+                state = self.flushed.wait(state).unwrap_or_else(|p| p.into_inner());
             } else {
                 state = self.flush(state);
             }
