@@ -371,6 +371,15 @@ fn wider(at: &Origin, key: &str, what: String, base: &Profile, rule: String) -> 
     }
 }
 
+/// The rule text "`what` in PLACE": where the managed list starts, or the
+/// managed profile's file when the list is empty.
+fn listed_in<T>(what: &str, list: &[Located<T>], base: &Profile) -> String {
+    let place = list
+        .first()
+        .map_or(base.source.clone(), |b| b.origin.to_string());
+    format!("{what} in {place}")
+}
+
 /// Does root (or template root) `inner` lie within `outer`?
 fn within_root(inner: &str, outer: &str) -> bool {
     let outer = outer.trim_end_matches('/');
@@ -570,12 +579,7 @@ fn no_wider(user: &Profile, base: &Profile, file: &str) -> Result<(), PolicyErro
     };
     let base_ports = ports(&bn.ports);
     if let Some(p) = un.ports.iter().find(|p| !base_ports.contains(&p.value)) {
-        let r = format!(
-            "network.ports {base_ports:?} in {}",
-            bn.ports
-                .first()
-                .map_or(base.source.clone(), |b| b.origin.to_string())
-        );
+        let r = listed_in(&format!("network.ports {base_ports:?}"), &bn.ports, base);
         return Err(wider(
             &p.origin,
             "network.ports",
@@ -677,12 +681,7 @@ fn no_wider(user: &Profile, base: &Profile, file: &str) -> Result<(), PolicyErro
         .iter()
         .find(|a| !bc.allow.iter().any(|b| b.value == a.value))
     {
-        let r = format!(
-            "commands.allow in {}",
-            bc.allow
-                .first()
-                .map_or(base.source.clone(), |b| b.origin.to_string())
-        );
+        let r = listed_in("commands.allow", &bc.allow, base);
         return Err(wider(
             &a.origin,
             "commands.allow",
