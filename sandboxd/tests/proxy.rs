@@ -443,6 +443,15 @@ fn get(url: &str, host: &str, extra: &str) -> String {
     format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n")
 }
 
+/// `GET http://HOST:PORT/` with a matching Host header.
+fn get_root(host: &str, port: u16) -> String {
+    get(
+        &format!("http://{host}:{port}/"),
+        &format!("{host}:{port}"),
+        "",
+    )
+}
+
 fn assert_refused(r: &Response, reason: &str) {
     assert_eq!(r.code, 403, "{r:?}");
     assert_eq!(
@@ -827,15 +836,7 @@ async fn loopback_without_allow_cidrs_is_a_private_address() {
     let origin = Origin::start().await;
     let p = proxy(&network(&[origin.port], "")).await;
     let o = origin.port;
-    let r = ask(
-        &p,
-        &get(
-            &format!("http://allowed.test:{o}/"),
-            &format!("allowed.test:{o}"),
-            "",
-        ),
-    )
-    .await;
+    let r = ask(&p, &get_root("allowed.test", o)).await;
     assert_refused(&r, "private-address");
     assert!(origin.seen().is_empty());
     let rec = p
@@ -922,15 +923,7 @@ async fn a_missing_secret_refuses_the_request() {
     let body = network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]")
         .replace("{secret:TOKEN}", "{secret:ABSENT}");
     let p = proxy(&body).await;
-    let r = ask(
-        &p,
-        &get(
-            &format!("http://allowed.test:{o}/"),
-            &format!("allowed.test:{o}"),
-            "",
-        ),
-    )
-    .await;
+    let r = ask(&p, &get_root("allowed.test", o)).await;
     assert_eq!(r.code, 403, "{r:?}");
     assert!(r.body.contains("ABSENT"), "{r:?}");
     assert!(origin.seen().is_empty());
@@ -962,15 +955,7 @@ async fn an_unlisted_name_is_asked_about_and_the_answer_holds() {
     );
     assert_refused(&ask(&p, &post).await, "approval");
     // Listed names are not asked about.
-    let r = ask(
-        &p,
-        &get(
-            &format!("http://allowed.test:{o}/"),
-            &format!("allowed.test:{o}"),
-            "",
-        ),
-    )
-    .await;
+    let r = ask(&p, &get_root("allowed.test", o)).await;
     assert_eq!(r.code, 200);
     let asked = asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 2, "{asked:?}");
