@@ -1,9 +1,8 @@
 //! The sandbox's init: pid 1 of the new pid namespace, re-executed from the
 //! daemon's binary. Single-threaded, no async runtime.
 //!
-//! Steps: build the seccomp filter (and, when cloned into a fresh network
-//! namespace, bring `lo` up) while waiting for a spec; read the spec (fd 3),
-//! set the hostname, open the
+//! Steps: build the seccomp filter while waiting for a spec; read the spec
+//! (fd 3), set the hostname, bring `lo` up, open the
 //! caller's paths as the caller, expand deny globs, build the file system
 //! view and pivot into it, with `tty` allocate a pty from the sandbox's devpts
 //! (its master goes to the daemon with the first report), then fork the
@@ -23,9 +22,6 @@ use std::path::{Path, PathBuf};
 
 /// The hidden first argument that makes `sandboxd` run as a sandbox init.
 pub const ARG: &str = "__sandbox_init";
-/// The second argument when the init was cloned into a fresh loopback
-/// network namespace, so it can bring `lo` up before its spec arrives.
-pub const LOOPBACK_ARG: &str = "loopback";
 /// The niceness of pooled inits until they get their spec.
 pub const POOL_NICE: i32 = 19;
 
@@ -151,10 +147,7 @@ pub fn main() -> ! {
     let mut report = unsafe { std::fs::File::from_raw_fd(fds::REPORT) };
     // SAFETY: fcntl on our own descriptor.
     unsafe { libc::fcntl(fds::REPORT, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let loopback = std::env::args_os()
-        .nth(2)
-        .is_some_and(|a| a == LOOPBACK_ARG);
-    match run(&mut report, loopback) {
+    match run(&mut report) {
         Ok(code) => std::process::exit(code),
         Err(f) => {
             send(&mut report, &f.report());
@@ -199,12 +192,11 @@ fn read_spec(spec_in: &mut std::fs::File) -> Result<SandboxSpec, Failure> {
     serde_json::from_slice(&buf).map_err(|e| Failure::new("parse spec", None, e))
 }
 
-fn run(report: &mut std::fs::File, loopback: bool) -> Result<i32, Failure> {
+fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
     // Work that needs no spec is done while a pooled init waits for one.
+    // Not `lo`: the daemon may be bringing it up at the same moment to bind
+    // listeners in the namespace, and must find 127.0.0.1 once `lo` is up.
     let filter = seccomp::Filter::build().map_err(|e| Failure::new("seccomp", None, e))?;
-    if loopback {
-        netns::loopback_up().map_err(|e| Failure::new("bring up loopback", None, e))?;
-    }
     // SAFETY: fd 3 is the spec pipe handed over by the daemon. It stays open
     // for the command child's go byte, and closes when the command executes.
     let mut spec_in = unsafe { std::fs::File::from_raw_fd(fds::SPEC) };

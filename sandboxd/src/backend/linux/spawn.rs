@@ -196,8 +196,6 @@ fn clone_init(
         .map_err(|_| os("init path")(io::Error::from_raw_os_error(libc::EINVAL)))?;
     let arg = CString::new(init::ARG)
         .map_err(|_| os("init arg")(io::Error::from_raw_os_error(libc::EINVAL)))?;
-    let lo = CString::new(init::LOOPBACK_ARG)
-        .map_err(|_| os("init arg")(io::Error::from_raw_os_error(libc::EINVAL)))?;
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let src: [RawFd; 5] = [
         fds.stdin.as_raw_fd(),
@@ -211,20 +209,10 @@ fn clone_init(
     let mut flags =
         libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD;
     let join_net = netns.map_or(-1, |fd| fd.as_raw_fd());
-    let fresh_net = matches!(net, NetPlan::Loopback) && join_net < 0;
-    if fresh_net {
+    if matches!(net, NetPlan::Loopback) && join_net < 0 {
         flags |= libc::CLONE_NEWNET;
     }
-    let argv = [
-        exe.as_ptr(),
-        arg.as_ptr(),
-        if fresh_net {
-            lo.as_ptr()
-        } else {
-            std::ptr::null()
-        },
-        std::ptr::null(),
-    ];
+    let argv = [exe.as_ptr(), arg.as_ptr(), std::ptr::null()];
     let mut pidfd: RawFd = -1;
     let args = CloneArgs {
         flags: flags as u64,
