@@ -490,8 +490,11 @@ async fn cached_answers_expire_with_their_ttl() {
 async fn a_burst_of_queries_is_answered_in_full() {
     let up = upstream().await;
     let srv = server(&[up.addr], ApprovalMode::Never).await;
+    // 100 queries at once: several batches for the server, yet few enough to
+    // fit its socket's receive buffer however slowly it drains (a loaded
+    // machine dropped datagrams of a 400-query burst: UDP, not the server).
     const SOCKETS: usize = 4;
-    const EACH: usize = 100;
+    const EACH: usize = 25;
     let mut clients = Vec::new();
     for c in 0..SOCKETS {
         let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
