@@ -3,6 +3,7 @@
 //! manages all; the per-user and global sandbox limits refuse with the limit named.
 
 use e2e::*;
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -171,6 +172,87 @@ fn median_exec(d: &Daemon, uid: u32, ws: &Dir, n: usize) -> Duration {
         .collect();
     times.sort();
     times[n / 2]
+}
+
+/// The host directory of the cpu cgroup `pid` is in (v1 or v2).
+fn cpu_cgroup(pid: u32) -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    // (mount point, fs type, super options) of each cgroup mount.
+    let mounts: Vec<(String, String, String)> = info
+        .lines()
+        .filter_map(|l| {
+            let (head, tail) = l.split_once(" - ")?;
+            let mut t = tail.split_whitespace();
+            let (fstype, _, opts) = (t.next()?, t.next()?, t.next()?);
+            Some((head.split_whitespace().nth(4)?.to_string(), fstype.to_string(), opts.to_string()))
+        })
+        .filter(|(_, fstype, _)| fstype.starts_with("cgroup"))
+        .collect();
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+        let v1 = ctrls.split(',').any(|c| c == "cpu");
+        let mount = mounts.iter().find(|(_, fstype, opts)| match v1 {
+            true => fstype == "cgroup" && opts.split(',').any(|o| o == "cpu"),
+            false => ctrls.is_empty() && fstype == "cgroup2",
+        });
+        if let Some((mount, _, _)) = mount {
+            let dir = PathBuf::from(mount).join(path.trim_start_matches('/'));
+            if v1 || dir.join("cpu.idle").exists() {
+                return dir;
+            }
+        }
+    }
+    panic!("pid {pid} is in no cpu cgroup: {text}");
+}
+
+/// A sandbox still running after its first quarter second yields the CPU
+/// to everything else: its cpu cgroup, which holds its whole tree, a new
+/// session started inside included, turns idle. (The flood below measures
+/// what that buys.)
+#[test]
+fn a_long_running_sandbox_yields_the_cpu_with_its_whole_tree() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let mut c = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--", "/bin/sh", "-c", "setsid sleep 605 & exec sleep 606"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = d.sandbox_id(U1, &ws.path, "sleep 606");
+    let (mut own, mut main) = (0, 0);
+    assert!(eventually(Duration::from_secs(10), || {
+        match (&pids_matching("sleep 605")[..], &pids_matching("sleep 606")[..]) {
+            ([a], [b]) if a != b => (own, main) = (*a, *b),
+            _ => return false,
+        }
+        true
+    }));
+    // SAFETY: getsid on host pids.
+    let (s1, s2) = unsafe { (libc::getsid(own as i32), libc::getsid(main as i32)) };
+    assert!(s1 > 0 && s2 > 0 && s1 != s2, "sessions {s1} and {s2}");
+    let group = cpu_cgroup(main);
+    assert_eq!(cpu_cgroup(own), group);
+    // The sandbox's own (named by its id, or by the pooled init it was given).
+    let name = group.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        group.parent().unwrap().ends_with("sandboxd") && (name == id || name.starts_with("pool-")),
+        "{}",
+        group.display()
+    );
+    let idle = || std::fs::read_to_string(group.join("cpu.idle")).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(5), || idle().trim() == "1"),
+        "cpu.idle of {}: {}",
+        group.display(),
+        idle()
+    );
+    let _ = c.kill();
+    let _ = c.wait();
+    assert!(eventually(Duration::from_secs(10), || !group.exists()));
 }
 
 /// One user's flood against another's latency: the median of 20 `agent exec

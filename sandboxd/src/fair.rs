@@ -1,26 +1,29 @@
 //! CPU fairness: a sandbox still running [`DELAY`] after it started (a build,
-//! a server, a flood) is lowered to nice [`NICE`], every thread of its
-//! process tree then, and its later children inherit it. Short execs, the
-//! common interactive case, keep nice 0: twenty busy processes of one user
-//! then weigh on the CPU about as much as two short execs of another, so
-//! one user's flood does not starve another's commands.
+//! a server, a flood) yields the CPU to everything else. Short execs, the
+//! common interactive case, are left alone, so one user's flood does not
+//! slow another's commands.
 //!
-//! Where the kernel groups each session for scheduling (autogroup, on by
-//! default on Debian), a nice value weighs only against the threads of its
-//! own session, and the command runs in a session of its own: the session's
-//! autogroup is lowered to the same nice too.
+//! Where the host has a cpu controller, every sandbox has a cpu cgroup of its
+//! own from the start, and yielding is one write: the cgroup becomes idle
+//! ([`CpuGroup::make_idle`]), so any other task that wakes preempts it at
+//! once, and its processes share what CPU is left. Its whole tree is in the
+//! cgroup, later children and new sessions included, and a sandbox cannot
+//! leave it. (The cgroup is made with the sandbox, before anything of it
+//! runs: a move later would, on cgroup v1, stop all forks on the host for an
+//! RCU grace period.)
 //!
-//! A sandbox cannot undo it: raising priority takes `CAP_SYS_NICE` (or an
-//! `RLIMIT_NICE` the sandbox does not get). A new session (`setsid`) starts
-//! a new group at 0: the tree is walked again every [`REWALK`] while the
-//! sandbox runs, so such a group keeps its share only until the next walk.
-//! Cgroup moves were not used for
-//! this: on cgroup v1 every move stops all forks on the host for an RCU
-//! grace period, which under load stalled everyone for seconds.
+//! Without a cpu controller, every thread of the tree is lowered to nice
+//! [`NICE`] instead, and, where the kernel groups each session for
+//! scheduling (autogroup, on by default on Debian; a nice value then weighs
+//! only within its session), the autogroup of every session in it. A
+//! sandbox cannot undo that either: raising priority takes `CAP_SYS_NICE`
+//! (or an `RLIMIT_NICE` the sandbox does not get). A new session (`setsid`)
+//! starts a new group at 0, so the tree is walked again every [`REWALK`].
 //!
 //! This is a matter of service, not of confinement: a failure is logged and
 //! the sandbox runs on unchanged.
 
+use crate::backend::linux::cgroup::{CgroupError, CpuGroup};
 use std::collections::HashSet;
 use std::fs;
 use std::time::Duration;
@@ -28,7 +31,8 @@ use std::time::Duration;
 /// How long a sandbox runs before it is lowered.
 pub const DELAY: Duration = Duration::from_millis(250);
 
-/// The nice value of long-running sandboxes (CFS weight 110 against 1024 at 0).
+/// The nice value of long-running sandboxes without a cpu cgroup (CFS
+/// weight 110 against 1024 at 0).
 pub const NICE: i32 = 10;
 
 /// How many times in a row a walk looks for processes forked meanwhile.
@@ -52,12 +56,27 @@ fn start_time(pid: i32) -> Option<u64> {
 }
 
 /// Lowers the sandbox whose init is host pid `init` if it still runs after
-/// [`DELAY`], and again every [`REWALK`] while it runs. Returns at once;
-/// needs a tokio runtime.
-pub fn lower_later(init: i32) {
+/// [`DELAY`]: makes `cpu` idle, or without one lowers the tree's nice values
+/// then and again every [`REWALK`] while it runs. Returns at once; needs a
+/// tokio runtime.
+pub fn lower_later(init: i32, cpu: Option<CpuGroup>) {
     let Some(born) = start_time(init) else { return };
     tokio::spawn(async move {
         tokio::time::sleep(DELAY).await;
+        if let Some(cpu) = cpu {
+            if start_time(init) == Some(born) {
+                match cpu.make_idle() {
+                    Ok(()) => {}
+                    // Ended meanwhile, its cgroup removed.
+                    Err(CgroupError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(pid = init, error = %e, "making a long-running sandbox idle")
+                    }
+                }
+            }
+            return;
+        }
         let mut done = HashSet::new();
         while start_time(init) == Some(born) {
             let walked = tokio::task::spawn_blocking(move || {

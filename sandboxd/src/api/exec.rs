@@ -369,7 +369,7 @@ impl Api {
         };
         let pid = spawned.pid;
         // Long-running sandboxes yield the CPU to short execs (see fair.rs).
-        crate::fair::lower_later(pid);
+        crate::fair::lower_later(pid, spawned.cgroup.cpu());
         let net = match (listeners, policy.net.clone()) {
             (Some(listeners), Some(net_policy)) => {
                 Some(self.serve_network(&caller, slot.id(), start, net_policy, secrets, listeners))

@@ -1,13 +1,15 @@
-//! Per-sandbox cgroups for memory and pids, on cgroup v1 controllers or v2,
-//! whichever hierarchy carries each controller on this host.
+//! Per-sandbox cgroups for memory, pids and cpu, on cgroup v1 controllers or
+//! v2, whichever hierarchy carries each controller on this host.
 //!
 //! Each sandbox gets `sandboxd/<name>` at the root of every hierarchy that
-//! carries `memory` or `pids` (one directory on a pure v2 host, up to two on a
-//! v1 host); the name is the sandbox id, or `pool-...` for a cgroup made
-//! ahead of time with its init and given its limits later
+//! carries `memory`, `pids` or `cpu` (one directory on a pure v2 host, up to
+//! three on a v1 host); the name is the sandbox id, or `pool-...` for a
+//! cgroup made ahead of time with its init and given its limits later
 //! ([`Cgroup::set_limits`]). A limit requested for a controller that no
 //! hierarchy carries is an error: the sandbox is refused rather than run
-//! unlimited.
+//! unlimited. The cpu controller carries no limit: it lets a long-running
+//! sandbox be made to yield the CPU ([`CpuGroup::make_idle`]), and a host
+//! without it only loses that.
 
 use std::fs;
 use std::io;
@@ -200,6 +202,8 @@ struct Dir {
     memory: bool,
     /// Carries the pids controller.
     pids: bool,
+    /// Carries the cpu controller.
+    cpu: bool,
 }
 
 /// One sandbox's cgroup(s). Removed on drop (after its processes are gone).
@@ -208,8 +212,8 @@ pub struct Cgroup {
     dirs: Vec<Dir>,
 }
 
-/// Where the memory and pids controllers live on this host.
-fn places() -> Result<(Option<Place>, Option<Place>), CgroupError> {
+/// Where the memory, pids and cpu controllers live on this host.
+fn places() -> Result<[(&'static str, Option<Place>); 3], CgroupError> {
     let info_path = Path::new("/proc/self/mountinfo");
     let info = fs::read_to_string(info_path).map_err(|e| io_err(info_path, e))?;
     let mounts = parse_mountinfo(&info);
@@ -218,19 +222,17 @@ fn places() -> Result<(Option<Place>, Option<Place>), CgroupError> {
         .as_ref()
         .and_then(|m| fs::read_to_string(m.join("cgroup.controllers")).ok())
         .unwrap_or_default();
-    Ok((
-        locate(&mounts, "memory", &v2_controllers),
-        locate(&mounts, "pids", &v2_controllers),
-    ))
+    Ok(["memory", "pids", "cpu"].map(|c| (c, locate(&mounts, c, &v2_controllers))))
 }
 
 /// Removes the cgroups `sandboxd/<name>` for which `stale(name)` holds, in
-/// every hierarchy carrying memory or pids (e.g. the unused pooled cgroups a
-/// daemon that is gone left behind). A cgroup that still has processes stays:
-/// rmdir refuses it.
+/// every hierarchy carrying memory, pids or cpu (e.g. the unused pooled
+/// cgroups a daemon that is gone left behind). A cgroup that still has
+/// processes stays: rmdir refuses it.
 pub fn remove_stale(stale: impl Fn(&str) -> bool) {
-    let Ok((memory, pids)) = places() else { return };
-    for place in [memory, pids].into_iter().flatten() {
+    let Ok(places) = places() else { return };
+    for (_, place) in places {
+        let Some(place) = place else { continue };
         let Ok(entries) = fs::read_dir(place.mount.join(PARENT)) else {
             continue;
         };
@@ -248,53 +250,67 @@ impl Cgroup {
         if !valid_id(id) {
             return Err(CgroupError::InvalidId(id.to_owned()));
         }
-        let (memory, pids) = places()?;
-        check_controllers(limits, memory.is_some(), pids.is_some())?;
+        let places = places()?;
+        let has = |c: &str| places.iter().any(|(n, p)| *n == c && p.is_some());
+        check_controllers(limits, has("memory"), has("pids"))?;
 
         let mut cg = Cgroup { dirs: Vec::new() };
-        for (name, place) in [("memory", memory), ("pids", pids)] {
+        for (name, place) in places {
             let Some(place) = place else { continue };
-            let dir = match cg.dirs.iter().position(|d| d.mount == place.mount) {
-                Some(i) => i,
-                None => {
-                    let parent = place.mount.join(PARENT);
-                    if !parent.is_dir() {
-                        match fs::create_dir(&parent) {
-                            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                                return Err(io_err(&parent, e))
-                            }
-                            _ => {}
-                        }
-                    }
-                    let path = parent.join(id);
-                    fs::create_dir(&path).map_err(|e| io_err(&path, e))?;
-                    cg.dirs.push(Dir {
-                        version: place.version,
-                        mount: place.mount.clone(),
-                        path,
-                        memory: false,
-                        pids: false,
-                    });
-                    cg.dirs.len() - 1
-                }
-            };
-            let d = &mut cg.dirs[dir];
-            if d.version == Version::V2 {
-                // Enable the controller top-down so sandboxd/<id> gets its files.
-                let on = format!("+{name}");
-                write(&place.mount.join("cgroup.subtree_control"), &on)?;
-                write(
-                    &place.mount.join(PARENT).join("cgroup.subtree_control"),
-                    &on,
-                )?;
-            }
-            match name {
-                "memory" => d.memory = true,
-                _ => d.pids = true,
+            match cg.join(name, &place, id) {
+                // The cpu controller only serves fairness: without it the sandbox still runs.
+                Err(e) if name == "cpu" => tracing::debug!(error = %e, "no cpu cgroup"),
+                other => other?,
             }
         }
         cg.set_limits(limits)?;
         Ok(cg)
+    }
+
+    /// Adds `controller` at `place`: makes `sandboxd/<id>` there unless
+    /// another controller's directory is already the same one.
+    fn join(&mut self, controller: &str, place: &Place, id: &str) -> Result<(), CgroupError> {
+        let dir = match self.dirs.iter().position(|d| d.mount == place.mount) {
+            Some(i) => i,
+            None => {
+                let parent = place.mount.join(PARENT);
+                if !parent.is_dir() {
+                    match fs::create_dir(&parent) {
+                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                            return Err(io_err(&parent, e))
+                        }
+                        _ => {}
+                    }
+                }
+                let path = parent.join(id);
+                fs::create_dir(&path).map_err(|e| io_err(&path, e))?;
+                self.dirs.push(Dir {
+                    version: place.version,
+                    mount: place.mount.clone(),
+                    path,
+                    memory: false,
+                    pids: false,
+                    cpu: false,
+                });
+                self.dirs.len() - 1
+            }
+        };
+        let d = &mut self.dirs[dir];
+        if d.version == Version::V2 {
+            // Enable the controller top-down so sandboxd/<id> gets its files.
+            let on = format!("+{controller}");
+            write(&place.mount.join("cgroup.subtree_control"), &on)?;
+            write(
+                &place.mount.join(PARENT).join("cgroup.subtree_control"),
+                &on,
+            )?;
+        }
+        match controller {
+            "memory" => d.memory = true,
+            "pids" => d.pids = true,
+            _ => d.cpu = true,
+        }
+        Ok(())
     }
 
     /// Applies `limits` to this cgroup (made earlier, possibly with processes
@@ -322,6 +338,15 @@ impl Cgroup {
 
     fn memory_dir(&self) -> Option<&Dir> {
         self.dirs.iter().find(|d| d.memory)
+    }
+
+    /// The directory carrying the cpu controller, when the host has one.
+    pub fn cpu(&self) -> Option<CpuGroup> {
+        let d = self.dirs.iter().find(|d| d.cpu)?;
+        Some(CpuGroup {
+            path: d.path.clone(),
+            version: d.version,
+        })
     }
 
     /// Peak memory use in bytes, when the controller reports it.
@@ -357,6 +382,30 @@ impl Cgroup {
     pub fn kill_all(&self) {
         for d in &self.dirs {
             kill_dir(d);
+        }
+    }
+}
+
+/// A sandbox's cgroup in the cpu hierarchy, by path: usable while the
+/// sandbox runs, and harmless once it is gone (the writes then fail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuGroup {
+    path: PathBuf,
+    version: Version,
+}
+
+impl CpuGroup {
+    /// Makes the whole cgroup yield to every other runnable task: `cpu.idle`
+    /// (a task of any other group preempts it as soon as it wakes), or,
+    /// on kernels before 5.15, the smallest CPU weight.
+    pub fn make_idle(&self) -> Result<(), CgroupError> {
+        let idle = self.path.join("cpu.idle");
+        if idle.exists() {
+            return write(&idle, "1");
+        }
+        match self.version {
+            Version::V1 => write(&self.path.join("cpu.shares"), "2"),
+            Version::V2 => write(&self.path.join("cpu.weight"), "1"),
         }
     }
 }
