@@ -115,6 +115,34 @@ async fn concurrent_appends_keep_one_chain() {
     assert_eq!(verify(dir.path()).unwrap().records, 32);
 }
 
+/// Records submitted before a wait are written by it together (one write,
+/// in submission order); a submitted record nobody waits for still goes to
+/// disk with the next flush.
+#[test]
+fn submitted_records_share_a_flush_and_an_abandoned_one_is_still_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    let live = dir.path().join(FILE_NAME);
+    let first = log.submit("network", json!({"n": 1})).unwrap();
+    let second = log.submit("network", json!({"n": 2})).unwrap();
+    assert!(lines(&live).is_empty(), "nothing is written before a wait");
+    assert_eq!(second.wait().unwrap(), 2);
+    assert_eq!(lines(&live).len(), 2, "the first was written with the second");
+    assert_eq!(first.wait().unwrap(), 1);
+
+    drop(log.submit("network", json!({"n": 3})).unwrap());
+    assert_eq!(lines(&live).len(), 2);
+    log.flush_queued().unwrap();
+    let after = lines(&live);
+    assert_eq!(record(&after[2])["n"], 3);
+    // A ticket dropped after its flush is forgotten as well.
+    let fourth = log.submit("network", json!({"n": 4})).unwrap();
+    log.flush_queued().unwrap();
+    drop(fourth);
+    assert_eq!(log.append_blocking("network", json!({"n": 5})).unwrap(), 5);
+    assert_eq!(verify(dir.path()).unwrap().records, 5);
+}
+
 #[test]
 fn rotation_keeps_every_file_and_the_chain() {
     let dir = tempfile::tempdir().unwrap();

@@ -370,13 +370,26 @@ impl Api {
         let pid = spawned.pid;
         // Long-running sandboxes yield the CPU to short execs (see fair.rs).
         crate::fair::lower_later(pid, spawned.cgroup.cpu());
+        let mut unserved = None;
         let net = match (listeners, policy.net.clone()) {
             (Some(listeners), Some(net_policy)) => {
-                Some(self.serve_network(&caller, slot.id(), start, net_policy, secrets, listeners))
+                match self.serve_network(&caller, slot.id(), start, net_policy, secrets, listeners) {
+                    Ok(net) => Some(net),
+                    Err(e) => {
+                        unserved = Some(format!("the sandbox's network could not be served: {e}"));
+                        None
+                    }
+                }
             }
             _ => None,
         };
         let (handle, outputs) = supervisor::supervise(spawned, plan.options);
+        // Without its proxy and resolver the sandbox has no network at all;
+        // it is ended rather than left to fail in confusing ways.
+        if let Some(reason) = unserved {
+            tracing::error!(id = slot.id(), "{reason}");
+            let _ = handle.send(Control::Kill(reason)).await;
+        }
         if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
             let _ = handle.send(resize(w)).await;
         }
@@ -453,7 +466,7 @@ impl Api {
         policy: NetPolicy,
         secrets: BTreeMap<String, String>,
         listeners: Listeners,
-    ) -> NetRun {
+    ) -> std::io::Result<NetRun> {
         let (events_tx, events) = mpsc::channel(NET_EVENTS);
         let (questions_tx, questions) = mpsc::channel(4);
         let inspector = policy
@@ -472,11 +485,11 @@ impl Api {
             events_tx,
             start.interactive.then_some(questions_tx),
         );
-        NetRun {
-            served: listeners.serve(Arc::new(session)),
+        Ok(NetRun {
+            served: listeners.serve(Arc::new(session))?,
             events,
             questions,
-        }
+        })
     }
 }
 
@@ -691,8 +704,11 @@ async fn pump_output(
                 .await;
         }
     };
-    // The exec's listeners close with it.
-    drop(net.take().map(|n| n.served));
+    // The exec's listeners close with it, and what its connections did is
+    // on disk before its end.
+    if let Some(n) = net.take() {
+        n.served.stop().await;
+    }
     // The end is recorded before the client hears of it.
     let record = match &exit {
         Some(e) => json!({

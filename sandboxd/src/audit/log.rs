@@ -244,7 +244,22 @@ impl AuditLog {
 
     /// [`append`](Self::append) on the calling thread.
     pub fn append_blocking(&self, kind: &str, fields: Value) -> Result<u64, AuditError> {
-        let (mut state, ticket) = self.queue(kind, fields)?;
+        self.submit(kind, fields)?.wait()
+    }
+
+    /// Queues a `kind` record whose writer waits for it with
+    /// [`Ticket::wait`], maybe after others have queued theirs, so that one
+    /// flush writes them all.
+    pub fn submit(&self, kind: &str, fields: Value) -> Result<Ticket<'_>, AuditError> {
+        let (state, ticket) = self.queue(kind, fields)?;
+        drop(state);
+        Ok(Ticket { log: self, ticket })
+    }
+
+    /// Waits until the record of `ticket` is written (writing it, and
+    /// whatever else is queued, unless a flush running meanwhile does).
+    fn wait(&self, ticket: u64) -> Result<u64, AuditError> {
+        let mut state = self.lock();
         loop {
             if let Some(outcome) = state.outcomes.remove(&ticket) {
                 return outcome.map_err(|f| {
@@ -381,6 +396,34 @@ impl AuditLog {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.dir, "fsync of the state dir"))
+    }
+}
+
+/// A record queued by [`AuditLog::submit`]. Dropped without
+/// [`wait`](Ticket::wait), it is still written with the next flush.
+#[derive(Debug)]
+pub struct Ticket<'a> {
+    log: &'a AuditLog,
+    ticket: u64,
+}
+
+impl Ticket<'_> {
+    /// Returns once the record is on disk, with its `seq`.
+    pub fn wait(self) -> Result<u64, AuditError> {
+        let (log, ticket) = (self.log, self.ticket);
+        // Waited for: nothing for the drop to do.
+        std::mem::forget(self);
+        log.wait(ticket)
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut state = self.log.lock();
+        // Already flushed: forget its outcome; else nobody will take it.
+        if state.outcomes.remove(&self.ticket).is_none() {
+            state.unawaited.insert(self.ticket);
+        }
     }
 }
 

@@ -44,12 +44,17 @@ struct Entry {
     record: NetRecord,
 }
 
-/// Ends the writer once it has written what is queued, when dropped.
+/// Ends the writer once it has written what is queued, when dropped. What
+/// still waits for it is handed to the audit log's own queue at once, so it
+/// is written even when the writer does not run again (its runtime ending).
 pub struct Closer(Arc<AuditQueue>);
 
 impl Drop for Closer {
     fn drop(&mut self) {
         self.0.closed.store(true, Ordering::Release);
+        if let Err(e) = self.0.hand_over() {
+            tracing::error!("DNS: {e}");
+        }
         self.0.wake.notify_one();
     }
 }
@@ -114,27 +119,35 @@ impl AuditQueue {
         Some(allowed)
     }
 
+    /// Moves the waiting records, in arrival order, to the audit log's queue
+    /// (to be written with its next flush); whether any were.
+    fn hand_over(&self) -> Result<bool, NotAudited> {
+        let batch = std::mem::take(&mut self.pending.lock().unwrap_or_else(|p| p.into_inner()).waiting);
+        let mut batch: Vec<Entry> = batch.into_values().collect();
+        batch.sort_unstable_by_key(|e| e.order);
+        let mut queued = Ok(!batch.is_empty());
+        for Entry { count, mut record, .. } in batch {
+            if count > 1 {
+                record.reason.push_str(&format!(" ({count} identical queries)"));
+            }
+            let r = self.session.queue(record);
+            queued = queued.and_then(|q| r.map(|()| q));
+        }
+        queued
+    }
+
     /// Writes queued records (about in arrival order) until closed and empty.
     async fn write(self: Arc<Self>) {
         loop {
-            let batch = std::mem::take(&mut self.pending.lock().unwrap_or_else(|p| p.into_inner()).waiting);
-            if batch.is_empty() {
-                if self.closed.load(Ordering::Acquire) {
-                    return;
-                }
-                self.wake.notified().await;
-                continue;
-            }
-            let mut batch: Vec<Entry> = batch.into_values().collect();
-            batch.sort_unstable_by_key(|e| e.order);
             // Queued in order, then written with one write and one fsync.
-            let mut queued = Ok(());
-            for Entry { count, mut record, .. } in batch {
-                if count > 1 {
-                    record.reason.push_str(&format!(" ({count} identical queries)"));
+            let queued = match self.hand_over() {
+                Ok(false) if self.closed.load(Ordering::Acquire) => return,
+                Ok(false) => {
+                    self.wake.notified().await;
+                    continue;
                 }
-                queued = queued.and(self.session.queue(record));
-            }
+                other => other.map(|_| ()),
+            };
             let flushed = self.session.flush_queued().await;
             self.written(queued.and(flushed));
             // Let repeats of the same questions gather, to fold them: a flood

@@ -1,11 +1,12 @@
 //! The daemon's listeners inside one allowlist sandbox: bound on 127.0.0.1 of
-//! the sandbox's network namespace before its command starts, served from the
-//! daemon's runtime for as long as the exec runs.
+//! the sandbox's network namespace before its command starts, served by a
+//! thread of the sandbox's own for as long as the exec runs.
 
 use super::{Session, DNS_PORT, HTTP_PROXY_PORT, SOCKS_PORT};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 /// The sockets, bound (in whatever network namespace the calling thread is in).
@@ -36,25 +37,51 @@ impl Listeners {
         })
     }
 
-    /// Starts serving `session` on the listeners (on the current runtime).
-    pub fn serve(self, session: Arc<Session>) -> Served {
-        let mut tasks = JoinSet::new();
-        let log = |what: &'static str, id: String| {
-            move |r: io::Result<()>| {
-                if let Err(e) = r {
-                    tracing::error!(id, error = %e, "the sandbox's {what} stopped");
+    /// Starts serving `session` on the listeners, on a thread of the
+    /// sandbox's own with a single-threaded runtime: a connection's steps
+    /// (accept, decision, audit write, dial, relay) then follow each other
+    /// without hand-offs between threads, and no sandbox's network waits for
+    /// another's. Errors when the thread or its runtime cannot be made.
+    pub fn serve(self, session: Arc<Session>) -> io::Result<Served> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (finished, done) = oneshot::channel::<()>();
+        let name: String = format!("net-{}", session.exec_id).chars().take(15).collect();
+        std::thread::Builder::new().name(name).spawn(move || {
+            let s = Arc::clone(&session);
+            runtime.block_on(async move {
+                let mut tasks = JoinSet::new();
+                let log = |what: &'static str, id: String| {
+                    move |r: io::Result<()>| {
+                        if let Err(e) = r {
+                            tracing::error!(id, error = %e, "the sandbox's {what} stopped");
+                        }
+                    }
+                };
+                let s1 = Arc::clone(&s);
+                let done = log("HTTP proxy", s.exec_id.clone());
+                tasks.spawn(async move { done(crate::proxy::serve_http(self.http, s1).await) });
+                let s1 = Arc::clone(&s);
+                let done = log("SOCKS proxy", s.exec_id.clone());
+                tasks.spawn(async move { done(crate::proxy::serve_socks(self.socks, s1).await) });
+                let done = log("DNS server", s.exec_id.clone());
+                tasks.spawn(async move { done(crate::dns::serve(self.dns_udp, self.dns_tcp, s).await) });
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = async { while tasks.join_next().await.is_some() {} } => {}
                 }
+            });
+            // Ends every connection and closes the listeners; then what they
+            // queued for the audit log is written.
+            drop(runtime);
+            if let Err(e) = session.flush_queued_blocking() {
+                tracing::error!(id = session.exec_id, "{e}");
             }
-        };
-        let s = Arc::clone(&session);
-        let done = log("HTTP proxy", s.exec_id.clone());
-        tasks.spawn(async move { done(crate::proxy::serve_http(self.http, s).await) });
-        let s = Arc::clone(&session);
-        let done = log("SOCKS proxy", s.exec_id.clone());
-        tasks.spawn(async move { done(crate::proxy::serve_socks(self.socks, s).await) });
-        let done = log("DNS server", session.exec_id.clone());
-        tasks.spawn(async move { done(crate::dns::serve(self.dns_udp, self.dns_tcp, session).await) });
-        Served { _tasks: tasks }
+            let _ = finished.send(());
+        })?;
+        Ok(Served { stop, done })
     }
 }
 
@@ -62,5 +89,18 @@ impl Listeners {
 /// connection they carry, and closes the listeners.
 #[derive(Debug)]
 pub struct Served {
-    _tasks: JoinSet<()>,
+    /// Dropped to end the services.
+    stop: oneshot::Sender<()>,
+    /// Resolves once the thread is done.
+    done: oneshot::Receiver<()>,
+}
+
+impl Served {
+    /// Ends the services, and returns once their connections are closed
+    /// and the audit records of what they did are written.
+    pub async fn stop(self) {
+        let Served { stop, done } = self;
+        drop(stop);
+        let _ = done.await;
+    }
 }

@@ -10,6 +10,7 @@ use crate::tls::Inspector;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -90,6 +91,8 @@ pub struct Session {
     questions: Option<Questions>,
     /// (host, port) answered "for this exec".
     approved: Mutex<HashSet<(String, u16)>>,
+    /// A timer to flush end records is set.
+    end_flush: Arc<AtomicBool>,
 }
 
 /// The audit log could not take a record: the action must not proceed.
@@ -123,6 +126,7 @@ impl Session {
             events,
             questions,
             approved: Mutex::new(HashSet::new()),
+            end_flush: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -130,11 +134,14 @@ impl Session {
     /// stream (dropped there, not in the log, when the client lags). An
     /// allowed action proceeds only after this returned `Ok`.
     ///
-    /// A decision returns once its record is on disk. On the daemon's
-    /// (multi-threaded) runtime the write and fsync run on the calling
-    /// worker, which hands its other tasks to another thread meanwhile
-    /// ([`tokio::task::block_in_place`]): the connection then goes on
-    /// without waiting to be scheduled again.
+    /// A decision returns once its record is on disk. The record is queued,
+    /// then the connection lets the other connections that are ready queue
+    /// theirs, and the first to go on writes and fsyncs them all. The write
+    /// runs on the calling thread: a sandbox's network has a thread of its
+    /// own ([`Listeners::serve`](super::listen::Listeners::serve)), so no
+    /// other sandbox waits for it, and the connection goes on without a
+    /// hand-off to another thread and back. (On a multi-threaded runtime the
+    /// worker hands its other tasks on meanwhile: [`tokio::task::block_in_place`].)
     ///
     /// The end of a connection gates nothing: its record is queued
     /// ([`queue`](Self::queue)) and goes to disk with the next flush (the
@@ -143,19 +150,25 @@ impl Session {
     pub async fn record(&self, r: NetRecord) -> Result<(), NotAudited> {
         if r.phase == Phase::End {
             self.queue(r)?;
-            let audit = Arc::clone(&self.audit);
-            tokio::spawn(async move {
-                tokio::time::sleep(END_RECORD_DELAY).await;
-                let _ = tokio::task::spawn_blocking(move || audit.flush_queued()).await;
-            });
+            // One timer at a time covers every end record queued meanwhile.
+            if !self.end_flush.swap(true, Ordering::AcqRel) {
+                let (audit, armed) = (Arc::clone(&self.audit), Arc::clone(&self.end_flush));
+                tokio::spawn(async move {
+                    tokio::time::sleep(END_RECORD_DELAY).await;
+                    armed.store(false, Ordering::Release);
+                    let _ = tokio::task::spawn_blocking(move || audit.flush_queued()).await;
+                });
+            }
             return Ok(());
         }
-        let fields = self.fields(&r);
+        let ticket = self
+            .audit
+            .submit("network", self.fields(&r))
+            .map_err(|e| NotAudited(e.to_string()))?;
+        tokio::task::yield_now().await;
         let written = match Handle::current().runtime_flavor() {
-            RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| self.audit.append_blocking("network", fields))
-            }
-            _ => self.audit.append("network", fields).await,
+            RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| ticket.wait()),
+            _ => ticket.wait(),
         };
         let _ = self.events.try_send(r);
         written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
@@ -172,6 +185,11 @@ impl Session {
         let queued = self.audit.enqueue(kind, self.fields(&r));
         let _ = self.events.try_send(r);
         queued.map_err(|e| NotAudited(e.to_string()))
+    }
+
+    /// Writes the records queued so far (everyone's), on the calling thread.
+    pub fn flush_queued_blocking(&self) -> Result<(), NotAudited> {
+        self.audit.flush_queued().map_err(|e| NotAudited(e.to_string()))
     }
 
     /// Writes the records queued so far (everyone's), on a blocking thread.
