@@ -1,6 +1,7 @@
 //! The audit log end to end: what a real daemon records for execs and
 //! refusals, `sandboxd audit verify` on it, an exec refused when its start
-//! cannot be recorded, and a log that survives the daemon's SIGKILL.
+//! cannot be recorded (read-only or full volume), and a log that survives
+//! the daemon's SIGKILL.
 
 use e2e::*;
 use serde_json::Value;
@@ -152,6 +153,105 @@ fn an_exec_whose_start_cannot_be_recorded_does_not_run() {
     // Writable again: execs run and the chain is whole.
     d.sh(U1, &ws.path, &[], "touch ran").expect_code(0);
     assert!(marker.exists());
+    verify(&d.state_dir).expect_code(0);
+}
+
+/// A small tmpfs over a directory, holding a copy of what was there (so a
+/// running daemon goes on with the same log), undone on drop.
+struct Small(PathBuf);
+
+impl Small {
+    fn over(dir: &Path) -> Self {
+        let copy = tempfile::tempdir().expect("tempdir");
+        let cp = |from: &Path, to: &Path| {
+            let st = Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status();
+            assert!(st.expect("cp").success(), "cp -a {} {}", from.display(), to.display());
+        };
+        cp(dir, copy.path());
+        let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs"]).arg(dir).status();
+        assert!(st.expect("mount").success(), "mount tmpfs over {}", dir.display());
+        let guard = Small(dir.to_path_buf());
+        cp(copy.path(), dir);
+        guard
+    }
+
+    /// Fills the file system to the last byte (a filler file in it).
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&[0]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for Small {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full audit volume: execs run while their records still fit in the
+/// log's last block; the first whose start record does not fit is refused
+/// with an error naming the log and the cause, and its command never runs;
+/// nothing half-written is left, and with room again execs run and the
+/// chain is whole. An exec that was running meanwhile has its end either
+/// recorded or reported to its client as not recorded.
+#[test]
+fn an_exec_on_a_full_audit_volume_does_not_run() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    d.sh(U1, &ws.path, &[], "true").expect_code(0);
+    let small = Small::over(&d.state_dir);
+    let running = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--", "sleep", "2.25"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent");
+    assert!(eventually(Duration::from_secs(10), || {
+        records(&d).iter().any(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "2.25"])
+    }));
+    let filler = small.fill();
+    let mut refused = None;
+    for i in 0..32 {
+        let out = d.sh(U1, &ws.path, &[], &format!("touch ran{i}"));
+        if out.code == 0 {
+            assert!(ws.join(&format!("ran{i}")).exists());
+            continue;
+        }
+        out.expect_code(125);
+        assert!(out.stderr.contains(log_path(&d).to_str().unwrap()), "{}", out.stderr);
+        assert!(out.stderr.contains("No space left"), "{}", out.stderr);
+        refused = Some(i);
+        break;
+    }
+    let refused = refused.expect("no exec was refused on the full volume");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!ws.join(&format!("ran{refused}")).exists(), "the command ran unaudited");
+    let ended = running.wait_with_output().expect("agent");
+    assert_eq!(ended.status.code(), Some(0));
+    let notice = String::from_utf8_lossy(&ended.stderr).contains("could not be recorded");
+    std::fs::remove_file(&filler).expect("remove filler");
+    verify(&d.state_dir).expect_code(0);
+    let recs = records(&d);
+    let start = recs.iter().find(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "2.25"]).expect("start");
+    let end_recorded = recs.iter().any(|r| r["kind"] == "exec-end" && r["id"] == start["id"]);
+    assert!(end_recorded != notice, "end recorded: {end_recorded}, client told it was not: {notice}");
+    for i in 0..refused {
+        let ran = format!("touch ran{i}");
+        let kinds: Vec<&str> = recs
+            .iter()
+            .filter(|r| argv(r).iter().any(|a| a.contains(&ran)) || r.to_string().contains(&ran))
+            .filter_map(|r| r["kind"].as_str())
+            .collect();
+        assert!(kinds.contains(&"exec-start"), "{ran}: {kinds:?}");
+    }
+    d.sh(U1, &ws.path, &[], "touch again").expect_code(0);
+    assert!(ws.join("again").exists());
     verify(&d.state_dir).expect_code(0);
 }
 

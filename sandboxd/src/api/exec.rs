@@ -737,6 +737,16 @@ async fn pump_output(
     };
     if let Err(e) = audit.append("exec-end", record).await {
         tracing::error!(uid = caller.uid, id = slot.id(), error = %e, "recording an exec's end");
+        // The command ran (its start is on record); its end is not: say so.
+        let event = Out::Event(pb::Event {
+            kind: "audit".into(),
+            message: format!("the end of this exec could not be recorded: {e}"),
+            ..Default::default()
+        });
+        watchers.publish(&event);
+        if client {
+            let _ = tx.send(response(event)).await;
+        }
     }
     match exit {
         Some(e) => {
