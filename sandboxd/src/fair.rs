@@ -64,6 +64,8 @@ pub fn lower_later(init: i32, cpu: Option<CpuGroup>) {
     tokio::spawn(async move {
         tokio::time::sleep(DELAY).await;
         if let Some(cpu) = cpu {
+            // (Nice values would not help here: inside a cpu cgroup they
+            // weigh only against the cgroup's own threads.)
             if start_time(init) == Some(born) {
                 match cpu.make_idle() {
                     Ok(()) => {}

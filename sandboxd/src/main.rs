@@ -260,6 +260,11 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     })?;
     // Connections still open past the deadline must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    // Allowlist sandboxes' network threads end with their execs and write
+    // what they queued; the last flush below comes after them.
+    if !sandboxd::net::listen::wait_all_ended(Duration::from_secs(2)) {
+        tracing::warn!("network threads still running at exit");
+    }
     // Records queued behind a flush (ends of connections) go to disk now.
     if let Err(e) = audit.flush_queued() {
         tracing::error!(error = %e, "writing the last queued audit records");

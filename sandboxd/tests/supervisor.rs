@@ -48,7 +48,7 @@ fn start(name: &str, script: &str, limits: &CgroupLimits) -> Fake {
 /// controlling terminal) and the Spawned carries the master, as spawn() does.
 fn start_with(name: &str, script: &str, limits: &CgroupLimits, tty: bool) -> Fake {
     let id = unique_id(name);
-    let cgroup = Cgroup::create(&id, limits).expect("cgroup");
+    let mut cgroup = Cgroup::create(&id, limits).expect("cgroup");
     let (in_r, in_w, out_r, out_w, err_r, err_w);
     if tty {
         let pty = nix::pty::openpty(None, None).expect("openpty");

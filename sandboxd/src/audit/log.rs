@@ -420,9 +420,14 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         let mut state = self.log.lock();
-        // Already flushed: forget its outcome; else nobody will take it.
-        if state.outcomes.remove(&self.ticket).is_none() {
-            state.unawaited.insert(self.ticket);
+        // Already flushed: forget its outcome (saying so if it failed);
+        // else nobody will take it.
+        match state.outcomes.remove(&self.ticket) {
+            Some(Ok(_)) => {}
+            Some(Err(f)) => tracing::warn!("audit log: a record not waited for was not written: {}: {}", f.action, f.message),
+            None => {
+                state.unawaited.insert(self.ticket);
+            }
         }
     }
 }

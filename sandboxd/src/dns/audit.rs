@@ -141,7 +141,12 @@ impl AuditQueue {
         loop {
             // Queued in order, then written with one write and one fsync.
             let queued = match self.hand_over() {
-                Ok(false) if self.closed.load(Ordering::Acquire) => return,
+                // What the closer handed over goes with this flush (or, where
+                // the runtime ends first, with the network thread's last one).
+                Ok(false) if self.closed.load(Ordering::Acquire) => {
+                    self.written(self.session.flush_queued().await);
+                    return;
+                }
                 Ok(false) => {
                     self.wake.notified().await;
                     continue;

@@ -5,7 +5,8 @@
 use super::{Session, DNS_PORT, HTTP_PROXY_PORT, SOCKS_PORT};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
@@ -43,13 +44,18 @@ impl Listeners {
     /// without hand-offs between threads, and no sandbox's network waits for
     /// another's. Errors when the thread or its runtime cannot be made.
     pub fn serve(self, session: Arc<Session>) -> io::Result<Served> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let mut runtime = Unstarted(Some(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        ));
         let (stop, stopped) = oneshot::channel::<()>();
         let (finished, done) = oneshot::channel::<()>();
         let name: String = format!("net-{}", session.exec_id).chars().take(15).collect();
+        let running = Running::start();
         std::thread::Builder::new().name(name).spawn(move || {
+            let _running = running;
+            let Some(runtime) = runtime.0.take() else { return };
             let s = Arc::clone(&session);
             runtime.block_on(async move {
                 let mut tasks = JoinSet::new();
@@ -83,6 +89,57 @@ impl Listeners {
         })?;
         Ok(Served { stop, done })
     }
+}
+
+/// A runtime not yet taken by its thread: dropped unused (the thread could
+/// not be made), it is shut down without waiting, as the caller may be on
+/// an async thread where a blocking drop is not allowed.
+struct Unstarted(Option<tokio::runtime::Runtime>);
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// How many network threads of this process are running.
+static RUNNING: Mutex<usize> = Mutex::new(0);
+/// Signalled when one ends.
+static ENDED: Condvar = Condvar::new();
+
+/// Counts one network thread while it lives (also when it panics).
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        *RUNNING.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        *RUNNING.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        ENDED.notify_all();
+    }
+}
+
+/// Waits up to `within` for every network thread to end (their services
+/// stopped, what they queued for the audit log written); whether they did.
+/// The daemon calls it at shutdown, before its last flush of the log.
+pub fn wait_all_ended(within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut n = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    while *n > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        n = ENDED.wait_timeout(n, left).unwrap_or_else(|p| p.into_inner()).0;
+    }
+    true
 }
 
 /// The running services of one sandbox; dropping it ends them and every

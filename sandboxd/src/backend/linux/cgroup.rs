@@ -328,10 +328,21 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Moves `pid` into every cgroup of this sandbox.
-    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        for d in &self.dirs {
-            write(&d.path.join("cgroup.procs"), &pid.to_string())?;
+    /// Moves `pid` into every cgroup of this sandbox (the cpu one only if
+    /// it can be: without it the sandbox just keeps its full CPU share).
+    pub fn add(&mut self, pid: i32) -> Result<(), CgroupError> {
+        let mut i = 0;
+        while i < self.dirs.len() {
+            let d = &self.dirs[i];
+            match write(&d.path.join("cgroup.procs"), &pid.to_string()) {
+                Ok(()) => i += 1,
+                Err(e) if d.cpu && !d.memory && !d.pids => {
+                    tracing::debug!(error = %e, "not moved into its cpu cgroup");
+                    let d = self.dirs.remove(i);
+                    let _ = fs::remove_dir(&d.path);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -397,11 +408,12 @@ pub struct CpuGroup {
 impl CpuGroup {
     /// Makes the whole cgroup yield to every other runnable task: `cpu.idle`
     /// (a task of any other group preempts it as soon as it wakes), or,
-    /// on kernels before 5.15, the smallest CPU weight.
+    /// where that is missing (kernels before 5.15) or refused, the smallest
+    /// CPU weight.
     pub fn make_idle(&self) -> Result<(), CgroupError> {
         let idle = self.path.join("cpu.idle");
-        if idle.exists() {
-            return write(&idle, "1");
+        if idle.exists() && write(&idle, "1").is_ok() {
+            return Ok(());
         }
         match self.version {
             Version::V1 => write(&self.path.join("cpu.shares"), "2"),

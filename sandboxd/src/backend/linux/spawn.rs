@@ -407,7 +407,7 @@ impl Ready {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let cgroup = Cgroup::create(&name, &CgroupLimits::default())?;
+        let mut cgroup = Cgroup::create(&name, &CgroupLimits::default())?;
         let (child, parent) = make_fds(false)?;
         let (pid, pidfd) = clone_init(init_exe, &NetPlan::Loopback, None, &child)?;
         drop(child);
@@ -555,7 +555,7 @@ fn start_direct(
     limits: &CgroupLimits,
     init_exe: &Path,
 ) -> Result<(i32, InitGuard, Cgroup, ParentFds, Option<OwnedFd>), SpawnError> {
-    let cgroup = Cgroup::create(&spec.id, limits)?;
+    let mut cgroup = Cgroup::create(&spec.id, limits)?;
     let (child, parent) = make_fds(spec.tty)?;
     let netns = match spec.net {
         NetPlan::Loopback => super::netns::POOL.take(),
