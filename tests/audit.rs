@@ -112,23 +112,57 @@ fn refusals_are_recorded_with_their_rule() {
     verify(&d.state_dir).expect_code(0);
 }
 
-/// A read-only bind mount over a directory, undone on drop.
-struct ReadOnly(PathBuf);
+/// A mount over a directory (the daemon's state dir), undone on drop.
+struct Over(PathBuf);
 
-impl ReadOnly {
-    fn over(dir: &Path) -> Self {
-        let run = |args: &[&str]| {
-            let st = Command::new("mount").args(args).arg(dir).arg(dir).status().expect("mount");
-            assert!(st.success(), "mount {args:?} failed");
-        };
-        run(&["--bind"]);
-        let guard = ReadOnly(dir.to_path_buf());
-        run(&["-o", "remount,ro,bind"]);
+impl Over {
+    /// Runs `mount ARGS... dir` (or `mount ARGS... SOURCE dir`).
+    fn mount(args: &[&str], dir: &Path) {
+        let st = Command::new("mount").args(args).arg(dir).status().expect("mount");
+        assert!(st.success(), "mount {args:?} {} failed", dir.display());
+    }
+
+    /// The directory, bound over itself read-only.
+    fn read_only(dir: &Path) -> Self {
+        Self::mount(&["--bind", &dir.display().to_string()], dir);
+        let guard = Over(dir.to_path_buf());
+        guard.remount("ro,bind");
         guard
+    }
+
+    /// A 1 MiB tmpfs holding a copy of what was there (so a running daemon
+    /// goes on with the same log).
+    fn small_tmpfs(dir: &Path) -> Self {
+        let copy = tempfile::tempdir().expect("tempdir");
+        let cp = |from: &Path, to: &Path| {
+            let st = Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status();
+            assert!(st.expect("cp").success(), "cp -a {} {}", from.display(), to.display());
+        };
+        cp(dir, copy.path());
+        Self::mount(&["-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs"], dir);
+        let guard = Over(dir.to_path_buf());
+        cp(copy.path(), dir);
+        guard
+    }
+
+    /// Remounts it with `options` (e.g. "ro" or "rw").
+    fn remount(&self, options: &str) {
+        Self::mount(&["-o", &format!("remount,{options}")], &self.0);
+    }
+
+    /// Fills its file system to the last byte (a filler file in it).
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&[0]).is_ok() {}
+        filler
     }
 }
 
-impl Drop for ReadOnly {
+impl Drop for Over {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
@@ -141,7 +175,7 @@ fn an_exec_whose_start_cannot_be_recorded_does_not_run() {
     let marker = ws.join("ran");
     let before = records(&d).len();
     {
-        let _ro = ReadOnly::over(&d.state_dir);
+        let _ro = Over::read_only(&d.state_dir);
         let out = d.sh(U1, &ws.path, &[], "touch ran");
         out.expect_code(125);
         assert!(out.stderr.contains("audit log"), "{}", out.stderr);
@@ -156,49 +190,6 @@ fn an_exec_whose_start_cannot_be_recorded_does_not_run() {
     verify(&d.state_dir).expect_code(0);
 }
 
-/// A small tmpfs over a directory, holding a copy of what was there (so a
-/// running daemon goes on with the same log), undone on drop.
-struct Small(PathBuf);
-
-impl Small {
-    fn over(dir: &Path) -> Self {
-        let copy = tempfile::tempdir().expect("tempdir");
-        let cp = |from: &Path, to: &Path| {
-            let st = Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status();
-            assert!(st.expect("cp").success(), "cp -a {} {}", from.display(), to.display());
-        };
-        cp(dir, copy.path());
-        let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs"]).arg(dir).status();
-        assert!(st.expect("mount").success(), "mount tmpfs over {}", dir.display());
-        let guard = Small(dir.to_path_buf());
-        cp(copy.path(), dir);
-        guard
-    }
-
-    /// Remounts it with `mode` ("ro" or "rw").
-    fn remount(&self, mode: &str) {
-        let st = Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(&self.0).status();
-        assert!(st.expect("mount").success(), "remount,{mode} {}", self.0.display());
-    }
-
-    /// Fills the file system to the last byte (a filler file in it).
-    fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let filler = self.0.join("filler");
-        let mut f = std::fs::File::create(&filler).expect("filler");
-        let block = vec![0u8; 4096];
-        while f.write_all(&block).is_ok() {}
-        while f.write_all(&[0]).is_ok() {}
-        filler
-    }
-}
-
-impl Drop for Small {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// A full audit volume: execs run while their records still fit in the
 /// log's last block; the first whose start record does not fit is refused
 /// with an error naming the log and the cause, and its command never runs;
@@ -210,7 +201,7 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
     d.sh(U1, &ws.path, &[], "true").expect_code(0);
-    let small = Small::over(&d.state_dir);
+    let small = Over::small_tmpfs(&d.state_dir);
     let waiter = "until [ -e go ]; do sleep 0.05; done";
     let running = d
         .agent(U1, &ws.path)
