@@ -56,6 +56,23 @@ impl Peer {
     }
 }
 
+/// Points one message header at `buf` (through `iov`) and at the address
+/// `addr` of `addr_len` bytes.
+fn point(
+    hdr: &mut libc::mmsghdr,
+    iov: &mut libc::iovec,
+    buf: &mut [u8],
+    addr: &mut libc::sockaddr_storage,
+    addr_len: libc::socklen_t,
+) {
+    iov.iov_base = buf.as_mut_ptr().cast();
+    iov.iov_len = buf.len();
+    hdr.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+    hdr.msg_hdr.msg_namelen = addr_len;
+    hdr.msg_hdr.msg_iov = iov;
+    hdr.msg_hdr.msg_iovlen = 1;
+}
+
 /// Buffers for one batch of received datagrams.
 pub struct Datagrams {
     bufs: Box<[[u8; MAX_QUERY]; BATCH]>,
@@ -79,13 +96,9 @@ impl Datagrams {
         // zero lengths are valid until filled in below.
         let mut iovs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+        let whole = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         for (i, (iov, hdr)) in iovs.iter_mut().zip(hdrs.iter_mut()).enumerate() {
-            iov.iov_base = self.bufs[i].as_mut_ptr().cast();
-            iov.iov_len = MAX_QUERY;
-            hdr.msg_hdr.msg_name = (&mut self.peers[i].addr as *mut libc::sockaddr_storage).cast();
-            hdr.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
+            point(hdr, iov, &mut self.bufs[i], &mut self.peers[i].addr, whole);
         }
         // SAFETY: every header points at a buffer, an iovec and an address
         // that live (borrowed mutably) for the call, with their true sizes.
@@ -155,14 +168,8 @@ impl Replies {
         let mut iovs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
         for (i, (iov, hdr)) in iovs.iter_mut().zip(hdrs.iter_mut()).take(count).enumerate() {
-            let out = &mut self.outs[from + i];
-            iov.iov_base = out.as_mut_ptr().cast();
-            iov.iov_len = out.len();
             let peer = &mut self.peers[from + i];
-            hdr.msg_hdr.msg_name = (&mut peer.addr as *mut libc::sockaddr_storage).cast();
-            hdr.msg_hdr.msg_namelen = peer.len;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
+            point(hdr, iov, &mut self.outs[from + i], &mut peer.addr, peer.len);
         }
         // SAFETY: the first `count` headers point at live replies and
         // addresses of their true lengths; the kernel only reads them.
