@@ -197,13 +197,12 @@ impl AuditLog {
     /// [`flush_queued`](Self::flush_queued)'s, which the caller arranges).
     /// A failure to write it is logged, not returned.
     pub fn enqueue(&self, kind: &str, fields: Value) -> Result<(), AuditError> {
-        let (mut state, ticket) = self.queue(kind, fields)?;
-        state.unawaited.insert(ticket);
-        Ok(())
+        // A ticket dropped unwaited is exactly that.
+        self.submit(kind, fields).map(drop)
     }
 
-    /// Puts a record in the queue under a new ticket; the lock stays held.
-    fn queue(&self, kind: &str, fields: Value) -> Result<(MutexGuard<'_, State>, u64), AuditError> {
+    /// Puts a record in the queue under a new ticket.
+    fn queue(&self, kind: &str, fields: Value) -> Result<u64, AuditError> {
         let Value::Object(record) = fields else {
             return Err(AuditError::Fields { kind: kind.into() });
         };
@@ -214,7 +213,7 @@ impl AuditLog {
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         state.queued.push((ticket, kind.to_string(), record));
-        Ok((state, ticket))
+        Ok(ticket)
     }
 
     /// Writes whatever is queued (after any flush already running); the
@@ -251,8 +250,7 @@ impl AuditLog {
     /// [`Ticket::wait`], maybe after others have queued theirs, so that one
     /// flush writes them all.
     pub fn submit(&self, kind: &str, fields: Value) -> Result<Ticket<'_>, AuditError> {
-        let (state, ticket) = self.queue(kind, fields)?;
-        drop(state);
+        let ticket = self.queue(kind, fields)?;
         Ok(Ticket { log: self, ticket })
     }
 

@@ -13,7 +13,6 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long an approval request waits for its answer; then it is a deny.
@@ -140,8 +139,7 @@ impl Session {
     /// runs on the calling thread: a sandbox's network has a thread of its
     /// own ([`Listeners::serve`](super::listen::Listeners::serve)), so no
     /// other sandbox waits for it, and the connection goes on without a
-    /// hand-off to another thread and back. (On a multi-threaded runtime the
-    /// worker hands its other tasks on meanwhile: [`tokio::task::block_in_place`].)
+    /// hand-off to another thread and back.
     ///
     /// The end of a connection gates nothing: its record is queued
     /// ([`queue`](Self::queue)) and goes to disk with the next flush (the
@@ -166,10 +164,7 @@ impl Session {
             .submit("network", self.fields(&r))
             .map_err(|e| NotAudited(e.to_string()))?;
         tokio::task::yield_now().await;
-        let written = match Handle::current().runtime_flavor() {
-            RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| ticket.wait()),
-            _ => ticket.wait(),
-        };
+        let written = ticket.wait();
         let _ = self.events.try_send(r);
         written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
     }
