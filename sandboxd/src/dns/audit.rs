@@ -1,5 +1,5 @@
 //! The DNS server's audit records, written by one task (a batch at a time,
-//! with one write and one fsync) so that no answer waits for the disk.
+//! with one write and one fsync) so that no answer waits for its record.
 //! Identical questions (same name and type, hence the same decision) that
 //! arrive while earlier ones wait to be written are folded into one record
 //! that counts them, so a flood of queries costs the log one line per

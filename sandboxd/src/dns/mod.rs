@@ -8,7 +8,9 @@
 //! inline into reused buffers, and sends those replies with one
 //! sendmmsg(2); only a query that must go upstream gets a task. Audit
 //! records are written by their own task ([`audit`]), so no answer waits
-//! for the disk.
+//! for its own record. (The server shares the sandbox's network thread with
+//! its proxy, so an answer can wait behind the fsync of a proxy decision
+//! being written at that moment.)
 
 mod audit;
 mod batch;
