@@ -6,10 +6,10 @@
 
 use crate::backend::linux::cgroup::Cgroup;
 use crate::backend::linux::Spawned;
-use crate::backend::spec::InitReport;
+use crate::backend::spec::{InitReport, MAX_REPORT};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -585,54 +585,42 @@ fn reap(pidfd: &OwnedFd) -> Option<Status> {
     }
 }
 
-/// Reads the rest of the init's report stream (it ends when the init is gone)
-/// and returns its last `Exited` message, bounded in time.
+/// Reads the init's remaining reports (one datagram each; the stream ends
+/// when the init is gone) and returns its `Exited` report, waiting at most
+/// [`REPORT_WAIT`] for one still on its way.
 async fn read_exit_report(fd: OwnedFd) -> Option<InitReport> {
     set_nonblocking(fd.as_raw_fd()).ok()?;
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    // The init has exited: its report is normally all there, then EOF. Read
-    // it directly; only a report still on its way waits for the reactor.
-    let done = |data: &mut Vec<u8>, r: io::Result<usize>, buf: &[u8]| -> Option<bool> {
-        match r {
-            Ok(0) => Some(true),
+    let mut buf = vec![0u8; MAX_REPORT];
+    let mut exited = None;
+    let deadline = Instant::now() + REPORT_WAIT;
+    // The init has exited: its reports are normally all there, then the
+    // end. Only a report still on its way waits for the reactor.
+    let mut waiter: Option<AsyncFd<BorrowedFd>> = None;
+    loop {
+        match sys_read(&fd, &mut buf) {
+            Ok(0) => break,
             Ok(n) => {
-                data.extend_from_slice(&buf[..n]);
-                Some(data.len() > 1 << 20)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Some(false),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-            Err(_) => Some(true),
-        }
-    };
-    let pending = loop {
-        let r = sys_read(&fd, &mut buf);
-        match done(&mut data, r, &buf) {
-            Some(true) => break false,
-            Some(false) => {}
-            None => break true,
-        }
-    };
-    if pending {
-        let afd = register(fd, Interest::READABLE).ok()?;
-        let read_all = async {
-            loop {
-                let Ok(mut guard) = afd.readable().await else {
-                    return;
-                };
-                match guard.try_io(|inner| sys_read(inner.get_ref(), &mut buf)) {
-                    Ok(r) => {
-                        if done(&mut data, r, &buf) == Some(true) {
-                            return;
-                        }
-                    }
-                    Err(_would_block) => {}
+                if let Ok(r @ InitReport::Exited { .. }) =
+                    serde_json::from_slice::<InitReport>(buf[..n].trim_ascii_end())
+                {
+                    exited = Some(r);
                 }
             }
-        };
-        let _ = tokio::time::timeout(REPORT_WAIT, read_all).await;
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let w = match &mut waiter {
+                    Some(w) => w,
+                    // SAFETY: the borrow keeps the descriptor open and the
+                    // same for as long as it is registered.
+                    None => waiter.insert(unsafe { AsyncFd::register_with_interest(fd.as_fd(), Interest::READABLE) }.ok()?),
+                };
+                match tokio::time::timeout_at(deadline, w.readable()).await {
+                    Ok(Ok(mut guard)) => guard.clear_ready(),
+                    _ => break,
+                }
+            }
+            Err(_) => break,
+        }
     }
-    data.rsplit(|b| *b == b'\n')
-        .filter_map(|line| serde_json::from_slice::<InitReport>(line).ok())
-        .find(|r| matches!(r, InitReport::Exited { .. }))
+    exited
 }

@@ -11,9 +11,9 @@ pub mod fds {
     /// bytes, little-endian), then [`super::GO`] once the command may start
     /// (EOF instead: it must not).
     pub const SPEC: i32 = 3;
-    /// The init's end of a Unix stream socket: newline-separated JSON
-    /// [`super::InitReport`] messages. With `tty`, the first report carries the
-    /// master of the sandbox's pty (SCM_RIGHTS).
+    /// The init's end of a Unix seqpacket socket: one JSON
+    /// [`super::InitReport`] per datagram (newline-terminated). With `tty`,
+    /// the first report carries the master of the sandbox's pty (SCM_RIGHTS).
     pub const REPORT: i32 = 4;
 }
 
@@ -22,6 +22,14 @@ pub const GO: u8 = b'!';
 
 /// The largest spec an init accepts.
 pub const MAX_SPEC: usize = 16 << 20;
+
+/// The largest report the daemon reads: one datagram of the report socket
+/// (below the socket's default send buffer, so it is always sent whole).
+pub const MAX_REPORT: usize = 128 << 10;
+
+/// Bytes of a report's text field kept by [`InitReport::bounded`]. Three such
+/// fields, even with every byte JSON-escaped, stay below [`MAX_REPORT`].
+const MAX_REPORT_TEXT: usize = 4 << 10;
 
 /// Everything the init process needs to build the sandbox and run the command.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,4 +138,63 @@ pub enum InitReport {
         system_us: u64,
         max_rss_bytes: u64,
     },
+}
+
+impl InitReport {
+    /// The report with its texts (a path, an error naming argv[0]) cut to
+    /// [`MAX_REPORT_TEXT`] bytes, so that it fits one report datagram.
+    pub fn bounded(self) -> InitReport {
+        fn cut(mut s: String) -> String {
+            if s.len() > MAX_REPORT_TEXT {
+                let mut end = MAX_REPORT_TEXT;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+                s.push_str("...");
+            }
+            s
+        }
+        match self {
+            InitReport::SetupFailed { step, path, error } => InitReport::SetupFailed {
+                step: cut(step),
+                path: path.map(cut),
+                error: cut(error),
+            },
+            InitReport::ExecFailed { code, error } => InitReport::ExecFailed {
+                code,
+                error: cut(error),
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bounded_report_fits_one_datagram_and_keeps_its_text_whole_to_a_char() {
+        // Control characters take six bytes each in JSON: the worst case.
+        let huge = "\u{1}".repeat(1 << 20);
+        let report = InitReport::SetupFailed {
+            step: huge.clone(),
+            path: Some(huge.clone()),
+            error: huge,
+        }
+        .bounded();
+        let line = serde_json::to_vec(&report).unwrap();
+        assert!(line.len() < MAX_REPORT, "{} bytes", line.len());
+
+        // A cut never splits a character; short texts are left alone.
+        let text = format!("{}é", "a".repeat(MAX_REPORT_TEXT - 1));
+        let InitReport::ExecFailed { error, .. } = (InitReport::ExecFailed { code: 127, error: text }).bounded()
+        else {
+            panic!("not an exec failure")
+        };
+        assert_eq!(error, format!("{}...", "a".repeat(MAX_REPORT_TEXT - 1)));
+        let short = InitReport::ExecFailed { code: 127, error: "x: not found".into() };
+        assert_eq!(short.clone().bounded(), short);
+    }
 }

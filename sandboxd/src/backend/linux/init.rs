@@ -59,34 +59,33 @@ impl Failure {
     }
 }
 
-fn send(out: &mut std::fs::File, report: &InitReport) {
-    if let Ok(mut line) = serde_json::to_vec(report) {
-        line.push(b'\n');
-        // Nothing more to do if the daemon has gone.
-        let _ = out.write_all(&line);
-    }
+/// A report as one JSON line, its texts bounded.
+fn encode(report: &InitReport) -> Option<Vec<u8>> {
+    let mut line = serde_json::to_vec(&report.clone().bounded()).ok()?;
+    line.push(b'\n');
+    Some(line)
 }
 
-/// Sends `report` on the report socket with `fd` attached (SCM_RIGHTS) to
-/// its first byte.
-fn send_with_fd(out: &mut std::fs::File, report: &InitReport, fd: &OwnedFd) {
+/// One report, one datagram of the report socket (at most
+/// [`crate::backend::spec::MAX_REPORT`] bytes), with `fd` attached
+/// (SCM_RIGHTS) when given.
+fn send(out: &std::fs::File, report: &InitReport, fd: Option<&OwnedFd>) {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let Ok(mut line) = serde_json::to_vec(report) else {
-        return;
+    let Some(line) = encode(report) else { return };
+    let fds: Vec<i32> = fd.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsgs: &[ControlMessage] = if fds.is_empty() {
+        &[]
+    } else {
+        &[ControlMessage::ScmRights(&fds)]
     };
-    line.push(b'\n');
-    let fds = [fd.as_raw_fd()];
-    let sent = sendmsg::<()>(
+    // Nothing more to do if the daemon has gone.
+    let _ = sendmsg::<()>(
         out.as_raw_fd(),
         &[std::io::IoSlice::new(&line)],
-        &[ControlMessage::ScmRights(&fds)],
+        cmsgs,
         MsgFlags::empty(),
         None,
     );
-    // Nothing more to do if the daemon has gone.
-    if let Ok(n) = sent {
-        let _ = out.write_all(&line[n..]);
-    }
 }
 
 /// A pty of the sandbox's own devpts instance, so that the slave's name
@@ -143,14 +142,14 @@ fn open_pty(creds: &Credentials) -> Result<Pty, Failure> {
 
 /// Runs the init; never returns.
 pub fn main() -> ! {
-    // SAFETY: the daemon passes the report pipe as fd 4; nothing else owns it.
-    let mut report = unsafe { std::fs::File::from_raw_fd(fds::REPORT) };
+    // SAFETY: the daemon passes the report socket as fd 4; nothing else owns it.
+    let report = unsafe { std::fs::File::from_raw_fd(fds::REPORT) };
     // SAFETY: fcntl on our own descriptor.
     unsafe { libc::fcntl(fds::REPORT, libc::F_SETFD, libc::FD_CLOEXEC) };
-    match run(&mut report) {
+    match run(&report) {
         Ok(code) => std::process::exit(code),
         Err(f) => {
-            send(&mut report, &f.report());
+            send(&report, &f.report(), None);
             std::process::exit(125)
         }
     }
@@ -192,7 +191,7 @@ fn read_spec(spec_in: &mut std::fs::File) -> Result<SandboxSpec, Failure> {
     serde_json::from_slice(&buf).map_err(|e| Failure::new("parse spec", None, e))
 }
 
-fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
+fn run(report: &std::fs::File) -> Result<i32, Failure> {
     // Work that needs no spec is done while a pooled init waits for one.
     // Not `lo`: the daemon may be bringing it up at the same moment to bind
     // listeners in the namespace, and must find 127.0.0.1 once `lo` is up.
@@ -264,7 +263,9 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
         let mut w = std::fs::File::from(err_w);
         let (outcome, code) =
             command_child(&spec, pty.as_ref(), &access, &filter, &exec, &mut spec_in);
-        send(&mut w, &outcome);
+        if let Some(line) = encode(&outcome) {
+            let _ = w.write_all(&line);
+        }
         // SAFETY: leave without running the parent's destructors.
         unsafe { libc::_exit(code) }
     }
@@ -293,13 +294,10 @@ fn run(report: &mut std::fs::File) -> Result<i32, Failure> {
         }
     };
     let setup_failed = matches!(first, InitReport::SetupFailed { .. });
-    match master {
-        Some(m) => send_with_fd(report, &first, &m),
-        None => send(report, &first),
-    }
+    send(report, &first, master.as_ref());
     let status = reap_until(pid, &sigs);
     if !setup_failed {
-        send(report, &status);
+        send(report, &status, None);
     }
     Ok(match status {
         InitReport::Exited { code: Some(c), .. } => c,

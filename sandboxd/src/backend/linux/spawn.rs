@@ -17,7 +17,7 @@
 
 use super::cgroup::{self, Cgroup, CgroupError, CgroupLimits};
 use super::init;
-use crate::backend::spec::{InitReport, NetPlan, SandboxSpec, GO, MAX_SPEC};
+use crate::backend::spec::{InitReport, NetPlan, SandboxSpec, GO, MAX_REPORT, MAX_SPEC};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -115,10 +115,11 @@ fn set_nonblocking(fd: &OwnedFd, on: bool) -> io::Result<()> {
 fn make_fds(tty: bool) -> Result<(ChildFds, ParentFds), SpawnError> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (spec_r, spec_w) = pipe_cloexec().map_err(os("spec pipe"))?;
-    // A socket, not a pipe, so that the init can pass the pty master back.
+    // A socket, not a pipe, so that the init can pass the pty master back;
+    // one datagram per report, so that each is read with one call.
     let (rep_r, rep_w) = socketpair(
         AddressFamily::Unix,
-        SockType::Stream,
+        SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
     )
@@ -331,13 +332,14 @@ async fn write_pipe(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Receives one byte of the report socket, keeping any descriptors passed with it.
-fn recv_byte(fd: &OwnedFd, passed: &mut Vec<OwnedFd>) -> io::Result<Option<u8>> {
+/// Receives one report (one datagram of the report socket) and the
+/// descriptors passed with it; `None` at end of stream.
+fn recv_report(fd: &OwnedFd, passed: &mut Vec<OwnedFd>) -> io::Result<Option<Vec<u8>>> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut b = [0u8; 1];
+    let mut buf = vec![0u8; MAX_REPORT];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let (n, truncated) = {
-        let mut iov = [io::IoSliceMut::new(&mut b)];
+    let (n, flags) = {
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
         let msg = recvmsg::<()>(
             fd.as_raw_fd(),
             &mut iov,
@@ -350,34 +352,36 @@ fn recv_byte(fd: &OwnedFd, passed: &mut Vec<OwnedFd>) -> io::Result<Option<u8>> 
                 passed.extend(fds.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
             }
         }
-        (msg.bytes, msg.flags.contains(MsgFlags::MSG_CTRUNC))
+        (msg.bytes, msg.flags)
     };
-    if truncated {
+    if flags.contains(MsgFlags::MSG_CTRUNC) {
         return Err(io::Error::other(
             "the init passed more descriptors than expected",
         ));
     }
-    Ok((n == 1).then_some(b[0]))
+    if flags.contains(MsgFlags::MSG_TRUNC) {
+        return Err(io::Error::other(format!(
+            "the init's report is over the limit of {MAX_REPORT} bytes"
+        )));
+    }
+    buf.truncate(n);
+    Ok((n > 0).then_some(buf))
 }
 
-/// Reads one newline-terminated report, byte by byte so nothing after it is
-/// consumed; also returns the descriptors passed with it.
+/// Reads the init's first report and the descriptors passed with it.
 async fn read_report(rx: &AsyncFd<OwnedFd>) -> io::Result<(Option<InitReport>, Vec<OwnedFd>)> {
-    let mut line = Vec::with_capacity(128);
     let mut passed = Vec::new();
-    loop {
+    let line = loop {
         let mut guard = rx.readable().await?;
-        let b = match guard.try_io(|inner| recv_byte(inner.get_ref(), &mut passed)) {
-            Ok(r) => r?,
+        match guard.try_io(|inner| recv_report(inner.get_ref(), &mut passed)) {
+            Ok(r) => break r?,
             Err(_would_block) => continue,
-        };
-        match b {
-            None => return Ok((None, passed)),
-            Some(b'\n') => break,
-            Some(b) => line.push(b),
         }
-    }
-    let report = serde_json::from_slice(&line).map_err(io::Error::other)?;
+    };
+    let Some(line) = line else {
+        return Ok((None, passed));
+    };
+    let report = serde_json::from_slice(line.trim_ascii_end()).map_err(io::Error::other)?;
     Ok((Some(report), passed))
 }
 
