@@ -6,7 +6,8 @@
 use sandboxd::audit::AuditLog;
 use sandboxd::config::DnsConfig;
 use sandboxd::net::session::{Answer, Questions};
-use sandboxd::net::{NetPolicy, NetQuery, Resolver, Session};
+use sandboxd::net::listen::{wait_all_ended, NetThread};
+use sandboxd::net::{NetPolicy, NetQuery, NetRecord, Resolver, Session};
 use sandboxd::policy::{ApprovalMode, PolicyStore};
 use sandboxd::tls::Inspector;
 use serde_json::Value;
@@ -245,12 +246,17 @@ async fn proxy_inspecting(body: &str, inspector: Option<Arc<Inspector>>) -> Prox
     proxy_with(body, inspector, None).await
 }
 
-/// Starts both proxies; with `questions`, approval `on-request` asks there.
-async fn proxy_with(
-    body: &str,
-    inspector: Option<Arc<Inspector>>,
-    questions: Option<Questions>,
-) -> Proxy {
+/// A session for a profile with `body` (approval `on-request` asking on
+/// `questions` when given), with its policy dir and audit log in temporary
+/// dirs, and the receiver of its events.
+struct Sessioned {
+    session: Arc<Session>,
+    policy_dir: tempfile::TempDir,
+    audit_dir: tempfile::TempDir,
+    events: tokio::sync::mpsc::Receiver<NetRecord>,
+}
+
+fn session_with(body: &str, inspector: Option<Arc<Inspector>>, questions: Option<Questions>) -> Sessioned {
     let approval = if questions.is_some() {
         ApprovalMode::OnRequest
     } else {
@@ -280,7 +286,7 @@ async fn proxy_with(
     .unwrap();
     let audit_dir = tempfile::tempdir().unwrap();
     let audit = Arc::new(AuditLog::open(audit_dir.path(), 1 << 30).unwrap());
-    let (events, mut rx) = tokio::sync::mpsc::channel(1024);
+    let (events_tx, events) = tokio::sync::mpsc::channel(1024);
     let secrets = BTreeMap::from([("TOKEN".to_string(), SECRET.to_string())]);
     let session = Arc::new(Session::new(
         "exec-test".into(),
@@ -291,9 +297,25 @@ async fn proxy_with(
         inspector,
         Arc::new(Vec::new()),
         audit,
-        events,
+        events_tx,
         questions,
     ));
+    Sessioned {
+        session,
+        policy_dir,
+        audit_dir,
+        events,
+    }
+}
+
+/// Starts both proxies; with `questions`, approval `on-request` asks there.
+async fn proxy_with(body: &str, inspector: Option<Arc<Inspector>>, questions: Option<Questions>) -> Proxy {
+    let Sessioned {
+        session,
+        policy_dir,
+        audit_dir,
+        mut events,
+    } = session_with(body, inspector, questions);
     let h = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (http, socks) = (h.local_addr().unwrap(), s.local_addr().unwrap());
@@ -305,7 +327,7 @@ async fn proxy_with(
         tokio::spawn(async move {
             sandboxd::proxy::serve_socks(s, session).await.unwrap();
         }),
-        tokio::spawn(async move { while rx.recv().await.is_some() {} }),
+        tokio::spawn(async move { while events.recv().await.is_some() {} }),
     ];
     Proxy {
         http,
@@ -1218,4 +1240,15 @@ async fn bench_with_the_kit() {
     }
     backend.kill().unwrap();
     backend.wait().unwrap();
+}
+
+#[test]
+fn a_network_thread_whose_sandbox_was_never_made_ends() {
+    let s = session_with(&network(&[443], ""), None, None);
+    let thread = NetThread::start(Arc::clone(&s.session)).unwrap();
+    // It waits for the sandbox's listeners...
+    assert!(!wait_all_ended(Duration::from_millis(100)));
+    // ...and ends when the exec is refused before they are bound.
+    drop(thread);
+    assert!(wait_all_ended(Duration::from_secs(5)));
 }

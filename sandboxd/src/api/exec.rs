@@ -10,7 +10,7 @@ use crate::audit::AuditLog;
 use crate::backend::linux::{self, netns, SpawnError};
 use crate::identity::{Account, Caller};
 use crate::net::addr::host_addresses;
-use crate::net::listen::{Listeners, Served};
+use crate::net::listen::{Listeners, NetThread, Served};
 use crate::net::session::Answer;
 use crate::net::{NetPolicy, NetQuery, NetRecord, Phase, Session};
 use crate::plan;
@@ -353,43 +353,37 @@ impl Api {
             },
         };
         // Allowlist sandboxes get the daemon's listeners bound inside before
-        // their command starts.
-        let (spawned, listeners) = if policy.net.is_some() {
-            let bind = |ns: &OwnedFd| netns::within(ns, Listeners::bind);
-            linux::spawn_with(&plan.spec, &plan.limits, &self.init_exe, bind, audited)
-                .await
-                .map_err(spawn_failed)?
-        } else {
-            let no_net = |_: &OwnedFd| Ok(());
-            let (s, _) =
-                linux::spawn_with(&plan.spec, &plan.limits, &self.init_exe, no_net, audited)
-                    .await
-                    .map_err(spawn_failed)?;
-            (s, None)
+        // their command starts, served by a thread made beforehand.
+        let (spawned, net) = match policy.net.clone() {
+            Some(net_policy) => {
+                let prepared = self
+                    .prepare_network(&caller, slot.id(), start, net_policy, secrets)
+                    .map_err(|e| {
+                        let msg = format!("the sandbox's network could not be served: {e}");
+                        refuse("network", Status::resource_exhausted(msg))
+                    })?;
+                let bind = |ns: &OwnedFd| netns::within(ns, Listeners::bind);
+                let (spawned, listeners) =
+                    linux::spawn_with(&plan.spec, &plan.limits, &self.init_exe, bind, audited)
+                        .await
+                        .map_err(spawn_failed)?;
+                // Bound whenever the spawn succeeds.
+                let net = listeners.map(|l| prepared.serve(l));
+                (spawned, net)
+            }
+            None => {
+                let no_net = |_: &OwnedFd| Ok(());
+                let (s, _) =
+                    linux::spawn_with(&plan.spec, &plan.limits, &self.init_exe, no_net, audited)
+                        .await
+                        .map_err(spawn_failed)?;
+                (s, None)
+            }
         };
         let pid = spawned.pid;
         // Long-running sandboxes yield the CPU to short execs (see fair.rs).
         crate::fair::lower_later(pid, spawned.cgroup.cpu());
-        let mut unserved = None;
-        let net = match (listeners, policy.net.clone()) {
-            (Some(listeners), Some(net_policy)) => {
-                match self.serve_network(&caller, slot.id(), start, net_policy, secrets, listeners) {
-                    Ok(net) => Some(net),
-                    Err(e) => {
-                        unserved = Some(format!("the sandbox's network could not be served: {e}"));
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
         let (handle, outputs) = supervisor::supervise(spawned, plan.options);
-        // Without its proxy and resolver the sandbox has no network at all;
-        // it is ended rather than left to fail in confusing ways.
-        if let Some(reason) = unserved {
-            tracing::error!(id = slot.id(), "{reason}");
-            let _ = handle.send(Control::Kill(reason)).await;
-        }
         if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
             let _ = handle.send(resize(w)).await;
         }
@@ -457,16 +451,16 @@ impl Api {
         Ok(secrets)
     }
 
-    /// Starts the proxies and the resolver of an allowlist exec on its listeners.
-    fn serve_network(
+    /// The session and the thread that will serve an allowlist exec's
+    /// proxies and resolver once its listeners are bound.
+    fn prepare_network(
         &self,
         caller: &Caller,
         id: &str,
         start: &pb::ExecStart,
         policy: NetPolicy,
         secrets: BTreeMap<String, String>,
-        listeners: Listeners,
-    ) -> std::io::Result<NetRun> {
+    ) -> std::io::Result<NetPrepared> {
         let (events_tx, events) = mpsc::channel(NET_EVENTS);
         let (questions_tx, questions) = mpsc::channel(4);
         let inspector = policy
@@ -485,8 +479,8 @@ impl Api {
             events_tx,
             start.interactive.then_some(questions_tx),
         );
-        Ok(NetRun {
-            served: listeners.serve(Arc::new(session))?,
+        Ok(NetPrepared {
+            thread: NetThread::start(Arc::new(session))?,
             events,
             questions,
         })
@@ -496,6 +490,24 @@ impl Api {
 /// Network events buffered towards the client before newer ones are dropped
 /// from the stream (never from the audit log).
 const NET_EVENTS: usize = 64;
+
+/// The network side of an allowlist exec whose sandbox is being made.
+struct NetPrepared {
+    thread: NetThread,
+    events: mpsc::Receiver<NetRecord>,
+    questions: mpsc::Receiver<(NetQuery, oneshot::Sender<Answer>)>,
+}
+
+impl NetPrepared {
+    /// Serves the sandbox's `listeners`.
+    fn serve(self, listeners: Listeners) -> NetRun {
+        NetRun {
+            served: self.thread.serve(listeners),
+            events: self.events,
+            questions: self.questions,
+        }
+    }
+}
 
 /// The network side of a running allowlist exec.
 struct NetRun {

@@ -37,18 +37,32 @@ impl Listeners {
             dns_tcp: TcpListener::bind(local(DNS_PORT)).map_err(named("DNS server (TCP)", DNS_PORT))?,
         })
     }
+}
 
-    /// Starts serving `session` on the listeners, on a thread of the
-    /// sandbox's own with a single-threaded runtime: a connection's steps
-    /// (accept, decision, audit write, dial, relay) then follow each other
-    /// without hand-offs between threads, and no sandbox's network waits for
-    /// another's. Errors when the thread or its runtime cannot be made.
-    pub fn serve(self, session: Arc<Session>) -> io::Result<Served> {
+/// The thread that serves one allowlist sandbox's network: made before the
+/// sandbox, so that an exec whose network cannot be served is refused before
+/// anything runs; it then waits for the sandbox's listeners.
+pub struct NetThread {
+    /// Hands the listeners over; dropped unused, it ends the thread.
+    start: oneshot::Sender<Listeners>,
+    stop: oneshot::Sender<()>,
+    done: oneshot::Receiver<()>,
+}
+
+impl NetThread {
+    /// Makes the thread, with a single-threaded runtime, for `session`: a
+    /// connection's steps (accept, decision, audit write, dial, relay) then
+    /// follow each other without hand-offs between threads, and no sandbox's
+    /// network waits for another's. The calling thread must be in the host's
+    /// network namespace, which the new thread inherits to dial out. Errors
+    /// when the thread or its runtime cannot be made.
+    pub fn start(session: Arc<Session>) -> io::Result<NetThread> {
         let mut runtime = Unstarted(Some(
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
         ));
+        let (start, listeners) = oneshot::channel::<Listeners>();
         let (stop, stopped) = oneshot::channel::<()>();
         let (finished, done) = oneshot::channel::<()>();
         let name: String = format!("net-{}", session.exec_id).chars().take(15).collect();
@@ -58,6 +72,8 @@ impl Listeners {
             let Some(runtime) = runtime.0.take() else { return };
             let s = Arc::clone(&session);
             runtime.block_on(async move {
+                // No listeners: the sandbox was not made.
+                let Ok(l) = listeners.await else { return };
                 let mut tasks = JoinSet::new();
                 let log = |what: &'static str, id: String| {
                     move |r: io::Result<()>| {
@@ -68,12 +84,12 @@ impl Listeners {
                 };
                 let s1 = Arc::clone(&s);
                 let done = log("HTTP proxy", s.exec_id.clone());
-                tasks.spawn(async move { done(crate::proxy::serve_http(self.http, s1).await) });
+                tasks.spawn(async move { done(crate::proxy::serve_http(l.http, s1).await) });
                 let s1 = Arc::clone(&s);
                 let done = log("SOCKS proxy", s.exec_id.clone());
-                tasks.spawn(async move { done(crate::proxy::serve_socks(self.socks, s1).await) });
+                tasks.spawn(async move { done(crate::proxy::serve_socks(l.socks, s1).await) });
                 let done = log("DNS server", s.exec_id.clone());
-                tasks.spawn(async move { done(crate::dns::serve(self.dns_udp, self.dns_tcp, s).await) });
+                tasks.spawn(async move { done(crate::dns::serve(l.dns_udp, l.dns_tcp, s).await) });
                 tokio::select! {
                     _ = stopped => {}
                     _ = async { while tasks.join_next().await.is_some() {} } => {}
@@ -87,7 +103,16 @@ impl Listeners {
             }
             let _ = finished.send(());
         })?;
-        Ok(Served { stop, done })
+        Ok(NetThread { start, stop, done })
+    }
+
+    /// Starts serving on the sandbox's `listeners`.
+    pub fn serve(self, listeners: Listeners) -> Served {
+        let NetThread { start, stop, done } = self;
+        // The thread only ends before this when it panicked; `done` then
+        // resolves at once and the sandbox has no network.
+        let _ = start.send(listeners);
+        Served { stop, done }
     }
 }
 

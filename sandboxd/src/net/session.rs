@@ -137,9 +137,9 @@ impl Session {
     /// then the connection lets the other connections that are ready queue
     /// theirs, and the first to go on writes and fsyncs them all. The write
     /// runs on the calling thread: a sandbox's network has a thread of its
-    /// own ([`Listeners::serve`](super::listen::Listeners::serve)), so no
-    /// other sandbox waits for it, and the connection goes on without a
-    /// hand-off to another thread and back.
+    /// own ([`NetThread`](super::listen::NetThread)), so no other sandbox
+    /// waits for it, and the connection goes on without a hand-off to
+    /// another thread and back.
     ///
     /// The end of a connection gates nothing: its record is queued
     /// ([`queue`](Self::queue)) and goes to disk with the next flush (the
