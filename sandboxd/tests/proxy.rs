@@ -703,10 +703,10 @@ async fn socks5_connects_by_name_and_refuses_what_the_policy_refuses() {
     let (_origin, echo, p) = setup().await;
     let (code, mut c) = socks_connect(&p, 3, b"allowed.test", echo.port).await;
     assert_eq!(code, 0);
-    c.write_all(b"socks!").await.unwrap();
-    let mut back = [0u8; 6];
+    c.write_all(b"socks!\n").await.unwrap();
+    let mut back = [0u8; 7];
     c.read_exact(&mut back).await.unwrap();
-    assert_eq!(&back, b"socks!");
+    assert_eq!(&back, b"socks!\n");
     for (atyp, addr) in [
         (3u8, &b"denied.test"[..]),
         (3, b"nowhere.test"),
@@ -900,6 +900,58 @@ async fn post_under_a_get_only_profile_is_refused() {
     );
 }
 
+/// A CONNECT tunnel to `port` through `p`, its 200 read.
+async fn tunnel(p: &Proxy, port: u16) -> TcpStream {
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    c.write_all(format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200 "), "{:?}", String::from_utf8_lossy(&head));
+    c
+}
+
+#[tokio::test]
+async fn http_in_a_tunnel_is_decided_however_its_request_line_is_dressed() {
+    let origin = Origin::start().await;
+    let o = origin.port;
+    let p = proxy(&network(
+        &[o],
+        "allow_cidrs = [\"127.0.0.0/8\"]\nmethods = [\"GET\", \"HEAD\"]",
+    ))
+    .await;
+    let body = "Host: allowed.test\r\nContent-Length: 2\r\n\r\nhi";
+    // What a lenient server still reads as a POST goes through the request
+    // loop (and its method rule), never a raw splice.
+    for line in [
+        "\r\nPOST /x HTTP/1.1\r\n",
+        " POST /x HTTP/1.1\r\n",
+        "post /x HTTP/1.1\r\n",
+        "POST /x HTTP/1.1 \r\n",
+        "POST  /x  HTTP/1.1\r\n",
+    ] {
+        let mut c = tunnel(&p, o).await;
+        c.write_all(format!("{line}{body}").as_bytes()).await.unwrap();
+        let r = read_response(&mut c, &mut Vec::new()).await;
+        assert!(matches!(r.code, 400 | 403), "{line:?}: {} {:?}", r.code, r.body);
+    }
+    // A request line that stalls before it can be told is refused, not spliced.
+    let mut c = tunnel(&p, o).await;
+    c.write_all(b"POST /x HTT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let _ = c.write_all(format!("P/1.1\r\n{body}").as_bytes()).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    p.wait_record("stalled request line", |r| {
+        r["reason"] == "blocked-by-bad-request"
+            && r["message"].as_str().is_some_and(|m| m.contains("never completed"))
+    })
+    .await;
+    assert!(origin.seen().is_empty(), "{:?}", origin.seen());
+}
+
 #[tokio::test]
 async fn the_injected_header_replaces_the_clients_and_reaches_only_its_host() {
     let (origin, _echo, p) = setup().await;
@@ -1071,9 +1123,9 @@ async fn dropping_the_server_ends_its_tunnels() {
         .unwrap();
     let mut head = [0u8; 39];
     c.read_exact(&mut head).await.unwrap();
-    c.write_all(b"x").await.unwrap();
-    let mut one = [0u8; 1];
-    c.read_exact(&mut one).await.unwrap();
+    c.write_all(b"x\n").await.unwrap();
+    let mut two = [0u8; 2];
+    c.read_exact(&mut two).await.unwrap();
     for t in p.tasks.drain(..) {
         t.abort();
         let _ = t.await;

@@ -75,52 +75,66 @@ enum First {
     Nothing,
     Hello(Hello),
     Http,
+    /// Not TLS, and the start of what could be an HTTP request that never
+    /// went on far enough to be read (cut short, stalled or too long).
+    Undecided,
 }
 
-/// Whether `data` starts with an HTTP/1.x request line (`METHOD target
-/// HTTP/1.x`): `Some(false)` no, `None` a prefix of one so far.
+/// A token character (RFC 9110), of which a request method is made.
+fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether a tunnel's first bytes (not TLS) may be an HTTP request.
+/// `Some(true)`: a lenient server could read them as one, so they go
+/// through the request loop, which parses them strictly and refuses what it
+/// cannot read; `Some(false)`: no server could, and the tunnel is spliced;
+/// `None`: not told yet. Lenient means: empty lines and blanks before the
+/// request line, any token as the method (any case), runs of blanks between
+/// the parts, any version, and (HTTP/0.9) `GET target` alone. The target
+/// must still have one of its forms (RFC 9112): `/...`, `*`, `scheme:...`,
+/// or with CONNECT an authority.
 fn http_start(data: &[u8]) -> Option<bool> {
-    let line_end = data.iter().position(|&b| b == b'\n');
-    let line = &data[..line_end.unwrap_or(data.len())];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let complete = line_end.is_some();
-    if !complete && data.len() > MAX_REQUEST_LINE {
-        return Some(false);
-    }
-    let mut parts = line.splitn(3, |&b| b == b' ');
-    let method = parts.next().unwrap_or_default();
-    let target = parts.next();
-    let version = parts.next();
-    let token = |m: &[u8]| m.iter().all(|&b| b.is_ascii_uppercase() || b == b'-');
-    if !token(method) || (method.is_empty() && (complete || target.is_some())) {
-        return Some(false);
-    }
-    let Some(target) = target else {
-        return if complete { Some(false) } else { None };
+    let blank = |b: &u8| matches!(b, b' ' | b'\t');
+    let eol = |b: &u8| matches!(b, b'\r' | b'\n');
+    // Where the first byte from `at` that is not `skip` is, once seen.
+    let past = |at: usize, skip: &dyn Fn(&u8) -> bool| {
+        data[at..].iter().position(|b| !skip(b)).map(|n| at + n)
     };
-    if target.contains(&b' ') || (target.is_empty() && (complete || version.is_some())) {
+    let method_at = past(0, &|b| blank(b) || eol(b))?;
+    let method_end = past(method_at, &|b| tchar(*b))?;
+    if method_end == method_at || !blank(&data[method_end]) {
         return Some(false);
     }
-    let Some(version) = version else {
-        return if complete { Some(false) } else { None };
-    };
-    const V: &[u8] = b"HTTP/1.";
-    if complete {
-        let ok = version.len() == V.len() + 1
-            && version.starts_with(V)
-            && matches!(version[V.len()], b'0' | b'1');
-        return Some(ok);
+    let method = &data[method_at..method_end];
+    let target = past(method_end, &blank)?;
+    match data[target] {
+        b'/' | b'*' => {}
+        _ if method.eq_ignore_ascii_case(b"CONNECT") => {}
+        b if b.is_ascii_alphabetic() => {
+            let scheme = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
+            if data[past(target, &scheme)?] != b':' {
+                return Some(false);
+            }
+        }
+        _ => return Some(false),
     }
-    let n = version.len().min(V.len());
-    if version[..n] != V[..n] || version.len() > V.len() + 1 {
+    let target_end = past(target, &|b| !blank(b) && !eol(b))?;
+    if eol(&data[target_end]) {
+        // `method target` alone: only HTTP/0.9's GET reads so.
+        return Some(method.eq_ignore_ascii_case(b"GET"));
+    }
+    let version = &data[past(target_end, &blank)?..];
+    let n = version.len().min(5);
+    if !version[..n].eq_ignore_ascii_case(&b"HTTP/"[..n]) {
         return Some(false);
     }
-    None
+    (n == 5).then_some(true)
 }
 
-/// Longest request line waited for before a tunnel counts as not HTTP.
+/// Longest start of a request line waited for before a tunnel is refused.
 const MAX_REQUEST_LINE: usize = 8 * 1024;
-/// How long a tunnel's first bytes may stay a mere prefix of a request line.
+/// How long a tunnel's first bytes may stay the start of a request line.
 const PREFIX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Reads the client's first bytes into `first` until they are told apart.
@@ -139,15 +153,15 @@ async fn first_bytes(
                 Hello::NotTls => match http_start(first) {
                     Some(true) => return Ok(First::Http),
                     Some(false) => return Ok(First::Hello(Hello::NotTls)),
+                    None if first.len() > MAX_REQUEST_LINE => return Ok(First::Undecided),
                     None => {}
                 },
                 other => return Ok(First::Hello(other)),
             }
         }
         let empty = first.is_empty();
-        // A client that stops inside what could be a request line is not talking HTTP.
-        let ambiguous = !empty && sni::parse(first) == Hello::NotTls;
-        let wait = if ambiguous { PREFIX_WAIT } else { IDLE_TIMEOUT };
+        let undecided = !empty && sni::parse(first) == Hello::NotTls;
+        let wait = if undecided { PREFIX_WAIT } else { IDLE_TIMEOUT };
         let read = tokio::select! {
             r = tokio::time::timeout(wait, client.read_buf(first)) => r,
             r = upstream.readable(), if empty => {
@@ -156,7 +170,7 @@ async fn first_bytes(
             }
         };
         match read {
-            Err(_) if ambiguous => return Ok(First::Hello(Hello::NotTls)),
+            Err(_) if undecided => return Ok(First::Undecided),
             Err(_) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -169,7 +183,11 @@ async fn first_bytes(
                 // Cut short: what there is decides.
                 return Ok(match sni::parse(first) {
                     Hello::Incomplete => First::Hello(Hello::Malformed("ClientHello cut short")),
-                    Hello::NotTls if http_start(first) == Some(true) => First::Http,
+                    Hello::NotTls => match http_start(first) {
+                        Some(true) => First::Http,
+                        Some(false) => First::Hello(Hello::NotTls),
+                        None => First::Undecided,
+                    },
                     h => First::Hello(h),
                 });
             }
@@ -219,6 +237,15 @@ pub async fn carry(
             )),
         },
         First::Hello(Hello::ClientHello { sni: None }) => None,
+        First::Undecided => Some(Refused::new(
+            Block::BadRequest,
+            "",
+            format!(
+                "the first bytes to {}:{} begin like an HTTP request that was never completed",
+                a.host_str(),
+                a.port
+            ),
+        )),
         First::ServerSpoke | First::Hello(_) | First::Http if strict_443 => Some(Refused::new(
             Block::NotTls,
             format!("{} port 443", a.protocol),
@@ -403,32 +430,59 @@ mod tests {
     use super::http_start;
 
     #[test]
-    fn request_lines_are_told_from_other_first_bytes() {
-        assert_eq!(http_start(b"GET / HTTP/1.1\r\nHost: a\r\n"), Some(true));
-        assert_eq!(http_start(b"POST /x HTTP/1.0\n"), Some(true));
+    fn what_a_lenient_server_could_read_as_http_is_told_from_other_first_bytes() {
+        for http in [
+            "GET / HTTP/1.1\r\nHost: a\r\n",
+            "POST /x HTTP/1.0\n",
+            "GET /a HTTP/",
+            // Empty lines and blanks first, any token as the method, runs of
+            // blanks, any version, a trailing blank, no version at all
+            // (HTTP/0.9): each is either a request or refused by the loop.
+            "\r\n\r\nPOST /x HTTP/1.1\r\n",
+            " \tDELETE /x HTTP/1.1\r\n",
+            "post /x HTTP/1.1\r\n",
+            "M-SEARCH * HTTP/1.1\r\n",
+            "GET / HTTP/2\r\n",
+            "GET / HTTP/1.1 \r\n",
+            "GET  /x \t http/1.1\r\n",
+            "GET /\r\n",
+            "get /\n",
+            "GET http://a.test/ HTTP/1.1\r\n",
+            "OPTIONS * HTTP/1.1\r\n",
+            "CONNECT 10.0.0.1:22 HTTP/1.1\r\n",
+        ] {
+            assert_eq!(http_start(http.as_bytes()), Some(true), "{http:?}");
+        }
         for prefix in [
+            "\r\n",
             "G",
             "GET",
             "GET ",
             "GET /a",
             "GET /a ",
-            "GET /a HTTP/",
-            "GET /a HTTP/1.1",
-            "GET /a HTTP/1.1\r",
+            "GET /a HTT",
+            " GET",
+            "socks!",
+            "x",
+            "GET http",
         ] {
-            assert_eq!(http_start(prefix.as_bytes()), None, "{prefix}");
+            assert_eq!(http_start(prefix.as_bytes()), None, "{prefix:?}");
         }
+        assert_eq!(http_start(&vec![b'A'; 9000]), None);
         for other in [
             "ZERO 1073741824\n",
             "PING\n",
-            "SSH-2.0-x\r\n",
-            "get / HTTP/1.1\r\n",
-            "GET / HTTP/2\r\n",
+            "ping through the tunnel",
+            "tunnel 0",
+            "hello world\n",
+            "GET 0/x HTTP/1.1\r\n",
+            "GET index.html HTTP/1.1\r\n",
             "GET /a HTTPS",
-            " GET",
+            "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n",
+            "*1\r\n$4\r\nPING\r\n",
+            "\0\0\0\x08\x04\x12\x16\x2f",
         ] {
-            assert_eq!(http_start(other.as_bytes()), Some(false), "{other}");
+            assert_eq!(http_start(other.as_bytes()), Some(false), "{other:?}");
         }
-        assert_eq!(http_start(&vec![b'A'; 9000]), Some(false));
     }
 }
