@@ -185,13 +185,8 @@ pub fn build(
     }
     hide.sort();
     hide.dedup();
-    let skip: Vec<PathBuf> = policy
-        .write
-        .iter()
-        .chain(&hide)
-        .chain(&replaced)
-        .cloned()
-        .collect();
+    // Sockets in writable roots too: what listens there is a host process.
+    let skip: Vec<PathBuf> = hide.iter().chain(&replaced).cloned().collect();
     let host_sockets = host_sockets(unix_sockets, &skip);
     let fs = FsPlan {
         read: policy.read.clone(),
@@ -292,7 +287,7 @@ fn inside_any(path: &Path, roots: &[PathBuf]) -> bool {
 }
 
 /// The sockets of `listed` that need hiding: those not inside any of `skip`
-/// (writable roots, hidden or replaced directories), sorted, without duplicates.
+/// (hidden or replaced directories), sorted, without duplicates.
 pub fn host_sockets(listed: &[PathBuf], skip: &[PathBuf]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = listed
         .iter()

@@ -358,11 +358,13 @@ fn plan_carries_policy_identity_and_limits() {
             "/var/lib/sandboxd"
         ]
     );
-    // Outside every writable, hidden or replaced (/tmp) tree: these two only.
+    // Outside every hidden or replaced (/tmp) tree, writable roots included.
     assert_eq!(
         s.fs.host_sockets,
         [
             PathBuf::from("/run/dbus/system_bus_socket"),
+            "/srv/ws/dev.sock".into(),
+            "/srv/ws/sub/deeper.sock".into(),
             "/srv/wsother.sock".into()
         ]
     );
