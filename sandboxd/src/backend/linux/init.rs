@@ -6,7 +6,7 @@
 //! caller's paths as the caller, expand deny globs, build the file system
 //! view and pivot into it, with `tty` allocate a pty from the sandbox's devpts
 //! (its master goes to the daemon with the first report), then fork the
-//! command: stdio, setsid (+ controlling tty), chdir, drop to the caller,
+//! command: stdio, setsid (+ controlling tty), drop to the caller, chdir,
 //! Landlock, seccomp, wait for the daemon's go (the exec's audit record is
 //! written meanwhile), execve. Exec failures come back through a close-on-exec
 //! pipe. As pid 1 it reaps every process, forwards signals to the command,
@@ -431,6 +431,11 @@ fn command_child(
             );
         }
     }
+    if let Err(e) = creds::drop_to(&spec.creds) {
+        return fail("drop privileges", None, &e);
+    }
+    // As the caller: a directory swapped in since the check that the caller
+    // may not enter is refused, not entered with root's rights.
     match paths::openat2(
         libc::AT_FDCWD,
         &spec.cwd,
@@ -447,9 +452,6 @@ fn command_child(
                 &e,
             )
         }
-    }
-    if let Err(e) = creds::drop_to(&spec.creds) {
-        return fail("drop privileges", None, &e);
     }
     if let Err(e) = landlock::apply(&spec.landlock, access) {
         return fail("landlock", None, &e);
