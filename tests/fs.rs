@@ -73,6 +73,35 @@ true"#,
 }
 
 #[test]
+fn a_denied_path_that_is_a_symlink_hides_what_it_leads_to() {
+    // As `~/.ssh` is when a dotfile manager links it to its own tree.
+    let d = Daemon::builder()
+        .profile(
+            "linked",
+            "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"{cwd}/keys\", \"{cwd}/token\"]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    ws.write("dotfiles/keys/id", "PRIVATE KEY\n", U1);
+    ws.write("dotfiles/token", "TOKEN VALUE\n", U1);
+    for name in ["keys", "token"] {
+        std::os::unix::fs::symlink(format!("dotfiles/{name}"), ws.join(name)).unwrap();
+        std::os::unix::fs::lchown(ws.join(name), Some(U1), Some(U1)).unwrap();
+    }
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "linked"],
+        "cat keys/id; cat dotfiles/keys/id; ls keys dotfiles/keys; cat token; cat dotfiles/token; echo done",
+    );
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    for secret in ["PRIVATE KEY", "TOKEN VALUE", "id\n"] {
+        assert!(!out.stdout.contains(secret), "{secret:?} leaked: {}", out.stdout);
+    }
+    assert_eq!(std::fs::read_to_string(ws.join("dotfiles/token")).unwrap(), "TOKEN VALUE\n");
+}
+
+#[test]
 fn deny_read_files_and_dirs_are_unreadable() {
     let d = Daemon::builder()
         .profile(
@@ -169,9 +198,14 @@ fn host_unix_sockets_and_the_daemon_are_unreachable() {
     let sock = std::path::PathBuf::from(format!("/run/e2e-{}.sock", unique("s")));
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // A service's socket inside the writable workspace (an agent, a user's
+    // docker) is the host's too.
+    let inside = ws.path.join("service.sock");
+    let inside_listener = std::os::unix::net::UnixListener::bind(&inside).unwrap();
+    std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o777)).unwrap();
     let code = format!(
         r#"import socket
-for p in [{s:?}, {d:?}]:
+for p in [{s:?}, {w:?}, {d:?}]:
     c = socket.socket(socket.AF_UNIX)
     try:
         c.connect(p); print("CONNECTED", p)
@@ -179,13 +213,15 @@ for p in [{s:?}, {d:?}]:
         print("refused", p, e.errno)
 "#,
         s = sock.to_str().unwrap(),
+        w = inside.to_str().unwrap(),
         d = d.socket.to_str().unwrap()
     );
     let out = py(&d, U1, &ws.path, &code);
     let _ = std::fs::remove_file(&sock);
     drop(listener);
+    drop(inside_listener);
     assert!(!out.stdout.contains("CONNECTED"), "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(out.stdout.matches("refused").count(), 2, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.matches("refused").count(), 3, "{}\n{}", out.stdout, out.stderr);
     // The state dir is hidden too.
     let out = d.sh(U1, &ws.path, &[], &format!("ls -a {} | wc -l", d.state_dir.display()));
     assert!(out.stdout.trim() == "0" || out.stdout.trim() == "2", "{}", out.stdout);

@@ -203,6 +203,9 @@ struct Root {
     fd: OwnedFd,
     /// Source of empty covers: a detached tmpfs with a mode-000 file and dir.
     scratch: OwnedFd,
+    /// Devices of the file systems made for this sandbox (its tmpfs root,
+    /// /tmp, /dev): the only places where missing mount points are created.
+    made: std::cell::RefCell<Vec<libc::dev_t>>,
 }
 
 fn relative(p: &Path) -> PathBuf {
@@ -223,7 +226,15 @@ impl Root {
             MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         )
         .map_err(merr(step, path))?;
+        self.made(&m).map_err(merr(step, path))?;
         attach(&m, &target).map_err(merr(step, path))
+    }
+
+    /// Notes the fresh file system `m` as made for this sandbox.
+    fn made(&self, m: &OwnedFd) -> io::Result<()> {
+        let dev = fstat(m)?.st_dev;
+        self.made.borrow_mut().push(dev);
+        Ok(())
     }
 
     /// Opens `path` (as seen inside) in the new root, not following a final symlink.
@@ -243,7 +254,8 @@ impl Root {
     }
 
     /// Opens `path` in the new root, creating missing components (the last
-    /// one as a directory or an empty file) relative to their parent's fd.
+    /// one as a directory or an empty file) relative to their parent's fd,
+    /// on the file systems made for the sandbox only.
     fn ensure(&self, path: &Path, dir: bool) -> io::Result<OwnedFd> {
         match self.open(path) {
             Ok(fd) => return Ok(fd),
@@ -252,6 +264,14 @@ impl Root {
         }
         let parent = path.parent().unwrap_or(Path::new("/"));
         let pfd = self.ensure(parent, true)?;
+        // Never in the host's tree (which a writable view root shares), where
+        // root would create what the caller's paths lead to.
+        if !self.made.borrow().contains(&fstat(&pfd)?.st_dev) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "missing, and not on a file system made for the sandbox",
+            ));
+        }
         let name = cstr(Path::new(
             path.file_name()
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?,
@@ -284,15 +304,28 @@ impl Root {
 
     /// Covers `path` with an empty mode-000 directory or file, read-only.
     fn cover(&self, path: &Path, step: &str) -> Result<(), MountError> {
-        let target = match self.open(path) {
+        let mut target = match self.open(path) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(merr(step, path)(e)),
         };
-        let st = fstat(&target).map_err(merr(step, path))?;
+        let mut st = fstat(&target).map_err(merr(step, path))?;
         if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-            // A symlink itself reveals nothing; where it leads is covered on its own.
-            return Ok(());
+            // A denied name that is a symlink (`~/.ssh` kept by a dotfile
+            // manager) denies what it leads to, as the sandbox would see it.
+            target = match openat2(
+                self.fd.as_raw_fd(),
+                &relative(path),
+                0,
+                libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+            ) {
+                Ok(fd) => fd,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ELOOP)) => {
+                    return Ok(())
+                }
+                Err(e) => return Err(merr(step, path)(e)),
+            };
+            st = fstat(&target).map_err(merr(step, path))?;
         }
         let name = if is_dir(&st) { "dir" } else { "file" };
         let src =
@@ -543,7 +576,14 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         }
         libc::close(f);
     }
-    let root = Root { fd, scratch };
+    let root = Root {
+        fd,
+        scratch,
+        made: Default::default(),
+    };
+    if whole_host.is_none() {
+        root.made(&root_mount).map_err(st("mount root tmpfs"))?;
+    }
 
     // Private /tmp first: roots below /tmp (a workspace in /tmp) land on top of it.
     if fs.private_tmp {
@@ -571,10 +611,21 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         } else {
             "bind read root"
         };
-        let dir = is_dir(&fstat(src).map_err(merr(step, path))?);
+        let source = fstat(src).map_err(merr(step, path))?;
         let target = root
-            .ensure(path, dir)
+            .ensure(path, is_dir(&source))
             .map_err(merr(format!("{step} (mount point)"), path))?;
+        // A writable root lands where it was checked: a mount point in the
+        // host's tree must still be that very directory, not where a path
+        // swapped since then leads.
+        let point = fstat(&target).map_err(merr(step, path))?;
+        if writable
+            && !root.made.borrow().contains(&point.st_dev)
+            && (point.st_dev, point.st_ino) != (source.st_dev, source.st_ino)
+        {
+            let e = io::Error::other("the path changed since it was checked");
+            return Err(merr(format!("{step} (mount point)"), path)(e));
+        }
         let m = clone_tree(src.as_raw_fd(), true).map_err(merr(step, path))?;
         set_attr(
             &m,
@@ -671,6 +722,7 @@ fn build_dev(root: &Root) -> Result<(), MountError> {
         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
     )
     .map_err(merr("mount /dev", dev))?;
+    root.made(&m).map_err(merr("mount /dev", dev))?;
     attach(&m, &target).map_err(merr("mount /dev", dev))?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = Path::new("/dev").join(name);
