@@ -101,6 +101,53 @@ fn a_denied_path_that_is_a_symlink_hides_what_it_leads_to() {
     assert_eq!(std::fs::read_to_string(ws.join("dotfiles/token")).unwrap(), "TOKEN VALUE\n");
 }
 
+/// Swaps `WS/x` and `WS/y` (RENAME_EXCHANGE) until killed.
+const SWAPPER: &str = r#"import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+x, y = (f"{sys.argv[1]}/{n}".encode() for n in "xy")
+while True:
+    libc.renameat2(-100, x, -100, y, 2)
+"#;
+
+#[test]
+fn a_write_root_swapped_for_a_symlink_after_its_check_creates_nothing_on_the_host() {
+    // The view's root is the host's tree, writable: a write root whose path
+    // leads elsewhere by the time its mount point is made must not make root
+    // create that elsewhere on the host.
+    let marker = unique("e2e-swapped");
+    let d = Daemon::builder()
+        .profile(
+            "swapped",
+            &format!("extends = \"full\"\n[filesystem]\nwrite = [\"{{cwd}}/x/etc/{marker}\"]\n"),
+        )
+        .start();
+    let ws = Dir::new(U1);
+    ws.write(&format!("x/etc/{marker}/keep"), "", U1);
+    std::os::unix::fs::symlink("/", ws.join("y")).unwrap();
+    std::os::unix::fs::lchown(ws.join("y"), Some(U1), Some(U1)).unwrap();
+    let mut swapper = std::process::Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "--", "/usr/bin/python3", "-c", SWAPPER])
+        .arg(&ws.path)
+        .spawn()
+        .unwrap();
+    let host = Path::new("/etc").join(&marker);
+    let mut ran = 0;
+    for _ in 0..100 {
+        let out = d.agent(U1, &ws.path).run(&["exec", "--profile", "swapped", "--", "true"]);
+        ran += usize::from(out.code == 0);
+        if host.exists() {
+            break;
+        }
+    }
+    let _ = swapper.kill();
+    let _ = swapper.wait();
+    let created = host.exists();
+    let _ = std::fs::remove_dir_all(&host);
+    assert!(!created, "root created {} on the host", host.display());
+    // The swaps did not simply stop every exec.
+    assert!(ran > 0, "no exec ran");
+}
+
 #[test]
 fn deny_read_files_and_dirs_are_unreadable() {
     let d = Daemon::builder()
