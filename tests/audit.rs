@@ -260,7 +260,7 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
 }
 
 #[test]
-fn the_log_survives_a_sigkill_mid_exec() {
+fn a_sigkill_mid_exec_loses_no_record_and_leaves_no_sandbox() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
     let mut agent = d
@@ -281,9 +281,12 @@ fn the_log_survives_a_sigkill_mid_exec() {
     let out = verify(&d.state_dir);
     out.expect_code(0);
     assert!(records(&d).iter().any(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "47.5"]));
+    // No sandbox outlives the daemon that supervised it.
+    let gone = eventually(Duration::from_secs(2), || pids_matching("sleep 47.5").is_empty());
     for pid in pids_matching("sleep 47.5") {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
     }
+    assert!(gone, "the sandbox outlived its daemon");
 }
 
 #[test]

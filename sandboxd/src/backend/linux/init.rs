@@ -11,7 +11,8 @@
 //! written meanwhile), execve. Exec failures come back through a close-on-exec
 //! pipe. As pid 1 it reaps every process, forwards signals to the command,
 //! and when the command ends reports its exit and exits, which makes the
-//! kernel kill the rest of the pid namespace.
+//! kernel kill the rest of the pid namespace. It exits the same way as soon
+//! as the daemon is gone, so that no sandbox outlives its supervision.
 
 use super::{creds, landlock, mounts, netns, paths, seccomp};
 use crate::backend::spec::{fds, Credentials, InitReport, NetPlan, SandboxSpec, GO, MAX_SPEC};
@@ -24,6 +25,9 @@ use std::path::{Path, PathBuf};
 pub const ARG: &str = "__sandbox_init";
 /// The niceness of pooled inits until they get their spec.
 pub const POOL_NICE: i32 = 19;
+
+/// The init's exit status when the daemon went away mid-exec.
+const DAEMON_GONE: i32 = 125;
 
 /// Signals pid 1 passes on to the command.
 const FORWARDED: &[i32] = &[
@@ -295,7 +299,9 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     };
     let setup_failed = matches!(first, InitReport::SetupFailed { .. });
     send(report, &first, master.as_ref());
-    let status = reap_until(pid, &sigs);
+    let Some(status) = reap_until(pid, &sigs, report) else {
+        return Ok(DAEMON_GONE);
+    };
     if !setup_failed {
         send(report, &status, None);
     }
@@ -308,10 +314,41 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     })
 }
 
-/// Reaps every child; forwards signals to `cmd`; returns `cmd`'s exit.
-fn reap_until(cmd: i32, sigs: &libc::sigset_t) -> InitReport {
+/// Reaps every child; forwards signals to `cmd`; returns `cmd`'s exit, or
+/// `None` when the daemon is gone (its end of `report` closed): the init
+/// then exits at once, and with it every process of the sandbox, rather
+/// than leave them running unsupervised.
+fn reap_until(cmd: i32, sigs: &libc::sigset_t, report: &std::fs::File) -> Option<InitReport> {
+    // SAFETY: a signalfd for the signals this thread keeps blocked.
+    let sfd = unsafe { libc::signalfd(-1, sigs, libc::SFD_CLOEXEC) };
     loop {
-        // SAFETY: sigs is the blocked set; info is an out-parameter.
+        let mut fds = [
+            libc::pollfd {
+                fd: sfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: report.as_raw_fd(),
+                events: libc::POLLRDHUP,
+                revents: 0,
+            },
+        ];
+        // Without a signalfd (it cannot fail short of running out of
+        // descriptors), only the signals are waited for.
+        let n = if sfd >= 0 { 2 } else { 0 };
+        // SAFETY: `fds` holds `n` valid entries.
+        if n > 0 && unsafe { libc::poll(fds.as_mut_ptr(), n, -1) } < 0 {
+            continue;
+        }
+        if fds[1].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            return None;
+        }
+        if n > 0 && fds[0].revents & libc::POLLIN == 0 {
+            continue;
+        }
+        // SAFETY: sigs is the blocked set; info is an out-parameter. With a
+        // signal pending (or no signalfd) this returns without blocking long.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let sig = unsafe { libc::sigwaitinfo(sigs, &mut info) };
         if sig < 0 {
@@ -332,13 +369,13 @@ fn reap_until(cmd: i32, sigs: &libc::sigset_t) -> InitReport {
             }
             if pid == cmd {
                 let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-                return InitReport::Exited {
+                return Some(InitReport::Exited {
                     code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
                     signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
                     user_us: us(ru.ru_utime),
                     system_us: us(ru.ru_stime),
                     max_rss_bytes: ru.ru_maxrss as u64 * 1024,
-                };
+                });
             }
         }
     }
