@@ -277,6 +277,11 @@ fn session_with(body: &str, inspector: Option<Arc<Inspector>>, questions: Option
     ]
     .iter()
     .map(|n| (n.to_string(), lo.clone()))
+    // The first address has nothing listening: a dial goes on to the second.
+    .chain([(
+        "two.wild.test".to_string(),
+        vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), IpAddr::V4(Ipv4Addr::LOCALHOST)],
+    )])
     .collect();
     let resolver = Resolver::new(&DnsConfig {
         // Nothing answers there: every name the tests reach is in `hosts`.
@@ -1303,4 +1308,74 @@ fn a_network_thread_whose_sandbox_was_never_made_ends() {
     // ...and ends when the exec is refused before they are bound.
     drop(thread);
     assert!(wait_all_ended(Duration::from_secs(5)));
+}
+
+#[tokio::test]
+async fn a_dial_that_goes_on_to_a_second_address_records_the_address_it_reaches() {
+    let (_origin, echo, p) = setup().await;
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    c.write_all(format!("CONNECT two.wild.test:{} HTTP/1.1\r\n\r\n", echo.port).as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200 "));
+    drop(c);
+    let decided = |addr: &'static str| {
+        move |r: &Value| r["kind"] == "network" && r["host"] == "two.wild.test" && r["addr"] == addr
+    };
+    // A decision names each address before it is dialled; the one that did
+    // not answer has its end.
+    p.wait_record("decision for 127.0.0.2", decided("127.0.0.2")).await;
+    p.wait_record("decision for 127.0.0.1", decided("127.0.0.1")).await;
+    p.wait_record("end for 127.0.0.2", |r| {
+        r["kind"] == "network-end" && r["addr"] == "127.0.0.2"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_refused_as_malformed_are_recorded_too() {
+    let (_origin, echo, p) = setup().await;
+    let e = echo.port;
+    // CONNECT with userinfo (403), a bad authority (400), a scheme that is
+    // not proxied (400), conflicting framing (400).
+    for (raw, code) in [
+        (format!("CONNECT u:p@allowed.test:{e} HTTP/1.1\r\n\r\n"), 403),
+        ("CONNECT allowed.test:x HTTP/1.1\r\n\r\n".to_string(), 400),
+        ("GET ftp://allowed.test/f HTTP/1.1\r\nHost: allowed.test\r\n\r\n".to_string(), 400),
+        (
+            format!(
+                "POST http://allowed.test:{e}/ HTTP/1.1\r\nHost: allowed.test:{e}\r\n\
+                 Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            ),
+            400,
+        ),
+    ] {
+        assert_eq!(ask(&p, &raw).await.code, code, "{raw:?}");
+    }
+    // CONNECT inside a tunnel (405).
+    let mut c = tunnel(&p, e).await;
+    c.write_all(format!("CONNECT allowed.test:{e} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut c, &mut Vec::new()).await.code, 405);
+    // A SOCKS name that is no host name.
+    let (code, _c) = socks_connect(&p, 3, b"no such host!", e).await;
+    assert_eq!(code, 2);
+    let bad = |r: &Value| r["kind"] == "network" && r["reason"] == "blocked-by-bad-request";
+    let message = |needle: &'static str| {
+        move |r: &Value| bad(r) && r["message"].as_str().is_some_and(|m| m.contains(needle))
+    };
+    p.wait_record("userinfo", message("userinfo")).await;
+    p.wait_record("scheme", message("scheme ftp")).await;
+    p.wait_record("connect in a tunnel", message("CONNECT inside a tunnel")).await;
+    p.wait_record("socks name", message("no such host!")).await;
+    for _ in 0..100 {
+        if p.records().iter().filter(|r| bad(r)).count() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(p.records().iter().filter(|r| bad(r)).count(), 6, "{:#?}", p.records());
 }

@@ -22,17 +22,12 @@ pub async fn connect(session: &Session, head: Head, mut client: Buffered<TcpStre
     let (host, port) = match http::split_authority(&target, None) {
         Ok(hp) => hp,
         Err(m) if m.contains("userinfo") => {
-            let _ = http::plain(
-                &mut client.io,
-                403,
-                "Forbidden",
-                Some("blocked-by-bad-request"),
-                &format!("{m}\n"),
-            )
-            .await;
+            let r = http::record_bad_request(session, &head, "connect", &target, 0, &m).await;
+            let _ = http::forbidden(&mut client.io, &format!("CONNECT {target}"), &r).await;
             return;
         }
         Err(m) => {
+            http::record_bad_request(session, &head, "connect", &target, 0, &m).await;
             let _ = http::plain(
                 &mut client.io,
                 400,

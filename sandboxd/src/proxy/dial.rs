@@ -252,33 +252,40 @@ pub async fn vetted_addrs(
     Ok(ok)
 }
 
-/// Records the allowed decision for `addrs[0]`, then dials the vetted
-/// addresses in turn until one answers. Returns the socket and its address.
+/// Dials the vetted addresses in turn until one answers, each after the
+/// allowed decision's record naming it (and an end record for each that
+/// does not answer). Returns the socket and its address.
 pub async fn dial(
     session: &Session,
     a: &Attempt,
     admitted: &Admitted,
     addrs: &[IpAddr],
 ) -> Result<(TcpStream, IpAddr), DialError> {
-    record_allowed(session, a, admitted, addrs[0]).await?;
     let mut last = None;
     for &ip in addrs {
+        record_allowed(session, a, admitted, ip).await?;
         let addr = SocketAddr::new(ip, a.port);
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 return Ok((s, ip));
             }
-            Ok(Err(source)) => last = Some(DialError::Connect { addr, source }),
-            Err(_) => last = Some(DialError::Timeout { addr }),
+            Ok(Err(source)) => {
+                let e = DialError::Connect { addr, source };
+                a.end(session, ip, 0, 0, &e.to_string()).await;
+                last = Some(e);
+            }
+            Err(_) => {
+                let e = DialError::Timeout { addr };
+                a.end(session, ip, 0, 0, &e.to_string()).await;
+                last = Some(e);
+            }
         }
     }
-    let e = last.unwrap_or(DialError::Resolve {
+    Err(last.unwrap_or(DialError::Resolve {
         host: a.host_str(),
         message: "no address".into(),
-    });
-    a.end(session, addrs[0], 0, 0, &e.to_string()).await;
-    Err(e)
+    }))
 }
 
 /// The allowed decision's record, written before any byte goes out.

@@ -507,9 +507,12 @@ pub async fn serve<C: Io>(
         };
         wait = KEEPALIVE_TIMEOUT;
         if head.method == "CONNECT" {
-            if let Mode::Proxy = mode {
+            let Mode::Fixed { host, port, tls } = &mode else {
                 return Outcome::Connect { head, client };
-            }
+            };
+            let protocol = if *tls { "https" } else { "http" };
+            let why = "CONNECT inside a tunnel";
+            record_bad_request(session, &head, protocol, &dial::host_str(host), *port, why).await;
             let _ = plain(
                 &mut client.io,
                 405,
@@ -732,14 +735,9 @@ async fn one<C: Io>(
                 return Exchange::close();
             };
             if scheme != "http" {
-                let _ = plain(
-                    io,
-                    400,
-                    "Bad Request",
-                    None,
-                    &format!("scheme {scheme} is not proxied; use CONNECT for https\n"),
-                )
-                .await;
+                let m = format!("scheme {scheme} is not proxied; use CONNECT for https");
+                record_bad_request(session, &head, "http", auth, 0, &m).await;
+                let _ = plain(io, 400, "Bad Request", None, &format!("{m}\n")).await;
                 return Exchange::close();
             }
             match split_authority(auth, Some(80)) {
@@ -850,6 +848,7 @@ async fn one<C: Io>(
     let body = match request_body(&head) {
         Ok(b) => b,
         Err(m) => {
+            record_bad_request(session, &head, protocol, &host_s, port, m).await;
             let _ = plain(io, 400, "Bad Request", None, &format!("{m}\n")).await;
             return Exchange::close();
         }
@@ -962,15 +961,27 @@ async fn bad_request<W: AsyncWrite + Unpin>(
     port: u16,
     message: &str,
 ) -> Exchange {
+    let r = record_bad_request(session, head, protocol, host, port, message).await;
+    let _ = forbidden(io, &format!("{} {}", head.method, head.target), &r).await;
+    Exchange::close()
+}
+
+/// Records the refusal of a request that cannot be served as asked (the
+/// caller answers it); `host` as the client wrote it.
+pub(super) async fn record_bad_request(
+    session: &Session,
+    head: &Head,
+    protocol: &'static str,
+    host: &str,
+    port: u16,
+    message: &str,
+) -> Refused {
     let host_rec = normalize_host(host).unwrap_or_else(|_| Host::Name(host.to_string()));
     let mut a = Attempt::new(protocol, host_rec, port);
     a.method = Some(head.method.clone());
     a.path = Some(head.target.clone());
-    let r = a
-        .refuse(session, Refused::new(Block::BadRequest, "", message))
-        .await;
-    let _ = forbidden(io, &format!("{} {}", head.method, head.target), &r).await;
-    Exchange::close()
+    a.refuse(session, Refused::new(Block::BadRequest, "", message))
+        .await
 }
 
 /// The injections' headers with their secrets filled in.

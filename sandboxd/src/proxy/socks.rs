@@ -2,9 +2,9 @@
 //! or address literals; BIND and UDP ASSOCIATE answered "not supported".
 
 use super::connect;
-use super::dial::{self, Attempt, DialError};
+use super::dial::{self, Attempt, DialError, Refused};
 use super::HEAD_TIMEOUT;
-use crate::net::{normalize_host, Host, Session};
+use crate::net::{normalize_host, Block, Host, Session};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,6 +30,8 @@ enum Request {
     Connect(Host, u16),
     /// Answered with this reply code and closed.
     Fail(u8),
+    /// A destination that is no host name or port: refused (and recorded).
+    Malformed { host: String, port: u16 },
 }
 
 /// Serves one SOCKS5 client.
@@ -42,6 +44,13 @@ pub async fn handle(session: &Session, mut client: TcpStream) {
         Request::Connect(h, p) => (h, p),
         Request::Fail(code) => {
             let _ = reply(&mut client, code, None).await;
+            return;
+        }
+        Request::Malformed { host, port } => {
+            let a = Attempt::new("socks", Host::Name(host.clone()), port);
+            let why = format!("{host:?} port {port} is no destination");
+            a.refuse(session, Refused::new(Block::BadRequest, "", why)).await;
+            let _ = reply(&mut client, NOT_ALLOWED, None).await;
             return;
         }
     };
@@ -102,20 +111,22 @@ async fn handshake(c: &mut TcpStream) -> io::Result<Option<Request>> {
         1 => {
             let mut b = [0u8; 4];
             c.read_exact(&mut b).await?;
-            Ok(Some(Host::Ip(IpAddr::V4(Ipv4Addr::from(b)))))
+            Ok(Ok(Host::Ip(IpAddr::V4(Ipv4Addr::from(b)))))
         }
         4 => {
             let mut b = [0u8; 16];
             c.read_exact(&mut b).await?;
-            Ok(Some(Host::Ip(IpAddr::V6(Ipv6Addr::from(b)))))
+            Ok(Ok(Host::Ip(IpAddr::V6(Ipv6Addr::from(b)))))
         }
         3 => {
             let len = c.read_u8().await?;
             let mut name = vec![0u8; usize::from(len)];
             c.read_exact(&mut name).await?;
+            let raw = String::from_utf8_lossy(&name).into_owned();
             Ok(std::str::from_utf8(&name)
                 .ok()
-                .and_then(|n| normalize_host(n).ok()))
+                .and_then(|n| normalize_host(n).ok())
+                .ok_or(raw))
         }
         _ => Err(()),
     };
@@ -123,9 +134,12 @@ async fn handshake(c: &mut TcpStream) -> io::Result<Option<Request>> {
     Ok(Some(match (req[1], host) {
         (_, Err(())) => Request::Fail(ATYP_NOT_SUPPORTED),
         (cmd, _) if cmd != CMD_CONNECT => Request::Fail(COMMAND_NOT_SUPPORTED),
-        (_, Ok(None)) => Request::Fail(NOT_ALLOWED),
-        (_, Ok(_)) if port == 0 => Request::Fail(NOT_ALLOWED),
-        (_, Ok(Some(h))) => Request::Connect(h, port),
+        (_, Ok(Err(host))) => Request::Malformed { host, port },
+        (_, Ok(Ok(h))) if port == 0 => Request::Malformed {
+            host: dial::host_str(&h),
+            port,
+        },
+        (_, Ok(Ok(h))) => Request::Connect(h, port),
     }))
 }
 
