@@ -214,6 +214,28 @@ fn git_hooks_and_config_are_protected_inside_the_workspace() {
 }
 
 #[test]
+fn a_protected_path_cannot_be_moved_away_by_a_parent_in_an_outer_writable_root() {
+    let d = Daemon::builder()
+        .profile(
+            "nested",
+            "extends = \"workspace\"\n[filesystem]\nwrite = [\"{cwd}/w/p\"]\n\
+             deny_write = [\"{cwd}/w/p/.git/hooks\"]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    ws.write("w/p/.git/hooks/pre-commit.sample", "#!/bin/sh\n", U1);
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "nested"],
+        "mv w w2; mv w/p w/q; echo done",
+    );
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(ws.join("w/p/.git/hooks").is_dir(), "the protected tree moved");
+    assert!(!ws.join("w2").exists() && !ws.join("w/q").exists());
+}
+
+#[test]
 fn unreachable_paths_are_refused_as_the_caller() {
     let d = Daemon::start();
     let ws = Dir::new(U1);

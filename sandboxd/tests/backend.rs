@@ -336,6 +336,15 @@ async fn host_unix_sockets_are_unreachable() {
     assert!(!out.stdout.contains("CONNECTED"), "host socket reachable");
     assert_ne!(out.code(), Some(0));
     drop(listener);
+    // A listed name that is no socket (anyone can bind a socket at any path
+    // in a mount namespace of their own) is not hidden.
+    let file = ws.path().join("plain.txt");
+    std::fs::write(&file, "still here\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut sb = sandbox(ws.path(), &format!("cat {}", file.display()));
+    sb.spec.fs.host_sockets = vec![file.clone()];
+    let out = run(&sb).await.unwrap();
+    assert_eq!(out.stdout, "still here\n", "{}", out.stderr);
 }
 
 #[tokio::test]

@@ -302,6 +302,21 @@ impl Root {
         self.open(path)
     }
 
+    /// Covers `path` if it is a socket: the host's socket listing names
+    /// whatever path a socket was bound at, in any mount namespace, so a
+    /// name there that is no socket here is left alone.
+    fn cover_socket(&self, path: &Path) -> Result<(), MountError> {
+        let step = "hide host socket";
+        match self.open(path) {
+            Ok(fd) if fstat(&fd).map_err(merr(step, path))?.st_mode & libc::S_IFMT == libc::S_IFSOCK => {
+                self.cover(path, step)
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(merr(step, path)(e)),
+        }
+    }
+
     /// Covers `path` with an empty mode-000 directory or file, read-only.
     fn cover(&self, path: &Path, step: &str) -> Result<(), MountError> {
         let mut target = match self.open(path) {
@@ -377,7 +392,8 @@ impl Root {
 #[derive(Debug, Default)]
 pub struct Denied {
     pub read: Vec<PathBuf>,
-    /// (write root, denied path); `exists` false for a literal path not there yet.
+    /// (outermost write root holding it, denied path); `exists` false for a
+    /// literal path not there yet.
     pub write: Vec<(PathBuf, PathBuf, bool)>,
 }
 
@@ -484,12 +500,14 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
                 error,
             })?;
             for f in found {
-                // Only matches inside a writable root matter; the longest root wins.
+                // Only matches inside a writable root matter. The outermost
+                // root counts: every directory between it and the match is
+                // made a mount point, so no parent can be renamed away.
                 if let Some(root) = fs
                     .write
                     .iter()
                     .filter(|r| f.starts_with(r) && f != **r)
-                    .max_by_key(|r| r.as_os_str().len())
+                    .min_by_key(|r| r.components().count())
                 {
                     denied.write.push((root.clone(), f, exists));
                 }
@@ -701,7 +719,7 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         root.cover(p, "hide path")?;
     }
     for p in &fs.host_sockets {
-        root.cover(p, "hide host socket")?;
+        root.cover_socket(p)?;
     }
 
     if whole_host.is_none() {
