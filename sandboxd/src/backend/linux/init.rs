@@ -225,7 +225,9 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     }
     let resolved = paths::resolve_as_caller(&spec.creds, &spec.cwd, &spec.fs.write, &spec.fs.read)
         .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?;
-    let denied = mounts::expand_denies(&spec.fs)
+    // As the caller: a walk never looks where the caller cannot.
+    let denied = paths::as_caller(&spec.creds, || mounts::expand_denies(&spec.fs))
+        .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?
         .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
     mounts::build(&spec.fs, &resolved, &denied)
         .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;

@@ -239,23 +239,29 @@ fn leave_caller(saved: &Saved) -> io::Result<()> {
     )
 }
 
-/// Opens the cwd, the write roots and the read roots with the caller's
-/// effective credentials (on the calling thread, restored before returning).
-pub fn resolve_as_caller(
-    creds: &Credentials,
-    cwd: &Path,
-    write: &[PathBuf],
-    read: &[PathBuf],
-) -> Result<Resolved, PathError> {
+/// Runs `f` with the caller's effective credentials (on the calling
+/// thread, restored before returning).
+pub fn as_caller<T>(creds: &Credentials, f: impl FnOnce() -> T) -> Result<T, PathError> {
     let fail = |step, e: io::Error| PathError {
         step,
         path: PathBuf::new(),
         reason: e.to_string(),
     };
     let saved = become_caller(creds).map_err(|e| fail("become caller", e))?;
-    let result = open_all(cwd, write, read);
+    let result = f();
     leave_caller(&saved).map_err(|e| fail("return from caller credentials", e))?;
-    result
+    Ok(result)
+}
+
+/// Opens the cwd, the write roots and the read roots with the caller's
+/// effective credentials.
+pub fn resolve_as_caller(
+    creds: &Credentials,
+    cwd: &Path,
+    write: &[PathBuf],
+    read: &[PathBuf],
+) -> Result<Resolved, PathError> {
+    as_caller(creds, || open_all(cwd, write, read))?
 }
 
 fn open_all(cwd: &Path, write: &[PathBuf], read: &[PathBuf]) -> Result<Resolved, PathError> {
