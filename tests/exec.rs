@@ -110,7 +110,7 @@ fn ps_and_kill_are_per_user_and_admins_see_all() {
     let d = Daemon::builder().config("admin_group = \"4343\"").start();
     let ws1 = Dir::new(U1);
     let ws2 = Dir::new(U2);
-    let mut long = d.agent(U2, &ws2.path).command(&["exec", "--", "sleep", "60"]);
+    let mut long = d.agent(U2, &ws2.path).command(&["exec", "--", "sleep", "61.75"]);
     let mut child = long.stdout(std::process::Stdio::null()).spawn().unwrap();
     let mut id = String::new();
     assert!(eventually(Duration::from_secs(10), || {
@@ -145,5 +145,5 @@ fn ps_and_kill_are_per_user_and_admins_see_all() {
         s.unwrap()
     };
     assert!(!status.success());
-    assert!(pids_matching("sleep 60").is_empty());
+    assert!(pids_matching("sleep 61.75").is_empty());
 }
