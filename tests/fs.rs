@@ -149,6 +149,25 @@ fn a_write_root_swapped_for_a_symlink_after_its_check_creates_nothing_on_the_hos
 }
 
 #[test]
+fn deny_globs_look_only_where_the_caller_can() {
+    // A directory the caller cannot enter: root's walk would cover what is
+    // in it, and the cover (a mount point) would tell the caller it exists.
+    let d = Daemon::builder()
+        .profile("dotenv", "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"**/.env\"]\n")
+        .start();
+    let ws = Dir::new(U1);
+    ws.write("mine/.env", "MINE\n", U1);
+    let private = ws.join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join(".env"), "ROOTS\n").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = d.sh(U1, &ws.path, &["--profile", "dotenv"], "cat mine/.env; cat /proc/self/mountinfo");
+    assert!(!out.stdout.contains("MINE"), "{}", out.stdout);
+    assert!(out.stdout.contains("/mine/.env"), "the caller's own .env is covered: {}", out.stdout);
+    assert!(!out.stdout.contains("/private/.env"), "{}", out.stdout);
+}
+
+#[test]
 fn deny_read_files_and_dirs_are_unreadable() {
     let d = Daemon::builder()
         .profile(
