@@ -255,6 +255,25 @@ fn a_protected_path_cannot_be_moved_away_by_a_parent_in_an_outer_writable_root()
 }
 
 #[test]
+fn git_hooks_are_protected_when_dot_git_is_a_symlink() {
+    // Layouts like the `repo` tool's: `.git` links to the real directory.
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    ws.write("real.git/hooks/pre-commit.sample", "#!/bin/sh\n", U1);
+    ws.write("real.git/config", "[core]\n", U1);
+    std::os::unix::fs::symlink("real.git", ws.join(".git")).unwrap();
+    std::os::unix::fs::lchown(ws.join(".git"), Some(U1), Some(U1)).unwrap();
+    let script = "echo evil > .git/hooks/pre-commit; echo evil >> .git/config; \
+                  mv real.git moved; mkdir -p real.git/hooks; echo evil > real.git/hooks/pre-commit; \
+                  echo done";
+    let out = d.sh(U1, &ws.path, &[], script);
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(!ws.join("real.git/hooks/pre-commit").exists(), "hook written");
+    assert!(!ws.join("moved").exists(), "the real .git moved away");
+    assert_eq!(std::fs::read_to_string(ws.join("real.git/config")).unwrap(), "[core]\n");
+}
+
+#[test]
 fn unreachable_paths_are_refused_as_the_caller() {
     let d = Daemon::start();
     let ws = Dir::new(U1);

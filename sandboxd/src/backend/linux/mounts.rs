@@ -500,16 +500,22 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
                 error,
             })?;
             for f in found {
-                // Only matches inside a writable root matter. The outermost
-                // root counts: every directory between it and the match is
-                // made a mount point, so no parent can be renamed away.
-                if let Some(root) = fs
-                    .write
-                    .iter()
-                    .filter(|r| f.starts_with(r) && f != **r)
-                    .min_by_key(|r| r.components().count())
-                {
-                    denied.write.push((root.clone(), f, exists));
+                // A match reached through a symlink (`.git` linking to the
+                // real directory) is protected where it leads as well, so
+                // that no parent of the real one can be renamed away either.
+                let real = std::fs::canonicalize(&f).ok().filter(|r| *r != f);
+                for f in std::iter::once(f).chain(real) {
+                    // Only matches inside a writable root matter. The
+                    // outermost root counts: every directory between it and
+                    // the match is made a mount point.
+                    if let Some(root) = fs
+                        .write
+                        .iter()
+                        .filter(|r| f.starts_with(r) && f != **r)
+                        .min_by_key(|r| r.components().count())
+                    {
+                        denied.write.push((root.clone(), f, exists));
+                    }
                 }
             }
         }
