@@ -340,3 +340,30 @@ fn a_failed_write_is_an_error_and_the_chain_goes_on_after_it() {
     let summary = sandboxd::audit::verify(dir.path()).unwrap();
     assert_eq!(summary.records, 2, "{summary:?}");
 }
+
+#[test]
+fn records_nobody_waits_for_outlive_a_failed_write_and_follow_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    log.append_blocking("exec-start", json!({"n": "1"})).unwrap();
+    let live = dir.path().join(FILE_NAME);
+    std::fs::rename(&live, dir.path().join("aside")).unwrap();
+    std::fs::create_dir(&live).unwrap();
+    // Decisions already acted on (a DNS answer, a connection's end).
+    log.enqueue("network", json!({"n": "dns"})).unwrap();
+    log.enqueue("network-end", json!({"n": "end"})).unwrap();
+    // The next waited-for write fails, and says so; the others are kept,
+    // and a flush of them reports that they are not on disk yet.
+    assert!(log.append_blocking("exec-start", json!({"n": "2"})).is_err());
+    assert!(log.flush_queued().is_err());
+    std::fs::remove_dir(&live).unwrap();
+    std::fs::rename(dir.path().join("aside"), &live).unwrap();
+    log.flush_queued().unwrap();
+    assert_eq!(log.append_blocking("exec-start", json!({"n": "3"})).unwrap(), 4);
+    let ns: Vec<String> = lines(&live)
+        .iter()
+        .map(|l| record(l)["n"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ns, ["1", "dns", "end", "3"]);
+    assert_eq!(sandboxd::audit::verify(dir.path()).unwrap().records, 4);
+}

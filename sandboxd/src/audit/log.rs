@@ -12,7 +12,7 @@
 
 use super::{files, record_hash, rfc3339, rotated, sha256_hex, FILE_NAME, GENESIS};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -22,6 +22,13 @@ use std::time::SystemTime;
 
 /// Size past which `audit.jsonl` is rotated, unless the config says otherwise.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+
+/// The fields the chain sets on every record.
+const CHAIN_FIELDS: [&str; 5] = ["seq", "time", "kind", "prev", "hash"];
+
+/// Records nobody waits for that are kept queued while the log cannot be
+/// written; past this, they are counted as lost (and said so).
+const MAX_PENDING: usize = 1 << 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -63,7 +70,7 @@ struct State {
     /// Hash of the last line on disk.
     prev: String,
     /// Records waiting for the next flush, by ticket, not yet chained.
-    queued: Vec<(u64, String, Map<String, Value>)>,
+    queued: VecDeque<(u64, String, Map<String, Value>)>,
     next_ticket: u64,
     /// A flush is running (outside the lock).
     flushing: bool,
@@ -161,7 +168,7 @@ impl AuditLog {
             state: Mutex::new(State {
                 seq,
                 prev,
-                queued: Vec::new(),
+                queued: VecDeque::new(),
                 next_ticket: 0,
                 flushing: false,
                 outcomes: HashMap::new(),
@@ -212,7 +219,12 @@ impl AuditLog {
         }
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.queued.push((ticket, kind.to_string(), record));
+        let mut record = record;
+        // Set by the chain (so a failed batch's records can be queued again as they were).
+        for key in CHAIN_FIELDS {
+            record.remove(key);
+        }
+        state.queued.push_back((ticket, kind.to_string(), record));
         Ok(ticket)
     }
 
@@ -282,20 +294,20 @@ impl AuditLog {
         let queued = std::mem::take(&mut state.queued);
         let (mut seq, mut prev) = (state.seq, state.prev.clone());
         let mut batch = Vec::new();
-        let mut tickets = Vec::with_capacity(queued.len());
+        let mut chained = Vec::with_capacity(queued.len());
         for (ticket, kind, mut record) in queued {
             seq += 1;
             record.insert("seq".into(), seq.into());
             record.insert("time".into(), rfc3339(SystemTime::now()).into());
-            record.insert("kind".into(), kind.into());
+            record.insert("kind".into(), kind.clone().into());
             record.insert("prev".into(), prev.into());
             let hash = record_hash(&record);
             record.insert("hash".into(), hash.into());
-            let line = Value::Object(record).to_string();
+            let line = serde_json::to_string(&record).unwrap_or_default();
             prev = sha256_hex(line.as_bytes());
             batch.extend_from_slice(line.as_bytes());
             batch.push(b'\n');
-            tickets.push((ticket, seq));
+            chained.push((ticket, seq, kind, record));
         }
         state.flushing = true;
         drop(state);
@@ -306,7 +318,7 @@ impl AuditLog {
             Ok(()) => {
                 state.seq = seq;
                 state.prev = prev;
-                for (ticket, seq) in tickets {
+                for (ticket, seq, _, _) in chained {
                     if !state.unawaited.remove(&ticket) {
                         state.outcomes.insert(ticket, Ok(seq));
                     }
@@ -325,17 +337,32 @@ impl AuditLog {
                         message: other.to_string(),
                     },
                 };
+                // A waiting appender hears of the failure (its action does
+                // not proceed). A record nobody waits for (its action went
+                // on already) is queued again, in order, ahead of later
+                // ones: the chain is unchanged, so it goes with the next
+                // flush that succeeds.
+                let mut again = Vec::new();
                 let mut lost = 0;
-                for (ticket, _) in tickets {
-                    if state.unawaited.remove(&ticket) {
-                        lost += 1;
-                    } else {
+                for (ticket, _, kind, mut record) in chained {
+                    if !state.unawaited.contains(&ticket) {
                         state.outcomes.insert(ticket, Err(failure.clone()));
+                    } else if undone && state.queued.len() + again.len() < MAX_PENDING {
+                        for key in CHAIN_FIELDS {
+                            record.remove(key);
+                        }
+                        again.push((ticket, kind, record));
+                    } else {
+                        state.unawaited.remove(&ticket);
+                        lost += 1;
                     }
                 }
+                for r in again.into_iter().rev() {
+                    state.queued.push_front(r);
+                }
                 if lost > 0 {
-                    tracing::warn!(
-                        "audit log: {lost} queued records not written: {}: {}",
+                    tracing::error!(
+                        "audit log: {lost} records nobody waited for could not be written: {}: {}",
                         failure.action,
                         failure.message
                     );
