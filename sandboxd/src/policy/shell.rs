@@ -164,9 +164,9 @@ fn after_options<'a>(
                 .is_some_and(|v| v.starts_with('=') || (!o.starts_with("--") && !v.is_empty()))
         });
         let nice_number = name == "nice"
-            && t.len() > 1
-            && t[1..].bytes().all(|b| b.is_ascii_digit())
-            && t.starts_with('-');
+            && t
+                .strip_prefix('-')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
         if with_arg.contains(&t) && !flags.contains(&t) {
             i += 2;
         } else if flags.contains(&t) || attached_arg || nice_number {
@@ -833,6 +833,11 @@ mod tests {
         assert_eq!(
             runs(&words(&["nice", "-5", "make"])).unwrap(),
             Runs::Wrapped(words(&["make"]))
+        );
+        // A multi-byte first character is an argument like any other, not a panic.
+        assert_eq!(
+            runs(&words(&["nice", "éx"])).unwrap(),
+            Runs::Wrapped(words(&["éx"]))
         );
         assert_eq!(
             runs(&words(&["timeout", "-s", "KILL", "5", "make", "x"])).unwrap(),
