@@ -222,44 +222,35 @@ impl Api {
             .gate(&caller, start, profile, policy.approval)
             .map_err(policy_refusal)?;
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
-        if !gate.asks() {
-            let policy = match gate.granted() {
-                [] => policy,
-                g => resolve(&self.approvals.widen(profile, g), &ctx, &narrow)
-                    .map_err(policy_refusal)?,
-            };
-            self.launch(
-                &caller,
-                user.as_deref(),
-                start,
-                &name,
-                policy,
-                inbound,
-                tx,
-                Approved::default(),
-            )
-            .await?;
-            return Ok(ReceiverStream::new(rx));
-        }
-        // The client hears the questions on the stream: it must have it first.
+        // The exec goes on in a task of its own, so that a client going away
+        // cannot cut it between its start record and the rest (its end
+        // record, its cleanup). The client hears any question, and any
+        // refusal, on the stream, so it gets the stream first.
         let api = self.clone();
         let (start, profile) = (start.clone(), profile.clone());
         tokio::spawn(async move {
             let mut inbound = inbound;
             let outcome = async {
-                let conversation = Conversation {
-                    caller: &caller,
-                    start: &start,
-                    profile: &profile,
-                    audit: &api.audit,
-                    tx: &tx,
-                    inbound: &mut inbound,
+                let approved = if gate.asks() {
+                    let conversation = Conversation {
+                        caller: &caller,
+                        start: &start,
+                        profile: &profile,
+                        audit: &api.audit,
+                        tx: &tx,
+                        inbound: &mut inbound,
+                    };
+                    api.approvals
+                        .ask(gate, conversation)
+                        .await
+                        .map_err(policy_refusal)?
+                } else {
+                    // Escalations remembered for the session: granted, and recorded as such.
+                    Approved {
+                        grants: gate.granted().to_vec(),
+                        ..Approved::default()
+                    }
                 };
-                let approved = api
-                    .approvals
-                    .ask(gate, conversation)
-                    .await
-                    .map_err(policy_refusal)?;
                 let policy = match approved.grants.as_slice() {
                     [] => policy,
                     g => resolve(&api.approvals.widen(&profile, g), &ctx, &narrow)
@@ -387,9 +378,6 @@ impl Api {
         if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
             let _ = handle.send(resize(w)).await;
         }
-        for c in approved.early {
-            let _ = handle.send(c).await;
-        }
         let info = Info {
             id: slot.id().to_string(),
             uid: caller.uid,
@@ -417,7 +405,19 @@ impl Api {
         // A closed channel is seen below.
         let _ = tx.send(response(Out::Started(started))).await;
         let pending = Pending::default();
-        let input = tokio::spawn(pump_input(inbound, handle.clone(), pending.clone()));
+        // What the client sent while it was asked goes first, from the input
+        // task: the output is pumped meanwhile, so a command that fills its
+        // output before reading its input cannot hold the replay up.
+        let early = approved.early;
+        let (h, p) = (handle.clone(), pending.clone());
+        let input = tokio::spawn(async move {
+            for c in early {
+                if h.send(c).await.is_err() {
+                    return;
+                }
+            }
+            pump_input(inbound, h, p).await
+        });
         let audit = Arc::clone(&self.audit);
         let ends = Ends {
             caller,
