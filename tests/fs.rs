@@ -335,6 +335,26 @@ for p in [{s:?}, {w:?}, {d:?}]:
 }
 
 #[test]
+fn a_host_socket_in_a_workspace_under_tmp_is_unreachable() {
+    // The private /tmp hides the host's sockets there, but a workspace in
+    // /tmp is the host's directory, bound over the private one.
+    let d = Daemon::start();
+    let tmp = tempfile::Builder::new().prefix("e2e-ws-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown(tmp.path(), U1);
+    let sock = tmp.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let code = format!(
+        "import socket\nc = socket.socket(socket.AF_UNIX)\ntry:\n    c.connect({:?}); print('CONNECTED')\nexcept OSError as e:\n    print('refused', e.errno)\n",
+        sock.to_str().unwrap()
+    );
+    let out = py(&d, U1, tmp.path(), &code);
+    drop(listener);
+    assert!(out.stdout.contains("refused"), "{}\n{}", out.stdout, out.stderr);
+}
+
+#[test]
 fn proc_dev_and_hostname_are_the_sandboxs_own() {
     let d = Daemon::start();
     let ws = Dir::new(U1);

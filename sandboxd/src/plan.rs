@@ -186,8 +186,18 @@ pub fn build(
     hide.sort();
     hide.dedup();
     // Sockets in writable roots too: what listens there is a host process.
+    // A replaced directory (the private /tmp) hides the host's sockets in
+    // it, except where a root brings part of the host's back (a workspace
+    // in /tmp).
     let skip: Vec<PathBuf> = hide.iter().chain(&replaced).cloned().collect();
-    let host_sockets = host_sockets(unix_sockets, &skip);
+    let exposed: Vec<PathBuf> = policy
+        .write
+        .iter()
+        .chain(&policy.read)
+        .filter(|r| inside_any(r, &replaced))
+        .cloned()
+        .collect();
+    let host_sockets = host_sockets(unix_sockets, &skip, &exposed);
     let fs = FsPlan {
         read: policy.read.clone(),
         write: policy.write.clone(),
@@ -287,11 +297,12 @@ fn inside_any(path: &Path, roots: &[PathBuf]) -> bool {
 }
 
 /// The sockets of `listed` that need hiding: those not inside any of `skip`
-/// (hidden or replaced directories), sorted, without duplicates.
-pub fn host_sockets(listed: &[PathBuf], skip: &[PathBuf]) -> Vec<PathBuf> {
+/// (hidden or replaced directories) or, if so, inside one of `exposed`
+/// (roots within a replaced directory), sorted, without duplicates.
+pub fn host_sockets(listed: &[PathBuf], skip: &[PathBuf], exposed: &[PathBuf]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = listed
         .iter()
-        .filter(|p| !inside_any(p, skip))
+        .filter(|p| !inside_any(p, skip) || inside_any(p, exposed))
         .cloned()
         .collect();
     out.sort();

@@ -386,12 +386,15 @@ fn narrowing_is_allowed_widening_is_refused_naming_the_rule() {
             ..Default::default()
         },
     );
-    ok(
+    // The private /tmp is writable, but a root asked for there would be the
+    // host's /tmp/x: a widening.
+    refused(
         "workspace",
         Narrowing {
             write: Some(vec!["/tmp/x".into()]),
             ..Default::default()
         },
+        "filesystem.write",
     );
     refused(
         "workspace",

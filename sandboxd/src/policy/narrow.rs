@@ -165,7 +165,7 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
         }
     }
     if let Some(asked) = &narrow.write {
-        write = narrow_write(profile, &write, private_tmp, asked)?;
+        write = narrow_write(profile, &write, asked)?;
     }
     let deny_read = fs
         .deny_read
@@ -243,7 +243,6 @@ fn push_unique(v: &mut Vec<PathBuf>, p: PathBuf) {
 fn narrow_write(
     profile: &Profile,
     roots: &[PathBuf],
-    private_tmp: bool,
     asked: &[PathBuf],
 ) -> Result<Vec<PathBuf>, Refusal> {
     let write_rule = || match profile.filesystem.write.first() {
@@ -258,7 +257,9 @@ fn narrow_write(
                 rule: write_rule(),
             });
         };
-        let inside = roots.iter().any(|r| clean.starts_with(r)) || (private_tmp && clean.starts_with(TMP));
+        // A private /tmp does not count: a root asked for there would be
+        // the host's directory, bound over the private one.
+        let inside = roots.iter().any(|r| clean.starts_with(r));
         if !inside {
             return Err(Refusal {
                 message: format!(
