@@ -462,3 +462,34 @@ fn agent_audit_follow_prints_records_of_later_execs_across_rotations() {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert_eq!(seen.len(), 8, "{seen:#?}");
 }
+
+#[test]
+fn audit_streams_are_limited_per_user_and_others_still_get_theirs() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let follow = |uid: u32| {
+        d.agent(uid, &ws.path)
+            .command(&["audit", "--follow", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agent audit --follow")
+    };
+    let mut followers: Vec<_> = (0..8).map(|_| follow(U1)).collect();
+    // Each is counted once the daemon has it.
+    let ninth = eventually(Duration::from_secs(10), || {
+        let out = d.agent(U1, &ws.path).run(&["audit", "--json"]);
+        out.code != 0 && out.stderr.contains("too many audit streams")
+    });
+    // Another user is not held up by the first one's streams.
+    let other = d.agent(U2, &ws.path).run(&["audit", "--json"]);
+    for f in &mut followers {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    assert!(ninth, "a ninth stream of uid 1000 was not refused");
+    other.expect_code(0);
+    // Streams that end are no longer counted.
+    assert!(eventually(Duration::from_secs(10), || d.agent(U1, &ws.path).run(&["audit", "--json"]).code == 0));
+}

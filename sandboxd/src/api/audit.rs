@@ -23,6 +23,9 @@ pub type AuditStream = ReceiverStream<Result<pb::AuditRecord, Status>>;
 /// How often a follower looks for new records.
 const POLL: Duration = Duration::from_millis(200);
 
+/// Bytes of the live file read at a time.
+const CHUNK: u64 = 1 << 20;
+
 impl Api {
     /// Streams the records `caller` may read, oldest first, then (with
     /// `follow`) new ones until the client hangs up.
@@ -47,13 +50,55 @@ impl Api {
         let dir = self.paths.state_dir.clone();
         let (tx, rx) = mpsc::channel(64);
         let uid = caller.uid;
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = stream(&dir, &filter, req.follow, &tx) {
-                tracing::warn!(uid, error = %e, "reading the audit log back");
-                let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
-            }
-        });
+        let reader = Reader::admit(uid)?;
+        // A thread of its own, not the runtime's blocking pool: a reader
+        // that waits on a slow or idle client must not hold up the audit
+        // log's own writes, which run there.
+        std::thread::Builder::new()
+            .name("audit-reader".into())
+            .spawn(move || {
+                let _reader = reader;
+                if let Err(e) = stream(&dir, &filter, req.follow, &tx) {
+                    tracing::warn!(uid, error = %e, "reading the audit log back");
+                    let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+                }
+            })
+            .map_err(|e| Status::resource_exhausted(format!("no thread to read the audit log: {e}")))?;
         Ok(ReceiverStream::new(rx))
+    }
+}
+
+/// Audit streams open at once, per uid and in all.
+const READERS_PER_UID: usize = 8;
+const READERS: usize = 64;
+
+/// Open audit streams by uid.
+static OPEN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// One open audit stream, counted while it lives.
+struct Reader(u32);
+
+impl Reader {
+    fn admit(uid: u32) -> Result<Reader, Status> {
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = open.iter().filter(|&&u| u == uid).count();
+        if mine >= READERS_PER_UID || open.len() >= READERS {
+            return Err(Status::resource_exhausted(format!(
+                "too many audit streams open ({mine} of uid {uid}, {} in all; at most {READERS_PER_UID} per uid, {READERS} in all)",
+                open.len()
+            )));
+        }
+        open.push(uid);
+        Ok(Reader(uid))
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = open.iter().position(|&u| u == self.0) {
+            open.swap_remove(i);
+        }
     }
 }
 
@@ -154,22 +199,27 @@ impl Live {
         }))
     }
 
-    /// Emits the whole lines written since the last call; false once the client is gone.
+    /// Emits the whole lines written since the last call, a bounded chunk
+    /// at a time; false once the client is gone.
     fn drain(&mut self, path: &Path, out: &mut Emitter<'_>) -> Result<bool, ReadError> {
-        self.file
-            .read_to_end(&mut self.partial)
-            .map_err(read_err(path, "read"))?;
-        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
-            return Ok(true);
-        };
-        let rest = self.partial.split_off(end + 1);
-        let whole = std::mem::replace(&mut self.partial, rest);
-        for line in whole.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if !out.line(line) {
-                return Ok(false);
+        loop {
+            let read = (&mut self.file)
+                .take(CHUNK)
+                .read_to_end(&mut self.partial)
+                .map_err(read_err(path, "read"))?;
+            if let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') {
+                let rest = self.partial.split_off(end + 1);
+                let whole = std::mem::replace(&mut self.partial, rest);
+                for line in whole.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    if !out.line(line) {
+                        return Ok(false);
+                    }
+                }
+            }
+            if read == 0 {
+                return Ok(true);
             }
         }
-        Ok(true)
     }
 }
 
