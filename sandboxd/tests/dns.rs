@@ -157,7 +157,7 @@ description = "dns test"
 
 [network]
 mode  = "allowlist"
-allow = ["allowed.test", "**.ok.test", "static.test"]
+allow = ["allowed.test", "**.ok.test", "static.test", "192.0.2.1"]
 deny  = ["bad.ok.test"]
 "#;
 
@@ -592,4 +592,19 @@ async fn system_upstream_reads_etc_hosts() {
     };
     let got = resolver.lookup_ip(&name.to_uppercase()).await.unwrap();
     assert!(got.contains(&ip), "{name}: {got:?}");
+}
+
+#[tokio::test]
+async fn an_allowed_address_spelled_as_a_name_is_not_looked_up() {
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+    let before = up.seen.lock().unwrap().len();
+    // 192.0.2.1 (allowed as a literal) in spellings without end.
+    for name in ["192.0.2.1.", "0300.0.2.1.", "0xc0.0.2.1.", "0x00000000c0.0.2.1.", "3221225985."] {
+        let m = ask(srv.udp, name, RecordType::A).await;
+        assert_eq!(m.response_code(), ResponseCode::NXDomain, "{name}");
+    }
+    assert_eq!(up.seen.lock().unwrap().len(), before, "{:?}", up.seen.lock().unwrap());
+    let records = dns_audit(srv.state.path(), 5).await;
+    assert!(records.iter().all(|r| r["decision"] == "deny"), "{records:#?}");
 }

@@ -16,7 +16,7 @@ mod audit;
 mod batch;
 pub mod wire;
 
-use crate::net::{Block, NetDecision, Session};
+use crate::net::{normalize_host, Block, Host, NetDecision, Session};
 use crate::policy::Verdict;
 use audit::AuditQueue;
 use batch::{Datagrams, Replies};
@@ -150,14 +150,21 @@ impl Filter {
         let allowed = match self.audit.repeat(q) {
             Some(allowed) => allowed,
             None => {
-                let decision = match q.is_host_name() {
-                    true => self.session.policy.decide_name(q.name()),
-                    false => NetDecision {
-                        verdict: Verdict::Deny,
-                        block: Some(Block::BadRequest),
-                        rule: "dns".into(),
-                        reason: "not a host name".into(),
-                    },
+                let refuse = |reason: &str| NetDecision {
+                    verdict: Verdict::Deny,
+                    block: Some(Block::BadRequest),
+                    rule: "dns".into(),
+                    reason: reason.into(),
+                };
+                let decision = if !q.is_host_name() {
+                    refuse("not a host name")
+                } else if matches!(normalize_host(q.name()), Ok(Host::Ip(_))) {
+                    // An address in one of its many spellings (0x7f.1,
+                    // 0300.0.2.1, ...): nothing to look up, and each
+                    // spelling sent upstream would carry a few bits out.
+                    refuse("an address, not a name")
+                } else {
+                    self.session.policy.decide_name(q.name())
                 };
                 match self.audit.push(q, decision) {
                     Some(allowed) => allowed,
