@@ -1,7 +1,7 @@
 //! The daemon's configuration (TOML; every key optional; flags win over the
 //! file, embedded defaults fill the rest).
 
-use crate::policy::domain::{normalize_host, DomainPattern};
+use crate::policy::domain::DomainPattern;
 use crate::policy::tree::{self, known_keys, Node, Table, TreeError, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -263,9 +263,11 @@ fn dns(t: &Table) -> Result<DnsConfig, TreeError> {
     if let Some((_, n)) = t.get("hosts") {
         for (name, (kpos, v)) in n.table("dns.hosts")? {
             let key = format!("dns.hosts.{name}");
-            if DomainPattern::parse(name).is_err() || name.contains('*') {
-                return Err(TreeError::at(kpos, &key, format!("{name:?} is not a host name")));
-            }
+            // Kept as lookups ask for it: lower case, IDNA to punycode.
+            let host = match crate::net::normalize_host(name) {
+                Ok(crate::net::Host::Name(n)) if DomainPattern::parse(name).is_ok() && !name.contains('*') => n,
+                _ => return Err(TreeError::at(kpos, &key, format!("{name:?} is not a host name"))),
+            };
             let ips = v
                 .strings(&key)?
                 .into_iter()
@@ -274,7 +276,7 @@ fn dns(t: &Table) -> Result<DnsConfig, TreeError> {
                         .map_err(|_| TreeError::at(pos, &key, format!("{s:?} is not an IP address")))
                 })
                 .collect::<Result<_, _>>()?;
-            d.hosts.insert(normalize_host(name), ips);
+            d.hosts.insert(host, ips);
         }
     }
     Ok(d)

@@ -900,7 +900,7 @@ embedded_profiles = false
 admin_group = "wheel"
 [dns]
 upstream = ["10.0.0.1:53", "10.0.0.2"]
-hosts = { "Mirror.corp.test" = ["10.0.0.5"] }
+hosts = { "Mirror.corp.test" = ["10.0.0.5"], "Bücher.corp.test." = ["10.0.0.6"] }
 [limits]
 max_sandboxes = 10
 max_per_user = 2
@@ -919,6 +919,11 @@ GH_TOKEN = { file = "/etc/sandboxd/secrets/gh-token", users = ["alice", "1000"] 
     assert_eq!(
         c.dns.hosts["mirror.corp.test"],
         ["10.0.0.5".parse::<std::net::IpAddr>().unwrap()]
+    );
+    // Kept as a lookup asks for it: punycode, lower case, no trailing dot.
+    assert_eq!(
+        c.dns.hosts["xn--bcher-kva.corp.test"],
+        ["10.0.0.6".parse::<std::net::IpAddr>().unwrap()]
     );
     assert_eq!((c.limits.max_sandboxes, c.limits.max_per_user), (10, 2));
     assert_eq!(c.tls.extra_roots, [PathBuf::from("/etc/sandboxd/corp-ca.pem")]);

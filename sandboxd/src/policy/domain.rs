@@ -18,7 +18,7 @@ enum Kind {
 }
 
 /// Lower case without a trailing dot.
-pub fn normalize_host(host: &str) -> String {
+fn normalize_host(host: &str) -> String {
     host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
