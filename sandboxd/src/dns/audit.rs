@@ -190,7 +190,7 @@ fn record(q: &Question, d: NetDecision) -> NetRecord {
     NetRecord {
         phase: Phase::Decision,
         protocol: "dns",
-        host: q.name().to_string(),
+        host: q.shown(),
         port: crate::net::DNS_PORT,
         method: Some(q.type_name()),
         path: None,

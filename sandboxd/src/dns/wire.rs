@@ -169,6 +169,30 @@ impl Question {
         std::str::from_utf8(&self.text[..self.text_len]).unwrap_or("")
     }
 
+    /// The name for records and messages: as [`name`](Self::name), with
+    /// every byte other than a letter, digit, '-' or '_' written `\DDD`
+    /// (so a dot inside a label reads apart from one between labels).
+    pub fn shown(&self) -> String {
+        let wire = &self.key[..self.key_len.saturating_sub(5)];
+        let mut out = String::with_capacity(wire.len());
+        let mut pos = 0;
+        while let Some(&len) = wire.get(pos) {
+            let label = wire.get(pos + 1..pos + 1 + len as usize).unwrap_or_default();
+            if pos > 0 {
+                out.push('.');
+            }
+            for &b in label {
+                if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("\\{b:03}"));
+                }
+            }
+            pos += 1 + len as usize;
+        }
+        out
+    }
+
     /// Whether every label is made of letters, digits, '-' and '_' (what a
     /// host or service name can be; anything else is not resolved).
     pub fn is_host_name(&self) -> bool {
@@ -403,10 +427,17 @@ mod tests {
     }
 
     #[test]
-    fn odd_labels_are_not_host_names() {
+    fn odd_labels_are_not_host_names_and_are_shown_escaped() {
         let m = query(b"\x09a.b\x00c.com\x00", TYPE_A);
         let q = parse_query(&m).ok().unwrap().question;
         assert!(!q.is_host_name());
+        // One label of nine bytes.
+        assert_eq!(q.shown(), "a\\046b\\000c\\046com");
+        let m = query(b"\x02\xffX\x04Test\x00", TYPE_A);
+        let q = parse_query(&m).ok().unwrap().question;
+        assert_eq!(q.shown(), "\\255x.test");
+        let m = query(b"\x07allowed\x04test\x00", TYPE_A);
+        assert_eq!(parse_query(&m).ok().unwrap().question.shown(), "allowed.test");
     }
 
     #[test]
