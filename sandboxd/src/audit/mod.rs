@@ -5,10 +5,13 @@
 //! Every record carries `seq` (1, 2, ... across the whole chain), `time`
 //! (RFC 3339, UTC), `kind`, its own fields, `prev` (hex SHA-256 of the
 //! previous line's bytes; 64 zeros for the first record) and `hash` (hex
-//! SHA-256 of the record serialized without `hash`), so that an edited
-//! record is named itself, even the last one. Full files are renamed to
-//! `audit.jsonl.1`, `.2`, ... (oldest first) and kept; the chain runs on
-//! across them.
+//! SHA-256 of the record serialized without `hash`), so that an edit that
+//! leaves `hash` alone is named at its record, even the last one. An edit
+//! that also redoes `hash` shows at the next record's `prev`; the newest
+//! records, edited or removed with their hashes redone (the live file
+//! deleted, say), leave a valid shorter chain: the log alone cannot show
+//! that. Full files are renamed to `audit.jsonl.1`, `.2`, ... (oldest
+//! first) and kept; the chain runs on across them.
 
 mod log;
 mod verify;
