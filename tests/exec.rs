@@ -146,4 +146,24 @@ fn ps_and_kill_are_per_user_and_admins_see_all() {
     };
     assert!(!status.success());
     assert!(pids_matching("sleep 61.75").is_empty());
+    // Both kills are on record: the refused one as uid 1000's refusal, the
+    // admin's with the sandbox's owner.
+    let records = d.audit(U1, &[U1, 4343], &ws1.path);
+    let of = |kind: &str| {
+        records
+            .iter()
+            .filter(|r| r["kind"] == kind && r["id"] == id.as_str())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let refused = of("refusal");
+    assert!(
+        refused.iter().any(|r| r["request"] == "kill" && r["uid"] == U1 && r["rule"] == "owner"),
+        "{records:#?}"
+    );
+    let killed = of("kill");
+    assert!(
+        killed.iter().any(|r| r["uid"] == U1 && r["owner"] == U2 && r["decision"] == "allow"),
+        "{records:#?}"
+    );
 }

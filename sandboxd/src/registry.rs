@@ -155,12 +155,14 @@ impl Registry {
         admin: bool,
         control: Control,
     ) -> Result<Info, RegistryError> {
+        self.target(id, uid, admin)?.send(control).await
+    }
+
+    /// Sandbox `id`, to be sent a control once the caller has recorded it,
+    /// if `uid` owns it or `admin` is set.
+    pub fn target(&self, id: &str, uid: u32, admin: bool) -> Result<Target, RegistryError> {
         let (info, handle, _) = self.running(id, uid, admin)?;
-        handle
-            .send(control)
-            .await
-            .map_err(|_| RegistryError::Gone(id.to_string()))?;
-        Ok(info)
+        Ok(Target { info, handle })
     }
 
     /// Subscribes to sandbox `id`'s output from now on, if `uid` owns it or
@@ -249,4 +251,21 @@ fn new_id(n: u64) -> String {
     h.update(std::process::id().to_le_bytes());
     h.update(now.to_le_bytes());
     hex::encode(&h.finalize()[..6])
+}
+
+/// A running sandbox the caller may control.
+pub struct Target {
+    pub info: Info,
+    handle: Handle,
+}
+
+impl Target {
+    /// Sends `control`; the sandbox's info, or `Gone` if it ended meanwhile.
+    pub async fn send(self, control: Control) -> Result<Info, RegistryError> {
+        self.handle
+            .send(control)
+            .await
+            .map_err(|_| RegistryError::Gone(self.info.id.clone()))?;
+        Ok(self.info)
+    }
 }

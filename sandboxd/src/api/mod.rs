@@ -18,6 +18,7 @@ use crate::policy::PolicyStore;
 use crate::registry::{Registry, RegistryError};
 use crate::supervisor::Control;
 use sandbox_proto::v1 as pb;
+use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -120,19 +121,46 @@ impl pb::sandbox_server::Sandbox for Api {
             }
         };
         let admin = caller.is_admin(self.admin_gid);
-        match self
-            .registry
-            .control(&req.id, caller.uid, admin, control)
-            .await
-        {
+        // Recorded either way, a kill before it is sent.
+        let mut record = json!({
+            "id": req.id,
+            "uid": caller.uid,
+            "gid": caller.gid,
+            "caller_pid": caller.pid,
+            "signal": req.signal,
+        });
+        let target = match self.registry.target(&req.id, caller.uid, admin) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(uid = caller.uid, id = %req.id, error = %e, "kill refused");
+                let rule = match e {
+                    RegistryError::NotOwner { .. } => "owner",
+                    _ => "id",
+                };
+                let status = registry_status(e);
+                record["request"] = "kill".into();
+                record["rule"] = rule.into();
+                record["message"] = status.message().into();
+                if let Err(e) = self.audit.append("refusal", record).await {
+                    tracing::error!(uid = caller.uid, error = %e, "recording a refused kill");
+                }
+                return Err(status);
+            }
+        };
+        record["owner"] = target.info.uid.into();
+        record["decision"] = "allow".into();
+        if let Err(e) = self.audit.append("kill", record).await {
+            return Err(Status::failed_precondition(format!(
+                "sandbox {} not signalled, as it cannot be audited: {e}",
+                req.id
+            )));
+        }
+        match target.send(control).await {
             Ok(info) => {
                 tracing::info!(uid = caller.uid, id = %info.id, owner = info.uid, signal = req.signal, "kill");
                 Ok(Response::new(pb::KillResponse {}))
             }
-            Err(e) => {
-                tracing::info!(uid = caller.uid, id = %req.id, error = %e, "kill refused");
-                Err(registry_status(e))
-            }
+            Err(e) => Err(registry_status(e)),
         }
     }
 
