@@ -657,15 +657,16 @@ impl Approvals {
                 .map(|p| p.words.clone())
                 .collect();
             let outcome = match reply {
-                Some(Reply::Session) => {
-                    let grants = prefixes.iter().cloned().map(Grant::Command).collect();
-                    self.remember(tx, key.as_ref(), grants).await
-                }
+                Some(Reply::Session) => session_outcome(key.as_ref()),
                 Some(Reply::Always) => self.amend(talk.c.caller.uid, profile, &prefixes, tx).await,
                 _ => json!({}),
             };
             self.answered(&talk, &id, "command", reply, &rules, outcome)
                 .await?;
+            if matches!(reply, Some(Reply::Session)) {
+                let grants = prefixes.iter().cloned().map(Grant::Command).collect();
+                self.remember(tx, key.as_ref(), grants).await;
+            }
             let shown: Vec<String> = parts.iter().map(|p| format!("`{p}`")).collect();
             self.unless_approved(reply, "command not run", &shown.join(", "), &rules)?;
             approved.ids.push(id);
@@ -701,10 +702,7 @@ impl Approvals {
             });
             let reply = self.question(&mut talk, request, asked).await?;
             let outcome = match reply {
-                Some(Reply::Session) => {
-                    self.remember(tx, key.as_ref(), gate.escalation.clone())
-                        .await
-                }
+                Some(Reply::Session) => session_outcome(key.as_ref()),
                 Some(Reply::Always) => {
                     let note =
                         "approve-always saves command rules only: this escalation is approved once";
@@ -715,6 +713,9 @@ impl Approvals {
             };
             self.answered(&talk, &id, "escalation", reply, &gate.mode_rule, outcome)
                 .await?;
+            if matches!(reply, Some(Reply::Session)) {
+                self.remember(tx, key.as_ref(), gate.escalation.clone()).await;
+            }
             self.unless_approved(
                 reply,
                 "escalation not granted",
@@ -761,21 +762,18 @@ impl Approvals {
         })
     }
 
-    /// Session answers: remembered for later execs of the same session.
+    /// Session answers: remembered for later execs of the same session,
+    /// once the answer's record is written.
     async fn remember(
         &self,
         tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
         key: Option<&SessionKey>,
         grants: Vec<Grant>,
-    ) -> serde_json::Value {
+    ) {
         match key {
-            Some(k) => {
-                self.sessions().remember(k.clone(), &grants);
-                json!({ "remembered_for_session": k.session })
-            }
+            Some(k) => self.sessions().remember(k.clone(), &grants),
             None => {
                 event(tx, "approve-session without a session (agent exec --session ID) applies to this exec only", "").await;
-                json!({ "remembered_for_session": null })
             }
         }
     }
@@ -951,6 +949,12 @@ impl Approvals {
                 rule: "audit".into(),
             })
     }
+}
+
+/// What a session answer does, for its record: remembered for the session,
+/// or (without one) for this exec only.
+fn session_outcome(key: Option<&SessionKey>) -> serde_json::Value {
+    json!({ "remembered_for_session": key.map(|k| k.session.clone()) })
 }
 
 /// The fields of `extra` added to the object `record`.
