@@ -543,3 +543,48 @@ fn on_a_terminal_the_person_is_asked_and_their_answer_decides() {
     assert_eq!(out.code, 125, "{}", out.stderr);
     assert!(!ws.join("unasked").exists());
 }
+
+#[test]
+fn much_input_sent_while_asked_about_goes_through_a_command_that_echoes_it() {
+    // More input arrives while the command is asked about than the daemon
+    // holds at once; once approved, `cat` writes it back as it reads it. The
+    // output is pumped while that input is replayed: else `cat` would stall
+    // on its full output, and the replay on its unread input, until the
+    // timeout.
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let slow = Approver::slow(&ws, U1, "approve", 1);
+    let args = ["exec", "--profile", "ut", "--timeout", "60s", "--approver", slow.arg(), "--", "cat"];
+    let input = vec![b'x'; 7 << 20];
+    let began = Instant::now();
+    let out = d.agent(U1, &ws.path).run_with_stdin(&args, Some(&input));
+    out.expect_code(0);
+    assert_eq!(out.stdout.len(), input.len());
+    assert!(began.elapsed() < Duration::from_secs(30), "took {:?}", began.elapsed());
+}
+
+#[test]
+fn an_exec_waiting_for_an_answer_counts_against_the_users_limit() {
+    let d = Daemon::builder()
+        .profile("ut", UNTRUSTED)
+        .config("[limits]\nmax_per_user = 1")
+        .start();
+    let ws = Dir::new(U1);
+    let slow = Approver::slow(&ws, U1, "approve", 3);
+    let mut waiting = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--profile", "ut", "--approver", slow.arg(), "--", "echo", "asked"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once it is being asked about, a second exec of the same user is over the limit.
+    assert!(eventually(Duration::from_secs(10), || !slow.requests().is_empty()));
+    let second = d.agent(U1, &ws.path).run(&["exec", "--profile", "ut", "--", "true"]);
+    let first = waiting.wait_with_output().unwrap();
+    second.expect_code(125);
+    assert!(second.stderr.contains("max_per_user"), "{}", second.stderr);
+    assert!(first.status.success());
+    assert_eq!(String::from_utf8_lossy(&first.stdout), "asked\n");
+}

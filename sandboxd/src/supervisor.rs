@@ -117,8 +117,9 @@ impl Handle {
 const CHUNK: usize = 64 * 1024;
 /// Output messages in flight; with [`CHUNK`] this bounds what the daemon holds.
 const OUTPUT_QUEUE: usize = 16;
-/// Controls in flight from the client.
-const CONTROL_QUEUE: usize = 64;
+/// Controls in flight from the client (a stdin chunk may be megabytes: the
+/// client waits rather than the daemon holding many).
+const CONTROL_QUEUE: usize = 8;
 /// Stdin bytes held while the command does not read; past it, stdin waits.
 const STDIN_MAX: usize = 1024 * 1024;
 /// How long to wait for the init's last report after it exited.

@@ -41,6 +41,8 @@ const MAX_GRANTS: usize = 256;
 const MAX_AMENDMENTS: usize = 1024;
 /// Input a client may send while its exec waits for an approval.
 const MAX_EARLY_INPUT: usize = 8 << 20;
+/// Messages (input, signals, resizes) kept while an approval is pending.
+const MAX_EARLY_MESSAGES: usize = 4096;
 
 /// A person's answer, as the client relays it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -904,10 +906,10 @@ impl Approvals {
                 Ok(None) => return Ok(None),
                 Err(_) => return Err(gone()),
             };
-            if talk.early_bytes > MAX_EARLY_INPUT {
+            if talk.early_bytes > MAX_EARLY_INPUT || talk.early.len() >= MAX_EARLY_MESSAGES {
                 return Err(Refusal {
                     message: format!(
-                        "more than {} of input arrived while an approval was pending",
+                        "more than {} of input, or {MAX_EARLY_MESSAGES} messages, arrived while an approval was pending",
                         crate::policy::values::format_size(MAX_EARLY_INPUT as u64)
                     ),
                     rule: "approval".into(),

@@ -221,6 +221,12 @@ impl Api {
             .approvals
             .gate(&caller, start, profile, policy.approval)
             .map_err(policy_refusal)?;
+        // Admitted before anything is asked: an exec waiting for an answer
+        // counts against the limits too.
+        let slot = self
+            .registry
+            .admit(caller.uid)
+            .map_err(|e| refuse("limits", registry_status(e)))?;
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
         // The exec goes on in a task of its own, so that a client going away
         // cannot cut it between its start record and the rest (its end
@@ -265,6 +271,7 @@ impl Api {
                     inbound,
                     tx.clone(),
                     approved,
+                    slot,
                 )
                 .await
             }
@@ -291,6 +298,7 @@ impl Api {
         inbound: Streaming<pb::ExecRequest>,
         tx: mpsc::Sender<Result<pb::ExecResponse, Status>>,
         approved: Approved,
+        slot: Slot,
     ) -> Result<(), Refusal> {
         let caller = caller.clone();
         let name = name.to_string();
@@ -299,10 +307,6 @@ impl Api {
             Some(_) => self.secrets_for(&caller, user, start)?,
             None => BTreeMap::new(),
         };
-        let slot = self
-            .registry
-            .admit(caller.uid)
-            .map_err(|e| refuse("limits", registry_status(e)))?;
         let sockets = plan::read_host_sockets().map_err(|e| {
             let msg = format!("reading /proc/net/unix to hide host sockets: {e}");
             refuse("host_sockets", Status::failed_precondition(msg))
