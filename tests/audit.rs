@@ -295,7 +295,8 @@ fn the_daemon_refuses_to_start_on_a_damaged_log() {
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
     let log = state.join("audit.jsonl");
-    std::fs::write(&log, "{\"seq\":1,\"kind\":\"exec-st").unwrap();
+    // A whole last line that is no record: damage, not a stop mid-write.
+    std::fs::write(&log, "{\"seq\":1,\"kind\":\"exec-st\n").unwrap();
     let mut child = Command::new(bin("sandboxd"))
         .arg("--socket")
         .arg(dir.path().join("s.sock"))
@@ -317,7 +318,32 @@ fn the_daemon_refuses_to_start_on_a_damaged_log() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("{}:1", log.display())), "{stderr}");
-    assert!(stderr.contains("cut short"), "{stderr}");
+    assert!(stderr.contains("not a JSON object"), "{stderr}");
+}
+
+#[test]
+fn a_record_cut_short_by_a_stop_mid_write_is_taken_off_and_said_so() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    d.sh(U1, &ws.path, &[], "echo before").expect_code(0);
+    // What a SIGKILL in the middle of a write leaves.
+    let log = d.state_dir.join("audit.jsonl");
+    let mut d = d;
+    let pid = d.pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    }));
+    let _ = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"seq\":99,\"kind\":\"exec-"));
+    d.restart();
+    d.sh(U1, &ws.path, &[], "echo after").expect_code(0);
+    verify(&d.state_dir).expect_code(0);
+    let recovered: Vec<Value> = records(&d).into_iter().filter(|r| r["kind"] == "recovered").collect();
+    assert_eq!(recovered.len(), 1, "{recovered:#?}");
+    assert_eq!(recovered[0]["dropped_bytes"], 23);
 }
 
 #[test]

@@ -271,7 +271,8 @@ fn a_truncated_rotated_file_is_named_at_the_next_file() {
     assert_eq!((p.file.clone(), p.line), (two, 1), "{p}");
     assert_eq!(p.seq, Some(kept as u64 + 2), "{p}");
 
-    // Cut in the middle of a line: that line is named, and the writer will not append after it.
+    // Cut in the middle of a line: verify names that line; the writer takes
+    // it off (a stop mid-write) and says so in the chain.
     let dir = tempfile::tempdir().unwrap();
     append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 3);
     let path = dir.path().join(FILE_NAME);
@@ -279,8 +280,14 @@ fn a_truncated_rotated_file_is_named_at_the_next_file() {
     std::fs::write(&path, &text[..text.len() - 10]).unwrap();
     let p = problem(dir.path());
     assert_eq!((p.file.clone(), p.line), (path.clone(), 3), "{p}");
+    drop(AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap());
+    assert_eq!(record(&lines(&path)[2])["kind"], "recovered");
+    assert_eq!(sandboxd::audit::verify(dir.path()).unwrap().records, 3);
+
+    // A whole last line that is no record is damage: the writer refuses it.
+    std::fs::write(&path, b"not a record\n").unwrap();
     let err = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap_err();
-    assert!(matches!(err, AuditError::Tail { line: 3, .. }), "{err}");
+    assert!(matches!(err, AuditError::Tail { line: 1, .. }), "{err}");
     assert!(
         err.to_string().contains(&path.display().to_string()),
         "{err}"
@@ -365,5 +372,26 @@ fn records_nobody_waits_for_outlive_a_failed_write_and_follow_in_order() {
         .map(|l| record(l)["n"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ns, ["1", "dns", "end", "3"]);
+    assert_eq!(sandboxd::audit::verify(dir.path()).unwrap().records, 4);
+}
+
+#[test]
+fn a_last_record_cut_short_is_taken_off_and_the_chain_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        append_n(&log, 2);
+    }
+    let live = dir.path().join(FILE_NAME);
+    let mut text = std::fs::read(&live).unwrap();
+    text.extend_from_slice(b"{\"seq\":3,\"ki");
+    std::fs::write(&live, &text).unwrap();
+    let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    assert_eq!(log.append_blocking("exec-start", json!({})).unwrap(), 4);
+    let all = lines(&live);
+    let recovered = record(&all[2]);
+    assert_eq!(recovered["kind"], "recovered");
+    assert_eq!(recovered["seq"], 3);
+    assert_eq!(recovered["dropped_bytes"], 12);
     assert_eq!(sandboxd::audit::verify(dir.path()).unwrap().records, 4);
 }

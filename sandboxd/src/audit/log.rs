@@ -131,14 +131,45 @@ fn last_line(path: &Path) -> Result<Option<(Vec<u8>, usize)>, AuditError> {
     }
 }
 
+/// Takes off, and returns, what follows the last end of line of `path`:
+/// the part of a write that a stop mid-write left behind. The cut is made
+/// durable before the log goes on.
+fn cut_partial_tail(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, "read")(e)),
+    };
+    if data.last().is_none_or(|&b| b == b'\n') {
+        return Ok(None);
+    }
+    let keep = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path, "open for repair"))?;
+    file.set_len(keep as u64)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err(path, "cutting a record cut short"))?;
+    Ok(Some(data[keep..].to_vec()))
+}
+
 impl AuditLog {
     /// Opens `dir/audit.jsonl` for appending, to be rotated past
     /// `max_bytes`, continuing `seq` and the chain from the last record of
-    /// the newest file that has one. A last line that is cut short or has no
-    /// `seq` is an error: appending after it would hide the damage.
+    /// the newest file that has one. A last line cut short (a stop
+    /// mid-write) is taken off and a `recovered` record says so; a last
+    /// line that is no record or has no `seq` is an error: appending after
+    /// it would hide the damage.
     /// (`sandboxd audit verify` checks the rest.)
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, AuditError> {
         let files = files(dir).map_err(io_err(dir, "listing the state dir"))?;
+        // A write cut short (the daemon stopped in the middle of one) was
+        // never acknowledged: it is taken off, and said so in the chain.
+        let cut = match files.last() {
+            Some(newest) => cut_partial_tail(newest)?.map(|bytes| (newest.clone(), bytes)),
+            None => None,
+        };
         let mut seq = 0;
         let mut prev = GENESIS.to_string();
         for path in files.iter().rev() {
@@ -179,6 +210,18 @@ impl AuditLog {
         };
         // Refuse to start on a log that cannot be written.
         log.create_live()?;
+        if let Some((file, bytes)) = cut {
+            tracing::warn!(file = %file.display(), bytes = bytes.len(), "audit log: a record cut short by a stop mid-write was taken off");
+            log.append_blocking(
+                "recovered",
+                serde_json::json!({
+                    "file": file.display().to_string(),
+                    "dropped_bytes": bytes.len(),
+                    "dropped_sha256": sha256_hex(&bytes),
+                    "message": "a write cut short when sandboxd stopped mid-write (never acknowledged) was taken off",
+                }),
+            )?;
+        }
         Ok(log)
     }
 
