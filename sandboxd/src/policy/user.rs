@@ -390,6 +390,16 @@ fn within_root(inner: &str, outer: &str) -> bool {
             .is_some_and(|r| r.starts_with('/'))
 }
 
+/// Does writable root `inner` lie within `outer`? `{tmp}` is the private
+/// /tmp: a root below it would be the host's directory, so only `{tmp}`
+/// itself lies within it.
+fn write_within(inner: &str, outer: &str) -> bool {
+    match outer.trim_end_matches('/') {
+        "{tmp}" => inner.trim_end_matches('/') == "{tmp}",
+        _ => within_root(inner, outer),
+    }
+}
+
 /// Is every name env pattern `inner` matches also matched by `outer`?
 fn env_within(inner: &str, outer: &str) -> bool {
     if outer == "*" || inner == outer {
@@ -540,7 +550,7 @@ fn no_wider(user: &Profile, base: &Profile, file: &str) -> Result<(), PolicyErro
     }
     let (uf, bf) = (&user.filesystem, &base.filesystem);
     subset(&uf.read, &bf.read, "filesystem.read", base, within_root)?;
-    subset(&uf.write, &bf.write, "filesystem.write", base, within_root)?;
+    subset(&uf.write, &bf.write, "filesystem.write", base, write_within)?;
     kept(
         &uf.deny_read,
         &bf.deny_read,
@@ -779,6 +789,8 @@ forbidden = [["rm", "-rf", "/"]]
     fn each_widening_is_refused_naming_the_rule() {
         let cases: &[(&str, &str)] = &[
             ("[filesystem]\nwrite = [\"/etc\"]\n", "filesystem.write"),
+            // Below the private /tmp is the host's /tmp.
+            ("[filesystem]\nwrite = [\"{tmp}/x\"]\n", "filesystem.write"),
             (
                 "[filesystem]\nread = [\"/\", \"/srv\"]\nwrite = [\"{home}\"]\n",
                 "filesystem.write",
