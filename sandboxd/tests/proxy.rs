@@ -918,7 +918,7 @@ async fn tunnel(p: &Proxy, port: u16) -> TcpStream {
 }
 
 #[tokio::test]
-async fn http_in_a_tunnel_is_decided_however_its_request_line_is_dressed() {
+async fn where_methods_matter_a_tunnels_plain_bytes_are_read_as_http_or_refused() {
     let origin = Origin::start().await;
     let o = origin.port;
     let p = proxy(&network(
@@ -927,34 +927,54 @@ async fn http_in_a_tunnel_is_decided_however_its_request_line_is_dressed() {
     ))
     .await;
     let body = "Host: allowed.test\r\nContent-Length: 2\r\n\r\nhi";
-    // What a lenient server still reads as a POST goes through the request
-    // loop (and its method rule), never a raw splice.
+    // However a request line is dressed (what some lenient server would
+    // still read as a POST), it goes through the request loop and its method
+    // rule, never a raw splice.
     for line in [
         "\r\nPOST /x HTTP/1.1\r\n",
         " POST /x HTTP/1.1\r\n",
         "post /x HTTP/1.1\r\n",
         "POST /x HTTP/1.1 \r\n",
         "POST  /x  HTTP/1.1\r\n",
+        "POST\x0c/admin\x0cHTTP/1.1\r\n",
+        "\x0bDELETE /x HTTP/1.1\r\n",
+        "POST /x\rHTTP/1.1\r\n",
+        "POST %2fadmin HTTP/1.1\r\n",
     ] {
         let mut c = tunnel(&p, o).await;
         c.write_all(format!("{line}{body}").as_bytes()).await.unwrap();
         let r = read_response(&mut c, &mut Vec::new()).await;
         assert!(matches!(r.code, 400 | 403), "{line:?}: {} {:?}", r.code, r.body);
     }
-    // A request line that stalls before it can be told is refused, not spliced.
+    // Nor does a request line that stalls before it can be told: it is read
+    // when it completes.
     let mut c = tunnel(&p, o).await;
     c.write_all(b"POST /x HTT").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    let _ = c.write_all(format!("P/1.1\r\n{body}").as_bytes()).await;
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
-    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
-    p.wait_record("stalled request line", |r| {
+    c.write_all(format!("P/1.1\r\n{body}").as_bytes()).await.unwrap();
+    assert_refused(&read_response(&mut c, &mut Vec::new()).await, "method");
+    // Bytes that are no HTTP at all are refused here, not passed on.
+    let mut c = tunnel(&p, o).await;
+    c.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await.unwrap();
+    assert_eq!(read_response(&mut c, &mut Vec::new()).await.code, 400);
+    p.wait_record("unreadable", |r| {
         r["reason"] == "blocked-by-bad-request"
-            && r["message"].as_str().is_some_and(|m| m.contains("never completed"))
+            && r["message"].as_str().is_some_and(|m| m.contains("malformed request"))
     })
     .await;
     assert!(origin.seen().is_empty(), "{:?}", origin.seen());
+}
+
+#[tokio::test]
+async fn where_methods_do_not_matter_a_client_first_protocol_is_spliced() {
+    // git:// sends one pkt-line, with no line end, and waits.
+    let (_origin, echo, p) = setup().await;
+    let mut c = tunnel(&p, echo.port).await;
+    let pkt = b"0033git-upload-pack /repo.git\0host=allowed.test\0";
+    c.write_all(pkt).await.unwrap();
+    let mut back = vec![0u8; pkt.len()];
+    c.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back[..], &pkt[..]);
 }
 
 #[tokio::test]

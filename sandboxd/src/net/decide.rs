@@ -507,6 +507,18 @@ impl NetPolicy {
     /// or `..` segments (also percent-encoded) or a backslash fits no path
     /// glob. A Prompt passes these checks first (nothing is asked that would
     /// be refused anyway) and carries the injections used if the answer is yes.
+    /// Whether a request's method or path can change what `host` gets: the
+    /// profile limits methods, or a `[[network.rule]]` for the host limits
+    /// methods or paths. (An injection alone does not: bytes never read as
+    /// a request get no secret.)
+    pub fn requests_matter(&self, host: &Host) -> bool {
+        self.methods.is_some()
+            || self
+                .rules
+                .iter()
+                .any(|r| r.host.matches(host) && !(r.methods.is_empty() && r.paths.is_empty()))
+    }
+
     pub fn decide_request(&self, host: &Host, port: u16, method: &str, path: &str) -> (NetDecision, Vec<Injection>) {
         let d = self.decide_host(host, port);
         if d.verdict == Verdict::Deny {

@@ -70,8 +70,8 @@ enum First {
     Nothing,
     Hello(Hello),
     Http,
-    /// Not TLS, and the start of what could be an HTTP request that never
-    /// went on far enough to be read (cut short, stalled or too long).
+    /// Not TLS, and the start of what could be an HTTP request that did not
+    /// go on far enough to be told (cut short, stalled or too long).
     Undecided,
 }
 
@@ -80,11 +80,12 @@ fn tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Whether a tunnel's first bytes (not TLS) may be an HTTP request.
-/// `Some(true)`: a lenient server could read them as one, so they go
-/// through the request loop, which parses them strictly and refuses what it
-/// cannot read; `Some(false)`: no server could, and the tunnel is spliced;
-/// `None`: not told yet. Lenient means: empty lines and blanks before the
+/// Whether a tunnel's first bytes (not TLS) look like an HTTP request, for
+/// a destination where no method or path rule applies (elsewhere all plain
+/// bytes go through the request loop). `Some(true)`: a lenient server could
+/// read them as one, so the request loop reads them (the Host check, a
+/// record per request); `Some(false)`: they are spliced; `None`: not told
+/// yet. Lenient means: empty lines and blanks before the
 /// request line, any token as the method (any case), runs of blanks between
 /// the parts, any version, and (HTTP/0.9) `GET target` alone. The target
 /// must still have one of its forms (RFC 9112): `/...`, `*`, `scheme:...`,
@@ -232,16 +233,7 @@ pub async fn carry(
             )),
         },
         First::Hello(Hello::ClientHello { sni: None }) => None,
-        First::Undecided => Some(Refused::new(
-            Block::BadRequest,
-            "",
-            format!(
-                "the first bytes to {}:{} begin like an HTTP request that was never completed",
-                a.host_str(),
-                a.port
-            ),
-        )),
-        First::ServerSpoke | First::Hello(_) | First::Http if strict_443 => Some(Refused::new(
+        First::ServerSpoke | First::Hello(_) | First::Http | First::Undecided if strict_443 => Some(Refused::new(
             Block::NotTls,
             format!("{} port 443", a.protocol),
             format!("not TLS to {}:443", a.host_str()),
@@ -255,8 +247,15 @@ pub async fn carry(
         return;
     }
     let inspect = session.policy.inspect() && session.inspector.is_some();
+    // Where a request's method or path matters, plain bytes from the client
+    // are read by the request loop, which refuses what it cannot read as
+    // HTTP: spliced, they could be a request some lenient server reads and
+    // nobody decided. Elsewhere only what looks like HTTP goes there.
+    let requests_matter = session.policy.requests_matter(&a.host);
+    let plain = matches!(kind, First::Http)
+        || (requests_matter && matches!(kind, First::Hello(Hello::NotTls) | First::Undecided));
     match kind {
-        First::Http => {
+        _ if plain => {
             let mode = Mode::Fixed {
                 host: a.host.clone(),
                 port: a.port,

@@ -483,6 +483,7 @@ pub async fn serve<C: Io>(
             Ok(h) => h,
             Err(HeadError::Closed) | Err(HeadError::Io(_)) => break,
             Err(HeadError::TooLarge) => {
+                record_unreadable(session, &mode, "request head too large").await;
                 let _ = plain(
                     &mut client.io,
                     431,
@@ -494,6 +495,7 @@ pub async fn serve<C: Io>(
                 break;
             }
             Err(HeadError::Malformed(m)) => {
+                record_unreadable(session, &mode, &format!("malformed request: {m}")).await;
                 let _ = plain(
                     &mut client.io,
                     400,
@@ -964,6 +966,15 @@ async fn bad_request<W: AsyncWrite + Unpin>(
     let r = record_bad_request(session, head, protocol, host, port, message).await;
     let _ = forbidden(io, &format!("{} {}", head.method, head.target), &r).await;
     Exchange::close()
+}
+
+/// Records, inside a tunnel, the refusal of bytes that are no readable
+/// request (to the proxy itself they name no destination to record).
+async fn record_unreadable(session: &Session, mode: &Mode, why: &str) {
+    if let Mode::Fixed { host, port, tls } = mode {
+        let a = Attempt::new(if *tls { "https" } else { "http" }, host.clone(), *port);
+        a.refuse(session, Refused::new(Block::BadRequest, "", why)).await;
+    }
 }
 
 /// Records the refusal of a request that cannot be served as asked (the
