@@ -247,12 +247,12 @@ impl AuditLog {
     /// [`flush_queued`](Self::flush_queued)'s, which the caller arranges).
     /// A failure to write it is logged, not returned.
     pub fn enqueue(&self, kind: &str, fields: Value) -> Result<(), AuditError> {
-        // A ticket dropped unwaited is exactly that.
-        self.submit(kind, fields).map(drop)
+        self.queue(kind, fields, false).map(drop)
     }
 
-    /// Puts a record in the queue under a new ticket.
-    fn queue(&self, kind: &str, fields: Value) -> Result<u64, AuditError> {
+    /// Puts a record in the queue under a new ticket; one not `awaited` is
+    /// known as such from the start, so a flush that fails keeps it.
+    fn queue(&self, kind: &str, fields: Value, awaited: bool) -> Result<u64, AuditError> {
         let Value::Object(record) = fields else {
             return Err(AuditError::Fields { kind: kind.into() });
         };
@@ -262,6 +262,9 @@ impl AuditLog {
         }
         let ticket = state.next_ticket;
         state.next_ticket += 1;
+        if !awaited {
+            state.unawaited.insert(ticket);
+        }
         let mut record = record;
         // Set by the chain (so a failed batch's records can be queued again as they were).
         for key in CHAIN_FIELDS {
@@ -305,7 +308,7 @@ impl AuditLog {
     /// [`Ticket::wait`], maybe after others have queued theirs, so that one
     /// flush writes them all.
     pub fn submit(&self, kind: &str, fields: Value) -> Result<Ticket<'_>, AuditError> {
-        let ticket = self.queue(kind, fields)?;
+        let ticket = self.queue(kind, fields, true)?;
         Ok(Ticket { log: self, ticket })
     }
 
