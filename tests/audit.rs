@@ -493,28 +493,41 @@ fn agent_audit_follow_prints_records_of_later_execs_across_rotations() {
 fn audit_streams_are_limited_per_user_and_others_still_get_theirs() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
-    let follow = |uid: u32| {
-        d.agent(uid, &ws.path)
-            .command(&["audit", "--follow", "--json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("agent audit --follow")
-    };
-    let mut followers: Vec<_> = (0..8).map(|_| follow(U1)).collect();
-    // Each is counted once the daemon has it.
-    let ninth = eventually(Duration::from_secs(10), || {
-        let out = d.agent(U1, &ws.path).run(&["audit", "--json"]);
-        out.code != 0 && out.stderr.contains("too many audit streams")
+    // Nine followers of one user: one of them is over the limit of eight.
+    let mut followers: Vec<_> = (0..9)
+        .map(|_| {
+            d.agent(U1, &ws.path)
+                .command(&["audit", "--follow", "--json"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("agent audit --follow")
+        })
+        .collect();
+    let mut refused = Vec::new();
+    let one_refused = eventually(Duration::from_secs(20), || {
+        for f in &mut followers {
+            if let Ok(Some(status)) = f.try_wait() {
+                refused.push(status);
+            }
+        }
+        !refused.is_empty()
     });
     // Another user is not held up by the first one's streams.
     let other = d.agent(U2, &ws.path).run(&["audit", "--json"]);
+    let mut stderr = String::new();
     for f in &mut followers {
+        if let Ok(Some(_)) = f.try_wait() {
+            use std::io::Read;
+            let _ = f.stderr.take().map(|mut e| e.read_to_string(&mut stderr));
+        }
         let _ = f.kill();
         let _ = f.wait();
     }
-    assert!(ninth, "a ninth stream of uid 1000 was not refused");
+    assert!(one_refused, "nine streams of uid 1000 were all served");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(stderr.contains("too many audit streams"), "{stderr}");
     other.expect_code(0);
     // Streams that end are no longer counted.
     assert!(eventually(Duration::from_secs(10), || d.agent(U1, &ws.path).run(&["audit", "--json"]).code == 0));
