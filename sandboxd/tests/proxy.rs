@@ -1399,3 +1399,33 @@ async fn requests_refused_as_malformed_are_recorded_too() {
     }
     assert_eq!(p.records().iter().filter(|r| bad(r)).count(), 6, "{:#?}", p.records());
 }
+
+#[tokio::test]
+async fn where_methods_matter_a_server_that_speaks_first_is_refused() {
+    // An SMTP-like server greets first; a request sent after that greeting
+    // would never go through the request loop.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let _ = c.write_all(b"220 hello\r\n").await;
+            let mut sink = Vec::new();
+            let _ = c.read_to_end(&mut sink).await;
+        }
+    });
+    let p = proxy(&network(
+        &[port],
+        "allow_cidrs = [\"127.0.0.0/8\"]\nmethods = [\"GET\"]",
+    ))
+    .await;
+    let mut c = tunnel(&p, port).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    p.wait_record("spoke first", |r| {
+        r["reason"] == "blocked-by-bad-request"
+            && r["message"].as_str().is_some_and(|m| m.contains("spoke first"))
+    })
+    .await;
+    server.abort();
+}

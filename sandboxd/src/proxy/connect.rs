@@ -211,6 +211,11 @@ pub async fn carry(
         }
     };
     let strict_443 = a.port == 443 && !session.policy.allow_non_tls_443();
+    // Where a request's method or path matters, plain bytes from the client
+    // are read by the request loop, which refuses what it cannot read as
+    // HTTP: spliced, they could be a request some lenient server reads and
+    // nobody decided. Elsewhere only what looks like HTTP goes there.
+    let requests_matter = session.policy.requests_matter(&a.host);
     let refusal = match &kind {
         First::Nothing => {
             a.end(session, addr, 0, 0, "closed before any data").await;
@@ -233,6 +238,17 @@ pub async fn carry(
             )),
         },
         First::Hello(Hello::ClientHello { sni: None }) => None,
+        // No HTTP server speaks first; what the client sends after it would
+        // not go through the request loop.
+        First::ServerSpoke if requests_matter => Some(Refused::new(
+            Block::BadRequest,
+            "",
+            format!(
+                "{}:{} spoke first: no HTTP server does, and its methods or paths apply",
+                a.host_str(),
+                a.port
+            ),
+        )),
         First::ServerSpoke | First::Hello(_) | First::Http | First::Undecided if strict_443 => Some(Refused::new(
             Block::NotTls,
             format!("{} port 443", a.protocol),
@@ -247,11 +263,6 @@ pub async fn carry(
         return;
     }
     let inspect = session.policy.inspect() && session.inspector.is_some();
-    // Where a request's method or path matters, plain bytes from the client
-    // are read by the request loop, which refuses what it cannot read as
-    // HTTP: spliced, they could be a request some lenient server reads and
-    // nobody decided. Elsewhere only what looks like HTTP goes there.
-    let requests_matter = session.policy.requests_matter(&a.host);
     let plain = matches!(kind, First::Http)
         || (requests_matter && matches!(kind, First::Hello(Hello::NotTls) | First::Undecided));
     match kind {
