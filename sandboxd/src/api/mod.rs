@@ -149,18 +149,25 @@ impl pb::sandbox_server::Sandbox for Api {
         };
         record["owner"] = target.info.uid.into();
         record["decision"] = "allow".into();
-        if let Err(e) = self.audit.append("kill", record).await {
-            return Err(Status::failed_precondition(format!(
-                "sandbox {} not signalled, as it cannot be audited: {e}",
-                req.id
-            )));
-        }
-        match target.send(control).await {
-            Ok(info) => {
+        // Recorded and sent in a task of its own: a client that goes away
+        // in between cannot leave a recorded kill unsent.
+        let audit = Arc::clone(&self.audit);
+        let id = req.id.clone();
+        let sent = tokio::spawn(async move {
+            if let Err(e) = audit.append("kill", record).await {
+                return Err(Status::failed_precondition(format!(
+                    "sandbox {id} not signalled, as it cannot be audited: {e}"
+                )));
+            }
+            target.send(control).await.map_err(registry_status)
+        });
+        match sent.await {
+            Ok(Ok(info)) => {
                 tracing::info!(uid = caller.uid, id = %info.id, owner = info.uid, signal = req.signal, "kill");
                 Ok(Response::new(pb::KillResponse {}))
             }
-            Err(e) => Err(registry_status(e)),
+            Ok(Err(status)) => Err(status),
+            Err(e) => Err(Status::internal(format!("the kill's task failed: {e}"))),
         }
     }
 
