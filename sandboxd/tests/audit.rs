@@ -395,3 +395,20 @@ fn a_last_record_cut_short_is_taken_off_and_the_chain_says_so() {
     assert_eq!(recovered["dropped_bytes"], 12);
     assert_eq!(sandboxd::audit::verify(dir.path()).unwrap().records, 4);
 }
+
+#[test]
+fn a_cut_record_is_put_back_when_the_log_cannot_be_opened_after_all() {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 2);
+    let live = dir.path().join(FILE_NAME);
+    let mut text = std::fs::read(&live).unwrap();
+    text.extend_from_slice(b"not a record\n{\"seq\":4,\"ki");
+    std::fs::write(&live, &text).unwrap();
+    // The damaged last line refuses the start; the cut is undone, so that a
+    // start after the repair still finds it and records it.
+    assert!(matches!(
+        AuditLog::open(dir.path(), DEFAULT_MAX_BYTES),
+        Err(AuditError::Tail { line: 3, .. })
+    ));
+    assert_eq!(std::fs::read(&live).unwrap(), text);
+}

@@ -170,6 +170,28 @@ impl AuditLog {
             Some(newest) => cut_partial_tail(newest)?.map(|bytes| (newest.clone(), bytes)),
             None => None,
         };
+        let opened = Self::open_cut(dir, max_bytes, &files, cut.as_ref());
+        if let (Err(_), Some((file, bytes))) = (&opened, &cut) {
+            // Put the cut bytes back: the next start finds them, and says so.
+            let restored = OpenOptions::new()
+                .append(true)
+                .open(file)
+                .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_data()));
+            if let Err(e) = restored {
+                tracing::error!(file = %file.display(), error = %e, "audit log: a cut record could not be put back");
+            }
+        }
+        opened
+    }
+
+    /// [`open`](Self::open) once a record cut short (`cut`: its file and
+    /// bytes) was taken off the newest of `files`.
+    fn open_cut(
+        dir: &Path,
+        max_bytes: u64,
+        files: &[PathBuf],
+        cut: Option<&(PathBuf, Vec<u8>)>,
+    ) -> Result<Self, AuditError> {
         let mut seq = 0;
         let mut prev = GENESIS.to_string();
         for path in files.iter().rev() {
