@@ -660,11 +660,21 @@ impl Approvals {
                 .collect();
             let outcome = match reply {
                 Some(Reply::Session) => session_outcome(key.as_ref()),
-                Some(Reply::Always) => self.amend(talk.c.caller.uid, profile, &prefixes, tx).await,
+                Some(Reply::Always) => match amendable(profile, &prefixes) {
+                    Ok(()) => json!({ "amendment": { "saving": true, "prefixes": prefixes } }),
+                    Err((note, rule_named)) => {
+                        event(tx, &note, &rule_named).await;
+                        json!({ "amendment": { "saved": false, "prefixes": prefixes, "reason": note } })
+                    }
+                },
                 _ => json!({}),
             };
             self.answered(&talk, &id, "command", reply, &rules, outcome)
                 .await?;
+            // Saved only once the answer is on record.
+            if matches!(reply, Some(Reply::Always)) && amendable(profile, &prefixes).is_ok() {
+                self.amend(&talk, &id, profile, &prefixes).await;
+            }
             if matches!(reply, Some(Reply::Session)) {
                 let grants = prefixes.iter().cloned().map(Grant::Command).collect();
                 self.remember(tx, key.as_ref(), grants).await;
@@ -780,35 +790,13 @@ impl Approvals {
         }
     }
 
-    /// `approve-always`: the command prefixes saved as the user's allow rules
-    /// for this profile, where it allows user rules; otherwise an approval
-    /// once, and an event says why nothing was saved.
-    async fn amend(
-        &self,
-        uid: u32,
-        profile: &Profile,
-        prefixes: &[Vec<String>],
-        tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
-    ) -> serde_json::Value {
-        let allow = &profile.allow_user_profiles;
-        let refused = |reason: String| json!({ "amendment": { "saved": false, "prefixes": prefixes, "reason": reason } });
-        if !allow.value {
-            let rule_named = rule(&allow.origin, "allow_user_profiles", allow.value);
-            let note = format!(
-                "amendment not saved: profile {} does not allow user rules; approved once",
-                profile.name
-            );
-            event(tx, &note, &rule_named).await;
-            return refused(note);
-        }
-        if prefixes.is_empty() {
-            let note = "amendment not saved: the command has words the shell would still expand; approved once".to_string();
-            event(tx, &note, "").await;
-            return refused(note);
-        }
+    /// `approve-always`, once answered on record: the command prefixes
+    /// saved as the user's allow rules for this profile. A failure to save
+    /// is said on the stream and recorded (the exec was approved once).
+    async fn amend(&self, talk: &Talk<'_>, id: &str, profile: &Profile, prefixes: &[Vec<String>]) {
+        let (uid, tx) = (talk.c.caller.uid, talk.c.tx);
         let amendments = &self.amendments;
-        let saved = tokio::task::block_in_place(|| amendments.save(uid, &profile.name, prefixes));
-        match saved {
+        match tokio::task::block_in_place(|| amendments.save(uid, &profile.name, prefixes)) {
             Ok(()) => {
                 let shown: Vec<String> = prefixes
                     .iter()
@@ -820,13 +808,19 @@ impl Approvals {
                     profile.name
                 );
                 event(tx, &note, "").await;
-                json!({ "amendment": { "saved": true, "prefixes": prefixes } })
             }
             Err(e) => {
                 tracing::error!(uid, error = %e, "saving an amendment");
                 let note = format!("amendment not saved ({e}); approved once");
                 event(tx, &note, "").await;
-                refused(note)
+                let record = json!({
+                    "id": id,
+                    "uid": uid,
+                    "amendment": { "saved": false, "prefixes": prefixes, "reason": note },
+                });
+                if let Err(e) = talk.c.audit.append("amendment", record).await {
+                    tracing::error!(uid, error = %e, "recording a failed amendment");
+                }
             }
         }
     }
@@ -951,6 +945,24 @@ impl Approvals {
                 rule: "audit".into(),
             })
     }
+}
+
+/// Whether `approve-always` can save `prefixes` under `profile`; else why
+/// not, and the rule that says so (if one does).
+fn amendable(profile: &Profile, prefixes: &[Vec<String>]) -> Result<(), (String, String)> {
+    let allow = &profile.allow_user_profiles;
+    if !allow.value {
+        let note = format!(
+            "amendment not saved: profile {} does not allow user rules; approved once",
+            profile.name
+        );
+        return Err((note, rule(&allow.origin, "allow_user_profiles", allow.value)));
+    }
+    if prefixes.is_empty() {
+        let note = "amendment not saved: the command has words the shell would still expand; approved once";
+        return Err((note.into(), String::new()));
+    }
+    Ok(())
 }
 
 /// What a session answer does, for its record: remembered for the session,
