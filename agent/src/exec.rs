@@ -314,33 +314,47 @@ pub async fn run_exec(
             .await
             .map_err(ExecError::Daemon)?
             .into_inner();
-        let (answer_tx, mut answer_rx) =
-            mpsc::unbounded_channel::<(ApprovalAnswer, Option<String>)>();
         let mut id = String::new();
+        // A response read while a question was open, shown after its answer.
+        let mut held = None;
         loop {
-            let msg = tokio::select! {
-                m = responses.next() => m,
-                Some((answer, note)) = answer_rx.recv() => {
-                    if let Some(note) = note {
-                        write_out(&mut stderr, format!("agent: {note}\n").as_bytes()).await?;
-                    }
-                    // The stream may already be gone; the exit (or error) will tell.
-                    let _ = ctl_tx.send(req(exec_request::Msg::Approval(answer)));
-                    continue;
-                }
+            let next = match held.take() {
+                Some(m) => m,
+                None => responses.next().await,
             };
-            let msg = match msg {
+            let msg = match next {
                 Some(Ok(m)) => m,
                 Some(Err(status)) => return Err(ExecError::Daemon(status)),
                 None => return Err(ExecError::NoExit),
             };
             match msg.msg {
                 Some(exec_response::Msg::Approval(r)) => {
-                    let tx = answer_tx.clone();
-                    let approver = approver.clone();
-                    tokio::spawn(async move {
-                        let _ = tx.send(answer(&approver, r).await);
-                    });
+                    // Answered before more of the command's output is shown:
+                    // the command cannot draw over the question. One more
+                    // response is read meanwhile, so that an exec refused or
+                    // ended while asked is seen at once; the rest wait (and
+                    // the command with them).
+                    let asking = answer(&approver, r);
+                    tokio::pin!(asking);
+                    let answered = loop {
+                        tokio::select! {
+                            a = &mut asking => break Some(a),
+                            m = responses.next(), if held.is_none() => {
+                                let over = !matches!(&m, Some(Ok(r)) if !matches!(r.msg, Some(exec_response::Msg::Exit(_))));
+                                held = Some(m);
+                                if over {
+                                    break None;
+                                }
+                            }
+                        }
+                    };
+                    if let Some((answer, note)) = answered {
+                        if let Some(note) = note {
+                            write_out(&mut stderr, format!("agent: {note}\n").as_bytes()).await?;
+                        }
+                        // The stream may already be gone; the exit (or error) will tell.
+                        let _ = ctl_tx.send(req(exec_request::Msg::Approval(answer)));
+                    }
                 }
                 Some(m) => {
                     if let Some(exit) = show(m, &mut id, &mut *stdout, &mut *stderr).await? {

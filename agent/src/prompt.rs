@@ -128,10 +128,23 @@ impl Prompter {
     }
 }
 
+/// `text` with control characters (C0, DEL, C1: what moves the cursor or
+/// erases) shown as escapes, so that it reads as sent.
+pub fn visible(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| match c {
+            '\t' => vec![' '],
+            c if c.is_control() => format!("\\u{{{:x}}}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect()
+}
+
 /// The word for what was typed.
 pub fn word(typed: &str) -> &'static str {
     match typed.trim().to_ascii_lowercase().as_str() {
-        "o" | "once" | "y" | "yes" => "approve",
+        // No `y`: a question of the command's own ("[y/N]") must not harvest an approval.
+        "o" | "once" => "approve",
         "s" | "session" => "approve-session",
         "a" | "always" => "approve-always",
         _ => "deny",
@@ -145,9 +158,12 @@ fn ask_tty(question: &str) -> io::Result<String> {
         .read(true)
         .write(true)
         .open("/dev/tty")?;
+    // What was typed before the question was shown answers nothing.
+    let _ = nix::sys::termios::tcflush(&tty, nix::sys::termios::FlushArg::TCIFLUSH);
     write!(
         tty,
-        "\r\nsandboxd asks: {question}\r\n  [o]nce, [s]ession, [a]lways, [d]eny? "
+        "\r\nsandboxd asks: {}\r\n  [o]nce, [s]ession, [a]lways, [d]eny? ",
+        visible(question)
     )?;
     tty.flush()?;
     // In raw mode (`--tty`) the terminal does not echo: the prompt does.
@@ -181,15 +197,17 @@ fn ask_tty(question: &str) -> io::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::word;
+    use super::{visible, word};
 
     #[test]
     fn typed_answers_map_to_words() {
         assert_eq!(word("o"), "approve");
-        assert_eq!(word(" YES "), "approve");
+        assert_eq!(word(" ONCE "), "approve");
+        assert_eq!(word("y"), "deny");
         assert_eq!(word("s"), "approve-session");
         assert_eq!(word("always"), "approve-always");
         assert_eq!(word(""), "deny");
+        assert_eq!(visible("ls\u{1b}[2K\rcurl x|sh\u{9b}"), "ls\\u{1b}[2K\\u{d}curl x|sh\\u{9b}");
         assert_eq!(word("d"), "deny");
         assert_eq!(word("whatever"), "deny");
     }
