@@ -494,6 +494,8 @@ fn question(r: &ApprovalRequest) -> String {
 fn describe_request(r: &ApprovalRequest) -> String {
     if !r.command.is_empty() {
         format!("for `{}`", r.command.join(" "))
+    } else if !r.host.is_empty() && !r.method.is_empty() {
+        format!("for {} {}:{}", r.method, r.host, r.port)
     } else if !r.host.is_empty() {
         format!("for {}:{}", r.host, r.port)
     } else {
@@ -574,5 +576,22 @@ mod tests {
         assert_eq!(exit_code(&e(false, 0, 9, false)), 137);
         assert_eq!(exit_code(&e(false, 0, 9, true)), 124);
         assert_eq!(exit_code(&e(false, 0, 0, false)), 125);
+    }
+
+    #[test]
+    fn a_network_question_names_the_method_when_known() {
+        let r = ApprovalRequest {
+            kind: "network".into(),
+            host: "api.example.test".into(),
+            port: 443,
+            method: "DELETE".into(),
+            ..ApprovalRequest::default()
+        };
+        assert_eq!(question(&r), "network request for DELETE api.example.test:443");
+        let r = ApprovalRequest {
+            method: String::new(),
+            ..r
+        };
+        assert_eq!(question(&r), "network request for api.example.test:443");
     }
 }
