@@ -122,11 +122,12 @@ impl Inspector {
     pub fn server_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let name = leaf_name(host)?;
         let now = SystemTime::now();
-        let mut leaves = self
-            .leaves
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(leaf) = leaves.get(&name) {
+        let lock = || {
+            self.leaves
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if let Some(leaf) = lock().get(&name) {
             if now
                 .duration_since(leaf.issued)
                 .is_ok_and(|age| age < LEAF_RENEW_AFTER)
@@ -134,7 +135,10 @@ impl Inspector {
                 return Ok(leaf.config.clone());
             }
         }
+        // Signed without the lock: other sandboxes' connections do not wait
+        // for this one's key generation.
         let config = self.issue(&name)?;
+        let mut leaves = lock();
         if leaves.len() >= MAX_CACHED_LEAVES && !leaves.contains_key(&name) {
             if let Some(oldest) = leaves
                 .iter()
