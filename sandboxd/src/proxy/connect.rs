@@ -70,9 +70,6 @@ enum First {
     Nothing,
     Hello(Hello),
     Http,
-    /// Not TLS, and the start of what could be an HTTP request that did not
-    /// go on far enough to be told (cut short, stalled or too long).
-    Undecided,
 }
 
 /// A token character (RFC 9110), of which a request method is made.
@@ -128,7 +125,9 @@ fn http_start(data: &[u8]) -> Option<bool> {
     (n == 5).then_some(true)
 }
 
-/// Longest start of a request line waited for before a tunnel is refused.
+/// Longest start of a request line waited for; past it, or past
+/// [`PREFIX_WAIT`], or cut short, the bytes count as not HTTP (what that
+/// means depends on whether methods or paths apply: see [`carry`]).
 const MAX_REQUEST_LINE: usize = 8 * 1024;
 /// How long a tunnel's first bytes may stay the start of a request line.
 const PREFIX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -149,7 +148,7 @@ async fn first_bytes(
                 Hello::NotTls => match http_start(first) {
                     Some(true) => return Ok(First::Http),
                     Some(false) => return Ok(First::Hello(Hello::NotTls)),
-                    None if first.len() > MAX_REQUEST_LINE => return Ok(First::Undecided),
+                    None if first.len() > MAX_REQUEST_LINE => return Ok(First::Hello(Hello::NotTls)),
                     None => {}
                 },
                 other => return Ok(First::Hello(other)),
@@ -166,7 +165,7 @@ async fn first_bytes(
             }
         };
         match read {
-            Err(_) if undecided => return Ok(First::Undecided),
+            Err(_) if undecided => return Ok(First::Hello(Hello::NotTls)),
             Err(_) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -179,11 +178,7 @@ async fn first_bytes(
                 // Cut short: what there is decides.
                 return Ok(match sni::parse(first) {
                     Hello::Incomplete => First::Hello(Hello::Malformed("ClientHello cut short")),
-                    Hello::NotTls => match http_start(first) {
-                        Some(true) => First::Http,
-                        Some(false) => First::Hello(Hello::NotTls),
-                        None => First::Undecided,
-                    },
+                    Hello::NotTls if http_start(first) == Some(true) => First::Http,
                     h => First::Hello(h),
                 });
             }
@@ -249,7 +244,7 @@ pub async fn carry(
                 a.port
             ),
         )),
-        First::ServerSpoke | First::Hello(_) | First::Http | First::Undecided if strict_443 => Some(Refused::new(
+        First::ServerSpoke | First::Hello(_) | First::Http if strict_443 => Some(Refused::new(
             Block::NotTls,
             format!("{} port 443", a.protocol),
             format!("not TLS to {}:443", a.host_str()),
@@ -264,7 +259,7 @@ pub async fn carry(
     }
     let inspect = session.policy.inspect() && session.inspector.is_some();
     let plain = matches!(kind, First::Http)
-        || (requests_matter && matches!(kind, First::Hello(Hello::NotTls) | First::Undecided));
+        || (requests_matter && matches!(kind, First::Hello(Hello::NotTls)));
     match kind {
         _ if plain => {
             let mode = Mode::Fixed {
