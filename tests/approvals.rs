@@ -571,7 +571,7 @@ fn an_exec_waiting_for_an_answer_counts_against_the_users_limit() {
         .start();
     let ws = Dir::new(U1);
     let slow = Approver::slow(&ws, U1, "approve", 3);
-    let mut waiting = d
+    let waiting = d
         .agent(U1, &ws.path)
         .command(&["exec", "--profile", "ut", "--approver", slow.arg(), "--", "echo", "asked"])
         .stdin(std::process::Stdio::null())

@@ -147,17 +147,6 @@ impl Registry {
         Ok((r.info.clone(), r.handle.clone(), r.watchers.clone()))
     }
 
-    /// Sends `control` to sandbox `id`, if `uid` owns it or `admin` is set.
-    pub async fn control(
-        &self,
-        id: &str,
-        uid: u32,
-        admin: bool,
-        control: Control,
-    ) -> Result<Info, RegistryError> {
-        self.target(id, uid, admin)?.send(control).await
-    }
-
     /// Sandbox `id`, to be sent a control once the caller has recorded it,
     /// if `uid` owns it or `admin` is set.
     pub fn target(&self, id: &str, uid: u32, admin: bool) -> Result<Target, RegistryError> {

@@ -206,22 +206,20 @@ async fn registry_enforces_limits_and_ownership() {
     assert!(reg.list(Some(1000)).is_empty());
     assert_eq!(reg.list(None).len(), 1);
     // Another user may not touch it; an admin may; unknown ids are NotFound.
-    let e = reg
-        .control(b1.id(), 1000, false, Control::Kill("x".into()))
+    let e = control(&reg, b1.id(), 1000, false, Control::Kill("x".into()))
         .await
         .unwrap_err();
     assert!(matches!(e, RegistryError::NotOwner { .. }), "{e:?}");
     assert!(rx.try_recv().is_err());
-    reg.control(b1.id(), 1000, true, Control::Kill("by admin".into()))
+    control(&reg, b1.id(), 1000, true, Control::Kill("by admin".into()))
         .await
         .unwrap();
     assert!(matches!(rx.recv().await, Some(Control::Kill(r)) if r == "by admin"));
-    reg.control(b1.id(), 1001, false, Control::Signal(2))
+    control(&reg, b1.id(), 1001, false, Control::Signal(2))
         .await
         .unwrap();
     assert!(matches!(rx.recv().await, Some(Control::Signal(2))));
-    let e = reg
-        .control("nope", 0, true, Control::Kill(String::new()))
+    let e = control(&reg, "nope", 0, true, Control::Kill(String::new()))
         .await
         .unwrap_err();
     assert!(matches!(e, RegistryError::NotFound(_)));
@@ -1382,4 +1380,9 @@ fn plan_allowlist_points_the_sandbox_at_its_own_proxy_and_resolver() {
             "{k}"
         );
     }
+}
+
+/// Sends `c` to sandbox `id` as `uid` (with `admin`), as a kill request does.
+async fn control(reg: &Registry, id: &str, uid: u32, admin: bool, c: Control) -> Result<Info, RegistryError> {
+    reg.target(id, uid, admin)?.send(c).await
 }
