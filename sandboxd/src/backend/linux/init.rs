@@ -146,6 +146,13 @@ fn open_pty(creds: &Credentials) -> Result<Pty, Failure> {
 
 /// Runs the init; never returns.
 pub fn main() -> ! {
+    // The daemon clones the init with every signal blocked; none is here.
+    // SAFETY: setting this thread's mask from an empty set.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
     // SAFETY: the daemon passes the report socket as fd 4; nothing else owns it.
     let report = unsafe { std::fs::File::from_raw_fd(fds::REPORT) };
     // SAFETY: fcntl on our own descriptor.

@@ -168,25 +168,64 @@ fn make_fds(tty: bool) -> Result<(ChildFds, ParentFds), SpawnError> {
     }
 }
 
-/// `struct clone_args` of linux/sched.h.
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+/// What the child of [`clone_init`] needs, prepared by the parent: the child
+/// shares the daemon's memory until it executes, so it only reads this.
+struct ChildPlan {
+    exe: *const libc::c_char,
+    argv: [*const libc::c_char; 3],
+    envp: [*const libc::c_char; 1],
+    /// The init's descriptors, to become 0..4.
+    src: [RawFd; 5],
+    /// A network namespace to join, or -1.
+    join_net: RawFd,
+}
+
+/// Stack of the child of [`clone_init`] (a few raw syscalls, then `execve`).
+const CHILD_STACK: usize = 64 * 1024;
+
+/// The child of [`clone_init`]: runs on its own stack in the daemon's memory
+/// (the cloning thread waits meanwhile), with every signal blocked, so it
+/// makes raw syscalls only: no allocation, no lock, no handler can run.
+extern "C" fn init_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the ChildPlan the parent keeps alive until this
+    // process executes or exits (CLONE_VFORK); only async-signal-safe calls.
+    unsafe {
+        let plan = &*(arg as *const ChildPlan);
+        if plan.join_net >= 0 && libc::setns(plan.join_net, libc::CLONE_NEWNET) < 0 {
+            libc::_exit(125);
+        }
+        let mut moved = [0 as RawFd; 5];
+        for (i, fd) in plan.src.iter().enumerate() {
+            moved[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 5);
+            if moved[i] < 0 {
+                libc::_exit(125);
+            }
+        }
+        for (i, fd) in moved.iter().enumerate() {
+            if libc::dup2(*fd, i as RawFd) < 0 {
+                libc::_exit(125);
+            }
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            5u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        // The signal mask survives execve: the init unblocks at its start.
+        libc::execve(plan.exe, plan.argv.as_ptr(), plan.envp.as_ptr());
+        libc::_exit(125)
+    }
 }
 
 /// Clones the init into its namespaces and executes `init_exe __sandbox_init`.
 /// With `netns`, the child joins that ready-made namespace instead of a new one.
+///
+/// The child shares the daemon's memory until its `execve` (CLONE_VM and
+/// CLONE_VFORK, as posix_spawn does): a fork would copy the page tables of
+/// a large multi-threaded daemon and hold its memory map locked meanwhile,
+/// stalling every other thread (an exec in progress included) for
+/// milliseconds, then make each of their writes copy a page until the exec.
 fn clone_init(
     init_exe: &Path,
     net: &NetPlan,
@@ -197,75 +236,66 @@ fn clone_init(
         .map_err(|_| os("init path")(io::Error::from_raw_os_error(libc::EINVAL)))?;
     let arg = CString::new(init::ARG)
         .map_err(|_| os("init arg")(io::Error::from_raw_os_error(libc::EINVAL)))?;
-    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
-    let src: [RawFd; 5] = [
-        fds.stdin.as_raw_fd(),
-        fds.stdout.as_raw_fd(),
-        fds.stderr.as_raw_fd(),
-        fds.spec.as_raw_fd(),
-        fds.report.as_raw_fd(),
-    ];
+    let join_net = netns.map_or(-1, |fd| fd.as_raw_fd());
+    let plan = ChildPlan {
+        exe: exe.as_ptr(),
+        argv: [exe.as_ptr(), arg.as_ptr(), std::ptr::null()],
+        envp: [std::ptr::null()],
+        src: [
+            fds.stdin.as_raw_fd(),
+            fds.stdout.as_raw_fd(),
+            fds.stderr.as_raw_fd(),
+            fds.spec.as_raw_fd(),
+            fds.report.as_raw_fd(),
+        ],
+        join_net,
+    };
     // No CLONE_NEWNS here: the init makes its mount namespace when its spec
     // arrives, so a pooled init sees the host's mounts as they are then.
-    let mut flags =
-        libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD;
-    let join_net = netns.map_or(-1, |fd| fd.as_raw_fd());
+    let mut flags = libc::CLONE_VM
+        | libc::CLONE_VFORK
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_PIDFD
+        | libc::SIGCHLD;
     if matches!(net, NetPlan::Loopback) && join_net < 0 {
         flags |= libc::CLONE_NEWNET;
     }
-    let argv = [exe.as_ptr(), arg.as_ptr(), std::ptr::null()];
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: one past the end of the allocation, aligned down as the ABI
+    // wants; the stack grows down into the vector.
+    let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
+    let top = ((top as usize) & !15) as *mut libc::c_void;
     let mut pidfd: RawFd = -1;
-    let args = CloneArgs {
-        flags: flags as u64,
-        pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    // SAFETY: fork-like clone3 (no stack given). The child only makes raw
-    // syscalls on data prepared above, then execs or exits.
+    // Every signal stays blocked in the child (no daemon handler may run in
+    // its shared memory); the mask is restored here once it has executed.
+    // SAFETY: sigset manipulation on this thread.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the child only reads `plan`, which outlives it
+    // (CLONE_VFORK returns once it has executed or exited), and runs on
+    // `stack`, which does too; the pidfd goes where parent_tid points.
     let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid == 0 {
-        // SAFETY: async-signal-safe calls only.
-        unsafe {
-            if join_net >= 0 && libc::setns(join_net, libc::CLONE_NEWNET) < 0 {
-                libc::_exit(125);
-            }
-            let mut moved = [0 as RawFd; 5];
-            for (i, fd) in src.iter().enumerate() {
-                moved[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 5);
-                if moved[i] < 0 {
-                    libc::_exit(125);
-                }
-            }
-            for (i, fd) in moved.iter().enumerate() {
-                if libc::dup2(*fd, i as RawFd) < 0 {
-                    libc::_exit(125);
-                }
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            libc::syscall(
-                libc::SYS_close_range,
-                5u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(125);
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            init_child,
+            top,
+            flags,
+            &plan as *const ChildPlan as *mut libc::c_void,
+            &mut pidfd as *mut RawFd,
+        );
+        let err = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(os("clone sandbox init")(err));
         }
-    }
-    if pid < 0 {
-        return Err(os("clone sandbox init")(io::Error::last_os_error()));
-    }
+        pid
+    };
+    drop(stack);
     // SAFETY: CLONE_PIDFD stored a new descriptor.
-    Ok((pid as i32, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+    Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
 }
 
 /// Kills and reaps the init unless disarmed (every early return of [`spawn`]).
