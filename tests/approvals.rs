@@ -63,7 +63,10 @@ impl Approver {
         let script = dir.write(
             &format!("approver-{word}-{delay}.sh"),
             // Its stderr closed: a late answer must not hold the agent's output open.
-            &format!("#!/bin/sh\nexec 2>/dev/null\n{{ cat; echo; }} >> {}\nsleep {delay}\necho {word}\n", log.display()),
+            &format!(
+                "#!/bin/sh\nexec 2>/dev/null\n{{ cat; echo; }} >> {}\nsleep {delay}\necho {word}\n",
+                log.display()
+            ),
             uid,
         );
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -121,7 +124,11 @@ fn untrusted_asks_for_rm_x_and_not_for_an_allowed_ls() {
     let no = Approver::new(&ws, U1, "deny");
 
     exec(&d, U1, &ws, &["--profile", "ut"], &yes, &["ls"]).expect_code(0);
-    assert!(yes.requests().is_empty(), "ls was asked about: {:?}", yes.requests());
+    assert!(
+        yes.requests().is_empty(),
+        "ls was asked about: {:?}",
+        yes.requests()
+    );
 
     exec(&d, U1, &ws, &["--profile", "ut"], &yes, &["rm", "x"]).expect_code(0);
     let reqs = yes.requests();
@@ -130,12 +137,22 @@ fn untrusted_asks_for_rm_x_and_not_for_an_allowed_ls() {
     assert_eq!(strings(&reqs[0]["command"]), ["rm", "x"]);
     assert_eq!(strings(&reqs[0]["parts"]), ["rm x"]);
     assert_eq!(reqs[0]["profile"], "ut");
-    assert!(reqs[0]["rule"].as_str().unwrap().contains("approval \"untrusted\""), "{reqs:?}");
+    assert!(
+        reqs[0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("approval \"untrusted\""),
+        "{reqs:?}"
+    );
     assert!(!ws.join("x").exists(), "approved rm x did not run");
 
     let out = exec(&d, U1, &ws, &["--profile", "ut"], &no, &["rm", "y"]);
     out.expect_code(125);
-    assert!(out.stderr.contains("denied") && out.stderr.contains("approval \"untrusted\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("denied") && out.stderr.contains("approval \"untrusted\""),
+        "{}",
+        out.stderr
+    );
     assert!(ws.join("y").exists(), "denied rm y ran");
     assert_eq!(no.requests().len(), 1);
 }
@@ -146,17 +163,35 @@ fn a_shell_script_is_judged_on_curl_and_sh_not_on_ls() {
     let ws = Dir::new(U1);
     let no = Approver::new(&ws, U1, "deny");
     let script = "ls > listed && curl x | sh";
-    let out = exec(&d, U1, &ws, &["--profile", "ut"], &no, &["sh", "-c", script]);
+    let out = exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "ut"],
+        &no,
+        &["sh", "-c", script],
+    );
     out.expect_code(125);
     let reqs = no.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(strings(&reqs[0]["parts"]), ["curl x", "sh"], "{reqs:?}");
     assert_eq!(strings(&reqs[0]["command"]), ["sh", "-c", script]);
     assert!(out.stderr.contains("`curl x`, `sh`"), "{}", out.stderr);
-    assert!(!ws.join("listed").exists(), "the script ran although denied");
+    assert!(
+        !ws.join("listed").exists(),
+        "the script ran although denied"
+    );
 
     // A script of allowed commands only is not asked about.
-    exec(&d, U1, &ws, &["--profile", "ut"], &no, &["sh", "-c", "ls > listed; true"]).expect_code(0);
+    exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "ut"],
+        &no,
+        &["sh", "-c", "ls > listed; true"],
+    )
+    .expect_code(0);
     assert_eq!(no.requests().len(), 1);
     assert!(ws.join("listed").exists());
 }
@@ -167,17 +202,48 @@ fn a_forbidden_command_is_refused_in_every_mode_even_when_approved() {
     let ws = Dir::new(U1);
     ws.write("dir/f", "keep", U1);
     let yes = Approver::new(&ws, U1, "approve");
-    for (profile, mode) in [("onreq", "untrusted"), ("onreq", "on-request"), ("onreq", "never"), ("ut", "untrusted")] {
-        let out = exec(&d, U1, &ws, &["--profile", profile, "--approval", mode], &yes, &["rm", "-rf", "dir"]);
+    for (profile, mode) in [
+        ("onreq", "untrusted"),
+        ("onreq", "on-request"),
+        ("onreq", "never"),
+        ("ut", "untrusted"),
+    ] {
+        let out = exec(
+            &d,
+            U1,
+            &ws,
+            &["--profile", profile, "--approval", mode],
+            &yes,
+            &["rm", "-rf", "dir"],
+        );
         out.expect_code(125);
-        assert!(out.stderr.contains("commands.forbidden"), "{profile} {mode}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("commands.forbidden"),
+            "{profile} {mode}: {}",
+            out.stderr
+        );
         // Inside a script too.
-        let out = exec(&d, U1, &ws, &["--profile", profile, "--approval", mode], &yes, &["sh", "-c", "true; rm -rf dir"]);
+        let out = exec(
+            &d,
+            U1,
+            &ws,
+            &["--profile", profile, "--approval", mode],
+            &yes,
+            &["sh", "-c", "true; rm -rf dir"],
+        );
         out.expect_code(125);
-        assert!(out.stderr.contains("commands.forbidden"), "{profile} {mode}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("commands.forbidden"),
+            "{profile} {mode}: {}",
+            out.stderr
+        );
     }
     assert!(ws.join("dir/f").exists());
-    assert!(yes.requests().is_empty(), "a forbidden command was asked about: {:?}", yes.requests());
+    assert!(
+        yes.requests().is_empty(),
+        "a forbidden command was asked about: {:?}",
+        yes.requests()
+    );
 }
 
 #[test]
@@ -185,15 +251,36 @@ fn on_request_runs_inside_the_profile_and_asks_for_prompt_rules() {
     let d = daemon();
     let ws = Dir::new(U1);
     let yes = Approver::new(&ws, U1, "approve");
-    exec(&d, U1, &ws, &["--profile", "onreq"], &yes, &["touch", "made"]).expect_code(0);
+    exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "onreq"],
+        &yes,
+        &["touch", "made"],
+    )
+    .expect_code(0);
     assert!(ws.join("made").exists());
     assert!(yes.requests().is_empty(), "{:?}", yes.requests());
     // `git push` matches the prompt rule: asked, then run (git fails: no repository).
-    let out = exec(&d, U1, &ws, &["--profile", "onreq"], &yes, &["git", "push", "origin"]);
+    let out = exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "onreq"],
+        &yes,
+        &["git", "push", "origin"],
+    );
     assert_ne!(out.code, 125, "{}", out.stderr);
     let reqs = yes.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
-    assert!(reqs[0]["rule"].as_str().unwrap().contains("commands.prompt"), "{reqs:?}");
+    assert!(
+        reqs[0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("commands.prompt"),
+        "{reqs:?}"
+    );
 }
 
 #[test]
@@ -208,15 +295,27 @@ fn on_request_escalation_of_a_write_root_approved_and_denied() {
 
     // Outside the profile's writable roots, unasked: the sandbox cannot write there.
     let out = exec(&d, U1, &ws, &[], &yes, &["sh", "-c", &script]);
-    assert_ne!(out.code, 0, "wrote outside the workspace without escalation");
+    assert_ne!(
+        out.code, 0,
+        "wrote outside the workspace without escalation"
+    );
     assert!(!target.exists());
     assert!(yes.requests().is_empty());
 
     let root = outside.path.to_str().unwrap();
-    let esc = ["--request-write", root, "--justification", "build output goes there"];
+    let esc = [
+        "--request-write",
+        root,
+        "--justification",
+        "build output goes there",
+    ];
     let out = exec(&d, U1, &ws, &esc, &no, &["sh", "-c", &script]);
     out.expect_code(125);
-    assert!(out.stderr.contains("approval \"on-request\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("approval \"on-request\""),
+        "{}",
+        out.stderr
+    );
     assert!(!target.exists(), "denied escalation wrote");
     let reqs = no.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
@@ -243,9 +342,20 @@ fn an_approved_write_root_is_still_opened_as_the_caller() {
     let yes = Approver::new(&ws, U1, "approve");
     let target = theirs.join("f");
     let esc = ["--request-write", theirs.path.to_str().unwrap()];
-    let out = exec(&d, U1, &ws, &esc, &yes, &["sh", "-c", &format!("echo x > {}", target.display())]);
+    let out = exec(
+        &d,
+        U1,
+        &ws,
+        &esc,
+        &yes,
+        &["sh", "-c", &format!("echo x > {}", target.display())],
+    );
     out.expect_code(125);
-    assert!(out.stderr.contains("not writable by the caller"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not writable by the caller"),
+        "{}",
+        out.stderr
+    );
     assert!(!target.exists());
 }
 
@@ -255,26 +365,67 @@ fn never_refuses_without_asking() {
     let ws = Dir::new(U1);
     let outside = Dir::new(U1);
     let yes = Approver::new(&ws, U1, "approve");
-    let out = exec(&d, U1, &ws, &["--profile", "onreq", "--approval", "never"], &yes, &["git", "push"]);
+    let out = exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "onreq", "--approval", "never"],
+        &yes,
+        &["git", "push"],
+    );
     out.expect_code(125);
-    assert!(out.stderr.contains("never") && out.stderr.contains("commands.prompt"), "{}", out.stderr);
-    let esc = ["--approval", "never", "--request-write", outside.path.to_str().unwrap()];
-    let out = exec(&d, U1, &ws, &esc, &yes, &["touch", &outside.join("f").display().to_string()]);
+    assert!(
+        out.stderr.contains("never") && out.stderr.contains("commands.prompt"),
+        "{}",
+        out.stderr
+    );
+    let esc = [
+        "--approval",
+        "never",
+        "--request-write",
+        outside.path.to_str().unwrap(),
+    ];
+    let out = exec(
+        &d,
+        U1,
+        &ws,
+        &esc,
+        &yes,
+        &["touch", &outside.join("f").display().to_string()],
+    );
     out.expect_code(125);
     assert!(out.stderr.contains("escalation refused"), "{}", out.stderr);
     assert!(!outside.join("f").exists());
     // Inside the profile, never runs as on-request does.
-    exec(&d, U1, &ws, &["--approval", "never"], &yes, &["touch", "ok"]).expect_code(0);
-    assert!(yes.requests().is_empty(), "never asked: {:?}", yes.requests());
+    exec(
+        &d,
+        U1,
+        &ws,
+        &["--approval", "never"],
+        &yes,
+        &["touch", "ok"],
+    )
+    .expect_code(0);
+    assert!(
+        yes.requests().is_empty(),
+        "never asked: {:?}",
+        yes.requests()
+    );
 }
 
 #[test]
 fn without_an_approver_a_command_that_needs_one_is_refused_unasked() {
     let d = daemon();
     let ws = Dir::new(U1);
-    let out = d.agent(U1, &ws.path).run(&["exec", "--profile", "ut", "--", "touch", "z"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--profile", "ut", "--", "touch", "z"]);
     out.expect_code(125);
-    assert!(out.stderr.contains("cannot answer approval requests"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot answer approval requests"),
+        "{}",
+        out.stderr
+    );
     assert!(!ws.join("z").exists());
 }
 
@@ -297,7 +448,15 @@ fn session_answers_apply_to_later_execs_of_the_same_session_only() {
     exec(&d, U1, &ws, &ut, &no, &["touch", "b"]).expect_code(125);
     assert_eq!(no.requests().len(), 1);
     // Another session, no session, another user with the same session id: asked again.
-    exec(&d, U1, &ws, &["--profile", "ut", "--session", "s2"], &no, &["touch", "a"]).expect_code(125);
+    exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "ut", "--session", "s2"],
+        &no,
+        &["touch", "a"],
+    )
+    .expect_code(125);
     exec(&d, U1, &ws, &["--profile", "ut"], &no, &["touch", "a"]).expect_code(125);
     assert_eq!(no.requests().len(), 3);
     let no2 = Approver::new(&ws2, U2, "deny");
@@ -307,12 +466,21 @@ fn session_answers_apply_to_later_execs_of_the_same_session_only() {
 
     // Escalations answered for the session are remembered too.
     let outside = Dir::new(U1);
-    let esc = ["--session", "s3", "--request-write", outside.path.to_str().unwrap()];
+    let esc = [
+        "--session",
+        "s3",
+        "--request-write",
+        outside.path.to_str().unwrap(),
+    ];
     let touch = format!("{}", outside.join("e").display());
     exec(&d, U1, &ws, &esc, &session, &["touch", &touch]).expect_code(0);
     assert_eq!(session.requests().len(), 2);
     exec(&d, U1, &ws, &esc, &no, &["touch", &touch]).expect_code(0);
-    assert_eq!(no.requests().len(), 3, "a remembered escalation was asked again");
+    assert_eq!(
+        no.requests().len(),
+        3,
+        "a remembered escalation was asked again"
+    );
 }
 
 #[test]
@@ -322,7 +490,14 @@ fn approve_always_persists_across_execs_and_a_restart() {
     let ws2 = Dir::new(U2);
     let always = Approver::new(&ws, U1, "approve-always");
     let no = Approver::new(&ws, U1, "deny");
-    let out = exec(&d, U1, &ws, &["--profile", "amend"], &always, &["touch", "b"]);
+    let out = exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "amend"],
+        &always,
+        &["touch", "b"],
+    );
     out.expect_code(0);
     assert!(out.stderr.contains("amendment saved"), "{}", out.stderr);
     assert_eq!(always.requests().len(), 1);
@@ -353,23 +528,37 @@ fn approve_always_where_user_rules_are_not_allowed_is_approve_once() {
     let no = Approver::new(&ws, U1, "deny");
     let out = exec(&d, U1, &ws, &["--profile", "ut"], &always, &["touch", "b"]);
     out.expect_code(0);
-    assert!(out.stderr.contains("amendment not saved") && out.stderr.contains("allow_user_profiles"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("amendment not saved") && out.stderr.contains("allow_user_profiles"),
+        "{}",
+        out.stderr
+    );
     exec(&d, U1, &ws, &["--profile", "ut"], &no, &["touch", "b"]).expect_code(125);
     assert!(!d.state_dir.join("amendments/1000.json").exists());
 }
 
 #[test]
 fn an_unanswered_request_times_out_as_a_deny() {
-    let d = Daemon::builder().config("[approvals]\ntimeout = \"2s\"\n").profile("ut", UNTRUSTED).start();
+    let d = Daemon::builder()
+        .config("[approvals]\ntimeout = \"2s\"\n")
+        .profile("ut", UNTRUSTED)
+        .start();
     let ws = Dir::new(U1);
     let slow = Approver::slow(&ws, U1, "approve", 6);
     let t = Instant::now();
     let out = exec(&d, U1, &ws, &["--profile", "ut"], &slow, &["touch", "late"]);
     out.expect_code(125);
     assert!(out.stderr.contains("no answer within 2s"), "{}", out.stderr);
-    assert!(t.elapsed() < Duration::from_secs(6), "waited {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "waited {:?}",
+        t.elapsed()
+    );
     assert!(!ws.join("late").exists());
-    let answered: Vec<Value> = audit(&d).into_iter().filter(|r| r["kind"] == "approval-answered").collect();
+    let answered: Vec<Value> = audit(&d)
+        .into_iter()
+        .filter(|r| r["kind"] == "approval-answered")
+        .collect();
     assert_eq!(answered.len(), 1);
     assert_eq!(answered[0]["answer"], "timeout");
 }
@@ -401,18 +590,29 @@ fn questions_and_answers_are_audited_before_the_exec_proceeds() {
     exec(&d, U1, &ws, &["--profile", "ut"], &no, &["touch", "q"]).expect_code(125);
 
     let records = audit(&d);
-    let pos = |f: &dyn Fn(&Value) -> bool| records.iter().position(f).unwrap_or_else(|| panic!("{records:#?}"));
+    let pos = |f: &dyn Fn(&Value) -> bool| {
+        records
+            .iter()
+            .position(f)
+            .unwrap_or_else(|| panic!("{records:#?}"))
+    };
     let asked = pos(&|r| r["kind"] == "approval-asked" && strings(&r["argv"]) == ["touch", "p"]);
     let id = records[asked]["id"].as_str().unwrap().to_string();
     assert_eq!(records[asked]["uid"], U1);
-    assert!(records[asked]["rule"].as_str().unwrap().contains("untrusted"));
+    assert!(records[asked]["rule"]
+        .as_str()
+        .unwrap()
+        .contains("untrusted"));
     assert_eq!(strings(&records[asked]["parts"]), ["touch p"]);
     let answered = pos(&|r| r["kind"] == "approval-answered" && r["id"] == id.as_str());
     assert_eq!(records[answered]["answer"], "approve");
     assert_eq!(records[answered]["answered_by"], U1);
     let started = pos(&|r| r["kind"] == "exec-start" && strings(&r["argv"]) == ["touch", "p"]);
     assert!(strings(&records[started]["approvals"]).contains(&id.as_str()));
-    assert!(asked < answered && answered < started, "{asked} {answered} {started}");
+    assert!(
+        asked < answered && answered < started,
+        "{asked} {answered} {started}"
+    );
 
     let asked = pos(&|r| r["kind"] == "approval-asked" && strings(&r["argv"]) == ["touch", "q"]);
     let id = records[asked]["id"].as_str().unwrap();
@@ -420,7 +620,9 @@ fn questions_and_answers_are_audited_before_the_exec_proceeds() {
     assert_eq!(records[answered]["answer"], "deny");
     let refused = pos(&|r| r["kind"] == "refusal" && strings(&r["argv"]) == ["touch", "q"]);
     assert!(answered < refused);
-    assert!(!records.iter().any(|r| r["kind"] == "exec-start" && strings(&r["argv"]) == ["touch", "q"]));
+    assert!(!records
+        .iter()
+        .any(|r| r["kind"] == "exec-start" && strings(&r["argv"]) == ["touch", "q"]));
 }
 
 #[test]
@@ -438,7 +640,12 @@ fn an_approved_network_escalation_turns_mode_none_into_an_allowlist_of_those_nam
     assert!(!out.stdout.contains("10.9.9.9"), "{}", out.stdout);
     assert!(yes.requests().is_empty());
 
-    let esc = ["--request-network", "granted.test", "--justification", "fetch a fixture"];
+    let esc = [
+        "--request-network",
+        "granted.test",
+        "--justification",
+        "fetch a fixture",
+    ];
     exec(&d, U1, &ws, &esc, &no, &["sh", "-c", script]).expect_code(125);
     let reqs = no.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
@@ -447,9 +654,21 @@ fn an_approved_network_escalation_turns_mode_none_into_an_allowlist_of_those_nam
 
     let out = exec(&d, U1, &ws, &esc, &yes, &["sh", "-c", script]);
     out.expect_code(0);
-    assert!(out.stdout.contains("10.9.9.9") && out.stdout.contains("granted.test"), "{}", out.stdout);
-    assert!(out.stdout.contains("proxy=http://127.0.0.1:3128"), "{}", out.stdout);
-    assert!(out.stdout.contains("other-refused") && !out.stdout.contains("10.9.9.8"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("10.9.9.9") && out.stdout.contains("granted.test"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("proxy=http://127.0.0.1:3128"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("other-refused") && !out.stdout.contains("10.9.9.8"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -460,21 +679,44 @@ fn an_approved_unsandboxed_run_has_the_full_view_and_its_own_pid_namespace() {
     let yes = Approver::new(&ws, U1, "approve");
     let target = outside.join("f");
     let script = format!("touch {}; readlink /proc/self/ns/pid", target.display());
-    let out = exec(&d, U1, &ws, &["--request-unsandboxed", "--justification", "debugging"], &yes, &["sh", "-c", &script]);
+    let out = exec(
+        &d,
+        U1,
+        &ws,
+        &["--request-unsandboxed", "--justification", "debugging"],
+        &yes,
+        &["sh", "-c", &script],
+    );
     out.expect_code(0);
-    assert!(target.exists(), "the full view did not let the caller write its own directory");
+    assert!(
+        target.exists(),
+        "the full view did not let the caller write its own directory"
+    );
     let host_ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
-    assert_ne!(out.stdout.trim(), host_ns.to_str().unwrap(), "no pid namespace of its own");
+    assert_ne!(
+        out.stdout.trim(),
+        host_ns.to_str().unwrap(),
+        "no pid namespace of its own"
+    );
     let reqs = yes.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(reqs[0]["unsandboxed"], true);
     assert_eq!(reqs[0]["justification"], "debugging");
-    assert!(reqs[0]["message"].as_str().unwrap().contains("pid namespace"), "{reqs:?}");
+    assert!(
+        reqs[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pid namespace"),
+        "{reqs:?}"
+    );
     let start = audit(&d)
         .into_iter()
         .find(|r| r["kind"] == "exec-start" && strings(&r["argv"]).last() == Some(&script.as_str()))
         .expect("exec-start");
-    assert!(strings(&start["escalation"])[0].contains("unsandboxed"), "{start}");
+    assert!(
+        strings(&start["escalation"])[0].contains("unsandboxed"),
+        "{start}"
+    );
 }
 
 #[test]
@@ -482,8 +724,18 @@ fn input_sent_while_a_command_is_asked_about_reaches_it() {
     let d = daemon();
     let ws = Dir::new(U1);
     let slow = Approver::slow(&ws, U1, "approve", 1);
-    let args = ["exec", "--profile", "ut", "--approver", slow.arg(), "--", "cat"];
-    let out = d.agent(U1, &ws.path).run_with_stdin(&args, Some(b"sent before the start\n"));
+    let args = [
+        "exec",
+        "--profile",
+        "ut",
+        "--approver",
+        slow.arg(),
+        "--",
+        "cat",
+    ];
+    let out = d
+        .agent(U1, &ws.path)
+        .run_with_stdin(&args, Some(b"sent before the start\n"));
     out.expect_code(0);
     assert_eq!(out.stdout, "sent before the start\n");
     assert_eq!(slow.requests().len(), 1);
@@ -519,7 +771,10 @@ sys.exit(os.waitstatus_to_exitcode(status))
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
 }
 
 #[test]
@@ -529,9 +784,15 @@ fn on_a_terminal_the_person_is_asked_and_their_answer_decides() {
     let agent = d.agent(U1, &ws.path);
     let cmd = agent.command(&["exec", "--profile", "ut", "--", "touch", "approved"]);
     let (code, shown) = on_a_terminal(&cmd, &ws.path, "o");
-    assert!(shown.contains("sandboxd asks:") && shown.contains("touch"), "{shown}");
+    assert!(
+        shown.contains("sandboxd asks:") && shown.contains("touch"),
+        "{shown}"
+    );
     assert_eq!(code, 0, "{shown}");
-    assert!(ws.join("approved").exists(), "approved once: the command ran");
+    assert!(
+        ws.join("approved").exists(),
+        "approved once: the command ran"
+    );
 
     let cmd = agent.command(&["exec", "--profile", "ut", "--", "touch", "denied"]);
     let (code, shown) = on_a_terminal(&cmd, &ws.path, "d");
@@ -554,13 +815,27 @@ fn much_input_sent_while_asked_about_goes_through_a_command_that_echoes_it() {
     let d = daemon();
     let ws = Dir::new(U1);
     let slow = Approver::slow(&ws, U1, "approve", 1);
-    let args = ["exec", "--profile", "ut", "--timeout", "60s", "--approver", slow.arg(), "--", "cat"];
+    let args = [
+        "exec",
+        "--profile",
+        "ut",
+        "--timeout",
+        "60s",
+        "--approver",
+        slow.arg(),
+        "--",
+        "cat",
+    ];
     let input = vec![b'x'; 7 << 20];
     let began = Instant::now();
     let out = d.agent(U1, &ws.path).run_with_stdin(&args, Some(&input));
     out.expect_code(0);
     assert_eq!(out.stdout.len(), input.len());
-    assert!(began.elapsed() < Duration::from_secs(30), "took {:?}", began.elapsed());
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        began.elapsed()
+    );
 }
 
 #[test]
@@ -573,15 +848,28 @@ fn an_exec_waiting_for_an_answer_counts_against_the_users_limit() {
     let slow = Approver::slow(&ws, U1, "approve", 3);
     let waiting = d
         .agent(U1, &ws.path)
-        .command(&["exec", "--profile", "ut", "--approver", slow.arg(), "--", "echo", "asked"])
+        .command(&[
+            "exec",
+            "--profile",
+            "ut",
+            "--approver",
+            slow.arg(),
+            "--",
+            "echo",
+            "asked",
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Once it is being asked about, a second exec of the same user is over the limit.
-    assert!(eventually(Duration::from_secs(10), || !slow.requests().is_empty()));
-    let second = d.agent(U1, &ws.path).run(&["exec", "--profile", "ut", "--", "true"]);
+    assert!(eventually(Duration::from_secs(10), || !slow
+        .requests()
+        .is_empty()));
+    let second = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--profile", "ut", "--", "true"]);
     let first = waiting.wait_with_output().unwrap();
     second.expect_code(125);
     assert!(second.stderr.contains("max_per_user"), "{}", second.stderr);

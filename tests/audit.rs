@@ -61,7 +61,10 @@ fn an_exec_leaves_its_start_and_end_and_verify_sees_edits() {
     assert_eq!(s["decision"], "allow");
     assert_eq!(s["profile"], "workspace");
     assert_eq!(s["cwd"], ws.path.to_str().unwrap());
-    assert!(s["policy_hash"].as_str().is_some_and(|h| !h.is_empty()), "{s}");
+    assert!(
+        s["policy_hash"].as_str().is_some_and(|h| !h.is_empty()),
+        "{s}"
+    );
     let end = recs
         .iter()
         .position(|r| r["kind"] == "exec-end" && r["id"] == s["id"])
@@ -69,7 +72,11 @@ fn an_exec_leaves_its_start_and_end_and_verify_sees_edits() {
     assert!(end > start);
     assert_eq!(recs[end]["uid"], U1);
     assert_eq!(recs[end]["code"], 0);
-    assert!(recs[end]["usage"]["output_bytes"].as_u64() >= Some(8), "{}", recs[end]);
+    assert!(
+        recs[end]["usage"]["output_bytes"].as_u64() >= Some(8),
+        "{}",
+        recs[end]
+    );
 
     let out = verify(&d.state_dir);
     out.expect_code(0);
@@ -85,7 +92,11 @@ fn an_exec_leaves_its_start_and_end_and_verify_sees_edits() {
     let out = verify(&d.state_dir);
     out.expect_code(1);
     let named = format!("{}:{}: seq {}:", path.display(), start + 1, s["seq"]);
-    assert!(out.stderr.contains(&named), "want {named} in {}", out.stderr);
+    assert!(
+        out.stderr.contains(&named),
+        "want {named} in {}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -93,10 +104,14 @@ fn refusals_are_recorded_with_their_rule() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
     // Wider than the profile allows.
-    let out = d.agent(U1, &ws.path).run(&["exec", "--timeout", "2h", "--", "true"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--timeout", "2h", "--", "true"]);
     out.expect_code(125);
     // A profile that does not exist.
-    let out = d.agent(U1, &ws.path).run(&["exec", "--profile", "no-such", "--", "true"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--profile", "no-such", "--", "true"]);
     out.expect_code(125);
     let recs = records(&d);
     let refusals: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "refusal").collect();
@@ -104,8 +119,14 @@ fn refusals_are_recorded_with_their_rule() {
     let wide = refusals[0];
     assert_eq!(wide["uid"], U1);
     assert_eq!(argv(wide), ["true"]);
-    assert!(wide["rule"].as_str().unwrap_or("").contains("timeout"), "{wide}");
-    assert!(wide["message"].as_str().unwrap_or("").contains("timeout"), "{wide}");
+    assert!(
+        wide["rule"].as_str().unwrap_or("").contains("timeout"),
+        "{wide}"
+    );
+    assert!(
+        wide["message"].as_str().unwrap_or("").contains("timeout"),
+        "{wide}"
+    );
     assert_eq!(refusals[1]["rule"], "profile");
     assert_eq!(refusals[1]["profile"], "no-such");
     assert!(!recs.iter().any(|r| r["kind"] == "exec-start"), "{recs:#?}");
@@ -118,7 +139,11 @@ struct Over(PathBuf);
 impl Over {
     /// Runs `mount ARGS... dir` (or `mount ARGS... SOURCE dir`).
     fn mount(args: &[&str], dir: &Path) {
-        let st = Command::new("mount").args(args).arg(dir).status().expect("mount");
+        let st = Command::new("mount")
+            .args(args)
+            .arg(dir)
+            .status()
+            .expect("mount");
         assert!(st.success(), "mount {args:?} {} failed", dir.display());
     }
 
@@ -135,8 +160,17 @@ impl Over {
     fn small_tmpfs(dir: &Path) -> Self {
         let copy = tempfile::tempdir().expect("tempdir");
         let cp = |from: &Path, to: &Path| {
-            let st = Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status();
-            assert!(st.expect("cp").success(), "cp -a {} {}", from.display(), to.display());
+            let st = Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", from.display()))
+                .arg(to)
+                .status();
+            assert!(
+                st.expect("cp").success(),
+                "cp -a {} {}",
+                from.display(),
+                to.display()
+            );
         };
         cp(dir, copy.path());
         Self::mount(&["-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs"], dir);
@@ -179,7 +213,11 @@ fn an_exec_whose_start_cannot_be_recorded_does_not_run() {
         let out = d.sh(U1, &ws.path, &[], "touch ran");
         out.expect_code(125);
         assert!(out.stderr.contains("audit log"), "{}", out.stderr);
-        assert!(out.stderr.contains(log_path(&d).to_str().unwrap()), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(log_path(&d).to_str().unwrap()),
+            "{}",
+            out.stderr
+        );
         std::thread::sleep(Duration::from_millis(300));
         assert!(!marker.exists(), "the command ran unaudited");
     }
@@ -212,7 +250,9 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
         .expect("agent");
     let is_waiter = |r: &Value| argv(r).last() == Some(&waiter);
     assert!(eventually(Duration::from_secs(10), || {
-        records(&d).iter().any(|r| r["kind"] == "exec-start" && is_waiter(r))
+        records(&d)
+            .iter()
+            .any(|r| r["kind"] == "exec-start" && is_waiter(r))
     }));
     let filler = small.fill();
     let mut refused = None;
@@ -223,14 +263,21 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
             continue;
         }
         out.expect_code(125);
-        assert!(out.stderr.contains(log_path(&d).to_str().unwrap()), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(log_path(&d).to_str().unwrap()),
+            "{}",
+            out.stderr
+        );
         assert!(out.stderr.contains("No space left"), "{}", out.stderr);
         refused = Some(i);
         break;
     }
     let refused = refused.expect("no exec was refused on the full volume");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!ws.join(&format!("ran{refused}")).exists(), "the command ran unaudited");
+    assert!(
+        !ws.join(&format!("ran{refused}")).exists(),
+        "the command ran unaudited"
+    );
 
     small.remount("ro");
     ws.write("go", "", U1);
@@ -243,8 +290,13 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
     std::fs::remove_file(&filler).expect("remove filler");
     verify(&d.state_dir).expect_code(0);
     let recs = records(&d);
-    let start = recs.iter().find(|r| r["kind"] == "exec-start" && is_waiter(r)).expect("start");
-    assert!(!recs.iter().any(|r| r["kind"] == "exec-end" && r["id"] == start["id"]));
+    let start = recs
+        .iter()
+        .find(|r| r["kind"] == "exec-start" && is_waiter(r))
+        .expect("start");
+    assert!(!recs
+        .iter()
+        .any(|r| r["kind"] == "exec-end" && r["id"] == start["id"]));
     for i in 0..refused {
         let ran = format!("touch ran{i}");
         let kinds: Vec<&str> = recs
@@ -272,19 +324,31 @@ fn a_sigkill_mid_exec_loses_no_record_and_leaves_no_sandbox() {
         .spawn()
         .expect("agent");
     let started = eventually(Duration::from_secs(20), || {
-        records(&d).iter().any(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "47.5"])
+        records(&d)
+            .iter()
+            .any(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "47.5"])
     });
     assert!(started, "no exec-start record");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid() as i32), nix::sys::signal::Signal::SIGKILL)
-        .expect("SIGKILL sandboxd");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL sandboxd");
     let _ = agent.wait();
     let out = verify(&d.state_dir);
     out.expect_code(0);
-    assert!(records(&d).iter().any(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "47.5"]));
+    assert!(records(&d)
+        .iter()
+        .any(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "47.5"]));
     // No sandbox outlives the daemon that supervised it.
-    let gone = eventually(Duration::from_secs(2), || pids_matching("sleep 47.5").is_empty());
+    let gone = eventually(Duration::from_secs(2), || {
+        pids_matching("sleep 47.5").is_empty()
+    });
     for pid in pids_matching("sleep 47.5") {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     assert!(gone, "the sandbox outlived its daemon");
 }
@@ -309,7 +373,9 @@ fn the_daemon_refuses_to_start_on_a_damaged_log() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start sandboxd");
-    let exited = eventually(Duration::from_secs(20), || matches!(child.try_wait(), Ok(Some(_))));
+    let exited = eventually(Duration::from_secs(20), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
     if !exited {
         let _ = child.kill();
     }
@@ -330,7 +396,11 @@ fn a_record_cut_short_by_a_stop_mid_write_is_taken_off_and_said_so() {
     let log = d.state_dir.join("audit.jsonl");
     let mut d = d;
     let pid = d.pid();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     assert!(eventually(Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
     }));
@@ -341,20 +411,31 @@ fn a_record_cut_short_by_a_stop_mid_write_is_taken_off_and_said_so() {
     d.restart();
     d.sh(U1, &ws.path, &[], "echo after").expect_code(0);
     verify(&d.state_dir).expect_code(0);
-    let recovered: Vec<Value> = records(&d).into_iter().filter(|r| r["kind"] == "recovered").collect();
+    let recovered: Vec<Value> = records(&d)
+        .into_iter()
+        .filter(|r| r["kind"] == "recovered")
+        .collect();
     assert_eq!(recovered.len(), 1, "{recovered:#?}");
     assert_eq!(recovered[0]["dropped_bytes"], 23);
 }
 
 #[test]
 fn the_daemon_rotates_at_the_configured_size_and_the_chain_holds() {
-    let d = Daemon::builder().config("[audit]\nmax_size = \"1k\"").start();
+    let d = Daemon::builder()
+        .config("[audit]\nmax_size = \"1k\"")
+        .start();
     let ws = Dir::new(U1);
     for i in 0..4 {
         d.sh(U1, &ws.path, &[], &format!("echo {i}")).expect_code(0);
     }
-    assert!(d.state_dir.join("audit.jsonl.1").exists(), "no rotated file");
-    assert!(d.state_dir.join("audit.jsonl.2").exists(), "no second rotated file");
+    assert!(
+        d.state_dir.join("audit.jsonl.1").exists(),
+        "no rotated file"
+    );
+    assert!(
+        d.state_dir.join("audit.jsonl.2").exists(),
+        "no second rotated file"
+    );
     let out = verify(&d.state_dir);
     out.expect_code(0);
     assert!(out.stdout.contains("8 records"), "{}", out.stdout);
@@ -377,7 +458,10 @@ fn audit_as(agent: Agent, args: &[&str]) -> Vec<Value> {
 
 /// The exec-start and exec-end of the exec whose start has `argv`, from `recs`.
 fn exec_records<'a>(recs: &'a [Value], want: &[&str]) -> Vec<&'a Value> {
-    let Some(start) = recs.iter().find(|r| r["kind"] == "exec-start" && argv(r) == want) else {
+    let Some(start) = recs
+        .iter()
+        .find(|r| r["kind"] == "exec-start" && argv(r) == want)
+    else {
         return Vec::new();
     };
     recs.iter().filter(|r| r["id"] == start["id"]).collect()
@@ -385,7 +469,9 @@ fn exec_records<'a>(recs: &'a [Value], want: &[&str]) -> Vec<&'a Value> {
 
 #[test]
 fn agent_audit_shows_a_user_its_own_records_and_an_admin_everyones() {
-    let d = Daemon::builder().config(&format!("admin_group = \"{ADMINS}\"")).start();
+    let d = Daemon::builder()
+        .config(&format!("admin_group = \"{ADMINS}\""))
+        .start();
     let (ws1, ws2) = (Dir::new(U1), Dir::new(U2));
     d.sh(U1, &ws1.path, &[], "echo one").expect_code(0);
     d.sh(U2, &ws2.path, &[], "echo two").expect_code(0);
@@ -393,9 +479,15 @@ fn agent_audit_shows_a_user_its_own_records_and_an_admin_everyones() {
     let two = ["/bin/sh", "-c", "echo two"];
 
     let mine = audit_as(d.agent(U1, &ws1.path), &[]);
-    let kinds: Vec<&Value> = exec_records(&mine, &one).iter().map(|r| &r["kind"]).collect();
+    let kinds: Vec<&Value> = exec_records(&mine, &one)
+        .iter()
+        .map(|r| &r["kind"])
+        .collect();
     assert_eq!(kinds, ["exec-start", "exec-end"], "{mine:#?}");
-    assert!(exec_records(&mine, &two).is_empty(), "uid {U1} sees uid {U2}'s exec: {mine:#?}");
+    assert!(
+        exec_records(&mine, &two).is_empty(),
+        "uid {U1} sees uid {U2}'s exec: {mine:#?}"
+    );
     assert!(mine.iter().all(|r| r["uid"] == U1), "{mine:#?}");
     let theirs = audit_as(d.agent(U2, &ws2.path), &[]);
     assert_eq!(exec_records(&theirs, &two).len(), 2, "{theirs:#?}");
@@ -409,13 +501,19 @@ fn agent_audit_shows_a_user_its_own_records_and_an_admin_everyones() {
     // The plain listing: one line a record, time kind id and the key fields.
     let out = d.agent(U1, &ws1.path).run(&["audit"]);
     out.expect_code(0);
-    let id = exec_records(&mine, &one)[0]["id"].as_str().unwrap().to_string();
+    let id = exec_records(&mine, &one)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let start = out
         .stdout
         .lines()
         .find(|l| l.contains(" exec-start ") && l.contains(&id))
         .unwrap_or_else(|| panic!("{}", out.stdout));
-    assert!(start.contains("uid=1000 profile=workspace decision=allow"), "{start}");
+    assert!(
+        start.contains("uid=1000 profile=workspace decision=allow"),
+        "{start}"
+    );
     assert!(start.ends_with("-- /bin/sh -c \"echo one\""), "{start}");
     assert!(!out.stdout.contains("echo two"), "{}", out.stdout);
 }
@@ -426,20 +524,34 @@ fn agent_audit_since_filters_on_time() {
     let ws = Dir::new(U1);
     d.sh(U1, &ws.path, &[], "echo then").expect_code(0);
     let then = ["/bin/sh", "-c", "echo then"];
-    assert_eq!(exec_records(&audit_as(d.agent(U1, &ws.path), &["--since", "1h"]), &then).len(), 2);
+    assert_eq!(
+        exec_records(&audit_as(d.agent(U1, &ws.path), &["--since", "1h"]), &then).len(),
+        2
+    );
     let first = audit_as(d.agent(U1, &ws.path), &[]);
     let time = first[0]["time"].as_str().unwrap().to_string();
-    assert_eq!(exec_records(&audit_as(d.agent(U1, &ws.path), &["--since", &time]), &then).len(), 2);
+    assert_eq!(
+        exec_records(&audit_as(d.agent(U1, &ws.path), &["--since", &time]), &then).len(),
+        2
+    );
     assert!(audit_as(d.agent(U1, &ws.path), &["--since", "2999-01-01T00:00:00Z"]).is_empty());
-    assert!(audit_as(d.agent(U1, &ws.path), &["--since", "2999-01-01T01:00:00+01:00"]).is_empty());
-    let out = d.agent(U1, &ws.path).run(&["audit", "--since", "last tuesday"]);
+    assert!(audit_as(
+        d.agent(U1, &ws.path),
+        &["--since", "2999-01-01T01:00:00+01:00"]
+    )
+    .is_empty());
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["audit", "--since", "last tuesday"]);
     out.expect_code(125);
     assert!(out.stderr.contains("last tuesday"), "{}", out.stderr);
 }
 
 #[test]
 fn agent_audit_follow_prints_records_of_later_execs_across_rotations() {
-    let d = Daemon::builder().config("[audit]\nmax_size = \"1k\"").start();
+    let d = Daemon::builder()
+        .config("[audit]\nmax_size = \"1k\"")
+        .start();
     let (ws1, ws2) = (Dir::new(U1), Dir::new(U2));
     d.sh(U1, &ws1.path, &[], "echo before").expect_code(0);
     let mut follower = d
@@ -454,8 +566,14 @@ fn agent_audit_follow_prints_records_of_later_execs_across_rotations() {
     let (tx, rx) = std::sync::mpsc::channel::<Value>();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(serde_json::from_str(&line).expect("a JSON line")).is_err() {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx
+                .send(serde_json::from_str(&line).expect("a JSON line"))
+                .is_err()
+            {
                 return;
             }
         }
@@ -474,14 +592,18 @@ fn agent_audit_follow_prints_records_of_later_execs_across_rotations() {
     // The records written before it started, then those of execs run meanwhile.
     wait_for(&["/bin/sh", "-c", "echo before"], &mut seen);
     for i in 0..3 {
-        d.sh(U2, &ws2.path, &[], &format!("echo other {i}")).expect_code(0);
+        d.sh(U2, &ws2.path, &[], &format!("echo other {i}"))
+            .expect_code(0);
         let script = format!("echo during {i}");
         d.sh(U1, &ws1.path, &[], &script).expect_code(0);
         wait_for(&["/bin/sh", "-c", &script], &mut seen);
     }
     let _ = follower.kill();
     let _ = follower.wait();
-    assert!(d.state_dir.join("audit.jsonl.2").exists(), "the log did not rotate");
+    assert!(
+        d.state_dir.join("audit.jsonl.2").exists(),
+        "the log did not rotate"
+    );
     assert!(seen.iter().all(|r| r["uid"] == U1), "{seen:#?}");
     // Each record once, in order.
     let seqs: Vec<u64> = seen.iter().filter_map(|r| r["seq"].as_u64()).collect();
@@ -530,5 +652,9 @@ fn audit_streams_are_limited_per_user_and_others_still_get_theirs() {
     assert!(stderr.contains("too many audit streams"), "{stderr}");
     other.expect_code(0);
     // Streams that end are no longer counted.
-    assert!(eventually(Duration::from_secs(10), || d.agent(U1, &ws.path).run(&["audit", "--json"]).code == 0));
+    assert!(eventually(Duration::from_secs(10), || d
+        .agent(U1, &ws.path)
+        .run(&["audit", "--json"])
+        .code
+        == 0));
 }

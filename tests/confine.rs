@@ -8,7 +8,9 @@ const U1: u32 = 1000;
 fn no_capabilities_and_no_new_privs() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
-    let out = d.agent(U1, &ws.path).run(&["exec", "--", "cat", "/proc/self/status"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--", "cat", "/proc/self/status"]);
     out.expect_code(0);
     for (k, v) in [
         ("CapInh:", "0000000000000000"),
@@ -19,7 +21,11 @@ fn no_capabilities_and_no_new_privs() {
         ("NoNewPrivs:", "1"),
         ("Seccomp:", "2"),
     ] {
-        let line = out.stdout.lines().find(|l| l.starts_with(k)).unwrap_or_default();
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_default();
         assert_eq!(line.split_whitespace().nth(1), Some(v), "{k} {line}");
     }
 }
@@ -59,19 +65,46 @@ print("fork_ok", os.waitpid(pid, 0)[1] >> 8, 0)
     let out = py(&d, U1, &ws.path, code);
     out.expect_code(0);
     let get = |name: &str| -> (i64, i64) {
-        let l = out.stdout.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("{name} missing: {}", out.stdout));
-        let v: Vec<i64> = l.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+        let l = out
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing: {}", out.stdout));
+        let v: Vec<i64> = l
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap())
+            .collect();
         (v[0], v[1])
     };
     for name in [
-        "ptrace", "io_uring_setup", "bpf", "unshare_user", "unshare_ns", "userfaultfd", "keyctl",
-        "perf_event_open", "mount", "clone_newns", "x32_getpid", "tiocsti", "socket_netlink", "socket_packet",
+        "ptrace",
+        "io_uring_setup",
+        "bpf",
+        "unshare_user",
+        "unshare_ns",
+        "userfaultfd",
+        "keyctl",
+        "perf_event_open",
+        "mount",
+        "clone_newns",
+        "x32_getpid",
+        "tiocsti",
+        "socket_netlink",
+        "socket_packet",
     ] {
-        assert_eq!(get(name), (-1, libc::EPERM as i64), "{name}: {}", out.stdout);
+        assert_eq!(
+            get(name),
+            (-1, libc::EPERM as i64),
+            "{name}: {}",
+            out.stdout
+        );
     }
     assert_eq!(get("fork_ok"), (7, 0));
     // And the command-line tool a person would try.
-    let out = d.agent(U1, &ws.path).run(&["exec", "--", "unshare", "-U", "true"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--", "unshare", "-U", "true"]);
     assert_ne!(out.code, 0);
 }
 
@@ -81,15 +114,34 @@ fn host_pids_are_invisible_and_unkillable() {
     let ws = Dir::new(U1);
     // A host process of the same uid: only the pid namespace protects it.
     let mut victim = std::process::Command::new("setpriv")
-        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sleep", "60"])
+        .args([
+            "--reuid=1000",
+            "--regid=1000",
+            "--clear-groups",
+            "sleep",
+            "60",
+        ])
         .spawn()
         .unwrap();
     let pid = victim.id();
-    let out = d.sh(U1, &ws.path, &[], &format!("kill -9 {pid}; echo $?; ls /proc/{pid} >/dev/null 2>&1; echo $?"));
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &[],
+        &format!("kill -9 {pid}; echo $?; ls /proc/{pid} >/dev/null 2>&1; echo $?"),
+    );
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_ne!(lines.first(), Some(&"0"), "kill of a host pid succeeded: {}", out.stdout);
+    assert_ne!(
+        lines.first(),
+        Some(&"0"),
+        "kill of a host pid succeeded: {}",
+        out.stdout
+    );
     assert_ne!(lines.get(1), Some(&"0"), "host pid visible: {}", out.stdout);
-    assert!(victim.try_wait().unwrap().is_none(), "host process was killed");
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "host process was killed"
+    );
     victim.kill().unwrap();
     victim.wait().unwrap();
 }

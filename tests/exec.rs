@@ -11,10 +11,18 @@ fn runs_as_the_caller_with_its_groups() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
     home(U1);
-    let out = d.agent(U1, &ws.path).groups(&[U1, 27, 4242]).run(&["exec", "--", "id", "-u"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .groups(&[U1, 27, 4242])
+        .run(&["exec", "--", "id", "-u"]);
     out.expect_code(0);
     assert_eq!(out.stdout.trim(), "1000");
-    let out = d.agent(U1, &ws.path).groups(&[U1, 27, 4242]).run(&["exec", "--", "cat", "/proc/self/status"]);
+    let out = d.agent(U1, &ws.path).groups(&[U1, 27, 4242]).run(&[
+        "exec",
+        "--",
+        "cat",
+        "/proc/self/status",
+    ]);
     out.expect_code(0);
     let field = |name: &str| {
         out.stdout
@@ -37,10 +45,20 @@ fn stdout_stderr_apart_and_stdin_forwarded() {
     let out = d.sh(U1, &ws.path, &[], "echo out; echo err >&2");
     out.expect_code(0);
     assert_eq!(out.stdout, "out\n");
-    assert_eq!(out.stderr.lines().filter(|l| !l.starts_with("agent:")).collect::<Vec<_>>(), ["err"]);
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| !l.starts_with("agent:"))
+            .collect::<Vec<_>>(),
+        ["err"]
+    );
 
-    let input: Vec<u8> = (0..200_000u32).flat_map(|i| format!("{i}\n").into_bytes()).collect();
-    let out = d.agent(U1, &ws.path).run_with_stdin(&["exec", "--", "sha256sum"], Some(&input));
+    let input: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    let out = d
+        .agent(U1, &ws.path)
+        .run_with_stdin(&["exec", "--", "sha256sum"], Some(&input));
     out.expect_code(0);
     let expected = {
         use std::io::Write;
@@ -60,15 +78,24 @@ fn exit_codes_follow_the_contract() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
     d.sh(U1, &ws.path, &[], "exit 7").expect_code(7);
-    d.sh(U1, &ws.path, &[], "kill -TERM $$").expect_code(128 + 15);
-    d.agent(U1, &ws.path).run(&["exec", "--", "no-such-command-xyz"]).expect_code(127);
+    d.sh(U1, &ws.path, &[], "kill -TERM $$")
+        .expect_code(128 + 15);
+    d.agent(U1, &ws.path)
+        .run(&["exec", "--", "no-such-command-xyz"])
+        .expect_code(127);
     ws.write("notexec.sh", "echo hi\n", U1);
     let p = ws.join("notexec.sh");
-    d.agent(U1, &ws.path).run(&["exec", "--", p.to_str().unwrap()]).expect_code(126);
-    let out = d.agent(U1, &ws.path).run(&["exec", "--timeout", "1s", "--", "sleep", "30"]);
+    d.agent(U1, &ws.path)
+        .run(&["exec", "--", p.to_str().unwrap()])
+        .expect_code(126);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--timeout", "1s", "--", "sleep", "30"]);
     out.expect_code(124);
     // A refusal: unknown profile.
-    let out = d.agent(U1, &ws.path).run(&["exec", "--profile", "no-such-profile", "--", "true"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--profile", "no-such-profile", "--", "true"]);
     out.expect_code(125);
     assert!(out.stderr.contains("no-such-profile"), "{}", out.stderr);
 }
@@ -82,9 +109,20 @@ fn root_caller_refused_without_allow_root() {
     let out = d.agent(0, &ws.path).run(&["exec", "--", "id", "-u"]);
     out.expect_code(125);
     assert!(out.stderr.contains("allow_root"), "{}", out.stderr);
-    let out = d.agent(0, &ws.path).run(&["exec", "--profile", "rooty", "--", "cat", "/proc/self/status"]);
+    let out = d.agent(0, &ws.path).run(&[
+        "exec",
+        "--profile",
+        "rooty",
+        "--",
+        "cat",
+        "/proc/self/status",
+    ]);
     out.expect_code(0);
-    assert!(out.stdout.contains("CapEff:\t0000000000000000"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("CapEff:\t0000000000000000"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -93,7 +131,14 @@ fn tty_gives_a_terminal() {
     let ws = Dir::new(U1);
     // `script` gives the agent itself a terminal, as a person would have.
     let agent = d.agent(U1, &ws.path);
-    let cmd = agent.command(&["exec", "--tty", "--", "sh", "-c", "test -t 0 && test -t 1 && tty"]);
+    let cmd = agent.command(&[
+        "exec",
+        "--tty",
+        "--",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && tty",
+    ]);
     let out = std::process::Command::new("script")
         .args(["-qec", &shell_line(&cmd), "/dev/null"])
         .current_dir(&ws.path)
@@ -101,7 +146,11 @@ fn tty_gives_a_terminal() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("/dev/pts/"), "{text}");
 }
 
@@ -110,7 +159,9 @@ fn ps_and_kill_are_per_user_and_admins_see_all() {
     let d = Daemon::builder().config("admin_group = \"4343\"").start();
     let ws1 = Dir::new(U1);
     let ws2 = Dir::new(U2);
-    let mut long = d.agent(U2, &ws2.path).command(&["exec", "--", "sleep", "61.75"]);
+    let mut long = d
+        .agent(U2, &ws2.path)
+        .command(&["exec", "--", "sleep", "61.75"]);
     let mut child = long.stdout(std::process::Stdio::null()).spawn().unwrap();
     let mut id = String::new();
     assert!(eventually(Duration::from_secs(10), || {
@@ -133,9 +184,15 @@ fn ps_and_kill_are_per_user_and_admins_see_all() {
     assert_ne!(k.code, 0, "uid 1000 killed uid 1001's sandbox");
     assert!(child.try_wait().unwrap().is_none(), "sandbox died");
     // An admin-group member sees and kills it.
-    let admin = d.agent(U1, &ws1.path).groups(&[U1, 4343]).run(&["ps", "--all"]);
+    let admin = d
+        .agent(U1, &ws1.path)
+        .groups(&[U1, 4343])
+        .run(&["ps", "--all"]);
     assert!(admin.stdout.contains(&id), "{}", admin.stdout);
-    d.agent(U1, &ws1.path).groups(&[U1, 4343]).run(&["kill", &id]).expect_code(0);
+    d.agent(U1, &ws1.path)
+        .groups(&[U1, 4343])
+        .run(&["kill", &id])
+        .expect_code(0);
     let status = {
         let mut s = None;
         assert!(eventually(Duration::from_secs(5), || {
@@ -158,12 +215,16 @@ fn ps_and_kill_are_per_user_and_admins_see_all() {
     };
     let refused = of("refusal");
     assert!(
-        refused.iter().any(|r| r["request"] == "kill" && r["uid"] == U1 && r["rule"] == "owner"),
+        refused
+            .iter()
+            .any(|r| r["request"] == "kill" && r["uid"] == U1 && r["rule"] == "owner"),
         "{records:#?}"
     );
     let killed = of("kill");
     assert!(
-        killed.iter().any(|r| r["uid"] == U1 && r["owner"] == U2 && r["decision"] == "allow"),
+        killed
+            .iter()
+            .any(|r| r["uid"] == U1 && r["owner"] == U2 && r["decision"] == "allow"),
         "{records:#?}"
     );
 }

@@ -22,7 +22,10 @@ pub struct Request {
 impl Request {
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The target's path: itself in origin form, the part after the authority in absolute form.
@@ -43,20 +46,32 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new(names: &[&str]) -> TestCa {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        };
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "sandboxd e2e test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "sandboxd e2e test CA");
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf_key = KeyPair::generate().expect("leaf key");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut leaf_params = CertificateParams::new(names).expect("leaf params");
-        leaf_params.distinguished_name.push(DnType::CommonName, "sandboxd e2e origin");
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).expect("leaf cert");
-        TestCa { ca_pem: ca_cert.pem(), leaf_der: leaf.der().to_vec(), leaf_key_der: leaf_key.serialize_der() }
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "sandboxd e2e origin");
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &issuer)
+            .expect("leaf cert");
+        TestCa {
+            ca_pem: ca_cert.pem(),
+            leaf_der: leaf.der().to_vec(),
+            leaf_key_der: leaf_key.serialize_der(),
+        }
     }
 
     /// Writes the CA certificate (PEM) to `path`, readable by everyone.
@@ -120,7 +135,8 @@ impl Origin {
     }
 
     fn serve(tls: Option<Arc<rustls::ServerConfig>>, addr: &str) -> Origin {
-        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind origin on {addr}: {e}"));
+        let listener =
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind origin on {addr}: {e}"));
         let addr = listener.local_addr().expect("origin addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -140,14 +156,21 @@ impl Origin {
                     match tls {
                         None => serve_conn(stream, &reqs),
                         Some(cfg) => {
-                            let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
+                            let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                                return;
+                            };
                             serve_conn(rustls::StreamOwned::new(conn, stream), &reqs)
                         }
                     }
                 });
             }
         });
-        Origin { port: addr.port(), requests, connections, _stop: Stop { flag, wake: addr } }
+        Origin {
+            port: addr.port(),
+            requests,
+            connections,
+            _stop: Stop { flag, wake: addr },
+        }
     }
 
     /// Every request received so far.
@@ -177,7 +200,9 @@ fn serve_conn<S: Read + Write>(stream: S, log: &Mutex<Vec<Request>>) {
             Ok(_) => {}
         }
         let mut parts = line.split_whitespace();
-        let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return };
+        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+            return;
+        };
         let (method, target) = (method.to_string(), target.to_string());
         let mut headers = Vec::new();
         loop {
@@ -194,13 +219,23 @@ fn serve_conn<S: Read + Write>(stream: S, log: &Mutex<Vec<Request>>) {
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
-        let req = Request { method, target, headers, body: Vec::new() };
-        let len: usize = req.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let req = Request {
+            method,
+            target,
+            headers,
+            body: Vec::new(),
+        };
+        let len: usize = req
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let mut body = vec![0; len];
         if r.read_exact(&mut body).is_err() {
             return;
         }
-        let close = req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let close = req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let answer = format!("origin saw {}\n", req.target);
         log.lock().unwrap().push(Request { body, ..req });
         let resp = format!(
@@ -209,7 +244,11 @@ fn serve_conn<S: Read + Write>(stream: S, log: &Mutex<Vec<Request>>) {
             if close { "Connection: close\r\n" } else { "" }
         );
         let w = r.get_mut();
-        if w.write_all(resp.as_bytes()).and_then(|_| w.flush()).is_err() || close {
+        if w.write_all(resp.as_bytes())
+            .and_then(|_| w.flush())
+            .is_err()
+            || close
+        {
             return;
         }
     }
@@ -238,11 +277,14 @@ impl Upstream {
         let flag = Arc::new(AtomicBool::new(false));
         {
             let (q, stop) = (queries.clone(), flag.clone());
-            udp.set_read_timeout(Some(Duration::from_millis(200))).expect("udp timeout");
+            udp.set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("udp timeout");
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while !stop.load(Ordering::SeqCst) {
-                    let Ok((n, peer)) = udp.recv_from(&mut buf) else { continue };
+                    let Ok((n, peer)) = udp.recv_from(&mut buf) else {
+                        continue;
+                    };
                     if let Some(resp) = answer(&buf[..n], &q) {
                         let _ = udp.send_to(&resp, peer);
                     }
@@ -277,7 +319,11 @@ impl Upstream {
                 }
             });
         }
-        Upstream { port: addr.port(), queries, _stop: Stop { flag, wake: addr } }
+        Upstream {
+            port: addr.port(),
+            queries,
+            _stop: Stop { flag, wake: addr },
+        }
     }
 
     /// Every (name, type) queried so far.
@@ -288,7 +334,9 @@ impl Upstream {
     /// Whether any query named `name` or a name under it.
     pub fn saw(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        self.queries().iter().any(|(q, _)| *q == name || q.ends_with(&format!(".{name}")))
+        self.queries()
+            .iter()
+            .any(|(q, _)| *q == name || q.ends_with(&format!(".{name}")))
     }
 }
 

@@ -7,7 +7,14 @@ use std::path::Path;
 const U1: u32 = 1000;
 
 fn unique(tag: &str) -> String {
-    format!("{tag}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 #[test]
@@ -25,10 +32,22 @@ fn writes_outside_the_workspace_leave_nothing() {
     let out = d.sh(U1, &ws.path, &[], &script);
     // The command goes on after the refused writes; the private /tmp works.
     assert_eq!(out.stdout.trim(), "x", "{}", out.stderr);
-    assert!(!home.join(&name).exists(), "write to $HOME reached the host");
-    assert!(!home.join(format!("{name}.d")).exists(), "mkdir in $HOME reached the host");
-    assert!(!Path::new("/var/tmp").join(&name).exists(), "write to /var/tmp reached the host");
-    assert!(!Path::new("/tmp").join(&name).exists(), "private /tmp leaked to the host");
+    assert!(
+        !home.join(&name).exists(),
+        "write to $HOME reached the host"
+    );
+    assert!(
+        !home.join(format!("{name}.d")).exists(),
+        "mkdir in $HOME reached the host"
+    );
+    assert!(
+        !Path::new("/var/tmp").join(&name).exists(),
+        "write to /var/tmp reached the host"
+    );
+    assert!(
+        !Path::new("/tmp").join(&name).exists(),
+        "private /tmp leaked to the host"
+    );
     assert_eq!(std::fs::read_to_string(ws.join(&name)).unwrap(), "inside\n");
     // The file left in the workspace belongs to the caller.
     use std::os::unix::fs::MetadataExt;
@@ -38,12 +57,23 @@ fn writes_outside_the_workspace_leave_nothing() {
 #[test]
 fn root_with_allow_root_still_cannot_write_etc() {
     // uid 0 owns /etc, so only the sandbox stands between it and the host.
-    let d = Daemon::builder().profile("rooty", "extends = \"workspace\"\nallow_root = true\n").start();
+    let d = Daemon::builder()
+        .profile("rooty", "extends = \"workspace\"\nallow_root = true\n")
+        .start();
     let ws = Dir::new(0);
     let name = unique("etc");
-    let out = d.sh(0, &ws.path, &["--profile", "rooty"], &format!("echo x > /etc/{name}; echo done"));
+    let out = d.sh(
+        0,
+        &ws.path,
+        &["--profile", "rooty"],
+        &format!("echo x > /etc/{name}; echo done"),
+    );
     assert_eq!(out.stdout.trim(), "done", "{}", out.stderr);
-    assert!(out.stderr.contains("Read-only") || out.stderr.contains("ermission"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Read-only") || out.stderr.contains("ermission"),
+        "{}",
+        out.stderr
+    );
     assert!(!Path::new("/etc").join(&name).exists());
 }
 
@@ -69,7 +99,11 @@ true"#,
     );
     d.sh(U1, &ws.path, &[], &script);
     assert!(!target.exists(), "write through a symlink reached the host");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "original\n", "victim changed or moved");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "original\n",
+        "victim changed or moved"
+    );
 }
 
 #[test]
@@ -96,9 +130,16 @@ fn a_denied_path_that_is_a_symlink_hides_what_it_leads_to() {
     );
     assert!(out.stdout.contains("done"), "{}", out.stderr);
     for secret in ["PRIVATE KEY", "TOKEN VALUE", "id\n"] {
-        assert!(!out.stdout.contains(secret), "{secret:?} leaked: {}", out.stdout);
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret:?} leaked: {}",
+            out.stdout
+        );
     }
-    assert_eq!(std::fs::read_to_string(ws.join("dotfiles/token")).unwrap(), "TOKEN VALUE\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("dotfiles/token")).unwrap(),
+        "TOKEN VALUE\n"
+    );
 }
 
 /// Swaps `WS/x` and `WS/y` (RENAME_EXCHANGE) until killed.
@@ -126,14 +167,24 @@ fn a_write_root_swapped_for_a_symlink_after_its_check_creates_nothing_on_the_hos
     std::os::unix::fs::symlink("/", ws.join("y")).unwrap();
     std::os::unix::fs::lchown(ws.join("y"), Some(U1), Some(U1)).unwrap();
     let mut swapper = std::process::Command::new("setpriv")
-        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "--", "/usr/bin/python3", "-c", SWAPPER])
+        .args([
+            "--reuid=1000",
+            "--regid=1000",
+            "--clear-groups",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            SWAPPER,
+        ])
         .arg(&ws.path)
         .spawn()
         .unwrap();
     let host = Path::new("/etc").join(&marker);
     let mut ran = 0;
     for _ in 0..100 {
-        let out = d.agent(U1, &ws.path).run(&["exec", "--profile", "swapped", "--", "true"]);
+        let out = d
+            .agent(U1, &ws.path)
+            .run(&["exec", "--profile", "swapped", "--", "true"]);
         ran += usize::from(out.code == 0);
         if host.exists() {
             break;
@@ -153,7 +204,10 @@ fn deny_globs_look_only_where_the_caller_can() {
     // A directory the caller cannot enter: root's walk would cover what is
     // in it, and the cover (a mount point) would tell the caller it exists.
     let d = Daemon::builder()
-        .profile("dotenv", "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"**/.env\"]\n")
+        .profile(
+            "dotenv",
+            "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"**/.env\"]\n",
+        )
         .start();
     let ws = Dir::new(U1);
     ws.write("mine/.env", "MINE\n", U1);
@@ -161,9 +215,18 @@ fn deny_globs_look_only_where_the_caller_can() {
     std::fs::create_dir(&private).unwrap();
     std::fs::write(private.join(".env"), "ROOTS\n").unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let out = d.sh(U1, &ws.path, &["--profile", "dotenv"], "cat mine/.env; cat /proc/self/mountinfo");
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "dotenv"],
+        "cat mine/.env; cat /proc/self/mountinfo",
+    );
     assert!(!out.stdout.contains("MINE"), "{}", out.stdout);
-    assert!(out.stdout.contains("/mine/.env"), "the caller's own .env is covered: {}", out.stdout);
+    assert!(
+        out.stdout.contains("/mine/.env"),
+        "the caller's own .env is covered: {}",
+        out.stdout
+    );
     assert!(!out.stdout.contains("/private/.env"), "{}", out.stdout);
 }
 
@@ -202,12 +265,25 @@ fn deny_read_files_and_dirs_are_unreadable() {
     let _ = std::fs::remove_file(&key);
     assert!(out.stdout.contains("visible"), "{}", out.stderr);
     for secret in ["PRIVATE KEY", "TOPSECRET", "DOTENV", key_name.as_str()] {
-        assert!(!out.stdout.contains(secret), "{secret} leaked: {}", out.stdout);
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret} leaked: {}",
+            out.stdout
+        );
     }
     // Still there, unchanged, on the host.
-    assert_eq!(std::fs::read_to_string(ws.join("secret.txt")).unwrap(), "TOPSECRET\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("secret.txt")).unwrap(),
+        "TOPSECRET\n"
+    );
     // And the rule is explained.
-    let check = d.agent(U1, &ws.path).run(&["policy", "check", "secretive", "--read", key.to_str().unwrap()]);
+    let check = d.agent(U1, &ws.path).run(&[
+        "policy",
+        "check",
+        "secretive",
+        "--read",
+        key.to_str().unwrap(),
+    ]);
     assert_eq!(check.code, 1, "{} {}", check.stdout, check.stderr);
     assert!(check.stdout.contains("deny_read"), "{}", check.stdout);
 }
@@ -225,9 +301,18 @@ fn git_hooks_and_config_are_protected_inside_the_workspace() {
     let out = d.sh(U1, &ws.path, &[], script);
     assert!(out.stdout.contains("done"), "{}", out.stderr);
     assert!(!ws.join(".git/hooks/pre-commit").exists(), "hook written");
-    assert!(ws.join(".git/hooks/pre-commit.sample").exists(), "hooks removed");
-    assert_eq!(std::fs::read_to_string(ws.join(".git/config")).unwrap(), "[core]\n");
-    assert!(ws.join(".git").is_dir() && !ws.join("x").exists(), "mv .git x succeeded");
+    assert!(
+        ws.join(".git/hooks/pre-commit.sample").exists(),
+        "hooks removed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join(".git/config")).unwrap(),
+        "[core]\n"
+    );
+    assert!(
+        ws.join(".git").is_dir() && !ws.join("x").exists(),
+        "mv .git x succeeded"
+    );
     // The rest of .git stays writable.
     assert!(ws.join(".git/HEAD.new").exists());
 }
@@ -250,7 +335,10 @@ fn a_protected_path_cannot_be_moved_away_by_a_parent_in_an_outer_writable_root()
         "mv w w2; mv w/p w/q; echo done",
     );
     assert!(out.stdout.contains("done"), "{}", out.stderr);
-    assert!(ws.join("w/p/.git/hooks").is_dir(), "the protected tree moved");
+    assert!(
+        ws.join("w/p/.git/hooks").is_dir(),
+        "the protected tree moved"
+    );
     assert!(!ws.join("w2").exists() && !ws.join("w/q").exists());
 }
 
@@ -268,9 +356,15 @@ fn git_hooks_are_protected_when_dot_git_is_a_symlink() {
                   echo done";
     let out = d.sh(U1, &ws.path, &[], script);
     assert!(out.stdout.contains("done"), "{}", out.stderr);
-    assert!(!ws.join("real.git/hooks/pre-commit").exists(), "hook written");
+    assert!(
+        !ws.join("real.git/hooks/pre-commit").exists(),
+        "hook written"
+    );
     assert!(!ws.join("moved").exists(), "the real .git moved away");
-    assert_eq!(std::fs::read_to_string(ws.join("real.git/config")).unwrap(), "[core]\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("real.git/config")).unwrap(),
+        "[core]\n"
+    );
 }
 
 #[test]
@@ -283,17 +377,23 @@ fn unreachable_paths_are_refused_as_the_caller() {
     let sub = private.join("sub");
     std::fs::create_dir(&sub).unwrap();
     chown(&sub, U1);
-    let out = d.agent(U1, &ws.path).run(&["exec", "--cwd", sub.to_str().unwrap(), "--", "true"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--cwd", sub.to_str().unwrap(), "--", "true"]);
     out.expect_code(125);
     assert!(out.stderr.contains(sub.to_str().unwrap()), "{}", out.stderr);
     // A workspace that is a symlink to somewhere the caller cannot write.
     let link = ws.join("etc-link");
     std::os::unix::fs::symlink("/etc", &link).unwrap();
-    let out = d.agent(U1, &ws.path).run(&["exec", "--cwd", link.to_str().unwrap(), "--", "true"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--cwd", link.to_str().unwrap(), "--", "true"]);
     out.expect_code(125);
     assert!(out.stderr.contains("/etc"), "{}", out.stderr);
     // A special file system.
-    let out = d.agent(U1, &ws.path).run(&["exec", "--cwd", "/proc/self", "--", "true"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--cwd", "/proc/self", "--", "true"]);
     out.expect_code(125);
     assert!(out.stderr.contains("/proc"), "{}", out.stderr);
 }
@@ -327,11 +427,31 @@ for p in [{s:?}, {w:?}, {d:?}]:
     let _ = std::fs::remove_file(&sock);
     drop(listener);
     drop(inside_listener);
-    assert!(!out.stdout.contains("CONNECTED"), "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(out.stdout.matches("refused").count(), 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        !out.stdout.contains("CONNECTED"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(
+        out.stdout.matches("refused").count(),
+        3,
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     // The state dir is hidden too.
-    let out = d.sh(U1, &ws.path, &[], &format!("ls -a {} | wc -l", d.state_dir.display()));
-    assert!(out.stdout.trim() == "0" || out.stdout.trim() == "2", "{}", out.stdout);
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &[],
+        &format!("ls -a {} | wc -l", d.state_dir.display()),
+    );
+    assert!(
+        out.stdout.trim() == "0" || out.stdout.trim() == "2",
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -339,7 +459,10 @@ fn a_host_socket_in_a_workspace_under_tmp_is_unreachable() {
     // The private /tmp hides the host's sockets there, but a workspace in
     // /tmp is the host's directory, bound over the private one.
     let d = Daemon::start();
-    let tmp = tempfile::Builder::new().prefix("e2e-ws-").tempdir_in("/tmp").unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("e2e-ws-")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     chown(tmp.path(), U1);
     let sock = tmp.path().join("agent.sock");
@@ -351,24 +474,42 @@ fn a_host_socket_in_a_workspace_under_tmp_is_unreachable() {
     );
     let out = py(&d, U1, tmp.path(), &code);
     drop(listener);
-    assert!(out.stdout.contains("refused"), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("refused"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 #[test]
 fn proc_dev_and_hostname_are_the_sandboxs_own() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
-    let out = d.sh(U1, &ws.path, &[], "ls /proc | grep -c '^[0-9]'; ls /dev | sort | tr '\\n' ' '; echo; hostname");
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &[],
+        "ls /proc | grep -c '^[0-9]'; ls /dev | sort | tr '\\n' ' '; echo; hostname",
+    );
     out.expect_code(0);
     let mut lines = out.stdout.lines();
     let npids: u32 = lines.next().unwrap().trim().parse().unwrap();
     assert!(npids <= 4, "sandbox sees {npids} pids");
     let devs = lines.next().unwrap();
-    for dev in ["null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts"] {
-        assert!(devs.split_whitespace().any(|d| d == dev), "/dev lacks {dev}: {devs}");
+    for dev in [
+        "null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts",
+    ] {
+        assert!(
+            devs.split_whitespace().any(|d| d == dev),
+            "/dev lacks {dev}: {devs}"
+        );
     }
     for host_only in ["sda", "vda", "kmsg", "mem", "kvm"] {
-        assert!(!devs.split_whitespace().any(|d| d == host_only), "/dev has {host_only}: {devs}");
+        assert!(
+            !devs.split_whitespace().any(|d| d == host_only),
+            "/dev has {host_only}: {devs}"
+        );
     }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_ne!(lines.next().unwrap().trim(), host.trim());

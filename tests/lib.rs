@@ -40,7 +40,10 @@ pub struct Dir {
 
 impl Dir {
     pub fn new(uid: u32) -> Self {
-        let tmp = tempfile::Builder::new().prefix("ws-").tempdir_in(base()).expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("ws-")
+            .tempdir_in(base())
+            .expect("tempdir");
         let path = tmp.path().to_path_buf();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         chown(&path, uid);
@@ -55,7 +58,11 @@ impl Dir {
     pub fn write(&self, rel: &str, content: &str, uid: u32) -> PathBuf {
         let p = self.path.join(rel);
         let mut cur = self.path.clone();
-        for comp in Path::new(rel).parent().into_iter().flat_map(|p| p.components()) {
+        for comp in Path::new(rel)
+            .parent()
+            .into_iter()
+            .flat_map(|p| p.components())
+        {
             cur.push(comp);
             if !cur.exists() {
                 std::fs::create_dir(&cur).expect("mkdir");
@@ -83,7 +90,10 @@ pub struct Out {
 impl Out {
     fn from(o: Output) -> Self {
         use std::os::unix::process::ExitStatusExt;
-        let code = o.status.code().unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0));
+        let code = o
+            .status
+            .code()
+            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0));
         Out {
             code,
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -94,7 +104,11 @@ impl Out {
     /// Panics with both streams unless the exit code is `code`.
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -130,7 +144,10 @@ impl DaemonBuilder {
     }
 
     pub fn start(self) -> Daemon {
-        let dir = tempfile::Builder::new().prefix("daemon-").tempdir_in(base()).expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("daemon-")
+            .tempdir_in(base())
+            .expect("tempdir");
         let socket = dir.path().join("run/sandboxd.sock");
         let state_dir = dir.path().join("state");
         let policy_dir = dir.path().join("policies");
@@ -142,15 +159,33 @@ impl DaemonBuilder {
         std::fs::write(&config, &self.config).expect("config");
         let log = dir.path().join("sandboxd.log");
         let child = spawn_daemon(&config, &socket, &state_dir, &policy_dir, &log);
-        let mut d = Daemon { child, config, socket, state_dir, policy_dir, log, _dir: dir };
+        let mut d = Daemon {
+            child,
+            config,
+            socket,
+            state_dir,
+            policy_dir,
+            log,
+            _dir: dir,
+        };
         d.wait_ready();
         d
     }
 }
 
 /// Starts `sandboxd` on these paths, its output appended to `log`.
-fn spawn_daemon(config: &Path, socket: &Path, state_dir: &Path, policy_dir: &Path, log: &Path) -> Child {
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
+fn spawn_daemon(
+    config: &Path,
+    socket: &Path,
+    state_dir: &Path,
+    policy_dir: &Path,
+    log: &Path,
+) -> Child {
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log");
     Command::new(bin("sandboxd"))
         .arg("--config")
         .arg(config)
@@ -201,7 +236,13 @@ impl Daemon {
 
     /// An `agent` invocation as `uid` (0 = root itself), in `cwd`.
     pub fn agent(&self, uid: u32, cwd: &Path) -> Agent {
-        Agent { socket: self.socket.clone(), uid, groups: vec![], cwd: cwd.to_path_buf(), env: vec![] }
+        Agent {
+            socket: self.socket.clone(),
+            uid,
+            groups: vec![],
+            cwd: cwd.to_path_buf(),
+            env: vec![],
+        }
     }
 
     /// The id of `uid`'s running sandbox whose line in `agent ps` (run in
@@ -226,7 +267,10 @@ impl Daemon {
     /// The audit records `uid` (with supplementary `groups`) may read, from
     /// `agent audit --json` run in `cwd`, parsed.
     pub fn audit(&self, uid: u32, groups: &[u32], cwd: &Path) -> Vec<serde_json::Value> {
-        let out = self.agent(uid, cwd).groups(groups).run(&["audit", "--json"]);
+        let out = self
+            .agent(uid, cwd)
+            .groups(groups)
+            .run(&["audit", "--json"]);
         out.expect_code(0);
         out.stdout
             .lines()
@@ -253,7 +297,13 @@ impl Daemon {
     /// socket, state dir and policy dir.
     pub fn restart(&mut self) {
         self.shut_down();
-        self.child = spawn_daemon(&self.config, &self.socket, &self.state_dir, &self.policy_dir, &self.log);
+        self.child = spawn_daemon(
+            &self.config,
+            &self.socket,
+            &self.state_dir,
+            &self.policy_dir,
+            &self.log,
+        );
         self.wait_ready();
     }
 
@@ -306,7 +356,8 @@ impl Agent {
             Command::new(bin("agent"))
         } else {
             let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={}", self.uid)).arg(format!("--regid={}", self.uid));
+            c.arg(format!("--reuid={}", self.uid))
+                .arg(format!("--regid={}", self.uid));
             if self.groups.is_empty() {
                 c.arg("--clear-groups");
             } else {
@@ -316,8 +367,15 @@ impl Agent {
             c.arg("--").arg(bin("agent"));
             c
         };
-        cmd.arg("--socket").arg(&self.socket).args(args).current_dir(&self.cwd).env_clear();
-        cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        cmd.arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .current_dir(&self.cwd)
+            .env_clear();
+        cmd.env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
         cmd.env("HOME", home_path(self.uid));
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -332,9 +390,13 @@ impl Agent {
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Out {
         let mut cmd = self.command(args);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn agent");
         if let Some(data) = stdin {
             use std::io::Write;
@@ -369,7 +431,11 @@ impl Agent {
         };
         let stdout = t1.join().unwrap_or_default();
         let stderr = t2.join().unwrap_or_default();
-        Out::from(Output { status, stdout, stderr })
+        Out::from(Output {
+            status,
+            stdout,
+            stderr,
+        })
     }
 }
 
@@ -378,7 +444,9 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut todo = vec![pid];
     while let Some(p) = todo.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
         for t in tasks.flatten() {
             let path = t.path().join("children");
             if let Ok(s) = std::fs::read_to_string(path) {
@@ -396,7 +464,9 @@ pub fn descendants(pid: u32) -> Vec<u32> {
 pub fn pids_matching(needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid == std::process::id() {
             continue;
         }
@@ -451,7 +521,8 @@ pub fn home(uid: u32) -> PathBuf {
 
 /// Runs Python (Debian's, reachable by every uid) code inside a sandbox.
 pub fn py(d: &Daemon, uid: u32, cwd: &Path, code: &str) -> Out {
-    d.agent(uid, cwd).run(&["exec", "--", "/usr/bin/python3", "-c", code])
+    d.agent(uid, cwd)
+        .run(&["exec", "--", "/usr/bin/python3", "-c", code])
 }
 
 /// `cmd` as one shell command line (environment included), for `script -c`.
@@ -460,7 +531,11 @@ pub fn shell_line(cmd: &Command) -> String {
     let mut parts = vec!["env".to_string(), "-i".to_string()];
     for (k, v) in cmd.get_envs() {
         if let Some(v) = v {
-            parts.push(q(&std::ffi::OsString::from(format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))));
+            parts.push(q(&std::ffi::OsString::from(format!(
+                "{}={}",
+                k.to_string_lossy(),
+                v.to_string_lossy()
+            ))));
         }
     }
     parts.push(q(cmd.get_program()));

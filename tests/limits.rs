@@ -12,17 +12,32 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn marker(tag: &str) -> String {
-    format!("{tag}{}x{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())
+    format!(
+        "{tag}{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
 }
 
 #[test]
 fn fork_bomb_is_contained() {
     let d = Daemon::builder()
-        .profile("small", "extends = \"workspace\"\n[limits]\npids = 64\ntimeout = \"5s\"\n")
+        .profile(
+            "small",
+            "extends = \"workspace\"\n[limits]\npids = 64\ntimeout = \"5s\"\n",
+        )
         .start();
     let ws = Dir::new(U1);
     let m = marker("bomb");
-    let out = d.sh(U1, &ws.path, &["--profile", "small"], &format!("b() {{ b | b & }}; : {m}; b; sleep 3"));
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "small"],
+        &format!("b() {{ b | b & }}; : {m}; b; sleep 3"),
+    );
     // The pids limit, not the host, stopped it: forks failed inside.
     assert!(
         out.stderr.contains("fork") || out.stderr.contains("Resource temporarily unavailable"),
@@ -38,7 +53,10 @@ fn fork_bomb_is_contained() {
 #[test]
 fn memory_balloon_over_the_limit_is_killed() {
     let d = Daemon::builder()
-        .profile("small", "extends = \"workspace\"\n[limits]\nmemory = \"64MiB\"\n")
+        .profile(
+            "small",
+            "extends = \"workspace\"\n[limits]\nmemory = \"64MiB\"\n",
+        )
         .start();
     let ws = Dir::new(U1);
     let out = d.agent(U1, &ws.path).run(&[
@@ -53,16 +71,27 @@ fn memory_balloon_over_the_limit_is_killed() {
 #[test]
 fn huge_output_is_capped_and_the_daemon_stays_small() {
     let d = Daemon::builder()
-        .profile("capped", "extends = \"workspace\"\n[limits]\noutput = \"1MiB\"\n")
+        .profile(
+            "capped",
+            "extends = \"workspace\"\n[limits]\noutput = \"1MiB\"\n",
+        )
         .start();
     let ws = Dir::new(U1);
     let before = rss_kib(d.pid());
-    let out = d.sh(U1, &ws.path, &["--profile", "capped"], "head -c 1073741824 /dev/zero; echo done >&2");
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "capped"],
+        "head -c 1073741824 /dev/zero; echo done >&2",
+    );
     out.expect_code(0);
     assert_eq!(out.stdout.len(), 1024 * 1024);
     assert!(out.stderr.contains("output-truncated"), "{}", out.stderr);
     let after = rss_kib(d.pid());
-    assert!(after < before + 64 * 1024, "daemon RSS grew from {before} KiB to {after} KiB");
+    assert!(
+        after < before + 64 * 1024,
+        "daemon RSS grew from {before} KiB to {after} KiB"
+    );
 }
 
 #[test]
@@ -70,9 +99,18 @@ fn timeout_gives_124_and_leaves_no_survivor() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
     let m = marker("tmo");
-    let out = d.sh(U1, &ws.path, &["--timeout", "1s"], &format!("(setsid sh -c 'sleep 300; : {m}' &); sleep 300; : {m}"));
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &["--timeout", "1s"],
+        &format!("(setsid sh -c 'sleep 300; : {m}' &); sleep 300; : {m}"),
+    );
     out.expect_code(124);
-    assert!(eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()), "{:?}", pids_matching(&m));
+    assert!(
+        eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()),
+        "{:?}",
+        pids_matching(&m)
+    );
 }
 
 #[test]
@@ -83,7 +121,11 @@ fn double_forked_grandchild_is_gone_after_exit() {
     let out = d.sh(U1, &ws.path, &[], &format!("(setsid sh -c 'sleep 300; : {m}' &) ; (nohup sh -c 'sleep 300; : {m}' >/dev/null 2>&1 &); echo started"));
     out.expect_code(0);
     assert!(out.stdout.contains("started"));
-    assert!(eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()), "{:?}", pids_matching(&m));
+    assert!(
+        eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()),
+        "{:?}",
+        pids_matching(&m)
+    );
 }
 
 #[test]
@@ -99,9 +141,17 @@ fn client_killed_mid_run_leaves_nothing_after_one_second() {
         .unwrap();
     assert!(eventually(Duration::from_secs(10), || !pids_matching(&m).is_empty()));
     // setpriv execs agent, so the child pid is the agent itself.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     child.wait().unwrap();
-    assert!(eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()), "survivors: {:?}", pids_matching(&m));
+    assert!(
+        eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()),
+        "survivors: {:?}",
+        pids_matching(&m)
+    );
     // And the daemon keeps serving.
     d.sh(U1, &ws.path, &[], "true").expect_code(0);
 }
@@ -113,14 +163,24 @@ fn ctrl_c_interrupts_then_kills() {
     // A command that handles SIGINT: it prints and exits 130.
     let mut child = d
         .agent(U1, &ws.path)
-        .command(&["exec", "--", "/bin/sh", "-c", "trap 'echo got-int; exit 130' INT; echo ready; while :; do sleep 0.1; done"])
+        .command(&[
+            "exec",
+            "--",
+            "/bin/sh",
+            "-c",
+            "trap 'echo got-int; exit 130' INT; echo ready; while :; do sleep 0.1; done",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut buf = [0u8; 6];
     std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
@@ -131,13 +191,23 @@ fn ctrl_c_interrupts_then_kills() {
     let m = marker("stubborn");
     let mut child = d
         .agent(U1, &ws.path)
-        .command(&["exec", "--", "/bin/sh", "-c", &format!("trap '' INT; echo ready; while :; do sleep 0.1; done; : {m}")])
+        .command(&[
+            "exec",
+            "--",
+            "/bin/sh",
+            "-c",
+            &format!("trap '' INT; echo ready; while :; do sleep 0.1; done; : {m}"),
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
     std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert_ne!(status.code(), Some(0));
     assert!(eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()));

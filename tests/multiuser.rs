@@ -115,7 +115,9 @@ fn users_see_kill_and_audit_only_their_own_and_admins_all() {
     // uid 1000's own records of its kills name the sandbox; none of uid 1001's is shown.
     let mine = d.audit(U1, &[], &ws1.path);
     assert!(mine.iter().all(|r| r["uid"] == U1), "{mine:#?}");
-    assert!(!mine.iter().any(|r| r["id"] == id2.as_str() && r["kind"] == "exec-end"));
+    assert!(!mine
+        .iter()
+        .any(|r| r["id"] == id2.as_str() && r["kind"] == "exec-end"));
 }
 
 #[test]
@@ -187,7 +189,11 @@ fn cpu_cgroup(pid: u32) -> PathBuf {
             let (head, tail) = l.split_once(" - ")?;
             let mut t = tail.split_whitespace();
             let (fstype, _, opts) = (t.next()?, t.next()?, t.next()?);
-            Some((head.split_whitespace().nth(4)?.to_string(), fstype.to_string(), opts.to_string()))
+            Some((
+                head.split_whitespace().nth(4)?.to_string(),
+                fstype.to_string(),
+                opts.to_string(),
+            ))
         })
         .filter(|(_, fstype, _)| fstype.starts_with("cgroup"))
         .collect();
@@ -220,7 +226,13 @@ fn a_long_running_sandbox_yields_the_cpu_with_its_whole_tree() {
     let ws = Dir::new(U1);
     let mut c = d
         .agent(U1, &ws.path)
-        .command(&["exec", "--", "/bin/sh", "-c", "setsid sleep 605 & exec sleep 606"])
+        .command(&[
+            "exec",
+            "--",
+            "/bin/sh",
+            "-c",
+            "setsid sleep 605 & exec sleep 606",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -232,7 +244,9 @@ fn a_long_running_sandbox_yields_the_cpu_with_its_whole_tree() {
         let want = format!("{}\0", cmdline.replace(' ', "\0"));
         pids_matching(cmdline)
             .into_iter()
-            .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == want.as_bytes()))
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == want.as_bytes())
+            })
             .collect()
     };
     let (mut own, mut main) = (0, 0);
@@ -255,13 +269,22 @@ fn a_long_running_sandbox_yields_the_cpu_with_its_whole_tree() {
         "{}",
         group.display()
     );
-    let read = |f: &str| std::fs::read_to_string(group.join(f)).unwrap_or_default().trim().to_string();
+    let read = |f: &str| {
+        std::fs::read_to_string(group.join(f))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
     // cpu.idle, or before kernel 5.15 the smallest weight.
     let idle = || match group.join("cpu.idle").exists() {
         true => read("cpu.idle") == "1",
         false => read("cpu.shares") == "2" || read("cpu.weight") == "1",
     };
-    assert!(eventually(Duration::from_secs(5), idle), "{} is not idle", group.display());
+    assert!(
+        eventually(Duration::from_secs(5), idle),
+        "{} is not idle",
+        group.display()
+    );
     let _ = c.kill();
     let _ = c.wait();
     assert!(eventually(Duration::from_secs(10), || !group.exists()));
@@ -301,7 +324,10 @@ fn flood_of_one_user_does_not_slow_another_beyond_2x() {
         flood.push(c);
     }
     // FLOOD_PIPES changes the number of pipelines (to tell their share from the readers').
-    let pipes: usize = std::env::var("FLOOD_PIPES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let pipes: usize = std::env::var("FLOOD_PIPES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
     for _ in 0..pipes {
         let c = d
             .agent(U1, &ws1.path)
@@ -320,8 +346,17 @@ fn flood_of_one_user_does_not_slow_another_beyond_2x() {
     std::thread::sleep(Duration::from_secs(1));
     let flooded = median_exec(&d, U2, &ws2, 20);
     // Still flooding at the end of the measurement.
-    let running = d.agent(U1, &ws1.path).run(&["ps"]).stdout.lines().filter(|l| l.contains("yes")).count();
-    assert!(running >= 16 + pipes, "the flood ended early: {running} running");
+    let running = d
+        .agent(U1, &ws1.path)
+        .run(&["ps"])
+        .stdout
+        .lines()
+        .filter(|l| l.contains("yes"))
+        .count();
+    assert!(
+        running >= 16 + pipes,
+        "the flood ended early: {running} running"
+    );
     for c in &mut flood {
         let _ = c.kill();
         let _ = c.wait();

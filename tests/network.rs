@@ -17,11 +17,20 @@ const U1: u32 = 1000;
 
 /// Names sandboxd answers itself (all 127.0.0.1, where the origins listen,
 /// so a request the proxy wrongly let through would reach them).
-const STATIC: &[&str] =
-    &["allowed.test", "other.test", "evil.test", "allowed.test.evil.test", "ask.test", "denied.pkg.test"];
+const STATIC: &[&str] = &[
+    "allowed.test",
+    "other.test",
+    "evil.test",
+    "allowed.test.evil.test",
+    "ask.test",
+    "denied.pkg.test",
+];
 
 /// Loopback addresses of their own for origins on port 443, by name (one per test).
-const ON_443: &[(&str, &str)] = &[("plain443-a.pkg.test", "127.45.0.1"), ("plain443-b.pkg.test", "127.45.0.2")];
+const ON_443: &[(&str, &str)] = &[
+    ("plain443-a.pkg.test", "127.45.0.1"),
+    ("plain443-b.pkg.test", "127.45.0.2"),
+];
 
 /// What a test's profile says beyond the common allowlist.
 struct Prof<'a> {
@@ -36,7 +45,12 @@ struct Prof<'a> {
 
 impl Default for Prof<'_> {
     fn default() -> Self {
-        Prof { approval: "never", loopback: true, network: "", tail: "" }
+        Prof {
+            approval: "never",
+            loopback: true,
+            network: "",
+            tail: "",
+        }
     }
 }
 
@@ -67,7 +81,10 @@ impl Net {
         home(U1);
         let ca = ws.join("test-ca.pem");
         test_ca.write_ca(&ca);
-        let mut hosts: Vec<String> = STATIC.iter().map(|h| format!("\"{h}\" = [\"127.0.0.1\"]")).collect();
+        let mut hosts: Vec<String> = STATIC
+            .iter()
+            .map(|h| format!("\"{h}\" = [\"127.0.0.1\"]"))
+            .collect();
         hosts.extend(ON_443.iter().map(|(h, a)| format!("\"{h}\" = [\"{a}\"]")));
         let config = format!(
             "[dns]\nupstream = [\"127.0.0.1:{}\"]\nhosts = {{ {} }}\n\n{}\n",
@@ -83,12 +100,26 @@ impl Net {
             prof.approval,
             origin.port,
             tls.port,
-            if prof.loopback { "allow_cidrs = [\"127.0.0.0/8\"]\n" } else { "" },
+            if prof.loopback {
+                "allow_cidrs = [\"127.0.0.0/8\"]\n"
+            } else {
+                ""
+            },
             prof.network,
             prof.tail
         );
-        let d = Daemon::builder().config(&config).profile("net", &profile).start();
-        Net { d, ws, origin, tls, up, ca }
+        let d = Daemon::builder()
+            .config(&config)
+            .profile("net", &profile)
+            .start();
+        Net {
+            d,
+            ws,
+            origin,
+            tls,
+            up,
+            ca,
+        }
     }
 
     fn ca(&self) -> &str {
@@ -103,12 +134,23 @@ impl Net {
     /// Python code in the `net` profile, after [`PY`]'s helpers.
     fn py(&self, code: &str) -> Out {
         let code = format!("{PY}\n{code}");
-        self.d.agent(U1, &self.ws.path).run(&["exec", "--profile", "net", "--", "/usr/bin/python3", "-c", &code])
+        self.d.agent(U1, &self.ws.path).run(&[
+            "exec",
+            "--profile",
+            "net",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &code,
+        ])
     }
 
     /// Every audit record of kind "network" (decisions).
     fn decisions(&self) -> Vec<Value> {
-        records(&self.d).into_iter().filter(|r| r["kind"] == "network").collect()
+        records(&self.d)
+            .into_iter()
+            .filter(|r| r["kind"] == "network")
+            .collect()
     }
 
     /// The first decision record matching `f`, waiting a little for it.
@@ -119,7 +161,12 @@ impl Net {
             found = self.decisions().into_iter().find(|r| f(r));
             found.is_some()
         });
-        let r = found.unwrap_or_else(|| panic!("no network audit record {what}; have:\n{:#?}", self.decisions()));
+        let r = found.unwrap_or_else(|| {
+            panic!(
+                "no network audit record {what}; have:\n{:#?}",
+                self.decisions()
+            )
+        });
         check_fields(&r);
         r
     }
@@ -127,10 +174,14 @@ impl Net {
     /// The refusal record for `host` with `reason` (`blocked-by-...`).
     #[track_caller]
     fn refusal(&self, host: &str, reason: &str) -> Value {
-        let r =
-            self.decision(&format!("refusing {host} with {reason}"), |r| same_host(r, host) && r["reason"] == reason);
+        let r = self.decision(&format!("refusing {host} with {reason}"), |r| {
+            same_host(r, host) && r["reason"] == reason
+        });
         assert_eq!(r["decision"], "deny", "{r:#}");
-        assert!(r["rule"].as_str().is_some_and(|s| !s.is_empty()), "refusal without a rule: {r:#}");
+        assert!(
+            r["rule"].as_str().is_some_and(|s| !s.is_empty()),
+            "refusal without a rule: {r:#}"
+        );
         r
     }
 
@@ -138,7 +189,10 @@ impl Net {
     #[track_caller]
     fn allowed(&self, protocol: &str, host: &str, port: u16) -> Value {
         let r = self.decision(&format!("allowing {protocol} {host}:{port}"), |r| {
-            r["protocol"] == protocol && same_host(r, host) && r["port"] == port && r["decision"] == "allow"
+            r["protocol"] == protocol
+                && same_host(r, host)
+                && r["port"] == port
+                && r["decision"] == "allow"
         });
         assert!(r["reason"].is_null(), "{r:#}");
         r
@@ -150,11 +204,19 @@ impl Net {
         let mut found = None;
         eventually(Duration::from_secs(10), || {
             found = records(&self.d).into_iter().find(|r| {
-                r["kind"] == "network-end" && r["protocol"] == protocol && same_host(r, host) && r["port"] == port
+                r["kind"] == "network-end"
+                    && r["protocol"] == protocol
+                    && same_host(r, host)
+                    && r["port"] == port
             });
             found.is_some()
         });
-        found.unwrap_or_else(|| panic!("no network-end record for {protocol} {host}:{port}:\n{:#?}", records(&self.d)))
+        found.unwrap_or_else(|| {
+            panic!(
+                "no network-end record for {protocol} {host}:{port}:\n{:#?}",
+                records(&self.d)
+            )
+        })
     }
 }
 
@@ -245,20 +307,40 @@ fn records(d: &Daemon) -> Vec<Value> {
 
 /// Whether the record's host is `host`, ignoring case and a trailing dot.
 fn same_host(r: &Value, host: &str) -> bool {
-    r["host"].as_str().is_some_and(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host))
+    r["host"]
+        .as_str()
+        .is_some_and(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host))
 }
 
 /// The fields every network decision carries.
 #[track_caller]
 fn check_fields(r: &Value) {
-    assert!(r["id"].as_str().is_some_and(|s| !s.is_empty()), "no exec id: {r:#}");
+    assert!(
+        r["id"].as_str().is_some_and(|s| !s.is_empty()),
+        "no exec id: {r:#}"
+    );
     assert_eq!(r["uid"], U1, "{r:#}");
     assert!(
-        ["http", "https", "connect", "socks", "dns"].contains(&r["protocol"].as_str().unwrap_or("")),
+        ["http", "https", "connect", "socks", "dns"]
+            .contains(&r["protocol"].as_str().unwrap_or("")),
         "protocol: {r:#}"
     );
-    assert!(["allow", "deny", "prompt"].contains(&r["decision"].as_str().unwrap_or("")), "decision: {r:#}");
-    for k in ["host", "port", "method", "path", "addr", "reason", "rule", "bytes_up", "bytes_down", "duration_ms"] {
+    assert!(
+        ["allow", "deny", "prompt"].contains(&r["decision"].as_str().unwrap_or("")),
+        "decision: {r:#}"
+    );
+    for k in [
+        "host",
+        "port",
+        "method",
+        "path",
+        "addr",
+        "reason",
+        "rule",
+        "bytes_up",
+        "bytes_down",
+        "duration_ms",
+    ] {
         assert!(r.get(k).is_some(), "no {k}: {r:#}");
     }
 }
@@ -289,12 +371,18 @@ fn statuses(text: &str) -> Vec<u16> {
 fn assert_refused(out: &Out, reason: &str) {
     let all = format!("{}\n{}", out.stdout, out.stderr);
     assert!(statuses(&all).contains(&403), "no 403:\n{all}");
-    assert!(proxy_errors(out).iter().any(|e| e == reason), "no X-Proxy-Error: {reason}:\n{all}");
+    assert!(
+        proxy_errors(out).iter().any(|e| e == reason),
+        "no X-Proxy-Error: {reason}:\n{all}"
+    );
 }
 
 /// A fresh label nobody queried before (for the exfiltration checks).
 fn random_label(len: usize) -> String {
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
         ^ u64::from(std::process::id()) << 32;
     (0..len)
         .map(|_| {
@@ -318,8 +406,16 @@ fn fixtures_answer_from_the_host() {
     let ca = dir.path().join("ca.pem");
     test_ca.write_ca(&ca);
     let curl = |args: &[&str]| {
-        let o = std::process::Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().unwrap();
-        assert!(o.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     };
     let url = format!("http://127.0.0.1:{}/plain", origin.port);
@@ -329,24 +425,62 @@ fn fixtures_answer_from_the_host() {
     let resolve = format!("allowed.test:{}:127.0.0.1", tls.port);
     let url = format!("https://allowed.test:{}/tls", tls.port);
     assert_eq!(
-        curl(&["--cacert", ca.to_str().unwrap(), "--resolve", &resolve, "-d", "abc", &url]),
+        curl(&[
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "-d",
+            "abc",
+            &url
+        ]),
         "origin saw /tls\n"
     );
     let r = tls.request("/tls").expect("logged");
-    assert_eq!((r.method.as_str(), r.body.as_slice()), ("POST", &b"abc"[..]));
+    assert_eq!(
+        (r.method.as_str(), r.body.as_slice()),
+        ("POST", &b"abc"[..])
+    );
     assert_eq!(tls.connections(), 1);
     // The fake upstream answers and logs over UDP and TCP.
-    let code = format!("{PY}\nprint(dns('a.pkg.test', 1, True, ('127.0.0.1', {})))", up.port);
-    let o = std::process::Command::new("/usr/bin/python3").args(["-c", &code]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "(0, 1)", "{}", String::from_utf8_lossy(&o.stderr));
+    let code = format!(
+        "{PY}\nprint(dns('a.pkg.test', 1, True, ('127.0.0.1', {})))",
+        up.port
+    );
+    let o = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &code])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "(0, 1)",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let q = [&[0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0][..], b"\x01b\x03PKG\x04test\x00", &[0, 16, 0, 1]].concat();
+    let q = [
+        &[0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0][..],
+        b"\x01b\x03PKG\x04test\x00",
+        &[0, 16, 0, 1],
+    ]
+    .concat();
     udp.send_to(&q, ("127.0.0.1", up.port)).unwrap();
     let mut buf = [0u8; 512];
     let n = udp.recv(&mut buf).unwrap();
-    assert_eq!((&buf[..2], buf[3] & 15, buf[7]), (&[0x12, 0x34][..], 0, 0), "{:?}", &buf[..n]);
-    assert_eq!(up.queries(), [("a.pkg.test".to_string(), 1), ("b.pkg.test".to_string(), 16)]);
+    assert_eq!(
+        (&buf[..2], buf[3] & 15, buf[7]),
+        (&[0x12, 0x34][..], 0, 0),
+        "{:?}",
+        &buf[..n]
+    );
+    assert_eq!(
+        up.queries(),
+        [
+            ("a.pkg.test".to_string(), 1),
+            ("b.pkg.test".to_string(), 16)
+        ]
+    );
     assert!(up.saw("pkg.test") && !up.saw("c.pkg.test"));
 }
 
@@ -363,11 +497,23 @@ fn allowed_name_over_http_through_explicit_and_env_proxy() {
     out.expect_code(0);
     assert_eq!(statuses(&out.stdout), [200, 200], "{}", out.stdout);
     for path in ["/explicit", "/from-env"] {
-        assert!(out.stdout.contains(&format!("origin saw {path}")), "{}", out.stdout);
-        assert!(n.origin.request(path).is_some(), "origin got no {path}: {:?}", n.origin.requests());
+        assert!(
+            out.stdout.contains(&format!("origin saw {path}")),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            n.origin.request(path).is_some(),
+            "origin got no {path}: {:?}",
+            n.origin.requests()
+        );
     }
     let r = n.allowed("http", "allowed.test", p);
-    assert_eq!((r["method"].as_str(), r["path"].as_str()), (Some("GET"), Some("/explicit")), "{r:#}");
+    assert_eq!(
+        (r["method"].as_str(), r["path"].as_str()),
+        (Some("GET"), Some("/explicit")),
+        "{r:#}"
+    );
     assert_eq!(r["addr"], "127.0.0.1", "{r:#}");
     let end = n.end("http", "allowed.test", p);
     assert!(end["bytes_down"].as_u64().unwrap_or(0) > 0, "{end:#}");
@@ -377,17 +523,34 @@ fn allowed_name_over_http_through_explicit_and_env_proxy() {
         .arg(&n.d.state_dir)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
 fn an_allowed_name_known_only_upstream_is_resolved_by_the_daemon_and_reached() {
     let n = Net::start(Prof::default());
     let p = n.origin.port;
-    let out = n.sh(&format!("curl -sS -i --max-time 20 http://mirror.pkg.test:{p}/from-upstream"));
+    let out = n.sh(&format!(
+        "curl -sS -i --max-time 20 http://mirror.pkg.test:{p}/from-upstream"
+    ));
     out.expect_code(0);
-    assert_eq!(statuses(&out.stdout), [200], "{}\n{}", out.stdout, out.stderr);
-    assert!(n.origin.request("/from-upstream").is_some(), "{:?}", n.origin.requests());
+    assert_eq!(
+        statuses(&out.stdout),
+        [200],
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        n.origin.request("/from-upstream").is_some(),
+        "{:?}",
+        n.origin.requests()
+    );
     assert!(n.up.saw("mirror.pkg.test"), "{:?}", n.up.queries());
     let r = n.allowed("http", "mirror.pkg.test", p);
     assert_eq!(r["addr"], "127.0.0.1", "{r:#}");
@@ -406,35 +569,55 @@ fn allowed_name_over_https_through_connect() {
     ));
     out.expect_code(0);
     for path in ["/tls-env", "/tls-explicit", "/tls-python"] {
-        assert!(out.stdout.contains(&format!("origin saw {path}")), "{}", out.stdout);
+        assert!(
+            out.stdout.contains(&format!("origin saw {path}")),
+            "{}",
+            out.stdout
+        );
         assert!(n.tls.request(path).is_some(), "origin got no {path}");
     }
     n.allowed("connect", "allowed.test", t);
     let end = n.end("connect", "allowed.test", t);
-    assert!(end["bytes_up"].as_u64().unwrap_or(0) > 0 && end["bytes_down"].as_u64().unwrap_or(0) > 0, "{end:#}");
+    assert!(
+        end["bytes_up"].as_u64().unwrap_or(0) > 0 && end["bytes_down"].as_u64().unwrap_or(0) > 0,
+        "{end:#}"
+    );
 }
 
 #[test]
 fn allowed_name_over_socks5_from_curl_and_python() {
     let n = Net::start(Prof::default());
     let p = n.origin.port;
-    let out = n.sh(&format!("curl -sS --max-time 20 -x socks5h://127.0.0.1:1080 http://allowed.test:{p}/socks-curl"));
+    let out = n.sh(&format!(
+        "curl -sS --max-time 20 -x socks5h://127.0.0.1:1080 http://allowed.test:{p}/socks-curl"
+    ));
     out.expect_code(0);
     assert_eq!(out.stdout, "origin saw /socks-curl\n");
     let out = n.py(&format!(
         "print(socks('allowed.test', {p}, b'GET /socks-python HTTP/1.1\\r\\nHost: allowed.test\\r\\nConnection: close\\r\\n\\r\\n'))"
     ));
     out.expect_code(0);
-    assert!(out.stdout.starts_with("(0, ") && out.stdout.contains("origin saw /socks-python"), "{}", out.stdout);
-    assert!(n.origin.request("/socks-curl").is_some() && n.origin.request("/socks-python").is_some());
+    assert!(
+        out.stdout.starts_with("(0, ") && out.stdout.contains("origin saw /socks-python"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        n.origin.request("/socks-curl").is_some() && n.origin.request("/socks-python").is_some()
+    );
     n.allowed("socks", "allowed.test", p);
     n.end("socks", "allowed.test", p);
 }
 
 #[test]
 fn inspected_https_trusts_sandboxds_ca_through_the_env() {
-    let n =
-        Net::start_with(Prof { network: "inspect = true\n", ..Prof::default() }, "[tls]\nextra_roots = [\"{ca}\"]\n");
+    let n = Net::start_with(
+        Prof {
+            network: "inspect = true\n",
+            ..Prof::default()
+        },
+        "[tls]\nextra_roots = [\"{ca}\"]\n",
+    );
     let t = n.tls.port;
     let out = n.py(&format!(
         r#"
@@ -452,19 +635,43 @@ print('test-ca-only', r.returncode)
         ca = n.ca()
     ));
     out.expect_code(0);
-    let env: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("ENV ")).collect();
+    let env: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("ENV "))
+        .collect();
     assert_eq!(env.len(), 6, "{}", out.stdout);
     for l in &env {
         let f: Vec<&str> = l.split_whitespace().collect();
-        assert!(f.len() == 5 && f[3] != "certs=0" && f[4] == "keys=0", "{l}\n{}", out.stdout);
+        assert!(
+            f.len() == 5 && f[3] != "certs=0" && f[4] == "keys=0",
+            "{l}\n{}",
+            out.stdout
+        );
     }
-    assert!(out.stdout.contains("origin saw /inspected-python\n"), "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("origin saw /inspected-curl\n"), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("origin saw /inspected-python\n"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("origin saw /inspected-curl\n"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     // Decrypted: the sandbox saw sandboxd's leaf, not the origin's.
     assert!(!out.stdout.contains("test-ca-only 0"), "{}", out.stdout);
     assert!(n.tls.request("/test-ca-only").is_none());
-    let r = n.decision("https GET /inspected-curl", |r| r["protocol"] == "https" && r["path"] == "/inspected-curl");
-    assert_eq!((r["decision"].as_str(), r["method"].as_str()), (Some("allow"), Some("GET")), "{r:#}");
+    let r = n.decision("https GET /inspected-curl", |r| {
+        r["protocol"] == "https" && r["path"] == "/inspected-curl"
+    });
+    assert_eq!(
+        (r["decision"].as_str(), r["method"].as_str()),
+        (Some("allow"), Some("GET")),
+        "{r:#}"
+    );
     assert!(same_host(&r, "allowed.test") && r["port"] == t, "{r:#}");
     // The CA's key stays in the state dir, 0600.
     let mut keys = vec![];
@@ -479,7 +686,11 @@ print('test-ca-only', r.returncode)
             }
         }
     }
-    assert!(!keys.is_empty(), "no CA key under {}", n.d.state_dir.display());
+    assert!(
+        !keys.is_empty(),
+        "no CA key under {}",
+        n.d.state_dir.display()
+    );
     for k in keys {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&k).unwrap().permissions().mode() & 0o777;
@@ -490,13 +701,28 @@ print('test-ca-only', r.returncode)
 #[test]
 fn inspected_https_to_an_upstream_outside_the_trusted_roots_is_not_forwarded() {
     // No `[tls] extra_roots`: the origin's test CA is not trusted by sandboxd.
-    let n = Net::start(Prof { network: "inspect = true\n", ..Prof::default() });
+    let n = Net::start(Prof {
+        network: "inspect = true\n",
+        ..Prof::default()
+    });
     let t = n.tls.port;
-    let out = n.sh(&format!("curl -sS -i --max-time 20 https://allowed.test:{t}/untrusted"));
+    let out = n.sh(&format!(
+        "curl -sS -i --max-time 20 https://allowed.test:{t}/untrusted"
+    ));
     // The tunnel's own "200 Connection established" aside, no success comes back.
-    assert_ne!(statuses(&out.stdout).last(), Some(&200), "{}\n{}", out.stdout, out.stderr);
+    assert_ne!(
+        statuses(&out.stdout).last(),
+        Some(&200),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     assert!(!out.stdout.contains("origin saw"), "{}", out.stdout);
-    assert!(n.tls.request("/untrusted").is_none(), "{:?}", n.tls.requests());
+    assert!(
+        n.tls.request("/untrusted").is_none(),
+        "{:?}",
+        n.tls.requests()
+    );
 }
 
 #[test]
@@ -524,8 +750,17 @@ fn a_secret_is_injected_into_inspected_https() {
         &script,
     ]);
     out.expect_code(0);
-    assert!(out.stdout.contains("origin saw /tls-inject"), "{}\n{}", out.stdout, out.stderr);
-    assert!(!out.stdout.contains(&secret), "secret visible inside:\n{}", out.stdout);
+    assert!(
+        out.stdout.contains("origin saw /tls-inject"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        !out.stdout.contains(&secret),
+        "secret visible inside:\n{}",
+        out.stdout
+    );
     let r = n.tls.request("/tls-inject").unwrap();
     assert_eq!(r.header("x-api-key"), Some(secret.as_str()), "{r:?}");
 }
@@ -558,15 +793,37 @@ fn env_and_resolv_conf_point_at_the_sandboxs_proxy_and_resolver() {
             "NO_PROXY" => "localhost,127.0.0.1,::1",
             _ => "http://127.0.0.1:3128",
         };
-        assert_eq!(lines.next(), Some(format!("{v}={want}").as_str()), "{}", out.stdout);
+        assert_eq!(
+            lines.next(),
+            Some(format!("{v}={want}").as_str()),
+            "{}",
+            out.stdout
+        );
     }
     for v in ["http_proxy", "https_proxy", "all_proxy", "no_proxy"] {
-        let upper = out.stdout.lines().find(|l| l.starts_with(&format!("{}=", v.to_uppercase()))).unwrap();
-        assert_eq!(lines.next().unwrap(), format!("{v}={}", upper.split_once('=').unwrap().1), "{}", out.stdout);
+        let upper = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{}=", v.to_uppercase())))
+            .unwrap();
+        assert_eq!(
+            lines.next().unwrap(),
+            format!("{v}={}", upper.split_once('=').unwrap().1),
+            "{}",
+            out.stdout
+        );
     }
     assert_eq!(lines.next(), Some("nameserver 127.0.0.1"), "{}", out.stdout);
     let rest: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rest, [vec!["127.0.0.1", "allowed.test"], vec!["127.0.0.1", "mirror.pkg.test"]], "{}", out.stdout);
+    assert_eq!(
+        rest,
+        [
+            vec!["127.0.0.1", "allowed.test"],
+            vec!["127.0.0.1", "mirror.pkg.test"]
+        ],
+        "{}",
+        out.stdout
+    );
     assert!(n.up.saw("mirror.pkg.test"), "{:?}", n.up.queries());
 }
 
@@ -581,9 +838,26 @@ fn the_proxies_are_served_without_a_process_in_the_sandbox() {
     out.expect_code(0);
     let lines: Vec<&str> = out.stdout.lines().collect();
     // pid 1 is sandboxd's init; then only the command itself.
-    let procs: Vec<&&str> = lines.iter().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).collect();
-    assert!(procs.iter().all(|l| l.contains("__sandbox_init") || l.contains("/usr/bin/python3")), "{}", out.stdout);
-    assert_eq!(procs.iter().filter(|l| l.contains("/usr/bin/python3")).count(), 1, "{}", out.stdout);
+    let procs: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert!(
+        procs
+            .iter()
+            .all(|l| l.contains("__sandbox_init") || l.contains("/usr/bin/python3")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        procs
+            .iter()
+            .filter(|l| l.contains("/usr/bin/python3"))
+            .count(),
+        1,
+        "{}",
+        out.stdout
+    );
     assert!(procs.len() <= 2, "{}", out.stdout);
     // The proxy answered all the same.
     assert_eq!(lines.last(), Some(&"True"), "{}", out.stdout);
@@ -595,40 +869,66 @@ fn the_proxies_are_served_without_a_process_in_the_sandbox() {
 fn unlisted_and_denied_names_are_refused_with_their_rule() {
     let n = Net::start(Prof::default());
     let (p, t) = (n.origin.port, n.tls.port);
-    let out = n.sh(&format!("curl -sS -i --max-time 20 http://evil.test:{p}/unlisted"));
+    let out = n.sh(&format!(
+        "curl -sS -i --max-time 20 http://evil.test:{p}/unlisted"
+    ));
     assert_refused(&out, "blocked-by-allowlist");
     let r = n.refusal("evil.test", "blocked-by-allowlist");
     // The body names the rule; the agent shows the event.
     let rule = r["rule"].as_str().unwrap();
-    assert!(out.stdout.contains(rule), "body does not name {rule:?}:\n{}", out.stdout);
     assert!(
-        out.stderr.lines().any(|l| l.starts_with("sandboxd: network: ") && l.contains("(rule ")),
+        out.stdout.contains(rule),
+        "body does not name {rule:?}:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("sandboxd: network: ") && l.contains("(rule ")),
         "no event on stderr:\n{}",
         out.stderr
     );
-    let out = n.sh(&format!("curl -sS -i --max-time 20 http://denied.pkg.test:{p}/denied"));
+    let out = n.sh(&format!(
+        "curl -sS -i --max-time 20 http://denied.pkg.test:{p}/denied"
+    ));
     assert_refused(&out, "blocked-by-denylist");
     n.refusal("denied.pkg.test", "blocked-by-denylist");
     // CONNECT and SOCKS as well.
-    let out = n.sh(&format!("curl -sS -v --max-time 20 --cacert {} https://evil.test:{t}/unlisted-tls", n.ca()));
+    let out = n.sh(&format!(
+        "curl -sS -v --max-time 20 --cacert {} https://evil.test:{t}/unlisted-tls",
+        n.ca()
+    ));
     assert_ne!(out.code, 0, "{}", out.stdout);
     assert_refused(&out, "blocked-by-allowlist");
     let out = n.py(&format!("print(socks('denied.pkg.test', {p}, b'')[0])"));
     assert_eq!(out.stdout.trim(), "2", "{}", out.stderr);
-    let r = n.decision("socks refusal", |r| r["protocol"] == "socks" && same_host(r, "denied.pkg.test"));
+    let r = n.decision("socks refusal", |r| {
+        r["protocol"] == "socks" && same_host(r, "denied.pkg.test")
+    });
     assert_eq!(r["reason"], "blocked-by-denylist", "{r:#}");
-    assert_eq!((n.origin.connections(), n.tls.connections()), (0, 0), "{:?}", n.origin.requests());
+    assert_eq!(
+        (n.origin.connections(), n.tls.connections()),
+        (0, 0),
+        "{:?}",
+        n.origin.requests()
+    );
 }
 
 #[test]
 fn a_port_not_listed_is_refused() {
     let n = Net::start(Prof::default());
     let other = Origin::http();
-    let out = n.sh(&format!("curl -sS -i --max-time 20 http://allowed.test:{}/port", other.port));
+    let out = n.sh(&format!(
+        "curl -sS -i --max-time 20 http://allowed.test:{}/port",
+        other.port
+    ));
     assert_refused(&out, "blocked-by-port");
     let r = n.refusal("allowed.test", "blocked-by-port");
     assert_eq!(r["port"], other.port, "{r:#}");
-    let out = n.py(&format!("print(socks('allowed.test', {}, b'')[0])", other.port));
+    let out = n.py(&format!(
+        "print(socks('allowed.test', {}, b'')[0])",
+        other.port
+    ));
     assert_eq!(out.stdout.trim(), "2", "{}", out.stderr);
     assert_eq!(other.connections(), 0);
 }
@@ -638,8 +938,17 @@ fn ip_literals_are_refused_in_every_spelling() {
     let n = Net::start(Prof::default());
     let p = n.origin.port;
     let mut code = String::new();
-    for (i, h) in
-        ["127.0.0.1", "127.1", "2130706433", "0x7f.1", "0177.0.0.1", "[::1]", "[::ffff:127.0.0.1]"].iter().enumerate()
+    for (i, h) in [
+        "127.0.0.1",
+        "127.1",
+        "2130706433",
+        "0x7f.1",
+        "0177.0.0.1",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+    ]
+    .iter()
+    .enumerate()
     {
         code.push_str(&format!(
             "print(http(b'GET http://{h}:{p}/ip{i} HTTP/1.1\\r\\nHost: {h}:{p}\\r\\nConnection: close\\r\\n\\r\\n'))\n"
@@ -652,7 +961,12 @@ fn ip_literals_are_refused_in_every_spelling() {
     let out = n.py(&code);
     out.expect_code(0);
     assert_eq!(statuses(&out.stdout), [403; 8], "{}", out.stdout);
-    assert_eq!(proxy_errors(&out), ["blocked-by-allowlist"; 8], "{}", out.stdout);
+    assert_eq!(
+        proxy_errors(&out),
+        ["blocked-by-allowlist"; 8],
+        "{}",
+        out.stdout
+    );
     n.refusal("127.0.0.1", "blocked-by-allowlist");
     assert_eq!((n.origin.connections(), n.tls.connections()), (0, 0));
 }
@@ -669,9 +983,19 @@ for host, path in [('allowed.test', '/first'), ('evil.test', '/smuggled'), ('all
     print(read_response(s).split('\r\n')[0])
 "#
     ));
-    assert_eq!(statuses(&out.stdout).get(..2), Some(&[200, 403][..]), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        statuses(&out.stdout).get(..2),
+        Some(&[200, 403][..]),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     assert!(n.origin.request("/first").is_some());
-    assert!(n.origin.request("/smuggled").is_none(), "{:?}", n.origin.requests());
+    assert!(
+        n.origin.request("/smuggled").is_none(),
+        "{:?}",
+        n.origin.requests()
+    );
     n.refusal("evil.test", "blocked-by-allowlist");
     // After a refusal the connection may close; if it stayed open, the next request was decided on its own.
     if statuses(&out.stdout).len() == 3 {
@@ -710,7 +1034,11 @@ fn userinfo_in_the_authority_is_refused() {
     out.expect_code(0);
     assert_eq!(statuses(&out.stdout), [403], "{}", out.stdout);
     let errs = proxy_errors(&out);
-    assert!(errs == ["blocked-by-bad-request"] || errs == ["blocked-by-allowlist"], "{}", out.stdout);
+    assert!(
+        errs == ["blocked-by-bad-request"] || errs == ["blocked-by-allowlist"],
+        "{}",
+        out.stdout
+    );
     assert_eq!(n.origin.connections(), 0, "{:?}", n.origin.requests());
 }
 
@@ -724,7 +1052,9 @@ fn upper_case_and_a_trailing_dot_are_the_same_name() {
     out.expect_code(0);
     assert_eq!(statuses(&out.stdout), [200], "{}", out.stdout);
     assert!(n.origin.request("/upper").is_some());
-    let out = n.sh(&format!("curl -sS --max-time 20 http://ALLOWED.TEST.:{p}/upper-curl"));
+    let out = n.sh(&format!(
+        "curl -sS --max-time 20 http://ALLOWED.TEST.:{p}/upper-curl"
+    ));
     out.expect_code(0);
     assert!(n.origin.request("/upper-curl").is_some(), "{}", out.stdout);
     n.allowed("http", "allowed.test", p);
@@ -734,7 +1064,9 @@ fn upper_case_and_a_trailing_dot_are_the_same_name() {
 fn an_allowed_name_as_a_prefix_of_another_is_refused() {
     let n = Net::start(Prof::default());
     let p = n.origin.port;
-    let out = n.sh(&format!("curl -sS -i --max-time 20 http://allowed.test.evil.test:{p}/suffix"));
+    let out = n.sh(&format!(
+        "curl -sS -i --max-time 20 http://allowed.test.evil.test:{p}/suffix"
+    ));
     assert_refused(&out, "blocked-by-allowlist");
     n.refusal("allowed.test.evil.test", "blocked-by-allowlist");
     assert_eq!(n.origin.connections(), 0);
@@ -767,10 +1099,18 @@ tunnel('evil.test', '/fronted')
     out.expect_code(0);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{}", out.stdout);
-    assert!(lines[1].starts_with("allowed.test GOT HTTP/1.1 200"), "{}", out.stdout);
+    assert!(
+        lines[1].starts_with("allowed.test GOT HTTP/1.1 200"),
+        "{}",
+        out.stdout
+    );
     assert!(lines[3].starts_with("evil.test FAILED"), "{}", out.stdout);
     assert!(n.tls.request("/sni-ok").is_some());
-    assert!(n.tls.request("/fronted").is_none(), "{:?}", n.tls.requests());
+    assert!(
+        n.tls.request("/fronted").is_none(),
+        "{:?}",
+        n.tls.requests()
+    );
     let r = n.decision("sni-mismatch", |r| r["reason"] == "blocked-by-sni-mismatch");
     assert_eq!(r["decision"], "deny", "{r:#}");
 }
@@ -803,13 +1143,20 @@ fn plain_http_through_a_tunnel_to_443_is_refused() {
     out.expect_code(0);
     assert!(out.stdout.starts_with("HTTP/1.1 200"), "{}", out.stdout);
     assert!(!out.stdout.contains("GOT HTTP/1.1 200"), "{}", out.stdout);
-    assert!(origin.request("/plain-on-443").is_none(), "{:?}", origin.requests());
+    assert!(
+        origin.request("/plain-on-443").is_none(),
+        "{:?}",
+        origin.requests()
+    );
     n.refusal(ON_443[0].0, "blocked-by-not-tls");
 }
 
 #[test]
 fn plain_http_through_a_tunnel_to_443_passes_when_the_profile_allows_it() {
-    let n = Net::start(Prof { network: "allow_non_tls_443 = true\n", ..Prof::default() });
+    let n = Net::start(Prof {
+        network: "allow_non_tls_443 = true\n",
+        ..Prof::default()
+    });
     let (origin, out) = plain_through_443(&n, 1);
     out.expect_code(0);
     assert!(out.stdout.contains("GOT HTTP/1.1 200"), "{}", out.stdout);
@@ -818,16 +1165,26 @@ fn plain_http_through_a_tunnel_to_443_passes_when_the_profile_allows_it() {
 
 #[test]
 fn a_name_resolving_to_loopback_is_refused_without_allow_cidrs() {
-    let n = Net::start(Prof { loopback: false, ..Prof::default() });
+    let n = Net::start(Prof {
+        loopback: false,
+        ..Prof::default()
+    });
     let (p, t) = (n.origin.port, n.tls.port);
-    let out = n.sh(&format!("curl -sS -i --max-time 20 http://allowed.test:{p}/private"));
+    let out = n.sh(&format!(
+        "curl -sS -i --max-time 20 http://allowed.test:{p}/private"
+    ));
     assert_refused(&out, "blocked-by-private-address");
     n.refusal("allowed.test", "blocked-by-private-address");
     // Through the upstream resolver as well, and over CONNECT.
-    let out = n.sh(&format!("curl -sS -i --max-time 20 http://mirror.pkg.test:{p}/private-upstream"));
+    let out = n.sh(&format!(
+        "curl -sS -i --max-time 20 http://mirror.pkg.test:{p}/private-upstream"
+    ));
     assert_refused(&out, "blocked-by-private-address");
     n.refusal("mirror.pkg.test", "blocked-by-private-address");
-    let out = n.sh(&format!("curl -sS -v --max-time 20 --cacert {} https://allowed.test:{t}/private-tls", n.ca()));
+    let out = n.sh(&format!(
+        "curl -sS -v --max-time 20 --cacert {} https://allowed.test:{t}/private-tls",
+        n.ca()
+    ));
     assert_ne!(out.code, 0);
     assert_refused(&out, "blocked-by-private-address");
     assert_eq!((n.origin.connections(), n.tls.connections()), (0, 0));
@@ -835,36 +1192,67 @@ fn a_name_resolving_to_loopback_is_refused_without_allow_cidrs() {
 
 #[test]
 fn post_is_refused_under_a_get_only_profile() {
-    let n = Net::start(Prof { network: "methods = [\"GET\", \"HEAD\"]\n", ..Prof::default() });
+    let n = Net::start(Prof {
+        network: "methods = [\"GET\", \"HEAD\"]\n",
+        ..Prof::default()
+    });
     let p = n.origin.port;
     let out = n.sh(&format!(
         "curl -sS --max-time 20 http://allowed.test:{p}/get; curl -sS -i --max-time 20 -d data http://allowed.test:{p}/post"
     ));
-    assert!(out.stdout.starts_with("origin saw /get\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("origin saw /get\n"),
+        "{}",
+        out.stdout
+    );
     assert_refused(&out, "blocked-by-method");
     let r = n.refusal("allowed.test", "blocked-by-method");
-    assert_eq!((r["method"].as_str(), r["path"].as_str()), (Some("POST"), Some("/post")), "{r:#}");
+    assert_eq!(
+        (r["method"].as_str(), r["path"].as_str()),
+        (Some("POST"), Some("/post")),
+        "{r:#}"
+    );
     assert!(n.origin.request("/get").is_some());
-    assert!(n.origin.request("/post").is_none(), "{:?}", n.origin.requests());
+    assert!(
+        n.origin.request("/post").is_none(),
+        "{:?}",
+        n.origin.requests()
+    );
 }
 
 #[test]
 fn post_is_refused_under_a_get_only_inspected_profile() {
     let n = Net::start_with(
-        Prof { network: "methods = [\"GET\", \"HEAD\"]\ninspect = true\n", ..Prof::default() },
+        Prof {
+            network: "methods = [\"GET\", \"HEAD\"]\ninspect = true\n",
+            ..Prof::default()
+        },
         "[tls]\nextra_roots = [\"{ca}\"]\n",
     );
     let t = n.tls.port;
     let out = n.sh(&format!(
         "curl -sS --max-time 20 https://allowed.test:{t}/get-tls; curl -sS -i --max-time 20 -d data https://allowed.test:{t}/post-tls"
     ));
-    assert!(out.stdout.starts_with("origin saw /get-tls\n"), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.starts_with("origin saw /get-tls\n"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     assert_refused(&out, "blocked-by-method");
     let r = n.refusal("allowed.test", "blocked-by-method");
     assert_eq!(r["protocol"], "https", "{r:#}");
-    assert_eq!((r["method"].as_str(), r["path"].as_str()), (Some("POST"), Some("/post-tls")), "{r:#}");
+    assert_eq!(
+        (r["method"].as_str(), r["path"].as_str()),
+        (Some("POST"), Some("/post-tls")),
+        "{r:#}"
+    );
     assert!(n.tls.request("/get-tls").is_some());
-    assert!(n.tls.request("/post-tls").is_none(), "{:?}", n.tls.requests());
+    assert!(
+        n.tls.request("/post-tls").is_none(),
+        "{:?}",
+        n.tls.requests()
+    );
 }
 
 #[test]
@@ -885,29 +1273,67 @@ for name, qtype, tcp in [('allowed.test', 1, False), ('mirror.pkg.test', 1, Fals
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].to_string(), f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap())
+            (
+                f[0].to_string(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
         })
         .collect();
-    let by = |name: &str| got.iter().find(|g| g.0 == name).unwrap_or_else(|| panic!("{}", out.stdout));
+    let by = |name: &str| {
+        got.iter()
+            .find(|g| g.0 == name)
+            .unwrap_or_else(|| panic!("{}", out.stdout))
+    };
     for name in ["allowed.test", "mirror.pkg.test", "tcp.pkg.test"] {
         let g = by(name);
         assert_eq!((g.2, g.3), (0, 1), "{name}: {}", out.stdout);
     }
-    for name in ["nowhere.test", "hidden.pkg.test", exfil.as_str(), "evil.test"] {
+    for name in [
+        "nowhere.test",
+        "hidden.pkg.test",
+        exfil.as_str(),
+        "evil.test",
+    ] {
         assert_eq!(by(name).2, 3, "{name} is not NXDOMAIN: {}", out.stdout);
     }
     assert_eq!(by("txt.pkg.test").3, 0, "{}", out.stdout);
     // The upstream was asked for the allowed names, and for nothing else.
-    assert!(n.up.saw("mirror.pkg.test") && n.up.saw("tcp.pkg.test"), "{:?}", n.up.queries());
-    for name in ["nowhere.test", "hidden.pkg.test", "exfil.test", "evil.test", "txt.pkg.test"] {
-        assert!(!n.up.saw(name), "upstream was asked about {name}: {:?}", n.up.queries());
+    assert!(
+        n.up.saw("mirror.pkg.test") && n.up.saw("tcp.pkg.test"),
+        "{:?}",
+        n.up.queries()
+    );
+    for name in [
+        "nowhere.test",
+        "hidden.pkg.test",
+        "exfil.test",
+        "evil.test",
+        "txt.pkg.test",
+    ] {
+        assert!(
+            !n.up.saw(name),
+            "upstream was asked about {name}: {:?}",
+            n.up.queries()
+        );
     }
-    assert!(n.up.queries().iter().all(|q| q.1 != 16), "{:?}", n.up.queries());
-    let r = n.decision("dns nowhere.test", |r| r["protocol"] == "dns" && same_host(r, "nowhere.test"));
+    assert!(
+        n.up.queries().iter().all(|q| q.1 != 16),
+        "{:?}",
+        n.up.queries()
+    );
+    let r = n.decision("dns nowhere.test", |r| {
+        r["protocol"] == "dns" && same_host(r, "nowhere.test")
+    });
     assert_eq!(r["decision"], "deny", "{r:#}");
-    let r = n.decision("dns hidden.pkg.test", |r| r["protocol"] == "dns" && same_host(r, "hidden.pkg.test"));
+    let r = n.decision("dns hidden.pkg.test", |r| {
+        r["protocol"] == "dns" && same_host(r, "hidden.pkg.test")
+    });
     assert_eq!(r["reason"], "blocked-by-denylist", "{r:#}");
-    n.decision("dns exfil", |r| r["protocol"] == "dns" && same_host(r, &exfil) && r["decision"] == "deny");
+    n.decision("dns exfil", |r| {
+        r["protocol"] == "dns" && same_host(r, &exfil) && r["decision"] == "deny"
+    });
     n.decision("dns mirror.pkg.test", |r| {
         r["protocol"] == "dns" && same_host(r, "mirror.pkg.test") && r["decision"] == "allow"
     });
@@ -930,10 +1356,19 @@ fn a_raw_tcp_connect_bypassing_the_proxy_fails() {
                 .collect()
         })
         .unwrap_or_default();
-    let mut targets =
-        vec![("127.0.0.1".to_string(), n.origin.port), ("127.0.0.1".to_string(), any.local_addr().unwrap().port())];
-    targets.extend(host_ips.iter().map(|ip| (ip.clone(), any.local_addr().unwrap().port())));
-    let list: Vec<String> = targets.iter().map(|(h, p)| format!("('{h}', {p})")).collect();
+    let mut targets = vec![
+        ("127.0.0.1".to_string(), n.origin.port),
+        ("127.0.0.1".to_string(), any.local_addr().unwrap().port()),
+    ];
+    targets.extend(
+        host_ips
+            .iter()
+            .map(|ip| (ip.clone(), any.local_addr().unwrap().port())),
+    );
+    let list: Vec<String> = targets
+        .iter()
+        .map(|(h, p)| format!("('{h}', {p})"))
+        .collect();
     let out = n.py(&format!(
         r#"
 import errno
@@ -950,11 +1385,19 @@ for addr in [{}, ('127.0.0.1', 3128)]:
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), targets.len() + 1, "{}", out.stdout);
     // Landlock refuses the connect itself on loopback ports other than the proxies'.
-    assert!(lines[0].ends_with(" EACCES") || lines[0].ends_with(" EPERM"), "{}", out.stdout);
+    assert!(
+        lines[0].ends_with(" EACCES") || lines[0].ends_with(" EPERM"),
+        "{}",
+        out.stdout
+    );
     for l in &lines[..targets.len()] {
         assert!(!l.ends_with("connected"), "{}", out.stdout);
     }
-    assert!(lines[targets.len()].ends_with("connected"), "the proxy port is not reachable: {}", out.stdout);
+    assert!(
+        lines[targets.len()].ends_with("connected"),
+        "the proxy port is not reachable: {}",
+        out.stdout
+    );
     assert_eq!(n.origin.connections(), 0);
     assert!(any.accept().is_err(), "a connection reached the host");
 }
@@ -989,17 +1432,27 @@ fn a_config_secret_is_injected_for_its_host_and_never_visible_inside() {
     ));
     out.expect_code(0);
     assert!(
-        out.stdout.contains("origin saw /inject") && out.stdout.contains("origin saw /not-injected"),
+        out.stdout.contains("origin saw /inject")
+            && out.stdout.contains("origin saw /not-injected"),
         "{}",
         out.stdout
     );
-    assert!(!out.stdout.contains(&secret) && !out.stderr.contains(&secret), "secret visible inside");
+    assert!(
+        !out.stdout.contains(&secret) && !out.stderr.contains(&secret),
+        "secret visible inside"
+    );
     let r = n.origin.request("/inject").unwrap();
-    assert_eq!(r.header("authorization"), Some(format!("Bearer {secret}").as_str()), "{r:?}");
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {secret}").as_str()),
+        "{r:?}"
+    );
     let r = n.origin.request("/not-injected").unwrap();
     assert_eq!(r.header("authorization"), None, "{r:?}");
     assert!(
-        !std::fs::read_to_string(n.d.state_dir.join("audit.jsonl")).unwrap().contains(&secret),
+        !std::fs::read_to_string(n.d.state_dir.join("audit.jsonl"))
+            .unwrap()
+            .contains(&secret),
         "secret in the audit log"
     );
 }
@@ -1009,12 +1462,24 @@ fn a_config_secret_goes_only_to_the_users_it_lists() {
     // The secret is uid 1001's; uid 1000 runs the request that would carry it.
     let (n, secret, _sdir) = with_config_secret("1001");
     let p = n.origin.port;
-    let out = n.sh(&format!("curl -sS -i --max-time 20 http://allowed.test:{p}/not-yours"));
+    let out = n.sh(&format!(
+        "curl -sS -i --max-time 20 http://allowed.test:{p}/not-yours"
+    ));
     let all = format!("{}\n{}", out.stdout, out.stderr);
-    assert!(statuses(&all).contains(&403), "refused, not sent without its header:\n{all}");
-    assert!(all.contains("CFG_CRED"), "the refusal names the secret:\n{all}");
+    assert!(
+        statuses(&all).contains(&403),
+        "refused, not sent without its header:\n{all}"
+    );
+    assert!(
+        all.contains("CFG_CRED"),
+        "the refusal names the secret:\n{all}"
+    );
     assert!(!all.contains(&secret));
-    assert!(n.origin.request("/not-yours").is_none(), "{:?}", n.origin.requests());
+    assert!(
+        n.origin.request("/not-yours").is_none(),
+        "{:?}",
+        n.origin.requests()
+    );
 }
 
 #[test]
@@ -1027,12 +1492,27 @@ fn rule_paths_limit_what_an_allowed_host_may_be_asked() {
     let out = n.sh(&format!(
         "curl -sS --max-time 20 http://allowed.test:{p}/pkg/a/b; curl -sS -i --max-time 20 http://allowed.test:{p}/admin"
     ));
-    assert!(out.stdout.starts_with("origin saw /pkg/a/b\n"), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.starts_with("origin saw /pkg/a/b\n"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     assert_refused(&out, "blocked-by-allowlist");
     let r = n.refusal("allowed.test", "blocked-by-allowlist");
     assert_eq!(r["path"].as_str(), Some("/admin"), "{r:#}");
-    assert!(r["rule"].as_str().unwrap_or_default().contains("network.rule"), "{r:#}");
-    assert!(n.origin.request("/admin").is_none(), "{:?}", n.origin.requests());
+    assert!(
+        r["rule"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("network.rule"),
+        "{r:#}"
+    );
+    assert!(
+        n.origin.request("/admin").is_none(),
+        "{:?}",
+        n.origin.requests()
+    );
 }
 
 #[test]
@@ -1058,15 +1538,29 @@ fn a_callers_secret_is_injected_and_never_visible_inside() {
         &script,
     ]);
     out.expect_code(0);
-    assert!(out.stdout.contains("origin saw /caller-inject"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("origin saw /caller-inject"),
+        "{}",
+        out.stdout
+    );
     assert!(
         !out.stdout.contains(&secret) && !out.stdout.contains("CALLER_CRED"),
         "secret visible inside:\n{}",
         out.stdout
     );
     let r = n.origin.request("/caller-inject").unwrap();
-    assert_eq!(r.header("x-caller-cred"), Some(format!("v1 {secret}").as_str()), "{r:?}");
-    assert_eq!(n.origin.request("/caller-other").unwrap().header("x-caller-cred"), None);
+    assert_eq!(
+        r.header("x-caller-cred"),
+        Some(format!("v1 {secret}").as_str()),
+        "{r:?}"
+    );
+    assert_eq!(
+        n.origin
+            .request("/caller-other")
+            .unwrap()
+            .header("x-caller-cred"),
+        None
+    );
 }
 
 /// An approver script answering `word`, logging each request it gets to `log`.
@@ -1074,7 +1568,10 @@ fn approver(ws: &Dir, word: &str) -> (PathBuf, PathBuf) {
     let log = ws.join(&format!("approver-{word}.log"));
     let script = ws.write(
         &format!("approver-{word}.sh"),
-        &format!("#!/bin/sh\n{{ cat; echo; }} >> {}\necho {word}\n", log.display()),
+        &format!(
+            "#!/bin/sh\n{{ cat; echo; }} >> {}\necho {word}\n",
+            log.display()
+        ),
         U1,
     );
     use std::os::unix::fs::PermissionsExt;
@@ -1094,7 +1591,10 @@ fn approver_requests(log: &PathBuf) -> Vec<Value> {
 
 #[test]
 fn an_unlisted_name_approved_through_the_approver_goes_through() {
-    let n = Net::start(Prof { approval: "on-request", ..Prof::default() });
+    let n = Net::start(Prof {
+        approval: "on-request",
+        ..Prof::default()
+    });
     let p = n.origin.port;
     let (script, log) = approver(&n.ws, "approve");
     let out = n.d.agent(U1, &n.ws.path).run(&[
@@ -1112,18 +1612,33 @@ fn an_unlisted_name_approved_through_the_approver_goes_through() {
         &format!("http://ask.test:{p}/asked"),
     ]);
     out.expect_code(0);
-    assert_eq!(statuses(&out.stdout), [200], "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        statuses(&out.stdout),
+        [200],
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     assert!(n.origin.request("/asked").is_some());
     let reqs = approver_requests(&log);
     assert_eq!(reqs.len(), 1, "{reqs:?}");
-    assert_eq!((reqs[0]["kind"].as_str(), reqs[0]["host"].as_str()), (Some("network"), Some("ask.test")), "{reqs:?}");
+    assert_eq!(
+        (reqs[0]["kind"].as_str(), reqs[0]["host"].as_str()),
+        (Some("network"), Some("ask.test")),
+        "{reqs:?}"
+    );
     assert_eq!(reqs[0]["port"], p, "{reqs:?}");
-    n.decision("approved ask.test", |r| same_host(r, "ask.test") && r["decision"] == "allow");
+    n.decision("approved ask.test", |r| {
+        same_host(r, "ask.test") && r["decision"] == "allow"
+    });
 }
 
 #[test]
 fn an_approval_for_the_session_is_asked_once() {
-    let n = Net::start(Prof { approval: "on-request", ..Prof::default() });
+    let n = Net::start(Prof {
+        approval: "on-request",
+        ..Prof::default()
+    });
     let p = n.origin.port;
     let (script, log) = approver(&n.ws, "approve-session");
     let out = n.d.agent(U1, &n.ws.path).run(&[
@@ -1138,15 +1653,24 @@ fn an_approval_for_the_session_is_asked_once() {
         &format!("curl -sS --max-time 30 http://ask.test:{p}/once && curl -sS --max-time 30 http://ask.test:{p}/again"),
     ]);
     out.expect_code(0);
-    assert!(n.origin.request("/once").is_some() && n.origin.request("/again").is_some(), "{}", out.stderr);
+    assert!(
+        n.origin.request("/once").is_some() && n.origin.request("/again").is_some(),
+        "{}",
+        out.stderr
+    );
     assert_eq!(approver_requests(&log).len(), 1);
 }
 
 #[test]
 fn without_an_approver_or_a_terminal_an_unlisted_name_is_refused() {
-    let n = Net::start(Prof { approval: "on-request", ..Prof::default() });
+    let n = Net::start(Prof {
+        approval: "on-request",
+        ..Prof::default()
+    });
     let p = n.origin.port;
-    let out = n.sh(&format!("curl -sS -i --max-time 30 http://ask.test:{p}/unanswered"));
+    let out = n.sh(&format!(
+        "curl -sS -i --max-time 30 http://ask.test:{p}/unanswered"
+    ));
     assert_refused(&out, "blocked-by-approval");
     n.refusal("ask.test", "blocked-by-approval");
     assert_eq!(n.origin.connections(), 0);
@@ -1154,7 +1678,10 @@ fn without_an_approver_or_a_terminal_an_unlisted_name_is_refused() {
 
 #[test]
 fn an_unlisted_name_denied_through_the_approver_is_refused() {
-    let n = Net::start(Prof { approval: "on-request", ..Prof::default() });
+    let n = Net::start(Prof {
+        approval: "on-request",
+        ..Prof::default()
+    });
     let p = n.origin.port;
     let (script, log) = approver(&n.ws, "deny");
     let out = n.d.agent(U1, &n.ws.path).run(&[
@@ -1185,8 +1712,12 @@ fn mode_full_shares_the_host_network() {
     let ws = Dir::new(U1);
     let origin = Origin::http();
     let url = format!("http://127.0.0.1:{}/full", origin.port);
-    let out =
-        d.sh(U1, &ws.path, &["--profile", "full"], &format!("echo \"[$HTTP_PROXY]\"; curl -sS --max-time 20 {url}"));
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "full"],
+        &format!("echo \"[$HTTP_PROXY]\"; curl -sS --max-time 20 {url}"),
+    );
     out.expect_code(0);
     assert_eq!(out.stdout, "[]\norigin saw /full\n");
     assert!(origin.request("/full").is_some());
@@ -1212,10 +1743,17 @@ fn mode_none_reaches_nothing_and_serves_no_proxy() {
 fn policy_check_explains_a_url_without_connecting() {
     let n = Net::start(Prof::default());
     let p = n.origin.port;
-    let check = |url: &str| n.d.agent(U1, &n.ws.path).run(&["policy", "check", "net", "--url", url]);
+    let check = |url: &str| {
+        n.d.agent(U1, &n.ws.path)
+            .run(&["policy", "check", "net", "--url", url])
+    };
     let out = check(&format!("http://allowed.test:{p}/x"));
     assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
-    assert!(out.stdout.starts_with("allow") && out.stdout.contains("network.allow"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("allow") && out.stdout.contains("network.allow"),
+        "{}",
+        out.stdout
+    );
     let out = check(&format!("http://denied.pkg.test:{p}/x"));
     assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
     assert!(out.stdout.contains("network.deny"), "{}", out.stdout);

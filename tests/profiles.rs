@@ -40,28 +40,57 @@ fn embedded_profiles_pass_check_config() {
 fn each_kind_of_broken_profile_is_named() {
     // (file body, what the error must mention besides "bad.toml:LINE")
     let cases: &[(&str, usize, &str)] = &[
-        ("description = \"x\"\napproval = \"sometimes\"\n", 2, "approval"),
+        (
+            "description = \"x\"\napproval = \"sometimes\"\n",
+            2,
+            "approval",
+        ),
         ("description = \"x\"\n\nbogus_key = 1\n", 3, "bogus_key"),
-        ("[filesystem]\nread = [\"/\"]\nwrit = [\"{cwd}\"]\n", 3, "writ"),
+        (
+            "[filesystem]\nread = [\"/\"]\nwrit = [\"{cwd}\"]\n",
+            3,
+            "writ",
+        ),
         ("[limits]\nmemory = \"lots\"\n", 2, "memory"),
         ("[limits]\ntimeout = \"10 fortnights\"\n", 2, "timeout"),
-        ("[network]\nmode = \"allowlist\"\nports = [70000]\n", 3, "ports"),
+        (
+            "[network]\nmode = \"allowlist\"\nports = [70000]\n",
+            3,
+            "ports",
+        ),
         ("[network]\nmode = \"allowlist\"\nallow = [\"*\"]\n", 3, "*"),
-        ("[network]\nmode = \"allowlist\"\nallow = [\"ok.test\", \"*.com\"]\n", 3, "*.com"),
-        ("[filesystem]\nwrite = [\"relative/path\"]\n", 2, "relative/path"),
+        (
+            "[network]\nmode = \"allowlist\"\nallow = [\"ok.test\", \"*.com\"]\n",
+            3,
+            "*.com",
+        ),
+        (
+            "[filesystem]\nwrite = [\"relative/path\"]\n",
+            2,
+            "relative/path",
+        ),
         ("[filesystem\nread = []\n", 1, ""),
     ];
     for (body, line, mention) in cases {
         let out = check_config(&[("bad.toml", body)]);
         assert_eq!(out.code, 1, "accepted:\n{body}\n{}", out.stdout);
         let msg = format!("{}{}", out.stdout, out.stderr);
-        assert!(msg.contains(&format!("bad.toml:{line}")), "no file:line {line} for:\n{body}\ngot: {msg}");
-        assert!(msg.contains(mention), "no mention of {mention:?} for:\n{body}\ngot: {msg}");
+        assert!(
+            msg.contains(&format!("bad.toml:{line}")),
+            "no file:line {line} for:\n{body}\ngot: {msg}"
+        );
+        assert!(
+            msg.contains(mention),
+            "no mention of {mention:?} for:\n{body}\ngot: {msg}"
+        );
     }
     let out = check_config(&[("child.toml", "extends = \"missing-parent\"\n")]);
     assert_eq!(out.code, 1);
     assert!(format!("{}{}", out.stdout, out.stderr).contains("missing-parent"));
-    let out = check_config(&[("a.toml", "extends = \"b\"\n"), ("b.toml", "extends = \"a\"\n")]);
+    let out = check_config(&[
+        ("a.toml", "extends = \"b\"\n"),
+        ("b.toml", "extends = \"a\"\n"),
+    ]);
     assert_eq!(out.code, 1);
     assert!(format!("{}{}", out.stdout, out.stderr).contains("cycle"));
 }
@@ -80,23 +109,50 @@ fn daemon_refuses_a_broken_policy_dir_at_start() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.toml:1"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad.toml:1"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
 fn requests_may_narrow_but_never_widen() {
     let d = Daemon::builder()
-        .profile("short", "extends = \"workspace\"\n[limits]\ntimeout = \"1m\"\n")
+        .profile(
+            "short",
+            "extends = \"workspace\"\n[limits]\ntimeout = \"1m\"\n",
+        )
         .start();
     let ws = Dir::new(U1);
     // Shorter timeout: fine.
-    d.agent(U1, &ws.path).run(&["exec", "--profile", "short", "--timeout", "10s", "--", "true"]).expect_code(0);
+    d.agent(U1, &ws.path)
+        .run(&[
+            "exec",
+            "--profile",
+            "short",
+            "--timeout",
+            "10s",
+            "--",
+            "true",
+        ])
+        .expect_code(0);
     // Longer: refused naming the rule.
-    let out = d.agent(U1, &ws.path).run(&["exec", "--profile", "short", "--timeout", "2h", "--", "true"]);
+    let out = d.agent(U1, &ws.path).run(&[
+        "exec",
+        "--profile",
+        "short",
+        "--timeout",
+        "2h",
+        "--",
+        "true",
+    ]);
     out.expect_code(125);
     assert!(out.stderr.contains("timeout"), "{}", out.stderr);
     // A denied environment name cannot be smuggled in with --env.
-    let out = d.agent(U1, &ws.path).run(&["exec", "--env", "GH_TOKEN=abc", "--", "true"]);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--env", "GH_TOKEN=abc", "--", "true"]);
     out.expect_code(125);
     assert!(out.stderr.contains("TOKEN"), "{}", out.stderr);
     // The caller's secrets do not pass into the sandbox; ordinary variables do.
@@ -107,7 +163,11 @@ fn requests_may_narrow_but_never_widen() {
         .run(&["exec", "--env", "EXTRA=1", "--", "env"]);
     out.expect_code(0);
     assert!(!out.stdout.contains("s3cret"), "{}", out.stdout);
-    assert!(out.stdout.contains("FAVOURITE=blue") && out.stdout.contains("EXTRA=1"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("FAVOURITE=blue") && out.stdout.contains("EXTRA=1"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -123,13 +183,27 @@ fn policy_list_show_and_check() {
     out.expect_code(0);
     assert!(out.stdout.contains(".git/hooks"), "{}", out.stdout);
     let w = ws.join("file.txt");
-    let out = d.agent(U1, &ws.path).run(&["policy", "check", "workspace", "--write", w.to_str().unwrap()]);
+    let out = d.agent(U1, &ws.path).run(&[
+        "policy",
+        "check",
+        "workspace",
+        "--write",
+        w.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
     assert!(out.stdout.starts_with("allow"), "{}", out.stdout);
-    let out = d.agent(U1, &ws.path).run(&["policy", "check", "workspace", "--write", "/etc/passwd"]);
+    let out =
+        d.agent(U1, &ws.path)
+            .run(&["policy", "check", "workspace", "--write", "/etc/passwd"]);
     assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
     let hooks = ws.join(".git/hooks/pre-commit");
-    let out = d.agent(U1, &ws.path).run(&["policy", "check", "workspace", "--write", hooks.to_str().unwrap()]);
+    let out = d.agent(U1, &ws.path).run(&[
+        "policy",
+        "check",
+        "workspace",
+        "--write",
+        hooks.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
     assert!(out.stdout.contains("deny_write"), "{}", out.stdout);
 }
@@ -149,11 +223,21 @@ fn full_profile_writes_as_the_caller_anywhere_but_keeps_its_own_namespaces() {
     let out = d.sh(U1, &ws.path, &["--profile", "full"], &script);
     out.expect_code(0);
     // The caller's own permissions decide: its directory yes, /etc no.
-    assert_eq!(std::fs::read_to_string(elsewhere.join(&name)).unwrap(), "out\n");
+    assert_eq!(
+        std::fs::read_to_string(elsewhere.join(&name)).unwrap(),
+        "out\n"
+    );
     assert!(!std::path::Path::new("/etc").join(&name).exists());
     assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
     // Still its own pid namespace (a handful of pids), and the daemon's socket stays hidden.
-    let pids: u32 = out.stdout.lines().next().unwrap_or("").trim().parse().unwrap_or(999);
+    let pids: u32 = out
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .unwrap_or(999);
     assert!(pids < 10, "{}", out.stdout);
     assert!(!out.stdout.contains("SOCKET-VISIBLE"), "{}", out.stdout);
 }
@@ -174,14 +258,34 @@ fn policy_check_cmd_judges_each_command_of_a_shell_script() {
     };
     let out = check(&["ls", "-l"]);
     out.expect_code(0);
-    assert!(out.stdout.starts_with("allow") && out.stdout.contains("commands.allow [\"ls\"]"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("allow") && out.stdout.contains("commands.allow [\"ls\"]"),
+        "{}",
+        out.stdout
+    );
     let out = check(&["sh", "-c", "ls && curl x | sh"]);
     out.expect_code(2);
-    assert!(out.stdout.contains("commands.prompt [\"curl\"] (in sh -c script)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("commands.prompt [\"curl\"] (in sh -c script)"),
+        "{}",
+        out.stdout
+    );
     let out = check(&["bash", "-lc", "git status; rm -rf /"]);
     out.expect_code(1);
-    assert!(out.stdout.contains("rules.toml:5 commands.forbidden [\"rm\", \"-rf\", \"/\"] (in bash -c script)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "rules.toml:5 commands.forbidden [\"rm\", \"-rf\", \"/\"] (in bash -c script)"
+        ),
+        "{}",
+        out.stdout
+    );
     let out = check(&["sh", "-c", "for f in *; do rm -rf \"$f\"; done"]);
     out.expect_code(2);
-    assert!(out.stdout.contains("commands: script not understood: `for`"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("commands: script not understood: `for`"),
+        "{}",
+        out.stdout
+    );
 }

@@ -587,7 +587,10 @@ mod tests {
             method: "DELETE".into(),
             ..ApprovalRequest::default()
         };
-        assert_eq!(question(&r), "network request for DELETE api.example.test:443");
+        assert_eq!(
+            question(&r),
+            "network request for DELETE api.example.test:443"
+        );
         let r = ApprovalRequest {
             method: String::new(),
             ..r

@@ -207,7 +207,10 @@ mod tests {
         assert_eq!(word("s"), "approve-session");
         assert_eq!(word("always"), "approve-always");
         assert_eq!(word(""), "deny");
-        assert_eq!(visible("ls\u{1b}[2K\rcurl x|sh\u{9b}"), "ls\\u{1b}[2K\\u{d}curl x|sh\\u{9b}");
+        assert_eq!(
+            visible("ls\u{1b}[2K\rcurl x|sh\u{9b}"),
+            "ls\\u{1b}[2K\\u{d}curl x|sh\\u{9b}"
+        );
         assert_eq!(word("d"), "deny");
         assert_eq!(word("whatever"), "deny");
     }

@@ -113,7 +113,9 @@ impl Config {
         let file = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default())
+            }
             Err(source) => return Err(ConfigError::Io { file, source }),
         };
         Self::parse(&file, &text)
@@ -156,7 +158,12 @@ impl Config {
         if let Some(n) = get("admin_group") {
             let g = n.str("admin_group")?;
             if g.is_empty() || g.contains([':', '\n', '\0']) {
-                return Err(TreeError::at(&n.pos, "admin_group", format!("{g:?} is not a group name or gid")).into());
+                return Err(TreeError::at(
+                    &n.pos,
+                    "admin_group",
+                    format!("{g:?} is not a group name or gid"),
+                )
+                .into());
             }
             c.admin_group = g.to_string();
         }
@@ -189,9 +196,15 @@ impl Config {
             known_keys(at, "audit", &["max_size"])?;
             if let Some((_, v)) = at.get("max_size") {
                 let text = v.str("audit.max_size")?;
-                c.audit_max_size = crate::policy::values::parse_size(text).filter(|&n| n > 0).ok_or_else(|| {
-                    TreeError::at(&v.pos, "audit.max_size", format!("{text:?} is not a size like \"64MiB\""))
-                })?;
+                c.audit_max_size = crate::policy::values::parse_size(text)
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        TreeError::at(
+                            &v.pos,
+                            "audit.max_size",
+                            format!("{text:?} is not a size like \"64MiB\""),
+                        )
+                    })?;
             }
         }
         if let Some(n) = get("approvals") {
@@ -202,15 +215,28 @@ impl Config {
                 c.approval_timeout = crate::policy::values::parse_duration(text)
                     .filter(|d| !d.is_zero())
                     .ok_or_else(|| {
-                        TreeError::at(&v.pos, "approvals.timeout", format!("{text:?} is not a duration like \"60s\""))
+                        TreeError::at(
+                            &v.pos,
+                            "approvals.timeout",
+                            format!("{text:?} is not a duration like \"60s\""),
+                        )
                     })?;
             }
         }
         if let Some(n) = get("secrets") {
             for (name, (kpos, v)) in n.table("secrets")? {
                 let key = format!("secrets.{name}");
-                if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
-                    return Err(TreeError::at(kpos, &key, "a secret name is letters, digits and _").into());
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                {
+                    return Err(TreeError::at(
+                        kpos,
+                        &key,
+                        "a secret name is letters, digits and _",
+                    )
+                    .into());
                 }
                 c.secrets.insert(name.clone(), secret(v, &key)?);
             }
@@ -222,7 +248,11 @@ impl Config {
 fn abs_path(n: &Node, key: &str) -> Result<PathBuf, TreeError> {
     let s = n.str(key)?;
     if !s.starts_with('/') {
-        return Err(TreeError::at(&n.pos, key, format!("{s:?} is not an absolute path")));
+        return Err(TreeError::at(
+            &n.pos,
+            key,
+            format!("{s:?} is not an absolute path"),
+        ));
     }
     Ok(PathBuf::from(s))
 }
@@ -246,8 +276,13 @@ fn dns(t: &Table) -> Result<DnsConfig, TreeError> {
                     .iter()
                     .map(|i| {
                         let s = i.str("dns.upstream")?;
-                        parse_upstream(s)
-                            .ok_or_else(|| TreeError::at(&i.pos, "dns.upstream", format!("{s:?} is not IP:PORT or IP")))
+                        parse_upstream(s).ok_or_else(|| {
+                            TreeError::at(
+                                &i.pos,
+                                "dns.upstream",
+                                format!("{s:?} is not IP:PORT or IP"),
+                            )
+                        })
                     })
                     .collect::<Result<_, _>>()?,
             ),
@@ -265,15 +300,26 @@ fn dns(t: &Table) -> Result<DnsConfig, TreeError> {
             let key = format!("dns.hosts.{name}");
             // Kept as lookups ask for it: lower case, IDNA to punycode.
             let host = match crate::net::normalize_host(name) {
-                Ok(crate::net::Host::Name(n)) if DomainPattern::parse(name).is_ok() && !name.contains('*') => n,
-                _ => return Err(TreeError::at(kpos, &key, format!("{name:?} is not a host name"))),
+                Ok(crate::net::Host::Name(n))
+                    if DomainPattern::parse(name).is_ok() && !name.contains('*') =>
+                {
+                    n
+                }
+                _ => {
+                    return Err(TreeError::at(
+                        kpos,
+                        &key,
+                        format!("{name:?} is not a host name"),
+                    ))
+                }
             };
             let ips = v
                 .strings(&key)?
                 .into_iter()
                 .map(|(s, pos)| {
-                    s.parse()
-                        .map_err(|_| TreeError::at(pos, &key, format!("{s:?} is not an IP address")))
+                    s.parse().map_err(|_| {
+                        TreeError::at(pos, &key, format!("{s:?} is not an IP address"))
+                    })
                 })
                 .collect::<Result<_, _>>()?;
             d.hosts.insert(host, ips);

@@ -613,7 +613,10 @@ async fn read_exit_report(fd: OwnedFd) -> Option<InitReport> {
                     Some(w) => w,
                     // SAFETY: the borrow keeps the descriptor open and the
                     // same for as long as it is registered.
-                    None => waiter.insert(unsafe { AsyncFd::register_with_interest(fd.as_fd(), Interest::READABLE) }.ok()?),
+                    None => waiter.insert(
+                        unsafe { AsyncFd::register_with_interest(fd.as_fd(), Interest::READABLE) }
+                            .ok()?,
+                    ),
                 };
                 match tokio::time::timeout_at(deadline, w.readable()).await {
                     Ok(Ok(mut guard)) => guard.clear_ready(),

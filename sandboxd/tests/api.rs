@@ -1383,6 +1383,12 @@ fn plan_allowlist_points_the_sandbox_at_its_own_proxy_and_resolver() {
 }
 
 /// Sends `c` to sandbox `id` as `uid` (with `admin`), as a kill request does.
-async fn control(reg: &Registry, id: &str, uid: u32, admin: bool, c: Control) -> Result<Info, RegistryError> {
+async fn control(
+    reg: &Registry,
+    id: &str,
+    uid: u32,
+    admin: bool,
+    c: Control,
+) -> Result<Info, RegistryError> {
     reg.target(id, uid, admin)?.send(c).await
 }

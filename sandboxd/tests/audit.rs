@@ -127,7 +127,11 @@ fn submitted_records_share_a_flush_and_an_abandoned_one_is_still_written() {
     let second = log.submit("network", json!({"n": 2})).unwrap();
     assert!(lines(&live).is_empty(), "nothing is written before a wait");
     assert_eq!(second.wait().unwrap(), 2);
-    assert_eq!(lines(&live).len(), 2, "the first was written with the second");
+    assert_eq!(
+        lines(&live).len(),
+        2,
+        "the first was written with the second"
+    );
     assert_eq!(first.wait().unwrap(), 1);
 
     drop(log.submit("network", json!({"n": 3})).unwrap());
@@ -338,8 +342,13 @@ fn a_failed_write_is_an_error_and_the_chain_goes_on_after_it() {
     let live = dir.path().join(FILE_NAME);
     std::fs::rename(&live, dir.path().join("aside")).unwrap();
     std::fs::create_dir(&live).unwrap();
-    let err = log.append_blocking("exec-start", json!({"n": 2})).unwrap_err();
-    assert!(err.to_string().contains(&live.display().to_string()), "{err}");
+    let err = log
+        .append_blocking("exec-start", json!({"n": 2}))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&live.display().to_string()),
+        "{err}"
+    );
     std::fs::remove_dir(&live).unwrap();
     std::fs::rename(dir.path().join("aside"), &live).unwrap();
     let seq = log.append_blocking("exec-start", json!({"n": 3})).unwrap();
@@ -352,7 +361,8 @@ fn a_failed_write_is_an_error_and_the_chain_goes_on_after_it() {
 fn records_nobody_waits_for_outlive_a_failed_write_and_follow_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
-    log.append_blocking("exec-start", json!({"n": "1"})).unwrap();
+    log.append_blocking("exec-start", json!({"n": "1"}))
+        .unwrap();
     let live = dir.path().join(FILE_NAME);
     std::fs::rename(&live, dir.path().join("aside")).unwrap();
     std::fs::create_dir(&live).unwrap();
@@ -361,12 +371,18 @@ fn records_nobody_waits_for_outlive_a_failed_write_and_follow_in_order() {
     log.enqueue("network-end", json!({"n": "end"})).unwrap();
     // The next waited-for write fails, and says so; the others are kept,
     // and a flush of them reports that they are not on disk yet.
-    assert!(log.append_blocking("exec-start", json!({"n": "2"})).is_err());
+    assert!(log
+        .append_blocking("exec-start", json!({"n": "2"}))
+        .is_err());
     assert!(log.flush_queued().is_err());
     std::fs::remove_dir(&live).unwrap();
     std::fs::rename(dir.path().join("aside"), &live).unwrap();
     log.flush_queued().unwrap();
-    assert_eq!(log.append_blocking("exec-start", json!({"n": "3"})).unwrap(), 4);
+    assert_eq!(
+        log.append_blocking("exec-start", json!({"n": "3"}))
+            .unwrap(),
+        4
+    );
     let ns: Vec<String> = lines(&live)
         .iter()
         .map(|l| record(l)["n"].as_str().unwrap().to_string())

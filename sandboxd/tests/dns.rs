@@ -40,11 +40,21 @@ impl Drop for Upstream {
     }
 }
 
-fn upstream_answer(query: &[u8], seen: &Mutex<Vec<(String, RecordType)>>, tcp: bool) -> Option<Message> {
+fn upstream_answer(
+    query: &[u8],
+    seen: &Mutex<Vec<(String, RecordType)>>,
+    tcp: bool,
+) -> Option<Message> {
     let q = Message::from_vec(query).ok()?;
     let question = q.queries().first()?.clone();
-    let name = question.name().to_ascii().trim_end_matches('.').to_lowercase();
-    seen.lock().unwrap().push((name.clone(), question.query_type()));
+    let name = question
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_lowercase();
+    seen.lock()
+        .unwrap()
+        .push((name.clone(), question.query_type()));
     if !q.additionals().is_empty() {
         let extra = format!("extra:{name}");
         seen.lock().unwrap().push((extra, question.query_type()));
@@ -69,13 +79,21 @@ fn upstream_answer(query: &[u8], seen: &Mutex<Vec<(String, RecordType)>>, tcp: b
     }
     let owner = question.name().clone();
     // Names under short.ok.test are given for one second only.
-    let ttl = if name.ends_with("short.ok.test") { 1 } else { 60 };
+    let ttl = if name.ends_with("short.ok.test") {
+        1
+    } else {
+        60
+    };
     match question.query_type() {
         RecordType::A => {
             r.add_answer(Record::from_rdata(owner, ttl, RData::A(A(UPSTREAM_V4))));
         }
         RecordType::AAAA => {
-            r.add_answer(Record::from_rdata(owner, ttl, RData::AAAA(AAAA(UPSTREAM_V6))));
+            r.add_answer(Record::from_rdata(
+                owner,
+                ttl,
+                RData::AAAA(AAAA(UPSTREAM_V6)),
+            ));
         }
         _ => {}
     }
@@ -114,7 +132,11 @@ async fn upstream() -> Upstream {
                 fake.set_id(r.id().wrapping_add(1));
                 fake.answers_mut().clear();
                 let owner = r.queries()[0].name().clone();
-                fake.add_answer(Record::from_rdata(owner, 60, RData::A(A(Ipv4Addr::new(6, 6, 6, 6)))));
+                fake.add_answer(Record::from_rdata(
+                    owner,
+                    60,
+                    RData::A(A(Ipv4Addr::new(6, 6, 6, 6))),
+                ));
                 let _ = udp.send_to(&fake.to_vec().unwrap(), peer).await;
             }
             let _ = udp.send_to(&r.to_vec().unwrap(), peer).await;
@@ -133,7 +155,9 @@ async fn upstream() -> Upstream {
                 c.read_exact(&mut buf).await.unwrap();
                 if let Some(r) = upstream_answer(&buf, &s, true) {
                     let body = r.to_vec().unwrap();
-                    c.write_all(&(body.len() as u16).to_be_bytes()).await.unwrap();
+                    c.write_all(&(body.len() as u16).to_be_bytes())
+                        .await
+                        .unwrap();
                     c.write_all(&body).await.unwrap();
                 }
             });
@@ -148,7 +172,12 @@ async fn upstream() -> Upstream {
 
 impl Upstream {
     fn saw(&self, name: &str) -> usize {
-        self.seen.lock().unwrap().iter().filter(|(n, _)| n == name).count()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .count()
     }
 }
 
@@ -173,7 +202,10 @@ struct Server {
 fn dns_config(upstream: &[SocketAddr]) -> DnsConfig {
     DnsConfig {
         upstream: Some(upstream.to_vec()),
-        hosts: BTreeMap::from([("Static.Test.".to_string(), vec![IpAddr::from([10, 0, 0, 5])])]),
+        hosts: BTreeMap::from([(
+            "Static.Test.".to_string(),
+            vec![IpAddr::from([10, 0, 0, 5])],
+        )]),
     }
 }
 
@@ -312,11 +344,20 @@ async fn allowed_names_come_from_upstream_and_denied_ones_never_leave() {
     assert_eq!(up.saw("ok.test"), 1);
 
     let long = format!("{}.exfil.test.", "q7x9k2m4v8b1n5c3z6".repeat(3));
-    for name in ["bad.ok.test.", "evil.test.", "allowed.test.evil.test.", long.as_str()] {
+    for name in [
+        "bad.ok.test.",
+        "evil.test.",
+        "allowed.test.evil.test.",
+        long.as_str(),
+    ] {
         let m = ask(srv.udp, name, RecordType::A).await;
         assert_eq!(m.response_code(), ResponseCode::NXDomain, "{name}");
         assert!(m.answers().is_empty());
-        assert_eq!(up.saw(name.trim_end_matches('.')), 0, "{name} reached upstream");
+        assert_eq!(
+            up.saw(name.trim_end_matches('.')),
+            0,
+            "{name} reached upstream"
+        );
     }
 
     // Other types of an allowed name: empty, and not asked upstream.
@@ -345,16 +386,25 @@ async fn allowed_names_come_from_upstream_and_denied_ones_never_leave() {
     assert_eq!(allowed["decision"], "allow");
     assert_eq!(allowed["id"], "exec-dns");
     assert_eq!(allowed["port"], 53);
-    assert!(allowed["rule"].as_str().unwrap().contains("allowed.test"), "{allowed}");
+    assert!(
+        allowed["rule"].as_str().unwrap().contains("allowed.test"),
+        "{allowed}"
+    );
     let denied = find("bad.ok.test", "A");
     assert_eq!(denied["decision"], "deny");
     assert_eq!(denied["reason"], "blocked-by-denylist");
-    assert!(denied["rule"].as_str().unwrap().contains("bad.ok.test"), "{denied}");
+    assert!(
+        denied["rule"].as_str().unwrap().contains("bad.ok.test"),
+        "{denied}"
+    );
     assert_eq!(find("evil.test", "A")["decision"], "deny");
     assert_eq!(find(long.trim_end_matches('.'), "A")["decision"], "deny");
     let txt = find("allowed.test", "TXT");
     assert_eq!(txt["decision"], "allow");
-    assert!(txt["message"].as_str().unwrap().contains("not forwarded"), "{txt}");
+    assert!(
+        txt["message"].as_str().unwrap().contains("not forwarded"),
+        "{txt}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,7 +431,11 @@ async fn static_hosts_are_answered_without_upstream() {
     assert!(m.answers().is_empty());
     let m = ask(srv.udp, "static.test.", RecordType::HTTPS).await;
     assert!(m.answers().is_empty());
-    assert!(up.seen.lock().unwrap().is_empty(), "{:?}", up.seen.lock().unwrap());
+    assert!(
+        up.seen.lock().unwrap().is_empty(),
+        "{:?}",
+        up.seen.lock().unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,8 +445,16 @@ async fn tcp_queries_are_answered_and_truncation_moves_upstream_to_tcp() {
     let mut c = TcpStream::connect(srv.tcp).await.unwrap();
     // Two queries on one connection, then a denied one.
     for (name, code, want) in [
-        ("allowed.test.", ResponseCode::NoError, vec![IpAddr::V4(UPSTREAM_V4)]),
-        ("big.ok.test.", ResponseCode::NoError, vec![IpAddr::V4(UPSTREAM_V4)]),
+        (
+            "allowed.test.",
+            ResponseCode::NoError,
+            vec![IpAddr::V4(UPSTREAM_V4)],
+        ),
+        (
+            "big.ok.test.",
+            ResponseCode::NoError,
+            vec![IpAddr::V4(UPSTREAM_V4)],
+        ),
         ("evil.test.", ResponseCode::NXDomain, vec![]),
     ] {
         let q = query(name, RecordType::A);
@@ -420,8 +482,17 @@ async fn garbage_does_not_stop_the_server() {
     response[2] |= 0x80;
     let mut cut = query("allowed.test.", RecordType::A);
     cut.truncate(20);
-    let noise: Vec<u8> = (0..600u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    for bad in [&[][..], &[0x42][..], &[0; 12][..], &two_questions, &cut, &noise] {
+    let noise: Vec<u8> = (0..600u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    for bad in [
+        &[][..],
+        &[0x42][..],
+        &[0; 12][..],
+        &two_questions,
+        &cut,
+        &noise,
+    ] {
         let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         s.send_to(bad, srv.udp).await.unwrap();
     }
@@ -431,9 +502,11 @@ async fn garbage_does_not_stop_the_server() {
     let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     s.send_to(&response, srv.udp).await.unwrap();
     let mut buf = [0u8; 512];
-    assert!(tokio::time::timeout(Duration::from_millis(300), s.recv_from(&mut buf))
-        .await
-        .is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), s.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
     // Garbage over TCP closes that connection only.
     let mut c = TcpStream::connect(srv.tcp).await.unwrap();
     c.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
@@ -443,7 +516,12 @@ async fn garbage_does_not_stop_the_server() {
     let m = ask(srv.udp, "allowed.test.", RecordType::A).await;
     assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
     assert!(!srv.task.is_finished());
-    assert!(up.seen.lock().unwrap().iter().all(|(n, _)| n == "allowed.test"));
+    assert!(up
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(n, _)| n == "allowed.test"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,8 +540,13 @@ async fn answers_are_cached_and_dropping_the_server_frees_its_sockets() {
 
     srv.task.abort();
     let deadline = Instant::now() + Duration::from_secs(2);
-    while std::net::UdpSocket::bind(srv.udp).is_err() || std::net::TcpListener::bind(srv.tcp).is_err() {
-        assert!(Instant::now() < deadline, "the server's sockets outlived it");
+    while std::net::UdpSocket::bind(srv.udp).is_err()
+        || std::net::TcpListener::bind(srv.tcp).is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server's sockets outlived it"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -476,11 +559,19 @@ async fn cached_answers_expire_with_their_ttl() {
         let m = ask(srv.udp, "short.ok.test.", RecordType::A).await;
         assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
     }
-    assert_eq!(up.saw("short.ok.test"), 1, "the second lookup within the TTL is the cache's");
+    assert_eq!(
+        up.saw("short.ok.test"),
+        1,
+        "the second lookup within the TTL is the cache's"
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let m = ask(srv.udp, "short.ok.test.", RecordType::A).await;
     assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
-    assert_eq!(up.saw("short.ok.test"), 2, "past its TTL the answer is asked again");
+    assert_eq!(
+        up.saw("short.ok.test"),
+        2,
+        "past its TTL the answer is asked again"
+    );
 }
 
 /// Many queries at once, from several sockets, without waiting for the
@@ -521,7 +612,13 @@ async fn a_burst_of_queries_is_answered_in_full() {
         while !sent.is_empty() {
             let (n, _) = tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut buf))
                 .await
-                .unwrap_or_else(|_| panic!("{} queries unanswered, e.g. {:?}", sent.len(), sent.values().next()))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{} queries unanswered, e.g. {:?}",
+                        sent.len(),
+                        sent.values().next()
+                    )
+                })
                 .unwrap();
             let m = Message::from_vec(&buf[..n]).unwrap();
             let name = sent.remove(&m.id()).expect("a reply to a query sent, once");
@@ -600,11 +697,25 @@ async fn an_allowed_address_spelled_as_a_name_is_not_looked_up() {
     let srv = server(&[up.addr], ApprovalMode::Never).await;
     let before = up.seen.lock().unwrap().len();
     // 192.0.2.1 (allowed as a literal) in spellings without end.
-    for name in ["192.0.2.1.", "0300.0.2.1.", "0xc0.0.2.1.", "0x00000000c0.0.2.1.", "3221225985."] {
+    for name in [
+        "192.0.2.1.",
+        "0300.0.2.1.",
+        "0xc0.0.2.1.",
+        "0x00000000c0.0.2.1.",
+        "3221225985.",
+    ] {
         let m = ask(srv.udp, name, RecordType::A).await;
         assert_eq!(m.response_code(), ResponseCode::NXDomain, "{name}");
     }
-    assert_eq!(up.seen.lock().unwrap().len(), before, "{:?}", up.seen.lock().unwrap());
+    assert_eq!(
+        up.seen.lock().unwrap().len(),
+        before,
+        "{:?}",
+        up.seen.lock().unwrap()
+    );
     let records = dns_audit(srv.state.path(), 5).await;
-    assert!(records.iter().all(|r| r["decision"] == "deny"), "{records:#?}");
+    assert!(
+        records.iter().all(|r| r["decision"] == "deny"),
+        "{records:#?}"
+    );
 }

@@ -25,7 +25,10 @@ fn policy(text: &str) -> NetPolicy {
 #[test]
 fn an_address_of_this_host_is_refused_though_public() {
     let own: IpAddr = "203.0.114.7".parse().unwrap();
-    assert!(addr::special(own).is_none(), "the test address must be public");
+    assert!(
+        addr::special(own).is_none(),
+        "the test address must be public"
+    );
     assert!(!addr::host_addresses().contains(&own));
     // A thread's own network namespace: `ip` (its child) works in it too.
     let seen = std::thread::spawn(move || {
@@ -42,7 +45,10 @@ fn an_address_of_this_host_is_refused_though_public() {
     let p = policy(listed);
     assert_eq!(p.decide_host(&Host::Ip(own), 443).verdict, Verdict::Allow);
     let d = p.vet_addr(own, &seen);
-    assert_eq!((d.verdict, d.block), (Verdict::Deny, Some(Block::PrivateAddress)));
+    assert_eq!(
+        (d.verdict, d.block),
+        (Verdict::Deny, Some(Block::PrivateAddress))
+    );
     assert_eq!(d.rule, "ssrf: 203.0.114.7 is an address of this host");
     // Elsewhere (another host's view) the same address is public.
     assert_eq!(p.vet_addr(own, &[]).verdict, Verdict::Allow);
@@ -51,7 +57,8 @@ fn an_address_of_this_host_is_refused_though_public() {
     let d = p.vet_addr(own, &seen);
     assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
     assert!(
-        d.rule.ends_with("net.toml:4 network.allow_cidrs \"203.0.114.0/24\""),
+        d.rule
+            .ends_with("net.toml:4 network.allow_cidrs \"203.0.114.0/24\""),
         "{d:?}"
     );
 }

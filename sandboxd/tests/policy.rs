@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Loads `files` (name, body) from a fresh policy dir.
-fn load(files: &[(&str, &str)], embedded: bool) -> (tempfile::TempDir, Result<PolicyStore, PolicyError>) {
+fn load(
+    files: &[(&str, &str)],
+    embedded: bool,
+) -> (tempfile::TempDir, Result<PolicyStore, PolicyError>) {
     let dir = tempfile::tempdir().unwrap();
     for (name, body) in files {
         std::fs::write(dir.path().join(name), body).unwrap();
@@ -41,10 +44,18 @@ fn each_kind_of_broken_profile_names_file_line_and_key() {
             3,
             "`filesystem.writ`",
         ),
-        ("description = \"x\"\napproval = \"sometimes\"\n", 2, "`approval`"),
+        (
+            "description = \"x\"\napproval = \"sometimes\"\n",
+            2,
+            "`approval`",
+        ),
         ("landlock = \"maybe\"\n", 1, "`landlock`"),
         ("[network]\nmode = \"open\"\n", 2, "`network.mode`"),
-        ("[limits]\ntimeout = \"10 fortnights\"\n", 2, "`limits.timeout`"),
+        (
+            "[limits]\ntimeout = \"10 fortnights\"\n",
+            2,
+            "`limits.timeout`",
+        ),
         ("[limits]\ntimeout = \"0s\"\n", 2, "`limits.timeout`"),
         ("[limits]\nmemory = \"lots\"\n", 2, "`limits.memory`"),
         ("[limits]\n\noutput = 0\n", 3, "`limits.output`"),
@@ -54,11 +65,31 @@ fn each_kind_of_broken_profile_names_file_line_and_key() {
             3,
             "`network.ports`",
         ),
-        ("[filesystem]\nwrite = [\"relative/path\"]\n", 2, "relative/path"),
-        ("[filesystem]\nread = [\"{nope}/x\"]\n", 2, "unknown template {nope}"),
-        ("[filesystem]\nwrite = [\"{cwd}/*\"]\n", 2, "`filesystem.write`"),
-        ("[filesystem]\ndeny_read = [\"/a/../b\"]\n", 2, "`filesystem.deny_read`"),
-        ("[network]\nmode = \"allowlist\"\nallow = [\"*\"]\n", 3, "\"*\""),
+        (
+            "[filesystem]\nwrite = [\"relative/path\"]\n",
+            2,
+            "relative/path",
+        ),
+        (
+            "[filesystem]\nread = [\"{nope}/x\"]\n",
+            2,
+            "unknown template {nope}",
+        ),
+        (
+            "[filesystem]\nwrite = [\"{cwd}/*\"]\n",
+            2,
+            "`filesystem.write`",
+        ),
+        (
+            "[filesystem]\ndeny_read = [\"/a/../b\"]\n",
+            2,
+            "`filesystem.deny_read`",
+        ),
+        (
+            "[network]\nmode = \"allowlist\"\nallow = [\"*\"]\n",
+            3,
+            "\"*\"",
+        ),
         ("[network]\nallow = [\"**\"]\n", 2, "`network.allow`"),
         (
             "[network]\nmode = \"allowlist\"\nallow = [\"ok.test\",\n  \"*.com\"]\n",
@@ -71,7 +102,11 @@ fn each_kind_of_broken_profile_names_file_line_and_key() {
             2,
             "`network.allow_cidrs`",
         ),
-        ("[[network.rule]]\nhost = \"*.com\"\n", 2, "`network.rule.host`"),
+        (
+            "[[network.rule]]\nhost = \"*.com\"\n",
+            2,
+            "`network.rule.host`",
+        ),
         ("[env]\ndeny = [\"A=B\"]\n", 2, "`env.deny`"),
         ("[commands]\nallow = [[]]\n", 2, "`commands.allow`"),
         ("allow_root = \"yes\"\n", 1, "`allow_root`"),
@@ -82,7 +117,10 @@ fn each_kind_of_broken_profile_names_file_line_and_key() {
         let msg = r.expect_err(&format!("accepted:\n{body}")).to_string();
         let file = dir.path().join("bad.toml");
         let prefix = format!("{}:{line}:", file.display());
-        assert!(msg.starts_with(&prefix), "want {prefix} for:\n{body}\ngot: {msg}");
+        assert!(
+            msg.starts_with(&prefix),
+            "want {prefix} for:\n{body}\ngot: {msg}"
+        );
         assert!(
             msg.contains(mention),
             "no mention of {mention:?} for:\n{body}\ngot: {msg}"
@@ -93,12 +131,17 @@ fn each_kind_of_broken_profile_names_file_line_and_key() {
 #[test]
 fn extends_errors_name_the_parent_or_the_cycle() {
     let (_d, r) = load(
-        &[("child.toml", "description = \"c\"\nextends = \"missing-parent\"\n")],
+        &[(
+            "child.toml",
+            "description = \"c\"\nextends = \"missing-parent\"\n",
+        )],
         true,
     );
     let msg = r.unwrap_err().to_string();
     assert!(
-        msg.contains("child.toml:2:") && msg.contains("missing-parent") && msg.contains("`extends`"),
+        msg.contains("child.toml:2:")
+            && msg.contains("missing-parent")
+            && msg.contains("`extends`"),
         "{msg}"
     );
 
@@ -111,7 +154,10 @@ fn extends_errors_name_the_parent_or_the_cycle() {
         true,
     );
     let msg = r.unwrap_err().to_string();
-    assert!(msg.contains("cycle") && msg.contains("a -> b -> c -> a"), "{msg}");
+    assert!(
+        msg.contains("cycle") && msg.contains("a -> b -> c -> a"),
+        "{msg}"
+    );
 
     let (_d, r) = load(&[("self.toml", "extends = \"self\"\n")], true);
     assert!(r.unwrap_err().to_string().contains("cycle"));
@@ -132,19 +178,38 @@ fn extends_merges_tables_appends_lists_overrides_scalars() {
         "{:?}",
         c.approval.origin
     );
-    let w: Vec<_> = c.filesystem.write.iter().map(|l| l.value.as_str()).collect();
+    let w: Vec<_> = c
+        .filesystem
+        .write
+        .iter()
+        .map(|l| l.value.as_str())
+        .collect();
     assert_eq!(w, ["{cwd}", "{tmp}"]);
     assert!(c.filesystem.write[0].origin.file.ends_with("base.toml"));
     assert_eq!(c.filesystem.read.len(), 1);
-    let set: Vec<_> = c.env.set.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect();
+    let set: Vec<_> = c
+        .env
+        .set
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.value.as_str()))
+        .collect();
     assert_eq!(set, [("A", "1"), ("B", "3")]);
-    assert_eq!(c.limits.timeout.as_ref().unwrap().value, Duration::from_secs(60));
+    assert_eq!(
+        c.limits.timeout.as_ref().unwrap().value,
+        Duration::from_secs(60)
+    );
     assert_eq!(c.limits.memory.as_ref().unwrap().value, 1 << 30);
     // Extending an embedded profile.
-    let s = store(&[("short.toml", "extends = \"workspace\"\n[limits]\ntimeout = \"1m\"\n")]);
+    let s = store(&[(
+        "short.toml",
+        "extends = \"workspace\"\n[limits]\ntimeout = \"1m\"\n",
+    )]);
     let p = s.get("short").unwrap();
     assert_eq!(p.filesystem.deny_write.len(), 2);
-    assert_eq!(p.limits.timeout.as_ref().unwrap().value, Duration::from_secs(60));
+    assert_eq!(
+        p.limits.timeout.as_ref().unwrap().value,
+        Duration::from_secs(60)
+    );
     assert!(p.filesystem.deny_read[0].origin.file == "embedded:workspace.toml");
 }
 
@@ -156,7 +221,11 @@ fn embedded_profiles_match_the_spec() {
     assert_eq!(names, ["full", "read-only", "workspace"]);
     assert_eq!(PolicyStore::DEFAULT, "workspace");
     for p in s.profiles() {
-        assert!(!p.allow_root.value && !p.allow_user_profiles.value, "{}", p.name);
+        assert!(
+            !p.allow_root.value && !p.allow_user_profiles.value,
+            "{}",
+            p.name
+        );
         assert_eq!(p.approval.value, ApprovalMode::OnRequest, "{}", p.name);
         assert_eq!(p.landlock.value, LandlockMode::Required, "{}", p.name);
         assert_eq!(p.source, format!("embedded:{}.toml", p.name));
@@ -178,7 +247,10 @@ fn embedded_profiles_match_the_spec() {
         ["{home}/.ssh", "{home}/.aws", "{home}/.gnupg"]
     );
     assert_eq!(ws.network.mode.value, NetworkMode::None);
-    assert_eq!(ws.limits.timeout.as_ref().unwrap().value, Duration::from_secs(600));
+    assert_eq!(
+        ws.limits.timeout.as_ref().unwrap().value,
+        Duration::from_secs(600)
+    );
     assert_eq!(ws.limits.memory.as_ref().unwrap().value, 4 << 30);
     assert_eq!(ws.limits.pids.as_ref().unwrap().value, 1024);
     assert_eq!(ws.limits.output.as_ref().unwrap().value, 64 << 20);
@@ -200,11 +272,17 @@ fn policy_dir_replaces_or_stands_alone() {
     );
 
     let (_d, r) = load(
-        &[("mine.toml", "description = \"m\"\n"), ("notes.txt", "ignored")],
+        &[
+            ("mine.toml", "description = \"m\"\n"),
+            ("notes.txt", "ignored"),
+        ],
         false,
     );
     let s = r.unwrap();
-    assert_eq!(s.profiles().map(|p| p.name.clone()).collect::<Vec<_>>(), ["mine"]);
+    assert_eq!(
+        s.profiles().map(|p| p.name.clone()).collect::<Vec<_>>(),
+        ["mine"]
+    );
     assert!(s.get("workspace").is_none());
 
     let missing = PolicyStore::load(Some(Path::new("/nonexistent/policies")), true).unwrap();
@@ -222,13 +300,20 @@ fn render_round_trips() {
         let (_d, again) = load(&[(&format!("{name}.toml"), &text)], false);
         let again = again.unwrap_or_else(|e| panic!("{name} does not re-parse: {e}\n{text}"));
         assert_eq!(
-            again.render(name).unwrap().lines().skip(1).collect::<Vec<_>>(),
+            again
+                .render(name)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .collect::<Vec<_>>(),
             text.lines().skip(1).collect::<Vec<_>>()
         );
     }
     let ws = s.render("workspace").unwrap();
     assert!(
-        ws.contains("{cwd}/.git/hooks") && ws.contains("timeout = \"10m\"") && ws.contains("memory = \"4GiB\""),
+        ws.contains("{cwd}/.git/hooks")
+            && ws.contains("timeout = \"10m\"")
+            && ws.contains("memory = \"4GiB\""),
         "{ws}"
     );
     assert!(s.render("nope").is_none());
@@ -255,7 +340,10 @@ fn resolve_expands_templates_and_filters_env() {
     assert_eq!(e.write, [PathBuf::from("/srv/ws")]);
     assert!(e.private_tmp);
     assert_eq!(e.deny_write, ["/srv/ws/.git/hooks", "/srv/ws/.git/config"]);
-    assert_eq!(e.deny_read, ["/home/u/.ssh", "/home/u/.aws", "/home/u/.gnupg"]);
+    assert_eq!(
+        e.deny_read,
+        ["/home/u/.ssh", "/home/u/.aws", "/home/u/.gnupg"]
+    );
     assert_eq!(e.network, NetworkMode::None);
     let names: Vec<_> = e.env.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["EXTRA", "FAVOURITE", "PATH"]);
@@ -266,7 +354,10 @@ fn resolve_expands_templates_and_filters_env() {
     assert_eq!(resolve(ws, &c, &Narrowing::default()).unwrap().hash, e.hash);
     let mut c2 = c.clone();
     c2.cwd = "/srv/other".into();
-    assert_ne!(resolve(ws, &c2, &Narrowing::default()).unwrap().hash, e.hash);
+    assert_ne!(
+        resolve(ws, &c2, &Narrowing::default()).unwrap().hash,
+        e.hash
+    );
 
     // A cwd of / is the root, not an empty path; an unknown home is refused, not guessed.
     let mut c = ctx();
@@ -278,7 +369,10 @@ fn resolve_expands_templates_and_filters_env() {
     let mut c = ctx();
     c.home = PathBuf::new();
     let r = resolve(ws, &c, &Narrowing::default()).unwrap_err();
-    assert!(r.rule.contains("filesystem.deny_read \"{home}/.ssh\""), "{r}");
+    assert!(
+        r.rule.contains("filesystem.deny_read \"{home}/.ssh\""),
+        "{r}"
+    );
 
     // `**/.env` becomes an absolute pattern.
     let s = store(&[(
@@ -286,14 +380,20 @@ fn resolve_expands_templates_and_filters_env() {
         "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"**/.env\"]\n",
     )]);
     let e = resolve(s.get("dot").unwrap(), &ctx(), &Narrowing::default()).unwrap();
-    assert!(e.deny_read.contains(&"**/.env".to_string()), "{:?}", e.deny_read);
+    assert!(
+        e.deny_read.contains(&"**/.env".to_string()),
+        "{:?}",
+        e.deny_read
+    );
 
     // A denied name cannot be smuggled in with --env; the refusal names the rule.
     let mut c = ctx();
     c.set_env.insert("GH_TOKEN".into(), "abc".into());
     let r = resolve(ws, &c, &Narrowing::default()).unwrap_err();
     assert!(
-        r.rule.contains("env.deny") && r.rule.contains("*TOKEN*") && r.rule.contains("embedded:workspace.toml:"),
+        r.rule.contains("env.deny")
+            && r.rule.contains("*TOKEN*")
+            && r.rule.contains("embedded:workspace.toml:"),
         "{r}"
     );
     assert!(r.to_string().contains("GH_TOKEN"));
@@ -302,7 +402,10 @@ fn resolve_expands_templates_and_filters_env() {
 #[test]
 fn narrowing_is_allowed_widening_is_refused_naming_the_rule() {
     let s = store(&[
-        ("short.toml", "extends = \"workspace\"\n[limits]\ntimeout = \"1m\"\n"),
+        (
+            "short.toml",
+            "extends = \"workspace\"\n[limits]\ntimeout = \"1m\"\n",
+        ),
         (
             "net.toml",
             "[network]\nmode = \"allowlist\"\nallow = [\"**.crates.io\", \"pypi.org\"]\n",
@@ -311,7 +414,8 @@ fn narrowing_is_allowed_widening_is_refused_naming_the_rule() {
         ("strict.toml", "approval = \"untrusted\"\n"),
     ]);
     let p = |n| s.get(n).unwrap();
-    let ok = |name, n: Narrowing| resolve(p(name), &ctx(), &n).unwrap_or_else(|r| panic!("{name}: {r}"));
+    let ok =
+        |name, n: Narrowing| resolve(p(name), &ctx(), &n).unwrap_or_else(|r| panic!("{name}: {r}"));
     let refused = |name, n: Narrowing, rule: &str| {
         let r = resolve(p(name), &ctx(), &n).expect_err(name);
         assert!(r.rule.contains(rule), "{name}: want rule {rule:?}, got {r}");
@@ -421,7 +525,11 @@ fn narrowing_is_allowed_widening_is_refused_naming_the_rule() {
         "embedded:workspace.toml:",
     );
 
-    for to in [ApprovalMode::Untrusted, ApprovalMode::Never, ApprovalMode::OnRequest] {
+    for to in [
+        ApprovalMode::Untrusted,
+        ApprovalMode::Never,
+        ApprovalMode::OnRequest,
+    ] {
         assert_eq!(
             ok(
                 "workspace",
@@ -515,7 +623,13 @@ fn check_path_table() {
             Allow,
             "filesystem.write \"{cwd}\"",
         ),
-        ("workspace", "/srv/ws/file.txt", Read, Allow, "filesystem.read \"/\""),
+        (
+            "workspace",
+            "/srv/ws/file.txt",
+            Read,
+            Allow,
+            "filesystem.read \"/\"",
+        ),
         (
             "workspace",
             "/etc/passwd",
@@ -531,9 +645,27 @@ fn check_path_table() {
             Deny,
             "filesystem.deny_write \"{cwd}/.git/hooks\"",
         ),
-        ("workspace", "/srv/ws/.git/config", Write, Deny, "deny_write"),
-        ("workspace", "/srv/ws/.git/HEAD", Write, Allow, "filesystem.write"),
-        ("workspace", "/srv/ws/.git/hooks/x", Read, Allow, "filesystem.read"),
+        (
+            "workspace",
+            "/srv/ws/.git/config",
+            Write,
+            Deny,
+            "deny_write",
+        ),
+        (
+            "workspace",
+            "/srv/ws/.git/HEAD",
+            Write,
+            Allow,
+            "filesystem.write",
+        ),
+        (
+            "workspace",
+            "/srv/ws/.git/hooks/x",
+            Read,
+            Allow,
+            "filesystem.read",
+        ),
         (
             "workspace",
             "/home/u/.ssh/id_ed25519",
@@ -544,7 +676,13 @@ fn check_path_table() {
         ("workspace", "/home/u/.ssh", Read, Deny, "deny_read"),
         ("workspace", "/home/u/.sshx", Read, Allow, "filesystem.read"),
         ("workspace", "/tmp/scratch", Write, Allow, "\"{tmp}\""),
-        ("workspace", "/srv/ws/../../etc/passwd", Read, Deny, "filesystem.read"),
+        (
+            "workspace",
+            "/srv/ws/../../etc/passwd",
+            Read,
+            Deny,
+            "filesystem.read",
+        ),
         ("workspace", "relative", Read, Deny, "filesystem.read"),
         (
             "read-only",
@@ -561,9 +699,27 @@ fn check_path_table() {
             Deny,
             "secretive.toml:3 filesystem.deny_read \"{cwd}/secret.txt\"",
         ),
-        ("secretive", "/srv/ws/sub/dir/.env", Read, Deny, "\"**/.env\""),
-        ("secretive", "/srv/ws/sub/dir/.env", Write, Deny, "deny_read"),
-        ("secretive", "/srv/ws/sub/dir/.envrc", Read, Allow, "filesystem.read"),
+        (
+            "secretive",
+            "/srv/ws/sub/dir/.env",
+            Read,
+            Deny,
+            "\"**/.env\"",
+        ),
+        (
+            "secretive",
+            "/srv/ws/sub/dir/.env",
+            Write,
+            Deny,
+            "deny_read",
+        ),
+        (
+            "secretive",
+            "/srv/ws/sub/dir/.envrc",
+            Read,
+            Allow,
+            "filesystem.read",
+        ),
         (
             "secretive",
             "/home/u/.aws/credentials",
@@ -606,11 +762,26 @@ fn check_command_table() {
             "commands.prompt [\"git\", \"push\"]",
         ),
         ("cmds", &["rm", "x"], Allow, "commands.allow [\"rm\"]"),
-        ("cmds", &["rm", "-rf", "x"], Prompt, "commands.prompt [\"rm\", \"-rf\"]"),
-        ("cmds", &["rm", "-rf", "/"], Deny, "cmds.toml:4 commands.forbidden"),
+        (
+            "cmds",
+            &["rm", "-rf", "x"],
+            Prompt,
+            "commands.prompt [\"rm\", \"-rf\"]",
+        ),
+        (
+            "cmds",
+            &["rm", "-rf", "/"],
+            Deny,
+            "cmds.toml:4 commands.forbidden",
+        ),
         ("cmds", &["git"], Allow, "approval \"on-request\""),
         ("cmds", &["make"], Allow, "approval"),
-        ("wary", &["make"], Prompt, "wary.toml:2 approval \"untrusted\""),
+        (
+            "wary",
+            &["make"],
+            Prompt,
+            "wary.toml:2 approval \"untrusted\"",
+        ),
         ("wary", &["ls", "-l"], Allow, "commands.allow"),
         ("wary", &["rm", "-rf", "/"], Deny, "commands.forbidden"),
         ("quiet", &["make"], Allow, "approval \"never\""),
@@ -620,7 +791,11 @@ fn check_command_table() {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         let d = check_command(s.get(name).unwrap(), &argv);
         assert_eq!(d.verdict, *verdict, "{name} {argv:?}: {d:?}");
-        assert!(d.rule.contains(rule), "{name} {argv:?}: want {rule:?} in {:?}", d.rule);
+        assert!(
+            d.rule.contains(rule),
+            "{name} {argv:?}: want {rule:?} in {:?}",
+            d.rule
+        );
     }
 }
 
@@ -638,7 +813,12 @@ fn check_url_table() {
     ]);
     use Verdict::*;
     let cases: &[(&str, &str, Verdict, &str)] = &[
-        ("workspace", "https://crates.io/", Deny, "network.mode \"none\""),
+        (
+            "workspace",
+            "https://crates.io/",
+            Deny,
+            "network.mode \"none\"",
+        ),
         (
             "full",
             "https://anything.example:8443/x",
@@ -651,7 +831,12 @@ fn check_url_table() {
             Allow,
             "net.toml:3 network.allow \"crates.io\"",
         ),
-        ("net", "https://STATIC.crates.io./x", Allow, "\"**.crates.io\""),
+        (
+            "net",
+            "https://STATIC.crates.io./x",
+            Allow,
+            "\"**.crates.io\"",
+        ),
         (
             "net",
             "http://files.pythonhosted.org/p",
@@ -671,7 +856,12 @@ fn check_url_table() {
             Deny,
             "network.deny \"gist.github.com\"",
         ),
-        ("net", "https://github.com/x", Allow, "network.allow \"github.com\""),
+        (
+            "net",
+            "https://github.com/x",
+            Allow,
+            "network.allow \"github.com\"",
+        ),
         (
             "net",
             "https://crates.io:8080/",
@@ -688,9 +878,24 @@ fn check_url_table() {
             Allow,
             "net.toml:6 network.allow_cidrs \"10.0.0.0/8\"",
         ),
-        ("net", "http://10.1.2.4/", Deny, "network.allow (no literal 10.1.2.4)"),
-        ("net", "http://192.168.1.1/", Deny, "ssrf: 192.168.1.1 is private"),
-        ("net", "http://127.1/", Deny, "network.allow (no literal 127.0.0.1)"),
+        (
+            "net",
+            "http://10.1.2.4/",
+            Deny,
+            "network.allow (no literal 10.1.2.4)",
+        ),
+        (
+            "net",
+            "http://192.168.1.1/",
+            Deny,
+            "ssrf: 192.168.1.1 is private",
+        ),
+        (
+            "net",
+            "http://127.1/",
+            Deny,
+            "network.allow (no literal 127.0.0.1)",
+        ),
         ("net", "https:///nohost", Deny, "network.allow"),
         (
             "strict",
@@ -704,9 +909,24 @@ fn check_url_table() {
             Deny,
             "network.allow (no pattern matches allowed.test.evil.test)",
         ),
-        ("strict", "http://127.1/", Deny, "ssrf: 127.0.0.1 is loopback"),
-        ("strict", "http://0x7f.1/", Deny, "ssrf: 127.0.0.1 is loopback"),
-        ("strict", "http://2130706433/", Deny, "ssrf: 127.0.0.1 is loopback"),
+        (
+            "strict",
+            "http://127.1/",
+            Deny,
+            "ssrf: 127.0.0.1 is loopback",
+        ),
+        (
+            "strict",
+            "http://0x7f.1/",
+            Deny,
+            "ssrf: 127.0.0.1 is loopback",
+        ),
+        (
+            "strict",
+            "http://2130706433/",
+            Deny,
+            "ssrf: 127.0.0.1 is loopback",
+        ),
         ("strict", "http://[::1]:80/", Deny, "ssrf: ::1 is loopback"),
         ("strict", "http://[fe80::1%25eth0]/", Deny, "network.allow"),
         (
@@ -752,12 +972,21 @@ fn check_url_table() {
             "strict.toml:7 network.rule \"api.allowed.test\"",
         ),
         // Without inspection an https URL shows no path: the host decides.
-        ("strict", "https://api.allowed.test/v2/x", Allow, "network.allow"),
+        (
+            "strict",
+            "https://api.allowed.test/v2/x",
+            Allow,
+            "network.allow",
+        ),
     ];
     for (name, url, verdict, rule) in cases {
         let d = check_url(s.get(name).unwrap(), url);
         assert_eq!(d.verdict, *verdict, "{name} {url}: {d:?}");
-        assert!(d.rule.contains(rule), "{name} {url}: want {rule:?} in {:?}", d.rule);
+        assert!(
+            d.rule.contains(rule),
+            "{name} {url}: want {rule:?} in {:?}",
+            d.rule
+        );
     }
     let d = check_url(s.get("strict").unwrap(), "https://allowed.test:8443/");
     assert!(d.reason.starts_with("blocked-by-port: "), "{d:?}");
@@ -767,11 +996,27 @@ fn check_url_table() {
 fn network_keys_load_and_refuse() {
     for (body, line, mention) in [
         ("[network]\nallow = [\"*.co.uk\"]\n", 2, "public suffix"),
-        ("[network]\nallow = [\"ok.test\",\n  \"**.com\"]\n", 3, "public suffix"),
+        (
+            "[network]\nallow = [\"ok.test\",\n  \"**.com\"]\n",
+            3,
+            "public suffix",
+        ),
         ("[network]\ndeny = [\"*\"]\n", 2, "every host"),
-        ("[network]\nallow = [\"127.1\"]\n", 2, "write it as 127.0.0.1"),
-        ("[network]\ndeny = [\"*.0.1\"]\n", 2, "wildcard over an address"),
-        ("[network]\nallow = [\"1.2.3.4.5\"]\n", 2, "not an IPv4 address"),
+        (
+            "[network]\nallow = [\"127.1\"]\n",
+            2,
+            "write it as 127.0.0.1",
+        ),
+        (
+            "[network]\ndeny = [\"*.0.1\"]\n",
+            2,
+            "wildcard over an address",
+        ),
+        (
+            "[network]\nallow = [\"1.2.3.4.5\"]\n",
+            2,
+            "not an IPv4 address",
+        ),
         (
             "[network]\nallow_non_tls_443 = \"yes\"\n",
             2,
@@ -782,7 +1027,11 @@ fn network_keys_load_and_refuse() {
             2,
             "`network.allow_cidrs`",
         ),
-        ("[network]\n[[network.rule]]\nhost = \"*.com\"\n", 3, "public suffix"),
+        (
+            "[network]\n[[network.rule]]\nhost = \"*.com\"\n",
+            3,
+            "public suffix",
+        ),
     ] {
         let (_d, r) = load(&[("bad.toml", body)], false);
         let e = r.expect_err(body).to_string();
@@ -797,7 +1046,10 @@ fn network_keys_load_and_refuse() {
     assert!(p.network.allow_non_tls_443.value);
     assert_eq!(p.network.allow_non_tls_443.origin.line, 4);
     assert!(!s.get("workspace").unwrap().network.allow_non_tls_443.value);
-    assert!(s.render("lit").unwrap().contains("allow_non_tls_443 = true"));
+    assert!(s
+        .render("lit")
+        .unwrap()
+        .contains("allow_non_tls_443 = true"));
 }
 
 #[test]
@@ -809,13 +1061,22 @@ fn effective_policy_carries_the_compiled_network_rules() {
         ),
         ("wide.toml", "[network]\nmode = \"full\"\n"),
     ]);
-    let resolve_with = |name: &str, n: Narrowing| resolve(s.get(name).unwrap(), &ctx(), &n).unwrap();
+    let resolve_with =
+        |name: &str, n: Narrowing| resolve(s.get(name).unwrap(), &ctx(), &n).unwrap();
     let host = |h: &str| sandboxd::net::Host::Name(h.to_string());
     let e = resolve_with("net", Narrowing::default());
     let net = e.net.as_ref().expect("allowlist has a NetPolicy");
-    assert_eq!(net.decide_host(&host("static.crates.io"), 443).verdict, Verdict::Allow);
-    assert_eq!(net.decide_host(&host("evil.test"), 443).verdict, Verdict::Prompt);
-    assert!(resolve_with("workspace", Narrowing::default()).net.is_none());
+    assert_eq!(
+        net.decide_host(&host("static.crates.io"), 443).verdict,
+        Verdict::Allow
+    );
+    assert_eq!(
+        net.decide_host(&host("evil.test"), 443).verdict,
+        Verdict::Prompt
+    );
+    assert!(resolve_with("workspace", Narrowing::default())
+        .net
+        .is_none());
     assert!(resolve_with("wide", Narrowing::default()).net.is_none());
 
     // A narrowed list and a stricter approval reach the decisions, and the hash.
@@ -829,9 +1090,18 @@ fn effective_policy_carries_the_compiled_network_rules() {
     );
     let net = narrowed.net.as_ref().unwrap();
     assert_eq!(narrowed.network_allow, ["pypi.org"]);
-    assert_eq!(net.decide_host(&host("pypi.org"), 443).verdict, Verdict::Allow);
-    assert_eq!(net.decide_host(&host("static.crates.io"), 443).verdict, Verdict::Deny);
-    assert_eq!(net.decide_host(&host("evil.test"), 443).verdict, Verdict::Deny);
+    assert_eq!(
+        net.decide_host(&host("pypi.org"), 443).verdict,
+        Verdict::Allow
+    );
+    assert_eq!(
+        net.decide_host(&host("static.crates.io"), 443).verdict,
+        Verdict::Deny
+    );
+    assert_eq!(
+        net.decide_host(&host("evil.test"), 443).verdict,
+        Verdict::Deny
+    );
     assert_ne!(narrowed.hash, e.hash);
     let never = resolve_with(
         "net",
@@ -840,7 +1110,10 @@ fn effective_policy_carries_the_compiled_network_rules() {
             ..Default::default()
         },
     );
-    assert_ne!(never.hash, e.hash, "the approval's effect on the network is hashed");
+    assert_ne!(
+        never.hash, e.hash,
+        "the approval's effect on the network is hashed"
+    );
     // Addresses narrow only to the ones the profile lists literally.
     let lit = resolve_with(
         "net",
@@ -851,7 +1124,10 @@ fn effective_policy_carries_the_compiled_network_rules() {
     );
     assert_eq!(lit.network_allow, ["fd00::1"]);
     let ip = sandboxd::net::Host::Ip("fd00::1".parse().unwrap());
-    assert_eq!(lit.net.unwrap().decide_host(&ip, 443).verdict, Verdict::Allow);
+    assert_eq!(
+        lit.net.unwrap().decide_host(&ip, 443).verdict,
+        Verdict::Allow
+    );
     let r = resolve(
         s.get("net").unwrap(),
         &ctx(),
@@ -870,8 +1146,14 @@ fn effective_policy_carries_the_compiled_network_rules() {
         },
     );
     let net = e.net.as_ref().unwrap();
-    assert_eq!(net.decide_host(&host("crates.io"), 443).verdict, Verdict::Allow);
-    assert_eq!(net.decide_host(&host("crates.io"), 22).verdict, Verdict::Deny);
+    assert_eq!(
+        net.decide_host(&host("crates.io"), 443).verdict,
+        Verdict::Allow
+    );
+    assert_eq!(
+        net.decide_host(&host("crates.io"), 22).verdict,
+        Verdict::Deny
+    );
 }
 
 fn config(text: &str) -> Result<Config, ConfigError> {
@@ -926,7 +1208,10 @@ GH_TOKEN = { file = "/etc/sandboxd/secrets/gh-token", users = ["alice", "1000"] 
         ["10.0.0.6".parse::<std::net::IpAddr>().unwrap()]
     );
     assert_eq!((c.limits.max_sandboxes, c.limits.max_per_user), (10, 2));
-    assert_eq!(c.tls.extra_roots, [PathBuf::from("/etc/sandboxd/corp-ca.pem")]);
+    assert_eq!(
+        c.tls.extra_roots,
+        [PathBuf::from("/etc/sandboxd/corp-ca.pem")]
+    );
     assert_eq!(c.secrets["GH_TOKEN"].users, ["alice", "1000"]);
 
     let c = config("[dns]\nupstream = \"system\"\n").unwrap();
@@ -950,8 +1235,16 @@ fn config_errors_name_file_line_and_key() {
             2,
             "`dns.hosts.a.test`",
         ),
-        ("[tls]\nextra_roots = [\"ca.pem\"]\n", 2, "`tls.extra_roots`"),
-        ("[secrets]\nGH = { users = [\"a\"] }\n", 2, "`secrets.GH.file`"),
+        (
+            "[tls]\nextra_roots = [\"ca.pem\"]\n",
+            2,
+            "`tls.extra_roots`",
+        ),
+        (
+            "[secrets]\nGH = { users = [\"a\"] }\n",
+            2,
+            "`secrets.GH.file`",
+        ),
         (
             "[secrets]\nGH = { file = \"/x\", user = [\"a\"] }\n",
             2,
@@ -972,7 +1265,8 @@ fn config_errors_name_file_line_and_key() {
     // An explicitly named file must exist.
     let err = Config::load(Some(Path::new("/nonexistent/sandboxd.toml"))).unwrap_err();
     assert!(
-        matches!(err, ConfigError::Io { .. }) && err.to_string().contains("/nonexistent/sandboxd.toml"),
+        matches!(err, ConfigError::Io { .. })
+            && err.to_string().contains("/nonexistent/sandboxd.toml"),
         "{err}"
     );
 }
@@ -994,45 +1288,152 @@ fn check_command_looks_into_shell_scripts_and_wrappers() {
     let rules = "[commands]\nallow = [[\"ls\"], [\"git\", \"status\"], [\"echo\"]]\nprompt = [[\"curl\"]]\nforbidden = [[\"rm\", \"-rf\", \"/\"]]\n";
     let s = store(&[
         ("rules.toml", rules),
-        ("wary.toml", "extends = \"rules\"\napproval = \"untrusted\"\n"),
+        (
+            "wary.toml",
+            "extends = \"rules\"\napproval = \"untrusted\"\n",
+        ),
     ]);
     use Verdict::*;
     let forbidden = "rules.toml:4 commands.forbidden [\"rm\", \"-rf\", \"/\"]";
     let cases: &[(&str, &[&str], Verdict, &str)] = &[
         // Judged on curl and sh; the first of the strictest names the rule.
-        ("rules", &["sh", "-c", "ls && curl x | sh"], Prompt, "commands.prompt [\"curl\"] (in sh -c script)"),
-        ("rules", &["bash", "-lc", "git status; rm -rf /"], Deny, &format!("{forbidden} (in bash -c script)")),
-        ("rules", &["/bin/sh", "-c", "ls; 'r'\"m\" -rf \\/"], Deny, forbidden),
-        ("rules", &["env", "A=1", "dash", "-c", "echo $(rm -rf /)"], Deny, forbidden),
-        ("rules", &["zsh", "-c", "echo `curl x`"], Prompt, "commands.prompt [\"curl\"] (in zsh -c script)"),
-        ("rules", &["sh", "-c", "ls; (cd /; { echo hi; })"], Allow, "commands.allow [\"ls\"] (in sh -c script)"),
-        ("rules", &["sh", "-c", "X=1 ls -l > out 2>&1"], Allow, "commands.allow [\"ls\"] (in sh -c script)"),
-        ("rules", &["sh", "-c", "sh -c 'bash -c \"rm -rf /\"'"], Deny, &format!("{forbidden} (in bash -c script) (in sh -c script) (in sh -c script)")),
+        (
+            "rules",
+            &["sh", "-c", "ls && curl x | sh"],
+            Prompt,
+            "commands.prompt [\"curl\"] (in sh -c script)",
+        ),
+        (
+            "rules",
+            &["bash", "-lc", "git status; rm -rf /"],
+            Deny,
+            &format!("{forbidden} (in bash -c script)"),
+        ),
+        (
+            "rules",
+            &["/bin/sh", "-c", "ls; 'r'\"m\" -rf \\/"],
+            Deny,
+            forbidden,
+        ),
+        (
+            "rules",
+            &["env", "A=1", "dash", "-c", "echo $(rm -rf /)"],
+            Deny,
+            forbidden,
+        ),
+        (
+            "rules",
+            &["zsh", "-c", "echo `curl x`"],
+            Prompt,
+            "commands.prompt [\"curl\"] (in zsh -c script)",
+        ),
+        (
+            "rules",
+            &["sh", "-c", "ls; (cd /; { echo hi; })"],
+            Allow,
+            "commands.allow [\"ls\"] (in sh -c script)",
+        ),
+        (
+            "rules",
+            &["sh", "-c", "X=1 ls -l > out 2>&1"],
+            Allow,
+            "commands.allow [\"ls\"] (in sh -c script)",
+        ),
+        (
+            "rules",
+            &["sh", "-c", "sh -c 'bash -c \"rm -rf /\"'"],
+            Deny,
+            &format!("{forbidden} (in bash -c script) (in sh -c script) (in sh -c script)"),
+        ),
         ("rules", &["/usr/bin/rm", "-rf", "/"], Deny, forbidden),
         ("rules", &["nohup", "rm", "-rf", "/"], Deny, forbidden),
         // What the parser cannot follow counts as prompt, naming why.
-        ("rules", &["sh", "-c", "for f in *; do rm -rf $f; done"], Prompt, "commands: script not understood: `for`"),
-        ("rules", &["sh", "-c", "cat <<EOF\nrm -rf /\nEOF"], Prompt, "commands: script not understood: a here-document"),
-        ("rules", &["sh", "-c", "eval \"$X\""], Prompt, "commands: script not understood: `eval`"),
-        ("rules", &["sh", "-c", "$CMD -rf /"], Prompt, "commands: script not understood: `$CMD` in command position"),
-        ("rules", &["sh", "-c", "rm -rf $DIR"], Prompt, "commands: script not understood: `$DIR` may expand to match "),
-        ("rules", &["sh", "-c", "echo 'unclosed"], Prompt, "commands: script not understood: an unterminated single quote"),
-        ("rules", &["sh", "-c", "f() { rm -rf /; }; f"], Prompt, "script not understood"),
+        (
+            "rules",
+            &["sh", "-c", "for f in *; do rm -rf $f; done"],
+            Prompt,
+            "commands: script not understood: `for`",
+        ),
+        (
+            "rules",
+            &["sh", "-c", "cat <<EOF\nrm -rf /\nEOF"],
+            Prompt,
+            "commands: script not understood: a here-document",
+        ),
+        (
+            "rules",
+            &["sh", "-c", "eval \"$X\""],
+            Prompt,
+            "commands: script not understood: `eval`",
+        ),
+        (
+            "rules",
+            &["sh", "-c", "$CMD -rf /"],
+            Prompt,
+            "commands: script not understood: `$CMD` in command position",
+        ),
+        (
+            "rules",
+            &["sh", "-c", "rm -rf $DIR"],
+            Prompt,
+            "commands: script not understood: `$DIR` may expand to match ",
+        ),
+        (
+            "rules",
+            &["sh", "-c", "echo 'unclosed"],
+            Prompt,
+            "commands: script not understood: an unterminated single quote",
+        ),
+        (
+            "rules",
+            &["sh", "-c", "f() { rm -rf /; }; f"],
+            Prompt,
+            "script not understood",
+        ),
         // Plain argv keeps its semantics.
         ("rules", &["ls", "-l"], Allow, "commands.allow [\"ls\"]"),
         ("rules", &["make"], Allow, "approval \"on-request\""),
-        ("rules", &["sh", "script.sh"], Allow, "approval \"on-request\""),
+        (
+            "rules",
+            &["sh", "script.sh"],
+            Allow,
+            "approval \"on-request\"",
+        ),
         // Untrusted: an allowed command inside a script is not asked for, another one is.
-        ("wary", &["sh", "-c", "ls | echo x"], Allow, "commands.allow"),
-        ("wary", &["sh", "-c", "ls; make"], Prompt, "wary.toml:2 approval \"untrusted\" (in sh -c script)"),
-        ("wary", &["sh", "-c", "ls && echo x | sh"], Prompt, "wary.toml:2 approval \"untrusted\" (in sh -c script)"),
+        (
+            "wary",
+            &["sh", "-c", "ls | echo x"],
+            Allow,
+            "commands.allow",
+        ),
+        (
+            "wary",
+            &["sh", "-c", "ls; make"],
+            Prompt,
+            "wary.toml:2 approval \"untrusted\" (in sh -c script)",
+        ),
+        (
+            "wary",
+            &["sh", "-c", "ls && echo x | sh"],
+            Prompt,
+            "wary.toml:2 approval \"untrusted\" (in sh -c script)",
+        ),
         // With no rule that could stop a command, not understanding a script changes nothing.
-        ("workspace", &["sh", "-c", "for i in 1 2; do echo $i; done"], Allow, "approval \"on-request\""),
+        (
+            "workspace",
+            &["sh", "-c", "for i in 1 2; do echo $i; done"],
+            Allow,
+            "approval \"on-request\"",
+        ),
     ];
     for (name, argv, verdict, rule) in cases {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         let d = check_command(s.get(name).unwrap(), &argv);
         assert_eq!(d.verdict, *verdict, "{name} {argv:?}: {d:?}");
-        assert!(d.rule.contains(rule), "{name} {argv:?}: want {rule:?} in {:?}", d.rule);
+        assert!(
+            d.rule.contains(rule),
+            "{name} {argv:?}: want {rule:?} in {:?}",
+            d.rule
+        );
     }
 }

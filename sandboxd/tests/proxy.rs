@@ -5,8 +5,8 @@
 
 use sandboxd::audit::AuditLog;
 use sandboxd::config::DnsConfig;
-use sandboxd::net::session::{Answer, Questions};
 use sandboxd::net::listen::{wait_all_ended, NetThread};
+use sandboxd::net::session::{Answer, Questions};
 use sandboxd::net::{NetPolicy, NetQuery, NetRecord, Resolver, Session};
 use sandboxd::policy::{ApprovalMode, PolicyStore};
 use sandboxd::tls::Inspector;
@@ -256,7 +256,11 @@ struct Sessioned {
     events: tokio::sync::mpsc::Receiver<NetRecord>,
 }
 
-fn session_with(body: &str, inspector: Option<Arc<Inspector>>, questions: Option<Questions>) -> Sessioned {
+fn session_with(
+    body: &str,
+    inspector: Option<Arc<Inspector>>,
+    questions: Option<Questions>,
+) -> Sessioned {
     let approval = if questions.is_some() {
         ApprovalMode::OnRequest
     } else {
@@ -280,7 +284,10 @@ fn session_with(body: &str, inspector: Option<Arc<Inspector>>, questions: Option
     // The first address has nothing listening: a dial goes on to the second.
     .chain([(
         "two.wild.test".to_string(),
-        vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        vec![
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ],
     )])
     .collect();
     let resolver = Resolver::new(&DnsConfig {
@@ -314,7 +321,11 @@ fn session_with(body: &str, inspector: Option<Arc<Inspector>>, questions: Option
 }
 
 /// Starts both proxies; with `questions`, approval `on-request` asks there.
-async fn proxy_with(body: &str, inspector: Option<Arc<Inspector>>, questions: Option<Questions>) -> Proxy {
+async fn proxy_with(
+    body: &str,
+    inspector: Option<Arc<Inspector>>,
+    questions: Option<Questions>,
+) -> Proxy {
     let Sessioned {
         session,
         policy_dir,
@@ -913,7 +924,11 @@ async fn tunnel(p: &Proxy, port: u16) -> TcpStream {
         .unwrap();
     let mut head = [0u8; 39];
     c.read_exact(&mut head).await.unwrap();
-    assert!(head.starts_with(b"HTTP/1.1 200 "), "{:?}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 200 "),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
     c
 }
 
@@ -942,16 +957,25 @@ async fn where_methods_matter_a_tunnels_plain_bytes_are_read_as_http_or_refused(
         "POST %2fadmin HTTP/1.1\r\n",
     ] {
         let mut c = tunnel(&p, o).await;
-        c.write_all(format!("{line}{body}").as_bytes()).await.unwrap();
+        c.write_all(format!("{line}{body}").as_bytes())
+            .await
+            .unwrap();
         let r = read_response(&mut c, &mut Vec::new()).await;
-        assert!(matches!(r.code, 400 | 403), "{line:?}: {} {:?}", r.code, r.body);
+        assert!(
+            matches!(r.code, 400 | 403),
+            "{line:?}: {} {:?}",
+            r.code,
+            r.body
+        );
     }
     // Nor does a request line that stalls before it can be told: it is read
     // when it completes.
     let mut c = tunnel(&p, o).await;
     c.write_all(b"POST /x HTT").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    c.write_all(format!("P/1.1\r\n{body}").as_bytes()).await.unwrap();
+    c.write_all(format!("P/1.1\r\n{body}").as_bytes())
+        .await
+        .unwrap();
     assert_refused(&read_response(&mut c, &mut Vec::new()).await, "method");
     // Bytes that are no HTTP at all are refused here, not passed on.
     let mut c = tunnel(&p, o).await;
@@ -959,7 +983,9 @@ async fn where_methods_matter_a_tunnels_plain_bytes_are_read_as_http_or_refused(
     assert_eq!(read_response(&mut c, &mut Vec::new()).await.code, 400);
     p.wait_record("unreadable", |r| {
         r["reason"] == "blocked-by-bad-request"
-            && r["message"].as_str().is_some_and(|m| m.contains("malformed request"))
+            && r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("malformed request"))
     })
     .await;
     assert!(origin.seen().is_empty(), "{:?}", origin.seen());
@@ -1346,8 +1372,10 @@ async fn a_dial_that_goes_on_to_a_second_address_records_the_address_it_reaches(
     };
     // A decision names each address before it is dialled; the one that did
     // not answer has its end.
-    p.wait_record("decision for 127.0.0.2", decided("127.0.0.2")).await;
-    p.wait_record("decision for 127.0.0.1", decided("127.0.0.1")).await;
+    p.wait_record("decision for 127.0.0.2", decided("127.0.0.2"))
+        .await;
+    p.wait_record("decision for 127.0.0.1", decided("127.0.0.1"))
+        .await;
     p.wait_record("end for 127.0.0.2", |r| {
         r["kind"] == "network-end" && r["addr"] == "127.0.0.2"
     })
@@ -1361,9 +1389,15 @@ async fn requests_refused_as_malformed_are_recorded_too() {
     // CONNECT with userinfo (403), a bad authority (400), a scheme that is
     // not proxied (400), conflicting framing (400).
     for (raw, code) in [
-        (format!("CONNECT u:p@allowed.test:{e} HTTP/1.1\r\n\r\n"), 403),
+        (
+            format!("CONNECT u:p@allowed.test:{e} HTTP/1.1\r\n\r\n"),
+            403,
+        ),
         ("CONNECT allowed.test:x HTTP/1.1\r\n\r\n".to_string(), 400),
-        ("GET ftp://allowed.test/f HTTP/1.1\r\nHost: allowed.test\r\n\r\n".to_string(), 400),
+        (
+            "GET ftp://allowed.test/f HTTP/1.1\r\nHost: allowed.test\r\n\r\n".to_string(),
+            400,
+        ),
         (
             format!(
                 "POST http://allowed.test:{e}/ HTTP/1.1\r\nHost: allowed.test:{e}\r\n\
@@ -1389,7 +1423,8 @@ async fn requests_refused_as_malformed_are_recorded_too() {
     };
     p.wait_record("userinfo", message("userinfo")).await;
     p.wait_record("scheme", message("scheme ftp")).await;
-    p.wait_record("connect in a tunnel", message("CONNECT inside a tunnel")).await;
+    p.wait_record("connect in a tunnel", message("CONNECT inside a tunnel"))
+        .await;
     p.wait_record("socks name", message("no such host!")).await;
     for _ in 0..100 {
         if p.records().iter().filter(|r| bad(r)).count() >= 6 {
@@ -1397,7 +1432,12 @@ async fn requests_refused_as_malformed_are_recorded_too() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(p.records().iter().filter(|r| bad(r)).count(), 6, "{:#?}", p.records());
+    assert_eq!(
+        p.records().iter().filter(|r| bad(r)).count(),
+        6,
+        "{:#?}",
+        p.records()
+    );
 }
 
 #[tokio::test]
@@ -1424,7 +1464,9 @@ async fn where_methods_matter_a_server_that_speaks_first_is_refused() {
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
     p.wait_record("spoke first", |r| {
         r["reason"] == "blocked-by-bad-request"
-            && r["message"].as_str().is_some_and(|m| m.contains("spoke first"))
+            && r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("spoke first"))
     })
     .await;
     server.abort();

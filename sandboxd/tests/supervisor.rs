@@ -332,12 +332,8 @@ async fn streams_apart_and_stdin_forwarded() {
     write_exited(&mut f.reports, 3, 1500);
     drop(f.reports);
     let (h, mut rx) = supervise(f.spawned, opts());
-    h.send(Control::Stdin(b"hello\n".to_vec()))
-        .await
-        .unwrap();
-    h.send(Control::Stdin(b"more".to_vec()))
-        .await
-        .unwrap();
+    h.send(Control::Stdin(b"hello\n".to_vec())).await.unwrap();
+    h.send(Control::Stdin(b"more".to_vec())).await.unwrap();
     h.send(Control::StdinEof).await.unwrap();
     let c = collect(&mut rx).await;
     let e = c.exit.expect("exit");
@@ -364,14 +360,12 @@ async fn tty_resize_and_eof() {
     drop(f.reports);
     let (h, mut rx) = supervise(f.spawned, opts());
     h.send(Control::Resize {
-            rows: 33,
-            cols: 101,
-        })
-        .await
-        .unwrap();
-    h.send(Control::Stdin(b"go\n".to_vec()))
-        .await
-        .unwrap();
+        rows: 33,
+        cols: 101,
+    })
+    .await
+    .unwrap();
+    h.send(Control::Stdin(b"go\n".to_vec())).await.unwrap();
     wait_stdout(&mut rx, "33 101").await;
     h.send(Control::StdinEof).await.unwrap();
     let c = collect(&mut rx).await;
@@ -587,7 +581,10 @@ async fn kill_overtakes_stdin_the_command_does_not_read() {
         .await
         .unwrap();
     let e = collect(&mut rx).await.exit.expect("exit");
-    assert!(asked.elapsed() < Duration::from_secs(2), "kill waited for stdin");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "kill waited for stdin"
+    );
     assert_eq!(e.reason.as_deref(), Some("cancelled with stdin full"));
     stuffing.abort();
 }

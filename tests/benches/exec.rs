@@ -17,7 +17,13 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { socket: PathBuf::new(), cwd: PathBuf::from("/"), uid: 1000, total: 256, conc: vec![1, 8, 64] };
+    let mut a = Args {
+        socket: PathBuf::new(),
+        cwd: PathBuf::from("/"),
+        uid: 1000,
+        total: 256,
+        conc: vec![1, 8, 64],
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -103,7 +109,17 @@ fn bwrap_round(a: &Args, conc: usize) -> (Vec<Duration>, Duration) {
                     .map(|_| {
                         let t = Instant::now();
                         let st = std::process::Command::new("bwrap")
-                            .args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all", "true"])
+                            .args([
+                                "--ro-bind",
+                                "/",
+                                "/",
+                                "--dev",
+                                "/dev",
+                                "--proc",
+                                "/proc",
+                                "--unshare-all",
+                                "true",
+                            ])
                             .current_dir(&cwd)
                             .status()
                             .expect("run bwrap");
@@ -114,7 +130,10 @@ fn bwrap_round(a: &Args, conc: usize) -> (Vec<Duration>, Duration) {
             })
         })
         .collect();
-    let lat = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
+    let lat = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("thread"))
+        .collect();
     (lat, start.elapsed())
 }
 
@@ -122,7 +141,10 @@ fn main() {
     let a = args();
     assert!(!a.socket.as_os_str().is_empty(), "--socket is required");
     become_user(a.uid);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     for &conc in &a.conc {
         let (lat, wall) = rt.block_on(sandboxd_round(&a, conc));
         report("sandboxd", conc, lat, wall);

@@ -726,7 +726,8 @@ impl Approvals {
             self.answered(&talk, &id, "escalation", reply, &gate.mode_rule, outcome)
                 .await?;
             if matches!(reply, Some(Reply::Session)) {
-                self.remember(tx, key.as_ref(), gate.escalation.clone()).await;
+                self.remember(tx, key.as_ref(), gate.escalation.clone())
+                    .await;
             }
             self.unless_approved(
                 reply,
@@ -956,7 +957,10 @@ fn amendable(profile: &Profile, prefixes: &[Vec<String>]) -> Result<(), (String,
             "amendment not saved: profile {} does not allow user rules; approved once",
             profile.name
         );
-        return Err((note, rule(&allow.origin, "allow_user_profiles", allow.value)));
+        return Err((
+            note,
+            rule(&allow.origin, "allow_user_profiles", allow.value),
+        ));
     }
     if prefixes.is_empty() {
         let note = "amendment not saved: the command has words the shell would still expand; approved once";

@@ -63,7 +63,9 @@ impl Api {
                     let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
                 }
             })
-            .map_err(|e| Status::resource_exhausted(format!("no thread to read the audit log: {e}")))?;
+            .map_err(|e| {
+                Status::resource_exhausted(format!("no thread to read the audit log: {e}"))
+            })?;
         Ok(ReceiverStream::new(rx))
     }
 }

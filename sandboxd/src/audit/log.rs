@@ -517,7 +517,11 @@ impl Drop for Ticket<'_> {
         // else nobody will take it.
         match state.outcomes.remove(&self.ticket) {
             Some(Ok(_)) => {}
-            Some(Err(f)) => tracing::warn!("audit log: a record not waited for was not written: {}: {}", f.action, f.message),
+            Some(Err(f)) => tracing::warn!(
+                "audit log: a record not waited for was not written: {}: {}",
+                f.action,
+                f.message
+            ),
             None => {
                 state.unawaited.insert(self.ticket);
             }

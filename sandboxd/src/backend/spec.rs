@@ -189,12 +189,18 @@ mod tests {
 
         // A cut never splits a character; short texts are left alone.
         let text = format!("{}é", "a".repeat(MAX_REPORT_TEXT - 1));
-        let InitReport::ExecFailed { error, .. } = (InitReport::ExecFailed { code: 127, error: text }).bounded()
-        else {
+        let InitReport::ExecFailed { error, .. } = (InitReport::ExecFailed {
+            code: 127,
+            error: text,
+        })
+        .bounded() else {
             panic!("not an exec failure")
         };
         assert_eq!(error, format!("{}...", "a".repeat(MAX_REPORT_TEXT - 1)));
-        let short = InitReport::ExecFailed { code: 127, error: "x: not found".into() };
+        let short = InitReport::ExecFailed {
+            code: 127,
+            error: "x: not found".into(),
+        };
         assert_eq!(short.clone().bounded(), short);
     }
 }

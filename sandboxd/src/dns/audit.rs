@@ -122,13 +122,24 @@ impl AuditQueue {
     /// Moves the waiting records, in arrival order, to the audit log's queue
     /// (to be written with its next flush); whether any were.
     fn hand_over(&self) -> Result<bool, NotAudited> {
-        let batch = std::mem::take(&mut self.pending.lock().unwrap_or_else(|p| p.into_inner()).waiting);
+        let batch = std::mem::take(
+            &mut self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .waiting,
+        );
         let mut batch: Vec<Entry> = batch.into_values().collect();
         batch.sort_unstable_by_key(|e| e.order);
         let mut queued = Ok(!batch.is_empty());
-        for Entry { count, mut record, .. } in batch {
+        for Entry {
+            count, mut record, ..
+        } in batch
+        {
             if count > 1 {
-                record.reason.push_str(&format!(" ({count} identical queries)"));
+                record
+                    .reason
+                    .push_str(&format!(" ({count} identical queries)"));
             }
             let r = self.session.queue(record);
             queued = queued.and_then(|q| r.map(|()| q));
@@ -182,9 +193,16 @@ fn record(q: &Question, d: NetDecision) -> NetRecord {
     let (verdict, reason) = match d.verdict {
         Verdict::Allow if !forwarded => (
             Verdict::Allow,
-            format!("{}; type {} answered empty, not forwarded", d.reason, q.type_name()),
+            format!(
+                "{}; type {} answered empty, not forwarded",
+                d.reason,
+                q.type_name()
+            ),
         ),
-        Verdict::Prompt => (Verdict::Deny, format!("{}; not resolved without approval", d.reason)),
+        Verdict::Prompt => (
+            Verdict::Deny,
+            format!("{}; not resolved without approval", d.reason),
+        ),
         v => (v, d.reason),
     };
     NetRecord {

@@ -38,7 +38,11 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Serves `udp` and `tcp` (bound inside the sandbox) until dropped; dropping
 /// it ends every connection it started.
-pub async fn serve(udp: std::net::UdpSocket, tcp: std::net::TcpListener, session: Arc<Session>) -> std::io::Result<()> {
+pub async fn serve(
+    udp: std::net::UdpSocket,
+    tcp: std::net::TcpListener,
+    session: Arc<Session>,
+) -> std::io::Result<()> {
     udp.set_nonblocking(true)?;
     tcp.set_nonblocking(true)?;
     let udp = Arc::new(UdpSocket::from_std(udp)?);
@@ -53,7 +57,10 @@ pub async fn serve(udp: std::net::UdpSocket, tcp: std::net::TcpListener, session
     let mut datagrams = Datagrams::new();
     let mut replies = Replies::new();
     loop {
-        let n = match udp.async_io(Interest::READABLE, || datagrams.recv(fd)).await {
+        let n = match udp
+            .async_io(Interest::READABLE, || datagrams.recv(fd))
+            .await
+        {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("DNS: UDP receive: {e}");
@@ -80,7 +87,8 @@ pub async fn serve(udp: std::net::UdpSocket, tcp: std::net::TcpListener, session
                     if tasks.len() >= MAX_FORWARDS {
                         continue;
                     }
-                    let (filter, udp, query) = (Arc::clone(&filter), Arc::clone(&udp), query.to_vec());
+                    let (filter, udp, query) =
+                        (Arc::clone(&filter), Arc::clone(&udp), query.to_vec());
                     tasks.spawn(async move {
                         let mut out = filter.forward(&query, &q).await;
                         if out.len() > q.udp_size {
@@ -96,7 +104,10 @@ pub async fn serve(udp: std::net::UdpSocket, tcp: std::net::TcpListener, session
         }
         let mut sent = 0;
         while sent < replies.len() {
-            match udp.async_io(Interest::WRITABLE, || replies.send(fd, sent)).await {
+            match udp
+                .async_io(Interest::WRITABLE, || replies.send(fd, sent))
+                .await
+            {
                 // sendmmsg sends at least one message or fails.
                 Ok(k) => sent += k.max(1),
                 Err(e) => {
@@ -229,7 +240,10 @@ async fn serve_tcp(mut s: TcpStream, filter: Arc<Filter>) {
             _ => return,
         };
         let m = &mut buf[..len];
-        if !matches!(tokio::time::timeout(TCP_IDLE, s.read_exact(m)).await, Ok(Ok(_))) {
+        if !matches!(
+            tokio::time::timeout(TCP_IDLE, s.read_exact(m)).await,
+            Ok(Ok(_))
+        ) {
             return;
         }
         match filter.handle(m, &mut out) {

@@ -177,7 +177,9 @@ impl Question {
         let mut out = String::with_capacity(wire.len());
         let mut pos = 0;
         while let Some(&len) = wire.get(pos) {
-            let label = wire.get(pos + 1..pos + 1 + len as usize).unwrap_or_default();
+            let label = wire
+                .get(pos + 1..pos + 1 + len as usize)
+                .unwrap_or_default();
             if pos > 0 {
                 out.push('.');
             }
@@ -437,7 +439,10 @@ mod tests {
         let q = parse_query(&m).ok().unwrap().question;
         assert_eq!(q.shown(), "\\255x.test");
         let m = query(b"\x07allowed\x04test\x00", TYPE_A);
-        assert_eq!(parse_query(&m).ok().unwrap().question.shown(), "allowed.test");
+        assert_eq!(
+            parse_query(&m).ok().unwrap().question.shown(),
+            "allowed.test"
+        );
     }
 
     #[test]
@@ -473,7 +478,10 @@ mod tests {
         push_address(&mut out, "2001:db8::1".parse().unwrap(), 30);
         let back = answers(&out, 0x1234, q.key()).unwrap();
         let mut seen = Vec::new();
-        for_each_record(&out, &back, |r| seen.push((r.rtype, r.ttl, r.data.len(), r.answer))).unwrap();
+        for_each_record(&out, &back, |r| {
+            seen.push((r.rtype, r.ttl, r.data.len(), r.answer))
+        })
+        .unwrap();
         assert_eq!(seen, [(TYPE_A, 60, 4, true), (TYPE_AAAA, 30, 16, true)]);
         assert_eq!(answers(&out, 0x1235, q.key()).map(|q| q.end), None);
     }

@@ -205,6 +205,9 @@ mod tests {
     #[test]
     fn host_addresses_include_loopback() {
         let addrs = host_addresses();
-        assert!(addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{addrs:?}");
+        assert!(
+            addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "{addrs:?}"
+        );
     }
 }

@@ -81,7 +81,9 @@ pub fn normalize_host(raw: &str) -> Result<Host, String> {
     }
     let one = raw.strip_suffix('.').unwrap_or(raw);
     if one.is_empty() || one.ends_with('.') {
-        return Err(format!("{raw:?}: empty label (more than one trailing dot?)"));
+        return Err(format!(
+            "{raw:?}: empty label (more than one trailing dot?)"
+        ));
     }
     let ascii = idna::domain_to_ascii_cow(one.as_bytes(), idna::AsciiDenyList::URL)
         .map_err(|e| format!("{raw:?} is not a valid host name ({e})"))?;
@@ -102,7 +104,9 @@ pub fn normalize_host(raw: &str) -> Result<Host, String> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return Err(format!("{raw:?} is not a valid host name (label {label:?})"));
+            return Err(format!(
+                "{raw:?} is not a valid host name (label {label:?})"
+            ));
         }
     }
     Ok(Host::Name(ascii.into_owned()))
@@ -356,12 +360,17 @@ impl NetPolicy {
             }
             None => (
                 DEFAULT_PORTS.to_vec(),
-                format!("{} network.ports (default {DEFAULT_PORTS:?})", profile.source),
+                format!(
+                    "{} network.ports (default {DEFAULT_PORTS:?})",
+                    profile.source
+                ),
             ),
         };
         let methods = net.methods.as_ref().map(|m| {
             let list: Vec<String> = m.iter().map(|l| l.value.to_ascii_uppercase()).collect();
-            let origin = m.first().map_or(profile.source.clone(), |l| l.origin.to_string());
+            let origin = m
+                .first()
+                .map_or(profile.source.clone(), |l| l.origin.to_string());
             let r = format!("{origin} network.methods {list:?}");
             (list, r)
         });
@@ -473,7 +482,10 @@ impl NetPolicy {
             );
         }
         if let Some(a) = self.allow.iter().find(|a| a.target.matches(host)) {
-            return NetDecision::allow(a.rule.clone(), format!("{host} matches network.allow {:?}", a.shown));
+            return NetDecision::allow(
+                a.rule.clone(),
+                format!("{host} matches network.allow {:?}", a.shown),
+            );
         }
         match (host, &self.ask) {
             (Host::Ip(ip), _) => NetDecision::deny(
@@ -519,7 +531,13 @@ impl NetPolicy {
                 .any(|r| r.host.matches(host) && !(r.methods.is_empty() && r.paths.is_empty()))
     }
 
-    pub fn decide_request(&self, host: &Host, port: u16, method: &str, path: &str) -> (NetDecision, Vec<Injection>) {
+    pub fn decide_request(
+        &self,
+        host: &Host,
+        port: u16,
+        method: &str,
+        path: &str,
+    ) -> (NetDecision, Vec<Injection>) {
         let d = self.decide_host(host, port);
         if d.verdict == Verdict::Deny {
             return (d, Vec::new());
@@ -527,7 +545,10 @@ impl NetPolicy {
         if let Some((methods, r)) = &self.methods {
             if !methods.iter().any(|m| m == method) {
                 let reason = format!("{method} is not in network.methods {methods:?}");
-                return (NetDecision::deny(Block::Method, r.clone(), reason), Vec::new());
+                return (
+                    NetDecision::deny(Block::Method, r.clone(), reason),
+                    Vec::new(),
+                );
             }
         }
         let rules: Vec<&HostRule> = self.rules.iter().filter(|r| r.host.matches(host)).collect();
@@ -540,7 +561,8 @@ impl NetPolicy {
         let (mut wrong_method, mut wrong_path) = (None, None);
         for &r in &rules {
             let method_ok = r.methods.is_empty() || r.methods.iter().any(|m| m == method);
-            let path_ok = r.paths.is_empty() || (checkable && r.paths.iter().any(|g| g.matcher.is_match(path)));
+            let path_ok = r.paths.is_empty()
+                || (checkable && r.paths.iter().any(|g| g.matcher.is_match(path)));
             match (method_ok, path_ok) {
                 (true, true) => fits.push(r),
                 (false, true) => {
@@ -604,7 +626,11 @@ impl NetPolicy {
     pub fn decide_name(&self, name: &str) -> NetDecision {
         match normalize_host(name) {
             Ok(host) => self.decide(&host, None),
-            Err(m) => NetDecision::deny(Block::BadRequest, "dns (name does not normalise)".to_string(), m),
+            Err(m) => NetDecision::deny(
+                Block::BadRequest,
+                "dns (name does not normalise)".to_string(),
+                m,
+            ),
         }
     }
 
@@ -612,17 +638,28 @@ impl NetPolicy {
     /// ranges ([`super::addr::special`]) and `host_addrs` (the host's own) are
     /// refused with [`Block::PrivateAddress`] unless an `allow_cidrs` entry covers them.
     pub fn vet_addr(&self, ip: IpAddr, host_addrs: &[IpAddr]) -> NetDecision {
-        if let Some(c) = self.allow_cidrs.iter().find(|c| cidr_contains(c.net, c.prefix, ip)) {
+        if let Some(c) = self
+            .allow_cidrs
+            .iter()
+            .find(|c| cidr_contains(c.net, c.prefix, ip))
+        {
             return NetDecision::allow(c.rule.clone(), format!("{ip} is in network.allow_cidrs"));
         }
-        let class = addr::special(ip).or_else(|| host_addrs.contains(&ip).then_some("an address of this host"));
+        let class = addr::special(ip).or_else(|| {
+            host_addrs
+                .contains(&ip)
+                .then_some("an address of this host")
+        });
         match class {
             Some(class) => NetDecision::deny(
                 Block::PrivateAddress,
                 format!("ssrf: {ip} is {class}"),
                 format!("{ip} is {class} and no network.allow_cidrs entry covers it"),
             ),
-            None => NetDecision::allow(format!("ssrf: {ip} is public"), format!("{ip} is a public address")),
+            None => NetDecision::allow(
+                format!("ssrf: {ip} is public"),
+                format!("{ip} is a public address"),
+            ),
         }
     }
 
@@ -662,7 +699,10 @@ fn canonical_path(path: &str) -> bool {
     if path.contains('\\') || path.to_ascii_lowercase().contains("%5c") {
         return false;
     }
-    let decoded = path.to_ascii_lowercase().replace("%2e", ".").replace("%2f", "/");
+    let decoded = path
+        .to_ascii_lowercase()
+        .replace("%2e", ".")
+        .replace("%2f", "/");
     path.starts_with('/') && !decoded.split('/').any(|s| s == "." || s == "..")
 }
 
@@ -800,7 +840,11 @@ paths = ["/meta/*"]
 "#;
 
     /// The profile `net` from `text`, and its policy under `approval` (the profile's when None).
-    fn policy(text: &str, narrowed: Option<&[String]>, approval: Option<ApprovalMode>) -> NetPolicy {
+    fn policy(
+        text: &str,
+        narrowed: Option<&[String]>,
+        approval: Option<ApprovalMode>,
+    ) -> NetPolicy {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("net.toml"), text).unwrap();
         let store = PolicyStore::load(Some(dir.path()), false).unwrap();
@@ -836,7 +880,13 @@ paths = ["/meta/*"]
                 Some(Block::Allowlist),
                 "no pattern matches",
             ),
-            (name("sub.test"), 443, Deny, Some(Block::Allowlist), "network.allow"),
+            (
+                name("sub.test"),
+                443,
+                Deny,
+                Some(Block::Allowlist),
+                "network.allow",
+            ),
             (name("a.sub.test"), 80, Allow, None, "\"*.sub.test\""),
             (name("a.b.sub.test"), 80, Allow, None, "\"*.sub.test\""),
             (name("both.test"), 443, Allow, None, "\"**.both.test\""),
@@ -863,8 +913,20 @@ paths = ["/meta/*"]
                 "net.toml:6 network.ports [443, 80, 8080]",
             ),
             (name("allowed.test"), 8080, Allow, None, "network.allow"),
-            (name("xn--bcher-kva.test"), 443, Allow, None, "network.allow"),
-            (ip("10.9.8.7"), 443, Allow, None, "network.allow \"10.9.8.7\""),
+            (
+                name("xn--bcher-kva.test"),
+                443,
+                Allow,
+                None,
+                "network.allow",
+            ),
+            (
+                ip("10.9.8.7"),
+                443,
+                Allow,
+                None,
+                "network.allow \"10.9.8.7\"",
+            ),
             (
                 ip("10.9.8.8"),
                 443,
@@ -873,13 +935,27 @@ paths = ["/meta/*"]
                 "network.allow (no literal 10.9.8.8)",
             ),
             (ip("2001:db8::5"), 443, Allow, None, "\"[2001:db8::5]\""),
-            (ip("127.0.0.1"), 80, Deny, Some(Block::Allowlist), "no literal"),
+            (
+                ip("127.0.0.1"),
+                80,
+                Deny,
+                Some(Block::Allowlist),
+                "no literal",
+            ),
             (ip("::1"), 80, Deny, Some(Block::Allowlist), "no literal"),
         ];
         for (host, port, verdict, block, rule) in cases {
             let d = p.decide_host(host, *port);
-            assert_eq!((d.verdict, d.block), (*verdict, *block), "{host}:{port}: {d:?}");
-            assert!(d.rule.contains(rule), "{host}:{port}: want {rule:?} in {:?}", d.rule);
+            assert_eq!(
+                (d.verdict, d.block),
+                (*verdict, *block),
+                "{host}:{port}: {d:?}"
+            );
+            assert!(
+                d.rule.contains(rule),
+                "{host}:{port}: want {rule:?} in {:?}",
+                d.rule
+            );
         }
     }
 
@@ -908,11 +984,21 @@ paths = ["/meta/*"]
         ] {
             let p = policy(&text, None, approval);
             let d = p.decide_host(&name("other.test"), 443);
-            assert_eq!((d.verdict, d.block), (verdict, Some(block)), "{approval:?}: {d:?}");
+            assert_eq!(
+                (d.verdict, d.block),
+                (verdict, Some(block)),
+                "{approval:?}: {d:?}"
+            );
             assert!(d.rule.contains(rule), "{approval:?}: {:?}", d.rule);
             // Deny entries, ports and addresses are never asked about.
-            assert_eq!(p.decide_host(&name("bad.both.test"), 443).verdict, Verdict::Deny);
-            assert_eq!(p.decide_host(&name("other.test"), 22).block, Some(Block::Port));
+            assert_eq!(
+                p.decide_host(&name("bad.both.test"), 443).verdict,
+                Verdict::Deny
+            );
+            assert_eq!(
+                p.decide_host(&name("other.test"), 22).block,
+                Some(Block::Port)
+            );
             assert_eq!(p.decide_host(&ip("10.1.1.1"), 443).verdict, Verdict::Deny);
         }
     }
@@ -925,10 +1011,23 @@ paths = ["/meta/*"]
         assert_eq!(d.verdict, Verdict::Allow);
         assert_eq!(d.rule, "request network.allow \"a.sub.test\"");
         let d = p.decide_host(&name("allowed.test"), 443);
-        assert!(d.rule.ends_with("net.toml:4 network.allow \"allowed.test\""), "{d:?}");
-        assert_eq!(p.decide_host(&name("b.sub.test"), 443).verdict, Verdict::Deny);
-        assert_eq!(p.decide_host(&name("both.test"), 443).verdict, Verdict::Deny);
-        assert_eq!(p.decide_host(&name("bad.both.test"), 443).block, Some(Block::Denylist));
+        assert!(
+            d.rule
+                .ends_with("net.toml:4 network.allow \"allowed.test\""),
+            "{d:?}"
+        );
+        assert_eq!(
+            p.decide_host(&name("b.sub.test"), 443).verdict,
+            Verdict::Deny
+        );
+        assert_eq!(
+            p.decide_host(&name("both.test"), 443).verdict,
+            Verdict::Deny
+        );
+        assert_eq!(
+            p.decide_host(&name("bad.both.test"), 443).block,
+            Some(Block::Denylist)
+        );
     }
 
     #[test]
@@ -942,13 +1041,18 @@ paths = ["/meta/*"]
             let d = p.decide_host(&name("a.test"), port);
             assert_eq!(d.verdict == Verdict::Allow, ok, "{port}: {d:?}");
             if !ok {
-                assert!(d.rule.ends_with("net.toml network.ports (default [80, 443])"), "{d:?}");
+                assert!(
+                    d.rule
+                        .ends_with("net.toml network.ports (default [80, 443])"),
+                    "{d:?}"
+                );
             }
         }
         let (d, _) = p.decide_request(&name("a.test"), 80, "POST", "/");
         assert_eq!((d.verdict, d.block), (Verdict::Deny, Some(Block::Method)));
         assert!(
-            d.rule.ends_with("net.toml:4 network.methods [\"GET\", \"HEAD\"]"),
+            d.rule
+                .ends_with("net.toml:4 network.methods [\"GET\", \"HEAD\"]"),
             "{d:?}"
         );
         let (d, _) = p.decide_request(&name("a.test"), 80, "get", "/");
@@ -963,7 +1067,14 @@ paths = ["/meta/*"]
         let api = name("api.github.test");
         use Verdict::*;
         // (method, path, verdict, block, rule must contain, injections)
-        type Case = (&'static str, &'static str, Verdict, Option<Block>, &'static str, usize);
+        type Case = (
+            &'static str,
+            &'static str,
+            Verdict,
+            Option<Block>,
+            &'static str,
+            usize,
+        );
         let cases: &[Case] = &[
             (
                 "GET",
@@ -973,8 +1084,22 @@ paths = ["/meta/*"]
                 "net.toml:10 network.rule \"api.github.test\"",
                 1,
             ),
-            ("POST", "/repos/acme/x/y/z?a=b", Allow, None, "network.rule", 1),
-            ("GET", "/user", Allow, None, "network.allow \"api.github.test\"; ", 1),
+            (
+                "POST",
+                "/repos/acme/x/y/z?a=b",
+                Allow,
+                None,
+                "network.rule",
+                1,
+            ),
+            (
+                "GET",
+                "/user",
+                Allow,
+                None,
+                "network.allow \"api.github.test\"; ",
+                1,
+            ),
             (
                 "GET",
                 "/user/x",
@@ -983,8 +1108,22 @@ paths = ["/meta/*"]
                 "net.toml:10 network.rule",
                 0,
             ),
-            ("GET", "/meta/hooks", Allow, None, "net.toml:15 network.rule", 0),
-            ("GET", "/meta/a/b", Deny, Some(Block::Allowlist), "network.rule", 0),
+            (
+                "GET",
+                "/meta/hooks",
+                Allow,
+                None,
+                "net.toml:15 network.rule",
+                0,
+            ),
+            (
+                "GET",
+                "/meta/a/b",
+                Deny,
+                Some(Block::Allowlist),
+                "network.rule",
+                0,
+            ),
             (
                 "POST",
                 "/meta/hooks",
@@ -1001,7 +1140,14 @@ paths = ["/meta/*"]
                 "net.toml:10 network.rule",
                 0,
             ),
-            ("GET", "/repos/other/x", Deny, Some(Block::Allowlist), "network.rule", 0),
+            (
+                "GET",
+                "/repos/other/x",
+                Deny,
+                Some(Block::Allowlist),
+                "network.rule",
+                0,
+            ),
             (
                 "GET",
                 "/repos/acme/../other/x",
@@ -1032,8 +1178,16 @@ paths = ["/meta/*"]
         assert!(rules_first.ends_with("net.toml:10 network.rule \"api.github.test\""));
         for (method, path, verdict, block, rule, n) in cases {
             let (d, inj) = p.decide_request(&api, 443, method, path);
-            assert_eq!((d.verdict, d.block), (*verdict, *block), "{method} {path}: {d:?}");
-            assert!(d.rule.contains(rule), "{method} {path}: want {rule:?} in {:?}", d.rule);
+            assert_eq!(
+                (d.verdict, d.block),
+                (*verdict, *block),
+                "{method} {path}: {d:?}"
+            );
+            assert!(
+                d.rule.contains(rule),
+                "{method} {path}: want {rule:?} in {:?}",
+                d.rule
+            );
             assert_eq!(inj.len(), *n, "{method} {path}: {inj:?}");
             for i in inj {
                 assert_eq!(
@@ -1074,19 +1228,35 @@ paths = ["/meta/*"]
         // (address, allowed, rule)
         let cases: &[(&str, bool, &str)] = &[
             ("8.8.8.8", true, "ssrf: 8.8.8.8 is public"),
-            ("169.254.169.254", false, "ssrf: 169.254.169.254 is link-local"),
+            (
+                "169.254.169.254",
+                false,
+                "ssrf: 169.254.169.254 is link-local",
+            ),
             ("127.0.0.1", false, "ssrf: 127.0.0.1 is loopback"),
             ("192.168.1.1", false, "ssrf: 192.168.1.1 is private"),
             ("100.64.1.1", false, "ssrf: 100.64.1.1 is cgnat"),
             ("0.0.0.0", false, "ssrf: 0.0.0.0 is unspecified"),
-            ("::ffff:10.1.2.3", false, "ssrf: ::ffff:10.1.2.3 is v4-mapped (private)"),
+            (
+                "::ffff:10.1.2.3",
+                false,
+                "ssrf: ::ffff:10.1.2.3 is v4-mapped (private)",
+            ),
             ("64:ff9b::7f00:1", false, "is nat64 (loopback)"),
             ("2002:a9fe:a9fe::1", false, "is 6to4 (link-local)"),
             ("2001::1", false, "is teredo"),
             ("fe80::1", false, "is link-local"),
             ("fc00::1", false, "is ula"),
-            ("203.0.114.9", false, "ssrf: 203.0.114.9 is an address of this host"),
-            ("10.1.2.3", true, "net.toml:7 network.allow_cidrs \"10.0.0.0/8\""),
+            (
+                "203.0.114.9",
+                false,
+                "ssrf: 203.0.114.9 is an address of this host",
+            ),
+            (
+                "10.1.2.3",
+                true,
+                "net.toml:7 network.allow_cidrs \"10.0.0.0/8\"",
+            ),
             ("fd12::1", true, "network.allow_cidrs \"fd00::/8\""),
         ];
         for (a, ok, rule) in cases {

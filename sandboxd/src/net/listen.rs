@@ -24,17 +24,26 @@ fn local(port: u16) -> SocketAddr {
 }
 
 fn named(what: &'static str, port: u16) -> impl FnOnce(io::Error) -> io::Error {
-    move |e| io::Error::new(e.kind(), format!("bind the {what} on 127.0.0.1:{port}: {e}"))
+    move |e| {
+        io::Error::new(
+            e.kind(),
+            format!("bind the {what} on 127.0.0.1:{port}: {e}"),
+        )
+    }
 }
 
 impl Listeners {
     /// Binds every listener on 127.0.0.1 of the calling thread's namespace.
     pub fn bind() -> io::Result<Listeners> {
         Ok(Listeners {
-            http: TcpListener::bind(local(HTTP_PROXY_PORT)).map_err(named("HTTP proxy", HTTP_PROXY_PORT))?,
-            socks: TcpListener::bind(local(SOCKS_PORT)).map_err(named("SOCKS proxy", SOCKS_PORT))?,
-            dns_udp: UdpSocket::bind(local(DNS_PORT)).map_err(named("DNS server (UDP)", DNS_PORT))?,
-            dns_tcp: TcpListener::bind(local(DNS_PORT)).map_err(named("DNS server (TCP)", DNS_PORT))?,
+            http: TcpListener::bind(local(HTTP_PROXY_PORT))
+                .map_err(named("HTTP proxy", HTTP_PROXY_PORT))?,
+            socks: TcpListener::bind(local(SOCKS_PORT))
+                .map_err(named("SOCKS proxy", SOCKS_PORT))?,
+            dns_udp: UdpSocket::bind(local(DNS_PORT))
+                .map_err(named("DNS server (UDP)", DNS_PORT))?,
+            dns_tcp: TcpListener::bind(local(DNS_PORT))
+                .map_err(named("DNS server (TCP)", DNS_PORT))?,
         })
     }
 }
@@ -65,11 +74,16 @@ impl NetThread {
         let (start, listeners) = oneshot::channel::<Listeners>();
         let (stop, stopped) = oneshot::channel::<()>();
         let (finished, done) = oneshot::channel::<()>();
-        let name: String = format!("net-{}", session.exec_id).chars().take(15).collect();
+        let name: String = format!("net-{}", session.exec_id)
+            .chars()
+            .take(15)
+            .collect();
         let running = Running::start();
         std::thread::Builder::new().name(name).spawn(move || {
             let _running = running;
-            let Some(runtime) = runtime.0.take() else { return };
+            let Some(runtime) = runtime.0.take() else {
+                return;
+            };
             let s = Arc::clone(&session);
             runtime.block_on(async move {
                 // No listeners: the sandbox was not made.
@@ -162,7 +176,10 @@ pub fn wait_all_ended(within: Duration) -> bool {
         if left.is_zero() {
             return false;
         }
-        n = ENDED.wait_timeout(n, left).unwrap_or_else(|p| p.into_inner()).0;
+        n = ENDED
+            .wait_timeout(n, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
     true
 }

@@ -163,7 +163,9 @@ fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
 
 impl Resolver {
     pub fn new(config: &DnsConfig) -> Result<Resolver, ResolveError> {
-        let read = |path: &str| std::fs::read_to_string(path).map_err(|e| ResolveError::Config(format!("{path}: {e}")));
+        let read = |path: &str| {
+            std::fs::read_to_string(path).map_err(|e| ResolveError::Config(format!("{path}: {e}")))
+        };
         let (mut hosts, servers) = match &config.upstream {
             Some(servers) if servers.is_empty() => {
                 return Err(ResolveError::Config("`upstream` lists no server".into()));
@@ -220,7 +222,9 @@ impl Resolver {
                     let parsed = push_addresses(&m, &mut addrs);
                     if parsed.is_none() {
                         errors.push("malformed response".to_string());
-                    } else if ![Rcode::NoError as u8, Rcode::NxDomain as u8].contains(&wire::rcode(&m)) {
+                    } else if ![Rcode::NoError as u8, Rcode::NxDomain as u8]
+                        .contains(&wire::rcode(&m))
+                    {
                         errors.push(format!("upstream answered with code {}", wire::rcode(&m)));
                     }
                 }
@@ -293,7 +297,11 @@ impl Resolver {
     /// own making, so nothing else the client put in its message (additional
     /// records, EDNS options, flags) leaves. The response carries the query's
     /// id and its spelling of the name.
-    pub async fn forward_upstream(&self, query: &[u8], q: &Question) -> Result<Vec<u8>, ResolveError> {
+    pub async fn forward_upstream(
+        &self,
+        query: &[u8],
+        q: &Question,
+    ) -> Result<Vec<u8>, ResolveError> {
         let mut response = self.ask(q).await.map_err(|message| ResolveError::Failed {
             name: q.name().to_string(),
             message,
@@ -329,7 +337,11 @@ impl Resolver {
                 r = tcp_exchange(server, query, id, q.key()).await;
             }
             match r {
-                Ok(m) if [Rcode::ServFail as u8, Rcode::Refused as u8].contains(&wire::rcode(&m)) => last = Ok(m),
+                Ok(m)
+                    if [Rcode::ServFail as u8, Rcode::Refused as u8].contains(&wire::rcode(&m)) =>
+                {
+                    last = Ok(m)
+                }
                 Ok(m) => {
                     self.store(q, &m);
                     return Ok(m);
@@ -416,14 +428,25 @@ fn push_addresses(m: &[u8], addrs: &mut Vec<IpAddr>) -> Option<()> {
 }
 
 /// One query over UDP to `server`; waits for the response with `id` to `key`.
-async fn udp_exchange(server: SocketAddr, query: &[u8], id: u16, key: &[u8]) -> Result<Vec<u8>, String> {
+async fn udp_exchange(
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+    key: &[u8],
+) -> Result<Vec<u8>, String> {
     let local: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let sock = UdpSocket::bind(local).await.map_err(|e| format!("UDP socket: {e}"))?;
-    sock.connect(server).await.map_err(|e| format!("UDP connect: {e}"))?;
-    sock.send(query).await.map_err(|e| format!("UDP send: {e}"))?;
+    let sock = UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("UDP socket: {e}"))?;
+    sock.connect(server)
+        .await
+        .map_err(|e| format!("UDP connect: {e}"))?;
+    sock.send(query)
+        .await
+        .map_err(|e| format!("UDP send: {e}"))?;
     let mut buf = Vec::with_capacity(MAX_MESSAGE);
     let deadline = tokio::time::Instant::now() + SERVER_TIMEOUT;
     loop {
@@ -439,7 +462,12 @@ async fn udp_exchange(server: SocketAddr, query: &[u8], id: u16, key: &[u8]) -> 
 }
 
 /// One query over TCP (2-byte length framing) to `server`.
-async fn tcp_exchange(server: SocketAddr, query: &[u8], id: u16, key: &[u8]) -> Result<Vec<u8>, String> {
+async fn tcp_exchange(
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+    key: &[u8],
+) -> Result<Vec<u8>, String> {
     let exchange = async {
         let mut s = TcpStream::connect(server)
             .await
@@ -448,10 +476,17 @@ async fn tcp_exchange(server: SocketAddr, query: &[u8], id: u16, key: &[u8]) -> 
         let mut framed = Vec::with_capacity(query.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(query);
-        s.write_all(&framed).await.map_err(|e| format!("TCP send: {e}"))?;
-        let len = s.read_u16().await.map_err(|e| format!("TCP receive: {e}"))?;
+        s.write_all(&framed)
+            .await
+            .map_err(|e| format!("TCP send: {e}"))?;
+        let len = s
+            .read_u16()
+            .await
+            .map_err(|e| format!("TCP receive: {e}"))?;
         let mut buf = vec![0u8; usize::from(len)];
-        s.read_exact(&mut buf).await.map_err(|e| format!("TCP receive: {e}"))?;
+        s.read_exact(&mut buf)
+            .await
+            .map_err(|e| format!("TCP receive: {e}"))?;
         match wire::answers(&buf, id, key) {
             Some(_) => Ok(buf),
             None => Err("TCP answer does not match the question".to_string()),
@@ -471,7 +506,10 @@ mod tests {
         let m = parse_hosts("127.0.0.1 localhost Local.Dom.\n# c\n::1 localhost # x\nbogus line\n");
         assert_eq!(
             m["localhost"],
-            ["127.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]
+            [
+                "127.0.0.1".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
         );
         assert_eq!(m["local.dom"], ["127.0.0.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(m.len(), 2);
@@ -479,7 +517,9 @@ mod tests {
 
     #[test]
     fn resolv_conf_servers() {
-        let s = parse_resolv_conf("search x\nnameserver 10.0.0.1\nnameserver ::1\nnameserver fe80::1%eth0\n");
+        let s = parse_resolv_conf(
+            "search x\nnameserver 10.0.0.1\nnameserver ::1\nnameserver fe80::1%eth0\n",
+        );
         assert_eq!(
             s,
             [
@@ -487,6 +527,9 @@ mod tests {
                 "[::1]:53".parse().unwrap()
             ]
         );
-        assert_eq!(parse_resolv_conf(""), ["127.0.0.1:53".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            parse_resolv_conf(""),
+            ["127.0.0.1:53".parse::<SocketAddr>().unwrap()]
+        );
     }
 }

@@ -75,7 +75,11 @@ impl SecretStore {
         let uid = uid.to_string();
         self.secrets
             .iter()
-            .filter(|(_, s)| s.users.iter().any(|u| *u == uid || Some(u.as_str()) == user))
+            .filter(|(_, s)| {
+                s.users
+                    .iter()
+                    .any(|u| *u == uid || Some(u.as_str()) == user)
+            })
             .map(|(n, s)| (n.clone(), s.value.clone()))
             .collect()
     }
@@ -102,7 +106,10 @@ mod tests {
             )])
         };
         let e = SecretStore::load(&src(&["alice"])).unwrap_err().to_string();
-        assert!(e.contains("secret TOK") && e.contains("not readable by group or others"), "{e}");
+        assert!(
+            e.contains("secret TOK") && e.contains("not readable by group or others"),
+            "{e}"
+        );
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         let s = SecretStore::load(&src(&["alice", "1001"])).unwrap();
         assert_eq!(s.for_user(1000, Some("alice"))["TOK"], "s3cret");

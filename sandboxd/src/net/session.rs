@@ -184,7 +184,9 @@ impl Session {
 
     /// Writes the records queued so far (everyone's), on the calling thread.
     pub fn flush_queued_blocking(&self) -> Result<(), NotAudited> {
-        self.audit.flush_queued().map_err(|e| NotAudited(e.to_string()))
+        self.audit
+            .flush_queued()
+            .map_err(|e| NotAudited(e.to_string()))
     }
 
     /// Writes the records queued so far (everyone's), on a blocking thread.

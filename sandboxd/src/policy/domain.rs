@@ -45,7 +45,9 @@ impl DomainPattern {
         for label in base.split('.') {
             let ok = !label.is_empty()
                 && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                 && !label.starts_with('-')
                 && !label.ends_with('-');
             if !ok {
@@ -55,7 +57,9 @@ impl DomainPattern {
             }
         }
         if kind != Kind::Exact && is_public_suffix(base) {
-            return Err(format!("{pattern:?} is a wildcard over the public suffix {base:?}"));
+            return Err(format!(
+                "{pattern:?} is a wildcard over the public suffix {base:?}"
+            ));
         }
         Ok(DomainPattern {
             kind,
@@ -105,7 +109,10 @@ impl std::fmt::Display for DomainPattern {
 /// (no zone id). Allow and deny lists match such entries only literally.
 pub fn ip_literal(s: &str) -> Option<std::net::IpAddr> {
     match s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().ok().map(std::net::IpAddr::V6),
+        Some(v6) => v6
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(std::net::IpAddr::V6),
         None => s.parse().ok(),
     }
 }

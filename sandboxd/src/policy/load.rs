@@ -41,8 +41,14 @@ impl From<TreeError> for PolicyError {
 
 /// The shipped profiles, compiled in (also in the repository's `policies/`).
 const EMBEDDED: &[(&str, &str)] = &[
-    ("read-only", include_str!("../../../policies/read-only.toml")),
-    ("workspace", include_str!("../../../policies/workspace.toml")),
+    (
+        "read-only",
+        include_str!("../../../policies/read-only.toml"),
+    ),
+    (
+        "workspace",
+        include_str!("../../../policies/workspace.toml"),
+    ),
     ("full", include_str!("../../../policies/full.toml")),
 ];
 
@@ -71,7 +77,10 @@ impl PolicyStore {
         let mut texts: BTreeMap<String, (String, String)> = BTreeMap::new();
         if embedded {
             for (name, text) in EMBEDDED {
-                texts.insert(name.to_string(), (format!("embedded:{name}.toml"), text.to_string()));
+                texts.insert(
+                    name.to_string(),
+                    (format!("embedded:{name}.toml"), text.to_string()),
+                );
             }
         }
         if let Some(dir) = policy_dir {
@@ -158,7 +167,11 @@ fn profile_files(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, Policy
 }
 
 /// The profile's table with its `extends` chain merged in (parent first).
-fn merged_table(name: &str, sources: &BTreeMap<String, Source>, chain: &mut Vec<String>) -> Result<Table, PolicyError> {
+fn merged_table(
+    name: &str,
+    sources: &BTreeMap<String, Source>,
+    chain: &mut Vec<String>,
+) -> Result<Table, PolicyError> {
     let src = &sources[name];
     let mut own = src.table.clone();
     let Some((_, parent)) = own.remove("extends") else {
@@ -169,10 +182,20 @@ fn merged_table(name: &str, sources: &BTreeMap<String, Source>, chain: &mut Vec<
     if chain.contains(&parent_name) {
         let mut cycle = chain.clone();
         cycle.push(parent_name);
-        return Err(TreeError::at(&parent.pos, "extends", format!("cycle: {}", cycle.join(" -> "))).into());
+        return Err(TreeError::at(
+            &parent.pos,
+            "extends",
+            format!("cycle: {}", cycle.join(" -> ")),
+        )
+        .into());
     }
     if !sources.contains_key(&parent_name) {
-        return Err(TreeError::at(&parent.pos, "extends", format!("no profile named {parent_name:?}")).into());
+        return Err(TreeError::at(
+            &parent.pos,
+            "extends",
+            format!("no profile named {parent_name:?}"),
+        )
+        .into());
     }
     let base = merged_table(&parent_name, sources, chain)?;
     chain.pop();
@@ -211,11 +234,21 @@ pub(super) fn build(name: &str, file: &str, t: &Table) -> Result<Profile, TreeEr
         .map(|n| n.str("extends").map(str::to_string))
         .transpose()?;
     let approval = match get("approval") {
-        Some(n) => keyword(n, "approval", ApprovalMode::parse, "untrusted, on-request or never")?,
+        Some(n) => keyword(
+            n,
+            "approval",
+            ApprovalMode::parse,
+            "untrusted, on-request or never",
+        )?,
         None => defaulted(ApprovalMode::OnRequest, &default),
     };
     let landlock = match get("landlock") {
-        Some(n) => keyword(n, "landlock", LandlockMode::parse, "required or best-effort")?,
+        Some(n) => keyword(
+            n,
+            "landlock",
+            LandlockMode::parse,
+            "required or best-effort",
+        )?,
         None => defaulted(LandlockMode::Required, &default),
     };
     let flag = |key: &str| -> Result<Located<bool>, TreeError> {
@@ -260,14 +293,23 @@ fn defaulted<T>(value: T, origin: &Origin) -> Located<T> {
 }
 
 /// A string that must be one of a few words.
-fn keyword<T>(n: &Node, key: &str, parse: fn(&str) -> Option<T>, expected: &str) -> Result<Located<T>, TreeError> {
+fn keyword<T>(
+    n: &Node,
+    key: &str,
+    parse: fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<Located<T>, TreeError> {
     let s = n.str(key)?;
     match parse(s) {
         Some(value) => Ok(Located {
             value,
             origin: n.pos.origin(),
         }),
-        None => Err(TreeError::at(&n.pos, key, format!("{s:?} is not one of {expected}"))),
+        None => Err(TreeError::at(
+            &n.pos,
+            key,
+            format!("{s:?} is not one of {expected}"),
+        )),
     }
 }
 
@@ -300,7 +342,9 @@ const TEMPLATES: &[&str] = &["{cwd}", "{home}", "{tmp}"];
 /// with a template; deny patterns may also start with `**/`.
 pub(crate) fn check_path(s: &str, glob: bool) -> Result<(), String> {
     let rest = if let Some(inner) = s.strip_prefix('{') {
-        let end = inner.find('}').ok_or_else(|| format!("{s:?}: unclosed template"))?;
+        let end = inner
+            .find('}')
+            .ok_or_else(|| format!("{s:?}: unclosed template"))?;
         let template = &s[..end + 2];
         if !TEMPLATES.contains(&template) {
             return Err(format!(
@@ -310,7 +354,9 @@ pub(crate) fn check_path(s: &str, glob: bool) -> Result<(), String> {
         }
         let rest = &s[end + 2..];
         if !(rest.is_empty() || rest.starts_with('/')) {
-            return Err(format!("{s:?}: a template must be followed by `/` or nothing"));
+            return Err(format!(
+                "{s:?}: a template must be followed by `/` or nothing"
+            ));
         }
         rest
     } else if s.starts_with('/') || (glob && s.starts_with("**/")) {
@@ -357,9 +403,14 @@ fn domain(s: &str) -> Result<(), String> {
         return Ok(());
     }
     DomainPattern::parse(s)?;
-    let base = s.strip_prefix("**.").or_else(|| s.strip_prefix("*.")).unwrap_or(s);
+    let base = s
+        .strip_prefix("**.")
+        .or_else(|| s.strip_prefix("*."))
+        .unwrap_or(s);
     match crate::net::normalize_host(base.trim()) {
-        Ok(crate::net::Host::Ip(ip)) if base == s => Err(format!("{s:?} reads as the address {ip}: write it as {ip}")),
+        Ok(crate::net::Host::Ip(ip)) if base == s => {
+            Err(format!("{s:?} reads as the address {ip}: write it as {ip}"))
+        }
         Ok(crate::net::Host::Ip(_)) => Err(format!("{s:?} is a wildcard over an address")),
         Ok(crate::net::Host::Name(_)) => Ok(()),
         Err(m) => Err(m),
@@ -392,17 +443,25 @@ fn network(t: &Table, default: &Origin) -> Result<NetworkRules, TreeError> {
         ],
     )?;
     let mode = match t.get("mode") {
-        Some((_, n)) => keyword(n, "network.mode", NetworkMode::parse, "none, allowlist or full")?,
+        Some((_, n)) => keyword(
+            n,
+            "network.mode",
+            NetworkMode::parse,
+            "none, allowlist or full",
+        )?,
         None => defaulted(NetworkMode::None, default),
     };
     let mut ports = Vec::new();
     if let Some((_, n)) = t.get("ports") {
         for p in n.array("network.ports")? {
             let v = p.int("network.ports")?;
-            let port = u16::try_from(v)
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| TreeError::at(&p.pos, "network.ports", format!("{v} is not a port (1-65535)")))?;
+            let port = u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(|| {
+                TreeError::at(
+                    &p.pos,
+                    "network.ports",
+                    format!("{v} is not a port (1-65535)"),
+                )
+            })?;
             ports.push(Located {
                 value: port,
                 origin: p.pos.origin(),
@@ -468,7 +527,9 @@ fn host_rule(t: &Table, pos: &Pos) -> Result<HostRule, TreeError> {
     };
     let path = |s: &str| {
         if s.starts_with('/') {
-            globset::Glob::new(s).map(|_| ()).map_err(|e| format!("{s:?}: {e}"))
+            globset::Glob::new(s)
+                .map(|_| ())
+                .map_err(|e| format!("{s:?}: {e}"))
         } else {
             Err(format!("{s:?} must start with /"))
         }
@@ -505,7 +566,9 @@ fn env_glob(s: &str) -> Result<(), String> {
         return Err(format!("{s:?} is not a variable name or name pattern"));
     }
     if let Some(c) = s.chars().find(|c| "[]{}\\!".contains(*c)) {
-        return Err(format!("{s:?}: name patterns use only `*` and `?`, not {c:?}"));
+        return Err(format!(
+            "{s:?}: name patterns use only `*` and `?`, not {c:?}"
+        ));
     }
     Ok(())
 }
@@ -544,7 +607,9 @@ fn limits(t: &Table) -> Result<LimitRules, TreeError> {
     known_keys(t, "limits", &["timeout", "memory", "pids", "output"])?;
     let size = |key: &str| -> Result<Option<Located<u64>>, TreeError> {
         let full = format!("limits.{key}");
-        let Some((_, n)) = t.get(key) else { return Ok(None) };
+        let Some((_, n)) = t.get(key) else {
+            return Ok(None);
+        };
         let v = match &n.value {
             Value::Str(s) => parse_size(s).ok_or_else(|| {
                 TreeError::at(
@@ -553,9 +618,8 @@ fn limits(t: &Table) -> Result<LimitRules, TreeError> {
                     format!("{s:?} is not a size like \"4GiB\", \"64MiB\" or \"512k\""),
                 )
             })?,
-            Value::Int(i) => {
-                u64::try_from(*i).map_err(|_| TreeError::at(&n.pos, &full, format!("{i} is not a size")))?
-            }
+            Value::Int(i) => u64::try_from(*i)
+                .map_err(|_| TreeError::at(&n.pos, &full, format!("{i} is not a size")))?,
             _ => {
                 return Err(TreeError::at(
                     &n.pos,
@@ -577,7 +641,11 @@ fn limits(t: &Table) -> Result<LimitRules, TreeError> {
                 )
             })?;
             if d.is_zero() {
-                return Err(TreeError::at(&n.pos, "limits.timeout", "must be more than zero"));
+                return Err(TreeError::at(
+                    &n.pos,
+                    "limits.timeout",
+                    "must be more than zero",
+                ));
             }
             Some(Located {
                 value: d,
@@ -589,8 +657,8 @@ fn limits(t: &Table) -> Result<LimitRules, TreeError> {
     let pids = match t.get("pids") {
         Some((_, n)) => {
             let i = n.int("limits.pids")?;
-            let v =
-                u64::try_from(i).map_err(|_| TreeError::at(&n.pos, "limits.pids", format!("{i} is not a count")))?;
+            let v = u64::try_from(i)
+                .map_err(|_| TreeError::at(&n.pos, "limits.pids", format!("{i} is not a count")))?;
             positive(v, n, "limits.pids")?
         }
         None => None,
@@ -623,7 +691,11 @@ fn commands(t: &Table) -> Result<CommandRules, TreeError> {
         n.array(&full)?
             .iter()
             .map(|r| {
-                let words: Vec<String> = r.strings(&full)?.into_iter().map(|(s, _)| s.to_string()).collect();
+                let words: Vec<String> = r
+                    .strings(&full)?
+                    .into_iter()
+                    .map(|(s, _)| s.to_string())
+                    .collect();
                 if words.is_empty() {
                     return Err(TreeError::at(
                         &r.pos,

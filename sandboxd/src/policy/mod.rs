@@ -8,14 +8,15 @@ pub mod model;
 pub mod narrow;
 mod render;
 pub mod shell;
-pub mod user;
 pub(crate) mod tree;
+pub mod user;
 pub mod values;
 
 pub use load::{PolicyError, PolicyStore};
 pub use model::*;
 pub use narrow::{
-    check_command, check_path, check_url, command_parts, resolve, Access, CommandPart, ExecContext, Narrowing,
+    check_command, check_path, check_url, command_parts, resolve, Access, CommandPart, ExecContext,
+    Narrowing,
 };
 
 /// What a decision says.

@@ -2,8 +2,10 @@
 //! only narrow), and the pure decisions behind `policy check`.
 
 use super::domain::{ip_literal, DomainPattern};
+use super::model::{
+    ApprovalMode, EffectiveLimits, EffectivePolicy, Located, NetworkMode, Origin, Profile,
+};
 use super::shell::{self, Runs, Word};
-use super::model::{ApprovalMode, EffectiveLimits, EffectivePolicy, Located, NetworkMode, Origin, Profile};
 use super::values::{format_duration, format_size};
 use super::{Decision, Refusal, Verdict};
 use crate::net::{Host, NetDecision, NetPolicy};
@@ -58,17 +60,27 @@ pub(crate) fn rule<T: std::fmt::Display>(origin: &Origin, key: &str, value: T) -
 /// Expands a leading template of `entry` (a `key` rule); `escape` quotes the
 /// expansion for use in a glob. A template without an absolute value for this
 /// exec is refused rather than guessed.
-fn expand(entry: &Located<String>, key: &str, ctx: &ExecContext, escape: bool) -> Result<String, Refusal> {
+fn expand(
+    entry: &Located<String>,
+    key: &str,
+    ctx: &ExecContext,
+    escape: bool,
+) -> Result<String, Refusal> {
     let e = entry.value.as_str();
     for (template, value) in [
         ("{cwd}", &ctx.cwd),
         ("{home}", &ctx.home),
         ("{tmp}", &PathBuf::from(TMP)),
     ] {
-        let Some(rest) = e.strip_prefix(template) else { continue };
+        let Some(rest) = e.strip_prefix(template) else {
+            continue;
+        };
         let Some(value) = clean(value) else {
             return Err(Refusal {
-                message: format!("{template} has no absolute value for this exec ({:?})", value.display()),
+                message: format!(
+                    "{template} has no absolute value for this exec ({:?})",
+                    value.display()
+                ),
                 rule: rule(&entry.origin, key, e),
             });
         };
@@ -149,11 +161,18 @@ fn name_matches(pattern: &str, name: &str) -> bool {
 }
 
 /// The effective policy of one exec, or the rule a widening request breaks.
-pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Result<EffectivePolicy, Refusal> {
+pub fn resolve(
+    profile: &Profile,
+    ctx: &ExecContext,
+    narrow: &Narrowing,
+) -> Result<EffectivePolicy, Refusal> {
     let fs = &profile.filesystem;
     let mut read = Vec::new();
     for r in &fs.read {
-        push_unique(&mut read, PathBuf::from(expand(r, "filesystem.read", ctx, false)?));
+        push_unique(
+            &mut read,
+            PathBuf::from(expand(r, "filesystem.read", ctx, false)?),
+        );
     }
     let mut write = Vec::new();
     let mut private_tmp = false;
@@ -161,7 +180,10 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
         if w.value == "{tmp}" {
             private_tmp = true;
         } else {
-            push_unique(&mut write, PathBuf::from(expand(w, "filesystem.write", ctx, false)?));
+            push_unique(
+                &mut write,
+                PathBuf::from(expand(w, "filesystem.write", ctx, false)?),
+            );
         }
     }
     if let Some(asked) = &narrow.write {
@@ -182,10 +204,13 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
     let env = environment(profile, ctx)?;
     let lim = &profile.limits;
     let limits = EffectiveLimits {
-        timeout: shrink("timeout", &lim.timeout, narrow.timeout, |d| format_duration(*d))?,
+        timeout: shrink("timeout", &lim.timeout, narrow.timeout, |d| {
+            format_duration(*d)
+        })?,
         memory: shrink("memory", &lim.memory, narrow.memory, |n| format_size(*n))?,
         pids: shrink("pids", &lim.pids, narrow.pids, |n| n.to_string())?,
-        output: shrink("output", &lim.output, narrow.output, |n| format_size(*n))?.unwrap_or(DEFAULT_OUTPUT),
+        output: shrink("output", &lim.output, narrow.output, |n| format_size(*n))?
+            .unwrap_or(DEFAULT_OUTPUT),
     };
     let approval = match narrow.approval {
         Some(to) if !profile.approval.value.may_narrow_to(to) => {
@@ -195,7 +220,11 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
                     to.as_str(),
                     profile.approval.value.as_str()
                 ),
-                rule: rule(&profile.approval.origin, "approval", profile.approval.value.as_str()),
+                rule: rule(
+                    &profile.approval.origin,
+                    "approval",
+                    profile.approval.value.as_str(),
+                ),
             })
         }
         Some(to) => to,
@@ -203,10 +232,15 @@ pub fn resolve(profile: &Profile, ctx: &ExecContext, narrow: &Narrowing) -> Resu
     };
     let net = match network {
         NetworkMode::Allowlist => {
-            let narrowed = narrow.network_allow.as_ref().map(|_| network_allow.as_slice());
-            let net = NetPolicy::from_profile(profile, narrowed, approval).map_err(|message| Refusal {
-                message,
-                rule: "network".to_string(),
+            let narrowed = narrow
+                .network_allow
+                .as_ref()
+                .map(|_| network_allow.as_slice());
+            let net = NetPolicy::from_profile(profile, narrowed, approval).map_err(|message| {
+                Refusal {
+                    message,
+                    rule: "network".to_string(),
+                }
             })?;
             Some(net)
         }
@@ -253,7 +287,10 @@ fn narrow_write(
     for p in asked {
         let Some(clean) = clean(p) else {
             return Err(Refusal {
-                message: format!("writable root {} must be an absolute path without `..`", p.display()),
+                message: format!(
+                    "writable root {} must be an absolute path without `..`",
+                    p.display()
+                ),
                 rule: write_rule(),
             });
         };
@@ -276,7 +313,10 @@ fn narrow_write(
 }
 
 /// The network mode and domain list after an optional narrower list.
-fn narrow_network(profile: &Profile, asked: Option<&[String]>) -> Result<(NetworkMode, Vec<String>), Refusal> {
+fn narrow_network(
+    profile: &Profile,
+    asked: Option<&[String]>,
+) -> Result<(NetworkMode, Vec<String>), Refusal> {
     let net = &profile.network;
     let own: Vec<String> = net.allow.iter().map(|a| a.value.clone()).collect();
     let Some(asked) = asked else {
@@ -344,7 +384,9 @@ fn environment(profile: &Profile, ctx: &ExecContext) -> Result<Vec<(String, Stri
     let mut env: BTreeMap<String, String> = ctx
         .caller_env
         .iter()
-        .filter(|(k, _)| rules.pass.iter().any(|p| name_matches(&p.value, k)) && denied_by(k).is_none())
+        .filter(|(k, _)| {
+            rules.pass.iter().any(|p| name_matches(&p.value, k)) && denied_by(k).is_none()
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     for (k, v) in &rules.set {
@@ -378,7 +420,11 @@ fn shrink<T: Copy + PartialOrd>(
     match (own, asked) {
         (_, None) => Ok(own.as_ref().map(|l| l.value)),
         (Some(limit), Some(a)) if a > limit.value => Err(Refusal {
-            message: format!("{key} {} exceeds the profile's {}", show(&a), show(&limit.value)),
+            message: format!(
+                "{key} {} exceeds the profile's {}",
+                show(&a),
+                show(&limit.value)
+            ),
             rule: rule(&limit.origin, &format!("limits.{key}"), show(&limit.value)),
         }),
         (_, Some(a)) => Ok(Some(a)),
@@ -387,7 +433,11 @@ fn shrink<T: Copy + PartialOrd>(
 
 /// SHA-256 (hex) of a canonical JSON rendering (sorted keys) of the policy.
 fn hash(p: &EffectivePolicy) -> String {
-    let paths = |v: &[PathBuf]| v.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>();
+    let paths = |v: &[PathBuf]| {
+        v.iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
     let canonical = serde_json::json!({
         "profile": p.profile,
         "approval": p.approval.as_str(),
@@ -429,7 +479,11 @@ pub fn check_path(profile: &Profile, ctx: &ExecContext, path: &Path, access: Acc
     let shown = path.display();
     // Deny patterns win over roots; an unreadable file is not writable either.
     let denies: Vec<(&str, &Located<String>)> = match access {
-        Access::Read => fs.deny_read.iter().map(|d| ("filesystem.deny_read", d)).collect(),
+        Access::Read => fs
+            .deny_read
+            .iter()
+            .map(|d| ("filesystem.deny_read", d))
+            .collect(),
         Access::Write => {
             let w = fs.deny_write.iter().map(|d| ("filesystem.deny_write", d));
             w.chain(fs.deny_read.iter().map(|d| ("filesystem.deny_read", d)))
@@ -474,13 +528,18 @@ pub fn check_path(profile: &Profile, ctx: &ExecContext, path: &Path, access: Acc
         })
     };
     let found = match access {
-        Access::Read => in_root(&fs.read, "filesystem.read").or_else(|| in_root(&fs.write, "filesystem.write")),
+        Access::Read => {
+            in_root(&fs.read, "filesystem.read").or_else(|| in_root(&fs.write, "filesystem.write"))
+        }
         Access::Write => in_root(&fs.write, "filesystem.write"),
     };
     found.unwrap_or_else(|| Decision {
         verdict: Verdict::Deny,
         rule: format!("{key} (no root covers {shown})"),
-        reason: format!("{shown} is outside every {key} root of profile {}", profile.name),
+        reason: format!(
+            "{shown} is outside every {key} root of profile {}",
+            profile.name
+        ),
     })
 }
 
@@ -537,7 +596,9 @@ fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<Comman
             return parts.push(part(not_understood(profile, &why, &shown)));
         }
         Some(_) if depth > MAX_COMMAND_DEPTH => {
-            let why = format!("script not understood: shells and wrappers nested deeper than {MAX_COMMAND_DEPTH}");
+            let why = format!(
+                "script not understood: shells and wrappers nested deeper than {MAX_COMMAND_DEPTH}"
+            );
             return parts.push(part(not_understood(profile, &why, &shown)));
         }
         Some(_) => {}
@@ -555,7 +616,9 @@ fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<Comman
                 let from = parts.len();
                 judge(profile, c, depth + 1, parts);
                 for p in &mut parts[from..] {
-                    p.decision.rule.push_str(&format!(" (in {shell} -c script)"));
+                    p.decision
+                        .rule
+                        .push_str(&format!(" (in {shell} -c script)"));
                 }
             }
         }
@@ -567,7 +630,11 @@ fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<Comman
 
 /// Words as a command line, unknown ones as written.
 fn show(words: &[Word]) -> String {
-    words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .map(|w| w.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn rank(v: Verdict) -> u8 {
@@ -597,7 +664,9 @@ enum Prefix {
 
 fn prefix(rule: &[String], words: &[Word]) -> Prefix {
     for (i, r) in rule.iter().enumerate() {
-        let Some(w) = words.get(i) else { return Prefix::No };
+        let Some(w) = words.get(i) else {
+            return Prefix::No;
+        };
         if !w.literal {
             return Prefix::Unknown(i);
         }
@@ -635,8 +704,14 @@ fn rule_match(profile: &Profile, words: &[Word], shown: &str) -> Option<Decision
                 Prefix::Unknown(i) if verdict != Verdict::Allow && unknown.is_none() => {
                     unknown = Some(Decision {
                         verdict: Verdict::Prompt,
-                        rule: format!("commands: script not understood: `{}` may expand to match {named}", words[i].text),
-                        reason: format!("`{shown}` may start with {:?} once expanded", r.value.join(" ")),
+                        rule: format!(
+                            "commands: script not understood: `{}` may expand to match {named}",
+                            words[i].text
+                        ),
+                        reason: format!(
+                            "`{shown}` may start with {:?} once expanded",
+                            r.value.join(" ")
+                        ),
                     });
                 }
                 Prefix::Unknown(_) | Prefix::No => {}
@@ -699,7 +774,10 @@ fn split_url(url: &str) -> Option<UrlParts> {
     };
     let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
-    let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let authority = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
     let (host, port) = if authority.starts_with('[') {
         let close = authority.find(']')?;
         let (h, after) = authority.split_at(close + 1);
@@ -761,7 +839,12 @@ pub fn check_url(profile: &Profile, url: &str) -> Decision {
     };
     let host = match crate::net::normalize_host(&parts.host) {
         Ok(h) => h,
-        Err(m) => return deny("network.allow".to_string(), format!("blocked-by-bad-request: {m}")),
+        Err(m) => {
+            return deny(
+                "network.allow".to_string(),
+                format!("blocked-by-bad-request: {m}"),
+            )
+        }
     };
     let Some(port) = parts.port else {
         return deny(

@@ -18,13 +18,19 @@ fn table(pairs: Vec<(&str, Value)>) -> Value {
 pub fn render(p: &Profile) -> String {
     let mut top = Table::new();
     top.insert("description".into(), Value::String(p.description.clone()));
-    top.insert("approval".into(), Value::String(p.approval.value.as_str().into()));
+    top.insert(
+        "approval".into(),
+        Value::String(p.approval.value.as_str().into()),
+    );
     top.insert("allow_root".into(), Value::Boolean(p.allow_root.value));
     top.insert(
         "allow_user_profiles".into(),
         Value::Boolean(p.allow_user_profiles.value),
     );
-    top.insert("landlock".into(), Value::String(p.landlock.value.as_str().into()));
+    top.insert(
+        "landlock".into(),
+        Value::String(p.landlock.value.as_str().into()),
+    );
     let fs = &p.filesystem;
     top.insert(
         "filesystem".into(),
@@ -42,11 +48,19 @@ pub fn render(p: &Profile) -> String {
         ("deny", strings(&n.deny)),
         (
             "ports",
-            Value::Array(n.ports.iter().map(|l| Value::Integer(l.value.into())).collect()),
+            Value::Array(
+                n.ports
+                    .iter()
+                    .map(|l| Value::Integer(l.value.into()))
+                    .collect(),
+            ),
         ),
         ("allow_cidrs", strings(&n.allow_cidrs)),
         ("inspect", Value::Boolean(n.inspect.value)),
-        ("allow_non_tls_443", Value::Boolean(n.allow_non_tls_443.value)),
+        (
+            "allow_non_tls_443",
+            Value::Boolean(n.allow_non_tls_443.value),
+        ),
     ];
     if let Some(m) = &n.methods {
         net.push(("methods", strings(m)));

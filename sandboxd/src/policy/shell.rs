@@ -164,8 +164,7 @@ fn after_options<'a>(
                 .is_some_and(|v| v.starts_with('=') || (!o.starts_with("--") && !v.is_empty()))
         });
         let nice_number = name == "nice"
-            && t
-                .strip_prefix('-')
+            && t.strip_prefix('-')
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
         if with_arg.contains(&t) && !flags.contains(&t) {
             i += 2;

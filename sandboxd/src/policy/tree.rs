@@ -133,7 +133,10 @@ impl Node {
 
     /// An array of strings.
     pub fn strings(&self, key: &str) -> Result<Vec<(&str, &Pos)>, TreeError> {
-        self.array(key)?.iter().map(|n| Ok((n.str(key)?, &n.pos))).collect()
+        self.array(key)?
+            .iter()
+            .map(|n| Ok((n.str(key)?, &n.pos)))
+            .collect()
     }
 }
 
@@ -173,7 +176,10 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Table, TreeError> {
             message: e.message().trim().to_string(),
         }
     })?;
-    let conv = Converter { file, lines: &lines };
+    let conv = Converter {
+        file,
+        lines: &lines,
+    };
     Ok(conv.table(doc.get_ref()))
 }
 
@@ -194,7 +200,12 @@ impl Converter<'_> {
 
     fn table(&self, t: &DeTable<'_>) -> Table {
         t.iter()
-            .map(|(k, v)| (k.get_ref().to_string(), (self.pos(k.span().start), self.node(v))))
+            .map(|(k, v)| {
+                (
+                    k.get_ref().to_string(),
+                    (self.pos(k.span().start), self.node(v)),
+                )
+            })
             .collect()
     }
 

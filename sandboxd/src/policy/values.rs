@@ -11,13 +11,17 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(1),
             "s" => Duration::from_secs(1),
@@ -105,7 +109,13 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (s, secs) in [("10m", 600), ("90s", 90), ("1h", 3600), ("1h30m", 5400), ("2d", 172800)] {
+        for (s, secs) in [
+            ("10m", 600),
+            ("90s", 90),
+            ("1h", 3600),
+            ("1h30m", 5400),
+            ("2d", 172800),
+        ] {
             assert_eq!(parse_duration(s), Some(Duration::from_secs(secs)), "{s}");
         }
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));

@@ -148,7 +148,9 @@ async fn first_bytes(
                 Hello::NotTls => match http_start(first) {
                     Some(true) => return Ok(First::Http),
                     Some(false) => return Ok(First::Hello(Hello::NotTls)),
-                    None if first.len() > MAX_REQUEST_LINE => return Ok(First::Hello(Hello::NotTls)),
+                    None if first.len() > MAX_REQUEST_LINE => {
+                        return Ok(First::Hello(Hello::NotTls))
+                    }
                     None => {}
                 },
                 other => return Ok(First::Hello(other)),

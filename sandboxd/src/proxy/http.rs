@@ -973,7 +973,8 @@ async fn bad_request<W: AsyncWrite + Unpin>(
 async fn record_unreadable(session: &Session, mode: &Mode, why: &str) {
     if let Mode::Fixed { host, port, tls } = mode {
         let a = Attempt::new(if *tls { "https" } else { "http" }, host.clone(), *port);
-        a.refuse(session, Refused::new(Block::BadRequest, "", why)).await;
+        a.refuse(session, Refused::new(Block::BadRequest, "", why))
+            .await;
     }
 }
 

@@ -31,7 +31,10 @@ enum Request {
     /// Answered with this reply code and closed.
     Fail(u8),
     /// A destination that is no host name or port: refused (and recorded).
-    Malformed { host: String, port: u16 },
+    Malformed {
+        host: String,
+        port: u16,
+    },
 }
 
 /// Serves one SOCKS5 client.
@@ -49,7 +52,8 @@ pub async fn handle(session: &Session, mut client: TcpStream) {
         Request::Malformed { host, port } => {
             let a = Attempt::new("socks", Host::Name(host.clone()), port);
             let why = format!("{host:?} port {port} is no destination");
-            a.refuse(session, Refused::new(Block::BadRequest, "", why)).await;
+            a.refuse(session, Refused::new(Block::BadRequest, "", why))
+                .await;
             let _ = reply(&mut client, NOT_ALLOWED, None).await;
             return;
         }

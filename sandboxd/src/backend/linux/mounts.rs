@@ -308,7 +308,10 @@ impl Root {
     fn cover_socket(&self, path: &Path) -> Result<(), MountError> {
         let step = "hide host socket";
         match self.open(path) {
-            Ok(fd) if fstat(&fd).map_err(merr(step, path))?.st_mode & libc::S_IFMT == libc::S_IFSOCK => {
+            Ok(fd)
+                if fstat(&fd).map_err(merr(step, path))?.st_mode & libc::S_IFMT
+                    == libc::S_IFSOCK =>
+            {
                 self.cover(path, step)
             }
             Ok(_) => Ok(()),
@@ -369,7 +372,9 @@ impl Root {
         )
         .map_err(merr(step, &f.target))?;
         if is_dir(&fstat(&target).map_err(merr(step, &f.target))?) {
-            return Err(merr(step, &f.target)(io::Error::from_raw_os_error(libc::EISDIR)));
+            return Err(merr(step, &f.target)(io::Error::from_raw_os_error(
+                libc::EISDIR,
+            )));
         }
         let m = clone_tree(src.as_raw_fd(), false).map_err(merr(step, &f.source))?;
         set_attr(&m, RO | MOUNT_ATTR_NOEXEC, false).map_err(merr(step, &f.target))?;

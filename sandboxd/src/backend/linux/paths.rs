@@ -270,8 +270,15 @@ fn open_all(cwd: &Path, write: &[PathBuf], read: &[PathBuf]) -> Result<Resolved,
     for p in write {
         // `/` as a write root (the `full` profile) leaves the caller's own
         // permissions in charge everywhere; any other root must be writable.
-        let mode = if p == Path::new("/") { libc::F_OK } else { libc::W_OK };
-        w.push((p.clone(), open_checked("resolve write root", p, false, mode)?));
+        let mode = if p == Path::new("/") {
+            libc::F_OK
+        } else {
+            libc::W_OK
+        };
+        w.push((
+            p.clone(),
+            open_checked("resolve write root", p, false, mode)?,
+        ));
     }
     let mut r = Vec::with_capacity(read.len());
     for p in read {
