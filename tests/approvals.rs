@@ -157,6 +157,39 @@ fn untrusted_asks_for_rm_x_and_not_for_an_allowed_ls() {
     assert_eq!(no.requests().len(), 1);
 }
 
+/// The approver reads the command back as a shell would: `rm 'a b'` is one
+/// file, and a script's quoting is not lost (`rm a b` would be two files).
+#[test]
+fn the_command_asked_about_is_shown_with_its_quoting() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let no = Approver::new(&ws, U1, "deny");
+    let out = exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "ut"],
+        &no,
+        &["rm", "a b", "it's"],
+    );
+    out.expect_code(125);
+    let script = "rm 'c d' \"e\"";
+    let out = exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "ut"],
+        &no,
+        &["sh", "-c", script],
+    );
+    out.expect_code(125);
+    let reqs = no.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(strings(&reqs[0]["parts"]), ["rm 'a b' 'it'\\''s'"]);
+    assert_eq!(strings(&reqs[1]["parts"]), ["rm 'c d' e"]);
+    assert!(out.stderr.contains("`rm 'c d' e`"), "{}", out.stderr);
+}
+
 #[test]
 fn a_shell_script_is_judged_on_curl_and_sh_not_on_ls() {
     let d = daemon();

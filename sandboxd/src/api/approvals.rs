@@ -14,6 +14,7 @@ use crate::audit::AuditLog;
 use crate::identity::Caller;
 use crate::policy::domain::{ip_literal, DomainPattern};
 use crate::policy::narrow::rule;
+use crate::policy::shell;
 use crate::policy::{
     command_parts, ApprovalMode, CommandPart, Located, NetworkMode, Origin, PolicyStore, Profile,
     Refusal, Verdict,
@@ -97,7 +98,7 @@ impl Grant {
     /// The grant as a person reads it.
     pub fn describe(&self) -> String {
         match self {
-            Grant::Command(w) => format!("`{}`", w.join(" ")),
+            Grant::Command(w) => format!("`{}`", shell::command_line(w)),
             Grant::Write(p) => format!("write access to {}", p.display()),
             Grant::Network(d) => format!("network access to {d}"),
             Grant::Unsandboxed => "an unsandboxed run (the embedded `full` profile's file system \
@@ -403,10 +404,6 @@ fn escalation_grants(e: &pb::Escalation) -> Result<Vec<Grant>, Refusal> {
     Ok(out)
 }
 
-fn line(part: &CommandPart) -> String {
-    part.words.join(" ")
-}
-
 impl Approvals {
     pub fn new(state_dir: &Path, timeout: Duration) -> Result<Approvals, ApprovalsError> {
         let embedded =
@@ -634,7 +631,7 @@ impl Approvals {
                 }
             }
             let rules = rules.join("; ");
-            let parts: Vec<String> = gate.commands.iter().map(line).collect();
+            let parts: Vec<String> = gate.commands.iter().map(|p| p.shown.clone()).collect();
             let reasons: Vec<&str> = gate
                 .commands
                 .iter()
@@ -1008,6 +1005,7 @@ mod tests {
     fn part(words: &[&str], literal: bool) -> CommandPart {
         CommandPart {
             words: words.iter().map(|w| w.to_string()).collect(),
+            shown: words.join(" "),
             literal,
             decision: Decision {
                 verdict: Verdict::Prompt,

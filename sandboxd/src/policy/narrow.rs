@@ -558,7 +558,7 @@ pub fn check_command(profile: &Profile, argv: &[String]) -> Decision {
         .into_iter()
         .map(|p| p.decision)
         .reduce(stricter)
-        .unwrap_or_else(|| fallback(profile, &argv.join(" ")))
+        .unwrap_or_else(|| fallback(profile, &shell::command_line(argv)))
 }
 
 /// One command an argv runs, judged on its own: the argv itself when a rule
@@ -568,6 +568,8 @@ pub fn check_command(profile: &Profile, argv: &[String]) -> Decision {
 pub struct CommandPart {
     /// The words as written (an unexpanded one as in the script).
     pub words: Vec<String>,
+    /// The words as one command line for people (quoted where needed).
+    pub shown: String,
     /// Every word is known before the shell runs (nothing left to expand).
     pub literal: bool,
     pub decision: Decision,
@@ -586,6 +588,7 @@ fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<Comman
     let shown = show(words);
     let part = |decision| CommandPart {
         words: words.iter().map(|w| w.text.clone()).collect(),
+        shown: shown.clone(),
         literal: words.iter().all(|w| w.literal),
         decision,
     };
@@ -628,13 +631,9 @@ fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<Comman
     }
 }
 
-/// Words as a command line, unknown ones as written.
+/// Words as a command line, known ones quoted where needed, unknown ones as written.
 fn show(words: &[Word]) -> String {
-    words
-        .iter()
-        .map(|w| w.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
+    words.iter().map(Word::shown).collect::<Vec<_>>().join(" ")
 }
 
 fn rank(v: Verdict) -> u8 {
@@ -698,7 +697,10 @@ fn rule_match(profile: &Profile, words: &[Word], shown: &str) -> Option<Decision
                     return Some(Decision {
                         verdict,
                         rule: named,
-                        reason: format!("`{shown}` starts with {:?}", r.value.join(" ")),
+                        reason: format!(
+                            "`{shown}` starts with `{}`",
+                            shell::command_line(&r.value)
+                        ),
                     })
                 }
                 Prefix::Unknown(i) if verdict != Verdict::Allow && unknown.is_none() => {
@@ -709,8 +711,8 @@ fn rule_match(profile: &Profile, words: &[Word], shown: &str) -> Option<Decision
                             words[i].text
                         ),
                         reason: format!(
-                            "`{shown}` may start with {:?} once expanded",
-                            r.value.join(" ")
+                            "`{shown}` may start with `{}` once expanded",
+                            shell::command_line(&r.value)
                         ),
                     });
                 }

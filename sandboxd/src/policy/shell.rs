@@ -24,6 +24,33 @@ impl Word {
             literal: true,
         }
     }
+
+    /// The word as a shell would read it back: a known value quoted where
+    /// needed, one still to be expanded as written.
+    pub fn shown(&self) -> std::borrow::Cow<'_, str> {
+        if self.literal {
+            quote(&self.text)
+        } else {
+            std::borrow::Cow::Borrowed(&self.text)
+        }
+    }
+}
+
+/// Words as one command line a person can read back unambiguously: `rm "a b"`
+/// is not shown as `rm a b`, nor `sh -c 'ls; rm x'` as `sh -c ls; rm x`.
+pub fn command_line(words: &[String]) -> String {
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// `word` single-quoted for a POSIX shell unless every character in it is
+/// plain (letters, digits and `_@%+=:,./-`).
+pub fn quote(word: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        std::borrow::Cow::Borrowed(word)
+    } else {
+        std::borrow::Cow::Owned(format!("'{}'", word.replace('\'', "'\\''")))
+    }
 }
 
 /// Why a script (or a wrapper's arguments) is outside what this module understands.
@@ -691,6 +718,32 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_are_quoted_only_where_a_shell_would_read_them_otherwise() {
+        for (word, shown) in [
+            ("ls", "ls"),
+            ("/usr/bin/git", "/usr/bin/git"),
+            ("--color=auto", "--color=auto"),
+            ("", "''"),
+            ("a b", "'a b'"),
+            ("ls; rm x", "'ls; rm x'"),
+            ("it's", "'it'\\''s'"),
+            ("$HOME", "'$HOME'"),
+            ("*", "'*'"),
+            ("a\nb", "'a\nb'"),
+        ] {
+            assert_eq!(quote(word), shown, "{word:?}");
+        }
+        let argv = ["sh", "-c", "ls && rm -rf ~"].map(String::from);
+        assert_eq!(command_line(&argv), "sh -c 'ls && rm -rf ~'");
+        // Parsed back by the parser, the line gives the same words.
+        let back = parse(&command_line(&argv)).expect("parses");
+        assert_eq!(
+            back[0].iter().map(|w| w.text.as_str()).collect::<Vec<_>>(),
+            argv
+        );
+    }
 
     fn texts(script: &str) -> Vec<Vec<String>> {
         parse(script)
