@@ -290,7 +290,7 @@ pub async fn run_exec(
     let outgoing = tokio_stream::once(start)
         .chain(ReceiverStream::new(stdin_rx).merge(UnboundedReceiverStream::new(ctl_rx)));
 
-    let stdin_task = tokio::spawn(forward_stdin(stdin, stdin_tx));
+    let mut stdin_task = None;
     let control_task = control.map(|mut rx| {
         let tx = ctl_tx.clone();
         tokio::spawn(async move {
@@ -314,6 +314,9 @@ pub async fn run_exec(
             .await
             .map_err(ExecError::Daemon)?
             .into_inner();
+        // Stdin is read (on a blocking thread, made now) once the daemon
+        // has the request, so that making it does not hold the request up.
+        stdin_task = Some(tokio::spawn(forward_stdin(stdin, stdin_tx)));
         let mut id = String::new();
         // A response read while a question was open, shown after its answer.
         let mut held = None;
@@ -367,7 +370,9 @@ pub async fn run_exec(
     }
     .await;
 
-    stdin_task.abort();
+    if let Some(t) = stdin_task {
+        t.abort();
+    }
     if let Some(t) = control_task {
         t.abort();
     }
