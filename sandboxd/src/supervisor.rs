@@ -342,6 +342,7 @@ async fn run(
         stderr,
         reports,
         cgroup,
+        mount_ns,
     } = child;
     let tty = stderr.is_none();
 
@@ -374,7 +375,7 @@ async fn run(
             tracing::error!(pid, error = %e, "cannot watch the sandbox's pidfd; killing it");
             // SAFETY: plain kill of our own child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            finish_cgroup(cgroup).await;
+            finish_cgroup(cgroup, mount_ns).await;
             let _ = out
                 .send(Output::Exit(ExitInfo {
                     signal: Some(libc::SIGKILL),
@@ -525,7 +526,7 @@ async fn run(
         info.reason = Some(e.reason);
     }
     // Nothing of the sandbox survives; the cgroup goes away (blocking waits).
-    finish_cgroup(cgroup).await;
+    finish_cgroup(cgroup, mount_ns).await;
 
     let _ = stop_tx.send(true);
     for r in readers {
@@ -542,15 +543,16 @@ async fn run(
 
 /// Kills whatever is left in the sandbox's cgroup and waits until it is
 /// empty; the empty directories are removed afterwards, off the exit's path
-/// (a v1 hierarchy may keep one busy for a while after its last task).
-async fn finish_cgroup(cgroup: Cgroup) {
+/// (a v1 hierarchy may keep one busy for a while after its last task), and
+/// the mount namespace is let go there too.
+async fn finish_cgroup(cgroup: Cgroup, mount_ns: Option<OwnedFd>) {
     let killed = tokio::task::spawn_blocking(move || {
         cgroup.kill_all();
         cgroup
     })
     .await;
     match killed {
-        Ok(cgroup) => drop(tokio::task::spawn_blocking(move || drop(cgroup))),
+        Ok(cgroup) => drop(tokio::task::spawn_blocking(move || drop((cgroup, mount_ns)))),
         Err(e) => tracing::error!(error = %e, "cgroup cleanup failed"),
     }
 }

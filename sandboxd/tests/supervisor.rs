@@ -161,6 +161,7 @@ fn start_with(name: &str, script: &str, limits: &CgroupLimits, tty: bool) -> Fak
             stderr: err_r,
             reports: rep_r,
             cgroup,
+            mount_ns: None,
         },
         reports: std::fs::File::from(rep_w),
         pid,

@@ -49,6 +49,11 @@ pub struct Spawned {
     /// the exec error is then also on the command's stderr, as a shell says it).
     pub reports: OwnedFd,
     pub cgroup: Cgroup,
+    /// The sandbox's mount namespace, held (when it could be opened) until
+    /// the exit is reported: its teardown (unmounting its tree waits for an
+    /// RCU grace period) then happens when this is dropped, not in the
+    /// init's exit, which the exit's report waits for.
+    pub mount_ns: Option<OwnedFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -741,6 +746,10 @@ pub async fn spawn_with<T: Send>(
     };
     let reports = rx.into_inner();
     set_nonblocking(&reports, false).map_err(os("report socket"))?;
+    // The init is our unreaped child: the pid is still its own.
+    let mount_ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(OwnedFd::from);
     let spawned = Spawned {
         pid,
         pidfd: guard.disarm(),
@@ -749,6 +758,7 @@ pub async fn spawn_with<T: Send>(
         stderr,
         reports,
         cgroup,
+        mount_ns,
     };
     Ok((spawned, net))
 }
