@@ -372,3 +372,59 @@ fn flood_of_one_user_does_not_slow_another_beyond_2x() {
     );
     assert!(ratio <= 2.0, "another user's flood slowed exec {ratio:.2}x");
 }
+
+/// Makes the calling thread (only) `uid`, as the daemon sees it through
+/// SO_PEERCRED: raw syscalls, as libc's wrappers would change every thread.
+fn thread_becomes(uid: u32) {
+    // SAFETY: plain syscalls on this thread's own credentials.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+            0
+        );
+        assert_eq!(libc::syscall(libc::SYS_setresgid, uid, uid, uid), 0);
+        assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
+    }
+}
+
+/// An exec's slot is free once its client hears of the exit: the same
+/// client's next exec, sent at once on the same connection, is not refused
+/// under `max_per_user = 1` (it was, now and then, while the slot was freed
+/// only after the exit had been sent).
+#[test]
+fn an_exec_that_has_ended_no_longer_counts_against_the_limit() {
+    let d = Daemon::builder()
+        .config("[limits]\nmax_per_user = 1")
+        .start();
+    let ws = Dir::new(U1);
+    let (socket, cwd) = (d.socket.clone(), ws.path.clone());
+    let refused = std::thread::spawn(move || {
+        thread_becomes(U1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut client = agent::connect(&socket).await.expect("connect");
+            let opts = agent::ExecOptions::new(vec!["true".into()], cwd);
+            for i in 0..100 {
+                let io = agent::ExecIo {
+                    stdin: None,
+                    stdout: Box::new(tokio::io::sink()),
+                    stderr: Box::new(tokio::io::sink()),
+                    control: None,
+                    approver: agent::Approver::Deny,
+                };
+                match agent::run_exec(&mut client, &opts, io).await {
+                    Ok(st) if st.code() == 0 => {}
+                    Ok(st) => return Some(format!("exec {i}: {:?}", st.exit)),
+                    Err(e) => return Some(format!("exec {i}: {e}")),
+                }
+            }
+            None
+        })
+    })
+    .join()
+    .expect("client thread");
+    assert_eq!(refused, None);
+}

@@ -552,7 +552,9 @@ async fn finish_cgroup(cgroup: Cgroup, mount_ns: Option<OwnedFd>) {
     })
     .await;
     match killed {
-        Ok(cgroup) => drop(tokio::task::spawn_blocking(move || drop((cgroup, mount_ns)))),
+        Ok(cgroup) => drop(tokio::task::spawn_blocking(move || {
+            drop((cgroup, mount_ns))
+        })),
         Err(e) => tracing::error!(error = %e, "cgroup cleanup failed"),
     }
 }

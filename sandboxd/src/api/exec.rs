@@ -430,7 +430,7 @@ impl Api {
             audit,
         };
         tokio::spawn(async move {
-            pump_output(outputs, tx, handle, net, pending, watchers, &ends).await;
+            pump_output(outputs, tx, handle, net, pending, watchers, ends).await;
             input.abort();
         });
         Ok(())
@@ -647,9 +647,9 @@ async fn pump_input(mut inbound: Streaming<pb::ExecRequest>, handle: Handle, pen
     }
 }
 
-/// Sandbox output to the client and the attachers, until the exit; then the
-/// slot is freed. If the client stops listening, the sandbox is killed and
-/// drained.
+/// Sandbox output to the client and the attachers, until the exit; the slot
+/// is freed before the client hears of it. If the client stops listening,
+/// the sandbox is killed and drained.
 async fn pump_output(
     mut outputs: mpsc::Receiver<Output>,
     tx: mpsc::Sender<Result<pb::ExecResponse, Status>>,
@@ -657,7 +657,7 @@ async fn pump_output(
     mut net: Option<NetRun>,
     pending: Pending,
     watchers: Watchers,
-    ends: &Ends,
+    ends: Ends,
 ) {
     let Ends {
         caller,
@@ -666,6 +666,7 @@ async fn pump_output(
         audit,
     } = ends;
     let profile = profile.as_str();
+    let id = slot.id().to_string();
     let mut client = true;
     let mut asked = 0u64;
     let exit = loop {
@@ -686,9 +687,9 @@ async fn pump_output(
                 }
                 Some((q, answer)) = recv(questions) => {
                     asked += 1;
-                    let id = format!("{}-net-{asked}", slot.id());
-                    let request = approval_request(&id, &q, profile);
-                    pending.add(id, answer);
+                    let qid = format!("{id}-net-{asked}");
+                    let request = approval_request(&qid, &q, profile);
+                    pending.add(qid, answer);
                     let _ = tx.send(response(Out::Approval(request))).await;
                     continue;
                 }
@@ -728,7 +729,7 @@ async fn pump_output(
     // The end is recorded before the client hears of it.
     let record = match &exit {
         Some(e) => json!({
-            "id": slot.id(),
+            "id": id,
             "uid": caller.uid,
             "code": e.code,
             "signal": e.signal,
@@ -746,13 +747,13 @@ async fn pump_output(
             },
         }),
         None => json!({
-            "id": slot.id(),
+            "id": id,
             "uid": caller.uid,
             "reason": "the sandbox's supervisor ended without an exit report",
         }),
     };
     if let Err(e) = audit.append("exec-end", record).await {
-        tracing::error!(uid = caller.uid, id = slot.id(), error = %e, "recording an exec's end");
+        tracing::error!(uid = caller.uid, id, error = %e, "recording an exec's end");
         // The command ran (its start is on record); its end is not: say so.
         let event = Out::Event(pb::Event {
             kind: "audit".into(),
@@ -764,11 +765,14 @@ async fn pump_output(
             let _ = tx.send(response(event)).await;
         }
     }
+    // The slot is free before the client hears of the exit, so that the
+    // client's next exec is not refused for this one under its limits.
+    drop(slot);
     match exit {
         Some(e) => {
             tracing::info!(
                 uid = caller.uid,
-                id = slot.id(),
+                id,
                 profile,
                 code = e.code,
                 signal = e.signal,
@@ -787,7 +791,7 @@ async fn pump_output(
         None => {
             tracing::error!(
                 uid = caller.uid,
-                id = slot.id(),
+                id,
                 profile,
                 "exec ended without an exit report"
             );
