@@ -408,14 +408,7 @@ fn an_exec_that_has_ended_no_longer_counts_against_the_limit() {
             let mut client = agent::connect(&socket).await.expect("connect");
             let opts = agent::ExecOptions::new(vec!["true".into()], cwd);
             for i in 0..100 {
-                let io = agent::ExecIo {
-                    stdin: None,
-                    stdout: Box::new(tokio::io::sink()),
-                    stderr: Box::new(tokio::io::sink()),
-                    control: None,
-                    approver: agent::Approver::Deny,
-                };
-                match agent::run_exec(&mut client, &opts, io).await {
+                match agent::run_exec(&mut client, &opts, agent::ExecIo::discard()).await {
                     Ok(st) if st.code() == 0 => {}
                     Ok(st) => return Some(format!("exec {i}: {:?}", st.exit)),
                     Err(e) => return Some(format!("exec {i}: {e}")),

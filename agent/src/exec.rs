@@ -193,6 +193,18 @@ impl ExecIo {
             approver,
         }
     }
+
+    /// No input, output dropped, questions denied: for a caller that only
+    /// wants the exit.
+    pub fn discard() -> ExecIo {
+        ExecIo {
+            stdin: None,
+            stdout: Box::new(tokio::io::sink()),
+            stderr: Box::new(tokio::io::sink()),
+            control: None,
+            approver: Approver::Deny,
+        }
+    }
 }
 
 /// How the command ended.

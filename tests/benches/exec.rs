@@ -76,15 +76,10 @@ async fn sandboxd_round(a: &Args, conc: usize) -> (Vec<Duration>, Duration) {
             let opts = agent::ExecOptions::new(vec!["/bin/true".into()], cwd);
             let mut lat = Vec::with_capacity(per_task);
             for _ in 0..per_task {
-                let io = agent::ExecIo {
-                    stdin: None,
-                    stdout: Box::new(tokio::io::sink()),
-                    stderr: Box::new(tokio::io::sink()),
-                    control: None,
-                    approver: agent::Approver::Deny,
-                };
                 let t = Instant::now();
-                let st = agent::run_exec(&mut client, &opts, io).await.expect("exec");
+                let st = agent::run_exec(&mut client, &opts, agent::ExecIo::discard())
+                    .await
+                    .expect("exec");
                 assert_eq!(st.code(), 0, "exec of /bin/true failed: {:?}", st.exit);
                 lat.push(t.elapsed());
             }

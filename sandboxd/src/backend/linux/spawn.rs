@@ -280,7 +280,8 @@ fn clone_init(
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above; the child only reads `plan`, which outlives it
     // (CLONE_VFORK returns once it has executed or exited), and runs on
-    // `stack`, which does too; the pidfd goes where parent_tid points.
+    // `stack`, which does too; the pidfd goes where parent_tid points (no
+    // TLS and no child tid are set: the last two arguments are unused).
     let pid = unsafe {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
@@ -290,6 +291,8 @@ fn clone_init(
             flags,
             &plan as *const ChildPlan as *mut libc::c_void,
             &mut pidfd as *mut RawFd,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::pid_t>(),
         );
         let err = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
