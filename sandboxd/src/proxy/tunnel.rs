@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Bytes asked of one splice call; also the pipe size asked for.
+/// The pipe size asked for, each way.
 const CHUNK: usize = 1 << 20;
 
 /// Bytes moved each way, readable while and after the relay runs.
@@ -59,7 +59,21 @@ pub async fn relay(
     }
 }
 
+/// What one splice from the source into the pipe did.
+enum Filled {
+    Bytes(usize),
+    /// The source has ended.
+    End,
+    /// The source has bytes, but the pipe has no room for them now.
+    PipeFull,
+}
+
 /// Moves `src` to `dst` until `src` ends, then shuts `dst` for writing.
+///
+/// The pipe is filled from `src` and drained into `dst` at the same time,
+/// each as soon as it can move: a slow `dst` does not stop `src` from being
+/// read while the pipe has room, nor the reverse, so that neither sender
+/// waits for the other's round trip.
 async fn one_way(
     src: &TcpStream,
     dst: &TcpStream,
@@ -67,20 +81,12 @@ async fn one_way(
     last: &AtomicU64,
     started: Instant,
 ) -> io::Result<()> {
-    let (pipe_r, pipe_w) = pipe()?;
+    let (pipe_r, pipe_w, room) = pipe()?;
+    let mut in_pipe = 0usize;
+    let mut src_open = true;
+    let mut pipe_full = false;
     loop {
-        // The pipe is empty here, so EAGAIN can only mean `src` has nothing.
-        let n = loop {
-            src.readable().await?;
-            match src.try_io(Interest::READABLE, || {
-                splice(src.as_fd(), pipe_w.as_fd(), CHUNK)
-            }) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        if n == 0 {
+        if !src_open && in_pipe == 0 {
             return nix::sys::socket::shutdown(dst.as_raw_fd(), nix::sys::socket::Shutdown::Write)
                 .or_else(|e| {
                     if e == nix::errno::Errno::ENOTCONN {
@@ -91,27 +97,64 @@ async fn one_way(
                 })
                 .map_err(io::Error::from);
         }
-        // The pipe holds `left` bytes, so EAGAIN can only mean `dst` is full.
-        let mut left = n;
-        while left > 0 {
-            dst.writable().await?;
-            match dst.try_io(Interest::WRITABLE, || {
-                splice(pipe_r.as_fd(), dst.as_fd(), left)
-            }) {
-                Ok(k) => {
-                    left -= k;
-                    count.fetch_add(k as u64, Ordering::Relaxed);
-                    last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let fill = src_open && !pipe_full && in_pipe < room;
+        tokio::select! {
+            r = src.readable(), if fill => {
+                r?;
+                // EAGAIN with bytes waiting in the socket means the pipe is
+                // full (its slots, not its bytes): that keeps the socket's
+                // readiness, which only draining the pipe can use.
+                let filled = src.try_io(Interest::READABLE, || {
+                    match splice(src.as_fd(), pipe_w.as_fd(), room - in_pipe) {
+                        Ok(0) => Ok(Filled::End),
+                        Ok(n) => Ok(Filled::Bytes(n)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock
+                            && in_pipe > 0
+                            && unread(src) > 0 => Ok(Filled::PipeFull),
+                        Err(e) => Err(e),
+                    }
+                });
+                match filled {
+                    Ok(Filled::Bytes(n)) => in_pipe += n,
+                    Ok(Filled::End) => src_open = false,
+                    Ok(Filled::PipeFull) => pipe_full = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+            }
+            r = dst.writable(), if in_pipe > 0 => {
+                r?;
+                // The pipe holds bytes, so EAGAIN can only mean `dst` is full.
+                match dst.try_io(Interest::WRITABLE, || {
+                    splice(pipe_r.as_fd(), dst.as_fd(), in_pipe)
+                }) {
+                    Ok(k) => {
+                        in_pipe -= k;
+                        pipe_full = false;
+                        count.fetch_add(k as u64, Ordering::Relaxed);
+                        last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
 }
 
-/// A non-blocking pipe, enlarged to [`CHUNK`] where the system allows.
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+/// Bytes received on `sock` and not yet read (0 when that cannot be told).
+fn unread(sock: &TcpStream) -> libc::c_int {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
+        return 0;
+    }
+    n
+}
+
+/// A non-blocking pipe, enlarged to [`CHUNK`] where the system allows, and
+/// the bytes it holds.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -120,9 +163,13 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // A smaller pipe only costs more calls.
-    // SAFETY: F_SETPIPE_SZ on an open pipe descriptor takes an int.
-    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
-    Ok((r, w))
+    // SAFETY: F_SETPIPE_SZ and F_GETPIPE_SZ on an open pipe descriptor.
+    let size = unsafe {
+        libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int);
+        libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ)
+    };
+    let size = usize::try_from(size).map_err(|_| io::Error::last_os_error())?;
+    Ok((r, w, size))
 }
 
 /// One non-blocking splice(2) of up to `len` bytes.
@@ -147,5 +194,89 @@ fn splice(
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A connected pair of loopback TCP streams.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (a, b) = tokio::join!(TcpStream::connect(addr), l.accept());
+        (a.expect("connect"), b.expect("accept").0)
+    }
+
+    fn pattern(n: usize, seed: u8) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8 ^ seed).collect()
+    }
+
+    /// Megabytes each way, one reader slow enough that the pipe fills: every
+    /// byte arrives in order, each end's EOF is passed on, the counts agree.
+    #[tokio::test]
+    async fn a_slow_reader_gets_every_byte_in_order_and_the_eof() {
+        let (mut client, client_side) = pair().await;
+        let (upstream_side, mut upstream) = pair().await;
+        let down = pattern(8 << 20, 0x5a);
+        let up = pattern(3 << 20, 0xa5);
+        let counts = Counts::default();
+        let relay = relay(
+            &client_side,
+            &upstream_side,
+            &counts,
+            Duration::from_secs(30),
+        );
+        let (down2, up2) = (down.clone(), up.clone());
+        let server = async move {
+            let (mut r, mut w) = upstream.split();
+            let send = async {
+                w.write_all(&down2).await.expect("send down");
+                w.shutdown().await.expect("shutdown");
+            };
+            let recv = async {
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).await.expect("read up");
+                got
+            };
+            let ((), got) = tokio::join!(send, recv);
+            assert!(
+                got == up2,
+                "upstream got {} bytes, not the client's",
+                got.len()
+            );
+        };
+        let client_io = async move {
+            let (mut r, mut w) = client.split();
+            let send = async {
+                w.write_all(&up).await.expect("send up");
+                w.shutdown().await.expect("shutdown");
+            };
+            let recv = async {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = r.read(&mut buf).await.expect("read down");
+                    if n == 0 {
+                        break got;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    // Slow: the relay's pipe and socket buffers fill meanwhile.
+                    tokio::time::sleep(Duration::from_micros(300)).await;
+                }
+            };
+            let ((), got) = tokio::join!(send, recv);
+            assert!(
+                got == down,
+                "client got {} bytes, not the upstream's",
+                got.len()
+            );
+        };
+        let (r, (), ()) = tokio::join!(relay, server, client_io);
+        r.expect("relay");
+        assert_eq!(counts.get(), (3 << 20, 8 << 20));
     }
 }
