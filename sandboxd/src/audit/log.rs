@@ -239,7 +239,7 @@ impl AuditLog {
                 serde_json::json!({
                     "file": file.display().to_string(),
                     "dropped_bytes": bytes.len(),
-                    "dropped_sha256": sha256_hex(&bytes),
+                    "dropped_sha256": sha256_hex(bytes),
                     "message": "a write cut short when sandboxd stopped mid-write (never acknowledged) was taken off",
                 }),
             )?;
