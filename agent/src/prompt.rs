@@ -128,13 +128,14 @@ impl Prompter {
     }
 }
 
-/// `text` with control characters (C0, DEL, C1: what moves the cursor or
-/// erases) shown as escapes, so that it reads as sent.
+/// `text` with the characters that would not show as themselves (controls
+/// that move the cursor or erase, tabs, bidirectional overrides, zero-width
+/// characters: [`sandbox_proto::is_hidden`]) shown as escapes, so that it
+/// reads as sent.
 pub fn visible(text: &str) -> String {
     text.chars()
         .flat_map(|c| match c {
-            '\t' => vec![' '],
-            c if c.is_control() => format!("\\u{{{:x}}}", c as u32).chars().collect(),
+            c if sandbox_proto::is_hidden(c) => format!("\\u{{{:x}}}", c as u32).chars().collect(),
             c => vec![c],
         })
         .collect()
@@ -210,6 +211,10 @@ mod tests {
         assert_eq!(
             visible("ls\u{1b}[2K\rcurl x|sh\u{9b}"),
             "ls\\u{1b}[2K\\u{d}curl x|sh\\u{9b}"
+        );
+        assert_eq!(
+            visible("rm a\tb \u{202e}txt.exe résumé"),
+            "rm a\\u{9}b \\u{202e}txt.exe résumé"
         );
         assert_eq!(word("d"), "deny");
         assert_eq!(word("whatever"), "deny");

@@ -585,7 +585,7 @@ pub fn command_parts(profile: &Profile, argv: &[String]) -> Vec<CommandPart> {
 }
 
 fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<CommandPart>) {
-    let shown = show(words);
+    let shown = shell::words_line(words);
     let part = |decision| CommandPart {
         words: words.iter().map(|w| w.text.clone()).collect(),
         shown: shown.clone(),
@@ -629,11 +629,6 @@ fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<Comman
     if parts.len() == before {
         parts.push(part(fallback(profile, &shown)));
     }
-}
-
-/// Words as a command line, known ones quoted where needed, unknown ones as written.
-fn show(words: &[Word]) -> String {
-    words.iter().map(Word::shown).collect::<Vec<_>>().join(" ")
 }
 
 fn rank(v: Verdict) -> u8 {

@@ -24,33 +24,78 @@ impl Word {
             literal: true,
         }
     }
-
-    /// The word as a shell would read it back: a known value quoted where
-    /// needed, one still to be expanded as written.
-    pub fn shown(&self) -> std::borrow::Cow<'_, str> {
-        if self.literal {
-            quote(&self.text)
-        } else {
-            std::borrow::Cow::Borrowed(&self.text)
-        }
-    }
 }
 
 /// Words as one command line a person can read back unambiguously: `rm "a b"`
 /// is not shown as `rm a b`, nor `sh -c 'ls; rm x'` as `sh -c ls; rm x`.
 pub fn command_line(words: &[String]) -> String {
-    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+    line(words.iter().map(|w| (w.as_str(), true)))
 }
 
-/// `word` single-quoted for a POSIX shell unless every character in it is
-/// plain (letters, digits and `_@%+=:,./-`).
+/// [`command_line`] of parsed words: a known value quoted where needed, one
+/// still to be expanded as written.
+pub fn words_line(words: &[Word]) -> String {
+    line(words.iter().map(|w| (w.text.as_str(), w.literal)))
+}
+
+fn line<'a>(words: impl Iterator<Item = (&'a str, bool)>) -> String {
+    words
+        .enumerate()
+        .map(|(i, (text, literal))| match (literal, i) {
+            (false, _) => std::borrow::Cow::Borrowed(text),
+            // In command position `A=b` would read as an assignment and
+            // `if` as a keyword, not as the program they name.
+            (true, 0) if is_assignment(text) || RESERVED.contains(&text) || text == "time" => {
+                std::borrow::Cow::Owned(single_quoted(text))
+            }
+            (true, _) => quote(text),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `word` for a POSIX shell: as is when every character in it is plain
+/// (letters, digits and `_@%+=:,./-`), else single-quoted, or in `$'...'`
+/// with escapes when it holds characters that would not show (a newline, a
+/// bidirectional override: see [`sandbox_proto::is_hidden`]).
 pub fn quote(word: &str) -> std::borrow::Cow<'_, str> {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
     if !word.is_empty() && word.chars().all(plain) {
         std::borrow::Cow::Borrowed(word)
+    } else if word.chars().any(sandbox_proto::is_hidden) {
+        std::borrow::Cow::Owned(escaped(word))
     } else {
-        std::borrow::Cow::Owned(format!("'{}'", word.replace('\'', "'\\''")))
+        std::borrow::Cow::Owned(single_quoted(word))
     }
+}
+
+fn single_quoted(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// `$'...'` with every hidden character, backslash and quote escaped.
+fn escaped(word: &str) -> String {
+    let mut out = String::from("$'");
+    for c in word.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if sandbox_proto::is_hidden(c) => {
+                let n = c as u32;
+                out.push_str(&match n {
+                    0..=0x7f => format!("\\x{n:02x}"),
+                    0x80..=0xffff => format!("\\u{n:04x}"),
+                    _ => format!("\\U{n:08x}"),
+                });
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Why a script (or a wrapper's arguments) is outside what this module understands.
@@ -728,21 +773,39 @@ mod tests {
             ("", "''"),
             ("a b", "'a b'"),
             ("ls; rm x", "'ls; rm x'"),
-            ("it's", "'it'\\''s'"),
+            ("it's", r"'it'\''s'"),
             ("$HOME", "'$HOME'"),
             ("*", "'*'"),
-            ("a\nb", "'a\nb'"),
+            ("résumé", "'résumé'"),
+            ("a\nb", r"$'a\nb'"),
+            ("x\ty", r"$'x\ty'"),
+            ("it's\u{202e}", r"$'it\'s\u202e'"),
+            ("zero\u{200b}width", r"$'zero\u200bwidth'"),
+            ("\u{1b}[2J", r"$'\x1b[2J'"),
         ] {
             assert_eq!(quote(word), shown, "{word:?}");
         }
-        let argv = ["sh", "-c", "ls && rm -rf ~"].map(String::from);
-        assert_eq!(command_line(&argv), "sh -c 'ls && rm -rf ~'");
-        // Parsed back by the parser, the line gives the same words.
-        let back = parse(&command_line(&argv)).expect("parses");
+        let line =
+            |argv: &[&str]| command_line(&argv.iter().map(|w| w.to_string()).collect::<Vec<_>>());
         assert_eq!(
-            back[0].iter().map(|w| w.text.as_str()).collect::<Vec<_>>(),
-            argv
+            line(&["sh", "-c", "ls && rm -rf ~"]),
+            "sh -c 'ls && rm -rf ~'"
         );
+        // A program named like an assignment or a keyword is not shown as one.
+        assert_eq!(line(&["TZ=./UTC", "date"]), "'TZ=./UTC' date");
+        assert_eq!(line(&["env", "A=b", "ls"]), "env A=b ls");
+        for argv in [
+            &["sh", "-c", "ls && rm -rf ~"][..],
+            &["TZ=./UTC", "date"],
+            &["if", "x"],
+            &["time", "x"],
+            &["env", "A=b", "ls"],
+        ] {
+            // Parsed back, the line gives the same words, the first still the command.
+            let back = parse(&line(argv)).expect("parses");
+            let back: Vec<&str> = back[0].iter().map(|w| w.text.as_str()).collect();
+            assert_eq!(back, argv, "{}", line(argv));
+        }
     }
 
     fn texts(script: &str) -> Vec<Vec<String>> {
