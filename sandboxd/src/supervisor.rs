@@ -553,7 +553,9 @@ async fn finish_cgroup(cgroup: Cgroup, mount_ns: Option<OwnedFd>) {
     .await;
     match killed {
         Ok(cgroup) => drop(tokio::task::spawn_blocking(move || {
-            drop((cgroup, mount_ns))
+            // The namespace first: its tmpfs pages are charged to the cgroup.
+            drop(mount_ns);
+            drop(cgroup);
         })),
         Err(e) => tracing::error!(error = %e, "cgroup cleanup failed"),
     }

@@ -1,8 +1,9 @@
 //! Daemon side of starting a sandbox: clone into new namespaces, place the
 //! child in its cgroup, hand it the spec, wait until the command has started.
 //!
-//! The child of `clone3` runs only async-signal-safe code (the daemon is
-//! multi-threaded): it moves its descriptors to 0..4 and executes the init.
+//! The child of the clone shares the daemon's memory until it executes, so
+//! it runs only async-signal-safe code with every signal blocked: it moves
+//! its descriptors to 0..4 and executes the init.
 //! It blocks reading the spec, which is written only once the child is in
 //! its cgroup, so nothing of the sandbox runs outside it.
 //!
@@ -274,17 +275,24 @@ fn clone_init(
     let top = ((top as usize) & !15) as *mut libc::c_void;
     let mut pidfd: RawFd = -1;
     // Every signal stays blocked in the child (no daemon handler may run in
-    // its shared memory); the mask is restored here once it has executed.
-    // SAFETY: sigset manipulation on this thread.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; the child only reads `plan`, which outlives it
-    // (CLONE_VFORK returns once it has executed or exited), and runs on
-    // `stack`, which does too; the pidfd goes where parent_tid points (no
-    // TLS and no child tid are set: the last two arguments are unused).
+    // its shared memory), libc's own included, which its wrappers would
+    // leave open: the raw call; the mask is restored here once it has
+    // executed.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: the child only reads `plan`, which outlives it (CLONE_VFORK
+    // returns once it has executed or exited), and runs on `stack`, which
+    // does too; the pidfd goes where parent_tid points (no TLS and no child
+    // tid are set: the last two arguments are unused). The masks are the
+    // kernel's 64-bit sigsets.
     let pid = unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all,
+            &mut old,
+            8,
+        );
         let pid = libc::clone(
             init_child,
             top,
@@ -295,7 +303,13 @@ fn clone_init(
             std::ptr::null_mut::<libc::pid_t>(),
         );
         let err = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old,
+            std::ptr::null_mut::<u64>(),
+            8,
+        );
         if pid < 0 {
             return Err(os("clone sandbox init")(err));
         }
