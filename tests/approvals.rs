@@ -164,25 +164,14 @@ fn the_command_asked_about_is_shown_with_its_quoting() {
     let d = daemon();
     let ws = Dir::new(U1);
     let no = Approver::new(&ws, U1, "deny");
-    let out = exec(
-        &d,
-        U1,
-        &ws,
-        &["--profile", "ut"],
-        &no,
-        &["rm", "a b", "it's"],
-    );
-    out.expect_code(125);
-    let script = "rm 'c d' \"e\"";
-    let out = exec(
-        &d,
-        U1,
-        &ws,
-        &["--profile", "ut"],
-        &no,
-        &["sh", "-c", script],
-    );
-    out.expect_code(125);
+    let outs: Vec<_> = [&["rm", "a b", "it's"][..], &["sh", "-c", "rm 'c d' \"e\""]]
+        .into_iter()
+        .map(|argv| exec(&d, U1, &ws, &["--profile", "ut"], &no, argv))
+        .collect();
+    for o in &outs {
+        o.expect_code(125);
+    }
+    let out = &outs[1];
     let reqs = no.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert_eq!(strings(&reqs[0]["parts"]), ["rm 'a b' 'it'\\''s'"]);
