@@ -509,8 +509,13 @@ fn question(r: &ApprovalRequest) -> String {
 }
 
 fn describe_request(r: &ApprovalRequest) -> String {
-    if !r.command.is_empty() {
-        format!("for `{}`", r.command.join(" "))
+    if !r.parts.is_empty() {
+        // As the daemon quoted them for people.
+        let parts: Vec<String> = r.parts.iter().map(|p| format!("`{p}`")).collect();
+        format!("for {}", parts.join(", "))
+    } else if !r.command.is_empty() {
+        // Each word apart, with its quotes and escapes: never `rm a b` for `rm 'a b'`.
+        format!("for {:?}", r.command)
     } else if !r.host.is_empty() && !r.method.is_empty() {
         format!("for {} {}:{}", r.method, r.host, r.port)
     } else if !r.host.is_empty() {
@@ -613,5 +618,20 @@ mod tests {
             ..r
         };
         assert_eq!(question(&r), "network request for api.example.test:443");
+    }
+
+    #[test]
+    fn a_command_question_without_a_message_keeps_each_word_apart() {
+        let r = ApprovalRequest {
+            kind: "command".into(),
+            command: vec!["rm".into(), "a b".into()],
+            ..ApprovalRequest::default()
+        };
+        assert_eq!(question(&r), r#"command request for ["rm", "a b"]"#);
+        let r = ApprovalRequest {
+            parts: vec!["rm 'a b'".into(), "sh".into()],
+            ..r
+        };
+        assert_eq!(question(&r), "command request for `rm 'a b'`, `sh`");
     }
 }
