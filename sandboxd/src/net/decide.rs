@@ -507,18 +507,6 @@ impl NetPolicy {
         }
     }
 
-    /// A whole HTTP request (plain, or inspected HTTPS): host and port as in
-    /// [`decide_host`](Self::decide_host), then `methods` and the
-    /// `[[network.rule]]` methods and paths. Unless Deny, the injections of
-    /// the matching rules.
-    ///
-    /// The rules whose host pattern matches restrict together: the request
-    /// must fit one of them (method and path); the injections are those of
-    /// every rule it fits. Rules never allow a host by themselves. `path` is
-    /// the request target's path; its query is ignored, and a path with `.`
-    /// or `..` segments (also percent-encoded) or a backslash fits no path
-    /// glob. A Prompt passes these checks first (nothing is asked that would
-    /// be refused anyway) and carries the injections used if the answer is yes.
     /// Whether a request's method or path can change what `host` gets: the
     /// profile limits methods, or a `[[network.rule]]` for the host limits
     /// methods or paths. (An injection alone does not: bytes never read as
@@ -531,6 +519,18 @@ impl NetPolicy {
                 .any(|r| r.host.matches(host) && !(r.methods.is_empty() && r.paths.is_empty()))
     }
 
+    /// A whole HTTP request (plain, or inspected HTTPS): host and port as in
+    /// [`decide_host`](Self::decide_host), then `methods` and the
+    /// `[[network.rule]]` methods and paths. Unless Deny, the injections of
+    /// the matching rules.
+    ///
+    /// The rules whose host pattern matches restrict together: the request
+    /// must fit one of them (method and path); the injections are those of
+    /// every rule it fits. Rules never allow a host by themselves. `path` is
+    /// the request target's path; its query is ignored, and a path with `.`
+    /// or `..` segments (also percent-encoded) or a backslash fits no path
+    /// glob. A Prompt passes these checks first (nothing is asked that would
+    /// be refused anyway) and carries the injections used if the answer is yes.
     pub fn decide_request(
         &self,
         host: &Host,
