@@ -655,12 +655,13 @@ impl Approvals {
                 .filter(|p| p.literal)
                 .map(|p| p.words.clone())
                 .collect();
+            let amend = amendable(profile, &prefixes);
             let outcome = match reply {
                 Some(Reply::Session) => session_outcome(key.as_ref()),
-                Some(Reply::Always) => match amendable(profile, &prefixes) {
+                Some(Reply::Always) => match &amend {
                     Ok(()) => json!({ "amendment": { "saving": true, "prefixes": prefixes } }),
                     Err((note, rule_named)) => {
-                        event(tx, &note, &rule_named).await;
+                        event(tx, note, rule_named).await;
                         json!({ "amendment": { "saved": false, "prefixes": prefixes, "reason": note } })
                     }
                 },
@@ -669,7 +670,7 @@ impl Approvals {
             self.answered(&talk, &id, "command", reply, &rules, outcome)
                 .await?;
             // Saved only once the answer is on record.
-            if matches!(reply, Some(Reply::Always)) && amendable(profile, &prefixes).is_ok() {
+            if matches!(reply, Some(Reply::Always)) && amend.is_ok() {
                 self.amend(&talk, &id, profile, &prefixes).await;
             }
             if matches!(reply, Some(Reply::Session)) {
