@@ -1,5 +1,9 @@
 //! Relaying an opened tunnel between two TCP sockets with splice(2) through a
 //! pipe per direction: the bytes never enter user space.
+//!
+//! TCP urgent data is passed on inline, as an ordinary byte in its place in
+//! the stream (RFC 6093 asks the same of new applications): splice(2) stops
+//! at an urgent mark, so the byte there is read and written by hand.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -38,6 +42,8 @@ pub async fn relay(
     counts: &Counts,
     idle: Duration,
 ) -> io::Result<()> {
+    inline_urgent(client)?;
+    inline_urgent(upstream)?;
     let started = Instant::now();
     // Milliseconds since `started` of the last byte moved.
     let last = AtomicU64::new(0);
@@ -104,13 +110,22 @@ async fn one_way(
                 // EAGAIN with bytes waiting in the socket means the pipe is
                 // full (its slots, not its bytes): that keeps the socket's
                 // readiness, which only draining the pipe can use.
+                //
+                // splice also stops at an urgent mark, with 0 (once the
+                // source has ended too) or EAGAIN: the byte there is moved
+                // by hand once the pipe is empty, and splice goes on past it.
                 let filled = src.try_io(Interest::READABLE, || {
                     match splice(src.as_fd(), pipe_w.as_fd(), room - in_pipe) {
+                        Ok(0) if in_pipe > 0 && at_mark(src) => Ok(Filled::PipeFull),
+                        Ok(0) if at_mark(src) => urgent_byte(src, &pipe_w),
                         Ok(0) => Ok(Filled::End),
                         Ok(n) => Ok(Filled::Bytes(n)),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock
                             && in_pipe > 0
                             && unread(src) > 0 => Ok(Filled::PipeFull),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock
+                            && in_pipe == 0
+                            && at_mark(src) => urgent_byte(src, &pipe_w),
                         Err(e) => Err(e),
                     }
                 });
@@ -150,6 +165,39 @@ fn unread(sock: &TcpStream) -> libc::c_int {
         return 0;
     }
     n
+}
+
+/// Makes `sock` keep urgent data in the stream, where [`urgent_byte`] reads
+/// it, instead of apart (where plain reads would skip it).
+fn inline_urgent(sock: &TcpStream) -> io::Result<()> {
+    nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::OobInline, &true)
+        .map_err(io::Error::from)
+}
+
+/// `SIOCATMARK` from <asm-generic/sockios.h> (the libc crate lacks it).
+const SIOCATMARK: libc::Ioctl = 0x8905;
+
+/// Whether the next byte to read from `sock` is urgent data.
+fn at_mark(sock: &TcpStream) -> bool {
+    let mut at: libc::c_int = 0;
+    // SAFETY: SIOCATMARK writes one int through the pointer.
+    unsafe { libc::ioctl(sock.as_raw_fd(), SIOCATMARK, &mut at) == 0 && at != 0 }
+}
+
+/// Moves the urgent byte `src` is stopped at into the (empty) pipe. Reading
+/// it clears the mark, so splice(2) goes on from the next byte.
+fn urgent_byte(src: &TcpStream, pipe_w: &OwnedFd) -> io::Result<Filled> {
+    let mut byte = [0u8; 1];
+    // SAFETY: recv writes at most one byte into `byte`.
+    let n = unsafe { libc::recv(src.as_raw_fd(), byte.as_mut_ptr().cast(), 1, 0) };
+    match n {
+        0 => return Ok(Filled::End),
+        n if n < 0 => return Err(io::Error::last_os_error()),
+        _ => {}
+    }
+    // An empty pipe always has room for one byte.
+    nix::unistd::write(pipe_w, &byte).map_err(io::Error::from)?;
+    Ok(Filled::Bytes(1))
 }
 
 /// A non-blocking pipe, enlarged to [`CHUNK`] where the system allows, and
@@ -278,5 +326,66 @@ mod tests {
         let (r, (), ()) = tokio::join!(relay, server, client_io);
         r.expect("relay");
         assert_eq!(counts.get(), (3 << 20, 8 << 20));
+    }
+
+    /// Sends `byte` as TCP urgent data.
+    fn send_urgent(sock: &TcpStream, byte: u8) {
+        // SAFETY: send reads one byte from `byte`.
+        let n = unsafe { libc::send(sock.as_raw_fd(), [byte].as_ptr().cast(), 1, libc::MSG_OOB) };
+        assert_eq!(n, 1, "send MSG_OOB: {}", io::Error::last_os_error());
+    }
+
+    /// Urgent data each way, once while the sender waits for an answer and
+    /// once just before its EOF: every byte arrives in its place, nothing
+    /// stalls, and the stream does not end early.
+    #[tokio::test]
+    async fn urgent_data_is_passed_on_in_its_place() {
+        let (mut client, client_side) = pair().await;
+        let (upstream_side, mut upstream) = pair().await;
+        let counts = Counts::default();
+        let relay = relay(
+            &client_side,
+            &upstream_side,
+            &counts,
+            Duration::from_secs(30),
+        );
+        let talk = async move {
+            let mut buf = [0u8; 4];
+            // A question ending in an urgent byte, then nothing until the answer.
+            client.write_all(b"abc").await.expect("send");
+            send_urgent(&client, b'!');
+            upstream.read_exact(&mut buf).await.expect("upstream reads");
+            assert_eq!(&buf, b"abc!");
+            upstream.write_all(b"ok").await.expect("answer");
+            send_urgent(&upstream, b'?');
+            client
+                .read_exact(&mut buf[..3])
+                .await
+                .expect("client reads");
+            assert_eq!(&buf[..3], b"ok?");
+            // An urgent byte just before each end's EOF.
+            client.write_all(b"de").await.expect("send");
+            send_urgent(&client, b'f');
+            client.shutdown().await.expect("shutdown");
+            upstream.write_all(b"gh").await.expect("send");
+            send_urgent(&upstream, b'i');
+            upstream.shutdown().await.expect("shutdown");
+            let (mut up, mut down) = (Vec::new(), Vec::new());
+            upstream
+                .read_to_end(&mut up)
+                .await
+                .expect("upstream reads to EOF");
+            client
+                .read_to_end(&mut down)
+                .await
+                .expect("client reads to EOF");
+            assert_eq!((up.as_slice(), down.as_slice()), (&b"def"[..], &b"ghi"[..]));
+        };
+        let (r, ()) =
+            tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(relay, talk) })
+                .await
+                .expect("the relay stalled at urgent data");
+        r.expect("relay");
+        assert_eq!(counts.get(), (7, 6));
     }
 }
