@@ -1115,6 +1115,65 @@ tunnel('evil.test', '/fronted')
     assert_eq!(r["decision"], "deny", "{r:#}");
 }
 
+/// A ClientHello naming allowed.test, with an Encrypted Client Hello
+/// extension and without, each through its own CONNECT to the TLS origin;
+/// prints how many bytes came back and the first (a TLS alert, 15, when the
+/// server got the hello: it is too bare to answer otherwise).
+fn hellos_through_connect(n: &Net) -> Out {
+    let t = n.tls.port;
+    n.py(&format!(
+        r#"
+def hello(name, ech):
+    sni = b'\x00' + len(name).to_bytes(2, 'big') + name
+    exts = b'\x00\x00' + (len(sni) + 2).to_bytes(2, 'big') + len(sni).to_bytes(2, 'big') + sni
+    if ech:
+        payload = bytes([0, 0, 1, 0, 1, 0x42, 0, 2, 0xab, 0xcd])
+        exts += b'\xfe\x0d' + len(payload).to_bytes(2, 'big') + payload
+    body = b'\x03\x03' + b'\x07' * 32 + b'\x00\x00\x02\x13\x01\x01\x00' + len(exts).to_bytes(2, 'big') + exts
+    msg = b'\x01\x00' + len(body).to_bytes(2, 'big') + body
+    return b'\x16\x03\x01' + len(msg).to_bytes(2, 'big') + msg
+for ech in (True, False):
+    s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+    s.sendall(b'CONNECT allowed.test:{t} HTTP/1.1\r\nHost: allowed.test:{t}\r\n\r\n')
+    head = read_response(s).split('\r\n')[0]
+    s.sendall(hello(b'allowed.test', ech))
+    try:
+        back = s.recv(100)
+    except OSError:
+        back = b''
+    print('ech' if ech else 'plain', head[:12], len(back), back[:1].hex())
+"#
+    ))
+}
+
+#[test]
+fn an_encrypted_client_hello_is_refused_unless_the_profile_allows_it() {
+    let n = Net::start(Prof::default());
+    let out = hellos_through_connect(&n);
+    out.expect_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert_eq!(lines[0], "ech HTTP/1.1 200 0 ", "{}", out.stdout);
+    assert!(
+        lines[1].starts_with("plain HTTP/1.1 200 ") && lines[1].ends_with(" 15"),
+        "{}",
+        out.stdout
+    );
+    let r = n.decision("ech", |r| r["rule"] == "network.allow_ech = false");
+    assert_eq!(r["reason"], "blocked-by-sni-mismatch", "{r:#}");
+    assert_eq!(r["decision"], "deny", "{r:#}");
+
+    let n = Net::start(Prof {
+        network: "allow_ech = true\n",
+        ..Prof::default()
+    });
+    let out = hellos_through_connect(&n);
+    out.expect_code(0);
+    for line in out.stdout.lines() {
+        assert!(line.ends_with(" 15"), "{}", out.stdout);
+    }
+}
+
 /// An origin on port 443 of `ON_443[i]`'s address, then a CONNECT to its
 /// name on 443 and a plain HTTP request through the tunnel; prints the CONNECT
 /// status line and whatever came back.

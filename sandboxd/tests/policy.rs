@@ -97,6 +97,7 @@ fn each_kind_of_broken_profile_names_file_line_and_key() {
             "*.com",
         ),
         ("[network]\ndeny = [\"**.co.uk\"]\n", 2, "`network.deny`"),
+        ("[network]\nallow_ech = 1\n", 2, "`network.allow_ech`"),
         (
             "[network]\nallow_cidrs = [\"10.0.0.0/33\"]\n",
             2,
@@ -1022,6 +1023,7 @@ fn network_keys_load_and_refuse() {
             2,
             "`network.allow_non_tls_443`",
         ),
+        ("[network]\nallow_ech = 1\n", 2, "`network.allow_ech`"),
         (
             "[network]\nallow_cidrs = [\"10.0.0.0/33\"]\n",
             2,
@@ -1040,16 +1042,18 @@ fn network_keys_load_and_refuse() {
     }
     let s = store(&[(
         "lit.toml",
-        "[network]\nmode = \"allowlist\"\nallow = [\"10.0.0.1\", \"[fd00::1]\", \"a.test\"]\nallow_non_tls_443 = true\n",
+        "[network]\nmode = \"allowlist\"\nallow = [\"10.0.0.1\", \"[fd00::1]\", \"a.test\"]\nallow_non_tls_443 = true\nallow_ech = true\n",
     )]);
     let p = s.get("lit").unwrap();
     assert!(p.network.allow_non_tls_443.value);
     assert_eq!(p.network.allow_non_tls_443.origin.line, 4);
-    assert!(!s.get("workspace").unwrap().network.allow_non_tls_443.value);
-    assert!(s
-        .render("lit")
-        .unwrap()
-        .contains("allow_non_tls_443 = true"));
+    assert!(p.network.allow_ech.value);
+    assert_eq!(p.network.allow_ech.origin.line, 5);
+    let workspace = &s.get("workspace").unwrap().network;
+    assert!(!workspace.allow_non_tls_443.value && !workspace.allow_ech.value);
+    let shown = s.render("lit").unwrap();
+    assert!(shown.contains("allow_non_tls_443 = true"), "{shown}");
+    assert!(shown.contains("allow_ech = true"), "{shown}");
 }
 
 #[test]

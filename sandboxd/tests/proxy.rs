@@ -1146,6 +1146,95 @@ async fn a_client_hello_for_another_name_closes_the_tunnel() {
     assert!(*echo.received.lock().unwrap() > 0);
 }
 
+/// A TLS record with a ClientHello naming `name`, with an
+/// `encrypted_client_hello` extension (of random-looking bytes, as GREASE
+/// and a real one alike send) when `ech`.
+fn client_hello(name: &str, ech: bool) -> Vec<u8> {
+    let mut sni = vec![0u8];
+    sni.extend((name.len() as u16).to_be_bytes());
+    sni.extend(name.as_bytes());
+    let mut exts = vec![0, 0];
+    exts.extend((sni.len() as u16 + 2).to_be_bytes());
+    exts.extend((sni.len() as u16).to_be_bytes());
+    exts.extend(sni);
+    if ech {
+        let payload = [0x00, 0x00, 0x01, 0x00, 0x01, 0x42, 0x00, 0x02, 0xab, 0xcd];
+        exts.extend([0xfe, 0x0d]);
+        exts.extend((payload.len() as u16).to_be_bytes());
+        exts.extend(payload);
+    }
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]);
+    body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+    body.extend((exts.len() as u16).to_be_bytes());
+    body.extend(exts);
+    let mut msg = vec![1, 0];
+    msg.extend((body.len() as u16).to_be_bytes());
+    msg.extend(body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend((msg.len() as u16).to_be_bytes());
+    record.extend(msg);
+    record
+}
+
+/// Sends `hello` through a CONNECT to allowed.test's echo port; returns
+/// whatever came back before the tunnel closed (or 2 s passed).
+async fn hello_through_connect(p: &Proxy, port: u16, hello: &[u8]) -> Vec<u8> {
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    c.write_all(format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    c.read_exact(&mut head).await.unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    c.write_all(hello).await.unwrap();
+    let mut back = vec![0u8; hello.len()];
+    let mut got = 0;
+    while got < back.len() {
+        match tokio::time::timeout(Duration::from_secs(2), c.read(&mut back[got..])).await {
+            Ok(Ok(n)) if n > 0 => got += n,
+            _ => break,
+        }
+    }
+    back.truncate(got);
+    back
+}
+
+#[tokio::test]
+async fn an_encrypted_client_hello_is_refused_unless_the_profile_allows_it() {
+    let (_origin, echo, p) = setup().await;
+    // The outer name is the tunnel's, the inner one unknowable.
+    let back = hello_through_connect(&p, echo.port, &client_hello("allowed.test", true)).await;
+    assert!(back.is_empty(), "the tunnel carried it: {back:?}");
+    assert_eq!(
+        *echo.received.lock().unwrap(),
+        0,
+        "nothing reached the server"
+    );
+    let rec = p
+        .wait_record("ech", |r| r["reason"] == "blocked-by-sni-mismatch")
+        .await;
+    assert_eq!(rec["host"], "allowed.test");
+    assert_eq!(rec["rule"], "network.allow_ech = false", "{rec:#}");
+    // Without the extension the same hello goes through.
+    let plain = client_hello("allowed.test", false);
+    assert_eq!(hello_through_connect(&p, echo.port, &plain).await, plain);
+
+    let allowing = proxy(&network(
+        &[echo.port],
+        "allow_cidrs = [\"127.0.0.0/8\"]\nallow_ech = true",
+    ))
+    .await;
+    let hello = client_hello("allowed.test", true);
+    assert_eq!(
+        hello_through_connect(&allowing, echo.port, &hello).await,
+        hello
+    );
+    // The outer name must still be the tunnel's.
+    let other = hello_through_connect(&allowing, echo.port, &client_hello("evil.test", true)).await;
+    assert!(other.is_empty(), "{other:?}");
+}
+
 #[tokio::test]
 async fn plain_bytes_to_port_443_are_refused() {
     let (_origin, _echo, p) = setup().await;

@@ -296,6 +296,7 @@ pub struct NetPolicy {
     allow_cidrs: Vec<Cidr>,
     inspect: bool,
     allow_non_tls_443: bool,
+    allow_ech: bool,
     rules: Vec<HostRule>,
     /// The approval rule under which an unlisted name is asked about; `None`
     /// (approval `never`) denies it.
@@ -441,6 +442,7 @@ impl NetPolicy {
             allow_cidrs,
             inspect: net.inspect.value,
             allow_non_tls_443: net.allow_non_tls_443.value,
+            allow_ech: net.allow_ech.value,
             rules,
             ask,
         })
@@ -454,6 +456,11 @@ impl NetPolicy {
     /// Whether non-TLS traffic may go through a CONNECT to port 443.
     pub fn allow_non_tls_443(&self) -> bool {
         self.allow_non_tls_443
+    }
+
+    /// Whether a tunnel's ClientHello may hide its server name (ECH).
+    pub fn allow_ech(&self) -> bool {
+        self.allow_ech
     }
 
     /// Name (or literal) and port: CONNECT, SOCKS, and the first step of plain HTTP.
@@ -686,6 +693,7 @@ impl NetPolicy {
             "allow_cidrs": self.allow_cidrs.iter().map(|c| format!("{}/{}", c.net, c.prefix)).collect::<Vec<_>>(),
             "inspect": self.inspect,
             "allow_non_tls_443": self.allow_non_tls_443,
+            "allow_ech": self.allow_ech,
             "rules": rules,
             "unlisted": if self.ask.is_some() { "prompt" } else { "deny" },
         })

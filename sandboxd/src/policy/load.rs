@@ -439,6 +439,7 @@ fn network(t: &Table, default: &Origin) -> Result<NetworkRules, TreeError> {
             "allow_cidrs",
             "inspect",
             "allow_non_tls_443",
+            "allow_ech",
             "rule",
         ],
     )?;
@@ -504,6 +505,7 @@ fn network(t: &Table, default: &Origin) -> Result<NetworkRules, TreeError> {
         allow_cidrs: list(t, "allow_cidrs", P, &cidr)?,
         inspect: flag("inspect")?,
         allow_non_tls_443: flag("allow_non_tls_443")?,
+        allow_ech: flag("allow_ech")?,
         rules,
     })
 }

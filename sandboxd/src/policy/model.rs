@@ -153,6 +153,9 @@ pub struct NetworkRules {
     pub inspect: Located<bool>,
     /// May a CONNECT to port 443 carry something other than TLS?
     pub allow_non_tls_443: Located<bool>,
+    /// May a tunnel's ClientHello hide its server name (Encrypted Client
+    /// Hello)? Then the name checked is only the outer one.
+    pub allow_ech: Located<bool>,
     /// `[[network.rule]]`: finer rules for one host pattern.
     pub rules: Vec<Located<HostRule>>,
 }

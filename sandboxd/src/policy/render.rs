@@ -61,6 +61,7 @@ pub fn render(p: &Profile) -> String {
             "allow_non_tls_443",
             Value::Boolean(n.allow_non_tls_443.value),
         ),
+        ("allow_ech", Value::Boolean(n.allow_ech.value)),
     ];
     if let Some(m) = &n.methods {
         net.push(("methods", strings(m)));

@@ -642,6 +642,16 @@ fn no_wider(user: &Profile, base: &Profile, file: &str) -> Result<(), PolicyErro
             rule("network.allow_non_tls_443", &b.origin, &b.value),
         ));
     }
+    if un.allow_ech.value && !bn.allow_ech.value {
+        let b = &bn.allow_ech;
+        return Err(wider(
+            &un.allow_ech.origin,
+            "network.allow_ech",
+            "true is looser".into(),
+            base,
+            rule("network.allow_ech", &b.origin, &b.value),
+        ));
+    }
     // Rules for one host add up: a user rule may only cover hosts no managed rule does.
     for r in un.rules.iter().filter(|r| r.origin.file == file) {
         if let Some(b) = bn
@@ -803,6 +813,11 @@ forbidden = [["rm", "-rf", "/"]]
                 "network.allow_cidrs",
             ),
             ("[network]\ninspect = true\n", "network.inspect"),
+            (
+                "[network]\nallow_non_tls_443 = true\n",
+                "network.allow_non_tls_443",
+            ),
+            ("[network]\nallow_ech = true\n", "network.allow_ech"),
             (
                 "approval = \"never\"\n[commands]\nallow = [[\"rm\"]]\n",
                 "commands.allow",

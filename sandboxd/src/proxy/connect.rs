@@ -213,6 +213,7 @@ pub async fn carry(
     // HTTP: spliced, they could be a request some lenient server reads and
     // nobody decided. Elsewhere only what looks like HTTP goes there.
     let requests_matter = session.policy.requests_matter(&a.host);
+    let inspect = session.policy.inspect() && session.inspector.is_some();
     let refusal = match &kind {
         First::Nothing => {
             a.end(session, addr, 0, 0, "closed before any data").await;
@@ -223,18 +224,34 @@ pub async fn carry(
             "",
             format!("malformed ClientHello: {m}"),
         )),
-        First::Hello(Hello::ClientHello { sni: Some(name) }) => match normalize_host(name) {
-            Ok(h) if h == a.host => None,
-            _ => Some(Refused::new(
+        First::Hello(Hello::ClientHello { sni: Some(name), .. })
+            if !matches!(normalize_host(name), Ok(h) if h == a.host) =>
+        {
+            Some(Refused::new(
                 Block::SniMismatch,
                 format!("{} {}:{}", a.protocol, a.host_str(), a.port),
                 format!(
                     "TLS server name {name:?} is not the tunnel's host {}",
                     a.host_str()
                 ),
-            )),
-        },
-        First::Hello(Hello::ClientHello { sni: None }) => None,
+            ))
+        }
+        // The outer name is the tunnel's, but the server may answer for the
+        // encrypted inner one: fronting nobody can check. (GREASE looks the
+        // same by design.) Inspected, the hello ends here and hides nothing.
+        First::Hello(Hello::ClientHello { ech: true, .. })
+            if !session.policy.allow_ech() && !inspect =>
+        {
+            Some(Refused::new(
+                Block::SniMismatch,
+                "network.allow_ech = false",
+                format!(
+                    "the TLS ClientHello to {} carries an encrypted one (Encrypted Client Hello), whose server name cannot be checked",
+                    a.host_str()
+                ),
+            ))
+        }
+        First::Hello(Hello::ClientHello { .. }) => None,
         // No HTTP server speaks first; what the client sends after it would
         // not go through the request loop.
         First::ServerSpoke if requests_matter => Some(Refused::new(
@@ -259,7 +276,6 @@ pub async fn carry(
         a.end(session, addr, 0, 0, &r.reason).await;
         return;
     }
-    let inspect = session.policy.inspect() && session.inspector.is_some();
     let plain = matches!(kind, First::Http)
         || (requests_matter && matches!(kind, First::Hello(Hello::NotTls)));
     match kind {

@@ -1,5 +1,6 @@
-//! The first bytes of a tunnel: is it a TLS ClientHello, and which server
-//! name (SNI) does it ask for? Enough of RFC 8446 to read that, no more.
+//! The first bytes of a tunnel: is it a TLS ClientHello, which server name
+//! (SNI) does it ask for, and does it hide another one (Encrypted Client
+//! Hello)? Enough of RFC 8446 to read that, no more.
 
 /// The most bytes read before the ClientHello must be complete.
 pub const MAX_HELLO: usize = 64 * 1024;
@@ -11,8 +12,10 @@ pub enum Hello {
     NotTls,
     /// The start of a TLS handshake; more bytes are needed.
     Incomplete,
-    /// A complete ClientHello, with its host name when it sends one.
-    ClientHello { sni: Option<String> },
+    /// A complete ClientHello, with its host name when it sends one, and
+    /// whether it carries an encrypted inner ClientHello (ECH, or the
+    /// earlier encrypted SNI draft), whose server name cannot be read here.
+    ClientHello { sni: Option<String>, ech: bool },
     /// A TLS handshake record that is no well-formed ClientHello.
     Malformed(&'static str),
 }
@@ -21,6 +24,10 @@ const HANDSHAKE: u8 = 0x16;
 const CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
 const NAME_TYPE_HOST: u8 = 0;
+/// `encrypted_client_hello`, from TLS Encrypted Client Hello.
+const EXT_ECH: u16 = 0xfe0d;
+/// `encrypted_server_name`, from the drafts before ECH.
+const EXT_ESNI: u16 = 0xffce;
 
 /// Reads `data`, the bytes the client sent so far.
 pub fn parse(data: &[u8]) -> Hello {
@@ -63,7 +70,7 @@ pub fn parse(data: &[u8]) -> Hello {
             }
             if msg.len() >= 4 + body_len {
                 return match client_hello(&msg[4..4 + body_len]) {
-                    Ok(sni) => Hello::ClientHello { sni },
+                    Ok((sni, ech)) => Hello::ClientHello { sni, ech },
                     Err(e) => Hello::Malformed(e),
                 };
             }
@@ -101,8 +108,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The body of a ClientHello: its server name, if any.
-fn client_hello(body: &[u8]) -> Result<Option<String>, &'static str> {
+/// The body of a ClientHello: its server name, if any, and whether it
+/// carries an encrypted one.
+fn client_hello(body: &[u8]) -> Result<(Option<String>, bool), &'static str> {
     let mut r = Reader(body);
     r.take(2)?; // legacy_version
     r.take(32)?; // random
@@ -110,13 +118,17 @@ fn client_hello(body: &[u8]) -> Result<Option<String>, &'static str> {
     r.vec16()?; // cipher_suites
     r.vec8()?; // legacy_compression_methods
     if r.0.is_empty() {
-        return Ok(None); // no extensions at all
+        return Ok((None, false)); // no extensions at all
     }
     let mut exts = Reader(r.vec16()?);
     let mut sni = None;
+    let mut ech = false;
     while !exts.0.is_empty() {
         let kind = exts.u16()?;
         let data = exts.vec16()?;
+        if kind == EXT_ECH || kind == EXT_ESNI {
+            ech = true;
+        }
         if kind != EXT_SERVER_NAME {
             continue;
         }
@@ -140,7 +152,7 @@ fn client_hello(body: &[u8]) -> Result<Option<String>, &'static str> {
             sni = Some(name.to_string());
         }
     }
-    Ok(sni)
+    Ok((sni, ech))
 }
 
 #[cfg(test)]
@@ -196,7 +208,8 @@ mod tests {
         assert_eq!(
             parse(&data),
             Hello::ClientHello {
-                sni: Some("Example.COM".into())
+                sni: Some("Example.COM".into()),
+                ech: false
             }
         );
     }
@@ -205,13 +218,38 @@ mod tests {
     fn no_extension_or_no_name_is_no_sni() {
         assert_eq!(
             parse(&record(&hello(None))),
-            Hello::ClientHello { sni: None }
+            Hello::ClientHello {
+                sni: None,
+                ech: false
+            }
         );
         let other = vec![0, 43, 0, 3, 2, 3, 4];
         assert_eq!(
             parse(&record(&hello(Some(other)))),
-            Hello::ClientHello { sni: None }
+            Hello::ClientHello {
+                sni: None,
+                ech: false
+            }
         );
+    }
+
+    /// An outer ClientHello names one server and may carry another,
+    /// encrypted: with either extension, real or GREASE alike.
+    #[test]
+    fn an_encrypted_client_hello_is_seen() {
+        for kind in [EXT_ECH, EXT_ESNI] {
+            let mut exts = with_other(b"public.test");
+            exts.extend(kind.to_be_bytes());
+            exts.extend([0, 4, 0, 0, 1, 0xaa]);
+            assert_eq!(
+                parse(&record(&hello(Some(exts)))),
+                Hello::ClientHello {
+                    sni: Some("public.test".into()),
+                    ech: true
+                },
+                "extension {kind:#x}"
+            );
+        }
     }
 
     #[test]
@@ -231,7 +269,8 @@ mod tests {
         assert_eq!(
             parse(&data),
             Hello::ClientHello {
-                sni: Some("split.test".into())
+                sni: Some("split.test".into()),
+                ech: false
             }
         );
         assert_eq!(parse(&data[..data.len() - 1]), Hello::Incomplete);
