@@ -1115,6 +1115,86 @@ tunnel('evil.test', '/fronted')
     assert_eq!(r["decision"], "deny", "{r:#}");
 }
 
+/// A client that reads its stream too slowly loses network events (the
+/// sandbox's connections never wait for it), and is told how many: every
+/// decision is either shown or counted, and the audit log has them all.
+#[test]
+fn a_slow_client_is_told_how_many_network_events_it_missed() {
+    use std::io::Read;
+    use std::process::Stdio;
+    const N: usize = 1200;
+    let n = Net::start(Prof::default());
+    // Long paths make long event lines, so the agent's stderr pipe and its
+    // stream's window fill sooner.
+    let code = format!(
+        r#"{PY}
+import threading
+path = '/' + 'x' * 3000
+def worker(k):
+    for i in range(k, {N}, 8):
+        s = socket.create_connection(('127.0.0.1', 3128), timeout=60)
+        s.sendall(('GET http://denied.pkg.test%s/%d HTTP/1.1\r\nHost: denied.pkg.test\r\n\r\n' % (path, i)).encode())
+        assert read_response(s).startswith('HTTP/1.1 403'), i
+        s.close()
+ts = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+open('done', 'w').close()
+"#
+    );
+    let mut child =
+        n.d.agent(U1, &n.ws.path)
+            .command(&[
+                "exec",
+                "--profile",
+                "net",
+                "--",
+                "/usr/bin/python3",
+                "-c",
+                &code,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn agent");
+    // Nobody reads the agent's stderr until the sandbox is done.
+    let done = n.ws.join("done");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !done.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sandbox did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(child.wait().expect("wait").success(), "{stderr:.2000}");
+    let shown = stderr
+        .lines()
+        .filter(|l| l.starts_with("sandboxd: network: deny") && l.contains("denied.pkg.test"))
+        .count();
+    let lost: usize = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("sandboxd: network-events-lost: "))
+        .map(|l| l.split(' ').next().unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert!(lost > 0, "no event was lost: {shown} shown");
+    assert_eq!(shown + lost, N, "{shown} shown, {lost} counted lost");
+    let recorded = n
+        .decisions()
+        .iter()
+        .filter(|r| r["host"] == "denied.pkg.test")
+        .count();
+    assert_eq!(recorded, N);
+}
+
 /// A ClientHello naming allowed.test, with an Encrypted Client Hello
 /// extension and without, each through its own CONNECT to the TLS origin;
 /// prints how many bytes came back and the first (a TLS alert, 15, when the

@@ -471,7 +471,7 @@ impl Api {
             .inspect()
             .then(|| self.net.inspector.as_ref().ok().cloned())
             .flatten();
-        let session = Session::new(
+        let session = Arc::new(Session::new(
             id.to_string(),
             caller.uid,
             policy,
@@ -482,9 +482,10 @@ impl Api {
             Arc::clone(&self.audit),
             events_tx,
             start.interactive.then_some(questions_tx),
-        );
+        ));
         Ok(NetPrepared {
-            thread: NetThread::start(Arc::new(session))?,
+            thread: NetThread::start(Arc::clone(&session))?,
+            session,
             events,
             questions,
         })
@@ -498,6 +499,7 @@ const NET_EVENTS: usize = 64;
 /// The network side of an allowlist exec whose sandbox is being made.
 struct NetPrepared {
     thread: NetThread,
+    session: Arc<Session>,
     events: mpsc::Receiver<NetRecord>,
     questions: mpsc::Receiver<(NetQuery, oneshot::Sender<Answer>)>,
 }
@@ -507,6 +509,7 @@ impl NetPrepared {
     fn serve(self, listeners: Listeners) -> NetRun {
         NetRun {
             served: self.thread.serve(listeners),
+            session: self.session,
             events: self.events,
             questions: self.questions,
         }
@@ -517,6 +520,7 @@ impl NetPrepared {
 struct NetRun {
     /// Dropped at the exit: listeners closed, connections ended.
     served: Served,
+    session: Arc<Session>,
     events: mpsc::Receiver<NetRecord>,
     questions: mpsc::Receiver<(NetQuery, oneshot::Sender<Answer>)>,
 }
@@ -588,6 +592,18 @@ fn net_event(r: &NetRecord) -> pb::Event {
         rule: r.rule.clone(),
         fields,
     }
+}
+
+/// The event that says `n` network events were left out of the stream.
+fn events_lost(n: u64) -> Out {
+    Out::Event(pb::Event {
+        kind: "network-events-lost".into(),
+        message: format!(
+            "{n} network events were left out of this stream, which was read too slowly; the audit log has them all"
+        ),
+        fields: HashMap::from([("count".to_string(), n.to_string())]),
+        ..Default::default()
+    })
 }
 
 /// A question of the session as an approval request on the stream.
@@ -669,6 +685,8 @@ async fn pump_output(
     let id = slot.id().to_string();
     let mut client = true;
     let mut asked = 0u64;
+    // Network events not sent to the client, not yet reported as such.
+    let mut lost = 0u64;
     let exit = loop {
         let out = if client {
             let (events, questions) = match net.as_mut() {
@@ -681,7 +699,14 @@ async fn pump_output(
                     if r.phase == Phase::Decision {
                         let event = Out::Event(net_event(&r));
                         watchers.publish(&event);
-                        let _ = tx.try_send(response(event));
+                        // A slow client loses events rather than slowing
+                        // the sandbox's connections; it is told how many.
+                        if lost > 0 && tx.try_send(response(events_lost(lost))).is_ok() {
+                            lost = 0;
+                        }
+                        if tx.try_send(response(event)).is_err() {
+                            lost += 1;
+                        }
                     }
                     continue;
                 }
@@ -725,6 +750,10 @@ async fn pump_output(
     // on disk before its end.
     if let Some(n) = net.take() {
         n.served.stop().await;
+        lost += n.session.take_events_lost();
+        if client && lost > 0 {
+            let _ = tx.send(response(events_lost(lost))).await;
+        }
     }
     // The end is recorded before the client hears of it.
     let record = match &exit {

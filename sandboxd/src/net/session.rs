@@ -10,7 +10,7 @@ use crate::tls::Inspector;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -87,6 +87,8 @@ pub struct Session {
     pub host_addrs: Arc<Vec<IpAddr>>,
     audit: Arc<AuditLog>,
     events: mpsc::Sender<NetRecord>,
+    /// Events not sent on the stream: its buffer was full.
+    events_lost: AtomicU64,
     questions: Option<Questions>,
     /// (host, port) answered "for this exec".
     approved: Mutex<HashSet<(String, u16)>>,
@@ -123,6 +125,7 @@ impl Session {
             host_addrs,
             audit,
             events,
+            events_lost: AtomicU64::new(0),
             questions,
             approved: Mutex::new(HashSet::new()),
             end_flush: Arc::new(AtomicBool::new(false)),
@@ -165,7 +168,7 @@ impl Session {
             .map_err(|e| NotAudited(e.to_string()))?;
         tokio::task::yield_now().await;
         let written = ticket.wait();
-        let _ = self.events.try_send(r);
+        self.send_event(r);
         written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
     }
 
@@ -178,8 +181,22 @@ impl Session {
             Phase::End => "network-end",
         };
         let queued = self.audit.enqueue(kind, self.fields(&r));
-        let _ = self.events.try_send(r);
+        self.send_event(r);
         queued.map_err(|e| NotAudited(e.to_string()))
+    }
+
+    /// Sends `r` on the exec's stream, or counts it lost when the stream's
+    /// buffer is full (a slow client): a sandbox's connections never wait
+    /// for its client, and the audit log has every record anyway.
+    fn send_event(&self, r: NetRecord) {
+        if self.events.try_send(r).is_err() {
+            self.events_lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many events were lost since the last call.
+    pub fn take_events_lost(&self) -> u64 {
+        self.events_lost.swap(0, Ordering::Relaxed)
     }
 
     /// Writes the records queued so far (everyone's), on the calling thread.
