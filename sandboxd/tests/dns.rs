@@ -5,7 +5,10 @@
 //! empty answer, and every decision reaches the audit log.
 
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, SOA, TXT};
+use hickory_proto::rr::rdata::svcb::{
+    Alpn, EchConfigList, IpHint, Mandatory, SvcParamKey, SvcParamValue, SVCB,
+};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use sandboxd::audit::AuditLog;
 use sandboxd::config::DnsConfig;
@@ -85,6 +88,57 @@ fn upstream_answer(
         60
     };
     match question.query_type() {
+        // A CNAME to a name the HTTPS record (with an ECH key) is under, and
+        // records nobody asked for in the other sections.
+        RecordType::HTTPS if name.starts_with("svc.") => {
+            let cdn = Name::from_str("cdn.ok.test.").unwrap();
+            r.add_answer(Record::from_rdata(
+                owner,
+                ttl,
+                RData::CNAME(CNAME(cdn.clone())),
+            ));
+            let params = vec![
+                (
+                    SvcParamKey::Mandatory,
+                    SvcParamValue::Mandatory(Mandatory(vec![
+                        SvcParamKey::Alpn,
+                        SvcParamKey::EchConfigList,
+                    ])),
+                ),
+                (
+                    SvcParamKey::Alpn,
+                    SvcParamValue::Alpn(Alpn(vec!["h2".into()])),
+                ),
+                (
+                    SvcParamKey::Ipv4Hint,
+                    SvcParamValue::Ipv4Hint(IpHint(vec![A(UPSTREAM_V4)])),
+                ),
+                (
+                    SvcParamKey::EchConfigList,
+                    SvcParamValue::EchConfigList(EchConfigList(vec![0, 4, 0xfe, 0x0d, 0, 0])),
+                ),
+                (
+                    SvcParamKey::Ipv6Hint,
+                    SvcParamValue::Ipv6Hint(IpHint(vec![AAAA(UPSTREAM_V6)])),
+                ),
+            ];
+            r.add_answer(Record::from_rdata(
+                cdn.clone(),
+                ttl,
+                RData::HTTPS(HTTPS(SVCB::new(1, Name::root(), params))),
+            ));
+            let zone = Name::from_str("ok.test.").unwrap();
+            r.add_name_server(Record::from_rdata(
+                zone,
+                ttl,
+                RData::NS(NS(Name::from_str("ns.elsewhere.test.").unwrap())),
+            ));
+            r.add_additional(Record::from_rdata(
+                Name::from_str("ns.elsewhere.test.").unwrap(),
+                ttl,
+                RData::A(A(Ipv4Addr::new(6, 6, 6, 6))),
+            ));
+        }
         RecordType::A => {
             r.add_answer(Record::from_rdata(owner, ttl, RData::A(A(UPSTREAM_V4))));
         }
@@ -405,6 +459,59 @@ async fn allowed_names_come_from_upstream_and_denied_ones_never_leave() {
         txt["message"].as_str().unwrap().contains("not forwarded"),
         "{txt}"
     );
+}
+
+/// What upstream says besides the answer (its authority and additional
+/// records) is not passed on, nor an HTTPS record's ECH key (the proxy
+/// refuses Encrypted Client Hellos); the rest of the answer is, compressed
+/// names and all, and the same again from the cache.
+#[tokio::test]
+async fn answers_carry_only_the_answer_and_no_ech_key() {
+    let up = upstream().await;
+    let s = server(&[up.addr], ApprovalMode::Never).await;
+    for _ in 0..2 {
+        let m = ask(s.udp, "svc.ok.test", RecordType::HTTPS).await;
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.name_servers().is_empty(), "{m:?}");
+        assert!(m.additionals().is_empty(), "{m:?}");
+        let answers = m.answers();
+        assert_eq!(answers.len(), 2, "{m:?}");
+        assert_eq!(
+            answers[0].data(),
+            &RData::CNAME(CNAME(Name::from_str("cdn.ok.test.").unwrap()))
+        );
+        assert_eq!(answers[1].name(), &Name::from_str("cdn.ok.test.").unwrap());
+        let RData::HTTPS(https) = answers[1].data() else {
+            panic!("not HTTPS: {:?}", answers[1]);
+        };
+        let keys: Vec<SvcParamKey> = https.svc_params().iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                SvcParamKey::Mandatory,
+                SvcParamKey::Alpn,
+                SvcParamKey::Ipv4Hint,
+                SvcParamKey::Ipv6Hint
+            ]
+        );
+        assert_eq!(
+            https.svc_params()[0].1,
+            SvcParamValue::Mandatory(Mandatory(vec![SvcParamKey::Alpn]))
+        );
+        assert_eq!(
+            https.svc_params()[2].1,
+            SvcParamValue::Ipv4Hint(IpHint(vec![A(UPSTREAM_V4)]))
+        );
+    }
+    // The second answer came from the cache.
+    let asked = up
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| n == "svc.ok.test")
+        .count();
+    assert_eq!(asked, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! and TCP): allowed names of type A, AAAA, CNAME and HTTPS are answered
 //! through the daemon's [`crate::net::Resolver`]; denied names get NXDOMAIN,
 //! other types of allowed names an empty answer, and nothing else is sent upstream.
+//! Upstream's answers are passed on rebuilt ([`wire::sanitize`]).
 //!
 //! Speed: one loop takes up to [`BATCH`] datagrams from the UDP socket with
 //! one recvmmsg(2), answers denied, static, cached and non-forwarded queries

@@ -33,6 +33,8 @@ const FLAG_AA: u16 = 0x0400;
 const FLAG_TC: u16 = 0x0200;
 const FLAG_RD: u16 = 0x0100;
 const FLAG_RA: u16 = 0x0080;
+/// Authentic data: the server validated DNSSEC; nothing here says so.
+const FLAG_AD: u16 = 0x0020;
 const OPCODE_MASK: u16 = 0x7800;
 
 /// Longest name on the wire, root label included.
@@ -384,6 +386,149 @@ pub fn for_each_record<'a>(m: &'a [u8], q: &Question, mut f: impl FnMut(Record<'
     Some(())
 }
 
+/// The SvcParamKeys of HTTPS records (RFC 9460) that matter here.
+const SVC_MANDATORY: u16 = 0;
+const SVC_ECH: u16 = 5;
+
+/// Upstream response `m` rebuilt with only what a client inside is told:
+/// the question; answer records of class IN and type A, AAAA, CNAME or
+/// HTTPS, the HTTPS ones without their `ech` parameter (an Encrypted Client
+/// Hello key, which the proxy would refuse); and the authority section's
+/// SOA records (for negative caching). Names are written uncompressed, and
+/// the additional section is left out. `None` when `m` is malformed.
+pub fn sanitize(m: &[u8]) -> Option<Vec<u8>> {
+    let q = Question::parse(m, HEADER)?;
+    let an = u32::from(u16_at(m, 6)?);
+    let ns = u32::from(u16_at(m, 8)?);
+    let total = an + ns + u32::from(u16_at(m, 10)?);
+    let mut out = Vec::with_capacity(m.len());
+    out.extend_from_slice(m.get(..q.end)?);
+    let (mut kept_an, mut kept_ns) = (0u16, 0u16);
+    let mut at = q.end;
+    for i in 0..total {
+        let owner = at;
+        at = skip_name(m, at)?;
+        let rtype = u16_at(m, at)?;
+        let class = u16_at(m, at + 2)?;
+        let len = usize::from(u16_at(m, at + 8)?);
+        let data = at + 10;
+        let fixed = m.get(at..data)?;
+        let end = data + len;
+        let rdata = m.get(data..end)?;
+        at = end;
+        let keep = class == CLASS_IN
+            && if i < an {
+                matches!(rtype, TYPE_A | TYPE_AAAA | TYPE_CNAME | TYPE_HTTPS)
+            } else {
+                i < an + ns && rtype == TYPE_SOA
+            };
+        if !keep {
+            continue;
+        }
+        copy_name(m, owner, &mut out)?;
+        out.extend_from_slice(&fixed[..8]);
+        let len_at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        match rtype {
+            TYPE_A if len == 4 => out.extend_from_slice(rdata),
+            TYPE_AAAA if len == 16 => out.extend_from_slice(rdata),
+            TYPE_CNAME => {
+                (copy_name(m, data, &mut out)? == end).then_some(())?;
+            }
+            TYPE_SOA => {
+                let rname = copy_name(m, data, &mut out)?;
+                let serial = copy_name(m, rname, &mut out)?;
+                (end.checked_sub(serial)? == 20).then_some(())?;
+                out.extend_from_slice(m.get(serial..end)?);
+            }
+            TYPE_HTTPS => https_without_ech(m, data, end, &mut out)?,
+            _ => return None,
+        }
+        let rdlen = u16::try_from(out.len() - len_at - 2).ok()?;
+        put_u16(&mut out, len_at, rdlen);
+        if i < an {
+            kept_an += 1;
+        } else {
+            kept_ns += 1;
+        }
+    }
+    (at == m.len()).then_some(())?;
+    let flags = u16_at(&out, 2)? & !FLAG_AD;
+    put_u16(&mut out, 2, flags);
+    put_u16(&mut out, 6, kept_an);
+    put_u16(&mut out, 8, kept_ns);
+    put_u16(&mut out, 10, 0);
+    Some(out)
+}
+
+/// Appends the name at `at` in `m`, compression pointers followed, to `out`
+/// uncompressed; returns the offset just past the name where it starts.
+fn copy_name(m: &[u8], mut at: usize, out: &mut Vec<u8>) -> Option<usize> {
+    let mut past = None;
+    let mut written = 0;
+    // Every pointer must go back, so a loop of them ends.
+    let mut limit = at;
+    loop {
+        let len = *m.get(at)?;
+        match len {
+            0 => {
+                out.push(0);
+                return past.or(Some(at + 1));
+            }
+            l if l & 0xc0 == 0xc0 => {
+                let target = usize::from(u16_at(m, at)? & 0x3fff);
+                past.get_or_insert(at + 2);
+                if target >= limit {
+                    return None;
+                }
+                limit = target;
+                at = target;
+            }
+            l if l & 0xc0 == 0 => {
+                let label = m.get(at..at + 1 + usize::from(l))?;
+                written += label.len();
+                if written + 1 > MAX_WIRE_NAME {
+                    return None;
+                }
+                out.extend_from_slice(label);
+                at += label.len();
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Appends the HTTPS record data at `data..end` of `m` without its `ech`
+/// parameter (nor `ech` among the `mandatory` keys), parameters otherwise
+/// as they were, in their order.
+fn https_without_ech(m: &[u8], data: usize, end: usize, out: &mut Vec<u8>) -> Option<()> {
+    out.extend_from_slice(m.get(data..data + 2)?); // SvcPriority
+                                                   // The target name is never compressed (RFC 9460), so this is a copy.
+    let mut at = copy_name(m, data + 2, out)?;
+    while at < end {
+        let key = u16_at(m, at)?;
+        let len = usize::from(u16_at(m, at + 2)?);
+        let value = m.get(at + 4..at + 4 + len)?;
+        at += 4 + len;
+        match key {
+            SVC_ECH => {}
+            SVC_MANDATORY => {
+                let keys: Vec<u8> = value
+                    .chunks(2)
+                    .filter(|k| *k != SVC_ECH.to_be_bytes())
+                    .flatten()
+                    .copied()
+                    .collect();
+                out.extend_from_slice(&key.to_be_bytes());
+                out.extend_from_slice(&u16::try_from(keys.len()).ok()?.to_be_bytes());
+                out.extend_from_slice(&keys);
+            }
+            _ => out.extend_from_slice(m.get(at - 4 - len..at)?),
+        }
+    }
+    (at == end).then_some(())
+}
+
 /// Whether `m` is a response (QR set) with id `id` to the question `key`;
 /// then its question.
 pub fn answers(m: &[u8], id_: u16, key: &[u8]) -> Option<Question> {
@@ -484,5 +629,33 @@ mod tests {
         .unwrap();
         assert_eq!(seen, [(TYPE_A, 60, 4, true), (TYPE_AAAA, 30, 16, true)]);
         assert_eq!(answers(&out, 0x1235, q.key()).map(|q| q.end), None);
+    }
+
+    /// A response to `a.test` A whose one answer record is `owner` (wire
+    /// bytes, maybe a pointer), type A, with `tail` after it.
+    fn response(owner: &[u8], tail: &[u8]) -> Vec<u8> {
+        let mut m = query(b"\x01a\x04test\x00", TYPE_A);
+        m[2] |= 0x80;
+        m[7] = 1;
+        m.extend_from_slice(owner);
+        m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        m.extend_from_slice(tail);
+        m
+    }
+
+    #[test]
+    fn sanitized_names_are_written_out_and_bad_pointers_refused() {
+        // A pointer back to the question's name.
+        let out = sanitize(&response(&[0xc0, 12], &[])).unwrap();
+        assert_eq!(&out[HEADER + 12..HEADER + 22], b"\x01a\x04test\x00\x00\x01");
+        // A pointer to itself, forward, or past the end; trailing bytes.
+        for (owner, tail) in [
+            (&[0xc0, 24][..], &[][..]),
+            (&[0xc0, 40][..], &[][..]),
+            (&[0xc0, 0xff][..], &[][..]),
+            (&[0xc0, 12][..], &[0][..]),
+        ] {
+            assert_eq!(sanitize(&response(owner, tail)), None, "{owner:?} {tail:?}");
+        }
     }
 }

@@ -327,6 +327,7 @@ impl Resolver {
 
     /// Tries each server in turn; a SERVFAIL or REFUSED answer moves on to
     /// the next server, and is returned only when no server did better.
+    /// Answers come back rebuilt by [`wire::sanitize`].
     async fn exchange(&self, query: &mut [u8], q: &Question) -> Result<Vec<u8>, String> {
         let mut last = Err("no upstream server".to_string());
         for &server in self.servers.current().iter() {
@@ -336,6 +337,7 @@ impl Resolver {
             if matches!(&r, Ok(m) if wire::truncated(m)) {
                 r = tcp_exchange(server, query, id, q.key()).await;
             }
+            let r = r.and_then(|m| wire::sanitize(&m).ok_or_else(|| "a malformed answer".into()));
             match r {
                 Ok(m)
                     if [Rcode::ServFail as u8, Rcode::Refused as u8].contains(&wire::rcode(&m)) =>
