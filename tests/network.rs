@@ -1125,11 +1125,18 @@ fn a_slow_client_is_told_how_many_network_events_it_missed() {
     const N: usize = 1200;
     let n = Net::start(Prof::default());
     // Long paths make long event lines, so the agent's stderr pipe and its
-    // stream's window fill sooner.
+    // stream's window fill sooner. Output written meanwhile (by a thread of
+    // its own, which blocks once it is backed up) makes the daemon wait to
+    // send it, so that events also pile up before they reach the stream.
     let code = format!(
         r#"{PY}
-import threading
+import os, threading
 path = '/' + 'x' * 3000
+def output():
+    for _ in range(64):
+        os.write(1, b'o' * 65536)
+out = threading.Thread(target=output)
+out.start()
 def worker(k):
     for i in range(k, {N}, 8):
         s = socket.create_connection(('127.0.0.1', 3128), timeout=60)
@@ -1140,6 +1147,7 @@ ts = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
 for t in ts: t.start()
 for t in ts: t.join()
 open('done', 'w').close()
+out.join()
 "#
     );
     let mut child =

@@ -12,7 +12,7 @@ use crate::identity::{Account, Caller};
 use crate::net::addr::host_addresses;
 use crate::net::listen::{Listeners, NetThread, Served};
 use crate::net::session::Answer;
-use crate::net::{NetPolicy, NetQuery, NetRecord, Phase, Session};
+use crate::net::{NetPolicy, NetQuery, NetRecord, Session};
 use crate::plan;
 use crate::policy::{resolve, ApprovalMode, EffectivePolicy, Narrowing, PolicyStore};
 use crate::registry::{Info, Slot};
@@ -594,6 +594,26 @@ fn net_event(r: &NetRecord) -> pb::Event {
     }
 }
 
+/// Shows network decision `r` to the attachers and the client without
+/// waiting: a slow client loses events rather than slowing the sandbox's
+/// connections. `lost` counts them; once there is room again, a notice of
+/// how many goes first.
+fn show_net_event(
+    r: &NetRecord,
+    watchers: &Watchers,
+    tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
+    lost: &mut u64,
+) {
+    let event = Out::Event(net_event(r));
+    watchers.publish(&event);
+    if *lost > 0 && tx.try_send(response(events_lost(*lost))).is_ok() {
+        *lost = 0;
+    }
+    if tx.try_send(response(event)).is_err() {
+        *lost += 1;
+    }
+}
+
 /// The event that says `n` network events were left out of the stream.
 fn events_lost(n: u64) -> Out {
     Out::Event(pb::Event {
@@ -696,18 +716,8 @@ async fn pump_output(
             tokio::select! {
                 out = outputs.recv() => out,
                 Some(r) = recv(events) => {
-                    if r.phase == Phase::Decision {
-                        let event = Out::Event(net_event(&r));
-                        watchers.publish(&event);
-                        // A slow client loses events rather than slowing
-                        // the sandbox's connections; it is told how many.
-                        if lost > 0 && tx.try_send(response(events_lost(lost))).is_ok() {
-                            lost = 0;
-                        }
-                        if tx.try_send(response(event)).is_err() {
-                            lost += 1;
-                        }
-                    }
+                    lost += net.as_ref().map_or(0, |n| n.session.take_events_lost());
+                    show_net_event(&r, &watchers, &tx, &mut lost);
                     continue;
                 }
                 Some((q, answer)) = recv(questions) => {
@@ -748,12 +758,15 @@ async fn pump_output(
     };
     // The exec's listeners close with it, and what its connections did is
     // on disk before its end.
-    if let Some(n) = net.take() {
+    if let Some(mut n) = net.take() {
         n.served.stop().await;
-        lost += n.session.take_events_lost();
-        if client && lost > 0 {
-            let _ = tx.send(response(events_lost(lost))).await;
+        // Decisions the loop did not take before the exit.
+        while let Ok(r) = n.events.try_recv() {
+            if client {
+                show_net_event(&r, &watchers, &tx, &mut lost);
+            }
         }
+        lost += n.session.take_events_lost();
     }
     // The end is recorded before the client hears of it.
     let record = match &exit {
@@ -797,6 +810,9 @@ async fn pump_output(
     // The slot is free before the client hears of the exit, so that the
     // client's next exec is not refused for this one under its limits.
     drop(slot);
+    if client && lost > 0 {
+        let _ = tx.send(response(events_lost(lost))).await;
+    }
     match exit {
         Some(e) => {
             tracing::info!(

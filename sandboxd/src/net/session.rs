@@ -185,11 +185,15 @@ impl Session {
         queued.map_err(|e| NotAudited(e.to_string()))
     }
 
-    /// Sends `r` on the exec's stream, or counts it lost when the stream's
-    /// buffer is full (a slow client): a sandbox's connections never wait
-    /// for its client, and the audit log has every record anyway.
+    /// Sends decision `r` on the exec's stream (ends are not shown there),
+    /// or counts it lost when the stream's buffer is full (a slow client): a
+    /// sandbox's connections never wait for its client, and the audit log
+    /// has every record anyway.
     fn send_event(&self, r: NetRecord) {
-        if self.events.try_send(r).is_err() {
+        if r.phase != Phase::Decision {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.events.try_send(r) {
             self.events_lost.fetch_add(1, Ordering::Relaxed);
         }
     }
