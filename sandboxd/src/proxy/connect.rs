@@ -199,6 +199,13 @@ pub async fn carry(
     upstream: TcpStream,
     addr: IpAddr,
 ) {
+    // Before the first read from either: an urgent byte read otherwise
+    // would be skipped.
+    if let Err(e) = tunnel::inline_urgent(&client).and_then(|()| tunnel::inline_urgent(&upstream)) {
+        a.end(session, addr, 0, 0, &format!("before any data: {e}"))
+            .await;
+        return;
+    }
     let kind = match first_bytes(&mut client, &upstream, &mut first).await {
         Ok(k) => k,
         Err(e) => {
