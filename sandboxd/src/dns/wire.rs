@@ -394,8 +394,10 @@ const SVC_ECH: u16 = 5;
 /// the question; answer records of class IN and type A, AAAA, CNAME or
 /// HTTPS, the HTTPS ones without their `ech` parameter (an Encrypted Client
 /// Hello key, which the proxy would refuse); and the authority section's
-/// SOA records (for negative caching). Names are written uncompressed, and
-/// the additional section is left out. `None` when `m` is malformed.
+/// SOA records (for negative caching). Names are written out in full (an
+/// owner that is the question's name points back to it), and the additional
+/// section is left out. `None` when `m` is malformed or the result would not
+/// fit in a message.
 pub fn sanitize(m: &[u8]) -> Option<Vec<u8>> {
     let q = Question::parse(m, HEADER)?;
     let an = u32::from(u16_at(m, 6)?);
@@ -425,7 +427,12 @@ pub fn sanitize(m: &[u8]) -> Option<Vec<u8>> {
         if !keep {
             continue;
         }
+        let start = out.len();
         copy_name(m, owner, &mut out)?;
+        if out[start..].eq_ignore_ascii_case(&m[HEADER..q.end - 4]) {
+            out.truncate(start);
+            out.extend_from_slice(&[0xc0, HEADER as u8]);
+        }
         out.extend_from_slice(&fixed[..8]);
         let len_at = out.len();
         out.extend_from_slice(&[0, 0]);
@@ -452,7 +459,8 @@ pub fn sanitize(m: &[u8]) -> Option<Vec<u8>> {
             kept_ns += 1;
         }
     }
-    (at == m.len()).then_some(())?;
+    // (Bytes past the last record are not carried over.)
+    u16::try_from(out.len()).ok()?;
     let flags = u16_at(&out, 2)? & !FLAG_AD;
     put_u16(&mut out, 2, flags);
     put_u16(&mut out, 6, kept_an);
@@ -503,7 +511,7 @@ fn copy_name(m: &[u8], mut at: usize, out: &mut Vec<u8>) -> Option<usize> {
 /// as they were, in their order.
 fn https_without_ech(m: &[u8], data: usize, end: usize, out: &mut Vec<u8>) -> Option<()> {
     out.extend_from_slice(m.get(data..data + 2)?); // SvcPriority
-                                                   // The target name is never compressed (RFC 9460), so this is a copy.
+                                                   // The target name (which RFC 9460 says is not compressed).
     let mut at = copy_name(m, data + 2, out)?;
     while at < end {
         let key = u16_at(m, at)?;
@@ -513,15 +521,19 @@ fn https_without_ech(m: &[u8], data: usize, end: usize, out: &mut Vec<u8>) -> Op
         match key {
             SVC_ECH => {}
             SVC_MANDATORY => {
+                (len % 2 == 0).then_some(())?;
                 let keys: Vec<u8> = value
                     .chunks(2)
                     .filter(|k| *k != SVC_ECH.to_be_bytes())
                     .flatten()
                     .copied()
                     .collect();
-                out.extend_from_slice(&key.to_be_bytes());
-                out.extend_from_slice(&u16::try_from(keys.len()).ok()?.to_be_bytes());
-                out.extend_from_slice(&keys);
+                // An empty list is not allowed: then no key is mandatory.
+                if !keys.is_empty() {
+                    out.extend_from_slice(&key.to_be_bytes());
+                    out.extend_from_slice(&u16::try_from(keys.len()).ok()?.to_be_bytes());
+                    out.extend_from_slice(&keys);
+                }
             }
             _ => out.extend_from_slice(m.get(at - 4 - len..at)?),
         }
@@ -645,17 +657,39 @@ mod tests {
 
     #[test]
     fn sanitized_names_are_written_out_and_bad_pointers_refused() {
-        // A pointer back to the question's name.
-        let out = sanitize(&response(&[0xc0, 12], &[])).unwrap();
-        assert_eq!(&out[HEADER + 12..HEADER + 22], b"\x01a\x04test\x00\x00\x01");
-        // A pointer to itself, forward, or past the end; trailing bytes.
-        for (owner, tail) in [
-            (&[0xc0, 24][..], &[][..]),
-            (&[0xc0, 40][..], &[][..]),
-            (&[0xc0, 0xff][..], &[][..]),
-            (&[0xc0, 12][..], &[0][..]),
+        // A label, then a pointer to the question's "test": written out.
+        let out = sanitize(&response(b"\x01b\xc0\x0e", &[])).unwrap();
+        assert_eq!(&out[HEADER + 12..HEADER + 22], b"\x01b\x04test\x00\x00\x01");
+        // The question's own name (here spelled out, in another case) points back to it.
+        let out = sanitize(&response(b"\x01A\x04TEST\x00", &[])).unwrap();
+        assert_eq!(&out[HEADER + 12..HEADER + 16], &[0xc0, 12, 0, 1]);
+        // Bytes after the last record are dropped.
+        let out = sanitize(&response(&[0xc0, 12], &[9, 9])).unwrap();
+        assert_eq!(out.len(), HEADER + 12 + 16);
+        // A pointer to itself, into its own labels, forward, or past the end.
+        for owner in [
+            &[0xc0, 24][..],
+            &[1, b'b', 0xc0, 24][..],
+            &[0xc0, 40][..],
+            &[0xc0, 0xff][..],
         ] {
-            assert_eq!(sanitize(&response(owner, tail)), None, "{owner:?} {tail:?}");
+            assert_eq!(sanitize(&response(owner, &[])), None, "{owner:?}");
         }
+    }
+
+    #[test]
+    fn an_https_record_loses_its_ech_key_and_a_mandatory_list_left_empty() {
+        let rdata = [
+            0, 1, 0, // priority 1, target "."
+            0, 0, 0, 2, 0, 5, // mandatory = [ech]
+            0, 1, 0, 3, 2, b'h', b'2', // alpn = [h2]
+            0, 5, 0, 2, 0xab, 0xcd, // ech
+        ];
+        let mut out = Vec::new();
+        https_without_ech(&rdata, 0, rdata.len(), &mut out).unwrap();
+        assert_eq!(out, [0, 1, 0, 0, 1, 0, 3, 2, b'h', b'2']);
+        // A mandatory list of an odd length is malformed.
+        let odd = [0, 1, 0, 0, 0, 0, 3, 0, 1, 0];
+        assert_eq!(https_without_ech(&odd, 0, odd.len(), &mut Vec::new()), None);
     }
 }
