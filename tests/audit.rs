@@ -45,6 +45,43 @@ fn argv(r: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// The newest records taken off while the daemon was stopped: `audit
+/// verify` names them, and sandboxd will not start on that log.
+#[test]
+fn the_newest_records_taken_off_are_named_and_the_daemon_does_not_start() {
+    let mut d = Daemon::start();
+    let ws = Dir::new(U1);
+    d.sh(U1, &ws.path, &[], "echo kept").expect_code(0);
+    let kept = records(&d).len();
+    d.sh(U1, &ws.path, &[], "echo taken off").expect_code(0);
+    let all = records(&d).len();
+    d.stop();
+    let path = log_path(&d);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&path, lines[..kept].join("\n") + "\n").unwrap();
+    let out = verify(&d.state_dir);
+    out.expect_code(1);
+    let named = format!(
+        "{}:{}: seq {}: missing: ",
+        path.display(),
+        kept + 1,
+        kept + 1
+    );
+    assert!(
+        out.stderr.contains(&named),
+        "want {named} in {}",
+        out.stderr
+    );
+    let out = d.try_to_start();
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("audit.head") && out.stderr.contains(&format!("names seq {all}")),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn an_exec_leaves_its_start_and_end_and_verify_sees_edits() {
     let d = Daemon::start();

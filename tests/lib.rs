@@ -307,6 +307,39 @@ impl Daemon {
         self.wait_ready();
     }
 
+    /// Stops the daemon (SIGTERM, then SIGKILL after 5 s).
+    pub fn stop(&mut self) {
+        self.shut_down();
+    }
+
+    /// Runs `sandboxd` on the same paths in the foreground, for a start
+    /// that is expected to fail (the daemon stopped); its output (killed
+    /// after 10 s if it does start).
+    pub fn try_to_start(&self) -> Out {
+        let child = Command::new(bin("sandboxd"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--policy-dir")
+            .arg(&self.policy_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sandboxd");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let watchdog = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        });
+        let out = child.wait_with_output().expect("wait for sandboxd");
+        drop(watchdog);
+        Out::from(out)
+    }
+
     /// SIGTERM, then SIGKILL after 5 s.
     fn shut_down(&mut self) {
         let _ = nix::sys::signal::kill(

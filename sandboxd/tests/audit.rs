@@ -4,6 +4,7 @@
 
 use sandboxd::audit::{
     verify, AuditError, AuditLog, Problem, VerifyError, DEFAULT_MAX_BYTES, FILE_NAME, GENESIS,
+    HEAD_NAME,
 };
 use sandboxd::config::Config;
 use serde_json::{json, Value};
@@ -179,14 +180,10 @@ fn reopening_continues_seq_and_chain() {
     append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 3);
     append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 2);
     assert_eq!(verify(dir.path()).unwrap().records, 5);
-    // Reopened just after a rotation, with the live file gone: the chain runs on from the rotated one.
-    let log = AuditLog::open(dir.path(), 1).unwrap();
-    append_n(&log, 1);
-    drop(log);
-    assert!(dir.path().join(format!("{FILE_NAME}.1")).exists());
-    std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+    // Reopened just after a rotation, before the new live file was made:
+    // the chain runs on from the rotated one.
     std::fs::rename(
-        dir.path().join(format!("{FILE_NAME}.1")),
+        dir.path().join(FILE_NAME),
         dir.path().join(format!("{FILE_NAME}.7")),
     )
     .unwrap();
@@ -250,6 +247,61 @@ fn a_removed_record_is_named() {
 }
 
 #[test]
+fn the_newest_records_taken_off_are_named_and_the_log_is_not_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 6);
+    let path = dir.path().join(FILE_NAME);
+    let mut l = lines(&path);
+    l.truncate(4);
+    write_lines(&path, &l);
+    let p = problem(dir.path());
+    assert_eq!((p.line, p.seq), (5, Some(5)), "{p}");
+    assert!(p.what.contains("records 5 to 6 were taken off"), "{p}");
+    let err = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap_err();
+    assert!(matches!(err, AuditError::Cut { recorded: 6, .. }), "{err}");
+    assert!(err.to_string().contains(HEAD_NAME), "{err}");
+    // The whole live file gone: named from its first line.
+    std::fs::remove_file(&path).unwrap();
+    let p = problem(dir.path());
+    assert_eq!(
+        (p.file.clone(), p.line, p.seq),
+        (path.clone(), 1, Some(1)),
+        "{p}"
+    );
+    assert!(p.what.contains("records 1 to 6"), "{p}");
+    // Moved aside on purpose, the head no longer holds the start back.
+    std::fs::rename(dir.path().join(HEAD_NAME), dir.path().join("old.head")).unwrap();
+    let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    append_n(&log, 1);
+    assert_eq!(verify(dir.path()).unwrap().records, 1);
+}
+
+#[test]
+fn newest_records_replaced_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 3);
+    let path = dir.path().join(FILE_NAME);
+    let head = dir.path().join(HEAD_NAME);
+    let written = std::fs::read(&head).unwrap();
+    // The last record taken off, the head moved aside, another one written
+    // in its place, and the head put back.
+    let mut l = lines(&path);
+    l.truncate(2);
+    write_lines(&path, &l);
+    std::fs::remove_file(&head).unwrap();
+    AuditLog::open(dir.path(), DEFAULT_MAX_BYTES)
+        .unwrap()
+        .append_blocking("exec-start", json!({"argv": ["other"]}))
+        .unwrap();
+    std::fs::write(&head, &written).unwrap();
+    let p = problem(dir.path());
+    assert_eq!((p.line, p.seq), (3, Some(3)), "{p}");
+    assert!(p.what.contains("not the record"), "{p}");
+    let err = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap_err();
+    assert!(matches!(err, AuditError::Cut { recorded: 3, .. }), "{err}");
+}
+
+#[test]
 fn swapped_records_are_named() {
     let dir = tempfile::tempdir().unwrap();
     append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 6);
@@ -275,8 +327,8 @@ fn a_truncated_rotated_file_is_named_at_the_next_file() {
     assert_eq!((p.file.clone(), p.line), (two, 1), "{p}");
     assert_eq!(p.seq, Some(kept as u64 + 2), "{p}");
 
-    // Cut in the middle of a line: verify names that line; the writer takes
-    // it off (a stop mid-write) and says so in the chain.
+    // A written record cut in the middle: verify names its line, and the
+    // writer does not take it for a stop mid-write (the head names it).
     let dir = tempfile::tempdir().unwrap();
     append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 3);
     let path = dir.path().join(FILE_NAME);
@@ -284,9 +336,19 @@ fn a_truncated_rotated_file_is_named_at_the_next_file() {
     std::fs::write(&path, &text[..text.len() - 10]).unwrap();
     let p = problem(dir.path());
     assert_eq!((p.file.clone(), p.line), (path.clone(), 3), "{p}");
+    let err = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap_err();
+    assert!(matches!(err, AuditError::Cut { recorded: 3, .. }), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), &text[..text.len() - 10]);
+    // A stop mid-write leaves part of a line nobody was told of: verify
+    // names it; the writer takes it off and says so in the chain.
+    let mut torn = text.clone();
+    torn.extend_from_slice(&text[..40]);
+    std::fs::write(&path, &torn).unwrap();
+    let p = problem(dir.path());
+    assert_eq!((p.file.clone(), p.line), (path.clone(), 4), "{p}");
     drop(AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap());
-    assert_eq!(record(&lines(&path)[2])["kind"], "recovered");
-    assert_eq!(sandboxd::audit::verify(dir.path()).unwrap().records, 3);
+    assert_eq!(record(&lines(&path)[3])["kind"], "recovered");
+    assert_eq!(sandboxd::audit::verify(dir.path()).unwrap().records, 4);
 
     // A whole last line that is no record is damage: the writer refuses it.
     std::fs::write(&path, b"not a record\n").unwrap();

@@ -10,6 +10,7 @@
 //! unwritable (read-only mount, removed directory) fails the next append
 //! rather than going on into a stale file.
 
+use super::head::{head_path, Head, HeadError, HeadFile};
 use super::{files, record_hash, rfc3339, rotated, sha256_hex, FILE_NAME, GENESIS};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -51,6 +52,16 @@ pub enum AuditError {
     Fields { kind: String },
     #[error("audit log: the writing thread failed: {0}")]
     Thread(String),
+    #[error("audit log in {}: {what}, but {} names seq {recorded}: its newest records were taken off. Run `sandboxd audit verify`; to start on this log anyway, move {} aside", dir.display(), head.display(), head.display())]
+    Cut {
+        dir: PathBuf,
+        head: PathBuf,
+        /// What the log has instead.
+        what: String,
+        recorded: u64,
+    },
+    #[error(transparent)]
+    Head(#[from] HeadError),
 }
 
 /// The append-only writer.
@@ -58,6 +69,8 @@ pub enum AuditError {
 pub struct AuditLog {
     dir: PathBuf,
     max_bytes: u64,
+    /// Rewritten after every successful flush.
+    head: HeadFile,
     state: Mutex<State>,
     /// Signalled when a flush ends.
     flushed: Condvar,
@@ -215,9 +228,27 @@ impl AuditLog {
             prev = sha256_hex(&line);
             break;
         }
+        if let Some(h) = Head::read(dir)? {
+            let what = if h.seq > seq {
+                Some(format!("it ends at seq {seq}"))
+            } else if h.seq == seq && h.hash != prev {
+                Some(format!("its record seq {seq} is another one"))
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(AuditError::Cut {
+                    dir: dir.to_path_buf(),
+                    head: head_path(dir),
+                    what,
+                    recorded: h.seq,
+                });
+            }
+        }
         let log = AuditLog {
             dir: dir.to_path_buf(),
             max_bytes,
+            head: HeadFile::open(dir).map_err(io_err(&head_path(dir), "opening"))?,
             state: Mutex::new(State {
                 seq,
                 prev,
@@ -384,8 +415,12 @@ impl AuditLog {
         state.flushing = false;
         match written {
             Ok(()) => {
+                let head = Head { seq, hash: prev };
+                if let Err(e) = self.head.write(&head) {
+                    tracing::warn!(error = %e, "audit head: not rewritten");
+                }
                 state.seq = seq;
-                state.prev = prev;
+                state.prev = head.hash;
                 for (ticket, seq, _, _) in chained {
                     if !state.unawaited.remove(&ticket) {
                         state.outcomes.insert(ticket, Ok(seq));

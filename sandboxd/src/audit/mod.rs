@@ -7,15 +7,17 @@
 //! previous line's bytes; 64 zeros for the first record) and `hash` (hex
 //! SHA-256 of the record serialized without `hash`), so that an edit that
 //! leaves `hash` alone is named at its record, even the last one. An edit
-//! that also redoes `hash` shows at the next record's `prev`; the newest
-//! records, edited or removed with their hashes redone (the live file
-//! deleted, say), leave a valid shorter chain: the log alone cannot show
-//! that. Full files are renamed to `audit.jsonl.1`, `.2`, ... (oldest
-//! first) and kept; the chain runs on across them.
+//! that also redoes `hash` shows at the next record's `prev`. The newest
+//! records taken off (or replaced) leave a valid shorter chain, which the
+//! head file `audit.head` (the newest record's `seq` and hash, rewritten
+//! after every write) shows up. Full files are renamed to `audit.jsonl.1`,
+//! `.2`, ... (oldest first) and kept; the chain runs on across them.
 
+mod head;
 mod log;
 mod verify;
 
+pub use head::{Head, HeadError, HEAD_NAME};
 pub use log::{AuditError, AuditLog, DEFAULT_MAX_BYTES};
 pub use verify::{verify, Problem, Summary, VerifyError};
 

@@ -1,6 +1,7 @@
 //! The checker: walks every file of the log, oldest first, and names the
 //! first record that breaks the chain.
 
+use super::head::{head_path, Head, HeadError};
 use super::{files, record_hash, sha256_hex, GENESIS};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -50,13 +51,24 @@ pub enum VerifyError {
 
 /// Checks the log in `dir`: every line a JSON object whose `hash` matches
 /// its content, `seq` counting up by one from 1, `prev` the hash of the
-/// line before it (64 zeros for the first). A log with no file yet is intact.
-/// Removing the newest records leaves a valid, shorter chain: that alone
-/// cannot be seen from the log.
+/// line before it (64 zeros for the first), and, where there is a head file,
+/// the record it names present and the same. A log with no file yet is intact.
 pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| VerifyError::Io { path, source }
+    };
+    let head = match Head::read(dir) {
+        Ok(h) => h,
+        Err(HeadError::Io { path, source }) => return Err(VerifyError::Io { path, source }),
+        Err(HeadError::Malformed { path }) => {
+            return Err(VerifyError::Broken(Problem {
+                file: path,
+                line: 1,
+                seq: None,
+                what: "not a line `seq=N hash=HEX`".into(),
+            }))
+        }
     };
     let files = files(dir).map_err(io_err(dir))?;
     let mut expected_seq = 1;
@@ -122,9 +134,41 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
                 return Err(bad(Some(seq), what));
             }
             prev = sha256_hex(&line);
+            if head
+                .as_ref()
+                .is_some_and(|h| h.seq == seq && h.hash != prev)
+            {
+                return Err(bad(
+                    Some(seq),
+                    format!(
+                        "not the record {} names for this seq: the newest records were taken off and others written",
+                        head_path(dir).display()
+                    ),
+                ));
+            }
             prev_at = Some((path.clone(), n));
             expected_seq += 1;
         }
+    }
+    if let Some(h) = head.filter(|h| h.seq >= expected_seq) {
+        let (file, line) = match prev_at {
+            Some((file, n)) => (file, n + 1),
+            None => (
+                files.last().cloned().unwrap_or_else(|| dir.to_path_buf()),
+                1,
+            ),
+        };
+        return Err(VerifyError::Broken(Problem {
+            file,
+            line,
+            seq: Some(expected_seq),
+            what: format!(
+                "missing: the log ends here, but {} names seq {}: records {expected_seq} to {} were taken off",
+                head_path(dir).display(),
+                h.seq,
+                h.seq
+            ),
+        }));
     }
     Ok(Summary {
         records: expected_seq - 1,
