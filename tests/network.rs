@@ -133,16 +133,19 @@ impl Net {
 
     /// Python code in the `net` profile, after [`PY`]'s helpers.
     fn py(&self, code: &str) -> Out {
-        let code = format!("{PY}\n{code}");
-        self.d.agent(U1, &self.ws.path).run(&[
-            "exec",
-            "--profile",
-            "net",
-            "--",
-            "/usr/bin/python3",
-            "-c",
-            &code,
-        ])
+        let args = Self::py_args(code);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.d.agent(U1, &self.ws.path).run(&args)
+    }
+
+    /// The `agent` arguments that run Python `code`, after [`PY`]'s
+    /// helpers, in the `net` profile.
+    fn py_args(code: &str) -> Vec<String> {
+        ["exec", "--profile", "net", "--", "/usr/bin/python3", "-c"]
+            .into_iter()
+            .map(String::from)
+            .chain([format!("{PY}\n{code}")])
+            .collect()
     }
 
     /// Every audit record of kind "network" (decisions).
@@ -1129,7 +1132,7 @@ fn a_slow_client_is_told_how_many_network_events_it_missed() {
     // its own, which blocks once it is backed up) makes the daemon wait to
     // send it, so that events also pile up before they reach the stream.
     let code = format!(
-        r#"{PY}
+        r#"
 import os, threading
 path = '/' + 'x' * 3000
 def output():
@@ -1150,17 +1153,11 @@ open('done', 'w').close()
 out.join()
 "#
     );
+    let args = Net::py_args(&code);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut child =
         n.d.agent(U1, &n.ws.path)
-            .command(&[
-                "exec",
-                "--profile",
-                "net",
-                "--",
-                "/usr/bin/python3",
-                "-c",
-                &code,
-            ])
+            .command(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1121,6 +1121,22 @@ async fn tls_through_connect(p: &Proxy, port: u16, name: &str) -> std::io::Resul
         .map(|_| ())
 }
 
+/// Nothing reached the echo server, and the refusal of a tunnel to
+/// allowed.test for its TLS hello (`what`, for the failure message) is on
+/// record; that record.
+async fn refused_for_sni(p: &Proxy, echo: &Echo, what: &str) -> Value {
+    assert_eq!(
+        *echo.received.lock().unwrap(),
+        0,
+        "nothing reached the server"
+    );
+    let rec = p
+        .wait_record(what, |r| r["reason"] == "blocked-by-sni-mismatch")
+        .await;
+    assert_eq!(rec["host"], "allowed.test");
+    rec
+}
+
 #[tokio::test]
 async fn a_client_hello_for_another_name_closes_the_tunnel() {
     let (_origin, echo, p) = setup().await;
@@ -1132,15 +1148,7 @@ async fn a_client_hello_for_another_name_closes_the_tunnel() {
             || err.kind() == std::io::ErrorKind::ConnectionReset,
         "{err}"
     );
-    assert_eq!(
-        *echo.received.lock().unwrap(),
-        0,
-        "nothing reached the server"
-    );
-    let rec = p
-        .wait_record("sni", |r| r["reason"] == "blocked-by-sni-mismatch")
-        .await;
-    assert_eq!(rec["host"], "allowed.test");
+    refused_for_sni(&p, &echo, "sni").await;
     // The right name goes through (the echo server sends the hello back, which fails the handshake later).
     let _ = tls_through_connect(&p, echo.port, "ALLOWED.test").await;
     assert!(*echo.received.lock().unwrap() > 0);
@@ -1206,15 +1214,7 @@ async fn an_encrypted_client_hello_is_refused_unless_the_profile_allows_it() {
     // The outer name is the tunnel's, the inner one unknowable.
     let back = hello_through_connect(&p, echo.port, &client_hello("allowed.test", true)).await;
     assert!(back.is_empty(), "the tunnel carried it: {back:?}");
-    assert_eq!(
-        *echo.received.lock().unwrap(),
-        0,
-        "nothing reached the server"
-    );
-    let rec = p
-        .wait_record("ech", |r| r["reason"] == "blocked-by-sni-mismatch")
-        .await;
-    assert_eq!(rec["host"], "allowed.test");
+    let rec = refused_for_sni(&p, &echo, "ech").await;
     assert_eq!(rec["rule"], "network.allow_ech = false", "{rec:#}");
     // Without the extension the same hello goes through.
     let plain = client_hello("allowed.test", false);
