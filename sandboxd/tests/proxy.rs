@@ -650,13 +650,7 @@ async fn sequential_tunnels_keep_decisions_before_ends_in_an_intact_chain() {
     let e = echo.port;
     const TUNNELS: usize = 5;
     for i in 0..TUNNELS {
-        let mut c = TcpStream::connect(p.http).await.unwrap();
-        c.write_all(format!("CONNECT allowed.test:{e} HTTP/1.1\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut head = [0u8; 39];
-        c.read_exact(&mut head).await.unwrap();
-        assert_eq!(&head, b"HTTP/1.1 200 Connection established\r\n\r\n");
+        let mut c = tunnel(&p, e).await;
         let ping = format!("tunnel {i}");
         c.write_all(ping.as_bytes()).await.unwrap();
         let mut back = vec![0u8; ping.len()];
@@ -1101,12 +1095,7 @@ async fn an_unlisted_name_is_asked_about_and_the_answer_holds() {
 
 /// A ClientHello for `name` through a CONNECT to allowed.test's echo port.
 async fn tls_through_connect(p: &Proxy, port: u16, name: &str) -> std::io::Result<()> {
-    let mut c = TcpStream::connect(p.http).await.unwrap();
-    c.write_all(format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut head = [0u8; 39];
-    c.read_exact(&mut head).await.unwrap();
+    let c = tunnel(p, port).await;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -1188,13 +1177,7 @@ fn client_hello(name: &str, ech: bool) -> Vec<u8> {
 /// Sends `hello` through a CONNECT to allowed.test's echo port; returns
 /// whatever came back before the tunnel closed (or 2 s passed).
 async fn hello_through_connect(p: &Proxy, port: u16, hello: &[u8]) -> Vec<u8> {
-    let mut c = TcpStream::connect(p.http).await.unwrap();
-    c.write_all(format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut head = [0u8; 39];
-    c.read_exact(&mut head).await.unwrap();
-    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let mut c = tunnel(p, port).await;
     c.write_all(hello).await.unwrap();
     let mut back = vec![0u8; hello.len()];
     let mut got = 0;
@@ -1257,12 +1240,7 @@ async fn plain_bytes_to_port_443_are_refused() {
 #[tokio::test]
 async fn dropping_the_server_ends_its_tunnels() {
     let (_origin, echo, mut p) = setup().await;
-    let mut c = TcpStream::connect(p.http).await.unwrap();
-    c.write_all(format!("CONNECT allowed.test:{} HTTP/1.1\r\n\r\n", echo.port).as_bytes())
-        .await
-        .unwrap();
-    let mut head = [0u8; 39];
-    c.read_exact(&mut head).await.unwrap();
+    let mut c = tunnel(&p, echo.port).await;
     c.write_all(b"x\n").await.unwrap();
     let mut two = [0u8; 2];
     c.read_exact(&mut two).await.unwrap();
@@ -1338,12 +1316,7 @@ async fn inspected_https_applies_methods_and_injection_per_request() {
         "allow_cidrs = [\"127.0.0.0/8\"]\ninspect = true\nmethods = [\"GET\"]",
     );
     let p = proxy_inspecting(&body, Some(inspector)).await;
-    let mut c = TcpStream::connect(p.http).await.unwrap();
-    c.write_all(format!("CONNECT allowed.test:{o} HTTP/1.1\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut head = [0u8; 39];
-    c.read_exact(&mut head).await.unwrap();
+    let c = tunnel(&p, o).await;
     let name = rustls::pki_types::ServerName::try_from("allowed.test").unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(client_config)
         .connect(name, c)
