@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 const SECRET: &str = "s3cret-value";
+/// A public address, which a test gives its own network namespace's `lo`.
+const PUBLIC: Ipv4Addr = Ipv4Addr::new(1, 1, 1, 7);
 
 /// One request as the origin saw it.
 #[derive(Debug, Clone)]
@@ -49,7 +51,12 @@ struct Origin {
 
 impl Origin {
     async fn start() -> Origin {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Origin::start_at(Ipv4Addr::LOCALHOST).await
+    }
+
+    /// The same on `ip`.
+    async fn start_at(ip: Ipv4Addr) -> Origin {
+        let l = TcpListener::bind((ip, 0)).await.unwrap();
         let port = l.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = Arc::clone(&seen);
@@ -282,13 +289,16 @@ fn session_with(
     .iter()
     .map(|n| (n.to_string(), lo.clone()))
     // The first address has nothing listening: a dial goes on to the second.
-    .chain([(
-        "two.wild.test".to_string(),
-        vec![
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-        ],
-    )])
+    .chain([
+        (
+            "two.wild.test".to_string(),
+            vec![
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ],
+        ),
+        ("public.test".to_string(), vec![IpAddr::V4(PUBLIC)]),
+    ])
     .collect();
     let resolver = Resolver::new(&DnsConfig {
         // Nothing answers there: every name the tests reach is in `hosts`.
@@ -1033,6 +1043,60 @@ async fn the_injected_header_replaces_the_clients_and_reaches_only_its_host() {
     // The secret never reaches the audit log.
     let log = std::fs::read_to_string(p.audit_dir.path().join("audit.jsonl")).unwrap();
     assert!(!log.contains(SECRET));
+}
+
+/// An injected secret goes in clear only to an address `allow_cidrs` lists:
+/// public.test is on a public address (on the `lo` of a network namespace
+/// of this test's thread alone), and a plain request to it through a rule
+/// that injects is refused before anything is sent; with its address in
+/// `allow_cidrs` the same request carries the header.
+#[test]
+fn a_secret_does_not_go_in_clear_to_a_public_address() {
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare the network");
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &["addr", "add", "1.1.1.7/32", "dev", "lo"][..],
+        ] {
+            let st = std::process::Command::new("ip").args(args).status().expect("ip");
+            assert!(st.success(), "ip {args:?}");
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let origin = Origin::start_at(PUBLIC).await;
+            let o = origin.port;
+            let body = |cidrs: &str| {
+                format!(
+                    "[network]\nmode = \"allowlist\"\nallow = [\"public.test\"]\nports = [{o}]\n{cidrs}\n\
+                     [[network.rule]]\nhost = \"public.test\"\n\
+                     inject = {{ header = \"Authorization\", value = \"Bearer {{secret:TOKEN}}\" }}\n"
+                )
+            };
+            let url = format!("http://public.test:{o}/clear");
+            let p = proxy(&body("")).await;
+            let r = ask(&p, &get(&url, &format!("public.test:{o}"), "")).await;
+            assert_eq!(r.code, 403, "{r:?}");
+            assert_eq!(r.header("x-proxy-error"), Some("blocked-by-not-tls"), "{r:?}");
+            assert!(r.body.contains("allow_cidrs"), "{r:?}");
+            assert!(origin.seen().is_empty(), "{:?}", origin.seen());
+            p.wait_record("refusal", |r| {
+                r["reason"] == "blocked-by-not-tls" && r["host"] == "public.test"
+            })
+            .await;
+
+            let p = proxy(&body("allow_cidrs = [\"1.1.1.7/32\"]")).await;
+            let r = ask(&p, &get(&url, &format!("public.test:{o}"), "")).await;
+            assert_eq!(r.code, 200, "{r:?}");
+            let seen = origin.seen();
+            assert_eq!(seen.len(), 1, "{seen:?}");
+            assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
+        });
+    })
+    .join()
+    .unwrap();
 }
 
 #[tokio::test]

@@ -641,6 +641,25 @@ impl NetPolicy {
         }
     }
 
+    /// Whether a request carrying an injected secret may go to `ip`: over
+    /// TLS always (the server proven, the secret encrypted); in clear only
+    /// to an address an `allow_cidrs` entry covers, one the admin declared
+    /// near. Anywhere else whoever is on the path would read the secret, so
+    /// the sandbox could leak it by asking for `http://`.
+    pub fn may_inject(&self, tls: bool, ip: IpAddr) -> Result<(), String> {
+        if tls
+            || self
+                .allow_cidrs
+                .iter()
+                .any(|c| cidr_contains(c.net, c.prefix, ip))
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "a secret goes in clear only to an address network.allow_cidrs lists, and {ip} is not one: use https:// (with inspect = true)"
+        ))
+    }
+
     /// The SSRF guard for one resolved (or literal) address: special-purpose
     /// ranges ([`super::addr::special`]) and `host_addrs` (the host's own) are
     /// refused with [`Block::PrivateAddress`] unless an `allow_cidrs` entry covers them.
@@ -858,6 +877,29 @@ paths = ["/meta/*"]
         let store = PolicyStore::load(Some(dir.path()), false).unwrap();
         let p = store.get("net").unwrap();
         NetPolicy::from_profile(p, narrowed, approval.unwrap_or(p.approval.value)).unwrap()
+    }
+
+    /// A secret goes over TLS anywhere, in clear only where `allow_cidrs`
+    /// (here 10.0.0.0/8 and fd00::/8) reaches.
+    #[test]
+    fn secrets_go_in_clear_only_to_allow_cidrs() {
+        let p = policy(NET, None, None);
+        for (tls, addr, ok) in [
+            (true, "93.184.216.34", true),
+            (true, "2606:2800:220:1::1", true),
+            (false, "10.1.2.3", true),
+            (false, "fd12::1", true),
+            (false, "93.184.216.34", false),
+            (false, "2606:2800:220:1::1", false),
+            (false, "127.0.0.1", false),
+            (false, "192.168.1.1", false),
+        ] {
+            let r = p.may_inject(tls, addr.parse().unwrap());
+            assert_eq!(r.is_ok(), ok, "tls {tls}, {addr}: {r:?}");
+            if let Err(m) = r {
+                assert!(m.contains(addr) && m.contains("allow_cidrs"), "{m}");
+            }
+        }
     }
 
     #[test]

@@ -914,6 +914,21 @@ async fn one<C: Io>(
         },
     };
     let addr = up_conn.addr;
+    if !injected.is_empty() {
+        let tls = matches!(mode, Mode::Fixed { tls: true, .. });
+        if let Err(reason) = session.policy.may_inject(tls, addr) {
+            let rule = injections
+                .first()
+                .map(|i| i.rule.clone())
+                .unwrap_or_default();
+            let r = attempt
+                .refuse(session, Refused::new(Block::NotTls, rule, reason))
+                .await;
+            let _ = forbidden(io, &what, &r).await;
+            attempt.end(session, addr, 0, 0, "closed unused").await;
+            return Exchange::close();
+        }
+    }
     let f = exchange(
         client,
         &mut up_conn,
