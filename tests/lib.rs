@@ -316,7 +316,7 @@ impl Daemon {
     /// that is expected to fail (the daemon stopped); its output (killed
     /// after 10 s if it does start).
     pub fn try_to_start(&self) -> Out {
-        let child = Command::new(bin("sandboxd"))
+        let mut child = Command::new(bin("sandboxd"))
             .arg("--config")
             .arg(&self.config)
             .arg("--socket")
@@ -330,18 +330,22 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run sandboxd");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let watchdog = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(10));
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        });
-        let out = child.wait_with_output().expect("wait for sandboxd");
-        drop(watchdog);
-        Out::from(out)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().expect("wait for sandboxd").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Out::from(child.wait_with_output().expect("wait for sandboxd"))
     }
 
-    /// SIGTERM, then SIGKILL after 5 s.
+    /// SIGTERM, then SIGKILL after 5 s (nothing when it has ended already).
     fn shut_down(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,

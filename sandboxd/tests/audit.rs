@@ -277,6 +277,17 @@ fn the_newest_records_taken_off_are_named_and_the_log_is_not_reopened() {
 }
 
 #[test]
+fn a_log_opened_and_closed_with_no_record_opens_again() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap());
+    drop(AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap());
+    assert_eq!(verify(dir.path()).unwrap().records, 0);
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 1);
+    drop(AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap());
+    assert_eq!(verify(dir.path()).unwrap().records, 1);
+}
+
+#[test]
 fn newest_records_replaced_are_named() {
     let dir = tempfile::tempdir().unwrap();
     append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 3);

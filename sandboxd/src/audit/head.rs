@@ -42,15 +42,22 @@ impl Head {
         })
     }
 
-    /// The head file of the log in `dir`: `None` when there is none.
+    /// The head file of the log in `dir`: `None` when there is none, or
+    /// when it is empty or zeros (made, but its first line never reached
+    /// the disk: whoever could cut the log could remove the file anyway).
     pub fn read(dir: &Path) -> Result<Option<Head>, HeadError> {
         let path = head_path(dir);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(HeadError::Io { path, source }),
         };
-        Head::parse(&text)
+        if bytes.iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(Head::parse)
             .map(Some)
             .ok_or(HeadError::Malformed { path })
     }
@@ -58,13 +65,13 @@ impl Head {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeadError {
-    #[error("audit head {}: {source}", path.display())]
+    #[error("audit head {}: {source}; to start on this log without it, move it aside", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("audit head {}: not a line `seq=N hash=HEX`", path.display())]
+    #[error("audit head {}: not a line `seq=N hash=HEX`; run `sandboxd audit verify`, and to start on this log without it, move it aside", path.display())]
     Malformed { path: PathBuf },
 }
 
@@ -89,11 +96,18 @@ impl HeadFile {
             .map(HeadFile)
     }
 
-    /// Rewrites the head in place with one write (not synced: after a
-    /// crash it may name an older record, never one the log lacks, as it
-    /// is written only once the log's records are on disk).
+    /// Rewrites the head in place, a line of the same length over the last
+    /// (not synced: after a crash it may name an older record, never one
+    /// the log lacks, as it is written only once the log's records are on
+    /// disk).
     pub fn write(&self, head: &Head) -> io::Result<()> {
         self.0.write_all_at(head.line().as_bytes(), 0)
+    }
+
+    /// [`write`](Self::write), then waits for the disk: for the head a
+    /// log is opened with, so that the file never stays empty.
+    pub fn write_synced(&self, head: &Head) -> io::Result<()> {
+        self.write(head).and_then(|()| self.0.sync_data())
     }
 }
 
@@ -117,8 +131,17 @@ mod tests {
         .unwrap();
         f.write(&head).unwrap();
         assert_eq!(Head::read(dir.path()).unwrap(), Some(head));
+        // Made but never written (or its write lost): as if there were none.
+        std::fs::write(head_path(dir.path()), [0u8; 91]).unwrap();
+        assert_eq!(Head::read(dir.path()).unwrap(), None);
+        std::fs::write(head_path(dir.path()), b"").unwrap();
+        assert_eq!(Head::read(dir.path()).unwrap(), None);
+        std::fs::write(head_path(dir.path()), b"\xff garbage").unwrap();
+        assert!(matches!(
+            Head::read(dir.path()),
+            Err(HeadError::Malformed { .. })
+        ));
         for bad in [
-            "",
             "seq=1 hash=00\n",
             "seq=00000000000000000001 hash=ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB\n",
             "seq=0000000000000000000x hash=abababababababababababababababababababababababababababababababab\n",

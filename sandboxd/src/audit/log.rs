@@ -173,7 +173,9 @@ impl AuditLog {
     /// the newest file that has one. A last line cut short (a stop
     /// mid-write) is taken off and a `recovered` record says so; a last
     /// line that is no record or has no `seq` is an error: appending after
-    /// it would hide the damage.
+    /// it would hide the damage. So is a log that ends before the record
+    /// the head file names (its newest records were taken off, a written
+    /// one cut short included), or has another record there.
     /// (`sandboxd audit verify` checks the rest.)
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, AuditError> {
         let files = files(dir).map_err(io_err(dir, "listing the state dir"))?;
@@ -245,10 +247,16 @@ impl AuditLog {
                 });
             }
         }
+        let head = HeadFile::open(dir).map_err(io_err(&head_path(dir), "opening"))?;
+        head.write_synced(&Head {
+            seq,
+            hash: prev.clone(),
+        })
+        .map_err(io_err(&head_path(dir), "writing"))?;
         let log = AuditLog {
             dir: dir.to_path_buf(),
             max_bytes,
-            head: HeadFile::open(dir).map_err(io_err(&head_path(dir), "opening"))?,
+            head,
             state: Mutex::new(State {
                 seq,
                 prev,

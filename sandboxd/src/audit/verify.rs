@@ -163,10 +163,14 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
             line,
             seq: Some(expected_seq),
             what: format!(
-                "missing: the log ends here, but {} names seq {}: records {expected_seq} to {} were taken off",
+                "missing: the log ends here, but {} names seq {}: {} taken off",
                 head_path(dir).display(),
                 h.seq,
-                h.seq
+                if h.seq == expected_seq {
+                    format!("record {expected_seq} was")
+                } else {
+                    format!("records {expected_seq} to {} were", h.seq)
+                }
             ),
         }));
     }
