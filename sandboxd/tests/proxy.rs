@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 const SECRET: &str = "s3cret-value";
 /// A public address, which a test gives its own network namespace's `lo`.
-const PUBLIC: Ipv4Addr = Ipv4Addr::new(1, 1, 1, 7);
+const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 114, 7);
 
 /// One request as the origin saw it.
 #[derive(Debug, Clone)]
@@ -1056,7 +1056,7 @@ fn a_secret_does_not_go_in_clear_to_a_public_address() {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare the network");
         for args in [
             &["link", "set", "lo", "up"][..],
-            &["addr", "add", "1.1.1.7/32", "dev", "lo"][..],
+            &["addr", "add", "203.0.114.7/32", "dev", "lo"][..],
         ] {
             let st = std::process::Command::new("ip").args(args).status().expect("ip");
             assert!(st.success(), "ip {args:?}");
@@ -1082,12 +1082,21 @@ fn a_secret_does_not_go_in_clear_to_a_public_address() {
             assert_eq!(r.header("x-proxy-error"), Some("blocked-by-not-tls"), "{r:?}");
             assert!(r.body.contains("allow_cidrs"), "{r:?}");
             assert!(origin.seen().is_empty(), "{:?}", origin.seen());
-            p.wait_record("refusal", |r| {
-                r["reason"] == "blocked-by-not-tls" && r["host"] == "public.test"
-            })
-            .await;
+            let rec = p
+                .wait_record("refusal", |r| {
+                    r["reason"] == "blocked-by-not-tls" && r["host"] == "public.test"
+                })
+                .await;
+            assert_eq!(rec["addr"], "203.0.114.7", "{rec:#}");
+            // Refused before the dial: no connection was recorded as allowed.
+            let allowed = p
+                .records()
+                .into_iter()
+                .filter(|r| r["decision"] == "allow")
+                .count();
+            assert_eq!(allowed, 0, "{:#?}", p.records());
 
-            let p = proxy(&body("allow_cidrs = [\"1.1.1.7/32\"]")).await;
+            let p = proxy(&body("allow_cidrs = [\"203.0.114.7/32\"]")).await;
             let r = ask(&p, &get(&url, &format!("public.test:{o}"), "")).await;
             assert_eq!(r.code, 200, "{r:?}");
             let seen = origin.seen();

@@ -892,9 +892,23 @@ async fn one<C: Io>(
             return Exchange::close();
         }
     };
-    // The upstream connection: the open one when it is to this destination and still up.
+    // The rule of a secret this request would carry in clear, if any: then
+    // it goes only to an address the secret may go to in clear.
+    let clear_secret = (!injected.is_empty() && !matches!(mode, Mode::Fixed { tls: true, .. }))
+        .then(|| {
+            injections
+                .first()
+                .map(|i| i.rule.clone())
+                .unwrap_or_default()
+        });
+    let in_clear_to =
+        |ip: IpAddr| clear_secret.is_none() || session.policy.may_inject(false, ip).is_ok();
+    // The upstream connection: the open one when it is to this destination,
+    // still up, and at such an address.
     let reuse = match upstream.take() {
-        Some(mut u) if u.host == host && u.port == port => still_open(&mut u).await.then_some(u),
+        Some(mut u) if u.host == host && u.port == port && in_clear_to(u.addr) => {
+            still_open(&mut u).await.then_some(u)
+        }
         _ => None,
     };
     let mut up_conn = match reuse {
@@ -905,30 +919,17 @@ async fn one<C: Io>(
             }
             u
         }
-        None => match open_upstream(session, &attempt, &admitted, mode).await {
-            Ok(u) => u,
-            Err(e) => {
-                let _ = dial_failed(io, &what, &e).await;
-                return Exchange::close();
+        None => {
+            match open_upstream(session, &attempt, &admitted, mode, clear_secret.as_deref()).await {
+                Ok(u) => u,
+                Err(e) => {
+                    let _ = dial_failed(io, &what, &e).await;
+                    return Exchange::close();
+                }
             }
-        },
+        }
     };
     let addr = up_conn.addr;
-    if !injected.is_empty() {
-        let tls = matches!(mode, Mode::Fixed { tls: true, .. });
-        if let Err(reason) = session.policy.may_inject(tls, addr) {
-            let rule = injections
-                .first()
-                .map(|i| i.rule.clone())
-                .unwrap_or_default();
-            let r = attempt
-                .refuse(session, Refused::new(Block::NotTls, rule, reason))
-                .await;
-            let _ = forbidden(io, &what, &r).await;
-            attempt.end(session, addr, 0, 0, "closed unused").await;
-            return Exchange::close();
-        }
-    }
     let f = exchange(
         client,
         &mut up_conn,
@@ -1031,14 +1032,31 @@ async fn still_open(u: &mut Upstream) -> bool {
     matches!(u.conn.fill(Duration::ZERO).await, Err(e) if e.kind() == io::ErrorKind::TimedOut)
 }
 
-/// Looks up, vets, records and dials the destination; over TLS when inspected.
+/// Looks up, vets, records and dials the destination; over TLS when
+/// inspected. With `clear_secret` (the rule of a secret the request carries
+/// in clear) only the addresses it may go to are dialled, and with none, the
+/// request is refused.
 async fn open_upstream(
     session: &Session,
     a: &Attempt,
     admitted: &Admitted,
     mode: &Mode,
+    clear_secret: Option<&str>,
 ) -> Result<Upstream, DialError> {
-    let addrs = dial::vetted_addrs(session, a, admitted).await?;
+    let mut addrs = dial::vetted_addrs(session, a, admitted).await?;
+    if let (Some(rule), Some(&first)) = (clear_secret, addrs.first()) {
+        addrs.retain(|ip| session.policy.may_inject(false, *ip).is_ok());
+        if addrs.is_empty() {
+            let reason = session
+                .policy
+                .may_inject(false, first)
+                .err()
+                .unwrap_or_default();
+            let mut r = Refused::new(Block::NotTls, rule, reason);
+            r.addr = Some(first);
+            return Err(DialError::Refused(a.refuse(session, r).await));
+        }
+    }
     let (tcp, addr) = dial::dial(session, a, admitted, &addrs).await?;
     let io: Box<dyn Io> = match mode {
         Mode::Fixed { tls: true, .. } => Box::new(
