@@ -1332,6 +1332,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A test CA, written to `dir/ca.pem`, and a server configuration for `host` it signed.
 fn test_ca(dir: &std::path::Path, host: &str) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    test_ca_with(dir, host, provider())
+}
+
+/// [`test_ca`], the server's cryptography from `provider`.
+fn test_ca_with(
+    dir: &std::path::Path,
+    host: &str,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     use rustls::pki_types::pem::PemObject;
     let ca_key = KeyPair::generate().unwrap();
@@ -1351,13 +1360,112 @@ fn test_ca(dir: &std::path::Path, host: &str) -> (std::path::PathBuf, Arc<rustls
         .unwrap();
     let key =
         rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider())
+    let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![leaf.der().clone()], key)
         .unwrap();
     (path, Arc::new(config))
+}
+
+/// A TLS 1.3 ClientHello record naming `name`, with a key share of `len`
+/// bytes for group `group` only (x25519 and secp384r1 supported).
+fn tls13_hello(name: &str, group: u16, len: usize) -> Vec<u8> {
+    let ext = |kind: u16, data: &[u8]| {
+        let mut e = kind.to_be_bytes().to_vec();
+        e.extend((data.len() as u16).to_be_bytes());
+        e.extend(data);
+        e
+    };
+    let mut sni = vec![0u8];
+    sni.extend((name.len() as u16).to_be_bytes());
+    sni.extend(name.as_bytes());
+    let mut sni_list = (sni.len() as u16).to_be_bytes().to_vec();
+    sni_list.extend(sni);
+    let mut share = group.to_be_bytes().to_vec();
+    share.extend((len as u16).to_be_bytes());
+    share.extend(vec![4u8; len]);
+    let mut shares = (share.len() as u16).to_be_bytes().to_vec();
+    shares.extend(share);
+    let mut exts = ext(0, &sni_list);
+    exts.extend(ext(43, &[2, 3, 4])); // supported_versions: TLS 1.3
+    exts.extend(ext(10, &[0, 4, 0, 0x1d, 0, 0x18])); // groups: x25519, secp384r1
+    exts.extend(ext(13, &[0, 4, 4, 3, 8, 4])); // signature algorithms
+    exts.extend(ext(51, &shares)); // key_share
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]);
+    body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+    body.extend((exts.len() as u16).to_be_bytes());
+    body.extend(exts);
+    let mut msg = vec![1, 0];
+    msg.extend((body.len() as u16).to_be_bytes());
+    msg.extend(body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend((msg.len() as u16).to_be_bytes());
+    record.extend(msg);
+    record
+}
+
+/// A server that takes only secp384r1 asks every client that sent an
+/// x25519 key share for a second ClientHello: a real client gets through
+/// that, and a second hello naming another host than the first (and the
+/// tunnel) is refused before it reaches the server.
+#[tokio::test]
+async fn a_second_client_hello_is_checked_like_the_first() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let mut only_p384 = rustls::crypto::ring::default_provider();
+    only_p384.kx_groups = vec![rustls::crypto::ring::kx_group::SECP384R1];
+    let (ca_path, server) = test_ca_with(dir.path(), "allowed.test", Arc::new(only_p384));
+    let origin = Origin::start_tls(server).await;
+    let o = origin.port;
+    let p = proxy(&network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]")).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(&ca_path).unwrap())
+        .unwrap();
+    let client_config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("allowed.test").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client_config))
+        .connect(name, tunnel(&p, o).await)
+        .await
+        .expect("a handshake with a HelloRetryRequest");
+    let host = format!("allowed.test:{o}");
+    tls.write_all(get("/retried", &host, "").as_bytes())
+        .await
+        .unwrap();
+    let r = read_response(&mut tls, &mut Vec::new()).await;
+    assert_eq!((r.code, r.body.as_str()), (200, "hello /retried"));
+
+    // By hand: the server asks again; a second hello for evil.test ends it.
+    let mut c = tunnel(&p, o).await;
+    c.write_all(&tls13_hello("allowed.test", 0x1d, 32))
+        .await
+        .unwrap();
+    let mut head = [0u8; 5 + 4 + 2 + 32];
+    c.read_exact(&mut head).await.unwrap();
+    assert_eq!((head[0], head[5]), (0x16, 2), "a ServerHello: {head:?}");
+    let mut second = vec![0x14, 3, 3, 0, 1, 1];
+    second.extend(tls13_hello("evil.test", 0x18, 97));
+    c.write_all(&second).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest)).await;
+    let rec = p
+        .wait_record("second hello", |r| {
+            r["reason"] == "blocked-by-sni-mismatch"
+                && r["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("evil.test"))
+        })
+        .await;
+    assert_eq!(rec["host"], "allowed.test", "{rec:#}");
+    assert_eq!(origin.seen().len(), 1, "{:?}", origin.seen());
 }
 
 /// Inspected HTTPS: the client trusts only the inspector's CA; methods,

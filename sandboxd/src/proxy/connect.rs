@@ -1,6 +1,7 @@
 //! Tunnels (HTTP CONNECT and SOCKS5 CONNECT): once the destination is open,
 //! the client's first bytes decide what the tunnel carries. A ClientHello
-//! must name the destination (no domain fronting); on port 443 anything but
+//! must name the destination (no domain fronting), and so must a second one
+//! after a HelloRetryRequest; on port 443 anything but
 //! TLS is refused unless the profile allows it; HTTP the proxy can read, and
 //! inspected HTTPS, go through the request loop; the rest is spliced.
 
@@ -189,6 +190,145 @@ async fn first_bytes(
     }
 }
 
+/// Why the tunnel of `a` may not carry a ClientHello naming `sni` (with an
+/// encrypted inner hello when `ech`), if it may not: a name other than the
+/// tunnel's host is domain fronting; so is an encrypted inner hello, whose
+/// name the server answers for and nobody can check (GREASE looks the same
+/// by design), unless the profile accepts that or the hello ends here
+/// (`inspect`).
+fn hello_refusal(
+    session: &Session,
+    a: &Attempt,
+    sni: Option<&str>,
+    ech: bool,
+    inspect: bool,
+) -> Option<Refused> {
+    if let Some(name) = sni.filter(|n| !matches!(normalize_host(n), Ok(h) if h == a.host)) {
+        return Some(Refused::new(
+            Block::SniMismatch,
+            format!("{} {}:{}", a.protocol, a.host_str(), a.port),
+            format!(
+                "TLS server name {name:?} is not the tunnel's host {}",
+                a.host_str()
+            ),
+        ));
+    }
+    (ech && !session.policy.allow_ech() && !inspect).then(|| {
+        Refused::new(
+            Block::SniMismatch,
+            "network.allow_ech = false",
+            format!(
+                "the TLS ClientHello to {} carries an encrypted one (Encrypted Client Hello), whose server name cannot be checked",
+                a.host_str()
+            ),
+        )
+    })
+}
+
+/// The `random` of a ServerHello that is a HelloRetryRequest (RFC 8446,
+/// 4.1.3): the SHA-256 of "HelloRetryRequest".
+const HRR_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+/// A handshake record's header, a handshake message's header, then a
+/// ServerHello's version and random.
+const SERVER_HELLO_RANDOM_END: usize = 5 + 4 + 2 + 32;
+
+/// Once the ClientHello went upstream: passes the server's first flight on
+/// to the client and, when it is a HelloRetryRequest, reads the client's
+/// second ClientHello (after a ChangeCipherSpec record, if one comes first)
+/// and checks it as the first was ([`hello_refusal`]) before it goes
+/// upstream: the server answers for the second one's name. Counts the bytes
+/// it moves; `Some` refusal when the second hello may not go.
+async fn retried_hello(
+    session: &Session,
+    a: &Attempt,
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    counts: &Counts,
+) -> std::io::Result<Option<Refused>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let idle = || std::io::Error::new(std::io::ErrorKind::TimedOut, "tunnel idle");
+    // The server's first record, whole when it is a handshake record: the
+    // client waits for all of a HelloRetryRequest before it answers.
+    let mut back = Vec::with_capacity(sni::MAX_HELLO);
+    loop {
+        let whole = match back.first() {
+            None => 5,
+            Some(0x16) if back.len() >= 5 => {
+                5 + usize::from(u16::from_be_bytes([back[3], back[4]]))
+            }
+            Some(0x16) => 5,
+            Some(_) => break,
+        };
+        if back.len() >= whole {
+            break;
+        }
+        let n = tokio::time::timeout(IDLE_TIMEOUT, upstream.read_buf(&mut back))
+            .await
+            .map_err(|_| idle())??;
+        if n == 0 {
+            break;
+        }
+    }
+    let retry = back.len() >= SERVER_HELLO_RANDOM_END
+        && back[0] == 0x16
+        && back[5] == 2
+        && back[11..SERVER_HELLO_RANDOM_END] == HRR_RANDOM;
+    client.write_all(&back).await?;
+    counts.down.fetch_add(back.len() as u64, Relaxed);
+    if !retry {
+        return Ok(None);
+    }
+    let mut second = Vec::with_capacity(sni::MAX_HELLO);
+    let refusal = loop {
+        let hello = after_change_cipher_spec(&second).map(|at| sni::parse(&second[at..]));
+        match hello {
+            None | Some(Hello::Incomplete) if second.len() <= sni::MAX_HELLO => {}
+            Some(Hello::ClientHello { sni, ech }) => {
+                break hello_refusal(session, a, sni.as_deref(), ech, false)
+            }
+            _ => {
+                break Some(Refused::new(
+                    Block::NotTls,
+                    "",
+                    "the second ClientHello, after the server asked for another, is malformed",
+                ))
+            }
+        }
+        let n = tokio::time::timeout(IDLE_TIMEOUT, client.read_buf(&mut second))
+            .await
+            .map_err(|_| idle())??;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before its second ClientHello",
+            ));
+        }
+    };
+    if refusal.is_none() {
+        upstream.write_all(&second).await?;
+        counts.up.fetch_add(second.len() as u64, Relaxed);
+    }
+    Ok(refusal)
+}
+
+/// Where `data` goes on after the ChangeCipherSpec records it starts with
+/// (TLS 1.3 clients send one before a second ClientHello, for middleboxes);
+/// `None` while one of them is incomplete.
+fn after_change_cipher_spec(data: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while data.get(at) == Some(&0x14) {
+        let len = usize::from(u16::from_be_bytes([*data.get(at + 3)?, *data.get(at + 4)?]));
+        if data.len() < at + 5 + len {
+            return None;
+        }
+        at += 5 + len;
+    }
+    Some(at)
+}
+
 /// The tunnel to `upstream` (already open, the client told so), for
 /// `a` (CONNECT or SOCKS), until it ends; then its end record.
 pub async fn carry(
@@ -231,34 +371,9 @@ pub async fn carry(
             "",
             format!("malformed ClientHello: {m}"),
         )),
-        First::Hello(Hello::ClientHello { sni: Some(name), .. })
-            if !matches!(normalize_host(name), Ok(h) if h == a.host) =>
-        {
-            Some(Refused::new(
-                Block::SniMismatch,
-                format!("{} {}:{}", a.protocol, a.host_str(), a.port),
-                format!(
-                    "TLS server name {name:?} is not the tunnel's host {}",
-                    a.host_str()
-                ),
-            ))
+        First::Hello(Hello::ClientHello { sni, ech }) => {
+            hello_refusal(session, a, sni.as_deref(), *ech, inspect)
         }
-        // The outer name is the tunnel's, but the server may answer for the
-        // encrypted inner one: fronting nobody can check. (GREASE looks the
-        // same by design.) Inspected, the hello ends here and hides nothing.
-        First::Hello(Hello::ClientHello { ech: true, .. })
-            if !session.policy.allow_ech() && !inspect =>
-        {
-            Some(Refused::new(
-                Block::SniMismatch,
-                "network.allow_ech = false",
-                format!(
-                    "the TLS ClientHello to {} carries an encrypted one (Encrypted Client Hello), whose server name cannot be checked",
-                    a.host_str()
-                ),
-            ))
-        }
-        First::Hello(Hello::ClientHello { .. }) => None,
         // No HTTP server speaks first; what the client sends after it would
         // not go through the request loop.
         First::ServerSpoke if requests_matter => Some(Refused::new(
@@ -285,6 +400,7 @@ pub async fn carry(
     }
     let plain = matches!(kind, First::Http)
         || (requests_matter && matches!(kind, First::Hello(Hello::NotTls)));
+    let hello = matches!(kind, First::Hello(Hello::ClientHello { .. }));
     match kind {
         _ if plain => {
             let mode = Mode::Fixed {
@@ -311,13 +427,26 @@ pub async fn carry(
         }
         _ => {
             let counts = Counts::default();
-            let mut upstream = upstream;
+            let (mut client, mut upstream) = (client, upstream);
             let r = match upstream.write_all(&first).await {
                 Ok(()) => {
                     counts
                         .up
                         .fetch_add(first.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    tunnel::relay(&client, &upstream, &counts, IDLE_TIMEOUT).await
+                    let retried = if hello {
+                        retried_hello(session, a, &mut client, &mut upstream, &counts).await
+                    } else {
+                        Ok(None)
+                    };
+                    match retried {
+                        Ok(None) => tunnel::relay(&client, &upstream, &counts, IDLE_TIMEOUT).await,
+                        Ok(Some(r)) => {
+                            let r = a.refuse(session, r).await;
+                            tracing::info!(exec = %session.exec_id, host = %a.host_str(), "tunnel closed: {}", r.reason);
+                            Err(std::io::Error::other(r.reason))
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
                 Err(e) => Err(e),
             };
