@@ -234,25 +234,30 @@ const HRR_RANDOM: [u8; 32] = [
 /// A handshake record's header, a handshake message's header, then a
 /// ServerHello's version and random.
 const SERVER_HELLO_RANDOM_END: usize = 5 + 4 + 2 + 32;
+/// The most a client may send between its first ClientHello and its second
+/// (ChangeCipherSpec, early data), the second included.
+const MAX_SECOND_FLIGHT: usize = 4 * sni::MAX_HELLO;
 
-/// Once the ClientHello went upstream: passes the server's first flight on
+/// Once the ClientHello went upstream: passes the server's first record on
 /// to the client and, when it is a HelloRetryRequest, reads the client's
-/// second ClientHello (after a ChangeCipherSpec record, if one comes first)
-/// and checks it as the first was ([`hello_refusal`]) before it goes
-/// upstream: the server answers for the second one's name. Counts the bytes
-/// it moves; `Some` refusal when the second hello may not go.
+/// second ClientHello and checks it as the first was ([`hello_refusal`])
+/// before it goes upstream: the server answers for the second one's name.
+/// `pending` is what the client sent after its first hello; it goes
+/// upstream only after that, as the start of the client's next flight.
+/// Counts the bytes it moves; `Some` refusal when the second hello may not go.
 async fn retried_hello(
     session: &Session,
     a: &Attempt,
     client: &mut TcpStream,
     upstream: &mut TcpStream,
+    pending: Vec<u8>,
     counts: &Counts,
 ) -> std::io::Result<Option<Refused>> {
     use std::sync::atomic::Ordering::Relaxed;
     let idle = || std::io::Error::new(std::io::ErrorKind::TimedOut, "tunnel idle");
     // The server's first record, whole when it is a handshake record: the
     // client waits for all of a HelloRetryRequest before it answers.
-    let mut back = Vec::with_capacity(sni::MAX_HELLO);
+    let mut back = Vec::with_capacity(4096);
     loop {
         let whole = match back.first() {
             None => 5,
@@ -278,34 +283,35 @@ async fn retried_hello(
         && back[11..SERVER_HELLO_RANDOM_END] == HRR_RANDOM;
     client.write_all(&back).await?;
     counts.down.fetch_add(back.len() as u64, Relaxed);
-    if !retry {
-        return Ok(None);
-    }
-    let mut second = Vec::with_capacity(sni::MAX_HELLO);
-    let refusal = loop {
-        let hello = after_change_cipher_spec(&second).map(|at| sni::parse(&second[at..]));
-        match hello {
-            None | Some(Hello::Incomplete) if second.len() <= sni::MAX_HELLO => {}
-            Some(Hello::ClientHello { sni, ech }) => {
-                break hello_refusal(session, a, sni.as_deref(), ech, false)
+    let mut second = pending;
+    let refusal = if retry {
+        loop {
+            let found = second_hello_at(&second).map(|at| at.map(|at| sni::parse(&second[at..])));
+            match found {
+                Ok(None) | Ok(Some(Hello::Incomplete)) if second.len() <= MAX_SECOND_FLIGHT => {}
+                Ok(Some(Hello::ClientHello { sni, ech, .. })) => {
+                    break hello_refusal(session, a, sni.as_deref(), ech, false)
+                }
+                _ => {
+                    break Some(Refused::new(
+                        Block::NotTls,
+                        "",
+                        "the client's answer to the server's HelloRetryRequest is no well-formed second ClientHello",
+                    ))
+                }
             }
-            _ => {
-                break Some(Refused::new(
-                    Block::NotTls,
-                    "",
-                    "the second ClientHello, after the server asked for another, is malformed",
-                ))
+            let n = tokio::time::timeout(IDLE_TIMEOUT, client.read_buf(&mut second))
+                .await
+                .map_err(|_| idle())??;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed before its second ClientHello",
+                ));
             }
         }
-        let n = tokio::time::timeout(IDLE_TIMEOUT, client.read_buf(&mut second))
-            .await
-            .map_err(|_| idle())??;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "closed before its second ClientHello",
-            ));
-        }
+    } else {
+        None
     };
     if refusal.is_none() {
         upstream.write_all(&second).await?;
@@ -314,19 +320,35 @@ async fn retried_hello(
     Ok(refusal)
 }
 
-/// Where `data` goes on after the ChangeCipherSpec records it starts with
-/// (TLS 1.3 clients send one before a second ClientHello, for middleboxes);
-/// `None` while one of them is incomplete.
-fn after_change_cipher_spec(data: &[u8]) -> Option<usize> {
+/// Where the second ClientHello starts in `data`, past the records a client
+/// may send before it (RFC 8446): a ChangeCipherSpec (its one byte, 1), and
+/// early data sent before it was asked again (which the server skips).
+/// `Ok(None)` while one of them is incomplete; `Err` for one that is not
+/// what it must be.
+fn second_hello_at(data: &[u8]) -> Result<Option<usize>, ()> {
+    const CHANGE_CIPHER_SPEC: u8 = 0x14;
+    const APPLICATION_DATA: u8 = 0x17;
     let mut at = 0;
-    while data.get(at) == Some(&0x14) {
-        let len = usize::from(u16::from_be_bytes([*data.get(at + 3)?, *data.get(at + 4)?]));
-        if data.len() < at + 5 + len {
-            return None;
+    while let Some(&kind) = data.get(at) {
+        if kind != CHANGE_CIPHER_SPEC && kind != APPLICATION_DATA {
+            break;
+        }
+        let Some(head) = data.get(at..at + 5) else {
+            return Ok(None);
+        };
+        let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
+        if kind == CHANGE_CIPHER_SPEC && len != 1 {
+            return Err(());
+        }
+        let Some(body) = data.get(at + 5..at + 5 + len) else {
+            return Ok(None);
+        };
+        if kind == CHANGE_CIPHER_SPEC && body != [1] {
+            return Err(());
         }
         at += 5 + len;
     }
-    Some(at)
+    Ok(Some(at))
 }
 
 /// The tunnel to `upstream` (already open, the client told so), for
@@ -371,7 +393,7 @@ pub async fn carry(
             "",
             format!("malformed ClientHello: {m}"),
         )),
-        First::Hello(Hello::ClientHello { sni, ech }) => {
+        First::Hello(Hello::ClientHello { sni, ech, .. }) => {
             hello_refusal(session, a, sni.as_deref(), *ech, inspect)
         }
         // No HTTP server speaks first; what the client sends after it would
@@ -400,7 +422,10 @@ pub async fn carry(
     }
     let plain = matches!(kind, First::Http)
         || (requests_matter && matches!(kind, First::Hello(Hello::NotTls)));
-    let hello = matches!(kind, First::Hello(Hello::ClientHello { .. }));
+    let hello_len = match kind {
+        First::Hello(Hello::ClientHello { len, .. }) => Some(len),
+        _ => None,
+    };
     match kind {
         _ if plain => {
             let mode = Mode::Fixed {
@@ -428,15 +453,27 @@ pub async fn carry(
         _ => {
             let counts = Counts::default();
             let (mut client, mut upstream) = (client, upstream);
-            let r = match upstream.write_all(&first).await {
+            // A hello goes alone: what the client sent after it goes with
+            // its next flight, once the server has answered.
+            let (head, after) = first.split_at(hello_len.unwrap_or(first.len()));
+            let r = match upstream.write_all(head).await {
                 Ok(()) => {
                     counts
                         .up
-                        .fetch_add(first.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    let retried = if hello {
-                        retried_hello(session, a, &mut client, &mut upstream, &counts).await
-                    } else {
-                        Ok(None)
+                        .fetch_add(head.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    let retried = match hello_len {
+                        Some(_) => {
+                            retried_hello(
+                                session,
+                                a,
+                                &mut client,
+                                &mut upstream,
+                                after.to_vec(),
+                                &counts,
+                            )
+                            .await
+                        }
+                        None => Ok(None),
                     };
                     match retried {
                         Ok(None) => tunnel::relay(&client, &upstream, &counts, IDLE_TIMEOUT).await,

@@ -12,10 +12,16 @@ pub enum Hello {
     NotTls,
     /// The start of a TLS handshake; more bytes are needed.
     Incomplete,
-    /// A complete ClientHello, with its host name when it sends one, and
+    /// A complete ClientHello, with its host name when it sends one,
     /// whether it carries an encrypted inner ClientHello (ECH, or the
-    /// earlier encrypted SNI draft), whose server name cannot be read here.
-    ClientHello { sni: Option<String>, ech: bool },
+    /// earlier encrypted SNI draft), whose server name cannot be read here,
+    /// and the length of the records that carry it (what follows is not
+    /// part of it: the hello ends where its last record does).
+    ClientHello {
+        sni: Option<String>,
+        ech: bool,
+        len: usize,
+    },
     /// A TLS handshake record that is no well-formed ClientHello.
     Malformed(&'static str),
 }
@@ -68,9 +74,17 @@ pub fn parse(data: &[u8]) -> Hello {
             if 4 + body_len > MAX_HELLO {
                 return Hello::Malformed("ClientHello too long");
             }
-            if msg.len() >= 4 + body_len {
-                return match client_hello(&msg[4..4 + body_len]) {
-                    Ok((sni, ech)) => Hello::ClientHello { sni, ech },
+            if msg.len() > 4 + body_len {
+                // Whatever it is, it would reach the server unread.
+                return Hello::Malformed("bytes after the ClientHello in its record");
+            }
+            if msg.len() == 4 + body_len {
+                return match client_hello(&msg[4..]) {
+                    Ok((sni, ech)) => Hello::ClientHello {
+                        sni,
+                        ech,
+                        len: data.len() - rest.len(),
+                    },
                     Err(e) => Hello::Malformed(e),
                 };
             }
@@ -209,26 +223,34 @@ mod tests {
             parse(&data),
             Hello::ClientHello {
                 sni: Some("Example.COM".into()),
-                ech: false
+                ech: false,
+                len: data.len()
             }
         );
+        // What follows the hello's records is not part of it.
+        let mut more = data.clone();
+        more.extend(record(&hello(Some(with_other(b"other.test")))));
+        assert!(matches!(parse(&more), Hello::ClientHello { len, .. } if len == data.len()));
     }
 
     #[test]
     fn no_extension_or_no_name_is_no_sni() {
+        let data = record(&hello(None));
         assert_eq!(
-            parse(&record(&hello(None))),
+            parse(&data),
             Hello::ClientHello {
                 sni: None,
-                ech: false
+                ech: false,
+                len: data.len()
             }
         );
-        let other = vec![0, 43, 0, 3, 2, 3, 4];
+        let data = record(&hello(Some(vec![0, 43, 0, 3, 2, 3, 4])));
         assert_eq!(
-            parse(&record(&hello(Some(other)))),
+            parse(&data),
             Hello::ClientHello {
                 sni: None,
-                ech: false
+                ech: false,
+                len: data.len()
             }
         );
     }
@@ -241,11 +263,13 @@ mod tests {
             let mut exts = with_other(b"public.test");
             exts.extend(kind.to_be_bytes());
             exts.extend([0, 4, 0, 0, 1, 0xaa]);
+            let data = record(&hello(Some(exts)));
             assert_eq!(
-                parse(&record(&hello(Some(exts)))),
+                parse(&data),
                 Hello::ClientHello {
                     sni: Some("public.test".into()),
-                    ech: true
+                    ech: true,
+                    len: data.len()
                 },
                 "extension {kind:#x}"
             );
@@ -270,7 +294,8 @@ mod tests {
             parse(&data),
             Hello::ClientHello {
                 sni: Some("split.test".into()),
-                ech: false
+                ech: false,
+                len: data.len()
             }
         );
         assert_eq!(parse(&data[..data.len() - 1]), Hello::Incomplete);
@@ -281,6 +306,18 @@ mod tests {
         assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Hello::NotTls);
         assert_eq!(parse(b"SSH-2.0-x"), Hello::NotTls);
         assert_eq!(parse(&[0]), Hello::NotTls);
+    }
+
+    /// The start of another hello in the last record of the first would
+    /// reach the server unread.
+    #[test]
+    fn bytes_after_the_hello_in_its_record_are_malformed() {
+        let mut msg = hello(Some(with_other(b"a.test")));
+        msg.extend(&hello(Some(with_other(b"evil.test")))[..30]);
+        assert_eq!(
+            parse(&record(&msg)),
+            Hello::Malformed("bytes after the ClientHello in its record")
+        );
     }
 
     #[test]
