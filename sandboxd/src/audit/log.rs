@@ -228,6 +228,12 @@ impl AuditLog {
                     problem: "the last record has no seq".into(),
                 })?;
             prev = sha256_hex(&line);
+            // The head written below names this record: it must not reach
+            // the disk before the record does (a stop between a write and
+            // its fsync leaves the record in memory only).
+            File::open(path)
+                .and_then(|f| f.sync_data())
+                .map_err(io_err(path, "fsync"))?;
             break;
         }
         if let Some(h) = Head::read(dir)? {
