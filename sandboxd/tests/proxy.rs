@@ -1216,23 +1216,26 @@ async fn a_client_hello_for_another_name_closes_the_tunnel() {
     assert!(*echo.received.lock().unwrap() > 0);
 }
 
-/// A TLS record with a ClientHello naming `name`, with an
-/// `encrypted_client_hello` extension (of random-looking bytes, as GREASE
-/// and a real one alike send) when `ech`.
-fn client_hello(name: &str, ech: bool) -> Vec<u8> {
-    let mut sni = vec![0u8];
-    sni.extend((name.len() as u16).to_be_bytes());
-    sni.extend(name.as_bytes());
-    let mut exts = vec![0, 0];
-    exts.extend((sni.len() as u16 + 2).to_be_bytes());
-    exts.extend((sni.len() as u16).to_be_bytes());
-    exts.extend(sni);
-    if ech {
-        let payload = [0x00, 0x00, 0x01, 0x00, 0x01, 0x42, 0x00, 0x02, 0xab, 0xcd];
-        exts.extend([0xfe, 0x0d]);
-        exts.extend((payload.len() as u16).to_be_bytes());
-        exts.extend(payload);
-    }
+/// A TLS extension: its type, length and `data`.
+fn ext(kind: u16, data: &[u8]) -> Vec<u8> {
+    let mut e = kind.to_be_bytes().to_vec();
+    e.extend((data.len() as u16).to_be_bytes());
+    e.extend(data);
+    e
+}
+
+/// The server_name extension for `name`.
+fn sni_ext(name: &str) -> Vec<u8> {
+    let mut entry = vec![0u8];
+    entry.extend((name.len() as u16).to_be_bytes());
+    entry.extend(name.as_bytes());
+    let mut list = (entry.len() as u16).to_be_bytes().to_vec();
+    list.extend(entry);
+    ext(0, &list)
+}
+
+/// A TLS record holding a ClientHello with the extensions `exts`.
+fn hello_record(exts: &[u8]) -> Vec<u8> {
     let mut body = vec![3, 3];
     body.extend([7u8; 32]);
     body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
@@ -1245,6 +1248,17 @@ fn client_hello(name: &str, ech: bool) -> Vec<u8> {
     record.extend((msg.len() as u16).to_be_bytes());
     record.extend(msg);
     record
+}
+
+/// A TLS record with a ClientHello naming `name`, with an
+/// `encrypted_client_hello` extension (of random-looking bytes, as GREASE
+/// and a real one alike send) when `ech`.
+fn client_hello(name: &str, ech: bool) -> Vec<u8> {
+    let mut exts = sni_ext(name);
+    if ech {
+        exts.extend(ext(0xfe0d, &[0, 0, 1, 0, 1, 0x42, 0, 2, 0xab, 0xcd]));
+    }
+    hello_record(&exts)
 }
 
 /// Sends `hello` through a CONNECT to allowed.test's echo port; returns
@@ -1372,39 +1386,17 @@ fn test_ca_with(
 /// A TLS 1.3 ClientHello record naming `name`, with a key share of `len`
 /// bytes for group `group` only (x25519 and secp384r1 supported).
 fn tls13_hello(name: &str, group: u16, len: usize) -> Vec<u8> {
-    let ext = |kind: u16, data: &[u8]| {
-        let mut e = kind.to_be_bytes().to_vec();
-        e.extend((data.len() as u16).to_be_bytes());
-        e.extend(data);
-        e
-    };
-    let mut sni = vec![0u8];
-    sni.extend((name.len() as u16).to_be_bytes());
-    sni.extend(name.as_bytes());
-    let mut sni_list = (sni.len() as u16).to_be_bytes().to_vec();
-    sni_list.extend(sni);
     let mut share = group.to_be_bytes().to_vec();
     share.extend((len as u16).to_be_bytes());
     share.extend(vec![4u8; len]);
     let mut shares = (share.len() as u16).to_be_bytes().to_vec();
     shares.extend(share);
-    let mut exts = ext(0, &sni_list);
+    let mut exts = sni_ext(name);
     exts.extend(ext(43, &[2, 3, 4])); // supported_versions: TLS 1.3
     exts.extend(ext(10, &[0, 4, 0, 0x1d, 0, 0x18])); // groups: x25519, secp384r1
     exts.extend(ext(13, &[0, 4, 4, 3, 8, 4])); // signature algorithms
     exts.extend(ext(51, &shares)); // key_share
-    let mut body = vec![3, 3];
-    body.extend([7u8; 32]);
-    body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
-    body.extend((exts.len() as u16).to_be_bytes());
-    body.extend(exts);
-    let mut msg = vec![1, 0];
-    msg.extend((body.len() as u16).to_be_bytes());
-    msg.extend(body);
-    let mut record = vec![0x16, 3, 1];
-    record.extend((msg.len() as u16).to_be_bytes());
-    record.extend(msg);
-    record
+    hello_record(&exts)
 }
 
 /// A server that takes only secp384r1 asks every client that sent an
