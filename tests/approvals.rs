@@ -230,35 +230,23 @@ fn a_forbidden_command_is_refused_in_every_mode_even_when_approved() {
         ("onreq", "never"),
         ("ut", "untrusted"),
     ] {
-        let out = exec(
-            &d,
-            U1,
-            &ws,
-            &["--profile", profile, "--approval", mode],
-            &yes,
-            &["rm", "-rf", "dir"],
-        );
-        out.expect_code(125);
-        assert!(
-            out.stderr.contains("commands.forbidden"),
-            "{profile} {mode}: {}",
-            out.stderr
-        );
-        // Inside a script too.
-        let out = exec(
-            &d,
-            U1,
-            &ws,
-            &["--profile", profile, "--approval", mode],
-            &yes,
-            &["sh", "-c", "true; rm -rf dir"],
-        );
-        out.expect_code(125);
-        assert!(
-            out.stderr.contains("commands.forbidden"),
-            "{profile} {mode}: {}",
-            out.stderr
-        );
+        // Alone, and inside a script too.
+        for argv in [&["rm", "-rf", "dir"][..], &["sh", "-c", "true; rm -rf dir"]] {
+            let out = exec(
+                &d,
+                U1,
+                &ws,
+                &["--profile", profile, "--approval", mode],
+                &yes,
+                argv,
+            );
+            out.expect_code(125);
+            assert!(
+                out.stderr.contains("commands.forbidden"),
+                "{profile} {mode} {argv:?}: {}",
+                out.stderr
+            );
+        }
     }
     assert!(ws.join("dir/f").exists());
     assert!(

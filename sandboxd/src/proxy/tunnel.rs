@@ -287,45 +287,17 @@ mod tests {
             &counts,
             Duration::from_secs(30),
         );
-        let (down2, up2) = (down.clone(), up.clone());
-        let server = async move {
-            let (mut r, mut w) = upstream.split();
-            let send = async {
-                w.write_all(&down2).await.expect("send down");
-                w.shutdown().await.expect("shutdown");
-            };
-            let recv = async {
-                let mut got = Vec::new();
-                r.read_to_end(&mut got).await.expect("read up");
-                got
-            };
-            let ((), got) = tokio::join!(send, recv);
+        let server = async {
+            let got = send_and_read(&mut upstream, &down, false).await;
             assert!(
-                got == up2,
+                got == up,
                 "upstream got {} bytes, not the client's",
                 got.len()
             );
         };
-        let client_io = async move {
-            let (mut r, mut w) = client.split();
-            let send = async {
-                w.write_all(&up).await.expect("send up");
-                w.shutdown().await.expect("shutdown");
-            };
-            let recv = async {
-                let mut got = Vec::new();
-                let mut buf = vec![0u8; 64 << 10];
-                loop {
-                    let n = r.read(&mut buf).await.expect("read down");
-                    if n == 0 {
-                        break got;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                    // Slow: the relay's pipe and socket buffers fill meanwhile.
-                    tokio::time::sleep(Duration::from_micros(300)).await;
-                }
-            };
-            let ((), got) = tokio::join!(send, recv);
+        let client_io = async {
+            // Slow: the relay's pipe and socket buffers fill meanwhile.
+            let got = send_and_read(&mut client, &up, true).await;
             assert!(
                 got == down,
                 "client got {} bytes, not the upstream's",
@@ -335,6 +307,31 @@ mod tests {
         let (r, (), ()) = tokio::join!(relay, server, client_io);
         r.expect("relay");
         assert_eq!(counts.get(), (3 << 20, 8 << 20));
+    }
+
+    /// Sends `data` and then EOF on `s` while reading all it receives, with
+    /// a pause after each read when `slow`.
+    async fn send_and_read(s: &mut TcpStream, data: &[u8], slow: bool) -> Vec<u8> {
+        let (mut r, mut w) = s.split();
+        let send = async {
+            w.write_all(data).await.expect("send");
+            w.shutdown().await.expect("shutdown");
+        };
+        let recv = async {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = r.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break got;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if slow {
+                    tokio::time::sleep(Duration::from_micros(300)).await;
+                }
+            }
+        };
+        tokio::join!(send, recv).1
     }
 
     /// Sends `byte` as TCP urgent data.
