@@ -263,22 +263,28 @@ fn dns_config(upstream: &[SocketAddr]) -> DnsConfig {
     }
 }
 
-fn policy(approval: ApprovalMode) -> NetPolicy {
+fn policy(profile: &str, approval: ApprovalMode) -> NetPolicy {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("dnstest.toml"), PROFILE).unwrap();
+    std::fs::write(dir.path().join("dnstest.toml"), profile).unwrap();
     let store = PolicyStore::load(Some(dir.path()), true).unwrap();
     NetPolicy::from_profile(store.get("dnstest").unwrap(), None, approval).unwrap()
 }
 
 async fn server(upstream: &[SocketAddr], approval: ApprovalMode) -> Server {
+    let resolver = Arc::new(Resolver::new(&dns_config(upstream)).unwrap());
+    server_on(resolver, PROFILE, approval).await
+}
+
+/// A sandbox's DNS server with its own profile, on `resolver` (which
+/// several may share, with its cache).
+async fn server_on(resolver: Arc<Resolver>, profile: &str, approval: ApprovalMode) -> Server {
     let state = tempfile::tempdir().unwrap();
     let audit = Arc::new(AuditLog::open(state.path(), 1 << 20).unwrap());
-    let resolver = Arc::new(Resolver::new(&dns_config(upstream)).unwrap());
     let (events_tx, events) = tokio::sync::mpsc::channel(1024);
     let session = Session::new(
         "exec-dns".into(),
         1000,
-        policy(approval),
+        policy(profile, approval),
         BTreeMap::new(),
         resolver,
         None,
@@ -481,9 +487,7 @@ async fn answers_carry_only_the_answer_and_no_ech_key() {
             &RData::CNAME(CNAME(Name::from_str("cdn.ok.test.").unwrap()))
         );
         assert_eq!(answers[1].name(), &Name::from_str("cdn.ok.test.").unwrap());
-        let RData::HTTPS(https) = answers[1].data() else {
-            panic!("not HTTPS: {:?}", answers[1]);
-        };
+        let https = https_of(&answers[1]);
         let keys: Vec<SvcParamKey> = https.svc_params().iter().map(|(k, _)| *k).collect();
         assert_eq!(
             keys,
@@ -512,6 +516,47 @@ async fn answers_carry_only_the_answer_and_no_ech_key() {
         .filter(|(n, _)| n == "svc.ok.test")
         .count();
     assert_eq!(asked, 1);
+}
+
+fn https_of(r: &Record) -> &SVCB {
+    match r.data() {
+        RData::HTTPS(https) => &https.0,
+        other => panic!("not HTTPS: {other:?}"),
+    }
+}
+
+/// Where the profile allows Encrypted Client Hellos, HTTPS answers keep
+/// their ECH key; from the same cache, a sandbox whose profile does not
+/// allow them is told none.
+#[tokio::test]
+async fn an_ech_key_is_passed_on_only_where_the_profile_allows_ech() {
+    let up = upstream().await;
+    let resolver = Arc::new(Resolver::new(&dns_config(&[up.addr])).unwrap());
+    let allowing = format!("{PROFILE}allow_ech = true\n");
+    let with = server_on(Arc::clone(&resolver), &allowing, ApprovalMode::Never).await;
+    let without = server_on(resolver, PROFILE, ApprovalMode::Never).await;
+    // Without first (upstream's answer), then with and without from the cache.
+    for (s, ech) in [(&without, false), (&with, true), (&without, false)] {
+        let m = ask(s.udp, "svc.ok.test", RecordType::HTTPS).await;
+        assert_eq!(m.answers().len(), 2, "{m:?}");
+        let params = https_of(&m.answers()[1]).svc_params();
+        let keys: Vec<SvcParamKey> = params.iter().map(|(k, _)| *k).collect();
+        let mut want = vec![
+            SvcParamKey::Mandatory,
+            SvcParamKey::Alpn,
+            SvcParamKey::Ipv4Hint,
+            SvcParamKey::EchConfigList,
+            SvcParamKey::Ipv6Hint,
+        ];
+        let mut mandatory = vec![SvcParamKey::Alpn, SvcParamKey::EchConfigList];
+        if !ech {
+            want.retain(|k| *k != SvcParamKey::EchConfigList);
+            mandatory.pop();
+        }
+        assert_eq!(keys, want, "allow_ech = {ech}");
+        assert_eq!(params[0].1, SvcParamValue::Mandatory(Mandatory(mandatory)));
+    }
+    assert_eq!(up.saw("svc.ok.test"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

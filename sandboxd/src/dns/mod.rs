@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
-use wire::{Query, Rcode, Unusable};
+use wire::{Query, Question, Rcode, Unusable};
 
 /// Most queries waiting on upstream at once; past it, new ones are dropped
 /// (the client retries).
@@ -191,7 +191,9 @@ impl Filter {
             wire::reply(m, q, Rcode::NxDomain, out);
         } else if q.qclass != wire::CLASS_IN || !forwarded_type(q.qtype) {
             wire::reply(m, q, Rcode::NoError, out);
-        } else if !self.session.resolver.answer_local(m, q, out) {
+        } else if self.session.resolver.answer_local(m, q, out) {
+            self.ech_checked(m, q, out);
+        } else {
             return Step::Forward(Box::new(query));
         }
         Step::Reply(query.udp_size)
@@ -200,13 +202,30 @@ impl Filter {
     /// The upstream answer to `m`, or SERVFAIL.
     async fn forward(&self, m: &[u8], q: &Query) -> Vec<u8> {
         match self.session.resolver.forward_upstream(m, &q.question).await {
-            Ok(r) => r,
+            Ok(mut r) => {
+                self.ech_checked(m, &q.question, &mut r);
+                r
+            }
             Err(e) => {
                 tracing::debug!("DNS: {e}");
                 let mut out = Vec::new();
                 wire::reply(m, &q.question, Rcode::ServFail, &mut out);
                 out
             }
+        }
+    }
+
+    /// Takes the `ech` keys out of `answer`, the reply to `m`, unless the
+    /// profile allows Encrypted Client Hellos: without a key a client
+    /// does not try one (the proxy would refuse it). The shared cache keeps
+    /// them for the sandboxes whose profiles allow ECH.
+    fn ech_checked(&self, m: &[u8], q: &Question, answer: &mut Vec<u8>) {
+        if q.qtype != wire::TYPE_HTTPS || self.session.policy.allow_ech() {
+            return;
+        }
+        match wire::sanitize(answer, false) {
+            Some(without) => *answer = without,
+            None => wire::reply(m, q, Rcode::ServFail, answer),
         }
     }
 }

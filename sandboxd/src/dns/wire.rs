@@ -393,12 +393,13 @@ const SVC_ECH: u16 = 5;
 /// Upstream response `m` rebuilt with only what a client inside is told:
 /// the question; answer records of class IN and type A, AAAA, CNAME or
 /// HTTPS, the HTTPS ones without their `ech` parameter (an Encrypted Client
-/// Hello key, which the proxy would refuse); and the authority section's
-/// SOA records (for negative caching). Names are written out in full (an
+/// Hello key, which the proxy refuses unless the profile allows ECH) unless
+/// `keep_ech`; and the authority section's SOA records (for negative
+/// caching). Names are written out in full (an
 /// owner that is the question's name points back to it), and the additional
 /// section is left out. `None` when `m` is malformed or the result would not
 /// fit in a message.
-pub fn sanitize(m: &[u8]) -> Option<Vec<u8>> {
+pub fn sanitize(m: &[u8], keep_ech: bool) -> Option<Vec<u8>> {
     let q = Question::parse(m, HEADER)?;
     let an = u32::from(u16_at(m, 6)?);
     let ns = u32::from(u16_at(m, 8)?);
@@ -448,7 +449,7 @@ pub fn sanitize(m: &[u8]) -> Option<Vec<u8>> {
                 (end.checked_sub(serial)? == 20).then_some(())?;
                 out.extend_from_slice(m.get(serial..end)?);
             }
-            TYPE_HTTPS => https_without_ech(m, data, end, &mut out)?,
+            TYPE_HTTPS => https_data(m, data, end, keep_ech, &mut out)?,
             _ => return None,
         }
         let rdlen = u16::try_from(out.len() - len_at - 2).ok()?;
@@ -506,10 +507,11 @@ fn copy_name(m: &[u8], mut at: usize, out: &mut Vec<u8>) -> Option<usize> {
     }
 }
 
-/// Appends the HTTPS record data at `data..end` of `m` without its `ech`
-/// parameter (nor `ech` among the `mandatory` keys), parameters otherwise
-/// as they were, in their order.
-fn https_without_ech(m: &[u8], data: usize, end: usize, out: &mut Vec<u8>) -> Option<()> {
+/// Appends the HTTPS record data at `data..end` of `m`, its target name
+/// written out and its parameters as they were, in their order, except
+/// that unless `keep_ech` its `ech` parameter is left out (and `ech` from
+/// among the `mandatory` keys).
+fn https_data(m: &[u8], data: usize, end: usize, keep_ech: bool, out: &mut Vec<u8>) -> Option<()> {
     out.extend_from_slice(m.get(data..data + 2)?); // SvcPriority
                                                    // The target name (which RFC 9460 says is not compressed).
     let mut at = copy_name(m, data + 2, out)?;
@@ -519,8 +521,8 @@ fn https_without_ech(m: &[u8], data: usize, end: usize, out: &mut Vec<u8>) -> Op
         let value = m.get(at + 4..at + 4 + len)?;
         at += 4 + len;
         match key {
-            SVC_ECH => {}
-            SVC_MANDATORY => {
+            SVC_ECH if !keep_ech => {}
+            SVC_MANDATORY if !keep_ech => {
                 (len % 2 == 0).then_some(())?;
                 let keys: Vec<u8> = value
                     .chunks(2)
@@ -658,13 +660,13 @@ mod tests {
     #[test]
     fn sanitized_names_are_written_out_and_bad_pointers_refused() {
         // A label, then a pointer to the question's "test": written out.
-        let out = sanitize(&response(b"\x01b\xc0\x0e", &[])).unwrap();
+        let out = sanitize(&response(b"\x01b\xc0\x0e", &[]), false).unwrap();
         assert_eq!(&out[HEADER + 12..HEADER + 22], b"\x01b\x04test\x00\x00\x01");
         // The question's own name (here spelled out, in another case) points back to it.
-        let out = sanitize(&response(b"\x01A\x04TEST\x00", &[])).unwrap();
+        let out = sanitize(&response(b"\x01A\x04TEST\x00", &[]), false).unwrap();
         assert_eq!(&out[HEADER + 12..HEADER + 16], &[0xc0, 12, 0, 1]);
         // Bytes after the last record are dropped.
-        let out = sanitize(&response(&[0xc0, 12], &[9, 9])).unwrap();
+        let out = sanitize(&response(&[0xc0, 12], &[9, 9]), false).unwrap();
         assert_eq!(out.len(), HEADER + 12 + 16);
         // A pointer to itself, into its own labels, forward, or past the end.
         for owner in [
@@ -673,12 +675,12 @@ mod tests {
             &[0xc0, 40][..],
             &[0xc0, 0xff][..],
         ] {
-            assert_eq!(sanitize(&response(owner, &[])), None, "{owner:?}");
+            assert_eq!(sanitize(&response(owner, &[]), false), None, "{owner:?}");
         }
     }
 
     #[test]
-    fn an_https_record_loses_its_ech_key_and_a_mandatory_list_left_empty() {
+    fn an_https_record_keeps_its_ech_key_only_where_ech_is_allowed() {
         let rdata = [
             0, 1, 0, // priority 1, target "."
             0, 0, 0, 2, 0, 5, // mandatory = [ech]
@@ -686,10 +688,14 @@ mod tests {
             0, 5, 0, 2, 0xab, 0xcd, // ech
         ];
         let mut out = Vec::new();
-        https_without_ech(&rdata, 0, rdata.len(), &mut out).unwrap();
+        https_data(&rdata, 0, rdata.len(), false, &mut out).unwrap();
         assert_eq!(out, [0, 1, 0, 0, 1, 0, 3, 2, b'h', b'2']);
+        // Kept whole where ECH is allowed.
+        out.clear();
+        https_data(&rdata, 0, rdata.len(), true, &mut out).unwrap();
+        assert_eq!(out, rdata);
         // A mandatory list of an odd length is malformed.
         let odd = [0, 1, 0, 0, 0, 0, 3, 0, 1, 0];
-        assert_eq!(https_without_ech(&odd, 0, odd.len(), &mut Vec::new()), None);
+        assert_eq!(https_data(&odd, 0, odd.len(), false, &mut Vec::new()), None);
     }
 }

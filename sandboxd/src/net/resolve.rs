@@ -327,7 +327,8 @@ impl Resolver {
 
     /// Tries each server in turn; a SERVFAIL or REFUSED answer moves on to
     /// the next server, and is returned only when no server did better.
-    /// Answers come back rebuilt by [`wire::sanitize`].
+    /// Answers come back rebuilt by [`wire::sanitize`], ECH keys kept (each
+    /// sandbox's server takes them out unless its profile allows ECH).
     async fn exchange(&self, query: &mut [u8], q: &Question) -> Result<Vec<u8>, String> {
         let mut last = Err("no upstream server".to_string());
         for &server in self.servers.current().iter() {
@@ -337,7 +338,8 @@ impl Resolver {
             if matches!(&r, Ok(m) if wire::truncated(m)) {
                 r = tcp_exchange(server, query, id, q.key()).await;
             }
-            let r = r.and_then(|m| wire::sanitize(&m).ok_or_else(|| "a malformed answer".into()));
+            let r =
+                r.and_then(|m| wire::sanitize(&m, true).ok_or_else(|| "a malformed answer".into()));
             match r {
                 Ok(m)
                     if [Rcode::ServFail as u8, Rcode::Refused as u8].contains(&wire::rcode(&m)) =>
