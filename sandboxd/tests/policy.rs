@@ -65,6 +65,12 @@ fn each_kind_of_broken_profile_names_file_line_and_key() {
             3,
             "`network.ports`",
         ),
+        // Not "the default ports", which would widen a narrower base.
+        (
+            "[network]\nmode = \"allowlist\"\nports = []\n",
+            3,
+            "`network.ports`",
+        ),
         (
             "[filesystem]\nwrite = [\"relative/path\"]\n",
             2,

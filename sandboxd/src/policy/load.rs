@@ -454,7 +454,18 @@ fn network(t: &Table, default: &Origin) -> Result<NetworkRules, TreeError> {
     };
     let mut ports = Vec::new();
     if let Some((_, n)) = t.get("ports") {
-        for p in n.array("network.ports")? {
+        let listed = n.array("network.ports")?;
+        // Read as "the default ports" an empty list would widen whatever
+        // it was meant to narrow.
+        if listed.is_empty() {
+            return Err(TreeError::at(
+                &n.pos,
+                "network.ports",
+                "an empty list; leave the key out for the default [80, 443], or set mode = \"none\"",
+            )
+            .into());
+        }
+        for p in listed {
             let v = p.int("network.ports")?;
             let port = u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(|| {
                 TreeError::at(

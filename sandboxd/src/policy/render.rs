@@ -2,7 +2,7 @@
 //! print. The output parses back into the same profile (without `extends`,
 //! which is already merged in).
 
-use super::model::{Located, Profile};
+use super::model::{Located, Profile, DEFAULT_PORTS};
 use super::values::{format_duration, format_size};
 use toml::{Table, Value};
 
@@ -46,14 +46,20 @@ pub fn render(p: &Profile) -> String {
         ("mode", Value::String(n.mode.value.as_str().into())),
         ("allow", strings(&n.allow)),
         ("deny", strings(&n.deny)),
+        // Unset, the defaults (an empty list is no valid profile).
         (
             "ports",
-            Value::Array(
-                n.ports
+            Value::Array(match n.ports.is_empty() {
+                true => DEFAULT_PORTS
+                    .iter()
+                    .map(|&p| Value::Integer(p.into()))
+                    .collect(),
+                false => n
+                    .ports
                     .iter()
                     .map(|l| Value::Integer(l.value.into()))
                     .collect(),
-            ),
+            }),
         ),
         ("allow_cidrs", strings(&n.allow_cidrs)),
         ("inspect", Value::Boolean(n.inspect.value)),
