@@ -998,13 +998,39 @@ async fn where_methods_matter_a_tunnels_plain_bytes_are_read_as_http_or_refused(
 #[tokio::test]
 async fn where_methods_do_not_matter_a_client_first_protocol_is_spliced() {
     // git:// sends one pkt-line, with no line end, and waits.
-    let (_origin, echo, p) = setup().await;
+    let (origin, echo, p) = setup().await;
     let mut c = tunnel(&p, echo.port).await;
     let pkt = b"0033git-upload-pack /repo.git\0host=allowed.test\0";
     c.write_all(pkt).await.unwrap();
     let mut back = vec![0u8; pkt.len()];
     c.read_exact(&mut back).await.unwrap();
     assert_eq!(&back[..], &pkt[..]);
+    // A request sent a byte at a time, or with a target longer than the
+    // longest request line waited for, still goes through the request
+    // loop and its Host check, not into a splice.
+    let o = origin.port;
+    let rest = format!(" HTTP/1.1\r\nHost: denied.test:{o}\r\n\r\n");
+    let long = format!("GET /{}", "a".repeat(9000));
+    for (head, pause) in [("G", 1300), ("GET /x", 1300), (long.as_str(), 0)] {
+        let mut c = tunnel(&p, o).await;
+        c.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let tail = if head == "G" {
+            format!("ET /x{rest}")
+        } else {
+            rest.clone()
+        };
+        // The loop may answer before the rest is written.
+        let _ = c.write_all(tail.as_bytes()).await;
+        let r = read_response(&mut c, &mut Vec::new()).await;
+        assert!(
+            matches!(r.code, 403 | 431),
+            "{head:.20}: {} {:?}",
+            r.code,
+            r.body
+        );
+    }
+    assert!(origin.seen().is_empty(), "{:?}", origin.seen());
 }
 
 #[tokio::test]

@@ -87,7 +87,8 @@ fn tchar(b: u8) -> bool {
 /// request line, any token as the method (any case), runs of blanks between
 /// the parts, any version, and (HTTP/0.9) `GET target` alone. The target
 /// must still have one of its forms (RFC 9112): `/...`, `*`, `scheme:...`,
-/// or with CONNECT an authority.
+/// or with CONNECT an authority, and no control character (git://'s
+/// request, `0033git-upload-pack /repo\0host=...\0`, is none).
 fn http_start(data: &[u8]) -> Option<bool> {
     let blank = |b: &u8| matches!(b, b' ' | b'\t');
     let eol = |b: &u8| matches!(b, b'\r' | b'\n');
@@ -113,7 +114,15 @@ fn http_start(data: &[u8]) -> Option<bool> {
         }
         _ => return Some(false),
     }
-    let target_end = past(target, &|b| !blank(b) && !eol(b))?;
+    let target_end = past(target, &|b| !blank(b) && !eol(b));
+    let ctl = |b: &u8| b.is_ascii_control() && !blank(b) && !eol(b);
+    if data[target..target_end.unwrap_or(data.len())]
+        .iter()
+        .any(ctl)
+    {
+        return Some(false);
+    }
+    let target_end = target_end?;
     if eol(&data[target_end]) {
         // `method target` alone: only HTTP/0.9's GET reads so.
         return Some(method.eq_ignore_ascii_case(b"GET"));
@@ -127,10 +136,13 @@ fn http_start(data: &[u8]) -> Option<bool> {
 }
 
 /// Longest start of a request line waited for; past it, or past
-/// [`PREFIX_WAIT`], or cut short, the bytes count as not HTTP (what that
-/// means depends on whether methods or paths apply: see [`carry`]).
+/// [`PREFIX_WAIT`], or cut short, bytes that may still be a request line
+/// count as HTTP: the request loop reads them, and refuses them unless they
+/// are a request. (Otherwise a request sent a byte at a time, or with a
+/// long enough target, would be spliced past the Host check.)
 const MAX_REQUEST_LINE: usize = 8 * 1024;
-/// How long a tunnel's first bytes may stay the start of a request line.
+/// How long a tunnel's first bytes may stay the start of a request line
+/// before the request loop takes them.
 const PREFIX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Reads the client's first bytes into `first` until they are told apart.
@@ -149,9 +161,7 @@ async fn first_bytes(
                 Hello::NotTls => match http_start(first) {
                     Some(true) => return Ok(First::Http),
                     Some(false) => return Ok(First::Hello(Hello::NotTls)),
-                    None if first.len() > MAX_REQUEST_LINE => {
-                        return Ok(First::Hello(Hello::NotTls))
-                    }
+                    None if first.len() > MAX_REQUEST_LINE => return Ok(First::Http),
                     None => {}
                 },
                 other => return Ok(First::Hello(other)),
@@ -168,7 +178,8 @@ async fn first_bytes(
             }
         };
         match read {
-            Err(_) if undecided => return Ok(First::Hello(Hello::NotTls)),
+            // Still the start of a request line (told apart above otherwise).
+            Err(_) if undecided => return Ok(First::Http),
             Err(_) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -181,7 +192,7 @@ async fn first_bytes(
                 // Cut short: what there is decides.
                 return Ok(match sni::parse(first) {
                     Hello::Incomplete => First::Hello(Hello::Malformed("ClientHello cut short")),
-                    Hello::NotTls if http_start(first) == Some(true) => First::Http,
+                    Hello::NotTls if http_start(first) != Some(false) => First::Http,
                     h => First::Hello(h),
                 });
             }
@@ -672,6 +683,9 @@ mod tests {
             "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n",
             "*1\r\n$4\r\nPING\r\n",
             "\0\0\0\x08\x04\x12\x16\x2f",
+            // A control character in the target: git://'s request.
+            "0033git-upload-pack /repo.git\0host=a.test\0",
+            "GET /a\x7f",
         ] {
             assert_eq!(http_start(other.as_bytes()), Some(false), "{other:?}");
         }
