@@ -718,6 +718,44 @@ async fn socks_connect(p: &Proxy, atyp: u8, addr: &[u8], port: u16) -> (u8, TcpS
     (rep[1], c)
 }
 
+/// One sandbox's proxies serve at most `MAX_CONNECTIONS` client
+/// connections at once, HTTP and SOCKS together (each costs the daemon
+/// descriptors and buffers): more are closed on arrival, and a slot is
+/// free again once a connection ends.
+#[tokio::test]
+async fn the_proxies_of_a_sandbox_share_one_bound_on_connections() {
+    let (_origin, echo, p) = setup().await;
+    let mut held = Vec::new();
+    for _ in 0..sandboxd::proxy::MAX_CONNECTIONS {
+        let mut c = TcpStream::connect(p.socks).await.unwrap();
+        // Answered: accepted and being served.
+        c.write_all(&[5, 1, 0]).await.unwrap();
+        let mut m = [0u8; 2];
+        c.read_exact(&mut m).await.unwrap();
+        held.push(c);
+    }
+    let connect = format!("CONNECT allowed.test:{} HTTP/1.1\r\n\r\n", echo.port);
+    let mut c = TcpStream::connect(p.http).await.unwrap();
+    let _ = c.write_all(connect.as_bytes()).await;
+    let mut buf = [0u8; 64];
+    assert!(matches!(c.read(&mut buf).await, Ok(0) | Err(_)));
+    drop(held.pop());
+    let served = async {
+        loop {
+            let mut c = TcpStream::connect(p.http).await.unwrap();
+            let _ = c.write_all(connect.as_bytes()).await;
+            match c.read(&mut buf).await {
+                Ok(n) if n > 0 => return String::from_utf8_lossy(&buf[..n]).to_string(),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    let head = tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
+}
+
 #[tokio::test]
 async fn socks5_connects_by_name_and_refuses_what_the_policy_refuses() {
     let (_origin, echo, p) = setup().await;

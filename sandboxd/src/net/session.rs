@@ -94,6 +94,9 @@ pub struct Session {
     approved: Mutex<HashSet<(String, u16)>>,
     /// A timer to flush end records is set.
     end_flush: Arc<AtomicBool>,
+    /// Client connections the proxies may serve at once, HTTP and SOCKS
+    /// together: each costs the daemon descriptors and buffers.
+    pub connections: Arc<tokio::sync::Semaphore>,
 }
 
 /// The audit log could not take a record: the action must not proceed.
@@ -129,6 +132,7 @@ impl Session {
             questions,
             approved: Mutex::new(HashSet::new()),
             end_flush: Arc::new(AtomicBool::new(false)),
+            connections: Arc::new(tokio::sync::Semaphore::new(crate::proxy::MAX_CONNECTIONS)),
         }
     }
 

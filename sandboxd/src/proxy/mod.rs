@@ -31,7 +31,8 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a transfer or tunnel may move no byte at all.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Connections served at once per proxy; more are closed on arrival.
+/// Connections served at once per sandbox, by its HTTP and SOCKS proxies
+/// together; more are closed on arrival.
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Serves the HTTP proxy on `listener` (bound inside the sandbox) until dropped;
@@ -88,12 +89,16 @@ where
                     }
                     Err(e) => return Err(e),
                 };
-                if tasks.len() >= MAX_CONNECTIONS {
+                let Ok(slot) = Arc::clone(&session.connections).try_acquire_owned() else {
                     tracing::warn!(exec = %session.exec_id, "proxy: {MAX_CONNECTIONS} connections open, one refused");
                     continue;
-                }
+                };
                 let _ = stream.set_nodelay(true);
-                tasks.spawn(handle(Arc::clone(&session), stream));
+                let served = handle(Arc::clone(&session), stream);
+                tasks.spawn(async move {
+                    served.await;
+                    drop(slot);
+                });
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
