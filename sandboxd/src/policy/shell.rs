@@ -212,8 +212,10 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
 }
 
 /// The words after a wrapper's options: `flags` take no argument, `with_arg`
-/// take one (as the next word or `--opt=value`); `assignments` skips
-/// `NAME=value` words (env). An unknown option is not guessed at.
+/// take one (as the next word or `--opt=value`). With `assignments` (env),
+/// every later word holding a `=` is skipped, whatever its name (GNU env
+/// passes `A B=1` or `1=x` on as is), and the first other word, even `-x`
+/// or `--`, is the command. An unknown option is not guessed at.
 fn after_options<'a>(
     argv: &'a [Word],
     flags: &[&str],
@@ -222,11 +224,21 @@ fn after_options<'a>(
 ) -> Result<&'a [Word], NotUnderstood> {
     let name = basename(&argv[0].text);
     let mut i = 1;
+    // An assignment was skipped: options are over.
+    let mut assigned = false;
     while let Some(w) = argv.get(i) {
         if !w.literal {
             return nu(format!("`{}` among the options of {name}", w.text));
         }
         let t = w.text.as_str();
+        if assignments && t.contains('=') && (assigned || !t.starts_with('-')) {
+            assigned = true;
+            i += 1;
+            continue;
+        }
+        if assigned {
+            break;
+        }
         if t == "--" {
             i += 1;
             break;
@@ -244,8 +256,6 @@ fn after_options<'a>(
             i += 1;
         } else if t.starts_with('-') && t.len() > 1 {
             return nu(format!("option `{t}` of {name}"));
-        } else if assignments && is_assignment(t) {
-            i += 1;
         } else {
             break;
         }
@@ -936,7 +946,7 @@ mod tests {
         assert_eq!(runs(&words(&["ls", "-c"])).unwrap(), Runs::Itself);
         assert!(runs(&words(&["sh", "-c"])).is_err());
         assert_eq!(
-            runs(&words(&["env", "-i", "A=1", "-u", "B", "sh", "-c", "x"])).unwrap(),
+            runs(&words(&["env", "-i", "-u", "B", "A=1", "sh", "-c", "x"])).unwrap(),
             Runs::Wrapped(words(&["sh", "-c", "x"]))
         );
         assert_eq!(runs(&words(&["env"])).unwrap(), Runs::Itself);
@@ -967,5 +977,30 @@ mod tests {
             Runs::Itself
         );
         assert!(runs(&words(&["eval", "ls"])).is_err());
+    }
+
+    /// GNU env takes every word with a `=` (before the command) as an
+    /// assignment, whatever comes before the `=`, and stops at the first
+    /// other word, even one starting with `-`.
+    #[test]
+    fn env_assigns_every_word_with_an_equals_sign() {
+        for (argv, wrapped) in [
+            (
+                &["env", "A B=1", "rm", "-rf", "/"][..],
+                &["rm", "-rf", "/"][..],
+            ),
+            (&["env", "1=x", "rm", "-rf", "/"], &["rm", "-rf", "/"]),
+            (&["env", "a.b=c", "rm", "-rf", "/"], &["rm", "-rf", "/"]),
+            (&["env", "-i", "=", "A-B=", "rm"], &["rm"]),
+            (&["env", "A=1", "--", "rm"], &["--", "rm"]),
+            (&["env", "A=1", "-i", "rm"], &["-i", "rm"]),
+            (&["env", "-u", "X", "A=1", "rm"], &["rm"]),
+        ] {
+            assert_eq!(
+                runs(&words(argv)).unwrap(),
+                Runs::Wrapped(words(wrapped)),
+                "{argv:?}"
+            );
+        }
     }
 }
