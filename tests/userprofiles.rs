@@ -58,6 +58,33 @@ fn text(o: &Out) -> String {
     format!("{}{}", o.stdout, o.stderr)
 }
 
+/// A narrower profile whose only writable root is a path the managed one
+/// protects (`.git/hooks`, inside its writable `{cwd}`) does not make that
+/// path writable: the exec is refused, naming it, and nothing is written.
+#[test]
+fn a_writable_root_at_a_deny_write_path_is_refused() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let hooks = ws.join(".git/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    chown(&ws.join(".git"), U1);
+    chown(&hooks, U1);
+    let _p = UserProfile::new(
+        U1,
+        "up-hooks",
+        "extends = \"team\"\ndescription = \"hooks\"\n[filesystem]\nwrite = [\"{cwd}/.git/hooks\"]\n",
+    );
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "up-hooks"],
+        "echo evil > .git/hooks/pre-commit",
+    );
+    assert_ne!(out.code, 0, "{}", text(&out));
+    assert!(text(&out).contains(".git/hooks"), "{}", text(&out));
+    assert!(!hooks.join("pre-commit").exists());
+}
+
 #[test]
 fn a_narrowing_user_profile_is_used_and_seen_only_by_its_owner() {
     let d = daemon();

@@ -510,13 +510,26 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
                 // that no parent of the real one can be renamed away either.
                 let real = std::fs::canonicalize(&f).ok().filter(|r| *r != f);
                 for f in std::iter::once(f).chain(real) {
+                    // A writable root at or below a denied path (a narrower
+                    // profile writing only `.git/hooks`) would make it
+                    // writable: refused, as deny_write wins.
+                    if let Some(r) = fs.write.iter().find(|r| r.starts_with(&f)) {
+                        return Err(MountError {
+                            step: "deny_write".into(),
+                            path: r.clone(),
+                            error: format!(
+                                "a writable root at or below {}, which deny_write protects",
+                                f.display()
+                            ),
+                        });
+                    }
                     // Only matches inside a writable root matter. The
                     // outermost root counts: every directory between it and
                     // the match is made a mount point.
                     if let Some(root) = fs
                         .write
                         .iter()
-                        .filter(|r| f.starts_with(r) && f != **r)
+                        .filter(|r| f.starts_with(r))
                         .min_by_key(|r| r.components().count())
                     {
                         denied.write.push((root.clone(), f, exists));
