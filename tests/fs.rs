@@ -343,6 +343,24 @@ fn a_protected_path_cannot_be_moved_away_by_a_parent_in_an_outer_writable_root()
 }
 
 #[test]
+fn a_dot_git_file_is_protected_as_the_hooks_behind_it() {
+    // A worktree's or submodule's `.git` is a file naming the real directory:
+    // pointed elsewhere, it would bring hooks and config of the sandbox's
+    // making.
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    ws.write(".git", "gitdir: /srv/repo/.git/worktrees/wt\n", U1);
+    let script = "printf 'gitdir: /tmp/x\\n' > .git; rm -f .git; mv .git moved; echo done";
+    let out = d.sh(U1, &ws.path, &[], script);
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(ws.join(".git")).unwrap(),
+        "gitdir: /srv/repo/.git/worktrees/wt\n"
+    );
+    assert!(!ws.join("moved").exists());
+}
+
+#[test]
 fn git_hooks_are_protected_when_dot_git_is_a_symlink() {
     // Layouts like the `repo` tool's: `.git` links to the real directory.
     let d = Daemon::start();

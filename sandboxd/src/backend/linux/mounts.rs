@@ -706,11 +706,17 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
     let mut ancestors: Vec<PathBuf> = Vec::new();
     let mut ro: Vec<PathBuf> = Vec::new();
     for (wroot, path, exists) in &denied.write {
+        // A path not there yet is protected by its parent; a parent that is
+        // a file (`.git` of a worktree, naming the real directory) is made
+        // read-only itself, or it could be pointed elsewhere.
         let target = if *exists {
             path.clone()
         } else {
             match path.parent() {
-                Some(parent) if parent != wroot.as_path() && parent.is_dir() => {
+                Some(parent)
+                    if parent != wroot.as_path()
+                        && parent.symlink_metadata().is_ok_and(|m| !m.is_symlink()) =>
+                {
                     parent.to_path_buf()
                 }
                 _ => continue,
