@@ -212,3 +212,63 @@ fn ctrl_c_interrupts_then_kills() {
     assert_ne!(status.code(), Some(0));
     assert!(eventually(Duration::from_secs(1), || pids_matching(&m).is_empty()));
 }
+
+/// RLIMIT_NOFILE (soft, hard) of process `pid`, from /proc.
+fn nofile(pid: &str) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let v: Vec<&str> = line.split_whitespace().collect();
+    (v[3].to_string(), v[4].to_string())
+}
+
+/// The daemon raises its own descriptor limit (a tunnel costs it six, a
+/// client one, across every sandbox), and a sandbox's command keeps the
+/// limit the daemon was started with.
+#[test]
+fn the_daemon_raises_its_descriptor_limit_and_sandboxes_keep_the_one_it_had() {
+    // Started with a soft limit below the hard one, as usual (1024).
+    let (_, hard) = nofile("self");
+    let hard: u64 = hard.parse().unwrap();
+    let lowered = libc::rlimit {
+        rlim_cur: 1024.min(hard),
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the struct it is given (this test's own process).
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let ours = nofile("self");
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Past its hard limit only with CAP_SYS_RESOURCE (not every machine
+    // gives root that).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let want = match eff & (1 << CAP_SYS_RESOURCE) {
+        0 => hard,
+        _ => nr_open.min(1 << 20).max(hard),
+    };
+    let daemon = nofile(&d.pid().to_string());
+    assert_eq!(daemon, (want.to_string(), want.to_string()));
+    let out = d.sh(U1, &ws.path, &[], "cat /proc/self/limits");
+    out.expect_code(0);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let v: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!((v[3], v[4]), (ours.0.as_str(), ours.1.as_str()), "{line}");
+}

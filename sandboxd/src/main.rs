@@ -173,6 +173,10 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     let config = config(args)?;
     let policies = PolicyStore::load(Some(&config.policy_dir), config.embedded_profiles)?;
     init_tracing(args.log_format);
+    match sandboxd::backend::linux::rlimit::raise() {
+        Ok(n) => tracing::debug!("descriptor limit {n}"),
+        Err(e) => tracing::warn!("descriptor limit not raised: {e}"),
+    }
 
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -222,6 +222,7 @@ pub fn build(
         },
         net,
         tty: req.tty,
+        nofile: crate::backend::linux::rlimit::for_sandboxes(),
     };
     Ok(Plan {
         spec,

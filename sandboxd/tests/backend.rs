@@ -73,6 +73,7 @@ fn sandbox(cwd: &Path, script: &str) -> Sandbox {
         },
         net: NetPlan::Loopback,
         tty: false,
+        nofile: (512, 2048),
     };
     Sandbox {
         spec,
@@ -175,6 +176,17 @@ async fn runs_as_the_caller_in_its_own_pid_namespace() {
     );
     assert!(!pids.contains(&std::process::id()));
     assert_eq!(out.code(), Some(0));
+}
+
+/// The command gets the descriptor limit of its spec, not the daemon's
+/// (raised) one.
+#[tokio::test]
+async fn the_command_gets_the_descriptor_limit_of_its_spec() {
+    let ws = workspace();
+    let out = run(&sandbox(ws.path(), "ulimit -Sn; ulimit -Hn"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "512\n2048\n", "{out:?}");
 }
 
 #[tokio::test]

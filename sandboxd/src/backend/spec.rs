@@ -49,6 +49,8 @@ pub struct SandboxSpec {
     /// Give the command a pty of the sandbox's own devpts as stdin, stdout,
     /// stderr and controlling terminal (in a new session).
     pub tty: bool,
+    /// The command's RLIMIT_NOFILE (soft, hard): not the daemon's raised one.
+    pub nofile: (u64, u64),
 }
 
 /// The caller's identity, which the command runs as.

@@ -14,7 +14,7 @@
 //! kernel kill the rest of the pid namespace. It exits the same way as soon
 //! as the daemon is gone, so that no sandbox outlives its supervision.
 
-use super::{creds, landlock, mounts, netns, paths, seccomp};
+use super::{creds, landlock, mounts, netns, paths, rlimit, seccomp};
 use crate::backend::spec::{fds, Credentials, InitReport, NetPlan, SandboxSpec, GO, MAX_SPEC};
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -476,6 +476,9 @@ fn command_child(
                 &std::io::Error::last_os_error(),
             );
         }
+    }
+    if let Err(e) = rlimit::set(spec.nofile) {
+        return fail("set the descriptor limit", None, &e);
     }
     if let Err(e) = creds::drop_to(&spec.creds) {
         return fail("drop privileges", None, &e);

@@ -16,6 +16,7 @@ pub mod landlock;
 pub mod mounts;
 pub mod netns;
 pub mod paths;
+pub mod rlimit;
 pub mod seccomp;
 pub mod spawn;
 
