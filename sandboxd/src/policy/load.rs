@@ -462,8 +462,7 @@ fn network(t: &Table, default: &Origin) -> Result<NetworkRules, TreeError> {
                 &n.pos,
                 "network.ports",
                 "an empty list; leave the key out for the default [80, 443], or set mode = \"none\"",
-            )
-            .into());
+            ));
         }
         for p in listed {
             let v = p.int("network.ports")?;
