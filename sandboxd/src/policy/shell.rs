@@ -163,6 +163,7 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
         return shell_script(name, argv)
             .map_err(|e| NotUnderstood(format!("script not understood: {}", e.0)));
     }
+    names_and_arithmetic(name, &argv[1..])?;
     if OPAQUE.contains(&name) {
         return nu(format!(
             "script not understood: `{name}` runs a string as shell code"
@@ -209,6 +210,200 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
     } else {
         Runs::Wrapped(rest.to_vec())
     })
+}
+
+/// Checks the bash builtins that take variable names or arithmetic. Bash
+/// evaluates a subscript in a name (`printf -v 'a[$(rm -rf /)]' x` runs
+/// rm) and, in arithmetic, the value of every name it meets, which may hold
+/// such a subscript. Understood only where each name is a plain one, known
+/// before the shell runs, and no arithmetic names a variable; integer
+/// (`-i`) and reference (`-n`) variables are not understood, as assigning
+/// or expanding them does the same.
+fn names_and_arithmetic(name: &str, args: &[Word]) -> Result<(), NotUnderstood> {
+    let plain = |w: Option<&Word>| match w {
+        Some(w) if !(w.literal && is_name(&w.text)) => nu(format!(
+            "`{name}` with `{}` where a plain variable name is understood",
+            w.text
+        )),
+        _ => Ok(()),
+    };
+    match name {
+        "let" => {
+            if let Some(w) = args.iter().find(|w| !w.literal || !is_constant(&w.text)) {
+                return nu(format!(
+                    "`let {}`: arithmetic on anything but numbers",
+                    w.text
+                ));
+            }
+        }
+        "declare" | "typeset" | "local" | "export" | "readonly" | "unset" => {
+            for w in args {
+                let t = w.text.as_str();
+                if w.literal && (t.starts_with('-') || t.starts_with('+')) {
+                    if !matches!(name, "export" | "readonly" | "unset") && t.contains(['i', 'n']) {
+                        return nu(format!(
+                            "`{name} {t}`: integer variables assign by arithmetic, name references expand indirectly"
+                        ));
+                    }
+                    continue;
+                }
+                // The name part, as written: `x="$1"` names `x`.
+                let var = t.split('=').next().unwrap_or(t);
+                let var = var.strip_suffix('+').unwrap_or(var);
+                if !is_name(var) {
+                    return nu(format!(
+                        "`{name}` with `{t}` where a plain variable name is understood"
+                    ));
+                }
+            }
+        }
+        "printf" => match args.first() {
+            Some(w) if !w.literal => {
+                return nu(format!(
+                    "`printf {}`: may expand to `-v` and a variable name",
+                    w.text
+                ))
+            }
+            Some(w) if w.text == "-v" => plain(args.get(1))?,
+            Some(w) => {
+                if let Some(var) = w.text.strip_prefix("-v") {
+                    plain(Some(&Word::literal(var)))?;
+                }
+            }
+            None => {}
+        },
+        // `-a NAME` and the names after the options; the other options
+        // with an argument take no name.
+        "read" => {
+            let mut i = 0;
+            let mut options = true;
+            while let Some(w) = args.get(i) {
+                i += 1;
+                let t = w.text.as_str();
+                if options && t == "--" {
+                    options = false;
+                    continue;
+                }
+                let Some(cluster) = t
+                    .strip_prefix('-')
+                    .filter(|c| options && w.literal && !c.is_empty())
+                else {
+                    options = false;
+                    plain(Some(w))?;
+                    continue;
+                };
+                if let Some(at) = cluster.find(|c| "adinNptu".contains(c)) {
+                    let attached = &cluster[at + 1..];
+                    let arg = if attached.is_empty() {
+                        i += 1;
+                        args.get(i - 1)
+                    } else {
+                        None
+                    };
+                    if cluster[at..].starts_with('a') {
+                        match arg {
+                            Some(a) => plain(Some(a))?,
+                            None => plain(Some(&Word::literal(attached)))?,
+                        }
+                    }
+                }
+            }
+        }
+        "wait" => {
+            for (i, w) in args.iter().enumerate() {
+                if !w.literal && i + 1 < args.len() {
+                    return nu(format!(
+                        "`wait {}`: may expand to `-p` and a variable name",
+                        w.text
+                    ));
+                }
+                if w.literal && w.text.starts_with('-') && w.text.contains('p') {
+                    plain(args.get(i + 1))?;
+                }
+            }
+        }
+        "test" | "[" => {
+            let args = match args.split_last() {
+                Some((last, rest)) if name == "[" && last.literal && last.text == "]" => rest,
+                _ => args,
+            };
+            for (i, w) in args.iter().enumerate() {
+                if w.literal && w.text == "-v" {
+                    plain(args.get(i + 1))?;
+                }
+                // An expansion that may be (or split into) `-v` and a name.
+                let operand = i + 1 == args.len()
+                    || i.checked_sub(1)
+                        .and_then(|p| args.get(p))
+                        .is_some_and(|p| p.literal && is_test_operator(&p.text))
+                    || args
+                        .get(i + 1)
+                        .is_some_and(|n| n.literal && is_test_binary(&n.text));
+                if !w.literal && !(operand && is_one_field(w)) {
+                    return nu(format!(
+                        "`{name}` with `{}` that may expand to `-v` and a variable name",
+                        w.text
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A valid shell variable name.
+fn is_name(t: &str) -> bool {
+    let mut chars = t.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Arithmetic of numbers only: no name whose value would be evaluated.
+fn is_constant(t: &str) -> bool {
+    t.chars()
+        .all(|c| c.is_ascii_digit() || " \t\n+-*/%<>=!&|^~?:,()".contains(c))
+}
+
+/// An expansion that stays one word: all in double quotes (without `$@`),
+/// or a special parameter that expands to a number.
+fn is_one_field(w: &Word) -> bool {
+    let t = w.text.as_str();
+    let quoted = t.len() >= 2
+        && t.starts_with('"')
+        && t.ends_with('"')
+        && !t[1..t.len() - 1].contains('"')
+        && !t.contains("$@")
+        && !t.contains("${@");
+    w.literal || quoted || matches!(t, "$#" | "$?" | "$$" | "$!")
+}
+
+/// A `test` operator after which a word is an operand (not `-a`/`-o`,
+/// which may also join two expressions).
+fn is_test_operator(t: &str) -> bool {
+    is_test_binary(t)
+        || (t.len() == 2 && t.starts_with('-') && "bcdefghknprstuwxzGLNOSRv".contains(&t[1..]))
+}
+
+fn is_test_binary(t: &str) -> bool {
+    matches!(
+        t,
+        "=" | "=="
+            | "!="
+            | "<"
+            | ">"
+            | "-eq"
+            | "-ne"
+            | "-lt"
+            | "-le"
+            | "-gt"
+            | "-ge"
+            | "-nt"
+            | "-ot"
+            | "-ef"
+    )
 }
 
 /// The words after a wrapper's options: `flags` take no argument, `with_arg`
@@ -315,12 +510,7 @@ fn is_assignment(t: &str) -> bool {
     let Some((name, _)) = t.split_once('=') else {
         return false;
     };
-    let name = name.strip_suffix('+').unwrap_or(name);
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    is_name(name.strip_suffix('+').unwrap_or(name))
 }
 
 /// A word as read, with what the caller needs to classify it.
@@ -664,12 +854,7 @@ impl Parser {
     fn dollar(&mut self, text: &mut String, quoted: bool) -> Result<bool, NotUnderstood> {
         self.pos += 1;
         match self.peek() {
-            Some('(') if self.peek_at(1) == Some('(') => {
-                let inner = self.balanced('(', ')')?;
-                if inner.contains("$(") || inner.contains('`') {
-                    return nu("a command substitution inside `$(( ))`");
-                }
-            }
+            Some('(') if self.peek_at(1) == Some('(') => self.arithmetic()?,
             Some('(') => {
                 self.pos += 1;
                 self.enter()?;
@@ -677,11 +862,11 @@ impl Parser {
                 self.nesting -= 1;
             }
             Some('{') => {
-                let inner = self.balanced('{', '}')?;
-                if inner.contains("$(") || inner.contains('`') {
-                    return nu("a command substitution inside `${ }`");
-                }
+                self.enter()?;
+                self.braced()?;
+                self.nesting -= 1;
             }
+            Some('[') => return nu("a `$[ ]` arithmetic expansion"),
             Some('\'') if !quoted => {
                 // $'...': escapes are not decoded, so the text stays unknown.
                 self.pos += 1;
@@ -717,24 +902,117 @@ impl Parser {
         Ok(false)
     }
 
-    /// The text from the `open` at the cursor to its matching `close`
-    /// (consumed), counting nesting; quotes are not interpreted.
-    fn balanced(&mut self, open: char, close: char) -> Result<String, NotUnderstood> {
-        let mut depth = 0;
-        let mut inner = String::new();
-        while let Some(c) = self.peek() {
-            self.pos += 1;
-            if c == open {
-                depth += 1;
-            } else if c == close {
-                depth -= 1;
-                if depth == 0 {
-                    return Ok(inner);
+    /// `$((...))` from its first `(`: understood only when it holds numbers,
+    /// blanks, operators and parentheses. Bash evaluates a name's value as
+    /// arithmetic too, and a subscript there (`x='a[$(rm -rf /)]'`) runs a
+    /// command; and `$((cmd); x)`, not being arithmetic, is a command
+    /// substitution.
+    fn arithmetic(&mut self) -> Result<(), NotUnderstood> {
+        self.pos += 2;
+        let mut depth = 0usize;
+        loop {
+            match self.peek() {
+                None => return nu("an unclosed arithmetic `$((`"),
+                Some('(') => depth += 1,
+                Some(')') if depth > 0 => depth -= 1,
+                Some(')') if self.peek_at(1) == Some(')') => {
+                    self.pos += 2;
+                    return Ok(());
+                }
+                Some(')') => return nu("a `$((` that is not closed as arithmetic"),
+                Some(c) if c.is_ascii_digit() || " \t\n+-*/%<>=!&|^~?:,".contains(c) => {}
+                Some(c) => {
+                    return nu(format!(
+                        "`{c}` in arithmetic `$(( ))` (only numbers and operators are understood)"
+                    ))
                 }
             }
-            inner.push(c);
+            self.pos += 1;
         }
-        nu(format!("an unclosed `{open}`"))
+    }
+
+    /// `${...}` from its `{`. Understood: a name, a positional or special
+    /// parameter, `#` and one of those (length), or one of those, an
+    /// operator (`-`, `=`, `+`, `?`, each also after `:`; `#`, `##`, `%`,
+    /// `%%`) and a word of plain characters, `$NAME` and such `${...}`.
+    /// Bash ends that word at its first `}` (a `{` does not nest). Anything
+    /// else (subscripts, `@` transformations, substrings, which are
+    /// arithmetic, `!` indirection, quotes) is not understood.
+    fn braced(&mut self) -> Result<(), NotUnderstood> {
+        let inside = |c: char| {
+            nu(format!(
+                "`{c}` inside `${{ }}` (only plain parameter expansions are understood)"
+            ))
+        };
+        self.pos += 1;
+        let length = self.peek() == Some('#') && self.peek_at(1).is_some_and(|c| c != '}');
+        if length {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+                while self
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    self.pos += 1;
+                }
+            }
+            Some(c) if c.is_ascii_digit() => {
+                while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    self.pos += 1;
+                }
+            }
+            Some(c) if "@*#?-$!".contains(c) => self.pos += 1,
+            Some(c) => return inside(c),
+            None => return nu("an unclosed `${`"),
+        }
+        let operator = match (self.peek(), self.peek_at(1)) {
+            (Some('}'), _) => {
+                self.pos += 1;
+                return Ok(());
+            }
+            (Some(c), _) if length => return inside(c),
+            (Some(':'), Some('-' | '=' | '+' | '?'))
+            | (Some('#'), Some('#'))
+            | (Some('%'), Some('%')) => 2,
+            (Some('-' | '=' | '+' | '?' | '#' | '%'), _) => 1,
+            (Some(c), _) => return inside(c),
+            (None, _) => return nu("an unclosed `${`"),
+        };
+        self.pos += operator;
+        loop {
+            match self.peek() {
+                None => return nu("an unclosed `${`"),
+                Some('}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some('$') => match self.peek_at(1) {
+                    Some('(') => return nu("a command substitution inside `${ }`"),
+                    Some('{') => {
+                        self.pos += 1;
+                        self.enter()?;
+                        self.braced()?;
+                        self.nesting -= 1;
+                    }
+                    Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+                        self.pos += 1;
+                        while self
+                            .peek()
+                            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                        {
+                            self.pos += 1;
+                        }
+                    }
+                    Some(c) if c.is_ascii_digit() || "@*#?-$!".contains(c) => self.pos += 2,
+                    _ => return inside('$'),
+                },
+                Some('`') => return nu("a command substitution inside `${ }`"),
+                Some(c @ ('{' | '(' | '\'' | '"' | '\\')) => return inside(c),
+                Some(_) => self.pos += 1,
+            }
+        }
     }
 
     /// `` `...` ``: the inside is unescaped and parsed as a script of its own.
@@ -906,7 +1184,25 @@ mod tests {
             ("a=(1 2)", "array"),
             ("((x++))", "arithmetic"),
             ("echo ${X:-$(curl x)}", "inside `${ }`"),
+            ("echo ${X:-`curl x`}", "inside `${ }`"),
+            // Bash ends `${` at the first `}`: the rest is a script.
+            ("echo ${X:-{}; rm -rf /; : }", "`${ }`"),
+            ("echo ${X:-'}'}", "`${ }`"),
+            ("echo ${X@P}", "`${ }`"),
+            ("echo ${a[0]} ${#a[@]}", "`${ }`"),
+            ("echo ${x:1:2}", "`${ }`"),
+            ("echo ${x: -1}", "`${ }`"),
+            ("echo ${!x}", "`${ }`"),
+            ("echo ${X/a/b}", "`${ }`"),
+            ("echo ${#x:-y}", "`${ }`"),
+            // Not arithmetic: bash runs it as a command substitution.
+            ("echo $((rm -rf /); true)", "arithmetic"),
+            // A name's value is evaluated too, and `a[$(rm -rf /)]` runs rm.
+            ("x='a[$(rm -rf /)]'; echo $((x))", "arithmetic"),
+            ("echo $((1) + (2))", "arithmetic"),
+            ("echo $[x]", "arithmetic"),
             ("[[ -f x ]]", "`[[`"),
+            ("[[ $x -eq 0 ]]", "`[[`"),
             ("ls >", "without a target"),
         ] {
             let e = parse(script).expect_err(script);
@@ -914,6 +1210,100 @@ mod tests {
         }
         let deep = "$(".repeat(40) + &")".repeat(40);
         assert!(parse(&deep).unwrap_err().0.contains("nested"));
+    }
+
+    #[test]
+    fn plain_expansions_are_understood() {
+        for (script, want) in [
+            ("echo ${HOME}", &["echo", "${HOME}"][..]),
+            ("echo ${X:-default}", &["echo", "${X:-default}"]),
+            (
+                "echo ${#x} ${#} ${10} ${!} ${@}",
+                &["echo", "${#x}", "${#}", "${10}", "${!}", "${@}"],
+            ),
+            (
+                "echo ${X%/*} ${X##*/} ${X:=y}",
+                &["echo", "${X%/*}", "${X##*/}", "${X:=y}"],
+            ),
+            ("echo \"${X:+a b}\"", &["echo", "\"${X:+a b}\""]),
+            (
+                "echo ${X:-$HOME} ${X:-${Y:-z}}",
+                &["echo", "${X:-$HOME}", "${X:-${Y:-z}}"],
+            ),
+            ("echo ${X:-a}}", &["echo", "${X:-a}}"]),
+            (
+                "echo $((1 + 2*3)) $(( (1<<2) % 3 ))",
+                &["echo", "$((1 + 2*3))", "$(( (1<<2) % 3 ))"],
+            ),
+        ] {
+            assert_eq!(texts(script), [want], "{script:?}");
+        }
+        assert_eq!(
+            texts("cd \"$d\" && make; echo $(date)"),
+            [
+                &["cd", "\"$d\""][..],
+                &["make"],
+                &["date"],
+                &["echo", "$(date)"]
+            ]
+        );
+    }
+
+    /// Every simple command of `script` looked into by [`runs`].
+    fn runs_all(script: &str) -> Result<(), NotUnderstood> {
+        for c in parse(script)? {
+            runs(&c)?;
+        }
+        Ok(())
+    }
+
+    /// Bash evaluates a subscript in a variable name (running its command
+    /// substitutions) and, in arithmetic, the value of every name it meets.
+    #[test]
+    fn builtins_taking_names_or_arithmetic() {
+        for script in [
+            "let 1+2 '3 << 1'",
+            "declare -a x; local x=\"$1\" y; export PATH=\"$PATH:/x\"; readonly X=1",
+            "printf '[%s]\\n' \"$x\"; printf -v out '%s' \"$x\"",
+            "read -r line; read -r -p 'Go [y/n]? ' ans; read -t \"$t\" -a arr",
+            "wait $!; wait \"$pid\"; unset x y",
+            "[ -n \"$x\" ] && [ \"$a\" = \"$b\" ] && test -z \"$x\" && [ \"$x\" ]",
+            "[ \"$#\" -gt 0 ] && [ $# -gt 0 ] && test -v name",
+        ] {
+            runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
+        }
+        for script in [
+            "let x",
+            "let 'x=1'",
+            "let \"$n\"",
+            "declare -i n",
+            "local -n r=x",
+            "typeset -ni r",
+            "declare 'a[$(rm -rf /)]=1'",
+            "declare \"$o\" r=x",
+            "export 'a[x]=1'",
+            "printf -v 'a[$(rm -rf /)]' x",
+            "printf -va[x] x",
+            "printf \"$f\" \"$g\" x",
+            "read 'a[x]'",
+            "read -a 'a[x]'",
+            "read \"$n\"",
+            "wait -p 'a[x]' -n",
+            "wait \"$a\" \"$b\"",
+            "test -v 'a[$(rm -rf /)]'",
+            "[ -v 'a[x]' ]",
+            "[ \"$a\" \"$b\" ]",
+            "[ $x ]",
+            "[ \"$@\" ]",
+            "[ x = y -o \"$a\" \"$b\" ]",
+            "unset 'a[x]'",
+        ] {
+            let e = runs_all(script).expect_err(script);
+            assert!(
+                e.0.contains("name") || e.0.contains("arithmetic"),
+                "{script:?}: {e}"
+            );
+        }
     }
 
     fn words(argv: &[&str]) -> Vec<Word> {
