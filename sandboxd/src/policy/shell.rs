@@ -111,7 +111,10 @@ fn nu<T>(why: impl Into<String>) -> Result<T, NotUnderstood> {
 const MAX_NESTING: usize = 16;
 
 /// Shells whose `-c SCRIPT` is parsed (by the basename of argv[0]).
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash"];
+const SHELLS: &[&str] = &[
+    "sh", "bash", "rbash", "dash", "zsh", "ksh", "ksh93", "mksh", "lksh", "oksh", "pdksh", "ash",
+    "posh", "yash",
+];
 
 /// Words that open compound commands or belong to them.
 const RESERVED: &[&str] = &[
@@ -120,7 +123,55 @@ const RESERVED: &[&str] = &[
 ];
 
 /// Builtins that run a string or a file the parser cannot see into.
-const OPAQUE: &[&str] = &["eval", "trap", "alias"];
+const OPAQUE: &[&str] = &["eval", "trap", "alias", "source", ".", "fc"];
+
+/// Builtins that, given one of these options, run a string as code, load
+/// code, or give a command another program (`hash -p /bin/rm ls`).
+const OPAQUE_WITH: &[(&str, &str)] = &[
+    ("hash", "p"),
+    ("enable", "f"),
+    ("compgen", "CF"),
+    ("complete", "CF"),
+    ("mapfile", "C"),
+    ("readarray", "C"),
+];
+
+/// Variables from which a shell takes code as it starts (`BASH_ENV`,
+/// `ENV`, `BASH_FUNC_*` functions) or as it traces (`PS4`, with xtrace set
+/// through `SHELLOPTS`): assigning one is not understood.
+fn runs_code(var: &str) -> bool {
+    matches!(var, "BASH_ENV" | "ENV" | "SHELLOPTS" | "BASHOPTS" | "PS4")
+        || var.starts_with("BASH_FUNC_")
+}
+
+fn code_variable<T>(var: &str) -> Result<T, NotUnderstood> {
+    nu(format!(
+        "an assignment to `{var}`, from which a shell takes code to run"
+    ))
+}
+
+/// A command path that names a program under another name: a file under
+/// `/proc/` (`/proc/self/exe` is the shell itself) or `/dev/fd/`, read
+/// with `.`, `..` and repeated slashes resolved as written.
+fn is_indirect_program(name: &str) -> bool {
+    if !name.starts_with('/') {
+        return false;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in name.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    matches!(
+        parts.as_slice(),
+        ["proc", _, ..] | ["dev", "fd", _, ..] | ["dev", "stdin" | "stdout" | "stderr"]
+    )
+}
 
 /// The last component of a command name: `/bin/sh` counts as `sh`.
 pub fn basename(name: &str) -> &str {
@@ -158,16 +209,34 @@ pub enum Runs {
 /// Looks through shells with `-c` and through wrappers that run their
 /// arguments as a command. `argv` must not be empty.
 pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
+    if is_indirect_program(&argv[0].text) {
+        return nu(format!(
+            "not understood: `{}` runs a program under a name no rule knows",
+            argv[0].text
+        ));
+    }
     let name = basename(&argv[0].text);
     if SHELLS.contains(&name) {
         return shell_script(name, argv)
             .map_err(|e| NotUnderstood(format!("script not understood: {}", e.0)));
     }
-    names_and_arithmetic(name, &argv[1..])?;
+    names_and_arithmetic(name, &argv[1..])
+        .map_err(|e| NotUnderstood(format!("script not understood: {}", e.0)))?;
     if OPAQUE.contains(&name) {
         return nu(format!(
-            "script not understood: `{name}` runs a string as shell code"
+            "script not understood: `{name}` runs a string or file as shell code"
         ));
+    }
+    if let Some((_, letters)) = OPAQUE_WITH.iter().find(|(n, _)| *n == name) {
+        let risky = |w: &Word| {
+            !w.literal || (w.text.starts_with('-') && w.text.contains(|c| letters.contains(c)))
+        };
+        if let Some(w) = argv[1..].iter().find(|w| risky(w)) {
+            return nu(format!(
+                "script not understood: `{name} {}` may run code or rename a command",
+                w.text
+            ));
+        }
     }
     let rest = match name {
         "env" => after_options(
@@ -176,7 +245,11 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
             &["-u", "--unset", "-C", "--chdir"],
             true,
         ),
-        "nohup" => after_options(argv, &[], &[], false),
+        "nohup" | "builtin" => after_options(argv, &[], &[], false),
+        // `busybox APPLET ARGS` runs the applet.
+        "busybox" | "toybox" => {
+            after_options(argv, &["--list", "--list-full", "--help"], &[], false)
+        }
         "setsid" => after_options(
             argv,
             &["-c", "-f", "-w", "--ctty", "--fork", "--wait"],
@@ -205,6 +278,13 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
         _ => return Ok(Runs::Itself),
     }
     .map_err(|e| NotUnderstood(format!("not understood: {}", e.0)))?;
+    // `command eval ...` is eval.
+    if let Some(w) = rest.first().filter(|w| OPAQUE.contains(&basename(&w.text))) {
+        return nu(format!(
+            "script not understood: `{name} {}` runs a string or file as shell code",
+            w.text
+        ));
+    }
     Ok(if rest.is_empty() {
         Runs::Itself
     } else {
@@ -225,6 +305,7 @@ fn names_and_arithmetic(name: &str, args: &[Word]) -> Result<(), NotUnderstood> 
             "`{name}` with `{}` where a plain variable name is understood",
             w.text
         )),
+        Some(w) if runs_code(&w.text) => code_variable(&w.text),
         _ => Ok(()),
     };
     match name {
@@ -254,6 +335,9 @@ fn names_and_arithmetic(name: &str, args: &[Word]) -> Result<(), NotUnderstood> 
                     return nu(format!(
                         "`{name}` with `{t}` where a plain variable name is understood"
                     ));
+                }
+                if runs_code(var) && name != "unset" {
+                    return code_variable(var);
                 }
             }
         }
@@ -427,6 +511,9 @@ fn after_options<'a>(
         }
         let t = w.text.as_str();
         if assignments && t.contains('=') && (assigned || !t.starts_with('-')) {
+            if let Some((var, _)) = t.split_once('=').filter(|(v, _)| runs_code(v)) {
+                return code_variable(var);
+            }
             assigned = true;
             i += 1;
             continue;
@@ -646,6 +733,11 @@ impl Parser {
                     end_command = false;
                     if words.is_empty() {
                         if raw.assignment {
+                            let t = &raw.word.text;
+                            let var = t.split(['=', '+']).next().unwrap_or(t);
+                            if runs_code(var) {
+                                return code_variable(var);
+                            }
                             assigned = true;
                             continue;
                         }
@@ -1367,6 +1459,98 @@ mod tests {
             Runs::Itself
         );
         assert!(runs(&words(&["eval", "ls"])).is_err());
+    }
+
+    /// [`runs`] followed through wrappers, as the policy judges them.
+    fn runs_through(argv: &[&str]) -> Result<Runs, NotUnderstood> {
+        let mut r = runs(&words(argv))?;
+        for _ in 0..8 {
+            match r {
+                Runs::Wrapped(w) => r = runs(&w)?,
+                r => return Ok(r),
+            }
+        }
+        Ok(r)
+    }
+
+    #[test]
+    fn code_run_under_names_no_rule_knows_is_not_understood() {
+        for argv in [
+            &["builtin", "eval", "rm -rf /"][..],
+            &["command", "eval", "rm -rf /"],
+            &["builtin", "command", "eval", "x"],
+            &["source", "./f"],
+            &[".", "./f"],
+            &["builtin", "source", "./f"],
+            &["command", ".", "./f"],
+            &["hash", "-p", "/bin/rm", "ls"],
+            &["enable", "-f", "./x.so", "x"],
+            &["compgen", "-C", "rm -rf /", "x"],
+            &["complete", "-C", "rm -rf /", "x"],
+            &["mapfile", "-C", "rm -rf /", "-c", "1", "a"],
+            &["readarray", "-tC", "rm -rf /", "a"],
+            &["fc", "-e", "rm -rf /"],
+            &["/proc/self/exe", "-c", "rm -rf /"],
+            &["/proc/1/exe", "-rf", "/"],
+            &["/proc/self/root/bin/rm", "-rf", "/"],
+            &["//proc/./self/exe", "-rf", "/"],
+            &["/usr/../proc/self/exe", "-rf", "/"],
+            &["/dev/fd/3", "-rf", "/"],
+            &["/dev/stdin", "-rf", "/"],
+            &["env", "/proc/self/exe", "-c", "rm -rf /"],
+            // Variables a shell takes code from when it starts or traces.
+            &["env", "BASH_ENV=./f", "bash", "-c", ":"],
+            &["env", "ENV=./f", "sh", "-i", "-c", ":"],
+            &["env", "BASH_FUNC_ls%%=() { rm -rf /; }", "bash", "-c", "ls"],
+            &[
+                "env",
+                "SHELLOPTS=xtrace",
+                "PS4=$(rm -rf /)",
+                "bash",
+                "-c",
+                ":",
+            ],
+            &["export", "PS4=$(rm -rf /)"],
+            &["read", "BASH_ENV"],
+            &["printf", "-v", "PS4", "x"],
+        ] {
+            let e = runs_through(argv).expect_err(&format!("{argv:?}"));
+            assert!(!e.0.is_empty(), "{argv:?}");
+        }
+        for script in [
+            "PS4='$(rm -rf /)'; set -x; true",
+            "BASH_ENV=./f bash -c :",
+            "export BASH_ENV=./f; bash -c :",
+        ] {
+            assert!(runs_all(script).is_err(), "{script:?}");
+        }
+        // Still looked through: the shell or command they run is judged.
+        let script = |argv: &[&str]| match runs_through(argv) {
+            Ok(Runs::Script { shell, commands }) => (shell, commands),
+            other => panic!("{argv:?}: {other:?}"),
+        };
+        let rm = vec![words(&["rm", "-rf", "/"])];
+        for (argv, shell) in [
+            (&["rbash", "-c", "rm -rf /"][..], "rbash"),
+            (&["posh", "-c", "rm -rf /"], "posh"),
+            (&["yash", "-c", "rm -rf /"], "yash"),
+            (&["lksh", "-c", "rm -rf /"], "lksh"),
+            (&["busybox", "sh", "-c", "rm -rf /"], "sh"),
+            (&["builtin", "exec", "sh", "-c", "rm -rf /"], "sh"),
+            (&["exec", "-a", "ls", "sh", "-c", "rm -rf /"], "sh"),
+        ] {
+            assert_eq!(script(argv), (shell.to_string(), rm.clone()), "{argv:?}");
+        }
+        assert_eq!(
+            runs_through(&["busybox", "rm", "-rf", "/"]).unwrap(),
+            Runs::Itself
+        );
+        assert_eq!(
+            runs(&words(&["busybox", "rm", "-rf", "/"])).unwrap(),
+            Runs::Wrapped(words(&["rm", "-rf", "/"]))
+        );
+        assert_eq!(runs(&words(&["hash", "-r"])).unwrap(), Runs::Itself);
+        assert_eq!(runs(&words(&["/usr/bin/ls"])).unwrap(), Runs::Itself);
     }
 
     /// GNU env takes every word with a `=` (before the command) as an
