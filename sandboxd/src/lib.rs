@@ -5,7 +5,8 @@
 //! is calling, [`registry`] tracks what runs, [`plan`] turns a policy into a sandbox,
 //! [`audit`] keeps the tamper-evident record of it all. For network mode
 //! `allowlist`, [`net`] decides and resolves, [`proxy`] and [`dns`] serve inside
-//! each sandbox, [`tls`] inspects HTTPS.
+//! each sandbox, [`tls`] inspects HTTPS. [`quota`] keeps one user from
+//! taking the descriptors every user's connections share.
 
 pub mod api;
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod net;
 pub mod plan;
 pub mod policy;
 pub mod proxy;
+pub mod quota;
 pub mod registry;
 pub mod supervisor;
 pub mod tls;

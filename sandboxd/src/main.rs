@@ -10,6 +10,7 @@ use sandboxd::identity::resolve_group;
 use sandboxd::net;
 use sandboxd::plan::{self, DaemonPaths};
 use sandboxd::policy::PolicyStore;
+use sandboxd::quota::Quota;
 use sandboxd::registry::Registry;
 use sandboxd::tls::Inspector;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -144,7 +145,7 @@ fn init_tracing(format: LogFormat) {
 
 /// The resolver, the inspection CA (a failure only disables inspection,
 /// loudly) and the secrets (a bad secret file stops the start).
-fn network_services(config: &Config) -> anyhow::Result<net::Services> {
+fn network_services(config: &Config, fd_limit: u64) -> anyhow::Result<net::Services> {
     let resolver = net::Resolver::new(&config.dns)?;
     let inspector = Inspector::load_or_create(&config.state_dir, &config.tls.extra_roots)
         .map(Arc::new)
@@ -157,6 +158,7 @@ fn network_services(config: &Config) -> anyhow::Result<net::Services> {
         resolver: Arc::new(resolver),
         inspector,
         secrets: Arc::new(secrets),
+        connections: Quota::new(net::connections_per_user(fd_limit)),
     })
 }
 
@@ -173,10 +175,10 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     let config = config(args)?;
     let policies = PolicyStore::load(Some(&config.policy_dir), config.embedded_profiles)?;
     init_tracing(args.log_format);
-    match sandboxd::backend::linux::rlimit::raise() {
-        Ok(n) => tracing::debug!("descriptor limit {n}"),
-        Err(e) => tracing::warn!("descriptor limit not raised: {e}"),
-    }
+    let fd_limit = sandboxd::backend::linux::rlimit::raise().unwrap_or_else(|e| {
+        tracing::warn!("descriptor limit not raised: {e}");
+        sandboxd::backend::linux::rlimit::for_sandboxes().0
+    });
 
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -197,7 +199,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         .context("locating this binary (re-executed as the sandbox init)")?;
     // Pre-start a few sandbox inits so that the first execs need not wait.
     sandboxd::backend::linux::prefill(&init_exe);
-    let net = network_services(&config)?;
+    let net = network_services(&config, fd_limit)?;
     let paths = DaemonPaths {
         socket: config.socket.clone(),
         state_dir: config.state_dir.clone(),

@@ -9,6 +9,7 @@ use sandboxd::net::listen::{wait_all_ended, NetThread};
 use sandboxd::net::session::{Answer, Questions};
 use sandboxd::net::{NetPolicy, NetQuery, NetRecord, Resolver, Session};
 use sandboxd::policy::{ApprovalMode, PolicyStore};
+use sandboxd::quota::Quota;
 use sandboxd::tls::Inspector;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -268,6 +269,16 @@ fn session_with(
     inspector: Option<Arc<Inspector>>,
     questions: Option<Questions>,
 ) -> Sessioned {
+    session_of(body, inspector, questions, (1000, Quota::new(4096)))
+}
+
+/// [`session_with`] for `uid`, whose sandboxes share `quota`.
+fn session_of(
+    body: &str,
+    inspector: Option<Arc<Inspector>>,
+    questions: Option<Questions>,
+    (uid, quota): (u32, Arc<Quota>),
+) -> Sessioned {
     let approval = if questions.is_some() {
         ApprovalMode::OnRequest
     } else {
@@ -312,7 +323,7 @@ fn session_with(
     let secrets = BTreeMap::from([("TOKEN".to_string(), SECRET.to_string())]);
     let session = Arc::new(Session::new(
         "exec-test".into(),
-        1000,
+        uid,
         policy,
         secrets,
         Arc::new(resolver),
@@ -321,6 +332,7 @@ fn session_with(
         audit,
         events_tx,
         questions,
+        quota,
     ));
     Sessioned {
         session,
@@ -336,12 +348,17 @@ async fn proxy_with(
     inspector: Option<Arc<Inspector>>,
     questions: Option<Questions>,
 ) -> Proxy {
+    serve(session_with(body, inspector, questions))
+}
+
+/// Both proxies of `sessioned`.
+fn serve(sessioned: Sessioned) -> Proxy {
     let Sessioned {
         session,
         policy_dir,
         audit_dir,
         mut events,
-    } = session_with(body, inspector, questions);
+    } = sessioned;
     let h = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (http, socks) = (h.local_addr().unwrap(), s.local_addr().unwrap());
@@ -754,6 +771,47 @@ async fn the_proxies_of_a_sandbox_share_one_bound_on_connections() {
         .await
         .unwrap();
     assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
+}
+
+/// All sandboxes of one user share one bound on connections (the
+/// daemon's descriptors are everyone's); another user's are not counted.
+#[tokio::test]
+async fn the_sandboxes_of_a_user_share_one_bound_on_connections() {
+    let echo = Echo::start().await;
+    let body = network(&[echo.port], "allow_cidrs = [\"127.0.0.0/8\"]");
+    let quota = Quota::new(3);
+    let of = |uid: u32| session_of(&body, None, None, (uid, Arc::clone(&quota)));
+    let (a, b, other) = (serve(of(1000)), serve(of(1000)), serve(of(1001)));
+    let mut held = Vec::new();
+    for p in [&a, &a, &b] {
+        let (code, c) = socks_connect(p, 3, b"allowed.test", echo.port).await;
+        assert_eq!(code, 0);
+        held.push(c);
+    }
+    // The user's fourth, from either sandbox, is closed on arrival.
+    for p in [&a, &b] {
+        let mut c = TcpStream::connect(p.socks).await.unwrap();
+        let _ = c.write_all(&[5, 1, 0]).await;
+        let mut buf = [0u8; 2];
+        assert!(matches!(c.read(&mut buf).await, Ok(0) | Err(_)));
+    }
+    let (code, _c) = socks_connect(&other, 3, b"allowed.test", echo.port).await;
+    assert_eq!(code, 0);
+    drop(held.pop());
+    let again = async {
+        loop {
+            let mut c = TcpStream::connect(a.socks).await.unwrap();
+            let _ = c.write_all(&[5, 1, 0]).await;
+            let mut buf = [0u8; 2];
+            if matches!(c.read(&mut buf).await, Ok(2)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), again)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -482,6 +482,7 @@ impl Api {
             Arc::clone(&self.audit),
             events_tx,
             start.interactive.then_some(questions_tx),
+            Arc::clone(&self.net.connections),
         ));
         Ok(NetPrepared {
             thread: NetThread::start(Arc::clone(&session))?,

@@ -199,8 +199,14 @@ impl Filter {
         Step::Reply(query.udp_size)
     }
 
-    /// The upstream answer to `m`, or SERVFAIL.
+    /// The upstream answer to `m`, or SERVFAIL (also when the user's
+    /// sandboxes hold all the connections they may).
     async fn forward(&self, m: &[u8], q: &Query) -> Vec<u8> {
+        let Some(_slot) = self.session.user_connections.take(self.session.uid) else {
+            let mut out = Vec::new();
+            wire::reply(m, &q.question, Rcode::ServFail, &mut out);
+            return out;
+        };
         match self.session.resolver.forward_upstream(m, &q.question).await {
             Ok(mut r) => {
                 self.ech_checked(m, &q.question, &mut r);

@@ -30,4 +30,30 @@ pub struct Services {
     /// The inspection CA, or why there is none (inspecting execs are then refused).
     pub inspector: Result<std::sync::Arc<crate::tls::Inspector>, String>,
     pub secrets: std::sync::Arc<SecretStore>,
+    /// Proxied connections and DNS forwards one user's sandboxes may hold
+    /// at once, all together ([`connections_per_user`]).
+    pub connections: std::sync::Arc<crate::quota::Quota>,
+}
+
+/// Descriptors kept for everything else (API clients, sandboxes, the audit
+/// log) out of the daemon's limit.
+const RESERVED_FDS: u64 = 4096;
+
+/// What each user's sandboxes may hold of the network's share of the
+/// daemon's `fd_limit`: half of what is left after [`RESERVED_FDS`] at six
+/// descriptors a tunnel (both sockets, a pipe each way), so that one user
+/// never takes it all; between 64 and 4096.
+pub fn connections_per_user(fd_limit: u64) -> usize {
+    let share = fd_limit.saturating_sub(RESERVED_FDS) / 6 / 2;
+    usize::try_from(share).unwrap_or(usize::MAX).clamp(64, 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_user_may_hold_half_of_what_the_daemon_can_spare() {
+        for (limit, share) in [(1024, 64), (20_000, 1325), (1 << 20, 4096)] {
+            assert_eq!(super::connections_per_user(limit), share, "{limit}");
+        }
+    }
 }

@@ -6,6 +6,7 @@ use super::decide::{Block, NetPolicy};
 use super::resolve::Resolver;
 use crate::audit::AuditLog;
 use crate::policy::Verdict;
+use crate::quota::Quota;
 use crate::tls::Inspector;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
@@ -97,6 +98,9 @@ pub struct Session {
     /// Client connections the proxies may serve at once, HTTP and SOCKS
     /// together: each costs the daemon descriptors and buffers.
     pub connections: Arc<tokio::sync::Semaphore>,
+    /// What all sandboxes of this uid may hold at once (connections and
+    /// DNS forwards), of the daemon's descriptors.
+    pub user_connections: Arc<Quota>,
 }
 
 /// The audit log could not take a record: the action must not proceed.
@@ -117,6 +121,7 @@ impl Session {
         audit: Arc<AuditLog>,
         events: mpsc::Sender<NetRecord>,
         questions: Option<Questions>,
+        user_connections: Arc<Quota>,
     ) -> Session {
         Session {
             exec_id,
@@ -133,6 +138,7 @@ impl Session {
             approved: Mutex::new(HashSet::new()),
             end_flush: Arc::new(AtomicBool::new(false)),
             connections: Arc::new(tokio::sync::Semaphore::new(crate::proxy::MAX_CONNECTIONS)),
+            user_connections,
         }
     }
 

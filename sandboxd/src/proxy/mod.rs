@@ -93,11 +93,17 @@ where
                     tracing::warn!(exec = %session.exec_id, "proxy: {MAX_CONNECTIONS} connections open, one refused");
                     continue;
                 };
+                let Some(user_slot) = session.user_connections.take(session.uid) else {
+                    tracing::warn!(exec = %session.exec_id, uid = session.uid,
+                        "proxy: the user's sandboxes hold {} connections, one refused",
+                        session.user_connections.max());
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let served = handle(Arc::clone(&session), stream);
                 tasks.spawn(async move {
                     served.await;
-                    drop(slot);
+                    drop((slot, user_slot));
                 });
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
