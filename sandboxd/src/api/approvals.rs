@@ -80,7 +80,8 @@ impl Reply {
 /// Something approved: a command prefix, or one part of an escalation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Grant {
-    /// Commands starting with these words.
+    /// These words; and commands starting with them, where such a command
+    /// runs nothing beyond itself (see [`Grant::covers`]).
     Command(Vec<String>),
     Write(PathBuf),
     Network(String),
@@ -88,9 +89,18 @@ pub enum Grant {
 }
 
 impl Grant {
+    /// A command grant covers a literal part with the same words, or one
+    /// that starts with them and runs only itself. A shell script, a
+    /// wrapped command or anything not understood may run what a later
+    /// word says (`sh -c 'for c in "$@"; do $c; done' sh true 'rm -rf /'`),
+    /// so approving it does not approve more words.
     fn covers(&self, part: &CommandPart) -> bool {
         match self {
-            Grant::Command(prefix) => part.literal && part.words.starts_with(prefix),
+            Grant::Command(words) => {
+                part.literal
+                    && (part.words == *words
+                        || (part.words.starts_with(words) && runs_only_itself(&part.words)))
+            }
             _ => false,
         }
     }
@@ -106,6 +116,13 @@ impl Grant {
                 .to_string(),
         }
     }
+}
+
+/// Whether literal `words` run nothing beyond themselves, as far as
+/// [`shell::runs`] sees: no script, wrapped command or unknown part.
+fn runs_only_itself(words: &[String]) -> bool {
+    let argv: Vec<shell::Word> = words.iter().map(|w| shell::Word::literal(w)).collect();
+    !argv.is_empty() && matches!(shell::runs(&argv), Ok(shell::Runs::Itself))
 }
 
 /// Whose session an answer is remembered for.
@@ -1037,6 +1054,57 @@ mod tests {
         assert!(!g.covers(&part(&["rm"], true)));
         assert!(!g.covers(&part(&["rm", "x"], false)));
         assert!(!Grant::Unsandboxed.covers(&part(&["rm", "x"], true)));
+    }
+
+    /// A grant for words that run more than themselves (a script, a
+    /// wrapper, something not understood) covers those words only: a later
+    /// argument may be what the script runs.
+    #[test]
+    fn a_command_grant_for_a_script_covers_only_those_words() {
+        let store = PolicyStore::load(None, true).unwrap();
+        let mut p = store.get("workspace").unwrap().clone();
+        p.commands.forbidden.push(Located {
+            value: prefix(&["rm"]),
+            origin: Origin {
+                file: "test".into(),
+                line: 1,
+            },
+        });
+        let asked = |argv: &[&str]| -> Vec<CommandPart> {
+            command_parts(&p, &prefix(argv))
+                .into_iter()
+                .filter(|p| p.decision.verdict == Verdict::Prompt)
+                .collect()
+        };
+        // The loop is not understood: the whole argv is asked, and approved.
+        let script = ["sh", "-c", "for c in \"$@\"; do $c; done", "sh", "true"];
+        let approved = asked(&script);
+        assert_eq!(approved.len(), 1);
+        let g = Grant::Command(approved[0].words.clone());
+        let with_rm = [&script[..], &["rm -rf /"]].concat();
+        for (argv, covered) in [(&script[..], true), (&with_rm[..], false)] {
+            let parts = asked(argv);
+            assert!(!parts.is_empty(), "{argv:?}");
+            assert_eq!(parts.iter().all(|p| g.covers(p)), covered, "{argv:?}");
+        }
+        for (grant, words, covered) in [
+            (
+                &["sh"][..],
+                &["sh", "-c", "for c in x; do $c; done"][..],
+                false,
+            ),
+            (&["env"], &["env", "rm", "-rf", "/"], false),
+            (&["bash", "-c", "make"], &["bash", "-c", "make"], true),
+            (&["bash", "-c", "make"], &["bash", "-c", "make", "x"], false),
+            (&["sh", "build.sh"], &["sh", "build.sh", "--fast"], true),
+            (&["make"], &["make", "all"], true),
+        ] {
+            assert_eq!(
+                Grant::Command(prefix(grant)).covers(&part(words, true)),
+                covered,
+                "{grant:?} {words:?}"
+            );
+        }
     }
 
     #[test]
