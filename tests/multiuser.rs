@@ -421,3 +421,59 @@ fn an_exec_that_has_ended_no_longer_counts_against_the_limit() {
     .expect("client thread");
     assert_eq!(refused, None);
 }
+
+/// One caller holds at most 256 API connections at once: past that its
+/// connections are closed on arrival, while another user's are served as
+/// ever, and closing some frees them again.
+#[test]
+fn one_user_cannot_hold_every_api_connection() {
+    use std::io::{BufRead, BufReader};
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    // 300 connections of U1, kept open until stdin closes; prints how many
+    // the daemon kept (an accepted one gets the server's HTTP/2 settings,
+    // a refused one is closed).
+    let code = "import socket,sys,time
+socks=[socket.socket(socket.AF_UNIX) for _ in range(300)]
+for s in socks: s.connect(sys.argv[1])
+time.sleep(2)
+kept=0
+for s in socks:
+    s.settimeout(2)
+    try: kept += len(s.recv(1, socket.MSG_PEEK)) > 0
+    except OSError: pass
+print(kept, flush=True)
+sys.stdin.read()";
+    let mut holder = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={U1}"),
+            &format!("--regid={U1}"),
+            "--clear-groups",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            code,
+        ])
+        .arg(&d.socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "256");
+    let ws2 = Dir::new(U2);
+    d.agent(U2, &ws2.path)
+        .run(&["policy", "list"])
+        .expect_code(0);
+    assert_ne!(d.agent(U1, &ws.path).run(&["policy", "list"]).code, 0);
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert!(eventually(Duration::from_secs(5), || d
+        .agent(U1, &ws.path)
+        .run(&["policy", "list"])
+        .code
+        == 0));
+}

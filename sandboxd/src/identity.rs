@@ -185,13 +185,27 @@ impl Account {
 pub struct PeerStream {
     stream: UnixStream,
     caller: Caller,
+    /// The caller's share of the daemon's connections, given back on close.
+    _slot: Option<crate::quota::Slot>,
 }
 
 impl PeerStream {
     /// Reads the peer's identity from the kernel; a connection without one is refused.
     pub fn new(stream: UnixStream) -> Result<Self, IdentityError> {
         let caller = Caller::of_socket(stream.as_fd())?;
-        Ok(PeerStream { stream, caller })
+        Ok(PeerStream {
+            stream,
+            caller,
+            _slot: None,
+        })
+    }
+
+    /// The connection, counted against its caller's quota until it closes.
+    pub fn holding(self, slot: crate::quota::Slot) -> Self {
+        PeerStream {
+            _slot: Some(slot),
+            ..self
+        }
     }
 
     pub fn caller(&self) -> &Caller {

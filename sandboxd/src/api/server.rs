@@ -1,17 +1,27 @@
 //! Serving the API on a Unix listener: each accepted connection is tagged with
 //! its caller, and gets its own task (a client that writes garbage or stalls
-//! only breaks its own connection). Health and reflection ride along.
+//! only breaks its own connection). A caller holds at most
+//! [`MAX_CONNECTIONS_PER_UID`] connections at once, so that one user cannot
+//! take the daemon's descriptors from the others. Health and reflection ride
+//! along.
 
 use super::Api;
 use crate::identity::PeerStream;
+use crate::quota::Quota;
 use sandbox_proto::v1::sandbox_server::SandboxServer;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 /// The gRPC service name health reports on.
 pub const SERVICE_NAME: &str = "sandbox.v1.Sandbox";
+
+/// API connections one uid may hold open at once; more are closed on arrival.
+pub const MAX_CONNECTIONS_PER_UID: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -39,24 +49,55 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let incoming =
-        UnixListenerStream::new(listener).filter_map(|conn| match conn.map(PeerStream::new) {
-            Ok(Ok(peer)) => Some(Ok::<_, std::io::Error>(peer)),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "connection refused: no peer identity");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                None
-            }
-        });
-    tonic::transport::Server::builder()
+    let (accepted, incoming) = mpsc::channel(64);
+    let acceptor = tokio::spawn(accept(
+        listener,
+        Quota::new(MAX_CONNECTIONS_PER_UID),
+        accepted,
+    ));
+    let incoming = ReceiverStream::new(incoming).map(Ok::<_, std::io::Error>);
+    let served = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(SandboxServer::new(api))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .await;
+    acceptor.abort();
+    served?;
     Ok(())
+}
+
+/// Accepts connections, each with its caller and counted against its
+/// quota, until the server stops taking them.
+async fn accept(listener: UnixListener, quota: Arc<Quota>, accepted: mpsc::Sender<PeerStream>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors, most likely: wait rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let peer = match PeerStream::new(stream) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "connection refused: no peer identity");
+                continue;
+            }
+        };
+        let uid = peer.caller().uid;
+        let Some(slot) = quota.take(uid) else {
+            tracing::warn!(
+                uid,
+                "connection refused: {MAX_CONNECTIONS_PER_UID} connections of this uid are open"
+            );
+            continue;
+        };
+        if accepted.send(peer.holding(slot)).await.is_err() {
+            return;
+        }
+    }
 }
