@@ -423,7 +423,7 @@ fn names_and_arithmetic(name: &str, args: &[Word]) -> Result<(), NotUnderstood> 
                     || args
                         .get(i + 1)
                         .is_some_and(|n| n.literal && is_test_binary(&n.text));
-                if !w.literal && !(operand && is_one_field(w)) {
+                if !(w.literal || (operand && is_one_field(w))) {
                     return nu(format!(
                         "`{name}` with `{}` that may expand to `-v` and a variable name",
                         w.text
