@@ -239,6 +239,55 @@ impl Drop for Over {
     }
 }
 
+/// A refused exec costs its caller nothing, so its record keeps at most
+/// 16 KiB of argv, with the whole argv's length and hash; an argv no
+/// execve(2) would take is refused as such.
+#[test]
+fn a_refusal_keeps_a_bounded_argv_and_an_argv_past_the_kernels_limits_is_refused() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let word = "x".repeat(100_000);
+    let mut args = vec!["exec", "--profile", "no-such-profile", "--", "echo"];
+    args.extend(std::iter::repeat_n(word.as_str(), 10));
+    let out = d.agent(U1, &ws.path).run(&args);
+    assert_ne!(out.code, 0);
+    let recs = records(&d);
+    let r = recs
+        .iter()
+        .rev()
+        .find(|r| r["kind"] == "refusal")
+        .expect("a refusal record");
+    let kept: usize = argv(r).iter().map(|w| w.len()).sum();
+    assert_eq!(kept, 16 << 10);
+    assert_eq!(argv(r)[0], "echo");
+    assert_eq!(r["argv_cut"]["bytes"], 4 + 10 * 100_000);
+    assert_eq!(r["argv_cut"]["sha256"].as_str().map(str::len), Some(64));
+    // A word the kernel would not take (sent through the library: the
+    // agent itself could not be started with it): refused, naming it.
+    let (socket, cwd) = (d.socket.clone(), ws.path.clone());
+    let refused = std::thread::spawn(move || {
+        thread_becomes(U1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut client = agent::connect(&socket).await.expect("connect");
+            let argv = vec!["echo".to_string(), "y".repeat(200_000)];
+            let opts = agent::ExecOptions::new(argv, cwd);
+            agent::run_exec(&mut client, &opts, agent::ExecIo::discard())
+                .await
+                .err()
+                .map(|e| e.to_string())
+        })
+    })
+    .join()
+    .expect("client thread");
+    let refused = refused.expect("refused");
+    assert!(refused.contains("argv[1] is 200000 bytes"), "{refused}");
+    assert_eq!(verify(&d.state_dir).code, 0);
+}
+
 #[test]
 fn an_exec_whose_start_cannot_be_recorded_does_not_run() {
     let d = Daemon::start();

@@ -579,3 +579,17 @@ pub fn shell_line(cmd: &Command) -> String {
     parts.extend(cmd.get_args().map(q));
     parts.join(" ")
 }
+
+/// Makes the calling thread (only) `uid`, as the daemon sees it through
+/// SO_PEERCRED: raw syscalls, as libc's wrappers would change every thread.
+pub fn thread_becomes(uid: u32) {
+    // SAFETY: plain syscalls on this thread's own credentials.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+            0
+        );
+        assert_eq!(libc::syscall(libc::SYS_setresgid, uid, uid, uid), 0);
+        assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
+    }
+}

@@ -373,20 +373,6 @@ fn flood_of_one_user_does_not_slow_another_beyond_2x() {
     assert!(ratio <= 2.0, "another user's flood slowed exec {ratio:.2}x");
 }
 
-/// Makes the calling thread (only) `uid`, as the daemon sees it through
-/// SO_PEERCRED: raw syscalls, as libc's wrappers would change every thread.
-fn thread_becomes(uid: u32) {
-    // SAFETY: plain syscalls on this thread's own credentials.
-    unsafe {
-        assert_eq!(
-            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
-            0
-        );
-        assert_eq!(libc::syscall(libc::SYS_setresgid, uid, uid, uid), 0);
-        assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
-    }
-}
-
 /// An exec's slot is free once its client hears of the exit: the same
 /// client's next exec, sent at once on the same connection, is not refused
 /// under `max_per_user = 1` (it was, now and then, while the slot was freed

@@ -6,7 +6,7 @@
 use super::approvals::{Approved, Conversation, Grant, Reply};
 use super::attach::Watchers;
 use super::{registry_status, Api};
-use crate::audit::AuditLog;
+use crate::audit::{self, AuditLog};
 use crate::backend::linux::{self, netns, SpawnError};
 use crate::identity::{Account, Caller};
 use crate::net::addr::host_addresses;
@@ -20,7 +20,7 @@ use crate::supervisor::{self, Control, ExitInfo, Handle, Output};
 use pb::exec_request::Msg as In;
 use pb::exec_response::Msg as Out;
 use sandbox_proto::v1 as pb;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -34,6 +34,30 @@ pub type ExecStream = ReceiverStream<Result<pb::ExecResponse, Status>>;
 
 /// Responses buffered towards a slow client (each at most one output chunk).
 const RESPONSE_BUFFER: usize = 16;
+
+/// Why no execve(2) would take `argv`, if none would: a word of more than
+/// MAX_ARG_STRLEN (32 pages) or, all together, more than ARG_MAX bytes.
+fn past_execve_limits(argv: &[String]) -> Option<String> {
+    const MAX_ARG_STRLEN: usize = 32 * 4096;
+    if let Some((i, w)) = argv
+        .iter()
+        .enumerate()
+        .find(|(_, w)| w.len() >= MAX_ARG_STRLEN)
+    {
+        return Some(format!(
+            "argv[{i}] is {} bytes: the kernel takes words of less than {MAX_ARG_STRLEN}",
+            w.len()
+        ));
+    }
+    // SAFETY: sysconf only reads a system value.
+    let arg_max = usize::try_from(unsafe { libc::sysconf(libc::_SC_ARG_MAX) }).unwrap_or(2 << 20);
+    let total: usize = argv
+        .iter()
+        .map(|w| w.len() + 1 + std::mem::size_of::<usize>())
+        .sum();
+    (total > arg_max)
+        .then(|| format!("argv is {total} bytes: the kernel takes at most {arg_max} (ARG_MAX)"))
+}
 
 /// The request's narrowing, in policy terms.
 fn narrowing(start: &pb::ExecStart) -> Result<Narrowing, Status> {
@@ -153,17 +177,19 @@ impl Api {
             reason = r.status.message(),
             "exec refused"
         );
-        let record = json!({
+        let mut record = json!({
             "id": r.id,
             "uid": caller.uid,
             "gid": caller.gid,
             "caller_pid": caller.pid,
-            "argv": start.argv,
             "cwd": start.cwd,
             "profile": profile,
             "rule": r.rule,
             "message": r.status.message(),
         });
+        if let Value::Object(fields) = &mut record {
+            fields.extend(audit::argv_fields(&start.argv, audit::REFUSED_ARGV_BYTES));
+        }
         if let Err(e) = self.audit.append("refusal", record).await {
             tracing::error!(uid = caller.uid, error = %e, "recording a refusal");
         }
@@ -197,6 +223,9 @@ impl Api {
         }
         if start.argv.is_empty() || start.argv[0].is_empty() {
             return Err(refuse("argv", Status::invalid_argument("argv is empty")));
+        }
+        if let Some(why) = past_execve_limits(&start.argv) {
+            return Err(refuse("argv", Status::invalid_argument(why)));
         }
         let cwd = PathBuf::from(&start.cwd);
         if !cwd.is_absolute() {

@@ -31,6 +31,47 @@ pub const FILE_NAME: &str = "audit.jsonl";
 /// `prev` of the very first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Most bytes of argv a refusal's record keeps: a refused exec costs its
+/// caller nothing, so its record must not let them fill the disk.
+pub const REFUSED_ARGV_BYTES: usize = 16 << 10;
+
+/// `argv` for a record: whole when its bytes fit in `max`; else cut to fit
+/// (the word that passes `max` shortened, later ones left out), with
+/// `argv_cut` giving the whole argv's length in bytes and its SHA-256 (of
+/// the words, each followed by a NUL), so the cut is seen and can be matched.
+pub fn argv_fields(argv: &[String], max: usize) -> Map<String, Value> {
+    let mut fields = Map::new();
+    let total: usize = argv.iter().map(String::len).sum();
+    if total <= max {
+        fields.insert("argv".into(), argv.into());
+        return fields;
+    }
+    let mut kept = Vec::new();
+    let mut room = max;
+    for word in argv {
+        if room == 0 {
+            break;
+        }
+        let cut = &word[..word.floor_char_boundary(room)];
+        kept.push(cut);
+        if cut.len() < word.len() {
+            break;
+        }
+        room -= cut.len();
+    }
+    let mut whole = Sha256::new();
+    for word in argv {
+        whole.update(word.as_bytes());
+        whole.update([0]);
+    }
+    fields.insert("argv".into(), kept.into());
+    fields.insert(
+        "argv_cut".into(),
+        serde_json::json!({ "bytes": total, "sha256": hex::encode(whole.finalize()) }),
+    );
+    fields
+}
+
 /// Hex SHA-256 of `bytes`.
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -116,5 +157,23 @@ mod tests {
         assert_eq!(rfc3339(t), "2000-02-29T00:00:00.123Z");
         let t = UNIX_EPOCH + Duration::from_secs(1_798_761_599); // last second of 2026
         assert_eq!(rfc3339(t), "2026-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn a_long_argv_is_cut_to_fit_and_says_so() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let short = words(&["ls", "-l"]);
+        let f = argv_fields(&short, 4);
+        assert_eq!(f["argv"], serde_json::json!(["ls", "-l"]));
+        assert!(!f.contains_key("argv_cut"));
+        // The word passing the bound is shortened on a character boundary.
+        let long = words(&["echo", "aé€b", "more"]);
+        let f = argv_fields(&long, 6);
+        assert_eq!(f["argv"], serde_json::json!(["echo", "a"]));
+        assert_eq!(f["argv_cut"]["bytes"], 15);
+        assert_eq!(
+            f["argv_cut"]["sha256"],
+            sha256_hex("echo\0aé€b\0more\0".as_bytes())
+        );
     }
 }
