@@ -886,3 +886,31 @@ fn an_exec_waiting_for_an_answer_counts_against_the_users_limit() {
     assert!(first.status.success());
     assert_eq!(String::from_utf8_lossy(&first.stdout), "asked\n");
 }
+
+/// A shell's startup file (BASH_ENV) runs code no command rule sees: it is
+/// not taken from the caller's environment, and `--env` with it is refused.
+#[test]
+fn a_shell_startup_file_from_the_callers_environment_does_not_run() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let hook = ws.write("hook.sh", "touch pwned\n", U1);
+    let out = d
+        .agent(U1, &ws.path)
+        .env("BASH_ENV", hook.to_str().unwrap())
+        .run(&["exec", "--", "bash", "-c", "echo ran"]);
+    out.expect_code(0);
+    assert_eq!(out.stdout, "ran\n");
+    assert!(!ws.join("pwned").exists(), "BASH_ENV ran");
+    let out = d.agent(U1, &ws.path).run(&[
+        "exec",
+        "--env",
+        &format!("BASH_ENV={}", hook.display()),
+        "--",
+        "bash",
+        "-c",
+        "echo ran",
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("--env BASH_ENV"), "{}", out.stderr);
+    assert!(!ws.join("pwned").exists(), "BASH_ENV ran");
+}

@@ -337,6 +337,10 @@ fn resolve_expands_templates_and_filters_env() {
         ("AWS_REGION", "x"),
         ("DEPLOY_KEY", "k"),
         ("FAVOURITE", "blue"),
+        // Code a shell or the loader would run unseen by command rules.
+        ("BASH_ENV", "/tmp/x.sh"),
+        ("BASH_FUNC_ls%%", "() { rm -rf ~; }"),
+        ("LD_PRELOAD", "/tmp/x.so"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -365,6 +369,12 @@ fn resolve_expands_templates_and_filters_env() {
         resolve(ws, &c2, &Narrowing::default()).unwrap().hash,
         e.hash
     );
+    for name in ["ENV", "SHELLOPTS", "BASH_FUNC_f%%", "LD_AUDIT"] {
+        let mut c3 = c.clone();
+        c3.set_env.insert(name.into(), "x".into());
+        let r = resolve(ws, &c3, &Narrowing::default()).unwrap_err();
+        assert!(r.message.contains(&format!("--env {name}:")), "{r:?}");
+    }
 
     // A cwd of / is the root, not an empty path; an unknown home is refused, not guessed.
     let mut c = ctx();

@@ -378,6 +378,17 @@ fn narrow_network(
 
 /// Caller variables that `pass` and not `deny`, then `set`, then the request's
 /// own (`--env`), which may not use a denied name.
+/// Whether a variable makes a shell or the dynamic loader run code the
+/// command line does not show (a startup file, exported functions, a
+/// preloaded library), which command rules could then not judge: never
+/// taken from the caller, nor from `--env` (a profile's `set` may).
+fn runs_code_unseen(name: &str) -> bool {
+    matches!(
+        name,
+        "BASH_ENV" | "ENV" | "SHELLOPTS" | "BASHOPTS" | "PS4" | "LD_PRELOAD" | "LD_AUDIT"
+    ) || name.starts_with("BASH_FUNC_")
+}
+
 fn environment(profile: &Profile, ctx: &ExecContext) -> Result<Vec<(String, String)>, Refusal> {
     let rules = &profile.env;
     let denied_by = |name: &str| rules.deny.iter().find(|d| name_matches(&d.value, name));
@@ -385,7 +396,9 @@ fn environment(profile: &Profile, ctx: &ExecContext) -> Result<Vec<(String, Stri
         .caller_env
         .iter()
         .filter(|(k, _)| {
-            rules.pass.iter().any(|p| name_matches(&p.value, k)) && denied_by(k).is_none()
+            rules.pass.iter().any(|p| name_matches(&p.value, k))
+                && denied_by(k).is_none()
+                && !runs_code_unseen(k)
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -403,6 +416,14 @@ fn environment(profile: &Profile, ctx: &ExecContext) -> Result<Vec<(String, Stri
             return Err(Refusal {
                 message: format!("--env {k}: the name is denied"),
                 rule: rule(&d.origin, "env.deny", &d.value),
+            });
+        }
+        if runs_code_unseen(k) {
+            return Err(Refusal {
+                message: format!(
+                    "--env {k}: it makes a shell or the loader run code no command rule sees"
+                ),
+                rule: "env".to_string(),
             });
         }
         env.insert(k.clone(), v.clone());
