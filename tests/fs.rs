@@ -230,6 +230,40 @@ fn deny_globs_look_only_where_the_caller_can() {
     assert!(!out.stdout.contains("/private/.env"), "{}", out.stdout);
 }
 
+/// A directory of its own the caller made unreadable (or a tree deeper
+/// than the walk goes) would hide a match from the next exec's walk, to be
+/// made readable again inside: that exec is refused instead, naming it.
+#[test]
+fn a_match_hidden_from_the_deny_walk_refuses_the_exec() {
+    let d = Daemon::builder()
+        .profile(
+            "dotenv",
+            "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"**/.env\"]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    ws.write("sub/.env", "SECRET\n", U1);
+    let flags = ["--profile", "dotenv"];
+    d.sh(U1, &ws.path, &flags, "chmod 000 sub").expect_code(0);
+    let out = d.sh(U1, &ws.path, &flags, "chmod 700 sub; cat sub/.env");
+    assert!(!out.stdout.contains("SECRET"), "{}", out.stdout);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("/sub cannot be searched"),
+        "{}",
+        out.stderr
+    );
+    std::fs::set_permissions(ws.join("sub"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let deep = (0..70)
+        .map(|i| format!("d{i}"))
+        .collect::<Vec<_>>()
+        .join("/");
+    ws.write(&format!("{deep}/.env"), "DEEP\n", U1);
+    let out = d.sh(U1, &ws.path, &flags, &format!("cat {deep}/.env"));
+    assert!(!out.stdout.contains("DEEP"), "{}", out.stdout);
+    assert!(out.stderr.contains("levels deep"), "{}", out.stderr);
+}
+
 #[test]
 fn deny_read_files_and_dirs_are_unreadable() {
     let d = Daemon::builder()

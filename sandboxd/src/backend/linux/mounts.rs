@@ -25,6 +25,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 /// A failed mount step, naming the step and the path.
@@ -411,7 +412,11 @@ fn has_meta(s: &str) -> bool {
 }
 
 /// Expands one absolute glob to existing paths; a literal pattern yields
-/// itself (existing or not, the caller decides).
+/// itself (existing or not, the caller decides). Run as the caller: a
+/// directory it cannot read is not searched, unless it is the caller's own
+/// (which it could have made unreadable to hide a match from this walk and
+/// readable again inside): then, as for a tree deeper than the walk goes,
+/// the expansion fails rather than miss a match.
 fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
     if !has_meta(pattern) {
         let p = PathBuf::from(pattern);
@@ -437,9 +442,18 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
     let mut out = Vec::new();
     let mut visited = 0usize;
     let mut stack = vec![(base, 0usize)];
+    // SAFETY: geteuid has no preconditions (the caller's uid here).
+    let caller = unsafe { libc::geteuid() };
     while let Some((dir, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if dir.symlink_metadata().is_ok_and(|m| m.uid() == caller) => {
+                return Err(format!(
+                    "{} cannot be searched for {pattern} ({e}); make it readable",
+                    dir.display()
+                ))
+            }
+            Err(_) => continue,
         };
         for entry in entries.flatten() {
             visited += 1;
@@ -452,7 +466,13 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
             if set.is_match(&path) {
                 out.push(path.clone());
             }
-            if depth < WALK_DEPTH && entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if depth >= WALK_DEPTH {
+                    return Err(format!(
+                        "{} is more than {WALK_DEPTH} levels deep to search for {pattern}",
+                        path.display()
+                    ));
+                }
                 stack.push((path, depth + 1));
             }
         }
