@@ -319,13 +319,40 @@ pub enum CopyError {
     Framing(&'static str),
 }
 
+/// Writes `data`, counted; a peer that takes none of it for
+/// [`IDLE_TIMEOUT`] ends the copy (it would hold its connection, and the
+/// descriptors behind it, for as long as it likes).
 async fn write<W: AsyncWrite + Unpin>(
     dst: &mut W,
     data: &[u8],
     count: &mut u64,
 ) -> Result<(), CopyError> {
-    dst.write_all(data).await.map_err(CopyError::Write)?;
+    write_idle(dst, data, IDLE_TIMEOUT)
+        .await
+        .map_err(CopyError::Write)?;
     *count += data.len() as u64;
+    Ok(())
+}
+
+/// `write_all` that fails once the peer has taken nothing for `idle`.
+async fn write_idle<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    mut data: &[u8],
+    idle: Duration,
+) -> io::Result<()> {
+    while !data.is_empty() {
+        match tokio::time::timeout(idle, dst.write(data)).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "peer reads nothing",
+                ))
+            }
+        }
+    }
     Ok(())
 }
 
@@ -569,7 +596,7 @@ pub async fn plain<W: AsyncWrite + Unpin>(
         "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     ));
-    w.write_all(out.as_bytes()).await?;
+    write_idle(w, out.as_bytes(), IDLE_TIMEOUT).await?;
     w.flush().await
 }
 
@@ -1325,6 +1352,28 @@ async fn exchange<C: Io>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that reads nothing does not hold a write forever; one that
+    /// reads, however slowly, is written to in full.
+    #[tokio::test]
+    async fn a_write_to_a_peer_that_reads_nothing_gives_up() {
+        let (mut ours, mut theirs) = tokio::io::duplex(64);
+        let idle = Duration::from_millis(100);
+        let e = write_idle(&mut ours, &[0; 1024], idle).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 16];
+            while got.len() < 64 + 1024 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let n = theirs.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            got.len()
+        });
+        write_idle(&mut ours, &[1; 1024], idle).await.unwrap();
+        assert_eq!(reader.await.unwrap(), 64 + 1024);
+    }
 
     #[test]
     fn absolute_targets_split() {
