@@ -506,6 +506,42 @@ for p in [{s:?}, {w:?}, {d:?}]:
     );
 }
 
+/// Users' runtime directories are hidden: a socket bound there after the
+/// sandbox started (an agent started on demand), which no list taken at
+/// its start names, is out of reach too.
+#[test]
+fn a_socket_made_later_in_a_users_runtime_dir_is_unreachable() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let runtime = std::path::PathBuf::from(format!("/run/user/{U1}"));
+    let made = !runtime.exists();
+    if made {
+        std::fs::create_dir_all(&runtime).unwrap();
+        chown(&runtime, U1);
+    }
+    let sock = runtime.join(format!("{}.sock", unique("late")));
+    let code = format!(
+        "import socket, time\nfor _ in range(40):\n    c = socket.socket(socket.AF_UNIX)\n    try:\n        c.connect({:?}); print('CONNECTED'); break\n    except OSError:\n        time.sleep(0.1)\nelse:\n    print('never')\n",
+        sock.to_str().unwrap()
+    );
+    let bind = {
+        let sock = sock.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+            l
+        })
+    };
+    let out = py(&d, U1, &ws.path, &code);
+    drop(bind.join().unwrap());
+    let _ = std::fs::remove_file(&sock);
+    if made {
+        let _ = std::fs::remove_dir(&runtime);
+    }
+    assert_eq!(out.stdout.trim(), "never", "{}\n{}", out.stdout, out.stderr);
+}
+
 #[test]
 fn a_host_socket_in_a_workspace_under_tmp_is_unreachable() {
     // The private /tmp hides the host's sockets there, but a workspace in

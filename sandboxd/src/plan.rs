@@ -19,6 +19,9 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// Where `{home}` points when the caller has none we can trust.
 pub const NO_HOME: &str = "/nonexistent";
 
+/// Where users' runtime directories (`XDG_RUNTIME_DIR`) live: hidden.
+pub const USER_RUNTIME_DIRS: &str = "/run/user";
+
 /// The daemon's own paths, which no sandbox may see.
 #[derive(Debug, Clone)]
 pub struct DaemonPaths {
@@ -159,10 +162,15 @@ pub fn build(
         replaced.push(PathBuf::from("/tmp"));
     }
     let mut hide = Vec::new();
+    // Besides the daemon's own: the users' runtime directories, where
+    // sockets come and go (agents started on demand, a rootless container
+    // engine's, bound in a network namespace /proc/net/unix does not show),
+    // so that one made after the sandbox's start is not within reach.
     for dir in [
         paths.socket.parent(),
         Some(paths.state_dir.as_path()),
         Some(paths.policy_dir.as_path()),
+        Some(Path::new(USER_RUNTIME_DIRS)),
     ]
     .into_iter()
     .flatten()

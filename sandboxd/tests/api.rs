@@ -314,6 +314,7 @@ fn plan_carries_policy_identity_and_limits() {
         "/run/sandboxd/sandboxd.sock",
         "/var/lib/sandboxd/x.sock",
         "/srv/wsother.sock",
+        "/run/user/1000/bus",
     ]
     .iter()
     .map(PathBuf::from)
@@ -353,6 +354,7 @@ fn plan_carries_policy_identity_and_limits() {
         [
             "/etc/sandboxd/policies",
             "/run/sandboxd",
+            "/run/user",
             "/var/lib/sandboxd"
         ]
     );
