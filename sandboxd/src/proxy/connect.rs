@@ -87,15 +87,31 @@ fn tchar(b: u8) -> bool {
 /// request line, any token as the method (any case), runs of blanks between
 /// the parts, any version, and (HTTP/0.9) `GET target` alone. The target
 /// must still have one of its forms (RFC 9112): `/...`, `*`, `scheme:...`,
-/// or with CONNECT an authority, and no control character (git://'s
-/// request, `0033git-upload-pack /repo\0host=...\0`, is none).
+/// or with CONNECT an authority. git://'s request (a pkt-line,
+/// `0033git-upload-pack /repo\0host=...\0`, with no line end) is told
+/// apart by its form.
 fn http_start(data: &[u8]) -> Option<bool> {
+    /// A git:// request: four hex digits (its length), then the service.
+    fn git_request(data: &[u8]) -> bool {
+        data.len() > 4
+            && data[..4].iter().all(u8::is_ascii_hexdigit)
+            && [
+                "git-upload-pack ",
+                "git-receive-pack ",
+                "git-upload-archive ",
+            ]
+            .iter()
+            .any(|s| data[4..].starts_with(s.as_bytes()))
+    }
     let blank = |b: &u8| matches!(b, b' ' | b'\t');
     let eol = |b: &u8| matches!(b, b'\r' | b'\n');
     // Where the first byte from `at` that is not `skip` is, once seen.
     let past = |at: usize, skip: &dyn Fn(&u8) -> bool| {
         data[at..].iter().position(|b| !skip(b)).map(|n| at + n)
     };
+    if git_request(data) {
+        return Some(false);
+    }
     let method_at = past(0, &|b| blank(b) || eol(b))?;
     let method_end = past(method_at, &|b| tchar(*b))?;
     if method_end == method_at || !blank(&data[method_end]) {
@@ -114,15 +130,7 @@ fn http_start(data: &[u8]) -> Option<bool> {
         }
         _ => return Some(false),
     }
-    let target_end = past(target, &|b| !blank(b) && !eol(b));
-    let ctl = |b: &u8| b.is_ascii_control() && !blank(b) && !eol(b);
-    if data[target..target_end.unwrap_or(data.len())]
-        .iter()
-        .any(ctl)
-    {
-        return Some(false);
-    }
-    let target_end = target_end?;
+    let target_end = past(target, &|b| !blank(b) && !eol(b))?;
     if eol(&data[target_end]) {
         // `method target` alone: only HTTP/0.9's GET reads so.
         return Some(method.eq_ignore_ascii_case(b"GET"));
@@ -136,10 +144,11 @@ fn http_start(data: &[u8]) -> Option<bool> {
 }
 
 /// Longest start of a request line waited for; past it, or past
-/// [`PREFIX_WAIT`], or cut short, bytes that may still be a request line
-/// count as HTTP: the request loop reads them, and refuses them unless they
-/// are a request. (Otherwise a request sent a byte at a time, or with a
-/// long enough target, would be spliced past the Host check.)
+/// [`PREFIX_WAIT`], bytes that may still be a request line count as HTTP:
+/// the request loop reads them, and refuses them unless they are a request.
+/// (Otherwise a request sent a byte at a time, or with a long enough
+/// target, would be spliced past the Host check.) Cut short by the
+/// client's EOF, or answered by the server meanwhile, they are not HTTP.
 const MAX_REQUEST_LINE: usize = 8 * 1024;
 /// How long a tunnel's first bytes may stay the start of a request line
 /// before the request loop takes them.
@@ -172,9 +181,11 @@ async fn first_bytes(
         let wait = if undecided { PREFIX_WAIT } else { IDLE_TIMEOUT };
         let read = tokio::select! {
             r = tokio::time::timeout(wait, client.read_buf(first)) => r,
-            r = upstream.readable(), if empty => {
+            // A server that speaks (before the client, or while its bytes
+            // are undecided) is no HTTP server.
+            r = upstream.readable(), if empty || undecided => {
                 r?;
-                return Ok(First::ServerSpoke);
+                return Ok(if empty { First::ServerSpoke } else { First::Hello(Hello::NotTls) });
             }
         };
         match read {
@@ -192,7 +203,7 @@ async fn first_bytes(
                 // Cut short: what there is decides.
                 return Ok(match sni::parse(first) {
                     Hello::Incomplete => First::Hello(Hello::Malformed("ClientHello cut short")),
-                    Hello::NotTls if http_start(first) != Some(false) => First::Http,
+                    Hello::NotTls if http_start(first) == Some(true) => First::Http,
                     h => First::Hello(h),
                 });
             }
@@ -651,6 +662,8 @@ mod tests {
             "get /\n",
             "GET http://a.test/ HTTP/1.1\r\n",
             "OPTIONS * HTTP/1.1\r\n",
+            // Lenient servers read control characters in the target.
+            "GET /a\x01b HTTP/1.1\r\n",
             "CONNECT 10.0.0.1:22 HTTP/1.1\r\n",
         ] {
             assert_eq!(http_start(http.as_bytes()), Some(true), "{http:?}");
@@ -683,9 +696,8 @@ mod tests {
             "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n",
             "*1\r\n$4\r\nPING\r\n",
             "\0\0\0\x08\x04\x12\x16\x2f",
-            // A control character in the target: git://'s request.
+            // git://'s request.
             "0033git-upload-pack /repo.git\0host=a.test\0",
-            "GET /a\x7f",
         ] {
             assert_eq!(http_start(other.as_bytes()), Some(false), "{other:?}");
         }
