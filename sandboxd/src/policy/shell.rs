@@ -625,12 +625,40 @@ fn is_meta(c: char) -> bool {
 }
 
 impl Parser {
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
+    /// `i`, past any backslash-newlines there: bash drops them as it reads,
+    /// before tokens, quotes or expansions are seen (`i\<newline>f` is `if`),
+    /// except in single quotes, `$'...'` and comments, which read raw.
+    fn past_continuations(&self, mut i: usize) -> usize {
+        while self.chars.get(i) == Some(&'\\') && self.chars.get(i + 1) == Some(&'\n') {
+            i += 2;
+        }
+        i
     }
 
+    fn peek(&self) -> Option<char> {
+        self.peek_at(0)
+    }
+
+    /// The `n`th character ahead, line continuations dropped.
     fn peek_at(&self, n: usize) -> Option<char> {
-        self.chars.get(self.pos + n).copied()
+        let mut i = self.past_continuations(self.pos);
+        for _ in 0..n {
+            i = self.past_continuations(i + 1);
+        }
+        self.chars.get(i).copied()
+    }
+
+    /// Moves past `n` characters as [`Parser::peek_at`] counts them.
+    fn bump(&mut self, n: usize) {
+        for _ in 0..n {
+            self.pos = self.past_continuations(self.pos) + 1;
+        }
+    }
+
+    /// The character at the cursor as written (after a backslash, or
+    /// where continuations are not dropped).
+    fn raw(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
     }
 
     fn enter(&mut self) -> Result<(), NotUnderstood> {
@@ -645,8 +673,7 @@ impl Parser {
     fn skip_blanks(&mut self) {
         loop {
             match self.peek() {
-                Some(' ' | '\t') => self.pos += 1,
-                Some('\\') if self.peek_at(1) == Some('\n') => self.pos += 2,
+                Some(' ' | '\t') => self.bump(1),
                 _ => return,
             }
         }
@@ -671,35 +698,37 @@ impl Parser {
             };
             let mut end_command = true;
             match c {
+                // A comment reads raw: it ends at a newline even after a backslash.
                 '#' => {
-                    while self.peek().is_some_and(|c| c != '\n') {
+                    self.bump(1);
+                    while self.raw().is_some_and(|c| c != '\n') {
                         self.pos += 1;
                     }
                     end_command = false;
                 }
-                '\n' => self.pos += 1,
+                '\n' => self.bump(1),
                 ';' => {
                     if self.peek_at(1) == Some(';') {
                         return nu("`;;` outside a case");
                     }
-                    self.pos += 1;
+                    self.bump(1);
                 }
                 '&' if self.peek_at(1) == Some('>') => {
-                    self.pos += 1;
+                    self.bump(1);
                     self.redirection()?;
                     end_command = false;
                 }
                 '&' | '|' => {
-                    self.pos += 1;
+                    self.bump(1);
                     if matches!(self.peek(), Some('&' | '|')) {
-                        self.pos += 1;
+                        self.bump(1);
                     }
                 }
                 ')' => {
                     if closer != Some(')') {
                         return nu("an unmatched `)`");
                     }
-                    self.pos += 1;
+                    self.bump(1);
                     self.finish(&mut words);
                     break;
                 }
@@ -710,7 +739,7 @@ impl Parser {
                     if self.peek_at(1) == Some('(') {
                         return nu("an arithmetic command `((`");
                     }
-                    self.pos += 1;
+                    self.bump(1);
                     self.enter()?;
                     self.list(Some(')'))?;
                     self.nesting -= 1;
@@ -793,7 +822,7 @@ impl Parser {
             n += 1;
         }
         if matches!(self.peek_at(n), Some('<' | '>')) {
-            self.pos += n;
+            self.bump(n);
             true
         } else {
             false
@@ -806,11 +835,11 @@ impl Parser {
         let c = self.peek();
         let next = self.peek_at(1);
         match (c, next) {
-            (Some('<'), Some('<')) if self.peek_at(2) == Some('<') => self.pos += 3,
+            (Some('<'), Some('<')) if self.peek_at(2) == Some('<') => self.bump(3),
             (Some('<'), Some('<')) => return nu("a here-document"),
             (Some('<' | '>'), Some('(')) => return nu("a process substitution"),
-            (Some('<'), Some('&' | '>')) | (Some('>'), Some('&' | '>' | '|')) => self.pos += 2,
-            _ => self.pos += 1,
+            (Some('<'), Some('&' | '>')) | (Some('>'), Some('&' | '>' | '|')) => self.bump(2),
+            _ => self.bump(1),
         }
         self.skip_blanks();
         match self.peek() {
@@ -822,7 +851,7 @@ impl Parser {
     /// One word: quotes and escapes resolved, expansions noted (and command
     /// substitutions parsed into `out`).
     fn word(&mut self) -> Result<Raw, NotUnderstood> {
-        let start = self.pos;
+        let start = self.past_continuations(self.pos);
         let mut text = String::new();
         let mut literal = true;
         let mut plain = true;
@@ -835,11 +864,12 @@ impl Parser {
                 break;
             }
             match c {
+                // Not before a newline (peek dropped that pair): it quotes
+                // the next character as written.
                 '\\' => {
                     plain = false;
-                    self.pos += 1;
-                    match self.peek() {
-                        Some('\n') => self.pos += 1,
+                    self.bump(1);
+                    match self.raw() {
                         Some(e) => {
                             text.push(e);
                             self.pos += 1;
@@ -849,9 +879,9 @@ impl Parser {
                 }
                 '\'' => {
                     plain = false;
-                    self.pos += 1;
+                    self.bump(1);
                     loop {
-                        match self.peek() {
+                        match self.raw() {
                             None => return nu("an unterminated single quote"),
                             Some('\'') => break,
                             Some(q) => text.push(q),
@@ -862,7 +892,7 @@ impl Parser {
                 }
                 '"' => {
                     plain = false;
-                    self.pos += 1;
+                    self.bump(1);
                     literal &= self.double_quoted(&mut text)?;
                 }
                 '$' => {
@@ -879,7 +909,7 @@ impl Parser {
                         '*' | '?' => literal = false,
                         '[' => bracket = true,
                         '{' | '}' => brace = true,
-                        '~' if self.pos == start => literal = false,
+                        '~' if self.past_continuations(self.pos) == start => literal = false,
                         '=' if !seen_eq => {
                             seen_eq = true;
                             assignment = plain && is_assignment(&format!("{text}="));
@@ -887,7 +917,7 @@ impl Parser {
                         _ => {}
                     }
                     text.push(c);
-                    self.pos += 1;
+                    self.bump(1);
                 }
             }
         }
@@ -914,12 +944,12 @@ impl Parser {
             match self.peek() {
                 None => return nu("an unterminated double quote"),
                 Some('"') => {
-                    self.pos += 1;
+                    self.bump(1);
                     return Ok(literal);
                 }
                 Some('\\') => {
-                    match self.peek_at(1) {
-                        Some('\n') => {}
+                    self.bump(1);
+                    match self.raw() {
                         Some(e @ ('$' | '`' | '"' | '\\')) => text.push(e),
                         Some(e) => {
                             text.push('\\');
@@ -927,7 +957,7 @@ impl Parser {
                         }
                         None => return nu("an unterminated double quote"),
                     }
-                    self.pos += 2;
+                    self.pos += 1;
                 }
                 Some('$') => literal &= self.dollar(text, true)?,
                 Some('`') => {
@@ -936,7 +966,7 @@ impl Parser {
                 }
                 Some(c) => {
                     text.push(c);
-                    self.pos += 1;
+                    self.bump(1);
                 }
             }
         }
@@ -944,11 +974,11 @@ impl Parser {
 
     /// `$...` at the cursor; false when it expands (always, except a lone `$`).
     fn dollar(&mut self, text: &mut String, quoted: bool) -> Result<bool, NotUnderstood> {
-        self.pos += 1;
+        self.bump(1);
         match self.peek() {
             Some('(') if self.peek_at(1) == Some('(') => self.arithmetic()?,
             Some('(') => {
-                self.pos += 1;
+                self.bump(1);
                 self.enter()?;
                 self.list(Some(')'))?;
                 self.nesting -= 1;
@@ -961,9 +991,9 @@ impl Parser {
             Some('[') => return nu("a `$[ ]` arithmetic expansion"),
             Some('\'') if !quoted => {
                 // $'...': escapes are not decoded, so the text stays unknown.
-                self.pos += 1;
+                self.bump(1);
                 loop {
-                    match self.peek() {
+                    match self.raw() {
                         None => return nu("an unterminated $'...'"),
                         Some('\\') => self.pos += 2,
                         Some('\'') => break,
@@ -974,7 +1004,7 @@ impl Parser {
             }
             Some('"') if !quoted => {
                 // $"...": a translated string; the translation is unknown.
-                self.pos += 1;
+                self.bump(1);
                 self.double_quoted(&mut String::new())?;
             }
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
@@ -982,10 +1012,10 @@ impl Parser {
                     .peek()
                     .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
                 {
-                    self.pos += 1;
+                    self.bump(1);
                 }
             }
-            Some(c) if c.is_ascii_digit() || "@*#?-$!".contains(c) => self.pos += 1,
+            Some(c) if c.is_ascii_digit() || "@*#?-$!".contains(c) => self.bump(1),
             _ => {
                 text.push('$');
                 return Ok(true);
@@ -1000,7 +1030,7 @@ impl Parser {
     /// command; and `$((cmd); x)`, not being arithmetic, is a command
     /// substitution.
     fn arithmetic(&mut self) -> Result<(), NotUnderstood> {
-        self.pos += 2;
+        self.bump(2);
         let mut depth = 0usize;
         loop {
             match self.peek() {
@@ -1008,7 +1038,7 @@ impl Parser {
                 Some('(') => depth += 1,
                 Some(')') if depth > 0 => depth -= 1,
                 Some(')') if self.peek_at(1) == Some(')') => {
-                    self.pos += 2;
+                    self.bump(2);
                     return Ok(());
                 }
                 Some(')') => return nu("a `$((` that is not closed as arithmetic"),
@@ -1019,7 +1049,7 @@ impl Parser {
                     ))
                 }
             }
-            self.pos += 1;
+            self.bump(1);
         }
     }
 
@@ -1036,10 +1066,10 @@ impl Parser {
                 "`{c}` inside `${{ }}` (only plain parameter expansions are understood)"
             ))
         };
-        self.pos += 1;
+        self.bump(1);
         let length = self.peek() == Some('#') && self.peek_at(1).is_some_and(|c| c != '}');
         if length {
-            self.pos += 1;
+            self.bump(1);
         }
         match self.peek() {
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
@@ -1047,21 +1077,21 @@ impl Parser {
                     .peek()
                     .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
                 {
-                    self.pos += 1;
+                    self.bump(1);
                 }
             }
             Some(c) if c.is_ascii_digit() => {
                 while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                    self.pos += 1;
+                    self.bump(1);
                 }
             }
-            Some(c) if "@*#?-$!".contains(c) => self.pos += 1,
+            Some(c) if "@*#?-$!".contains(c) => self.bump(1),
             Some(c) => return inside(c),
             None => return nu("an unclosed `${`"),
         }
         let operator = match (self.peek(), self.peek_at(1)) {
             (Some('}'), _) => {
-                self.pos += 1;
+                self.bump(1);
                 return Ok(());
             }
             (Some(c), _) if length => return inside(c),
@@ -1072,60 +1102,68 @@ impl Parser {
             (Some(c), _) => return inside(c),
             (None, _) => return nu("an unclosed `${`"),
         };
-        self.pos += operator;
+        self.bump(operator);
         loop {
             match self.peek() {
                 None => return nu("an unclosed `${`"),
                 Some('}') => {
-                    self.pos += 1;
+                    self.bump(1);
                     return Ok(());
                 }
                 Some('$') => match self.peek_at(1) {
                     Some('(') => return nu("a command substitution inside `${ }`"),
                     Some('{') => {
-                        self.pos += 1;
+                        self.bump(1);
                         self.enter()?;
                         self.braced()?;
                         self.nesting -= 1;
                     }
                     Some(c) if c.is_ascii_alphabetic() || c == '_' => {
-                        self.pos += 1;
+                        self.bump(1);
                         while self
                             .peek()
                             .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
                         {
-                            self.pos += 1;
+                            self.bump(1);
                         }
                     }
-                    Some(c) if c.is_ascii_digit() || "@*#?-$!".contains(c) => self.pos += 2,
+                    Some(c) if c.is_ascii_digit() || "@*#?-$!".contains(c) => self.bump(2),
                     _ => return inside('$'),
                 },
                 Some('`') => return nu("a command substitution inside `${ }`"),
                 Some(c @ ('{' | '(' | '\'' | '"' | '\\')) => return inside(c),
-                Some(_) => self.pos += 1,
+                Some(_) => self.bump(1),
             }
         }
     }
 
     /// `` `...` ``: the inside is unescaped and parsed as a script of its own.
     fn backticks(&mut self) -> Result<(), NotUnderstood> {
-        self.pos += 1;
+        self.bump(1);
         let mut inner = String::new();
         loop {
             match self.peek() {
                 None => return nu("an unterminated backquote"),
                 Some('`') => break,
-                Some('\\') if matches!(self.peek_at(1), Some('`' | '\\' | '$')) => {
-                    inner.push(self.chars[self.pos + 1]);
-                    self.pos += 2;
+                Some('\\') => {
+                    self.bump(1);
+                    match self.raw() {
+                        Some(e @ ('`' | '\\' | '$')) => inner.push(e),
+                        Some(e) => {
+                            inner.push('\\');
+                            inner.push(e);
+                        }
+                        None => return nu("an unterminated backquote"),
+                    }
+                    self.pos += 1;
                 }
                 Some(c) => {
                     inner.push(c);
-                    self.pos += 1;
+                    self.bump(1);
                 }
             }
         }
-        self.pos += 1;
+        self.bump(1);
         self.enter()?;
         let mut sub = Parser {
             chars: inner.chars().collect(),
@@ -1575,6 +1613,67 @@ mod tests {
                 Runs::Wrapped(words(wrapped)),
                 "{argv:?}"
             );
+        }
+    }
+
+    fn commands(script: &str) -> Option<Vec<Vec<String>>> {
+        parse(script).ok().map(|cs| {
+            cs.into_iter()
+                .map(|c| c.into_iter().map(|w| w.text).collect())
+                .collect()
+        })
+    }
+
+    /// Bash drops a backslash-newline before it reads anything else, except
+    /// in single quotes, `$'...'` and comments.
+    #[test]
+    fn backslash_newline_is_dropped_before_anything_else() {
+        let rm = || Some(vec![vec!["rm".to_string(), "-rf".into(), "/".into()]]);
+        let cases: &[(&str, Option<Vec<Vec<String>>>)] = &[
+            (
+                "apt-get install -y \\\n  curl \\\n  git",
+                Some(vec![vec![
+                    "apt-get".into(),
+                    "install".into(),
+                    "-y".into(),
+                    "curl".into(),
+                    "git".into(),
+                ]]),
+            ),
+            ("A\\\n=1 rm -rf /", rm()),
+            ("r\\\nm -rf /", rm()),
+            ("ls # x \\\nrm -rf /", {
+                let mut v = vec![vec!["ls".to_string()]];
+                v.extend(rm().unwrap());
+                Some(v)
+            }),
+            (
+                "echo 'a\\\nb'",
+                Some(vec![vec!["echo".into(), "a\\\nb".into()]]),
+            ),
+            (
+                "echo a\\\\\nb",
+                Some(vec![vec!["echo".into(), "a\\".into()], vec!["b".into()]]),
+            ),
+            ("i\\\nf true; t\\\nhen rm -rf /; f\\\ni", None),
+            ("echo $(\\\n(x))", None),
+            ("(\\\n(x))", None),
+            ("echo \"$\\\n{x@P}\"", None),
+            ("echo $\\\n{x@P}", None),
+            ("echo ${x\\\n@P}", None),
+        ];
+        for (script, want) in cases {
+            assert_eq!(&commands(script), want, "{script:?}");
+        }
+        // The substitution is found, wherever the line breaks.
+        for script in [
+            "echo \"$\\\n(rm -rf /)\"",
+            "echo $\\\n(rm -rf /)",
+            "echo `r\\\nm -rf /`",
+            "echo \"`rm -rf \\\n/`\"",
+        ] {
+            let cs = commands(script).unwrap_or_else(|| panic!("{script:?}"));
+            assert!(cs.contains(&rm().unwrap()[0]), "{script:?}: {cs:?}");
         }
     }
 }
