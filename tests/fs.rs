@@ -244,16 +244,20 @@ fn a_match_hidden_from_the_deny_walk_refuses_the_exec() {
     let ws = Dir::new(U1);
     ws.write("sub/.env", "SECRET\n", U1);
     let flags = ["--profile", "dotenv"];
-    d.sh(U1, &ws.path, &flags, "chmod 000 sub").expect_code(0);
-    let out = d.sh(U1, &ws.path, &flags, "chmod 700 sub; cat sub/.env");
-    assert!(!out.stdout.contains("SECRET"), "{}", out.stdout);
-    assert_ne!(out.code, 0);
-    assert!(
-        out.stderr.contains("/sub cannot be searched"),
-        "{}",
-        out.stderr
-    );
-    std::fs::set_permissions(ws.join("sub"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Unreadable, or readable but not searchable.
+    for mode in ["000", "600"] {
+        d.sh(U1, &ws.path, &flags, &format!("chmod {mode} sub"))
+            .expect_code(0);
+        let out = d.sh(U1, &ws.path, &flags, "chmod 700 sub; cat sub/.env");
+        assert!(!out.stdout.contains("SECRET"), "{mode}: {}", out.stdout);
+        assert_ne!(out.code, 0);
+        assert!(
+            out.stderr.contains("/sub cannot be searched"),
+            "{}",
+            out.stderr
+        );
+        std::fs::set_permissions(ws.join("sub"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let deep = (0..70)
         .map(|i| format!("d{i}"))
         .collect::<Vec<_>>()
@@ -262,6 +266,25 @@ fn a_match_hidden_from_the_deny_walk_refuses_the_exec() {
     let out = d.sh(U1, &ws.path, &flags, &format!("cat {deep}/.env"));
     assert!(!out.stdout.contains("DEEP"), "{}", out.stdout);
     assert!(out.stderr.contains("levels deep"), "{}", out.stderr);
+    // A pattern without `**` looks no deeper than it reaches.
+    let d = Daemon::builder()
+        .profile(
+            "shallow",
+            "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"{cwd}/*/.env\"]\n",
+        )
+        .start();
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "shallow"],
+        "cat sub/.env; echo ran",
+    );
+    assert!(
+        out.stdout.contains("ran") && !out.stdout.contains("SECRET"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 #[test]

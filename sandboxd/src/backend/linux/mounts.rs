@@ -439,15 +439,38 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
         }
         base.push(comp);
     }
+    // How many levels below `base` a match can be: with `**`, any (up to
+    // the walk's bound); else as many as the pattern has there.
+    let levels = match pattern.contains("**") {
+        true => usize::MAX,
+        false => Path::new(pattern).components().count() - base.components().count(),
+    };
+    // SAFETY: geteuid has no preconditions (the caller's uid here).
+    let caller = unsafe { libc::geteuid() };
+    // A directory of the caller's own that it cannot list and search: it
+    // could have made it so to hide a match from this walk.
+    let closed = |dir: &Path, m: &std::fs::Metadata| {
+        (m.is_dir() && m.uid() == caller && m.mode() & 0o500 != 0o500).then(|| {
+            format!(
+                "{} cannot be searched for {pattern} (mode {:o}); make it readable",
+                dir.display(),
+                m.mode() & 0o7777
+            )
+        })
+    };
+    if let Some(why) = base.symlink_metadata().ok().and_then(|m| closed(&base, &m)) {
+        return Err(why);
+    }
     let mut out = Vec::new();
     let mut visited = 0usize;
     let mut stack = vec![(base, 0usize)];
-    // SAFETY: geteuid has no preconditions (the caller's uid here).
-    let caller = unsafe { libc::geteuid() };
-    while let Some((dir, depth)) = stack.pop() {
+    while let Some((dir, level)) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if dir.symlink_metadata().is_ok_and(|m| m.uid() == caller) => {
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM))
+                    && dir.symlink_metadata().is_ok_and(|m| m.uid() == caller) =>
+            {
                 return Err(format!(
                     "{} cannot be searched for {pattern} ({e}); make it readable",
                     dir.display()
@@ -464,17 +487,28 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
             }
             let path = entry.path();
             if set.is_match(&path) {
-                out.push(path.clone());
+                // Covered whole: nothing below it needs finding.
+                out.push(path);
+                continue;
             }
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                if depth >= WALK_DEPTH {
-                    return Err(format!(
-                        "{} is more than {WALK_DEPTH} levels deep to search for {pattern}",
-                        path.display()
-                    ));
-                }
-                stack.push((path, depth + 1));
+            if level + 1 >= levels || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
             }
+            // Not stat-able: `dir` is not searchable, and not the caller's
+            // (its own would have been refused above).
+            let Ok(m) = path.symlink_metadata() else {
+                continue;
+            };
+            if let Some(why) = closed(&path, &m) {
+                return Err(why);
+            }
+            if level + 1 > WALK_DEPTH {
+                return Err(format!(
+                    "{} is more than {WALK_DEPTH} levels deep to search for {pattern}",
+                    path.display()
+                ));
+            }
+            stack.push((path, level + 1));
         }
     }
     Ok((out, true))
