@@ -902,7 +902,7 @@ impl Parser {
                 '`' => {
                     plain = false;
                     literal = false;
-                    self.backticks()?;
+                    self.backticks(false)?;
                 }
                 _ => {
                     match c {
@@ -962,7 +962,7 @@ impl Parser {
                 Some('$') => literal &= self.dollar(text, true)?,
                 Some('`') => {
                     literal = false;
-                    self.backticks()?;
+                    self.backticks(true)?;
                 }
                 Some(c) => {
                     text.push(c);
@@ -1137,8 +1137,9 @@ impl Parser {
         }
     }
 
-    /// `` `...` ``: the inside is unescaped and parsed as a script of its own.
-    fn backticks(&mut self) -> Result<(), NotUnderstood> {
+    /// `` `...` ``: the inside is unescaped and parsed as a script of its own;
+    /// within double quotes (`quoted`) `\"` is unescaped too.
+    fn backticks(&mut self, quoted: bool) -> Result<(), NotUnderstood> {
         self.bump(1);
         let mut inner = String::new();
         loop {
@@ -1149,6 +1150,7 @@ impl Parser {
                     self.bump(1);
                     match self.raw() {
                         Some(e @ ('`' | '\\' | '$')) => inner.push(e),
+                        Some('"') if quoted => inner.push('"'),
                         Some(e) => {
                             inner.push('\\');
                             inner.push(e);
@@ -1675,5 +1677,27 @@ mod tests {
             let cs = commands(script).unwrap_or_else(|| panic!("{script:?}"));
             assert!(cs.contains(&rm().unwrap()[0]), "{script:?}: {cs:?}");
         }
+    }
+
+    /// In double quotes, bash also unescapes `\"` in backquoted text.
+    #[test]
+    fn backquotes_in_double_quotes_unescape_quotes() {
+        let rm = vec!["rm".to_string(), "-rf".into(), "/".into()];
+        for script in [
+            "echo \"`echo \"a\\\" ; rm -rf / ; \\\"b\"`\"",
+            "echo \"`echo \\\"a\\\" ; rm -rf / ; \\\"b\\\"`\"",
+        ] {
+            let cs = commands(script).unwrap_or_else(|| panic!("{script:?}"));
+            assert!(cs.contains(&rm), "{script:?}: {cs:?}");
+        }
+        // Outside double quotes `\"` stays escaped.
+        assert_eq!(
+            commands("echo `echo \\\"a ; b\\\"`"),
+            Some(vec![
+                vec!["echo".to_string(), "\"a".into()],
+                vec!["b\"".into()],
+                vec!["echo".into(), "`echo \\\"a ; b\\\"`".into()],
+            ])
+        );
     }
 }
