@@ -138,10 +138,22 @@ const OPAQUE_WITH: &[(&str, &str)] = &[
 
 /// Variables from which a shell takes code as it starts (`BASH_ENV`,
 /// `ENV`, `BASH_FUNC_*` functions) or as it traces (`PS4`, with xtrace set
-/// through `SHELLOPTS`): assigning one is not understood.
+/// through `SHELLOPTS`), or whose assigned value bash evaluates as
+/// arithmetic (`OPTIND='a[$(rm -rf /)]'` runs rm): assigning one is not
+/// understood.
 fn runs_code(var: &str) -> bool {
-    matches!(var, "BASH_ENV" | "ENV" | "SHELLOPTS" | "BASHOPTS" | "PS4")
-        || var.starts_with("BASH_FUNC_")
+    matches!(
+        var,
+        "BASH_ENV"
+            | "ENV"
+            | "SHELLOPTS"
+            | "BASHOPTS"
+            | "PS4"
+            | "OPTIND"
+            | "RANDOM"
+            | "SRANDOM"
+            | "HISTCMD"
+    ) || var.starts_with("BASH_FUNC_")
 }
 
 fn code_variable<T>(var: &str) -> Result<T, NotUnderstood> {
@@ -389,6 +401,52 @@ fn names_and_arithmetic(name: &str, args: &[Word]) -> Result<(), NotUnderstood> 
                             Some(a) => plain(Some(a))?,
                             None => plain(Some(&Word::literal(attached)))?,
                         }
+                    }
+                }
+            }
+        }
+        // `getopts OPTSTRING NAME [ARGS]` assigns NAME.
+        "getopts" => {
+            let args = match args.first() {
+                Some(w) if w.literal && w.text == "--" => &args[1..],
+                _ => args,
+            };
+            if let Some(w) = args.first().filter(|w| !is_one_field(w)) {
+                return nu(format!(
+                    "`getopts {}`: may split into a different variable name",
+                    w.text
+                ));
+            }
+            plain(args.get(1))?;
+        }
+        // The array name after the options (`-C` is refused elsewhere).
+        "mapfile" | "readarray" => {
+            let mut i = 0;
+            while let Some(w) = args.get(i) {
+                if !w.literal {
+                    return nu(format!(
+                        "`{name} {}`: may expand to a variable name",
+                        w.text
+                    ));
+                }
+                match w.text.as_str() {
+                    "--" => {
+                        plain(args.get(i + 1))?;
+                        break;
+                    }
+                    t if t.starts_with('-') && t.len() > 1 => {
+                        // An option taking an argument, last in its cluster
+                        // and without it attached, takes the next word.
+                        let takes = |c: char| "dnOsuCc".contains(c);
+                        let at = t[1..].find(takes);
+                        i += match at {
+                            Some(at) if at + 2 == t.len() => 2,
+                            _ => 1,
+                        };
+                    }
+                    _ => {
+                        plain(Some(w))?;
+                        break;
                     }
                 }
             }
@@ -1071,12 +1129,14 @@ impl Parser {
         if length {
             self.bump(1);
         }
+        let mut name = String::new();
         match self.peek() {
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
-                while self
+                while let Some(c) = self
                     .peek()
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 {
+                    name.push(c);
                     self.bump(1);
                 }
             }
@@ -1102,6 +1162,14 @@ impl Parser {
             (Some(c), _) => return inside(c),
             (None, _) => return nu("an unclosed `${`"),
         };
+        // `${V=x}` and `${V:=x}` assign V.
+        let assigns = matches!(
+            (self.peek(), self.peek_at(1)),
+            (Some('='), _) | (Some(':'), Some('='))
+        );
+        if assigns && runs_code(&name) {
+            return code_variable(&name);
+        }
         self.bump(operator);
         loop {
             match self.peek() {
@@ -1699,5 +1767,42 @@ mod tests {
                 vec!["echo".into(), "`echo \\\"a ; b\\\"`".into()],
             ])
         );
+    }
+
+    /// Assigning `OPTIND`, `RANDOM`, `SRANDOM` or `HISTCMD` evaluates the
+    /// value as arithmetic, where `a[$(rm -rf /)]` runs rm: not understood
+    /// however the name is assigned.
+    #[test]
+    fn variables_assigned_by_arithmetic() {
+        for script in [
+            "OPTIND='a[$(rm -rf /)]'",
+            "RANDOM=x rm",
+            "export SRANDOM=1",
+            "declare HISTCMD=x",
+            "read OPTIND",
+            "printf -v RANDOM x",
+            "getopts a OPTIND",
+            "getopts -- a OPTIND",
+            "getopts a 'x[$(rm -rf /)]'",
+            "getopts $o x",
+            "mapfile -t OPTIND",
+            "readarray -d , -t 'a[x]'",
+            ": ${OPTIND=a}",
+            ": \"${RANDOM:=a}\"",
+            ": ${PS4:=$y}",
+            ": ${BASH_ENV=./f}",
+        ] {
+            assert!(runs_all(script).is_err(), "{script:?}");
+        }
+        assert!(runs(&words(&["env", "OPTIND=x", "bash", "-c", ":"])).is_err());
+        for script in [
+            "getopts ab opt",
+            "while_not_used=1; getopts \"$spec\" opt \"$@\"",
+            ": ${X:=y} ${OPTIND-1} ${RANDOM:-2}",
+            "echo $OPTIND $RANDOM; unset OPTIND",
+            "mapfile -t lines; readarray -n 2 -O 1 arr",
+        ] {
+            runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
+        }
     }
 }
