@@ -169,12 +169,15 @@ impl Api {
         profile: &str,
         r: Refusal,
     ) -> Status {
+        // What the caller wrote is kept bounded (a refusal costs it nothing).
+        let text = |s: &str| audit::bounded_text(s, audit::REFUSED_TEXT_BYTES);
+        let (profile, message) = (text(profile), text(r.status.message()));
         tracing::info!(
             uid = caller.uid,
             caller_pid = caller.pid,
             profile,
             rule = %r.rule,
-            reason = r.status.message(),
+            reason = message,
             "exec refused"
         );
         let mut record = json!({
@@ -182,10 +185,10 @@ impl Api {
             "uid": caller.uid,
             "gid": caller.gid,
             "caller_pid": caller.pid,
-            "cwd": start.cwd,
+            "cwd": text(&start.cwd),
             "profile": profile,
-            "rule": r.rule,
-            "message": r.status.message(),
+            "rule": text(&r.rule),
+            "message": message,
         });
         if let Value::Object(fields) = &mut record {
             fields.extend(audit::argv_fields(&start.argv, audit::REFUSED_ARGV_BYTES));

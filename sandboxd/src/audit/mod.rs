@@ -31,43 +31,85 @@ pub const FILE_NAME: &str = "audit.jsonl";
 /// `prev` of the very first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Most bytes of argv a refusal's record keeps: a refused exec costs its
-/// caller nothing, so its record must not let them fill the disk.
+/// Most bytes of argv, as written in the record, a refusal's record keeps:
+/// a refused exec costs its caller nothing, so its record must not let them
+/// fill the disk.
 pub const REFUSED_ARGV_BYTES: usize = 16 << 10;
 
-/// `argv` for a record: whole when its bytes fit in `max`; else cut to fit
-/// (the word that passes `max` shortened, later ones left out), with
-/// `argv_cut` giving the whole argv's length in bytes and its SHA-256 (of
-/// the words, each followed by a NUL), so the cut is seen and can be matched.
+/// Most bytes of any other text a refusal's record keeps (the profile's
+/// name, the cwd, the message), for the same reason.
+pub const REFUSED_TEXT_BYTES: usize = 4 << 10;
+
+/// Bytes `c` takes in a JSON string.
+fn json_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// The longest start of `text` that takes at most `room` bytes in a JSON string.
+fn json_prefix(text: &str, room: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in text.char_indices() {
+        used += json_len(c);
+        if used > room {
+            return &text[..i];
+        }
+    }
+    text
+}
+
+/// `text` whole when it takes at most `max` bytes in a JSON string; else
+/// its start, followed by how long the whole was.
+pub fn bounded_text(text: &str, max: usize) -> String {
+    let cut = json_prefix(text, max);
+    match cut.len() == text.len() {
+        true => text.to_string(),
+        false => format!("{cut}... ({} bytes in all)", text.len()),
+    }
+}
+
+/// `argv` for a record: whole when it takes at most `max` bytes as written
+/// in the record; else cut to fit (the word that passes `max` shortened,
+/// later ones left out), with `argv_cut` giving the whole argv's words, its
+/// length in bytes and its SHA-256 (of the words, each followed by a NUL),
+/// so the cut is seen and can be matched.
 pub fn argv_fields(argv: &[String], max: usize) -> Map<String, Value> {
     let mut fields = Map::new();
-    let total: usize = argv.iter().map(String::len).sum();
-    if total <= max {
-        fields.insert("argv".into(), argv.into());
-        return fields;
-    }
     let mut kept = Vec::new();
+    // Each word takes its quotes and a comma besides its text.
     let mut room = max;
     for word in argv {
-        if room == 0 {
+        let cut = json_prefix(word, room.saturating_sub(3));
+        if cut.len() < word.len() || room < 3 {
+            if room >= 3 {
+                kept.push(cut);
+            }
             break;
         }
-        let cut = &word[..word.floor_char_boundary(room)];
         kept.push(cut);
-        if cut.len() < word.len() {
-            break;
-        }
-        room -= cut.len();
+        room -= 3 + word.chars().map(json_len).sum::<usize>();
+    }
+    if kept.len() == argv.len() && kept.iter().zip(argv).all(|(k, w)| k.len() == w.len()) {
+        fields.insert("argv".into(), argv.into());
+        return fields;
     }
     let mut whole = Sha256::new();
     for word in argv {
         whole.update(word.as_bytes());
         whole.update([0]);
     }
+    let bytes: usize = argv.iter().map(String::len).sum();
     fields.insert("argv".into(), kept.into());
     fields.insert(
         "argv_cut".into(),
-        serde_json::json!({ "bytes": total, "sha256": hex::encode(whole.finalize()) }),
+        serde_json::json!({
+            "words": argv.len(),
+            "bytes": bytes,
+            "sha256": hex::encode(whole.finalize()),
+        }),
     );
     fields
 }
@@ -163,17 +205,27 @@ mod tests {
     fn a_long_argv_is_cut_to_fit_and_says_so() {
         let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let short = words(&["ls", "-l"]);
-        let f = argv_fields(&short, 4);
+        let f = argv_fields(&short, 10);
         assert_eq!(f["argv"], serde_json::json!(["ls", "-l"]));
         assert!(!f.contains_key("argv_cut"));
-        // The word passing the bound is shortened on a character boundary.
-        let long = words(&["echo", "aé€b", "more"]);
-        let f = argv_fields(&long, 6);
-        assert_eq!(f["argv"], serde_json::json!(["echo", "a"]));
-        assert_eq!(f["argv_cut"]["bytes"], 15);
+        // Measured as written: the word passing the bound is shortened on a
+        // character boundary, escapes counted.
+        let long = words(&["echo", "a\"é€b", "more"]);
+        let f = argv_fields(&long, 7 + 3 + 5);
+        assert_eq!(f["argv"], serde_json::json!(["echo", "a\"é"]));
+        assert_eq!(f["argv_cut"]["bytes"], 16);
+        assert_eq!(f["argv_cut"]["words"], 3);
         assert_eq!(
             f["argv_cut"]["sha256"],
-            sha256_hex("echo\0aé€b\0more\0".as_bytes())
+            sha256_hex("echo\0a\"é€b\0more\0".as_bytes())
         );
+        // Empty words take room too.
+        let empty = vec![String::new(); 10_000];
+        let f = argv_fields(&empty, 300);
+        assert_eq!(f["argv"].as_array().map(Vec::len), Some(100));
+        // Its brackets besides.
+        assert!(serde_json::to_string(&f["argv"]).unwrap().len() <= 302);
+        assert_eq!(bounded_text("abc", 3), "abc");
+        assert_eq!(bounded_text("abcdef", 3), "abc... (6 bytes in all)");
     }
 }
