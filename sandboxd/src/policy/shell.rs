@@ -138,9 +138,10 @@ const OPAQUE_WITH: &[(&str, &str)] = &[
 
 /// Variables from which a shell takes code as it starts (`BASH_ENV`,
 /// `ENV`, `BASH_FUNC_*` functions) or as it traces (`PS4`, with xtrace set
-/// through `SHELLOPTS`), or whose assigned value bash evaluates as
-/// arithmetic (`OPTIND='a[$(rm -rf /)]'` runs rm): assigning one is not
-/// understood.
+/// through `SHELLOPTS`), whose assigned value bash evaluates as
+/// arithmetic (`OPTIND='a[$(rm -rf /)]'` runs rm), or that give a command
+/// another program or text (`BASH_CMDS` as `hash -p`, `BASH_ALIASES`):
+/// assigning one is not understood.
 fn runs_code(var: &str) -> bool {
     matches!(
         var,
@@ -153,6 +154,8 @@ fn runs_code(var: &str) -> bool {
             | "RANDOM"
             | "SRANDOM"
             | "HISTCMD"
+            | "BASH_CMDS"
+            | "BASH_ALIASES"
     ) || var.starts_with("BASH_FUNC_")
 }
 
@@ -449,6 +452,15 @@ fn names_and_arithmetic(name: &str, args: &[Word]) -> Result<(), NotUnderstood> 
                         break;
                     }
                 }
+            }
+        }
+        // Aliases would rename commands the parser sees.
+        "shopt" => {
+            if let Some(w) = args
+                .iter()
+                .find(|w| !w.literal || w.text == "expand_aliases")
+            {
+                return nu(format!("`shopt {}`: may expand aliases", w.text));
             }
         }
         "wait" => {
@@ -827,6 +839,13 @@ impl Parser {
                             }
                             assigned = true;
                             continue;
+                        }
+                        // `NAME[KEY]=value` assigns an element of NAME.
+                        let t = &raw.word.text;
+                        if let Some((var, _)) = t.split_once('[') {
+                            if runs_code(var) && t.contains("]=") {
+                                return code_variable(var);
+                            }
                         }
                         if raw.plain {
                             match raw.word.text.as_str() {
@@ -1804,5 +1823,27 @@ mod tests {
         ] {
             runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
         }
+    }
+
+    /// `BASH_CMDS` is the command hash (`hash -p`), `BASH_ALIASES` the
+    /// aliases; `getopts` assigns the name it is given.
+    #[test]
+    fn hash_alias_and_startup_variables_set_other_ways() {
+        for script in [
+            "BASH_CMDS=/bin/rm; 0 -rf /",
+            "BASH_CMDS[ls]=/bin/rm; ls -rf /",
+            "export BASH_ALIASES=x",
+            "declare -A BASH_CMDS",
+            "shopt -s expand_aliases; BASH_ALIASES[x]='rm -rf /'",
+            "shopt -s expand_aliases",
+            "shopt -s $o",
+            "getopts a BASH_ENV",
+            "set -a; : ${BASH_ENV:=./f}",
+            ": ${BASH_CMDS=/bin/rm}",
+        ] {
+            assert!(runs_all(script).is_err(), "{script:?}");
+        }
+        assert!(runs(&words(&["env", "BASH_ALIASES=x", "bash", "-c", ":"])).is_err());
+        runs_all("shopt -s nullglob globstar; shopt -u dotglob").unwrap();
     }
 }
