@@ -563,8 +563,9 @@ fn is_test_binary(t: &str) -> bool {
 /// The words after a wrapper's options: `flags` take no argument, `with_arg`
 /// take one (as the next word or `--opt=value`). With `assignments` (env),
 /// every later word holding a `=` is skipped, whatever its name (GNU env
-/// passes `A B=1` or `1=x` on as is), and the first other word, even `-x`
-/// or `--`, is the command. An unknown option is not guessed at.
+/// passes `A B=1` or `1=x` on as is), also after `--`, and the first other
+/// word, even `-x` or `--`, is the command. An unknown option is not
+/// guessed at.
 fn after_options<'a>(
     argv: &'a [Word],
     flags: &[&str],
@@ -593,6 +594,11 @@ fn after_options<'a>(
         }
         if t == "--" {
             i += 1;
+            // env still takes `NAME=value` words after `--`.
+            if assignments {
+                assigned = true;
+                continue;
+            }
             break;
         }
         let attached_arg = with_arg.iter().any(|o| {
@@ -1696,6 +1702,11 @@ mod tests {
             (&["env", "A=1", "--", "rm"], &["--", "rm"]),
             (&["env", "A=1", "-i", "rm"], &["-i", "rm"]),
             (&["env", "-u", "X", "A=1", "rm"], &["rm"]),
+            // `--` ends the options, not the assignments.
+            (&["env", "--", "A=1", "rm", "-rf", "/"], &["rm", "-rf", "/"]),
+            (&["env", "-i", "--", "A=1", "-u=x", "rm"], &["rm"]),
+            (&["env", "--", "rm"], &["rm"]),
+            (&["env", "--", "A=1", "--", "rm"], &["--", "rm"]),
         ] {
             assert_eq!(
                 runs(&words(argv)).unwrap(),
@@ -1703,6 +1714,7 @@ mod tests {
                 "{argv:?}"
             );
         }
+        assert!(runs(&words(&["env", "--", "BASH_ENV=./f", "bash", "-c", ":"])).is_err());
     }
 
     fn commands(script: &str) -> Option<Vec<Vec<String>>> {
