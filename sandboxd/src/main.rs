@@ -10,7 +10,6 @@ use sandboxd::identity::resolve_group;
 use sandboxd::net;
 use sandboxd::plan::{self, DaemonPaths};
 use sandboxd::policy::PolicyStore;
-use sandboxd::quota::Quota;
 use sandboxd::registry::Registry;
 use sandboxd::tls::Inspector;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -158,7 +157,7 @@ fn network_services(config: &Config, fd_limit: u64) -> anyhow::Result<net::Servi
         resolver: Arc::new(resolver),
         inspector,
         secrets: Arc::new(secrets),
-        connections: Quota::new(net::connections_per_user(fd_limit)),
+        connections: net::connections(fd_limit),
     })
 }
 

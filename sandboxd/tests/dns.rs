@@ -292,7 +292,7 @@ async fn server_on(resolver: Arc<Resolver>, profile: &str, approval: ApprovalMod
         audit,
         events_tx,
         None,
-        sandboxd::quota::Quota::new(64),
+        sandboxd::quota::Quota::new(64, 64),
     );
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -269,7 +269,7 @@ fn session_with(
     inspector: Option<Arc<Inspector>>,
     questions: Option<Questions>,
 ) -> Sessioned {
-    session_of(body, inspector, questions, (1000, Quota::new(4096)))
+    session_of(body, inspector, questions, (1000, Quota::new(4096, 4096)))
 }
 
 /// [`session_with`] for `uid`, whose sandboxes share `quota`.
@@ -741,6 +741,9 @@ async fn socks_connect(p: &Proxy, atyp: u8, addr: &[u8], port: u16) -> (u8, TcpS
 /// free again once a connection ends.
 #[tokio::test]
 async fn the_proxies_of_a_sandbox_share_one_bound_on_connections() {
+    // Both ends of as many connections live in this process: more than a
+    // soft limit of 1024 descriptors.
+    sandboxd::backend::linux::rlimit::raise().unwrap();
     let (_origin, echo, p) = setup().await;
     let mut held = Vec::new();
     for _ in 0..sandboxd::proxy::MAX_CONNECTIONS {
@@ -774,14 +777,20 @@ async fn the_proxies_of_a_sandbox_share_one_bound_on_connections() {
 }
 
 /// All sandboxes of one user share one bound on connections (the
-/// daemon's descriptors are everyone's); another user's are not counted.
+/// daemon's descriptors are everyone's), and all users one more; another
+/// user's are not counted against the first's.
 #[tokio::test]
 async fn the_sandboxes_of_a_user_share_one_bound_on_connections() {
     let echo = Echo::start().await;
     let body = network(&[echo.port], "allow_cidrs = [\"127.0.0.0/8\"]");
-    let quota = Quota::new(3);
+    let quota = Quota::new(3, 4);
     let of = |uid: u32| session_of(&body, None, None, (uid, Arc::clone(&quota)));
-    let (a, b, other) = (serve(of(1000)), serve(of(1000)), serve(of(1001)));
+    let (a, b, other, third) = (
+        serve(of(1000)),
+        serve(of(1000)),
+        serve(of(1001)),
+        serve(of(1002)),
+    );
     let mut held = Vec::new();
     for p in [&a, &a, &b] {
         let (code, c) = socks_connect(p, 3, b"allowed.test", echo.port).await;
@@ -797,6 +806,11 @@ async fn the_sandboxes_of_a_user_share_one_bound_on_connections() {
     }
     let (code, _c) = socks_connect(&other, 3, b"allowed.test", echo.port).await;
     assert_eq!(code, 0);
+    // Four in all: a third user's first is closed.
+    let mut c = TcpStream::connect(third.socks).await.unwrap();
+    let _ = c.write_all(&[5, 1, 0]).await;
+    let mut buf = [0u8; 2];
+    assert!(matches!(c.read(&mut buf).await, Ok(0) | Err(_)));
     drop(held.pop());
     let again = async {
         loop {

@@ -22,6 +22,8 @@ pub const SERVICE_NAME: &str = "sandbox.v1.Sandbox";
 
 /// API connections one uid may hold open at once; more are closed on arrival.
 pub const MAX_CONNECTIONS_PER_UID: usize = 256;
+/// API connections all callers together may hold open at once.
+pub const MAX_CONNECTIONS: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -52,7 +54,7 @@ pub async fn serve(
     let (accepted, incoming) = mpsc::channel(64);
     let acceptor = tokio::spawn(accept(
         listener,
-        Quota::new(MAX_CONNECTIONS_PER_UID),
+        Quota::new(MAX_CONNECTIONS_PER_UID, MAX_CONNECTIONS),
         accepted,
     ));
     let incoming = ReceiverStream::new(incoming).map(Ok::<_, std::io::Error>);
@@ -92,7 +94,7 @@ async fn accept(listener: UnixListener, quota: Arc<Quota>, accepted: mpsc::Sende
         let Some(slot) = quota.take(uid) else {
             tracing::warn!(
                 uid,
-                "connection refused: {MAX_CONNECTIONS_PER_UID} connections of this uid are open"
+                "connection refused: {MAX_CONNECTIONS_PER_UID} connections of this uid, or {MAX_CONNECTIONS} in all, are open"
             );
             continue;
         };

@@ -35,25 +35,34 @@ pub struct Services {
     pub connections: std::sync::Arc<crate::quota::Quota>,
 }
 
-/// Descriptors kept for everything else (API clients, sandboxes, the audit
+/// Descriptors kept for everything else (API clients, at most
+/// [`crate::api::server::MAX_CONNECTIONS`] of them, sandboxes, the audit
 /// log) out of the daemon's limit.
 const RESERVED_FDS: u64 = 4096;
 
-/// What each user's sandboxes may hold of the network's share of the
-/// daemon's `fd_limit`: half of what is left after [`RESERVED_FDS`] at six
-/// descriptors a tunnel (both sockets, a pipe each way), so that one user
-/// never takes it all; between 64 and 4096.
-pub fn connections_per_user(fd_limit: u64) -> usize {
-    let share = fd_limit.saturating_sub(RESERVED_FDS) / 6 / 2;
-    usize::try_from(share).unwrap_or(usize::MAX).clamp(64, 4096)
+/// The connections all sandboxes together may hold, and each user's
+/// sandboxes: what is left of the daemon's `fd_limit` after
+/// [`RESERVED_FDS`], at six descriptors a tunnel (both sockets, a pipe each
+/// way), at least 64; and of that, half, at most 4096, so that one user
+/// never takes it all.
+pub fn connections(fd_limit: u64) -> std::sync::Arc<crate::quota::Quota> {
+    let all = usize::try_from(fd_limit.saturating_sub(RESERVED_FDS) / 6)
+        .unwrap_or(usize::MAX)
+        .max(64);
+    crate::quota::Quota::new(all.div_ceil(2).clamp(64, 4096).min(all), all)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn each_user_may_hold_half_of_what_the_daemon_can_spare() {
-        for (limit, share) in [(1024, 64), (20_000, 1325), (1 << 20, 4096)] {
-            assert_eq!(super::connections_per_user(limit), share, "{limit}");
+        for (limit, user, all) in [
+            (1024, 64, 64),
+            (20_000, 1325, 2650),
+            (1 << 20, 4096, 174_080),
+        ] {
+            let q = super::connections(limit);
+            assert_eq!((q.max(), q.total()), (user, all), "{limit}");
         }
     }
 }
