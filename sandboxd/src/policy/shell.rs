@@ -764,6 +764,9 @@ impl Parser {
         let mut after_group = false;
         // Assignments came first in this command (so `(` would make an array).
         let mut assigned = false;
+        // Bash's `time` keyword and its options: 1 after `time`, 2 after
+        // `-p`, 3 after `--`.
+        let mut timed = 0u8;
         loop {
             self.skip_blanks();
             let Some(c) = self.peek() else {
@@ -867,6 +870,21 @@ impl Parser {
                                     continue;
                                 }
                                 "!" => continue,
+                                "time" if !assigned => {
+                                    if timed != 0 {
+                                        return nu("`time time`");
+                                    }
+                                    timed = 1;
+                                    continue;
+                                }
+                                "-p" if timed == 1 => {
+                                    timed = 2;
+                                    continue;
+                                }
+                                "--" if timed == 1 || timed == 2 => {
+                                    timed = 3;
+                                    continue;
+                                }
                                 t if RESERVED.contains(&t) => {
                                     return nu(format!(
                                         "`{t}` (compound commands are not supported)"
@@ -883,6 +901,7 @@ impl Parser {
                 self.finish(&mut words);
                 after_group = false;
                 assigned = false;
+                timed = 0;
             }
         }
         if braces != 0 {
@@ -1857,5 +1876,43 @@ mod tests {
         }
         assert!(runs(&words(&["env", "BASH_ALIASES=x", "bash", "-c", ":"])).is_err());
         runs_all("shopt -s nullglob globstar; shopt -u dotglob").unwrap();
+    }
+
+    /// Bash's `time [-p] [--]` is a keyword: the next word is in command
+    /// position, where `!` and reserved words are what they are.
+    #[test]
+    fn time_keyword_leaves_command_position() {
+        let rm = || vec![vec!["rm".to_string(), "-rf".into(), "/".into()]];
+        let cases: &[(&str, Option<Vec<Vec<String>>>)] = &[
+            ("time ! rm -rf /", Some(rm())),
+            ("time -p ! rm -rf /", Some(rm())),
+            ("time -p -- rm -rf /", Some(rm())),
+            ("time -- rm -rf /", Some(rm())),
+            ("! time rm -rf /", Some(rm())),
+            (
+                "time rm -rf / | time -p rm -rf /",
+                Some([rm(), rm()].concat()),
+            ),
+            ("time [[ -f x ]]", None),
+            ("time if true; then rm -rf /; fi", None),
+            ("time -p { rm -rf /; }", Some(rm())),
+            ("time time rm", None),
+            (
+                "time -p -p x",
+                Some(vec![vec!["-p".to_string(), "x".into()]]),
+            ),
+            // Not in command position, or quoted: the program.
+            (
+                "A=1 time ls",
+                Some(vec![vec!["time".to_string(), "ls".into()]]),
+            ),
+            (
+                "'time' ls",
+                Some(vec![vec!["time".to_string(), "ls".into()]]),
+            ),
+        ];
+        for (script, want) in cases {
+            assert_eq!(&commands(script), want, "{script:?}");
+        }
     }
 }
