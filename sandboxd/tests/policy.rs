@@ -369,7 +369,14 @@ fn resolve_expands_templates_and_filters_env() {
         resolve(ws, &c2, &Narrowing::default()).unwrap().hash,
         e.hash
     );
-    for name in ["ENV", "SHELLOPTS", "BASH_FUNC_f%%", "LD_AUDIT"] {
+    for name in [
+        "ENV",
+        "SHELLOPTS",
+        "BASH_FUNC_f%%",
+        "LD_AUDIT",
+        "GIT_CONFIG_KEY_0",
+        "NODE_OPTIONS",
+    ] {
         let mut c3 = c.clone();
         c3.set_env.insert(name.into(), "x".into());
         let r = resolve(ws, &c3, &Narrowing::default()).unwrap_err();
