@@ -165,6 +165,24 @@ fn code_variable<T>(var: &str) -> Result<T, NotUnderstood> {
     ))
 }
 
+/// `HOME=...` or `ZDOTDIR=...` (as `NAME=`, `NAME+=` or the bare name, as
+/// `export`, `read` and such take it): where shells find startup files
+/// (`~/.bashrc`, `~/.profile`, zsh's `$ZDOTDIR/.zshenv`).
+fn sets_startup_dir(t: &str) -> bool {
+    let var = t.split(['=', '+']).next().unwrap_or(t);
+    matches!(var, "HOME" | "ZDOTDIR")
+}
+
+/// Some word names a shell, wherever a wrapper may put it.
+fn names_a_shell(words: &[Word]) -> bool {
+    words.iter().any(|w| SHELLS.contains(&basename(&w.text)))
+}
+
+fn startup_dir_why() -> String {
+    "a shell started after `HOME` or `ZDOTDIR` changed, which may read startup files from there"
+        .to_string()
+}
+
 /// A command path that names a program under another name: a file under
 /// `/proc/` (`/proc/self/exe` is the shell itself) or `/dev/fd/`, read
 /// with `.`, `..` and repeated slashes resolved as written.
@@ -202,6 +220,7 @@ pub fn parse(script: &str) -> Result<Vec<Vec<Word>>, NotUnderstood> {
         pos: 0,
         nesting: 0,
         out: Vec::new(),
+        startup_dir: false,
     };
     p.list(None)?;
     Ok(p.out)
@@ -293,6 +312,12 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
         _ => return Ok(Runs::Itself),
     }
     .map_err(|e| NotUnderstood(format!("not understood: {}", e.0)))?;
+    if name == "env" {
+        let set = &argv[1..argv.len() - rest.len()];
+        if set.iter().any(|w| sets_startup_dir(&w.text)) && names_a_shell(rest) {
+            return nu(startup_dir_why());
+        }
+    }
     // `command eval ...` is eval.
     if let Some(w) = rest.first().filter(|w| OPAQUE.contains(&basename(&w.text))) {
         return nu(format!(
@@ -636,11 +661,10 @@ fn shell_script(name: &str, argv: &[Word]) -> Result<Runs, NotUnderstood> {
             break;
         }
         if let Some(long) = t.strip_prefix("--") {
-            i += if matches!(long, "rcfile" | "init-file") {
-                2
-            } else {
-                1
-            };
+            if long.starts_with("rcfile") || long.starts_with("init-file") {
+                return nu(format!("`{t}`: {name} runs the startup file it names"));
+            }
+            i += 1;
             continue;
         }
         let Some(cluster) = t.strip_prefix('-').or_else(|| t.strip_prefix('+')) else {
@@ -690,6 +714,9 @@ struct Parser {
     pos: usize,
     nesting: usize,
     out: Vec<Vec<Word>>,
+    /// `HOME` or `ZDOTDIR` was assigned earlier (or in this command): a
+    /// shell run from here on may read startup files the script wrote.
+    startup_dir: bool,
 }
 
 /// Characters that end an unquoted word.
@@ -808,7 +835,7 @@ impl Parser {
                         return nu("an unmatched `)`");
                     }
                     self.bump(1);
-                    self.finish(&mut words);
+                    self.finish(&mut words)?;
                     break;
                 }
                 '(' => {
@@ -846,6 +873,7 @@ impl Parser {
                             if runs_code(var) {
                                 return code_variable(var);
                             }
+                            self.startup_dir |= sets_startup_dir(var);
                             assigned = true;
                             continue;
                         }
@@ -898,7 +926,7 @@ impl Parser {
                 }
             }
             if end_command {
-                self.finish(&mut words);
+                self.finish(&mut words)?;
                 after_group = false;
                 assigned = false;
                 timed = 0;
@@ -907,14 +935,39 @@ impl Parser {
         if braces != 0 {
             return nu("an unclosed `{`");
         }
-        self.finish(&mut words);
+        self.finish(&mut words)?;
         Ok(())
     }
 
-    fn finish(&mut self, words: &mut Vec<Word>) {
-        if !words.is_empty() {
-            self.out.push(std::mem::take(words));
+    /// Ends a simple command; not understood when it may start a shell
+    /// after `HOME` or `ZDOTDIR` changed (here, as `export HOME=x`, or earlier).
+    fn finish(&mut self, words: &mut Vec<Word>) -> Result<(), NotUnderstood> {
+        if words.is_empty() {
+            return Ok(());
         }
+        // `NAME=value` for env, export, ...; a bare name for builtins that
+        // assign or export one.
+        let by_name = matches!(
+            basename(&words[0].text),
+            "export"
+                | "declare"
+                | "typeset"
+                | "local"
+                | "readonly"
+                | "read"
+                | "printf"
+                | "getopts"
+                | "mapfile"
+                | "readarray"
+        );
+        self.startup_dir |= words[1..]
+            .iter()
+            .any(|w| w.literal && sets_startup_dir(&w.text) && (by_name || w.text.contains('=')));
+        if self.startup_dir && names_a_shell(words) {
+            return nu(startup_dir_why());
+        }
+        self.out.push(std::mem::take(words));
+        Ok(())
     }
 
     /// Digits right before `<` or `>` (as in `2>&1`) are a descriptor, not a word.
@@ -1214,6 +1267,7 @@ impl Parser {
         if assigns && runs_code(&name) {
             return code_variable(&name);
         }
+        self.startup_dir |= assigns && sets_startup_dir(&name);
         self.bump(operator);
         loop {
             match self.peek() {
@@ -1284,9 +1338,11 @@ impl Parser {
             pos: 0,
             nesting: self.nesting,
             out: Vec::new(),
+            startup_dir: self.startup_dir,
         };
         sub.list(None)?;
         self.nesting -= 1;
+        self.startup_dir |= sub.startup_dir;
         self.out.append(&mut sub.out);
         Ok(())
     }
@@ -1914,5 +1970,46 @@ mod tests {
         for (script, want) in cases {
             assert_eq!(&commands(script), want, "{script:?}");
         }
+    }
+
+    /// A shell reads startup files from `--rcfile`/`--init-file`, and
+    /// from `$HOME` or `$ZDOTDIR` (login, interactive, any zsh).
+    #[test]
+    fn startup_files_a_script_chooses() {
+        for argv in [
+            &["bash", "--rcfile", "./f", "-ic", ":"][..],
+            &["bash", "--init-file", "./f", "-ic", ":"],
+            &["bash", "--rcfile=./f", "-ic", ":"],
+            &["env", "HOME=/tmp/x", "bash", "-lc", ":"],
+            &["env", "ZDOTDIR=.", "zsh", "-c", ":"],
+            &["env", "-i", "HOME=.", "nice", "bash", "-ic", ":"],
+        ] {
+            assert!(runs_through(argv).is_err(), "{argv:?}");
+        }
+        for script in [
+            "HOME=/tmp/x bash -lc :",
+            "export HOME=/tmp/x; bash -ic :",
+            "ZDOTDIR=. zsh -c :",
+            "export ZDOTDIR=.; exec zsh -l",
+            "read HOME; bash -l",
+            ": ${ZDOTDIR:=.}; export ZDOTDIR; zsh -ic :",
+            "HOME=/x; env bash -lc :",
+            "echo $(export HOME=/x; bash -lc :)",
+            "echo `HOME=/x`; /bin/bash -lc :",
+        ] {
+            assert!(runs_all(script).is_err(), "{script:?}");
+        }
+        for script in [
+            "bash -lc 'echo $HOME'",
+            "cd \"$HOME\" && bash -lc make",
+            "printenv HOME; bash -lc :",
+            "bash -lc :; export HOME=/x",
+        ] {
+            runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
+        }
+        assert_eq!(
+            runs(&words(&["env", "HOME=/x", "ls"])).unwrap(),
+            Runs::Wrapped(words(&["ls"]))
+        );
     }
 }
