@@ -116,6 +116,114 @@ const SHELLS: &[&str] = &[
     "posh", "yash",
 ];
 
+/// Shells whose scripts are not parsed: given an option (`-c`, fish's
+/// `--command`, `-C`), not understood.
+const OTHER_SHELLS: &[&str] = &[
+    "csh", "tcsh", "fish", "hush", "rc", "es", "xonsh", "elvish", "nu", "ion",
+];
+
+/// Programs that run a command (or a shell) in ways not followed here: as
+/// another user or in another namespace or root, traced, repeated, built
+/// from their input. Given any argument but `--help` or `--version`, not
+/// understood.
+const RUNNERS: &[&str] = &[
+    "xargs",
+    "sudo",
+    "doas",
+    "su",
+    "runuser",
+    "setpriv",
+    "nsenter",
+    "unshare",
+    "chroot",
+    "script",
+    "watch",
+    "parallel",
+    "strace",
+    "ltrace",
+    "valgrind",
+    "pkexec",
+    "sg",
+    "setarch",
+    "linux32",
+    "linux64",
+    "prlimit",
+    "numactl",
+    "cgexec",
+    "fakeroot",
+    "firejail",
+    "bwrap",
+    "unbuffer",
+    "rlwrap",
+    "gosu",
+    "su-exec",
+    "chpst",
+    "systemd-run",
+    "dbus-run-session",
+    "xvfb-run",
+    "catchsegv",
+    "faketime",
+    "torsocks",
+    "proxychains",
+    "proxychains4",
+    "ssh-agent",
+];
+
+/// Why `name ARGS` would run a command no rule sees, for programs that
+/// are judged only by their own name otherwise.
+fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
+    let any = |f: &dyn Fn(&Word) -> bool| args.iter().find(|w| f(w));
+    if RUNNERS.contains(&name) {
+        let info = matches!(args, [w] if w.text == "--help" || w.text == "--version");
+        return (name == "xargs" || !(args.is_empty() || info))
+            .then(|| format!("`{name}` runs a command given to it"));
+    }
+    if OTHER_SHELLS.contains(&name) {
+        return any(&|w| !w.literal || w.text.starts_with('-'))
+            .map(|w| format!("`{name} {}`: a shell whose scripts are not parsed", w.text));
+    }
+    match name {
+        // A word from an expansion may be `-exec` too.
+        "find" => any(&|w| {
+            !w.literal || matches!(w.text.as_str(), "-exec" | "-execdir" | "-ok" | "-okdir")
+        })
+        .map(|w| format!("`find {}` may run a command", w.text)),
+        // `-c core.pager=...`, `alias.x=!...` and the like run commands;
+        // `--exec-path` chooses the programs behind subcommands.
+        "git" => {
+            let mut i = 0;
+            while let Some(w) = args.get(i) {
+                let t = w.text.as_str();
+                if !w.literal
+                    || t == "-c"
+                    || t.starts_with("--config-env")
+                    || t.starts_with("--exec-path=")
+                {
+                    return Some(format!(
+                        "`git {t}` may run a command from its configuration"
+                    ));
+                }
+                if !t.starts_with('-') {
+                    break;
+                }
+                // Options whose argument is the next word.
+                let with_arg = [
+                    "-C",
+                    "--git-dir",
+                    "--work-tree",
+                    "--namespace",
+                    "--super-prefix",
+                ];
+                i += if with_arg.contains(&t) { 2 } else { 1 };
+            }
+            None
+        }
+        "emulate" => any(&|w| !w.literal || (w.text.starts_with('-') && w.text.contains('c')))
+            .map(|w| format!("`emulate {}` runs a string as shell code", w.text)),
+        _ => None,
+    }
+}
+
 /// Words that open compound commands or belong to them.
 const RESERVED: &[&str] = &[
     "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac",
@@ -261,6 +369,9 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
             "script not understood: `{name}` runs a string or file as shell code"
         ));
     }
+    if let Some(why) = runs_unseen(name, &argv[1..]) {
+        return nu(format!("not understood: {why}"));
+    }
     if let Some((_, letters)) = OPAQUE_WITH.iter().find(|(n, _)| *n == name) {
         let risky = |w: &Word| {
             !w.literal || (w.text.starts_with('-') && w.text.contains(|c| letters.contains(c)))
@@ -292,6 +403,93 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
         ),
         "exec" => after_options(argv, &["-c", "-l", "-cl", "-lc"], &["-a"], false),
         "nice" => after_options(argv, &[], &["-n", "--adjustment"], false),
+        "stdbuf" => after_options(
+            argv,
+            &[],
+            &["-i", "-o", "-e", "--input", "--output", "--error"],
+            false,
+        ),
+        "ionice" => after_options(
+            argv,
+            &["-t", "--ignore"],
+            &["-c", "--class", "-n", "--classdata"],
+            false,
+        ),
+        // A priority, then the command (`-p PID` is not understood).
+        "chrt" => after_options(
+            argv,
+            &[
+                "-b",
+                "--batch",
+                "-d",
+                "--deadline",
+                "-f",
+                "--fifo",
+                "-i",
+                "--idle",
+                "-o",
+                "--other",
+                "-r",
+                "--rr",
+                "-R",
+                "--reset-on-fork",
+                "-v",
+                "--verbose",
+            ],
+            &[
+                "-T",
+                "--sched-runtime",
+                "-P",
+                "--sched-period",
+                "-D",
+                "--sched-deadline",
+            ],
+            false,
+        )
+        .and_then(|rest| match rest.split_first() {
+            Some((p, cmd)) if p.text.bytes().all(|b| b.is_ascii_digit()) => Ok(cmd),
+            Some((p, _)) => nu(format!("`{}` where chrt takes a priority", p.text)),
+            None => Ok(rest),
+        }),
+        // A mask, then the command (`-p PID` is not understood).
+        "taskset" => after_options(argv, &["-a", "--all-tasks", "-c", "--cpu-list"], &[], false)
+            .map(|rest| rest.get(1..).unwrap_or_default()),
+        // A lock file, then a command; `-c STRING` runs a shell.
+        "flock" => after_options(
+            argv,
+            &[
+                "-s",
+                "--shared",
+                "-x",
+                "-e",
+                "--exclusive",
+                "-u",
+                "--unlock",
+                "-n",
+                "--nb",
+                "--nonblock",
+                "-o",
+                "--close",
+                "-F",
+                "--no-fork",
+                "--verbose",
+            ],
+            &["-E", "--conflict-exit-code", "-w", "--wait", "--timeout"],
+            false,
+        )
+        .and_then(|rest| match rest.get(1) {
+            Some(c) if c.text == "-c" || c.text == "--command" => {
+                nu("`flock -c` runs a string as shell code")
+            }
+            _ => Ok(rest.get(1..).unwrap_or_default()),
+        }),
+        // zsh's precommand modifiers.
+        "noglob" | "nocorrect" | "-" => Ok(&argv[1..]),
+        "repeat" => match argv.get(1) {
+            Some(n) if n.literal && n.text.bytes().all(|b| b.is_ascii_digit()) => Ok(&argv[2..]),
+            Some(n) => nu(format!("`repeat {}`: a count zsh evaluates", n.text)),
+            None => Ok(&argv[1..]),
+        },
         "time" => after_options(argv, &["-p"], &[], false),
         "command"
             if argv
@@ -2011,5 +2209,97 @@ mod tests {
             runs(&words(&["env", "HOME=/x", "ls"])).unwrap(),
             Runs::Wrapped(words(&["ls"]))
         );
+    }
+
+    /// Programs that run another command: looked through where their
+    /// options are simple, else not understood when they would run one.
+    #[test]
+    fn programs_that_run_commands() {
+        for (argv, wrapped) in [
+            (
+                &["stdbuf", "-oL", "rm", "-rf", "/"][..],
+                &["rm", "-rf", "/"][..],
+            ),
+            (&["stdbuf", "-i", "0", "--output=L", "rm"], &["rm"]),
+            (&["ionice", "-c", "3", "rm"], &["rm"]),
+            (&["ionice", "-c2", "-n7", "-t", "rm"], &["rm"]),
+            (&["chrt", "-f", "10", "rm", "-rf", "/"], &["rm", "-rf", "/"]),
+            (&["chrt", "5", "rm"], &["rm"]),
+            (&["taskset", "0x3", "rm"], &["rm"]),
+            (&["taskset", "-c", "0,1", "rm"], &["rm"]),
+            (&["flock", "/tmp/l", "rm", "-rf", "/"], &["rm", "-rf", "/"]),
+            (&["flock", "-w", "5", "-n", "/tmp/l", "make"], &["make"]),
+            (&["noglob", "rm", "-rf", "/"], &["rm", "-rf", "/"]),
+            (&["nocorrect", "rm"], &["rm"]),
+            (&["-", "rm"], &["rm"]),
+            (&["repeat", "3", "rm"], &["rm"]),
+        ] {
+            assert_eq!(
+                runs(&words(argv)).unwrap(),
+                Runs::Wrapped(words(wrapped)),
+                "{argv:?}"
+            );
+        }
+        for argv in [
+            &["xargs", "rm"][..],
+            &["xargs"],
+            &["find", ".", "-exec", "rm", "{}", "+"],
+            &["find", ".", "-name", "x", "-execdir", "rm", "{}", ";"],
+            &["find", ".", "-ok", "rm", "{}", ";"],
+            &["find", ".", "-okdir", "rm", "{}", ";"],
+            &["chrt", "-o", "rm", "-rf", "/"],
+            &["chrt", "-p", "1"],
+            &["taskset", "-p", "1"],
+            &["flock", "/tmp/l", "-c", "rm -rf /"],
+            &["flock", "/tmp/l", "--command", "rm -rf /"],
+            &["sudo", "rm", "-rf", "/"],
+            &["doas", "rm"],
+            &["su", "-c", "rm -rf /"],
+            &["runuser", "-u", "x", "rm"],
+            &["setpriv", "--reuid", "1", "rm"],
+            &["nsenter", "-t", "1", "rm"],
+            &["unshare", "-r", "rm"],
+            &["chroot", "/", "rm"],
+            &["script", "-c", "rm -rf /", "/dev/null"],
+            &["watch", "rm", "-rf", "/"],
+            &["parallel", "rm", ":::", "/"],
+            &["strace", "rm"],
+            &["ltrace", "rm"],
+            &["valgrind", "rm"],
+            &["git", "-c", "core.pager=rm -rf /", "log"],
+            &["git", "-c", "alias.x=!rm -rf /", "x"],
+            &["git", "-C", "x", "-c", "a.b=c", "status"],
+            &["git", "--config-env=core.pager=P", "log"],
+            &["git", "--exec-path=.", "x"],
+            &["emulate", "sh", "-c", "rm -rf /"],
+            &["repeat", "x", "rm"],
+            &["tcsh", "-c", "rm -rf /"],
+            &["csh", "-fc", "rm -rf /"],
+            &["fish", "-c", "rm -rf /"],
+            &["fish", "--command=rm -rf /"],
+            &["busybox", "hush", "-c", "rm -rf /"],
+        ] {
+            assert!(runs_through(argv).is_err(), "{argv:?}");
+        }
+        for argv in [
+            &["find", ".", "-name", "*.rs", "-print"][..],
+            &["git", "status"],
+            &["git", "-C", "sub", "--no-pager", "log", "-c"],
+            &["git", "commit", "-c", "HEAD"],
+            &["fish", "script.fish"],
+            &["emulate", "zsh"],
+            &["sudo", "--version"],
+            &["flock", "9"],
+        ] {
+            assert_eq!(runs_through(argv).unwrap(), Runs::Itself, "{argv:?}");
+        }
+        runs_all("ls | sort | uniq -c").unwrap();
+        assert!(runs_all("ls | xargs rm").is_err());
+        assert!(runs(&[
+            Word::literal("find"),
+            Word::literal("."),
+            parse("x $o").unwrap()[0][1].clone()
+        ])
+        .is_err());
     }
 }
