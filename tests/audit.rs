@@ -279,25 +279,15 @@ fn a_refusal_keeps_a_bounded_argv_and_an_argv_past_the_kernels_limits_is_refused
     assert!(last.len() < 20 << 10, "{}", last.len());
     // A word the kernel would not take (sent through the library: the
     // agent itself could not be started with it): refused, naming it.
-    let (socket, cwd) = (d.socket.clone(), ws.path.clone());
-    let refused = std::thread::spawn(move || {
-        thread_becomes(U1);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let mut client = agent::connect(&socket).await.expect("connect");
-            let argv = vec!["echo".to_string(), "y".repeat(200_000)];
-            let opts = agent::ExecOptions::new(argv, cwd);
-            agent::run_exec(&mut client, &opts, agent::ExecIo::discard())
-                .await
-                .err()
-                .map(|e| e.to_string())
-        })
-    })
-    .join()
-    .expect("client thread");
+    let cwd = ws.path.clone();
+    let refused = client_as(U1, &d.socket, |mut client| async move {
+        let argv = vec!["echo".to_string(), "y".repeat(200_000)];
+        let opts = agent::ExecOptions::new(argv, cwd);
+        agent::run_exec(&mut client, &opts, agent::ExecIo::discard())
+            .await
+            .err()
+            .map(|e| e.to_string())
+    });
     let refused = refused.expect("refused");
     assert!(refused.contains("argv[1] is 200000 bytes"), "{refused}");
     assert_eq!(verify(&d.state_dir).code, 0);

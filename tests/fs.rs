@@ -199,16 +199,21 @@ fn a_write_root_swapped_for_a_symlink_after_its_check_creates_nothing_on_the_hos
     assert!(ran > 0, "no exec ran");
 }
 
-#[test]
-fn deny_globs_look_only_where_the_caller_can() {
-    // A directory the caller cannot enter: root's walk would cover what is
-    // in it, and the cover (a mount point) would tell the caller it exists.
-    let d = Daemon::builder()
+/// A daemon with profile `dotenv`: the workspace, every `.env` unreadable.
+fn dotenv_daemon() -> Daemon {
+    Daemon::builder()
         .profile(
             "dotenv",
             "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"**/.env\"]\n",
         )
-        .start();
+        .start()
+}
+
+#[test]
+fn deny_globs_look_only_where_the_caller_can() {
+    // A directory the caller cannot enter: root's walk would cover what is
+    // in it, and the cover (a mount point) would tell the caller it exists.
+    let d = dotenv_daemon();
     let ws = Dir::new(U1);
     ws.write("mine/.env", "MINE\n", U1);
     let private = ws.join("private");
@@ -235,12 +240,7 @@ fn deny_globs_look_only_where_the_caller_can() {
 /// made readable again inside: that exec is refused instead, naming it.
 #[test]
 fn a_match_hidden_from_the_deny_walk_refuses_the_exec() {
-    let d = Daemon::builder()
-        .profile(
-            "dotenv",
-            "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"**/.env\"]\n",
-        )
-        .start();
+    let d = dotenv_daemon();
     let ws = Dir::new(U1);
     ws.write("sub/.env", "SECRET\n", U1);
     let flags = ["--profile", "dotenv"];

@@ -593,3 +593,28 @@ pub fn thread_becomes(uid: u32) {
         assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
     }
 }
+
+/// Runs `f` with a client of `socket` connected as `uid` (a thread of this
+/// process that became `uid`, with a runtime of its own), for what the
+/// `agent` command line cannot send.
+pub fn client_as<T, F, Fut>(uid: u32, socket: &Path, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(agent::Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        thread_becomes(uid);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let client = agent::connect(&socket).await.expect("connect");
+            f(client).await
+        })
+    })
+    .join()
+    .expect("client thread")
+}

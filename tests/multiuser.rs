@@ -383,28 +383,18 @@ fn an_exec_that_has_ended_no_longer_counts_against_the_limit() {
         .config("[limits]\nmax_per_user = 1")
         .start();
     let ws = Dir::new(U1);
-    let (socket, cwd) = (d.socket.clone(), ws.path.clone());
-    let refused = std::thread::spawn(move || {
-        thread_becomes(U1);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let mut client = agent::connect(&socket).await.expect("connect");
-            let opts = agent::ExecOptions::new(vec!["true".into()], cwd);
-            for i in 0..100 {
-                match agent::run_exec(&mut client, &opts, agent::ExecIo::discard()).await {
-                    Ok(st) if st.code() == 0 => {}
-                    Ok(st) => return Some(format!("exec {i}: {:?}", st.exit)),
-                    Err(e) => return Some(format!("exec {i}: {e}")),
-                }
+    let cwd = ws.path.clone();
+    let refused = client_as(U1, &d.socket, |mut client| async move {
+        let opts = agent::ExecOptions::new(vec!["true".into()], cwd);
+        for i in 0..100 {
+            match agent::run_exec(&mut client, &opts, agent::ExecIo::discard()).await {
+                Ok(st) if st.code() == 0 => {}
+                Ok(st) => return Some(format!("exec {i}: {:?}", st.exit)),
+                Err(e) => return Some(format!("exec {i}: {e}")),
             }
-            None
-        })
-    })
-    .join()
-    .expect("client thread");
+        }
+        None
+    });
     assert_eq!(refused, None);
 }
 

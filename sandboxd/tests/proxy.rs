@@ -735,6 +735,34 @@ async fn socks_connect(p: &Proxy, atyp: u8, addr: &[u8], port: u16) -> (u8, TcpS
     (rep[1], c)
 }
 
+/// Whether a connection to `addr` that sends `hello` is closed at once,
+/// with no answer.
+async fn closed_on_arrival(addr: SocketAddr, hello: &[u8]) -> bool {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let _ = c.write_all(hello).await;
+    let mut buf = [0u8; 64];
+    matches!(c.read(&mut buf).await, Ok(0) | Err(_))
+}
+
+/// Waits (5 s at most) until a connection to `addr` that sends `hello`
+/// is answered; the answer's first bytes.
+async fn answered(addr: SocketAddr, hello: &[u8]) -> String {
+    let again = async {
+        loop {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let _ = c.write_all(hello).await;
+            let mut buf = [0u8; 64];
+            match c.read(&mut buf).await {
+                Ok(n) if n > 0 => return String::from_utf8_lossy(&buf[..n]).to_string(),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), again)
+        .await
+        .unwrap()
+}
+
 /// One sandbox's proxies serve at most `MAX_CONNECTIONS` client
 /// connections at once, HTTP and SOCKS together (each costs the daemon
 /// descriptors and buffers): more are closed on arrival, and a slot is
@@ -755,24 +783,9 @@ async fn the_proxies_of_a_sandbox_share_one_bound_on_connections() {
         held.push(c);
     }
     let connect = format!("CONNECT allowed.test:{} HTTP/1.1\r\n\r\n", echo.port);
-    let mut c = TcpStream::connect(p.http).await.unwrap();
-    let _ = c.write_all(connect.as_bytes()).await;
-    let mut buf = [0u8; 64];
-    assert!(matches!(c.read(&mut buf).await, Ok(0) | Err(_)));
+    assert!(closed_on_arrival(p.http, connect.as_bytes()).await);
     drop(held.pop());
-    let served = async {
-        loop {
-            let mut c = TcpStream::connect(p.http).await.unwrap();
-            let _ = c.write_all(connect.as_bytes()).await;
-            match c.read(&mut buf).await {
-                Ok(n) if n > 0 => return String::from_utf8_lossy(&buf[..n]).to_string(),
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    };
-    let head = tokio::time::timeout(Duration::from_secs(5), served)
-        .await
-        .unwrap();
+    let head = answered(p.http, connect.as_bytes()).await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
 }
 
@@ -799,33 +812,14 @@ async fn the_sandboxes_of_a_user_share_one_bound_on_connections() {
     }
     // The user's fourth, from either sandbox, is closed on arrival.
     for p in [&a, &b] {
-        let mut c = TcpStream::connect(p.socks).await.unwrap();
-        let _ = c.write_all(&[5, 1, 0]).await;
-        let mut buf = [0u8; 2];
-        assert!(matches!(c.read(&mut buf).await, Ok(0) | Err(_)));
+        assert!(closed_on_arrival(p.socks, &[5, 1, 0]).await);
     }
     let (code, _c) = socks_connect(&other, 3, b"allowed.test", echo.port).await;
     assert_eq!(code, 0);
     // Four in all: a third user's first is closed.
-    let mut c = TcpStream::connect(third.socks).await.unwrap();
-    let _ = c.write_all(&[5, 1, 0]).await;
-    let mut buf = [0u8; 2];
-    assert!(matches!(c.read(&mut buf).await, Ok(0) | Err(_)));
+    assert!(closed_on_arrival(third.socks, &[5, 1, 0]).await);
     drop(held.pop());
-    let again = async {
-        loop {
-            let mut c = TcpStream::connect(a.socks).await.unwrap();
-            let _ = c.write_all(&[5, 1, 0]).await;
-            let mut buf = [0u8; 2];
-            if matches!(c.read(&mut buf).await, Ok(2)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), again)
-        .await
-        .unwrap();
+    assert_eq!(answered(a.socks, &[5, 1, 0]).await.as_bytes(), [5, 0]);
 }
 
 #[tokio::test]
