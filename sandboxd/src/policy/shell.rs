@@ -267,6 +267,14 @@ fn runs_code(var: &str) -> bool {
     ) || var.starts_with("BASH_FUNC_")
 }
 
+/// Whether `var=value` may run code; `value` is `None` when unknown. A
+/// number is safe for the variables bash only evaluates as arithmetic
+/// (`OPTIND=1`, `RANDOM=42`).
+fn assignment_runs_code(var: &str, value: Option<&str>) -> bool {
+    let number = value.is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()));
+    runs_code(var) && !(number && matches!(var, "OPTIND" | "RANDOM" | "SRANDOM" | "HISTCMD"))
+}
+
 fn code_variable<T>(var: &str) -> Result<T, NotUnderstood> {
     nu(format!(
         "an assignment to `{var}`, from which a shell takes code to run"
@@ -574,7 +582,12 @@ fn names_and_arithmetic(name: &str, args: &[Word]) -> Result<(), NotUnderstood> 
                         "`{name}` with `{t}` where a plain variable name is understood"
                     ));
                 }
-                if runs_code(var) && name != "unset" {
+                // A bare name assigns nothing.
+                let value = match t.split_once('=') {
+                    None => Some(""),
+                    Some((_, v)) => w.literal.then_some(v),
+                };
+                if assignment_runs_code(var, value) && name != "unset" {
                     return code_variable(var);
                 }
             }
@@ -805,7 +818,10 @@ fn after_options<'a>(
         }
         let t = w.text.as_str();
         if assignments && t.contains('=') && (assigned || !t.starts_with('-')) {
-            if let Some((var, _)) = t.split_once('=').filter(|(v, _)| runs_code(v)) {
+            if let Some((var, _)) = t
+                .split_once('=')
+                .filter(|(v, value)| assignment_runs_code(v, Some(value)))
+            {
                 return code_variable(var);
             }
             assigned = true;
@@ -1068,7 +1084,8 @@ impl Parser {
                         if raw.assignment {
                             let t = &raw.word.text;
                             let var = t.split(['=', '+']).next().unwrap_or(t);
-                            if runs_code(var) {
+                            let value = t.split_once('=').map(|(_, v)| v);
+                            if assignment_runs_code(var, value.filter(|_| raw.word.literal)) {
                                 return code_variable(var);
                             }
                             self.startup_dir |= sets_startup_dir(var);
@@ -2080,8 +2097,12 @@ mod tests {
     fn variables_assigned_by_arithmetic() {
         for script in [
             "OPTIND='a[$(rm -rf /)]'",
+            "OPTIND=\"$x\"",
+            "OPTIND=$x",
+            "export OPTIND=\"$x\"",
+            "OPTIND+=a",
             "RANDOM=x rm",
-            "export SRANDOM=1",
+            "export SRANDOM=1a",
             "declare HISTCMD=x",
             "read OPTIND",
             "printf -v RANDOM x",
@@ -2105,6 +2126,8 @@ mod tests {
             ": ${X:=y} ${OPTIND-1} ${RANDOM:-2}",
             "echo $OPTIND $RANDOM; unset OPTIND",
             "mapfile -t lines; readarray -n 2 -O 1 arr",
+            // A number is only a number.
+            "OPTIND=1; RANDOM=42 x; export SRANDOM=7 OPTIND; local OPTIND",
         ] {
             runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
         }
