@@ -216,7 +216,30 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
                 ];
                 i += if with_arg.contains(&t) { 2 } else { 1 };
             }
-            None
+            // Subcommands that run a command they are given.
+            let sub = args.get(i).map(|w| w.text.as_str());
+            let rest = args.get(i + 1..).unwrap_or_default();
+            let has = |f: &dyn Fn(&str) -> bool| rest.iter().any(|w| !w.literal || f(&w.text));
+            let runs = match sub {
+                Some("bisect") => has(&|t| t == "run"),
+                Some("submodule") => has(&|t| t == "foreach"),
+                Some("filter-branch" | "mergetool") => true,
+                Some("rebase") => has(&|t| {
+                    t.starts_with("--exec")
+                        || (t.starts_with('-') && !t.starts_with("--") && t.contains('x'))
+                }),
+                Some("difftool") => has(&|t| {
+                    t.starts_with("--extcmd")
+                        || (t.starts_with('-') && !t.starts_with("--") && t.contains('x'))
+                }),
+                _ => false,
+            };
+            runs.then(|| {
+                format!(
+                    "`git {}` may run a command given to it",
+                    sub.unwrap_or_default()
+                )
+            })
         }
         "emulate" => any(&|w| !w.literal || (w.text.starts_with('-') && w.text.contains('c')))
             .map(|w| format!("`emulate {}` runs a string as shell code", w.text)),
@@ -2294,6 +2317,12 @@ mod tests {
             &["git", "-C", "x", "-c", "a.b=c", "status"],
             &["git", "--config-env=core.pager=P", "log"],
             &["git", "--exec-path=.", "x"],
+            &["git", "bisect", "run", "rm", "-rf", "/"],
+            &["git", "rebase", "-x", "rm -rf /", "HEAD~1"],
+            &["git", "rebase", "--exec=rm -rf /", "HEAD~1"],
+            &["git", "-C", "x", "submodule", "foreach", "rm -rf /"],
+            &["git", "difftool", "--extcmd=rm -rf /"],
+            &["git", "filter-branch", "--tree-filter", "rm -rf /"],
             &["emulate", "sh", "-c", "rm -rf /"],
             &["repeat", "x", "rm"],
             &["tcsh", "-c", "rm -rf /"],
@@ -2309,6 +2338,8 @@ mod tests {
             &["git", "status"],
             &["git", "-C", "sub", "--no-pager", "log", "-c"],
             &["git", "commit", "-c", "HEAD"],
+            &["git", "rebase", "-i", "--autosquash", "main"],
+            &["git", "bisect", "good"],
             &["fish", "script.fish"],
             &["emulate", "zsh"],
             &["sudo", "--version"],
