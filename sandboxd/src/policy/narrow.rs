@@ -376,42 +376,6 @@ fn narrow_network(
     Ok((mode, out))
 }
 
-/// Whether a variable is one of the common ways to make a shell, the
-/// dynamic loader, git or an interpreter run code the command line does
-/// not show (a startup file, exported functions, a preloaded library, a
-/// config entry naming a program, interpreter options), which command
-/// rules could then not judge: never taken from the caller, nor from
-/// `--env` (a profile's `set` may). Not every such setting: files a
-/// program reads (its config in the workspace) can do the same.
-fn runs_code_unseen(name: &str) -> bool {
-    const NAMES: &[&str] = &[
-        "BASH_ENV",
-        "ENV",
-        "SHELLOPTS",
-        "BASHOPTS",
-        "PS4",
-        "ZDOTDIR",
-        "LD_PRELOAD",
-        "LD_AUDIT",
-        "GIT_CONFIG_COUNT",
-        "GIT_CONFIG_PARAMETERS",
-        "GIT_CONFIG_GLOBAL",
-        "GIT_CONFIG_SYSTEM",
-        "GIT_SSH",
-        "GIT_SSH_COMMAND",
-        "GIT_PAGER",
-        "GIT_EDITOR",
-        "GIT_EXTERNAL_DIFF",
-        "GIT_ASKPASS",
-        "GIT_EXEC_PATH",
-        "NODE_OPTIONS",
-        "PERL5OPT",
-        "RUBYOPT",
-    ];
-    const PREFIXES: &[&str] = &["BASH_FUNC_", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"];
-    NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
 /// Caller variables that `pass` and not `deny`, then `set`, then the request's
 /// own (`--env`), which may not use a denied name.
 fn environment(profile: &Profile, ctx: &ExecContext) -> Result<Vec<(String, String)>, Refusal> {
@@ -423,7 +387,7 @@ fn environment(profile: &Profile, ctx: &ExecContext) -> Result<Vec<(String, Stri
         .filter(|(k, _)| {
             rules.pass.iter().any(|p| name_matches(&p.value, k))
                 && denied_by(k).is_none()
-                && !runs_code_unseen(k)
+                && !shell::runs_code(k)
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -443,7 +407,7 @@ fn environment(profile: &Profile, ctx: &ExecContext) -> Result<Vec<(String, Stri
                 rule: rule(&d.origin, "env.deny", &d.value),
             });
         }
-        if runs_code_unseen(k) {
+        if shell::runs_code(k) {
             return Err(Refusal {
                 message: format!(
                     "--env {k}: it makes a shell or the loader run code no command rule sees"

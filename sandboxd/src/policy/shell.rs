@@ -268,26 +268,48 @@ const OPAQUE_WITH: &[(&str, &str)] = &[
 ];
 
 /// Variables from which a shell takes code as it starts (`BASH_ENV`,
-/// `ENV`, `BASH_FUNC_*` functions) or as it traces (`PS4`, with xtrace set
-/// through `SHELLOPTS`), whose assigned value bash evaluates as
-/// arithmetic (`OPTIND='a[$(rm -rf /)]'` runs rm), or that give a command
-/// another program or text (`BASH_CMDS` as `hash -p`, `BASH_ALIASES`):
-/// assigning one is not understood.
-fn runs_code(var: &str) -> bool {
-    matches!(
-        var,
-        "BASH_ENV"
-            | "ENV"
-            | "SHELLOPTS"
-            | "BASHOPTS"
-            | "PS4"
-            | "OPTIND"
-            | "RANDOM"
-            | "SRANDOM"
-            | "HISTCMD"
-            | "BASH_CMDS"
-            | "BASH_ALIASES"
-    ) || var.starts_with("BASH_FUNC_")
+/// `ENV`, `ZDOTDIR`, `BASH_FUNC_*` functions) or as it traces (`PS4`, with
+/// xtrace set through `SHELLOPTS`), whose assigned value bash evaluates as
+/// arithmetic (`OPTIND='a[$(rm -rf /)]'` runs rm), that give a command
+/// another program or text (`BASH_CMDS` as `hash -p`, `BASH_ALIASES`), and
+/// the common ones from which the loader, git or an interpreter takes code
+/// (`LD_PRELOAD`, `GIT_CONFIG_*`, `GIT_PAGER`, `NODE_OPTIONS`, ...):
+/// assigning one in a script is not understood, and the daemon neither
+/// passes one in from the caller nor takes it from `--env`. Not every such
+/// setting: files a program reads can do the same.
+pub fn runs_code(var: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "ZDOTDIR",
+        "OPTIND",
+        "RANDOM",
+        "SRANDOM",
+        "HISTCMD",
+        "BASH_CMDS",
+        "BASH_ALIASES",
+        "LD_PRELOAD",
+        "LD_AUDIT",
+        "GIT_CONFIG_COUNT",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_PAGER",
+        "GIT_EDITOR",
+        "GIT_EXTERNAL_DIFF",
+        "GIT_ASKPASS",
+        "GIT_EXEC_PATH",
+        "NODE_OPTIONS",
+        "PERL5OPT",
+        "RUBYOPT",
+    ];
+    const PREFIXES: &[&str] = &["BASH_FUNC_", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"];
+    NAMES.contains(&var) || PREFIXES.iter().any(|p| var.starts_with(p))
 }
 
 /// Whether `var=value` may run code; `value` is `None` when unknown. A
@@ -2171,6 +2193,11 @@ mod tests {
             "getopts a BASH_ENV",
             "set -a; : ${BASH_ENV:=./f}",
             ": ${BASH_CMDS=/bin/rm}",
+            // Git's and interpreters' own: code the command line hides.
+            "GIT_PAGER='rm -rf /' git log",
+            "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=core.fsmonitor git status",
+            "export NODE_OPTIONS=--require=./x.js; node y.js",
+            "LD_PRELOAD=./x.so ls",
         ] {
             assert!(runs_all(script).is_err(), "{script:?}");
         }
