@@ -266,6 +266,30 @@ fn a_match_hidden_from_the_deny_walk_refuses_the_exec() {
     let out = d.sh(U1, &ws.path, &flags, &format!("cat {deep}/.env"));
     assert!(!out.stdout.contains("DEEP"), "{}", out.stdout);
     assert!(out.stderr.contains("levels deep"), "{}", out.stderr);
+    // Nor does closing a directory above where a pattern starts looking,
+    // for a glob or a plain path.
+    let d2 = Daemon::builder()
+        .profile(
+            "fixed",
+            "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"{cwd}/a/b/*.env\", \"{cwd}/k/secret.key\"]\n",
+        )
+        .start();
+    ws.write("a/b/x.env", "SECRET\n", U1);
+    ws.write("k/secret.key", "SECRET\n", U1);
+    for (dir, file) in [("a", "a/b/x.env"), ("k", "k/secret.key")] {
+        let flags = ["--profile", "fixed"];
+        d2.sh(U1, &ws.path, &flags, &format!("chmod 600 {dir}"))
+            .expect_code(0);
+        let out = d2.sh(
+            U1,
+            &ws.path,
+            &flags,
+            &format!("chmod 700 {dir}; cat {file}"),
+        );
+        assert!(!out.stdout.contains("SECRET"), "{file}: {}", out.stdout);
+        assert!(out.stderr.contains("cannot be searched"), "{}", out.stderr);
+        std::fs::set_permissions(ws.join(dir), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     // A pattern without `**` looks no deeper than it reaches.
     let d = Daemon::builder()
         .profile(

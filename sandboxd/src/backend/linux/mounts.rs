@@ -407,10 +407,6 @@ pub struct Denied {
 const WALK_LIMIT: usize = 200_000;
 const WALK_DEPTH: usize = 64;
 
-fn has_meta(s: &str) -> bool {
-    s.contains(['*', '?', '[', '{'])
-}
-
 /// Expands one absolute glob to existing paths; a literal pattern yields
 /// itself (existing or not, the caller decides). Run as the caller: a
 /// directory it cannot read is not searched, unless it is the caller's own
@@ -418,8 +414,13 @@ fn has_meta(s: &str) -> bool {
 /// readable again inside): then, as for a tree deeper than the walk goes,
 /// the expansion fails rather than miss a match.
 fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
-    if !has_meta(pattern) {
-        let p = PathBuf::from(pattern);
+    // SAFETY: geteuid has no preconditions (the caller's uid here).
+    let caller = unsafe { libc::geteuid() };
+    if let Some(literal) = literal_of(pattern) {
+        let p = PathBuf::from(literal);
+        if let Some(parent) = p.parent() {
+            closed_on_the_way(parent, caller, 0o100, pattern)?;
+        }
         let exists = p.symlink_metadata().is_ok();
         return Ok((vec![p], exists));
     }
@@ -433,11 +434,10 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
         .map_err(|e| e.to_string())?;
     let mut base = PathBuf::from("/");
     for comp in Path::new(pattern).components().skip(1) {
-        let s = comp.as_os_str().to_string_lossy();
-        if has_meta(&s) {
-            break;
+        match literal_of(&comp.as_os_str().to_string_lossy()) {
+            Some(literal) => base.push(literal),
+            None => break,
         }
-        base.push(comp);
     }
     // How many levels below `base` a match can be: with `**`, any (up to
     // the walk's bound); else as many as the pattern has there.
@@ -445,8 +445,6 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
         true => usize::MAX,
         false => Path::new(pattern).components().count() - base.components().count(),
     };
-    // SAFETY: geteuid has no preconditions (the caller's uid here).
-    let caller = unsafe { libc::geteuid() };
     // A directory of the caller's own that it cannot list and search: it
     // could have made it so to hide a match from this walk.
     let closed = |dir: &Path, m: &std::fs::Metadata| {
@@ -458,9 +456,7 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
             )
         })
     };
-    if let Some(why) = base.symlink_metadata().ok().and_then(|m| closed(&base, &m)) {
-        return Err(why);
-    }
+    closed_on_the_way(&base, caller, 0o500, pattern)?;
     let mut out = Vec::new();
     let mut visited = 0usize;
     let mut stack = vec![(base, 0usize)];
@@ -514,6 +510,59 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
     Ok((out, true))
 }
 
+/// The text `s` (a pattern or one of its components) matches, when it is
+/// literal: plain characters and the one-character classes
+/// `globset::escape` writes for its special ones (`[*]`, `[[]`).
+fn literal_of(s: &str) -> Option<String> {
+    const SPECIAL: [char; 6] = ['*', '?', '[', ']', '{', '}'];
+    let cs: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < cs.len() {
+        match cs[i] {
+            '[' if cs.get(i + 2) == Some(&']') && SPECIAL.contains(&cs[i + 1]) => {
+                out.push(cs[i + 1]);
+                i += 3;
+            }
+            c if SPECIAL.contains(&c) || c == '\\' => return None,
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Refuses when a directory of the caller's own on the way to `dir`, or
+/// `dir` itself, lacks what looking there needs (search, `0o100`, for each
+/// one above; `mode` for `dir`): the caller could have closed it to hide a
+/// match from this walk and open it again inside. Symlinks are followed as
+/// a lookup does; where another user's directory stops the way, the
+/// caller could not see past it either, and nothing is refused.
+fn closed_on_the_way(dir: &Path, caller: u32, mode: u32, pattern: &str) -> Result<(), String> {
+    let mut at = PathBuf::from("/");
+    let parts: Vec<_> = dir.components().skip(1).collect();
+    for i in 0..=parts.len() {
+        let need = if i == parts.len() { mode } else { 0o100 };
+        let m = match std::fs::metadata(&at) {
+            Ok(m) => m,
+            Err(_) => return Ok(()),
+        };
+        if m.is_dir() && m.uid() == caller && m.mode() & need != need {
+            return Err(format!(
+                "{} cannot be searched for {pattern} (mode {:o}); make it readable",
+                at.display(),
+                m.mode() & 0o7777
+            ));
+        }
+        if let Some(p) = parts.get(i) {
+            at.push(p);
+        }
+    }
+    Ok(())
+}
+
 /// Anchors a relative pattern (`**/.env`) under each given root; absolute ones stay.
 fn anchored(pattern: &str, roots: &[&Path]) -> Vec<String> {
     if pattern.starts_with('/') {
@@ -523,9 +572,10 @@ fn anchored(pattern: &str, roots: &[&Path]) -> Vec<String> {
         .iter()
         .filter(|r| **r != Path::new("/"))
         .map(|r| {
+            // The root as itself, not as a pattern (`proj[1]`).
             format!(
                 "{}/{}",
-                r.display().to_string().trim_end_matches('/'),
+                globset::escape(r.display().to_string().trim_end_matches('/')),
                 pattern
             )
         })
@@ -933,5 +983,37 @@ mod tests {
             denied.write,
             vec![(root.clone(), root.join(".git/hooks"), false)]
         );
+    }
+
+    #[test]
+    fn escaped_text_is_literal_and_a_root_named_like_a_glob_is_itself() {
+        for (s, want) in [
+            ("/a/b", Some("/a/b")),
+            ("/p[[]1[]]", Some("/p[1]")),
+            ("[*][?][{][}]", Some("*?{}")),
+            ("*.env", None),
+            ("a[12]", None),
+            ("[!]x", None),
+            ("{a,b}", None),
+            ("a\\*", None),
+        ] {
+            assert_eq!(literal_of(s).as_deref(), want, "{s}");
+        }
+        // A workspace named `proj[1]`: its `.env` is found by a relative
+        // pattern and by an absolute one with the name escaped (as templates are).
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("proj[1]");
+        std::fs::create_dir_all(root.join("s")).unwrap();
+        std::fs::write(root.join("s/.env"), "").unwrap();
+        std::fs::create_dir(d.path().join("proj1")).unwrap();
+        std::fs::write(d.path().join("proj1/.env"), "").unwrap();
+        let escaped = globset::escape(&root.display().to_string());
+        let fs = FsPlan {
+            write: vec![root.clone()],
+            deny_read: vec!["**/.env".into(), format!("{escaped}/s/.env")],
+            ..Default::default()
+        };
+        let denied = expand_denies(&fs).unwrap();
+        assert_eq!(denied.read, vec![root.join("s/.env"), root.join("s/.env")]);
     }
 }
