@@ -91,17 +91,29 @@ fn tchar(b: u8) -> bool {
 /// `0033git-upload-pack /repo\0host=...\0`, with no line end) is told
 /// apart by its form.
 fn http_start(data: &[u8]) -> Option<bool> {
-    /// A git:// request: four hex digits (its length), then the service.
+    /// A git:// request: four hex digits (its length), the service, a
+    /// blank, and a path that a NUL ends before any blank or line end
+    /// (no request line holds a NUL there; a lenient server would read
+    /// anything else as one).
     fn git_request(data: &[u8]) -> bool {
-        data.len() > 4
-            && data[..4].iter().all(u8::is_ascii_hexdigit)
-            && [
-                "git-upload-pack ",
-                "git-receive-pack ",
-                "git-upload-archive ",
-            ]
-            .iter()
-            .any(|s| data[4..].starts_with(s.as_bytes()))
+        let Some(rest) = data
+            .get(4..)
+            .filter(|_| data[..4].iter().all(u8::is_ascii_hexdigit))
+        else {
+            return false;
+        };
+        [
+            "git-upload-pack ",
+            "git-receive-pack ",
+            "git-upload-archive ",
+        ]
+        .iter()
+        .filter_map(|s| rest.strip_prefix(s.as_bytes()))
+        .any(|path| {
+            path.iter()
+                .find(|b| matches!(b, 0 | b' ' | b'\t' | b'\r' | b'\n'))
+                == Some(&0)
+        })
     }
     let blank = |b: &u8| matches!(b, b' ' | b'\t');
     let eol = |b: &u8| matches!(b, b'\r' | b'\n');
@@ -662,8 +674,10 @@ mod tests {
             "get /\n",
             "GET http://a.test/ HTTP/1.1\r\n",
             "OPTIONS * HTTP/1.1\r\n",
-            // Lenient servers read control characters in the target.
+            // Lenient servers read control characters in the target, and
+            // any token as the method, git's services too.
             "GET /a\x01b HTTP/1.1\r\n",
+            "0033git-upload-pack /x HTTP/1.1\r\n",
             "CONNECT 10.0.0.1:22 HTTP/1.1\r\n",
         ] {
             assert_eq!(http_start(http.as_bytes()), Some(true), "{http:?}");
@@ -698,6 +712,7 @@ mod tests {
             "\0\0\0\x08\x04\x12\x16\x2f",
             // git://'s request.
             "0033git-upload-pack /repo.git\0host=a.test\0",
+            "002bgit-receive-pack /r\0",
         ] {
             assert_eq!(http_start(other.as_bytes()), Some(false), "{other:?}");
         }
