@@ -334,6 +334,21 @@ async fn write<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// A flush or shutdown that fails once the peer has taken nothing for
+/// `wait` (a TLS stream takes a record whole into its buffer, and waits
+/// for the peer there).
+async fn idle(
+    wait: Duration,
+    f: impl std::future::Future<Output = io::Result<()>>,
+) -> io::Result<()> {
+    tokio::time::timeout(wait, f).await.unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "peer reads nothing",
+        ))
+    })
+}
+
 /// `write_all` that fails once the peer has taken nothing for `idle`.
 async fn write_idle<W: AsyncWrite + Unpin>(
     dst: &mut W,
@@ -559,7 +574,7 @@ pub async fn serve<C: Io>(
             break;
         }
     }
-    let _ = client.io.shutdown().await;
+    let _ = idle(IDLE_TIMEOUT, client.io.shutdown()).await;
     Outcome::Done { up, down }
 }
 
@@ -597,7 +612,7 @@ pub async fn plain<W: AsyncWrite + Unpin>(
         body.len()
     ));
     write_idle(w, out.as_bytes(), IDLE_TIMEOUT).await?;
-    w.flush().await
+    idle(IDLE_TIMEOUT, w.flush()).await
 }
 
 /// The 403 of a refusal, naming the rule.
@@ -1222,7 +1237,7 @@ async fn exchange<C: Io>(
         }
         Err(e) => return fail(up, down, format!("request body: {e}")),
     }
-    if let Err(e) = up_io.flush().await {
+    if let Err(e) = idle(IDLE_TIMEOUT, up_io.flush()).await {
         return fail(up, down, e.to_string());
     }
     // The response head, after any interim (1xx) responses.
@@ -1335,7 +1350,7 @@ async fn exchange<C: Io>(
         &mut down,
     )
     .await;
-    let flushed = client.io.flush().await;
+    let flushed = idle(IDLE_TIMEOUT, client.io.flush()).await;
     match (copied, flushed) {
         (Ok(()), Ok(())) => Forwarded {
             keep_client,
@@ -1373,6 +1388,12 @@ mod tests {
         });
         write_idle(&mut ours, &[1; 1024], idle).await.unwrap();
         assert_eq!(reader.await.unwrap(), 64 + 1024);
+        // Nor a flush that waits for it (as a TLS stream's does).
+        let stuck = std::future::pending::<io::Result<()>>();
+        let e = super::idle(Duration::from_millis(50), stuck)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
     }
 
     #[test]
