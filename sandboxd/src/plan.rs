@@ -193,6 +193,9 @@ pub fn build(
     }
     hide.sort();
     hide.dedup();
+    // A runtime directory the sandbox cannot see is no place to point tools
+    // at: without the variable they fall back to their own (under /tmp).
+    env.retain(|(k, v)| k != "XDG_RUNTIME_DIR" || !inside_any(Path::new(v), &hide));
     // Sockets in writable roots too: what listens there is a host process.
     // A replaced directory (the private /tmp) hides the host's sockets in
     // it, except where a root brings part of the host's back (a workspace

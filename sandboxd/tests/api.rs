@@ -267,6 +267,7 @@ fn policy(network: NetworkMode, write: &[&str]) -> EffectivePolicy {
         env: vec![
             ("PATH".into(), "/usr/bin:/bin".into()),
             ("FAVOURITE".into(), "blue".into()),
+            ("XDG_RUNTIME_DIR".into(), "/run/user/1000".into()),
         ],
         limits: EffectiveLimits {
             timeout: Some(Duration::from_secs(60)),
