@@ -171,12 +171,12 @@ impl Api {
     ) -> Status {
         // What the caller wrote is kept bounded (a refusal costs it nothing).
         let text = |s: &str| audit::bounded_text(s, audit::REFUSED_TEXT_BYTES);
-        let (profile, message) = (text(profile), text(r.status.message()));
+        let (profile, message, rule) = (text(profile), text(r.status.message()), text(&r.rule));
         tracing::info!(
             uid = caller.uid,
             caller_pid = caller.pid,
             profile,
-            rule = %r.rule,
+            rule,
             reason = message,
             "exec refused"
         );
@@ -187,7 +187,7 @@ impl Api {
             "caller_pid": caller.pid,
             "cwd": text(&start.cwd),
             "profile": profile,
-            "rule": text(&r.rule),
+            "rule": rule,
             "message": message,
         });
         if let Value::Object(fields) = &mut record {
