@@ -409,9 +409,7 @@ fn environment(profile: &Profile, ctx: &ExecContext) -> Result<Vec<(String, Stri
         }
         if shell::runs_code(k) {
             return Err(Refusal {
-                message: format!(
-                    "--env {k}: it makes a shell or the loader run code no command rule sees"
-                ),
+                message: format!("--env {k}: it can make a program run code no command rule sees"),
                 rule: "env".to_string(),
             });
         }
