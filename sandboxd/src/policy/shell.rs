@@ -376,13 +376,7 @@ pub fn basename(name: &str) -> &str {
 /// assignments and redirections; commands inside `$( )` and backticks are
 /// included (before the command whose word holds them).
 pub fn parse(script: &str) -> Result<Vec<Vec<Word>>, NotUnderstood> {
-    let mut p = Parser {
-        chars: script.chars().collect(),
-        pos: 0,
-        nesting: 0,
-        out: Vec::new(),
-        startup_dir: false,
-    };
+    let mut p = Parser::new(script, 0, false);
     p.list(None)?;
     Ok(p.out)
 }
@@ -970,6 +964,10 @@ struct Raw {
 
 struct Parser {
     chars: Vec<char>,
+    /// For each position, the first one at or after it that is not the
+    /// start of a backslash-newline: computed once, so that skipping a run
+    /// of continuations never rescans it (reading stays linear).
+    skip: Vec<usize>,
     pos: usize,
     nesting: usize,
     out: Vec<Vec<Word>>,
@@ -987,21 +985,39 @@ fn is_meta(c: char) -> bool {
 }
 
 impl Parser {
+    fn new(script: &str, nesting: usize, startup_dir: bool) -> Parser {
+        let chars: Vec<char> = script.chars().collect();
+        let mut skip = vec![chars.len(); chars.len() + 1];
+        for i in (0..chars.len()).rev() {
+            skip[i] = if chars[i] == '\\' && chars.get(i + 1) == Some(&'\n') {
+                skip[i + 2]
+            } else {
+                i
+            };
+        }
+        Parser {
+            chars,
+            skip,
+            pos: 0,
+            nesting,
+            out: Vec::new(),
+            startup_dir,
+        }
+    }
+
     /// `i`, past any backslash-newlines there: bash drops them as it reads,
     /// before tokens, quotes or expansions are seen (`i\<newline>f` is `if`),
     /// except in single quotes, `$'...'` and comments, which read raw.
-    fn past_continuations(&self, mut i: usize) -> usize {
-        while self.chars.get(i) == Some(&'\\') && self.chars.get(i + 1) == Some(&'\n') {
-            i += 2;
-        }
-        i
+    fn past_continuations(&self, i: usize) -> usize {
+        self.skip.get(i).copied().unwrap_or(i)
     }
 
     fn peek(&self) -> Option<char> {
         self.peek_at(0)
     }
 
-    /// The `n`th character ahead, line continuations dropped.
+    /// The `n`th character ahead, line continuations dropped (`n` is small:
+    /// a longer look ahead scans forward once itself, as in `io_number`).
     fn peek_at(&self, n: usize) -> Option<char> {
         let mut i = self.past_continuations(self.pos);
         for _ in 0..n {
@@ -1231,13 +1247,14 @@ impl Parser {
     }
 
     /// Digits right before `<` or `>` (as in `2>&1`) are a descriptor, not a word.
+    /// One forward scan: `peek_at(n)` for each `n` would be quadratic.
     fn io_number(&mut self) -> bool {
-        let mut n = 0;
-        while self.peek_at(n).is_some_and(|c| c.is_ascii_digit()) {
-            n += 1;
+        let mut i = self.past_continuations(self.pos);
+        while self.chars.get(i).is_some_and(|c| c.is_ascii_digit()) {
+            i = self.past_continuations(i + 1);
         }
-        if matches!(self.peek_at(n), Some('<' | '>')) {
-            self.bump(n);
+        if matches!(self.chars.get(i), Some('<' | '>')) {
+            self.pos = i;
             true
         } else {
             false
@@ -1593,13 +1610,7 @@ impl Parser {
         }
         self.bump(1);
         self.enter()?;
-        let mut sub = Parser {
-            chars: inner.chars().collect(),
-            pos: 0,
-            nesting: self.nesting,
-            out: Vec::new(),
-            startup_dir: self.startup_dir,
-        };
+        let mut sub = Parser::new(&inner, self.nesting, self.startup_dir);
         sub.list(None)?;
         self.nesting -= 1;
         self.startup_dir |= sub.startup_dir;
@@ -2382,5 +2393,30 @@ mod tests {
             parse("x $o").unwrap()[0][1].clone()
         ])
         .is_err());
+    }
+
+    /// Reading is linear: a long run of one character (a descriptor's
+    /// digits, `(`, `$`, line continuations, quotes) is parsed in time
+    /// proportional to it. A guard against quadratic rescans, not a benchmark.
+    #[test]
+    fn long_runs_parse_in_linear_time() {
+        let mb = 1 << 20;
+        for unit in ["1", "(", "$", "\\\n", "'", "1 ", "a\\\n", "\"$"] {
+            let script = unit.repeat(mb / unit.len());
+            for script in [
+                script.clone(),
+                format!("{script}>x"),
+                format!("echo {script}"),
+            ] {
+                let start = std::time::Instant::now();
+                let _ = parse(&script);
+                let took = start.elapsed();
+                assert!(
+                    took < std::time::Duration::from_secs(5),
+                    "{unit:?} x {}: {took:?}",
+                    script.len()
+                );
+            }
+        }
     }
 }
