@@ -899,10 +899,53 @@ fn after_options<'a>(
     Ok(argv.get(i..).unwrap_or_default())
 }
 
+/// Bash's long options (bash 5.2's `long_args`), which it takes with one
+/// dash or two, and only before any other option.
+const BASH_LONG: &[&str] = &[
+    "debug",
+    "debugger",
+    "dump-po-strings",
+    "dump-strings",
+    "help",
+    "init-file",
+    "login",
+    "noediting",
+    "noprofile",
+    "norc",
+    "posix",
+    "pretty-print",
+    "protected",
+    "rcfile",
+    "restricted",
+    "verbose",
+    "version",
+    "wordexp",
+];
+
+/// The single-letter options `name` takes that the parser knows (besides
+/// `c`, and `o`/`O`, which take the next word): a cluster with any other
+/// letter is not understood, since that letter might take a word too.
+fn shell_letters(name: &str) -> &'static str {
+    match name {
+        "bash" | "rbash" => "abefhiklmnprstuvxBCDEHPT",
+        "sh" | "dash" | "ash" => "abefilmnpsuvxCEIV",
+        // zsh has a single-letter option for nearly every letter and digit.
+        "zsh" => "abdefghijklmnpqrstuvwxyzABCDEFGHIJKLMNPQRSTUVWXYZ0123456789",
+        _ => "abefhiklmnprsuvxC",
+    }
+}
+
 /// The script of `SHELL [OPTIONS] -c SCRIPT [NAME ARGS...]`, parsed; a shell
-/// without `-c` (reading a file or stdin) is itself.
+/// without `-c` (reading a file or stdin) is itself. Bash's long options
+/// are read as bash reads them (`bash -posix -c x` is `--posix`, not a
+/// cluster holding `o`); an option the parser does not know is not
+/// understood rather than guessed at.
 fn shell_script(name: &str, argv: &[Word]) -> Result<Runs, NotUnderstood> {
+    let bash = matches!(name, "bash" | "rbash");
+    let letters = shell_letters(name);
     let mut has_c = false;
+    // Still before any short option: where bash takes long ones.
+    let mut leading = true;
     let mut i = 1;
     while let Some(w) = argv.get(i) {
         if !w.literal {
@@ -913,11 +956,34 @@ fn shell_script(name: &str, argv: &[Word]) -> Result<Runs, NotUnderstood> {
             i += 1;
             break;
         }
-        if let Some(long) = t.strip_prefix("--") {
-            if long.starts_with("rcfile") || long.starts_with("init-file") {
+        let long = t.strip_prefix("--");
+        let single = t.strip_prefix('-').filter(|l| BASH_LONG.contains(l));
+        if leading && (bash || name == "sh") {
+            // `sh` may be bash or dash, which would read `-posix` as a cluster.
+            if let (Some(l), None, "sh") = (single, long, name) {
+                return nu(format!("`-{l}`: a long option of bash, letters to dash"));
+            }
+            if let Some(l) = long.or(single).filter(|l| BASH_LONG.contains(l)) {
+                if matches!(l, "rcfile" | "init-file") {
+                    return nu(format!("`{t}`: {name} runs the startup file it names"));
+                }
+                i += 1;
+                continue;
+            }
+        }
+        if let Some(l) = long {
+            let takes_file = ["rcfile", "init-file", "profile"]
+                .iter()
+                .any(|f| l.contains(f));
+            if takes_file {
                 return nu(format!("`{t}`: {name} runs the startup file it names"));
             }
-            i += 1;
+            // zsh's long options are `-o` names, but for `--emulate MODE`.
+            match name {
+                "zsh" if l == "emulate" => i += 2,
+                "zsh" | "yash" => i += 1,
+                _ => return nu(format!("option `{t}` of {name}")),
+            }
             continue;
         }
         let Some(cluster) = t.strip_prefix('-').or_else(|| t.strip_prefix('+')) else {
@@ -926,9 +992,16 @@ fn shell_script(name: &str, argv: &[Word]) -> Result<Runs, NotUnderstood> {
         if cluster.is_empty() {
             break;
         }
+        leading = false;
+        if let Some(c) = cluster
+            .chars()
+            .find(|&c| !(letters.contains(c) || "coO".contains(c)))
+        {
+            return nu(format!("option `{c}` of {name} in `{t}`"));
+        }
         has_c |= cluster.contains('c');
-        // `-o OPTION` (and zsh's `-O`) takes the next word.
-        i += if cluster.contains(['o', 'O']) { 2 } else { 1 };
+        // Each `o OPTION` (and `O`: bash's shopt, zsh's) takes the next word.
+        i += 1 + cluster.matches(['o', 'O']).count();
     }
     if !has_c {
         return Ok(Runs::Itself);
@@ -2418,5 +2491,47 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Bash takes its long options with one dash too, and only before the
+    /// short ones; a letter the parser does not know is not guessed at.
+    #[test]
+    fn shell_options_as_each_shell_reads_them() {
+        let rm = parse("rm -rf ~").unwrap();
+        for argv in [
+            &["bash", "-posix", "-c", "rm -rf ~"][..],
+            &["bash", "-login", "-noprofile", "-c", "rm -rf ~"],
+            &["bash", "--norc", "-verbose", "-ec", "rm -rf ~"],
+            &["rbash", "-restricted", "-c", "rm -rf ~"],
+            &["bash", "-e", "-posix", "errexit", "-c", "rm -rf ~"],
+            &["bash", "-O", "extglob", "-o", "pipefail", "-c", "rm -rf ~"],
+            &["bash", "-oO", "pipefail", "extglob", "-c", "rm -rf ~"],
+            &["sh", "--posix", "-c", "rm -rf ~"],
+            &["dash", "-eux", "-c", "rm -rf ~"],
+            &["zsh", "--emulate", "sh", "-c", "rm -rf ~"],
+        ] {
+            match runs(&words(argv)) {
+                Ok(Runs::Script { commands, .. }) => assert_eq!(commands, rm, "{argv:?}"),
+                other => panic!("{argv:?}: {other:?}"),
+            }
+        }
+        for argv in [
+            &["bash", "-rcfile", "/dev/null", "-c", "rm -rf ~"][..],
+            &["bash", "-init-file", "/dev/null", "-c", "rm -rf ~"],
+            &["bash", "--rcfile", "/dev/null", "-c", "rm -rf ~"],
+            &["sh", "-posix", "-c", "rm -rf ~"],
+            &["bash", "-e", "--bogus", "-c", "rm -rf ~"],
+            &["dash", "-y", "x", "-c", "rm -rf ~"],
+            &["ksh", "-R", "x", "-c", "rm -rf ~"],
+            &["mksh", "-T", "x", "-c", "rm -rf ~"],
+            &["dash", "--posix", "-c", "rm -rf ~"],
+            &["yash", "--rcfile=x", "-c", "rm -rf ~"],
+        ] {
+            assert!(runs(&words(argv)).is_err(), "{argv:?}");
+        }
+        assert_eq!(
+            runs(&words(&["bash", "-posix", "x.sh"])).unwrap(),
+            Runs::Itself
+        );
     }
 }
