@@ -537,7 +537,22 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
             Some(n) => nu(format!("`repeat {}`: a count zsh evaluates", n.text)),
             None => Ok(&argv[1..]),
         },
-        "time" => after_options(argv, &["-p"], &[], false),
+        // Bash's keyword takes `-p`; /usr/bin/time (GNU) these.
+        "time" => after_options(
+            argv,
+            &[
+                "-p",
+                "--portability",
+                "-a",
+                "--append",
+                "-v",
+                "--verbose",
+                "-q",
+                "--quiet",
+            ],
+            &["-f", "--format", "-o", "--output"],
+            false,
+        ),
         "command"
             if argv
                 .get(1)
@@ -1232,6 +1247,24 @@ impl Parser {
                             if runs_code(var) && t.contains("]=") {
                                 return code_variable(var);
                             }
+                        }
+                        // Another option after `time`: there `time` may be
+                        // the program /usr/bin/time (in dash, after a pipe
+                        // or a redirection), not bash's keyword; kept as
+                        // its command, whose options `runs` looks through.
+                        let t = raw.word.text.as_str();
+                        let time_option = (timed == 1 || timed == 2)
+                            && raw.word.literal
+                            && t.len() > 1
+                            && t.starts_with('-')
+                            && !(raw.plain && (t == "--" || (t == "-p" && timed == 1)));
+                        if time_option {
+                            words.push(Word::literal("time"));
+                            if timed == 2 {
+                                words.push(Word::literal("-p"));
+                            }
+                            words.push(raw.word);
+                            continue;
                         }
                         if raw.plain {
                             match raw.word.text.as_str() {
@@ -2308,9 +2341,15 @@ mod tests {
             ("time if true; then rm -rf /; fi", None),
             ("time -p { rm -rf /; }", Some(rm())),
             ("time time rm", None),
+            // Options of /usr/bin/time: the words stay its command.
             (
                 "time -p -p x",
-                Some(vec![vec!["-p".to_string(), "x".into()]]),
+                Some(vec![vec![
+                    "time".to_string(),
+                    "-p".into(),
+                    "-p".into(),
+                    "x".into(),
+                ]]),
             ),
             // Not in command position, or quoted: the program.
             (
@@ -2533,5 +2572,44 @@ mod tests {
             runs(&words(&["bash", "-posix", "x.sh"])).unwrap(),
             Runs::Itself
         );
+    }
+
+    /// In dash, after a pipe or after a redirection, `time` is the program
+    /// /usr/bin/time: its options are looked through, not taken for the command.
+    #[test]
+    fn time_program_options() {
+        for script in [
+            "time -f %e rm -rf /",
+            "true | time -f %e rm -rf /",
+            ">/dev/null time -f %e rm -rf /",
+            "time -p -p rm -rf /",
+            "time -o /tmp/t -a rm -rf /",
+            "time --format=%e -- rm -rf /",
+            "time '-f' %e rm -rf /",
+        ] {
+            for c in parse(script).unwrap() {
+                let mut argv = c;
+                for _ in 0..4 {
+                    assert_ne!(argv[0].text, "-p", "{script:?}");
+                    assert_ne!(argv[0].text, "-f", "{script:?}");
+                    match runs(&argv).unwrap_or_else(|e| panic!("{script:?}: {e}")) {
+                        Runs::Wrapped(w) => argv = w,
+                        _ => break,
+                    }
+                }
+                if script.contains("rm") && argv[0].text != "true" {
+                    assert_eq!(argv, words(&["rm", "-rf", "/"]), "{script:?}");
+                }
+            }
+        }
+        let sh = runs(&words(&["sh", "-c", "time -f %e rm -rf /"])).unwrap();
+        let Runs::Script { commands, .. } = sh else {
+            panic!("{sh:?}")
+        };
+        assert_eq!(
+            runs(&commands[0]).unwrap(),
+            Runs::Wrapped(words(&["rm", "-rf", "/"]))
+        );
+        assert!(runs_all("time -x rm -rf /").is_err());
     }
 }
