@@ -10,7 +10,7 @@
 /// A word after quote removal. `literal` is false when the shell would still
 /// expand it (parameters, command substitution, globs, `~`, braces): its
 /// value is unknown and `text` is the word as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Word {
     pub text: String,
     pub literal: bool,
@@ -376,9 +376,37 @@ pub fn basename(name: &str) -> &str {
 /// assignments and redirections; commands inside `$( )` and backticks are
 /// included (before the command whose word holds them).
 pub fn parse(script: &str) -> Result<Vec<Vec<Word>>, NotUnderstood> {
+    parse_as(script, false)
+}
+
+/// [`parse`] as bash reads the script, or (`posix`) as dash and posh do:
+/// `$'...'` and `$"..."` are `$` and a quoted string, `&>` is `&` then `>`,
+/// and `<<<` starts a here-document.
+fn parse_as(script: &str, posix: bool) -> Result<Vec<Vec<Word>>, NotUnderstood> {
     let mut p = Parser::new(script, 0, false);
+    p.posix = posix;
     p.list(None)?;
     Ok(p.out)
+}
+
+/// The script as `shell` reads it: bash, rbash and zsh as bash, dash and
+/// posh as POSIX, and shells that may be either (`sh` is dash or bash;
+/// busybox ash and the ksh family take some of bash's syntax) both ways,
+/// with the commands of either reading.
+fn parse_for(shell: &str, script: &str) -> Result<Vec<Vec<Word>>, NotUnderstood> {
+    match shell {
+        "bash" | "rbash" | "zsh" => parse_as(script, false),
+        "dash" | "posh" => parse_as(script, true),
+        _ => {
+            let mut commands = parse_as(script, false)?;
+            let posix = parse_as(script, true)?;
+            if posix != commands {
+                let seen: std::collections::HashSet<Vec<Word>> = commands.iter().cloned().collect();
+                commands.extend(posix.into_iter().filter(|c| !seen.contains(c)));
+            }
+            Ok(commands)
+        }
+    }
 }
 
 /// What running an argv means beyond the argv itself.
@@ -1029,7 +1057,7 @@ fn shell_script(name: &str, argv: &[Word]) -> Result<Runs, NotUnderstood> {
     }
     Ok(Runs::Script {
         shell: name.to_string(),
-        commands: parse(&script.text)?,
+        commands: parse_for(name, &script.text)?,
     })
 }
 
@@ -1062,6 +1090,8 @@ struct Parser {
     /// `HOME` or `ZDOTDIR` was assigned earlier (or in this command): a
     /// shell run from here on may read startup files the script wrote.
     startup_dir: bool,
+    /// Read as dash does, not as bash (see [`parse_as`]).
+    posix: bool,
 }
 
 /// Characters that end an unquoted word.
@@ -1090,6 +1120,7 @@ impl Parser {
             nesting,
             out: Vec::new(),
             startup_dir,
+            posix: false,
         }
     }
 
@@ -1182,7 +1213,7 @@ impl Parser {
                     }
                     self.bump(1);
                 }
-                '&' if self.peek_at(1) == Some('>') => {
+                '&' if !self.posix && self.peek_at(1) == Some('>') => {
                     self.bump(1);
                     self.redirection()?;
                     end_command = false;
@@ -1373,7 +1404,7 @@ impl Parser {
         let c = self.peek();
         let next = self.peek_at(1);
         match (c, next) {
-            (Some('<'), Some('<')) if self.peek_at(2) == Some('<') => self.bump(3),
+            (Some('<'), Some('<')) if !self.posix && self.peek_at(2) == Some('<') => self.bump(3),
             (Some('<'), Some('<')) => return nu("a here-document"),
             (Some('<' | '>'), Some('(')) => return nu("a process substitution"),
             (Some('<'), Some('&' | '>')) | (Some('>'), Some('&' | '>' | '|')) => self.bump(2),
@@ -1527,6 +1558,11 @@ impl Parser {
                 self.nesting -= 1;
             }
             Some('[') => return nu("a `$[ ]` arithmetic expansion"),
+            // In dash a `$` before a quote is just a `$`.
+            Some('\'' | '"') if self.posix => {
+                text.push('$');
+                return Ok(true);
+            }
             Some('\'') if !quoted => {
                 // $'...': escapes are not decoded, so the text stays unknown.
                 self.bump(1);
@@ -1717,6 +1753,7 @@ impl Parser {
         self.bump(1);
         self.enter()?;
         let mut sub = Parser::new(&inner, self.nesting, self.startup_dir);
+        sub.posix = self.posix;
         sub.list(None)?;
         self.nesting -= 1;
         self.startup_dir |= sub.startup_dir;
@@ -2611,5 +2648,55 @@ mod tests {
             Runs::Wrapped(words(&["rm", "-rf", "/"]))
         );
         assert!(runs_all("time -x rm -rf /").is_err());
+    }
+
+    /// Dash has no `$'...'` and no `&>`: a script for `sh` (dash or bash)
+    /// runs the commands of both readings; one for dash, dash's.
+    #[test]
+    fn dash_reads_some_bash_syntax_otherwise() {
+        let rm = words(&["rm", "x"]);
+        // Read both ways: `$'a\' ; rm x ; echo '` and ` \'` to bash.
+        let ansi = "echo $'a\\' ; rm x ; echo ' \\'";
+        for (shell, script) in [
+            ("sh", ansi),
+            ("dash", ansi),
+            ("ash", ansi),
+            ("sh", "echo &>/dev/null rm x"),
+            ("dash", "echo &>/dev/null rm x"),
+            ("sh", "echo $\"a\" ; rm x"),
+        ] {
+            match runs(&words(&[shell, "-c", script])) {
+                Ok(Runs::Script { commands, .. }) => {
+                    assert!(commands.contains(&rm), "{shell} {script:?}: {commands:?}")
+                }
+                other => panic!("{shell} {script:?}: {other:?}"),
+            }
+        }
+        match runs(&words(&["bash", "-c", ansi])) {
+            Ok(Runs::Script { commands, .. }) => assert!(!commands.contains(&rm)),
+            other => panic!("{other:?}"),
+        }
+        // The same commands either way: reported once.
+        for shell in ["sh", "dash", "bash"] {
+            assert_eq!(
+                runs(&words(&[shell, "-c", "ls &>/dev/null; ls"])).unwrap(),
+                Runs::Script {
+                    shell: shell.into(),
+                    commands: vec![words(&["ls"]), words(&["ls"])],
+                },
+                "{shell}"
+            );
+        }
+        // Dash runs the first line before it finds the second unterminated.
+        for shell in ["sh", "dash"] {
+            let argv = words(&[shell, "-c", "echo $'\\' ; rm x\necho ' y"]);
+            match runs(&argv) {
+                Ok(Runs::Script { commands, .. }) => assert!(commands.contains(&rm)),
+                other => assert!(other.is_err(), "{other:?}"),
+            }
+        }
+        assert!(runs(&words(&["dash", "-c", "cat <<<x"])).is_err());
+        assert!(runs(&words(&["sh", "-c", "cat <<<x"])).is_err());
+        assert!(runs(&words(&["bash", "-c", "cat <<<x"])).is_ok());
     }
 }
