@@ -220,18 +220,32 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
             let sub = args.get(i).map(|w| w.text.as_str());
             let rest = args.get(i + 1..).unwrap_or_default();
             let has = |f: &dyn Fn(&str) -> bool| rest.iter().any(|w| !w.literal || f(&w.text));
+            // A long option by any prefix git would take for it, or a
+            // cluster of short ones holding one of `letters`.
+            let option = |long: &[&str], letters: &str| {
+                has(&|t| {
+                    long_option(t, long)
+                        || (t.len() > 1
+                            && t.starts_with('-')
+                            && !t.starts_with("--")
+                            && t.contains(|c| letters.contains(c)))
+                })
+            };
             let runs = match sub {
+                Some("grep") => option(&["open-files-in-pager"], "O"),
+                Some("fetch" | "pull" | "fetch-pack") => option(&["upload-pack", "exec"], ""),
+                Some("ls-remote") => option(&["upload-pack", "exec"], "u"),
+                // `-c`/`--config` set configuration, `--template` hooks.
+                Some("clone") => option(&["upload-pack", "config", "template"], "uc"),
+                Some("init") => option(&["template"], ""),
+                Some("push" | "send-pack") => option(&["receive-pack", "exec"], ""),
+                Some("archive") => option(&["exec"], ""),
+                Some("config") => return git_config(rest),
                 Some("bisect") => has(&|t| t == "run"),
                 Some("submodule") => has(&|t| t == "foreach"),
                 Some("filter-branch" | "mergetool") => true,
-                Some("rebase") => has(&|t| {
-                    t.starts_with("--exec")
-                        || (t.starts_with('-') && !t.starts_with("--") && t.contains('x'))
-                }),
-                Some("difftool") => has(&|t| {
-                    t.starts_with("--extcmd")
-                        || (t.starts_with('-') && !t.starts_with("--") && t.contains('x'))
-                }),
+                Some("rebase") => option(&["exec"], "x"),
+                Some("difftool") => option(&["extcmd"], "x"),
                 _ => false,
             };
             runs.then(|| {
@@ -243,6 +257,111 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
         }
         "emulate" => any(&|w| !w.literal || (w.text.starts_with('-') && w.text.contains('c')))
             .map(|w| format!("`emulate {}` runs a string as shell code", w.text)),
+        _ => None,
+    }
+}
+
+/// `--NAME` or `--NAME=...` where NAME is one of `names` or a prefix of
+/// one, as git's option parser takes a unique prefix (`--upload` is
+/// `--upload-pack`).
+fn long_option(t: &str, names: &[&str]) -> bool {
+    let Some(name) = t.strip_prefix("--") else {
+        return false;
+    };
+    let name = name.split('=').next().unwrap_or(name);
+    !name.is_empty() && names.iter().any(|n| n.starts_with(name))
+}
+
+/// Why `git config ARGS` may run a command: it sets a key (`alias.x`,
+/// `core.pager`, `*.command`, `credential.helper`, ... hold commands git
+/// runs later), unless the key is one of a few plain settings, with only
+/// options known here before it. Reading and unsetting keys is understood.
+fn git_config(args: &[Word]) -> Option<String> {
+    const PLAIN: &[&str] = &[
+        "user.name",
+        "user.email",
+        "init.defaultbranch",
+        "pull.rebase",
+        "pull.ff",
+        "push.default",
+        "push.autosetupremote",
+        "fetch.prune",
+        "color.ui",
+        "core.autocrlf",
+        "core.filemode",
+    ];
+    const FLAGS: &[&str] = &[
+        "--global",
+        "--system",
+        "--local",
+        "--worktree",
+        "--add",
+        "--replace-all",
+        "--get",
+        "--get-all",
+        "--get-regexp",
+        "--unset",
+        "--unset-all",
+        "--list",
+        "-l",
+        "--bool",
+        "--int",
+        "--path",
+        "--null",
+        "-z",
+        "--name-only",
+        "--show-origin",
+        "--show-scope",
+        "--includes",
+        "--no-includes",
+        "--fixed-value",
+    ];
+    const WITH_ARG: &[&str] = &["-f", "--file", "--blob", "--type", "--default"];
+    let why = |t: &str| Some(format!("`git config {t}` may set a command git runs"));
+    let mut positional = Vec::new();
+    let mut sets = false;
+    // `--get KEY REGEX`, `--unset KEY REGEX`: two words, nothing set.
+    let mut reads = false;
+    let mut i = 0;
+    while let Some(w) = args.get(i) {
+        let t = w.text.as_str();
+        if !w.literal {
+            return why(t);
+        }
+        i += 1;
+        if WITH_ARG.contains(&t) {
+            i += 1;
+        } else if FLAGS.contains(&t) {
+            sets |= matches!(t, "--add" | "--replace-all");
+            reads |= ["--get", "--unset", "--list", "-l"]
+                .iter()
+                .any(|o| t.starts_with(o));
+        } else if t.starts_with('-') {
+            // `--file=x`, `--type=bool`; any other option is not guessed at.
+            let known = ["--file=", "--blob=", "--type="]
+                .iter()
+                .any(|o| t.starts_with(o));
+            if !known {
+                return why(t);
+            }
+        } else {
+            positional.push(t);
+        }
+    }
+    // `git config set KEY VALUE` (git 2.46): the other subcommands read,
+    // unset or edit.
+    if positional.first() == Some(&"set") {
+        positional.remove(0);
+        sets = true;
+    }
+    if matches!(positional.first(), Some(&("rename-section" | "edit"))) {
+        return why(positional[0]);
+    }
+    sets |= positional.len() >= 2
+        && !reads
+        && !matches!(positional[0], "get" | "list" | "unset" | "remove-section");
+    match positional.first() {
+        Some(key) if sets && !PLAIN.contains(&key.to_ascii_lowercase().as_str()) => why(key),
         _ => None,
     }
 }
@@ -304,6 +423,10 @@ pub fn runs_code(var: &str) -> bool {
         "GIT_EXTERNAL_DIFF",
         "GIT_ASKPASS",
         "GIT_EXEC_PATH",
+        "GIT_SEQUENCE_EDITOR",
+        "GIT_PROXY_COMMAND",
+        "GIT_TEMPLATE_DIR",
+        "JAVA_TOOL_OPTIONS",
         "NODE_OPTIONS",
         "PERL5OPT",
         "RUBYOPT",
@@ -317,7 +440,27 @@ pub fn runs_code(var: &str) -> bool {
 /// (`OPTIND=1`, `RANDOM=42`).
 fn assignment_runs_code(var: &str, value: Option<&str>) -> bool {
     let number = value.is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()));
-    runs_code(var) && !(number && matches!(var, "OPTIND" | "RANDOM" | "SRANDOM" | "HISTCMD"))
+    chooses_code(var) && !(number && matches!(var, "OPTIND" | "RANDOM" | "SRANDOM" | "HISTCMD"))
+}
+
+/// Variables naming a command other programs run (`git commit` runs
+/// `$EDITOR`, `git log` `$PAGER`, ssh `$SSH_ASKPASS`): set in a script (or
+/// through `env`), not understood. Not in [`runs_code`], which also keeps
+/// variables out of every command's environment, where users commonly
+/// have these set.
+const CHOSEN_COMMANDS: &[&str] = &[
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "GIT_SEQUENCE_EDITOR",
+    "GIT_PROXY_COMMAND",
+    "SSH_ASKPASS",
+    "JAVA_TOOL_OPTIONS",
+];
+
+/// [`runs_code`], or one of [`CHOSEN_COMMANDS`]: assigning it is not understood.
+fn chooses_code(var: &str) -> bool {
+    runs_code(var) || CHOSEN_COMMANDS.contains(&var)
 }
 
 fn code_variable<T>(var: &str) -> Result<T, NotUnderstood> {
@@ -633,7 +776,7 @@ fn names_and_arithmetic(name: &str, args: &[Word]) -> Result<(), NotUnderstood> 
             "`{name}` with `{}` where a plain variable name is understood",
             w.text
         )),
-        Some(w) if runs_code(&w.text) => code_variable(&w.text),
+        Some(w) if chooses_code(&w.text) => code_variable(&w.text),
         _ => Ok(()),
     };
     match name {
@@ -1275,7 +1418,7 @@ impl Parser {
                         // `NAME[KEY]=value` assigns an element of NAME.
                         let t = &raw.word.text;
                         if let Some((var, _)) = t.split_once('[') {
-                            if runs_code(var) && t.contains("]=") {
+                            if chooses_code(var) && t.contains("]=") {
                                 return code_variable(var);
                             }
                         }
@@ -1683,7 +1826,7 @@ impl Parser {
             (self.peek(), self.peek_at(1)),
             (Some('='), _) | (Some(':'), Some('='))
         );
-        if assigns && runs_code(&name) {
+        if assigns && chooses_code(&name) {
             return code_variable(&name);
         }
         self.startup_dir |= assigns && sets_startup_dir(&name);
@@ -2698,5 +2841,66 @@ mod tests {
         assert!(runs(&words(&["dash", "-c", "cat <<<x"])).is_err());
         assert!(runs(&words(&["sh", "-c", "cat <<<x"])).is_err());
         assert!(runs(&words(&["bash", "-c", "cat <<<x"])).is_ok());
+    }
+
+    /// Git subcommands that take a command as an option, and configuration
+    /// that names one; variables naming a command others run.
+    #[test]
+    fn git_options_and_settings_that_run_commands() {
+        for argv in [
+            &["git", "grep", "-Ovim", "x"][..],
+            &["git", "grep", "-iO", "x"],
+            &["git", "grep", "--open-files-in-pager=rm", "x"],
+            &["git", "grep", "--open", "x"],
+            &["git", "fetch", "--upload-pack=rm -rf /", "origin"],
+            &["git", "ls-remote", "--upload-pack", "rm -rf /", "origin"],
+            &["git", "pull", "--upload=rm -rf /"],
+            &["git", "clone", "-u", "rm -rf /", "x:y", "d"],
+            &["git", "clone", "--upload-pack=rm -rf /", "x:y"],
+            &["git", "clone", "-c", "core.sshCommand=rm -rf /", "x:y"],
+            &["git", "clone", "--template=./t", "x:y"],
+            &["git", "push", "--receive-pack=rm -rf /", "origin"],
+            &["git", "push", "--exec=rm -rf /", "origin"],
+            &["git", "archive", "--remote=x:y", "--exec=rm -rf /", "HEAD"],
+            &["git", "rebase", "--ex=rm -rf /", "main"],
+            &["git", "config", "alias.x", "!rm -rf /"],
+            &["git", "config", "--global", "core.pager", "rm -rf /"],
+            &["git", "config", "--file", "user.name", "core.pager", "rm"],
+            &["git", "config", "set", "credential.helper", "!rm -rf /"],
+            &["git", "config", "--add", "diff.x.command", "rm"],
+            &["git", "config", "--edit"],
+        ] {
+            assert!(runs_through(argv).is_err(), "{argv:?}");
+        }
+        for argv in [
+            &["git", "grep", "-n", "-i", "foo"][..],
+            &["git", "fetch", "--prune", "origin"],
+            &["git", "clone", "--depth", "1", "https://x/y", "d"],
+            &["git", "push", "-u", "origin", "main"],
+            &["git", "config", "user.name", "A B"],
+            &["git", "config", "--global", "User.Email", "a@b"],
+            &["git", "config", "core.pager"],
+            &["git", "config", "--get", "alias.x", "y"],
+            &["git", "config", "--unset", "core.pager"],
+            &["git", "config", "--list"],
+        ] {
+            assert_eq!(runs_through(argv).unwrap(), Runs::Itself, "{argv:?}");
+        }
+        for script in [
+            "EDITOR='rm -rf /' git commit",
+            "export VISUAL=./x; git commit",
+            "PAGER=./x git log",
+            "GIT_SEQUENCE_EDITOR=./x git rebase -i main",
+            "GIT_PROXY_COMMAND=./x git fetch",
+            "SSH_ASKPASS=./x ssh h",
+            "JAVA_TOOL_OPTIONS=-javaagent:x.jar java -jar y.jar",
+            "env EDITOR=./x git commit",
+            ": ${PAGER:=./x}",
+        ] {
+            assert!(runs_all(script).is_err(), "{script:?}");
+        }
+        // Only where a script or `env` sets them, not in the environment.
+        assert!(!runs_code("EDITOR") && !runs_code("PAGER"));
+        assert!(runs_code("GIT_SEQUENCE_EDITOR") && runs_code("GIT_TEMPLATE_DIR"));
     }
 }
