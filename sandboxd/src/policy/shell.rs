@@ -167,6 +167,9 @@ const RUNNERS: &[&str] = &[
     "proxychains",
     "proxychains4",
     "ssh-agent",
+    "tmux",
+    "screen",
+    "hyperfine",
 ];
 
 /// Why `name ARGS` would run a command no rule sees, for programs that
@@ -183,6 +186,27 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
             .map(|w| format!("`{name} {}`: a shell whose scripts are not parsed", w.text));
     }
     match name {
+        // Subcommands that only read or list; the others (`record`,
+        // `stat`, `trace`, `script`, ...) may run a command or a script.
+        "perf" => {
+            let reads = [
+                "report",
+                "list",
+                "annotate",
+                "top",
+                "diff",
+                "evlist",
+                "version",
+                "help",
+                "--help",
+                "--version",
+            ];
+            match args.first() {
+                Some(w) if w.literal && reads.contains(&w.text.as_str()) => None,
+                None => None,
+                Some(w) => Some(format!("`perf {}` may run a command", w.text)),
+            }
+        }
         // A word from an expansion may be `-exec` too.
         "find" => any(&|w| {
             !w.literal || matches!(w.text.as_str(), "-exec" | "-execdir" | "-ok" | "-okdir")
@@ -510,6 +534,12 @@ fn is_indirect_program(name: &str) -> bool {
     )
 }
 
+/// The dynamic loader's name (`ld-linux-x86-64.so.2`, `ld.so`,
+/// `ld-musl-x86_64.so.1`, `ld64.so.2`), by which it runs a program.
+fn is_loader(name: &str) -> bool {
+    name.starts_with("ld") && name.contains(".so")
+}
+
 /// The last component of a command name: `/bin/sh` counts as `sh`.
 pub fn basename(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
@@ -619,7 +649,27 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
             &[],
             false,
         ),
-        "exec" => after_options(argv, &["-c", "-l", "-cl", "-lc"], &["-a"], false),
+        // `-a NAME` gives the program another argv[0], from which busybox
+        // and the like choose what to run: not understood (unknown option).
+        "exec" => after_options(argv, &["-c", "-l", "-cl", "-lc"], &[], false),
+        "eatmydata" => after_options(argv, &[], &[], false),
+        "sshpass" => after_options(argv, &["-e", "-v"], &["-p", "-f", "-d", "-P"], false),
+        "systemd-inhibit" => after_options(
+            argv,
+            &["--no-pager", "--no-legend"],
+            &["--what", "--who", "--why", "--mode"],
+            false,
+        ),
+        // `-s` runs the command through a shell: not understood.
+        "entr" => after_options(
+            argv,
+            &["-a", "-c", "-d", "-n", "-p", "-r", "-z"],
+            &[],
+            false,
+        ),
+        // The dynamic loader runs the program it is given; `--preload`,
+        // `--audit`, `--library-path` and `--argv0` are not understood.
+        n if is_loader(n) => after_options(argv, &["--inhibit-cache"], &[], false),
         "nice" => after_options(argv, &[], &["-n", "--adjustment"], false),
         "stdbuf" => after_options(
             argv,
@@ -2302,7 +2352,6 @@ mod tests {
             (&["lksh", "-c", "rm -rf /"], "lksh"),
             (&["busybox", "sh", "-c", "rm -rf /"], "sh"),
             (&["builtin", "exec", "sh", "-c", "rm -rf /"], "sh"),
-            (&["exec", "-a", "ls", "sh", "-c", "rm -rf /"], "sh"),
         ] {
             assert_eq!(script(argv), (shell.to_string(), rm.clone()), "{argv:?}");
         }
@@ -2902,5 +2951,53 @@ mod tests {
         // Only where a script or `env` sets them, not in the environment.
         assert!(!runs_code("EDITOR") && !runs_code("PAGER"));
         assert!(runs_code("GIT_SEQUENCE_EDITOR") && runs_code("GIT_TEMPLATE_DIR"));
+    }
+
+    /// Programs that choose what to run by argv[0], or run a command.
+    #[test]
+    fn argv0_loaders_and_more_runners() {
+        for argv in [
+            &["exec", "-a", "ls", "sh", "-c", "rm -rf /"][..],
+            &["exec", "-a", "rm", "busybox", "-rf", "/"],
+            &["exec", "-la", "rm", "busybox", "-rf", "/"],
+            &[
+                "/lib64/ld-linux-x86-64.so.2",
+                "--preload",
+                "./x.so",
+                "/bin/ls",
+            ],
+            &["ld.so", "--argv0", "rm", "/bin/busybox", "-rf", "/"],
+            &["ld.so", "--library-path", ".", "/bin/ls"],
+            &["perf", "record", "rm", "-rf", "/"],
+            &["perf", "stat", "--", "rm"],
+            &["tmux", "new-session", "rm -rf /"],
+            &["screen", "-dm", "rm", "-rf", "/"],
+            &["hyperfine", "rm -rf /"],
+            &["entr", "-s", "rm -rf /"],
+        ] {
+            let r = runs_through(argv);
+            assert!(r.is_err(), "{argv:?}: {r:?}");
+        }
+        for (argv, wrapped) in [
+            (
+                &["/lib64/ld-linux-x86-64.so.2", "/bin/rm", "-rf", "/"][..],
+                &["/bin/rm", "-rf", "/"][..],
+            ),
+            (&["ld-musl-x86_64.so.1", "--inhibit-cache", "rm"], &["rm"]),
+            (&["eatmydata", "rm", "-rf", "/"], &["rm", "-rf", "/"]),
+            (&["sshpass", "-p", "pw", "ssh", "h"], &["ssh", "h"]),
+            (&["sshpass", "-ppw", "-e", "rm"], &["rm"]),
+            (&["systemd-inhibit", "--why=x", "rm"], &["rm"]),
+            (&["entr", "-r", "rm", "x"], &["rm", "x"]),
+            (&["exec", "-c", "rm"], &["rm"]),
+        ] {
+            assert_eq!(
+                runs(&words(argv)).unwrap(),
+                Runs::Wrapped(words(wrapped)),
+                "{argv:?}"
+            );
+        }
+        assert_eq!(runs(&words(&["perf", "report"])).unwrap(), Runs::Itself);
+        assert_eq!(runs(&words(&["tmux"])).unwrap(), Runs::Itself);
     }
 }
