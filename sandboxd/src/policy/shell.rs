@@ -208,10 +208,23 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
             }
         }
         // A word from an expansion may be `-exec` too.
-        "find" => any(&|w| {
-            !w.literal || matches!(w.text.as_str(), "-exec" | "-execdir" | "-ok" | "-okdir")
-        })
-        .map(|w| format!("`find {}` may run a command", w.text)),
+        // A word from an expansion may be `-exec` too, but one
+        // double-quoted expansion (`find "$dir" -name x`) is one word, and
+        // `-exec` and the like need a `;` or `+` after them.
+        "find" => {
+            let runs = |t: &str| matches!(t, "-exec" | "-execdir" | "-ok" | "-okdir");
+            let mut expanded = args.iter().filter(|w| !w.literal);
+            let one = match (expanded.next(), expanded.next()) {
+                (Some(w), None) => is_one_field(w),
+                _ => false,
+            };
+            any(&|w| {
+                (w.literal && runs(&w.text))
+                    || (!w.literal && !one)
+                    || (one && w.literal && matches!(w.text.as_str(), ";" | "+"))
+            })
+            .map(|w| format!("`find {}` may run a command", w.text))
+        }
         // `-c core.pager=...`, `alias.x=!...` and the like run commands;
         // `--exec-path` chooses the programs behind subcommands.
         "git" => {
@@ -265,8 +278,10 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
                 Some("push" | "send-pack") => option(&["receive-pack", "exec"], ""),
                 Some("archive") => option(&["exec"], ""),
                 Some("config") => return git_config(rest),
-                Some("bisect") => has(&|t| t == "run"),
-                Some("submodule") => has(&|t| t == "foreach"),
+                // Only as their own subcommand: `git bisect start "$bad"`
+                // and `git submodule update --init "$p"` run nothing given.
+                Some("bisect") => sub_subcommand(rest, "run"),
+                Some("submodule") => sub_subcommand(rest, "foreach"),
                 Some("filter-branch" | "mergetool") => true,
                 Some("rebase") => option(&["exec"], "x"),
                 Some("difftool") => option(&["extcmd"], "x"),
@@ -283,6 +298,15 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
             .map(|w| format!("`emulate {}` runs a string as shell code", w.text)),
         _ => None,
     }
+}
+
+/// Whether the subcommand of `git bisect` or `git submodule` (the first
+/// word after their options) may be `target`: it is, or it (or an option
+/// before it) is not known before the shell runs.
+fn sub_subcommand(rest: &[Word], target: &str) -> bool {
+    rest.iter()
+        .find(|w| !w.literal || !w.text.starts_with('-'))
+        .is_some_and(|w| !w.literal || w.text == target)
 }
 
 /// `--NAME` or `--NAME=...` where NAME is one of `names` or a prefix of
@@ -501,9 +525,25 @@ fn sets_startup_dir(t: &str) -> bool {
     matches!(var, "HOME" | "ZDOTDIR")
 }
 
-/// Some word names a shell, wherever a wrapper may put it.
-fn names_a_shell(words: &[Word]) -> bool {
-    words.iter().any(|w| SHELLS.contains(&basename(&w.text)))
+/// The command runs a shell, itself or through wrappers [`runs`] looks
+/// through (`nice bash -l`); not `pip install sh`. A wrapper not looked
+/// through is not understood anyway.
+fn runs_a_shell(words: &[Word]) -> bool {
+    let mut words = words.to_vec();
+    for _ in 0..MAX_NESTING {
+        let Some(first) = words.first() else {
+            return false;
+        };
+        let name = basename(&first.text);
+        if SHELLS.contains(&name) || OTHER_SHELLS.contains(&name) {
+            return true;
+        }
+        match runs_checking(&words, false) {
+            Ok(Runs::Wrapped(w)) => words = w,
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn startup_dir_why() -> String {
@@ -599,6 +639,13 @@ pub enum Runs {
 /// Looks through shells with `-c` and through wrappers that run their
 /// arguments as a command. `argv` must not be empty.
 pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
+    runs_checking(argv, true)
+}
+
+/// [`runs`]; without `startup`, `env HOME=...` is not checked for a shell
+/// behind it (as [`runs_a_shell`] does that itself, which would otherwise
+/// recurse through a chain of such `env`s again at every step).
+fn runs_checking(argv: &[Word], startup: bool) -> Result<Runs, NotUnderstood> {
     if is_indirect_program(&argv[0].text) {
         return nu(format!(
             "not understood: `{}` runs a program under a name no rule knows",
@@ -795,7 +842,7 @@ pub fn runs(argv: &[Word]) -> Result<Runs, NotUnderstood> {
     .map_err(|e| NotUnderstood(format!("not understood: {}", e.0)))?;
     if name == "env" {
         let set = &argv[1..argv.len() - rest.len()];
-        if set.iter().any(|w| sets_startup_dir(&w.text)) && names_a_shell(rest) {
+        if startup && set.iter().any(|w| sets_startup_dir(&w.text)) && runs_a_shell(rest) {
             return nu(startup_dir_why());
         }
     }
@@ -1569,7 +1616,7 @@ impl Parser {
         self.startup_dir |= words[1..]
             .iter()
             .any(|w| w.literal && sets_startup_dir(&w.text) && (by_name || w.text.contains('=')));
-        if self.startup_dir && names_a_shell(words) {
+        if self.startup_dir && runs_a_shell(words) {
             return nu(startup_dir_why());
         }
         self.out.push(std::mem::take(words));
@@ -2999,5 +3046,50 @@ mod tests {
         }
         assert_eq!(runs(&words(&["perf", "report"])).unwrap(), Runs::Itself);
         assert_eq!(runs(&words(&["tmux"])).unwrap(), Runs::Itself);
+    }
+
+    /// An expansion that cannot make a command run is understood where
+    /// it is one word: find's starting point, a path after `git submodule
+    /// update`; after `HOME` changed, only a shell run as the command counts.
+    #[test]
+    fn expansions_that_run_nothing() {
+        for script in [
+            "find \"$dir\" -name '*.rs'",
+            "find . -newer \"$f\" -print",
+            "git submodule update --init \"$p\"",
+            "git bisect start \"$bad\" \"$good\"",
+            "export HOME=/tmp/x; pip install sh",
+            "HOME=/x; echo bash",
+            "HOME=/x; env A=1 make",
+        ] {
+            runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
+        }
+        for script in [
+            "find \"$dir\" -name x \\;",
+            "find \"$a\" \"$b\"",
+            "find $dir -name x",
+            "find . -name *.rs",
+            "find \"$@\"",
+            "find \"$x\" rm {} +",
+            "git submodule \"$s\" x",
+            "git bisect \"$s\" x",
+            "git rebase \"$base\"",
+            "HOME=/x; nice bash -lc :",
+            "HOME=/x; env A=1 /bin/sh -l",
+            "HOME=/x; fish",
+        ] {
+            assert!(runs_all(script).is_err(), "{script:?}");
+        }
+        assert!(runs(&words(&["env", "HOME=/x", "pip", "install", "sh"])).is_ok());
+        assert!(runs(&words(&["env", "HOME=/x", "nice", "sh", "-l"])).is_err());
+        assert!(runs(&words(&["env", "HOME=/x", "env", "HOME=/y", "sh", "-l"])).is_err());
+        // A long chain of them is checked in linear time, not exponential.
+        let mut chain = "env HOME=/x ".repeat(2000);
+        chain.push_str("ls");
+        let start = std::time::Instant::now();
+        let _ = runs_all(&chain);
+        let argv: Vec<&str> = chain.split(' ').collect();
+        let _ = runs_through(&argv);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 }
