@@ -823,6 +823,34 @@ fn check_command_table() {
     }
 }
 
+/// Scripts nested in scripts, each read two ways (bash's and dash's), do
+/// not multiply the work of judging one argv: past a budget of four times
+/// the argv's bytes, what is left is not understood, and so asked about.
+#[test]
+fn nested_scripts_are_read_within_a_budget() {
+    let s = store(&[(
+        "cmds.toml",
+        "[commands]\nforbidden = [[\"rm\", \"-rf\", \"/\"]]\n",
+    )]);
+    // Each level: `sh -c "<escaped inner>" &>/dev/null :`, which bash and
+    // dash read as different commands.
+    let mut t = format!(": {}", "A".repeat(120_000));
+    for _ in 0..9 {
+        t = format!(
+            "sh -c \"{}\" &>/dev/null :",
+            t.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+    }
+    let argv = vec!["sh".to_string(), "-c".into(), t];
+    let start = std::time::Instant::now();
+    let d = check_command(s.get("cmds").unwrap(), &argv);
+    // A guard against the doubling, not a benchmark: 2^9 readings of
+    // 120 KB take far longer than this.
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(d.verdict, Verdict::Prompt, "{d:?}");
+    assert!(d.rule.contains("more to read"), "{d:?}");
+}
+
 #[test]
 fn check_url_table() {
     let s = store(&[

@@ -588,11 +588,25 @@ pub struct CommandPart {
 pub fn command_parts(profile: &Profile, argv: &[String]) -> Vec<CommandPart> {
     let words: Vec<Word> = argv.iter().map(|a| Word::literal(a)).collect();
     let mut parts = Vec::new();
-    judge(profile, &words, 0, &mut parts);
+    let size: usize = argv.iter().map(String::len).sum();
+    let mut budget = (COMMAND_READING_FACTOR * size).max(MIN_COMMAND_READING);
+    judge(profile, &words, 0, &mut budget, &mut parts);
     parts
 }
 
-fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<CommandPart>) {
+/// Bytes of words the judging of one argv may read, as a multiple of the
+/// argv's own (at least [`MIN_COMMAND_READING`]): scripts nested in scripts,
+/// each read more than one way, would otherwise multiply the work.
+const COMMAND_READING_FACTOR: usize = 4;
+const MIN_COMMAND_READING: usize = 64 << 10;
+
+fn judge(
+    profile: &Profile,
+    words: &[Word],
+    depth: usize,
+    budget: &mut usize,
+    parts: &mut Vec<CommandPart>,
+) {
     let shown = shell::words_line(words);
     let part = |decision| CommandPart {
         words: words.iter().map(|w| w.text.clone()).collect(),
@@ -614,6 +628,14 @@ fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<Comman
         }
         Some(_) => {}
     }
+    let size: usize = words.iter().map(|w| w.text.len()).sum();
+    match budget.checked_sub(size) {
+        Some(left) => *budget = left,
+        None => {
+            let why = "script not understood: more to read than the command line holds, nested";
+            return parts.push(part(not_understood(profile, why, &shown)));
+        }
+    }
     let before = parts.len();
     if let Some(own) = rule_match(profile, words, &shown) {
         parts.push(part(own));
@@ -621,11 +643,11 @@ fn judge(profile: &Profile, words: &[Word], depth: usize, parts: &mut Vec<Comman
     match shell::runs(words) {
         Err(e) => parts.push(part(not_understood(profile, &e.0, &shown))),
         Ok(Runs::Itself) => {}
-        Ok(Runs::Wrapped(w)) => judge(profile, &w, depth + 1, parts),
+        Ok(Runs::Wrapped(w)) => judge(profile, &w, depth + 1, budget, parts),
         Ok(Runs::Script { shell, commands }) => {
             for c in &commands {
                 let from = parts.len();
-                judge(profile, c, depth + 1, parts);
+                judge(profile, c, depth + 1, budget, parts);
                 for p in &mut parts[from..] {
                     p.decision
                         .rule
