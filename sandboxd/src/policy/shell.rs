@@ -178,7 +178,9 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
     let any = |f: &dyn Fn(&Word) -> bool| args.iter().find(|w| f(w));
     if RUNNERS.contains(&name) {
         let info = matches!(args, [w] if w.text == "--help" || w.text == "--version");
-        return (name == "xargs" || !(args.is_empty() || info))
+        // Without arguments, `script`, `tmux` and `screen` start `$SHELL`.
+        let starts_shell = matches!(name, "script" | "tmux" | "screen");
+        return (name == "xargs" || starts_shell && !info || !(args.is_empty() || info))
             .then(|| format!("`{name}` runs a command given to it"));
     }
     if OTHER_SHELLS.contains(&name) {
@@ -202,7 +204,19 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
                 "--version",
             ];
             match args.first() {
-                Some(w) if w.literal && reads.contains(&w.text.as_str()) => None,
+                // Unless told which program disassembles or symbolizes.
+                Some(w)
+                    if w.literal
+                        && reads.contains(&w.text.as_str())
+                        && !args.iter().any(|a| {
+                            !a.literal
+                                || ["--objdump", "--addr2line"]
+                                    .iter()
+                                    .any(|o| a.text.starts_with(o))
+                        }) =>
+                {
+                    None
+                }
                 None => None,
                 Some(w) => Some(format!("`perf {}` may run a command", w.text)),
             }
@@ -243,15 +257,52 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
                 if !t.starts_with('-') {
                     break;
                 }
-                // Options whose argument is the next word.
+                // Options whose argument is the next word (or after `=`),
+                // and those that take none; any other could take the
+                // subcommand as its argument, as git reads it.
                 let with_arg = [
                     "-C",
                     "--git-dir",
                     "--work-tree",
                     "--namespace",
                     "--super-prefix",
+                    "--attr-source",
+                    "--shallow-file",
+                    "--list-cmds",
                 ];
-                i += if with_arg.contains(&t) { 2 } else { 1 };
+                let flags = [
+                    "-p",
+                    "--paginate",
+                    "-P",
+                    "--no-pager",
+                    "--no-replace-objects",
+                    "--no-lazy-fetch",
+                    "--no-optional-locks",
+                    "--no-advice",
+                    "--bare",
+                    "--literal-pathspecs",
+                    "--glob-pathspecs",
+                    "--noglob-pathspecs",
+                    "--icase-pathspecs",
+                    "--exec-path",
+                    "--html-path",
+                    "--man-path",
+                    "--info-path",
+                    "--version",
+                    "-v",
+                    "--help",
+                    "-h",
+                ];
+                let attached = with_arg
+                    .iter()
+                    .any(|o| o.starts_with("--") && t.starts_with(&format!("{o}=")));
+                i += if with_arg.contains(&t) {
+                    2
+                } else if flags.contains(&t) || attached {
+                    1
+                } else {
+                    return Some(format!("`git {t}`: an option not known here"));
+                };
             }
             // Subcommands that run a command they are given.
             let sub = args.get(i).map(|w| w.text.as_str());
@@ -500,10 +551,21 @@ const CHOSEN_COMMANDS: &[&str] = &[
     "EDITOR",
     "VISUAL",
     "PAGER",
+    "MANPAGER",
+    "PERF_PAGER",
+    "BROWSER",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "SHELL",
+    "SUDO_ASKPASS",
+    "RSYNC_RSH",
+    "ARGV0",
     "GIT_SEQUENCE_EDITOR",
     "GIT_PROXY_COMMAND",
     "SSH_ASKPASS",
     "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
 ];
 
 /// [`runs_code`], or one of [`CHOSEN_COMMANDS`]: assigning it is not understood.
@@ -608,7 +670,22 @@ fn parse_as(script: &str, posix: bool) -> Result<Vec<Vec<Word>>, NotUnderstood> 
 /// with the commands of either reading.
 fn parse_for(shell: &str, script: &str) -> Result<Vec<Vec<Word>>, NotUnderstood> {
     match shell {
-        "bash" | "rbash" | "zsh" => parse_as(script, false),
+        "bash" | "rbash" => parse_as(script, false),
+        // Read as bash, but for what only zsh expands: `=rm` is the path
+        // of rm, `$=x`, `$~x` and `$^x` split, glob and spread x.
+        "zsh" => {
+            if ["$=", "$~", "$^", "${=", "${~", "${^"]
+                .iter()
+                .any(|z| script.contains(z))
+            {
+                return nu("zsh's own expansions (`$=`, `$~`, `$^`)");
+            }
+            let commands = parse_as(script, false)?;
+            if commands.iter().flatten().any(|w| w.text.starts_with('=')) {
+                return nu("a word zsh expands as a command's path (`=name`)");
+            }
+            Ok(commands)
+        }
         "dash" | "posh" => parse_as(script, true),
         _ => {
             let mut commands = parse_as(script, false)?;
@@ -1519,16 +1596,24 @@ impl Parser {
                                 return code_variable(var);
                             }
                         }
-                        // Another option after `time`: there `time` may be
-                        // the program /usr/bin/time (in dash, after a pipe
-                        // or a redirection), not bash's keyword; kept as
-                        // its command, whose options `runs` looks through.
+                        // Another option after `time`: in dash `time` is the
+                        // program /usr/bin/time, kept as its command, whose
+                        // options `runs` looks through; bash may read it as
+                        // its keyword, which runs the option word itself as
+                        // the command (`time -f %e true` runs `-f`), or as
+                        // the program (after a pipe or a redirection):
+                        // there it is not understood.
                         let t = raw.word.text.as_str();
                         let time_option = (timed == 1 || timed == 2)
                             && raw.word.literal
                             && t.len() > 1
                             && t.starts_with('-')
                             && !(raw.plain && (t == "--" || (t == "-p" && timed == 1)));
+                        if time_option && !self.posix {
+                            return nu(format!(
+                                "`time {t}`: bash's keyword runs `{t}`, /usr/bin/time an option"
+                            ));
+                        }
                         if time_option {
                             words.push(Word::literal("time"));
                             if timed == 2 {
@@ -2584,6 +2669,9 @@ mod tests {
             "shopt -s expand_aliases",
             "shopt -s $o",
             "getopts a BASH_ENV",
+            "LESSOPEN='|touch x %s' less f",
+            "SHELL=./x script",
+            "script",
             "set -a; : ${BASH_ENV:=./f}",
             ": ${BASH_CMDS=/bin/rm}",
             // Git's and interpreters' own: code the command line hides.
@@ -2617,16 +2705,8 @@ mod tests {
             ("time if true; then rm -rf /; fi", None),
             ("time -p { rm -rf /; }", Some(rm())),
             ("time time rm", None),
-            // Options of /usr/bin/time: the words stay its command.
-            (
-                "time -p -p x",
-                Some(vec![vec![
-                    "time".to_string(),
-                    "-p".into(),
-                    "-p".into(),
-                    "x".into(),
-                ]]),
-            ),
+            // Another option: bash's keyword would run `-p` itself.
+            ("time -p -p x", None),
             // Not in command position, or quoted: the program.
             (
                 "A=1 time ls",
@@ -2864,7 +2944,9 @@ mod tests {
             "time --format=%e -- rm -rf /",
             "time '-f' %e rm -rf /",
         ] {
-            for c in parse(script).unwrap() {
+            // Bash may run the option word itself: not understood there.
+            assert!(parse(script).is_err(), "{script:?}");
+            for c in parse_as(script, true).unwrap() {
                 let mut argv = c;
                 for _ in 0..4 {
                     assert_ne!(argv[0].text, "-p", "{script:?}");
@@ -2879,9 +2961,12 @@ mod tests {
                 }
             }
         }
-        let sh = runs(&words(&["sh", "-c", "time -f %e rm -rf /"])).unwrap();
-        let Runs::Script { commands, .. } = sh else {
-            panic!("{sh:?}")
+        // For dash the program's options are looked through; `sh` may be
+        // bash, which may run `-f`: not understood.
+        assert!(runs(&words(&["sh", "-c", "time -f %e rm -rf /"])).is_err());
+        let dash = runs(&words(&["dash", "-c", "time -f %e rm -rf /"])).unwrap();
+        let Runs::Script { commands, .. } = dash else {
+            panic!("{dash:?}")
         };
         assert_eq!(
             runs(&commands[0]).unwrap(),
@@ -2966,11 +3051,24 @@ mod tests {
             &["git", "config", "set", "credential.helper", "!rm -rf /"],
             &["git", "config", "--add", "diff.x.command", "rm"],
             &["git", "config", "--edit"],
+            // A top-level option that takes the next word hides the subcommand.
+            &[
+                "git",
+                "--attr-source",
+                "grep",
+                "ls-remote",
+                "--upload-pack=rm",
+                ".",
+            ],
+            &["git", "--shallow-file", "x", "fetch", "--upload-pack=rm"],
+            &["git", "--unknown-option", "status"],
         ] {
             assert!(runs_through(argv).is_err(), "{argv:?}");
         }
         for argv in [
             &["git", "grep", "-n", "-i", "foo"][..],
+            &["git", "-C", "d", "--no-pager", "log", "--oneline"],
+            &["git", "--git-dir=x", "status"],
             &["git", "fetch", "--prune", "origin"],
             &["git", "clone", "--depth", "1", "https://x/y", "d"],
             &["git", "push", "-u", "origin", "main"],
@@ -3046,7 +3144,15 @@ mod tests {
             );
         }
         assert_eq!(runs(&words(&["perf", "report"])).unwrap(), Runs::Itself);
-        assert_eq!(runs(&words(&["tmux"])).unwrap(), Runs::Itself);
+        assert!(runs(&words(&["perf", "report", "--objdump=./x"])).is_err());
+        assert!(runs(&words(&["perf", "annotate", "--addr2line", "./x"])).is_err());
+        for script in ["=rm -rf /x", "echo $=x", "x=${~y}"] {
+            assert!(runs(&words(&["zsh", "-c", script])).is_err(), "{script:?}");
+        }
+        assert!(runs(&words(&["zsh", "-c", "ls -l; echo a=b"])).is_ok());
+        // Alone, tmux starts `$SHELL`, which the script may have chosen.
+        assert!(runs(&words(&["tmux"])).is_err());
+        assert_eq!(runs(&words(&["tmux", "--version"])).unwrap(), Runs::Itself);
     }
 
     /// An expansion that cannot make a command run is understood where
