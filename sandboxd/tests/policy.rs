@@ -799,6 +799,19 @@ fn check_command_table() {
             "cmds.toml:4 commands.forbidden",
         ),
         ("cmds", &["git"], Allow, "approval \"on-request\""),
+        // A pager set for git is judged as the command it is.
+        (
+            "cmds",
+            &["sh", "-c", "PAGER='rm -rf /' git log"],
+            Deny,
+            "commands.forbidden",
+        ),
+        (
+            "cmds",
+            &["sh", "-c", "GIT_PAGER=cat git status"],
+            Allow,
+            "approval",
+        ),
         ("cmds", &["make"], Allow, "approval"),
         (
             "wary",

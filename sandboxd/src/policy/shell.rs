@@ -537,6 +537,21 @@ pub fn runs_code(var: &str) -> bool {
 /// Whether `var=value` may run code; `value` is `None` when unknown. A
 /// number is safe for the variables bash only evaluates as arithmetic
 /// (`OPTIND=1`, `RANDOM=42`).
+/// Variables whose value is a command line another program runs (git's
+/// pager and editors, `PAGER`, `EDITOR`, ...): assigned a literal value
+/// before a command in a script, that value is judged as the commands it
+/// runs (`PAGER=cat git log` runs `cat`), rather than not understood.
+const COMMAND_VALUED: &[&str] = &[
+    "GIT_PAGER",
+    "GIT_EDITOR",
+    "GIT_SEQUENCE_EDITOR",
+    "GIT_SSH_COMMAND",
+    "PAGER",
+    "EDITOR",
+    "VISUAL",
+    "MANPAGER",
+];
+
 fn assignment_runs_code(var: &str, value: Option<&str>) -> bool {
     let number = value.is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()));
     chooses_code(var) && !(number && matches!(var, "OPTIND" | "RANDOM" | "SRANDOM" | "HISTCMD"))
@@ -1475,6 +1490,17 @@ impl Parser {
         self.chars.get(self.pos).copied()
     }
 
+    /// The commands of `value`, a command line another program will run,
+    /// read as a script nested in this one and added to [`Parser::out`].
+    fn value_commands(&mut self, value: &str) -> Result<(), NotUnderstood> {
+        let mut p = Parser::new(value, self.nesting, self.startup_dir);
+        p.posix = self.posix;
+        p.enter()?;
+        p.list(None)?;
+        self.out.extend(p.out);
+        Ok(())
+    }
+
     fn enter(&mut self) -> Result<(), NotUnderstood> {
         self.nesting += 1;
         if self.nesting > MAX_NESTING {
@@ -1582,7 +1608,14 @@ impl Parser {
                             let t = &raw.word.text;
                             let var = t.split(['=', '+']).next().unwrap_or(t);
                             let value = t.split_once('=').map(|(_, v)| v);
-                            if assignment_runs_code(var, value.filter(|_| raw.word.literal)) {
+                            let literal = value.filter(|_| raw.word.literal && !t.contains("+="));
+                            if let (true, Some(v)) = (COMMAND_VALUED.contains(&var), literal) {
+                                let v = v.to_string();
+                                self.value_commands(&v)?;
+                                assigned = true;
+                                continue;
+                            }
+                            if assignment_runs_code(var, literal) {
                                 return code_variable(var);
                             }
                             self.startup_dir |= sets_startup_dir(var);
@@ -2296,6 +2329,36 @@ mod tests {
         Ok(())
     }
 
+    /// A command line set for another program to run (`PAGER=cat git log`)
+    /// is judged as the commands it runs.
+    #[test]
+    fn command_valued_variables_are_judged_by_their_value() {
+        let texts = |script: &str| -> Vec<Vec<String>> {
+            parse(script)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.into_iter().map(|w| w.text).collect())
+                .collect()
+        };
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            texts("PAGER=cat git log"),
+            [w(&["cat"]), w(&["git", "log"])]
+        );
+        assert_eq!(
+            texts("GIT_EDITOR='rm -rf /;' git commit"),
+            [w(&["rm", "-rf", "/"]), w(&["git", "commit"])]
+        );
+        assert_eq!(
+            texts("EDITOR=true GIT_PAGER='less -R' git rebase --continue"),
+            [
+                w(&["true"]),
+                w(&["less", "-R"]),
+                w(&["git", "rebase", "--continue"])
+            ]
+        );
+    }
+
     /// Bash evaluates a subscript in a variable name (running its command
     /// substitutions) and, in arithmetic, the value of every name it meets.
     #[test]
@@ -2675,7 +2738,8 @@ mod tests {
             "set -a; : ${BASH_ENV:=./f}",
             ": ${BASH_CMDS=/bin/rm}",
             // Git's and interpreters' own: code the command line hides.
-            "GIT_PAGER='rm -rf /' git log",
+            "GIT_PAGER=\"$x\" git log",
+            "PAGER+=x git log",
             "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=core.fsmonitor git status",
             "export NODE_OPTIONS=--require=./x.js; node y.js",
             "LD_PRELOAD=./x.so ls",
@@ -3081,11 +3145,17 @@ mod tests {
         ] {
             assert_eq!(runs_through(argv).unwrap(), Runs::Itself, "{argv:?}");
         }
+        // Set before the command, a literal command line is judged itself.
+        for (script, runs) in [
+            ("EDITOR='rm -rf /' git commit", "rm"),
+            ("PAGER=./x git log", "./x"),
+            ("GIT_SEQUENCE_EDITOR=./x git rebase -i main", "./x"),
+        ] {
+            let commands = parse(script).unwrap();
+            assert_eq!(commands[0][0].text, runs, "{script:?}");
+        }
         for script in [
-            "EDITOR='rm -rf /' git commit",
             "export VISUAL=./x; git commit",
-            "PAGER=./x git log",
-            "GIT_SEQUENCE_EDITOR=./x git rebase -i main",
             "GIT_PROXY_COMMAND=./x git fetch",
             "SSH_ASKPASS=./x ssh h",
             "JAVA_TOOL_OPTIONS=-javaagent:x.jar java -jar y.jar",
