@@ -862,6 +862,15 @@ fn nested_scripts_are_read_within_a_budget() {
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
     assert_eq!(d.verdict, Verdict::Prompt, "{d:?}");
     assert!(d.rule.contains("more to read"), "{d:?}");
+    // A forbidden command is refused all the same, judged after the
+    // budget ran out, and too long for what was left of it.
+    let argv = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!("{}; rm -rf / {}", argv[2], "B".repeat(130_000)),
+    ];
+    let d = check_command(s.get("cmds").unwrap(), &argv);
+    assert_eq!(d.verdict, Verdict::Deny, "{d:?}");
 }
 
 #[test]

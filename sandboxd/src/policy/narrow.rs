@@ -620,13 +620,18 @@ fn judge(
             let why = format!("script not understood: `{}` in command position", w.text);
             return parts.push(part(not_understood(profile, &why, &shown)));
         }
-        Some(_) if depth > MAX_COMMAND_DEPTH => {
-            let why = format!(
-                "script not understood: shells and wrappers nested deeper than {MAX_COMMAND_DEPTH}"
-            );
-            return parts.push(part(not_understood(profile, &why, &shown)));
-        }
         Some(_) => {}
+    }
+    let before = parts.len();
+    // A rule naming the command itself applies however deep it is.
+    if let Some(own) = rule_match(profile, words, &shown) {
+        parts.push(part(own));
+    }
+    if depth > MAX_COMMAND_DEPTH {
+        let why = format!(
+            "script not understood: shells and wrappers nested deeper than {MAX_COMMAND_DEPTH}"
+        );
+        return parts.push(part(not_understood(profile, &why, &shown)));
     }
     let size: usize = words.iter().map(|w| w.text.len()).sum();
     match budget.checked_sub(size) {
@@ -635,10 +640,6 @@ fn judge(
             let why = "script not understood: more to read than the command line holds, nested";
             return parts.push(part(not_understood(profile, why, &shown)));
         }
-    }
-    let before = parts.len();
-    if let Some(own) = rule_match(profile, words, &shown) {
-        parts.push(part(own));
     }
     match shell::runs(words) {
         Err(e) => parts.push(part(not_understood(profile, &e.0, &shown))),

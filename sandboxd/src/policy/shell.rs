@@ -188,6 +188,16 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
             .map(|w| format!("`{name} {}`: a shell whose scripts are not parsed", w.text));
     }
     match name {
+        // A key file may set `LESSOPEN`, a command less runs.
+        "less" => {
+            return any(&|w| {
+                let t = w.text.as_str();
+                !w.literal
+                    || t.starts_with("--lesskey")
+                    || (t.starts_with('-') && !t.starts_with("--") && t.contains('k'))
+            })
+            .map(|w| format!("`less {}`: a key file may set what less runs", w.text));
+        }
         // Subcommands that only read or list; the others (`record`,
         // `stat`, `trace`, `script`, ...) may run a command or a script.
         "perf" => {
@@ -549,7 +559,6 @@ const COMMAND_VALUED: &[&str] = &[
     "PAGER",
     "EDITOR",
     "VISUAL",
-    "MANPAGER",
 ];
 
 fn assignment_runs_code(var: &str, value: Option<&str>) -> bool {
@@ -571,6 +580,11 @@ const CHOSEN_COMMANDS: &[&str] = &[
     "BROWSER",
     "LESSOPEN",
     "LESSCLOSE",
+    "LESS",
+    "LESSKEY",
+    "LESSKEYIN",
+    "LESSKEY_SRC",
+    "LESSKEY_CONTENT",
     "SHELL",
     "SUDO_ASKPASS",
     "RSYNC_RSH",
@@ -696,7 +710,11 @@ fn parse_for(shell: &str, script: &str) -> Result<Vec<Vec<Word>>, NotUnderstood>
                 return nu("zsh's own expansions (`$=`, `$~`, `$^`)");
             }
             let commands = parse_as(script, false)?;
-            if commands.iter().flatten().any(|w| w.text.starts_with('=')) {
+            if commands
+                .iter()
+                .flatten()
+                .any(|w| w.text.starts_with('=') && !w.text.chars().all(|c| c == '='))
+            {
                 return nu("a word zsh expands as a command's path (`=name`)");
             }
             Ok(commands)
@@ -1104,6 +1122,24 @@ fn names_and_arithmetic(name: &str, args: &[Word]) -> Result<(), NotUnderstood> 
                 }
             }
         }
+        // With `-k` (`-o keyword`), every `NAME=value` argument of a later
+        // command is put in its environment, past every check here.
+        "set" => {
+            for (i, w) in args.iter().enumerate() {
+                let t = w.text.as_str();
+                let cluster = t.strip_prefix('-').or_else(|| t.strip_prefix('+'));
+                let keyword = cluster.is_some_and(|c| !c.starts_with('-') && c.contains('k'))
+                    || (matches!(t, "-o" | "+o")
+                        && args
+                            .get(i + 1)
+                            .is_some_and(|n| !n.literal || n.text == "keyword"));
+                if !w.literal || keyword {
+                    return nu(format!(
+                        "`set {t}`: may put arguments in commands' environments"
+                    ));
+                }
+            }
+        }
         // Aliases would rename commands the parser sees.
         "shopt" => {
             if let Some(w) = args
@@ -1492,12 +1528,33 @@ impl Parser {
 
     /// The commands of `value`, a command line another program will run,
     /// read as a script nested in this one and added to [`Parser::out`].
+    /// The program may run it through `/bin/sh` (dash or bash), so it is
+    /// read both ways; one that would not be a plain command line there
+    /// (an assignment or a redirection, which a program splitting it into
+    /// words would run as a program name) is not understood.
     fn value_commands(&mut self, value: &str) -> Result<(), NotUnderstood> {
-        let mut p = Parser::new(value, self.nesting, self.startup_dir);
-        p.posix = self.posix;
-        p.enter()?;
-        p.list(None)?;
-        self.out.extend(p.out);
+        if value.contains(['=', '<', '>']) {
+            return nu(format!("a command line {value:?} for another program"));
+        }
+        let mut read = Vec::new();
+        for posix in [false, true] {
+            let mut p = Parser::new(value, self.nesting, self.startup_dir);
+            p.posix = posix;
+            p.enter()?;
+            p.list(None)?;
+            read.push(p.out);
+        }
+        let posix = read.pop().unwrap_or_default();
+        let mut commands = read.pop().unwrap_or_default();
+        if commands.is_empty() && posix.is_empty() {
+            return nu(format!("a command line {value:?} that runs nothing"));
+        }
+        for c in posix {
+            if !commands.contains(&c) {
+                commands.push(c);
+            }
+        }
+        self.out.extend(commands);
         Ok(())
     }
 
@@ -2357,6 +2414,17 @@ mod tests {
                 w(&["git", "rebase", "--continue"])
             ]
         );
+        // Read as /bin/sh may read it too (dash: `&` then `>`), and not
+        // understood where a program splitting it into words would run
+        // another name (`A=./x`, `>./x`).
+        for script in [
+            "GIT_PAGER='true &>/dev/null rm -rf /' git log",
+            "PAGER='A=./x' git log",
+            "PAGER='>./x' git log",
+            "MANPAGER=./x man ls",
+        ] {
+            assert!(parse(script).is_err(), "{script:?}");
+        }
     }
 
     /// Bash evaluates a subscript in a variable name (running its command
@@ -2733,6 +2801,15 @@ mod tests {
             "shopt -s $o",
             "getopts a BASH_ENV",
             "LESSOPEN='|touch x %s' less f",
+            "LESS=--lesskey-src=k less f",
+            "LESSKEYIN=k less f",
+            "less --lesskey-src=k f",
+            "less -k k f",
+            "less $opt f",
+            "set -k; git log GIT_PAGER=x",
+            "set -o keyword",
+            "set -euk",
+            "set -o $o",
             "SHELL=./x script",
             "script",
             "set -a; : ${BASH_ENV:=./f}",
@@ -3220,6 +3297,7 @@ mod tests {
             assert!(runs(&words(&["zsh", "-c", script])).is_err(), "{script:?}");
         }
         assert!(runs(&words(&["zsh", "-c", "ls -l; echo a=b"])).is_ok());
+        assert!(runs(&words(&["zsh", "-c", "[ \"$x\" = y ] && make"])).is_ok());
         // Alone, tmux starts `$SHELL`, which the script may have chosen.
         assert!(runs(&words(&["tmux"])).is_err());
         assert_eq!(runs(&words(&["tmux", "--version"])).unwrap(), Runs::Itself);
