@@ -189,15 +189,13 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
     }
     match name {
         // A key file may set `LESSOPEN`, a command less runs.
-        "less" => {
-            return any(&|w| {
-                let t = w.text.as_str();
-                !w.literal
-                    || t.starts_with("--lesskey")
-                    || (t.starts_with('-') && !t.starts_with("--") && t.contains('k'))
-            })
-            .map(|w| format!("`less {}`: a key file may set what less runs", w.text));
-        }
+        "less" => any(&|w| {
+            let t = w.text.as_str();
+            !w.literal
+                || t.starts_with("--lesskey")
+                || (t.starts_with('-') && !t.starts_with("--") && t.contains('k'))
+        })
+        .map(|w| format!("`less {}`: a key file may set what less runs", w.text)),
         // Subcommands that only read or list; the others (`record`,
         // `stat`, `trace`, `script`, ...) may run a command or a script.
         "perf" => {
