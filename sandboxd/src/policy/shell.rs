@@ -2384,6 +2384,20 @@ mod tests {
         Ok(())
     }
 
+    /// Each script, and every command in it, is understood.
+    fn understood(scripts: &[&str]) {
+        for script in scripts {
+            runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
+        }
+    }
+
+    /// No script is understood, as a whole or in one of its commands.
+    fn not_understood(scripts: &[&str]) {
+        for script in scripts {
+            assert!(runs_all(script).is_err(), "{script:?}");
+        }
+    }
+
     /// A command line set for another program to run (`PAGER=cat git log`)
     /// is judged as the commands it runs.
     #[test]
@@ -2429,7 +2443,7 @@ mod tests {
     /// substitutions) and, in arithmetic, the value of every name it meets.
     #[test]
     fn builtins_taking_names_or_arithmetic() {
-        for script in [
+        understood(&[
             "let 1+2 '3 << 1'",
             "declare -a x; local x=\"$1\" y; export PATH=\"$PATH:/x\"; readonly X=1",
             "printf '[%s]\\n' \"$x\"; printf -v out '%s' \"$x\"",
@@ -2437,9 +2451,7 @@ mod tests {
             "wait $!; wait \"$pid\"; unset x y",
             "[ -n \"$x\" ] && [ \"$a\" = \"$b\" ] && test -z \"$x\" && [ \"$x\" ]",
             "[ \"$#\" -gt 0 ] && [ $# -gt 0 ] && test -v name",
-        ] {
-            runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
-        }
+        ]);
         for script in [
             "let x",
             "let 'x=1'",
@@ -2593,13 +2605,11 @@ mod tests {
             let e = runs_through(argv).expect_err(&format!("{argv:?}"));
             assert!(!e.0.is_empty(), "{argv:?}");
         }
-        for script in [
+        not_understood(&[
             "PS4='$(rm -rf /)'; set -x; true",
             "BASH_ENV=./f bash -c :",
             "export BASH_ENV=./f; bash -c :",
-        ] {
-            assert!(runs_all(script).is_err(), "{script:?}");
-        }
+        ]);
         // Still looked through: the shell or command they run is judged.
         let script = |argv: &[&str]| match runs_through(argv) {
             Ok(Runs::Script { shell, commands }) => (shell, commands),
@@ -2747,7 +2757,7 @@ mod tests {
     /// however the name is assigned.
     #[test]
     fn variables_assigned_by_arithmetic() {
-        for script in [
+        not_understood(&[
             "OPTIND='a[$(rm -rf /)]'",
             "OPTIND=\"$x\"",
             "OPTIND=$x",
@@ -2768,11 +2778,9 @@ mod tests {
             ": \"${RANDOM:=a}\"",
             ": ${PS4:=$y}",
             ": ${BASH_ENV=./f}",
-        ] {
-            assert!(runs_all(script).is_err(), "{script:?}");
-        }
+        ]);
         assert!(runs(&words(&["env", "OPTIND=x", "bash", "-c", ":"])).is_err());
-        for script in [
+        understood(&[
             "getopts ab opt",
             "while_not_used=1; getopts \"$spec\" opt \"$@\"",
             ": ${X:=y} ${OPTIND-1} ${RANDOM:-2}",
@@ -2780,16 +2788,14 @@ mod tests {
             "mapfile -t lines; readarray -n 2 -O 1 arr",
             // A number is only a number.
             "OPTIND=1; RANDOM=42 x; export SRANDOM=7 OPTIND; local OPTIND",
-        ] {
-            runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
-        }
+        ]);
     }
 
     /// `BASH_CMDS` is the command hash (`hash -p`), `BASH_ALIASES` the
     /// aliases; `getopts` assigns the name it is given.
     #[test]
     fn hash_alias_and_startup_variables_set_other_ways() {
-        for script in [
+        not_understood(&[
             "BASH_CMDS=/bin/rm; 0 -rf /",
             "BASH_CMDS[ls]=/bin/rm; ls -rf /",
             "export BASH_ALIASES=x",
@@ -2818,9 +2824,7 @@ mod tests {
             "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=core.fsmonitor git status",
             "export NODE_OPTIONS=--require=./x.js; node y.js",
             "LD_PRELOAD=./x.so ls",
-        ] {
-            assert!(runs_all(script).is_err(), "{script:?}");
-        }
+        ]);
         assert!(runs(&words(&["env", "BASH_ALIASES=x", "bash", "-c", ":"])).is_err());
         runs_all("shopt -s nullglob globstar; shopt -u dotglob").unwrap();
     }
@@ -2875,7 +2879,7 @@ mod tests {
         ] {
             assert!(runs_through(argv).is_err(), "{argv:?}");
         }
-        for script in [
+        not_understood(&[
             "HOME=/tmp/x bash -lc :",
             "export HOME=/tmp/x; bash -ic :",
             "ZDOTDIR=. zsh -c :",
@@ -2885,17 +2889,13 @@ mod tests {
             "HOME=/x; env bash -lc :",
             "echo $(export HOME=/x; bash -lc :)",
             "echo `HOME=/x`; /bin/bash -lc :",
-        ] {
-            assert!(runs_all(script).is_err(), "{script:?}");
-        }
-        for script in [
+        ]);
+        understood(&[
             "bash -lc 'echo $HOME'",
             "cd \"$HOME\" && bash -lc make",
             "printenv HOME; bash -lc :",
             "bash -lc :; export HOME=/x",
-        ] {
-            runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
-        }
+        ]);
         assert_eq!(
             runs(&words(&["env", "HOME=/x", "ls"])).unwrap(),
             Runs::Wrapped(words(&["ls"]))
@@ -3229,16 +3229,14 @@ mod tests {
             let commands = parse(script).unwrap();
             assert_eq!(commands[0][0].text, runs, "{script:?}");
         }
-        for script in [
+        not_understood(&[
             "export VISUAL=./x; git commit",
             "GIT_PROXY_COMMAND=./x git fetch",
             "SSH_ASKPASS=./x ssh h",
             "JAVA_TOOL_OPTIONS=-javaagent:x.jar java -jar y.jar",
             "env EDITOR=./x git commit",
             ": ${PAGER:=./x}",
-        ] {
-            assert!(runs_all(script).is_err(), "{script:?}");
-        }
+        ]);
         // Only where a script or `env` sets them, not in the environment.
         assert!(!runs_code("EDITOR") && !runs_code("PAGER"));
         assert!(runs_code("GIT_SEQUENCE_EDITOR") && runs_code("GIT_TEMPLATE_DIR"));
@@ -3306,7 +3304,7 @@ mod tests {
     /// update`; after `HOME` changed, only a shell run as the command counts.
     #[test]
     fn expansions_that_run_nothing() {
-        for script in [
+        understood(&[
             "find \"$dir\" -name '*.rs'",
             "find . -newer \"$f\" -print",
             "git submodule update --init \"$p\"",
@@ -3314,10 +3312,8 @@ mod tests {
             "export HOME=/tmp/x; pip install sh",
             "HOME=/x; echo bash",
             "HOME=/x; env A=1 make",
-        ] {
-            runs_all(script).unwrap_or_else(|e| panic!("{script:?}: {e}"));
-        }
-        for script in [
+        ]);
+        not_understood(&[
             "find \"$dir\" -name x \\;",
             "find \"$a\" \"$b\"",
             "find $dir -name x",
@@ -3330,9 +3326,7 @@ mod tests {
             "HOME=/x; nice bash -lc :",
             "HOME=/x; env A=1 /bin/sh -l",
             "HOME=/x; fish",
-        ] {
-            assert!(runs_all(script).is_err(), "{script:?}");
-        }
+        ]);
         assert!(runs(&words(&["env", "HOME=/x", "pip", "install", "sh"])).is_ok());
         assert!(runs(&words(&["env", "HOME=/x", "nice", "sh", "-l"])).is_err());
         assert!(runs(&words(&["env", "HOME=/x", "env", "HOME=/y", "sh", "-l"])).is_err());
