@@ -271,12 +271,20 @@ fn a_match_hidden_from_the_deny_walk_refuses_the_exec() {
     let d2 = Daemon::builder()
         .profile(
             "fixed",
-            "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"{cwd}/a/b/*.env\", \"{cwd}/k/secret.key\"]\n",
+            "extends = \"workspace\"\n[filesystem]\ndeny_read = [\"{cwd}/a/b/*.env\", \"{cwd}/k/secret.key\", \"{cwd}/s/secret.key\"]\n",
         )
         .start();
     ws.write("a/b/x.env", "SECRET\n", U1);
     ws.write("k/secret.key", "SECRET\n", U1);
-    for (dir, file) in [("a", "a/b/x.env"), ("k", "k/secret.key")] {
+    // Reached through a symlink into a directory the caller closes.
+    ws.write("real/s/secret.key", "SECRET\n", U1);
+    std::os::unix::fs::symlink("real/s", ws.join("s")).unwrap();
+    std::os::unix::fs::lchown(ws.join("s"), Some(U1), Some(U1)).unwrap();
+    for (dir, file) in [
+        ("a", "a/b/x.env"),
+        ("k", "k/secret.key"),
+        ("real", "s/secret.key"),
+    ] {
         let flags = ["--profile", "fixed"];
         d2.sh(U1, &ws.path, &flags, &format!("chmod 600 {dir}"))
             .expect_code(0);
@@ -287,7 +295,11 @@ fn a_match_hidden_from_the_deny_walk_refuses_the_exec() {
             &format!("chmod 700 {dir}; cat {file}"),
         );
         assert!(!out.stdout.contains("SECRET"), "{file}: {}", out.stdout);
-        assert!(out.stderr.contains("cannot be searched"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("cannot be searched"),
+            "{file}: {}",
+            out.stderr
+        );
         std::fs::set_permissions(ws.join(dir), std::fs::Permissions::from_mode(0o700)).unwrap();
     }
     // A pattern without `**` looks no deeper than it reaches.

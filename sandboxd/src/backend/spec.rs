@@ -172,6 +172,13 @@ impl InitReport {
     }
 }
 
+/// `text` as a glob (the syntax of [`FsPlan`]'s deny patterns) matching
+/// itself: `globset::escape`, and a backslash, which globset reads as an
+/// escape, as the class `[\\]`.
+pub fn glob_literal(text: &str) -> String {
+    globset::escape(text).replace('\\', "[\\]")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

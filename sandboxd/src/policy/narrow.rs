@@ -86,7 +86,7 @@ fn expand(
         };
         let value = value.to_string_lossy();
         let value = if escape {
-            globset::escape(&value)
+            crate::backend::spec::glob_literal(&value)
         } else {
             value.into_owned()
         };

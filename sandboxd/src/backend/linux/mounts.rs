@@ -514,7 +514,7 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
 /// literal: plain characters and the one-character classes
 /// `globset::escape` writes for its special ones (`[*]`, `[[]`).
 fn literal_of(s: &str) -> Option<String> {
-    const SPECIAL: [char; 6] = ['*', '?', '[', ']', '{', '}'];
+    const SPECIAL: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
     let cs: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -547,6 +547,17 @@ fn closed_on_the_way(dir: &Path, caller: u32, mode: u32, pattern: &str) -> Resul
         let need = if i == parts.len() { mode } else { 0o100 };
         let m = match std::fs::metadata(&at) {
             Ok(m) => m,
+            // A symlink the caller cannot follow may lead through a
+            // directory of its own it closed: refused, as that would be.
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EACCES | libc::ELOOP))
+                    && at.symlink_metadata().is_ok_and(|l| l.is_symlink()) =>
+            {
+                return Err(format!(
+                    "{} leads where {pattern} cannot be searched for ({e})",
+                    at.display()
+                ))
+            }
             Err(_) => return Ok(()),
         };
         if m.is_dir() && m.uid() == caller && m.mode() & need != need {
@@ -575,7 +586,7 @@ fn anchored(pattern: &str, roots: &[&Path]) -> Vec<String> {
             // The root as itself, not as a pattern (`proj[1]`).
             format!(
                 "{}/{}",
-                globset::escape(r.display().to_string().trim_end_matches('/')),
+                crate::backend::spec::glob_literal(r.display().to_string().trim_end_matches('/')),
                 pattern
             )
         })
@@ -991,6 +1002,7 @@ mod tests {
             ("/a/b", Some("/a/b")),
             ("/p[[]1[]]", Some("/p[1]")),
             ("[*][?][{][}]", Some("*?{}")),
+            ("a[\\]b", Some("a\\b")),
             ("*.env", None),
             ("a[12]", None),
             ("[!]x", None),
@@ -1002,12 +1014,12 @@ mod tests {
         // A workspace named `proj[1]`: its `.env` is found by a relative
         // pattern and by an absolute one with the name escaped (as templates are).
         let d = tempfile::tempdir().unwrap();
-        let root = d.path().join("proj[1]");
+        let root = d.path().join("proj[1]\\b");
         std::fs::create_dir_all(root.join("s")).unwrap();
         std::fs::write(root.join("s/.env"), "").unwrap();
-        std::fs::create_dir(d.path().join("proj1")).unwrap();
-        std::fs::write(d.path().join("proj1/.env"), "").unwrap();
-        let escaped = globset::escape(&root.display().to_string());
+        std::fs::create_dir(d.path().join("proj1b")).unwrap();
+        std::fs::write(d.path().join("proj1b/.env"), "").unwrap();
+        let escaped = crate::backend::spec::glob_literal(&root.display().to_string());
         let fs = FsPlan {
             write: vec![root.clone()],
             deny_read: vec!["**/.env".into(), format!("{escaped}/s/.env")],
