@@ -1104,7 +1104,7 @@ async fn where_methods_do_not_matter_a_client_first_protocol_is_spliced() {
     // git:// sends one pkt-line, with no line end, and waits.
     let (origin, echo, p) = setup().await;
     let mut c = tunnel(&p, echo.port).await;
-    let pkt = b"0033git-upload-pack /repo.git\0host=allowed.test\0";
+    let pkt = b"0030git-upload-pack /repo.git\0host=allowed.test\0";
     c.write_all(pkt).await.unwrap();
     let mut back = vec![0u8; pkt.len()];
     c.read_exact(&mut back).await.unwrap();

@@ -88,18 +88,22 @@ fn tchar(b: u8) -> bool {
 /// the parts, any version, and (HTTP/0.9) `GET target` alone. The target
 /// must still have one of its forms (RFC 9112): `/...`, `*`, `scheme:...`,
 /// or with CONNECT an authority. git://'s request (a pkt-line,
-/// `0033git-upload-pack /repo\0host=...\0`, with no line end) is told
+/// `002agit-upload-pack /repo.git\0host=a.test\0`, with no line end) is told
 /// apart by its form.
 fn http_start(data: &[u8]) -> Option<bool> {
-    /// A git:// request: four hex digits (its length), the service, a
-    /// blank, and a path that a NUL ends before any blank or line end
-    /// (no request line holds a NUL there; a lenient server would read
-    /// anything else as one).
+    /// A git:// request, a pkt-line: four hex digits giving its whole
+    /// length, the service, a blank, a path that a NUL ends before any
+    /// blank or line end, `host=`, and a NUL as its last byte (no request
+    /// line is that; a lenient server would read anything less as one).
     fn git_request(data: &[u8]) -> bool {
-        let Some(rest) = data
-            .get(4..)
-            .filter(|_| data[..4].iter().all(u8::is_ascii_hexdigit))
+        let Some(len) = data
+            .get(..4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| usize::from_str_radix(h, 16).ok())
         else {
+            return false;
+        };
+        let Some(line) = data.get(..len).filter(|l| l.len() > 4 && l.ends_with(&[0])) else {
             return false;
         };
         [
@@ -108,11 +112,12 @@ fn http_start(data: &[u8]) -> Option<bool> {
             "git-upload-archive ",
         ]
         .iter()
-        .filter_map(|s| rest.strip_prefix(s.as_bytes()))
+        .filter_map(|s| line[4..].strip_prefix(s.as_bytes()))
         .any(|path| {
-            path.iter()
-                .find(|b| matches!(b, 0 | b' ' | b'\t' | b'\r' | b'\n'))
-                == Some(&0)
+            let end = path
+                .iter()
+                .position(|b| matches!(b, 0 | b' ' | b'\t' | b'\r' | b'\n'));
+            matches!(end, Some(e) if path[e] == 0 && path[e + 1..].starts_with(b"host="))
         })
     }
     let blank = |b: &u8| matches!(b, b' ' | b'\t');
@@ -678,6 +683,7 @@ mod tests {
             // any token as the method, git's services too.
             "GET /a\x01b HTTP/1.1\r\n",
             "0033git-upload-pack /x HTTP/1.1\r\n",
+            "0033git-upload-pack /x\0 HTTP/1.1\r\nHost: other\r\n\r\n",
             "CONNECT 10.0.0.1:22 HTTP/1.1\r\n",
         ] {
             assert_eq!(http_start(http.as_bytes()), Some(true), "{http:?}");
@@ -711,8 +717,8 @@ mod tests {
             "*1\r\n$4\r\nPING\r\n",
             "\0\0\0\x08\x04\x12\x16\x2f",
             // git://'s request.
-            "0033git-upload-pack /repo.git\0host=a.test\0",
-            "002bgit-receive-pack /r\0",
+            "002agit-upload-pack /repo.git\0host=a.test\0",
+            "0024git-receive-pack /r\0host=a.test\0",
         ] {
             assert_eq!(http_start(other.as_bytes()), Some(false), "{other:?}");
         }
