@@ -632,25 +632,23 @@ fn no_wider(user: &Profile, base: &Profile, file: &str) -> Result<(), PolicyErro
             rule("network.inspect", &bn.inspect.origin, &bn.inspect.value),
         ));
     }
-    if un.allow_non_tls_443.value && !bn.allow_non_tls_443.value {
-        let b = &bn.allow_non_tls_443;
-        return Err(wider(
-            &un.allow_non_tls_443.origin,
+    for (key, u, b) in [
+        (
             "network.allow_non_tls_443",
-            "true is looser".into(),
-            base,
-            rule("network.allow_non_tls_443", &b.origin, &b.value),
-        ));
-    }
-    if un.allow_ech.value && !bn.allow_ech.value {
-        let b = &bn.allow_ech;
-        return Err(wider(
-            &un.allow_ech.origin,
-            "network.allow_ech",
-            "true is looser".into(),
-            base,
-            rule("network.allow_ech", &b.origin, &b.value),
-        ));
+            &un.allow_non_tls_443,
+            &bn.allow_non_tls_443,
+        ),
+        ("network.allow_ech", &un.allow_ech, &bn.allow_ech),
+    ] {
+        if u.value && !b.value {
+            return Err(wider(
+                &u.origin,
+                key,
+                "true is looser".into(),
+                base,
+                rule(key, &b.origin, &b.value),
+            ));
+        }
     }
     // Rules for one host add up: a user rule may only cover hosts no managed rule does.
     for r in un.rules.iter().filter(|r| r.origin.file == file) {
