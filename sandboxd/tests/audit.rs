@@ -9,7 +9,7 @@ use sandboxd::audit::{
 use sandboxd::config::Config;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn append_n(log: &AuditLog, n: usize) {
@@ -38,6 +38,21 @@ fn write_lines(path: &Path, lines: &[String]) {
 
 fn record(line: &str) -> Value {
     serde_json::from_str(line).expect("json")
+}
+
+/// A log of six records with `edit` applied to its lines: its dir, its
+/// file and the problem `audit verify` finds.
+fn six_records_edited(
+    edit: impl FnOnce(&mut Vec<String>),
+) -> (tempfile::TempDir, PathBuf, Problem) {
+    let dir = tempfile::tempdir().unwrap();
+    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 6);
+    let path = dir.path().join(FILE_NAME);
+    let mut l = lines(&path);
+    edit(&mut l);
+    write_lines(&path, &l);
+    let p = problem(dir.path());
+    (dir, path, p)
 }
 
 fn problem(dir: &Path) -> Problem {
@@ -193,13 +208,8 @@ fn reopening_continues_seq_and_chain() {
 
 #[test]
 fn an_edited_field_names_its_record() {
-    let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 6);
-    let path = dir.path().join(FILE_NAME);
-    let mut l = lines(&path);
-    l[3] = l[3].replace("\"uid\":1000", "\"uid\":1001");
-    write_lines(&path, &l);
-    let p = problem(dir.path());
+    let (_dir, path, p) =
+        six_records_edited(|l| l[3] = l[3].replace("\"uid\":1000", "\"uid\":1001"));
     assert_eq!(
         (p.file.clone(), p.line, p.seq),
         (path.clone(), 4, Some(4)),
@@ -235,26 +245,16 @@ fn an_edit_with_its_hash_redone_breaks_the_next_link() {
 
 #[test]
 fn a_removed_record_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 6);
-    let path = dir.path().join(FILE_NAME);
-    let mut l = lines(&path);
-    l.remove(2);
-    write_lines(&path, &l);
-    let p = problem(dir.path());
+    let (_dir, _, p) = six_records_edited(|l| {
+        l.remove(2);
+    });
     assert_eq!((p.line, p.seq), (3, Some(4)), "{p}");
     assert!(p.what.contains("expected seq 3"), "{p}");
 }
 
 #[test]
 fn the_newest_records_taken_off_are_named_and_the_log_is_not_reopened() {
-    let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 6);
-    let path = dir.path().join(FILE_NAME);
-    let mut l = lines(&path);
-    l.truncate(4);
-    write_lines(&path, &l);
-    let p = problem(dir.path());
+    let (dir, path, p) = six_records_edited(|l| l.truncate(4));
     assert_eq!((p.line, p.seq), (5, Some(5)), "{p}");
     assert!(p.what.contains("records 5 to 6 were taken off"), "{p}");
     let err = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap_err();
@@ -314,13 +314,7 @@ fn newest_records_replaced_are_named() {
 
 #[test]
 fn swapped_records_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    append_n(&AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap(), 6);
-    let path = dir.path().join(FILE_NAME);
-    let mut l = lines(&path);
-    l.swap(1, 2);
-    write_lines(&path, &l);
-    let p = problem(dir.path());
+    let (_dir, _, p) = six_records_edited(|l| l.swap(1, 2));
     assert_eq!((p.line, p.seq), (2, Some(3)), "{p}");
 }
 
