@@ -229,7 +229,6 @@ fn runs_unseen(name: &str, args: &[Word]) -> Option<String> {
                 Some(w) => Some(format!("`perf {}` may run a command", w.text)),
             }
         }
-        // A word from an expansion may be `-exec` too.
         // A word from an expansion may be `-exec` too, but one
         // double-quoted expansion (`find "$dir" -name x`) is one word, and
         // `-exec` and the like need a `;` or `+` after them.
@@ -542,9 +541,6 @@ pub fn runs_code(var: &str) -> bool {
     NAMES.contains(&var) || PREFIXES.iter().any(|p| var.starts_with(p))
 }
 
-/// Whether `var=value` may run code; `value` is `None` when unknown. A
-/// number is safe for the variables bash only evaluates as arithmetic
-/// (`OPTIND=1`, `RANDOM=42`).
 /// Variables whose value is a command line another program runs (git's
 /// pager and editors, `PAGER`, `EDITOR`, ...): assigned a literal value
 /// before a command in a script, that value is judged as the commands it
@@ -559,6 +555,9 @@ const COMMAND_VALUED: &[&str] = &[
     "VISUAL",
 ];
 
+/// Whether `var=value` may run code; `value` is `None` when unknown. A
+/// number is safe for the variables bash only evaluates as arithmetic
+/// (`OPTIND=1`, `RANDOM=42`).
 fn assignment_runs_code(var: &str, value: Option<&str>) -> bool {
     let number = value.is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()));
     chooses_code(var) && !(number && matches!(var, "OPTIND" | "RANDOM" | "SRANDOM" | "HISTCMD"))
@@ -587,10 +586,7 @@ const CHOSEN_COMMANDS: &[&str] = &[
     "SUDO_ASKPASS",
     "RSYNC_RSH",
     "ARGV0",
-    "GIT_SEQUENCE_EDITOR",
-    "GIT_PROXY_COMMAND",
     "SSH_ASKPASS",
-    "JAVA_TOOL_OPTIONS",
     "_JAVA_OPTIONS",
     "JDK_JAVA_OPTIONS",
 ];
@@ -718,16 +714,27 @@ fn parse_for(shell: &str, script: &str) -> Result<Vec<Vec<Word>>, NotUnderstood>
             Ok(commands)
         }
         "dash" | "posh" => parse_as(script, true),
-        _ => {
-            let mut commands = parse_as(script, false)?;
-            let posix = parse_as(script, true)?;
-            if posix != commands {
-                let seen: std::collections::HashSet<Vec<Word>> = commands.iter().cloned().collect();
-                commands.extend(posix.into_iter().filter(|c| !seen.contains(c)));
-            }
-            Ok(commands)
-        }
+        _ => both_readings(script, 0, false),
     }
+}
+
+/// `script` as bash reads it and as POSIX shells do, the commands of either
+/// (bash's reading first), for text a shell that may be either will run.
+fn both_readings(
+    script: &str,
+    nesting: usize,
+    startup_dir: bool,
+) -> Result<Vec<Vec<Word>>, NotUnderstood> {
+    let read = |posix| {
+        let mut p = Parser::new(script, nesting, startup_dir);
+        p.posix = posix;
+        p.list(None).map(|()| p.out)
+    };
+    let mut commands = read(false)?;
+    let seen: std::collections::HashSet<Vec<Word>> = commands.iter().cloned().collect();
+    let posix = read(true)?;
+    commands.extend(posix.into_iter().filter(|c| !seen.contains(c)));
+    Ok(commands)
 }
 
 /// What running an argv means beyond the argv itself.
@@ -1534,23 +1541,12 @@ impl Parser {
         if value.contains(['=', '<', '>']) {
             return nu(format!("a command line {value:?} for another program"));
         }
-        let mut read = Vec::new();
-        for posix in [false, true] {
-            let mut p = Parser::new(value, self.nesting, self.startup_dir);
-            p.posix = posix;
-            p.enter()?;
-            p.list(None)?;
-            read.push(p.out);
-        }
-        let posix = read.pop().unwrap_or_default();
-        let mut commands = read.pop().unwrap_or_default();
-        if commands.is_empty() && posix.is_empty() {
+        self.enter()?;
+        let commands = both_readings(value, self.nesting, self.startup_dir);
+        self.nesting -= 1;
+        let commands = commands?;
+        if commands.is_empty() {
             return nu(format!("a command line {value:?} that runs nothing"));
-        }
-        for c in posix {
-            if !commands.contains(&c) {
-                commands.push(c);
-            }
         }
         self.out.extend(commands);
         Ok(())
