@@ -445,17 +445,6 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
         true => usize::MAX,
         false => Path::new(pattern).components().count() - base.components().count(),
     };
-    // A directory of the caller's own that it cannot list and search: it
-    // could have made it so to hide a match from this walk.
-    let closed = |dir: &Path, m: &std::fs::Metadata| {
-        (m.is_dir() && m.uid() == caller && m.mode() & 0o500 != 0o500).then(|| {
-            format!(
-                "{} cannot be searched for {pattern} (mode {:o}); make it readable",
-                dir.display(),
-                m.mode() & 0o7777
-            )
-        })
-    };
     closed_on_the_way(&base, caller, 0o500, pattern)?;
     let mut out = Vec::new();
     let mut visited = 0usize;
@@ -495,7 +484,7 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
             let Ok(m) = path.symlink_metadata() else {
                 continue;
             };
-            if let Some(why) = closed(&path, &m) {
+            if let Some(why) = closed_dir(&path, &m, caller, 0o500, pattern) {
                 return Err(why);
             }
             if level + 1 > WALK_DEPTH {
@@ -524,7 +513,7 @@ fn literal_of(s: &str) -> Option<String> {
                 out.push(cs[i + 1]);
                 i += 3;
             }
-            c if SPECIAL.contains(&c) || c == '\\' => return None,
+            c if SPECIAL.contains(&c) => return None,
             c => {
                 out.push(c);
                 i += 1;
@@ -532,6 +521,26 @@ fn literal_of(s: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Why `dir` (of metadata `m`) stops the walk for `pattern`, if it is a
+/// directory of the caller's own that lacks `need` (search, or list and
+/// search): the caller could have closed it to hide a match, and could
+/// open it again inside.
+fn closed_dir(
+    dir: &Path,
+    m: &std::fs::Metadata,
+    caller: u32,
+    need: u32,
+    pattern: &str,
+) -> Option<String> {
+    (m.is_dir() && m.uid() == caller && m.mode() & need != need).then(|| {
+        format!(
+            "{} cannot be searched for {pattern} (mode {:o}); make it readable",
+            dir.display(),
+            m.mode() & 0o7777
+        )
+    })
 }
 
 /// Refuses when a directory of the caller's own on the way to `dir`, or
@@ -560,12 +569,8 @@ fn closed_on_the_way(dir: &Path, caller: u32, mode: u32, pattern: &str) -> Resul
             }
             Err(_) => return Ok(()),
         };
-        if m.is_dir() && m.uid() == caller && m.mode() & need != need {
-            return Err(format!(
-                "{} cannot be searched for {pattern} (mode {:o}); make it readable",
-                at.display(),
-                m.mode() & 0o7777
-            ));
+        if let Some(why) = closed_dir(&at, &m, caller, need, pattern) {
+            return Err(why);
         }
         if let Some(p) = parts.get(i) {
             at.push(p);
