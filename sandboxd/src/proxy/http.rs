@@ -334,13 +334,13 @@ async fn write<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// A flush or shutdown that fails once the peer has taken nothing for
-/// `wait` (a TLS stream takes a record whole into its buffer, and waits
-/// for the peer there).
-async fn idle(
+/// A write, flush or shutdown that fails once the peer has taken nothing
+/// for `wait` (a TLS stream takes a record whole into its buffer, and
+/// waits for the peer in its flush).
+async fn idle<T>(
     wait: Duration,
-    f: impl std::future::Future<Output = io::Result<()>>,
-) -> io::Result<()> {
+    f: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
     tokio::time::timeout(wait, f).await.unwrap_or_else(|_| {
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -349,23 +349,16 @@ async fn idle(
     })
 }
 
-/// `write_all` that fails once the peer has taken nothing for `idle`.
+/// `write_all` that fails once the peer has taken nothing for `wait`.
 async fn write_idle<W: AsyncWrite + Unpin>(
     dst: &mut W,
     mut data: &[u8],
-    idle: Duration,
+    wait: Duration,
 ) -> io::Result<()> {
     while !data.is_empty() {
-        match tokio::time::timeout(idle, dst.write(data)).await {
-            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(Ok(n)) => data = &data[n..],
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "peer reads nothing",
-                ))
-            }
+        match idle(wait, dst.write(data)).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => data = &data[n..],
         }
     }
     Ok(())
