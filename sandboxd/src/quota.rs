@@ -1,8 +1,9 @@
 //! Slots counted per user and in all, each released when dropped.
-//! Descriptors are the daemon's, shared by everyone: API connections and
-//! sandboxes' network connections are each bounded per user, so that one
-//! user cannot take them all from the others, and in all, so that together
-//! they leave the daemon what it needs for everything else.
+//! Descriptors and threads are the daemon's, shared by everyone: API
+//! connections, audit streams and sandboxes' network connections are each
+//! bounded per user, so that one user cannot take them all from the
+//! others, and in all, so that together they leave the daemon what it
+//! needs for everything else.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,12 @@ impl Quota {
 
     pub fn total(&self) -> usize {
         self.total
+    }
+
+    /// Slots `uid` holds, and all hold, now.
+    pub fn held(&self, uid: u32) -> (usize, usize) {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        (held.by_uid.get(&uid).copied().unwrap_or(0), held.all)
     }
 
     /// A slot for `uid`, unless it holds `max` already or all hold `total`.
@@ -89,6 +96,7 @@ mod tests {
         let b = q.take(1001).unwrap();
         // Three held in all: a third user gets none.
         assert!(q.take(1002).is_none());
+        assert_eq!((q.held(1000), q.held(1002)), ((2, 3), (0, 3)));
         drop(a);
         assert!(q.take(1000).is_some());
         assert!(q.take(1002).is_some());

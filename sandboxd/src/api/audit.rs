@@ -7,12 +7,14 @@ use super::Api;
 use crate::audit::{files, FILE_NAME};
 use crate::identity::Caller;
 use crate::policy::values::parse_duration;
+use crate::quota::{Quota, Slot};
 use sandbox_proto::v1 as pb;
 use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -50,7 +52,7 @@ impl Api {
         let dir = self.paths.state_dir.clone();
         let (tx, rx) = mpsc::channel(64);
         let uid = caller.uid;
-        let reader = Reader::admit(uid)?;
+        let reader = admit(uid)?;
         // A thread of its own, not the runtime's blocking pool: a reader
         // that waits on a slow or idle client must not hold up the audit
         // log's own writes, which run there.
@@ -74,34 +76,18 @@ impl Api {
 const READERS_PER_UID: usize = 8;
 const READERS: usize = 64;
 
-/// Open audit streams by uid.
-static OPEN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+/// Open audit streams.
+static OPEN: std::sync::LazyLock<Arc<Quota>> =
+    std::sync::LazyLock::new(|| Quota::new(READERS_PER_UID, READERS));
 
-/// One open audit stream, counted while it lives.
-struct Reader(u32);
-
-impl Reader {
-    fn admit(uid: u32) -> Result<Reader, Status> {
-        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
-        let mine = open.iter().filter(|&&u| u == uid).count();
-        if mine >= READERS_PER_UID || open.len() >= READERS {
-            return Err(Status::resource_exhausted(format!(
-                "too many audit streams open ({mine} of uid {uid}, {} in all; at most {READERS_PER_UID} per uid, {READERS} in all)",
-                open.len()
-            )));
-        }
-        open.push(uid);
-        Ok(Reader(uid))
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = open.iter().position(|&u| u == self.0) {
-            open.swap_remove(i);
-        }
-    }
+/// A slot for one more audit stream of `uid`, counted while it lives.
+fn admit(uid: u32) -> Result<Slot, Status> {
+    OPEN.take(uid).ok_or_else(|| {
+        let (mine, all) = OPEN.held(uid);
+        Status::resource_exhausted(format!(
+            "too many audit streams open ({mine} of uid {uid}, {all} in all; at most {READERS_PER_UID} per uid, {READERS} in all)"
+        ))
+    })
 }
 
 /// Which records a caller gets.
