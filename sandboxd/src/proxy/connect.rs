@@ -300,10 +300,7 @@ async fn retried_hello(
     loop {
         let whole = match back.first() {
             None => 5,
-            Some(0x16) if back.len() >= 5 => {
-                5 + usize::from(u16::from_be_bytes([back[3], back[4]]))
-            }
-            Some(0x16) => 5,
+            Some(&sni::HANDSHAKE) => 5 + sni::record_len(&back).unwrap_or_default(),
             Some(_) => break,
         };
         if back.len() >= whole {
@@ -317,7 +314,7 @@ async fn retried_hello(
         }
     }
     let retry = back.len() >= SERVER_HELLO_RANDOM_END
-        && back[0] == 0x16
+        && back[0] == sni::HANDSHAKE
         && back[5] == 2
         && back[11..SERVER_HELLO_RANDOM_END] == HRR_RANDOM;
     client.write_all(&back).await?;
@@ -365,17 +362,15 @@ async fn retried_hello(
 /// `Ok(None)` while one of them is incomplete; `Err` for one that is not
 /// what it must be.
 fn second_hello_at(data: &[u8]) -> Result<Option<usize>, ()> {
-    const CHANGE_CIPHER_SPEC: u8 = 0x14;
-    const APPLICATION_DATA: u8 = 0x17;
+    use sni::{APPLICATION_DATA, CHANGE_CIPHER_SPEC};
     let mut at = 0;
     while let Some(&kind) = data.get(at) {
         if kind != CHANGE_CIPHER_SPEC && kind != APPLICATION_DATA {
             break;
         }
-        let Some(head) = data.get(at..at + 5) else {
+        let Some(len) = sni::record_len(&data[at..]) else {
             return Ok(None);
         };
-        let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
         if kind == CHANGE_CIPHER_SPEC && len != 1 {
             return Err(());
         }

@@ -26,8 +26,18 @@ pub enum Hello {
     Malformed(&'static str),
 }
 
-const HANDSHAKE: u8 = 0x16;
+/// TLS record types.
+pub(crate) const HANDSHAKE: u8 = 0x16;
+pub(crate) const CHANGE_CIPHER_SPEC: u8 = 0x14;
+pub(crate) const APPLICATION_DATA: u8 = 0x17;
 const CLIENT_HELLO: u8 = 1;
+
+/// The length of the payload of the TLS record starting `data`, once its
+/// five-byte header is there.
+pub(crate) fn record_len(data: &[u8]) -> Option<usize> {
+    data.get(3..5)
+        .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+}
 const EXT_SERVER_NAME: u16 = 0;
 const NAME_TYPE_HOST: u8 = 0;
 /// `encrypted_client_hello`, from TLS Encrypted Client Hello.
@@ -56,7 +66,7 @@ pub fn parse(data: &[u8]) -> Hello {
         if rest[1] != 3 {
             return Hello::Malformed("record version is not 3.x");
         }
-        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        let len = record_len(rest).unwrap_or_default();
         if len == 0 || len > 16384 + 2048 {
             return Hello::Malformed("record length out of range");
         }
