@@ -133,17 +133,20 @@ impl Registry {
         uid: u32,
         admin: bool,
     ) -> Result<(Info, Handle, Watchers), RegistryError> {
+        // Any string may be asked for: the error, sent back and logged,
+        // keeps a bounded part of it.
+        let not_found = || {
+            RegistryError::NotFound(crate::audit::bounded_text(
+                id,
+                crate::audit::REFUSED_ID_BYTES,
+            ))
+        };
         let entries = self.lock();
-        let entry = entries
-            .get(id)
-            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        let entry = entries.get(id).ok_or_else(not_found)?;
         if entry.uid != uid && !admin {
             return Err(RegistryError::NotOwner { id: id.to_string() });
         }
-        let r = entry
-            .running
-            .as_ref()
-            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        let r = entry.running.as_ref().ok_or_else(not_found)?;
         Ok((r.info.clone(), r.handle.clone(), r.watchers.clone()))
     }
 

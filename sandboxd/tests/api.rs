@@ -1395,3 +1395,44 @@ async fn control(
 ) -> Result<Info, RegistryError> {
     reg.target(id, uid, admin)?.send(c).await
 }
+
+/// A kill or attach of any string is refused and recorded; the record keeps
+/// a bounded id and message, so a caller cannot fill the disk with refusals
+/// that cost nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_kills_and_attaches_keep_bounded_records() {
+    use sandbox_proto::v1::sandbox_client::SandboxClient;
+    let d = Daemon::start(&[]);
+    let mut client = SandboxClient::new(d.channel().await);
+    let huge = "f".repeat(1 << 20);
+    let e = client
+        .kill(sandbox_proto::v1::KillRequest {
+            id: huge.clone(),
+            signal: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = client
+        .attach(sandbox_proto::v1::AttachRequest { id: huge })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let log = std::fs::read_to_string(d._dir.path().join("state/audit.jsonl")).unwrap();
+    let refusals: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "refusal")
+        .collect();
+    let requests: Vec<&str> = refusals
+        .iter()
+        .map(|r| r["request"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(requests, ["kill", "attach"], "{:.2000}", log);
+    for r in &refusals {
+        let id = r["id"].as_str().unwrap();
+        assert!(id.starts_with("ffff") && id.len() < 128, "{id:.200}");
+        assert!(id.ends_with(&format!("({} bytes in all)", 1 << 20)), "{id}");
+        assert!(r.to_string().len() < 8 << 10, "{:.300}", r.to_string());
+    }
+}

@@ -203,16 +203,16 @@ impl Api {
             RegistryError::Attachers { .. } => "attachers",
             _ => "id",
         };
-        tracing::info!(uid = caller.uid, id, error = %e, "attach refused");
+        tracing::info!(uid = caller.uid, error = %e, "attach refused");
         let status = registry_status(e);
         let record = json!({
-            "id": id,
+            "id": crate::audit::bounded_text(id, crate::audit::REFUSED_ID_BYTES),
             "uid": caller.uid,
             "gid": caller.gid,
             "caller_pid": caller.pid,
             "request": "attach",
             "rule": rule,
-            "message": status.message(),
+            "message": crate::audit::bounded_text(status.message(), crate::audit::REFUSED_TEXT_BYTES),
         });
         if let Err(e) = self.audit.append("refusal", record).await {
             tracing::error!(uid = caller.uid, error = %e, "recording a refusal");

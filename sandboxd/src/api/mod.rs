@@ -132,15 +132,19 @@ impl pb::sandbox_server::Sandbox for Api {
         let target = match self.registry.target(&req.id, caller.uid, admin) {
             Ok(t) => t,
             Err(e) => {
-                tracing::info!(uid = caller.uid, id = %req.id, error = %e, "kill refused");
+                tracing::info!(uid = caller.uid, error = %e, "kill refused");
                 let rule = match e {
                     RegistryError::NotOwner { .. } => "owner",
                     _ => "id",
                 };
                 let status = registry_status(e);
+                record["id"] =
+                    crate::audit::bounded_text(&req.id, crate::audit::REFUSED_ID_BYTES).into();
                 record["request"] = "kill".into();
                 record["rule"] = rule.into();
-                record["message"] = status.message().into();
+                record["message"] =
+                    crate::audit::bounded_text(status.message(), crate::audit::REFUSED_TEXT_BYTES)
+                        .into();
                 if let Err(e) = self.audit.append("refusal", record).await {
                     tracing::error!(uid = caller.uid, error = %e, "recording a refused kill");
                 }

@@ -40,6 +40,10 @@ pub const REFUSED_ARGV_BYTES: usize = 16 << 10;
 /// name, the cwd, the message), for the same reason.
 pub const REFUSED_TEXT_BYTES: usize = 4 << 10;
 
+/// Most bytes of a sandbox id a refusal's record keeps: ids are 12 hex
+/// digits, and a kill or attach of any string is refused and recorded.
+pub const REFUSED_ID_BYTES: usize = 64;
+
 /// Bytes `c` takes in a JSON string.
 fn json_len(c: char) -> usize {
     match c {
