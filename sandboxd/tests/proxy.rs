@@ -1884,3 +1884,42 @@ async fn where_methods_matter_a_server_that_speaks_first_is_refused() {
     .await;
     server.abort();
 }
+
+/// Texts from the sandbox (a request target may take most of the 64 KiB a
+/// request head may have) are kept to a bounded length in the records of
+/// refusals, which cost the sandbox nothing.
+#[tokio::test]
+async fn refusals_keep_bounded_texts_in_their_records() {
+    let (_origin, echo, p) = setup().await;
+    let long = "a".repeat(60 << 10);
+    let denied = format!(
+        "GET http://denied.test:{e}/{long} HTTP/1.1\r\nHost: denied.test:{e}\r\n\r\n",
+        e = echo.port
+    );
+    assert_refused(&ask(&p, &denied).await, "denylist");
+    let bad = format!("GET ftp://allowed.test/{long} HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+    assert_eq!(ask(&p, &bad).await.code, 400);
+    let long_path = |r: &Value| {
+        r["path"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("/aaaa") || s.starts_with("ftp://"))
+    };
+    for reason in ["blocked-by-denylist", "blocked-by-bad-request"] {
+        p.wait_record(reason, |r| r["reason"] == reason && long_path(r))
+            .await;
+    }
+    for r in p.records().iter().filter(|r| long_path(r)) {
+        let path = r["path"].as_str().unwrap_or_default();
+        assert!(
+            path.len() < 5 << 10,
+            "a path of {} bytes was kept",
+            path.len()
+        );
+        assert!(path.contains("bytes in all)"), "{:.200}", path);
+        assert!(
+            r.to_string().len() < 12 << 10,
+            "a record of {} bytes",
+            r.to_string().len()
+        );
+    }
+}

@@ -4,7 +4,7 @@
 
 use super::decide::{Block, NetPolicy};
 use super::resolve::Resolver;
-use crate::audit::AuditLog;
+use crate::audit::{self, AuditLog};
 use crate::policy::Verdict;
 use crate::quota::Quota;
 use crate::tls::Inspector;
@@ -229,21 +229,24 @@ impl Session {
         }
     }
 
-    /// The audit fields of `r`.
+    /// The audit fields of `r`. Its texts come from the sandbox (a request
+    /// target may be 64 KiB, and a refused one costs nothing), so each is
+    /// kept to [`audit::REFUSED_TEXT_BYTES`].
     fn fields(&self, r: &NetRecord) -> serde_json::Value {
+        let text = |s: &str| audit::bounded_text(s, audit::REFUSED_TEXT_BYTES);
         json!({
             "id": self.exec_id,
             "uid": self.uid,
             "protocol": r.protocol,
-            "host": r.host,
+            "host": text(&r.host),
             "port": r.port,
-            "method": r.method,
-            "path": r.path,
+            "method": r.method.as_deref().map(text),
+            "path": r.path.as_deref().map(text),
             "addr": r.addr.map(|a| a.to_string()),
             "decision": r.verdict.as_str(),
             "reason": r.block.map(|b| format!("blocked-by-{}", b.as_str())),
             "rule": r.rule,
-            "message": r.reason,
+            "message": text(&r.reason),
             "bytes_up": r.bytes_up,
             "bytes_down": r.bytes_down,
             "duration_ms": r.duration_ms,
