@@ -605,7 +605,7 @@ impl NetPolicy {
             };
             return (d, Vec::new());
         };
-        let injections = fits
+        let injections: Vec<Injection> = fits
             .iter()
             .filter_map(|r| {
                 r.inject.as_ref().map(|i| Injection {
@@ -615,6 +615,16 @@ impl NetPolicy {
                 })
             })
             .collect();
+        if let Some(i) = injections.first().filter(|_| echoes_headers(method)) {
+            let reason = format!(
+                "{method} has the server send the request back, and this one would carry \
+                 the secret injected by the rule for {host}"
+            );
+            return (
+                NetDecision::deny(Block::Method, i.rule.clone(), reason),
+                Vec::new(),
+            );
+        }
         let d = NetDecision {
             rule: format!("{}; {}", d.rule, first.rule),
             ..d
@@ -731,6 +741,13 @@ fn canonical_path(path: &str) -> bool {
         .replace("%2e", ".")
         .replace("%2f", "/");
     path.starts_with('/') && !decoded.split('/').any(|s| s == "." || s == "..")
+}
+
+/// Whether `method` asks the server to echo the request, headers and all,
+/// back to the client (TRACE, and IIS's TRACK): an injected secret would
+/// reach the sandbox. Servers may read methods without regard to case.
+fn echoes_headers(method: &str) -> bool {
+    method.eq_ignore_ascii_case("TRACE") || method.eq_ignore_ascii_case("TRACK")
 }
 
 #[cfg(test)]
@@ -1251,6 +1268,32 @@ paths = ["/meta/*"]
         assert_eq!((d.verdict, inj.len()), (Allow, 0));
         let (d, _) = p.decide_request(&name("api.github.test"), 22, "GET", "/user");
         assert_eq!(d.block, Some(Block::Port));
+    }
+
+    /// TRACE and TRACK echo the request back: never with a secret injected,
+    /// whatever the rule's methods, and untouched where nothing is injected.
+    #[test]
+    fn a_request_that_would_echo_its_secret_is_refused() {
+        let p = policy(
+            &NET.replacen("methods = [\"GET\", \"POST\"]\n", "", 1),
+            None,
+            None,
+        );
+        let api = name("api.github.test");
+        for method in ["TRACE", "trace", "TRACK"] {
+            let (d, inj) = p.decide_request(&api, 443, method, "/user");
+            assert_eq!(
+                (d.verdict, d.block),
+                (Verdict::Deny, Some(Block::Method)),
+                "{method}"
+            );
+            assert!(d.rule.contains("net.toml:10 network.rule"), "{}", d.rule);
+            assert!(inj.is_empty());
+        }
+        let (d, inj) = p.decide_request(&api, 443, "PUT", "/user");
+        assert_eq!((d.verdict, inj.len()), (Verdict::Allow, 1));
+        let (d, inj) = p.decide_request(&name("allowed.test"), 443, "TRACE", "/");
+        assert_eq!((d.verdict, inj.len()), (Verdict::Allow, 0));
     }
 
     #[test]
