@@ -1178,6 +1178,12 @@ async fn the_injected_header_replaces_the_clients_and_reaches_only_its_host() {
         .collect();
     assert_eq!(auth, [format!("Bearer {SECRET}")]);
     assert!(seen[1].header("authorization").is_none());
+    // TRACE would have the server echo the secret back: refused, not sent.
+    let trace = format!(
+        "TRACE http://allowed.test:{o}/c HTTP/1.1\r\nHost: allowed.test:{o}\r\n\r\n"
+    );
+    assert_refused(&ask(&p, &trace).await, "method");
+    assert_eq!(origin.seen().len(), 2);
     // The secret never reaches the audit log.
     let log = std::fs::read_to_string(p.audit_dir.path().join("audit.jsonl")).unwrap();
     assert!(!log.contains(SECRET));
