@@ -49,6 +49,8 @@ pub struct SecretSource {
     pub file: PathBuf,
     /// User names or numeric uids allowed to use it; none = nobody.
     pub users: Vec<String>,
+    /// Where `file` was written (`FILE:LINE`), for errors about the file.
+    pub origin: crate::policy::model::Origin,
 }
 
 /// A config file that cannot be used; names file, line and key.
@@ -340,8 +342,8 @@ fn parse_upstream(s: &str) -> Option<std::net::SocketAddr> {
 fn secret(n: &Node, key: &str) -> Result<SecretSource, TreeError> {
     let t = n.table(key)?;
     known_keys(t, key, &["file", "users"])?;
-    let file = match t.get("file") {
-        Some((_, f)) => abs_path(f, &format!("{key}.file"))?,
+    let (file, origin) = match t.get("file") {
+        Some((_, f)) => (abs_path(f, &format!("{key}.file"))?, f.pos.origin()),
         None => {
             return Err(TreeError::at(
                 &n.pos,
@@ -358,5 +360,9 @@ fn secret(n: &Node, key: &str) -> Result<SecretSource, TreeError> {
             .collect(),
         None => Vec::new(),
     };
-    Ok(SecretSource { file, users })
+    Ok(SecretSource {
+        file,
+        users,
+        origin,
+    })
 }

@@ -101,6 +101,10 @@ fn config(args: &Args) -> anyhow::Result<Config> {
 fn check_config(args: &Args) -> anyhow::Result<()> {
     let config = config(args)?;
     let store = PolicyStore::load(Some(&config.policy_dir), config.embedded_profiles)?;
+    // What the daemon would refuse to start on, or run without.
+    let secrets = net::SecretStore::load(&config.secrets)?;
+    warn_unknown_users(&secrets, |w| eprintln!("warning: {w}"));
+    sandboxd::tls::check_extra_roots(&config.tls.extra_roots)?;
     let mut text = String::new();
     for profile in store.profiles() {
         // The rendering starts with a `# profile NAME from SOURCE` line.
@@ -153,12 +157,25 @@ fn network_services(config: &Config, fd_limit: u64) -> anyhow::Result<net::Servi
             e.to_string()
         });
     let secrets = net::SecretStore::load(&config.secrets)?;
+    warn_unknown_users(&secrets, |w| tracing::warn!("{w}"));
     Ok(net::Services {
         resolver: Arc::new(resolver),
         inspector,
         secrets: Arc::new(secrets),
         connections: net::connections(fd_limit),
     })
+}
+
+/// Tells `warn` of each name in the secrets' `users` that is no user of
+/// /etc/passwd (where the daemon looks names up) and no uid.
+fn warn_unknown_users(secrets: &net::SecretStore, warn: impl Fn(String)) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for (secret, user) in secrets.unknown_users(&passwd) {
+        warn(format!(
+            "secrets.{secret}.users: no user {user:?} in /etc/passwd, so nobody gets the secret \
+             by that name (a numeric uid names a user who is not there)"
+        ));
+    }
 }
 
 /// Writes the resolv.conf allowlist sandboxes see (naming their own resolver).

@@ -844,6 +844,69 @@ fn check_config_prints_profiles_or_names_the_broken_line() {
     );
 }
 
+/// `check-config` on the daemon config `config` (with `{dir}` standing for
+/// a scratch directory holding `files`), and no profiles of its own.
+fn check_daemon_config(config: &str, files: &[(&str, &str, u32)]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body, mode) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    let cfg = dir.path().join("sandboxd.toml");
+    let config = config.replace("{dir}", &dir.path().display().to_string());
+    std::fs::write(&cfg, config).unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_sandboxd"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--policy-dir")
+        .arg(dir.path().join("policies"))
+        .output()
+        .unwrap()
+}
+
+/// `check-config` reads what the daemon would refuse to start on (a secret
+/// file missing or open to others, an extra root that is no certificate),
+/// naming the config line; a `users` name nobody has is a warning.
+#[test]
+fn check_config_reads_secret_files_and_extra_roots() {
+    let secret = "[secrets]\nTOK = { file = \"{dir}/tok\", users = [\"root\", \"nosuchuser\"] }\n";
+    let out = check_daemon_config(secret, &[("tok", "x\n", 0o600)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: secrets.TOK.users: no user \"nosuchuser\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("\"root\""), "{stderr}");
+    for (files, want) in [
+        (&[][..], "No such file"),
+        (
+            &[("tok", "x\n", 0o644)][..],
+            "not readable by group or others",
+        ),
+    ] {
+        let out = check_daemon_config(secret, files);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("sandboxd.toml:2: key `secrets.TOK.file`: ") && stderr.contains(want),
+            "{stderr}"
+        );
+    }
+    let roots = "[tls]\nextra_roots = [\"{dir}/corp.pem\"]\n";
+    let out = check_daemon_config(roots, &[("corp.pem", "not a certificate\n", 0o644)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("corp.pem") && stderr.contains("no PEM certificate"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn daemon_refuses_to_start_on_a_broken_profile() {
     let dir = tempfile::tempdir().unwrap();

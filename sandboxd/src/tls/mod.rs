@@ -198,6 +198,15 @@ impl Inspector {
     }
 }
 
+/// Checks that every `[tls] extra_roots` file holds usable roots (what
+/// [`Inspector::load_or_create`] needs of them), without touching a CA.
+pub fn check_extra_roots(extra_roots: &[PathBuf]) -> Result<(), TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    extra_roots
+        .iter()
+        .try_for_each(|path| add_extra_root(&mut roots, path))
+}
+
 /// Adds every certificate of one `[tls] extra_roots` file; a missing file, a
 /// file without certificates or a certificate webpki cannot use is an error
 /// naming the file (a root the admin asked for must not silently vanish).
