@@ -872,3 +872,61 @@ async fn an_allowed_address_spelled_as_a_name_is_not_looked_up() {
         "{records:#?}"
     );
 }
+
+/// Made-up names cost a record each: past the burst, a sandbox gets at most
+/// the rate's worth of new questions decided and recorded; the rest are not
+/// answered and are counted in a record of their own. The allowance comes
+/// back with time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_names_past_the_rate_are_counted_not_recorded_one_by_one() {
+    use sandboxd::dns::audit::{NEW_BURST, NEW_PER_SECOND};
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+    let started = Instant::now();
+    let sent = 3 * NEW_BURST as usize;
+    // A few at a time, so that UDP drops nothing on a slow machine.
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut answered = 0;
+    for chunk in 0..sent / 64 {
+        for i in 0..64 {
+            let name = format!("x{chunk}-{i}.evil.example.");
+            let mut m = Message::new();
+            m.set_id(i as u16)
+                .add_query(Query::query(Name::from_str(&name).unwrap(), RecordType::A));
+            s.send_to(&m.to_vec().unwrap(), srv.udp).await.unwrap();
+        }
+        let mut buf = vec![0u8; 4096];
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(100), s.recv_from(&mut buf)).await
+        {
+            answered += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let most = NEW_BURST as usize + (elapsed * NEW_PER_SECOND) as usize + 1;
+    assert!(answered <= most, "{answered} answered in {elapsed:.1} s");
+    assert!(answered >= NEW_BURST as usize, "{answered} answered");
+    let want = answered + 1;
+    let records = dns_audit(srv.state.path(), want).await;
+    let (counted, each): (Vec<_>, Vec<_>) = records
+        .iter()
+        .partition(|r| r["reason"] == "blocked-by-rate-limit");
+    assert_eq!(each.len(), answered, "one record per answered name");
+    let unanswered: u64 = counted
+        .iter()
+        .map(|r| {
+            let m = r["message"].as_str().unwrap();
+            m.split(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(unanswered as usize, sent - answered, "{counted:?}");
+    assert!(counted[0]["rule"]
+        .as_str()
+        .unwrap()
+        .contains("new questions a second"));
+    // The allowance comes back.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let m = ask(srv.udp, "later.evil.example.", RecordType::A).await;
+    assert_eq!(m.response_code(), ResponseCode::NXDomain);
+    assert!(up.seen.lock().unwrap().is_empty());
+}

@@ -5,6 +5,11 @@
 //! that counts them, so a flood of queries costs the log one line per
 //! distinct question; past [`MAX_PENDING`] distinct waiting questions new
 //! ones are not answered at all (nothing goes unrecorded).
+//!
+//! Distinct names cost a record each, and a sandbox can make them up as
+//! fast as it can send (a random label a query): past [`NEW_BURST`] new
+//! questions, at most [`NEW_PER_SECOND`] more a second are decided and
+//! recorded. The others are not answered, and one record a batch counts them.
 
 use super::wire::Question;
 use crate::net::session::NotAudited;
@@ -13,12 +18,17 @@ use crate::policy::Verdict;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::Notify;
 
 /// Most distinct questions waiting to be written.
 pub const MAX_PENDING: usize = 4096;
 /// Pause between batches of records.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(500);
+/// New questions a sandbox may ask at once before the rate applies.
+pub const NEW_BURST: f64 = 512.0;
+/// New questions a second a sandbox may ask after its burst.
+pub const NEW_PER_SECOND: f64 = 64.0;
 
 /// Records waiting for the writer task.
 pub struct AuditQueue {
@@ -31,11 +41,42 @@ pub struct AuditQueue {
     closed: AtomicBool,
 }
 
-#[derive(Default)]
 struct Pending {
     next: u64,
     /// By the question's wire key (lower-cased name, type, class).
     waiting: HashMap<Box<[u8]>, Entry>,
+    /// New questions that may still be asked now, and when that was counted.
+    allowance: f64,
+    counted: Instant,
+    /// Queries over the rate since the last batch, and one of their names.
+    over_rate: u64,
+    over_rate_name: String,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            next: 0,
+            waiting: HashMap::new(),
+            allowance: NEW_BURST,
+            counted: Instant::now(),
+            over_rate: 0,
+            over_rate_name: String::new(),
+        }
+    }
+
+    /// Takes one new question from the allowance; false when none is left.
+    fn take_new(&mut self) -> bool {
+        let now = Instant::now();
+        let earned = now.duration_since(self.counted).as_secs_f64() * NEW_PER_SECOND;
+        self.allowance = (self.allowance + earned).min(NEW_BURST);
+        self.counted = now;
+        if self.allowance < 1.0 {
+            return false;
+        }
+        self.allowance -= 1.0;
+        true
+    }
 }
 
 struct Entry {
@@ -64,7 +105,7 @@ impl AuditQueue {
     pub fn start(session: Arc<Session>) -> Arc<AuditQueue> {
         let queue = Arc::new(AuditQueue {
             session,
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(Pending::new()),
             wake: Notify::new(),
             failing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -92,7 +133,8 @@ impl AuditQueue {
     }
 
     /// Queues the record of `decision` on `q`: whether it allows the
-    /// answer, or `None` when the queue is full.
+    /// answer, or `None` when the queue is full or the sandbox asks more new
+    /// questions than [`NEW_PER_SECOND`] (then counted, to be recorded).
     pub fn push(&self, q: &Question, decision: NetDecision) -> Option<bool> {
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = p.waiting.get_mut(q.key()) {
@@ -100,6 +142,15 @@ impl AuditQueue {
             return Some(e.record.verdict == Verdict::Allow);
         }
         if p.waiting.len() >= MAX_PENDING {
+            return None;
+        }
+        if !p.take_new() {
+            p.over_rate += 1;
+            if p.over_rate == 1 {
+                p.over_rate_name = q.shown();
+            }
+            drop(p);
+            self.wake.notify_one();
             return None;
         }
         let order = p.next;
@@ -122,16 +173,22 @@ impl AuditQueue {
     /// Moves the waiting records, in arrival order, to the audit log's queue
     /// (to be written with its next flush); whether any were.
     fn hand_over(&self) -> Result<bool, NotAudited> {
-        let batch = std::mem::take(
-            &mut self
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .waiting,
-        );
+        let (batch, over_rate, name) = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let name = std::mem::take(&mut p.over_rate_name);
+            (
+                std::mem::take(&mut p.waiting),
+                std::mem::take(&mut p.over_rate),
+                name,
+            )
+        };
         let mut batch: Vec<Entry> = batch.into_values().collect();
         batch.sort_unstable_by_key(|e| e.order);
-        let mut queued = Ok(!batch.is_empty());
+        let mut queued = Ok(!batch.is_empty() || over_rate > 0);
+        if over_rate > 0 {
+            let r = self.session.queue(over_rate_record(over_rate, name));
+            queued = queued.and_then(|q| r.map(|()| q));
+        }
         for Entry {
             count, mut record, ..
         } in batch
@@ -183,6 +240,31 @@ impl AuditQueue {
                 self.failing.store(true, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// The record of `count` queries left unanswered for being over the rate
+/// of new questions, the first of them for `name`.
+fn over_rate_record(count: u64, name: String) -> NetRecord {
+    NetRecord {
+        phase: Phase::Decision,
+        protocol: "dns",
+        host: name,
+        port: crate::net::DNS_PORT,
+        method: None,
+        path: None,
+        addr: None,
+        verdict: Verdict::Deny,
+        block: Some(crate::net::Block::RateLimit),
+        rule: format!(
+            "dns: at most {NEW_PER_SECOND} new questions a second, after {NEW_BURST}, per sandbox"
+        ),
+        reason: format!(
+            "{count} queries not answered (this name and others, not recorded one by one)"
+        ),
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: 0,
     }
 }
 

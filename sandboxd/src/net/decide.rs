@@ -23,6 +23,8 @@ pub enum Block {
     NotTls,
     /// A request that contradicts itself (Host header vs URI, userinfo).
     BadRequest,
+    /// More new names than the resolver records for one sandbox in a while.
+    RateLimit,
 }
 
 impl Block {
@@ -37,6 +39,7 @@ impl Block {
             Block::Approval => "approval",
             Block::NotTls => "not-tls",
             Block::BadRequest => "bad-request",
+            Block::RateLimit => "rate-limit",
         }
     }
 }
