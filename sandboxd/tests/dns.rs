@@ -879,7 +879,7 @@ async fn an_allowed_address_spelled_as_a_name_is_not_looked_up() {
 /// back with time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_names_past_the_rate_are_counted_not_recorded_one_by_one() {
-    use sandboxd::dns::audit::{NEW_BURST, NEW_PER_SECOND};
+    use sandboxd::net::rate::{BURST as NEW_BURST, PER_SECOND as NEW_PER_SECOND};
     let up = upstream().await;
     let srv = server(&[up.addr], ApprovalMode::Never).await;
     let started = Instant::now();

@@ -1179,9 +1179,8 @@ async fn the_injected_header_replaces_the_clients_and_reaches_only_its_host() {
     assert_eq!(auth, [format!("Bearer {SECRET}")]);
     assert!(seen[1].header("authorization").is_none());
     // TRACE would have the server echo the secret back: refused, not sent.
-    let trace = format!(
-        "TRACE http://allowed.test:{o}/c HTTP/1.1\r\nHost: allowed.test:{o}\r\n\r\n"
-    );
+    let trace =
+        format!("TRACE http://allowed.test:{o}/c HTTP/1.1\r\nHost: allowed.test:{o}\r\n\r\n");
     assert_refused(&ask(&p, &trace).await, "method");
     assert_eq!(origin.seen().len(), 2);
     // The secret never reaches the audit log.
@@ -1928,4 +1927,57 @@ async fn refusals_keep_bounded_texts_in_their_records() {
             r.to_string().len()
         );
     }
+}
+
+/// Refusals cost the sandbox nothing but a connection: past the burst, at
+/// most the rate's worth are recorded one by one; the others are still
+/// refused, and counted in one record written with the next refusal recorded.
+#[tokio::test]
+async fn refusals_past_the_rate_are_counted_in_one_record() {
+    use sandboxd::net::rate::{BURST, PER_SECOND};
+    let (_origin, echo, p) = setup().await;
+    let connect = format!("CONNECT denied.test:{} HTTP/1.1\r\n\r\n", echo.port);
+    let total = BURST as usize + 200;
+    let started = std::time::Instant::now();
+    for _ in 0..total {
+        assert_refused(&ask(&p, &connect).await, "denylist");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // Once the allowance is back, the next refusal brings the count with it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_refused(&ask(&p, &connect).await, "denylist");
+    let counting = |r: &Value| {
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("refusals not recorded one by one"))
+    };
+    let count = p.wait_record("count of refusals", counting).await;
+    let counted: usize = count["message"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count["rule"]
+        .as_str()
+        .unwrap()
+        .starts_with("network refusals: at most 64 a second"));
+    assert_eq!(count["reason"], "blocked-by-denylist");
+    let one_by_one = p
+        .records()
+        .iter()
+        .filter(|r| r["reason"] == "blocked-by-denylist" && !counting(r))
+        .count();
+    assert_eq!(
+        one_by_one + counted,
+        total + 1,
+        "every refusal recorded or counted"
+    );
+    let most = BURST as usize + ((elapsed + 1.2) * PER_SECOND) as usize + 1;
+    assert!(
+        one_by_one <= most,
+        "{one_by_one} recorded one by one in {elapsed:.2} s"
+    );
 }

@@ -7,11 +7,12 @@
 //! ones are not answered at all (nothing goes unrecorded).
 //!
 //! Distinct names cost a record each, and a sandbox can make them up as
-//! fast as it can send (a random label a query): past [`NEW_BURST`] new
-//! questions, at most [`NEW_PER_SECOND`] more a second are decided and
-//! recorded. The others are not answered, and one record a batch counts them.
+//! fast as it can send (a random label a query): past the [`rate`]'s
+//! burst, new questions are decided and recorded only at its rate. The
+//! others are not answered, and one record a batch counts them.
 
 use super::wire::Question;
+use crate::net::rate::{self, Allowance};
 use crate::net::session::NotAudited;
 use crate::net::{NetDecision, NetRecord, Phase, Session};
 use crate::policy::Verdict;
@@ -25,10 +26,6 @@ use tokio::sync::Notify;
 pub const MAX_PENDING: usize = 4096;
 /// Pause between batches of records.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(500);
-/// New questions a sandbox may ask at once before the rate applies.
-pub const NEW_BURST: f64 = 512.0;
-/// New questions a second a sandbox may ask after its burst.
-pub const NEW_PER_SECOND: f64 = 64.0;
 
 /// Records waiting for the writer task.
 pub struct AuditQueue {
@@ -41,42 +38,16 @@ pub struct AuditQueue {
     closed: AtomicBool,
 }
 
+#[derive(Default)]
 struct Pending {
     next: u64,
     /// By the question's wire key (lower-cased name, type, class).
     waiting: HashMap<Box<[u8]>, Entry>,
-    /// New questions that may still be asked now, and when that was counted.
-    allowance: f64,
-    counted: Instant,
+    /// New questions that may still be asked.
+    allowance: Allowance,
     /// Queries over the rate since the last batch, and one of their names.
     over_rate: u64,
     over_rate_name: String,
-}
-
-impl Pending {
-    fn new() -> Pending {
-        Pending {
-            next: 0,
-            waiting: HashMap::new(),
-            allowance: NEW_BURST,
-            counted: Instant::now(),
-            over_rate: 0,
-            over_rate_name: String::new(),
-        }
-    }
-
-    /// Takes one new question from the allowance; false when none is left.
-    fn take_new(&mut self) -> bool {
-        let now = Instant::now();
-        let earned = now.duration_since(self.counted).as_secs_f64() * NEW_PER_SECOND;
-        self.allowance = (self.allowance + earned).min(NEW_BURST);
-        self.counted = now;
-        if self.allowance < 1.0 {
-            return false;
-        }
-        self.allowance -= 1.0;
-        true
-    }
 }
 
 struct Entry {
@@ -105,7 +76,7 @@ impl AuditQueue {
     pub fn start(session: Arc<Session>) -> Arc<AuditQueue> {
         let queue = Arc::new(AuditQueue {
             session,
-            pending: Mutex::new(Pending::new()),
+            pending: Mutex::new(Pending::default()),
             wake: Notify::new(),
             failing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -133,8 +104,8 @@ impl AuditQueue {
     }
 
     /// Queues the record of `decision` on `q`: whether it allows the
-    /// answer, or `None` when the queue is full or the sandbox asks more new
-    /// questions than [`NEW_PER_SECOND`] (then counted, to be recorded).
+    /// answer, or `None` when the queue is full or the sandbox asks new
+    /// questions faster than the [`rate`] (then counted, to be recorded).
     pub fn push(&self, q: &Question, decision: NetDecision) -> Option<bool> {
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = p.waiting.get_mut(q.key()) {
@@ -144,7 +115,7 @@ impl AuditQueue {
         if p.waiting.len() >= MAX_PENDING {
             return None;
         }
-        if !p.take_new() {
+        if !p.allowance.take(Instant::now()) {
             p.over_rate += 1;
             if p.over_rate == 1 {
                 p.over_rate_name = q.shown();
@@ -256,9 +227,7 @@ fn over_rate_record(count: u64, name: String) -> NetRecord {
         addr: None,
         verdict: Verdict::Deny,
         block: Some(crate::net::Block::RateLimit),
-        rule: format!(
-            "dns: at most {NEW_PER_SECOND} new questions a second, after {NEW_BURST}, per sandbox"
-        ),
+        rule: rate::rule("dns: new questions"),
         reason: format!(
             "{count} queries not answered (this name and others, not recorded one by one)"
         ),

@@ -13,7 +13,7 @@
 //! its proxy, so an answer can wait behind the fsync of a proxy decision
 //! being written at that moment.)
 
-pub mod audit;
+mod audit;
 mod batch;
 pub mod wire;
 

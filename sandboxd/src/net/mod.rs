@@ -7,6 +7,7 @@
 pub mod addr;
 pub mod decide;
 pub mod listen;
+pub mod rate;
 pub mod resolve;
 pub mod secrets;
 pub mod session;

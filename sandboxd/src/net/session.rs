@@ -3,6 +3,7 @@
 //! (the person answering approvals on that stream).
 
 use super::decide::{Block, NetPolicy};
+use super::rate::{self, Allowance};
 use super::resolve::Resolver;
 use crate::audit::{self, AuditLog};
 use crate::policy::Verdict;
@@ -95,12 +96,48 @@ pub struct Session {
     approved: Mutex<HashSet<(String, u16)>>,
     /// A timer to flush end records is set.
     end_flush: Arc<AtomicBool>,
+    /// Refusals recorded one by one, and those over the rate.
+    refusals: Mutex<Refusals>,
     /// Client connections the proxies may serve at once, HTTP and SOCKS
     /// together: each costs the daemon descriptors and buffers.
     pub connections: Arc<tokio::sync::Semaphore>,
     /// What all sandboxes of this uid may hold at once (connections and
     /// DNS forwards), of the daemon's descriptors.
     pub user_connections: Arc<Quota>,
+}
+
+/// Refusals past the [`rate`](super::rate): counted, with the first of them.
+#[derive(Default)]
+struct Refusals {
+    allowance: Allowance,
+    unrecorded: u64,
+    first: Option<NetRecord>,
+}
+
+impl Refusals {
+    /// The record counting the refusals not recorded one by one, if any.
+    fn take_count(&mut self) -> Option<NetRecord> {
+        let n = std::mem::take(&mut self.unrecorded);
+        let mut r = self.first.take()?;
+        r.rule = rate::rule("network refusals");
+        r.reason = format!(
+            "{n} refusals not recorded one by one, this one the first (over the rate): {}",
+            r.reason
+        );
+        Some(r)
+    }
+}
+
+impl Drop for Session {
+    /// The refusals still only counted go to the audit log's queue (written
+    /// with its next flush, at the latest when the daemon stops).
+    fn drop(&mut self) {
+        if let Some(count) = self.lock_refusals().take_count() {
+            if let Err(e) = self.audit.enqueue("network", self.fields(&count)) {
+                tracing::error!(exec = %self.exec_id, "refusals over the rate not audited: {e}");
+            }
+        }
+    }
 }
 
 /// The audit log could not take a record: the action must not proceed.
@@ -137,6 +174,7 @@ impl Session {
             questions,
             approved: Mutex::new(HashSet::new()),
             end_flush: Arc::new(AtomicBool::new(false)),
+            refusals: Mutex::new(Refusals::default()),
             connections: Arc::new(tokio::sync::Semaphore::new(crate::proxy::MAX_CONNECTIONS)),
             user_connections,
         }
@@ -180,6 +218,32 @@ impl Session {
         let written = ticket.wait();
         self.send_event(r);
         written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
+    }
+
+    /// Records refusal `r` like [`record`](Self::record) while the sandbox
+    /// is within the [`rate`](super::rate) of refusals; past it, counts it
+    /// in one record written with the next refusal recorded, or when the
+    /// session ends. A refusal lets nothing through, so it need not wait.
+    pub async fn record_refusal(&self, r: NetRecord) -> Result<(), NotAudited> {
+        let count = {
+            let mut refusals = self.lock_refusals();
+            if !refusals.allowance.take(std::time::Instant::now()) {
+                refusals.unrecorded += 1;
+                if refusals.first.is_none() {
+                    refusals.first = Some(r);
+                }
+                return Ok(());
+            }
+            refusals.take_count()
+        };
+        if let Some(count) = count {
+            self.queue(count)?;
+        }
+        self.record(r).await
+    }
+
+    fn lock_refusals(&self) -> std::sync::MutexGuard<'_, Refusals> {
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues `r` in the audit log without waiting for the disk (it is

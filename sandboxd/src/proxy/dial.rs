@@ -70,7 +70,7 @@ impl Attempt {
     pub async fn refuse(&self, session: &Session, r: Refused) -> Refused {
         let mut rec = self.record(Phase::Decision, Verdict::Deny, r.block, &r.rule, &r.reason);
         rec.addr = r.addr;
-        if let Err(e) = session.record(rec).await {
+        if let Err(e) = session.record_refusal(rec).await {
             tracing::warn!(exec = %session.exec_id, "network refusal not audited: {e}");
         }
         r

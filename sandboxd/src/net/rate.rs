@@ -1,0 +1,70 @@
+//! How many records of one kind a sandbox may cause: a burst, then a rate.
+//! Records cost the audit log's disk, and a sandbox can cause refusals and
+//! made-up names as fast as it can send; past the rate, they are counted in
+//! one record instead of one each.
+
+use std::time::Instant;
+
+/// Records a sandbox may cause at once before the rate applies.
+pub const BURST: f64 = 512.0;
+/// Records a second a sandbox may cause after its burst.
+pub const PER_SECOND: f64 = 64.0;
+
+/// A token bucket of [`BURST`] filled at [`PER_SECOND`].
+#[derive(Debug)]
+pub struct Allowance {
+    left: f64,
+    counted: Instant,
+}
+
+impl Default for Allowance {
+    fn default() -> Self {
+        Allowance {
+            left: BURST,
+            counted: Instant::now(),
+        }
+    }
+}
+
+impl Allowance {
+    /// Takes one record from the allowance at `now`; false when none is left.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let earned = now.saturating_duration_since(self.counted).as_secs_f64() * PER_SECOND;
+        self.left = (self.left + earned).min(BURST);
+        self.counted = now;
+        if self.left < 1.0 {
+            return false;
+        }
+        self.left -= 1.0;
+        true
+    }
+}
+
+/// The rule named in the records that count what was over the rate.
+pub fn rule(what: &str) -> String {
+    format!("{what}: at most {PER_SECOND} a second, after {BURST}, recorded one by one per sandbox")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut a = Allowance::default();
+        assert!((0..BURST as usize).all(|_| a.take(t0)));
+        assert!(!a.take(t0));
+        // A second later, PER_SECOND more, and no more than that.
+        let t1 = t0 + Duration::from_secs(1);
+        assert!((0..PER_SECOND as usize).all(|_| a.take(t1)));
+        assert!(!a.take(t1));
+        // Never more than the burst, however long the pause.
+        let t2 = t1 + Duration::from_secs(3600);
+        assert_eq!(
+            (0..2 * BURST as usize).filter(|_| a.take(t2)).count(),
+            BURST as usize
+        );
+    }
+}
