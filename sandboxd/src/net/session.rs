@@ -106,23 +106,54 @@ pub struct Session {
     pub user_connections: Arc<Quota>,
 }
 
-/// Refusals past the [`rate`](super::rate): counted, with the first of them.
+/// Refusals past the [`rate`](super::rate): counted, with the first of them
+/// and a count for each of the first [`COUNTED_DESTINATIONS`] destinations.
 #[derive(Default)]
 struct Refusals {
     allowance: Allowance,
     unrecorded: u64,
     first: Option<NetRecord>,
+    by_destination: BTreeMap<(String, u16), u64>,
 }
 
+/// Destinations a count of refusals names, each with its own count.
+const COUNTED_DESTINATIONS: usize = 16;
+
 impl Refusals {
+    /// Counts refusal `r`, not recorded one by one.
+    fn count(&mut self, r: NetRecord) {
+        self.unrecorded += 1;
+        let destination = (r.host.clone(), r.port);
+        let room = self.by_destination.len() < COUNTED_DESTINATIONS;
+        match self.by_destination.get_mut(&destination) {
+            Some(n) => *n += 1,
+            None if room => {
+                self.by_destination.insert(destination, 1);
+            }
+            None => {}
+        }
+        self.first.get_or_insert(r);
+    }
+
     /// The record counting the refusals not recorded one by one, if any.
     fn take_count(&mut self) -> Option<NetRecord> {
         let n = std::mem::take(&mut self.unrecorded);
+        let by_destination = std::mem::take(&mut self.by_destination);
         let mut r = self.first.take()?;
+        let named: u64 = by_destination.values().sum();
+        let mut destinations: Vec<String> = by_destination
+            .into_iter()
+            .map(|((host, port), k)| format!("{host}:{port} {k}"))
+            .collect();
+        if named < n {
+            destinations.push(format!("others {}", n - named));
+        }
         r.rule = rate::rule("network refusals");
         r.reason = format!(
-            "{n} refusals not recorded one by one, this one the first (over the rate): {}",
-            r.reason
+            "{n} refusals not recorded one by one (over the rate), this one the first: {}; \
+             by destination: {}",
+            r.reason,
+            destinations.join(", ")
         );
         Some(r)
     }
@@ -228,10 +259,7 @@ impl Session {
         let count = {
             let mut refusals = self.lock_refusals();
             if !refusals.allowance.take(std::time::Instant::now()) {
-                refusals.unrecorded += 1;
-                if refusals.first.is_none() {
-                    refusals.first = Some(r);
-                }
+                refusals.count(r);
                 return Ok(());
             }
             refusals.take_count()
