@@ -751,9 +751,10 @@ fn input_sent_while_a_command_is_asked_about_reaches_it() {
     assert_eq!(slow.requests().len(), 1);
 }
 
-/// Runs `cmd` on a terminal of its own (a pty), answers `typed` when sandboxd
-/// asks, and returns the exit code and everything the terminal showed.
-fn on_a_terminal(cmd: &std::process::Command, dir: &std::path::Path, typed: &str) -> (i32, String) {
+/// Runs shell command line `line` on a terminal of its own (a pty), answers
+/// `typed` when sandboxd asks, and returns the exit code and everything the
+/// terminal showed.
+fn on_a_terminal(line: &str, dir: &std::path::Path, typed: &str) -> (i32, String) {
     let driver = r#"
 import os, pty, sys, time
 pid, fd = pty.fork()
@@ -776,7 +777,7 @@ sys.stdout.write(seen.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status))
 "#;
     let out = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", driver, &shell_line(cmd), typed])
+        .args(["-c", driver, line, typed])
         .current_dir(dir)
         .stdin(std::process::Stdio::null())
         .output()
@@ -793,7 +794,7 @@ fn on_a_terminal_the_person_is_asked_and_their_answer_decides() {
     let ws = Dir::new(U1);
     let agent = d.agent(U1, &ws.path);
     let cmd = agent.command(&["exec", "--profile", "ut", "--", "touch", "approved"]);
-    let (code, shown) = on_a_terminal(&cmd, &ws.path, "o");
+    let (code, shown) = on_a_terminal(&shell_line(&cmd), &ws.path, "o");
     assert!(
         shown.contains("sandboxd asks:") && shown.contains("touch"),
         "{shown}"
@@ -805,7 +806,7 @@ fn on_a_terminal_the_person_is_asked_and_their_answer_decides() {
     );
 
     let cmd = agent.command(&["exec", "--profile", "ut", "--", "touch", "denied"]);
-    let (code, shown) = on_a_terminal(&cmd, &ws.path, "d");
+    let (code, shown) = on_a_terminal(&shell_line(&cmd), &ws.path, "d");
     assert_eq!(code, 125, "{shown}");
     assert!(!ws.join("denied").exists(), "denied: nothing ran");
 
@@ -813,6 +814,32 @@ fn on_a_terminal_the_person_is_asked_and_their_answer_decides() {
     let out = agent.run(&["exec", "--profile", "ut", "--", "touch", "unasked"]);
     assert_eq!(out.code, 125, "{}", out.stderr);
     assert!(!ws.join("unasked").exists());
+}
+
+/// A question comes after a reset of what an earlier command left on the
+/// terminal to hide it: concealed black-on-black text, a scroll region, the
+/// line-drawing character set shifted in, no cursor.
+#[test]
+fn on_a_terminal_the_question_is_not_hidden_by_what_was_left_on_it() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let cmd =
+        d.agent(U1, &ws.path)
+            .command(&["exec", "--profile", "ut", "--", "touch", "approved"]);
+    let hide = r"printf '\033[8m\033[30;40m\033[2;3r\033)0\016\033[?25l'";
+    let (code, shown) = on_a_terminal(&format!("{hide}; {}", shell_line(&cmd)), &ws.path, "o");
+    assert_eq!(code, 0, "{shown:?}");
+    let asked = shown.find("sandboxd asks:").expect("asked");
+    let hidden = shown[..asked]
+        .find("\u{1b}[?25l")
+        .expect("the hiding printed");
+    let between = &shown[hidden..asked];
+    for reset in ["\u{1b}[r", "\u{f}", "\u{1b}(B", "\u{1b}[0m", "\u{1b}[?25h"] {
+        assert!(
+            between.contains(reset),
+            "no {reset:?} before the question: {shown:?}"
+        );
+    }
 }
 
 #[test]

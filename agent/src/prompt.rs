@@ -152,6 +152,26 @@ pub fn word(typed: &str) -> &'static str {
     }
 }
 
+/// Undoes the terminal state a command may have left that would hide or
+/// garble the question: the scroll region (reset inside a cursor save and
+/// restore, as resetting it moves the cursor home), a shifted or redesignated
+/// character set, concealed or same-coloured text, a hidden cursor.
+///
+/// Not DECSTR (`\e[!p`): it also resets cursor-key, keypad and (on some
+/// terminals) autowrap modes, which would outlive the question and upset a
+/// command still running (network questions come mid-run) or the shell after it.
+const RESET: &str = "\x1b7\x1b[r\x1b8\x0f\x1b(B\x1b[0m\x1b[?25h";
+
+/// Writes the terminal reset, then the question with its choices.
+fn write_question(out: &mut impl Write, question: &str) -> io::Result<()> {
+    write!(
+        out,
+        "{RESET}\r\nsandboxd asks: {}\r\n  [o]nce, [s]ession, [a]lways, [d]eny? ",
+        visible(question)
+    )?;
+    out.flush()
+}
+
 /// One question and one line of answer on the controlling terminal. In raw
 /// mode (`--tty`) the typed characters are echoed here.
 fn ask_tty(question: &str) -> io::Result<String> {
@@ -161,12 +181,7 @@ fn ask_tty(question: &str) -> io::Result<String> {
         .open("/dev/tty")?;
     // What was typed before the question was shown answers nothing.
     let _ = nix::sys::termios::tcflush(&tty, nix::sys::termios::FlushArg::TCIFLUSH);
-    write!(
-        tty,
-        "\r\nsandboxd asks: {}\r\n  [o]nce, [s]ession, [a]lways, [d]eny? ",
-        visible(question)
-    )?;
-    tty.flush()?;
+    write_question(&mut tty, question)?;
     // In raw mode (`--tty`) the terminal does not echo: the prompt does.
     let echo = !nix::sys::termios::tcgetattr(&tty)
         .map(|t| t.local_flags.contains(nix::sys::termios::LocalFlags::ECHO))
@@ -198,7 +213,20 @@ fn ask_tty(question: &str) -> io::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{visible, word};
+    use super::{visible, word, write_question};
+
+    #[test]
+    fn the_question_follows_a_reset_of_what_could_hide_it() {
+        let mut written = Vec::new();
+        write_question(&mut written, "rm x\u{1b}[8m").unwrap();
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            // Save cursor, full scroll region, restore cursor; shift in (G0),
+            // G0 = ASCII; plain colours and attributes; cursor shown.
+            "\x1b7\x1b[r\x1b8\x0f\x1b(B\x1b[0m\x1b[?25h\
+             \r\nsandboxd asks: rm x\\u{1b}[8m\r\n  [o]nce, [s]ession, [a]lways, [d]eny? "
+        );
+    }
 
     #[test]
     fn typed_answers_map_to_words() {
