@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use agent::prompt::visible;
 use agent::proto::v1::{
     check_policy_request, AuditRequest, CheckPolicyRequest, CommandQuery, Escalation,
     GetProfileRequest, KillRequest, ListProfilesRequest, ListRequest, SandboxInfo,
@@ -391,15 +392,19 @@ async fn ps(client: &mut Client, all: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// One sandbox's row. Its strings may be another user's (an administrator's
+/// `ps --all`), so each is [`quoted`]: no escape sequence or line break of
+/// theirs reaches the terminal, and each argument shows where it ends.
 fn ps_row(s: &SandboxInfo, now_ms: i64) -> [String; 6] {
     let age = Duration::from_millis(u64::try_from(now_ms - s.started_unix_ms).unwrap_or(0));
+    let argv: Vec<String> = s.argv.iter().map(|a| quoted(a)).collect();
     [
-        s.id.clone(),
+        quoted(&s.id),
         s.uid.to_string(),
         s.pid.to_string(),
-        s.profile.clone(),
+        quoted(&s.profile),
         format_age(age),
-        s.argv.join(" "),
+        argv.join(" "),
     ]
 }
 
@@ -638,7 +643,9 @@ fn audit_line(json: &str) -> String {
     parts.join(" ")
 }
 
-/// `s` as is when it is one plain word, else quoted.
+/// `s` as is when it is one plain word, else quoted, with every character
+/// that would not show as itself escaped (what `{:?}` leaves, such as
+/// invisible fillers, by [`visible`]).
 fn quoted(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
@@ -646,6 +653,20 @@ fn quoted(s: &str) -> String {
     if plain {
         s.to_string()
     } else {
-        format!("{s:?}")
+        visible(&format!("{s:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quoted;
+
+    #[test]
+    fn quoted_escapes_what_would_not_show() {
+        assert_eq!(quoted("ls"), "ls");
+        assert_eq!(quoted("a b"), r#""a b""#);
+        assert_eq!(quoted("x\n\u{1b}[2K"), r#""x\n\u{1b}[2K""#);
+        // Left by `{:?}`, an invisible filler is still shown.
+        assert_eq!(quoted("a\u{3164}b"), r#""a\u{3164}b""#);
     }
 }

@@ -212,11 +212,8 @@ impl Sandbox for Fake {
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
-        self.seen
-            .lock()
-            .unwrap()
-            .list_all
-            .push(request.into_inner().all);
+        let all = request.into_inner().all;
+        self.seen.lock().unwrap().list_all.push(all);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -232,8 +229,22 @@ impl Sandbox for Fake {
             started_unix_ms: now - 125_000,
             caller_pid: 1,
         };
+        // Everyone's: another user's, whose argv would forge a row of its own.
+        let theirs = SandboxInfo {
+            id: "sb-2".into(),
+            uid: 1001,
+            pid: 4343,
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "x\n\u{1b}[2Ksb-9  0  1  full  0s  true\u{9b}\u{202e}".into(),
+            ],
+            profile: "workspace".into(),
+            started_unix_ms: now,
+            ..info.clone()
+        };
         Ok(Response::new(ListResponse {
-            sandboxes: vec![info],
+            sandboxes: if all { vec![info, theirs] } else { vec![info] },
         }))
     }
 
@@ -839,8 +850,20 @@ fn ps_and_kill() {
         ["sb-1", "1000", "4242", "workspace", "2m", "sleep", "60"],
         "{out}"
     );
-    expect(&d.run(&["ps", "--all"]), 0);
+    let o = d.run(&["ps", "--all"]);
+    expect(&o, 0);
     assert_eq!(d.seen().list_all, [false, true]);
+    // Another user's argv is shown escaped, each argument apart: it cannot
+    // draw on the terminal or forge a row.
+    let out = text(&o.stdout);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.lines().nth(2).is_some_and(
+            |l| l.ends_with(r#"sh -c "x\n\u{1b}[2Ksb-9  0  1  full  0s  true\u{9b}\u{202e}""#)
+        ),
+        "{out}"
+    );
+    assert!(!out.contains(['\u{1b}', '\u{9b}', '\u{202e}']), "{out:?}");
     expect(&d.run(&["kill", "sb-1"]), 0);
     let o = d.run(&["kill", "nope"]);
     expect(&o, 125);
