@@ -875,6 +875,33 @@ fn much_input_sent_while_asked_about_goes_through_a_command_that_echoes_it() {
     );
 }
 
+/// The agent sends its input once the command has started, not while it is
+/// asked about: more of it than the daemon would hold meanwhile (8 MiB)
+/// goes through.
+#[test]
+fn more_input_than_the_daemon_holds_while_asked_goes_through_once_approved() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let slow = Approver::slow(&ws, U1, "approve", 1);
+    let args = [
+        "exec",
+        "--profile",
+        "ut",
+        "--timeout",
+        "60s",
+        "--approver",
+        slow.arg(),
+        "--",
+        "wc",
+        "-c",
+    ];
+    let input = vec![0u8; 10 << 20];
+    let out = d.agent(U1, &ws.path).run_with_stdin(&args, Some(&input));
+    out.expect_code(0);
+    assert_eq!(out.stdout.trim(), (10 << 20).to_string());
+    assert_eq!(slow.requests().len(), 1);
+}
+
 #[test]
 fn an_exec_waiting_for_an_answer_counts_against_the_users_limit() {
     let d = Daemon::builder()

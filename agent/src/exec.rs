@@ -273,8 +273,8 @@ fn req(msg: exec_request::Msg) -> ExecRequest {
     ExecRequest { msg: Some(msg) }
 }
 
-/// Runs `opts` on the daemon, copying stdin to it and its output to `io`
-/// until the command's exit; returns that exit.
+/// Runs `opts` on the daemon, copying stdin to it (once it has started the
+/// command) and its output to `io` until the command's exit; returns that exit.
 ///
 /// Dropping the returned future drops the stream, which makes the daemon kill
 /// the sandbox.
@@ -326,9 +326,12 @@ pub async fn run_exec(
             .await
             .map_err(ExecError::Daemon)?
             .into_inner();
-        // Stdin is read (on a blocking thread, made now) once the daemon
-        // has the request, so that making it does not hold the request up.
-        stdin_task = Some(tokio::spawn(forward_stdin(stdin, stdin_tx)));
+        // Stdin is forwarded only from the daemon's `Started` on: before it,
+        // while the command is asked about, the daemon would have to hold
+        // it, and holds only so much. It is read on a blocking thread made
+        // then, after the request is sent, so that making it does not hold
+        // the request up.
+        let mut unforwarded = Some((stdin, stdin_tx));
         let mut id = String::new();
         // A response read while a question was open, shown after its answer.
         let mut held = None;
@@ -372,6 +375,11 @@ pub async fn run_exec(
                     }
                 }
                 Some(m) => {
+                    if matches!(m, exec_response::Msg::Started(_)) {
+                        if let Some((stdin, tx)) = unforwarded.take() {
+                            stdin_task = Some(tokio::spawn(forward_stdin(stdin, tx)));
+                        }
+                    }
                     if let Some(exit) = show(m, &mut id, &mut *stdout, &mut *stderr).await? {
                         return Ok(ExitStatus { id, exit });
                     }
