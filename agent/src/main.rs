@@ -388,7 +388,9 @@ async fn ps(client: &mut Client, all: bool) -> anyhow::Result<i32> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let rows: Vec<[String; 6]> = list.sandboxes.iter().map(|s| ps_row(s, now)).collect();
-    print_table(&["ID", "UID", "PID", "PROFILE", "AGE", "COMMAND"], &rows);
+    let header = ["ID", "UID", "PID", "PROFILE", "AGE", "COMMAND"];
+    let mut out = std::io::stdout().lock();
+    ended(write_table(&mut out, &header, &rows))?;
     Ok(0)
 }
 
@@ -420,27 +422,42 @@ fn format_age(d: Duration) -> String {
 }
 
 /// Left-aligned columns two spaces apart; the last column is not padded.
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+fn write_table<const N: usize>(
+    out: &mut impl Write,
+    header: &[&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
     let mut width = header.map(str::len);
     for r in rows {
         for (w, c) in width.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
         for (i, c) in cells.iter().enumerate() {
             if i + 1 == N {
-                out.push_str(c);
+                text.push_str(c);
             } else {
-                out.push_str(&format!("{c:<w$}  ", w = width[i]));
+                text.push_str(&format!("{c:<w$}  ", w = width[i]));
             }
         }
-        println!("{}", out.trim_end());
+        writeln!(out, "{}", text.trim_end())
     };
-    line(header.to_vec());
+    line(header.to_vec())?;
     for r in rows {
-        line(r.iter().map(String::as_str).collect());
+        line(r.iter().map(String::as_str).collect())?;
+    }
+    out.flush()
+}
+
+/// Whether writing to stdout found its reader gone (`| head`, `| true`):
+/// the output then ends there, quietly. Other write errors are errors.
+fn ended(written: std::io::Result<()>) -> anyhow::Result<bool> {
+    match written {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),
+        Err(e) => Err(e).context("cannot write to stdout"),
     }
 }
 
@@ -501,7 +518,12 @@ async fn policy_list(client: &mut Client) -> anyhow::Result<i32> {
             ]
         })
         .collect();
-    print_table(&["  NAME", "SOURCE", "DESCRIPTION"], &rows);
+    let mut out = std::io::stdout().lock();
+    ended(write_table(
+        &mut out,
+        &["  NAME", "SOURCE", "DESCRIPTION"],
+        &rows,
+    ))?;
     Ok(0)
 }
 
@@ -511,13 +533,18 @@ async fn policy_show(client: &mut Client, name: String) -> anyhow::Result<i32> {
         .await
         .map_err(rpc)?
         .into_inner();
-    if let Some(s) = &p.summary {
-        println!("# {} ({}): {}", s.name, s.source, s.description);
-    }
-    print!("{}", p.toml);
-    if !p.toml.ends_with('\n') {
-        println!();
-    }
+    let mut out = std::io::stdout().lock();
+    let mut write = || {
+        if let Some(s) = &p.summary {
+            writeln!(out, "# {} ({}): {}", s.name, s.source, s.description)?;
+        }
+        out.write_all(p.toml.as_bytes())?;
+        if !p.toml.ends_with('\n') {
+            writeln!(out)?;
+        }
+        out.flush()
+    };
+    ended(write())?;
     Ok(0)
 }
 
@@ -558,12 +585,17 @@ async fn policy_check(client: &mut Client, args: CheckArgs) -> anyhow::Result<i3
             s.to_string()
         }
     };
-    println!(
-        "{}  {}  {}",
-        r.decision,
-        or_dash(&r.rule),
-        or_dash(&r.reason)
-    );
+    let mut out = std::io::stdout().lock();
+    ended(
+        writeln!(
+            out,
+            "{}  {}  {}",
+            r.decision,
+            or_dash(&r.rule),
+            or_dash(&r.reason)
+        )
+        .and_then(|()| out.flush()),
+    )?;
     Ok(match r.decision.as_str() {
         "allow" => 0,
         "deny" => 1,
@@ -588,8 +620,7 @@ async fn audit(client: &mut Client, args: AuditArgs) -> anyhow::Result<i32> {
         } else {
             audit_line(&r.json)
         };
-        // A reader that went away (`| head`) ends the listing, not as an error.
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        if ended(writeln!(out, "{line}").and_then(|()| out.flush()))? {
             break;
         }
     }

@@ -830,6 +830,42 @@ fn policy_list_and_show() {
     assert!(text(&o.stderr).contains("no profile nope"));
 }
 
+/// `agent ARGS` with its stdout a pipe whose reader is gone (`| true`).
+fn run_into_a_closed_pipe(d: &Daemon, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    d.command(args).stdout(writer).output().unwrap()
+}
+
+#[test]
+fn listings_end_quietly_when_their_reader_is_gone() {
+    let d = Daemon::start();
+    for (args, code) in [
+        (&["ps"][..], 0),
+        (&["policy", "list"], 0),
+        (&["policy", "show", "workspace"], 0),
+        (
+            &[
+                "policy",
+                "check",
+                "workspace",
+                "--url",
+                "https://allow.example/",
+            ],
+            0,
+        ),
+        (
+            &["policy", "check", "workspace", "--write", "/etc/passwd"],
+            1,
+        ),
+        (&["audit"], 0),
+    ] {
+        let o = run_into_a_closed_pipe(&d, args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", text(&o.stderr));
+        assert_eq!(text(&o.stderr), "", "{args:?}");
+    }
+}
+
 #[test]
 fn ps_and_kill() {
     let d = Daemon::start();
