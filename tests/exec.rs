@@ -100,6 +100,38 @@ fn exit_codes_follow_the_contract() {
     assert!(out.stderr.contains("no-such-profile"), "{}", out.stderr);
 }
 
+/// `agent exec -- seq ... | head -2`: once `head` is gone the agent ends
+/// quietly as by SIGPIPE, and the sandbox with it.
+#[test]
+fn a_reader_gone_ends_the_exec_quietly_with_141() {
+    use std::io::BufRead;
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let mut child = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--", "seq", "1", "10000017"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    head.read_line(&mut first).unwrap();
+    head.read_line(&mut first).unwrap();
+    assert_eq!(first, "1\n2\n");
+    drop(head);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert_eq!(stderr, "");
+    assert!(
+        eventually(Duration::from_secs(10), || pids_matching("seq 1 10000017")
+            .is_empty()),
+        "the sandbox outlived its client"
+    );
+}
+
 #[test]
 fn root_caller_refused_without_allow_root() {
     let d = Daemon::builder()

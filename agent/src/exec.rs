@@ -245,14 +245,22 @@ pub enum ExecError {
     Daemon(#[source] tonic::Status),
     #[error("writing the command's output: {0}")]
     Output(#[source] std::io::Error),
+    /// The reader of the output went away (`| head`): the exec ends, as a
+    /// member of a pipeline ends by SIGPIPE, and so does the sandbox.
+    #[error("the reader of the command's output went away")]
+    ReaderGone,
     #[error("sandboxd ended the exec without an exit status")]
     NoExit,
 }
 
 impl ExecError {
-    /// The exit status to report: always [`DAEMON_FAILURE`].
+    /// The exit status to report: 128+SIGPIPE when the output's reader went
+    /// away, else [`DAEMON_FAILURE`].
     pub fn code(&self) -> i32 {
-        DAEMON_FAILURE
+        match self {
+            ExecError::ReaderGone => 128 + libc::SIGPIPE,
+            _ => DAEMON_FAILURE,
+        }
     }
 }
 
@@ -452,9 +460,16 @@ async fn forward_stdin(
     let _ = tx.send(req(exec_request::Msg::StdinEof(StdinEof {}))).await;
 }
 
+/// Writes and flushes `bytes`; a reader gone is [`ExecError::ReaderGone`].
 async fn write_out(w: &mut (dyn AsyncWrite + Send + Unpin), bytes: &[u8]) -> Result<(), ExecError> {
-    w.write_all(bytes).await.map_err(ExecError::Output)?;
-    w.flush().await.map_err(ExecError::Output)
+    let written = match w.write_all(bytes).await {
+        Ok(()) => w.flush().await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => ExecError::ReaderGone,
+        _ => ExecError::Output(e),
+    })
 }
 
 /// One stderr line for a daemon event: its kind, message and, when there is

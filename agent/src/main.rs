@@ -12,8 +12,8 @@ use agent::proto::v1::{
 };
 use agent::tty::{window_size, RawMode};
 use agent::{
-    connect, parse_duration, run_attach, run_exec, socket_path, Approval, Client, Control, ExecIo,
-    ExecOptions, DAEMON_FAILURE,
+    connect, parse_duration, run_attach, run_exec, socket_path, Approval, Client, Control,
+    ExecError, ExecIo, ExecOptions, DAEMON_FAILURE,
 };
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -305,11 +305,18 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
             eprintln!("agent: interrupted {GIVE_UP_AFTER} times; abandoning the sandbox");
             Ok(128 + libc::SIGINT)
         }
-        Some(Err(e)) => {
-            eprintln!("agent: {e}");
-            Ok(e.code())
-        }
+        Some(Err(e)) => Ok(failed(e)),
     }
+}
+
+/// The exit status for an exec or attach that ended without one, after
+/// saying why, unless the output's reader is gone: that ends quietly, as a
+/// pipeline member killed by SIGPIPE does.
+fn failed(e: ExecError) -> i32 {
+    if !matches!(e, ExecError::ReaderGone) {
+        eprintln!("agent: {e}");
+    }
+    e.code()
 }
 
 /// SIGINTs after which the agent stops waiting for the sandbox to exit.
@@ -489,10 +496,7 @@ async fn attach(client: &mut Client, id: String) -> anyhow::Result<i32> {
     };
     match result {
         Ok(status) => Ok(status.code()),
-        Err(e) => {
-            eprintln!("agent: {e}");
-            Ok(e.code())
-        }
+        Err(e) => Ok(failed(e)),
     }
 }
 
