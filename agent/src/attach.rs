@@ -29,7 +29,7 @@ pub async fn run_attach(
     while let Some(msg) = responses.next().await {
         let msg = msg.map_err(ExecError::Daemon)?;
         if let Some(m) = msg.msg {
-            if let Some(exit) = show(m, &mut started, stdout, stderr).await? {
+            if let Some(exit) = show(m, &mut started, stdout, stderr, "\n").await? {
                 return Ok(ExitStatus { id: started, exit });
             }
         }

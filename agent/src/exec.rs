@@ -160,6 +160,10 @@ pub struct ExecIo {
     /// Signals and resizes to forward while the command runs.
     pub control: Option<mpsc::UnboundedReceiver<Control>>,
     pub approver: Approver,
+    /// The terminal is in raw mode (`--tty`), where `\n` alone does not
+    /// return the cursor: the agent's own lines (`sandboxd: ...`,
+    /// `agent: ...`) then end in `\r\n`.
+    pub raw_terminal: bool,
 }
 
 impl ExecIo {
@@ -191,6 +195,7 @@ impl ExecIo {
             stderr: Box::new(tokio::io::stderr()),
             control: None,
             approver,
+            raw_terminal: false,
         }
     }
 
@@ -203,6 +208,7 @@ impl ExecIo {
             stderr: Box::new(tokio::io::sink()),
             control: None,
             approver: Approver::Deny,
+            raw_terminal: false,
         }
     }
 }
@@ -297,7 +303,9 @@ pub async fn run_exec(
         mut stderr,
         control,
         approver,
+        raw_terminal,
     } = io;
+    let eol = if raw_terminal { "\r\n" } else { "\n" };
     let start = req(exec_request::Msg::Start(opts.start(matches!(
         approver,
         Approver::Command(_) | Approver::Terminal(_)
@@ -376,7 +384,8 @@ pub async fn run_exec(
                     };
                     if let Some((answer, note)) = answered {
                         if let Some(note) = note {
-                            write_out(&mut stderr, format!("agent: {note}\n").as_bytes()).await?;
+                            write_out(&mut stderr, format!("agent: {note}{eol}").as_bytes())
+                                .await?;
                         }
                         // The stream may already be gone; the exit (or error) will tell.
                         let _ = ctl_tx.send(req(exec_request::Msg::Approval(answer)));
@@ -388,7 +397,7 @@ pub async fn run_exec(
                             stdin_task = Some(tokio::spawn(forward_stdin(stdin, tx)));
                         }
                     }
-                    if let Some(exit) = show(m, &mut id, &mut *stdout, &mut *stderr).await? {
+                    if let Some(exit) = show(m, &mut id, &mut *stdout, &mut *stderr, eol).await? {
                         return Ok(ExitStatus { id, exit });
                     }
                 }
@@ -408,23 +417,24 @@ pub async fn run_exec(
 }
 
 /// Shows one message of an exec (or attach) stream: output to `stdout` and
-/// `stderr`, events and the exit's reason as `sandboxd: ...` lines on
-/// `stderr`; `ExecStarted` sets `id`. Returns the exit when it is one.
-/// Approval requests are left to the caller.
+/// `stderr`, events and the exit's reason as `sandboxd: ...` lines ending in
+/// `eol` on `stderr`; `ExecStarted` sets `id`. Returns the exit when it is
+/// one. Approval requests are left to the caller.
 pub(crate) async fn show(
     msg: exec_response::Msg,
     id: &mut String,
     stdout: &mut (dyn AsyncWrite + Send + Unpin),
     stderr: &mut (dyn AsyncWrite + Send + Unpin),
+    eol: &str,
 ) -> Result<Option<ExecExit>, ExecError> {
     match msg {
         exec_response::Msg::Started(s) => *id = s.id,
         exec_response::Msg::Stdout(b) => write_out(stdout, &b).await?,
         exec_response::Msg::Stderr(b) => write_out(stderr, &b).await?,
-        exec_response::Msg::Event(e) => write_out(stderr, event_line(&e).as_bytes()).await?,
+        exec_response::Msg::Event(e) => write_out(stderr, event_line(&e, eol).as_bytes()).await?,
         exec_response::Msg::Exit(exit) => {
             if !exit.reason.is_empty() {
-                write_out(stderr, format!("sandboxd: {}\n", exit.reason).as_bytes()).await?;
+                write_out(stderr, format!("sandboxd: {}{eol}", exit.reason).as_bytes()).await?;
             }
             return Ok(Some(exit));
         }
@@ -472,9 +482,10 @@ async fn write_out(w: &mut (dyn AsyncWrite + Send + Unpin), bytes: &[u8]) -> Res
     })
 }
 
-/// One stderr line for a daemon event: its kind, message and, when there is
-/// one, the rule, so scripts can match the kind and people read the reason.
-fn event_line(e: &Event) -> String {
+/// One stderr line for a daemon event, ending in `eol`: its kind, message
+/// and, when there is one, the rule, so scripts can match the kind and
+/// people read the reason.
+fn event_line(e: &Event, eol: &str) -> String {
     let mut line = format!("sandboxd: {}", e.kind);
     if !e.message.is_empty() {
         line.push_str(": ");
@@ -483,7 +494,7 @@ fn event_line(e: &Event) -> String {
     if !e.rule.is_empty() {
         line.push_str(&format!(" (rule {})", e.rule));
     }
-    line.push('\n');
+    line.push_str(eol);
     line
 }
 
@@ -621,6 +632,43 @@ mod tests {
         assert_eq!(exit_code(&e(false, 0, 9, false)), 137);
         assert_eq!(exit_code(&e(false, 0, 9, true)), 124);
         assert_eq!(exit_code(&e(false, 0, 0, false)), 125);
+    }
+
+    #[test]
+    fn daemon_lines_end_as_asked() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (mut out, mut err, mut id) = (Vec::new(), Vec::new(), String::new());
+        let event = Event {
+            kind: "output-truncated".into(),
+            message: "after 10 bytes".into(),
+            rule: "limits.output".into(),
+            ..Event::default()
+        };
+        let exit = ExecExit {
+            exited: true,
+            reason: "done".into(),
+            ..ExecExit::default()
+        };
+        for eol in ["\r\n", "\n"] {
+            err.clear();
+            for msg in [
+                exec_response::Msg::Event(event.clone()),
+                exec_response::Msg::Exit(exit.clone()),
+            ] {
+                rt.block_on(show(msg, &mut id, &mut out, &mut err, eol))
+                    .unwrap();
+            }
+            assert_eq!(
+                String::from_utf8_lossy(&err),
+                format!(
+                    "sandboxd: output-truncated: after 10 bytes (rule limits.output){eol}\
+                     sandboxd: done{eol}"
+                )
+            );
+        }
+        assert!(out.is_empty());
     }
 
     #[test]

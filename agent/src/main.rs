@@ -292,6 +292,7 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
     } else {
         None
     };
+    io.raw_terminal = raw.is_some();
     let result = tokio::select! {
         r = run_exec(client, &opts, io) => Some(r),
         Ok(()) = give_up_rx => None,

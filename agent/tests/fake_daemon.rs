@@ -1000,6 +1000,28 @@ fn tty_raw_mode_window_size_and_resize() {
 }
 
 #[test]
+fn on_a_raw_terminal_daemon_lines_end_in_cr_lf() {
+    let d = Daemon::start();
+    // Under `script` the agent's terminal is raw while it runs: nothing
+    // turns its `\n` into `\r\n` on the way to what `script` prints.
+    let line = format!(
+        "{} --socket {} exec --tty -- event </dev/tty",
+        env!("CARGO_BIN_EXE_agent"),
+        d.socket.display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("(rule limits.output)\r\n"),
+        "staircased: {out:?}"
+    );
+}
+
+#[test]
 fn audit_prints_a_line_per_record_or_the_json() {
     let d = Daemon::start();
     let o = d.run(&["audit"]);
