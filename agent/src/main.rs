@@ -62,7 +62,8 @@ struct AuditArgs {
     /// Only records since TIME: RFC 3339 (2026-12-02T01:00:00Z) or a duration back from now (10m, 2h).
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
-    /// Print each record as its JSON line in the log.
+    /// Print each record as its JSON line in the log, with characters that
+    /// would not show as themselves escaped.
     #[arg(long)]
     json: bool,
 }
@@ -621,7 +622,7 @@ async fn audit(client: &mut Client, args: AuditArgs) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     while let Some(r) = records.message().await.map_err(rpc)? {
         let line = if args.json {
-            r.json
+            json_visible(&r.json)
         } else {
             audit_line(&r.json)
         };
@@ -630,6 +631,26 @@ async fn audit(client: &mut Client, args: AuditArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// JSON text with every character that would not show as itself
+/// ([`sandbox_proto::is_hidden`]: C1 controls, bidirectional overrides...)
+/// as a `\uXXXX` escape (a surrogate pair above U+FFFF), which serde_json
+/// leaves as is but for U+0000 to U+001F. JSON's whitespace (tab, line feed,
+/// carriage return) is kept: in valid JSON it is only found between tokens,
+/// where an escape would not be JSON.
+fn json_visible(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if sandbox_proto::is_hidden(c) && !matches!(c, '\t' | '\n' | '\r') {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Fields of a record shown after its time, kind and id, in this order.
@@ -695,7 +716,21 @@ fn quoted(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quoted;
+    use super::{json_visible, quoted};
+
+    #[test]
+    fn json_shows_hidden_characters_as_escapes() {
+        let json = "{\"argv\":[\"a\u{9b}b\",\"\u{202e}exe.txt\",\"\u{e0041}\\u001b\"],\t\"é\":1}";
+        let shown = json_visible(json);
+        assert_eq!(
+            shown,
+            r#"{"argv":["a\u009bb","\u202eexe.txt","\udb40\udc41\u001b"],"#.to_string()
+                + "\t\"é\":1}"
+        );
+        // The same value, in JSON that can be read back.
+        let read = |j: &str| serde_json::from_str::<serde_json::Value>(j).unwrap();
+        assert_eq!(read(&shown), read(json));
+    }
 
     #[test]
     fn quoted_escapes_what_would_not_show() {
