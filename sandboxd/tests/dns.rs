@@ -297,7 +297,7 @@ async fn server_on(resolver: Arc<Resolver>, profile: &str, approval: ApprovalMod
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
-    let task = tokio::spawn(sandboxd::dns::serve(udp, tcp, Arc::new(session)));
+    let task = tokio::spawn(sandboxd::dns::serve(udp, tcp, session));
     Server {
         udp: udp_addr,
         tcp: tcp_addr,

@@ -503,7 +503,7 @@ impl Api {
             .inspect()
             .then(|| self.net.inspector.as_ref().ok().cloned())
             .flatten();
-        let session = Arc::new(Session::new(
+        let session = Session::new(
             id.to_string(),
             caller.uid,
             policy,
@@ -515,7 +515,7 @@ impl Api {
             events_tx,
             start.interactive.then_some(questions_tx),
             Arc::clone(&self.net.connections),
-        ));
+        );
         Ok(NetPrepared {
             thread: NetThread::start(Arc::clone(&session))?,
             session,

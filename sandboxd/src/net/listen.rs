@@ -110,8 +110,9 @@ impl NetThread {
                 }
             });
             // Ends every connection and closes the listeners; then what they
-            // queued for the audit log is written.
+            // queued for the audit log, and what they counted, is written.
             drop(runtime);
+            session.queue_counted();
             if let Err(e) = session.flush_queued_blocking() {
                 tracing::error!(id = session.exec_id, "{e}");
             }

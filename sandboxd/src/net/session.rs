@@ -13,7 +13,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,6 +22,8 @@ pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest time the end record of a connection waits in the audit log's
 /// queue for another record's flush before it is flushed on its own.
 pub const END_RECORD_DELAY: Duration = Duration::from_millis(5);
+/// Longest time refusals over the rate wait to be written as a count.
+pub const COUNT_DELAY: Duration = Duration::from_secs(1);
 
 /// Whether a record is the decision (written before the action proceeds) or
 /// the end of an allowed connection (with its byte counts and duration).
@@ -76,6 +78,8 @@ pub type Questions = mpsc::Sender<(NetQuery, oneshot::Sender<Answer>)>;
 
 /// What the network side of one exec shares.
 pub struct Session {
+    /// This session, for the timer that writes counted refusals.
+    me: Weak<Session>,
     pub exec_id: String,
     pub uid: u32,
     pub policy: NetPolicy,
@@ -98,6 +102,8 @@ pub struct Session {
     end_flush: Arc<AtomicBool>,
     /// Refusals recorded one by one, and those over the rate.
     refusals: Mutex<Refusals>,
+    /// A timer to write the count of refusals over the rate is set.
+    count_flush: AtomicBool,
     /// Client connections the proxies may serve at once, HTTP and SOCKS
     /// together: each costs the daemon descriptors and buffers.
     pub connections: Arc<tokio::sync::Semaphore>,
@@ -148,26 +154,19 @@ impl Refusals {
         if named < n {
             destinations.push(format!("others {}", n - named));
         }
+        let first_block = r
+            .block
+            .map(|b| format!(" (blocked-by-{})", b.as_str()))
+            .unwrap_or_default();
+        r.block = Some(Block::RateLimit);
         r.rule = rate::rule("network refusals");
         r.reason = format!(
-            "{n} refusals not recorded one by one (over the rate), this one the first: {}; \
+            "{n} refusals not recorded one by one (over the rate), this one the first: {}{first_block}; \
              by destination: {}",
             r.reason,
             destinations.join(", ")
         );
         Some(r)
-    }
-}
-
-impl Drop for Session {
-    /// The refusals still only counted go to the audit log's queue (written
-    /// with its next flush, at the latest when the daemon stops).
-    fn drop(&mut self) {
-        if let Some(count) = self.lock_refusals().take_count() {
-            if let Err(e) = self.audit.enqueue("network", self.fields(&count)) {
-                tracing::error!(exec = %self.exec_id, "refusals over the rate not audited: {e}");
-            }
-        }
     }
 }
 
@@ -190,8 +189,9 @@ impl Session {
         events: mpsc::Sender<NetRecord>,
         questions: Option<Questions>,
         user_connections: Arc<Quota>,
-    ) -> Session {
-        Session {
+    ) -> Arc<Session> {
+        Arc::new_cyclic(|me| Session {
+            me: me.clone(),
             exec_id,
             uid,
             policy,
@@ -206,9 +206,10 @@ impl Session {
             approved: Mutex::new(HashSet::new()),
             end_flush: Arc::new(AtomicBool::new(false)),
             refusals: Mutex::new(Refusals::default()),
+            count_flush: AtomicBool::new(false),
             connections: Arc::new(tokio::sync::Semaphore::new(crate::proxy::MAX_CONNECTIONS)),
             user_connections,
-        }
+        })
     }
 
     /// Writes `r` to the audit log (fsync'ed) and sends it on the exec's
@@ -253,13 +254,17 @@ impl Session {
 
     /// Records refusal `r` like [`record`](Self::record) while the sandbox
     /// is within the [`rate`](super::rate) of refusals; past it, counts it
-    /// in one record written with the next refusal recorded, or when the
-    /// session ends. A refusal lets nothing through, so it need not wait.
+    /// in one record, queued with the next refusal recorded, at the latest
+    /// [`COUNT_DELAY`] after the first one counted, and when the sandbox's
+    /// network ends ([`queue_counted`](Self::queue_counted)). A refusal lets
+    /// nothing through, so it need not wait.
     pub async fn record_refusal(&self, r: NetRecord) -> Result<(), NotAudited> {
         let count = {
             let mut refusals = self.lock_refusals();
             if !refusals.allowance.take(std::time::Instant::now()) {
                 refusals.count(r);
+                drop(refusals);
+                self.arm_count_flush();
                 return Ok(());
             }
             refusals.take_count()
@@ -268,6 +273,37 @@ impl Session {
             self.queue(count)?;
         }
         self.record(r).await
+    }
+
+    /// Sets one timer (at a time) to write the refusals counted meanwhile.
+    fn arm_count_flush(&self) {
+        if self.count_flush.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = Weak::clone(&self.me);
+        tokio::spawn(async move {
+            tokio::time::sleep(COUNT_DELAY).await;
+            let Some(s) = me.upgrade() else { return };
+            s.count_flush.store(false, Ordering::Release);
+            if s.queue_counted() {
+                if let Err(e) = s.flush_queued().await {
+                    tracing::error!(exec = %s.exec_id, "refusals over the rate: {e}");
+                }
+            }
+        });
+    }
+
+    /// Queues the record counting the refusals over the rate, if any (the
+    /// sandbox's network thread calls it once its connections are closed,
+    /// before its last flush); whether there was one.
+    pub fn queue_counted(&self) -> bool {
+        let Some(count) = self.lock_refusals().take_count() else {
+            return false;
+        };
+        if let Err(e) = self.queue(count) {
+            tracing::error!(exec = %self.exec_id, "refusals over the rate not audited: {e}");
+        }
+        true
     }
 
     fn lock_refusals(&self) -> std::sync::MutexGuard<'_, Refusals> {
