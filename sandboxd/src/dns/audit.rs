@@ -6,6 +6,10 @@
 //! distinct question; past [`MAX_PENDING`] distinct waiting questions new
 //! ones are not answered at all (nothing goes unrecorded).
 //!
+//! Once written, a question's decision answers its repeats for [`RECENT`]
+//! (up to [`MAX_RECENT`] questions): they are counted, in one more record
+//! at the end of that time, and are not new questions.
+//!
 //! Distinct names cost a record each, and a sandbox can make them up as
 //! fast as it can send (a random label a query): past the [`rate`]'s
 //! burst, new questions are decided and recorded only at its rate. The
@@ -19,13 +23,17 @@ use crate::policy::Verdict;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Most distinct questions waiting to be written.
 pub const MAX_PENDING: usize = 4096;
 /// Pause between batches of records.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(500);
+const GATHER: Duration = Duration::from_millis(500);
+/// How long a written decision answers the repeats of its question.
+pub const RECENT: Duration = Duration::from_secs(60);
+/// Most questions whose written decisions answer their repeats.
+pub const MAX_RECENT: usize = 4096;
 
 /// Records waiting for the writer task.
 pub struct AuditQueue {
@@ -43,6 +51,8 @@ struct Pending {
     next: u64,
     /// By the question's wire key (lower-cased name, type, class).
     waiting: HashMap<Box<[u8]>, Entry>,
+    /// Questions whose records were written, by the same key.
+    recent: HashMap<Box<[u8]>, Recent>,
     /// New questions that may still be asked.
     allowance: Allowance,
     /// Queries over the rate since the last batch, and one of their names.
@@ -56,6 +66,63 @@ struct Entry {
     record: NetRecord,
 }
 
+/// A question whose record was written at `since`, and its repeats since.
+struct Recent {
+    since: Instant,
+    repeats: u64,
+    record: NetRecord,
+}
+
+impl Pending {
+    /// Counts one more `key` when it was decided moments ago (its record
+    /// waiting, or written within [`RECENT`]): then whether it was allowed,
+    /// and whether it is the first repeat counted since the record was written.
+    fn repeat(&mut self, key: &[u8], now: Instant) -> Option<(bool, bool)> {
+        if let Some(e) = self.waiting.get_mut(key) {
+            e.count += 1;
+            return Some((e.record.verdict == Verdict::Allow, false));
+        }
+        let r = self.recent.get_mut(key)?;
+        if now.saturating_duration_since(r.since) >= RECENT {
+            return None;
+        }
+        r.repeats += 1;
+        Some((r.record.verdict == Verdict::Allow, r.repeats == 1))
+    }
+
+    /// Takes the repeats of decisions older than [`RECENT`] (all of them
+    /// when `all`), each as a record counting them; forgets those without any.
+    fn take_repeats(&mut self, now: Instant, all: bool) -> Vec<NetRecord> {
+        let mut counted = Vec::new();
+        self.recent.retain(|_, r| {
+            let age = now.saturating_duration_since(r.since);
+            if !all && age < RECENT {
+                return true;
+            }
+            if r.repeats > 0 {
+                let mut record = r.record.clone();
+                record.reason.push_str(&format!(
+                    " ({} more identical queries in the {} s after it was first recorded, answered alike)",
+                    r.repeats,
+                    age.as_secs()
+                ));
+                counted.push(record);
+            }
+            false
+        });
+        counted
+    }
+
+    /// When the next repeats are due to be written, if any are counted.
+    fn repeats_due(&self) -> Option<Instant> {
+        self.recent
+            .values()
+            .filter(|r| r.repeats > 0)
+            .map(|r| r.since + RECENT)
+            .min()
+    }
+}
+
 /// Ends the writer once it has written what is queued, when dropped. What
 /// still waits for it is handed to the audit log's own queue at once, so it
 /// is written even when the writer does not run again (its runtime ending).
@@ -64,7 +131,7 @@ pub struct Closer(Arc<AuditQueue>);
 impl Drop for Closer {
     fn drop(&mut self) {
         self.0.closed.store(true, Ordering::Release);
-        if let Err(e) = self.0.hand_over() {
+        if let (Err(e), _) = self.0.hand_over() {
             tracing::error!("DNS: {e}");
         }
         self.0.wake.notify_one();
@@ -94,28 +161,38 @@ impl AuditQueue {
         self.failing.load(Ordering::Relaxed)
     }
 
-    /// Counts one more `q` when its record still waits to be written: then
-    /// whether it was allowed (the decision is the same for the same name).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one more `q` when it was decided moments ago: then whether it
+    /// was allowed (the decision is the same for the same question).
     pub fn repeat(&self, q: &Question) -> Option<bool> {
-        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let e = p.waiting.get_mut(q.key())?;
-        e.count += 1;
-        Some(e.record.verdict == Verdict::Allow)
+        let (allowed, first) = self.lock().repeat(q.key(), Instant::now())?;
+        if first {
+            // The writer learns when this repeat is due to be written.
+            self.wake.notify_one();
+        }
+        Some(allowed)
     }
 
     /// Queues the record of `decision` on `q`: whether it allows the
     /// answer, or `None` when the queue is full or the sandbox asks new
     /// questions faster than the [`rate`] (then counted, to be recorded).
     pub fn push(&self, q: &Question, decision: NetDecision) -> Option<bool> {
-        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = p.waiting.get_mut(q.key()) {
-            e.count += 1;
-            return Some(e.record.verdict == Verdict::Allow);
+        let now = Instant::now();
+        let mut p = self.lock();
+        if let Some((allowed, first)) = p.repeat(q.key(), now) {
+            drop(p);
+            if first {
+                self.wake.notify_one();
+            }
+            return Some(allowed);
         }
         if p.waiting.len() >= MAX_PENDING {
             return None;
         }
-        if !p.allowance.take(Instant::now()) {
+        if !p.allowance.take(now) {
             p.over_rate += 1;
             if p.over_rate == 1 {
                 p.over_rate_name = q.shown();
@@ -141,45 +218,68 @@ impl AuditQueue {
         Some(allowed)
     }
 
-    /// Moves the waiting records, in arrival order, to the audit log's queue
-    /// (to be written with its next flush); whether any were.
-    fn hand_over(&self) -> Result<bool, NotAudited> {
-        let (batch, over_rate, name) = {
-            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+    /// Moves the waiting records, in arrival order, and the repeats due (all
+    /// of them once closed), to the audit log's queue (to be written with its
+    /// next flush): whether any were, and when the next repeats are due.
+    fn hand_over(&self) -> (Result<bool, NotAudited>, Option<Instant>) {
+        let now = Instant::now();
+        let closed = self.closed.load(Ordering::Acquire);
+        let (batch, over_rate, name, repeats) = {
+            let mut p = self.lock();
             let name = std::mem::take(&mut p.over_rate_name);
+            let repeats = p.take_repeats(now, closed);
             (
                 std::mem::take(&mut p.waiting),
                 std::mem::take(&mut p.over_rate),
                 name,
+                repeats,
             )
         };
-        let mut batch: Vec<Entry> = batch.into_values().collect();
-        batch.sort_unstable_by_key(|e| e.order);
-        let mut queued = Ok(!batch.is_empty() || over_rate > 0);
+        let mut batch: Vec<(Box<[u8]>, Entry)> = batch.into_iter().collect();
+        batch.sort_unstable_by_key(|(_, e)| e.order);
+        let mut records = Vec::with_capacity(batch.len() + repeats.len() + 1);
         if over_rate > 0 {
-            let r = self.session.queue(over_rate_record(over_rate, name));
-            queued = queued.and_then(|q| r.map(|()| q));
+            records.push(over_rate_record(over_rate, name));
         }
-        for Entry {
-            count, mut record, ..
-        } in batch
-        {
+        records.extend(repeats);
+        let mut written = Vec::with_capacity(batch.len());
+        for (key, Entry { count, record, .. }) in batch {
+            let mut shown = record.clone();
             if count > 1 {
-                record
+                shown
                     .reason
                     .push_str(&format!(" ({count} identical queries)"));
             }
+            records.push(shown);
+            written.push((key, record));
+        }
+        let mut queued = Ok(!records.is_empty());
+        for record in records {
             let r = self.session.queue(record);
             queued = queued.and_then(|q| r.map(|()| q));
         }
-        queued
+        let mut p = self.lock();
+        for (key, record) in written {
+            if p.recent.len() < MAX_RECENT && !closed {
+                p.recent.insert(
+                    key,
+                    Recent {
+                        since: now,
+                        repeats: 0,
+                        record,
+                    },
+                );
+            }
+        }
+        (queued, p.repeats_due())
     }
 
     /// Writes queued records (about in arrival order) until closed and empty.
     async fn write(self: Arc<Self>) {
         loop {
             // Queued in order, then written with one write and one fsync.
-            let queued = match self.hand_over() {
+            let (queued, due) = self.hand_over();
+            let queued = match queued {
                 // What the closer handed over goes with this flush (or, where
                 // the runtime ends first, with the network thread's last one).
                 Ok(false) if self.closed.load(Ordering::Acquire) => {
@@ -187,7 +287,16 @@ impl AuditQueue {
                     return;
                 }
                 Ok(false) => {
-                    self.wake.notified().await;
+                    match due {
+                        Some(due) => {
+                            let due = tokio::time::Instant::from_std(due);
+                            tokio::select! {
+                                _ = self.wake.notified() => {}
+                                _ = tokio::time::sleep_until(due) => {}
+                            }
+                        }
+                        None => self.wake.notified().await,
+                    }
                     continue;
                 }
                 other => other.map(|_| ()),
@@ -271,5 +380,57 @@ fn record(q: &Question, d: NetDecision) -> NetRecord {
         bytes_up: 0,
         bytes_down: 0,
         duration_ms: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(p: &mut Pending, key: &[u8], since: Instant, verdict: Verdict) {
+        let record = NetRecord {
+            verdict,
+            ..over_rate_record(1, "popular.test".into())
+        };
+        p.recent.insert(
+            key.into(),
+            Recent {
+                since,
+                repeats: 0,
+                record,
+            },
+        );
+    }
+
+    #[test]
+    fn a_written_decision_answers_its_repeats_for_a_while_then_counts_them() {
+        let t0 = Instant::now();
+        let mut p = Pending::default();
+        written(&mut p, b"allowed", t0, Verdict::Allow);
+        written(&mut p, b"denied", t0, Verdict::Deny);
+        assert_eq!(p.repeat(b"unknown", t0), None);
+        assert_eq!(p.repeat(b"allowed", t0), Some((true, true)));
+        assert_eq!(p.repeat(b"allowed", t0 + RECENT / 2), Some((true, false)));
+        assert_eq!(p.repeat(b"denied", t0), Some((false, true)));
+        assert_eq!(p.repeats_due(), Some(t0 + RECENT));
+        // Not yet due: nothing taken, and the repeats still count.
+        assert!(p.take_repeats(t0 + RECENT / 2, false).is_empty());
+        // Past it, a question is new again, and its repeats are written.
+        let later = t0 + RECENT;
+        assert_eq!(p.repeat(b"allowed", later), None);
+        let counted = p.take_repeats(later, false);
+        assert_eq!(counted.len(), 2);
+        assert!(
+            counted
+                .iter()
+                .any(|r| r.verdict == Verdict::Allow
+                    && r.reason.contains("(2 more identical queries"))
+        );
+        assert!(p.recent.is_empty());
+        assert_eq!(p.repeats_due(), None);
+        // Closing takes them all, however recent.
+        written(&mut p, b"allowed", later, Verdict::Allow);
+        p.repeat(b"allowed", later);
+        assert_eq!(p.take_repeats(later, true).len(), 1);
     }
 }
