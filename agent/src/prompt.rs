@@ -157,9 +157,12 @@ pub fn word(typed: &str) -> &'static str {
 /// restore, as resetting it moves the cursor home), a shifted or redesignated
 /// character set, concealed or same-coloured text, a hidden cursor.
 ///
-/// Not DECSTR (`\e[!p`): it also resets cursor-key, keypad and (on some
-/// terminals) autowrap modes, which would outlive the question and upset a
-/// command still running (network questions come mid-run) or the shell after it.
+/// These resets stay after the question (a command that set a scroll
+/// region or hid the cursor finds them undone), but each only undoes what
+/// would keep text from being seen. Not DECSTR (`\e[!p`): it also resets
+/// cursor-key, keypad and (on some terminals) autowrap modes, which would
+/// upset a command still running (network questions come mid-run) or the
+/// shell after it in ways that have nothing to do with being seen.
 const RESET: &str = "\x1b7\x1b[r\x1b8\x0f\x1b(B\x1b[0m\x1b[?25h";
 
 /// Writes the terminal reset, then the question with its choices.
