@@ -272,3 +272,87 @@ fn the_daemon_raises_its_descriptor_limit_and_sandboxes_keep_the_one_it_had() {
     let v: Vec<&str> = line.split_whitespace().collect();
     assert_eq!((v[3], v[4]), (ours.0.as_str(), ours.1.as_str()), "{line}");
 }
+
+/// Where the hierarchy carrying `controller` is mounted, and whether it is
+/// v2: a v1 mount naming it first, as the daemon picks.
+fn cgroup_mount(controller: &str) -> (std::path::PathBuf, bool) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut v2 = None;
+    for line in info.lines() {
+        let (left, right) = line.split_once(" - ").unwrap();
+        let point = left.split(' ').nth(4).unwrap();
+        let right: Vec<&str> = right.split(' ').collect();
+        match right[0] {
+            "cgroup" if right[2].split(',').any(|o| o == controller) => {
+                return (point.into(), false)
+            }
+            "cgroup2" if v2.is_none() => v2 = Some(point.to_string()),
+            _ => {}
+        }
+    }
+    (v2.expect("a cgroup hierarchy").into(), true)
+}
+
+fn read_u64(path: &std::path::Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {text:?}: {e}", path.display()))
+}
+
+/// Each sandbox has limits of its own; the cgroup holding them all is
+/// capped too, so that many at once leave the host an eighth of its memory
+/// (at least 1 GiB) and a quarter of its process ids. And the empty
+/// cgroups a crashed daemon left behind are removed when one starts; one
+/// made moments ago (another daemon's, about to get its process) stays.
+#[test]
+fn the_sandboxes_together_are_capped_and_leftover_cgroups_are_removed() {
+    let (pids_mount, _) = cgroup_mount("pids");
+    let parent = pids_mount.join("sandboxd");
+    if !parent.is_dir() {
+        let _ = std::fs::create_dir(&parent);
+    }
+    let stale = parent.join(marker("left-over-"));
+    let young = parent.join(marker("being-made-"));
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::create_dir(&young).unwrap();
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(&stale)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    d.sh(U1, &ws.path, &[], "true").expect_code(0);
+    let removed = eventually(Duration::from_secs(10), || !stale.exists());
+    let kept = young.exists();
+    let _ = std::fs::remove_dir(&young);
+    let _ = std::fs::remove_dir(&stale);
+    assert!(removed, "{} left", stale.display());
+    assert!(kept, "a cgroup made moments ago was removed");
+
+    let pid_max = read_u64(std::path::Path::new("/proc/sys/kernel/pid_max"));
+    assert_eq!(
+        read_u64(&parent.join("pids.max")),
+        (pid_max / 4 * 3).max(1024)
+    );
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    let want = total - (total / 8).max(1 << 30);
+    let (memory_mount, v2) = cgroup_mount("memory");
+    let file = if v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    let got = read_u64(&memory_mount.join("sandboxd").join(file));
+    // The kernel keeps whole pages.
+    assert_eq!(got, want / 4096 * 4096, "{file}");
+}

@@ -1237,7 +1237,10 @@ for i in range({N}):
     };
     let counted: usize = mine.iter().filter_map(|r| count(r)).sum();
     let one_by_one = mine.iter().filter(|r| count(r).is_none()).count();
-    assert!(counted > 0, "{one_by_one} recorded one by one, none counted");
+    assert!(
+        counted > 0,
+        "{one_by_one} recorded one by one, none counted"
+    );
     assert_eq!(one_by_one + counted, N, "every refusal recorded or counted");
     let last = mine.iter().map(|r| r["seq"].as_u64().unwrap()).max();
     assert!(

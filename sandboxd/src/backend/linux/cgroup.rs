@@ -225,11 +225,12 @@ fn places() -> Result<[(&'static str, Option<Place>); 3], CgroupError> {
     Ok(["memory", "pids", "cpu"].map(|c| (c, locate(&mounts, c, &v2_controllers))))
 }
 
-/// Removes the cgroups `sandboxd/<name>` for which `stale(name)` holds, in
-/// every hierarchy carrying memory, pids or cpu (e.g. the unused pooled
-/// cgroups a daemon that is gone left behind). A cgroup that still has
-/// processes stays: rmdir refuses it.
-pub fn remove_stale(stale: impl Fn(&str) -> bool) {
+/// Removes the cgroups `sandboxd/<name>` for which `stale(name, age)`
+/// holds, `age` being the time since the directory last changed, in every
+/// hierarchy carrying memory, pids or cpu (e.g. the cgroups a daemon that
+/// is gone left behind). A cgroup that still has processes stays: rmdir
+/// refuses it.
+pub fn remove_stale(stale: impl Fn(&str, Duration) -> bool) {
     let Ok(places) = places() else { return };
     for (_, place) in places {
         let Some(place) = place else { continue };
@@ -237,11 +238,96 @@ pub fn remove_stale(stale: impl Fn(&str) -> bool) {
             continue;
         };
         for e in entries.flatten() {
-            if e.file_name().to_str().is_some_and(&stale) {
+            let Ok(meta) = e.metadata() else { continue };
+            if !meta.is_dir() {
+                continue;
+            }
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .unwrap_or_default();
+            if e.file_name().to_str().is_some_and(|n| stale(n, age)) {
                 let _ = fs::remove_dir(e.path());
             }
         }
     }
+}
+
+/// The limits of the `sandboxd` cgroup, which holds every sandbox's, on a
+/// host with `mem_total` bytes of memory and `pid_max` process ids: the
+/// host keeps a quarter of the ids and an eighth of the memory (at least
+/// 1 GiB) whatever the sandboxes' own limits add up to.
+pub fn parent_caps(mem_total: u64, pid_max: u64) -> CgroupLimits {
+    let kept = (mem_total / 8).max(1 << 30);
+    CgroupLimits {
+        memory_bytes: Some(mem_total.saturating_sub(kept).max(1 << 28)),
+        pids: Some((pid_max / 4 * 3).max(1024)),
+    }
+}
+
+/// The host's memory (bytes) and process ids, from /proc.
+fn host_size() -> Result<(u64, u64), CgroupError> {
+    let meminfo = Path::new("/proc/meminfo");
+    let text = fs::read_to_string(meminfo).map_err(|e| io_err(meminfo, e))?;
+    let mem_kib = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .ok_or_else(|| io_err(meminfo, io::Error::other("no MemTotal")))?;
+    let pid_max = Path::new("/proc/sys/kernel/pid_max");
+    let pids = fs::read_to_string(pid_max)
+        .map_err(|e| io_err(pid_max, e))?
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| io_err(pid_max, io::Error::other(e)))?;
+    Ok((mem_kib * 1024, pids))
+}
+
+/// Makes the `sandboxd` cgroup that holds every sandbox's, and caps it
+/// ([`parent_caps`]): each sandbox has limits of its own, but many of them
+/// at once could still take the host's memory or process ids.
+pub fn cap_parent() -> Result<CgroupLimits, CgroupError> {
+    let (mem_total, pid_max) = host_size()?;
+    let caps = parent_caps(mem_total, pid_max);
+    for (name, place) in places()? {
+        let Some(place) = place else { continue };
+        let dir = Dir {
+            version: place.version,
+            path: parent_dir(name, &place)?,
+            mount: place.mount,
+            memory: name == "memory",
+            pids: name == "pids",
+            cpu: false,
+        };
+        match name {
+            "memory" => apply_memory(&dir, caps.memory_bytes.unwrap_or(u64::MAX))?,
+            "pids" => write(
+                &dir.path.join("pids.max"),
+                &caps.pids.unwrap_or(0).to_string(),
+            )?,
+            _ => {}
+        }
+    }
+    Ok(caps)
+}
+
+/// Makes `sandboxd` at `place` (with `controller` enabled for its children
+/// on v2, from the root down), and returns its path.
+fn parent_dir(controller: &str, place: &Place) -> Result<PathBuf, CgroupError> {
+    let parent = place.mount.join(PARENT);
+    if !parent.is_dir() {
+        match fs::create_dir(&parent) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_err(&parent, e)),
+            _ => {}
+        }
+    }
+    if place.version == Version::V2 {
+        let on = format!("+{controller}");
+        write(&place.mount.join("cgroup.subtree_control"), &on)?;
+        write(&parent.join("cgroup.subtree_control"), &on)?;
+    }
+    Ok(parent)
 }
 
 impl Cgroup {
@@ -270,18 +356,10 @@ impl Cgroup {
     /// Adds `controller` at `place`: makes `sandboxd/<id>` there unless
     /// another controller's directory is already the same one.
     fn join(&mut self, controller: &str, place: &Place, id: &str) -> Result<(), CgroupError> {
+        let parent = parent_dir(controller, place)?;
         let dir = match self.dirs.iter().position(|d| d.mount == place.mount) {
             Some(i) => i,
             None => {
-                let parent = place.mount.join(PARENT);
-                if !parent.is_dir() {
-                    match fs::create_dir(&parent) {
-                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                            return Err(io_err(&parent, e))
-                        }
-                        _ => {}
-                    }
-                }
                 let path = parent.join(id);
                 fs::create_dir(&path).map_err(|e| io_err(&path, e))?;
                 self.dirs.push(Dir {
@@ -296,15 +374,6 @@ impl Cgroup {
             }
         };
         let d = &mut self.dirs[dir];
-        if d.version == Version::V2 {
-            // Enable the controller top-down so sandboxd/<id> gets its files.
-            let on = format!("+{controller}");
-            write(&place.mount.join("cgroup.subtree_control"), &on)?;
-            write(
-                &place.mount.join(PARENT).join("cgroup.subtree_control"),
-                &on,
-            )?;
-        }
         match controller {
             "memory" => d.memory = true,
             "pids" => d.pids = true,
@@ -601,6 +670,20 @@ mod tests {
             ));
         }
         assert!(valid_id("sbx-1a2b_3.c"));
+    }
+
+    #[test]
+    fn the_parent_cap_keeps_some_of_the_host() {
+        const GIB: u64 = 1 << 30;
+        let caps = |mem, pids| {
+            let c = parent_caps(mem, pids);
+            (c.memory_bytes.unwrap(), c.pids.unwrap())
+        };
+        assert_eq!(caps(24 * GIB, 32768), (21 * GIB, 24576));
+        // At least 1 GiB kept; never a cap that leaves sandboxes nothing.
+        assert_eq!(caps(4 * GIB, 4_194_304), (3 * GIB, 3_145_728));
+        assert_eq!(caps(GIB, 100).0, 1 << 28);
+        assert_eq!(caps(GIB, 100).1, 1024);
     }
 
     #[test]

@@ -573,20 +573,15 @@ impl Pool {
         }
     }
 
-    /// Starts one init (run on a refill thread). With `sweep`, first removes
-    /// the empty pool cgroups of daemons that no longer run.
+    /// Starts one init (run on a refill thread). With `sweep`, first
+    /// readies the cgroups ([`sweep_cgroups`]).
     fn add_one(&self, exe: &Path, sweep: bool) {
         // Refills yield the CPU to running execs; the init they start
         // inherits the niceness and resets it when it gets its spec.
         // SAFETY: plain syscall on the calling thread.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, init::POOL_NICE) };
         if sweep {
-            let me = std::process::id().to_string();
-            cgroup::remove_stale(|name| {
-                name.strip_prefix(POOL_PREFIX)
-                    .and_then(|rest| rest.split_once('-'))
-                    .is_some_and(|(pid, _)| pid != me && !Path::new("/proc").join(pid).exists())
-            });
+            sweep_cgroups();
         }
         let made = Ready::start(exe);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -602,6 +597,29 @@ impl Pool {
             Err(e) => tracing::warn!(error = %e, "could not pre-start a sandbox init"),
         }
     }
+}
+
+/// Age past which an empty sandbox cgroup is left over: one being made
+/// gets its first process within moments.
+const STALE_CGROUP_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Caps the cgroup holding every sandbox's ([`cgroup::cap_parent`]), and
+/// removes the empty cgroups that daemons no longer running left behind:
+/// pool cgroups of a pid that is gone, and sandboxes' of a daemon that
+/// crashed (empty, and older than [`STALE_CGROUP_AGE`], as one another
+/// daemon is making may not have its process yet).
+fn sweep_cgroups() {
+    match cgroup::cap_parent() {
+        Ok(caps) => tracing::debug!(?caps, "capped the sandboxes' cgroup"),
+        Err(e) => tracing::warn!(error = %e, "the sandboxes together are not capped"),
+    }
+    let me = std::process::id().to_string();
+    cgroup::remove_stale(|name, age| match name.strip_prefix(POOL_PREFIX) {
+        Some(rest) => rest
+            .split_once('-')
+            .is_some_and(|(pid, _)| pid != me && !Path::new("/proc").join(pid).exists()),
+        None => age > STALE_CGROUP_AGE,
+    });
 }
 
 /// Starts an init the direct way: cgroup with `limits`, clone (joining a
