@@ -478,6 +478,56 @@ fn the_daemon_refuses_to_start_on_a_damaged_log() {
     assert!(stderr.contains("not a JSON object"), "{stderr}");
 }
 
+/// A second daemon on a state dir in use (its own socket) refuses to
+/// start, naming the holder; the first goes on serving and its log stays
+/// one chain, which `audit verify` checks while it runs.
+#[test]
+fn a_second_daemon_on_the_same_state_dir_does_not_start() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    d.sh(U1, &ws.path, &[], "echo first").expect_code(0);
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(bin("sandboxd"))
+        .arg("--socket")
+        .arg(other.path().join("other.sock"))
+        .arg("--state-dir")
+        .arg(&d.state_dir)
+        .arg("--policy-dir")
+        .arg(&d.policy_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a second sandboxd");
+    let exited = eventually(Duration::from_secs(20), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(exited, "a second sandboxd started on the same state dir");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lock = d.state_dir.join("audit.lock");
+    assert!(
+        stderr.contains(&format!(
+            "{}: another sandboxd holds the audit log",
+            lock.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!other.path().join("other.sock").exists());
+    d.sh(U1, &ws.path, &[], "echo second").expect_code(0);
+    let out = verify(&d.state_dir);
+    out.expect_code(0);
+    let ends = records(&d)
+        .iter()
+        .filter(|r| r["kind"] == "exec-end")
+        .count();
+    assert_eq!(ends, 2);
+}
+
 #[test]
 fn a_record_cut_short_by_a_stop_mid_write_is_taken_off_and_said_so() {
     let d = Daemon::start();

@@ -203,8 +203,9 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         .with_context(|| format!("creating the state dir {}", config.state_dir.display()))?;
     std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod 0700 {}", config.state_dir.display()))?;
-    let staging = plan::prepare_staging(&config.state_dir)?;
+    // First in the state dir: the log's lock keeps a second daemon off it.
     let audit = Arc::new(AuditLog::open(&config.state_dir, config.audit_max_size)?);
+    let staging = plan::prepare_staging(&config.state_dir)?;
 
     let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let admin_gid = resolve_group(&config.admin_group, &etc_group);

@@ -8,10 +8,14 @@
 //! flush, so it never costs a waiting appender an fsync of its own. The
 //! file is opened by its path for each flush, so a log that has become
 //! unwritable (read-only mount, removed directory) fails the next append
-//! rather than going on into a stale file.
+//! rather than going on into a stale file. One writer per state dir: the
+//! log holds an exclusive lock on `audit.lock` while it lives, so that two
+//! daemons cannot interleave their chains.
 
 use super::head::{head_path, Head, HeadError, HeadFile};
 use super::{files, record_hash, rfc3339, rotated, sha256_hex, FILE_NAME, GENESIS};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -20,6 +24,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
+
+/// The lock file's name inside the state dir.
+const LOCK_NAME: &str = "audit.lock";
 
 /// Size past which `audit.jsonl` is rotated, unless the config says otherwise.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
@@ -46,6 +53,8 @@ pub enum AuditError {
         line: usize,
         problem: String,
     },
+    #[error("{}: another sandboxd holds the audit log in {}; stop it, or start this one on another state dir", path.display(), path.parent().unwrap_or(path).display())]
+    Locked { path: PathBuf },
     #[error("audit log {}: an earlier failed write could not be undone, so no further record can extend the chain", path.display())]
     Poisoned { path: PathBuf },
     #[error("audit record {kind:?}: its fields are not a JSON object")]
@@ -68,6 +77,8 @@ pub enum AuditError {
 #[derive(Debug)]
 pub struct AuditLog {
     dir: PathBuf,
+    /// Held while the log lives: the one writer of this dir.
+    _lock: Flock<File>,
     max_bytes: u64,
     /// Rewritten after every successful flush.
     head: HeadFile,
@@ -176,8 +187,11 @@ impl AuditLog {
     /// it would hide the damage. So is a log that ends before the record
     /// the head file names (its newest records were taken off, a written
     /// one cut short included), or has another record there.
-    /// (`sandboxd audit verify` checks the rest.)
+    /// (`sandboxd audit verify` checks the rest.) Another log open on
+    /// `dir`, in this process or another, is [`AuditError::Locked`].
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, AuditError> {
+        // Before anything is read or repaired: another writer may be mid-write.
+        let lock = lock(dir)?;
         let files = files(dir).map_err(io_err(dir, "listing the state dir"))?;
         // A write cut short (the daemon stopped in the middle of one) was
         // never acknowledged: it is taken off, and said so in the chain.
@@ -185,7 +199,7 @@ impl AuditLog {
             Some(newest) => cut_partial_tail(newest)?.map(|bytes| (newest.clone(), bytes)),
             None => None,
         };
-        let opened = Self::open_cut(dir, max_bytes, &files, cut.as_ref());
+        let opened = Self::open_cut(dir, lock, max_bytes, &files, cut.as_ref());
         if let (Err(_), Some((file, bytes))) = (&opened, &cut) {
             // Put the cut bytes back: the next start finds them, and says so.
             let restored = OpenOptions::new()
@@ -203,6 +217,7 @@ impl AuditLog {
     /// bytes) was taken off the newest of `files`.
     fn open_cut(
         dir: &Path,
+        lock: Flock<File>,
         max_bytes: u64,
         files: &[PathBuf],
         cut: Option<&(PathBuf, Vec<u8>)>,
@@ -261,6 +276,7 @@ impl AuditLog {
         .map_err(io_err(&head_path(dir), "writing"))?;
         let log = AuditLog {
             dir: dir.to_path_buf(),
+            _lock: lock,
             max_bytes,
             head,
             state: Mutex::new(State {
@@ -578,6 +594,23 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// Takes the exclusive lock on `dir`'s lock file (made, mode 0600, if
+/// missing), without waiting: [`AuditError::Locked`] while another log holds it.
+fn lock(dir: &Path) -> Result<Flock<File>, AuditError> {
+    let path = dir.join(LOCK_NAME);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_err(&path, "opening the lock file"))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        Errno::EWOULDBLOCK => AuditError::Locked { path },
+        e => io_err(&path, "locking")(io::Error::from(e)),
+    })
+}
+
 /// Opens (creating, mode 0600) the live file for appending.
 fn open_live(path: &Path) -> Result<File, AuditError> {
     OpenOptions::new()
@@ -586,4 +619,44 @@ fn open_live(path: &Path) -> Result<File, AuditError> {
         .mode(0o600)
         .open(path)
         .map_err(io_err(path, "open for appending"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_log_on_the_same_dir_is_locked_out_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        first
+            .append_blocking("exec-start", serde_json::json!({}))
+            .unwrap();
+        let err = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap_err();
+        let lock = dir.path().join(LOCK_NAME);
+        assert!(
+            matches!(&err, AuditError::Locked { path } if *path == lock),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("another sandboxd holds the audit log"),
+            "{err}"
+        );
+        // The refused open left the log alone: the first goes on with it.
+        assert_eq!(
+            first
+                .append_blocking("exec-end", serde_json::json!({}))
+                .unwrap(),
+            2
+        );
+        drop(first);
+        let second = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(
+            second
+                .append_blocking("exec-start", serde_json::json!({}))
+                .unwrap(),
+            3
+        );
+    }
 }

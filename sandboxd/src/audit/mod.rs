@@ -11,7 +11,8 @@
 //! records taken off (or replaced) leave a valid shorter chain, which the
 //! head file `audit.head` (the newest record's `seq` and hash, rewritten
 //! after every write) shows up. Full files are renamed to `audit.jsonl.1`,
-//! `.2`, ... (oldest first) and kept; the chain runs on across them.
+//! `.2`, ... (oldest first) and kept; the chain runs on across them. One
+//! daemon at a time writes a state dir's log (it holds `audit.lock`).
 
 mod head;
 mod log;
