@@ -495,3 +495,63 @@ fn a_cut_record_is_put_back_when_the_log_cannot_be_opened_after_all() {
     ));
     assert_eq!(std::fs::read(&live).unwrap(), text);
 }
+
+/// `verify` run again and again while a writer appends and rotates every
+/// few records never reports damage that is not there; a record edited in
+/// a rotated file meanwhile is named.
+#[test]
+fn verify_during_rotations_reports_only_real_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), 1000).unwrap());
+    append_n(&log, 10);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                append_n(&log, 1);
+            }
+        })
+    };
+    let mut last = 0;
+    let mut checked = Ok(());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    let mut runs = 0;
+    while std::time::Instant::now() < deadline {
+        match verify(dir.path()) {
+            Ok(summary) => {
+                assert!(summary.records >= last, "{summary:?} after {last}");
+                last = summary.records;
+            }
+            Err(e) => {
+                checked = Err(e);
+                break;
+            }
+        }
+        runs += 1;
+    }
+    if checked.is_err() {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    // Damage in a file that rotation no longer touches, the writer still going.
+    let first = dir.path().join(format!("{FILE_NAME}.1"));
+    let mut l = lines(&first);
+    l[1] = l[1].replace("\"uid\":1000", "\"uid\":0");
+    write_lines(&first, &l);
+    let damaged = verify(dir.path());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    checked.unwrap_or_else(|e| panic!("after {runs} good runs: {e}"));
+    assert!(runs > 10, "only {runs} runs");
+    assert!(
+        dir.path().join(format!("{FILE_NAME}.20")).exists(),
+        "too few rotations"
+    );
+    match damaged {
+        Err(VerifyError::Broken(p)) => {
+            assert_eq!((p.file, p.line), (first, 2), "{}", p.what);
+            assert!(p.what.contains("altered"), "{}", p.what);
+        }
+        other => panic!("the edit went unnoticed: {other:?}"),
+    }
+}
