@@ -324,7 +324,8 @@ fn an_exec_whose_start_cannot_be_recorded_does_not_run() {
 /// with an error naming the log and the cause, and its command never runs;
 /// nothing half-written is left, and with room again execs run and the
 /// chain is whole. An exec already running whose end cannot be recorded
-/// (the volume then read-only as well) tells its client so.
+/// (the volume then read-only as well) tells its client so, and its end is
+/// written with the next record once the log can be written again.
 #[test]
 fn an_exec_on_a_full_audit_volume_does_not_run() {
     let d = Daemon::start();
@@ -381,13 +382,6 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
     std::fs::remove_file(&filler).expect("remove filler");
     verify(&d.state_dir).expect_code(0);
     let recs = records(&d);
-    let start = recs
-        .iter()
-        .find(|r| r["kind"] == "exec-start" && is_waiter(r))
-        .expect("start");
-    assert!(!recs
-        .iter()
-        .any(|r| r["kind"] == "exec-end" && r["id"] == start["id"]));
     for i in 0..refused {
         let ran = format!("touch ran{i}");
         let kinds: Vec<&str> = recs
@@ -400,6 +394,63 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
     d.sh(U1, &ws.path, &[], "touch again").expect_code(0);
     assert!(ws.join("again").exists());
     verify(&d.state_dir).expect_code(0);
+    let recs = records(&d);
+    let start = recs
+        .iter()
+        .find(|r| r["kind"] == "exec-start" && is_waiter(r))
+        .expect("start");
+    assert!(recs
+        .iter()
+        .any(|r| r["kind"] == "exec-end" && r["id"] == start["id"]));
+}
+
+/// An exec that ends while the log cannot be written (its state dir made
+/// read-only): its client hears so, and its end is kept and written with
+/// the next record once the log can be written again, in the chain.
+#[test]
+fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let waiter = "until [ -e go ]; do sleep 0.05; done";
+    let running = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--", "/bin/sh", "-c", waiter])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent");
+    let is_waiter = |r: &Value| argv(r).last() == Some(&waiter);
+    assert!(eventually(Duration::from_secs(10), || {
+        records(&d)
+            .iter()
+            .any(|r| r["kind"] == "exec-start" && is_waiter(r))
+    }));
+    let stderr = {
+        let _ro = Over::read_only(&d.state_dir);
+        ws.write("go", "", U1);
+        let ended = running.wait_with_output().expect("agent");
+        assert_eq!(ended.status.code(), Some(0));
+        String::from_utf8_lossy(&ended.stderr).into_owned()
+    };
+    assert!(stderr.contains("could not be recorded"), "{stderr}");
+    d.sh(U1, &ws.path, &[], "echo next").expect_code(0);
+    let recs = records(&d);
+    let start = recs
+        .iter()
+        .find(|r| r["kind"] == "exec-start" && is_waiter(r))
+        .expect("start");
+    let end = recs
+        .iter()
+        .position(|r| r["kind"] == "exec-end" && r["id"] == start["id"])
+        .unwrap_or_else(|| panic!("the exec's end was lost: {recs:#?}"));
+    assert_eq!(recs[end]["code"], 0, "{}", recs[end]);
+    let next = recs
+        .iter()
+        .position(|r| r["kind"] == "exec-start" && argv(r).last() == Some(&"echo next"))
+        .expect("next start");
+    assert!(end < next, "{recs:#?}");
+    verify(&d.state_dir).expect_code(0);
+    assert!(stderr.contains("the record is kept"), "{stderr}");
 }
 
 #[test]

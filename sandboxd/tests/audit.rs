@@ -4,7 +4,7 @@
 
 use sandboxd::audit::{
     verify, AuditError, AuditLog, Problem, VerifyError, DEFAULT_MAX_BYTES, FILE_NAME, GENESIS,
-    HEAD_NAME,
+    HEAD_NAME, MAX_PENDING,
 };
 use sandboxd::config::Config;
 use serde_json::{json, Value};
@@ -456,6 +456,93 @@ fn records_nobody_waits_for_outlive_a_failed_write_and_follow_in_order() {
         .collect();
     assert_eq!(ns, ["1", "dns", "end", "3"]);
     assert_eq!(sandboxd::audit::verify(dir.path()).unwrap().records, 4);
+}
+
+/// Makes the next flush fail: the live file replaced by a directory. The
+/// returned closure puts it back.
+fn break_live(dir: &Path) -> impl FnOnce() {
+    let live = dir.join(FILE_NAME);
+    let aside = dir.join("aside");
+    std::fs::rename(&live, &aside).unwrap();
+    std::fs::create_dir(&live).unwrap();
+    move || {
+        std::fs::remove_dir(&live).unwrap();
+        std::fs::rename(aside, live).unwrap();
+    }
+}
+
+/// The `n` field of each record of the live file.
+fn ns(dir: &Path) -> Vec<String> {
+    lines(&dir.join(FILE_NAME))
+        .iter()
+        .map(|l| record(l)["n"].as_str().unwrap_or("-").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_record_of_something_done_outlives_a_failed_write_in_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap());
+    log.append("exec-start", json!({"n": "1"})).await.unwrap();
+    let restore = break_live(dir.path());
+    // The end of an exec: its caller hears of the failure, and the record is kept.
+    let err = log
+        .append_done("exec-end", json!({"n": "end"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuditError::Kept { .. }), "{err:?}");
+    assert!(err.to_string().contains("the record is kept"), "{err}");
+    // A record of something not done yet is not kept.
+    assert!(log.append("exec-start", json!({"n": "x"})).await.is_err());
+    restore();
+    assert_eq!(
+        log.append("exec-start", json!({"n": "2"})).await.unwrap(),
+        3
+    );
+    assert_eq!(ns(dir.path()), ["1", "end", "2"]);
+    assert_eq!(verify(dir.path()).unwrap().records, 3);
+}
+
+#[test]
+fn records_dropped_past_the_queue_bound_are_counted_in_a_lost_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), 1 << 30).unwrap();
+    log.append_blocking("exec-start", json!({"n": "1"}))
+        .unwrap();
+    let restore = break_live(dir.path());
+    for _ in 0..MAX_PENDING + 2 {
+        log.enqueue("network", json!({"n": "dns"})).unwrap();
+    }
+    log.enqueue("network-end", json!({"n": "end"})).unwrap();
+    assert!(log.flush_queued().is_err());
+    // Still failing: the count is kept for later.
+    assert!(log.flush_queued().is_err());
+    restore();
+    log.flush_queued().unwrap();
+    let all = lines(&dir.path().join(FILE_NAME));
+    assert_eq!(
+        all.len(),
+        2 + MAX_PENDING,
+        "the first record, lost, the kept"
+    );
+    let lost = record(&all[1]);
+    assert_eq!(lost["kind"], "lost", "{lost}");
+    assert_eq!(lost["records"], 3, "{lost}");
+    assert_eq!(lost["kinds"], json!({"network": 2, "network-end": 1}));
+    assert_eq!(record(&all[2])["kind"], "network");
+    // Said once.
+    assert_eq!(
+        log.append_blocking("exec-start", json!({})).unwrap(),
+        3 + MAX_PENDING as u64
+    );
+    assert_eq!(
+        lines(&dir.path().join(FILE_NAME))
+            .iter()
+            .filter(|l| record(l)["kind"] == "lost")
+            .count(),
+        1
+    );
+    assert_eq!(verify(dir.path()).unwrap().records, 3 + MAX_PENDING as u64);
 }
 
 #[test]

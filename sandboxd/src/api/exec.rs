@@ -827,7 +827,7 @@ async fn pump_output(
             "reason": "the sandbox's supervisor ended without an exit report",
         }),
     };
-    if let Err(e) = audit.append("exec-end", record).await {
+    if let Err(e) = audit.append_done("exec-end", record).await {
         tracing::error!(uid = caller.uid, id, error = %e, "recording an exec's end");
         // The command ran (its start is on record); its end is not: say so.
         let event = Out::Event(pb::Event {

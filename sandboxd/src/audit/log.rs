@@ -5,7 +5,12 @@
 //! first to find no flush running writes every record queued so far, the
 //! others wait for it. [`enqueue`](AuditLog::enqueue) queues a record
 //! nobody waits for (the end of a connection): it rides with the next
-//! flush, so it never costs a waiting appender an fsync of its own. The
+//! flush, so it never costs a waiting appender an fsync of its own;
+//! [`append_done`](AuditLog::append_done) waits for its record, but keeps
+//! it queued like those when it cannot be written (the record of something
+//! that happened anyway). Records kept past [`MAX_PENDING`] are dropped, and
+//! a `lost` record with their number by kind is written first once the log
+//! works again. The
 //! file is opened by its path for each flush, so a log that has become
 //! unwritable (read-only mount, removed directory) fails the next append
 //! rather than going on into a stale file. One writer per state dir: the
@@ -17,7 +22,7 @@ use super::{files, record_hash, rfc3339, rotated, sha256_hex, FILE_NAME, GENESIS
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -35,8 +40,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 const CHAIN_FIELDS: [&str; 5] = ["seq", "time", "kind", "prev", "hash"];
 
 /// Records nobody waits for that are kept queued while the log cannot be
-/// written; past this, they are counted as lost (and said so).
-const MAX_PENDING: usize = 1 << 16;
+/// written; past this, they are counted as lost (and a `lost` record says so).
+pub const MAX_PENDING: usize = 1 << 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -55,6 +60,13 @@ pub enum AuditError {
     },
     #[error("{}: another sandboxd holds the audit log in {}; stop it, or start this one on another state dir", path.display(), path.parent().unwrap_or(path).display())]
     Locked { path: PathBuf },
+    #[error("audit log {}: {action}: {source}; the record is kept, to be written as soon as the log can be written again", path.display())]
+    Kept {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("audit log {}: an earlier failed write could not be undone, so no further record can extend the chain", path.display())]
     Poisoned { path: PathBuf },
     #[error("audit record {kind:?}: its fields are not a JSON object")]
@@ -102,6 +114,12 @@ struct State {
     outcomes: HashMap<u64, Result<u64, Failure>>,
     /// Tickets of queued records whose outcome nobody takes ([`AuditLog::enqueue`]).
     unawaited: HashSet<u64>,
+    /// Tickets of waited-for records that a failed write keeps queued
+    /// ([`AuditLog::append_done`]).
+    kept: HashSet<u64>,
+    /// Records dropped (past [`MAX_PENDING`], or a write that could not be
+    /// undone), by kind, not yet said so in the log.
+    lost: BTreeMap<String, u64>,
     /// A failed write left bytes that could not be removed.
     poisoned: bool,
 }
@@ -110,6 +128,8 @@ struct State {
 #[derive(Debug, Clone)]
 struct Failure {
     action: &'static str,
+    /// The record stays queued for a later flush.
+    kept: bool,
     kind: io::ErrorKind,
     message: String,
 }
@@ -287,6 +307,8 @@ impl AuditLog {
                 flushing: false,
                 outcomes: HashMap::new(),
                 unawaited: HashSet::new(),
+                kept: HashSet::new(),
+                lost: BTreeMap::new(),
                 poisoned: false,
             }),
             flushed: Condvar::new(),
@@ -325,17 +347,37 @@ impl AuditLog {
             .map_err(|e| AuditError::Thread(e.to_string()))?
     }
 
+    /// [`append`](Self::append) for the record of something that happened
+    /// whether or not it is written (the end of an exec): when the write
+    /// fails, the error ([`AuditError::Kept`]) is returned and the record
+    /// stays queued, as [`enqueue`](Self::enqueue)'s do, so that the first
+    /// flush that succeeds writes it, in its place in the chain.
+    pub async fn append_done(
+        self: &Arc<Self>,
+        kind: &str,
+        fields: Value,
+    ) -> Result<u64, AuditError> {
+        let log = Arc::clone(self);
+        let kind = kind.to_string();
+        tokio::task::spawn_blocking(move || {
+            let ticket = log.queue(&kind, fields, Waiter::AppenderKept)?;
+            Ticket { log: &log, ticket }.wait()
+        })
+        .await
+        .map_err(|e| AuditError::Thread(e.to_string()))?
+    }
+
     /// Queues a `kind` record that nothing waits for: it is chained and
     /// written with the next flush (the next [`append`](Self::append)'s, or
     /// [`flush_queued`](Self::flush_queued)'s, which the caller arranges).
     /// A failure to write it is logged, not returned.
     pub fn enqueue(&self, kind: &str, fields: Value) -> Result<(), AuditError> {
-        self.queue(kind, fields, false).map(drop)
+        self.queue(kind, fields, Waiter::Nobody).map(drop)
     }
 
-    /// Puts a record in the queue under a new ticket; one not `awaited` is
-    /// known as such from the start, so a flush that fails keeps it.
-    fn queue(&self, kind: &str, fields: Value, awaited: bool) -> Result<u64, AuditError> {
+    /// Puts a record in the queue under a new ticket; one nobody waits for
+    /// is known as such from the start, so a flush that fails keeps it.
+    fn queue(&self, kind: &str, fields: Value, waiter: Waiter) -> Result<u64, AuditError> {
         let Value::Object(record) = fields else {
             return Err(AuditError::Fields { kind: kind.into() });
         };
@@ -345,9 +387,11 @@ impl AuditLog {
         }
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        if !awaited {
-            state.unawaited.insert(ticket);
-        }
+        match waiter {
+            Waiter::Nobody => state.unawaited.insert(ticket),
+            Waiter::AppenderKept => state.kept.insert(ticket),
+            Waiter::Appender => false,
+        };
         let mut record = record;
         // Set by the chain (so a failed batch's records can be queued again as they were).
         for key in CHAIN_FIELDS {
@@ -367,7 +411,7 @@ impl AuditLog {
         if state.poisoned {
             return Err(AuditError::Poisoned { path: self.path() });
         }
-        if state.queued.is_empty() {
+        if state.queued.is_empty() && state.lost.is_empty() {
             return Ok(());
         }
         let before = state.seq;
@@ -391,7 +435,7 @@ impl AuditLog {
     /// [`Ticket::wait`], maybe after others have queued theirs, so that one
     /// flush writes them all.
     pub fn submit(&self, kind: &str, fields: Value) -> Result<Ticket<'_>, AuditError> {
-        let ticket = self.queue(kind, fields, true)?;
+        let ticket = self.queue(kind, fields, Waiter::Appender)?;
         Ok(Ticket { log: self, ticket })
     }
 
@@ -402,7 +446,19 @@ impl AuditLog {
         loop {
             if let Some(outcome) = state.outcomes.remove(&ticket) {
                 return outcome.map_err(|f| {
-                    io_err(&self.path(), f.action)(io::Error::new(f.kind, f.message))
+                    let (path, source) = (self.path(), io::Error::new(f.kind, f.message));
+                    match f.kept {
+                        true => AuditError::Kept {
+                            path,
+                            action: f.action,
+                            source,
+                        },
+                        false => AuditError::Io {
+                            path,
+                            action: f.action,
+                            source,
+                        },
+                    }
                 });
             }
             if state.poisoned {
@@ -416,26 +472,37 @@ impl AuditLog {
         }
     }
 
-    /// Chains every queued record onto the last one on disk, writes and
-    /// fsyncs them (the lock released meanwhile), and leaves each record's
-    /// outcome for its appender. A failed batch leaves the chain as it was.
+    /// Chains every queued record onto the last one on disk (after a
+    /// `lost` record, when records were dropped since the last write),
+    /// writes and fsyncs them (the lock released meanwhile), and leaves each
+    /// record's outcome for its appender. A failed batch leaves the chain as
+    /// it was.
     fn flush<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         let queued = std::mem::take(&mut state.queued);
+        let lost = std::mem::take(&mut state.lost);
         let (mut seq, mut prev) = (state.seq, state.prev.clone());
         let mut batch = Vec::new();
-        let mut chained = Vec::with_capacity(queued.len());
-        for (ticket, kind, mut record) in queued {
+        let mut chain = |kind: &str, record: &mut Map<String, Value>| {
             seq += 1;
             record.insert("seq".into(), seq.into());
             record.insert("time".into(), rfc3339(SystemTime::now()).into());
-            record.insert("kind".into(), kind.clone().into());
-            record.insert("prev".into(), prev.into());
-            let hash = record_hash(&record);
+            record.insert("kind".into(), kind.into());
+            record.insert("prev".into(), std::mem::take(&mut prev).into());
+            let hash = record_hash(record);
             record.insert("hash".into(), hash.into());
-            let line = serde_json::to_string(&record).unwrap_or_default();
+            let line = serde_json::to_string(record).unwrap_or_default();
             prev = sha256_hex(line.as_bytes());
             batch.extend_from_slice(line.as_bytes());
             batch.push(b'\n');
+            seq
+        };
+        if !lost.is_empty() {
+            let mut record = lost_record(&lost);
+            chain("lost", &mut record);
+        }
+        let mut chained = Vec::with_capacity(queued.len());
+        for (ticket, kind, mut record) in queued {
+            let seq = chain(&kind, &mut record);
             chained.push((ticket, seq, kind, record));
         }
         state.flushing = true;
@@ -452,6 +519,7 @@ impl AuditLog {
                 state.seq = seq;
                 state.prev = head.hash;
                 for (ticket, seq, _, _) in chained {
+                    state.kept.remove(&ticket);
                     if !state.unawaited.remove(&ticket) {
                         state.outcomes.insert(ticket, Ok(seq));
                     }
@@ -461,41 +529,60 @@ impl AuditLog {
                 let failure = match &e {
                     AuditError::Io { source, action, .. } => Failure {
                         action,
+                        kept: false,
                         kind: source.kind(),
                         message: source.to_string(),
                     },
                     other => Failure {
                         action: "write",
+                        kept: false,
                         kind: io::ErrorKind::Other,
                         message: other.to_string(),
                     },
                 };
+                // Still to be said, with any dropped below.
+                for (kind, n) in lost {
+                    *state.lost.entry(kind).or_default() += n;
+                }
                 // A waiting appender hears of the failure (its action does
-                // not proceed). A record nobody waits for (its action went
-                // on already) is queued again, in order, ahead of later
-                // ones: the chain is unchanged, so it goes with the next
-                // flush that succeeds.
+                // not proceed, unless it is done already). A record nobody
+                // waits for, or of something done, is queued again, in
+                // order, ahead of later ones: the chain is unchanged, so it
+                // goes with the next flush that succeeds.
                 let mut again = Vec::new();
-                let mut lost = 0;
+                let mut dropped = 0;
                 for (ticket, _, kind, mut record) in chained {
+                    let keep = state.unawaited.contains(&ticket) || state.kept.remove(&ticket);
+                    let room = undone && state.queued.len() + again.len() < MAX_PENDING;
                     if !state.unawaited.contains(&ticket) {
-                        state.outcomes.insert(ticket, Err(failure.clone()));
-                    } else if undone && state.queued.len() + again.len() < MAX_PENDING {
+                        let failure = Failure {
+                            kept: keep && room,
+                            ..failure.clone()
+                        };
+                        state.outcomes.insert(ticket, Err(failure));
+                    }
+                    if !keep {
+                        continue;
+                    }
+                    if room {
                         for key in CHAIN_FIELDS {
                             record.remove(key);
                         }
+                        // Its appender has its outcome: nobody waits for it now.
+                        state.unawaited.insert(ticket);
                         again.push((ticket, kind, record));
                     } else {
                         state.unawaited.remove(&ticket);
-                        lost += 1;
+                        *state.lost.entry(kind).or_default() += 1;
+                        dropped += 1;
                     }
                 }
                 for r in again.into_iter().rev() {
                     state.queued.push_front(r);
                 }
-                if lost > 0 {
+                if dropped > 0 {
                     tracing::error!(
-                        "audit log: {lost} records nobody waited for could not be written: {}: {}",
+                        "audit log: {dropped} records kept for a later write were dropped (a `lost` record will count them): {}: {}",
                         failure.action,
                         failure.message
                     );
@@ -555,6 +642,36 @@ impl AuditLog {
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.dir, "fsync of the state dir"))
     }
+}
+
+/// Who takes a queued record's outcome, and whether a failed write keeps it.
+#[derive(Debug, Clone, Copy)]
+enum Waiter {
+    /// Nobody ([`AuditLog::enqueue`]): a failed write keeps it queued.
+    Nobody,
+    /// Its appender: a failed write is their error, and the record is gone.
+    Appender,
+    /// Its appender ([`AuditLog::append_done`]), told of a failed write,
+    /// which keeps it queued all the same.
+    AppenderKept,
+}
+
+/// The `lost` record's fields for records dropped, by kind.
+fn lost_record(lost: &BTreeMap<String, u64>) -> Map<String, Value> {
+    let mut record = Map::new();
+    record.insert("records".into(), lost.values().sum::<u64>().into());
+    record.insert(
+        "kinds".into(),
+        Value::Object(lost.iter().map(|(k, n)| (k.clone(), (*n).into())).collect()),
+    );
+    record.insert(
+        "message".into(),
+        format!(
+            "records that could not be written while the audit log failed were dropped (at most {MAX_PENDING} are kept)"
+        )
+        .into(),
+    );
+    record
 }
 
 /// A record queued by [`AuditLog::submit`]. Dropped without
