@@ -803,6 +803,106 @@ fn agent_audit_follow_prints_records_of_later_execs_across_rotations() {
     assert_eq!(seen.len(), 8, "{seen:#?}");
 }
 
+/// The seqs of every record of the log in `state_dir` (rotated files and the live one).
+fn all_seqs(state_dir: &Path) -> Vec<u64> {
+    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(state_dir)
+        .expect("state dir")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_str()?;
+            match name.strip_prefix("audit.jsonl") {
+                Some("") => Some((u64::MAX, path)),
+                Some(n) => Some((n.strip_prefix('.')?.parse().ok()?, path)),
+                None => None,
+            }
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|(_, path)| {
+            std::fs::read_to_string(path)
+                .expect("read the log")
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<Value>(l).expect("a record")["seq"]
+                        .as_u64()
+                        .expect("seq")
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A follower of the whole log (an admin's) while writers fill it so fast
+/// that it rotates many times between two of the follower's looks: it gets
+/// every record exactly once, in order.
+#[test]
+fn agent_audit_follow_reads_every_record_once_across_many_rotations() {
+    let d = Daemon::builder()
+        .config(&format!(
+            "admin_group = \"{ADMINS}\"\n[audit]\nmax_size = \"1k\""
+        ))
+        .start();
+    let ws = Dir::new(U1);
+    let mut follower = d
+        .agent(U1, &ws.path)
+        .groups(&[U1, ADMINS])
+        .command(&["audit", "--follow", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent audit --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let r: Value = serde_json::from_str(&line).expect("a JSON line");
+            if tx.send(r["seq"].as_u64().expect("seq")).is_err() {
+                return;
+            }
+        }
+    });
+    // Refused kills: a record each, a few milliseconds apart.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let agent = d.agent(U2, &ws.path);
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    agent.run(&["kill", &format!("none-{w}-{i}")]);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let written = all_seqs(&d.state_dir);
+    let last = *written.last().expect("records");
+    assert_eq!(written, (1..=last).collect::<Vec<_>>());
+    assert!(
+        d.state_dir.join("audit.jsonl.40").exists(),
+        "too few rotations"
+    );
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.last() != Some(&last) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(seq) => seen.push(seq),
+            Err(_) => break,
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert_eq!(seen, written, "followed seqs (left) against the log's");
+}
+
 #[test]
 fn audit_streams_are_limited_per_user_and_others_still_get_theirs() {
     let d = Daemon::start();

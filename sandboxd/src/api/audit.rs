@@ -1,10 +1,11 @@
 //! Audit: the audit log read back to a caller. Users see their own records
 //! (those whose `uid` is theirs); members of the admin group see all,
 //! including records that name no uid. With `follow`, the live file is
-//! polled for new records and followed across rotations.
+//! polled for new records and followed across rotations, every record
+//! sent once and in order.
 
 use super::Api;
-use crate::audit::{files, FILE_NAME};
+use crate::audit::{rotated, FILE_NAME};
 use crate::identity::Caller;
 use crate::policy::values::parse_duration;
 use crate::quota::{Quota, Slot};
@@ -13,7 +14,7 @@ use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -212,9 +213,12 @@ impl Live {
 }
 
 /// The records of every file, oldest first; then, with `follow`, the live
-/// file's new ones. The live file is opened before the rotated files are
-/// listed, so a rotation in between loses nothing (its records are read
-/// twice and sent once).
+/// file's new ones. When the live file is found rotated (another file under
+/// its name), the old one is drained to its end (nothing is written to it
+/// once renamed), then every file rotated after it is read, then the new
+/// live file is followed. The live file is opened before the rotated files
+/// are listed, so a rotation in between loses nothing (its records are
+/// read twice and sent once).
 fn stream(
     dir: &Path,
     filter: &Filter,
@@ -227,53 +231,95 @@ fn stream(
         tx,
         last_seq: 0,
     };
-    let mut live = Live::open(&live_path)?;
-    for path in files(dir).map_err(read_err(dir, "listing the state dir"))? {
-        if path == live_path {
-            continue;
-        }
-        let file = File::open(&path).map_err(read_err(&path, "open"))?;
-        let mut reader = BufReader::new(file);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            if reader
-                .read_until(b'\n', &mut line)
-                .map_err(read_err(&path, "read"))?
-                == 0
-            {
-                break;
-            }
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            if !line.is_empty() && !out.line(&line) {
-                return Ok(());
-            }
-        }
-    }
+    // The file followed; `None` before the start, and while there is none.
+    let mut live: Option<Live> = None;
+    let mut started = false;
     loop {
         // Checked before draining: once the name points elsewhere, nothing
         // more is written to the old file, so draining it now reads it all.
-        let rotated = follow
-            && match std::fs::metadata(&live_path) {
-                Ok(m) => live.as_ref().is_none_or(|l| l.ino != m.ino()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                Err(e) => return Err(read_err(&live_path, "stat")(e)),
-            };
+        let moved = !started
+            || follow
+                && match std::fs::metadata(&live_path) {
+                    Ok(m) => live.as_ref().is_none_or(|l| l.ino != m.ino()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                    Err(e) => return Err(read_err(&live_path, "stat")(e)),
+                };
         if let Some(l) = live.as_mut() {
             if !l.drain(&live_path, &mut out)? {
                 return Ok(());
             }
         }
-        if rotated {
-            live = Live::open(&live_path)?;
+        if moved {
+            let next = Live::open(&live_path)?;
+            let after = live.as_ref().map(|l| l.ino);
+            for path in rotated_after(dir, after, out.last_seq)? {
+                if !send_file(&path, &mut out)? {
+                    return Ok(());
+                }
+            }
+            live = next;
+            started = true;
             continue;
         }
         if !follow || tx.is_closed() {
             return Ok(());
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// The rotated files after the one whose inode is `after` (all, when
+/// there is none), oldest first: listed from the newest back to that one,
+/// or to one whose first record is not past `last_seq` (read already).
+fn rotated_after(dir: &Path, after: Option<u64>, last_seq: u64) -> Result<Vec<PathBuf>, ReadError> {
+    let mut out = Vec::new();
+    for n in rotated(dir)
+        .map_err(read_err(dir, "listing the state dir"))?
+        .into_iter()
+        .rev()
+    {
+        let path = dir.join(format!("{FILE_NAME}.{n}"));
+        let file = File::open(&path).map_err(read_err(&path, "open"))?;
+        let ino = file.metadata().map_err(read_err(&path, "stat"))?.ino();
+        if Some(ino) == after || first_seq(file, &path)?.is_some_and(|s| s <= last_seq) {
+            break;
+        }
+        out.push(path);
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// The `seq` of the first record of `file`, if it has one.
+fn first_seq(file: File, path: &Path) -> Result<Option<u64>, ReadError> {
+    let mut line = Vec::new();
+    BufReader::new(file)
+        .read_until(b'\n', &mut line)
+        .map_err(read_err(path, "read"))?;
+    let record: Option<Map<String, Value>> = serde_json::from_slice(line.trim_ascii_end()).ok();
+    Ok(record.and_then(|r| r.get("seq").and_then(Value::as_u64)))
+}
+
+/// Sends the records of a rotated file; false once the client is gone.
+fn send_file(path: &Path, out: &mut Emitter<'_>) -> Result<bool, ReadError> {
+    let file = File::open(path).map_err(read_err(path, "open"))?;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(read_err(path, "read"))?
+            == 0
+        {
+            return Ok(true);
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if !line.is_empty() && !out.line(&line) {
+            return Ok(false);
+        }
     }
 }
 

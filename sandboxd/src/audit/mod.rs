@@ -132,7 +132,7 @@ fn record_hash(record: &Map<String, Value>) -> String {
 }
 
 /// The numbers N of the rotated `audit.jsonl.N` in `dir`, ascending.
-fn rotated(dir: &Path) -> std::io::Result<Vec<u64>> {
+pub(crate) fn rotated(dir: &Path) -> std::io::Result<Vec<u64>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
