@@ -302,9 +302,9 @@ fn read_u64(path: &std::path::Path) -> u64 {
 
 /// Each sandbox has limits of its own; the cgroup holding them all is
 /// capped too, so that many at once leave the host an eighth of its memory
-/// (at least 1 GiB) and a quarter of its process ids. And the empty
-/// cgroups a crashed daemon left behind are removed when one starts; one
-/// made moments ago (another daemon's, about to get its process) stays.
+/// (at least 1 GiB) and a quarter of the tasks it can have. And the empty
+/// cgroups of a daemon no longer running are removed when one starts;
+/// those of a running one (any process alive with that pid) stay.
 #[test]
 fn the_sandboxes_together_are_capped_and_leftover_cgroups_are_removed() {
     let (pids_mount, _) = cgroup_mount("pids");
@@ -312,31 +312,37 @@ fn the_sandboxes_together_are_capped_and_leftover_cgroups_are_removed() {
     if !parent.is_dir() {
         let _ = std::fs::create_dir(&parent);
     }
-    let stale = parent.join(marker("left-over-"));
-    let young = parent.join(marker("being-made-"));
-    std::fs::create_dir(&stale).unwrap();
-    std::fs::create_dir(&young).unwrap();
-    let touched = std::process::Command::new("touch")
-        .args(["-d", "1 hour ago"])
-        .arg(&stale)
-        .status()
-        .unwrap();
-    assert!(touched.success());
+    let proc_number = |p: &str| read_u64(std::path::Path::new(p));
+    let pid_max = proc_number("/proc/sys/kernel/pid_max");
+    // No process has a pid past pid_max; this test's own process is alive.
+    let gone = parent.join(format!("run-{}-{}", pid_max + 1, marker("x")));
+    let pool_gone = parent.join(format!("pool-{}-{}", pid_max + 1, marker("x")));
+    let alive = parent.join(format!("run-{}-{}", std::process::id(), marker("x")));
+    let other = parent.join(marker("not-a-sandbox-"));
+    for dir in [&gone, &pool_gone, &alive, &other] {
+        std::fs::create_dir(dir).unwrap();
+    }
 
     let d = Daemon::start();
     let ws = Dir::new(U1);
     d.sh(U1, &ws.path, &[], "true").expect_code(0);
-    let removed = eventually(Duration::from_secs(10), || !stale.exists());
-    let kept = young.exists();
-    let _ = std::fs::remove_dir(&young);
-    let _ = std::fs::remove_dir(&stale);
-    assert!(removed, "{} left", stale.display());
-    assert!(kept, "a cgroup made moments ago was removed");
+    let removed = eventually(Duration::from_secs(10), || {
+        !gone.exists() && !pool_gone.exists()
+    });
+    let kept = alive.exists() && other.exists();
+    for dir in [&gone, &pool_gone, &alive, &other] {
+        let _ = std::fs::remove_dir(dir);
+    }
+    assert!(removed, "the cgroups of a daemon that is gone were left");
+    assert!(
+        kept,
+        "a cgroup of a running process, or not a sandbox's, was removed"
+    );
 
-    let pid_max = read_u64(std::path::Path::new("/proc/sys/kernel/pid_max"));
+    let tasks = pid_max.min(proc_number("/proc/sys/kernel/threads-max"));
     assert_eq!(
         read_u64(&parent.join("pids.max")),
-        (pid_max / 4 * 3).max(1024)
+        (tasks / 4 * 3).max(1024)
     );
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
     let total: u64 = meminfo

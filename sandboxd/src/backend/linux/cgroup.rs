@@ -225,12 +225,11 @@ fn places() -> Result<[(&'static str, Option<Place>); 3], CgroupError> {
     Ok(["memory", "pids", "cpu"].map(|c| (c, locate(&mounts, c, &v2_controllers))))
 }
 
-/// Removes the cgroups `sandboxd/<name>` for which `stale(name, age)`
-/// holds, `age` being the time since the directory last changed, in every
-/// hierarchy carrying memory, pids or cpu (e.g. the cgroups a daemon that
-/// is gone left behind). A cgroup that still has processes stays: rmdir
-/// refuses it.
-pub fn remove_stale(stale: impl Fn(&str, Duration) -> bool) {
+/// Removes the cgroups `sandboxd/<name>` for which `stale(name)` holds, in
+/// every hierarchy carrying memory, pids or cpu (e.g. the cgroups a daemon
+/// that is gone left behind). A cgroup that still has processes stays:
+/// rmdir refuses it.
+pub fn remove_stale(stale: impl Fn(&str) -> bool) {
     let Ok(places) = places() else { return };
     for (_, place) in places {
         let Some(place) = place else { continue };
@@ -238,16 +237,8 @@ pub fn remove_stale(stale: impl Fn(&str, Duration) -> bool) {
             continue;
         };
         for e in entries.flatten() {
-            let Ok(meta) = e.metadata() else { continue };
-            if !meta.is_dir() {
-                continue;
-            }
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.elapsed().ok())
-                .unwrap_or_default();
-            if e.file_name().to_str().is_some_and(|n| stale(n, age)) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) && e.file_name().to_str().is_some_and(&stale)
+            {
                 let _ = fs::remove_dir(e.path());
             }
         }
@@ -255,18 +246,28 @@ pub fn remove_stale(stale: impl Fn(&str, Duration) -> bool) {
 }
 
 /// The limits of the `sandboxd` cgroup, which holds every sandbox's, on a
-/// host with `mem_total` bytes of memory and `pid_max` process ids: the
-/// host keeps a quarter of the ids and an eighth of the memory (at least
-/// 1 GiB) whatever the sandboxes' own limits add up to.
-pub fn parent_caps(mem_total: u64, pid_max: u64) -> CgroupLimits {
+/// host with `mem_total` bytes of memory that can have `tasks` processes
+/// and threads: the host keeps an eighth of the memory (at least 1 GiB)
+/// and a quarter of the tasks whatever the sandboxes' own limits add up to.
+pub fn parent_caps(mem_total: u64, tasks: u64) -> CgroupLimits {
     let kept = (mem_total / 8).max(1 << 30);
     CgroupLimits {
         memory_bytes: Some(mem_total.saturating_sub(kept).max(1 << 28)),
-        pids: Some((pid_max / 4 * 3).max(1024)),
+        pids: Some((tasks / 4 * 3).max(1024)),
     }
 }
 
-/// The host's memory (bytes) and process ids, from /proc.
+/// A number in a /proc file.
+fn proc_number(path: &Path) -> Result<u64, CgroupError> {
+    fs::read_to_string(path)
+        .map_err(|e| io_err(path, e))?
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| io_err(path, io::Error::other(e)))
+}
+
+/// The host's memory in bytes, and how many tasks it can have (the lower
+/// of the pid and thread limits).
 fn host_size() -> Result<(u64, u64), CgroupError> {
     let meminfo = Path::new("/proc/meminfo");
     let text = fs::read_to_string(meminfo).map_err(|e| io_err(meminfo, e))?;
@@ -275,38 +276,29 @@ fn host_size() -> Result<(u64, u64), CgroupError> {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .ok_or_else(|| io_err(meminfo, io::Error::other("no MemTotal")))?;
-    let pid_max = Path::new("/proc/sys/kernel/pid_max");
-    let pids = fs::read_to_string(pid_max)
-        .map_err(|e| io_err(pid_max, e))?
-        .trim()
-        .parse::<u64>()
-        .map_err(|e| io_err(pid_max, io::Error::other(e)))?;
-    Ok((mem_kib * 1024, pids))
+    let pid_max = proc_number(Path::new("/proc/sys/kernel/pid_max"))?;
+    let threads_max = proc_number(Path::new("/proc/sys/kernel/threads-max"))?;
+    Ok((mem_kib * 1024, pid_max.min(threads_max)))
 }
 
 /// Makes the `sandboxd` cgroup that holds every sandbox's, and caps it
 /// ([`parent_caps`]): each sandbox has limits of its own, but many of them
-/// at once could still take the host's memory or process ids.
+/// at once could still take the host's memory or tasks. Only memory as
+/// such is capped there: swap stays as each sandbox's limit has it.
 pub fn cap_parent() -> Result<CgroupLimits, CgroupError> {
-    let (mem_total, pid_max) = host_size()?;
-    let caps = parent_caps(mem_total, pid_max);
+    let (mem_total, tasks) = host_size()?;
+    let caps = parent_caps(mem_total, tasks);
     for (name, place) in places()? {
         let Some(place) = place else { continue };
-        let dir = Dir {
-            version: place.version,
-            path: parent_dir(name, &place)?,
-            mount: place.mount,
-            memory: name == "memory",
-            pids: name == "pids",
-            cpu: false,
+        let (file, value) = match (name, place.version) {
+            ("memory", Version::V1) => ("memory.limit_in_bytes", caps.memory_bytes),
+            ("memory", Version::V2) => ("memory.max", caps.memory_bytes),
+            ("pids", _) => ("pids.max", caps.pids),
+            _ => continue,
         };
-        match name {
-            "memory" => apply_memory(&dir, caps.memory_bytes.unwrap_or(u64::MAX))?,
-            "pids" => write(
-                &dir.path.join("pids.max"),
-                &caps.pids.unwrap_or(0).to_string(),
-            )?,
-            _ => {}
+        let parent = parent_dir(name, &place)?;
+        if let Some(value) = value {
+            write(&parent.join(file), &value.to_string())?;
         }
     }
     Ok(caps)

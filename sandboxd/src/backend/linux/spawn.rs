@@ -440,8 +440,17 @@ async fn read_report(rx: &AsyncFd<OwnedFd>) -> io::Result<(Option<InitReport>, V
 /// Inits kept ready in the pool.
 const POOL_SIZE: usize = 3;
 
-/// Name prefix of pooled inits' cgroups: `pool-<daemon pid>-<n>`.
-const POOL_PREFIX: &str = "pool-";
+/// Every sandbox cgroup is named for the daemon that made it,
+/// `<kind>-<daemon pid>-<rest>`, so that a daemon starting removes those of
+/// daemons no longer running and never another running daemon's.
+fn cgroup_name(kind: &str, rest: &str) -> String {
+    format!("{kind}-{}-{rest}", std::process::id())
+}
+
+/// The kind of pooled inits' cgroups, `pool-<daemon pid>-<n>`.
+const POOL_KIND: &str = "pool";
+/// The kind of cgroups made for one exec, `run-<daemon pid>-<exec id>`.
+const RUN_KIND: &str = "run";
 
 /// An init started ahead of time (loopback network plan, no tty): executing
 /// `init_exe __sandbox_init` in fresh namespaces, in its own cgroup without
@@ -458,11 +467,7 @@ impl Ready {
     /// Clones and executes an init for the pool and moves it into a new cgroup.
     fn start(init_exe: &Path) -> Result<Self, SpawnError> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "{POOL_PREFIX}{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = cgroup_name(POOL_KIND, &SEQ.fetch_add(1, Ordering::Relaxed).to_string());
         let mut cgroup = Cgroup::create(&name, &CgroupLimits::default())?;
         let (child, parent) = make_fds(false)?;
         let (pid, pidfd) = clone_init(init_exe, &NetPlan::Loopback, None, &child)?;
@@ -599,26 +604,23 @@ impl Pool {
     }
 }
 
-/// Age past which an empty sandbox cgroup is left over: one being made
-/// gets its first process within moments.
-const STALE_CGROUP_AGE: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Caps the cgroup holding every sandbox's ([`cgroup::cap_parent`]), and
-/// removes the empty cgroups that daemons no longer running left behind:
-/// pool cgroups of a pid that is gone, and sandboxes' of a daemon that
-/// crashed (empty, and older than [`STALE_CGROUP_AGE`], as one another
-/// daemon is making may not have its process yet).
+/// removes the empty cgroups ([`cgroup_name`]) of daemons no longer running
+/// (one that crashed, or was killed, leaves them behind).
 fn sweep_cgroups() {
     match cgroup::cap_parent() {
         Ok(caps) => tracing::debug!(?caps, "capped the sandboxes' cgroup"),
         Err(e) => tracing::warn!(error = %e, "the sandboxes together are not capped"),
     }
     let me = std::process::id().to_string();
-    cgroup::remove_stale(|name, age| match name.strip_prefix(POOL_PREFIX) {
-        Some(rest) => rest
-            .split_once('-')
-            .is_some_and(|(pid, _)| pid != me && !Path::new("/proc").join(pid).exists()),
-        None => age > STALE_CGROUP_AGE,
+    cgroup::remove_stale(|name| {
+        let Some((kind, rest)) = name.split_once('-') else {
+            return false;
+        };
+        [POOL_KIND, RUN_KIND].contains(&kind)
+            && rest
+                .split_once('-')
+                .is_some_and(|(pid, _)| pid != me && !Path::new("/proc").join(pid).exists())
     });
 }
 
@@ -629,7 +631,7 @@ fn start_direct(
     limits: &CgroupLimits,
     init_exe: &Path,
 ) -> Result<(i32, InitGuard, Cgroup, ParentFds, Option<OwnedFd>), SpawnError> {
-    let mut cgroup = Cgroup::create(&spec.id, limits)?;
+    let mut cgroup = Cgroup::create(&cgroup_name(RUN_KIND, &spec.id), limits)?;
     let (child, parent) = make_fds(spec.tty)?;
     let netns = match spec.net {
         NetPlan::Loopback => super::netns::POOL.take(),
