@@ -386,7 +386,10 @@ impl Proxy {
     fn records(&self) -> Vec<Value> {
         let text =
             std::fs::read_to_string(self.audit_dir.path().join("audit.jsonl")).unwrap_or_default();
-        text.lines()
+        // Whole lines only: a record may be being written.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole
+            .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .filter(|v| v["kind"].as_str().is_some_and(|k| k.starts_with("network")))
             .collect()

@@ -170,6 +170,15 @@ impl Refusals {
     }
 }
 
+impl Drop for Session {
+    /// Refusals still only counted when the network thread did not get to
+    /// [`queue_counted`](Session::queue_counted) (it panicked) go to the
+    /// audit log's queue, written with its next flush.
+    fn drop(&mut self) {
+        self.queue_counted();
+    }
+}
+
 /// The audit log could not take a record: the action must not proceed.
 #[derive(Debug, thiserror::Error)]
 #[error("not allowed, as it cannot be audited: {0}")]
