@@ -4,7 +4,7 @@
 //! arrive while earlier ones wait to be written are folded into one record
 //! that counts them, so a flood of queries costs the log one line per
 //! distinct question; past [`MAX_PENDING`] distinct waiting questions new
-//! ones are not answered at all (nothing goes unrecorded).
+//! ones are not answered at all, only counted (nothing goes unrecorded).
 //!
 //! Once written, a question's decision answers its repeats for [`RECENT`]
 //! (up to [`MAX_RECENT`] questions): they are counted, in one more record
@@ -178,7 +178,7 @@ impl AuditQueue {
 
     /// Queues the record of `decision` on `q`: whether it allows the
     /// answer, or `None` when the queue is full or the sandbox asks new
-    /// questions faster than the [`rate`] (then counted, to be recorded).
+    /// questions faster than the [`rate`] (either way counted, to be recorded).
     pub fn push(&self, q: &Question, decision: NetDecision) -> Option<bool> {
         let now = Instant::now();
         let mut p = self.lock();
@@ -189,10 +189,7 @@ impl AuditQueue {
             }
             return Some(allowed);
         }
-        if p.waiting.len() >= MAX_PENDING {
-            return None;
-        }
-        if !p.allowance.take(now) {
+        if p.waiting.len() >= MAX_PENDING || !p.allowance.take(now) {
             p.over_rate += 1;
             if p.over_rate == 1 {
                 p.over_rate_name = q.shown();
@@ -237,11 +234,10 @@ impl AuditQueue {
         };
         let mut batch: Vec<(Box<[u8]>, Entry)> = batch.into_iter().collect();
         batch.sort_unstable_by_key(|(_, e)| e.order);
-        let mut records = Vec::with_capacity(batch.len() + repeats.len() + 1);
+        let mut records = Vec::with_capacity(batch.len() + 1);
         if over_rate > 0 {
             records.push(over_rate_record(over_rate, name));
         }
-        records.extend(repeats);
         let mut written = Vec::with_capacity(batch.len());
         for (key, Entry { count, record, .. }) in batch {
             let mut shown = record.clone();
@@ -253,9 +249,14 @@ impl AuditQueue {
             records.push(shown);
             written.push((key, record));
         }
-        let mut queued = Ok(!records.is_empty());
+        let mut queued = Ok(!records.is_empty() || !repeats.is_empty());
         for record in records {
             let r = self.session.queue(record);
+            queued = queued.and_then(|q| r.map(|()| q));
+        }
+        // The stream showed the decision once; its repeats are the log's.
+        for record in &repeats {
+            let r = self.session.queue_unshown(record);
             queued = queued.and_then(|q| r.map(|()| q));
         }
         let mut p = self.lock();
@@ -285,6 +286,13 @@ impl AuditQueue {
                 Ok(false) if self.closed.load(Ordering::Acquire) => {
                     self.written(self.session.flush_queued().await);
                     return;
+                }
+                // Until a write succeeds, nothing is answered: try again
+                // even when only repeats are asked (they need no new record).
+                Ok(false) if self.failing() => {
+                    tokio::time::sleep(GATHER).await;
+                    self.written(self.session.flush_queued().await);
+                    continue;
                 }
                 Ok(false) => {
                     match due {

@@ -332,6 +332,15 @@ impl Session {
         queued.map_err(|e| NotAudited(e.to_string()))
     }
 
+    /// Queues `r` in the audit log like [`queue`](Self::queue), without
+    /// sending it on the exec's stream: for counts of what the stream
+    /// already showed.
+    pub fn queue_unshown(&self, r: &NetRecord) -> Result<(), NotAudited> {
+        self.audit
+            .enqueue("network", self.fields(r))
+            .map_err(|e| NotAudited(e.to_string()))
+    }
+
     /// Sends decision `r` on the exec's stream (ends are not shown there),
     /// or counts it lost when the stream's buffer is full (a slow client): a
     /// sandbox's connections never wait for its client, and the audit log
