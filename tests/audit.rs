@@ -404,6 +404,52 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
         .any(|r| r["kind"] == "exec-end" && r["id"] == start["id"]));
 }
 
+/// A follower of the whole log while writes fail on a full volume (a
+/// write cut short by the full disk is taken back, and its seqs used
+/// again by the next one): it shows every record of the final log once,
+/// in order, and nothing else.
+#[test]
+fn agent_audit_follow_shows_only_the_records_that_stay_when_writes_fail() {
+    let d = Daemon::builder()
+        .config(&format!("admin_group = \"{ADMINS}\""))
+        .start();
+    let ws = Dir::new(U1);
+    d.sh(U1, &ws.path, &[], "true").expect_code(0);
+    let small = Over::small_tmpfs(&d.state_dir);
+    let (mut follower, rx) = follow(d.agent(U1, &ws.path).groups(&[U1, ADMINS]));
+    let filler = small.fill();
+    let mut refused = 0;
+    for i in 0..64 {
+        if d.sh(U1, &ws.path, &[], &format!("echo {i}")).code != 0 {
+            refused += 1;
+        }
+        if refused == 3 {
+            break;
+        }
+    }
+    assert_eq!(refused, 3, "execs were not refused on the full volume");
+    std::fs::remove_file(&filler).expect("remove filler");
+    for i in 0..3 {
+        d.sh(U1, &ws.path, &[], &format!("echo again {i}"))
+            .expect_code(0);
+    }
+    let written = records(&d);
+    let last = written.last().expect("records")["seq"].clone();
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.last().map(|r: &Value| &r["seq"]) != Some(&last) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(r) => seen.push(r),
+            Err(_) => break,
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert_eq!(seen, written, "followed records (left) against the log's");
+    verify(&d.state_dir).expect_code(0);
+}
+
 /// An exec that ends while the log cannot be written (its state dir made
 /// read-only): its client hears so, and its end is kept and written with
 /// the next record once the log can be written again, in the chain.
@@ -739,15 +785,10 @@ fn agent_audit_since_filters_on_time() {
     assert!(out.stderr.contains("last tuesday"), "{}", out.stderr);
 }
 
-#[test]
-fn agent_audit_follow_prints_records_of_later_execs_across_rotations() {
-    let d = Daemon::builder()
-        .config("[audit]\nmax_size = \"1k\"")
-        .start();
-    let (ws1, ws2) = (Dir::new(U1), Dir::new(U2));
-    d.sh(U1, &ws1.path, &[], "echo before").expect_code(0);
-    let mut follower = d
-        .agent(U1, &ws1.path)
+/// `agent audit --follow --json` run by `agent`, and the records it
+/// prints, as they come.
+fn follow(agent: Agent) -> (std::process::Child, std::sync::mpsc::Receiver<Value>) {
+    let mut follower = agent
         .command(&["audit", "--follow", "--json"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -762,14 +803,23 @@ fn agent_audit_follow_prints_records_of_later_execs_across_rotations() {
             .lines()
             .map_while(Result::ok)
         {
-            if tx
-                .send(serde_json::from_str(&line).expect("a JSON line"))
-                .is_err()
-            {
+            let record = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if tx.send(record).is_err() {
                 return;
             }
         }
     });
+    (follower, rx)
+}
+
+#[test]
+fn agent_audit_follow_prints_records_of_later_execs_across_rotations() {
+    let d = Daemon::builder()
+        .config("[audit]\nmax_size = \"1k\"")
+        .start();
+    let (ws1, ws2) = (Dir::new(U1), Dir::new(U2));
+    d.sh(U1, &ws1.path, &[], "echo before").expect_code(0);
+    let (mut follower, rx) = follow(d.agent(U1, &ws1.path));
     let mut seen: Vec<Value> = Vec::new();
     let wait_for = |want: &[&str], seen: &mut Vec<Value>| {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -845,29 +895,7 @@ fn agent_audit_follow_reads_every_record_once_across_many_rotations() {
         ))
         .start();
     let ws = Dir::new(U1);
-    let mut follower = d
-        .agent(U1, &ws.path)
-        .groups(&[U1, ADMINS])
-        .command(&["audit", "--follow", "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent audit --follow");
-    let stdout = follower.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<u64>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let r: Value = serde_json::from_str(&line).expect("a JSON line");
-            if tx.send(r["seq"].as_u64().expect("seq")).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut follower, rx) = follow(d.agent(U1, &ws.path).groups(&[U1, ADMINS]));
     // Refused kills: a record each, a few milliseconds apart.
     let writers: Vec<_> = (0..4)
         .map(|w| {
@@ -894,7 +922,7 @@ fn agent_audit_follow_reads_every_record_once_across_many_rotations() {
     while seen.last() != Some(&last) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
-            Ok(seq) => seen.push(seq),
+            Ok(r) => seen.push(r["seq"].as_u64().expect("seq")),
             Err(_) => break,
         }
     }

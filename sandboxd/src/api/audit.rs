@@ -2,17 +2,19 @@
 //! (those whose `uid` is theirs); members of the admin group see all,
 //! including records that name no uid. With `follow`, the live file is
 //! polled for new records and followed across rotations, every record
-//! sent once and in order.
+//! sent once and in order. Only records the log has written for good are
+//! sent: the bytes of a write in progress, which a failure may take back
+//! (and its seqs be used again), are read again once it is done.
 
 use super::Api;
-use crate::audit::{rotated, FILE_NAME};
+use crate::audit::{rotated, AuditLog, FILE_NAME};
 use crate::identity::Caller;
 use crate::policy::values::parse_duration;
 use crate::quota::{Quota, Slot};
 use sandbox_proto::v1 as pb;
 use serde_json::{Map, Value};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,9 +27,6 @@ pub type AuditStream = ReceiverStream<Result<pb::AuditRecord, Status>>;
 
 /// How often a follower looks for new records.
 const POLL: Duration = Duration::from_millis(200);
-
-/// Bytes of the live file read at a time.
-const CHUNK: u64 = 1 << 20;
 
 impl Api {
     /// Streams the records `caller` may read, oldest first, then (with
@@ -51,6 +50,7 @@ impl Api {
             since,
         };
         let dir = self.paths.state_dir.clone();
+        let log = Arc::clone(&self.audit);
         let (tx, rx) = mpsc::channel(64);
         let uid = caller.uid;
         let reader = admit(uid)?;
@@ -61,7 +61,7 @@ impl Api {
             .name("audit-reader".into())
             .spawn(move || {
                 let _reader = reader;
-                if let Err(e) = stream(&dir, &filter, req.follow, &tx) {
+                if let Err(e) = stream(&dir, &log, &filter, req.follow, &tx) {
                     tracing::warn!(uid, error = %e, "reading the audit log back");
                     let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
                 }
@@ -165,11 +165,13 @@ impl Emitter<'_> {
     }
 }
 
-/// The live file as opened, with what was read past its last whole line.
+/// The live file as opened, and how far its records were sent.
 struct Live {
     file: File,
     ino: u64,
-    partial: Vec<u8>,
+    /// Offset just past the last line sent (or skipped): the end of a
+    /// record written for good, so never taken back.
+    pos: u64,
 }
 
 impl Live {
@@ -181,34 +183,52 @@ impl Live {
             Err(e) => return Err(read_err(path, "open")(e)),
         };
         let ino = file.metadata().map_err(read_err(path, "stat"))?.ino();
-        Ok(Some(Live {
-            file,
-            ino,
-            partial: Vec::new(),
-        }))
+        Ok(Some(Live { file, ino, pos: 0 }))
     }
 
-    /// Emits the whole lines written since the last call, a bounded chunk
-    /// at a time; false once the client is gone.
-    fn drain(&mut self, path: &Path, out: &mut Emitter<'_>) -> Result<bool, ReadError> {
-        loop {
-            let read = (&mut self.file)
-                .take(CHUNK)
-                .read_to_end(&mut self.partial)
+    /// Emits the whole lines written since the last call, up to the record
+    /// `log` has written for good ([`AuditLog::written_seq`], taken before
+    /// the file is read, so every line up to it is there and stays). What
+    /// follows it is left for a later call: a write still running, or one
+    /// that fails and is taken back. False once the client is gone.
+    fn drain(
+        &mut self,
+        path: &Path,
+        log: &AuditLog,
+        out: &mut Emitter<'_>,
+    ) -> Result<bool, ReadError> {
+        let written = log.written_seq();
+        if out.last_seq >= written {
+            return Ok(true);
+        }
+        let len = self.file.metadata().map_err(read_err(path, "stat"))?.len();
+        if len < self.pos {
+            // The daemon takes back only what it has not written for good.
+            return Err(read_err(path, "read")(io::Error::other(format!(
+                "the file is {len} bytes, shorter than the {} bytes already read: it was cut",
+                self.pos
+            ))));
+        }
+        self.file
+            .seek(SeekFrom::Start(self.pos))
+            .map_err(read_err(path, "seek"))?;
+        let mut reader = BufReader::new((&self.file).take(len - self.pos));
+        let mut line = Vec::new();
+        while out.last_seq < written {
+            line.clear();
+            let read = reader
+                .read_until(b'\n', &mut line)
                 .map_err(read_err(path, "read"))?;
-            if let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') {
-                let rest = self.partial.split_off(end + 1);
-                let whole = std::mem::replace(&mut self.partial, rest);
-                for line in whole.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                    if !out.line(line) {
-                        return Ok(false);
-                    }
-                }
+            if line.pop() != Some(b'\n') {
+                // The end of the file as it is now, inside a line.
+                break;
             }
-            if read == 0 {
-                return Ok(true);
+            self.pos += read as u64;
+            if !line.is_empty() && !out.line(&line) {
+                return Ok(false);
             }
         }
+        Ok(true)
     }
 }
 
@@ -221,6 +241,7 @@ impl Live {
 /// read twice and sent once).
 fn stream(
     dir: &Path,
+    log: &AuditLog,
     filter: &Filter,
     follow: bool,
     tx: &mpsc::Sender<Result<pb::AuditRecord, Status>>,
@@ -245,7 +266,7 @@ fn stream(
                     Err(e) => return Err(read_err(&live_path, "stat")(e)),
                 };
         if let Some(l) = live.as_mut() {
-            if !l.drain(&live_path, &mut out)? {
+            if !l.drain(&live_path, log, &mut out)? {
                 return Ok(());
             }
         }
@@ -446,6 +467,69 @@ mod tests {
         assert_eq!(parse_since("2h", now), Some(0));
         assert_eq!(parse_since("1970-01-01T00:00:01Z", now), Some(1000));
         assert_eq!(parse_since("yesterday", now), None);
+    }
+
+    /// A follower never sends the bytes of a write that is then taken back
+    /// (as the log undoes a failed one: a whole record, and a line cut
+    /// short), and sends the records written in their place, each once.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_follower_sends_only_records_written_for_good() {
+        use crate::audit::DEFAULT_MAX_BYTES;
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap());
+        log.append("exec-start", serde_json::json!({"n": "1"}))
+            .await
+            .unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let follower = {
+            let (dir, log) = (dir.path().to_path_buf(), Arc::clone(&log));
+            std::thread::spawn(move || {
+                let filter = Filter {
+                    uid: 0,
+                    admin: true,
+                    since: None,
+                };
+                stream(&dir, &log, &filter, true, &tx)
+            })
+        };
+        let mut next = async || {
+            let got = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
+            let record = got
+                .expect("a record within 20 s")
+                .expect("the stream goes on");
+            record.expect("a record, not an error").json
+        };
+        let live = dir.path().join(FILE_NAME);
+        let first = next().await;
+        assert_eq!(
+            std::fs::read_to_string(&live).unwrap(),
+            format!("{first}\n")
+        );
+        // A write in progress: a record, then part of the next one; the
+        // follower polls meanwhile. Then it fails and is taken back.
+        let size = std::fs::metadata(&live).unwrap().len();
+        let taken_back = first
+            .replace("\"seq\":1", "\"seq\":2")
+            .replace("\"1\"", "\"gone\"");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&live)
+            .unwrap();
+        write!(f, "{taken_back}\n{{\"seq\":3,\"ki").unwrap();
+        std::thread::sleep(POLL * 5);
+        f.set_len(size).unwrap();
+        for n in ["2", "3"] {
+            log.append("exec-start", serde_json::json!({"n": n}))
+                .await
+                .unwrap();
+        }
+        let sent = [first, next().await, next().await];
+        let text = std::fs::read_to_string(&live).unwrap();
+        let written: Vec<&str> = text.lines().collect();
+        assert_eq!(sent.as_slice(), written.as_slice());
+        drop(rx);
+        assert!(follower.join().unwrap().is_ok());
     }
 
     #[test]

@@ -330,6 +330,13 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// The `seq` of the newest record written and fsync'ed. A record at or
+    /// below it is in the log for good; bytes past it may still be taken
+    /// back (a failed write is undone, and its seqs are used again).
+    pub fn written_seq(&self) -> u64 {
+        self.lock().seq
+    }
+
     /// The live file's path.
     fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
