@@ -451,8 +451,9 @@ fn agent_audit_follow_shows_only_the_records_that_stay_when_writes_fail() {
 }
 
 /// An exec that ends while the log cannot be written (its state dir made
-/// read-only): its client hears so, and its end is kept and written with
-/// the next record once the log can be written again, in the chain.
+/// read-only): its client hears so, and its end is kept and written once
+/// the log can be written again, in the chain, without waiting for
+/// another record.
 #[test]
 fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again() {
     let d = Daemon::start();
@@ -479,15 +480,22 @@ fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again()
         String::from_utf8_lossy(&ended.stderr).into_owned()
     };
     assert!(stderr.contains("could not be recorded"), "{stderr}");
-    d.sh(U1, &ws.path, &[], "echo next").expect_code(0);
-    let recs = records(&d);
-    let start = recs
-        .iter()
+    let start = records(&d)
+        .into_iter()
         .find(|r| r["kind"] == "exec-start" && is_waiter(r))
         .expect("start");
+    let is_end = |r: &Value| r["kind"] == "exec-end" && r["id"] == start["id"];
+    // Nothing else happens meanwhile: the daemon writes it on its own.
+    assert!(
+        eventually(Duration::from_secs(30), || records(&d).iter().any(is_end)),
+        "the exec's end was not written: {:#?}",
+        records(&d)
+    );
+    d.sh(U1, &ws.path, &[], "echo next").expect_code(0);
+    let recs = records(&d);
     let end = recs
         .iter()
-        .position(|r| r["kind"] == "exec-end" && r["id"] == start["id"])
+        .position(is_end)
         .unwrap_or_else(|| panic!("the exec's end was lost: {recs:#?}"));
     assert_eq!(recs[end]["code"], 0, "{}", recs[end]);
     let next = recs
@@ -497,6 +505,38 @@ fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again()
     assert!(end < next, "{recs:#?}");
     verify(&d.state_dir).expect_code(0);
     assert!(stderr.contains("the record is kept"), "{stderr}");
+}
+
+/// A daemon stopped while the log cannot be written names, in its own
+/// log, the records it could not write.
+#[test]
+fn a_daemon_stopped_with_records_it_cannot_write_names_them() {
+    let mut d = Daemon::start();
+    let ws = Dir::new(U1);
+    let waiter = "until [ -e go ]; do sleep 0.05; done";
+    let running = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--", "/bin/sh", "-c", waiter])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent");
+    assert!(eventually(Duration::from_secs(10), || {
+        records(&d)
+            .iter()
+            .any(|r| r["kind"] == "exec-start" && argv(r).last() == Some(&waiter))
+    }));
+    let _ro = Over::read_only(&d.state_dir);
+    ws.write("go", "", U1);
+    let ended = running.wait_with_output().expect("agent");
+    assert_eq!(ended.status.code(), Some(0));
+    d.stop();
+    let log = d.log_text();
+    let said = log
+        .lines()
+        .find(|l| l.contains("stopping with records that could not be written"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(said.contains("queued: exec-end 1"), "{said}");
 }
 
 #[test]

@@ -205,6 +205,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         .with_context(|| format!("chmod 0700 {}", config.state_dir.display()))?;
     // First in the state dir: the log's lock keeps a second daemon off it.
     let audit = Arc::new(AuditLog::open(&config.state_dir, config.audit_max_size)?);
+    audit.retry_in_background()?;
     let staging = plan::prepare_staging(&config.state_dir)?;
 
     let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
@@ -288,9 +289,16 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     if !sandboxd::net::listen::wait_all_ended(Duration::from_secs(2)) {
         tracing::warn!("network threads still running at exit");
     }
-    // Records queued behind a flush (ends of connections) go to disk now.
+    // Records queued behind a flush (ends of connections) go to disk now;
+    // those that cannot are lost with the process, and said so.
     if let Err(e) = audit.flush_queued() {
-        tracing::error!(error = %e, "writing the last queued audit records");
+        let unwritten = audit.unwritten();
+        match unwritten.is_empty() {
+            true => tracing::error!(error = %e, "audit log: the last write failed"),
+            false => {
+                tracing::error!(error = %e, %unwritten, "audit log: stopping with records that could not be written; they are lost")
+            }
+        }
     }
     Ok(())
 }

@@ -8,9 +8,14 @@
 //! flush, so it never costs a waiting appender an fsync of its own;
 //! [`append_done`](AuditLog::append_done) waits for its record, but keeps
 //! it queued like those when it cannot be written (the record of something
-//! that happened anyway). Records kept past [`MAX_PENDING`] are dropped, and
-//! a `lost` record with their number by kind is written first once the log
-//! works again. The
+//! that happened anyway). Kept records live in memory only: they are
+//! written with the next flush that succeeds, which
+//! [`retry_in_background`](AuditLog::retry_in_background) makes happen on
+//! an idle daemon too, and are lost if the daemon stops first. Records
+//! kept past [`MAX_PENDING`] are dropped, and a `lost` record with their
+//! number by kind is written first once the log works again. A failed
+//! write that cannot be taken back poisons the log: every later record is
+//! refused, and nothing kept or counted is ever written. The
 //! file is opened by its path for each flush, so a log that has become
 //! unwritable (read-only mount, removed directory) fails the next append
 //! rather than going on into a stale file. One writer per state dir: the
@@ -23,12 +28,13 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
 
 /// The lock file's name inside the state dir.
 const LOCK_NAME: &str = "audit.lock";
@@ -42,6 +48,11 @@ const CHAIN_FIELDS: [&str; 5] = ["seq", "time", "kind", "prev", "hash"];
 /// Records nobody waits for that are kept queued while the log cannot be
 /// written; past this, they are counted as lost (and a `lost` record says so).
 pub const MAX_PENDING: usize = 1 << 16;
+
+/// Pause before what a failed write left is tried again; doubled after
+/// each failure, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -60,14 +71,14 @@ pub enum AuditError {
     },
     #[error("{}: another sandboxd holds the audit log in {}; stop it, or start this one on another state dir", path.display(), path.parent().unwrap_or(path).display())]
     Locked { path: PathBuf },
-    #[error("audit log {}: {action}: {source}; the record is kept, to be written as soon as the log can be written again", path.display())]
+    #[error("audit log {}: {action}: {source}; the record is kept in sandboxd's memory and written as soon as the log can be written again (lost if sandboxd stops first)", path.display())]
     Kept {
         path: PathBuf,
         action: &'static str,
         #[source]
         source: io::Error,
     },
-    #[error("audit log {}: an earlier failed write could not be undone, so no further record can extend the chain", path.display())]
+    #[error("audit log {}: an earlier failed write could not be undone, so no further record can extend the chain: every record is refused until sandboxd is restarted", path.display())]
     Poisoned { path: PathBuf },
     #[error("audit record {kind:?}: its fields are not a JSON object")]
     Fields { kind: String },
@@ -122,6 +133,9 @@ struct State {
     lost: BTreeMap<String, u64>,
     /// A failed write left bytes that could not be removed.
     poisoned: bool,
+    /// A failed flush left records queued or counted lost: the retrier
+    /// ([`AuditLog::retry_in_background`]) writes them.
+    retry: bool,
 }
 
 /// Why a flush failed, for each of its records' appenders.
@@ -310,6 +324,7 @@ impl AuditLog {
                 kept: HashSet::new(),
                 lost: BTreeMap::new(),
                 poisoned: false,
+                retry: false,
             }),
             flushed: Condvar::new(),
         };
@@ -433,6 +448,45 @@ impl AuditLog {
         }
     }
 
+    /// Starts a thread that writes what a failed write left (records kept,
+    /// and the count of those lost) without waiting for another record:
+    /// tried again after [`RETRY_FIRST`], then after pauses doubled up to
+    /// [`RETRY_MAX`], until it is written. It holds the log only while it
+    /// looks, so it ends once the log is dropped.
+    pub fn retry_in_background(self: &Arc<Self>) -> Result<(), AuditError> {
+        let log = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("audit-retry".into())
+            .spawn(move || retry(&log))
+            .map(drop)
+            .map_err(|e| AuditError::Thread(e.to_string()))
+    }
+
+    /// Waits up to `timeout` for a failed flush to leave something to
+    /// write; whether one has (and the log is not poisoned).
+    fn wait_for_retry(&self, timeout: Duration) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .flushed
+            .wait_timeout_while(state, timeout, |s| !s.retry || s.poisoned)
+            .unwrap_or_else(|p| p.into_inner());
+        state.retry && !state.poisoned
+    }
+
+    /// The records not written yet, by kind: queued (kept after a failed
+    /// write, or waiting for the next flush), and counted as lost.
+    pub fn unwritten(&self) -> Unwritten {
+        let state = self.lock();
+        let mut queued = BTreeMap::new();
+        for (_, kind, _) in &state.queued {
+            *queued.entry(kind.clone()).or_default() += 1;
+        }
+        Unwritten {
+            queued,
+            lost: state.lost.clone(),
+        }
+    }
+
     /// [`append`](Self::append) on the calling thread.
     pub fn append_blocking(&self, kind: &str, fields: Value) -> Result<u64, AuditError> {
         self.submit(kind, fields)?.wait()
@@ -525,6 +579,7 @@ impl AuditLog {
                 }
                 state.seq = seq;
                 state.prev = head.hash;
+                state.retry = false;
                 for (ticket, seq, _, _) in chained {
                     state.kept.remove(&ticket);
                     if !state.unawaited.remove(&ticket) {
@@ -595,6 +650,7 @@ impl AuditLog {
                     );
                 }
                 state.poisoned |= !undone;
+                state.retry = !state.queued.is_empty() || !state.lost.is_empty();
             }
         }
         self.flushed.notify_all();
@@ -648,6 +704,68 @@ impl AuditLog {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.dir, "fsync of the state dir"))
+    }
+}
+
+/// The body of [`AuditLog::retry_in_background`]'s thread.
+fn retry(log: &Weak<AuditLog>) {
+    let mut pause = RETRY_FIRST;
+    loop {
+        // Woken by the end of any flush; the timeout only lets go of the log.
+        let due = match log.upgrade() {
+            Some(log) => log.wait_for_retry(RETRY_MAX),
+            None => return,
+        };
+        if !due {
+            pause = RETRY_FIRST;
+            continue;
+        }
+        std::thread::sleep(pause);
+        let Some(log) = log.upgrade() else { return };
+        match log.flush_queued() {
+            Ok(()) => {
+                tracing::info!("audit log: the records kept while it failed are written");
+                pause = RETRY_FIRST;
+            }
+            Err(e) => {
+                pause = (pause * 2).min(RETRY_MAX);
+                tracing::warn!(error = %e, retry_in_s = pause.as_secs(), unwritten = %log.unwritten(), "audit log: the records kept are still not written");
+            }
+        }
+    }
+}
+
+/// Records an [`AuditLog`] has not written, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unwritten {
+    /// Queued: kept after a failed write, or waiting for the next flush.
+    pub queued: BTreeMap<String, u64>,
+    /// Dropped, to be counted in a `lost` record.
+    pub lost: BTreeMap<String, u64>,
+}
+
+impl Unwritten {
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.queued.is_empty() && self.lost.is_empty()
+    }
+}
+
+impl fmt::Display for Unwritten {
+    /// `queued: exec-end 1, network 2; lost: network 3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (what, counts)) in [("queued", &self.queued), ("lost", &self.lost)]
+            .into_iter()
+            .enumerate()
+        {
+            let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let counts = match counts.is_empty() {
+                true => "none".to_string(),
+                false => counts.join(", "),
+            };
+            write!(f, "{}{what}: {counts}", if i > 0 { "; " } else { "" })?;
+        }
+        Ok(())
     }
 }
 
