@@ -100,8 +100,10 @@ pub enum AuditError {
 #[derive(Debug)]
 pub struct AuditLog {
     dir: PathBuf,
-    /// Held while the log lives: the one writer of this dir.
-    _lock: Flock<File>,
+    /// Held while the log lives: the one writer of this dir. Shared with
+    /// [`open`](Self::open) until it returns, so that a failed open still
+    /// holds it while it puts back what it cut.
+    _lock: Arc<Flock<File>>,
     max_bytes: u64,
     /// Rewritten after every successful flush.
     head: HeadFile,
@@ -224,8 +226,9 @@ impl AuditLog {
     /// (`sandboxd audit verify` checks the rest.) Another log open on
     /// `dir`, in this process or another, is [`AuditError::Locked`].
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, AuditError> {
-        // Before anything is read or repaired: another writer may be mid-write.
-        let lock = lock(dir)?;
+        // Before anything is read or repaired: another writer may be
+        // mid-write. Held until the cut bytes are back, if they must be.
+        let lock = Arc::new(lock(dir)?);
         let files = files(dir).map_err(io_err(dir, "listing the state dir"))?;
         // A write cut short (the daemon stopped in the middle of one) was
         // never acknowledged: it is taken off, and said so in the chain.
@@ -233,7 +236,7 @@ impl AuditLog {
             Some(newest) => cut_partial_tail(newest)?.map(|bytes| (newest.clone(), bytes)),
             None => None,
         };
-        let opened = Self::open_cut(dir, lock, max_bytes, &files, cut.as_ref());
+        let opened = Self::open_cut(dir, Arc::clone(&lock), max_bytes, &files, cut.as_ref());
         if let (Err(_), Some((file, bytes))) = (&opened, &cut) {
             // Put the cut bytes back: the next start finds them, and says so.
             let restored = OpenOptions::new()
@@ -244,6 +247,7 @@ impl AuditLog {
                 tracing::error!(file = %file.display(), error = %e, "audit log: a cut record could not be put back");
             }
         }
+        drop(lock);
         opened
     }
 
@@ -251,7 +255,7 @@ impl AuditLog {
     /// bytes) was taken off the newest of `files`.
     fn open_cut(
         dir: &Path,
-        lock: Flock<File>,
+        lock: Arc<Flock<File>>,
         max_bytes: u64,
         files: &[PathBuf],
         cut: Option<&(PathBuf, Vec<u8>)>,
