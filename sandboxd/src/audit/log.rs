@@ -19,13 +19,13 @@
 //! file is opened by its path for each flush, so a log that has become
 //! unwritable (read-only mount, removed directory) fails the next append
 //! rather than going on into a stale file. One writer per state dir: the
-//! log holds an exclusive lock on `audit.lock` while it lives, so that two
-//! daemons cannot interleave their chains.
+//! log holds an exclusive lock on the state dir itself while it lives, so
+//! that two daemons cannot interleave their chains.
 
 use super::head::{head_path, Head, HeadError, HeadFile};
 use super::{files, record_hash, rfc3339, rotated, sha256_hex, FILE_NAME, GENESIS};
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -35,9 +35,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
-
-/// The lock file's name inside the state dir.
-const LOCK_NAME: &str = "audit.lock";
 
 /// Size past which `audit.jsonl` is rotated, unless the config says otherwise.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
@@ -69,8 +66,8 @@ pub enum AuditError {
         line: usize,
         problem: String,
     },
-    #[error("{}: another sandboxd holds the audit log in {}; stop it, or start this one on another state dir", path.display(), path.parent().unwrap_or(path).display())]
-    Locked { path: PathBuf },
+    #[error("{}: another sandboxd holds the audit log there (it has the state dir locked); stop it, or start this one on another state dir", dir.display())]
+    Locked { dir: PathBuf },
     #[error("audit log {}: {action}: {source}; the record is kept in sandboxd's memory and written as soon as the log can be written again (lost if sandboxd stops first)", path.display())]
     Kept {
         path: PathBuf,
@@ -840,20 +837,24 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// Takes the exclusive lock on `dir`'s lock file (made, mode 0600, if
-/// missing), without waiting: [`AuditError::Locked`] while another log holds it.
+/// Takes the exclusive lock on `dir` itself (its own descriptor, the
+/// directory opened without following a symlink), without waiting:
+/// [`AuditError::Locked`] while another log holds it. Unlike a lock file,
+/// nothing removed, replaced or linked inside the dir gets around it.
 fn lock(dir: &Path) -> Result<Flock<File>, AuditError> {
-    let path = dir.join(LOCK_NAME);
     let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io_err(&path, "opening the lock file"))?;
+        .read(true)
+        .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
+        .open(dir)
+        .map_err(io_err(
+            dir,
+            "opening the state dir to lock it (not a symlink)",
+        ))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
-        Errno::EWOULDBLOCK => AuditError::Locked { path },
-        e => io_err(&path, "locking")(io::Error::from(e)),
+        Errno::EWOULDBLOCK => AuditError::Locked {
+            dir: dir.to_path_buf(),
+        },
+        e => io_err(dir, "locking the state dir")(io::Error::from(e)),
     })
 }
 
@@ -879,9 +880,8 @@ mod tests {
             .append_blocking("exec-start", serde_json::json!({}))
             .unwrap();
         let err = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap_err();
-        let lock = dir.path().join(LOCK_NAME);
         assert!(
-            matches!(&err, AuditError::Locked { path } if *path == lock),
+            matches!(&err, AuditError::Locked { dir: d } if d == dir.path()),
             "{err:?}"
         );
         assert!(
@@ -904,5 +904,35 @@ mod tests {
                 .unwrap(),
             3
         );
+    }
+
+    /// The lock is the state dir's own: no file removed or put in its
+    /// place lets a second log in, and the dir is not reached through a
+    /// symlink.
+    #[test]
+    fn the_lock_cannot_be_sidestepped_through_the_dir_s_files_or_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        let locked_out = || {
+            let err = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES).unwrap_err();
+            assert!(matches!(err, AuditError::Locked { .. }), "{err:?}");
+        };
+        let file = dir.path().join("audit.lock");
+        let _ = std::fs::remove_file(&file);
+        locked_out();
+        std::fs::write(&file, "").unwrap();
+        locked_out();
+        std::fs::remove_file(&file).unwrap();
+        locked_out();
+        drop(first);
+        let other = tempfile::tempdir().unwrap();
+        let link = other.path().join("state");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        let err = AuditLog::open(&link, DEFAULT_MAX_BYTES).unwrap_err();
+        assert!(
+            matches!(&err, AuditError::Io { path, .. } if *path == link),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("not a symlink"), "{err}");
     }
 }

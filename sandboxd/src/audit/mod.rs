@@ -12,7 +12,7 @@
 //! head file `audit.head` (the newest record's `seq` and hash, rewritten
 //! after every write) shows up. Full files are renamed to `audit.jsonl.1`,
 //! `.2`, ... (oldest first) and kept; the chain runs on across them. One
-//! daemon at a time writes a state dir's log (it holds `audit.lock`).
+//! daemon at a time writes a state dir's log (it holds a lock on the dir).
 
 mod head;
 mod log;
