@@ -67,8 +67,10 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// line before it (64 zeros for the first), and, where there is a head file,
 /// the record it names present and the same. A log with no file yet is intact.
 /// A daemon may write and rotate the log meanwhile: the chain is followed
-/// into the files rotated during the walk, and a problem is reported only
-/// when [`ATTEMPTS`] readings all find one.
+/// into the files rotated during the walk, as far as the record the head
+/// file named when the walk began (records written later may or may not
+/// be checked), and a problem is reported only when [`ATTEMPTS`] readings
+/// all find one.
 pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
     let mut attempt = 1;
     loop {
@@ -97,10 +99,12 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VerifyError {
     move |source| VerifyError::Io { path, source }
 }
 
-/// One reading of the whole chain: the rotated files oldest first, then the
+/// One reading of the chain: the rotated files oldest first, then the
 /// live file; when that was rotated while being read, on through the files
 /// rotated since and the new live file, until a live file is read through
-/// and is still the live one.
+/// and is still the live one, or the walk has checked the record the head
+/// file names (read first): a writer that rotates faster than the walk
+/// reads cannot keep it going.
 fn verify_once(dir: &Path) -> Result<Summary, VerifyError> {
     let head = match Head::read(dir) {
         Ok(h) => h,
@@ -114,6 +118,8 @@ fn verify_once(dir: &Path) -> Result<Summary, VerifyError> {
             }))
         }
     };
+    // Past it, the walk follows no further rotation.
+    let bound = head.as_ref().map_or(0, |h| h.seq);
     let live_path = dir.join(FILE_NAME);
     let mut chain = Chain {
         dir,
@@ -152,7 +158,7 @@ fn verify_once(dir: &Path) -> Result<Summary, VerifyError> {
             }
         }
         let Some(file) = live else {
-            match newer {
+            match newer && !chain.passed(bound) {
                 // The live file may have been made since.
                 true => continue,
                 false => break,
@@ -161,7 +167,10 @@ fn verify_once(dir: &Path) -> Result<Summary, VerifyError> {
         let ino = file.metadata().map_err(io_err(&live_path))?.ino();
         if newer && read.contains(&ino) {
             // Rotated since it was opened, and read as such.
-            continue;
+            match chain.passed(bound) {
+                true => break,
+                false => continue,
+            }
         }
         let mut lines = Lines::new(&live_path, file);
         lines.read(&mut chain)?;
@@ -176,7 +185,7 @@ fn verify_once(dir: &Path) -> Result<Summary, VerifyError> {
         }
         lines.finish(&mut chain)?;
         read.insert(ino);
-        if still_live {
+        if still_live || chain.passed(bound) {
             break;
         }
     }
@@ -249,6 +258,11 @@ struct Chain<'a> {
 }
 
 impl Chain<'_> {
+    /// Whether record `seq` has been checked.
+    fn passed(&self, seq: u64) -> bool {
+        self.expected_seq > seq
+    }
+
     /// Checks line `n` of `path` (without its end of line; `whole`: it had one).
     fn line(&mut self, path: &Path, n: usize, line: &[u8], whole: bool) -> Result<(), VerifyError> {
         let bad = |seq: Option<u64>, what: String| {
