@@ -4,7 +4,7 @@
 
 use sandboxd::audit::{
     verify, AuditError, AuditLog, Problem, VerifyError, DEFAULT_MAX_BYTES, FILE_NAME, GENESIS,
-    HEAD_NAME, MAX_PENDING,
+    HEAD_NAME, MAX_PENDING, MAX_PENDING_BYTES,
 };
 use sandboxd::config::Config;
 use serde_json::{json, Value};
@@ -543,6 +543,37 @@ fn records_dropped_past_the_queue_bound_are_counted_in_a_lost_record() {
         1
     );
     assert_eq!(verify(dir.path()).unwrap().records, 3 + MAX_PENDING as u64);
+}
+
+/// Kept records are bounded by their bytes as well as their number: past
+/// [`MAX_PENDING_BYTES`], more are counted as lost.
+#[test]
+fn records_kept_past_the_byte_bound_are_counted_in_a_lost_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), 1 << 30).unwrap();
+    let restore = break_live(dir.path());
+    let big = "x".repeat(1 << 20);
+    let sent = MAX_PENDING_BYTES / big.len() + 2;
+    for _ in 0..sent {
+        log.enqueue("network", json!({ "host": big })).unwrap();
+    }
+    assert!(log.flush_queued().is_err());
+    restore();
+    log.flush_queued().unwrap();
+    let all = lines(&dir.path().join(FILE_NAME));
+    let lost = record(&all[0]);
+    assert_eq!(lost["kind"], "lost", "{lost}");
+    let kept = &all[1..];
+    assert_eq!(
+        lost["kinds"]["network"].as_u64(),
+        Some((sent - kept.len()) as u64)
+    );
+    assert!(kept.len() < sent - 1, "{} of {sent} kept", kept.len());
+    // As many as fit in the bound.
+    let bytes: usize = kept.iter().map(|l| l.len() + 1).sum();
+    assert!(bytes <= MAX_PENDING_BYTES, "{bytes}");
+    assert!(bytes + kept[0].len() + 1 > MAX_PENDING_BYTES, "{bytes}");
+    assert_eq!(verify(dir.path()).unwrap().records, all.len() as u64);
 }
 
 #[test]

@@ -214,7 +214,7 @@ impl Api {
             "rule": rule,
             "message": crate::audit::bounded_text(status.message(), crate::audit::REFUSED_TEXT_BYTES),
         });
-        if let Err(e) = self.audit.append("refusal", record).await {
+        if let Err(e) = self.audit.append_counted("refusal", record).await {
             tracing::error!(uid = caller.uid, error = %e, "recording a refusal");
         }
         status

@@ -193,7 +193,7 @@ impl Api {
         if let Value::Object(fields) = &mut record {
             fields.extend(audit::argv_fields(&start.argv, audit::REFUSED_ARGV_BYTES));
         }
-        if let Err(e) = self.audit.append("refusal", record).await {
+        if let Err(e) = self.audit.append_counted("refusal", record).await {
             tracing::error!(uid = caller.uid, error = %e, "recording a refusal");
         }
         r.status

@@ -145,7 +145,7 @@ impl pb::sandbox_server::Sandbox for Api {
                 record["message"] =
                     crate::audit::bounded_text(status.message(), crate::audit::REFUSED_TEXT_BYTES)
                         .into();
-                if let Err(e) = self.audit.append("refusal", record).await {
+                if let Err(e) = self.audit.append_counted("refusal", record).await {
                     tracing::error!(uid = caller.uid, error = %e, "recording a refused kill");
                 }
                 return Err(status);

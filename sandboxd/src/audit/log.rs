@@ -12,8 +12,11 @@
 //! written with the next flush that succeeds, which
 //! [`retry_in_background`](AuditLog::retry_in_background) makes happen on
 //! an idle daemon too, and are lost if the daemon stops first. Records
-//! kept past [`MAX_PENDING`] are dropped, and a `lost` record with their
-//! number by kind is written first once the log works again. A failed
+//! kept past [`MAX_PENDING`] (or [`MAX_PENDING_BYTES`]) are dropped, and a
+//! `lost` record with their
+//! number by kind is written first once the log works again, with that of
+//! refusals ([`append_counted`](AuditLog::append_counted)) that could not
+//! be written. A failed
 //! write that cannot be taken back poisons the log: every later record is
 //! refused, and nothing kept or counted is ever written. The
 //! file is opened by its path for each flush, so a log that has become
@@ -45,6 +48,10 @@ const CHAIN_FIELDS: [&str; 5] = ["seq", "time", "kind", "prev", "hash"];
 /// Records nobody waits for that are kept queued while the log cannot be
 /// written; past this, they are counted as lost (and a `lost` record says so).
 pub const MAX_PENDING: usize = 1 << 16;
+
+/// Bytes, as written, of the records kept so past which more are counted
+/// as lost (a network record can take several KiB).
+pub const MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// Pause before what a failed write left is tried again; doubled after
 /// each failure, up to [`RETRY_MAX`].
@@ -127,8 +134,12 @@ struct State {
     /// Tickets of waited-for records that a failed write keeps queued
     /// ([`AuditLog::append_done`]).
     kept: HashSet<u64>,
-    /// Records dropped (past [`MAX_PENDING`], or a write that could not be
-    /// undone), by kind, not yet said so in the log.
+    /// Tickets of waited-for records that a failed write counts as lost
+    /// ([`AuditLog::append_counted`]).
+    counted: HashSet<u64>,
+    /// Records dropped (past [`MAX_PENDING`] or [`MAX_PENDING_BYTES`], a
+    /// write that could not be undone, or refusals not written), by kind,
+    /// not yet said so in the log.
     lost: BTreeMap<String, u64>,
     /// A failed write left bytes that could not be removed.
     poisoned: bool,
@@ -323,6 +334,7 @@ impl AuditLog {
                 outcomes: HashMap::new(),
                 unawaited: HashSet::new(),
                 kept: HashSet::new(),
+                counted: HashSet::new(),
                 lost: BTreeMap::new(),
                 poisoned: false,
                 retry: false,
@@ -380,10 +392,32 @@ impl AuditLog {
         kind: &str,
         fields: Value,
     ) -> Result<u64, AuditError> {
+        self.append_as(kind, fields, Waiter::AppenderKept).await
+    }
+
+    /// [`append`](Self::append) for the record of a refusal: nothing was
+    /// done, so a record that cannot be written is not kept, but it is
+    /// counted in the next `lost` record, which then numbers every record
+    /// missing from the log.
+    pub async fn append_counted(
+        self: &Arc<Self>,
+        kind: &str,
+        fields: Value,
+    ) -> Result<u64, AuditError> {
+        self.append_as(kind, fields, Waiter::AppenderCounted).await
+    }
+
+    /// Queues a record for `waiter` and waits for it, on a blocking thread.
+    async fn append_as(
+        self: &Arc<Self>,
+        kind: &str,
+        fields: Value,
+        waiter: Waiter,
+    ) -> Result<u64, AuditError> {
         let log = Arc::clone(self);
         let kind = kind.to_string();
         tokio::task::spawn_blocking(move || {
-            let ticket = log.queue(&kind, fields, Waiter::AppenderKept)?;
+            let ticket = log.queue(&kind, fields, waiter)?;
             Ticket { log: &log, ticket }.wait()
         })
         .await
@@ -406,6 +440,9 @@ impl AuditLog {
         };
         let mut state = self.lock();
         if state.poisoned {
+            if let Waiter::AppenderCounted = waiter {
+                *state.lost.entry(kind.to_string()).or_default() += 1;
+            }
             return Err(AuditError::Poisoned { path: self.path() });
         }
         let ticket = state.next_ticket;
@@ -413,6 +450,7 @@ impl AuditLog {
         match waiter {
             Waiter::Nobody => state.unawaited.insert(ticket),
             Waiter::AppenderKept => state.kept.insert(ticket),
+            Waiter::AppenderCounted => state.counted.insert(ticket),
             Waiter::Appender => false,
         };
         let mut record = record;
@@ -556,7 +594,7 @@ impl AuditLog {
             prev = sha256_hex(line.as_bytes());
             batch.extend_from_slice(line.as_bytes());
             batch.push(b'\n');
-            seq
+            (seq, line.len() + 1)
         };
         if !lost.is_empty() {
             let mut record = lost_record(&lost);
@@ -564,8 +602,8 @@ impl AuditLog {
         }
         let mut chained = Vec::with_capacity(queued.len());
         for (ticket, kind, mut record) in queued {
-            let seq = chain(&kind, &mut record);
-            chained.push((ticket, seq, kind, record));
+            let (seq, len) = chain(&kind, &mut record);
+            chained.push((ticket, seq, len, kind, record));
         }
         state.flushing = true;
         drop(state);
@@ -581,8 +619,9 @@ impl AuditLog {
                 state.seq = seq;
                 state.prev = head.hash;
                 state.retry = false;
-                for (ticket, seq, _, _) in chained {
+                for (ticket, seq, _, _, _) in chained {
                     state.kept.remove(&ticket);
+                    state.counted.remove(&ticket);
                     if !state.unawaited.remove(&ticket) {
                         state.outcomes.insert(ticket, Ok(seq));
                     }
@@ -611,12 +650,19 @@ impl AuditLog {
                 // not proceed, unless it is done already). A record nobody
                 // waits for, or of something done, is queued again, in
                 // order, ahead of later ones: the chain is unchanged, so it
-                // goes with the next flush that succeeds.
+                // goes with the next flush that succeeds. A refusal is
+                // counted as lost.
                 let mut again = Vec::new();
+                let mut again_bytes = 0;
                 let mut dropped = 0;
-                for (ticket, _, kind, mut record) in chained {
+                for (ticket, _, len, kind, mut record) in chained {
+                    if state.counted.remove(&ticket) {
+                        *state.lost.entry(kind.clone()).or_default() += 1;
+                    }
                     let keep = state.unawaited.contains(&ticket) || state.kept.remove(&ticket);
-                    let room = undone && state.queued.len() + again.len() < MAX_PENDING;
+                    let room = undone
+                        && state.queued.len() + again.len() < MAX_PENDING
+                        && again_bytes + len <= MAX_PENDING_BYTES;
                     if !state.unawaited.contains(&ticket) {
                         let failure = Failure {
                             kept: keep && room,
@@ -633,6 +679,7 @@ impl AuditLog {
                         }
                         // Its appender has its outcome: nobody waits for it now.
                         state.unawaited.insert(ticket);
+                        again_bytes += len;
                         again.push((ticket, kind, record));
                     } else {
                         state.unawaited.remove(&ticket);
@@ -780,6 +827,9 @@ enum Waiter {
     /// Its appender ([`AuditLog::append_done`]), told of a failed write,
     /// which keeps it queued all the same.
     AppenderKept,
+    /// Its appender ([`AuditLog::append_counted`]), told of a failed write,
+    /// which counts it as lost.
+    AppenderCounted,
 }
 
 /// The `lost` record's fields for records dropped, by kind.
@@ -793,7 +843,8 @@ fn lost_record(lost: &BTreeMap<String, u64>) -> Map<String, Value> {
     record.insert(
         "message".into(),
         format!(
-            "records that could not be written while the audit log failed were dropped (at most {MAX_PENDING} are kept)"
+            "records that could not be written while the audit log failed were dropped: refusals, and records of what was done past the {MAX_PENDING} records or {} MiB kept",
+            MAX_PENDING_BYTES >> 20
         )
         .into(),
     );

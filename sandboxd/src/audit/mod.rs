@@ -19,7 +19,7 @@ mod log;
 mod verify;
 
 pub use head::{Head, HeadError, HEAD_NAME};
-pub use log::{AuditError, AuditLog, Unwritten, DEFAULT_MAX_BYTES, MAX_PENDING};
+pub use log::{AuditError, AuditLog, Unwritten, DEFAULT_MAX_BYTES, MAX_PENDING, MAX_PENDING_BYTES};
 pub use verify::{verify, Problem, Summary, VerifyError};
 
 use serde_json::{Map, Value};
