@@ -7,7 +7,7 @@
 
 use crate::api::attach::{Watched, Watchers, MAX_ATTACHERS};
 use crate::config::DaemonLimits;
-use crate::supervisor::{Control, Handle};
+use crate::supervisor::{Control, Handle, Undelivered};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +59,11 @@ pub enum RegistryError {
     NotOwner { id: String },
     #[error("sandbox {0} is ending")]
     Gone(String),
+    #[error("sandbox {id}: {source}")]
+    Undelivered {
+        id: String,
+        source: crate::supervisor::Undelivered,
+    },
     #[error("sandbox {id} already has {max} attachers (the most one sandbox may have)")]
     Attachers { id: String, max: usize },
 }
@@ -252,12 +257,17 @@ pub struct Target {
 }
 
 impl Target {
-    /// Sends `control`; the sandbox's info, or `Gone` if it ended meanwhile.
+    /// Sends `control`; the sandbox's info, `Gone` if it ended meanwhile,
+    /// or why else it was not delivered.
     pub async fn send(self, control: Control) -> Result<Info, RegistryError> {
-        self.handle
-            .send(control)
-            .await
-            .map_err(|_| RegistryError::Gone(self.info.id.clone()))?;
-        Ok(self.info)
+        let id = &self.info.id;
+        match self.handle.send(control).await {
+            Ok(()) => Ok(self.info),
+            Err(Undelivered::Gone) => Err(RegistryError::Gone(id.clone())),
+            Err(source) => Err(RegistryError::Undelivered {
+                id: id.clone(),
+                source,
+            }),
+        }
     }
 }

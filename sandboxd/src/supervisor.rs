@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 /// What the daemon asks of a running sandbox.
@@ -76,40 +76,154 @@ pub struct Options {
 /// Handle to send [`Control`]s; dropping every handle kills the sandbox.
 ///
 /// Stdin travels on a bounded queue (back-pressure from a command that does
-/// not read); signals, resizes and kills on their own queue, so a full stdin
-/// never delays them.
+/// not read); signals, resizes and kills wait apart, so a full stdin never
+/// delays them, and bounded whatever a client sends: at most
+/// [`MAX_PENDING_SIGNALS`] signals, the latest resize, one kill.
 #[derive(Debug, Clone)]
 pub struct Handle {
     stdin: mpsc::Sender<Control>,
-    urgent: mpsc::UnboundedSender<Control>,
+    urgent: Arc<UrgentSender>,
 }
 
-/// The sandbox's supervisor has ended; the control was not delivered.
+/// Why a control was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the sandbox has ended")]
-pub struct SandboxGone;
+pub enum Undelivered {
+    /// The sandbox's supervisor has ended.
+    #[error("the sandbox has ended")]
+    Gone,
+    /// Too many signals wait already; this one is dropped.
+    #[error(
+        "signal {0} not sent: {MAX_PENDING_SIGNALS} signals are already waiting to be delivered"
+    )]
+    SignalsPending(i32),
+}
+
+/// Signals that may wait for the supervisor at once; more are refused.
+pub const MAX_PENDING_SIGNALS: usize = 8;
+
+/// Signals, the latest resize and a kill waiting for the supervisor.
+#[derive(Debug, Default)]
+struct Waiting {
+    kill: Option<String>,
+    signals: VecDeque<i32>,
+    resize: Option<(u16, u16)>,
+    /// Every [`Handle`] is gone.
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Urgent {
+    waiting: Mutex<Waiting>,
+    wake: Notify,
+}
+
+impl Urgent {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // Each update is a single assignment or push: a panic leaves it whole.
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The handles' side of [`Urgent`]; when the last handle drops, the
+/// supervisor hears that the client is gone.
+#[derive(Debug)]
+struct UrgentSender(Arc<Urgent>);
+
+impl Drop for UrgentSender {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.wake.notify_one();
+    }
+}
+
+/// Where the supervisor takes signals, resizes and kills from: a kill
+/// first, then signals in order, then the latest resize.
+#[derive(Debug)]
+pub struct UrgentReceiver(Arc<Urgent>);
+
+impl UrgentReceiver {
+    /// The next control waiting, if any.
+    pub fn try_recv(&mut self) -> Option<Control> {
+        self.take().ok().flatten()
+    }
+
+    /// The next control; `None` once every handle is gone and nothing waits.
+    pub async fn recv(&mut self) -> Option<Control> {
+        loop {
+            match self.take() {
+                Ok(Some(c)) => return Some(c),
+                Ok(None) => {}
+                Err(HandlesGone) => return None,
+            }
+            // One receiver: a wake-up sent meanwhile is kept as a permit.
+            self.0.wake.notified().await;
+        }
+    }
+
+    /// The next control waiting, if any, or that none will come.
+    fn take(&mut self) -> Result<Option<Control>, HandlesGone> {
+        let mut w = self.0.lock();
+        if let Some(reason) = w.kill.take() {
+            return Ok(Some(Control::Kill(reason)));
+        }
+        if let Some(sig) = w.signals.pop_front() {
+            return Ok(Some(Control::Signal(sig)));
+        }
+        if let Some((rows, cols)) = w.resize.take() {
+            return Ok(Some(Control::Resize { rows, cols }));
+        }
+        if w.closed {
+            return Err(HandlesGone);
+        }
+        Ok(None)
+    }
+}
+
+/// Every [`Handle`] is gone: no control will come.
+struct HandlesGone;
 
 impl Handle {
     /// A handle and the receivers its controls arrive on: stdin first, then
     /// everything else. [`supervise`] uses it; so can a stand-in for a sandbox.
-    pub fn channel() -> (
-        Handle,
-        mpsc::Receiver<Control>,
-        mpsc::UnboundedReceiver<Control>,
-    ) {
+    pub fn channel() -> (Handle, mpsc::Receiver<Control>, UrgentReceiver) {
         let (stdin, stdin_rx) = mpsc::channel(CONTROL_QUEUE);
-        let (urgent, urgent_rx) = mpsc::unbounded_channel();
-        (Handle { stdin, urgent }, stdin_rx, urgent_rx)
+        let urgent = Arc::new(Urgent::default());
+        let handle = Handle {
+            stdin,
+            urgent: Arc::new(UrgentSender(Arc::clone(&urgent))),
+        };
+        (handle, stdin_rx, UrgentReceiver(urgent))
     }
 
-    /// Delivers `c`, waiting for room when it is stdin and the command is not reading.
-    pub async fn send(&self, c: Control) -> Result<(), SandboxGone> {
-        match c {
-            Control::Stdin(_) | Control::StdinEof => {
-                self.stdin.send(c).await.map_err(|_| SandboxGone)
+    /// Delivers `c`, waiting for room when it is stdin and the command is
+    /// not reading. A resize replaces one still waiting; a kill waiting
+    /// already keeps its reason; a signal is refused past
+    /// [`MAX_PENDING_SIGNALS`].
+    pub async fn send(&self, c: Control) -> Result<(), Undelivered> {
+        let urgent = &self.urgent.0;
+        {
+            let mut w = urgent.lock();
+            // Once the supervisor is gone, nobody reads: refuse.
+            if Arc::strong_count(urgent) == 1 {
+                return Err(Undelivered::Gone);
             }
-            _ => self.urgent.send(c).map_err(|_| SandboxGone),
+            match c {
+                Control::Stdin(_) | Control::StdinEof => {
+                    drop(w);
+                    return self.stdin.send(c).await.map_err(|_| Undelivered::Gone);
+                }
+                Control::Signal(sig) if w.signals.len() >= MAX_PENDING_SIGNALS => {
+                    return Err(Undelivered::SignalsPending(sig));
+                }
+                Control::Signal(sig) => w.signals.push_back(sig),
+                Control::Resize { rows, cols } => w.resize = Some((rows, cols)),
+                Control::Kill(reason) => {
+                    w.kill.get_or_insert(reason);
+                }
+            }
         }
+        urgent.wake.notify_one();
+        Ok(())
     }
 }
 
@@ -330,7 +444,7 @@ async fn run(
     child: Spawned,
     opts: Options,
     mut ctl: mpsc::Receiver<Control>,
-    mut urgent: mpsc::UnboundedReceiver<Control>,
+    mut urgent: UrgentReceiver,
     out: mpsc::Sender<Output>,
 ) {
     let start = Instant::now();
@@ -633,4 +747,56 @@ async fn read_exit_report(fd: OwnedFd) -> Option<InitReport> {
         }
     }
     exited
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn what_waits_for_the_supervisor_is_bounded() {
+        let (h, _stdin, mut rx) = Handle::channel();
+        for sig in 0..MAX_PENDING_SIGNALS as i32 {
+            h.send(Control::Signal(sig)).await.unwrap();
+        }
+        let refused = h.send(Control::Signal(99)).await.unwrap_err();
+        assert_eq!(refused, Undelivered::SignalsPending(99));
+        assert!(refused.to_string().contains("signal 99"), "{refused}");
+        for rows in 1..=1000 {
+            h.send(Control::Resize { rows, cols: 80 }).await.unwrap();
+        }
+        h.send(Control::Kill("first".into())).await.unwrap();
+        h.send(Control::Kill("second".into())).await.unwrap();
+        // The kill first, the signals in order, one resize: the latest.
+        assert!(matches!(rx.recv().await, Some(Control::Kill(r)) if r == "first"));
+        for sig in 0..MAX_PENDING_SIGNALS as i32 {
+            assert!(matches!(rx.recv().await, Some(Control::Signal(s)) if s == sig));
+        }
+        assert!(matches!(
+            rx.recv().await,
+            Some(Control::Resize {
+                rows: 1000,
+                cols: 80
+            })
+        ));
+        assert!(rx.try_recv().is_none());
+        // Room again once they are taken; the end once every handle is gone.
+        h.send(Control::Signal(1)).await.unwrap();
+        drop(h);
+        assert!(matches!(rx.recv().await, Some(Control::Signal(1))));
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_delivered_once_the_supervisor_is_gone() {
+        let (h, stdin, rx) = Handle::channel();
+        drop((stdin, rx));
+        for c in [
+            Control::Signal(2),
+            Control::Kill("x".into()),
+            Control::StdinEof,
+        ] {
+            assert_eq!(h.send(c).await, Err(Undelivered::Gone));
+        }
+    }
 }

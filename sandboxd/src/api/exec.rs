@@ -16,7 +16,7 @@ use crate::net::{NetPolicy, NetQuery, NetRecord, Session};
 use crate::plan;
 use crate::policy::{resolve, ApprovalMode, EffectivePolicy, Narrowing, PolicyStore};
 use crate::registry::{Info, Slot};
-use crate::supervisor::{self, Control, ExitInfo, Handle, Output};
+use crate::supervisor::{self, Control, ExitInfo, Handle, Output, Undelivered};
 use pb::exec_request::Msg as In;
 use pb::exec_response::Msg as Out;
 use sandbox_proto::v1 as pb;
@@ -445,14 +445,14 @@ impl Api {
         // task: the output is pumped meanwhile, so a command that fills its
         // output before reading its input cannot hold the replay up.
         let early = approved.early;
-        let (h, p) = (handle.clone(), pending.clone());
+        let (h, p, events) = (handle.clone(), pending.clone(), tx.downgrade());
         let input = tokio::spawn(async move {
             for c in early {
-                if h.send(c).await.is_err() {
+                if !deliver(&h, c, &events).await {
                     return;
                 }
             }
-            pump_input(inbound, h, p).await
+            pump_input(inbound, h, p, events).await
         });
         let audit = Arc::clone(&self.audit);
         let ends = Ends {
@@ -690,8 +690,14 @@ pub(super) fn resize(w: &pb::WindowSize) -> Control {
 }
 
 /// Client messages to the sandbox. The end of the client's stream only means
-/// no more input; a broken stream means the client is gone: kill.
-async fn pump_input(mut inbound: Streaming<pb::ExecRequest>, handle: Handle, pending: Pending) {
+/// no more input; a broken stream means the client is gone: kill. A signal
+/// refused is told to the client on `events` (when it has room for it).
+async fn pump_input(
+    mut inbound: Streaming<pb::ExecRequest>,
+    handle: Handle,
+    pending: Pending,
+    events: mpsc::WeakSender<Result<pb::ExecResponse, Status>>,
+) {
     loop {
         let control = match inbound.message().await {
             Ok(Some(pb::ExecRequest { msg: Some(msg) })) => match msg {
@@ -710,8 +716,33 @@ async fn pump_input(mut inbound: Streaming<pb::ExecRequest>, handle: Handle, pen
             Err(_) => Control::Kill("the client went away".into()),
         };
         let last = matches!(control, Control::Kill(_));
-        if handle.send(control).await.is_err() || last {
+        if !deliver(&handle, control, &events).await || last {
             return;
+        }
+    }
+}
+
+/// Sends the client's `control` to the sandbox; false once the sandbox is
+/// gone. A signal refused is dropped, and the client told on `events`
+/// without waiting (a client that floods and does not read hears nothing).
+async fn deliver(
+    handle: &Handle,
+    control: Control,
+    events: &mpsc::WeakSender<Result<pb::ExecResponse, Status>>,
+) -> bool {
+    match handle.send(control).await {
+        Ok(()) => true,
+        Err(Undelivered::Gone) => false,
+        Err(e @ Undelivered::SignalsPending(sig)) => {
+            if let Some(tx) = events.upgrade() {
+                let _ = tx.try_send(response(Out::Event(pb::Event {
+                    kind: "signal-refused".into(),
+                    message: e.to_string(),
+                    fields: HashMap::from([("signal".to_string(), sig.to_string())]),
+                    ..Default::default()
+                })));
+            }
+            true
         }
     }
 }

@@ -53,7 +53,8 @@ fn registry_status(e: RegistryError) -> Status {
     match e {
         RegistryError::Full { .. }
         | RegistryError::UserFull { .. }
-        | RegistryError::Attachers { .. } => Status::resource_exhausted(e.to_string()),
+        | RegistryError::Attachers { .. }
+        | RegistryError::Undelivered { .. } => Status::resource_exhausted(e.to_string()),
         RegistryError::NotFound(_) | RegistryError::Gone(_) => Status::not_found(e.to_string()),
         RegistryError::NotOwner { .. } => Status::permission_denied(e.to_string()),
     }
