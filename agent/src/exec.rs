@@ -131,7 +131,9 @@ impl ExecOptions {
 /// Messages from the caller to the running command, besides stdin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
-    /// Deliver POSIX signal N (SIGINT starts the daemon's grace period).
+    /// Deliver POSIX signal N: SIGINT (which starts the daemon's grace
+    /// period), SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 or SIGUSR2; SIGKILL kills
+    /// the sandbox, and the daemon refuses any other with an event.
     Signal(i32),
     /// The terminal was resized.
     Resize { rows: u32, cols: u32 },

@@ -6,7 +6,7 @@
 
 use crate::backend::linux::cgroup::Cgroup;
 use crate::backend::linux::Spawned;
-use crate::backend::spec::{InitReport, MAX_REPORT};
+use crate::backend::spec::{InitReport, MAX_REPORT, SIGNALS};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -30,6 +30,42 @@ pub enum Control {
     },
     /// End it now (SIGKILL of the whole sandbox); the reason goes in the exit.
     Kill(String),
+}
+
+/// A signal a caller may not send to a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("signal {number}{} may not be sent to a sandbox: only {} (SIGKILL kills it)", name.map(|n| format!(" ({n})")).unwrap_or_else(|| " (not a signal)".into()), allowed())]
+pub struct SignalRefused {
+    pub number: i32,
+    pub name: Option<&'static str>,
+}
+
+fn allowed() -> String {
+    SIGNALS
+        .iter()
+        .map(|&(_, n)| n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The control for signal `sig` sent by a caller: one of [`SIGNALS`], or
+/// SIGKILL as a kill for `kill_reason`; anything else is refused.
+pub fn caller_signal(
+    sig: i32,
+    kill_reason: impl FnOnce() -> String,
+) -> Result<Control, SignalRefused> {
+    if sig == libc::SIGKILL {
+        return Ok(Control::Kill(kill_reason()));
+    }
+    if SIGNALS.iter().any(|&(s, _)| s == sig) {
+        return Ok(Control::Signal(sig));
+    }
+    Err(SignalRefused {
+        number: sig,
+        name: nix::sys::signal::Signal::try_from(sig)
+            .ok()
+            .map(|s| s.as_str()),
+    })
 }
 
 /// What a running sandbox produces, in order; `Exit` is last.

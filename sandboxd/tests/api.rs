@@ -1599,3 +1599,121 @@ async fn a_flood_of_signals_and_resizes_keeps_the_daemon_small() {
     );
     assert!(growth < 64 << 20, "the daemon grew by {} MiB", growth >> 20);
 }
+
+/// Signals through the API: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and
+/// SIGUSR2 reach the command, on the exec's stream as through Kill; any
+/// other is refused naming it (an event on the stream, INVALID_ARGUMENT
+/// from Kill) and the command runs on; SIGKILL is a kill.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_harmless_signals_reach_the_command() {
+    use sandbox_proto::v1::{
+        exec_request::Msg as In, exec_response::Msg, sandbox_client::SandboxClient, ExecRequest,
+        KillRequest, SignalRequest,
+    };
+    let d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
+    let ws = workspace();
+    let mut client = SandboxClient::new(d.channel().await);
+    let script = "for s in INT TERM HUP QUIT USR1 USR2; do trap \"echo got-$s\" $s; done; \
+                  echo ready; while :; do sleep 0.05; done";
+    let start = exec_start("rooty", ws.path(), &["/bin/sh", "-c", script]);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let input = tokio_stream::StreamExt::chain(
+        tokio_stream::iter(vec![start]),
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    );
+    let mut stream = client.exec(input).await.unwrap().into_inner();
+    let mut id = String::new();
+    let mut out = String::new();
+    let mut refused: Vec<sandbox_proto::v1::Event> = Vec::new();
+    let mut exit = None;
+    // Reads the stream until stdout shows `needle` (or, with "", until the exit).
+    macro_rules! read_until {
+        ($needle:expr) => {
+            let needle: &str = $needle;
+            let read = async {
+                while needle.is_empty() || !out.contains(needle) {
+                    match stream.message().await.unwrap().and_then(|m| m.msg) {
+                        Some(Msg::Started(s)) => id = s.id,
+                        Some(Msg::Stdout(b)) => out.push_str(&String::from_utf8_lossy(&b)),
+                        Some(Msg::Event(e)) if e.kind == "signal-refused" => refused.push(e),
+                        Some(Msg::Exit(e)) => exit = Some(e),
+                        Some(_) => {}
+                        None if needle.is_empty() => break,
+                        None => panic!("ended before {needle:?}: {out}"),
+                    }
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(30), read)
+                .await
+                .unwrap_or_else(|_| panic!("no {needle:?} in 30 s: {out}; refused: {refused:?}"));
+        };
+    }
+    let signal = |n: i32| ExecRequest {
+        msg: Some(In::Signal(SignalRequest { signal: n })),
+    };
+    read_until!("ready");
+    // SIGINT last: it starts the grace period.
+    for (n, name) in [
+        (libc::SIGTERM, "TERM"),
+        (libc::SIGHUP, "HUP"),
+        (libc::SIGQUIT, "QUIT"),
+        (libc::SIGUSR1, "USR1"),
+        (libc::SIGUSR2, "USR2"),
+    ] {
+        tx.send(signal(n)).await.unwrap();
+        read_until!(&format!("got-{name}\n"));
+    }
+    let bad = [
+        (libc::SIGSTOP, "SIGSTOP"),
+        (libc::SIGSEGV, "SIGSEGV"),
+        (libc::SIGCHLD, "SIGCHLD"),
+        (0, "signal 0 (not a signal)"),
+        (-1, "signal -1 (not a signal)"),
+        (65, "signal 65 (not a signal)"),
+    ];
+    for (n, _) in bad {
+        tx.send(signal(n)).await.unwrap();
+    }
+    // Still running, not stopped: a signal sent after them is handled.
+    tx.send(signal(libc::SIGUSR1)).await.unwrap();
+    read_until!("got-USR2\ngot-USR1\n");
+    let named: Vec<&str> = refused.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(named.len(), bad.len(), "{named:?}");
+    for ((n, name), e) in bad.iter().zip(&refused) {
+        assert!(e.message.contains(name), "{name}: {}", e.message);
+        assert_eq!(e.fields["signal"], n.to_string());
+    }
+    // Kill takes the same signals.
+    let mut other = SandboxClient::new(d.channel().await);
+    for (n, name) in bad.iter().filter(|(n, _)| *n != 0) {
+        let e = other
+            .kill(KillRequest {
+                id: id.clone(),
+                signal: *n,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains(name), "{name}: {}", e.message());
+    }
+    other
+        .kill(KillRequest {
+            id: id.clone(),
+            signal: libc::SIGINT,
+        })
+        .await
+        .unwrap();
+    read_until!("got-INT\n");
+    // SIGKILL on the stream ends it as a kill.
+    tx.send(signal(libc::SIGKILL)).await.unwrap();
+    read_until!("");
+    let exit = exit.expect("no ExecExit");
+    assert_eq!(exit.signal, libc::SIGKILL, "{exit:?}");
+    assert!(exit.reason.contains("SIGKILL"), "{exit:?}");
+    let log = std::fs::read_to_string(d._dir.path().join("state/audit.jsonl")).unwrap();
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("\"refusal\"") && l.contains("\"rule\":\"signal\""))
+        .count();
+    assert_eq!(refusals, bad.len() - 1, "{log}");
+}

@@ -16,7 +16,7 @@ use crate::net::{NetPolicy, NetQuery, NetRecord, Session};
 use crate::plan;
 use crate::policy::{resolve, ApprovalMode, EffectivePolicy, Narrowing, PolicyStore};
 use crate::registry::{Info, Slot};
-use crate::supervisor::{self, Control, ExitInfo, Handle, Output, Undelivered};
+use crate::supervisor::{self, caller_signal, Control, ExitInfo, Handle, Output, Undelivered};
 use pb::exec_request::Msg as In;
 use pb::exec_response::Msg as Out;
 use sandbox_proto::v1 as pb;
@@ -723,27 +723,47 @@ async fn pump_input(
 }
 
 /// Sends the client's `control` to the sandbox; false once the sandbox is
-/// gone. A signal refused is dropped, and the client told on `events`
-/// without waiting (a client that floods and does not read hears nothing).
+/// gone. A signal is checked first (see [`caller_signal`]); one refused is
+/// dropped, and the client told on `events` without waiting (a client that
+/// floods and does not read hears nothing).
 async fn deliver(
     handle: &Handle,
     control: Control,
     events: &mpsc::WeakSender<Result<pb::ExecResponse, Status>>,
 ) -> bool {
+    let control = match control {
+        Control::Signal(sig) => match caller_signal(sig, || "SIGKILL from the client".into()) {
+            Ok(c) => c,
+            Err(e) => {
+                signal_refused(events, sig, e.to_string());
+                return true;
+            }
+        },
+        c => c,
+    };
     match handle.send(control).await {
         Ok(()) => true,
         Err(Undelivered::Gone) => false,
         Err(e @ Undelivered::SignalsPending(sig)) => {
-            if let Some(tx) = events.upgrade() {
-                let _ = tx.try_send(response(Out::Event(pb::Event {
-                    kind: "signal-refused".into(),
-                    message: e.to_string(),
-                    fields: HashMap::from([("signal".to_string(), sig.to_string())]),
-                    ..Default::default()
-                })));
-            }
+            signal_refused(events, sig, e.to_string());
             true
         }
+    }
+}
+
+/// Tells the client, if it has room for it, that its signal `sig` was not sent.
+fn signal_refused(
+    events: &mpsc::WeakSender<Result<pb::ExecResponse, Status>>,
+    sig: i32,
+    message: String,
+) {
+    if let Some(tx) = events.upgrade() {
+        let _ = tx.try_send(response(Out::Event(pb::Event {
+            kind: "signal-refused".into(),
+            message,
+            fields: HashMap::from([("signal".to_string(), sig.to_string())]),
+            ..Default::default()
+        })));
     }
 }
 

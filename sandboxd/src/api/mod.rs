@@ -16,7 +16,7 @@ use crate::identity::Caller;
 use crate::plan::DaemonPaths;
 use crate::policy::PolicyStore;
 use crate::registry::{Registry, RegistryError};
-use crate::supervisor::Control;
+use crate::supervisor::{caller_signal, Control};
 use sandbox_proto::v1 as pb;
 use serde_json::json;
 use std::path::PathBuf;
@@ -112,14 +112,10 @@ impl pb::sandbox_server::Sandbox for Api {
     ) -> Result<Response<pb::KillResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
+        let killed = || format!("killed by uid {}", caller.uid);
         let control = match req.signal {
-            0 => Control::Kill(format!("killed by uid {}", caller.uid)),
-            s if (1..=64).contains(&s) => Control::Signal(s),
-            s => {
-                return Err(Status::invalid_argument(format!(
-                    "signal {s} is not a signal number"
-                )))
-            }
+            0 => Ok(Control::Kill(killed())),
+            s => caller_signal(s, killed),
         };
         let admin = caller.is_admin(self.admin_gid);
         // Recorded either way, a kill before it is sent.
@@ -130,15 +126,23 @@ impl pb::sandbox_server::Sandbox for Api {
             "caller_pid": caller.pid,
             "signal": req.signal,
         });
-        let target = match self.registry.target(&req.id, caller.uid, admin) {
+        // A signal refused, or a sandbox the caller may not signal: the rule and status.
+        let target = control
+            .map_err(|e| ("signal", Status::invalid_argument(e.to_string())))
+            .and_then(|control| {
+                let target =
+                    self.registry
+                        .target(&req.id, caller.uid, admin)
+                        .map_err(|e| match e {
+                            RegistryError::NotOwner { .. } => ("owner", registry_status(e)),
+                            e => ("id", registry_status(e)),
+                        })?;
+                Ok((target, control))
+            });
+        let (target, control) = match target {
             Ok(t) => t,
-            Err(e) => {
-                tracing::info!(uid = caller.uid, error = %e, "kill refused");
-                let rule = match e {
-                    RegistryError::NotOwner { .. } => "owner",
-                    _ => "id",
-                };
-                let status = registry_status(e);
+            Err((rule, status)) => {
+                tracing::info!(uid = caller.uid, error = %status.message(), "kill refused");
                 record["id"] =
                     crate::audit::bounded_text(&req.id, crate::audit::REFUSED_ID_BYTES).into();
                 record["request"] = "kill".into();

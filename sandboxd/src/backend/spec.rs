@@ -5,6 +5,19 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// The signals a caller may send to its sandbox, by number and name: the
+/// init passes them on to the command. Any other would reach the init
+/// itself (SIGSTOP would freeze the sandbox, SIGSEGV end it unreported);
+/// SIGKILL is the daemon's own kill.
+pub const SIGNALS: &[(i32, &str)] = &[
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGUSR2, "SIGUSR2"),
+];
+
 /// File descriptors the init process receives (besides 0, 1, 2 for the command).
 pub mod fds {
     /// Read end: the JSON-encoded [`super::SandboxSpec`] after its length (4

@@ -15,7 +15,9 @@
 //! as the daemon is gone, so that no sandbox outlives its supervision.
 
 use super::{creds, landlock, mounts, netns, paths, rlimit, seccomp};
-use crate::backend::spec::{fds, Credentials, InitReport, NetPlan, SandboxSpec, GO, MAX_SPEC};
+use crate::backend::spec::{
+    fds, Credentials, InitReport, NetPlan, SandboxSpec, GO, MAX_SPEC, SIGNALS,
+};
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -28,16 +30,6 @@ pub const POOL_NICE: i32 = 19;
 
 /// The init's exit status when the daemon went away mid-exec.
 const DAEMON_GONE: i32 = 125;
-
-/// Signals pid 1 passes on to the command.
-const FORWARDED: &[i32] = &[
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
 
 /// A setup failure before exec.
 struct Failure {
@@ -175,7 +167,8 @@ fn block_signals() -> libc::sigset_t {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for &s in FORWARDED.iter().chain(&[libc::SIGCHLD]) {
+        // The signals pid 1 passes on to the command, and its children's ends.
+        for s in SIGNALS.iter().map(|&(s, _)| s).chain([libc::SIGCHLD]) {
             libc::sigaddset(&mut set, s);
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
