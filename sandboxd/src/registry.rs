@@ -5,7 +5,7 @@
 //! limits count sandboxes being built too; the slot is freed when its
 //! [`Slot`] is dropped, i.e. when the exec ends, whatever ends it.
 
-use crate::api::attach::{Watched, Watchers, MAX_ATTACHERS};
+use crate::api::attach::{Subscription, Watchers, MAX_ATTACHERS};
 use crate::config::DaemonLimits;
 use crate::supervisor::{Control, Handle, Undelivered};
 use std::collections::BTreeMap;
@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
-use tokio::sync::broadcast;
 
 /// What the daemon knows of one running sandbox.
 #[derive(Debug, Clone)]
@@ -163,21 +162,21 @@ impl Registry {
     }
 
     /// Subscribes to sandbox `id`'s output from now on, if `uid` owns it or
-    /// `admin` is set; with the output offset the subscription starts at.
+    /// `admin` is set.
     pub fn attach(
         &self,
         id: &str,
         uid: u32,
         admin: bool,
-    ) -> Result<(Info, broadcast::Receiver<Watched>, u64), RegistryError> {
+    ) -> Result<(Info, Subscription), RegistryError> {
         let (info, _, watchers) = self.running(id, uid, admin)?;
-        let (rx, start) = watchers
+        let sub = watchers
             .subscribe()
             .ok_or_else(|| RegistryError::Attachers {
                 id: id.to_string(),
                 max: MAX_ATTACHERS,
             })?;
-        Ok((info, rx, start))
+        Ok((info, sub))
     }
 
     /// Kills every running sandbox (daemon shutdown); returns how many.

@@ -230,11 +230,11 @@ async fn registry_enforces_limits_and_ownership() {
         reg.attach(a1.id(), 1000, false).unwrap_err(),
         RegistryError::NotFound(_)
     ));
-    let (_, mut own, _) = reg.attach(b1.id(), 1001, false).unwrap();
-    let (_, mut admin, _) = reg.attach(b1.id(), 1000, true).unwrap();
+    let (_, mut own) = reg.attach(b1.id(), 1001, false).unwrap();
+    let (_, mut admin) = reg.attach(b1.id(), 1000, true).unwrap();
     watchers.publish(&Out::Stdout(b"hi".to_vec()));
-    for rx in [&mut own, &mut admin] {
-        assert!(rx.try_recv().is_ok(), "an attacher missed the output");
+    for sub in [&mut own, &mut admin] {
+        assert!(sub.rx.try_recv().is_ok(), "an attacher missed the output");
     }
     // The end of an exec frees its place.
     drop(a1);
@@ -1716,4 +1716,169 @@ async fn only_harmless_signals_reach_the_command() {
         .filter(|l| l.contains("\"refusal\"") && l.contains("\"rule\":\"signal\""))
         .count();
     assert_eq!(refusals, bad.len() - 1, "{log}");
+}
+
+/// Starts `script` under "rooty" as root and reads its stream until stdout
+/// shows "ready"; the stream (still open) and the sandbox's id.
+async fn running(
+    d: &Daemon,
+    ws: &Path,
+    script: &str,
+) -> (
+    tonic::Streaming<sandbox_proto::v1::ExecResponse>,
+    tokio::sync::mpsc::Sender<sandbox_proto::v1::ExecRequest>,
+    String,
+) {
+    use sandbox_proto::v1::{exec_response::Msg, sandbox_client::SandboxClient};
+    let mut client = SandboxClient::new(d.channel().await);
+    let start = exec_start("rooty", ws, &["/bin/sh", "-c", script]);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let input = tokio_stream::StreamExt::chain(
+        tokio_stream::iter(vec![start]),
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    );
+    let mut stream = client.exec(input).await.unwrap().into_inner();
+    let mut id = String::new();
+    loop {
+        match stream.message().await.unwrap().and_then(|m| m.msg) {
+            Some(Msg::Started(s)) => id = s.id,
+            Some(Msg::Stdout(b)) if b.starts_with(b"ready") => return (stream, tx, id),
+            Some(_) => {}
+            None => panic!("the stream ended before the command ran"),
+        }
+    }
+}
+
+/// A uid holds at most 32 attach streams (over any sandboxes): the 33rd is
+/// refused, and recorded, while another uid still attaches; a stream
+/// closed gives its place back.
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_streams_are_bounded_per_uid() {
+    use sandbox_proto::v1::{sandbox_client::SandboxClient, AttachRequest};
+    let d = Daemon::start_with(
+        "admin_group = \"4343\"\n",
+        &[("rooty", "extends = \"workspace\"\nallow_root = true\n")],
+    );
+    let ws = workspace();
+    let mut sandboxes = Vec::new();
+    for _ in 0..3 {
+        sandboxes.push(running(&d, ws.path(), "echo ready; sleep 300").await);
+    }
+    let mut root = SandboxClient::new(d.channel().await);
+    let attach = |id: &str| AttachRequest { id: id.to_string() };
+    let mut held = Vec::new();
+    for i in 0..32 {
+        // At most 16 on one sandbox.
+        let id = &sandboxes[i / 16].2;
+        held.push(root.attach(attach(id)).await.unwrap().into_inner());
+    }
+    let third = &sandboxes[2].2;
+    let e = root.attach(attach(third)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("attach streams"), "{}", e.message());
+    let mut admin = SandboxClient::new(d.channel_as(1000, &[1000, 4343]).await);
+    admin.attach(attach(third)).await.unwrap();
+    held.pop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match root.attach(attach(third)).await {
+            Ok(_) => break,
+            Err(e) if e.code() == tonic::Code::ResourceExhausted => {
+                assert!(Instant::now() < deadline, "a closed attach kept its place");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let log = std::fs::read_to_string(d._dir.path().join("state/audit.jsonl")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"rule\":\"attach_streams\"")),
+        "no refusal recorded"
+    );
+}
+
+/// Attachers that stop reading do not keep their sandbox's output ring
+/// once it has ended: waves of sandboxes that fill their rings, each with
+/// an attacher that never reads, leave the daemon about as large after the
+/// first wave as after the last (each wave's rings let go, their memory
+/// taken again by the next); each attach still ends with the exit.
+#[tokio::test(flavor = "multi_thread")]
+async fn attachers_that_do_not_read_let_go_of_ended_sandboxes() {
+    use sandbox_proto::v1::{
+        exec_request::Msg as In, exec_response::Msg, sandbox_client::SandboxClient, AttachRequest,
+        ExecRequest, ListRequest,
+    };
+    const WAVES: usize = 4;
+    const PER_WAVE: usize = 8;
+    let d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
+    let ws = workspace();
+    let pid = d.child.id();
+    let mut after_first = 0;
+    let mut attached = Vec::new();
+    for wave in 0..WAVES {
+        for _ in 0..PER_WAVE {
+            // 6 MiB in 64 KiB writes: more than a ring holds.
+            let script = "echo ready; read go; dd if=/dev/zero bs=64K count=96 2>/dev/null; exit 5";
+            let (mut stream, tx, id) = running(&d, ws.path(), script).await;
+            // A connection each, whose window only its attacher fills.
+            let attach = SandboxClient::new(d.channel().await)
+                .attach(AttachRequest { id: id.clone() })
+                .await
+                .unwrap()
+                .into_inner();
+            tx.send(ExecRequest {
+                msg: Some(In::Stdin(b"go\n".to_vec())),
+            })
+            .await
+            .unwrap();
+            let mut exit = None;
+            while let Some(m) = stream.message().await.unwrap() {
+                if let Some(Msg::Exit(e)) = m.msg {
+                    exit = Some(e);
+                }
+            }
+            assert_eq!(exit.expect("no exit").code, 5);
+            attached.push(attach);
+        }
+        // The attachers' time to catch up runs out.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        if wave == 0 {
+            after_first = vm_rss(pid);
+        }
+    }
+    let growth = vm_rss(pid).saturating_sub(after_first);
+    eprintln!("grew {} KiB after the first wave", growth >> 10);
+    let list = SandboxClient::new(d.channel().await)
+        .list(ListRequest { all: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.sandboxes.is_empty(), "{list:?}");
+    for (i, mut a) in attached.into_iter().enumerate() {
+        let mut exit = None;
+        let mut n = 0;
+        let read = async {
+            while let Some(m) = a.message().await.unwrap() {
+                n += 1;
+                if let Some(Msg::Exit(e)) = m.msg {
+                    exit = Some(e);
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .is_err()
+        {
+            panic!("attach {i} did not end: {n} messages, exit {exit:?}");
+        }
+        assert_eq!(exit.expect("an attach ended without the exit").code, 5);
+    }
+    // Each wave's rings, if kept, would be 8 x 4 MiB.
+    assert!(
+        growth < 40 << 20,
+        "the daemon grew by {} MiB over {} more waves of ended sandboxes",
+        growth >> 20,
+        WAVES - 1
+    );
 }

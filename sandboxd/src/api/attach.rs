@@ -10,17 +10,37 @@
 
 use super::{caller, registry_status, Api};
 use crate::identity::Caller;
+use crate::quota::{Quota, Slot};
 use crate::registry::RegistryError;
 use pb::exec_response::Msg as Out;
 use sandbox_proto::v1 as pb;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, mpsc};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Status};
 
-pub type AttachStream = ReceiverStream<Result<pb::ExecResponse, Status>>;
+/// An attacher's responses; its place among the open attach streams
+/// ([`OPEN`]) is held until the stream is dropped.
+pub struct AttachStream {
+    responses: ReceiverStream<Result<pb::ExecResponse, Status>>,
+    _slot: Slot,
+}
+
+impl Stream for AttachStream {
+    type Item = Result<pb::ExecResponse, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.responses).poll_next(cx)
+    }
+}
 
 /// Messages of one sandbox held for its attachers; the slowest loses the
 /// oldest past this (at most this many output chunks are held per sandbox).
@@ -30,6 +50,17 @@ const ATTACHER_BUFFER: usize = 4;
 /// Attachers one sandbox may have at once: each holds a task and up to
 /// [`ATTACHER_BUFFER`] responses, so their number is bounded too.
 pub const MAX_ATTACHERS: usize = 16;
+/// How long an attacher that fell behind may take, once the sandbox has
+/// ended, to catch up before it skips to the exit.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Attach streams open at once, per uid and in all (each holds a task, up
+/// to [`ATTACHER_BUFFER`] responses and its sandbox's ring while it runs).
+const STREAMS_PER_UID: usize = 32;
+const STREAMS: usize = 256;
+
+/// Open attach streams.
+static OPEN: std::sync::LazyLock<Arc<Quota>> =
+    std::sync::LazyLock::new(|| Quota::new(STREAMS_PER_UID, STREAMS));
 
 /// One published message and the output bytes published before it, from
 /// which an attacher that lagged learns how many it missed.
@@ -44,6 +75,8 @@ struct Feed {
     tx: broadcast::Sender<Watched>,
     /// Output bytes published so far.
     offset: u64,
+    /// Set once nothing more will be published (the exec has ended).
+    ended: watch::Sender<bool>,
 }
 
 /// The fan-out of one sandbox's output to its attachers.
@@ -53,7 +86,12 @@ pub struct Watchers(Arc<Mutex<Feed>>);
 impl Default for Watchers {
     fn default() -> Self {
         let (tx, _) = broadcast::channel(RING);
-        Watchers(Arc::new(Mutex::new(Feed { tx, offset: 0 })))
+        let (ended, _) = watch::channel(false);
+        Watchers(Arc::new(Mutex::new(Feed {
+            tx,
+            offset: 0,
+            ended,
+        })))
     }
 }
 
@@ -82,12 +120,33 @@ impl Watchers {
         feed.offset += len;
     }
 
+    /// Says that nothing more will be published: attachers that fall
+    /// behind then get [`DRAIN`] to catch up before they skip to the end.
+    pub fn close(&self) {
+        self.lock().ended.send_replace(true);
+    }
+
     /// A new attacher: what is published from now on, and the offset it
     /// starts at; `None` when [`MAX_ATTACHERS`] are already attached.
-    pub fn subscribe(&self) -> Option<(broadcast::Receiver<Watched>, u64)> {
+    pub fn subscribe(&self) -> Option<Subscription> {
         let feed = self.lock();
-        (feed.tx.receiver_count() < MAX_ATTACHERS).then(|| (feed.tx.subscribe(), feed.offset))
+        (feed.tx.receiver_count() < MAX_ATTACHERS).then(|| Subscription {
+            rx: feed.tx.subscribe(),
+            offset: feed.offset,
+            ended: feed.ended.subscribe(),
+        })
     }
+}
+
+/// One attacher's view of a [`Watchers`].
+#[derive(Debug)]
+pub struct Subscription {
+    /// What is published from the moment of subscribing.
+    pub rx: broadcast::Receiver<Watched>,
+    /// The output offset the subscription starts at.
+    pub offset: u64,
+    /// Turns true when nothing more will be published.
+    ended: watch::Receiver<bool>,
 }
 
 fn response(msg: Out) -> Result<pb::ExecResponse, Status> {
@@ -107,44 +166,114 @@ fn missed(bytes: u64) -> Out {
 }
 
 /// Copies the sandbox's messages to one attacher until the exit, or until
-/// the attacher goes away.
+/// the attacher goes away. Room for the last two messages (what it missed,
+/// and the exit) is kept from the start; once the sandbox has ended, an
+/// attacher that has not caught up within [`DRAIN`] skips to the exit, so
+/// that its stream ends and the ring is let go whether or not it reads.
 async fn forward(
     id: String,
-    mut rx: broadcast::Receiver<Watched>,
-    mut next: u64,
+    sub: Subscription,
     tx: mpsc::Sender<Result<pb::ExecResponse, Status>>,
 ) {
+    let Subscription {
+        mut rx,
+        offset: mut next,
+        mut ended,
+    } = sub;
+    let (Ok(notice), Ok(last)) = (
+        tx.clone().reserve_owned().await,
+        tx.clone().reserve_owned().await,
+    ) else {
+        return;
+    };
     let mut lagged = false;
-    loop {
-        let item = tokio::select! {
-            r = rx.recv() => r,
-            _ = tx.closed() => return,
-        };
-        let w = match item {
-            Ok(w) => w,
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                lagged = true;
+    // A message taken from the ring, not yet queued (a notice went first).
+    let mut owed: Option<Watched> = None;
+    let mut cut_at: Option<Instant> = None;
+    let last_msg = loop {
+        let permit = tokio::select! {
+            p = tx.reserve() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = ended.wait_for(|e| *e), if cut_at.is_none() => {
+                // Ended, or its feed is gone: from now on, a deadline.
+                cut_at = Some(Instant::now() + DRAIN);
                 continue;
             }
-            Err(broadcast::error::RecvError::Closed) => {
-                let msg = format!("sandbox {id} ended without an exit report");
-                let _ = tx.send(Err(Status::aborted(msg))).await;
-                return;
+            _ = sleep_until_opt(cut_at) => {
+                break match owed.take() {
+                    Some(w) if matches!(w.msg, Out::Exit(_)) => Some(w),
+                    _ => skip_to_end(&mut rx),
+                };
             }
         };
-        if lagged && w.offset > next && tx.send(response(missed(w.offset - next))).await.is_err() {
-            return;
+        let w = match owed.take() {
+            Some(w) => w,
+            None => {
+                let item = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = tx.closed() => return,
+                };
+                match item {
+                    Ok(w) => w,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        lagged = true;
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break None,
+                }
+            }
+        };
+        if std::mem::take(&mut lagged) && w.offset > next {
+            permit.send(response(missed(w.offset - next)));
+            next = w.offset;
+            owed = Some(w);
+            continue;
         }
-        lagged = false;
+        let exit = matches!(w.msg, Out::Exit(_));
         next = w.offset
             + match &w.msg {
                 Out::Stdout(b) | Out::Stderr(b) => b.len() as u64,
                 _ => 0,
             };
-        let last = matches!(w.msg, Out::Exit(_));
-        if tx.send(response(w.msg)).await.is_err() || last {
+        permit.send(response(w.msg));
+        if exit {
             return;
         }
+    };
+    // The ring is let go before the last messages are queued.
+    drop(rx);
+    match last_msg {
+        Some(w) => {
+            if w.offset > next {
+                notice.send(response(missed(w.offset - next)));
+            }
+            last.send(response(w.msg));
+        }
+        None => {
+            let msg = format!("sandbox {id} ended without an exit report");
+            last.send(Err(Status::aborted(msg)));
+        }
+    }
+}
+
+/// Skips what an attacher did not take, up to the exit (`None` if there is
+/// none: the exec ended without one).
+fn skip_to_end(rx: &mut broadcast::Receiver<Watched>) -> Option<Watched> {
+    loop {
+        match rx.try_recv() {
+            Ok(w) if matches!(w.msg, Out::Exit(_)) => return Some(w),
+            Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -158,9 +287,27 @@ impl Api {
         let caller = caller(&request)?;
         let id = request.into_inner().id;
         let admin = caller.is_admin(self.admin_gid);
-        let (info, rx, start) = match self.registry.attach(&id, caller.uid, admin) {
+        let Some(slot) = OPEN.take(caller.uid) else {
+            let (mine, all) = OPEN.held(caller.uid);
+            let status = Status::resource_exhausted(format!(
+                "too many attach streams open ({mine} of uid {}, {all} in all; at most {STREAMS_PER_UID} per uid, {STREAMS} in all)",
+                caller.uid
+            ));
+            return Err(self
+                .attach_refused(&caller, &id, "attach_streams", status)
+                .await);
+        };
+        let (info, sub) = match self.registry.attach(&id, caller.uid, admin) {
             Ok(found) => found,
-            Err(e) => return Err(self.attach_refused(&caller, &id, e).await),
+            Err(e) => {
+                let rule = match e {
+                    RegistryError::NotOwner { .. } => "owner",
+                    RegistryError::Attachers { .. } => "attachers",
+                    _ => "id",
+                };
+                let status = registry_status(e);
+                return Err(self.attach_refused(&caller, &id, rule, status).await);
+            }
         };
         let record = json!({
             "id": id,
@@ -183,7 +330,8 @@ impl Api {
             owner = info.uid,
             "attach"
         );
-        let (tx, rx_out) = mpsc::channel(ATTACHER_BUFFER);
+        // Room for ExecStarted, then the buffer, then the two kept for the end.
+        let (tx, rx_out) = mpsc::channel(1 + ATTACHER_BUFFER + 2);
         let started = pb::ExecStarted {
             id: id.clone(),
             profile: info.profile,
@@ -191,20 +339,23 @@ impl Api {
         };
         // The channel is empty: this cannot fail for lack of room.
         let _ = tx.try_send(response(Out::Started(started)));
-        tokio::spawn(forward(id, rx, start, tx));
-        Ok(ReceiverStream::new(rx_out))
+        tokio::spawn(forward(id, sub, tx));
+        Ok(AttachStream {
+            responses: ReceiverStream::new(rx_out),
+            _slot: slot,
+        })
     }
 
-    /// A refused attach: logged, recorded as the caller's refusal, and
-    /// answered as a kill of the same id would be.
-    async fn attach_refused(&self, caller: &Caller, id: &str, e: RegistryError) -> Status {
-        let rule = match e {
-            RegistryError::NotOwner { .. } => "owner",
-            RegistryError::Attachers { .. } => "attachers",
-            _ => "id",
-        };
-        tracing::info!(uid = caller.uid, error = %e, "attach refused");
-        let status = registry_status(e);
+    /// A refused attach: logged, recorded as the caller's refusal under
+    /// `rule`, and answered with `status`.
+    async fn attach_refused(
+        &self,
+        caller: &Caller,
+        id: &str,
+        rule: &str,
+        status: Status,
+    ) -> Status {
+        tracing::info!(uid = caller.uid, error = %status.message(), "attach refused");
         let record = json!({
             "id": crate::audit::bounded_text(id, crate::audit::REFUSED_ID_BYTES),
             "uid": caller.uid,
@@ -241,10 +392,10 @@ mod tests {
     async fn an_attacher_sees_what_follows_its_attach_then_the_exit() {
         let w = Watchers::default();
         w.publish(&stdout(5));
-        let (rx, start) = w.subscribe().unwrap();
-        assert_eq!(start, 5);
+        let sub = w.subscribe().unwrap();
+        assert_eq!(sub.offset, 5);
         let (tx, out) = mpsc::channel(RING * 2);
-        let task = tokio::spawn(forward("a".into(), rx, start, tx));
+        let task = tokio::spawn(forward("a".into(), sub, tx));
         w.publish(&Out::Stderr(b"err".to_vec()));
         w.publish(&stdout(2));
         w.publish(&Out::Exit(pb::ExecExit::default()));
@@ -260,7 +411,7 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_attacher_is_told_how_many_bytes_it_missed() {
         let w = Watchers::default();
-        let (rx, start) = w.subscribe().unwrap();
+        let sub = w.subscribe().unwrap();
         // Publishing never waits: the ring overflows past the attacher.
         for _ in 0..RING + 10 {
             w.publish(&stdout(100));
@@ -268,7 +419,7 @@ mod tests {
         w.publish(&Out::Exit(pb::ExecExit::default()));
         drop(w);
         let (tx, out) = mpsc::channel(RING * 2);
-        forward("a".into(), rx, start, tx).await;
+        forward("a".into(), sub, tx).await;
         let got = collect(out).await;
         let Out::Event(e) = &got[0] else {
             panic!("{got:?}")
@@ -292,11 +443,63 @@ mod tests {
     #[tokio::test]
     async fn a_sandbox_gone_without_an_exit_ends_the_attach_with_an_error() {
         let w = Watchers::default();
-        let (rx, start) = w.subscribe().unwrap();
+        let sub = w.subscribe().unwrap();
         drop(w);
         let (tx, mut out) = mpsc::channel(4);
-        forward("a".into(), rx, start, tx).await;
+        forward("a".into(), sub, tx).await;
         let err = out.recv().await.unwrap().unwrap_err();
         assert_eq!(err.code(), tonic::Code::Aborted);
+    }
+
+    /// An attacher that does not read: once the sandbox has ended, its
+    /// stream gets what it missed and the exit within [`DRAIN`], and the
+    /// ring is let go, though nothing more was read.
+    #[tokio::test]
+    async fn an_attacher_that_does_not_read_ends_with_the_sandbox() {
+        let w = Watchers::default();
+        let sub = w.subscribe().unwrap();
+        let (tx, mut out) = mpsc::channel(ATTACHER_BUFFER + 2);
+        let task = tokio::spawn(forward("a".into(), sub, tx));
+        for _ in 0..RING {
+            w.publish(&stdout(1000));
+        }
+        w.publish(&Out::Exit(pb::ExecExit {
+            code: 3,
+            exited: true,
+            ..Default::default()
+        }));
+        w.close();
+        let ended = tokio::time::Instant::now();
+        tokio::time::timeout(DRAIN * 3, task)
+            .await
+            .expect("the attacher's task outlived the sandbox")
+            .unwrap();
+        assert!(ended.elapsed() >= DRAIN, "cut before the drain");
+        assert_eq!(w.lock().tx.receiver_count(), 0, "the ring is still held");
+        let mut got = Vec::new();
+        while let Ok(Ok(r)) = out.try_recv() {
+            got.extend(r.msg);
+        }
+        let kinds: Vec<String> = got.iter().map(|m| format!("{m:.20?}")).collect();
+        let shown: usize = got
+            .iter()
+            .map(|m| match m {
+                Out::Stdout(b) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        let missed: usize = got
+            .iter()
+            .map(|m| match m {
+                Out::Event(e) => e.fields["bytes"].parse::<usize>().unwrap(),
+                _ => 0,
+            })
+            .sum();
+        assert!(shown <= ATTACHER_BUFFER * 1000, "{kinds:?}");
+        assert_eq!(shown + missed, RING * 1000, "{kinds:?}");
+        let [.., Out::Event(_), Out::Exit(x)] = got.as_slice() else {
+            panic!("{kinds:?}")
+        };
+        assert_eq!(x.code, 3);
     }
 }

@@ -931,4 +931,5 @@ async fn pump_output(
                 .await;
         }
     }
+    watchers.close();
 }
