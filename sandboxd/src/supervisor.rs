@@ -645,6 +645,11 @@ async fn run(
 
     let status = reap(pidfd.get_ref());
     let report = read_exit_report(reports).await;
+    // Whoever came first decides, once: an init that reported its command's
+    // end saw it end before any SIGKILL of ours (timeout, grace, kill) got
+    // to the init, which dies of it without a word. Its report then stands,
+    // and nothing says the supervisor ended it.
+    let ended = ended.filter(|_| report.is_none());
     let mut info = ExitInfo::default();
     match report {
         Some(InitReport::Exited {

@@ -500,6 +500,25 @@ async fn timeout_kills_every_process() {
     assert!(removed_soon(&pids_dir(&id)), "cgroup removed");
 }
 
+/// A command that ended on its own just as its timeout fired: the init had
+/// reported its exit (here it lingers, so the timeout's SIGKILL does reach
+/// it), and that exit is what is reported, not a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_reported_before_the_timeout_is_the_exit() {
+    let mut f = start("exit-vs-timeout", "echo ready; sleep 1000", &pids_limit());
+    write_exited(&mut f.reports, 4, 100);
+    drop(f.reports);
+    let mut o = opts();
+    o.timeout = Some(Duration::from_millis(500));
+    let (_h, mut rx) = supervise(f.spawned, o);
+    let e = collect(&mut rx).await.exit.expect("exit");
+    assert_eq!(e.code, Some(4), "{e:?}");
+    assert!(
+        !e.timed_out && e.signal.is_none() && e.reason.is_none(),
+        "{e:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_is_forwarded() {
     let f = start(
