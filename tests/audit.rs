@@ -45,6 +45,27 @@ fn argv(r: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// What [`start_waiter`] runs: a command that ends once `go` exists in its workspace.
+const WAITER: &str = "until [ -e go ]; do sleep 0.05; done";
+
+/// Starts [`WAITER`] through the agent (stderr piped) and waits for its
+/// `exec-start` record.
+fn start_waiter(d: &Daemon, ws: &Dir) -> std::process::Child {
+    let running = d
+        .agent(U1, &ws.path)
+        .command(&["exec", "--", "/bin/sh", "-c", WAITER])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent");
+    assert!(eventually(Duration::from_secs(10), || {
+        records(d)
+            .iter()
+            .any(|r| r["kind"] == "exec-start" && argv(r).last() == Some(&WAITER))
+    }));
+    running
+}
+
 /// The newest records taken off while the daemon was stopped: `audit
 /// verify` names them, and sandboxd will not start on that log.
 #[test]
@@ -341,20 +362,8 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
     let ws = Dir::new(U1);
     d.sh(U1, &ws.path, &[], "true").expect_code(0);
     let small = Over::small_tmpfs(&d.state_dir);
-    let waiter = "until [ -e go ]; do sleep 0.05; done";
-    let running = d
-        .agent(U1, &ws.path)
-        .command(&["exec", "--", "/bin/sh", "-c", waiter])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("agent");
-    let is_waiter = |r: &Value| argv(r).last() == Some(&waiter);
-    assert!(eventually(Duration::from_secs(10), || {
-        records(&d)
-            .iter()
-            .any(|r| r["kind"] == "exec-start" && is_waiter(r))
-    }));
+    let running = start_waiter(&d, &ws);
+    let is_waiter = |r: &Value| argv(r).last() == Some(&WAITER);
     let filler = small.fill();
     let mut refused = None;
     for i in 0..32 {
@@ -467,20 +476,8 @@ fn agent_audit_follow_shows_only_the_records_that_stay_when_writes_fail() {
 fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
-    let waiter = "until [ -e go ]; do sleep 0.05; done";
-    let running = d
-        .agent(U1, &ws.path)
-        .command(&["exec", "--", "/bin/sh", "-c", waiter])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("agent");
-    let is_waiter = |r: &Value| argv(r).last() == Some(&waiter);
-    assert!(eventually(Duration::from_secs(10), || {
-        records(&d)
-            .iter()
-            .any(|r| r["kind"] == "exec-start" && is_waiter(r))
-    }));
+    let running = start_waiter(&d, &ws);
+    let is_waiter = |r: &Value| argv(r).last() == Some(&WAITER);
     let stderr = {
         let _ro = Over::read_only(&d.state_dir);
         ws.write("go", "", U1);
@@ -522,19 +519,7 @@ fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again()
 fn a_daemon_stopped_with_records_it_cannot_write_names_them() {
     let mut d = Daemon::start();
     let ws = Dir::new(U1);
-    let waiter = "until [ -e go ]; do sleep 0.05; done";
-    let running = d
-        .agent(U1, &ws.path)
-        .command(&["exec", "--", "/bin/sh", "-c", waiter])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent");
-    assert!(eventually(Duration::from_secs(10), || {
-        records(&d)
-            .iter()
-            .any(|r| r["kind"] == "exec-start" && argv(r).last() == Some(&waiter))
-    }));
+    let running = start_waiter(&d, &ws);
     let _ro = Over::read_only(&d.state_dir);
     ws.write("go", "", U1);
     let ended = running.wait_with_output().expect("agent");

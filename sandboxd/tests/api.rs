@@ -181,6 +181,28 @@ fn info(id: &str, uid: u32) -> Info {
     }
 }
 
+/// An exec's input: `start`, then what comes on `rx`.
+fn with_start(
+    start: sandbox_proto::v1::ExecRequest,
+    rx: tokio::sync::mpsc::Receiver<sandbox_proto::v1::ExecRequest>,
+) -> impl tokio_stream::Stream<Item = sandbox_proto::v1::ExecRequest> {
+    tokio_stream::StreamExt::chain(
+        tokio_stream::iter(vec![start]),
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    )
+}
+
+/// Reads `stream` until the command prints `ready`.
+async fn until_ready(stream: &mut tonic::Streaming<sandbox_proto::v1::ExecResponse>) {
+    loop {
+        match stream.message().await.unwrap().and_then(|m| m.msg) {
+            Some(Out::Stdout(b)) if b.starts_with(b"ready") => break,
+            Some(_) => {}
+            None => panic!("the stream ended before the command ran"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn registry_enforces_limits_and_ownership() {
     let reg = Registry::new(DaemonLimits {
@@ -1014,7 +1036,7 @@ async fn exec_streams_output_and_exit_and_refuses_root_without_allow_root() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_goes_away_takes_its_sandbox_with_it() {
-    use sandbox_proto::v1::{exec_response::Msg, sandbox_client::SandboxClient, ListRequest};
+    use sandbox_proto::v1::{sandbox_client::SandboxClient, ListRequest};
     let d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
     let ws = workspace();
     let marker = format!("api-gone-{}", std::process::id());
@@ -1023,18 +1045,9 @@ async fn a_client_that_goes_away_takes_its_sandbox_with_it() {
         let mut client = SandboxClient::new(d.channel().await);
         let start = exec_start("rooty", ws.path(), &["/bin/sh", "-c", &script]);
         let (_keep, rx) = tokio::sync::mpsc::channel(1);
-        let input = tokio_stream::StreamExt::chain(
-            tokio_stream::iter(vec![start]),
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        );
+        let input = with_start(start, rx);
         let mut stream = client.exec(input).await.unwrap().into_inner();
-        loop {
-            match stream.message().await.unwrap().and_then(|m| m.msg) {
-                Some(Msg::Stdout(b)) if b.starts_with(b"ready") => break,
-                Some(_) => {}
-                None => panic!("stream ended before the command ran"),
-            }
-        }
+        until_ready(&mut stream).await;
         let list = SandboxClient::new(d.channel().await)
             .list(ListRequest { all: false })
             .await
@@ -1085,10 +1098,7 @@ async fn sigterm_kills_running_sandboxes_and_removes_the_socket() {
     let mut client = SandboxClient::new(d.channel().await);
     let start = exec_start("rooty", ws.path(), &["/bin/sh", "-c", &script]);
     let (_keep, rx) = tokio::sync::mpsc::channel(1);
-    let input = tokio_stream::StreamExt::chain(
-        tokio_stream::iter(vec![start]),
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    );
+    let input = with_start(start, rx);
     let mut stream = client.exec(input).await.unwrap().into_inner();
     while !matches!(
         stream.message().await.unwrap().and_then(|m| m.msg),
@@ -1172,10 +1182,7 @@ async fn sandboxes_run_as_their_caller_and_only_owners_and_admins_see_and_kill_t
         &["/bin/sh", "-c", "id -u; id -g; id -G; sleep 300"],
     );
     let (_keep, rx) = tokio::sync::mpsc::channel(1);
-    let input = tokio_stream::StreamExt::chain(
-        tokio_stream::iter(vec![start]),
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    );
+    let input = with_start(start, rx);
     let mut stream = owner.exec(input).await.unwrap().into_inner();
     let mut id = String::new();
     let mut out = String::new();
@@ -1529,19 +1536,10 @@ async fn a_flood_of_signals_and_resizes_keeps_the_daemon_small() {
     let script = "trap '' HUP; echo ready; head -c 8000000 /dev/zero & sleep 1; exit 7";
     let start = exec_start("rooty", ws.path(), &["/bin/sh", "-c", script]);
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let input = tokio_stream::StreamExt::chain(
-        tokio_stream::iter(vec![start]),
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    );
+    let input = with_start(start, rx);
     let mut stream = client.exec(input).await.unwrap().into_inner();
     // From the trap on, then not read any more.
-    loop {
-        match stream.message().await.unwrap().and_then(|m| m.msg) {
-            Some(Msg::Stdout(b)) if b.starts_with(b"ready") => break,
-            Some(_) => {}
-            None => panic!("the stream ended before the command ran"),
-        }
-    }
+    until_ready(&mut stream).await;
     let pid = d.child.id();
     let before = vm_rss(pid);
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
@@ -1617,10 +1615,7 @@ async fn only_harmless_signals_reach_the_command() {
                   echo ready; while :; do sleep 0.05; done";
     let start = exec_start("rooty", ws.path(), &["/bin/sh", "-c", script]);
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let input = tokio_stream::StreamExt::chain(
-        tokio_stream::iter(vec![start]),
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    );
+    let input = with_start(start, rx);
     let mut stream = client.exec(input).await.unwrap().into_inner();
     let mut id = String::new();
     let mut out = String::new();
@@ -1733,10 +1728,7 @@ async fn running(
     let mut client = SandboxClient::new(d.channel().await);
     let start = exec_start("rooty", ws, &["/bin/sh", "-c", script]);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let input = tokio_stream::StreamExt::chain(
-        tokio_stream::iter(vec![start]),
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    );
+    let input = with_start(start, rx);
     let mut stream = client.exec(input).await.unwrap().into_inner();
     let mut id = String::new();
     loop {
