@@ -2,7 +2,8 @@
 //! byte cap (bounded buffers: the daemon never holds unbounded output),
 //! enforces the timeout, forwards signals (SIGINT, then SIGKILL after a grace
 //! period), and reports the exit with resource usage. When it ends, for any
-//! reason, no process of the sandbox is left.
+//! reason, no process of the sandbox is left, and its exit is known at once,
+//! however slowly its output is taken.
 
 use crate::backend::linux::cgroup::Cgroup;
 use crate::backend::linux::Spawned;
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 /// What the daemon asks of a running sandbox.
@@ -276,13 +277,19 @@ const STDIN_MAX: usize = 1024 * 1024;
 const REPORT_WAIT: Duration = Duration::from_secs(2);
 
 /// Starts supervising `child`. Output arrives on the receiver, ending with `Exit`.
+/// The exit also comes on the oneshot as soon as the sandbox has ended, ahead
+/// of output still waiting to be taken (at most what its pipes held then).
 /// Dropping every [`Handle`], or the receiver, kills the sandbox. Must be
 /// called within a tokio runtime.
-pub fn supervise(child: Spawned, opts: Options) -> (Handle, mpsc::Receiver<Output>) {
+pub fn supervise(
+    child: Spawned,
+    opts: Options,
+) -> (Handle, mpsc::Receiver<Output>, oneshot::Receiver<ExitInfo>) {
     let (handle, stdin_rx, urgent_rx) = Handle::channel();
     let (out_tx, out_rx) = mpsc::channel(OUTPUT_QUEUE);
-    tokio::spawn(run(child, opts, stdin_rx, urgent_rx, out_tx));
-    (handle, out_rx)
+    let (exit_tx, exit_rx) = oneshot::channel();
+    tokio::spawn(run(child, opts, stdin_rx, urgent_rx, out_tx, exit_tx));
+    (handle, out_rx, exit_rx)
 }
 
 /// Output accounting shared by the stdout and stderr pumps.
@@ -374,7 +381,8 @@ fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) {
 /// Reads one output stream and forwards it in chunks until EOF, counting
 /// against the shared cap; past the cap it keeps reading (so the writer does
 /// not block) and drops. Once `stop` is set (the sandbox is dead), it reads
-/// what is buffered and returns instead of waiting for more.
+/// what is buffered and returns it with what it was waiting to send, instead
+/// of waiting for more room or more output.
 async fn pump_out(
     fd: OwnedFd,
     stderr: bool,
@@ -382,12 +390,13 @@ async fn pump_out(
     counters: Arc<Mutex<Counters>>,
     tx: mpsc::Sender<Output>,
     mut stop: watch::Receiver<bool>,
-) {
+) -> Vec<Output> {
+    let mut left = Vec::new();
     let afd = match async_fd(fd, Interest::READABLE) {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "output pipe unusable");
-            return;
+            return left;
         }
     };
     let mut buf = vec![0u8; CHUNK];
@@ -430,25 +439,33 @@ async fn pump_out(
             c.truncated |= first_drop;
             (forward, first_drop)
         };
-        if forward > 0 {
+        let data = (forward > 0).then(|| {
             let data = buf[..forward].to_vec();
-            let msg = if stderr {
-                Output::Stderr(data)
-            } else {
-                Output::Stdout(data)
-            };
-            // A gone receiver ends the sandbox elsewhere; keep draining meanwhile.
-            let _ = tx.send(msg).await;
-        }
-        if first_drop {
-            let _ = tx
-                .send(Output::Event {
-                    kind: "output-truncated".into(),
-                    message: format!("output exceeded {cap} bytes; the rest was dropped"),
-                })
-                .await;
+            match stderr {
+                true => Output::Stderr(data),
+                false => Output::Stdout(data),
+            }
+        });
+        let truncated = first_drop.then(|| Output::Event {
+            kind: "output-truncated".into(),
+            message: format!("output exceeded {cap} bytes; the rest was dropped"),
+        });
+        for msg in data.into_iter().chain(truncated) {
+            if stopping {
+                left.push(msg);
+                continue;
+            }
+            tokio::select! {
+                // A gone receiver ends the sandbox elsewhere; keep draining meanwhile.
+                permit = tx.reserve() => if let Ok(p) = permit { p.send(msg) },
+                _ = stop.changed() => {
+                    stopping = true;
+                    left.push(msg);
+                }
+            }
         }
     }
+    left
 }
 
 /// Why the sandbox was ended early by the supervisor.
@@ -482,6 +499,7 @@ async fn run(
     mut ctl: mpsc::Receiver<Control>,
     mut urgent: UrgentReceiver,
     out: mpsc::Sender<Output>,
+    exit: oneshot::Sender<ExitInfo>,
 ) {
     let start = Instant::now();
     let Spawned {
@@ -526,13 +544,13 @@ async fn run(
             // SAFETY: plain kill of our own child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             finish_cgroup(cgroup, mount_ns).await;
-            let _ = out
-                .send(Output::Exit(ExitInfo {
-                    signal: Some(libc::SIGKILL),
-                    reason: Some(format!("cannot watch the sandbox: {e}")),
-                    ..Default::default()
-                }))
-                .await;
+            let info = ExitInfo {
+                signal: Some(libc::SIGKILL),
+                reason: Some(format!("cannot watch the sandbox: {e}")),
+                ..Default::default()
+            };
+            let _ = exit.send(info.clone());
+            let _ = out.send(Output::Exit(info)).await;
             return;
         }
     };
@@ -684,8 +702,9 @@ async fn run(
     finish_cgroup(cgroup, mount_ns).await;
 
     let _ = stop_tx.send(true);
+    let mut left = Vec::new();
     for r in readers {
-        let _ = r.await;
+        left.extend(r.await.unwrap_or_default());
     }
     {
         let c = counters.lock().unwrap_or_else(|p| p.into_inner());
@@ -693,6 +712,13 @@ async fn run(
         info.output_dropped_bytes = c.dropped;
     }
     info.wall = start.elapsed();
+    // Known now, whether or not the output before it has been taken.
+    let _ = exit.send(info.clone());
+    for msg in left {
+        if out.send(msg).await.is_err() {
+            return;
+        }
+    }
     let _ = out.send(Output::Exit(info)).await;
 }
 

@@ -1569,13 +1569,16 @@ async fn a_flood_of_signals_and_resizes_keeps_the_daemon_small() {
             .await
             .expect("the exec's stream ended during the flood");
     }
-    // Another caller is served while the flood is read.
-    let list = SandboxClient::new(d.channel().await)
-        .list(ListRequest { all: true })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(list.sandboxes.len(), 1);
+    // Another caller is served while the flood is read (the exec may have
+    // ended meanwhile: its end does not wait for its unread output).
+    let mut other = SandboxClient::new(d.channel().await);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        other.list(ListRequest { all: true }),
+    )
+    .await
+    .expect("another caller was not served during the flood")
+    .unwrap();
     drop(tx);
     let mut exit = None;
     while let Some(m) = stream.message().await.unwrap() {
@@ -1873,4 +1876,88 @@ async fn attachers_that_do_not_read_let_go_of_ended_sandboxes() {
         growth >> 20,
         WAVES - 1
     );
+}
+
+/// The records of `kind` for exec `id` in the daemon's audit log.
+fn ends_of(d: &Daemon, id: &str) -> Vec<serde_json::Value> {
+    let log = std::fs::read_to_string(d._dir.path().join("state/audit.jsonl")).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["kind"] == "exec-end" && r["id"] == id)
+        .collect()
+}
+
+/// Starts `yes` under "rooty" with `timeout_ms` and reads only until it
+/// runs; the stream, never read again, and the exec's id.
+async fn unread_yes(
+    d: &Daemon,
+    ws: &Path,
+    timeout_ms: u64,
+) -> (
+    tonic::Streaming<sandbox_proto::v1::ExecResponse>,
+    tokio::sync::mpsc::Sender<sandbox_proto::v1::ExecRequest>,
+    String,
+) {
+    use sandbox_proto::v1::{
+        exec_request::Msg as In, exec_response::Msg, sandbox_client::SandboxClient,
+    };
+    let mut client = SandboxClient::new(d.channel().await);
+    let mut start = exec_start("rooty", ws, &["/bin/sh", "-c", "echo ready; exec yes"]);
+    if let Some(In::Start(s)) = start.msg.as_mut() {
+        s.timeout_ms = timeout_ms;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut stream = client
+        .exec(with_start(start, rx))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream.message().await.unwrap().and_then(|m| m.msg) {
+        Some(Msg::Started(s)) => (stream, tx, s.id),
+        other => panic!("not started: {other:?}"),
+    }
+}
+
+/// A client that stops reading does not hold up its exec's end: the
+/// timeout ends the command, and its end is on record and its slot free
+/// within moments while the client still holds the unread stream; a
+/// daemon stopped meanwhile writes the end of such an exec before it exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_whose_client_stops_reading_is_recorded_ended_at_once() {
+    use sandbox_proto::v1::{sandbox_client::SandboxClient, ListRequest};
+    let mut d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
+    let ws = workspace();
+    let (_stream, _tx, id) = unread_yes(&d, ws.path(), 2000).await;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while ends_of(&d, &id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no exec-end 6 s after a 2 s timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let end = &ends_of(&d, &id)[0];
+    assert_eq!(end["timed_out"], true, "{end}");
+    assert!(end["usage"]["output_bytes"].as_u64().unwrap() > 0, "{end}");
+    let list = SandboxClient::new(d.channel().await)
+        .list(ListRequest { all: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.sandboxes.is_empty(), "{list:?}");
+
+    // No timeout: the daemon's stop ends it.
+    let (_stream, _tx, id) = unread_yes(&d, ws.path(), 0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = tokio::task::spawn_blocking(move || (d.stop(), d))
+        .await
+        .unwrap();
+    assert!(status.0.success(), "{}", status.0);
+    let ends = ends_of(&status.1, &id);
+    assert_eq!(
+        ends.len(),
+        1,
+        "the stopped daemon did not record the end of {id}"
+    );
+    assert_eq!(ends[0]["signal"], libc::SIGKILL, "{}", ends[0]);
 }

@@ -332,7 +332,7 @@ async fn streams_apart_and_stdin_forwarded() {
     );
     write_exited(&mut f.reports, 3, 1500);
     drop(f.reports);
-    let (h, mut rx) = supervise(f.spawned, opts());
+    let (h, mut rx, _) = supervise(f.spawned, opts());
     h.send(Control::Stdin(b"hello\n".to_vec())).await.unwrap();
     h.send(Control::Stdin(b"more".to_vec())).await.unwrap();
     h.send(Control::StdinEof).await.unwrap();
@@ -359,7 +359,7 @@ async fn tty_resize_and_eof() {
         true,
     );
     drop(f.reports);
-    let (h, mut rx) = supervise(f.spawned, opts());
+    let (h, mut rx, _) = supervise(f.spawned, opts());
     h.send(Control::Resize {
         rows: 33,
         cols: 101,
@@ -389,7 +389,7 @@ async fn output_cap_forwards_exactly_cap_and_drops_rest() {
     let rss0 = rss_bytes();
     let mut o = opts();
     o.output_cap = MIB;
-    let (_h, mut rx) = supervise(f.spawned, o);
+    let (_h, mut rx, _) = supervise(f.spawned, o);
     let mut forwarded = 0u64;
     let mut events = Vec::new();
     let mut max_rss = 0;
@@ -443,7 +443,7 @@ async fn slow_receiver_stalls_the_writer() {
     let rss0 = rss_bytes();
     let mut o = opts();
     o.output_cap = total;
-    let (_h, mut rx) = supervise(f.spawned, o);
+    let (_h, mut rx, _) = supervise(f.spawned, o);
     let first = rx.recv().await.expect("first chunk");
     assert!(matches!(first, Output::Stdout(_)));
     // Hold the receiver: the writer must stall on a full pipe.
@@ -486,7 +486,7 @@ async fn timeout_kills_every_process() {
     let mut o = opts();
     o.timeout = Some(Duration::from_secs(1));
     let started = Instant::now();
-    let (_h, mut rx) = supervise(f.spawned, o);
+    let (_h, mut rx, _) = supervise(f.spawned, o);
     wait_stdout(&mut rx, "started").await;
     let pids = cgroup_pids(&id);
     assert!(pids.len() >= 4, "sh and three sleeps: {pids:?}");
@@ -500,6 +500,28 @@ async fn timeout_kills_every_process() {
     assert!(removed_soon(&pids_dir(&id)), "cgroup removed");
 }
 
+/// Output nobody takes does not hold up the exit: `yes` fills every buffer,
+/// its timeout ends it, and the exit comes on its own channel at once; the
+/// output stream still gives what was read, up to what the pipes held when
+/// it died, and then the same exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exit_is_known_while_the_output_waits() {
+    let f = start("exit-unread", "exec yes", &pids_limit());
+    drop(f.reports);
+    let mut o = opts();
+    o.timeout = Some(Duration::from_millis(500));
+    let (_h, mut rx, exited) = supervise(f.spawned, o);
+    let e = tokio::time::timeout(Duration::from_secs(5), exited)
+        .await
+        .expect("the exit came while the output was not taken")
+        .expect("an exit");
+    assert!(e.timed_out, "{e:?}");
+    let c = collect(&mut rx).await;
+    assert_eq!(c.exit.as_ref(), Some(&e));
+    assert_eq!(c.stdout.len() as u64, e.output_bytes);
+    assert!(c.stdout.starts_with(b"y\ny\n"));
+}
+
 /// A command that ended on its own just as its timeout fired: the init had
 /// reported its exit (here it lingers, so the timeout's SIGKILL does reach
 /// it), and that exit is what is reported, not a timeout.
@@ -510,7 +532,7 @@ async fn an_exit_reported_before_the_timeout_is_the_exit() {
     drop(f.reports);
     let mut o = opts();
     o.timeout = Some(Duration::from_millis(500));
-    let (_h, mut rx) = supervise(f.spawned, o);
+    let (_h, mut rx, _) = supervise(f.spawned, o);
     let e = collect(&mut rx).await.exit.expect("exit");
     assert_eq!(e.code, Some(4), "{e:?}");
     assert!(
@@ -527,7 +549,7 @@ async fn sigint_is_forwarded() {
         &pids_limit(),
     );
     drop(f.reports);
-    let (h, mut rx) = supervise(f.spawned, opts());
+    let (h, mut rx, _) = supervise(f.spawned, opts());
     wait_stdout(&mut rx, "ready").await;
     h.send(Control::Signal(libc::SIGINT)).await.unwrap();
     let c = collect(&mut rx).await;
@@ -547,7 +569,7 @@ async fn sigint_ignored_then_sigkill_after_grace() {
     drop(f.reports);
     let mut o = opts();
     o.grace = Duration::from_millis(700);
-    let (h, mut rx) = supervise(f.spawned, o);
+    let (h, mut rx, _) = supervise(f.spawned, o);
     wait_stdout(&mut rx, "ready").await;
     let sent = Instant::now();
     h.send(Control::Signal(libc::SIGINT)).await.unwrap();
@@ -567,7 +589,7 @@ async fn sigint_ignored_then_sigkill_after_grace() {
 async fn kill_control_ends_it_with_reason() {
     let f = start("kill", "echo ready; sleep 1000", &pids_limit());
     drop(f.reports);
-    let (h, mut rx) = supervise(f.spawned, opts());
+    let (h, mut rx, _) = supervise(f.spawned, opts());
     wait_stdout(&mut rx, "ready").await;
     h.send(Control::Kill("cancelled by test".into()))
         .await
@@ -581,7 +603,7 @@ async fn kill_control_ends_it_with_reason() {
 async fn kill_overtakes_stdin_the_command_does_not_read() {
     let f = start("stuck", "echo ready; sleep 1000", &pids_limit());
     drop(f.reports);
-    let (h, mut rx) = supervise(f.spawned, opts());
+    let (h, mut rx, _) = supervise(f.spawned, opts());
     wait_stdout(&mut rx, "ready").await;
     // Fill the pipe and the supervisor's stdin buffer, then keep a sender blocked.
     let chunk = vec![b'x'; 64 * 1024];
@@ -614,7 +636,7 @@ async fn dropping_the_handle_kills() {
     let f = start("drop", "sleep 1000 & echo ready; wait", &pids_limit());
     let id = f.id.clone();
     drop(f.reports);
-    let (h, mut rx): (Handle, _) = supervise(f.spawned, opts());
+    let (h, mut rx, _): (Handle, _, _) = supervise(f.spawned, opts());
     wait_stdout(&mut rx, "ready").await;
     let pids = cgroup_pids(&id);
     assert!(pids.len() >= 2, "{pids:?}");
@@ -646,7 +668,7 @@ async fn memory_limit_kills_a_balloon() {
         (64 * MIB).to_string()
     );
     drop(f.reports);
-    let (_h, mut rx) = supervise(f.spawned, opts());
+    let (_h, mut rx, _) = supervise(f.spawned, opts());
     let c = collect(&mut rx).await;
     let e = c.exit.expect("exit");
     assert!(e.oom_killed, "{e:?}");
@@ -674,7 +696,7 @@ async fn pids_limit_stops_a_fork_bomb() {
     drop(f.reports);
     let mut o = opts();
     o.timeout = Some(Duration::from_secs(3));
-    let (_h, mut rx) = supervise(f.spawned, o);
+    let (_h, mut rx, _) = supervise(f.spawned, o);
     let sample = tokio::task::spawn_blocking(move || {
         let mut seen = Vec::new();
         let mut most = 0;

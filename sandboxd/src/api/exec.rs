@@ -410,7 +410,7 @@ impl Api {
         let pid = spawned.pid;
         // Long-running sandboxes yield the CPU to short execs (see fair.rs).
         crate::fair::lower_later(pid, spawned.cgroup.cpu());
-        let (handle, outputs) = supervisor::supervise(spawned, plan.options);
+        let (handle, outputs, exited) = supervisor::supervise(spawned, plan.options);
         if let Some(w) = start.window.as_ref().filter(|_| start.tty) {
             let _ = handle.send(resize(w)).await;
         }
@@ -454,15 +454,27 @@ impl Api {
             }
             pump_input(inbound, h, p, events).await
         });
-        let audit = Arc::clone(&self.audit);
-        let ends = Ends {
-            caller,
-            slot,
+        let (served, net) = match net {
+            Some(n) => (Some(n.served), Some(n.shown)),
+            None => (None, None),
+        };
+        let exec = Pumped {
+            id: slot.id().to_string(),
+            uid: caller.uid,
             profile: name,
-            audit,
+            end: tokio::spawn(record_end(
+                exited,
+                served,
+                Ends {
+                    caller,
+                    slot,
+                    audit: Arc::clone(&self.audit),
+                },
+                watchers.clone(),
+            )),
         };
         tokio::spawn(async move {
-            pump_output(outputs, tx, handle, net, pending, watchers, ends).await;
+            pump_output(outputs, tx, handle, net, pending, watchers, exec).await;
             input.abort();
         });
         Ok(())
@@ -542,17 +554,24 @@ impl NetPrepared {
     fn serve(self, listeners: Listeners) -> NetRun {
         NetRun {
             served: self.thread.serve(listeners),
-            session: self.session,
-            events: self.events,
-            questions: self.questions,
+            shown: NetShown {
+                session: self.session,
+                events: self.events,
+                questions: self.questions,
+            },
         }
     }
 }
 
 /// The network side of a running allowlist exec.
 struct NetRun {
-    /// Dropped at the exit: listeners closed, connections ended.
+    /// Stopped at the exit: listeners closed, connections ended.
     served: Served,
+    shown: NetShown,
+}
+
+/// What the client hears of the network: decisions and approval requests.
+struct NetShown {
     session: Arc<Session>,
     events: mpsc::Receiver<NetRecord>,
     questions: mpsc::Receiver<(NetQuery, oneshot::Sender<Answer>)>,
@@ -591,11 +610,19 @@ impl Pending {
     }
 }
 
-/// Who and what the end of an exec is recorded for.
+/// The exec an output pump serves, as the daemon's log names it, and the
+/// task that records its end.
+struct Pumped {
+    id: String,
+    uid: u32,
+    profile: String,
+    end: tokio::task::JoinHandle<Option<Out>>,
+}
+
+/// Who the end of an exec is recorded for, and the slot it frees.
 struct Ends {
     caller: Caller,
     slot: Slot,
-    profile: String,
     audit: Arc<AuditLog>,
 }
 
@@ -767,26 +794,87 @@ fn signal_refused(
     }
 }
 
-/// Sandbox output to the client and the attachers, until the exit; the slot
-/// is freed before the client hears of it. If the client stops listening,
-/// the sandbox is killed and drained.
+/// Records the end of an exec as soon as its sandbox has ended, however
+/// slowly its client reads: its network services stopped first (what their
+/// connections did is on disk before the end), then the end, then the slot
+/// freed, so the client's next exec is not refused for this one and a
+/// stopping daemon, waiting for every slot, has every end on record. The
+/// exit, or None without one; and what the client should hear of an end that
+/// could not be recorded.
+async fn record_end(
+    exited: oneshot::Receiver<ExitInfo>,
+    served: Option<Served>,
+    ends: Ends,
+    watchers: Watchers,
+) -> Option<Out> {
+    let Ends {
+        caller,
+        slot,
+        audit,
+    } = ends;
+    let exit = exited.await.ok();
+    if let Some(s) = served {
+        s.stop().await;
+    }
+    let record = match &exit {
+        Some(e) => json!({
+            "id": slot.id(),
+            "uid": caller.uid,
+            "code": e.code,
+            "signal": e.signal,
+            "timed_out": e.timed_out,
+            "oom_killed": e.oom_killed,
+            "reason": e.reason,
+            "usage": {
+                "wall_ms": e.wall.as_millis() as u64,
+                "user_ms": e.user.as_millis() as u64,
+                "system_ms": e.system.as_millis() as u64,
+                "max_rss_bytes": e.max_rss_bytes,
+                "memory_peak_bytes": e.memory_peak_bytes,
+                "output_bytes": e.output_bytes,
+                "output_dropped_bytes": e.output_dropped_bytes,
+            },
+        }),
+        None => json!({
+            "id": slot.id(),
+            "uid": caller.uid,
+            "reason": "the sandbox's supervisor ended without an exit report",
+        }),
+    };
+    let failed = audit.append_done("exec-end", record).await.err().map(|e| {
+        tracing::error!(uid = caller.uid, id = slot.id(), error = %e, "recording an exec's end");
+        // The command ran (its start is on record); its end is not: say so.
+        let event = Out::Event(pb::Event {
+            kind: "audit".into(),
+            message: format!("the end of this exec could not be recorded: {e}"),
+            ..Default::default()
+        });
+        watchers.publish(&event);
+        event
+    });
+    drop(slot);
+    failed
+}
+
+/// Sandbox output to the client and the attachers, until the exit, which
+/// the client hears after its end is recorded (see [`record_end`]). If the
+/// client stops listening, the sandbox is killed and drained.
 async fn pump_output(
     mut outputs: mpsc::Receiver<Output>,
     tx: mpsc::Sender<Result<pb::ExecResponse, Status>>,
     handle: Handle,
-    mut net: Option<NetRun>,
+    mut net: Option<NetShown>,
     pending: Pending,
     watchers: Watchers,
-    ends: Ends,
+    exec: Pumped,
 ) {
-    let Ends {
-        caller,
-        slot,
+    let Pumped {
+        id,
+        uid,
         profile,
-        audit,
-    } = ends;
+        end,
+    } = exec;
     let profile = profile.as_str();
-    let id = slot.id().to_string();
     let mut client = true;
     let mut asked = 0u64;
     // Network events not sent to the client, not yet reported as such.
@@ -840,10 +928,9 @@ async fn pump_output(
                 .await;
         }
     };
-    // The exec's listeners close with it, and what its connections did is
-    // on disk before its end.
+    // The end is on record (its network stopped first) before the client hears of it.
+    let failed = end.await.ok().flatten();
     if let Some(mut n) = net.take() {
-        n.served.stop().await;
         // Decisions the loop did not take before the exit.
         while let Ok(r) = n.events.try_recv() {
             if client {
@@ -852,55 +939,16 @@ async fn pump_output(
         }
         lost += n.session.take_events_lost();
     }
-    // The end is recorded before the client hears of it.
-    let record = match &exit {
-        Some(e) => json!({
-            "id": id,
-            "uid": caller.uid,
-            "code": e.code,
-            "signal": e.signal,
-            "timed_out": e.timed_out,
-            "oom_killed": e.oom_killed,
-            "reason": e.reason,
-            "usage": {
-                "wall_ms": e.wall.as_millis() as u64,
-                "user_ms": e.user.as_millis() as u64,
-                "system_ms": e.system.as_millis() as u64,
-                "max_rss_bytes": e.max_rss_bytes,
-                "memory_peak_bytes": e.memory_peak_bytes,
-                "output_bytes": e.output_bytes,
-                "output_dropped_bytes": e.output_dropped_bytes,
-            },
-        }),
-        None => json!({
-            "id": id,
-            "uid": caller.uid,
-            "reason": "the sandbox's supervisor ended without an exit report",
-        }),
-    };
-    if let Err(e) = audit.append_done("exec-end", record).await {
-        tracing::error!(uid = caller.uid, id, error = %e, "recording an exec's end");
-        // The command ran (its start is on record); its end is not: say so.
-        let event = Out::Event(pb::Event {
-            kind: "audit".into(),
-            message: format!("the end of this exec could not be recorded: {e}"),
-            ..Default::default()
-        });
-        watchers.publish(&event);
-        if client {
-            let _ = tx.send(response(event)).await;
-        }
+    if let (true, Some(event)) = (client, failed) {
+        let _ = tx.send(response(event)).await;
     }
-    // The slot is free before the client hears of the exit, so that the
-    // client's next exec is not refused for this one under its limits.
-    drop(slot);
     if client && lost > 0 {
         let _ = tx.send(response(events_lost(lost))).await;
     }
     match exit {
         Some(e) => {
             tracing::info!(
-                uid = caller.uid,
+                uid,
                 id,
                 profile,
                 code = e.code,
@@ -918,12 +966,7 @@ async fn pump_output(
             }
         }
         None => {
-            tracing::error!(
-                uid = caller.uid,
-                id,
-                profile,
-                "exec ended without an exit report"
-            );
+            tracing::error!(uid, id, profile, "exec ended without an exit report");
             let _ = tx
                 .send(Err(Status::internal(
                     "the sandbox's supervisor ended without an exit report",
