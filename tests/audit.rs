@@ -483,6 +483,8 @@ fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again()
         ws.write("go", "", U1);
         let ended = running.wait_with_output().expect("agent");
         assert_eq!(ended.status.code(), Some(0));
+        // Written a while after it happened.
+        std::thread::sleep(Duration::from_millis(1500));
         String::from_utf8_lossy(&ended.stderr).into_owned()
     };
     assert!(stderr.contains("could not be recorded"), "{stderr}");
@@ -504,6 +506,14 @@ fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again()
         .position(is_end)
         .unwrap_or_else(|| panic!("the exec's end was lost: {recs:#?}"));
     assert_eq!(recs[end]["code"], 0, "{}", recs[end]);
+    // When it happened, not only when it was written (whole seconds apart).
+    let (at, time) = (&recs[end]["at"], &recs[end]["time"]);
+    let second = |v: &Value| v.as_str().map(|s| s[..19].to_string());
+    assert!(
+        second(at).is_some() && second(at) < second(time),
+        "{}",
+        recs[end]
+    );
     let next = recs
         .iter()
         .position(|r| r["kind"] == "exec-start" && argv(r).last() == Some(&"echo next"))

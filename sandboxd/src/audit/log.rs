@@ -674,8 +674,13 @@ impl AuditLog {
                         continue;
                     }
                     if room {
+                        // Written later: `time` will say when, `at` when it happened.
+                        let first = record.remove("time");
                         for key in CHAIN_FIELDS {
                             record.remove(key);
+                        }
+                        if let Some(t) = first {
+                            record.entry("at").or_insert(t);
                         }
                         // Its appender has its outcome: nobody waits for it now.
                         state.unawaited.insert(ticket);
