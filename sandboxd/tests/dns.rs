@@ -1033,3 +1033,78 @@ async fn popular_names_asked_again_do_not_use_up_the_rate() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `dir` bound over itself read-only while it lives (on the host: the
+/// test's files are opened by path, as the audit log's are).
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn over(dir: &std::path::Path) -> ReadOnly {
+        let mount = |args: &[&str]| {
+            let st = std::process::Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .expect("mount");
+            assert!(st.success(), "mount {args:?} {}", dir.display());
+        };
+        mount(&["--bind"]);
+        let guard = ReadOnly(dir.to_path_buf());
+        mount(&["-o", "remount,ro,bind"]);
+        guard
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// While the audit log cannot be written, names get REFUSED (no answer
+/// without a record); once it can, the writer tries again on its own: the
+/// decisions taken meanwhile are written without a new question, and
+/// names are answered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_write_the_decisions_kept_are_written_without_a_new_question() {
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+    let m = ask(srv.udp, "allowed.test.", RecordType::A).await;
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert_eq!(dns_audit(srv.state.path(), 1).await.len(), 1);
+    {
+        let _ro = ReadOnly::over(srv.state.path());
+        // Answered (decided before its write), then its write fails.
+        ask(srv.udp, "one.ok.test.", RecordType::A).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let m = ask(srv.udp, "two.ok.test.", RecordType::A).await;
+            if m.response_code() == ResponseCode::Refused {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still answered with the log failing"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let names = |recs: &[serde_json::Value]| -> Vec<String> {
+        recs.iter()
+            .filter_map(|r| r["host"].as_str().map(str::to_string))
+            .collect()
+    };
+    let recs = dns_audit(srv.state.path(), 3).await;
+    let seen = names(&recs);
+    assert!(
+        seen.iter().any(|n| n == "one.ok.test") && seen.iter().any(|n| n == "two.ok.test"),
+        "not written after the log came back: {recs:#?}"
+    );
+    let m = ask(srv.udp, "three.ok.test.", RecordType::A).await;
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
+}
