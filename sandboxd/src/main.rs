@@ -271,9 +271,10 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
             tracing::info!(killed, "sandboxes killed");
         }
         let _ = stop_tx.send(());
-        // Sandboxes end within moments of their kill; connections then close.
+        // Sandboxes end within moments of their kill, their ends recorded
+        // whether or not their clients read; connections then close.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !registry.is_empty() && tokio::time::Instant::now() < deadline {
+        while registry.live() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = tokio::time::timeout_at(deadline, server).await;

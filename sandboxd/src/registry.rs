@@ -3,7 +3,10 @@
 //!
 //! A sandbox takes its slot ([`Registry::admit`]) before it is spawned, so the
 //! limits count sandboxes being built too; the slot is freed when its
-//! [`Slot`] is dropped, i.e. when the exec ends, whatever ends it.
+//! [`Slot`] is dropped, once its client has had the output, whatever ended
+//! the exec. A sandbox that ended before that ([`Slot::end`]) is no longer
+//! listed, killed or attached to, but still counts: what waits for its
+//! client is bounded by the same limits.
 
 use crate::api::attach::{Subscription, Watchers, MAX_ATTACHERS};
 use crate::config::DaemonLimits;
@@ -34,8 +37,11 @@ pub struct Info {
 #[derive(Debug)]
 struct Entry {
     uid: u32,
-    /// Set once the sandbox runs; `None` while it is being built.
+    /// Set once the sandbox runs; `None` while it is being built, and again
+    /// once it has ended.
     running: Option<Running>,
+    /// Its end is recorded; its output may still be on its way.
+    ended: bool,
 }
 
 #[derive(Debug)]
@@ -48,9 +54,9 @@ struct Running {
 /// Admission refusals, kill and attach errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
-    #[error("too many sandboxes: {max} are running (limit: limits.max_sandboxes)")]
+    #[error("too many sandboxes: {max} are running or sending their last output (limit: limits.max_sandboxes)")]
     Full { max: usize },
-    #[error("too many sandboxes for uid {uid}: {max} are running (limit: limits.max_per_user)")]
+    #[error("too many sandboxes for uid {uid}: {max} are running or sending their last output (limit: limits.max_per_user)")]
     UserFull { uid: u32, max: usize },
     #[error("no sandbox with id {0:?}")]
     NotFound(String),
@@ -109,7 +115,14 @@ impl Registry {
                 break id;
             }
         };
-        entries.insert(id.clone(), Entry { uid, running: None });
+        entries.insert(
+            id.clone(),
+            Entry {
+                uid,
+                running: None,
+                ended: false,
+            },
+        );
         Ok(Slot {
             registry: Arc::clone(self),
             id,
@@ -149,6 +162,9 @@ impl Registry {
         let entry = entries.get(id).ok_or_else(not_found)?;
         if entry.uid != uid && !admin {
             return Err(RegistryError::NotOwner { id: id.to_string() });
+        }
+        if entry.ended {
+            return Err(RegistryError::Gone(id.to_string()));
         }
         let r = entry.running.as_ref().ok_or_else(not_found)?;
         Ok((r.info.clone(), r.handle.clone(), r.watchers.clone()))
@@ -193,13 +209,10 @@ impl Registry {
         n
     }
 
-    /// How many slots are taken (running or being built).
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// How many sandboxes are being built or running: those whose end is
+    /// not yet on record.
+    pub fn live(&self) -> usize {
+        self.lock().values().filter(|e| !e.ended).count()
     }
 }
 
@@ -224,6 +237,15 @@ impl Slot {
                 handle,
                 watchers,
             });
+        }
+    }
+
+    /// Marks the sandbox as ended (its end recorded): no longer listed,
+    /// killed or attached to; the slot stays taken until dropped.
+    pub fn end(&self) {
+        if let Some(e) = self.registry.lock().get_mut(&self.id) {
+            e.running = None;
+            e.ended = true;
         }
     }
 }

@@ -268,6 +268,10 @@ impl Handle {
 const CHUNK: usize = 64 * 1024;
 /// Output messages in flight; with [`CHUNK`] this bounds what the daemon holds.
 const OUTPUT_QUEUE: usize = 16;
+/// Read from a stream once the sandbox is dead: a pipe holds at most this
+/// much (fs.pipe-max-size's default), and a writer that got the pipe out of
+/// the sandbox gets no more than that through.
+const LEFT_MAX: usize = 1024 * 1024;
 /// Controls in flight from the client (a stdin chunk may be megabytes: the
 /// client waits rather than the daemon holding many).
 const CONTROL_QUEUE: usize = 8;
@@ -381,8 +385,8 @@ fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) {
 /// Reads one output stream and forwards it in chunks until EOF, counting
 /// against the shared cap; past the cap it keeps reading (so the writer does
 /// not block) and drops. Once `stop` is set (the sandbox is dead), it reads
-/// what is buffered and returns it with what it was waiting to send, instead
-/// of waiting for more room or more output.
+/// what is buffered (at most [`LEFT_MAX`]) and returns it with what it was
+/// waiting to send, instead of waiting for more room or more output.
 async fn pump_out(
     fd: OwnedFd,
     stderr: bool,
@@ -401,10 +405,17 @@ async fn pump_out(
     };
     let mut buf = vec![0u8; CHUNK];
     let mut stopping = *stop.borrow();
+    let mut drained = 0;
     loop {
         let n = if stopping {
+            if drained >= LEFT_MAX {
+                break;
+            }
             match sys_read(afd.get_ref(), &mut buf) {
-                Ok(n) => n,
+                Ok(n) => {
+                    drained += n;
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }

@@ -258,16 +258,29 @@ async fn registry_enforces_limits_and_ownership() {
     for sub in [&mut own, &mut admin] {
         assert!(sub.rx.try_recv().is_ok(), "an attacher missed the output");
     }
-    // The end of an exec frees its place.
+    // An ended exec whose output is still on its way: gone from the list,
+    // from kill and attach, but its place is still taken.
+    b1.end();
+    assert!(reg.list(None).is_empty());
+    let e = control(&reg, b1.id(), 1001, false, Control::Signal(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Gone(_)), "{e:?}");
+    assert!(matches!(
+        reg.attach(b1.id(), 1001, false).unwrap_err(),
+        RegistryError::Gone(_)
+    ));
+    assert_eq!(reg.live(), 2);
+    assert_eq!(reg.admit(1002).unwrap_err(), RegistryError::Full { max: 3 });
+    // Dropping a slot frees its place.
     drop(a1);
     let c = reg.admit(1002).unwrap();
     assert_eq!(reg.admit(1000).unwrap_err(), RegistryError::Full { max: 3 });
     drop(b1);
-    assert!(reg.list(None).is_empty());
     reg.admit(1000).unwrap();
     drop(a2);
     drop(c);
-    assert!(reg.is_empty());
+    assert_eq!(reg.live(), 0);
 }
 
 // ---------------------------------------------------------------- plan
@@ -1919,15 +1932,20 @@ async fn unread_yes(
 }
 
 /// A client that stops reading does not hold up its exec's end: the
-/// timeout ends the command, and its end is on record and its slot free
-/// within moments while the client still holds the unread stream; a
-/// daemon stopped meanwhile writes the end of such an exec before it exits.
+/// timeout ends the command, and its end is on record and the exec gone
+/// from the list within moments while the client still holds the unread
+/// stream. Its place under `max_per_user` is taken until the client lets
+/// go of that output (what waits for slow clients stays bounded). A daemon
+/// stopped meanwhile writes the end of such an exec before it exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exec_whose_client_stops_reading_is_recorded_ended_at_once() {
     use sandbox_proto::v1::{sandbox_client::SandboxClient, ListRequest};
-    let mut d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
+    let mut d = Daemon::start_with(
+        "[limits]\nmax_per_user = 1\n",
+        &[("rooty", "extends = \"workspace\"\nallow_root = true\n")],
+    );
     let ws = workspace();
-    let (_stream, _tx, id) = unread_yes(&d, ws.path(), 2000).await;
+    let (stream, tx, id) = unread_yes(&d, ws.path(), 2000).await;
     let deadline = Instant::now() + Duration::from_secs(6);
     while ends_of(&d, &id).is_empty() {
         assert!(
@@ -1945,8 +1963,23 @@ async fn an_exec_whose_client_stops_reading_is_recorded_ended_at_once() {
         .unwrap()
         .into_inner();
     assert!(list.sandboxes.is_empty(), "{list:?}");
+    let mut client = SandboxClient::new(d.channel().await);
+    let true_ = || tokio_stream::iter(vec![exec_start("rooty", ws.path(), &["/bin/true"])]);
+    let e = client.exec(true_()).await.unwrap_err();
+    assert!(e.message().contains("max_per_user"), "{e:?}");
+    drop((stream, tx));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut next = loop {
+        match client.exec(true_()).await {
+            Ok(s) => break s.into_inner(),
+            Err(e) => assert!(Instant::now() < deadline, "still refused: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    while next.message().await.unwrap().is_some() {}
 
-    // No timeout: the daemon's stop ends it.
+    // No timeout: the daemon's stop ends it (admitted once the first
+    // client let go).
     let (_stream, _tx, id) = unread_yes(&d, ws.path(), 0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = tokio::task::spawn_blocking(move || (d.stop(), d))

@@ -470,7 +470,6 @@ impl Api {
                     slot,
                     audit: Arc::clone(&self.audit),
                 },
-                watchers.clone(),
             )),
         };
         tokio::spawn(async move {
@@ -616,7 +615,7 @@ struct Pumped {
     id: String,
     uid: u32,
     profile: String,
-    end: tokio::task::JoinHandle<Option<Out>>,
+    end: tokio::task::JoinHandle<(Slot, Option<Out>)>,
 }
 
 /// Who the end of an exec is recorded for, and the slot it frees.
@@ -797,16 +796,15 @@ fn signal_refused(
 /// Records the end of an exec as soon as its sandbox has ended, however
 /// slowly its client reads: its network services stopped first (what their
 /// connections did is on disk before the end), then the end, then the slot
-/// freed, so the client's next exec is not refused for this one and a
-/// stopping daemon, waiting for every slot, has every end on record. The
-/// exit, or None without one; and what the client should hear of an end that
-/// could not be recorded.
+/// marked ended (a stopping daemon waits for every end on record; the slot
+/// stays taken while the output is on its way, so that the limits bound
+/// what waits for slow clients). The slot back, and what the client should
+/// hear of an end that could not be recorded.
 async fn record_end(
     exited: oneshot::Receiver<ExitInfo>,
     served: Option<Served>,
     ends: Ends,
-    watchers: Watchers,
-) -> Option<Out> {
+) -> (Slot, Option<Out>) {
     let Ends {
         caller,
         slot,
@@ -843,17 +841,20 @@ async fn record_end(
     };
     let failed = audit.append_done("exec-end", record).await.err().map(|e| {
         tracing::error!(uid = caller.uid, id = slot.id(), error = %e, "recording an exec's end");
-        // The command ran (its start is on record); its end is not: say so.
-        let event = Out::Event(pb::Event {
-            kind: "audit".into(),
-            message: format!("the end of this exec could not be recorded: {e}"),
-            ..Default::default()
-        });
-        watchers.publish(&event);
-        event
+        end_not_recorded(e)
     });
-    drop(slot);
-    failed
+    slot.end();
+    (slot, failed)
+}
+
+/// The event that tells a client its exec ran (its start is on record) but
+/// its end could not be recorded.
+fn end_not_recorded(why: impl std::fmt::Display) -> Out {
+    Out::Event(pb::Event {
+        kind: "audit".into(),
+        message: format!("the end of this exec could not be recorded: {why}"),
+        ..Default::default()
+    })
 }
 
 /// Sandbox output to the client and the attachers, until the exit, which
@@ -929,7 +930,13 @@ async fn pump_output(
         }
     };
     // The end is on record (its network stopped first) before the client hears of it.
-    let failed = end.await.ok().flatten();
+    let (slot, failed) = match end.await {
+        Ok((slot, failed)) => (Some(slot), failed),
+        Err(e) => {
+            tracing::error!(uid, id, error = %e, "recording an exec's end");
+            (None, Some(end_not_recorded("its recording task failed")))
+        }
+    };
     if let Some(mut n) = net.take() {
         // Decisions the loop did not take before the exit.
         while let Ok(r) = n.events.try_recv() {
@@ -939,9 +946,15 @@ async fn pump_output(
         }
         lost += n.session.take_events_lost();
     }
-    if let (true, Some(event)) = (client, failed) {
-        let _ = tx.send(response(event)).await;
+    if let Some(event) = failed {
+        watchers.publish(&event);
+        if client {
+            let _ = tx.send(response(event)).await;
+        }
     }
+    // Free before the client hears of the exit, so that its next exec is
+    // not refused for this one under its limits.
+    drop(slot);
     if client && lost > 0 {
         let _ = tx.send(response(events_lost(lost))).await;
     }
