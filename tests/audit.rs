@@ -492,6 +492,8 @@ fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again()
         .into_iter()
         .find(|r| r["kind"] == "exec-start" && is_waiter(r))
         .expect("start");
+    // Written as it happened: no `at`.
+    assert!(start["at"].is_null(), "{start}");
     let is_end = |r: &Value| r["kind"] == "exec-end" && r["id"] == start["id"];
     // Nothing else happens meanwhile: the daemon writes it on its own.
     assert!(

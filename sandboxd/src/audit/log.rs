@@ -44,6 +44,10 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
 /// The fields the chain sets on every record.
 const CHAIN_FIELDS: [&str; 5] = ["seq", "time", "kind", "prev", "hash"];
+/// Set by the chain on a record written [`LATE`] or more after it was
+/// queued (after a failed write, or behind a slow one): when it happened.
+const AT: &str = "at";
+const LATE: Duration = Duration::from_secs(1);
 
 /// Records nobody waits for that are kept queued while the log cannot be
 /// written; past this, they are counted as lost (and a `lost` record says so).
@@ -122,8 +126,8 @@ struct State {
     seq: u64,
     /// Hash of the last line on disk.
     prev: String,
-    /// Records waiting for the next flush, by ticket, not yet chained.
-    queued: VecDeque<(u64, String, Map<String, Value>)>,
+    /// Records waiting for the next flush, not yet chained.
+    queued: VecDeque<Queued>,
     next_ticket: u64,
     /// A flush is running (outside the lock).
     flushing: bool,
@@ -146,6 +150,17 @@ struct State {
     /// A failed flush left records queued or counted lost: the retrier
     /// ([`AuditLog::retry_in_background`]) writes them.
     retry: bool,
+}
+
+/// A record waiting for a flush.
+#[derive(Debug)]
+struct Queued {
+    ticket: u64,
+    kind: String,
+    /// Without the chain's fields.
+    record: Map<String, Value>,
+    /// When it was queued: what it records happened then.
+    since: SystemTime,
 }
 
 /// Why a flush failed, for each of its records' appenders.
@@ -455,10 +470,15 @@ impl AuditLog {
         };
         let mut record = record;
         // Set by the chain (so a failed batch's records can be queued again as they were).
-        for key in CHAIN_FIELDS {
-            record.remove(key);
+        for key in CHAIN_FIELDS.iter().chain([&AT]) {
+            record.remove(*key);
         }
-        state.queued.push_back((ticket, kind.to_string(), record));
+        state.queued.push_back(Queued {
+            ticket,
+            kind: kind.to_string(),
+            record,
+            since: SystemTime::now(),
+        });
         Ok(ticket)
     }
 
@@ -517,8 +537,8 @@ impl AuditLog {
     pub fn unwritten(&self) -> Unwritten {
         let state = self.lock();
         let mut queued = BTreeMap::new();
-        for (_, kind, _) in &state.queued {
-            *queued.entry(kind.clone()).or_default() += 1;
+        for q in &state.queued {
+            *queued.entry(q.kind.clone()).or_default() += 1;
         }
         Unwritten {
             queued,
@@ -582,10 +602,14 @@ impl AuditLog {
         let lost = std::mem::take(&mut state.lost);
         let (mut seq, mut prev) = (state.seq, state.prev.clone());
         let mut batch = Vec::new();
-        let mut chain = |kind: &str, record: &mut Map<String, Value>| {
+        let now = SystemTime::now();
+        let mut chain = |kind: &str, record: &mut Map<String, Value>, since: SystemTime| {
             seq += 1;
             record.insert("seq".into(), seq.into());
-            record.insert("time".into(), rfc3339(SystemTime::now()).into());
+            record.insert("time".into(), rfc3339(now).into());
+            if now.duration_since(since).unwrap_or_default() >= LATE {
+                record.insert(AT.into(), rfc3339(since).into());
+            }
             record.insert("kind".into(), kind.into());
             record.insert("prev".into(), std::mem::take(&mut prev).into());
             let hash = record_hash(record);
@@ -598,12 +622,12 @@ impl AuditLog {
         };
         if !lost.is_empty() {
             let mut record = lost_record(&lost);
-            chain("lost", &mut record);
+            chain("lost", &mut record, now);
         }
         let mut chained = Vec::with_capacity(queued.len());
-        for (ticket, kind, mut record) in queued {
-            let (seq, len) = chain(&kind, &mut record);
-            chained.push((ticket, seq, len, kind, record));
+        for mut q in queued {
+            let (seq, len) = chain(&q.kind, &mut q.record, q.since);
+            chained.push((q, seq, len));
         }
         state.flushing = true;
         drop(state);
@@ -619,7 +643,8 @@ impl AuditLog {
                 state.seq = seq;
                 state.prev = head.hash;
                 state.retry = false;
-                for (ticket, seq, _, _, _) in chained {
+                for (q, seq, _) in chained {
+                    let ticket = q.ticket;
                     state.kept.remove(&ticket);
                     state.counted.remove(&ticket);
                     if !state.unawaited.remove(&ticket) {
@@ -655,9 +680,10 @@ impl AuditLog {
                 let mut again = Vec::new();
                 let mut again_bytes = 0;
                 let mut dropped = 0;
-                for (ticket, _, len, kind, mut record) in chained {
+                for (mut q, _, len) in chained {
+                    let ticket = q.ticket;
                     if state.counted.remove(&ticket) {
-                        *state.lost.entry(kind.clone()).or_default() += 1;
+                        *state.lost.entry(q.kind.clone()).or_default() += 1;
                     }
                     let keep = state.unawaited.contains(&ticket) || state.kept.remove(&ticket);
                     let room = undone
@@ -674,21 +700,16 @@ impl AuditLog {
                         continue;
                     }
                     if room {
-                        // Written later: `time` will say when, `at` when it happened.
-                        let first = record.remove("time");
-                        for key in CHAIN_FIELDS {
-                            record.remove(key);
-                        }
-                        if let Some(t) = first {
-                            record.entry("at").or_insert(t);
+                        for key in CHAIN_FIELDS.iter().chain([&AT]) {
+                            q.record.remove(*key);
                         }
                         // Its appender has its outcome: nobody waits for it now.
                         state.unawaited.insert(ticket);
                         again_bytes += len;
-                        again.push((ticket, kind, record));
+                        again.push(q);
                     } else {
                         state.unawaited.remove(&ticket);
-                        *state.lost.entry(kind).or_default() += 1;
+                        *state.lost.entry(q.kind).or_default() += 1;
                         dropped += 1;
                     }
                 }
