@@ -639,6 +639,17 @@ impl Daemon {
             .unwrap()
     }
 
+    /// Asserts that List (as root, all users') shows no sandbox.
+    async fn assert_none_listed(&self) {
+        use sandbox_proto::v1::{sandbox_client::SandboxClient, ListRequest};
+        let list = SandboxClient::new(self.channel().await)
+            .list(ListRequest { all: true })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(list.sandboxes.is_empty(), "{list:?}");
+    }
+
     /// SIGTERM, then wait (at most 10 s) for the exit status.
     fn stop(&mut self) -> std::process::ExitStatus {
         nix::sys::signal::kill(
@@ -1815,7 +1826,7 @@ async fn attach_streams_are_bounded_per_uid() {
 async fn attachers_that_do_not_read_let_go_of_ended_sandboxes() {
     use sandbox_proto::v1::{
         exec_request::Msg as In, exec_response::Msg, sandbox_client::SandboxClient, AttachRequest,
-        ExecRequest, ListRequest,
+        ExecRequest,
     };
     const WAVES: usize = 4;
     const PER_WAVE: usize = 8;
@@ -1857,12 +1868,7 @@ async fn attachers_that_do_not_read_let_go_of_ended_sandboxes() {
     }
     let growth = vm_rss(pid).saturating_sub(after_first);
     eprintln!("grew {} KiB after the first wave", growth >> 10);
-    let list = SandboxClient::new(d.channel().await)
-        .list(ListRequest { all: true })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(list.sandboxes.is_empty(), "{list:?}");
+    d.assert_none_listed().await;
     for (i, mut a) in attached.into_iter().enumerate() {
         let mut exit = None;
         let mut n = 0;
@@ -1939,7 +1945,7 @@ async fn unread_yes(
 /// stopped meanwhile writes the end of such an exec before it exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exec_whose_client_stops_reading_is_recorded_ended_at_once() {
-    use sandbox_proto::v1::{sandbox_client::SandboxClient, ListRequest};
+    use sandbox_proto::v1::sandbox_client::SandboxClient;
     let mut d = Daemon::start_with(
         "[limits]\nmax_per_user = 1\n",
         &[("rooty", "extends = \"workspace\"\nallow_root = true\n")],
@@ -1957,12 +1963,7 @@ async fn an_exec_whose_client_stops_reading_is_recorded_ended_at_once() {
     let end = &ends_of(&d, &id)[0];
     assert_eq!(end["timed_out"], true, "{end}");
     assert!(end["usage"]["output_bytes"].as_u64().unwrap() > 0, "{end}");
-    let list = SandboxClient::new(d.channel().await)
-        .list(ListRequest { all: true })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(list.sandboxes.is_empty(), "{list:?}");
+    d.assert_none_listed().await;
     let mut client = SandboxClient::new(d.channel().await);
     let true_ = || tokio_stream::iter(vec![exec_start("rooty", ws.path(), &["/bin/true"])]);
     let e = client.exec(true_()).await.unwrap_err();
