@@ -88,6 +88,17 @@ fn exit_codes_follow_the_contract() {
     d.agent(U1, &ws.path)
         .run(&["exec", "--", p.to_str().unwrap()])
         .expect_code(126);
+    // Searched for in PATH: found but not executable is 126; behind a
+    // directory the caller may not search (/root) it is not found, 127.
+    let path = format!("PATH=/root/bin:{}:/usr/bin:/bin", ws.path.display());
+    d.agent(U1, &ws.path)
+        .run(&["exec", "--env", &path, "--", "notexec.sh"])
+        .expect_code(126);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--env", &path, "--", "no-such-command-xyz"]);
+    out.expect_code(127);
+    assert!(out.stderr.contains("No such file"), "{}", out.stderr);
     let out = d
         .agent(U1, &ws.path)
         .run(&["exec", "--timeout", "1s", "--", "sleep", "30"]);

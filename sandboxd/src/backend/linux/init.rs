@@ -21,6 +21,7 @@ use crate::backend::spec::{
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The hidden first argument that makes `sandboxd` run as a sandbox init.
@@ -515,13 +516,23 @@ fn command_child(
     let mut envp: Vec<*const libc::c_char> = exec.env.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
     let mut denied: Option<std::io::Error> = None;
-    let mut last = std::io::Error::from_raw_os_error(libc::ENOENT);
+    let not_found = || std::io::Error::from_raw_os_error(libc::ENOENT);
+    let mut last = not_found();
+    let searched = !spec.argv[0].contains('/');
     for prog in &exec.candidates {
         // SAFETY: NUL-terminated arrays of valid C strings.
         unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         let e = std::io::Error::last_os_error();
+        // Searching PATH, a directory the caller may not search hides the
+        // name (not found there, as a shell says), while a file that is
+        // there but may not be executed is found and denied.
+        let hidden = || {
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(prog.as_bytes()));
+            searched && std::fs::metadata(path).is_err()
+        };
         match e.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENOTDIR) => last = e,
+            Some(libc::EACCES) if hidden() => last = not_found(),
             Some(libc::EACCES) => denied = Some(e),
             _ => {
                 last = e;
