@@ -42,6 +42,26 @@ pub struct DaemonLimits {
 #[derive(Debug, Clone, Default)]
 pub struct TlsConfig {
     pub extra_roots: Vec<PathBuf>,
+    /// Where `extra_roots` was written (`FILE:LINE`), for errors about its files.
+    pub origin: Option<crate::policy::model::Origin>,
+}
+
+impl TlsConfig {
+    /// `e`, told with where the config lists the file when it is about one
+    /// of the extra roots.
+    pub fn named(&self, e: &crate::tls::TlsError) -> String {
+        match (e, &self.origin) {
+            (crate::tls::TlsError::File { path, .. }, Some(o))
+                if self
+                    .extra_roots
+                    .iter()
+                    .any(|r| r.as_os_str() == path.as_str()) =>
+            {
+                format!("{o}: key `tls.extra_roots`: {e}")
+            }
+            _ => e.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +211,7 @@ impl Config {
                     .iter()
                     .map(|r| abs_path(r, "tls.extra_roots"))
                     .collect::<Result<_, _>>()?;
+                c.tls.origin = Some(v.pos.origin());
             }
         }
         if let Some(n) = get("audit") {

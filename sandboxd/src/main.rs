@@ -104,7 +104,8 @@ fn check_config(args: &Args) -> anyhow::Result<()> {
     // What the daemon would refuse to start on, or run without.
     let secrets = net::SecretStore::load(&config.secrets)?;
     warn_unknown_users(&secrets, |w| eprintln!("warning: {w}"));
-    sandboxd::tls::check_extra_roots(&config.tls.extra_roots)?;
+    sandboxd::tls::check_extra_roots(&config.tls.extra_roots)
+        .map_err(|e| anyhow::anyhow!(config.tls.named(&e)))?;
     let mut text = String::new();
     for profile in store.profiles() {
         // The rendering starts with a `# profile NAME from SOURCE` line.
@@ -153,8 +154,9 @@ fn network_services(config: &Config, fd_limit: u64) -> anyhow::Result<net::Servi
     let inspector = Inspector::load_or_create(&config.state_dir, &config.tls.extra_roots)
         .map(Arc::new)
         .map_err(|e| {
+            let e = config.tls.named(&e);
             tracing::error!(error = %e, "no HTTPS inspection: profiles with inspect = true will be refused");
-            e.to_string()
+            e
         });
     let secrets = net::SecretStore::load(&config.secrets)?;
     warn_unknown_users(&secrets, |w| tracing::warn!("{w}"));

@@ -948,7 +948,18 @@ fn check_config_reads_secret_files_and_extra_roots() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("corp.pem") && stderr.contains("no PEM certificate"),
+        stderr.contains("sandboxd.toml:2: key `tls.extra_roots`: ")
+            && stderr.contains("corp.pem")
+            && stderr.contains("no PEM certificate"),
+        "{stderr}"
+    );
+    // A file that is not there is named the same way.
+    let roots = "[tls]\nextra_roots = [\"{dir}/none.pem\"]\n";
+    let out = check_daemon_config(roots, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sandboxd.toml:2: key `tls.extra_roots`: ") && stderr.contains("none.pem"),
         "{stderr}"
     );
 }
