@@ -476,6 +476,16 @@ fn git_hooks_are_protected_when_dot_git_is_a_symlink() {
         std::fs::read_to_string(ws.join("real.git/config")).unwrap(),
         "[core]\n"
     );
+    // The real directory without `hooks`: it cannot be made there either.
+    let ws = Dir::new(U1);
+    ws.write("real.git/config", "[core]\n", U1);
+    std::os::unix::fs::symlink("real.git", ws.join(".git")).unwrap();
+    std::os::unix::fs::lchown(ws.join(".git"), Some(U1), Some(U1)).unwrap();
+    let script = "mkdir .git/hooks; echo evil > .git/hooks/pre-commit; \
+                  mkdir real.git/hooks; echo evil > real.git/hooks/pre-commit; echo done";
+    let out = d.sh(U1, &ws.path, &[], script);
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(!ws.join("real.git/hooks").exists(), "hooks made");
 }
 
 #[test]

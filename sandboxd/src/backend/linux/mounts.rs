@@ -627,8 +627,19 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
             for f in found {
                 // A match reached through a symlink (`.git` linking to the
                 // real directory) is protected where it leads as well, so
-                // that no parent of the real one can be renamed away either.
-                let real = std::fs::canonicalize(&f).ok().filter(|r| *r != f);
+                // that no parent of the real one can be renamed away either;
+                // one not there yet, where its parent leads (`hooks` missing
+                // from the real directory: that directory is then protected,
+                // as for a `.git` that is no link).
+                let real = match std::fs::canonicalize(&f) {
+                    Ok(r) => Some(r),
+                    Err(_) => f
+                        .parent()
+                        .and_then(|p| std::fs::canonicalize(p).ok())
+                        .zip(f.file_name())
+                        .map(|(p, name)| p.join(name)),
+                }
+                .filter(|r| *r != f);
                 for f in std::iter::once(f).chain(real) {
                     // A writable root at or below a denied path (a narrower
                     // profile writing only `.git/hooks`) would make it
