@@ -142,6 +142,50 @@ fn a_denied_path_that_is_a_symlink_hides_what_it_leads_to() {
     );
 }
 
+/// A sandbox cannot move a deny_read path away, nor a directory above it
+/// or a symlink to it, so as to leave the next exec's patterns matching
+/// nothing and read it there under another name.
+#[test]
+fn denied_paths_cannot_be_moved_away_for_a_later_exec() {
+    let d = Daemon::builder()
+        .profile(
+            "pinned",
+            "extends = \"workspace\"\n[filesystem]\n\
+             deny_read = [\"{cwd}/conf/gh\", \"{cwd}/keys\", \"{cwd}/vault/*.key\"]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    ws.write("conf/gh/hosts.yml", "GH TOKEN\n", U1);
+    ws.write("dotfiles/keys/id", "PRIVATE KEY\n", U1);
+    ws.write("vault/a.key", "VAULT KEY\n", U1);
+    std::os::unix::fs::symlink("dotfiles/keys", ws.join("keys")).unwrap();
+    std::os::unix::fs::lchown(ws.join("keys"), Some(U1), Some(U1)).unwrap();
+    let run = |script: &str| d.sh(U1, &ws.path, &["--profile", "pinned"], script);
+    let out = run("mv conf c2; mv keys k2; mv dotfiles d2; mv vault v2; echo done");
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    for name in ["conf", "keys", "dotfiles", "vault"] {
+        assert!(
+            ws.join(name).symlink_metadata().is_ok(),
+            "{name} was moved: {}",
+            out.stderr
+        );
+    }
+    let out = run("cat c2/gh/hosts.yml k2/id d2/keys/id v2/a.key \
+         conf/gh/hosts.yml keys/id dotfiles/keys/id vault/a.key; echo done");
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    for secret in ["GH TOKEN", "PRIVATE KEY", "VAULT KEY"] {
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret:?} read: {}",
+            out.stdout
+        );
+    }
+    // What is not denied moves as before.
+    ws.write("free/x", "x\n", U1);
+    run("mv free free2").expect_code(0);
+    assert!(ws.join("free2/x").exists());
+}
+
 /// Swaps `WS/x` and `WS/y` (RENAME_EXCHANGE) until killed.
 const SWAPPER: &str = r#"import ctypes, sys
 libc = ctypes.CDLL(None, use_errno=True)

@@ -398,6 +398,15 @@ impl Root {
 #[derive(Debug, Default)]
 pub struct Denied {
     pub read: Vec<PathBuf>,
+    /// (outermost write root holding it, directory): the directory and those
+    /// above it, below the root, are made mount points, so that no sandbox
+    /// can rename them and leave a later exec's deny_read patterns matching
+    /// nothing: the part of a pattern before its first wildcard (a literal
+    /// path's parent), and where a matched symlink leads.
+    pub read_pinned: Vec<(PathBuf, PathBuf)>,
+    /// deny_read matches inside a writable root that are symlinks: each is
+    /// made a mount point itself (it can then not be renamed).
+    pub read_links: Vec<PathBuf>,
     /// (outermost write root holding it, denied path); `exists` false for a
     /// literal path not there yet.
     pub write: Vec<(PathBuf, PathBuf, bool)>,
@@ -612,9 +621,30 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
                 path: p.clone().into(),
                 error,
             })?;
-            denied
-                .read
-                .extend(found.into_iter().filter(|f| f.symlink_metadata().is_ok()));
+            let fixed = fixed_part(&p);
+            for f in found.into_iter().filter(|f| f.symlink_metadata().is_ok()) {
+                // A symlink is hidden where it leads (see `cover`): that
+                // place is pinned too.
+                let real = std::fs::canonicalize(&f).ok().filter(|r| *r != f);
+                let from = match fixed == f {
+                    true => f.parent().map(Path::to_path_buf),
+                    false => Some(fixed.clone()),
+                };
+                let led = real
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .map(Path::to_path_buf);
+                for dir in from.into_iter().chain(led) {
+                    if let Some(root) = outermost_root(&fs.write, &dir) {
+                        denied.read_pinned.push((root.clone(), dir));
+                    }
+                }
+                let is_link = f.symlink_metadata().is_ok_and(|m| m.is_symlink());
+                if is_link && outermost_root(&fs.write, &f).is_some() {
+                    denied.read_links.push(f.clone());
+                }
+                denied.read.push(f);
+            }
         }
     }
     for pat in &fs.deny_write {
@@ -654,15 +684,8 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
                             ),
                         });
                     }
-                    // Only matches inside a writable root matter. The
-                    // outermost root counts: every directory between it and
-                    // the match is made a mount point.
-                    if let Some(root) = fs
-                        .write
-                        .iter()
-                        .filter(|r| f.starts_with(r))
-                        .min_by_key(|r| r.components().count())
-                    {
+                    // Only matches inside a writable root matter.
+                    if let Some(root) = outermost_root(&fs.write, &f) {
                         denied.write.push((root.clone(), f, exists));
                     }
                 }
@@ -670,6 +693,28 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
         }
     }
     Ok(denied)
+}
+
+/// The directory `pattern` names before its first wildcard (`/w/keys` of
+/// `/w/keys/*.pem`; a literal pattern's own path).
+fn fixed_part(pattern: &str) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in pattern.split('/').filter(|c| !c.is_empty()) {
+        match literal_of(c) {
+            Some(lit) => out.push(lit),
+            None => break,
+        }
+    }
+    out
+}
+
+/// The outermost of the writable `roots` holding `p`: every directory
+/// between it and `p` is made a mount point to pin `p` in place.
+fn outermost_root<'a>(roots: &'a [PathBuf], p: &Path) -> Option<&'a PathBuf> {
+    roots
+        .iter()
+        .filter(|r| p.starts_with(r))
+        .min_by_key(|r| r.components().count())
 }
 
 /// Builds the view on `fs.staging` and makes it the root (`pivot_root`).
@@ -832,9 +877,22 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         root.cover(p, "hide deny_read")?;
     }
 
-    // deny_write: ancestors below the write root become mount points (rename-proof),
-    // then each denied path is re-bound read-only.
+    // deny_read and deny_write: ancestors below the write root become mount
+    // points (rename-proof), as do denied symlinks; then each deny_write path
+    // is re-bound read-only.
     let mut ancestors: Vec<PathBuf> = Vec::new();
+    // `from` and the directories above it, below `wroot`.
+    let mut pin = |wroot: &Path, from: &Path| {
+        for dir in from.ancestors() {
+            if dir == wroot || !dir.starts_with(wroot) {
+                break;
+            }
+            ancestors.push(dir.to_path_buf());
+        }
+    };
+    for (wroot, dir) in &denied.read_pinned {
+        pin(wroot, dir);
+    }
     let mut ro: Vec<PathBuf> = Vec::new();
     for (wroot, path, exists) in &denied.write {
         // A path not there yet is protected by its parent; a parent that is
@@ -853,20 +911,19 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
                 _ => continue,
             }
         };
-        let mut a = target.parent();
-        while let Some(dir) = a {
-            if dir == wroot.as_path() || !dir.starts_with(wroot) {
-                break;
-            }
-            ancestors.push(dir.to_path_buf());
-            a = dir.parent();
+        if let Some(parent) = target.parent() {
+            pin(wroot, parent);
         }
         ro.push(target);
     }
-    ancestors.sort_by_key(|p| p.components().count());
+    // Outer ones first: an inner bind must not be hidden under an outer one.
+    ancestors.sort_by(|a, b| (a.components().count(), a).cmp(&(b.components().count(), b)));
     ancestors.dedup();
     for a in &ancestors {
-        root.self_bind(a, false, "protect deny_write ancestor")?;
+        root.self_bind(a, false, "protect a denied path's parent")?;
+    }
+    for l in &denied.read_links {
+        root.self_bind(l, false, "pin a deny_read symlink")?;
     }
     for p in &ro {
         root.self_bind(p, true, "bind deny_write read-only")?;
@@ -1010,6 +1067,19 @@ mod tests {
             denied.write,
             vec![(root.clone(), root.join(".git/hooks"), false)]
         );
+    }
+
+    #[test]
+    fn the_fixed_part_of_a_pattern_is_what_precedes_its_first_wildcard() {
+        for (pattern, want) in [
+            ("/w/keys/*.pem", "/w/keys"),
+            ("/w/**/.env", "/w"),
+            ("/w/a/b", "/w/a/b"),
+            ("/p[[]1[]]/x*", "/p[1]"),
+            ("/w/{a,b}/c", "/w"),
+        ] {
+            assert_eq!(fixed_part(pattern), PathBuf::from(want), "{pattern}");
+        }
     }
 
     #[test]
