@@ -30,8 +30,27 @@ fn no_capabilities_and_no_new_privs() {
     }
 }
 
+/// Sets a sysctl file for as long as it lives, then puts the old value back.
+struct Sysctl(&'static str, String);
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> Sysctl {
+        let old = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, value).unwrap();
+        Sysctl(path, old)
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0, &self.1);
+    }
+}
+
 #[test]
 fn dangerous_syscalls_fail_with_eperm() {
+    // The kernel log is then open to anyone but a sandbox.
+    let _dmesg = Sysctl::set("/proc/sys/kernel/dmesg_restrict", "0");
     let d = Daemon::start();
     let ws = Dir::new(U1);
     // Each line: name and errno, via raw syscalls from Python's ctypes.
@@ -56,6 +75,7 @@ sc("x32_getpid", 0x40000000 + 39)
 sc("tiocsti", 16, 0, 0x5412, 0)
 sc("socket_netlink", 41, 16, 3, 0)
 sc("socket_packet", 41, 17, 3, 0)
+sc("syslog", 103, 10, 0, 0)                   # SYSLOG_ACTION_SIZE_BUFFER
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); print("socket_inet", 3, 0)
 pid = os.fork()
 if pid == 0:
@@ -92,6 +112,7 @@ print("fork_ok", os.waitpid(pid, 0)[1] >> 8, 0)
         "tiocsti",
         "socket_netlink",
         "socket_packet",
+        "syslog",
     ] {
         assert_eq!(
             get(name),

@@ -97,6 +97,8 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_init_module,
     libc::SYS_finit_module,
     libc::SYS_delete_module,
+    // The kernel log: readable by anyone where kernel.dmesg_restrict is 0.
+    libc::SYS_syslog,
 ];
 
 // Classic BPF opcodes (linux/filter.h) for the hand-written prefix.
