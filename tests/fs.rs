@@ -186,6 +186,31 @@ fn denied_paths_cannot_be_moved_away_for_a_later_exec() {
     assert!(ws.join("free2/x").exists());
 }
 
+/// A read root that is a symlink into a denied path (planted by an earlier
+/// exec) would be bound at its own place, past the covers: refused.
+#[test]
+fn a_read_root_leading_into_a_denied_path_is_refused() {
+    let d = Daemon::builder()
+        .profile(
+            "linkedread",
+            "extends = \"workspace\"\n[filesystem]\n\
+             read = [\"{cwd}/cfg\"]\ndeny_read = [\"{cwd}/keys\"]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    ws.write("keys/id", "PRIVATE KEY\n", U1);
+    let run = |script: &str| d.sh(U1, &ws.path, &["--profile", "linkedread"], script);
+    run("ln -s keys/id cfg").expect_code(0);
+    let out = run("cat cfg; echo done");
+    assert!(!out.stdout.contains("PRIVATE KEY"), "{}", out.stdout);
+    out.expect_code(125);
+    assert!(
+        out.stderr.contains("cfg") && out.stderr.contains("deny_read"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// Swaps `WS/x` and `WS/y` (RENAME_EXCHANGE) until killed.
 const SWAPPER: &str = r#"import ctypes, sys
 libc = ctypes.CDLL(None, use_errno=True)

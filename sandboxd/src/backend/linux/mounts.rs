@@ -830,6 +830,9 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
             "bind read root"
         };
         let source = fstat(src).map_err(merr(step, path))?;
+        if !writable {
+            refuse_denied_source(path, src, &denied.read).map_err(merr(step, path))?;
+        }
         let target = root
             .ensure(path, is_dir(&source))
             .map_err(merr(format!("{step} (mount point)"), path))?;
@@ -944,6 +947,29 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         set_attr(&root.fd, RO, false).map_err(st("make root read-only"))?;
     }
     pivot(staging)
+}
+
+/// A read root is opened following symlinks and bound where its path is, a
+/// mount of its own that the covers of `deny_read` do not reach: one that
+/// leads into a denied path (`cfg` linking to `keys/id`) is refused.
+fn refuse_denied_source(path: &Path, src: &OwnedFd, deny_read: &[PathBuf]) -> io::Result<()> {
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", src.as_raw_fd()))?;
+    if real == path {
+        // Where the path is: a cover above it hides it.
+        return Ok(());
+    }
+    match deny_read
+        .iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .find(|d| real.starts_with(d))
+    {
+        Some(d) => Err(io::Error::other(format!(
+            "leads to {}, which deny_read hides ({})",
+            real.display(),
+            d.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Minimal /dev: a few host device nodes, a private devpts, /dev/shm, links.
