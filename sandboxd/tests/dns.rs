@@ -876,9 +876,9 @@ async fn an_allowed_address_spelled_as_a_name_is_not_looked_up() {
 }
 
 /// Made-up names cost a record each: past the burst, a sandbox gets at most
-/// the rate's worth of new questions decided and recorded; the rest are not
-/// answered and are counted in a record of their own. The allowance comes
-/// back with time.
+/// the rate's worth of new questions decided and recorded; the rest are
+/// answered REFUSED and counted in a record of their own. The allowance
+/// comes back with time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_names_past_the_rate_are_counted_not_recorded_one_by_one() {
     use sandboxd::net::rate::{BURST as NEW_BURST, PER_SECOND as NEW_PER_SECOND};
@@ -888,7 +888,7 @@ async fn new_names_past_the_rate_are_counted_not_recorded_one_by_one() {
     let sent = 3 * NEW_BURST as usize;
     // A few at a time, so that UDP drops nothing on a slow machine.
     let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut answered = 0;
+    let (mut answered, mut refused) = (0, 0);
     for chunk in 0..sent / 64 {
         for i in 0..64 {
             let name = format!("x{chunk}-{i}.evil.example.");
@@ -898,12 +898,21 @@ async fn new_names_past_the_rate_are_counted_not_recorded_one_by_one() {
             s.send_to(&m.to_vec().unwrap(), srv.udp).await.unwrap();
         }
         let mut buf = vec![0u8; 4096];
-        while let Ok(Ok(_)) =
+        while let Ok(Ok((n, _))) =
             tokio::time::timeout(Duration::from_millis(100), s.recv_from(&mut buf)).await
         {
-            answered += 1;
+            match Message::from_vec(&buf[..n]).unwrap().response_code() {
+                ResponseCode::Refused => refused += 1,
+                _ => answered += 1,
+            }
         }
     }
+    // Over the rate: REFUSED at once, not left to time out.
+    assert_eq!(
+        answered + refused,
+        sent,
+        "{answered} answered, {refused} refused"
+    );
     let elapsed = started.elapsed().as_secs_f64();
     let most = NEW_BURST as usize + (elapsed * NEW_PER_SECOND) as usize + 1;
     assert!(answered <= most, "{answered} answered in {elapsed:.1} s");

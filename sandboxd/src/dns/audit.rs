@@ -4,7 +4,8 @@
 //! arrive while earlier ones wait to be written are folded into one record
 //! that counts them, so a flood of queries costs the log one line per
 //! distinct question; past [`MAX_PENDING`] distinct waiting questions new
-//! ones are not answered at all, only counted (nothing goes unrecorded).
+//! ones are not decided (answered REFUSED), only counted (nothing goes
+//! unrecorded).
 //!
 //! Once written, a question's decision answers its repeats for [`RECENT`]
 //! (up to [`MAX_RECENT`] questions): they are counted, in one more record
@@ -13,7 +14,7 @@
 //! Distinct names cost a record each, and a sandbox can make them up as
 //! fast as it can send (a random label a query): past the [`rate`]'s
 //! burst, new questions are decided and recorded only at its rate. The
-//! others are not answered, and one record a batch counts them.
+//! others are answered REFUSED, and one record a batch counts them.
 
 use super::wire::Question;
 use crate::net::rate::{self, Allowance};
@@ -346,7 +347,7 @@ fn over_rate_record(count: u64, name: String) -> NetRecord {
         block: Some(crate::net::Block::RateLimit),
         rule: rate::rule("dns: new questions"),
         reason: format!(
-            "{count} queries not answered (this name and others, not recorded one by one)"
+            "{count} queries refused undecided (this name and others, not recorded one by one)"
         ),
         bytes_up: 0,
         bytes_down: 0,

@@ -180,8 +180,13 @@ impl Filter {
                 };
                 match self.audit.push(q, decision) {
                     Some(allowed) => allowed,
-                    // Past what the audit log can take: no answer without a record.
-                    None => return Step::Drop,
+                    // Past what the audit log can take: not decided (and
+                    // counted); told at once, so that the client neither
+                    // waits out its timeout nor learns anything.
+                    None => {
+                        wire::reply(m, q, Rcode::Refused, out);
+                        return Step::Reply(query.udp_size);
+                    }
                 }
             }
         };
