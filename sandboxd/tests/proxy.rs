@@ -1191,6 +1191,50 @@ async fn the_injected_header_replaces_the_clients_and_reaches_only_its_host() {
     assert!(!log.contains(SECRET));
 }
 
+/// A rule's paths hold against what servers strip or decode before they
+/// resolve a path (Tomcat, Jetty and Spring drop `;` parameters, IIS reads
+/// `%u` escapes): such a request is refused, and neither it nor the rule's
+/// secret reaches the origin. Dot segments so hidden are refused anywhere.
+#[tokio::test]
+async fn path_parameters_do_not_lead_out_of_a_rules_paths() {
+    let origin = Origin::start().await;
+    let o = origin.port;
+    let body = format!(
+        "{}paths = [\"/repos/acme/**\"]\n",
+        network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]")
+    );
+    let p = proxy(&body).await;
+    let host = format!("allowed.test:{o}");
+    for (path, reason) in [
+        ("/repos/acme/..;/..;/admin/users", "bad-request"),
+        ("/repos/acme/%2e%2e%3b/%2e%2e%3b/admin/users", "bad-request"),
+        ("/repos/acme/%u002e%u002e/%u002e%u002e/admin", "bad-request"),
+        ("/repos/acme/x;jsessionid=1", "allowlist"),
+        ("/repos/acme/x%3Bv=1", "allowlist"),
+    ] {
+        let r = ask(&p, &get(&format!("http://{host}{path}"), &host, "")).await;
+        assert_refused(&r, reason);
+        if reason == "allowlist" {
+            assert!(r.body.contains("network.rule \"allowed.test\""), "{r:?}");
+        }
+        p.wait_record(path, |r| {
+            r["reason"] == format!("blocked-by-{reason}")
+                && r["path"].as_str().is_some_and(|p| p.ends_with(path))
+        })
+        .await;
+    }
+    assert!(origin.seen().is_empty(), "{:?}", origin.seen());
+    // The rule's own paths still get the request and its secret.
+    let r = ask(&p, &get(&format!("http://{host}/repos/acme/x"), &host, "")).await;
+    assert_eq!(r.code, 200, "{r:?}");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+}
+
 /// An injected secret goes in clear only to an address `allow_cidrs` lists:
 /// public.test is on a public address (on the `lo` of a network namespace
 /// of this test's thread alone), and a plain request to it through a rule
@@ -1646,15 +1690,16 @@ async fn a_second_client_hello_is_checked_like_the_first() {
     assert_eq!(origin.seen().len(), 1, "{:?}", origin.seen());
 }
 
-/// Inspected HTTPS: the client trusts only the inspector's CA; methods,
-/// injection and records apply per request inside the tunnel.
-#[tokio::test]
-async fn inspected_https_applies_methods_and_injection_per_request() {
+/// Inspected HTTPS to allowed.test: a TLS origin, and a proxy inspecting
+/// for the profile `body` makes of the origin's port; with the
+/// configuration of a client that trusts only the inspector's CA.
+async fn inspecting(
+    body: impl FnOnce(u16) -> String,
+) -> (Origin, Proxy, Arc<rustls::ClientConfig>) {
     use rustls::pki_types::pem::PemObject;
     let dir = tempfile::tempdir().unwrap();
     let (ca_path, server) = test_ca(dir.path(), "allowed.test");
     let origin = Origin::start_tls(server).await;
-    let o = origin.port;
     let inspector = Arc::new(Inspector::load_or_create(dir.path(), &[ca_path]).unwrap());
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -1670,17 +1715,37 @@ async fn inspected_https_applies_methods_and_injection_per_request() {
             .with_root_certificates(roots)
             .with_no_client_auth(),
     );
-    let body = network(
-        &[o],
-        "allow_cidrs = [\"127.0.0.0/8\"]\ninspect = true\nmethods = [\"GET\"]",
-    );
-    let p = proxy_inspecting(&body, Some(inspector)).await;
-    let c = tunnel(&p, o).await;
+    let p = proxy_inspecting(&body(origin.port), Some(inspector)).await;
+    (origin, p, client_config)
+}
+
+/// A TLS session with allowed.test in a CONNECT tunnel to `port` through `p`.
+async fn tls_tunnel(
+    p: &Proxy,
+    port: u16,
+    config: &Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let c = tunnel(p, port).await;
     let name = rustls::pki_types::ServerName::try_from("allowed.test").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(client_config)
+    tokio_rustls::TlsConnector::from(Arc::clone(config))
         .connect(name, c)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Inspected HTTPS: the client trusts only the inspector's CA; methods,
+/// injection and records apply per request inside the tunnel.
+#[tokio::test]
+async fn inspected_https_applies_methods_and_injection_per_request() {
+    let (origin, p, config) = inspecting(|o| {
+        network(
+            &[o],
+            "allow_cidrs = [\"127.0.0.0/8\"]\ninspect = true\nmethods = [\"GET\"]",
+        )
+    })
+    .await;
+    let o = origin.port;
+    let mut tls = tls_tunnel(&p, o, &config).await;
     let mut buf = Vec::new();
     let host = format!("allowed.test:{o}");
     tls.write_all(get("/inside?q=1", &host, "Authorization: mine\r\n").as_bytes())
@@ -1716,6 +1781,39 @@ async fn inspected_https_applies_methods_and_injection_per_request() {
         r["protocol"] == "https" && r["reason"] == "blocked-by-method"
     })
     .await;
+}
+
+/// Inspected HTTPS: a request whose path would leave the rule's paths once
+/// the server strips its `;` parameters is refused in the tunnel too.
+#[tokio::test]
+async fn inspected_https_refuses_path_parameters_where_paths_apply() {
+    let (origin, p, config) = inspecting(|o| {
+        format!(
+            "{}paths = [\"/repos/acme/**\"]\n",
+            network(&[o], "allow_cidrs = [\"127.0.0.0/8\"]\ninspect = true")
+        )
+    })
+    .await;
+    let o = origin.port;
+    let host = format!("allowed.test:{o}");
+    for (path, reason) in [
+        ("/repos/acme/..;/..;/admin/users", "bad-request"),
+        ("/repos/acme/x;jsessionid=1", "allowlist"),
+    ] {
+        let mut tls = tls_tunnel(&p, o, &config).await;
+        tls.write_all(get(path, &host, "").as_bytes())
+            .await
+            .unwrap();
+        assert_refused(&read_response(&mut tls, &mut Vec::new()).await, reason);
+    }
+    let mut tls = tls_tunnel(&p, o, &config).await;
+    tls.write_all(get("/repos/acme/x", &host, "").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut tls, &mut Vec::new()).await.code, 200);
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].line, "GET /repos/acme/x");
 }
 
 /// The benchmark kit's client against this proxy (`bench.py` and

@@ -537,9 +537,9 @@ impl NetPolicy {
     /// The rules whose host pattern matches restrict together: the request
     /// must fit one of them (method and path); the injections are those of
     /// every rule it fits. Rules never allow a host by themselves. `path` is
-    /// the request target's path; its query is ignored, and a path with `.`
-    /// or `..` segments (also percent-encoded) or a backslash fits no path
-    /// glob. A Prompt passes these checks first (nothing is asked that would
+    /// the request target's path; its query is ignored, and a path a server
+    /// may read otherwise than a glob does ([`unmatchable`]: dot segments,
+    /// backslashes, `;` parameters, `%u` escapes) fits no path glob. A Prompt passes these checks first (nothing is asked that would
     /// be refused anyway) and carries the injections used if the answer is yes.
     pub fn decide_request(
         &self,
@@ -566,13 +566,13 @@ impl NetPolicy {
             return (d, Vec::new());
         }
         let path = path.split(['?', '#']).next().unwrap_or(path);
-        let checkable = canonical_path(path);
+        let unfit = unmatchable(path);
         let mut fits = Vec::new();
         let (mut wrong_method, mut wrong_path) = (None, None);
         for &r in &rules {
             let method_ok = r.methods.is_empty() || r.methods.iter().any(|m| m == method);
             let path_ok = r.paths.is_empty()
-                || (checkable && r.paths.iter().any(|g| g.matcher.is_match(path)));
+                || (unfit.is_none() && r.paths.iter().any(|g| g.matcher.is_match(path)));
             match (method_ok, path_ok) {
                 (true, true) => fits.push(r),
                 (false, true) => {
@@ -594,11 +594,7 @@ impl NetPolicy {
                     ),
                 ),
                 (None, r) => {
-                    let why = if checkable {
-                        ""
-                    } else {
-                        " (it has dot segments or a backslash)"
-                    };
+                    let why = unfit.map(|w| format!(" ({w})")).unwrap_or_default();
                     NetDecision::deny(
                         Block::Allowlist,
                         r.unwrap_or(rules[0]).rule.clone(),
@@ -732,18 +728,43 @@ impl NetPolicy {
     }
 }
 
-/// May `path` be matched against path globs? Not when a segment is `.` or
-/// `..` (plain or percent-encoded) or it holds a backslash: servers resolve
-/// those differently than a glob sees them.
-fn canonical_path(path: &str) -> bool {
-    if path.contains('\\') || path.to_ascii_lowercase().contains("%5c") {
-        return false;
+/// Why `path` may not be matched against path globs, if it may not:
+/// servers resolve it otherwise than a glob reads it. Dot segments (see
+/// [`has_dot_segment`]) and backslashes (IIS reads them as `/`); `;`
+/// parameters, plain or as `%3b` (Tomcat, Jetty and Spring strip them, so
+/// `/a/..;/b` is served as `/b`); IIS's `%u` escapes (`%u002e` is `.`).
+fn unmatchable(path: &str) -> Option<&'static str> {
+    let lower = path.to_ascii_lowercase();
+    if !path.starts_with('/') {
+        Some("it is not an absolute path")
+    } else if has_dot_segment(path) {
+        Some("it has dot segments")
+    } else if path.contains('\\') || lower.contains("%5c") {
+        Some("it has a backslash")
+    } else if path.contains(';') || lower.contains("%3b") {
+        Some("it has `;` parameters, which servers may strip")
+    } else if lower.contains("%u") {
+        Some("it has a %u escape")
+    } else {
+        None
     }
+}
+
+/// Whether `path` has a `.` or `..` segment as a server may read it:
+/// percent-encoded (`%2e`, IIS's `%u002e`, `/` as `%2f`), or with `;`
+/// parameters (`..;x`, `%2e%2e%3b`), which servers strip before they
+/// resolve the path.
+pub fn has_dot_segment(path: &str) -> bool {
     let decoded = path
         .to_ascii_lowercase()
+        .replace("%u002e", ".")
         .replace("%2e", ".")
-        .replace("%2f", "/");
-    path.starts_with('/') && !decoded.split('/').any(|s| s == "." || s == "..")
+        .replace("%2f", "/")
+        .replace("%3b", ";");
+    decoded.split('/').any(|seg| {
+        let s = seg.split(';').next().unwrap_or(seg);
+        s == "." || s == ".."
+    })
 }
 
 /// Whether `method` asks the server to echo the request, headers and all,
@@ -1244,9 +1265,34 @@ paths = ["/meta/*"]
             ),
             ("GET", "*", Deny, Some(Block::Allowlist), "network.rule", 0),
         ];
+        // What Tomcat, Jetty, Spring or IIS would serve outside the rule's
+        // paths: `;` parameters (stripped before the path is resolved) and
+        // `%u` escapes fit no path, whether or not they hide a dot segment.
+        let served_elsewhere = [
+            "/repos/acme/..;/..;/admin/users",
+            "/repos/acme/..;jsessionid=x/..;/admin",
+            "/repos/acme/%2e%2e%3b/%2E%2E%3B/admin",
+            "/repos/acme/%2e%2e%3bx/other",
+            "/repos/acme/.;/x",
+            "/repos/acme/x;v=1",
+            "/repos/acme/x%3bv=1",
+            "/repos/acme/x%3Bv=1",
+            "/repos/acme/%u002e%u002e/%u002E%u002E/admin",
+            "/repos/acme/%U002e%U002e/admin",
+            "/user;x",
+        ];
+        let cases: Vec<Case> = cases
+            .iter()
+            .copied()
+            .chain(
+                served_elsewhere
+                    .iter()
+                    .map(|p| ("GET", *p, Deny, Some(Block::Allowlist), "net.toml:10", 0)),
+            )
+            .collect();
         let rules_first = p.rules[0].rule.clone();
         assert!(rules_first.ends_with("net.toml:10 network.rule \"api.github.test\""));
-        for (method, path, verdict, block, rule, n) in cases {
+        for (method, path, verdict, block, rule, n) in &cases {
             let (d, inj) = p.decide_request(&api, 443, method, path);
             assert_eq!(
                 (d.verdict, d.block),
@@ -1266,11 +1312,39 @@ paths = ["/meta/*"]
                 );
             }
         }
+        for (path, why) in [
+            ("/repos/acme/..;/admin", "dot segments"),
+            ("/repos/acme/x%3Bv=1", "`;` parameters"),
+            ("/repos/acme/%u0061", "%u escape"),
+        ] {
+            let (d, _) = p.decide_request(&api, 443, "GET", path);
+            assert!(d.reason.contains(why), "{path}: {}", d.reason);
+        }
         // Rules only restrict: other hosts are untouched, unlisted ones stay denied.
         let (d, inj) = p.decide_request(&name("allowed.test"), 443, "DELETE", "/anything");
         assert_eq!((d.verdict, inj.len()), (Allow, 0));
         let (d, _) = p.decide_request(&name("api.github.test"), 22, "GET", "/user");
         assert_eq!(d.block, Some(Block::Port));
+    }
+
+    #[test]
+    fn dot_segments_are_found_as_servers_read_them() {
+        for dotted in [
+            "/a/../b",
+            "/a/%2E%2e/b",
+            "/a/.",
+            "/a%2f..%2fb",
+            "/a/..;/b",
+            "/a/..;jsessionid=x/b",
+            "/a/%2e%2e%3b/b",
+            "/a/.;x",
+            "/a/%u002e%u002E/b",
+        ] {
+            assert!(has_dot_segment(dotted), "{dotted}");
+        }
+        for plain in ["/a/..b/c.d", "/a/b;..", "/a/x;v=1", "/.a/b."] {
+            assert!(!has_dot_segment(plain), "{plain}");
+        }
     }
 
     /// TRACE and TRACK echo the request back: never with a secret injected,
