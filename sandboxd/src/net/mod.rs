@@ -2,7 +2,8 @@
 //! method and path may do ([`decide`], pure), which addresses may be dialled
 //! ([`addr`], the SSRF guard), how names are resolved by the daemon itself
 //! ([`resolve`]) and the per-exec [`session`] the proxy and the resolver serve,
-//! on the [`listen`]ers bound inside the sandbox.
+//! on the [`listen`]ers bound inside the sandbox; their writes to a peer
+//! are [`timed`].
 
 pub mod addr;
 pub mod decide;
@@ -11,6 +12,7 @@ pub mod rate;
 pub mod resolve;
 pub mod secrets;
 pub mod session;
+pub mod timed;
 
 pub use decide::{normalize_host, Block, Host, NetDecision, NetPolicy};
 pub use resolve::Resolver;
