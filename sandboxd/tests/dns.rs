@@ -278,6 +278,17 @@ async fn server(upstream: &[SocketAddr], approval: ApprovalMode) -> Server {
 /// A sandbox's DNS server with its own profile, on `resolver` (which
 /// several may share, with its cache).
 async fn server_on(resolver: Arc<Resolver>, profile: &str, approval: ApprovalMode) -> Server {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    server_with(resolver, profile, approval, tcp)
+}
+
+/// [`server_on`], its TCP queries taken on `tcp`.
+fn server_with(
+    resolver: Arc<Resolver>,
+    profile: &str,
+    approval: ApprovalMode,
+    tcp: std::net::TcpListener,
+) -> Server {
     let state = tempfile::tempdir().unwrap();
     let audit = Arc::new(AuditLog::open(state.path(), 1 << 20).unwrap());
     let (events_tx, events) = tokio::sync::mpsc::channel(1024);
@@ -295,7 +306,6 @@ async fn server_on(resolver: Arc<Resolver>, profile: &str, approval: ApprovalMod
         sandboxd::quota::Quota::new(64, 64),
     );
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
     let task = tokio::spawn(sandboxd::dns::serve(udp, tcp, session));
     Server {
@@ -624,6 +634,99 @@ async fn tcp_queries_are_answered_and_truncation_moves_upstream_to_tcp() {
     }
     // big.ok.test was asked over UDP (truncated), then over TCP.
     assert_eq!(up.saw("big.ok.test"), 2);
+    assert_eq!(up.saw("evil.test"), 0);
+}
+
+/// One query over a new TCP connection; None when the connection closes
+/// unanswered (or no answer comes within 2 s).
+async fn tcp_ask(server: SocketAddr, name: &str) -> Option<Message> {
+    let mut c = TcpStream::connect(server).await.ok()?;
+    let q = query(name, RecordType::A);
+    c.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat())
+        .await
+        .ok()?;
+    let answer = async {
+        let mut buf = vec![0u8; c.read_u16().await?.into()];
+        c.read_exact(&mut buf).await.map(|_| buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(2), answer)
+        .await
+        .ok()?
+        .ok()?;
+    Message::from_vec(&buf).ok()
+}
+
+/// TCP clients that send queries and read none of the answers are cut off
+/// once the answers have waited 10 s (`TCP_IDLE`): with all 64 TCP slots
+/// so taken a new client is turned away, and after that it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_clients_that_read_no_answer_are_cut_off() {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let up = upstream().await;
+    // Small send buffers (the accepted connections inherit them), so that
+    // the server's answers fill them soon.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    setsockopt(&tcp, sockopt::SndBuf, &4096).unwrap();
+    let resolver = Arc::new(Resolver::new(&dns_config(&[up.addr])).unwrap());
+    let srv = server_with(resolver, PROFILE, ApprovalMode::Never, tcp);
+    // A denied name: answered at once, nothing asked upstream.
+    let q = query("evil.test.", RecordType::A);
+    let batch = [&(q.len() as u16).to_be_bytes()[..], &q]
+        .concat()
+        .repeat(512);
+    // Each client writes queries until the server cuts it off, and says
+    // when a write has stalled (the server waits on its answers).
+    let mut writers = tokio::task::JoinSet::new();
+    let mut stalls = Vec::new();
+    for _ in 0..64 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.set_send_buffer_size(16384).unwrap();
+        let mut c = sock.connect(srv.tcp).await.unwrap();
+        let batch = batch.clone();
+        let (stalled, stall) = tokio::sync::oneshot::channel();
+        stalls.push(stall);
+        writers.spawn(async move {
+            let (mut stalled, mut at) = (Some(stalled), 0);
+            loop {
+                let write = c.write(&batch[at..]);
+                tokio::pin!(write);
+                let sent = match tokio::time::timeout(Duration::from_millis(500), &mut write).await
+                {
+                    Ok(sent) => sent,
+                    Err(_) => {
+                        stalled.take().map(|s| s.send(()));
+                        write.await
+                    }
+                };
+                match sent {
+                    Ok(n) => at = (at + n) % batch.len(),
+                    Err(e) => return e,
+                }
+            }
+        });
+    }
+    for stall in stalls {
+        stall.await.unwrap();
+    }
+    let filled = Instant::now();
+    assert!(tcp_ask(srv.tcp, "static.test.").await.is_none());
+    let answered = loop {
+        if let Some(m) = tcp_ask(srv.tcp, "static.test.").await {
+            break m;
+        }
+        assert!(
+            filled.elapsed() < Duration::from_secs(14),
+            "no TCP slot came free"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(addrs(&answered), [IpAddr::from([10, 0, 0, 5])]);
+    // Every one of them was cut off (their writes fail).
+    let cut = tokio::time::timeout(Duration::from_secs(3), writers.join_all())
+        .await
+        .expect("a client that reads nothing still holds its connection");
+    assert_eq!(cut.len(), 64);
     assert_eq!(up.saw("evil.test"), 0);
 }
 

@@ -17,6 +17,7 @@ mod audit;
 mod batch;
 pub mod wire;
 
+use crate::net::timed::write_idle;
 use crate::net::{normalize_host, Block, Host, NetDecision, Session};
 use crate::policy::Verdict;
 use audit::AuditQueue;
@@ -24,7 +25,7 @@ use batch::{Datagrams, Replies};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 use wire::{Query, Question, Rcode, Unusable};
@@ -34,7 +35,9 @@ use wire::{Query, Question, Rcode, Unusable};
 const MAX_FORWARDS: usize = 1024;
 /// Most TCP connections at once; past it, new ones are closed.
 const MAX_TCP: usize = 64;
-/// A TCP connection with no query for this long is closed.
+/// A TCP connection with no query for this long is closed, and so is one
+/// that takes no byte of its answers for this long (a client that sends
+/// queries and reads nothing would otherwise hold its slot for good).
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Serves `udp` and `tcp` (bound inside the sandbox) until dropped; dropping
@@ -288,7 +291,7 @@ async fn serve_tcp(mut s: TcpStream, filter: Arc<Filter>) {
         framed.clear();
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&out);
-        if s.write_all(&framed).await.is_err() {
+        if write_idle(&mut s, &framed, TCP_IDLE).await.is_err() {
             return;
         }
     }

@@ -10,11 +10,12 @@ use super::http::{self, Buffered, Head, Mode, Outcome, Upstream};
 use super::sni::{self, Hello};
 use super::tunnel::{self, Counts};
 use super::IDLE_TIMEOUT;
+use crate::net::timed::write_idle;
 use crate::net::{normalize_host, Block, Session};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A CONNECT request from the HTTP proxy's request loop.
@@ -50,9 +51,8 @@ pub async fn connect(session: &Session, head: Head, mut client: Buffered<TcpStre
             return;
         }
     };
-    if client
-        .io
-        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    let established = b"HTTP/1.1 200 Connection established\r\n\r\n";
+    if write_idle(&mut client.io, established, IDLE_TIMEOUT)
         .await
         .is_err()
     {
@@ -317,7 +317,7 @@ async fn retried_hello(
         && back[0] == sni::HANDSHAKE
         && back[5] == 2
         && back[11..SERVER_HELLO_RANDOM_END] == HRR_RANDOM;
-    client.write_all(&back).await?;
+    write_idle(client, &back, IDLE_TIMEOUT).await?;
     counts.down.fetch_add(back.len() as u64, Relaxed);
     let mut second = pending;
     let refusal = if retry {
@@ -350,7 +350,7 @@ async fn retried_hello(
         None
     };
     if refusal.is_none() {
-        upstream.write_all(&second).await?;
+        write_idle(upstream, &second, IDLE_TIMEOUT).await?;
         counts.up.fetch_add(second.len() as u64, Relaxed);
     }
     Ok(refusal)
@@ -490,7 +490,7 @@ pub async fn carry(
             // A hello goes alone: what the client sent after it goes with
             // its next flight, once the server has answered.
             let (head, after) = first.split_at(hello_len.unwrap_or(first.len()));
-            let r = match upstream.write_all(head).await {
+            let r = match write_idle(&mut upstream, head, IDLE_TIMEOUT).await {
                 Ok(()) => {
                     counts
                         .up

@@ -1173,7 +1173,8 @@ async fn exchange<C: Io>(
     // The client may wait for a 100 before it sends its body; the proxy answers it.
     let expects_continue = head.tokens("expect").iter().any(|t| t == "100-continue");
     if expects_continue && body != Body::None && head.minor >= 1 {
-        if let Err(e) = client.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await {
+        let cont = b"HTTP/1.1 100 Continue\r\n\r\n";
+        if let Err(e) = write_idle(&mut client.io, cont, IDLE_TIMEOUT).await {
             return fail(up, down, e.to_string());
         }
     }

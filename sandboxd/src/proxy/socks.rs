@@ -3,7 +3,8 @@
 
 use super::connect;
 use super::dial::{self, Attempt, DialError, Refused};
-use super::HEAD_TIMEOUT;
+use super::{HEAD_TIMEOUT, IDLE_TIMEOUT};
+use crate::net::timed::{idle, write_idle};
 use crate::net::{normalize_host, Block, Host, Session};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -162,6 +163,6 @@ async fn reply(c: &mut TcpStream, code: u8, bound: Option<SocketAddr>) -> io::Re
         }
     }
     out.extend(bound.port().to_be_bytes());
-    c.write_all(&out).await?;
-    c.flush().await
+    write_idle(c, &out, IDLE_TIMEOUT).await?;
+    idle(IDLE_TIMEOUT, c.flush()).await
 }
