@@ -262,10 +262,11 @@ fn a_long_running_sandbox_yields_the_cpu_with_its_whole_tree() {
     assert!(s1 > 0 && s2 > 0 && s1 != s2, "sessions {s1} and {s2}");
     let group = cpu_cgroup(main);
     assert_eq!(cpu_cgroup(own), group);
-    // The sandbox's own (named by its id, or by the pooled init it was given).
+    // The sandbox's own (`run-DAEMONPID-ID`, or the pooled init's it was given).
     let name = group.file_name().unwrap().to_string_lossy().to_string();
+    let own = format!("run-{}-{id}", d.pid());
     assert!(
-        group.parent().unwrap().ends_with("sandboxd") && (name == id || name.starts_with("pool-")),
+        group.parent().unwrap().ends_with("sandboxd") && (name == own || name.starts_with("pool-")),
         "{}",
         group.display()
     );
