@@ -3,8 +3,9 @@
 //!
 //! Each sandbox gets `sandboxd/<name>` at the root of every hierarchy that
 //! carries `memory`, `pids` or `cpu` (one directory on a pure v2 host, up to
-//! three on a v1 host); the name is the sandbox id, or `pool-...` for a
-//! cgroup made ahead of time with its init and given its limits later
+//! three on a v1 host); the name is `run-DAEMONPID-ID` for one exec, or
+//! `pool-DAEMONPID-N` for a cgroup made ahead of time with its init and
+//! given its limits later
 //! ([`Cgroup::set_limits`]). A limit requested for a controller that no
 //! hierarchy carries is an error: the sandbox is refused rather than run
 //! unlimited. The cpu controller carries no limit: it lets a long-running
