@@ -639,15 +639,24 @@ impl Daemon {
             .unwrap()
     }
 
-    /// Asserts that List (as root, all users') shows no sandbox.
+    /// Asserts that List (as root, all users') shows no sandbox within
+    /// moments (an exec's end is on record just before it leaves the list).
     async fn assert_none_listed(&self) {
         use sandbox_proto::v1::{sandbox_client::SandboxClient, ListRequest};
-        let list = SandboxClient::new(self.channel().await)
-            .list(ListRequest { all: true })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(list.sandboxes.is_empty(), "{list:?}");
+        let mut client = SandboxClient::new(self.channel().await);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let list = client
+                .list(ListRequest { all: true })
+                .await
+                .unwrap()
+                .into_inner();
+            if list.sandboxes.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{list:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGTERM, then wait (at most 10 s) for the exit status.
