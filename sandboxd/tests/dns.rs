@@ -832,6 +832,34 @@ async fn cached_answers_expire_with_their_ttl() {
     );
 }
 
+/// A full cache goes on caching: a flood of new names (here twice what it
+/// holds) pushes out only the answers nobody asked for lately, and the
+/// answers that came after it are cached too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_new_names_does_not_stop_the_cache() {
+    use sandboxd::net::resolve::CACHE_ENTRIES;
+    let up = upstream().await;
+    let resolver = Arc::new(Resolver::new(&dns_config(&[up.addr])).unwrap());
+    let popular = "popular.ok.test";
+    const AT_ONCE: usize = 128;
+    // Two answers a name (A and AAAA).
+    for round in 0..CACHE_ENTRIES / AT_ONCE {
+        resolver.lookup_ip(popular).await.unwrap();
+        let mut lookups = tokio::task::JoinSet::new();
+        for i in 0..AT_ONCE {
+            let r = Arc::clone(&resolver);
+            lookups.spawn(async move { r.lookup_ip(&format!("n{round}-{i}.ok.test")).await });
+        }
+        while lookups.join_next().await.is_some() {}
+    }
+    let fresh = "fresh.ok.test";
+    for name in [fresh, fresh, popular] {
+        resolver.lookup_ip(name).await.unwrap();
+    }
+    assert_eq!(up.saw(fresh), 2, "asked once for A and once for AAAA");
+    assert_eq!(up.saw(popular), 2, "asked once for A and once for AAAA");
+}
+
 /// Many queries at once, from several sockets, without waiting for the
 /// replies: every one is answered (the server reads and replies in batches),
 /// each with its own id and question, and denied names still never leave.

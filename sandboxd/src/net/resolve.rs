@@ -9,7 +9,8 @@
 //! question counts; a truncated one is asked again over TCP. Each server
 //! gets [`SERVER_TIMEOUT`], then the next one is tried. Positive answers are
 //! kept for their TTL (at most [`CACHE_MAX_TTL`]), negative ones as long as
-//! their zone's SOA allows (at most [`CACHE_MAX_NEGATIVE_TTL`]), in a bounded cache.
+//! their zone's SOA allows (at most [`CACHE_MAX_NEGATIVE_TTL`]), in a bounded
+//! cache ([`Cache`]) that a flood of new names cannot fill for good.
 
 use crate::config::DnsConfig;
 use crate::dns::wire::{self, Question, Rcode};
@@ -29,7 +30,7 @@ pub const CACHE_MAX_TTL: u32 = 300;
 /// Longest time a "no such name" or "no such record" answer is served from the cache.
 pub const CACHE_MAX_NEGATIVE_TTL: u32 = 60;
 /// Most answers the cache holds.
-const CACHE_ENTRIES: usize = 8192;
+pub const CACHE_ENTRIES: usize = 8192;
 /// TTL of answers from `[dns] hosts` and /etc/hosts.
 const STATIC_TTL: u32 = 60;
 /// UDP size offered upstream in the daemon's own queries.
@@ -54,7 +55,43 @@ pub struct Resolver {
     /// without the trailing dot.
     hosts: HashMap<String, Vec<IpAddr>>,
     servers: Servers,
-    cache: Mutex<HashMap<Box<[u8]>, Cached>>,
+    cache: Mutex<Cache>,
+}
+
+/// Upstream answers by question, in two generations of at most half of
+/// [`CACHE_ENTRIES`]: answers go into the newer, and one served from the
+/// older moves back into it; when the newer is full it becomes the older,
+/// and the older is dropped. So caching never stops and needs no scan, and
+/// the answers a flood of new names pushes out are those not asked for
+/// since the last turn, not those in use.
+#[derive(Debug, Default)]
+struct Cache {
+    newer: HashMap<Box<[u8]>, Cached>,
+    older: HashMap<Box<[u8]>, Cached>,
+}
+
+impl Cache {
+    /// The answer to `key` while it may be served, and its age in seconds.
+    fn get(&mut self, key: &[u8]) -> Option<(&Cached, u64)> {
+        let live = |c: &Cached| {
+            let age = c.stored.elapsed().as_secs();
+            (age < u64::from(c.life)).then_some(age)
+        };
+        if !self.newer.contains_key(key) {
+            let (key, hit) = self.older.remove_entry(key)?;
+            live(&hit)?;
+            self.insert(key, hit);
+        }
+        let hit = self.newer.get(key)?;
+        Some((hit, live(hit)?))
+    }
+
+    fn insert(&mut self, key: Box<[u8]>, c: Cached) {
+        if self.newer.len() >= CACHE_ENTRIES / 2 && !self.newer.contains_key(&key) {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(key, c);
+    }
 }
 
 /// The upstream servers: configured, or the system's, read again from
@@ -190,7 +227,7 @@ impl Resolver {
         Ok(Resolver {
             hosts,
             servers,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         })
     }
 
@@ -271,14 +308,10 @@ impl Resolver {
             }
             return true;
         }
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(hit) = cache.get(q.key()) else {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((hit, age)) = cache.get(q.key()) else {
             return false;
         };
-        let age = hit.stored.elapsed().as_secs();
-        if age >= u64::from(hit.life) {
-            return false;
-        }
         out.clear();
         out.extend_from_slice(&hit.message);
         for &at in hit.ttls.iter() {
@@ -394,12 +427,6 @@ impl Resolver {
             return;
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_ENTRIES {
-            cache.retain(|_, c| c.stored.elapsed().as_secs() < u64::from(c.life));
-            if cache.len() >= CACHE_ENTRIES {
-                return;
-            }
-        }
         cache.insert(
             q.key().into(),
             Cached {
