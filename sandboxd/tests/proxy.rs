@@ -269,15 +269,23 @@ fn session_with(
     inspector: Option<Arc<Inspector>>,
     questions: Option<Questions>,
 ) -> Sessioned {
-    session_of(body, inspector, questions, (1000, Quota::new(4096, 4096)))
+    session_of(
+        body,
+        inspector,
+        questions,
+        (1000, Quota::new(4096, 4096)),
+        None,
+    )
 }
 
-/// [`session_with`] for `uid`, whose sandboxes share `quota`.
+/// [`session_with`] for `uid`, whose sandboxes share `quota`, resolving
+/// names not in its hosts at `upstream` (none answers by default).
 fn session_of(
     body: &str,
     inspector: Option<Arc<Inspector>>,
     questions: Option<Questions>,
     (uid, quota): (u32, Arc<Quota>),
+    upstream: Option<SocketAddr>,
 ) -> Sessioned {
     let approval = if questions.is_some() {
         ApprovalMode::OnRequest
@@ -312,8 +320,10 @@ fn session_of(
     ])
     .collect();
     let resolver = Resolver::new(&DnsConfig {
-        // Nothing answers there: every name the tests reach is in `hosts`.
-        upstream: Some(vec!["127.0.0.1:9".parse().unwrap()]),
+        // Nothing answers at the default: every name the tests reach is in `hosts`.
+        upstream: Some(vec![
+            upstream.unwrap_or_else(|| "127.0.0.1:9".parse().unwrap())
+        ]),
         hosts,
     })
     .unwrap();
@@ -800,7 +810,7 @@ async fn the_sandboxes_of_a_user_share_one_bound_on_connections() {
     let echo = Echo::start().await;
     let body = network(&[echo.port], "allow_cidrs = [\"127.0.0.0/8\"]");
     let quota = Quota::new(3, 4);
-    let of = |uid: u32| session_of(&body, None, None, (uid, Arc::clone(&quota)));
+    let of = |uid: u32| session_of(&body, None, None, (uid, Arc::clone(&quota)), None);
     let (a, b, other, third) = (
         serve(of(1000)),
         serve(of(1000)),
@@ -2030,26 +2040,23 @@ async fn refusals_keep_bounded_texts_in_their_records() {
     }
 }
 
-/// Refusals cost the sandbox nothing but a connection: past the burst, at
-/// most the rate's worth are recorded one by one; the others are still
-/// refused, and counted in one record written with the next refusal
-/// recorded or, when none comes (the flood stopped, the sandbox running
-/// on), a second after the first one counted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusals_past_the_rate_are_counted_in_one_record() {
-    use sandboxd::net::rate::{BURST, PER_SECOND};
-    let (_origin, echo, p) = setup().await;
-    let connect = format!("CONNECT denied.test:{} HTTP/1.1\r\n\r\n", echo.port);
-    const CLIENTS: usize = 16;
-    let total = BURST as usize + 20 * CLIENTS;
+/// Clients a flood of attempts comes from at once.
+const CLIENTS: usize = 16;
+
+/// Makes the attempts `0..total` from [`CLIENTS`] clients at once;
+/// returns the seconds they took.
+async fn flood<F, Fut>(p: &Arc<Proxy>, total: usize, attempt: F) -> f64
+where
+    F: Fn(Arc<Proxy>, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let started = std::time::Instant::now();
-    let p = Arc::new(p);
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (p, connect) = (Arc::clone(&p), connect.clone());
+        .map(|c| {
+            let (p, attempt) = (Arc::clone(p), attempt.clone());
             tokio::spawn(async move {
-                for _ in 0..total / CLIENTS {
-                    assert_refused(&ask(&p, &connect).await, "denylist");
+                for i in (c..total).step_by(CLIENTS) {
+                    attempt(Arc::clone(&p), i).await;
                 }
             })
         })
@@ -2057,54 +2064,223 @@ async fn refusals_past_the_rate_are_counted_in_one_record() {
     for c in clients {
         c.await.unwrap();
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let counting = |r: &Value| {
-        r["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("refusals not recorded one by one"))
-    };
-    let one_by_one = || {
-        p.records()
-            .iter()
-            .filter(|r| r["reason"] == "blocked-by-denylist" && !counting(r))
-            .count()
-    };
-    // No refusal follows the flood: the last count is written by its timer.
-    // A count also goes with each refusal recorded after some went counted:
-    // as the allowance comes back during the flood, there may be several.
+    started.elapsed().as_secs_f64()
+}
+
+/// Most attempts a sandbox may have recorded one by one (or new names it
+/// may have looked up) in `elapsed` seconds, and the time a count waits.
+fn most_in(elapsed: f64) -> usize {
+    use sandboxd::net::rate::{BURST, PER_SECOND};
+    BURST as usize + ((elapsed + 1.2) * PER_SECOND) as usize + 1
+}
+
+/// Whether `r` counts attempts over the rate instead of recording them.
+fn counting(r: &Value) -> bool {
+    r["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("not recorded one by one (over the rate)"))
+}
+
+/// How many attempts the counting record `r` counts.
+fn counted_by(r: &Value) -> usize {
+    let message = r["message"].as_str().unwrap();
+    message.split(' ').next().unwrap().parse().unwrap()
+}
+
+/// Waits (up to 10 s) until the records of the attempts `mine` picks out,
+/// recorded one by one and counted, add up to `total`; returns how many
+/// were recorded one by one, and the counting records.
+async fn all_accounted(
+    p: &Proxy,
+    mine: impl Fn(&Value) -> bool,
+    total: usize,
+) -> (usize, Vec<Value>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let counted = loop {
-        let counts: Vec<Value> = p.records().into_iter().filter(counting).collect();
-        let mut counted = 0;
-        for count in &counts {
-            let message = count["message"].as_str().unwrap();
-            let n: usize = message.split(' ').next().unwrap().parse().unwrap();
-            counted += n;
-            let rule = count["rule"].as_str().unwrap();
-            assert!(
-                rule.starts_with("network refusals: at most 64 a second"),
-                "{rule}"
-            );
-            assert_eq!(count["reason"], "blocked-by-rate-limit");
-            assert!(message.contains("(blocked-by-denylist)"), "{message}");
-            let by_destination = format!("by destination: denied.test:{} {n}", echo.port);
-            assert!(message.ends_with(&by_destination), "{message}");
-        }
-        if counted > 0 && one_by_one() + counted == total {
-            break counted;
+    loop {
+        let (counts, each): (Vec<Value>, Vec<Value>) = p
+            .records()
+            .into_iter()
+            .filter(|r| mine(r))
+            .partition(counting);
+        let counted: usize = counts.iter().map(counted_by).sum();
+        if each.len() + counted == total {
+            return (each.len(), counts);
         }
         assert!(
             std::time::Instant::now() < deadline,
             "{} recorded one by one and {counted} counted of {total}",
-            one_by_one()
+            each.len()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(counted > 0);
-    let one_by_one = one_by_one();
-    let most = BURST as usize + ((elapsed + 1.2) * PER_SECOND) as usize + 1;
+    }
+}
+
+/// Refusals cost the sandbox nothing but a connection: past the burst, at
+/// most the rate's worth are recorded one by one; the others are still
+/// refused, and counted in one record written with the next refusal
+/// recorded or, when none comes (the flood stopped, the sandbox running
+/// on), a second after the first one counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_past_the_rate_are_counted_in_one_record() {
+    use sandboxd::net::rate::BURST;
+    let (_origin, echo, p) = setup().await;
+    let connect = format!("CONNECT denied.test:{} HTTP/1.1\r\n\r\n", echo.port);
+    let total = BURST as usize + 20 * CLIENTS;
+    let p = Arc::new(p);
+    let elapsed = flood(&p, total, move |p, _| {
+        let connect = connect.clone();
+        async move { assert_refused(&ask(&p, &connect).await, "denylist") }
+    })
+    .await;
+    // No refusal follows the flood: the last count is written by its timer.
+    // A count also goes with each refusal recorded after some went counted:
+    // as the allowance comes back during the flood, there may be several.
+    let (one_by_one, counts) = all_accounted(&p, |r| r["host"] == "denied.test", total).await;
+    assert!(!counts.is_empty());
+    for count in &counts {
+        let message = count["message"].as_str().unwrap();
+        let n = counted_by(count);
+        let rule = count["rule"].as_str().unwrap();
+        assert!(
+            rule.starts_with(
+                "network attempts that reach nothing, recorded one by one: at most 64 a second"
+            ),
+            "{rule}"
+        );
+        assert_eq!(count["reason"], "blocked-by-rate-limit");
+        assert!(
+            message.contains(&format!("{n} refused, 0 allowed but not reached")),
+            "{message}"
+        );
+        assert!(message.contains("(blocked-by-denylist)"), "{message}");
+        let by_destination = format!("by destination: denied.test:{} {n}", echo.port);
+        assert!(message.ends_with(&by_destination), "{message}");
+    }
     assert!(
-        one_by_one <= most,
+        one_by_one <= most_in(elapsed),
         "{one_by_one} recorded one by one in {elapsed:.2} s"
     );
+}
+
+/// A DNS server on 127.0.0.1 that answers every query "no such name", and
+/// keeps the names it was asked.
+struct NoSuchName {
+    addr: SocketAddr,
+    asked: Arc<Mutex<std::collections::HashSet<Vec<u8>>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for NoSuchName {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl NoSuchName {
+    async fn start() -> NoSuchName {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let asked = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let a = Arc::clone(&asked);
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+                let m = &mut buf[..n];
+                // The question's name ends with the first zero byte.
+                let Some(len) = m.get(12..).and_then(|q| q.iter().position(|&b| b == 0)) else {
+                    continue;
+                };
+                a.lock().unwrap().insert(m[12..12 + len].to_vec());
+                // The query itself, as a response with code NXDOMAIN.
+                m[2] |= 0x80;
+                m[3] = (m[3] & 0xf0) | 3;
+                let _ = udp.send_to(m, peer).await;
+            }
+        });
+        NoSuchName { addr, asked, task }
+    }
+
+    /// How many distinct names it was asked.
+    fn names(&self) -> usize {
+        self.asked.lock().unwrap().len()
+    }
+}
+
+/// Both proxies for the test profile with `extra`, resolving through `upstream`.
+fn proxy_resolving(ports: &[u16], extra: &str, upstream: &NoSuchName) -> Arc<Proxy> {
+    let quota = (1000, Quota::new(4096, 4096));
+    let body = network(ports, extra);
+    Arc::new(serve(session_of(
+        &body,
+        None,
+        None,
+        quota,
+        Some(upstream.addr),
+    )))
+}
+
+/// The made-up names of these tests: `x<N>.wild.test`.
+fn made_up(i: usize) -> String {
+    format!("x{i}.wild.test")
+}
+
+fn is_made_up(r: &Value) -> bool {
+    r["host"]
+        .as_str()
+        .is_some_and(|h| h.starts_with('x') && h.ends_with(".wild.test"))
+}
+
+/// Asks for `http://host:port/` or SOCKS5 CONNECT to `host:port` (every
+/// other `i`): the answer must be that nothing was reached, or that the
+/// attempt was over the rate.
+async fn reach_nothing(p: &Proxy, i: usize, host: &str, port: u16) {
+    if i.is_multiple_of(2) {
+        let r = ask(p, &get_root(host, port)).await;
+        let limited = r.header("x-proxy-error") == Some("blocked-by-rate-limit");
+        assert!(r.code == 502 || (r.code == 403 && limited), "{r:?}");
+    } else {
+        let (code, _) = socks_connect(p, 3, host.as_bytes(), port).await;
+        // Not allowed (over the rate), or host unreachable.
+        assert!([2, 4].contains(&code), "SOCKS reply {code}");
+    }
+}
+
+/// An allowed name that does not resolve reaches nothing, like a refusal:
+/// its record takes from the same rate, and past it, it is counted (as
+/// allowed but not reached) with the refusals over the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_do_not_resolve_share_the_rate_of_refusals() {
+    use sandboxd::net::rate::BURST;
+    let upstream = NoSuchName::start().await;
+    let p = proxy_resolving(&[80], "", &upstream);
+    let refused = BURST as usize;
+    let unresolved = 400;
+    let started = std::time::Instant::now();
+    // The refusals use up the burst...
+    flood(&p, refused, |p, _| async move {
+        assert_refused(&ask(&p, &get_root("denied.test", 80)).await, "denylist")
+    })
+    .await;
+    // ...then names that do not resolve, each looked up.
+    flood(&p, unresolved, |p, i| async move {
+        reach_nothing(&p, i, &made_up(i), 80).await
+    })
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(upstream.names(), unresolved);
+    let mine = |r: &Value| r["host"] == "denied.test" || is_made_up(r);
+    let (one_by_one, counts) = all_accounted(&p, mine, refused + unresolved).await;
+    assert!(
+        one_by_one <= most_in(elapsed),
+        "{one_by_one} recorded one by one in {elapsed:.2} s"
+    );
+    let unreached: usize = counts
+        .iter()
+        .filter_map(|r| {
+            let m = r["message"].as_str()?;
+            let (before, _) = m.split_once(" allowed but not reached")?;
+            before.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .sum();
+    assert!(unreached > 0, "{counts:#?}");
 }

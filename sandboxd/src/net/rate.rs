@@ -42,7 +42,13 @@ impl Allowance {
 
 /// The rule named in the records that count what was over the rate.
 pub fn rule(what: &str) -> String {
-    format!("{what}: at most {PER_SECOND} a second, after {BURST}, recorded one by one per sandbox")
+    format!("{what}: at most {PER_SECOND} a second, after {BURST}, per sandbox")
+}
+
+/// The rule of attempts over the rate that reached nothing: refusals, and
+/// allowed attempts whose lookup failed.
+pub fn unreached_rule() -> String {
+    rule("network attempts that reach nothing, recorded one by one")
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long an approval request waits for its answer; then it is a deny.
@@ -100,7 +100,7 @@ pub struct Session {
     approved: Mutex<HashSet<(String, u16)>>,
     /// A timer to flush end records is set.
     end_flush: Arc<AtomicBool>,
-    /// Refusals recorded one by one, and those over the rate.
+    /// Attempts that reached nothing, recorded one by one and over the rate.
     refusals: Mutex<Refusals>,
     /// A timer to write the count of refusals over the rate is set.
     count_flush: AtomicBool,
@@ -112,12 +112,15 @@ pub struct Session {
     pub user_connections: Arc<Quota>,
 }
 
-/// Refusals past the [`rate`](super::rate): counted, with the first of them
+/// Attempts that reached nothing (refused, or allowed but their lookup
+/// failed) past the [`rate`](super::rate): counted, with the first of them
 /// and a count for each of the first [`COUNTED_DESTINATIONS`] destinations.
 #[derive(Default)]
 struct Refusals {
     allowance: Allowance,
     unrecorded: u64,
+    /// Of those, the allowed ones.
+    unreached: u64,
     first: Option<NetRecord>,
     by_destination: BTreeMap<(String, u16), u64>,
 }
@@ -126,9 +129,12 @@ struct Refusals {
 const COUNTED_DESTINATIONS: usize = 16;
 
 impl Refusals {
-    /// Counts refusal `r`, not recorded one by one.
+    /// Counts `r`, not recorded one by one.
     fn count(&mut self, r: NetRecord) {
         self.unrecorded += 1;
+        if r.verdict == Verdict::Allow {
+            self.unreached += 1;
+        }
         let destination = (r.host.clone(), r.port);
         let room = self.by_destination.len() < COUNTED_DESTINATIONS;
         match self.by_destination.get_mut(&destination) {
@@ -141,9 +147,10 @@ impl Refusals {
         self.first.get_or_insert(r);
     }
 
-    /// The record counting the refusals not recorded one by one, if any.
+    /// The record counting the attempts not recorded one by one, if any.
     fn take_count(&mut self) -> Option<NetRecord> {
         let n = std::mem::take(&mut self.unrecorded);
+        let unreached = std::mem::take(&mut self.unreached);
         let by_destination = std::mem::take(&mut self.by_destination);
         let mut r = self.first.take()?;
         let named: u64 = by_destination.values().sum();
@@ -158,11 +165,14 @@ impl Refusals {
             .block
             .map(|b| format!(" (blocked-by-{})", b.as_str()))
             .unwrap_or_default();
+        r.verdict = Verdict::Deny;
         r.block = Some(Block::RateLimit);
-        r.rule = rate::rule("network refusals");
+        r.rule = rate::unreached_rule();
         r.reason = format!(
-            "{n} refusals not recorded one by one (over the rate), this one the first: {}{first_block}; \
+            "{n} attempts that reached nothing not recorded one by one (over the rate): \
+             {} refused, {unreached} allowed but not reached; this one the first: {}{first_block}; \
              by destination: {}",
+            n - unreached,
             r.reason,
             destinations.join(", ")
         );
@@ -261,16 +271,18 @@ impl Session {
         written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
     }
 
-    /// Records refusal `r` like [`record`](Self::record) while the sandbox
-    /// is within the [`rate`](super::rate) of refusals; past it, counts it
-    /// in one record, queued with the next refusal recorded, at the latest
-    /// [`COUNT_DELAY`] after the first one counted, and when the sandbox's
-    /// network ends ([`queue_counted`](Self::queue_counted)). A refusal lets
-    /// nothing through, so it need not wait.
-    pub async fn record_refusal(&self, r: NetRecord) -> Result<(), NotAudited> {
+    /// Records `r`, an attempt that reached nothing (a refusal, or an
+    /// allowed attempt whose lookup failed), like [`record`](Self::record)
+    /// while the sandbox is within the [`rate`](super::rate) of such
+    /// attempts; past it, counts it in one record, queued with the next one
+    /// recorded, at the latest [`COUNT_DELAY`] after the first one counted,
+    /// and when the sandbox's network ends
+    /// ([`queue_counted`](Self::queue_counted)). They cost the sandbox
+    /// nothing, so they must not cost the disk a record each.
+    pub async fn record_unreached(&self, r: NetRecord) -> Result<(), NotAudited> {
         let count = {
             let mut refusals = self.lock_refusals();
-            if !refusals.allowance.take(std::time::Instant::now()) {
+            if !refusals.allowance.take(Instant::now()) {
                 refusals.count(r);
                 drop(refusals);
                 self.arm_count_flush();

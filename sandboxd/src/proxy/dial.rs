@@ -2,6 +2,10 @@
 //! for every protocol: the person's answer on Prompt, the daemon's own
 //! lookup, the SSRF guard on every address, the audit record, then a dial of
 //! exactly the address vetted.
+//!
+//! What reaches nothing costs the sandbox nothing, so it is held to the
+//! [`rate`](crate::net::rate) of such attempts: refusals, and allowed
+//! attempts whose lookup failed.
 
 use super::CONNECT_TIMEOUT;
 use crate::net::{Block, Host, NetDecision, NetQuery, NetRecord, Phase, Session};
@@ -68,12 +72,16 @@ impl Attempt {
 
     /// Records a refusal (the audit failing too changes nothing: it is refused).
     pub async fn refuse(&self, session: &Session, r: Refused) -> Refused {
-        let mut rec = self.record(Phase::Decision, Verdict::Deny, r.block, &r.rule, &r.reason);
-        rec.addr = r.addr;
-        if let Err(e) = session.record_refusal(rec).await {
+        if let Err(e) = session.record_unreached(self.refusal(&r)).await {
             tracing::warn!(exec = %session.exec_id, "network refusal not audited: {e}");
         }
         r
+    }
+
+    fn refusal(&self, r: &Refused) -> NetRecord {
+        let mut rec = self.record(Phase::Decision, Verdict::Deny, r.block, &r.rule, &r.reason);
+        rec.addr = r.addr;
+        rec
     }
 
     /// Records the end of an allowed attempt that reached `addr`.
@@ -193,7 +201,8 @@ pub async fn admit(
 
 /// The addresses `a` may be dialled at: the literal, or the daemon's own
 /// lookup, each through the SSRF guard. None left is a recorded refusal.
-/// A name that does not resolve is recorded as allowed but not reached.
+/// A name that does not resolve is recorded as allowed but not reached,
+/// within the rate of attempts that reach nothing.
 pub async fn vetted_addrs(
     session: &Session,
     a: &Attempt,
@@ -213,7 +222,7 @@ pub async fn vetted_addrs(
                     &reason,
                 );
                 session
-                    .record(rec)
+                    .record_unreached(rec)
                     .await
                     .map_err(|e| DialError::NotAudited(e.to_string()))?;
                 return Err(DialError::Resolve {
