@@ -1065,7 +1065,7 @@ async fn new_names_past_the_rate_are_counted_not_recorded_one_by_one() {
     assert!(counted[0]["rule"]
         .as_str()
         .unwrap()
-        .contains("new questions: at most"));
+        .contains("new names (DNS questions and proxy lookups together): at most"));
     // The allowance comes back.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let m = ask(srv.udp, "later.evil.example.", RecordType::A).await;

@@ -2206,17 +2206,45 @@ impl NoSuchName {
     }
 }
 
-/// Both proxies for the test profile with `extra`, resolving through `upstream`.
-fn proxy_resolving(ports: &[u16], extra: &str, upstream: &NoSuchName) -> Arc<Proxy> {
+/// Both proxies and the DNS server (its UDP address returned) of one
+/// sandbox with the test profile with `extra`, resolving through `upstream`.
+fn proxy_resolving(ports: &[u16], extra: &str, upstream: &NoSuchName) -> (Arc<Proxy>, SocketAddr) {
     let quota = (1000, Quota::new(4096, 4096));
     let body = network(ports, extra);
-    Arc::new(serve(session_of(
-        &body,
-        None,
-        None,
-        quota,
-        Some(upstream.addr),
-    )))
+    let sessioned = session_of(&body, None, None, quota, Some(upstream.addr));
+    let session = Arc::clone(&sessioned.session);
+    let mut p = serve(sessioned);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dns = udp.local_addr().unwrap();
+    p.tasks.push(tokio::spawn(async move {
+        let _ = sandboxd::dns::serve(udp, tcp, session).await;
+    }));
+    (Arc::new(p), dns)
+}
+
+/// How many of `names` the DNS server at `dns` answers (type A queries
+/// sent at once, answers awaited for 300 ms).
+async fn dns_answered(dns: SocketAddr, names: &[String]) -> usize {
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for (id, name) in names.iter().enumerate() {
+        let mut q = (id as u16).to_be_bytes().to_vec();
+        q.extend([1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in name.split('.') {
+            q.push(label.len() as u8);
+            q.extend(label.as_bytes());
+        }
+        q.extend([0, 0, 1, 0, 1]);
+        s.send_to(&q, dns).await.unwrap();
+    }
+    let mut buf = [0u8; 512];
+    let mut answered = 0;
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(300), s.recv_from(&mut buf)).await
+    {
+        answered += 1;
+    }
+    answered
 }
 
 /// The made-up names of these tests: `x<N>.wild.test`.
@@ -2252,7 +2280,7 @@ async fn reach_nothing(p: &Proxy, i: usize, host: &str, port: u16) {
 async fn names_that_do_not_resolve_share_the_rate_of_refusals() {
     use sandboxd::net::rate::BURST;
     let upstream = NoSuchName::start().await;
-    let p = proxy_resolving(&[80], "", &upstream);
+    let (p, _) = proxy_resolving(&[80], "", &upstream);
     let refused = BURST as usize;
     let unresolved = 400;
     let started = std::time::Instant::now();
@@ -2283,4 +2311,59 @@ async fn names_that_do_not_resolve_share_the_rate_of_refusals() {
         })
         .sum();
     assert!(unreached > 0, "{counts:#?}");
+}
+
+/// Made-up names under an allowed wildcard reach nothing and cost the
+/// sandbox nothing: past its allowance of new names they are not looked up
+/// (upstream is asked no more names than that), and past the rate their
+/// attempts are counted, not recorded one by one; the log still has every
+/// attempt. The sandbox's DNS server takes new names from the same
+/// allowance. A name in use goes on working, and its requests, which reach
+/// the origin, are recorded one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_names_past_the_rate_are_not_looked_up_and_are_counted() {
+    use sandboxd::net::rate::BURST;
+    let origin = Origin::start().await;
+    let upstream = NoSuchName::start().await;
+    let port = origin.port;
+    let (p, dns) = proxy_resolving(&[port], "allow_cidrs = [\"127.0.0.0/8\"]", &upstream);
+    let in_use = get_root("allowed.test", port);
+    assert_eq!(ask(&p, &in_use).await.code, 200);
+    let total = 3 * BURST as usize;
+    let elapsed = flood(&p, total, move |p, i| async move {
+        reach_nothing(&p, i, &made_up(i), port).await
+    })
+    .await;
+    // Right after the flood, the allowance has (almost) nothing left.
+    let more: Vec<String> = (0..50).map(|i| made_up(total + i)).collect();
+    let answered = dns_answered(dns, &more).await;
+    assert!(answered <= 10, "{answered} of 50 new names answered");
+    assert!(
+        upstream.names() <= most_in(elapsed),
+        "{} names asked upstream in {elapsed:.2} s",
+        upstream.names()
+    );
+    let proxied = |r: &Value| is_made_up(r) && r["protocol"] != "dns";
+    let (one_by_one, _) = all_accounted(&p, proxied, total).await;
+    assert!(
+        one_by_one <= most_in(elapsed),
+        "{one_by_one} recorded one by one in {elapsed:.2} s"
+    );
+    for r in p.records().iter().filter(|r| proxied(r) && !counting(r)) {
+        assert_eq!(r["decision"], "allow", "{r}");
+        assert!(
+            r["message"].as_str().unwrap().contains("not reached"),
+            "{r}"
+        );
+    }
+    for _ in 0..20 {
+        assert_eq!(ask(&p, &in_use).await.code, 200);
+    }
+    let reached = p
+        .records()
+        .iter()
+        .filter(|r| r["kind"] == "network" && r["host"] == "allowed.test")
+        .filter(|r| r["decision"] == "allow" && r["addr"] == "127.0.0.1")
+        .count();
+    assert_eq!(reached, 21);
 }

@@ -13,11 +13,12 @@
 //!
 //! Distinct names cost a record each, and a sandbox can make them up as
 //! fast as it can send (a random label a query): past the [`rate`]'s
-//! burst, new questions are decided and recorded only at its rate. The
-//! others are answered REFUSED, and one record a batch counts them.
+//! burst, new questions are decided and recorded only at its rate (the
+//! sandbox's allowance of new names, which its proxies' lookups take from
+//! too). The others are answered REFUSED, and one record a batch counts them.
 
 use super::wire::Question;
-use crate::net::rate::{self, Allowance};
+use crate::net::rate;
 use crate::net::session::NotAudited;
 use crate::net::{NetDecision, NetRecord, Phase, Session};
 use crate::policy::Verdict;
@@ -54,8 +55,6 @@ struct Pending {
     waiting: HashMap<Box<[u8]>, Entry>,
     /// Questions whose records were written, by the same key.
     recent: HashMap<Box<[u8]>, Recent>,
-    /// New questions that may still be asked.
-    allowance: Allowance,
     /// Queries over the rate since the last batch, and one of their names.
     over_rate: u64,
     over_rate_name: String,
@@ -190,7 +189,7 @@ impl AuditQueue {
             }
             return Some(allowed);
         }
-        if p.waiting.len() >= MAX_PENDING || !p.allowance.take(now) {
+        if p.waiting.len() >= MAX_PENDING || !self.session.take_new_name() {
             p.over_rate += 1;
             if p.over_rate == 1 {
                 p.over_rate_name = q.shown();
@@ -345,7 +344,7 @@ fn over_rate_record(count: u64, name: String) -> NetRecord {
         addr: None,
         verdict: Verdict::Deny,
         block: Some(crate::net::Block::RateLimit),
-        rule: rate::rule("dns: new questions"),
+        rule: rate::new_names_rule(),
         reason: format!(
             "{count} queries refused undecided (this name and others, not recorded one by one)"
         ),

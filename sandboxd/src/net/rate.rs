@@ -1,7 +1,8 @@
 //! How many records of one kind a sandbox may cause: a burst, then a rate.
 //! Records cost the audit log's disk, and a sandbox can cause refusals and
 //! made-up names as fast as it can send; past the rate, they are counted in
-//! one record instead of one each.
+//! one record instead of one each. New names also cost upstream queries
+//! and places in the daemon's cache: past the rate, they are not looked up.
 
 use std::time::Instant;
 
@@ -41,8 +42,14 @@ impl Allowance {
 }
 
 /// The rule named in the records that count what was over the rate.
-pub fn rule(what: &str) -> String {
+fn rule(what: &str) -> String {
     format!("{what}: at most {PER_SECOND} a second, after {BURST}, per sandbox")
+}
+
+/// The rule of new names over the rate: a sandbox's DNS server and its
+/// proxies take them from one allowance, as each goes upstream alike.
+pub fn new_names_rule() -> String {
+    rule("new names (DNS questions and proxy lookups together)")
 }
 
 /// The rule of attempts over the rate that reached nothing: refusals, and

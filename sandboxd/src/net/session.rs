@@ -10,7 +10,9 @@ use crate::policy::Verdict;
 use crate::quota::Quota;
 use crate::tls::Inspector;
 use serde_json::json;
-use std::collections::{BTreeMap, HashSet};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -24,6 +26,10 @@ pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(60);
 pub const END_RECORD_DELAY: Duration = Duration::from_millis(5);
 /// Longest time refusals over the rate wait to be written as a count.
 pub const COUNT_DELAY: Duration = Duration::from_secs(1);
+/// How long a name the proxies looked up is remembered for the sandbox.
+pub const REMEMBERED: Duration = Duration::from_secs(60);
+/// Most names remembered for a sandbox.
+const MAX_REMEMBERED: usize = 4096;
 
 /// Whether a record is the decision (written before the action proceeds) or
 /// the end of an allowed connection (with its byte counts and duration).
@@ -102,6 +108,8 @@ pub struct Session {
     end_flush: Arc<AtomicBool>,
     /// Attempts that reached nothing, recorded one by one and over the rate.
     refusals: Mutex<Refusals>,
+    /// New names the sandbox may have looked up.
+    names: Mutex<Names>,
     /// A timer to write the count of refusals over the rate is set.
     count_flush: AtomicBool,
     /// Client connections the proxies may serve at once, HTTP and SOCKS
@@ -123,6 +131,54 @@ struct Refusals {
     unreached: u64,
     first: Option<NetRecord>,
     by_destination: BTreeMap<(String, u16), u64>,
+}
+
+/// The new names a sandbox may look up, through its DNS server and its
+/// proxies alike (each goes upstream and takes a place in the daemon's
+/// cache), and the names its proxies looked up lately.
+#[derive(Default)]
+struct Names {
+    allowance: Allowance,
+    looked_up: Remembered<String>,
+}
+
+/// Keys seen within [`REMEMBERED`], at most [`MAX_REMEMBERED`] of them.
+struct Remembered<K> {
+    at: HashMap<K, Instant>,
+}
+
+impl<K> Default for Remembered<K> {
+    fn default() -> Self {
+        Remembered { at: HashMap::new() }
+    }
+}
+
+impl<K: Hash + Eq> Remembered<K> {
+    /// Whether `k` was seen within [`REMEMBERED`] before `now`; `None` when
+    /// not, and there was no room to remember it (then it may have been).
+    fn seen<Q: Hash + Eq + ?Sized>(&self, k: &Q, now: Instant) -> Option<bool>
+    where
+        K: Borrow<Q>,
+    {
+        let recent = |at: &Instant| now.saturating_duration_since(*at) < REMEMBERED;
+        match self.at.get(k) {
+            Some(at) if recent(at) => Some(true),
+            _ if self.at.len() >= MAX_REMEMBERED => None,
+            _ => Some(false),
+        }
+    }
+
+    /// Remembers `k` as seen at `now`, when there is room (after what is
+    /// older than [`REMEMBERED`] is forgotten).
+    fn insert(&mut self, k: K, now: Instant) {
+        if self.at.len() >= MAX_REMEMBERED && !self.at.contains_key(&k) {
+            self.at
+                .retain(|_, at| now.saturating_duration_since(*at) < REMEMBERED);
+        }
+        if self.at.len() < MAX_REMEMBERED || self.at.contains_key(&k) {
+            self.at.insert(k, now);
+        }
+    }
 }
 
 /// Destinations a count of refusals names, each with its own count.
@@ -225,6 +281,7 @@ impl Session {
             approved: Mutex::new(HashSet::new()),
             end_flush: Arc::new(AtomicBool::new(false)),
             refusals: Mutex::new(Refusals::default()),
+            names: Mutex::new(Names::default()),
             count_flush: AtomicBool::new(false),
             connections: Arc::new(tokio::sync::Semaphore::new(crate::proxy::MAX_CONNECTIONS)),
             user_connections,
@@ -274,11 +331,8 @@ impl Session {
     /// Records `r`, an attempt that reached nothing (a refusal, or an
     /// allowed attempt whose lookup failed), like [`record`](Self::record)
     /// while the sandbox is within the [`rate`](super::rate) of such
-    /// attempts; past it, counts it in one record, queued with the next one
-    /// recorded, at the latest [`COUNT_DELAY`] after the first one counted,
-    /// and when the sandbox's network ends
-    /// ([`queue_counted`](Self::queue_counted)). They cost the sandbox
-    /// nothing, so they must not cost the disk a record each.
+    /// attempts; past it, counts it ([`count_unreached`](Self::count_unreached)). They cost the
+    /// sandbox nothing, so they must not cost the disk a record each.
     pub async fn record_unreached(&self, r: NetRecord) -> Result<(), NotAudited> {
         let count = {
             let mut refusals = self.lock_refusals();
@@ -294,6 +348,37 @@ impl Session {
             self.queue(count)?;
         }
         self.record(r).await
+    }
+
+    /// Counts `r`, an attempt that reached nothing, in one record with the
+    /// others over the rate: queued with the next one recorded, at the
+    /// latest [`COUNT_DELAY`] after the first one counted, and when the
+    /// sandbox's network ends ([`queue_counted`](Self::queue_counted)).
+    pub fn count_unreached(&self, r: NetRecord) {
+        self.lock_refusals().count(r);
+        self.arm_count_flush();
+    }
+
+    /// Whether the proxies may look up `name`: a name they looked up
+    /// within [`REMEMBERED`] may, a new one takes one from the sandbox's
+    /// allowance of new names ([`take_new_name`](Self::take_new_name)).
+    pub fn may_look_up(&self, name: &str) -> bool {
+        let now = Instant::now();
+        let mut names = self.lock_names();
+        if names.looked_up.seen(name, now) == Some(true) {
+            return true;
+        }
+        if !names.allowance.take(now) {
+            return false;
+        }
+        names.looked_up.insert(name.to_string(), now);
+        true
+    }
+
+    /// Takes one new name from the sandbox's allowance (shared by its DNS
+    /// server and its proxies); false when none is left.
+    pub fn take_new_name(&self) -> bool {
+        self.lock_names().allowance.take(Instant::now())
     }
 
     /// Sets one timer (at a time) to write the refusals counted meanwhile.
@@ -329,6 +414,10 @@ impl Session {
 
     fn lock_refusals(&self) -> std::sync::MutexGuard<'_, Refusals> {
         self.refusals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_names(&self) -> std::sync::MutexGuard<'_, Names> {
+        self.names.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues `r` in the audit log without waiting for the disk (it is

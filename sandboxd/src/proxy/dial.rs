@@ -5,10 +5,12 @@
 //!
 //! What reaches nothing costs the sandbox nothing, so it is held to the
 //! [`rate`](crate::net::rate) of such attempts: refusals, and allowed
-//! attempts whose lookup failed.
+//! attempts whose lookup failed. A new name takes one from the sandbox's
+//! allowance of new names (shared with its DNS server) before it is looked
+//! up: past it, the attempt is refused and counted.
 
 use super::CONNECT_TIMEOUT;
-use crate::net::{Block, Host, NetDecision, NetQuery, NetRecord, Phase, Session};
+use crate::net::{rate, Block, Host, NetDecision, NetQuery, NetRecord, Phase, Session};
 use crate::policy::Verdict;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -76,6 +78,12 @@ impl Attempt {
             tracing::warn!(exec = %session.exec_id, "network refusal not audited: {e}");
         }
         r
+    }
+
+    /// Counts a refusal over the rate, not recorded one by one.
+    fn refuse_counted(&self, session: &Session, r: Refused) -> DialError {
+        session.count_unreached(self.refusal(&r));
+        DialError::Refused(r)
     }
 
     fn refusal(&self, r: &Refused) -> NetRecord {
@@ -201,8 +209,9 @@ pub async fn admit(
 
 /// The addresses `a` may be dialled at: the literal, or the daemon's own
 /// lookup, each through the SSRF guard. None left is a recorded refusal.
-/// A name that does not resolve is recorded as allowed but not reached,
-/// within the rate of attempts that reach nothing.
+/// A new name past the sandbox's allowance is not looked up: refused and
+/// counted. A name that does not resolve is recorded as allowed but not
+/// reached, within the rate of attempts that reach nothing.
 pub async fn vetted_addrs(
     session: &Session,
     a: &Attempt,
@@ -210,6 +219,14 @@ pub async fn vetted_addrs(
 ) -> Result<Vec<IpAddr>, DialError> {
     let found = match &a.host {
         Host::Ip(ip) => vec![*ip],
+        Host::Name(name) if !session.may_look_up(name) => {
+            let r = Refused::new(
+                Block::RateLimit,
+                rate::new_names_rule(),
+                format!("{name}: not looked up, a new name over the rate"),
+            );
+            return Err(a.refuse_counted(session, r));
+        }
         Host::Name(name) => match session.resolver.lookup_ip(name).await {
             Ok(found) => found,
             Err(e) => {
