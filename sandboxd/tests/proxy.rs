@@ -317,6 +317,11 @@ fn session_of(
             ],
         ),
         ("public.test".to_string(), vec![IpAddr::V4(PUBLIC)]),
+        // Nothing listens there.
+        (
+            "closed.wild.test".to_string(),
+            vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))],
+        ),
     ])
     .collect();
     let resolver = Resolver::new(&DnsConfig {
@@ -2268,8 +2273,8 @@ async fn reach_nothing(p: &Proxy, i: usize, host: &str, port: u16) {
         assert!(r.code == 502 || (r.code == 403 && limited), "{r:?}");
     } else {
         let (code, _) = socks_connect(p, 3, host.as_bytes(), port).await;
-        // Not allowed (over the rate), or host unreachable.
-        assert!([2, 4].contains(&code), "SOCKS reply {code}");
+        // Not allowed (over the rate), or host unreachable, or refused.
+        assert!([2, 4, 5].contains(&code), "SOCKS reply {code}");
     }
 }
 
@@ -2366,4 +2371,36 @@ async fn made_up_names_past_the_rate_are_not_looked_up_and_are_counted() {
         .filter(|r| r["decision"] == "allow" && r["addr"] == "127.0.0.1")
         .count();
     assert_eq!(reached, 21);
+}
+
+/// A dial that fails reaches nothing. Each dial still has its decision
+/// written before it, but dialling a destination that failed moments ago
+/// takes from the rate of attempts that reach nothing: past it, the attempt
+/// is refused without a dial, and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_keeps_failing_is_not_dialled_past_the_rate() {
+    use sandboxd::net::rate::BURST;
+    let (origin, _echo, p) = setup().await;
+    let port = origin.port;
+    let total = 3 * BURST as usize;
+    let p = Arc::new(p);
+    let elapsed = flood(&p, total, move |p, i| async move {
+        reach_nothing(&p, i, "closed.wild.test", port).await
+    })
+    .await;
+    let decision = |r: &Value| r["kind"] == "network" && r["host"] == "closed.wild.test";
+    let (dialled, _) = all_accounted(&p, decision, total).await;
+    // The first dial there is free: it was not known to fail.
+    assert!(
+        dialled <= most_in(elapsed) + 1,
+        "{dialled} dialled in {elapsed:.2} s"
+    );
+    let ends = || {
+        p.records()
+            .iter()
+            .filter(|r| r["kind"] == "network-end" && r["addr"] == "127.0.0.2")
+            .count()
+    };
+    p.wait_record("an end for each dial", |_| ends() == dialled)
+        .await;
 }

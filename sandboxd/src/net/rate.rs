@@ -53,7 +53,7 @@ pub fn new_names_rule() -> String {
 }
 
 /// The rule of attempts over the rate that reached nothing: refusals, and
-/// allowed attempts whose lookup failed.
+/// allowed attempts whose lookup or dial failed.
 pub fn unreached_rule() -> String {
     rule("network attempts that reach nothing, recorded one by one")
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -26,9 +26,10 @@ pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(60);
 pub const END_RECORD_DELAY: Duration = Duration::from_millis(5);
 /// Longest time refusals over the rate wait to be written as a count.
 pub const COUNT_DELAY: Duration = Duration::from_secs(1);
-/// How long a name the proxies looked up is remembered for the sandbox.
+/// How long a name the proxies looked up, or a destination whose dial
+/// failed, is remembered for the sandbox.
 pub const REMEMBERED: Duration = Duration::from_secs(60);
-/// Most names remembered for a sandbox.
+/// Most names, and most failed destinations, remembered for a sandbox.
 const MAX_REMEMBERED: usize = 4096;
 
 /// Whether a record is the decision (written before the action proceeds) or
@@ -120,9 +121,11 @@ pub struct Session {
     pub user_connections: Arc<Quota>,
 }
 
-/// Attempts that reached nothing (refused, or allowed but their lookup
-/// failed) past the [`rate`](super::rate): counted, with the first of them
-/// and a count for each of the first [`COUNTED_DESTINATIONS`] destinations.
+/// Attempts that reached nothing (refused, or allowed but their lookup or
+/// dial failed) past the [`rate`](super::rate): counted, with the first of
+/// them and a count for each of the first [`COUNTED_DESTINATIONS`]
+/// destinations. Also the destinations whose dial failed lately: dialling
+/// them again is such an attempt too.
 #[derive(Default)]
 struct Refusals {
     allowance: Allowance,
@@ -131,6 +134,7 @@ struct Refusals {
     unreached: u64,
     first: Option<NetRecord>,
     by_destination: BTreeMap<(String, u16), u64>,
+    failed_dials: Remembered<SocketAddr>,
 }
 
 /// The new names a sandbox may look up, through its DNS server and its
@@ -178,6 +182,10 @@ impl<K: Hash + Eq> Remembered<K> {
         if self.at.len() < MAX_REMEMBERED || self.at.contains_key(&k) {
             self.at.insert(k, now);
         }
+    }
+
+    fn remove(&mut self, k: &K) {
+        self.at.remove(k);
     }
 }
 
@@ -379,6 +387,25 @@ impl Session {
     /// server and its proxies); false when none is left.
     pub fn take_new_name(&self) -> bool {
         self.lock_names().allowance.take(Instant::now())
+    }
+
+    /// Whether `to` may be dialled: yes, unless a dial there failed within
+    /// [`REMEMBERED`] (or more destinations failed than are remembered)
+    /// and the sandbox is past its rate of attempts that reach nothing.
+    pub fn may_dial(&self, to: SocketAddr) -> bool {
+        let now = Instant::now();
+        let mut refusals = self.lock_refusals();
+        refusals.failed_dials.seen(&to, now) == Some(false) || refusals.allowance.take(now)
+    }
+
+    /// Notes whether the dial to `to` failed: dialling it again then takes
+    /// one from the allowance of attempts that reach nothing.
+    pub fn dialled(&self, to: SocketAddr, failed: bool) {
+        let mut refusals = self.lock_refusals();
+        match failed {
+            true => refusals.failed_dials.insert(to, Instant::now()),
+            false => refusals.failed_dials.remove(&to),
+        }
     }
 
     /// Sets one timer (at a time) to write the refusals counted meanwhile.

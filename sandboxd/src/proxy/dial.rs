@@ -5,9 +5,10 @@
 //!
 //! What reaches nothing costs the sandbox nothing, so it is held to the
 //! [`rate`](crate::net::rate) of such attempts: refusals, and allowed
-//! attempts whose lookup failed. A new name takes one from the sandbox's
-//! allowance of new names (shared with its DNS server) before it is looked
-//! up: past it, the attempt is refused and counted.
+//! attempts whose lookup or dial failed. A new name takes one from the
+//! sandbox's allowance of new names (shared with its DNS server) before it
+//! is looked up; a destination whose dial failed lately is not dialled
+//! again past the rate. Either way the attempt is refused and counted.
 
 use super::CONNECT_TIMEOUT;
 use crate::net::{rate, Block, Host, NetDecision, NetQuery, NetRecord, Phase, Session};
@@ -280,7 +281,9 @@ pub async fn vetted_addrs(
 
 /// Dials the vetted addresses in turn until one answers, each after the
 /// allowed decision's record naming it (and an end record for each that
-/// does not answer). Returns the socket and its address.
+/// does not answer). An address whose dial failed lately is not dialled
+/// again past the rate of attempts that reach nothing: refused and
+/// counted. Returns the socket and its address.
 pub async fn dial(
     session: &Session,
     a: &Attempt,
@@ -289,24 +292,30 @@ pub async fn dial(
 ) -> Result<(TcpStream, IpAddr), DialError> {
     let mut last = None;
     for &ip in addrs {
-        record_allowed(session, a, admitted, ip).await?;
         let addr = SocketAddr::new(ip, a.port);
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        if !session.may_dial(addr) {
+            let mut r = Refused::new(
+                Block::RateLimit,
+                rate::unreached_rule(),
+                format!("{addr}: not dialled, its dials failed moments ago"),
+            );
+            r.addr = Some(ip);
+            last = Some(a.refuse_counted(session, r));
+            continue;
+        }
+        record_allowed(session, a, admitted, ip).await?;
+        let e = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
+                session.dialled(addr, false);
                 let _ = s.set_nodelay(true);
                 return Ok((s, ip));
             }
-            Ok(Err(source)) => {
-                let e = DialError::Connect { addr, source };
-                a.end(session, ip, 0, 0, &e.to_string()).await;
-                last = Some(e);
-            }
-            Err(_) => {
-                let e = DialError::Timeout { addr };
-                a.end(session, ip, 0, 0, &e.to_string()).await;
-                last = Some(e);
-            }
-        }
+            Ok(Err(source)) => DialError::Connect { addr, source },
+            Err(_) => DialError::Timeout { addr },
+        };
+        session.dialled(addr, true);
+        a.end(session, ip, 0, 0, &e.to_string()).await;
+        last = Some(e);
     }
     Err(last.unwrap_or(DialError::Resolve {
         host: a.host_str(),
