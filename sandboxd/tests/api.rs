@@ -2015,3 +2015,55 @@ async fn an_exec_whose_client_stops_reading_is_recorded_ended_at_once() {
     );
     assert_eq!(ends[0]["signal"], libc::SIGKILL, "{}", ends[0]);
 }
+
+/// The requests one caller has open at once are bounded over all its
+/// connections (each may hold a message being received): past the bound a
+/// call is refused at once, naming it, while another uid is served; an
+/// Exec that sends no ExecStart ends after its wait and gives its place back.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_open_at_once_are_bounded_per_uid() {
+    use sandbox_proto::v1::{sandbox_client::SandboxClient, ListProfilesRequest};
+    const MAX: usize = 128;
+    let d = Daemon::start(&[]);
+    let (mut waiting, mut senders, mut channels) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..MAX {
+        // Several streams on a connection.
+        if i % 32 == 0 {
+            channels.push(d.channel().await);
+        }
+        let mut client = SandboxClient::new(channels[channels.len() - 1].clone());
+        let (tx, rx) = tokio::sync::mpsc::channel::<sandbox_proto::v1::ExecRequest>(1);
+        waiting.push(tokio::spawn(async move {
+            client
+                .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        }));
+        senders.push(tx);
+    }
+    let list = |ch: tonic::transport::Channel| async move {
+        SandboxClient::new(ch)
+            .list_profiles(ListProfilesRequest {})
+            .await
+    };
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let refused = loop {
+        match list(d.channel().await).await {
+            Err(e) if e.code() == tonic::Code::ResourceExhausted => break e,
+            other => assert!(Instant::now() < deadline, "still served: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(refused.message().contains("uid 0"), "{refused:?}");
+    list(d.channel_as(1000, &[]).await)
+        .await
+        .expect("another uid is refused");
+    // The Execs without a start end, and root is served again.
+    for w in waiting {
+        let e = w.await.unwrap().unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+    }
+    list(d.channel().await)
+        .await
+        .expect("refused after the waits ended");
+    drop(senders);
+}

@@ -32,6 +32,9 @@ use tonic::{Status, Streaming};
 
 pub type ExecStream = ReceiverStream<Result<pb::ExecResponse, Status>>;
 
+/// How long an Exec stream may take to send its ExecStart: until then it
+/// holds one of its caller's requests (see requests.rs) for nothing.
+const START_WAIT: Duration = Duration::from_secs(10);
 /// Responses buffered towards a slow client (each at most one output chunk).
 const RESPONSE_BUFFER: usize = 16;
 
@@ -140,7 +143,12 @@ impl Api {
         caller: Caller,
         mut inbound: Streaming<pb::ExecRequest>,
     ) -> Result<ExecStream, Status> {
-        let start = match inbound.message().await?.and_then(|m| m.msg) {
+        let first = tokio::time::timeout(START_WAIT, inbound.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!("no ExecStart within {START_WAIT:?}"))
+            })?;
+        let start = match first?.and_then(|m| m.msg) {
             Some(In::Start(s)) => s,
             _ => {
                 return Err(Status::invalid_argument(

@@ -9,6 +9,7 @@ pub mod attach;
 mod audit;
 mod exec;
 mod profiles;
+mod requests;
 pub mod server;
 
 use crate::audit::AuditLog;

@@ -2,9 +2,10 @@
 //! its caller, and gets its own task (a client that writes garbage or stalls
 //! only breaks its own connection). A caller holds at most
 //! [`MAX_CONNECTIONS_PER_UID`] connections at once, so that one user cannot
-//! take the daemon's descriptors from the others. Health and reflection ride
-//! along.
+//! take the daemon's descriptors from the others, nor (through the requests
+//! open on them) its memory. Health and reflection ride along.
 
+use super::requests::RequestQuota;
 use super::Api;
 use crate::identity::PeerStream;
 use crate::quota::Quota;
@@ -24,6 +25,10 @@ pub const SERVICE_NAME: &str = "sandbox.v1.Sandbox";
 pub const MAX_CONNECTIONS_PER_UID: usize = 256;
 /// API connections all callers together may hold open at once.
 pub const MAX_CONNECTIONS: usize = 2048;
+/// Requests (HTTP/2 streams) one connection may carry at once; how many
+/// one caller may have open over all its connections is bounded too (see
+/// requests.rs).
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -59,6 +64,8 @@ pub async fn serve(
     ));
     let incoming = ReceiverStream::new(incoming).map(Ok::<_, std::io::Error>);
     let served = tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .layer(RequestQuota::default())
         .add_service(health)
         .add_service(SandboxServer::new(api))
         .add_service(reflection_v1)
