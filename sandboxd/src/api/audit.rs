@@ -63,7 +63,7 @@ impl Api {
                 let _reader = reader;
                 if let Err(e) = stream(&dir, &log, &filter, req.follow, &tx) {
                     tracing::warn!(uid, error = %e, "reading the audit log back");
-                    let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+                    send(&tx, Err(Status::internal(e.to_string())));
                 }
             })
             .map_err(|e| {
@@ -161,7 +161,37 @@ impl Emitter<'_> {
             return true;
         }
         let json = text.into_owned();
-        self.tx.blocking_send(Ok(pb::AuditRecord { json })).is_ok()
+        send(self.tx, Ok(pb::AuditRecord { json }))
+    }
+}
+
+/// How long a reader waits for its client to take what it was sent before
+/// giving up on it: a client that stops reading gives its place back.
+const SEND_WAIT: Duration = Duration::from_secs(30);
+
+/// Sends `item` to the client, waiting at most [`SEND_WAIT`] for room;
+/// false when the client is gone or took nothing meanwhile.
+fn send(
+    tx: &mpsc::Sender<Result<pb::AuditRecord, Status>>,
+    item: Result<pb::AuditRecord, Status>,
+) -> bool {
+    send_within(tx, item, SEND_WAIT)
+}
+
+fn send_within<T>(tx: &mpsc::Sender<T>, mut item: T, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match tx.try_send(item) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(back)) => {
+                if std::time::Instant::now() >= deadline {
+                    return false;
+                }
+                item = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 }
 
@@ -423,6 +453,26 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_that_takes_nothing_is_given_up_on() {
+        let (tx, mut rx) = mpsc::channel(1);
+        assert!(send_within(&tx, 1, Duration::from_millis(50)));
+        let t0 = std::time::Instant::now();
+        assert!(!send_within(&tx, 2, Duration::from_millis(50)));
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        // Room made meanwhile is used.
+        let taker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            let first = rx.blocking_recv();
+            (first, rx)
+        });
+        assert!(send_within(&tx, 3, Duration::from_secs(5)));
+        let (first, rx) = taker.join().unwrap();
+        assert_eq!(first, Some(1));
+        drop(rx);
+        assert!(!send_within(&tx, 4, Duration::from_secs(5)));
+    }
 
     #[test]
     fn rfc3339_and_durations() {
