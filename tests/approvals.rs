@@ -729,6 +729,26 @@ fn an_approved_unsandboxed_run_has_the_full_view_and_its_own_pid_namespace() {
     );
 }
 
+/// Where the admin keeps no `full` profile (`embedded_profiles = false`,
+/// none in the policy dir), an unsandboxed run cannot be granted: refused
+/// before anyone is asked.
+#[test]
+fn no_unsandboxed_run_where_the_daemon_has_no_full_profile() {
+    let d = Daemon::builder()
+        .config("embedded_profiles = false\n")
+        .profile(
+            "workspace",
+            "description = \"managed\"\n[filesystem]\nread = [\"/\"]\nwrite = [\"{cwd}\"]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    let out = exec(&d, U1, &ws, &["--request-unsandboxed"], &yes, &["true"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("no `full` profile"), "{}", out.stderr);
+    assert!(yes.requests().is_empty(), "{:?}", yes.requests());
+}
+
 #[test]
 fn input_sent_while_a_command_is_asked_about_reaches_it() {
     let d = daemon();

@@ -233,6 +233,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
             .map_err(Clone::clone),
     };
     let registry = Registry::new(config.limits.clone());
+    let full = policies.get("full").cloned();
     let api = Api {
         policies: Arc::new(policies),
         registry: Arc::clone(&registry),
@@ -241,7 +242,11 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         init_exe,
         audit: Arc::clone(&audit),
         net,
-        approvals: Arc::new(Approvals::new(&config.state_dir, config.approval_timeout)?),
+        approvals: Arc::new(Approvals::new(
+            &config.state_dir,
+            config.approval_timeout,
+            full,
+        )),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -16,8 +16,8 @@ use crate::policy::domain::{ip_literal, DomainPattern};
 use crate::policy::narrow::rule;
 use crate::policy::shell;
 use crate::policy::{
-    command_parts, ApprovalMode, CommandPart, Located, NetworkMode, Origin, PolicyStore, Profile,
-    Refusal, Verdict,
+    command_parts, ApprovalMode, CommandPart, Located, NetworkMode, Origin, Profile, Refusal,
+    Verdict,
 };
 use crate::supervisor::Control;
 use pb::exec_request::Msg as In;
@@ -294,19 +294,13 @@ impl Amendments {
 }
 
 /// Could not set up approvals.
-#[derive(Debug, thiserror::Error)]
-pub enum ApprovalsError {
-    #[error("loading the embedded full profile (the view of unsandboxed escalations): {0}")]
-    Full(String),
-}
-
 /// The daemon's approval state: timeout, session memory, amendments.
 pub struct Approvals {
     timeout: Duration,
     sessions: Mutex<Sessions>,
     amendments: Amendments,
-    /// The embedded `full` profile, whatever the policy dir says.
-    full: Profile,
+    /// The daemon's `full` profile, if it has one.
+    full: Option<Profile>,
     /// Numbers approval requests (with the daemon's start time, unique in the log).
     asked: AtomicU64,
     started_ms: u128,
@@ -422,18 +416,15 @@ fn escalation_grants(e: &pb::Escalation) -> Result<Vec<Grant>, Refusal> {
 }
 
 impl Approvals {
-    pub fn new(state_dir: &Path, timeout: Duration) -> Result<Approvals, ApprovalsError> {
-        let embedded =
-            PolicyStore::load(None, true).map_err(|e| ApprovalsError::Full(e.to_string()))?;
-        let full = embedded
-            .get("full")
-            .cloned()
-            .ok_or_else(|| ApprovalsError::Full("no embedded profile named full".into()))?;
+    /// `full` is the daemon's `full` profile, the view of an unsandboxed
+    /// run: none where the admin has none (`embedded_profiles = false` and
+    /// no `full.toml`), and then such runs are refused.
+    pub fn new(state_dir: &Path, timeout: Duration, full: Option<Profile>) -> Approvals {
         let started_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        Ok(Approvals {
+        Approvals {
             timeout,
             sessions: Mutex::new(Sessions::default()),
             amendments: Amendments {
@@ -443,7 +434,7 @@ impl Approvals {
             full,
             asked: AtomicU64::new(0),
             started_ms,
-        })
+        }
     }
 
     fn sessions(&self) -> MutexGuard<'_, Sessions> {
@@ -520,6 +511,12 @@ impl Approvals {
             .collect();
         let e = start.escalation.clone().unwrap_or_default();
         let wanted = escalation_grants(&e)?;
+        if wanted.contains(&Grant::Unsandboxed) && self.full.is_none() {
+            return Err(Refusal {
+                message: "an unsandboxed run cannot be granted: this daemon has no `full` profile (embedded_profiles = false, and none in the policy dir)".into(),
+                rule: "escalation".into(),
+            });
+        }
         if mode == ApprovalMode::Never {
             if let Some(p) = commands.first() {
                 return Err(Refusal {
@@ -587,9 +584,16 @@ impl Approvals {
             file: "approved escalation".into(),
             line: 0,
         };
-        if grants.contains(&Grant::Unsandboxed) {
-            p.filesystem = self.full.filesystem.clone();
-            p.network = self.full.network.clone();
+        if let Some(full) = self
+            .full
+            .as_ref()
+            .filter(|_| grants.contains(&Grant::Unsandboxed))
+        {
+            // The profile's own deny lists still hold.
+            let fs = std::mem::replace(&mut p.filesystem, full.filesystem.clone());
+            p.filesystem.deny_read.extend(fs.deny_read);
+            p.filesystem.deny_write.extend(fs.deny_write);
+            p.network = full.network.clone();
         }
         for g in grants {
             match g {
@@ -1018,6 +1022,7 @@ async fn event(
 mod tests {
     use super::*;
     use crate::policy::Decision;
+    use crate::policy::PolicyStore;
     use std::os::unix::fs::PermissionsExt;
 
     fn part(words: &[&str], literal: bool) -> CommandPart {
@@ -1183,8 +1188,9 @@ mod tests {
 
     #[test]
     fn widening_adds_roots_and_domains_or_takes_the_full_view() {
-        let a = Approvals::new(Path::new("/nonexistent"), Duration::from_secs(1)).unwrap();
         let store = PolicyStore::load(None, true).unwrap();
+        let full = store.get("full").cloned();
+        let a = Approvals::new(Path::new("/nonexistent"), Duration::from_secs(1), full);
         let ws = store.get("workspace").unwrap();
         let w = a.widen(
             ws,
@@ -1201,7 +1207,16 @@ mod tests {
         let u = a.widen(ws, &[Grant::Unsandboxed]);
         assert_eq!(u.network.mode.value, NetworkMode::Full);
         assert!(u.filesystem.write.iter().any(|l| l.value == "/"));
-        assert!(u.filesystem.deny_read.is_empty());
+        // The profile's deny lists still hold.
+        let values = |v: &[Located<String>]| v.iter().map(|l| l.value.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            values(&u.filesystem.deny_read),
+            values(&ws.filesystem.deny_read)
+        );
+        assert_eq!(
+            values(&u.filesystem.deny_write),
+            values(&ws.filesystem.deny_write)
+        );
         assert_eq!(u.name, ws.name);
     }
 }
