@@ -14,6 +14,8 @@ const TEAM: &str = r#"
 description = "team workspace"
 extends = "workspace"
 allow_user_profiles = true
+[env]
+set = { TEAM_MODE = "ci" }
 "#;
 
 fn daemon() -> Daemon {
@@ -247,6 +249,51 @@ fn a_widening_user_profile_is_refused_naming_file_line_and_rule() {
         out.stderr
     );
     drop(files);
+}
+
+/// A user profile may not set a variable `--env` refuses (`BASH_ENV` makes
+/// bash run a file first), nor change one the managed profile sets: the exec
+/// is refused naming it, and the hook never runs.
+#[test]
+fn a_user_profile_setting_code_variables_is_refused() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let marker = ws.join("hook-ran");
+    let hook = ws.join("hook.sh");
+    std::fs::write(&hook, format!("touch {}\n", marker.display())).unwrap();
+    chown(&hook, U1);
+    let set = |vars: &str| format!("extends = \"team\"\n[env]\nset = {{ {vars} }}\n");
+    let cases = [
+        (
+            "up-env-bash",
+            set(&format!("BASH_ENV = \"{}\"", hook.display())),
+            "key `env.set.BASH_ENV`",
+        ),
+        (
+            "up-env-preload",
+            set("LD_PRELOAD = \"/nonexistent.so\""),
+            "key `env.set.LD_PRELOAD`",
+        ),
+        (
+            "up-env-changed",
+            set("TEAM_MODE = \"dev\""),
+            "key `env.set.TEAM_MODE`: changes TEAM_MODE",
+        ),
+    ];
+    for (name, body, expect) in &cases {
+        let _p = UserProfile::new(U1, name, body);
+        let out =
+            d.agent(U1, &ws.path)
+                .run(&["exec", "--profile", name, "--", "bash", "-c", "true"]);
+        assert_eq!(out.code, 125, "{name}: {}", text(&out));
+        assert!(out.stderr.contains(expect), "{name}: {}", out.stderr);
+        assert!(!marker.exists(), "{name}: the hook ran");
+    }
+    // The managed value, restated, is no change.
+    let _p = UserProfile::new(U1, "up-env-same", &set("TEAM_MODE = \"ci\""));
+    d.agent(U1, &ws.path)
+        .run(&["exec", "--profile", "up-env-same", "--", "true"])
+        .expect_code(0);
 }
 
 #[test]

@@ -19,6 +19,7 @@
 use super::domain::{cidr_contains, ip_literal, parse_cidr, DomainPattern};
 use super::load::{build, PolicyError, PolicyStore};
 use super::model::*;
+use super::shell;
 use super::tree::{self, Node, Table, TreeError, Value};
 use std::fs::File;
 use std::io::Read;
@@ -685,6 +686,29 @@ fn no_wider(user: &Profile, base: &Profile, file: &str) -> Result<(), PolicyErro
                 format!("env.deny {:?} at {}", d.value, d.origin),
             ));
         }
+        // What `--env` refuses, a user profile may not set either.
+        if shell::runs_code(name) {
+            return Err(wider(
+                &v.origin,
+                &format!("env.set.{name}"),
+                format!("sets {name}, from which a program takes code no command rule sees"),
+                base,
+                "env: names `--env` refuses".into(),
+            ));
+        }
+        if let Some((_, b)) = be
+            .set
+            .iter()
+            .find(|(b, bv)| b == name && bv.value != v.value)
+        {
+            return Err(wider(
+                &v.origin,
+                &format!("env.set.{name}"),
+                format!("changes {name}, set by the managed profile"),
+                base,
+                format!("env.set.{name} at {}", b.origin),
+            ));
+        }
     }
 
     let (ul, bl) = (&user.limits, &base.limits);
@@ -755,6 +779,7 @@ ports = [443]
 [env]
 pass = ["*"]
 deny = ["*TOKEN*"]
+set = { LANG = "C" }
 [limits]
 timeout = "10m"
 memory = "1GiB"
@@ -823,6 +848,8 @@ forbidden = [["rm", "-rf", "/"]]
             ("[limits]\nmemory = \"8GiB\"\n", "limits.memory"),
             ("[limits]\ntimeout = \"2h\"\n", "limits.timeout"),
             ("[env]\nset = { GH_TOKEN = \"x\" }\n", "env.set.GH_TOKEN"),
+            ("[env]\nset = { BASH_ENV = \"/x\" }\n", "env.set.BASH_ENV"),
+            ("[env]\nset = { LANG = \"C.UTF-8\" }\n", "env.set.LANG"),
             ("landlock = \"best-effort\"\n", "landlock"),
         ];
         for (body, key) in cases {
