@@ -712,13 +712,10 @@ fn an_approved_unsandboxed_run_has_the_full_view_and_its_own_pid_namespace() {
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(reqs[0]["unsandboxed"], true);
     assert_eq!(reqs[0]["justification"], "debugging");
-    assert!(
-        reqs[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("pid namespace"),
-        "{reqs:?}"
-    );
+    let message = reqs[0]["message"].as_str().unwrap();
+    assert!(message.contains("pid namespace"), "{reqs:?}");
+    // The question shows what would run unsandboxed, quoted as a shell would read it.
+    assert!(message.contains(&format!("sh -c '{script}'")), "{message}");
     let start = audit(&d)
         .into_iter()
         .find(|r| r["kind"] == "exec-start" && strings(&r["argv"]).last() == Some(&script.as_str()))

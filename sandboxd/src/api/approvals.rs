@@ -708,8 +708,10 @@ impl Approvals {
             let mut request = pb::ApprovalRequest {
                 kind: "escalation".into(),
                 rule: gate.mode_rule.clone(),
+                // The command with it: an approver must see what runs so.
                 message: format!(
-                    "asks for more than profile {} gives, for this exec only: {}",
+                    "{} asks for more than profile {} gives, for this exec only: {}",
+                    shell::command_line(&talk.c.start.argv),
                     profile.name,
                     items.join("; ")
                 ),
