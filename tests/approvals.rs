@@ -530,6 +530,58 @@ fn approve_always_persists_across_execs_and_a_restart() {
     assert_eq!(no2.requests().len(), 1);
 }
 
+/// A saved rule is short (32 words, 4 KiB at most): `approve-always` of a
+/// longer command approves it once and saves nothing, while a short one is
+/// saved; an amendments file past 1 MiB is not read, so it is asked again.
+#[test]
+fn approve_always_saves_short_commands_only_and_reads_small_files_only() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let always = Approver::new(&ws, U1, "approve-always");
+    let no = Approver::new(&ws, U1, "deny");
+    let words: Vec<String> = (0..39).map(|i| format!("f{i}")).collect();
+    let long: Vec<&str> = std::iter::once("touch")
+        .chain(words.iter().map(String::as_str))
+        .collect();
+    let out = exec(&d, U1, &ws, &["--profile", "amend"], &always, &long);
+    out.expect_code(0);
+    assert!(
+        out.stderr.contains("amendment not saved") && out.stderr.contains("32 words"),
+        "{}",
+        out.stderr
+    );
+    exec(&d, U1, &ws, &["--profile", "amend"], &no, &long).expect_code(125);
+    assert_eq!(
+        no.requests().len(),
+        1,
+        "the long command was not asked again"
+    );
+
+    exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "amend"],
+        &always,
+        &["touch", "b"],
+    )
+    .expect_code(0);
+    exec(&d, U1, &ws, &["--profile", "amend"], &no, &["touch", "b"]).expect_code(0);
+    assert_eq!(no.requests().len(), 1, "the short command was asked again");
+
+    // Still valid JSON, but too large to be read on every exec.
+    let file = d.state_dir.join("amendments/1000.json");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&" ".repeat(1 << 20));
+    std::fs::write(&file, text).unwrap();
+    exec(&d, U1, &ws, &["--profile", "amend"], &no, &["touch", "b"]).expect_code(125);
+    assert_eq!(
+        no.requests().len(),
+        2,
+        "a rule from a too large file was used"
+    );
+}
+
 #[test]
 fn approve_always_where_user_rules_are_not_allowed_is_approve_once() {
     let d = daemon();

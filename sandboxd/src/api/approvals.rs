@@ -25,7 +25,7 @@ use pb::exec_response::Msg as Out;
 use sandbox_proto::v1 as pb;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +40,13 @@ const MAX_SESSIONS: usize = 4096;
 const MAX_GRANTS: usize = 256;
 /// Saved rules per user and profile.
 const MAX_AMENDMENTS: usize = 1024;
+/// Words and bytes of one saved rule: a longer command approved `always` is
+/// approved once and not saved, so that each rule stays small.
+const MAX_AMENDMENT_WORDS: usize = 32;
+const MAX_AMENDMENT_BYTES: usize = 4096;
+/// Size of an amendments file, read on every exec: a larger one is not
+/// read (its rules count as none), nor written.
+const MAX_AMENDMENTS_FILE: u64 = 1 << 20;
 /// Input a client may send while its exec waits for an approval.
 const MAX_EARLY_INPUT: usize = 8 << 20;
 /// Messages (input, signals, resizes) kept while an approval is pending.
@@ -185,6 +192,8 @@ pub enum AmendmentError {
     },
     #[error("{path}: already {MAX_AMENDMENTS} rules for profile {profile}")]
     Full { path: String, profile: String },
+    #[error("{path}: larger than {MAX_AMENDMENTS_FILE} bytes, too large for an amendments file")]
+    TooLarge { path: String },
     #[error("{path}: not a map of profile names to command prefixes: {source}")]
     Format {
         path: String,
@@ -211,28 +220,33 @@ impl Amendments {
     fn load(&self, uid: u32) -> Result<AmendmentFile, AmendmentError> {
         let path = self.path(uid);
         let shown = || path.display().to_string();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| AmendmentError::Format {
-                path: shown(),
-                source,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AmendmentFile::new()),
-            Err(source) => Err(AmendmentError::Io {
-                path: shown(),
-                source,
-            }),
+        let io = |source| AmendmentError::Io {
+            path: shown(),
+            source,
+        };
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AmendmentFile::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_AMENDMENTS_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_AMENDMENTS_FILE {
+            return Err(AmendmentError::TooLarge { path: shown() });
         }
+        serde_json::from_slice(&bytes).map_err(|source| AmendmentError::Format {
+            path: shown(),
+            source,
+        })
     }
 
-    /// The user's saved prefixes for `profile`; none when the profile does
-    /// not allow user rules. An unreadable file counts as none (so the
-    /// command is asked about) and is logged.
-    fn rules(&self, uid: u32, profile: &Profile) -> Vec<Vec<String>> {
-        if !profile.allow_user_profiles.value {
-            return Vec::new();
-        }
+    /// The user's saved prefixes for `profile`. An unreadable or too large
+    /// file counts as none (so the command is asked about) and is logged.
+    fn rules(&self, uid: u32, profile: &str) -> Vec<Vec<String>> {
         match self.load(uid) {
-            Ok(mut f) => f.remove(&profile.name).unwrap_or_default(),
+            Ok(mut f) => f.remove(profile).unwrap_or_default(),
             Err(e) => {
                 tracing::error!(uid, error = %e, "reading amendments: ignored, commands are asked");
                 Vec::new()
@@ -276,6 +290,12 @@ impl Amendments {
             path: path.display().to_string(),
             source,
         })?;
+        // Not written past what is read back.
+        if text.len() as u64 > MAX_AMENDMENTS_FILE {
+            return Err(AmendmentError::TooLarge {
+                path: path.display().to_string(),
+            });
+        }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -441,6 +461,21 @@ impl Approvals {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The caller's saved rules for `profile` (none where it allows no user
+    /// rules), read on a blocking thread, not an async worker.
+    async fn saved_rules(self: &Arc<Self>, uid: u32, profile: &Profile) -> Vec<Vec<String>> {
+        if !profile.allow_user_profiles.value {
+            return Vec::new();
+        }
+        let (this, name) = (Arc::clone(self), profile.name.clone());
+        tokio::task::spawn_blocking(move || this.amendments.rules(uid, &name))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(uid, error = %e, "reading amendments: ignored, commands are asked");
+                Vec::new()
+            })
+    }
+
     fn session_key(
         caller: &Caller,
         start: &pb::ExecStart,
@@ -458,8 +493,8 @@ impl Approvals {
     /// person (and no amendment or session answer covers) and every
     /// escalation are asked, unless the mode is `never` or the client cannot
     /// answer, which refuse.
-    pub fn gate(
-        &self,
+    pub async fn gate(
+        self: &Arc<Self>,
         caller: &Caller,
         start: &pb::ExecStart,
         profile: &Profile,
@@ -499,8 +534,8 @@ impl Approvals {
             .map(|k| self.sessions().grants(k))
             .unwrap_or_default();
         let amended: Vec<Grant> = self
-            .amendments
-            .rules(caller.uid, profile)
+            .saved_rules(caller.uid, profile)
+            .await
             .into_iter()
             .map(Grant::Command)
             .collect();
@@ -987,6 +1022,16 @@ fn amendable(profile: &Profile, prefixes: &[Vec<String>]) -> Result<(), (String,
         let note = "amendment not saved: the command has words the shell would still expand; approved once";
         return Err((note.into(), String::new()));
     }
+    let long = |p: &Vec<String>| {
+        p.len() > MAX_AMENDMENT_WORDS
+            || p.iter().map(String::len).sum::<usize>() > MAX_AMENDMENT_BYTES
+    };
+    if prefixes.iter().any(long) {
+        let note = format!(
+            "amendment not saved: a command of more than {MAX_AMENDMENT_WORDS} words or {MAX_AMENDMENT_BYTES} bytes is not saved as a rule; approved once"
+        );
+        return Err((note, String::new()));
+    }
     Ok(())
 }
 
@@ -1156,6 +1201,8 @@ mod tests {
         assert_eq!(mode, 0o600);
         std::fs::write(a.path(1001), "not json").unwrap();
         assert!(matches!(a.load(1001), Err(AmendmentError::Format { .. })));
+        std::fs::write(a.path(1001), " ".repeat(1 << 20) + "{}").unwrap();
+        assert!(matches!(a.load(1001), Err(AmendmentError::TooLarge { .. })));
     }
 
     #[test]

@@ -260,6 +260,7 @@ impl Api {
         let gate = self
             .approvals
             .gate(&caller, start, profile, policy.approval)
+            .await
             .map_err(policy_refusal)?;
         // Admitted before anything is asked: an exec waiting for an answer
         // counts against the limits too.
