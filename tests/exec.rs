@@ -111,6 +111,25 @@ fn exit_codes_follow_the_contract() {
     assert!(out.stderr.contains("no-such-profile"), "{}", out.stderr);
 }
 
+/// With stderr a pipe no one reads, a failed command still exits with its
+/// own code (125), not a panic's 101.
+#[test]
+fn an_error_with_stderr_a_closed_pipe_exits_125() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = d
+        .agent(U1, &ws.path)
+        .command(&["kill", "nosuchid"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(125));
+}
+
 /// `agent exec -- seq ... | head -2`: once `head` is gone the agent ends
 /// quietly as by SIGPIPE, and the sandbox with it.
 #[test]

@@ -20,6 +20,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
+/// `eprintln!` that ignores a failed write: with stderr a closed pipe,
+/// `eprintln!` panics, and the agent would exit 101 instead of its own code.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    };
+}
+
 #[derive(Parser)]
 #[command(name = "agent", version, about = "Run commands confined by sandboxd")]
 struct Cli {
@@ -192,7 +200,7 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("agent: cannot start the async runtime: {e}");
+            say!("agent: cannot start the async runtime: {e}");
             std::process::exit(DAEMON_FAILURE);
         }
     };
@@ -208,7 +216,7 @@ async fn run(cli: Cli) -> i32 {
     let mut client = match connect(&path).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("agent: {e}");
+            say!("agent: {e}");
             return DAEMON_FAILURE;
         }
     };
@@ -229,7 +237,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Audit(args) => audit(&mut client, args).await,
     };
     result.unwrap_or_else(|e| {
-        eprintln!("agent: {e:#}");
+        say!("agent: {e:#}");
         DAEMON_FAILURE
     })
 }
@@ -304,7 +312,7 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
         Some(Ok(status)) => Ok(status.code()),
         None => {
             // Returning drops the stream, which makes sandboxd kill the sandbox.
-            eprintln!("agent: interrupted {GIVE_UP_AFTER} times; abandoning the sandbox");
+            say!("agent: interrupted {GIVE_UP_AFTER} times; abandoning the sandbox");
             Ok(128 + libc::SIGINT)
         }
         Some(Err(e)) => Ok(failed(e)),
@@ -316,7 +324,7 @@ async fn exec(client: &mut Client, args: ExecArgs) -> anyhow::Result<i32> {
 /// pipeline member killed by SIGPIPE does.
 fn failed(e: ExecError) -> i32 {
     if !matches!(e, ExecError::ReaderGone) {
-        eprintln!("agent: {e}");
+        say!("agent: {e}");
     }
     e.code()
 }
@@ -487,7 +495,7 @@ async fn attach(client: &mut Client, id: String) -> anyhow::Result<i32> {
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
     let detached = |n: i32| {
-        eprintln!("agent: detached from sandbox {id}; it keeps running");
+        say!("agent: detached from sandbox {id}; it keeps running");
         Ok(128 + n)
     };
     let result = tokio::select! {
@@ -607,7 +615,7 @@ async fn policy_check(client: &mut Client, args: CheckArgs) -> anyhow::Result<i3
         "deny" => 1,
         "prompt" => 2,
         other => {
-            eprintln!("agent: sandboxd answered an unknown decision {other:?}");
+            say!("agent: sandboxd answered an unknown decision {other:?}");
             DAEMON_FAILURE
         }
     })
