@@ -314,6 +314,56 @@ fn a_refusal_keeps_a_bounded_argv_and_an_argv_past_the_kernels_limits_is_refused
     assert_eq!(verify(&d.state_dir).code, 0);
 }
 
+/// Every run writes its start, so a long argv is kept there bounded too
+/// (64 KiB, with the whole argv's length and hash), and a session or
+/// justification past its limit is refused, naming it.
+#[test]
+fn an_exec_start_keeps_a_bounded_argv_and_long_session_or_justification_is_refused() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    // Control characters take 6 bytes each as written in JSON.
+    let word = "\u{1}".repeat(125_000);
+    let mut args = vec!["exec", "--", "true"];
+    args.extend(std::iter::repeat_n(word.as_str(), 12));
+    d.agent(U1, &ws.path).run(&args).expect_code(0);
+    let text = std::fs::read_to_string(log_path(&d)).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"kind\":\"exec-start\""))
+        .expect("an exec-start record");
+    assert!(line.len() < 100_000, "{}", line.len());
+    let r: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(argv(&r)[0], "true");
+    assert_eq!(r["argv_cut"]["bytes"], 4 + 12 * 125_000);
+    assert_eq!(r["argv_cut"]["words"], 13);
+    let mut sha = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut whole = b"true\0".to_vec();
+    for _ in 0..12 {
+        whole.extend_from_slice(word.as_bytes());
+        whole.push(0);
+    }
+    std::io::Write::write_all(&mut sha.stdin.take().unwrap(), &whole).unwrap();
+    let sum = String::from_utf8(sha.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(r["argv_cut"]["sha256"].as_str(), sum.split(' ').next());
+    for (flag, len, field) in [
+        ("--session", 257, "session"),
+        ("--justification", 4097, "justification"),
+    ] {
+        let long = "s".repeat(len);
+        let out = d
+            .agent(U1, &ws.path)
+            .run(&["exec", flag, &long, "--", "true"]);
+        out.expect_code(125);
+        let named = format!("{field} is {len} bytes");
+        assert!(out.stderr.contains(&named), "{}", out.stderr);
+    }
+    assert_eq!(verify(&d.state_dir).code, 0);
+}
+
 #[test]
 fn an_exec_whose_start_cannot_be_recorded_does_not_run() {
     let d = Daemon::start();

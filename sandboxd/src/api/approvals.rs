@@ -10,7 +10,7 @@
 //! in the audit log before the exec goes on.
 
 use super::exec::resize;
-use crate::audit::AuditLog;
+use crate::audit::{self, AuditLog};
 use crate::identity::Caller;
 use crate::policy::domain::{ip_literal, DomainPattern};
 use crate::policy::narrow::rule;
@@ -702,7 +702,15 @@ impl Approvals {
             };
             let id = request.id.clone();
             let reply = self
-                .question(&mut talk, request, json!({ "parts": parts }))
+                .question(
+                    &mut talk,
+                    request,
+                    serde_json::Value::Object(audit::words_fields(
+                        "parts",
+                        &parts,
+                        audit::EXEC_ARGV_BYTES,
+                    )),
+                )
                 .await?;
             // Literal parts only: a word still to be expanded is asked each time.
             let prefixes: Vec<Vec<String>> = gate
@@ -761,13 +769,14 @@ impl Approvals {
                 }
             }
             let id = request.id.clone();
-            let asked = json!({
-                "escalation": {
-                    "write": request.write,
-                    "network_allow": request.network_allow,
-                    "unsandboxed": request.unsandboxed,
-                },
-            });
+            let mut escalation = audit::words_fields("write", &request.write, audit::TEXT_BYTES);
+            escalation.extend(audit::words_fields(
+                "network_allow",
+                &request.network_allow,
+                audit::TEXT_BYTES,
+            ));
+            escalation.insert("unsandboxed".into(), request.unsandboxed.into());
+            let asked = json!({ "escalation": escalation });
             let reply = self.question(&mut talk, request, asked).await?;
             let outcome = match reply {
                 Some(Reply::Session) => session_outcome(key.as_ref()),
@@ -897,20 +906,29 @@ impl Approvals {
             tx,
             ..
         } = talk.c;
+        // The session and justification are bounded when the exec is asked
+        // for; argv and the rest are kept bounded here.
         let mut record = json!({
             "id": request.id,
             "uid": caller.uid,
             "gid": caller.gid,
             "caller_pid": caller.pid,
             "approval": request.kind,
-            "argv": start.argv,
-            "cwd": start.cwd,
+            "cwd": audit::bounded_text(&start.cwd, audit::TEXT_BYTES),
             "profile": request.profile,
             "session": start.session,
             "rule": request.rule,
             "justification": request.justification,
-            "message": request.message,
+            "message": audit::bounded_text(&request.message, audit::TEXT_BYTES),
         });
+        merge(
+            &mut record,
+            serde_json::Value::Object(audit::words_fields(
+                "argv",
+                &start.argv,
+                audit::EXEC_ARGV_BYTES,
+            )),
+        );
         merge(&mut record, asked);
         audit
             .append("approval-asked", record)

@@ -363,7 +363,7 @@ impl Api {
             "caller_pid": caller.pid,
             "request": "attach",
             "rule": rule,
-            "message": crate::audit::bounded_text(status.message(), crate::audit::REFUSED_TEXT_BYTES),
+            "message": crate::audit::bounded_text(status.message(), crate::audit::TEXT_BYTES),
         });
         if let Err(e) = self.audit.append_counted("refusal", record).await {
             tracing::error!(uid = caller.uid, error = %e, "recording a refusal");

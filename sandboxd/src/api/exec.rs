@@ -87,6 +87,33 @@ fn narrowing(start: &pb::ExecStart) -> Result<Narrowing, Status> {
     })
 }
 
+/// Most bytes of an exec's session name, kept with the approvals the
+/// session remembers and written in its records.
+const MAX_SESSION_BYTES: usize = 256;
+
+/// Most bytes of an escalation's justification, shown to the approver and
+/// written in the question's record.
+const MAX_JUSTIFICATION_BYTES: usize = 4 << 10;
+
+/// The field, and why, when the session or justification is longer than
+/// the daemon takes.
+fn overlong_text(start: &pb::ExecStart) -> Option<(&'static str, String)> {
+    let justification = start
+        .escalation
+        .as_ref()
+        .map_or("", |e| e.justification.as_str());
+    [
+        ("session", start.session.as_str(), MAX_SESSION_BYTES),
+        ("justification", justification, MAX_JUSTIFICATION_BYTES),
+    ]
+    .into_iter()
+    .find(|(_, text, max)| text.len() > *max)
+    .map(|(field, text, max)| {
+        let why = format!("{field} is {} bytes: at most {max} are taken", text.len());
+        (field, why)
+    })
+}
+
 /// Why an exec was refused: the rule, and the status returned to the caller.
 struct Refusal {
     rule: String,
@@ -178,7 +205,7 @@ impl Api {
         r: Refusal,
     ) -> Status {
         // What the caller wrote is kept bounded (a refusal costs it nothing).
-        let text = |s: &str| audit::bounded_text(s, audit::REFUSED_TEXT_BYTES);
+        let text = |s: &str| audit::bounded_text(s, audit::TEXT_BYTES);
         let (profile, message, rule) = (text(profile), text(r.status.message()), text(&r.rule));
         tracing::info!(
             uid = caller.uid,
@@ -199,7 +226,11 @@ impl Api {
             "message": message,
         });
         if let Value::Object(fields) = &mut record {
-            fields.extend(audit::argv_fields(&start.argv, audit::REFUSED_ARGV_BYTES));
+            fields.extend(audit::words_fields(
+                "argv",
+                &start.argv,
+                audit::REFUSED_ARGV_BYTES,
+            ));
         }
         if let Err(e) = self.audit.append_counted("refusal", record).await {
             tracing::error!(uid = caller.uid, error = %e, "recording a refusal");
@@ -242,6 +273,9 @@ impl Api {
         if !cwd.is_absolute() {
             let msg = format!("cwd {:?} is not an absolute path", start.cwd);
             return Err(refuse("cwd", Status::invalid_argument(msg)));
+        }
+        if let Some((field, why)) = overlong_text(start) {
+            return Err(refuse(field, Status::invalid_argument(why)));
         }
         let narrow = narrowing(start).map_err(|s| refuse("approval", s))?;
         // Secrets the caller brings are for the proxy, never the command.
@@ -362,19 +396,26 @@ impl Api {
             .map_err(|e| refuse("network", Status::failed_precondition(e.to_string())))?;
         // Nothing runs unaudited: the sandbox is built while its start is
         // written, and its command executes only once the record is on disk.
-        let record = json!({
+        // What the caller wrote is kept bounded: every run writes one.
+        let mut record = json!({
             "id": slot.id(),
             "uid": caller.uid,
             "gid": caller.gid,
             "caller_pid": caller.pid,
-            "argv": start.argv,
-            "cwd": start.cwd,
+            "cwd": audit::bounded_text(&start.cwd, audit::TEXT_BYTES),
             "profile": name,
             "policy_hash": policy.hash,
             "decision": "allow",
             "approvals": approved.ids,
             "escalation": approved.grants.iter().map(Grant::describe).collect::<Vec<_>>(),
         });
+        if let Value::Object(fields) = &mut record {
+            fields.extend(audit::words_fields(
+                "argv",
+                &start.argv,
+                audit::EXEC_ARGV_BYTES,
+            ));
+        }
         let audited = async {
             match self.audit.append("exec-start", record).await {
                 Ok(_) => Ok(()),

@@ -149,8 +149,7 @@ impl pb::sandbox_server::Sandbox for Api {
                 record["request"] = "kill".into();
                 record["rule"] = rule.into();
                 record["message"] =
-                    crate::audit::bounded_text(status.message(), crate::audit::REFUSED_TEXT_BYTES)
-                        .into();
+                    crate::audit::bounded_text(status.message(), crate::audit::TEXT_BYTES).into();
                 if let Err(e) = self.audit.append_counted("refusal", record).await {
                     tracing::error!(uid = caller.uid, error = %e, "recording a refused kill");
                 }

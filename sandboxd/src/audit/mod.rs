@@ -37,9 +37,14 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// fill the disk.
 pub const REFUSED_ARGV_BYTES: usize = 16 << 10;
 
-/// Most bytes of any other text a refusal's record keeps (the profile's
-/// name, the cwd, the message), for the same reason.
-pub const REFUSED_TEXT_BYTES: usize = 4 << 10;
+/// Most bytes of argv, as written in the record, an exec's start or
+/// approval question keeps: every run writes one, so a caller's long argv
+/// must not let one user fill the disk the log shares with all users.
+pub const EXEC_ARGV_BYTES: usize = 64 << 10;
+
+/// Most bytes of any other caller text a record keeps (the profile's name,
+/// the cwd, a message), for the same reason.
+pub const TEXT_BYTES: usize = 4 << 10;
 
 /// Most bytes of a sandbox id a refusal's record keeps: ids are 12 hex
 /// digits, and a kill or attach of any string is refused and recorded.
@@ -76,17 +81,18 @@ pub fn bounded_text(text: &str, max: usize) -> String {
     }
 }
 
-/// `argv` for a record: whole when it takes at most `max` bytes as written
-/// in the record; else cut to fit (the word that passes `max` shortened,
-/// later ones left out), with `argv_cut` giving the whole argv's words, its
-/// length in bytes and its SHA-256 (of the words, each followed by a NUL),
-/// so the cut is seen and can be matched.
-pub fn argv_fields(argv: &[String], max: usize) -> Map<String, Value> {
+/// `words` (argv, or parts of it) for a record, under `key`: whole when
+/// they take at most `max` bytes as written in the record; else cut to fit
+/// (the word that passes `max` shortened, later ones left out), with
+/// `{key}_cut` giving the whole list's words, its length in bytes and its
+/// SHA-256 (of the words, each followed by a NUL), so the cut is seen and
+/// can be matched.
+pub fn words_fields(key: &str, words: &[String], max: usize) -> Map<String, Value> {
     let mut fields = Map::new();
     let mut kept = Vec::new();
     // Each word takes its quotes and a comma besides its text.
     let mut room = max;
-    for word in argv {
+    for word in words {
         let cut = json_prefix(word, room.saturating_sub(3));
         if cut.len() < word.len() || room < 3 {
             if room >= 3 {
@@ -97,21 +103,21 @@ pub fn argv_fields(argv: &[String], max: usize) -> Map<String, Value> {
         kept.push(cut);
         room -= 3 + word.chars().map(json_len).sum::<usize>();
     }
-    if kept.len() == argv.len() && kept.iter().zip(argv).all(|(k, w)| k.len() == w.len()) {
-        fields.insert("argv".into(), argv.into());
+    if kept.len() == words.len() && kept.iter().zip(words).all(|(k, w)| k.len() == w.len()) {
+        fields.insert(key.into(), words.into());
         return fields;
     }
     let mut whole = Sha256::new();
-    for word in argv {
+    for word in words {
         whole.update(word.as_bytes());
         whole.update([0]);
     }
-    let bytes: usize = argv.iter().map(String::len).sum();
-    fields.insert("argv".into(), kept.into());
+    let bytes: usize = words.iter().map(String::len).sum();
+    fields.insert(key.into(), kept.into());
     fields.insert(
-        "argv_cut".into(),
+        format!("{key}_cut"),
         serde_json::json!({
-            "words": argv.len(),
+            "words": words.len(),
             "bytes": bytes,
             "sha256": hex::encode(whole.finalize()),
         }),
@@ -210,13 +216,13 @@ mod tests {
     fn a_long_argv_is_cut_to_fit_and_says_so() {
         let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let short = words(&["ls", "-l"]);
-        let f = argv_fields(&short, 10);
+        let f = words_fields("argv", &short, 10);
         assert_eq!(f["argv"], serde_json::json!(["ls", "-l"]));
         assert!(!f.contains_key("argv_cut"));
         // Measured as written: the word passing the bound is shortened on a
         // character boundary, escapes counted.
         let long = words(&["echo", "a\"é€b", "more"]);
-        let f = argv_fields(&long, 7 + 3 + 5);
+        let f = words_fields("argv", &long, 7 + 3 + 5);
         assert_eq!(f["argv"], serde_json::json!(["echo", "a\"é"]));
         assert_eq!(f["argv_cut"]["bytes"], 16);
         assert_eq!(f["argv_cut"]["words"], 3);
@@ -226,7 +232,7 @@ mod tests {
         );
         // Empty words take room too.
         let empty = vec![String::new(); 10_000];
-        let f = argv_fields(&empty, 300);
+        let f = words_fields("argv", &empty, 300);
         assert_eq!(f["argv"].as_array().map(Vec::len), Some(100));
         // Its brackets besides.
         assert!(serde_json::to_string(&f["argv"]).unwrap().len() <= 302);

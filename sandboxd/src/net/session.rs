@@ -505,9 +505,9 @@ impl Session {
 
     /// The audit fields of `r`. Its texts come from the sandbox (a request
     /// target may be 64 KiB, and a refused one costs nothing), so each is
-    /// kept to [`audit::REFUSED_TEXT_BYTES`].
+    /// kept to [`audit::TEXT_BYTES`].
     fn fields(&self, r: &NetRecord) -> serde_json::Value {
-        let text = |s: &str| audit::bounded_text(s, audit::REFUSED_TEXT_BYTES);
+        let text = |s: &str| audit::bounded_text(s, audit::TEXT_BYTES);
         json!({
             "id": self.exec_id,
             "uid": self.uid,
