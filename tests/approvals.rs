@@ -1037,3 +1037,28 @@ fn a_shell_startup_file_from_the_callers_environment_does_not_run() {
     assert!(out.stderr.contains("--env BASH_ENV"), "{}", out.stderr);
     assert!(!ws.join("pwned").exists(), "BASH_ENV ran");
 }
+
+/// A question's record keeps the argv and its parts bounded, with the
+/// whole one's length and hash, however long the command asked about.
+#[test]
+fn a_question_about_a_long_command_has_a_bounded_record() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let no = Approver::new(&ws, U1, "deny");
+    // Control characters take 6 bytes each as written in JSON.
+    let word = "\u{1}".repeat(125_000);
+    let mut argv = vec!["touch"];
+    argv.extend(std::iter::repeat_n(word.as_str(), 12));
+    let out = exec(&d, U1, &ws, &["--profile", "ut"], &no, &argv);
+    assert_ne!(out.code, 0);
+    let text = std::fs::read_to_string(d.state_dir.join("audit.jsonl")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"kind\":\"approval-asked\""))
+        .expect("an approval-asked record");
+    assert!(line.len() < 200_000, "{}", line.len());
+    let r: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(r["argv_cut"]["bytes"], 5 + 12 * 125_000);
+    assert_eq!(r["argv_cut"]["words"], 13);
+    assert_eq!(r["parts_cut"]["sha256"].as_str().map(str::len), Some(64));
+}
