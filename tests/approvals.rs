@@ -1062,3 +1062,26 @@ fn a_question_about_a_long_command_has_a_bounded_record() {
     assert_eq!(r["argv_cut"]["words"], 13);
     assert_eq!(r["parts_cut"]["sha256"].as_str().map(str::len), Some(64));
 }
+
+/// An `approve-always` of a long command keeps its prefixes out of the
+/// answer's record past 64 KiB, giving their length and hash instead.
+#[test]
+fn an_approve_always_of_a_long_command_has_a_bounded_record() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let always = Approver::new(&ws, U1, "approve-always");
+    // 360 KB as written in JSON, and small enough to be asked about.
+    let word = "\u{1}".repeat(20_000);
+    let argv = ["touch", &word, &word, &word];
+    exec(&d, U1, &ws, &["--profile", "ut"], &always, &argv);
+    let text = std::fs::read_to_string(d.state_dir.join("audit.jsonl")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"kind\":\"approval-answered\""))
+        .expect("an approval-answered record");
+    assert!(line.len() < 100_000, "{}", line.len());
+    let r: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(r["amendment"]["saved"], false);
+    let cut = &r["amendment"]["prefixes_cut"];
+    assert_eq!(cut["sha256"].as_str().map(str::len), Some(64), "{r}");
+}

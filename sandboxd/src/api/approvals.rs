@@ -723,10 +723,10 @@ impl Approvals {
             let outcome = match reply {
                 Some(Reply::Session) => session_outcome(key.as_ref()),
                 Some(Reply::Always) => match &amend {
-                    Ok(()) => json!({ "amendment": { "saving": true, "prefixes": prefixes } }),
+                    Ok(()) => amendment(&prefixes, json!({ "saving": true })),
                     Err((note, rule_named)) => {
                         event(tx, note, rule_named).await;
-                        json!({ "amendment": { "saved": false, "prefixes": prefixes, "reason": note } })
+                        amendment(&prefixes, json!({ "saved": false, "reason": note }))
                     }
                 },
                 _ => json!({}),
@@ -879,11 +879,11 @@ impl Approvals {
                 tracing::error!(uid, error = %e, "saving an amendment");
                 let note = format!("amendment not saved ({e}); approved once");
                 event(tx, &note, "").await;
-                let record = json!({
-                    "id": id,
-                    "uid": uid,
-                    "amendment": { "saved": false, "prefixes": prefixes, "reason": note },
-                });
+                let mut record = json!({ "id": id, "uid": uid });
+                merge(
+                    &mut record,
+                    amendment(prefixes, json!({ "saved": false, "reason": note })),
+                );
                 if let Err(e) = talk.c.audit.append("amendment", record).await {
                     tracing::error!(uid, error = %e, "recording a failed amendment");
                 }
@@ -1057,6 +1057,16 @@ fn amendable(profile: &Profile, prefixes: &[Vec<String>]) -> Result<(), (String,
 /// or (without one) for this exec only.
 fn session_outcome(key: Option<&SessionKey>) -> serde_json::Value {
     json!({ "remembered_for_session": key.map(|k| k.session.clone()) })
+}
+
+/// An `amendment` for a record: `fields` and the prefixes, bounded (they
+/// are the caller's words).
+fn amendment(prefixes: &[Vec<String>], fields: serde_json::Value) -> serde_json::Value {
+    let mut record = json!({
+        "amendment": audit::bounded_value("prefixes", json!(prefixes), audit::EXEC_ARGV_BYTES),
+    });
+    merge(&mut record["amendment"], fields);
+    record
 }
 
 /// The fields of `extra` added to the object `record`.

@@ -125,6 +125,22 @@ pub fn words_fields(key: &str, words: &[String], max: usize) -> Map<String, Valu
     fields
 }
 
+/// `value` for a record under `key`: whole when its JSON takes at most
+/// `max` bytes; else left out, with `{key}_cut` giving that JSON's length
+/// in bytes and its SHA-256, so it can still be matched.
+pub fn bounded_value(key: &str, value: Value, max: usize) -> Map<String, Value> {
+    let text = value.to_string();
+    let mut fields = Map::new();
+    match text.len() <= max {
+        true => fields.insert(key.into(), value),
+        false => fields.insert(
+            format!("{key}_cut"),
+            serde_json::json!({ "bytes": text.len(), "sha256": sha256_hex(text.as_bytes()) }),
+        ),
+    };
+    fields
+}
+
 /// Hex SHA-256 of `bytes`.
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
