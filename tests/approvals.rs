@@ -1085,3 +1085,31 @@ fn an_approve_always_of_a_long_command_has_a_bounded_record() {
     let cut = &r["amendment"]["prefixes_cut"];
     assert_eq!(cut["sha256"].as_str().map(str::len), Some(64), "{r}");
 }
+
+/// An approved escalation of many write roots is kept in the exec's start
+/// record to 4 KiB, with the whole list's length and hash.
+#[test]
+fn an_exec_start_keeps_a_bounded_escalation() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let outside = Dir::new(U1);
+    let yes = Approver::new(&ws, U1, "approve");
+    let mut esc = Vec::new();
+    for i in 0..40 {
+        let dir = outside.join(&format!("{i:0>200}"));
+        std::fs::create_dir(&dir).unwrap();
+        chown(&dir, U1);
+        esc.push("--request-write".to_string());
+        esc.push(dir.display().to_string());
+    }
+    let esc: Vec<&str> = esc.iter().map(String::as_str).collect();
+    exec(&d, U1, &ws, &esc, &yes, &["true"]).expect_code(0);
+    let recs = audit(&d);
+    let start = recs
+        .iter()
+        .find(|r| r["kind"] == "exec-start")
+        .expect("an exec-start record");
+    let written = serde_json::to_string(&start["escalation"]).unwrap().len();
+    assert!(written <= (4 << 10) + 2, "{written}");
+    assert_eq!(start["escalation_cut"]["words"], 40, "{start}");
+}

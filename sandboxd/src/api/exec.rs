@@ -407,13 +407,18 @@ impl Api {
             "policy_hash": policy.hash,
             "decision": "allow",
             "approvals": approved.ids,
-            "escalation": approved.grants.iter().map(Grant::describe).collect::<Vec<_>>(),
         });
+        let escalation: Vec<String> = approved.grants.iter().map(Grant::describe).collect();
         if let Value::Object(fields) = &mut record {
             fields.extend(audit::words_fields(
                 "argv",
                 &start.argv,
                 audit::EXEC_ARGV_BYTES,
+            ));
+            fields.extend(audit::words_fields(
+                "escalation",
+                &escalation,
+                audit::TEXT_BYTES,
             ));
         }
         let audited = async {
