@@ -1423,6 +1423,17 @@ fn check_command_looks_into_shell_scripts_and_wrappers() {
             &format!("{forbidden} (in bash -c script) (in sh -c script) (in sh -c script)"),
         ),
         ("rules", &["/usr/bin/rm", "-rf", "/"], Deny, forbidden),
+        // An allow rule names the program as written: one at a path (which
+        // the sandbox may have made) is not it.
+        ("wary", &["./git", "status"], Prompt, "approval"),
+        ("wary", &["/home/u/bin/ls"], Prompt, "approval"),
+        ("wary", &["ls", "-l"], Allow, "commands.allow [\"ls\"]"),
+        (
+            "wary",
+            &["/usr/bin/curl", "x"],
+            Prompt,
+            "commands.prompt [\"curl\"]",
+        ),
         ("rules", &["nohup", "rm", "-rf", "/"], Deny, forbidden),
         // What the parser cannot follow counts as prompt, naming why.
         (

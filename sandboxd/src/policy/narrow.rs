@@ -555,8 +555,11 @@ pub fn check_path(profile: &Profile, ctx: &ExecContext, path: &Path, access: Acc
 const MAX_COMMAND_DEPTH: usize = 8;
 
 /// `[commands]` prefix rules: forbidden > prompt > allow; no match falls back
-/// on the approval mode (prompt under `untrusted`, allow otherwise). The
-/// command name also matches by its basename (`/bin/rm` is `rm`). A shell's
+/// on the approval mode (prompt under `untrusted`, allow otherwise). In a
+/// forbidden or prompt rule the command name also matches by its basename
+/// (`/bin/rm` is `rm`); an allow rule's only as written (`./git` or
+/// `/home/u/bin/ls`, which the sandbox may have made, is not `git` or `ls`).
+/// A shell's
 /// `-c` script is judged on each of its simple commands, a wrapper (`env`,
 /// `nohup`, `timeout`, ...) on the command it runs as well as on its own
 /// argv's rules, and the strictest decision wins. What cannot be understood
@@ -687,7 +690,9 @@ enum Prefix {
     Unknown(usize),
 }
 
-fn prefix(rule: &[String], words: &[Word]) -> Prefix {
+/// Whether `words` start with `rule`; `by_basename`: a command name given as
+/// a path matches a rule naming it bare.
+fn prefix(rule: &[String], words: &[Word], by_basename: bool) -> Prefix {
     for (i, r) in rule.iter().enumerate() {
         let Some(w) = words.get(i) else {
             return Prefix::No;
@@ -695,7 +700,8 @@ fn prefix(rule: &[String], words: &[Word]) -> Prefix {
         if !w.literal {
             return Prefix::Unknown(i);
         }
-        let hit = w.text == *r || (i == 0 && !r.contains('/') && shell::basename(&w.text) == r);
+        let hit = w.text == *r
+            || (by_basename && i == 0 && !r.contains('/') && shell::basename(&w.text) == r);
         if !hit {
             return Prefix::No;
         }
@@ -718,7 +724,7 @@ fn rule_match(profile: &Profile, words: &[Word], shown: &str) -> Option<Decision
         }
         for r in rules {
             let named = format!("{} {key} {:?}", r.origin, r.value);
-            match prefix(&r.value, words) {
+            match prefix(&r.value, words, verdict != Verdict::Allow) {
                 Prefix::Yes => {
                     return Some(Decision {
                         verdict,
