@@ -485,7 +485,9 @@ impl Api {
         slot.run(info, handle.clone(), watchers.clone());
         tracing::info!(
             uid = caller.uid, caller_pid = caller.pid, id = slot.id(), profile = %name, pid,
-            policy_hash = %policy.hash, argv = ?start.argv, "exec started"
+            policy_hash = %policy.hash,
+            argv = %audit::bounded_text(&crate::policy::shell::command_line(&start.argv), audit::TEXT_BYTES),
+            "exec started"
         );
 
         let started = pb::ExecStarted {
