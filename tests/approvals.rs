@@ -106,6 +106,16 @@ fn strings(v: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// The first `kind` record of the audit log, as written.
+fn record_line(d: &Daemon, kind: &str) -> String {
+    let text = std::fs::read_to_string(d.state_dir.join("audit.jsonl")).unwrap();
+    let tag = format!("\"kind\":\"{kind}\"");
+    text.lines()
+        .find(|l| l.contains(&tag))
+        .unwrap_or_else(|| panic!("no {kind} record"))
+        .to_string()
+}
+
 fn audit(d: &Daemon) -> Vec<Value> {
     std::fs::read_to_string(d.state_dir.join("audit.jsonl"))
         .unwrap_or_default()
@@ -1051,13 +1061,9 @@ fn a_question_about_a_long_command_has_a_bounded_record() {
     argv.extend(std::iter::repeat_n(word.as_str(), 12));
     let out = exec(&d, U1, &ws, &["--profile", "ut"], &no, &argv);
     assert_ne!(out.code, 0);
-    let text = std::fs::read_to_string(d.state_dir.join("audit.jsonl")).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.contains("\"kind\":\"approval-asked\""))
-        .expect("an approval-asked record");
+    let line = record_line(&d, "approval-asked");
     assert!(line.len() < 200_000, "{}", line.len());
-    let r: Value = serde_json::from_str(line).unwrap();
+    let r: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(r["argv_cut"]["bytes"], 5 + 12 * 125_000);
     assert_eq!(r["argv_cut"]["words"], 13);
     assert_eq!(r["parts_cut"]["sha256"].as_str().map(str::len), Some(64));
@@ -1074,13 +1080,9 @@ fn an_approve_always_of_a_long_command_has_a_bounded_record() {
     let word = "\u{1}".repeat(20_000);
     let argv = ["touch", &word, &word, &word];
     exec(&d, U1, &ws, &["--profile", "ut"], &always, &argv);
-    let text = std::fs::read_to_string(d.state_dir.join("audit.jsonl")).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.contains("\"kind\":\"approval-answered\""))
-        .expect("an approval-answered record");
+    let line = record_line(&d, "approval-answered");
     assert!(line.len() < 100_000, "{}", line.len());
-    let r: Value = serde_json::from_str(line).unwrap();
+    let r: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(r["amendment"]["saved"], false);
     let cut = &r["amendment"]["prefixes_cut"];
     assert_eq!(cut["sha256"].as_str().map(str::len), Some(64), "{r}");
