@@ -1298,12 +1298,7 @@ async fn sandboxes_run_as_their_caller_and_only_owners_and_admins_see_and_kill_t
         })
         .await
         .unwrap();
-    let mut exit = None;
-    while let Some(m) = stream.message().await.unwrap() {
-        if let Some(Msg::Exit(e)) = m.msg {
-            exit = Some(e);
-        }
-    }
+    let exit = exit_of(&mut stream).await;
     let exit = exit.expect("no ExecExit after the kill");
     assert_eq!(exit.signal, 9, "{exit:?}");
     assert!(exit.reason.contains("killed by uid 1000"), "{exit:?}");
@@ -1568,8 +1563,8 @@ fn vm_rss(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_signals_and_resizes_keeps_the_daemon_small() {
     use sandbox_proto::v1::{
-        exec_request::Msg as In, exec_response::Msg, sandbox_client::SandboxClient, ExecRequest,
-        ListRequest, SignalRequest, WindowSize,
+        exec_request::Msg as In, sandbox_client::SandboxClient, ExecRequest, ListRequest,
+        SignalRequest, WindowSize,
     };
     const FLOOD: usize = 4_000_000;
     let d = Daemon::start(&[("rooty", "extends = \"workspace\"\nallow_root = true\n")]);
@@ -1624,12 +1619,7 @@ async fn a_flood_of_signals_and_resizes_keeps_the_daemon_small() {
     .expect("another caller was not served during the flood")
     .unwrap();
     drop(tx);
-    let mut exit = None;
-    while let Some(m) = stream.message().await.unwrap() {
-        if let Some(Msg::Exit(e)) = m.msg {
-            exit = Some(e);
-        }
-    }
+    let exit = exit_of(&mut stream).await;
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     watch.join().unwrap();
     let exit = exit.expect("no ExecExit after the flood");
@@ -1871,12 +1861,7 @@ async fn attachers_that_do_not_read_let_go_of_ended_sandboxes() {
             })
             .await
             .unwrap();
-            let mut exit = None;
-            while let Some(m) = stream.message().await.unwrap() {
-                if let Some(Msg::Exit(e)) = m.msg {
-                    exit = Some(e);
-                }
-            }
+            let exit = exit_of(&mut stream).await;
             assert_eq!(exit.expect("no exit").code, 5);
             attached.push(attach);
         }
@@ -1915,6 +1900,19 @@ async fn attachers_that_do_not_read_let_go_of_ended_sandboxes() {
         growth >> 20,
         WAVES - 1
     );
+}
+
+/// Reads `stream` to its end; its exit, if it sent one.
+async fn exit_of(
+    stream: &mut tonic::Streaming<sandbox_proto::v1::ExecResponse>,
+) -> Option<sandbox_proto::v1::ExecExit> {
+    let mut exit = None;
+    while let Some(m) = stream.message().await.unwrap() {
+        if let Some(sandbox_proto::v1::exec_response::Msg::Exit(e)) = m.msg {
+            exit = Some(e);
+        }
+    }
+    exit
 }
 
 /// The records of `kind` for exec `id` in the daemon's audit log.
