@@ -42,11 +42,12 @@ use std::time::{Duration, SystemTime};
 /// Size past which `audit.jsonl` is rotated, unless the config says otherwise.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
-/// The fields the chain sets on every record.
-const CHAIN_FIELDS: [&str; 5] = ["seq", "time", "kind", "prev", "hash"];
 /// Set by the chain on a record written [`LATE`] or more after it was
 /// queued (after a failed write, or behind a slow one): when it happened.
 const AT: &str = "at";
+/// The fields the chain sets: on every record, and [`AT`] on late ones.
+/// Taken off what a caller queues, and off a record queued again.
+const CHAIN_FIELDS: [&str; 6] = ["seq", "time", "kind", "prev", "hash", AT];
 const LATE: Duration = Duration::from_secs(1);
 
 /// Records nobody waits for that are kept queued while the log cannot be
@@ -470,8 +471,8 @@ impl AuditLog {
         };
         let mut record = record;
         // Set by the chain (so a failed batch's records can be queued again as they were).
-        for key in CHAIN_FIELDS.iter().chain([&AT]) {
-            record.remove(*key);
+        for key in CHAIN_FIELDS {
+            record.remove(key);
         }
         state.queued.push_back(Queued {
             ticket,
@@ -700,8 +701,8 @@ impl AuditLog {
                         continue;
                     }
                     if room {
-                        for key in CHAIN_FIELDS.iter().chain([&AT]) {
-                            q.record.remove(*key);
+                        for key in CHAIN_FIELDS {
+                            q.record.remove(key);
                         }
                         // Its appender has its outcome: nobody waits for it now.
                         state.unawaited.insert(ticket);
