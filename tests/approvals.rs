@@ -167,6 +167,54 @@ fn untrusted_asks_for_rm_x_and_not_for_an_allowed_ls() {
     assert_eq!(no.requests().len(), 1);
 }
 
+/// An allowed name is asked about where the caller's PATH finds a program
+/// the sandbox could have written (the workspace's own `bin/ls`), and
+/// the program does not run when that is denied.
+#[test]
+fn an_allowed_name_found_in_the_workspace_is_asked_about() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let fake = ws.write(
+        "bin/ls",
+        &format!("#!/bin/sh\ntouch {}\n", ws.join("ran").display()),
+        U1,
+    );
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let no = Approver::new(&ws, U1, "deny");
+    let path = format!("PATH={}:/usr/bin:/bin", ws.join("bin").display());
+    let out = exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "ut", "--env", &path],
+        &no,
+        &["ls"],
+    );
+    out.expect_code(125);
+    let reqs = no.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let rule = reqs[0]["rule"].as_str().unwrap();
+    assert!(
+        rule.contains("commands.allow [\"ls\"] not applied")
+            && rule.contains("which the sandbox can write"),
+        "{rule}"
+    );
+    assert!(!ws.join("ran").exists(), "the workspace's ls ran");
+    // Found first in a system directory, it runs unasked.
+    let path = format!("PATH=/usr/bin:/bin:{}", ws.join("bin").display());
+    exec(
+        &d,
+        U1,
+        &ws,
+        &["--profile", "ut", "--env", &path],
+        &no,
+        &["ls"],
+    )
+    .expect_code(0);
+    assert_eq!(no.requests().len(), 1, "{:?}", no.requests());
+    assert!(!ws.join("ran").exists(), "the workspace's ls ran");
+}
+
 /// The approver reads the command back as a shell would: `rm 'a b'` is one
 /// file, and a script's quoting is not lost (`rm a b` would be two files).
 #[test]

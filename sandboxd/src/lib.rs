@@ -3,9 +3,10 @@
 //! Rooms: [`policy`] decides (pure), [`backend`] enforces (kernel), [`supervisor`]
 //! watches one running sandbox, [`api`] serves the gRPC API, [`identity`] says who
 //! is calling, [`registry`] tracks what runs, [`plan`] turns a policy into a sandbox,
-//! [`audit`] keeps the tamper-evident record of it all. For network mode
-//! `allowlist`, [`net`] decides and resolves, [`proxy`] and [`dns`] serve inside
-//! each sandbox, [`tls`] inspects HTTPS. [`quota`] keeps one user from
+//! [`programs`] finds what a bare command name runs there, [`audit`] keeps the
+//! tamper-evident record of it all. For network mode `allowlist`, [`net`]
+//! decides and resolves, [`proxy`] and [`dns`] serve inside each sandbox,
+//! [`tls`] inspects HTTPS. [`quota`] keeps one user from
 //! taking the descriptors every user's connections share.
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod identity;
 pub mod net;
 pub mod plan;
 pub mod policy;
+pub mod programs;
 pub mod proxy;
 pub mod quota;
 pub mod registry;

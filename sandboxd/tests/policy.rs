@@ -826,12 +826,144 @@ fn check_command_table() {
     ];
     for (name, argv, verdict, rule) in cases {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        let d = check_command(s.get(name).unwrap(), &argv);
+        let d = check_command(s.get(name).unwrap(), &argv, NO_LOOKUP);
         assert_eq!(d.verdict, *verdict, "{name} {argv:?}: {d:?}");
         assert!(
             d.rule.contains(rule),
             "{name} {argv:?}: want {rule:?} in {:?}",
             d.rule
+        );
+    }
+}
+
+/// An allow rule names a tool, not whatever its name finds: where the
+/// exec's PATH may find a program the sandbox made (the lookup says why),
+/// or behind words that may set PATH, the approval mode decides instead.
+/// Forbidden and prompt rules still match.
+#[test]
+fn allow_rules_are_not_applied_to_names_a_sandbox_may_have_placed() {
+    let s = store(&[
+        ("cmds.toml", "[commands]\nallow = [[\"ls\"], [\"git\", \"status\"]]\nprompt = [[\"git\", \"push\"]]\n"),
+        ("wary.toml", "extends = \"cmds\"\napproval = \"untrusted\"\n"),
+    ]);
+    let in_workspace = |n: &str| (n == "ls").then(|| "`ls` is /ws/bin/ls".to_string());
+    use Verdict::*;
+    let cases: &[(&str, &[&str], Lookup, Verdict, &str)] = &[
+        ("wary", &["ls"], NO_LOOKUP, Allow, "commands.allow"),
+        (
+            "wary",
+            &["ls"],
+            &in_workspace,
+            Prompt,
+            "cmds.toml:2 commands.allow [\"ls\"] not applied: `ls` is /ws/bin/ls)",
+        ),
+        (
+            "wary",
+            &["git", "status"],
+            &in_workspace,
+            Allow,
+            "commands.allow",
+        ),
+        // Under a mode that allows anyway, nothing changes.
+        (
+            "cmds",
+            &["ls"],
+            &in_workspace,
+            Allow,
+            "approval \"on-request\"",
+        ),
+        (
+            "cmds",
+            &["git", "push"],
+            &in_workspace,
+            Prompt,
+            "commands.prompt",
+        ),
+        // Wrapped and in scripts, the same lookup.
+        (
+            "wary",
+            &["sh", "-c", "ls -l"],
+            &in_workspace,
+            Prompt,
+            "not applied",
+        ),
+        ("wary", &["env", "ls"], &in_workspace, Prompt, "not applied"),
+        // PATH set on the way: nothing is known of where names are found.
+        (
+            "wary",
+            &["sh", "-c", "PATH=./bin:$PATH ls"],
+            NO_LOOKUP,
+            Prompt,
+            "PATH that `PATH=./bin:$PATH ls` may set",
+        ),
+        (
+            "wary",
+            &["sh", "-c", "export PATH=/tmp; git status"],
+            NO_LOOKUP,
+            Prompt,
+            "not applied",
+        ),
+        (
+            "wary",
+            &["sh", "-c", "cd /; PATH+=:.; ls"],
+            NO_LOOKUP,
+            Prompt,
+            "not applied",
+        ),
+        (
+            "wary",
+            &["sh", "-c", ": ${PATH:=.}; ls"],
+            NO_LOOKUP,
+            Prompt,
+            "not applied",
+        ),
+        (
+            "wary",
+            &["env", "PATH=/w", "ls"],
+            NO_LOOKUP,
+            Prompt,
+            "`PATH=/w` may set",
+        ),
+        (
+            "wary",
+            &["env", "PATH=/w", "git", "push"],
+            NO_LOOKUP,
+            Prompt,
+            "commands.prompt",
+        ),
+        // Reading PATH, or another variable with PATH in its name, sets nothing.
+        (
+            "wary",
+            &["sh", "-c", "ls \"$PATH\" ${PATH}"],
+            NO_LOOKUP,
+            Allow,
+            "commands.allow",
+        ),
+        (
+            "wary",
+            &["sh", "-c", "MANPATH=x LD_LIBRARY_PATH=y ls"],
+            NO_LOOKUP,
+            Allow,
+            "commands.allow",
+        ),
+        (
+            "wary",
+            &["env", "PYTHONPATH=/w", "ls"],
+            NO_LOOKUP,
+            Allow,
+            "commands.allow",
+        ),
+    ];
+    for (name, argv, lookup, verdict, rule) in cases {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let profile = s.get(name).unwrap();
+        let d = check_command(profile, &argv, *lookup);
+        assert_eq!(d.verdict, *verdict, "{name} {argv:?}: {d:?}");
+        // The part of a script the case is about, not necessarily the first asked.
+        let parts = command_parts(profile, &argv, *lookup);
+        assert!(
+            parts.iter().any(|p| p.decision.rule.contains(rule)),
+            "{name} {argv:?}: want {rule:?} in {parts:?}"
         );
     }
 }
@@ -856,7 +988,7 @@ fn nested_scripts_are_read_within_a_budget() {
     }
     let argv = vec!["sh".to_string(), "-c".into(), t];
     let start = std::time::Instant::now();
-    let d = check_command(s.get("cmds").unwrap(), &argv);
+    let d = check_command(s.get("cmds").unwrap(), &argv, NO_LOOKUP);
     // A guard against the doubling, not a benchmark: 2^9 readings of
     // 120 KB take far longer than this.
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
@@ -869,7 +1001,7 @@ fn nested_scripts_are_read_within_a_budget() {
         "-c".into(),
         format!("{}; rm -rf / {}", argv[2], "B".repeat(130_000)),
     ];
-    let d = check_command(s.get("cmds").unwrap(), &argv);
+    let d = check_command(s.get("cmds").unwrap(), &argv, NO_LOOKUP);
     assert_eq!(d.verdict, Verdict::Deny, "{d:?}");
 }
 
@@ -1516,7 +1648,7 @@ fn check_command_looks_into_shell_scripts_and_wrappers() {
     ];
     for (name, argv, verdict, rule) in cases {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        let d = check_command(s.get(name).unwrap(), &argv);
+        let d = check_command(s.get(name).unwrap(), &argv, NO_LOOKUP);
         assert_eq!(d.verdict, *verdict, "{name} {argv:?}: {d:?}");
         assert!(
             d.rule.contains(rule),

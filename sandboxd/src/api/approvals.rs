@@ -16,9 +16,10 @@ use crate::policy::domain::{ip_literal, DomainPattern};
 use crate::policy::narrow::rule;
 use crate::policy::shell;
 use crate::policy::{
-    command_parts, ApprovalMode, CommandPart, Located, NetworkMode, Origin, Profile, Refusal,
-    Verdict,
+    command_parts, ApprovalMode, CommandPart, EffectivePolicy, Located, NetworkMode, Origin,
+    Profile, Refusal, Verdict,
 };
+use crate::programs::Programs;
 use crate::supervisor::Control;
 use pb::exec_request::Msg as In;
 use pb::exec_response::Msg as Out;
@@ -498,8 +499,9 @@ impl Approvals {
         caller: &Caller,
         start: &pb::ExecStart,
         profile: &Profile,
-        mode: ApprovalMode,
+        policy: &EffectivePolicy,
     ) -> Result<Gate, Refusal> {
+        let mode = policy.approval;
         let mode_rule = if mode == profile.approval.value {
             rule(&profile.approval.origin, "approval", mode.as_str())
         } else {
@@ -521,7 +523,28 @@ impl Approvals {
             judged = p;
             &judged
         };
-        let parts = command_parts(judged_by, &start.argv);
+        let e = start.escalation.clone().unwrap_or_default();
+        let wanted = escalation_grants(&e)?;
+        // Where bare names are found, with what the escalation would make writable.
+        let more_writable: Vec<PathBuf> = wanted
+            .iter()
+            .filter_map(|g| match g {
+                Grant::Write(p) => Some(p.clone()),
+                Grant::Unsandboxed => Some(PathBuf::from("/")),
+                _ => None,
+            })
+            .collect();
+        let programs = Programs::new(policy, caller, &more_writable);
+        let (judged_by, argv) = (judged_by.clone(), start.argv.clone());
+        // Reading PATH's directories may block; so may a long script's reading.
+        let parts = tokio::task::spawn_blocking(move || {
+            command_parts(&judged_by, &argv, &|name| programs.made_by_sandbox(name))
+        })
+        .await
+        .map_err(|e| Refusal {
+            message: format!("judging the command failed: {e}"),
+            rule: "commands".to_string(),
+        })?;
         if let Some(p) = parts.iter().find(|p| p.decision.verdict == Verdict::Deny) {
             return Err(Refusal {
                 message: format!("command refused: {}", p.decision.reason),
@@ -544,8 +567,6 @@ impl Approvals {
             .filter(|p| p.decision.verdict == Verdict::Prompt)
             .filter(|p| !amended.iter().chain(&remembered).any(|g| g.covers(p)))
             .collect();
-        let e = start.escalation.clone().unwrap_or_default();
-        let wanted = escalation_grants(&e)?;
         if wanted.contains(&Grant::Unsandboxed) && self.full.is_none() {
             return Err(Refusal {
                 message: "an unsandboxed run cannot be granted: this daemon has no `full` profile (embedded_profiles = false, and none in the policy dir)".into(),
@@ -1098,6 +1119,7 @@ mod tests {
     use super::*;
     use crate::policy::Decision;
     use crate::policy::PolicyStore;
+    use crate::policy::NO_LOOKUP;
     use std::os::unix::fs::PermissionsExt;
 
     fn part(words: &[&str], literal: bool) -> CommandPart {
@@ -1151,7 +1173,7 @@ mod tests {
             },
         });
         let asked = |argv: &[&str]| -> Vec<CommandPart> {
-            command_parts(&p, &prefix(argv))
+            command_parts(&p, &prefix(argv), NO_LOOKUP)
                 .into_iter()
                 .filter(|p| p.decision.verdict == Verdict::Prompt)
                 .collect()

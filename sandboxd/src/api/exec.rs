@@ -293,7 +293,7 @@ impl Api {
         // What a person must approve first: commands and escalations.
         let gate = self
             .approvals
-            .gate(&caller, start, profile, policy.approval)
+            .gate(&caller, start, profile, &policy)
             .await
             .map_err(policy_refusal)?;
         // Admitted before anything is asked: an exec waiting for an answer

@@ -5,7 +5,11 @@ use super::Api;
 use crate::identity::{Account, Caller};
 use crate::plan::caller_home;
 use crate::policy::user::{UserProfiles, USER_DIR};
-use crate::policy::{check_command, check_path, check_url, Access, Decision, PolicyStore, Profile};
+use crate::policy::{
+    check_command, check_path, check_url, resolve, Access, Decision, Narrowing, PolicyStore,
+    Profile,
+};
+use crate::programs::Programs;
 use pb::check_policy_request::Query;
 use sandbox_proto::v1 as pb;
 use std::borrow::Cow;
@@ -156,7 +160,14 @@ impl Api {
             Some(Query::Read(p)) => check_path(profile, &ctx, &path(&p), Access::Read),
             Some(Query::Write(p)) => check_path(profile, &ctx, &path(&p), Access::Write),
             Some(Query::Url(u)) => check_url(profile, &u),
-            Some(Query::Cmd(c)) if !c.argv.is_empty() => check_command(profile, &c.argv),
+            Some(Query::Cmd(c)) if !c.argv.is_empty() => {
+                // Bare names as an exec in `cwd` finds them with the default PATH.
+                let programs = resolve(profile, &ctx, &Narrowing::default())
+                    .ok()
+                    .map(|p| Programs::new(&p, caller, &[]));
+                let lookup = |n: &str| programs.as_ref().and_then(|p| p.made_by_sandbox(n));
+                check_command(profile, &c.argv, &lookup)
+            }
             Some(Query::Cmd(_)) => return Err(Status::invalid_argument("cmd: empty command")),
             None => {
                 return Err(Status::invalid_argument(

@@ -30,6 +30,10 @@ pub mod fds {
     pub const REPORT: i32 = 4;
 }
 
+/// Where a bare command name is looked up when the command's environment
+/// has no PATH.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 /// The byte on the spec pipe that lets the command start.
 pub const GO: u8 = b'!';
 

@@ -16,7 +16,7 @@ pub use load::{PolicyError, PolicyStore};
 pub use model::*;
 pub use narrow::{
     check_command, check_path, check_url, command_parts, resolve, Access, CommandPart, ExecContext,
-    Narrowing,
+    Lookup, Narrowing, NO_LOOKUP,
 };
 
 /// What a decision says.

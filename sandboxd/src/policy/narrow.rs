@@ -125,7 +125,7 @@ fn glob(pattern: &str) -> Option<GlobMatcher> {
 }
 
 /// A deny pattern covers `path` when it matches the path or one of its ancestors.
-fn covers(pattern: &str, path: &Path) -> bool {
+pub(crate) fn covers(pattern: &str, path: &Path) -> bool {
     let Some(m) = glob(pattern) else { return false };
     path.ancestors().any(|a| m.is_match(a))
 }
@@ -558,14 +558,16 @@ const MAX_COMMAND_DEPTH: usize = 8;
 /// on the approval mode (prompt under `untrusted`, allow otherwise). In a
 /// forbidden or prompt rule the command name also matches by its basename
 /// (`/bin/rm` is `rm`); an allow rule's only as written (`./git` or
-/// `/home/u/bin/ls`, which the sandbox may have made, is not `git` or `ls`).
+/// `/home/u/bin/ls`, which the sandbox may have made, is not `git` or `ls`),
+/// and not where `lookup` says the bare name may find such a program (a
+/// PATH through the workspace), nor behind words that may set PATH.
 /// A shell's
 /// `-c` script is judged on each of its simple commands, a wrapper (`env`,
 /// `nohup`, `timeout`, ...) on the command it runs as well as on its own
 /// argv's rules, and the strictest decision wins. What cannot be understood
 /// counts as prompt, unless no command at all could need more than allow.
-pub fn check_command(profile: &Profile, argv: &[String]) -> Decision {
-    command_parts(profile, argv)
+pub fn check_command(profile: &Profile, argv: &[String], lookup: Lookup) -> Decision {
+    command_parts(profile, argv, lookup)
         .into_iter()
         .map(|p| p.decision)
         .reduce(stricter)
@@ -586,14 +588,22 @@ pub struct CommandPart {
     pub decision: Decision,
 }
 
+/// Why a bare command name may run a program a sandbox could have made
+/// (where the exec's PATH finds it), or `None`: an allow rule is not
+/// applied to such a name. [`NO_LOOKUP`] where nothing is known of PATH.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Judges command names on the rules alone.
+pub const NO_LOOKUP: Lookup<'static> = &|_| None;
+
 /// The parts [`check_command`] judges `argv` on; never empty. Its decision
 /// is the strictest of theirs (the first on a tie).
-pub fn command_parts(profile: &Profile, argv: &[String]) -> Vec<CommandPart> {
+pub fn command_parts(profile: &Profile, argv: &[String], lookup: Lookup) -> Vec<CommandPart> {
     let words: Vec<Word> = argv.iter().map(|a| Word::literal(a)).collect();
     let mut parts = Vec::new();
     let size: usize = argv.iter().map(String::len).sum();
     let mut budget = (COMMAND_READING_FACTOR * size).max(MIN_COMMAND_READING);
-    judge(profile, &words, 0, &mut budget, &mut parts);
+    judge(profile, &words, lookup, 0, &mut budget, &mut parts);
     parts
 }
 
@@ -606,6 +616,7 @@ const MIN_COMMAND_READING: usize = 64 << 10;
 fn judge(
     profile: &Profile,
     words: &[Word],
+    lookup: Lookup,
     depth: usize,
     budget: &mut usize,
     parts: &mut Vec<CommandPart>,
@@ -627,7 +638,7 @@ fn judge(
     }
     let before = parts.len();
     // A rule naming the command itself applies however deep it is.
-    if let Some(own) = rule_match(profile, words, &shown) {
+    if let Some(own) = rule_match(profile, words, &shown, lookup) {
         parts.push(part(own));
     }
     if depth > MAX_COMMAND_DEPTH {
@@ -644,14 +655,24 @@ fn judge(
             return parts.push(part(not_understood(profile, why, &shown)));
         }
     }
+    // What this command runs finds bare names through a PATH it may set.
+    let sets_path = words[1..].iter().find(|w| may_set_path(&w.text));
+    let unknown_path = |name: &str| {
+        sets_path.map(|w| format!("`{name}` is looked up in a PATH that `{}` may set", w.text))
+    };
+    let inner: Lookup = if sets_path.is_some() {
+        &unknown_path
+    } else {
+        lookup
+    };
     match shell::runs(words) {
         Err(e) => parts.push(part(not_understood(profile, &e.0, &shown))),
         Ok(Runs::Itself) => {}
-        Ok(Runs::Wrapped(w)) => judge(profile, &w, depth + 1, budget, parts),
+        Ok(Runs::Wrapped(w)) => judge(profile, &w, inner, depth + 1, budget, parts),
         Ok(Runs::Script { shell, commands }) => {
             for c in &commands {
                 let from = parts.len();
-                judge(profile, c, depth + 1, budget, parts);
+                judge(profile, c, inner, depth + 1, budget, parts);
                 for p in &mut parts[from..] {
                     p.decision
                         .rule
@@ -709,11 +730,33 @@ fn prefix(rule: &[String], words: &[Word], by_basename: bool) -> Prefix {
     Prefix::Yes
 }
 
+/// Whether a word may assign PATH (`PATH=...`, `export PATH`, a script
+/// doing either, `${PATH:=...}`): only `$PATH` and `${PATH}` surely read it.
+/// Errs towards yes (`echo PATH` counts).
+fn may_set_path(word: &str) -> bool {
+    let b = word.as_bytes();
+    let ident = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
+    word.match_indices("PATH").any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| b[j]);
+        let after = b.get(i + 4);
+        if before.as_ref().is_some_and(ident) || after.is_some_and(ident) {
+            return false;
+        }
+        let read = before == Some(b'$')
+            || (before == Some(b'{') && i >= 2 && b[i - 2] == b'$' && after == Some(&b'}'));
+        !read
+    })
+}
+
 /// The strictest rule matching `words`; a forbidden or prompt rule that an
-/// unexpanded word might match makes it a prompt.
-fn rule_match(profile: &Profile, words: &[Word], shown: &str) -> Option<Decision> {
+/// unexpanded word might match makes it a prompt. An allow rule matching a
+/// bare name that `lookup` doubts leaves the decision to the approval mode.
+fn rule_match(profile: &Profile, words: &[Word], shown: &str, lookup: Lookup) -> Option<Decision> {
     let c = &profile.commands;
     let mut unknown = None;
+    // An allow rule matched a name that may find a program the sandbox made.
+    let mut doubted: Option<(String, String)> = None;
+    let mut looked: Option<Option<String>> = None;
     for (verdict, key, rules) in [
         (Verdict::Deny, "commands.forbidden", &c.forbidden),
         (Verdict::Prompt, "commands.prompt", &c.prompt),
@@ -724,17 +767,21 @@ fn rule_match(profile: &Profile, words: &[Word], shown: &str) -> Option<Decision
         }
         for r in rules {
             let named = format!("{} {key} {:?}", r.origin, r.value);
+            let hit = |named| Decision {
+                verdict,
+                rule: named,
+                reason: format!("`{shown}` starts with `{}`", shell::command_line(&r.value)),
+            };
             match prefix(&r.value, words, verdict != Verdict::Allow) {
-                Prefix::Yes => {
-                    return Some(Decision {
-                        verdict,
-                        rule: named,
-                        reason: format!(
-                            "`{shown}` starts with `{}`",
-                            shell::command_line(&r.value)
-                        ),
-                    })
+                Prefix::Yes if verdict == Verdict::Allow && !words[0].text.contains('/') => {
+                    match looked.get_or_insert_with(|| lookup(&words[0].text)) {
+                        Some(why) => {
+                            doubted.get_or_insert((named, why.clone()));
+                        }
+                        None => return Some(hit(named)),
+                    }
                 }
+                Prefix::Yes => return Some(hit(named)),
                 Prefix::Unknown(i) if verdict != Verdict::Allow && unknown.is_none() => {
                     unknown = Some(Decision {
                         verdict: Verdict::Prompt,
@@ -752,7 +799,17 @@ fn rule_match(profile: &Profile, words: &[Word], shown: &str) -> Option<Decision
             }
         }
     }
-    None
+    let (named, why) = doubted?;
+    let f = fallback(profile, shown);
+    Some(if f.verdict == Verdict::Allow {
+        f
+    } else {
+        Decision {
+            rule: format!("{} ({named} not applied: {why})", f.rule),
+            reason: format!("`{shown}`: {why}, so {named} is not applied"),
+            ..f
+        }
+    })
 }
 
 /// No rule matched: the approval mode decides.

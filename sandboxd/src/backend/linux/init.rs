@@ -16,7 +16,7 @@
 
 use super::{creds, landlock, mounts, netns, paths, rlimit, seccomp};
 use crate::backend::spec::{
-    fds, Credentials, InitReport, NetPlan, SandboxSpec, GO, MAX_SPEC, SIGNALS,
+    fds, Credentials, InitReport, NetPlan, SandboxSpec, DEFAULT_PATH, GO, MAX_SPEC, SIGNALS,
 };
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -416,7 +416,7 @@ impl Exec {
                 .iter()
                 .find(|(k, _)| k == "PATH")
                 .map(|(_, v)| v.as_str())
-                .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+                .unwrap_or(DEFAULT_PATH);
             path.split(':')
                 .map(|d| if d.is_empty() { "." } else { d })
                 .map(|d| c(format!("{}/{argv0}", d.trim_end_matches('/')).as_bytes()))
