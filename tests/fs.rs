@@ -557,6 +557,85 @@ fn git_hooks_are_protected_when_dot_git_is_a_symlink() {
     assert!(!ws.join("real.git/hooks").exists(), "hooks made");
 }
 
+/// Git on the host takes config and hooks from wherever `.git/commondir`
+/// points, and a submodule's from `.git/modules/`: files a sandbox can
+/// make, as no missing file can be mounted read-only. The daemon moves a
+/// new `commondir` aside and tells the client and the audit log of both,
+/// so a host `git status` does not run the sandbox's fsmonitor command.
+#[test]
+fn a_commondir_left_by_a_sandbox_is_moved_aside_and_reported() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let ok = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .arg(&ws.path)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ok = std::process::Command::new("chown")
+        .args(["-R", &format!("{U1}:{U1}")])
+        .arg(&ws.path)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ran = ws.join("fsmonitor-ran");
+    let script = format!(
+        "git init -q --bare evil && \
+         printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {}; false\"\\n' > evil/config && \
+         echo ../evil > .git/commondir && mkdir -p .git/modules/sub && \
+         echo '[core]' > .git/modules/sub/config && echo done",
+        ran.display()
+    );
+    let out = d.sh(U1, &ws.path, &[], &script);
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    let git = ws.join(".git");
+    let told = format!(
+        "sandboxd: git: the sandbox created {}",
+        git.join("commondir").display()
+    );
+    assert!(
+        out.stderr.contains(&told) && out.stderr.contains("moved aside to"),
+        "{}",
+        out.stderr
+    );
+    let told = format!(
+        "the sandbox created {}",
+        git.join("modules/sub/config").display()
+    );
+    assert!(out.stderr.contains(&told), "{}", out.stderr);
+    assert!(!git.join("commondir").exists(), "commondir left in place");
+    // Git on the host runs none of it.
+    let status = std::process::Command::new("git")
+        .args(["-c", "safe.directory=*", "-C"])
+        .arg(&ws.path)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    assert!(!ran.exists(), "the sandbox's fsmonitor ran on the host");
+    // On record with the exec's end.
+    let log = std::fs::read_to_string(d.state_dir.join("audit.jsonl")).unwrap();
+    let end: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["kind"] == "exec-end")
+        .expect("an exec-end record");
+    let changes = end["git"].as_array().expect("git changes on record");
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0]["change"], "created");
+    let moved = changes[0]["moved_to"].as_str().expect("moved_to");
+    assert!(Path::new(moved).exists(), "{moved}");
+    // A repository's own git commands leave nothing to report.
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &[],
+        "git -c user.name=a -c user.email=a@b commit -q --allow-empty -m x && echo done",
+    );
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(!out.stderr.contains("sandboxd: git"), "{}", out.stderr);
+}
+
 #[test]
 fn unreachable_paths_are_refused_as_the_caller() {
     let d = Daemon::start();

@@ -8,6 +8,7 @@ use super::attach::Watchers;
 use super::{registry_status, Api};
 use crate::audit::{self, AuditLog};
 use crate::backend::linux::{self, netns, SpawnError};
+use crate::gitwatch::{Change, GitWatch};
 use crate::identity::{Account, Caller};
 use crate::net::addr::host_addresses;
 use crate::net::listen::{Listeners, NetThread, Served};
@@ -24,7 +25,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -421,8 +422,17 @@ impl Api {
                 audit::TEXT_BYTES,
             ));
         }
+        // What git on the host would take from the repositories it can
+        // write, as it was before the command runs (looked at meanwhile).
+        let watch = Arc::new(OnceLock::new());
+        let (roots, cell, uid) = (policy.write.clone(), Arc::clone(&watch), caller.uid);
         let audited = async {
-            match self.audit.append("exec-start", record).await {
+            let looked = tokio::task::spawn_blocking(move || {
+                let _ = cell.set(GitWatch::start(&roots, uid));
+            });
+            let written = self.audit.append("exec-start", record).await;
+            let _ = looked.await;
+            match written {
                 Ok(_) => Ok(()),
                 Err(e) => Err(format!("not run, as it cannot be audited: {e}")),
             }
@@ -526,6 +536,7 @@ impl Api {
                     caller,
                     slot,
                     audit: Arc::clone(&self.audit),
+                    watch,
                 },
             )),
         };
@@ -672,7 +683,7 @@ struct Pumped {
     id: String,
     uid: u32,
     profile: String,
-    end: tokio::task::JoinHandle<(Slot, Option<Out>)>,
+    end: tokio::task::JoinHandle<(Slot, Vec<Out>)>,
 }
 
 /// Who the end of an exec is recorded for, and the slot it frees.
@@ -680,6 +691,8 @@ struct Ends {
     caller: Caller,
     slot: Slot,
     audit: Arc<AuditLog>,
+    /// Set once the command may start.
+    watch: Arc<OnceLock<GitWatch>>,
 }
 
 /// A network decision as an event on the exec's stream.
@@ -855,23 +868,32 @@ fn signal_refused(
 /// connections did is on disk before the end), then the end, then the slot
 /// marked ended (a stopping daemon waits for every end on record; the slot
 /// stays taken while the output is on its way, so that the limits bound
-/// what waits for slow clients). The slot back, and what the client should
-/// hear of an end that could not be recorded.
+/// what waits for slow clients). Files the sandbox left for git on the host
+/// are looked for first (see [`GitWatch`]) and go on the record. The slot
+/// back, and what the client should hear: those files, and an end that
+/// could not be recorded.
 async fn record_end(
     exited: oneshot::Receiver<ExitInfo>,
     served: Option<Served>,
     ends: Ends,
-) -> (Slot, Option<Out>) {
+) -> (Slot, Vec<Out>) {
     let Ends {
         caller,
         slot,
         audit,
+        watch,
     } = ends;
     let exit = exited.await.ok();
     if let Some(s) = served {
         s.stop().await;
     }
-    let record = match &exit {
+    let id = slot.id().to_string();
+    let git = tokio::task::spawn_blocking(move || {
+        watch.get().map(|w| w.changes(&id)).unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    let mut record = match &exit {
         Some(e) => json!({
             "id": slot.id(),
             "uid": caller.uid,
@@ -896,12 +918,45 @@ async fn record_end(
             "reason": "the sandbox's supervisor ended without an exit report",
         }),
     };
-    let failed = audit.append_done("exec-end", record).await.err().map(|e| {
+    if let (Value::Object(fields), false) = (&mut record, git.is_empty()) {
+        let changes: Vec<Value> = git.iter().map(git_change).collect();
+        fields.insert("git".into(), Value::Array(changes));
+    }
+    let mut told: Vec<Out> = git
+        .iter()
+        .map(|c| {
+            tracing::warn!(uid = caller.uid, id = slot.id(), path = %c.path.display(), what = c.what, "a sandbox left a file git reads");
+            Out::Event(pb::Event {
+                kind: "git".into(),
+                message: c.describe(),
+                ..Default::default()
+            })
+        })
+        .collect();
+    if let Err(e) = audit.append_done("exec-end", record).await {
         tracing::error!(uid = caller.uid, id = slot.id(), error = %e, "recording an exec's end");
-        end_not_recorded(e)
-    });
+        told.push(end_not_recorded(e));
+    }
     slot.end();
-    (slot, failed)
+    (slot, told)
+}
+
+/// A [`Change`] as the `git` field of an `exec-end` record.
+fn git_change(c: &Change) -> Value {
+    let mut v = json!({
+        "path": audit::bounded_text(&c.path.to_string_lossy(), audit::TEXT_BYTES),
+        "change": c.what,
+    });
+    match (&c.moved, &mut v) {
+        (Some(Ok(to)), Value::Object(f)) => {
+            f.insert("moved_to".into(), to.to_string_lossy().into());
+        }
+        (Some(Err(e)), Value::Object(f)) => {
+            f.insert("move_failed".into(), e.clone().into());
+        }
+        _ => {}
+    }
+    v
 }
 
 /// The event that tells a client its exec ran (its start is on record) but
@@ -987,11 +1042,11 @@ async fn pump_output(
         }
     };
     // The end is on record (its network stopped first) before the client hears of it.
-    let (slot, failed) = match end.await {
-        Ok((slot, failed)) => (Some(slot), failed),
+    let (slot, told) = match end.await {
+        Ok((slot, told)) => (Some(slot), told),
         Err(e) => {
             tracing::error!(uid, id, error = %e, "recording an exec's end");
-            (None, Some(end_not_recorded("its recording task failed")))
+            (None, vec![end_not_recorded("its recording task failed")])
         }
     };
     if let Some(mut n) = net.take() {
@@ -1003,7 +1058,7 @@ async fn pump_output(
         }
         lost += n.session.take_events_lost();
     }
-    if let Some(event) = failed {
+    for event in told {
         watchers.publish(&event);
         if client {
             let _ = tx.send(response(event)).await;
