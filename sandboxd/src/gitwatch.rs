@@ -8,21 +8,17 @@
 //! moved aside (no git command writes one into a repository's own git
 //! directory), and every change is recorded and told to the client.
 //!
-//! Runs as root in directories the caller owns: each name is opened
-//! relative to the git directory's descriptor, never following a symlink,
-//! and what is read is only hashed.
+//! Runs as root in directories the caller owns: each name is looked at
+//! relative to the git directory's descriptor, never through a symlink,
+//! and no file is read: a file is known by its inode, size and change
+//! time, which every write, rename over it or chmod moves on.
 
-use nix::errno::Errno;
-use nix::fcntl::{openat, readlinkat, renameat, OFlag};
-use nix::sys::stat::Mode;
-use sha2::{Digest, Sha256};
+use nix::fcntl::{openat, readlinkat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode, SFlag};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Entries looked at in one git directory, at most (a repository with
@@ -30,8 +26,6 @@ use std::path::{Path, PathBuf};
 const MAX_ENTRIES: usize = 4096;
 /// How deep submodule names nest under `modules/` (a name may hold `/`).
 const MAX_DEPTH: usize = 8;
-/// Bytes of one file hashed, at most.
-const MAX_READ: u64 = 1 << 20;
 
 /// The watched git directories of one exec, as they were before it ran.
 #[derive(Debug, Default)]
@@ -52,7 +46,12 @@ type Snapshot = BTreeMap<PathBuf, Print>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Print {
-    File { sha256: [u8; 32], executable: bool },
+    File {
+        ino: u64,
+        size: i64,
+        ctime_ns: i128,
+        mode: u32,
+    },
     Link(PathBuf),
     Other,
 }
@@ -221,47 +220,29 @@ fn entries(dir: &OwnedFd, budget: &mut usize) -> Vec<(std::ffi::OsString, bool)>
 /// Records what `name` in `dir` is, if it exists.
 fn print_into(dir: &OwnedFd, rel: &Path, name: impl AsRef<OsStr>, s: &mut Snapshot) {
     let name = name.as_ref();
-    let flags = OFlag::O_RDONLY
-        | OFlag::O_NOFOLLOW
-        | OFlag::O_NONBLOCK
-        | OFlag::O_NOCTTY
-        | OFlag::O_CLOEXEC;
-    let print = match openat(dir.as_fd(), name, flags, Mode::empty()) {
-        Ok(fd) => file_print(File::from(fd)),
-        Err(Errno::ELOOP) => match readlinkat(dir.as_fd(), name) {
-            Ok(target) => Print::Link(PathBuf::from(target)),
-            Err(_) => Print::Other,
+    let print = match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Err(_) => return,
+        Ok(st) => match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFREG => Print::File {
+                ino: st.st_ino,
+                size: st.st_size,
+                ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
+                mode: st.st_mode,
+            },
+            SFlag::S_IFLNK => match readlinkat(dir.as_fd(), name) {
+                Ok(target) => Print::Link(PathBuf::from(target)),
+                Err(_) => Print::Other,
+            },
+            _ => Print::Other,
         },
-        Err(Errno::ENOENT) => return,
-        Err(_) => Print::Other,
     };
     s.insert(rel.join(name), print);
-}
-
-fn file_print(f: File) -> Print {
-    let Ok(meta) = f.metadata() else {
-        return Print::Other;
-    };
-    if !meta.is_file() {
-        return Print::Other;
-    }
-    let mut hash = Sha256::new();
-    let mut buf = Vec::new();
-    if f.take(MAX_READ).read_to_end(&mut buf).is_err() {
-        return Print::Other;
-    }
-    hash.update(&buf);
-    hash.update(meta.len().to_le_bytes());
-    Print::File {
-        sha256: hash.finalize().into(),
-        executable: meta.permissions().mode() & 0o111 != 0,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn write(p: &Path, text: &str) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
