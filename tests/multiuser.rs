@@ -454,3 +454,128 @@ sys.stdin.read()";
         .code
         == 0));
 }
+
+/// With `[limits] user_pids` (and `user_memory`), one user's sandboxes
+/// share that cap: while one holds 30 tasks, the user's next cannot fork
+/// 30 more, and another user's can. On the host, each user's sandboxes
+/// sit in a cgroup of that user's carrying the caps.
+#[test]
+fn a_users_sandboxes_share_the_cap_the_daemon_sets_per_user() {
+    let d = Daemon::builder()
+        .config("[limits]\nuser_pids = 40\nuser_memory = \"2GiB\"")
+        .start();
+    let (ws1, ws2) = (Dir::new(U1), Dir::new(U2));
+    let mut holder = d
+        .agent(U1, &ws1.path)
+        .command(&[
+            "exec",
+            "--timeout",
+            "60s",
+            "--",
+            "/bin/sh",
+            "-c",
+            "i=0; while [ $i -lt 30 ]; do sleep 60 & i=$((i+1)); done; touch held; wait",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || ws1.join("held").exists()),
+        "the first sandbox did not start its tasks"
+    );
+    let forks = "import os, time\n\
+                 n = 0\n\
+                 for _ in range(30):\n\
+                 \x20   try:\n\
+                 \x20       pid = os.fork()\n\
+                 \x20   except OSError:\n\
+                 \x20       break\n\
+                 \x20   if pid == 0:\n\
+                 \x20       time.sleep(3)\n\
+                 \x20       os._exit(0)\n\
+                 \x20   n += 1\n\
+                 print(n)\n";
+    let forked = |uid: u32, ws: &Dir| -> u32 {
+        let out = py(&d, uid, &ws.path, forks);
+        out.stdout
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{out:?}"))
+    };
+    let own = forked(U1, &ws1);
+    assert!(
+        own < 10,
+        "uid {U1}'s second sandbox forked {own} past the cap"
+    );
+    assert_eq!(forked(U2, &ws2), 30, "uid {U2} is held by uid {U1}'s cap");
+    // On the host: the holder's tasks are in uid 1000's cgroup, capped.
+    let sleeper = pids_matching("sleep 60")
+        .into_iter()
+        .next()
+        .expect("a sleep of the holder");
+    let groups = std::fs::read_to_string(format!("/proc/{sleeper}/cgroup")).unwrap();
+    let pids_line = groups
+        .lines()
+        .find(|l| l.contains(":pids:") || l.starts_with("0::"))
+        .expect("a pids cgroup");
+    let rel = pids_line.splitn(3, ':').nth(2).unwrap();
+    assert!(rel.starts_with("/sandboxd/user-1000/run-"), "{groups}");
+    let user_dir = PathBuf::from(rel).parent().unwrap().to_path_buf();
+    let cap = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+        .iter()
+        .map(|m| {
+            PathBuf::from(m)
+                .join(user_dir.strip_prefix("/").unwrap())
+                .join("pids.max")
+        })
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .expect("the user's pids.max");
+    assert_eq!(cap.trim(), "40");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        eventually(Duration::from_secs(10), || pids_matching("sleep 60")
+            .is_empty()),
+        "the holder's tasks outlived it"
+    );
+}
+
+/// Cgroups of a daemon no longer running, in `sandboxd` and in a user's
+/// directory there, are removed once a daemon starts.
+#[test]
+fn cgroups_a_gone_daemon_left_are_removed_when_one_starts() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    d.agent(U1, &ws.path).run(&["exec", "--", "true"]).expect_code(0);
+    drop(d);
+    let parent = ["/sys/fs/cgroup/pids/sandboxd", "/sys/fs/cgroup/sandboxd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_dir())
+        .expect("the sandboxes' cgroup");
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = (pid_max / 2..pid_max)
+        .rev()
+        .find(|p| !PathBuf::from(format!("/proc/{p}")).exists())
+        .unwrap();
+    let left = [
+        parent.join(format!("run-{gone}-x")),
+        parent.join(format!("pool-{gone}-1")),
+        parent.join(format!("user-4321/run-{gone}-y")),
+    ];
+    for l in &left {
+        std::fs::create_dir_all(l).unwrap();
+    }
+    let _d = Daemon::start();
+    assert!(
+        eventually(Duration::from_secs(10), || left.iter().all(|l| !l.exists())),
+        "left: {:?}",
+        left.iter().filter(|l| l.exists()).collect::<Vec<_>>()
+    );
+    let _ = std::fs::remove_dir(parent.join("user-4321"));
+}

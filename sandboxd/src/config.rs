@@ -37,6 +37,23 @@ pub struct DnsConfig {
 pub struct DaemonLimits {
     pub max_sandboxes: usize,
     pub max_per_user: usize,
+    /// Memory all sandboxes of one user may use together (`user_memory`).
+    pub user_memory: Option<u64>,
+    /// Tasks all sandboxes of one user may have together (`user_pids`).
+    pub user_pids: Option<u64>,
+}
+
+impl DaemonLimits {
+    /// The cap `uid`'s sandboxes share, when one is set.
+    pub fn share(&self, uid: u32) -> Option<crate::backend::linux::cgroup::UserShare> {
+        (self.user_memory.is_some() || self.user_pids.is_some()).then_some(
+            crate::backend::linux::cgroup::UserShare {
+                uid,
+                memory_bytes: self.user_memory,
+                pids: self.user_pids,
+            },
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -114,6 +131,8 @@ impl Default for Config {
             limits: DaemonLimits {
                 max_sandboxes: 256,
                 max_per_user: 64,
+                user_memory: None,
+                user_pids: None,
             },
             tls: TlsConfig::default(),
             secrets: BTreeMap::new(),
@@ -194,12 +213,32 @@ impl Config {
         }
         if let Some(n) = get("limits") {
             let lt = n.table("limits")?;
-            known_keys(lt, "limits", &["max_sandboxes", "max_per_user"])?;
+            known_keys(
+                lt,
+                "limits",
+                &["max_sandboxes", "max_per_user", "user_memory", "user_pids"],
+            )?;
             if let Some((_, v)) = lt.get("max_sandboxes") {
                 c.limits.max_sandboxes = count(v, "limits.max_sandboxes")?;
             }
             if let Some((_, v)) = lt.get("max_per_user") {
                 c.limits.max_per_user = count(v, "limits.max_per_user")?;
+            }
+            if let Some((_, v)) = lt.get("user_memory") {
+                let text = v.str("limits.user_memory")?;
+                let bytes = crate::policy::values::parse_size(text)
+                    .filter(|b| *b >= 1 << 20)
+                    .ok_or_else(|| {
+                        TreeError::at(
+                            &v.pos,
+                            "limits.user_memory",
+                            format!("{text:?} is not a size of at least 1MiB (e.g. \"16GiB\")"),
+                        )
+                    })?;
+                c.limits.user_memory = Some(bytes);
+            }
+            if let Some((_, v)) = lt.get("user_pids") {
+                c.limits.user_pids = Some(count(v, "limits.user_pids")? as u64);
             }
         }
         if let Some(n) = get("tls") {

@@ -240,6 +240,8 @@ pub fn build(
         limits: CgroupLimits {
             memory_bytes: policy.limits.memory,
             pids: policy.limits.pids,
+            // The daemon's to add (see `DaemonLimits::share`).
+            user: None,
         },
         options: Options {
             timeout: policy.limits.timeout,

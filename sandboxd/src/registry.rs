@@ -90,6 +90,11 @@ impl Registry {
         })
     }
 
+    /// The limits it admits by, and that the daemon sets on users' sandboxes.
+    pub fn limits(&self) -> &DaemonLimits {
+        &self.limits
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
         // A panic while holding the lock leaves the map consistent (single inserts/removes).
         self.entries.lock().unwrap_or_else(|e| e.into_inner())

@@ -208,6 +208,8 @@ async fn registry_enforces_limits_and_ownership() {
     let reg = Registry::new(DaemonLimits {
         max_sandboxes: 3,
         max_per_user: 2,
+        user_memory: None,
+        user_pids: None,
     });
     let a1 = reg.admit(1000).unwrap();
     let a2 = reg.admit(1000).unwrap();

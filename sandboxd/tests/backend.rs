@@ -840,6 +840,7 @@ async fn an_init_from_the_pool_gets_the_limits() {
     let limits = CgroupLimits {
         memory_bytes: Some(64 << 20),
         pids: Some(8),
+        user: None,
     };
     let s = spawn(&sb.spec, &limits, exe).await.unwrap();
     // Other tests take from the same pool: the cgroup tells a pooled init.

@@ -1381,6 +1381,7 @@ fn config_defaults_and_full_file() {
     assert!(c.embedded_profiles);
     assert_eq!(c.admin_group, "sandboxd-admin");
     assert_eq!((c.limits.max_sandboxes, c.limits.max_per_user), (256, 64));
+    assert_eq!(c.limits.share(1000), None, "no per-user cap unless set");
     assert!(c.dns.upstream.is_none() && c.secrets.is_empty());
 
     let c = config(
@@ -1395,6 +1396,8 @@ hosts = { "Mirror.corp.test" = ["10.0.0.5"], "Bücher.corp.test." = ["10.0.0.6"]
 [limits]
 max_sandboxes = 10
 max_per_user = 2
+user_memory = "16GiB"
+user_pids = 4096
 [tls]
 extra_roots = ["/etc/sandboxd/corp-ca.pem"]
 [secrets]
@@ -1417,6 +1420,11 @@ GH_TOKEN = { file = "/etc/sandboxd/secrets/gh-token", users = ["alice", "1000"] 
         ["10.0.0.6".parse::<std::net::IpAddr>().unwrap()]
     );
     assert_eq!((c.limits.max_sandboxes, c.limits.max_per_user), (10, 2));
+    let share = c.limits.share(1000).unwrap();
+    assert_eq!(
+        (share.uid, share.memory_bytes, share.pids),
+        (1000, Some(16 << 30), Some(4096))
+    );
     assert_eq!(
         c.tls.extra_roots,
         [PathBuf::from("/etc/sandboxd/corp-ca.pem")]
@@ -1437,6 +1445,17 @@ fn config_errors_name_file_line_and_key() {
         ("[limits]\nmax_sandboxes = 0\n", 2, "`limits.max_sandboxes`"),
         ("[limits]\nmax_per_user = -3\n", 2, "`limits.max_per_user`"),
         ("[limits]\nmax_total = 3\n", 2, "`limits.max_total`"),
+        (
+            "[limits]\nuser_memory = \"lots\"\n",
+            2,
+            "`limits.user_memory`",
+        ),
+        (
+            "[limits]\nuser_memory = \"4KiB\"\n",
+            2,
+            "`limits.user_memory`",
+        ),
+        ("[limits]\nuser_pids = 0\n", 2, "`limits.user_pids`"),
         ("[dns]\nupstream = [\"dns.example\"]\n", 2, "`dns.upstream`"),
         ("[dns]\nupstream = \"google\"\n", 2, "`dns.upstream`"),
         (

@@ -320,6 +320,7 @@ fn pids_limit() -> CgroupLimits {
     CgroupLimits {
         memory_bytes: None,
         pids: Some(256),
+        user: None,
     }
 }
 
@@ -654,6 +655,7 @@ async fn memory_limit_kills_a_balloon() {
     let limits = CgroupLimits {
         memory_bytes: Some(64 * MIB),
         pids: Some(64),
+        user: None,
     };
     let f = start(
         "balloon",
@@ -686,6 +688,7 @@ async fn pids_limit_stops_a_fork_bomb() {
     let limits = CgroupLimits {
         memory_bytes: Some(256 * MIB),
         pids: Some(max),
+        user: None,
     };
     let f = start(
         "forkbomb",
@@ -744,6 +747,7 @@ fn create_applies_limits_and_drop_removes() {
         &CgroupLimits {
             memory_bytes: Some(32 * MIB),
             pids: Some(10),
+            user: None,
         },
     )
     .expect("create");

@@ -393,8 +393,9 @@ impl Api {
             cwd: cwd.clone(),
             tty: start.tty,
         };
-        let plan = plan::build(&policy, &caller, req, &self.paths, &sockets)
+        let mut plan = plan::build(&policy, &caller, req, &self.paths, &sockets)
             .map_err(|e| refuse("network", Status::failed_precondition(e.to_string())))?;
+        plan.limits.user = self.registry.limits().share(caller.uid);
         // Nothing runs unaudited: the sandbox is built while its start is
         // written, and its command executes only once the record is on disk.
         // What the caller wrote is kept bounded: every run writes one.

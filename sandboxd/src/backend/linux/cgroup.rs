@@ -6,7 +6,9 @@
 //! three on a v1 host); the name is `run-DAEMONPID-ID` for one exec, or
 //! `pool-DAEMONPID-N` for a cgroup made ahead of time with its init and
 //! given its limits later
-//! ([`Cgroup::set_limits`]). A limit requested for a controller that no
+//! ([`Cgroup::set_limits`]). Where the daemon caps each user's sandboxes
+//! together ([`UserShare`]), an exec's cgroup is
+//! `sandboxd/user-UID/run-DAEMONPID-ID` instead. A limit requested for a controller that no
 //! hierarchy carries is an error: the sandbox is refused rather than run
 //! unlimited. The cpu controller carries no limit: it lets a long-running
 //! sandbox be made to yield the CPU ([`CpuGroup::make_idle`]), and a host
@@ -20,6 +22,19 @@ use std::time::{Duration, Instant};
 /// Limits to enforce; `None` leaves the controller unused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CgroupLimits {
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    /// The cap on all of its user's sandboxes together that this one
+    /// counts against, if the daemon sets one.
+    pub user: Option<UserShare>,
+}
+
+/// The memory and tasks all sandboxes of one uid may use together: their
+/// cgroups sit in `sandboxd/user-UID`, which carries these limits, so that
+/// one user's many sandboxes cannot take what the others' need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserShare {
+    pub uid: u32,
     pub memory_bytes: Option<u64>,
     pub pids: Option<u64>,
 }
@@ -226,21 +241,34 @@ fn places() -> Result<[(&'static str, Option<Place>); 3], CgroupError> {
     Ok(["memory", "pids", "cpu"].map(|c| (c, locate(&mounts, c, &v2_controllers))))
 }
 
-/// Removes the cgroups `sandboxd/<name>` for which `stale(name)` holds, in
-/// every hierarchy carrying memory, pids or cpu (e.g. the cgroups a daemon
-/// that is gone left behind). A cgroup that still has processes stays:
-/// rmdir refuses it.
+/// Removes the cgroups `sandboxd/<name>` and `sandboxd/user-UID/<name>`
+/// for which `stale(name)` holds, in every hierarchy carrying memory, pids
+/// or cpu (e.g. the cgroups a daemon that is gone left behind). A cgroup
+/// that still has processes stays: rmdir refuses it. The users'
+/// directories stay too: a running exec may be making a cgroup in one.
 pub fn remove_stale(stale: impl Fn(&str) -> bool) {
     let Ok(places) = places() else { return };
     for (_, place) in places {
         let Some(place) = place else { continue };
-        let Ok(entries) = fs::read_dir(place.mount.join(PARENT)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) && e.file_name().to_str().is_some_and(&stale)
-            {
-                let _ = fs::remove_dir(e.path());
+        let parent = place.mount.join(PARENT);
+        let users = fs::read_dir(&parent)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let user = format!("{USER_KIND}-");
+                e.file_name().to_str().is_some_and(|n| n.starts_with(&user))
+            });
+        for dir in std::iter::once(parent.clone()).chain(users.map(|e| e.path())) {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir())
+                    && e.file_name().to_str().is_some_and(&stale)
+                {
+                    let _ = fs::remove_dir(e.path());
+                }
             }
         }
     }
@@ -255,6 +283,7 @@ pub fn parent_caps(mem_total: u64, tasks: u64) -> CgroupLimits {
     CgroupLimits {
         memory_bytes: Some(mem_total.saturating_sub(kept).max(1 << 28)),
         pids: Some((tasks / 4 * 3).max(1024)),
+        user: None,
     }
 }
 
@@ -309,12 +338,7 @@ pub fn cap_parent() -> Result<CgroupLimits, CgroupError> {
 /// on v2, from the root down), and returns its path.
 fn parent_dir(controller: &str, place: &Place) -> Result<PathBuf, CgroupError> {
     let parent = place.mount.join(PARENT);
-    if !parent.is_dir() {
-        match fs::create_dir(&parent) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_err(&parent, e)),
-            _ => {}
-        }
-    }
+    make_dir(&parent)?;
     if place.version == Version::V2 {
         let on = format!("+{controller}");
         write(&place.mount.join("cgroup.subtree_control"), &on)?;
@@ -323,8 +347,52 @@ fn parent_dir(controller: &str, place: &Place) -> Result<PathBuf, CgroupError> {
     Ok(parent)
 }
 
+fn make_dir(path: &Path) -> Result<(), CgroupError> {
+    match fs::create_dir(path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// User directories whose caps this daemon has written, so that each is
+/// written once a run (lowering a v1 memory limit below what is in use
+/// would fail every later exec of that user).
+static CAPPED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// [`parent_dir`], then `user-UID` below it with the share's cap on
+/// `controller` (and the controller enabled for its children on v2).
+fn share_dir(controller: &str, place: &Place, share: &UserShare) -> Result<PathBuf, CgroupError> {
+    let dir = parent_dir(controller, place)?.join(format!("{USER_KIND}-{}", share.uid));
+    make_dir(&dir)?;
+    if place.version == Version::V2 {
+        write(
+            &dir.join("cgroup.subtree_control"),
+            &format!("+{controller}"),
+        )?;
+    }
+    let cap = match (controller, place.version) {
+        ("memory", Version::V1) => share.memory_bytes.map(|b| ("memory.limit_in_bytes", b)),
+        ("memory", Version::V2) => share.memory_bytes.map(|b| ("memory.max", b)),
+        ("pids", _) => share.pids.map(|n| ("pids.max", n)),
+        _ => None,
+    };
+    if let Some((file, value)) = cap {
+        let path = dir.join(file);
+        let mut capped = CAPPED.lock().unwrap_or_else(|p| p.into_inner());
+        if !capped.contains(&path) {
+            write(&path, &value.to_string())?;
+            capped.push(path);
+        }
+    }
+    Ok(dir)
+}
+
+/// The kind of the directories holding one user's sandboxes, `user-UID`.
+pub const USER_KIND: &str = "user";
+
 impl Cgroup {
-    /// Creates the cgroup(s) `sandboxd/<id>` with `limits` applied.
+    /// Creates the cgroup(s) `sandboxd/<id>` (or `sandboxd/user-UID/<id>`
+    /// with `limits.user`) with `limits` applied.
     pub fn create(id: &str, limits: &CgroupLimits) -> Result<Self, CgroupError> {
         if !valid_id(id) {
             return Err(CgroupError::InvalidId(id.to_owned()));
@@ -336,7 +404,7 @@ impl Cgroup {
         let mut cg = Cgroup { dirs: Vec::new() };
         for (name, place) in places {
             let Some(place) = place else { continue };
-            match cg.join(name, &place, id) {
+            match cg.join(name, &place, id, limits.user.as_ref()) {
                 // The cpu controller only serves fairness: without it the sandbox still runs.
                 Err(e) if name == "cpu" => tracing::debug!(error = %e, "no cpu cgroup"),
                 other => other?,
@@ -346,10 +414,20 @@ impl Cgroup {
         Ok(cg)
     }
 
-    /// Adds `controller` at `place`: makes `sandboxd/<id>` there unless
-    /// another controller's directory is already the same one.
-    fn join(&mut self, controller: &str, place: &Place, id: &str) -> Result<(), CgroupError> {
-        let parent = parent_dir(controller, place)?;
+    /// Adds `controller` at `place`: makes `sandboxd/<id>` (in the user's
+    /// directory with a share) there unless another controller's directory
+    /// is already the same one.
+    fn join(
+        &mut self,
+        controller: &str,
+        place: &Place,
+        id: &str,
+        share: Option<&UserShare>,
+    ) -> Result<(), CgroupError> {
+        let parent = match share {
+            Some(share) => share_dir(controller, place, share)?,
+            None => parent_dir(controller, place)?,
+        };
         let dir = match self.dirs.iter().position(|d| d.mount == place.mount) {
             Some(i) => i,
             None => {

@@ -624,6 +624,23 @@ fn sweep_cgroups() {
     });
 }
 
+/// Gives a pooled init `limits`: on its own cgroup, or, where its user's
+/// sandboxes share a cap, on a new cgroup in the user's directory that the
+/// init is moved into (the pool's is removed on a background thread).
+fn limit_pooled(r: Ready, id: &str, limits: &CgroupLimits) -> Result<Ready, CgroupError> {
+    if limits.user.is_none() {
+        return r.cgroup.set_limits(limits).map(|()| r);
+    }
+    let mut cgroup = Cgroup::create(&cgroup_name(RUN_KIND, id), limits)?;
+    cgroup.add(r.pid)?;
+    let mut r = r;
+    let pool_cgroup = std::mem::replace(&mut r.cgroup, cgroup);
+    let _ = std::thread::Builder::new()
+        .name("init-pool-drop".into())
+        .spawn(move || drop(pool_cgroup));
+    Ok(r)
+}
+
 /// Starts an init the direct way: cgroup with `limits`, clone (joining a
 /// pooled network namespace for loopback when one is ready), cgroup move.
 fn start_direct(
@@ -680,7 +697,7 @@ pub async fn spawn_with<T: Send>(
         NetPlan::Loopback => POOL.take_for(init_exe, true),
         NetPlan::Host => None,
     };
-    let limited = pooled.map(|r| r.cgroup.set_limits(limits).map(|()| r));
+    let limited = pooled.map(|r| limit_pooled(r, &spec.id, limits));
     let (pid, guard, cgroup, parent, netns) = match limited {
         Some(Ok(r)) => {
             let Ready {
