@@ -547,7 +547,9 @@ fn a_users_sandboxes_share_the_cap_the_daemon_sets_per_user() {
 fn cgroups_a_gone_daemon_left_are_removed_when_one_starts() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
-    d.agent(U1, &ws.path).run(&["exec", "--", "true"]).expect_code(0);
+    d.agent(U1, &ws.path)
+        .run(&["exec", "--", "true"])
+        .expect_code(0);
     drop(d);
     let parent = ["/sys/fs/cgroup/pids/sandboxd", "/sys/fs/cgroup/sandboxd"]
         .iter()

@@ -109,6 +109,11 @@ impl GitWatch {
         GitWatch { dirs }
     }
 
+    /// Whether no git directory is watched.
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+
     /// What changed since [`GitWatch::start`]; a changed `commondir` is
     /// moved to `commondir.sandboxd-ID`.
     pub fn changes(&self, id: &str) -> Vec<Change> {

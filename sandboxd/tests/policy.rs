@@ -847,6 +847,8 @@ fn allow_rules_are_not_applied_to_names_a_sandbox_may_have_placed() {
         ("wary.toml", "extends = \"cmds\"\napproval = \"untrusted\"\n"),
     ]);
     let in_workspace = |n: &str| (n == "ls").then(|| "`ls` is /ws/bin/ls".to_string());
+    let made =
+        |n: &str| (n.starts_with("./") || n == "env").then(|| format!("`{n}` is the sandbox's"));
     use Verdict::*;
     let cases: &[(&str, &[&str], Lookup, Verdict, &str)] = &[
         ("wary", &["ls"], NO_LOOKUP, Allow, "commands.allow"),
@@ -888,6 +890,35 @@ fn allow_rules_are_not_applied_to_names_a_sandbox_may_have_placed() {
             "not applied",
         ),
         ("wary", &["env", "ls"], &in_workspace, Prompt, "not applied"),
+        // A shell or wrapper the sandbox may have made runs instead.
+        (
+            "wary",
+            &["./bash", "-c", "ls"],
+            &made,
+            Prompt,
+            "`./bash` is the sandbox's",
+        ),
+        (
+            "wary",
+            &["env", "ls"],
+            &made,
+            Prompt,
+            "`env` is the sandbox's",
+        ),
+        (
+            "wary",
+            &["bash", "-c", "ls"],
+            &made,
+            Allow,
+            "commands.allow",
+        ),
+        (
+            "cmds",
+            &["./bash", "-c", "ls"],
+            &made,
+            Allow,
+            "commands.allow",
+        ),
         // PATH set on the way: nothing is known of where names are found.
         (
             "wary",
@@ -923,6 +954,34 @@ fn allow_rules_are_not_applied_to_names_a_sandbox_may_have_placed() {
             NO_LOOKUP,
             Prompt,
             "`PATH=/w` may set",
+        ),
+        (
+            "wary",
+            &["sh", "-c", "printf -v P''ATH /w; ls"],
+            NO_LOOKUP,
+            Prompt,
+            "not applied",
+        ),
+        (
+            "wary",
+            &["sh", "-c", "printf -v P\\ATH /w; ls"],
+            NO_LOOKUP,
+            Prompt,
+            "not applied",
+        ),
+        (
+            "wary",
+            &["sh", "-c", "export P\"ATH\"=/w; ls"],
+            NO_LOOKUP,
+            Prompt,
+            "not applied",
+        ),
+        (
+            "wary",
+            &["bash", "-c", "declare $'P\\x41TH'=/w; ls"],
+            NO_LOOKUP,
+            Prompt,
+            "not applied",
         ),
         (
             "wary",

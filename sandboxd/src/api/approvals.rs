@@ -17,7 +17,7 @@ use crate::policy::narrow::rule;
 use crate::policy::shell;
 use crate::policy::{
     command_parts, ApprovalMode, CommandPart, EffectivePolicy, Located, NetworkMode, Origin,
-    Profile, Refusal, Verdict,
+    Profile, Refusal, Verdict, NO_LOOKUP,
 };
 use crate::programs::Programs;
 use crate::supervisor::Control;
@@ -534,17 +534,23 @@ impl Approvals {
                 _ => None,
             })
             .collect();
-        let programs = Programs::new(policy, caller, &more_writable);
-        let (judged_by, argv) = (judged_by.clone(), start.argv.clone());
-        // Reading PATH's directories may block; so may a long script's reading.
-        let parts = tokio::task::spawn_blocking(move || {
-            command_parts(&judged_by, &argv, &|name| programs.made_by_sandbox(name))
-        })
-        .await
-        .map_err(|e| Refusal {
-            message: format!("judging the command failed: {e}"),
-            rule: "commands".to_string(),
-        })?;
+        let parts = if judged_by.commands.allow.is_empty() {
+            // No allow rule for where a name is found to spoil.
+            command_parts(judged_by, &start.argv, NO_LOOKUP)
+        } else {
+            let (judged_by, argv) = (judged_by.clone(), start.argv.clone());
+            let (policy, caller) = (policy.clone(), caller.clone());
+            // Reading PATH's directories may block.
+            tokio::task::spawn_blocking(move || {
+                let programs = Programs::new(&policy, &caller, &more_writable);
+                command_parts(&judged_by, &argv, &|name| programs.made_by_sandbox(name))
+            })
+            .await
+            .map_err(|e| Refusal {
+                message: format!("judging the command failed: {e}"),
+                rule: "commands".to_string(),
+            })?
+        };
         if let Some(p) = parts.iter().find(|p| p.decision.verdict == Verdict::Deny) {
             return Err(Refusal {
                 message: format!("command refused: {}", p.decision.reason),
@@ -1119,7 +1125,6 @@ mod tests {
     use super::*;
     use crate::policy::Decision;
     use crate::policy::PolicyStore;
-    use crate::policy::NO_LOOKUP;
     use std::os::unix::fs::PermissionsExt;
 
     fn part(words: &[&str], literal: bool) -> CommandPart {

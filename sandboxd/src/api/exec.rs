@@ -889,11 +889,14 @@ async fn record_end(
         s.stop().await;
     }
     let id = slot.id().to_string();
-    let git = tokio::task::spawn_blocking(move || {
-        watch.get().map(|w| w.changes(&id)).unwrap_or_default()
-    })
-    .await
-    .unwrap_or_default();
+    let git = match watch.get() {
+        Some(w) if !w.is_empty() => tokio::task::spawn_blocking(move || {
+            watch.get().map(|w| w.changes(&id)).unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     let mut record = match &exit {
         Some(e) => json!({
             "id": slot.id(),

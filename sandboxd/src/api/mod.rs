@@ -222,7 +222,11 @@ impl pb::sandbox_server::Sandbox for Api {
         request: Request<pb::CheckPolicyRequest>,
     ) -> Result<Response<pb::CheckPolicyResponse>, Status> {
         let caller = caller(&request)?;
-        self.policy_check(&caller, request.into_inner())
+        // It reads the caller's profiles and, as the caller, PATH's directories.
+        let api = self.clone();
+        tokio::task::spawn_blocking(move || api.policy_check(&caller, request.into_inner()))
+            .await
+            .map_err(|e| Status::internal(format!("checking the policy failed: {e}")))?
             .map(Response::new)
     }
 }

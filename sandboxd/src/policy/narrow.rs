@@ -638,7 +638,9 @@ fn judge(
     }
     let before = parts.len();
     // A rule naming the command itself applies however deep it is.
-    if let Some(own) = rule_match(profile, words, &shown, lookup) {
+    let own = rule_match(profile, words, &shown, lookup);
+    let ruled = own.is_some();
+    if let Some(own) = own {
         parts.push(part(own));
     }
     if depth > MAX_COMMAND_DEPTH {
@@ -665,7 +667,13 @@ fn judge(
     } else {
         lookup
     };
-    match shell::runs(words) {
+    let runs = shell::runs(words);
+    if !ruled && matches!(runs, Ok(Runs::Wrapped(_) | Runs::Script { .. })) {
+        if let Some(d) = doubted_runner(profile, words, &shown, lookup) {
+            parts.push(part(d));
+        }
+    }
+    match runs {
         Err(e) => parts.push(part(not_understood(profile, &e.0, &shown))),
         Ok(Runs::Itself) => {}
         Ok(Runs::Wrapped(w)) => judge(profile, &w, inner, depth + 1, budget, parts),
@@ -731,9 +739,18 @@ fn prefix(rule: &[String], words: &[Word], by_basename: bool) -> Prefix {
 }
 
 /// Whether a word may assign PATH (`PATH=...`, `export PATH`, a script
-/// doing either, `${PATH:=...}`): only `$PATH` and `${PATH}` surely read it.
-/// Errs towards yes (`echo PATH` counts).
+/// doing either, `${PATH:=...}`, `printf -v P''ATH`): only `$PATH` and
+/// `${PATH}` surely read it. Quotes and backslashes are taken out first,
+/// and a `$'...'` string may spell anything. Errs towards yes (`echo PATH`
+/// counts).
 fn may_set_path(word: &str) -> bool {
+    if word.contains("$'") {
+        return true;
+    }
+    let word: String = word
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+        .collect();
     let b = word.as_bytes();
     let ident = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
     word.match_indices("PATH").any(|(i, _)| {
@@ -773,7 +790,7 @@ fn rule_match(profile: &Profile, words: &[Word], shown: &str, lookup: Lookup) ->
                 reason: format!("`{shown}` starts with `{}`", shell::command_line(&r.value)),
             };
             match prefix(&r.value, words, verdict != Verdict::Allow) {
-                Prefix::Yes if verdict == Verdict::Allow && !words[0].text.contains('/') => {
+                Prefix::Yes if verdict == Verdict::Allow => {
                     match looked.get_or_insert_with(|| lookup(&words[0].text)) {
                         Some(why) => {
                             doubted.get_or_insert((named, why.clone()));
@@ -809,6 +826,25 @@ fn rule_match(profile: &Profile, words: &[Word], shown: &str, lookup: Lookup) ->
             reason: format!("`{shown}`: {why}, so {named} is not applied"),
             ..f
         }
+    })
+}
+
+/// A shell or wrapper that `lookup` doubts (`./bash -c ls`, or `env` found
+/// in the workspace): it runs instead of what it is asked to, so it is the
+/// approval mode's to decide, whatever rules allow the command it wraps.
+/// `None` where that mode allows anyway.
+fn doubted_runner(
+    profile: &Profile,
+    words: &[Word],
+    shown: &str,
+    lookup: Lookup,
+) -> Option<Decision> {
+    let why = lookup(&words[0].text)?;
+    let f = fallback(profile, shown);
+    (f.verdict != Verdict::Allow).then(|| Decision {
+        rule: format!("{} ({why})", f.rule),
+        reason: format!("`{shown}`: {why}"),
+        ..f
     })
 }
 
