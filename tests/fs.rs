@@ -583,6 +583,7 @@ fn a_commondir_left_by_a_sandbox_is_moved_aside_and_reported() {
         "git init -q --bare evil && \
          printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {}; false\"\\n' > evil/config && \
          echo ../evil > .git/commondir && mkdir -p .git/modules/sub && \
+         echo 'ref: refs/heads/main' > .git/modules/sub/HEAD && \
          echo '[core]' > .git/modules/sub/config && echo done",
         ran.display()
     );

@@ -1,12 +1,13 @@
 //! What a sandbox left in the git directory of a repository it could write
-//! that git on the host would act on, besides the `config` and `hooks` a
-//! profile protects: a `commondir` (git then takes config and hooks from
-//! where it points), `config.worktree`, and the config, hooks and
-//! `commondir` of each submodule (`modules/`) and linked worktree
-//! (`worktrees/`). Missing files cannot be mounted read-only, so they are
+//! that git on the host would act on: a `commondir` (git then takes config
+//! and hooks from where it points), `config`, `config.worktree` and hooks
+//! (a profile usually protects the workspace's own `config` and `hooks`,
+//! but not those of other write roots), the same of each submodule
+//! (`modules/`) and linked worktree (`worktrees/`), and the `.git` itself
+//! made or replaced. Missing files cannot be mounted read-only, so they are
 //! compared before and after the exec: a `commondir` made or changed is
-//! moved aside (no git command writes one into a repository's own git
-//! directory), and every change is recorded and told to the client.
+//! moved aside (no git command writes one over an existing repository's),
+//! and every change is recorded and told to the client.
 //!
 //! Runs as root in directories the caller owns: each name is looked at
 //! relative to the git directory's descriptor, never through a symlink,
@@ -14,35 +15,54 @@
 //! time, which every write, rename over it or chmod moves on.
 
 use nix::fcntl::{openat, readlinkat, renameat, AtFlags, OFlag};
-use nix::sys::stat::{fstatat, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, Mode, SFlag};
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// Entries looked at in one git directory, at most (a repository with
-/// hundreds of submodules is compared up to there).
+/// Entries looked at in one git directory, at most: past them the
+/// comparison is reported incomplete.
 const MAX_ENTRIES: usize = 4096;
-/// How deep submodule names nest under `modules/` (a name may hold `/`).
-const MAX_DEPTH: usize = 8;
+/// How deep directories nest under `modules/` (a submodule's name may hold
+/// `/`, and each has a `modules/` of its own): deeper is reported incomplete.
+const MAX_DEPTH: usize = 16;
+/// Directories of a git directory that hold no file git runs or takes
+/// settings from (objects, refs, logs, ...).
+const INERT: [&[u8]; 6] = [
+    b"objects",
+    b"refs",
+    b"logs",
+    b"info",
+    b"lfs",
+    b"packed-refs",
+];
 
-/// The watched git directories of one exec, as they were before it ran.
+/// The watched write roots of one exec, as they were before it ran.
 #[derive(Debug, Default)]
 pub struct GitWatch {
-    dirs: Vec<Watched>,
+    roots: Vec<Watched>,
 }
 
 #[derive(Debug)]
 struct Watched {
     /// `ROOT/.git`, as the caller knows it.
     shown: PathBuf,
-    fd: OwnedFd,
-    seen: Snapshot,
+    root: OwnedFd,
+    /// What `.git` was: device and inode, `None` when missing.
+    identity: Option<(u64, u64)>,
+    /// The git directory and what was in it, when it is the caller's.
+    dir: Option<(OwnedFd, Snapshot)>,
 }
 
 /// Relative path in the git directory → what it was.
-type Snapshot = BTreeMap<PathBuf, Print>;
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Snapshot {
+    prints: BTreeMap<PathBuf, Print>,
+    /// Not everything was looked at (too many entries, or too deep).
+    incomplete: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Print {
@@ -60,7 +80,8 @@ enum Print {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub path: PathBuf,
-    /// "created" or "changed".
+    /// "created", "changed", "replaced" (the `.git` itself) or
+    /// "not fully compared".
     pub what: &'static str,
     /// Where a `commondir` was moved; `Err` says why it could not be.
     pub moved: Option<Result<PathBuf, String>>,
@@ -70,72 +91,97 @@ impl Change {
     /// The change for a person: what, and what it means for git.
     pub fn describe(&self) -> String {
         let path = self.path.display();
+        let what = self.what;
         match &self.moved {
             Some(Ok(to)) => format!(
-                "the sandbox {} {path}, which points git at another directory's config and hooks: moved aside to {}",
-                self.what,
+                "the sandbox {what} {path}, which points git at another directory's config and hooks: moved aside to {}",
                 to.display()
             ),
             Some(Err(e)) => format!(
-                "the sandbox {} {path}, which points git at another directory's config and hooks, and it could not be moved aside ({e}): remove it before running git there",
-                self.what
+                "the sandbox {what} {path}, which points git at another directory's config and hooks, and it could not be moved aside ({e}): remove it before running git there"
+            ),
+            None if what == "not fully compared" => format!(
+                "{path} holds too many entries, or too deep, to be compared whole: look at its config, hooks and commondir files (modules/ and worktrees/ too) before running git there"
             ),
             None => format!(
-                "the sandbox {} {path}, which git on the host reads (config can name commands git runs, hooks are run): look at it before running git there",
-                self.what
+                "the sandbox {what} {path}, which git on the host reads (config can name commands git runs, hooks are run): look at it before running git there"
             ),
         }
     }
 }
 
 impl GitWatch {
-    /// Looks at `ROOT/.git` of each writable root that has one (a
-    /// directory, or a symlink to one) owned by `uid`.
+    /// Looks at `ROOT/.git` of each writable root: what it is, and, for a
+    /// directory (or a symlink to one) owned by `uid`, what is in it.
     pub fn start(write_roots: &[PathBuf], uid: u32) -> GitWatch {
-        let dirs = write_roots
+        let roots = write_roots
             .iter()
             .filter_map(|root| {
-                let shown = root.join(".git");
                 let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-                let fd = nix::fcntl::open(&shown, flags, Mode::empty()).ok()?;
-                let owner = nix::sys::stat::fstat(fd.as_fd()).ok()?.st_uid;
-                if owner != uid {
-                    return None;
-                }
-                let seen = snapshot(&fd);
-                Some(Watched { shown, fd, seen })
+                let root_fd = nix::fcntl::open(root, flags, Mode::empty()).ok()?;
+                let identity = identity(&root_fd);
+                let dir = open_gitdir(&root_fd)
+                    .filter(|fd| fstat(fd.as_fd()).is_ok_and(|st| st.st_uid == uid))
+                    .map(|fd| {
+                        let seen = snapshot(&fd);
+                        (fd, seen)
+                    });
+                Some(Watched {
+                    shown: root.join(".git"),
+                    root: root_fd,
+                    identity,
+                    dir,
+                })
             })
             .collect();
-        GitWatch { dirs }
+        GitWatch { roots }
     }
 
-    /// Whether no git directory is watched.
+    /// Whether nothing is watched.
     pub fn is_empty(&self) -> bool {
-        self.dirs.is_empty()
+        self.roots.is_empty()
     }
 
-    /// What changed since [`GitWatch::start`]; a changed `commondir` is
-    /// moved to `commondir.sandboxd-ID`.
+    /// What changed since [`GitWatch::start`]; a `commondir` made or
+    /// changed is moved to `commondir.sandboxd-ID` beside it.
     pub fn changes(&self, id: &str) -> Vec<Change> {
         let mut out = Vec::new();
-        for w in &self.dirs {
-            let now = snapshot(&w.fd);
-            for (rel, print) in &now {
-                let what = match w.seen.get(rel) {
+        for w in &self.roots {
+            let now = identity(&w.root);
+            if now != w.identity {
+                let what = match w.identity {
+                    None => "created",
+                    Some(_) if now.is_none() => continue,
+                    Some(_) => "replaced",
+                };
+                out.push(Change {
+                    path: w.shown.clone(),
+                    what,
+                    moved: None,
+                });
+                continue;
+            }
+            let Some((fd, seen)) = &w.dir else { continue };
+            let now = snapshot(fd);
+            for (rel, print) in &now.prints {
+                let what = match seen.prints.get(rel) {
                     None => "created",
                     Some(before) if before != print => "changed",
                     Some(_) => continue,
                 };
-                let moved = (rel == Path::new("commondir")).then(|| {
-                    let to = format!("commondir.sandboxd-{id}");
-                    renameat(w.fd.as_fd(), "commondir", w.fd.as_fd(), to.as_str())
-                        .map(|()| w.shown.join(&to))
-                        .map_err(|e| e.to_string())
-                });
+                let moved = (rel.file_name() == Some(OsStr::new("commondir")))
+                    .then(|| move_aside(fd, rel, id, &w.shown));
                 out.push(Change {
                     path: w.shown.join(rel),
                     what,
                     moved,
+                });
+            }
+            if now.incomplete || seen.incomplete {
+                out.push(Change {
+                    path: w.shown.clone(),
+                    what: "not fully compared",
+                    moved: None,
                 });
             }
         }
@@ -143,18 +189,49 @@ impl GitWatch {
     }
 }
 
-/// The watched files of one git directory.
+/// Device and inode of `.git` in `root` (the link itself if it is one).
+fn identity(root: &OwnedFd) -> Option<(u64, u64)> {
+    let st = fstatat(root.as_fd(), ".git", AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    Some((st.st_dev, st.st_ino))
+}
+
+/// `.git` in `root`, a directory or a symlink to one.
+fn open_gitdir(root: &OwnedFd) -> Option<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    openat(root.as_fd(), ".git", flags, Mode::empty()).ok()
+}
+
+/// Renames `rel` (a `commondir`) in the git directory to
+/// `commondir.sandboxd-ID` in the same directory.
+fn move_aside(gitdir: &OwnedFd, rel: &Path, id: &str, shown: &Path) -> Result<PathBuf, String> {
+    let to = format!("commondir.sandboxd-{id}");
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let dir = if parent.as_os_str().is_empty() {
+        gitdir.try_clone().map_err(|e| e.to_string())?
+    } else {
+        open_beneath(gitdir, parent).ok_or("its directory could not be opened")?
+    };
+    renameat(dir.as_fd(), "commondir", dir.as_fd(), to.as_str()).map_err(|e| e.to_string())?;
+    Ok(shown.join(parent).join(to))
+}
+
+/// `rel` below `dir`, each directory opened without following a symlink.
+fn open_beneath(dir: &OwnedFd, rel: &Path) -> Option<OwnedFd> {
+    let mut fd = dir.try_clone().ok()?;
+    for c in rel.components() {
+        fd = open_dir(&fd, c.as_os_str())?;
+    }
+    Some(fd)
+}
+
+/// The watched files of one git directory: its own, its linked
+/// worktrees', then its submodules'.
 fn snapshot(gitdir: &OwnedFd) -> Snapshot {
-    let mut s = Snapshot::new();
+    let mut s = Snapshot::default();
     let mut budget = MAX_ENTRIES;
-    for name in ["commondir", "config.worktree"] {
-        print_into(gitdir, Path::new(""), name, &mut s);
-    }
-    if let Some(modules) = open_dir(gitdir, "modules") {
-        walk_modules(&modules, Path::new("modules"), 0, &mut budget, &mut s);
-    }
+    own_files(gitdir, Path::new(""), &mut budget, &mut s);
     if let Some(worktrees) = open_dir(gitdir, "worktrees") {
-        for (name, _) in entries(&worktrees, &mut budget) {
+        for (name, _) in entries(&worktrees, &mut budget, &mut s) {
             if let Some(wt) = open_dir(&worktrees, &name) {
                 let rel = Path::new("worktrees").join(&name);
                 for file in ["commondir", "config.worktree"] {
@@ -163,30 +240,45 @@ fn snapshot(gitdir: &OwnedFd) -> Snapshot {
             }
         }
     }
+    if let Some(modules) = open_dir(gitdir, "modules") {
+        walk_modules(&modules, Path::new("modules"), 0, &mut budget, &mut s);
+    }
     s
 }
 
-/// Under `modules/`: each submodule's `config`, `config.worktree`,
-/// `commondir` and hooks, and the submodules named below it.
+/// A git directory's `config`, `config.worktree`, `commondir` and hooks.
+fn own_files(dir: &OwnedFd, rel: &Path, budget: &mut usize, s: &mut Snapshot) {
+    for file in ["config", "config.worktree", "commondir"] {
+        print_into(dir, rel, file, s);
+    }
+    if let Some(hooks) = open_dir(dir, "hooks") {
+        let hooks_rel = rel.join("hooks");
+        for (hook, _) in entries(&hooks, budget, s) {
+            print_into(&hooks, &hooks_rel, &hook, s);
+        }
+    }
+}
+
+/// Under `modules/`: each submodule's git directory (one holding `HEAD`)
+/// with [`own_files`] and its own `modules/`, and the directories of
+/// submodule names holding `/`.
 fn walk_modules(dir: &OwnedFd, rel: &Path, depth: usize, budget: &mut usize, s: &mut Snapshot) {
     if depth > MAX_DEPTH {
+        s.incomplete = true;
         return;
     }
-    for (name, is_dir) in entries(dir, budget) {
+    let listed = entries(dir, budget, s);
+    let gitdir = listed.iter().any(|(n, _)| n == "HEAD");
+    if gitdir {
+        own_files(dir, rel, budget, s);
+    }
+    for (name, is_dir) in listed {
         let n = name.as_bytes();
-        if n == b"config" || n == b"config.worktree" || n == b"commondir" {
-            print_into(dir, rel, &name, s);
-        } else if n == b"hooks" {
-            if let Some(hooks) = open_dir(dir, &name) {
-                let hooks_rel = rel.join("hooks");
-                for (hook, _) in entries(&hooks, budget) {
-                    print_into(&hooks, &hooks_rel, &hook, s);
-                }
-            }
-        } else if is_dir && !matches!(n, b"objects" | b"refs" | b"logs" | b"info" | b"lfs") {
-            if let Some(sub) = open_dir(dir, &name) {
-                walk_modules(&sub, &rel.join(&name), depth + 1, budget, s);
-            }
+        if !is_dir || n == b"hooks" || (gitdir && INERT.contains(&n)) {
+            continue;
+        }
+        if let Some(sub) = open_dir(dir, &name) {
+            walk_modules(&sub, &rel.join(&name), depth + 1, budget, s);
         }
     }
 }
@@ -197,12 +289,14 @@ fn open_dir(dir: &OwnedFd, name: impl AsRef<OsStr>) -> Option<OwnedFd> {
     openat(dir.as_fd(), name.as_ref(), flags, Mode::empty()).ok()
 }
 
-/// The entries of `dir` (name, whether a directory), taking from `budget`.
-fn entries(dir: &OwnedFd, budget: &mut usize) -> Vec<(std::ffi::OsString, bool)> {
-    let Ok(d) = nix::dir::Dir::from_fd(match dir.try_clone() {
-        Ok(fd) => fd,
-        Err(_) => return Vec::new(),
-    }) else {
+/// The entries of `dir` (name, whether a directory), taking from `budget`;
+/// past it the snapshot is incomplete.
+fn entries(dir: &OwnedFd, budget: &mut usize, s: &mut Snapshot) -> Vec<(OsString, bool)> {
+    let Some(d) = dir
+        .try_clone()
+        .ok()
+        .and_then(|fd| nix::dir::Dir::from_fd(fd).ok())
+    else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -212,10 +306,17 @@ fn entries(dir: &OwnedFd, budget: &mut usize) -> Vec<(std::ffi::OsString, bool)>
             continue;
         }
         if *budget == 0 {
+            s.incomplete = true;
             break;
         }
         *budget -= 1;
-        let is_dir = e.file_type() == Some(nix::dir::Type::Directory);
+        let is_dir = match e.file_type() {
+            Some(t) => t == nix::dir::Type::Directory,
+            // Some file systems do not say: ask.
+            None => fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+            }),
+        };
         out.push((name.to_os_string(), is_dir));
     }
     out.sort();
@@ -241,7 +342,7 @@ fn print_into(dir: &OwnedFd, rel: &Path, name: impl AsRef<OsStr>, s: &mut Snapsh
             _ => Print::Other,
         },
     };
-    s.insert(rel.join(name), print);
+    s.prints.insert(rel.join(name), print);
 }
 
 #[cfg(test)]
@@ -254,74 +355,121 @@ mod tests {
         std::fs::write(p, text).unwrap();
     }
 
+    /// (path below `git`, what, moved aside) of each change.
+    fn seen(changes: Vec<Change>, git: &Path) -> Vec<(String, &'static str, bool)> {
+        let mut got: Vec<_> = changes
+            .into_iter()
+            .map(|c| {
+                let rel = c.path.strip_prefix(git).unwrap().display().to_string();
+                (rel, c.what, c.moved.is_some_and(|m| m.is_ok()))
+            })
+            .collect();
+        got.sort();
+        got
+    }
+
     /// What the watch reports, and what it moves, for each kind of change.
     #[test]
-    fn changes_that_redirect_git_are_reported_and_commondir_moved_aside() {
+    fn changes_that_redirect_git_are_reported_and_commondirs_moved_aside() {
         let t = tempfile::tempdir().unwrap();
         let ws = t.path().join("ws");
         let git = ws.join(".git");
         write(&git.join("HEAD"), "ref: refs/heads/main\n");
-        write(&git.join("modules/a/config"), "[core]\n");
+        write(&git.join("hooks/pre-commit.sample"), "");
+        for m in ["a", "info"] {
+            write(&git.join(format!("modules/{m}/HEAD")), "");
+            write(&git.join(format!("modules/{m}/config")), "[core]\n");
+        }
         write(&git.join("modules/a/hooks/pre-commit.sample"), "");
         write(&git.join("modules/a/objects/xx"), "");
         write(&git.join("worktrees/w/commondir"), "../..\n");
-        let nothing = t.path().join("plain");
-        std::fs::create_dir_all(&nothing).unwrap();
+        let bare = t.path().join("bare");
+        std::fs::create_dir_all(&bare).unwrap();
 
-        let watch = GitWatch::start(&[ws.clone(), nothing], 0);
+        let watch = GitWatch::start(&[ws.clone(), bare.clone()], 0);
         assert!(watch.changes("0").is_empty(), "nothing changed yet");
 
         write(&git.join("commondir"), "../evil\n");
-        write(&git.join("modules/a/config"), "[core]\nfsmonitor = x\n");
+        write(&git.join("config"), "[core]\n\tfsmonitor = x\n");
+        write(&git.join("hooks/pre-commit"), "");
+        write(&git.join("modules/a/config"), "[core]\n\tfsmonitor = x\n");
+        write(
+            &git.join("modules/info/config"),
+            "[core]\n\tfsmonitor = x\n",
+        );
         write(&git.join("modules/a/hooks/post-checkout"), "");
-        write(&git.join("modules/a/sub/b/config"), "");
+        write(&git.join("modules/a/modules/b/HEAD"), "");
+        write(&git.join("modules/a/modules/b/commondir"), "/x\n");
         write(&git.join("modules/a/objects/yy"), "");
         write(&git.join("worktrees/w/commondir"), "/elsewhere\n");
-        write(&git.join("config"), "[core]\n");
         symlink("/etc/passwd", git.join("config.worktree")).unwrap();
+        write(&bare.join(".git/config"), "");
 
-        let mut got: Vec<(String, &str, bool)> = watch
-            .changes("ID")
-            .into_iter()
-            .map(|c| {
-                let rel = c.path.strip_prefix(&git).unwrap().display().to_string();
-                (rel, c.what, c.moved.is_some())
-            })
-            .collect();
-        got.sort();
         let want = [
             ("commondir", "created", true),
+            ("config", "created", false),
             ("config.worktree", "created", false),
+            ("hooks/pre-commit", "created", false),
             ("modules/a/config", "changed", false),
             ("modules/a/hooks/post-checkout", "created", false),
-            ("modules/a/sub/b/config", "created", false),
-            ("worktrees/w/commondir", "changed", false),
+            ("modules/a/modules/b/commondir", "created", true),
+            ("modules/info/config", "changed", false),
+            ("worktrees/w/commondir", "changed", true),
         ];
+        let changes = watch.changes("ID");
+        let (in_bare, in_ws): (Vec<_>, Vec<_>) =
+            changes.into_iter().partition(|c| c.path.starts_with(&bare));
         let want: Vec<(String, &str, bool)> = want
             .iter()
             .map(|(p, w, m)| (p.to_string(), *w, *m))
             .collect();
-        assert_eq!(got, want);
+        assert_eq!(seen(in_ws, &git), want);
+        // A `.git` made where there was none.
+        assert_eq!(
+            seen(in_bare, &bare),
+            [(".git".to_string(), "created", false)]
+        );
         assert!(!git.join("commondir").exists());
         assert_eq!(
             std::fs::read_to_string(git.join("commondir.sandboxd-ID")).unwrap(),
             "../evil\n"
         );
+        assert!(git.join("worktrees/w/commondir.sandboxd-ID").exists());
+
         // A hook made executable is a change too.
         let watch = GitWatch::start(std::slice::from_ref(&ws), 0);
         assert!(
-            GitWatch::start(std::slice::from_ref(&ws), 1000)
-                .dirs
-                .is_empty(),
+            GitWatch::start(std::slice::from_ref(&ws), 1000).roots[0]
+                .dir
+                .is_none(),
             "not the caller's"
         );
         let hook = git.join("modules/a/hooks/post-checkout");
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let c = watch.changes("2");
-        assert_eq!(c.len(), 1, "{c:?}");
         assert_eq!(
-            (c[0].path.as_path(), c[0].what),
-            (hook.as_path(), "changed")
+            seen(watch.changes("2"), &git),
+            [(
+                "modules/a/hooks/post-checkout".to_string(),
+                "changed",
+                false
+            )]
         );
+
+        // The `.git` moved away and another made in its place.
+        let watch = GitWatch::start(std::slice::from_ref(&ws), 0);
+        std::fs::rename(&git, ws.join("old")).unwrap();
+        write(&git.join("config"), "");
+        assert_eq!(
+            seen(watch.changes("3"), &ws),
+            [(".git".to_string(), "replaced", false)]
+        );
+
+        // Past its entries, a comparison says it is incomplete.
+        for i in 0..=MAX_ENTRIES {
+            std::fs::create_dir_all(git.join(format!("modules/m{i}"))).unwrap();
+        }
+        let watch = GitWatch::start(std::slice::from_ref(&ws), 0);
+        let got = seen(watch.changes("4"), &ws);
+        assert_eq!(got, [(".git".to_string(), "not fully compared", false)]);
     }
 }
