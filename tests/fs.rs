@@ -424,7 +424,19 @@ fn deny_read_files_and_dirs_are_unreadable() {
         ws = ws.path.display()
     );
     let out = d.sh(U1, &ws.path, &["--profile", "secretive"], &script);
+    // The embedded read-only profile hides the same keys.
+    let read_only = d.sh(
+        U1,
+        &ws.path,
+        &["--profile", "read-only"],
+        &format!("cat {}; cat visible.txt", key.display()),
+    );
     let _ = std::fs::remove_file(&key);
+    assert!(read_only.stdout.contains("visible"), "{}", read_only.stderr);
+    assert!(
+        !read_only.stdout.contains("PRIVATE KEY"),
+        "read-only leaked the key"
+    );
     assert!(out.stdout.contains("visible"), "{}", out.stderr);
     for secret in ["PRIVATE KEY", "TOPSECRET", "DOTENV", key_name.as_str()] {
         assert!(
