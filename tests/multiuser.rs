@@ -474,7 +474,7 @@ fn a_users_sandboxes_share_the_cap_the_daemon_sets_per_user() {
             "--",
             "/bin/sh",
             "-c",
-            "i=0; while [ $i -lt 30 ]; do sleep 60 & i=$((i+1)); done; touch held; wait",
+            "i=0; while [ $i -lt 30 ]; do sleep 59 & i=$((i+1)); done; touch held; wait",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -510,9 +510,10 @@ fn a_users_sandboxes_share_the_cap_the_daemon_sets_per_user() {
     );
     assert_eq!(forked(U2, &ws2), 30, "uid {U2} is held by uid {U1}'s cap");
     // On the host: the holder's tasks are in uid 1000's cgroup, capped.
-    let sleeper = pids_matching("sleep 60")
+    let ours = d.descendants();
+    let sleeper = pids_matching("sleep 59")
         .into_iter()
-        .next()
+        .find(|p| ours.contains(p))
         .expect("a sleep of the holder");
     let groups = std::fs::read_to_string(format!("/proc/{sleeper}/cgroup")).unwrap();
     let pids_line = groups
@@ -535,8 +536,10 @@ fn a_users_sandboxes_share_the_cap_the_daemon_sets_per_user() {
     let _ = holder.kill();
     let _ = holder.wait();
     assert!(
-        eventually(Duration::from_secs(10), || pids_matching("sleep 60")
-            .is_empty()),
+        eventually(Duration::from_secs(10), || {
+            let ours = d.descendants();
+            !pids_matching("sleep 59").iter().any(|p| ours.contains(p))
+        }),
         "the holder's tasks outlived it"
     );
 }
@@ -580,4 +583,41 @@ fn cgroups_a_gone_daemon_left_are_removed_when_one_starts() {
         left.iter().filter(|l| l.exists()).collect::<Vec<_>>()
     );
     let _ = std::fs::remove_dir(parent.join("user-4321"));
+}
+
+/// A sandbox's command may have its uid hold half the tasks all sandboxes
+/// together may (its RLIMIT_NPROC, which the kernel counts over every task
+/// of the uid), so that one user cannot take the tasks every other user's
+/// sandboxes need, even where no `user_pids` caps them; a larger
+/// `user_pids` raises it.
+#[test]
+fn one_user_may_hold_half_the_sandboxes_tasks_by_default() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let nproc = "import resource; print(resource.getrlimit(resource.RLIMIT_NPROC)[0])";
+    let out = py(&d, U1, &ws.path, nproc);
+    out.expect_code(0);
+    let all = [
+        "/sys/fs/cgroup/pids/sandboxd/pids.max",
+        "/sys/fs/cgroup/sandboxd/pids.max",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .expect("the sandboxes' pids cap");
+    let all: u64 = all.trim().parse().unwrap();
+    assert_eq!(out.stdout.trim(), (all / 2).to_string());
+    // Another uid: the users' cgroups are the host's, shared by daemons.
+    let d = Daemon::builder()
+        .config("[limits]\nuser_pids = 1000000")
+        .start();
+    let ws = Dir::new(U3);
+    let out = py(&d, U3, &ws.path, nproc);
+    // Never above the hard limit the daemon has.
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut hard) }, 0);
+    let want = hard.rlim_max.min(1_000_000).max(all / 2);
+    assert_eq!(out.stdout.trim(), want.to_string(), "{}", out.stderr);
 }

@@ -44,6 +44,16 @@ pub struct DaemonLimits {
 }
 
 impl DaemonLimits {
+    /// The RLIMIT_NPROC of a sandbox's command run as `uid`, which counts
+    /// all tasks of that uid on the host (its other sandboxes' and its own
+    /// outside them): half of what all sandboxes together may have, or
+    /// `user_pids` where that is more (it caps the sandboxes alone). None
+    /// for root, which it does not bind.
+    pub fn tasks_per_user(&self, uid: u32) -> Option<u64> {
+        let half = crate::backend::linux::cgroup::default_user_tasks();
+        (uid != 0).then(|| self.user_pids.map_or(half, |n| n.max(half)))
+    }
+
     /// The cap `uid`'s sandboxes share, when one is set.
     pub fn share(&self, uid: u32) -> Option<crate::backend::linux::cgroup::UserShare> {
         (self.user_memory.is_some() || self.user_pids.is_some()).then_some(

@@ -234,6 +234,8 @@ pub fn build(
         net,
         tty: req.tty,
         nofile: crate::backend::linux::rlimit::for_sandboxes(),
+        // The daemon's to add (see `DaemonLimits::tasks_per_user`).
+        nproc: None,
     };
     Ok(Plan {
         spec,

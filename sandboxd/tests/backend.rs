@@ -74,6 +74,7 @@ fn sandbox(cwd: &Path, script: &str) -> Sandbox {
         net: NetPlan::Loopback,
         tty: false,
         nofile: (512, 2048),
+        nproc: None,
     };
     Sandbox {
         spec,

@@ -396,6 +396,7 @@ impl Api {
         let mut plan = plan::build(&policy, &caller, req, &self.paths, &sockets)
             .map_err(|e| refuse("network", Status::failed_precondition(e.to_string())))?;
         plan.limits.user = self.registry.limits().share(caller.uid);
+        plan.spec.nproc = self.registry.limits().tasks_per_user(caller.uid);
         // Nothing runs unaudited: the sandbox is built while its start is
         // written, and its command executes only once the record is on disk.
         // What the caller wrote is kept bounded: every run writes one.

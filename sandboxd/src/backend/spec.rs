@@ -68,6 +68,9 @@ pub struct SandboxSpec {
     pub tty: bool,
     /// The command's RLIMIT_NOFILE (soft, hard): not the daemon's raised one.
     pub nofile: (u64, u64),
+    /// The command's RLIMIT_NPROC: how many tasks its uid may have on the
+    /// host before it may fork no more (`None`: left as it is).
+    pub nproc: Option<u64>,
 }
 
 /// The caller's identity, which the command runs as.

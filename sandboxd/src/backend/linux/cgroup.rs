@@ -287,6 +287,20 @@ pub fn parent_caps(mem_total: u64, tasks: u64) -> CgroupLimits {
     }
 }
 
+/// How many tasks one user's sandboxes may have by default (as their
+/// RLIMIT_NPROC): half of what all sandboxes together may, so that one user
+/// cannot take every task the others' need.
+pub fn default_user_tasks() -> u64 {
+    static TASKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TASKS.get_or_init(|| {
+        let all = host_size()
+            .map(|(mem, tasks)| parent_caps(mem, tasks).pids)
+            .ok()
+            .flatten();
+        all.unwrap_or(8192) / 2
+    })
+}
+
 /// A number in a /proc file.
 fn proc_number(path: &Path) -> Result<u64, CgroupError> {
     fs::read_to_string(path)

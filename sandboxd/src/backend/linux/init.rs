@@ -474,6 +474,9 @@ fn command_child(
     if let Err(e) = rlimit::set(spec.nofile) {
         return fail("set the descriptor limit", None, &e);
     }
+    if let Some(Err(e)) = spec.nproc.map(rlimit::set_nproc) {
+        return fail("set the task limit", None, &e);
+    }
     if let Err(e) = creds::drop_to(&spec.creds) {
         return fail("drop privileges", None, &e);
     }

@@ -1,7 +1,8 @@
 //! The daemon's descriptor limit. Every tunnel costs it six descriptors
 //! and every client one, across all sandboxes, so it raises its own limit
 //! at start; a sandbox's command gets back the limit the daemon was
-//! started with, not the raised one.
+//! started with, not the raised one. And the task limit a sandbox's
+//! command gets, which counts every task of its uid on the host.
 
 use std::sync::OnceLock;
 
@@ -24,13 +25,32 @@ fn get() -> std::io::Result<(u64, u64)> {
 }
 
 /// Sets RLIMIT_NOFILE of the calling process (async-signal-safe: one syscall).
-pub fn set((soft, hard): (u64, u64)) -> std::io::Result<()> {
+pub fn set(limits: (u64, u64)) -> std::io::Result<()> {
+    set_limit(libc::RLIMIT_NOFILE, limits)
+}
+
+/// Lowers RLIMIT_NPROC (soft and hard) of the calling process to `n`, or
+/// to the hard limit it has where that is lower (async-signal-safe).
+pub fn set_nproc(n: u64) -> std::io::Result<()> {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut l) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = n.min(l.rlim_max);
+    set_limit(libc::RLIMIT_NPROC, (n, n))
+}
+
+fn set_limit(resource: libc::__rlimit_resource_t, (soft, hard): (u64, u64)) -> std::io::Result<()> {
     let l = libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,
     };
     // SAFETY: setrlimit reads the struct it is given.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) } != 0 {
+    if unsafe { libc::setrlimit(resource, &l) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
