@@ -137,9 +137,10 @@ impl GitWatch {
         GitWatch { roots }
     }
 
-    /// Whether nothing is watched.
-    pub fn is_empty(&self) -> bool {
-        self.roots.is_empty()
+    /// Whether comparing reads directories (a git directory of the
+    /// caller's is watched), rather than only looking `.git` up.
+    pub fn reads_dirs(&self) -> bool {
+        self.roots.iter().any(|w| w.dir.is_some())
     }
 
     /// What changed since [`GitWatch::start`]; a `commondir` made or

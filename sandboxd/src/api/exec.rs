@@ -891,12 +891,14 @@ async fn record_end(
     }
     let id = slot.id().to_string();
     let git = match watch.get() {
-        Some(w) if !w.is_empty() => tokio::task::spawn_blocking(move || {
+        Some(w) if w.reads_dirs() => tokio::task::spawn_blocking(move || {
             watch.get().map(|w| w.changes(&id)).unwrap_or_default()
         })
         .await
         .unwrap_or_default(),
-        _ => Vec::new(),
+        // One lookup of `.git` a root.
+        Some(w) => w.changes(&id),
+        None => Vec::new(),
     };
     let mut record = match &exit {
         Some(e) => json!({
