@@ -239,17 +239,35 @@ fn leave_caller(saved: &Saved) -> io::Result<()> {
     )
 }
 
+/// Puts the thread's credentials back if `f` panics: a pooled thread left
+/// with the caller's would run later work as them.
+struct Unwinding(Option<Saved>);
+
+impl Drop for Unwinding {
+    fn drop(&mut self) {
+        if let Some(saved) = self.0.take() {
+            if leave_caller(&saved).is_err() {
+                std::process::abort();
+            }
+        }
+    }
+}
+
 /// Runs `f` with the caller's effective credentials (on the calling
-/// thread, restored before returning).
+/// thread, restored before returning, or unwinding).
 pub fn as_caller<T>(creds: &Credentials, f: impl FnOnce() -> T) -> Result<T, PathError> {
     let fail = |step, e: io::Error| PathError {
         step,
         path: PathBuf::new(),
         reason: e.to_string(),
     };
-    let saved = become_caller(creds).map_err(|e| fail("become caller", e))?;
+    let mut guard = Unwinding(Some(
+        become_caller(creds).map_err(|e| fail("become caller", e))?,
+    ));
     let result = f();
-    leave_caller(&saved).map_err(|e| fail("return from caller credentials", e))?;
+    if let Some(saved) = guard.0.take() {
+        leave_caller(&saved).map_err(|e| fail("return from caller credentials", e))?;
+    }
     Ok(result)
 }
 
@@ -308,6 +326,21 @@ mod tests {
             gid,
             groups: vec![gid],
         }
+    }
+
+    #[test]
+    fn a_panic_as_the_caller_leaves_the_thread_as_it_was() {
+        let caller = Credentials {
+            uid: 1000,
+            gid: 1000,
+            groups: vec![],
+        };
+        let inside = as_caller(&caller, || unsafe { libc::geteuid() }).unwrap();
+        assert_eq!(inside, 1000);
+        let r = std::panic::catch_unwind(|| as_caller(&caller, || panic!("inside")));
+        assert!(r.is_err());
+        // SAFETY: trivial getters.
+        assert_eq!(unsafe { (libc::geteuid(), libc::getegid()) }, (0, 0));
     }
 
     #[test]
