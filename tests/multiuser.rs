@@ -621,3 +621,34 @@ fn one_user_may_hold_half_the_sandboxes_tasks_by_default() {
     let want = hard.rlim_max.min(1_000_000).max(all / 2);
     assert_eq!(out.stdout.trim(), want.to_string(), "{}", out.stderr);
 }
+
+/// A daemon stopped by SIGTERM removes its cgroups, its pre-started
+/// inits' included, rather than leave them to the next one to start.
+#[test]
+fn a_daemon_stopping_leaves_no_cgroup_of_its_own() {
+    let mut d = Daemon::start();
+    let ws = Dir::new(U1);
+    d.agent(U1, &ws.path)
+        .run(&["exec", "--", "true"])
+        .expect_code(0);
+    let parent = ["/sys/fs/cgroup/pids/sandboxd", "/sys/fs/cgroup/sandboxd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_dir())
+        .expect("the sandboxes' cgroup");
+    let mine = format!("-{}-", d.pid());
+    let left = || -> Vec<String> {
+        std::fs::read_dir(&parent)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(&mine))
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || !left().is_empty()),
+        "no pre-started init's cgroup while it runs"
+    );
+    d.stop();
+    assert_eq!(left(), Vec::<String>::new());
+}

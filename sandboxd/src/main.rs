@@ -277,6 +277,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
         if killed > 0 {
             tracing::info!(killed, "sandboxes killed");
         }
+        let closing = tokio::task::spawn_blocking(sandboxd::backend::linux::close_pool);
         let _ = stop_tx.send(());
         // Sandboxes end within moments of their kill, their ends recorded
         // whether or not their clients read; connections then close.
@@ -285,6 +286,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = tokio::time::timeout_at(deadline, server).await;
+        let _ = tokio::time::timeout_at(deadline, closing).await;
         if let Err(e) = std::fs::remove_file(&config.socket) {
             tracing::warn!(socket = %config.socket.display(), error = %e, "removing the socket");
         }

@@ -20,4 +20,4 @@ pub mod rlimit;
 pub mod seccomp;
 pub mod spawn;
 
-pub use spawn::{prefill, spawn, spawn_with, SpawnError, Spawned};
+pub use spawn::{close_pool, prefill, spawn, spawn_with, SpawnError, Spawned};

@@ -507,6 +507,8 @@ struct PoolState {
     pending: usize,
     /// Whether stale pool cgroups of earlier daemons were looked for.
     swept: bool,
+    /// The daemon is going away: nothing is taken or started any more.
+    closed: bool,
 }
 
 /// Pre-started sandbox inits, refilled by short-lived background threads
@@ -523,6 +525,7 @@ static POOL: Pool = Pool {
         ready: Vec::new(),
         pending: 0,
         swept: false,
+        closed: false,
     }),
 };
 
@@ -532,12 +535,27 @@ pub fn prefill(init_exe: &Path) {
     drop(POOL.take_for(init_exe, false));
 }
 
+/// Ends the pool's inits and removes their cgroups, and starts no more:
+/// for a daemon going away (a later one would remove the cgroups, but
+/// only once it starts). Blocks until they are gone.
+pub fn close_pool() {
+    let ready = {
+        let mut st = POOL.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.closed = true;
+        std::mem::take(&mut st.ready)
+    };
+    drop(ready);
+}
+
 impl Pool {
     /// Takes a live ready init for `init_exe` if `take` and one is there, and
     /// starts refilling. Inits for another binary, or dead ones, are dropped
     /// on a background thread (dropping waits for their cgroups to empty).
     fn take_for(&'static self, init_exe: &Path, take: bool) -> Option<Ready> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.closed {
+            return None;
+        }
         let mut discard = Vec::new();
         if st.exe.as_deref() != Some(init_exe) {
             st.exe = Some(init_exe.to_path_buf());
@@ -592,7 +610,7 @@ impl Pool {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.pending -= 1;
         match made {
-            Ok(r) if st.exe.as_deref() == Some(exe) => st.ready.push(r),
+            Ok(r) if st.exe.as_deref() == Some(exe) && !st.closed => st.ready.push(r),
             // The pool moved on to another binary meanwhile.
             Ok(r) => {
                 drop(st);
