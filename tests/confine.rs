@@ -129,6 +129,56 @@ print("fork_ok", os.waitpid(pid, 0)[1] >> 8, 0)
     assert_ne!(out.code, 0);
 }
 
+/// A command cannot leave a set-user-ID or set-group-ID program behind (in
+/// the workspace, any user on the host could run it as the caller), by
+/// chmod or by creating a file with that mode; other modes are set as ever.
+#[test]
+fn setuid_and_setgid_bits_cannot_be_set() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let code = r#"
+import os, stat
+open("plain", "w").close()
+fd = os.open("plain", os.O_RDONLY)
+def try_(name, f):
+    try:
+        f()
+        print(name, "ok")
+    except OSError as e:
+        print(name, e.errno)
+try_("chmod_suid", lambda: os.chmod("plain", 0o4755))
+try_("chmod_sgid", lambda: os.chmod("plain", 0o2755))
+try_("fchmod_suid", lambda: os.fchmod(fd, 0o4755))
+try_("open_suid", lambda: os.close(os.open("made", os.O_CREAT | os.O_WRONLY, 0o4755)))
+try_("mknod_suid", lambda: os.mknod("node", 0o6755 | stat.S_IFREG))
+try_("chmod_plain", lambda: os.chmod("plain", 0o755))
+"#;
+    let out = py(&d, U1, &ws.path, code);
+    out.expect_code(0);
+    let got: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        got,
+        [
+            "chmod_suid 1",
+            "chmod_sgid 1",
+            "fchmod_suid 1",
+            "open_suid 1",
+            "mknod_suid 1",
+            "chmod_plain ok",
+        ],
+        "{}",
+        out.stderr
+    );
+    // On the host: no such bit, and nothing made with one.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(ws.join("plain"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755);
+    assert!(!ws.join("made").exists() && !ws.join("node").exists());
+}
+
 #[test]
 fn host_pids_are_invisible_and_unkillable() {
     let d = Daemon::start();

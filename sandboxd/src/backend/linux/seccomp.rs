@@ -3,7 +3,9 @@
 //! surfaces a confined command has no business with: debugging other
 //! processes, mounts and namespaces, kernel modules and kexec, BPF, perf,
 //! keyrings, io_uring, userfaultfd, terminal input injection, exotic socket
-//! families, and any call through a foreign ABI (i386 `int 0x80`, x32).
+//! families, setuid and setgid mode bits (a program the command leaves
+//! set-user-ID would let any other user on the host act as the caller),
+//! and any call through a foreign ABI (i386 `int 0x80`, x32).
 //! `clone3` gets ENOSYS: its flags sit in memory a filter cannot read, and
 //! the C library falls back to `clone`, whose flags are checked.
 
@@ -188,13 +190,56 @@ fn argument_rules() -> Result<Vec<(libc::c_long, Vec<SeccompRule>)>, SeccompErro
         .iter()
         .map(|&p| cond(0, SeccompCmpOp::Ne, p))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(vec![
+    let mut rules = vec![
         (libc::SYS_clone, clone),
         (libc::SYS_ioctl, ioctl),
         (libc::SYS_socket, family()?),
         (libc::SYS_socketpair, family()?),
         (libc::SYS_personality, vec![SeccompRule::new(personality)?]),
-    ])
+    ];
+    for (nr, arg) in MODE_ARGS {
+        rules.push((nr, set_id_bits(arg)?));
+    }
+    Ok(rules)
+}
+
+/// The calls that give a file its mode, and which argument holds it: a
+/// mode with the setuid or setgid bit is refused (C libraries pass 0 as
+/// the mode of an `open` that creates nothing).
+#[cfg(target_arch = "x86_64")]
+const MODE_ARGS: [(libc::c_long, u8); 9] = [
+    (libc::SYS_chmod, 1),
+    (libc::SYS_fchmod, 1),
+    (libc::SYS_fchmodat, 2),
+    (libc::SYS_fchmodat2, 2),
+    (libc::SYS_open, 2),
+    (libc::SYS_creat, 1),
+    (libc::SYS_openat, 3),
+    (libc::SYS_mknod, 1),
+    (libc::SYS_mknodat, 2),
+];
+#[cfg(target_arch = "aarch64")]
+const MODE_ARGS: [(libc::c_long, u8); 5] = [
+    (libc::SYS_fchmod, 1),
+    (libc::SYS_fchmodat, 2),
+    (libc::SYS_fchmodat2, 2),
+    (libc::SYS_openat, 3),
+    (libc::SYS_mknodat, 2),
+];
+
+/// Matches a mode argument with the setuid or the setgid bit.
+fn set_id_bits(arg: u8) -> Result<Vec<SeccompRule>, SeccompError> {
+    [libc::S_ISUID, libc::S_ISGID]
+        .iter()
+        .map(|&bit| {
+            let bit = u64::from(bit);
+            Ok(SeccompRule::new(vec![cond(
+                arg,
+                SeccompCmpOp::MaskedEq(bit),
+                bit,
+            )?])?)
+        })
+        .collect()
 }
 
 impl Filter {
