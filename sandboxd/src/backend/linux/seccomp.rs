@@ -7,7 +7,8 @@
 //! set-user-ID would let any other user on the host act as the caller),
 //! and any call through a foreign ABI (i386 `int 0x80`, x32).
 //! `clone3` gets ENOSYS: its flags sit in memory a filter cannot read, and
-//! the C library falls back to `clone`, whose flags are checked.
+//! the C library falls back to `clone`, whose flags are checked; so does
+//! `openat2`, whose mode sits in memory too (callers fall back to `openat`).
 
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
@@ -127,7 +128,8 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
 }
 
 /// The prefix seccompiler cannot express: refuse foreign ABIs with EPERM
-/// (its own arch check would kill instead) and answer clone3 with ENOSYS.
+/// (its own arch check would kill instead) and answer clone3 and openat2
+/// with ENOSYS.
 fn prefix() -> BpfProgram {
     let eperm = SECCOMP_RET_ERRNO | libc::EPERM as u32;
     let mut p = vec![
@@ -140,8 +142,10 @@ fn prefix() -> BpfProgram {
         p.push(jump(BPF_JGE_K, bit, 0, 1));
         p.push(stmt(BPF_RET_K, eperm));
     }
-    p.push(jump(BPF_JEQ_K, libc::SYS_clone3 as u32, 0, 1));
-    p.push(stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+    for nr in [libc::SYS_clone3, libc::SYS_openat2] {
+        p.push(jump(BPF_JEQ_K, nr as u32, 0, 1));
+        p.push(stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+    }
     p
 }
 
