@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// PATH entries searched at most; past them every name is doubted.
 const MAX_ENTRIES: usize = 64;
@@ -107,7 +107,10 @@ impl Programs {
             if let Some(why) = unplain(command) {
                 return Some(format!("`{command}` is {why}"));
             }
-            return self.judge_program(command, &resolved(Path::new(command)));
+            let (program, links) = resolve(Path::new(command));
+            return self
+                .moved_link(command, &links)
+                .or_else(|| self.judge_program(command, &program));
         }
         if self.path.len() > MAX_ENTRIES {
             return Some(format!(
@@ -120,18 +123,24 @@ impl Programs {
                     "`{command}` is looked up in PATH entry {entry:?}, which is {why}"
                 ));
             }
-            let dir = resolved(Path::new(entry));
+            let (dir, links) = resolve(Path::new(entry));
             if self.is_writable(&dir) {
                 return Some(format!(
                     "`{command}` is looked up in {entry} (PATH), which the sandbox can write"
                 ));
             }
-            let candidate = resolved(&dir.join(command));
+            if let Some(why) = self.moved_link(command, &links) {
+                return Some(why);
+            }
+            let (candidate, links) = resolve(&dir.join(command));
             if self.is_writable(&candidate) {
                 return Some(format!(
                     "`{command}` in {entry} (PATH) leads to {}, which the sandbox can write",
                     candidate.display()
                 ));
+            }
+            if let Some(why) = self.moved_link(command, &links) {
+                return Some(why);
             }
             if self.sees(&candidate) && executable(&candidate) {
                 return self.judge_program(command, &candidate);
@@ -155,6 +164,33 @@ impl Programs {
                 p.display()
             )
         })
+    }
+
+    /// Why one of the symlinks on the way to `command` could be pointed
+    /// elsewhere: one in a place the sandbox can write, or the caller could
+    /// change (theirs, or in a directory they may write).
+    fn moved_link(&self, command: &str, links: &[PathBuf]) -> Option<String> {
+        links.iter().find_map(|link| {
+            let why = if self.is_writable(link) {
+                "which the sandbox can write"
+            } else if self.link_changeable(link) {
+                "which the caller can change"
+            } else {
+                return None;
+            };
+            Some(format!(
+                "`{command}` is found through the symlink {}, {why}",
+                link.display()
+            ))
+        })
+    }
+
+    fn link_changeable(&self, link: &Path) -> bool {
+        self.creds.uid != 0
+            && (std::fs::symlink_metadata(link).is_ok_and(|m| m.uid() == self.creds.uid)
+                || link
+                    .parent()
+                    .is_some_and(|dir| self.changeable_by_caller(dir).is_some()))
     }
 
     fn is_writable(&self, real: &Path) -> bool {
@@ -217,25 +253,53 @@ fn executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file()) && may(path, libc::X_OK)
 }
 
-/// `path` (absolute) with its symlinks resolved as far as it exists, the
-/// rest taken as written.
-fn resolved(path: &Path) -> PathBuf {
+/// Symlinks followed at most in one path, as the kernel does (ELOOP past it).
+const MAX_LINKS: usize = 40;
+
+/// `path` (absolute) with its symlinks resolved as far as it exists (the
+/// rest taken as written), and every symlink met on the way, where it is
+/// (not where it leads): what could be pointed elsewhere later.
+fn resolve(path: &Path) -> (PathBuf, Vec<PathBuf>) {
     let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::Normal(n) => {
-                out.push(n);
-                if let Ok(real) = std::fs::canonicalize(&out) {
-                    out = real;
+    let mut links = Vec::new();
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> = path
+        .components()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    while let Some(c) = todo.pop_front() {
+        match c.to_str() {
+            Some("/") | Some(".") | Some("") => continue,
+            Some("..") => {
+                out.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let next = out.join(&c);
+        let link = std::fs::symlink_metadata(&next).is_ok_and(|m| m.file_type().is_symlink());
+        let target = link
+            .then(|| std::fs::read_link(&next).ok())
+            .flatten()
+            .filter(|_| links.len() < MAX_LINKS);
+        match target {
+            Some(target) => {
+                links.push(next);
+                if target.is_absolute() {
+                    out = PathBuf::from("/");
+                }
+                for c in target.components().rev() {
+                    todo.push_front(c.as_os_str().to_os_string());
                 }
             }
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            None => out = next,
         }
     }
-    out
+    (out, links)
+}
+
+/// `path` with its symlinks resolved as far as it exists.
+fn resolved(path: &Path) -> PathBuf {
+    resolve(path).0
 }
 
 #[cfg(test)]
@@ -291,6 +355,14 @@ mod tests {
         symlink(&wsbin, &link).unwrap();
         symlink(&sys, &syslink).unwrap();
         let dotted = root.join("sys/../sys");
+        // Links to the system directory: one the sandbox could repoint, one
+        // the caller could, one neither could.
+        let (ws_link, home_link) = (ws.join("l"), home.join("l"));
+        symlink(&sys, &ws_link).unwrap();
+        symlink(&sys, &home_link).unwrap();
+        std::os::unix::fs::lchown(&home_link, Some(1000), Some(1000)).unwrap();
+        let via = root.join("via");
+        symlink("syslink", &via).unwrap();
         let [ws_prog, sys_prog, home_prog] =
             [&wsbin, &sys, &home].map(|d| d.join("prog").display().to_string());
         let cases: &[(&[&Path], &str, Option<&str>)] = &[
@@ -321,6 +393,13 @@ mod tests {
                 Some("has its own"),
             ),
             (&[&dotted, &sys], "prog", Some("not a plain absolute path")),
+            (&[&ws_link, &sys], "prog", Some("symlink")),
+            (
+                &[&home_link, &sys],
+                "prog",
+                Some("which the caller can change"),
+            ),
+            (&[&via], "prog", None),
             // Programs given by a path.
             (&[&sys], "./prog", Some("relative")),
             (&[&sys], &ws_prog, Some("which the sandbox can write")),
