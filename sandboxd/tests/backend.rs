@@ -190,6 +190,45 @@ async fn the_command_gets_the_descriptor_limit_of_its_spec() {
     assert_eq!(out.stdout, "512\n2048\n", "{out:?}");
 }
 
+/// The task limit binds the command's forks, counting its uid's other
+/// tasks on the host, and not its exec: a caller already past it still
+/// gets the command started.
+#[tokio::test]
+async fn the_task_limit_binds_forks_and_not_the_exec() {
+    // A uid of its own, holding two tasks on the host.
+    const OTHER: u32 = 1009;
+    let mut held = std::process::Command::new("setpriv")
+        .args(["--reuid=1009", "--regid=1009", "--clear-groups", "--"])
+        .args(["sh", "-c", "sleep 30 & touch /tmp/held-1009; exec sleep 30"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !Path::new("/tmp/held-1009").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = std::fs::remove_file("/tmp/held-1009");
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut sb = sandbox(ws.path(), "echo ran; sleep 0 & wait; echo forked");
+    sb.spec.creds = Credentials {
+        uid: OTHER,
+        gid: OTHER,
+        groups: vec![OTHER],
+    };
+    sb.spec.nproc = Some(1);
+    let out = run(&sb).await.unwrap();
+    let _ = held.kill();
+    let _ = held.wait();
+    let _ = std::process::Command::new("pkill")
+        .args(["-U", "1009", "sleep"])
+        .status();
+    assert_eq!(out.stdout, "ran\n", "{out:?}");
+}
+
 #[tokio::test]
 async fn only_write_roots_reach_the_host() {
     let ws = workspace();

@@ -474,11 +474,13 @@ fn command_child(
     if let Err(e) = rlimit::set(spec.nofile) {
         return fail("set the descriptor limit", None, &e);
     }
-    if let Some(Err(e)) = spec.nproc.map(rlimit::set_nproc) {
-        return fail("set the task limit", None, &e);
-    }
     if let Err(e) = creds::drop_to(&spec.creds) {
         return fail("drop privileges", None, &e);
+    }
+    // After the uid change: set before it, the kernel would refuse the
+    // exec itself to a caller already holding more tasks than this.
+    if let Some(Err(e)) = spec.nproc.map(rlimit::set_nproc) {
+        return fail("set the task limit", None, &e);
     }
     // As the caller: a directory swapped in since the check that the caller
     // may not enter is refused, not entered with root's rights.
