@@ -647,6 +647,21 @@ fn a_commondir_left_by_a_sandbox_is_moved_aside_and_reported() {
     );
     assert!(out.stdout.contains("done"), "{}", out.stderr);
     assert!(!out.stderr.contains("sandboxd: git"), "{}", out.stderr);
+    // A worktree added inside is reported and keeps working on the host.
+    let out = d.sh(U1, &ws.path, &[], "git worktree add -q wt && echo done");
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("worktrees/wt/commondir"),
+        "{}",
+        out.stderr
+    );
+    let status = std::process::Command::new("git")
+        .args(["-c", "safe.directory=*", "-C"])
+        .arg(ws.join("wt"))
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
 }
 
 #[test]

@@ -4,10 +4,13 @@
 //! (a profile usually protects the workspace's own `config` and `hooks`,
 //! but not those of other write roots), the same of each submodule
 //! (`modules/`) and linked worktree (`worktrees/`), and the `.git` itself
-//! made or replaced. Missing files cannot be mounted read-only, so they are
-//! compared before and after the exec: a `commondir` made or changed is
-//! moved aside (no git command writes one over an existing repository's),
-//! and every change is recorded and told to the client.
+//! made, replaced or (a `.git` file naming a git directory elsewhere)
+//! rewritten. Missing files cannot be mounted read-only, so they are
+//! compared before and after the exec: the repository's own `commondir`
+//! made or changed, and any other changed, is moved aside (no git command
+//! writes one over an existing repository's; `git worktree add` makes a
+//! new worktree's, which is only reported), and every change is recorded
+//! and told to the client.
 //!
 //! Runs as root in directories the caller owns: each name is looked at
 //! relative to the git directory's descriptor, never through a symlink,
@@ -50,11 +53,16 @@ struct Watched {
     /// `ROOT/.git`, as the caller knows it.
     shown: PathBuf,
     root: OwnedFd,
-    /// What `.git` was: device and inode, `None` when missing.
-    identity: Option<(u64, u64)>,
+    /// What `.git` was, `None` when missing.
+    identity: Option<Identity>,
     /// The git directory and what was in it, when it is the caller's.
     dir: Option<(OwnedFd, Snapshot)>,
 }
+
+/// Device and inode of `.git`, and for a file (not a directory, whose
+/// times move with every entry git makes in it) its size and change time:
+/// a `.git` file rewritten in place names another git directory.
+type Identity = (u64, u64, Option<(i64, i128)>);
 
 /// Relative path in the git directory → what it was.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -150,10 +158,11 @@ impl GitWatch {
         for w in &self.roots {
             let now = identity(&w.root);
             if now != w.identity {
-                let what = match w.identity {
-                    None => "created",
-                    Some(_) if now.is_none() => continue,
-                    Some(_) => "replaced",
+                let what = match (w.identity, now) {
+                    (None, _) => "created",
+                    (Some(_), None) => continue,
+                    (Some(a), Some(b)) if (a.0, a.1) == (b.0, b.1) => "changed",
+                    (Some(_), Some(_)) => "replaced",
                 };
                 out.push(Change {
                     path: w.shown.clone(),
@@ -170,7 +179,10 @@ impl GitWatch {
                     Some(before) if before != print => "changed",
                     Some(_) => continue,
                 };
-                let moved = (rel.file_name() == Some(OsStr::new("commondir")))
+                // A new worktree's is git's own (`git worktree add`).
+                let own = rel == Path::new("commondir");
+                let moved = (rel.file_name() == Some(OsStr::new("commondir"))
+                    && (own || what == "changed"))
                     .then(|| move_aside(fd, rel, id, &w.shown));
                 out.push(Change {
                     path: w.shown.join(rel),
@@ -190,10 +202,16 @@ impl GitWatch {
     }
 }
 
-/// Device and inode of `.git` in `root` (the link itself if it is one).
-fn identity(root: &OwnedFd) -> Option<(u64, u64)> {
+/// What `.git` in `root` is (the link itself if it is one).
+fn identity(root: &OwnedFd) -> Option<Identity> {
     let st = fstatat(root.as_fd(), ".git", AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
-    Some((st.st_dev, st.st_ino))
+    let dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+    let times = (!dir).then(|| (st.st_size, ctime_ns(&st)));
+    Some((st.st_dev, st.st_ino, times))
+}
+
+fn ctime_ns(st: &nix::sys::stat::FileStat) -> i128 {
+    i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec)
 }
 
 /// `.git` in `root`, a directory or a symlink to one.
@@ -333,7 +351,7 @@ fn print_into(dir: &OwnedFd, rel: &Path, name: impl AsRef<OsStr>, s: &mut Snapsh
             SFlag::S_IFREG => Print::File {
                 ino: st.st_ino,
                 size: st.st_size,
-                ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
+                ctime_ns: ctime_ns(&st),
                 mode: st.st_mode,
             },
             SFlag::S_IFLNK => match readlinkat(dir.as_fd(), name) {
@@ -403,6 +421,7 @@ mod tests {
         write(&git.join("modules/a/modules/b/commondir"), "/x\n");
         write(&git.join("modules/a/objects/yy"), "");
         write(&git.join("worktrees/w/commondir"), "/elsewhere\n");
+        write(&git.join("worktrees/new/commondir"), "../..\n");
         symlink("/etc/passwd", git.join("config.worktree")).unwrap();
         write(&bare.join(".git/config"), "");
 
@@ -413,8 +432,10 @@ mod tests {
             ("hooks/pre-commit", "created", false),
             ("modules/a/config", "changed", false),
             ("modules/a/hooks/post-checkout", "created", false),
-            ("modules/a/modules/b/commondir", "created", true),
+            // Made with a new submodule or worktree: reported, left.
+            ("modules/a/modules/b/commondir", "created", false),
             ("modules/info/config", "changed", false),
+            ("worktrees/new/commondir", "created", false),
             ("worktrees/w/commondir", "changed", true),
         ];
         let changes = watch.changes("ID");
@@ -436,6 +457,16 @@ mod tests {
             "../evil\n"
         );
         assert!(git.join("worktrees/w/commondir.sandboxd-ID").exists());
+
+        // A `.git` file (a linked worktree's) rewritten in place.
+        let linked = t.path().join("linked");
+        write(&linked.join(".git"), "gitdir: /a/.git/worktrees/w\n");
+        let watch = GitWatch::start(std::slice::from_ref(&linked), 0);
+        std::fs::write(linked.join(".git"), "gitdir: /elsewhere/evil\n").unwrap();
+        assert_eq!(
+            seen(watch.changes("1"), &linked),
+            [(".git".to_string(), "changed", false)]
+        );
 
         // A hook made executable is a change too.
         let watch = GitWatch::start(std::slice::from_ref(&ws), 0);

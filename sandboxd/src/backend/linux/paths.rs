@@ -217,14 +217,21 @@ fn become_caller(creds: &Credentials) -> io::Result<Saved> {
         egid: unsafe { libc::getegid() },
         groups,
     };
-    cred_call(
+    let switched = cred_call(
         libc::SYS_setgroups,
         creds.groups.len() as u64,
         creds.groups.as_ptr() as u64,
         0,
-    )?;
-    cred_call(libc::SYS_setresgid, KEEP, creds.gid as u64, KEEP)?;
-    cred_call(libc::SYS_setresuid, KEEP, creds.uid as u64, KEEP)?;
+    )
+    .and_then(|()| cred_call(libc::SYS_setresgid, KEEP, creds.gid as u64, KEEP))
+    .and_then(|()| cred_call(libc::SYS_setresuid, KEEP, creds.uid as u64, KEEP));
+    if let Err(e) = switched {
+        // Half switched: back to where it was, or no further.
+        if leave_caller(&saved).is_err() {
+            std::process::abort();
+        }
+        return Err(e);
+    }
     Ok(saved)
 }
 
@@ -239,8 +246,8 @@ fn leave_caller(saved: &Saved) -> io::Result<()> {
     )
 }
 
-/// Puts the thread's credentials back if `f` panics: a pooled thread left
-/// with the caller's would run later work as them.
+/// Puts the thread's credentials back, also if `f` panics: a pooled thread
+/// left with the caller's would run later work as them.
 struct Unwinding(Option<Saved>);
 
 impl Drop for Unwinding {
@@ -261,13 +268,13 @@ pub fn as_caller<T>(creds: &Credentials, f: impl FnOnce() -> T) -> Result<T, Pat
         path: PathBuf::new(),
         reason: e.to_string(),
     };
-    let mut guard = Unwinding(Some(
+    let guard = Unwinding(Some(
         become_caller(creds).map_err(|e| fail("become caller", e))?,
     ));
     let result = f();
-    if let Some(saved) = guard.0.take() {
-        leave_caller(&saved).map_err(|e| fail("return from caller credentials", e))?;
-    }
+    // Dropped here: back to the saved credentials, or the process ends
+    // rather than go on with a thread that acts as the caller.
+    drop(guard);
     Ok(result)
 }
 

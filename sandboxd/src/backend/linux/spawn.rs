@@ -649,8 +649,23 @@ fn limit_pooled(r: Ready, id: &str, limits: &CgroupLimits) -> Result<Ready, Cgro
     if limits.user.is_none() {
         return r.cgroup.set_limits(limits).map(|()| r);
     }
-    let mut cgroup = Cgroup::create(&cgroup_name(RUN_KIND, id), limits)?;
-    cgroup.add(r.pid)?;
+    // A failure drops the init, which waits for its cgroup to empty: not here.
+    let off_thread = |r: Ready| {
+        let _ = std::thread::Builder::new()
+            .name("init-pool-drop".into())
+            .spawn(move || drop(r));
+    };
+    let mut cgroup = match Cgroup::create(&cgroup_name(RUN_KIND, id), limits) {
+        Ok(c) => c,
+        Err(e) => {
+            off_thread(r);
+            return Err(e);
+        }
+    };
+    if let Err(e) = cgroup.add(r.pid) {
+        off_thread(r);
+        return Err(e);
+    }
     let mut r = r;
     let pool_cgroup = std::mem::replace(&mut r.cgroup, cgroup);
     let _ = std::thread::Builder::new()
