@@ -181,16 +181,19 @@ fn an_allowed_name_found_in_the_workspace_is_asked_about() {
     );
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let no = Approver::new(&ws, U1, "deny");
-    let path = format!("PATH={}:/usr/bin:/bin", ws.join("bin").display());
-    let out = exec(
-        &d,
-        U1,
-        &ws,
-        &["--profile", "ut", "--env", &path],
-        &no,
-        &["ls"],
-    );
-    out.expect_code(125);
+    let bin = ws.join("bin").display().to_string();
+    let ls_with = |path: String| {
+        let env = format!("PATH={path}");
+        exec(
+            &d,
+            U1,
+            &ws,
+            &["--profile", "ut", "--env", &env],
+            &no,
+            &["ls"],
+        )
+    };
+    ls_with(format!("{bin}:/usr/bin:/bin")).expect_code(125);
     let reqs = no.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     let rule = reqs[0]["rule"].as_str().unwrap();
@@ -201,16 +204,7 @@ fn an_allowed_name_found_in_the_workspace_is_asked_about() {
     );
     assert!(!ws.join("ran").exists(), "the workspace's ls ran");
     // Found first in a system directory, it runs unasked.
-    let path = format!("PATH=/usr/bin:/bin:{}", ws.join("bin").display());
-    exec(
-        &d,
-        U1,
-        &ws,
-        &["--profile", "ut", "--env", &path],
-        &no,
-        &["ls"],
-    )
-    .expect_code(0);
+    ls_with(format!("/usr/bin:/bin:{bin}")).expect_code(0);
     assert_eq!(no.requests().len(), 1, "{:?}", no.requests());
     assert!(!ws.join("ran").exists(), "the workspace's ls ran");
 }

@@ -25,6 +25,16 @@ fn sleeper(d: &Daemon, uid: u32, ws: &Dir, seconds: &str) -> (Child, String) {
     (child, id)
 }
 
+/// The cgroup holding every sandbox's, in the hierarchy carrying pids
+/// (v1), or the unified one.
+fn sandboxes_pids_cgroup() -> PathBuf {
+    ["/sys/fs/cgroup/pids/sandboxd", "/sys/fs/cgroup/sandboxd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("pids.max").exists())
+        .expect("the sandboxes' pids cgroup")
+}
+
 fn ended(child: &mut Child) -> bool {
     eventually(Duration::from_secs(10), || {
         child.try_wait().unwrap().is_some()
@@ -554,11 +564,7 @@ fn cgroups_a_gone_daemon_left_are_removed_when_one_starts() {
         .run(&["exec", "--", "true"])
         .expect_code(0);
     drop(d);
-    let parent = ["/sys/fs/cgroup/pids/sandboxd", "/sys/fs/cgroup/sandboxd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_dir())
-        .expect("the sandboxes' cgroup");
+    let parent = sandboxes_pids_cgroup();
     let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .unwrap()
         .trim()
@@ -597,13 +603,8 @@ fn one_user_may_hold_half_the_sandboxes_tasks_by_default() {
     let nproc = "import resource; print(resource.getrlimit(resource.RLIMIT_NPROC)[0])";
     let out = py(&d, U1, &ws.path, nproc);
     out.expect_code(0);
-    let all = [
-        "/sys/fs/cgroup/pids/sandboxd/pids.max",
-        "/sys/fs/cgroup/sandboxd/pids.max",
-    ]
-    .iter()
-    .find_map(|p| std::fs::read_to_string(p).ok())
-    .expect("the sandboxes' pids cap");
+    let all = std::fs::read_to_string(sandboxes_pids_cgroup().join("pids.max"))
+        .expect("the sandboxes' pids cap");
     let all: u64 = all.trim().parse().unwrap();
     assert_eq!(out.stdout.trim(), (all / 2).to_string());
     // Another uid: the users' cgroups are the host's, shared by daemons.
@@ -631,11 +632,7 @@ fn a_daemon_stopping_leaves_no_cgroup_of_its_own() {
     d.agent(U1, &ws.path)
         .run(&["exec", "--", "true"])
         .expect_code(0);
-    let parent = ["/sys/fs/cgroup/pids/sandboxd", "/sys/fs/cgroup/sandboxd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_dir())
-        .expect("the sandboxes' cgroup");
+    let parent = sandboxes_pids_cgroup();
     let mine = format!("-{}-", d.pid());
     let left = || -> Vec<String> {
         std::fs::read_dir(&parent)

@@ -537,7 +537,8 @@ pub fn prefill(init_exe: &Path) {
 
 /// Ends the pool's inits and removes their cgroups, and starts no more:
 /// for a daemon going away (a later one would remove the cgroups, but
-/// only once it starts). Blocks until they are gone.
+/// only once it starts). Blocks until they are gone, those being started
+/// included (for at most 5 s).
 pub fn close_pool() {
     let ready = {
         let mut st = POOL.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -545,6 +546,12 @@ pub fn close_pool() {
         std::mem::take(&mut st.ready)
     };
     drop(ready);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while POOL.state.lock().unwrap_or_else(|p| p.into_inner()).pending > 0
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 impl Pool {
@@ -608,17 +615,19 @@ impl Pool {
         }
         let made = Ready::start(exe);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.pending -= 1;
         match made {
             Ok(r) if st.exe.as_deref() == Some(exe) && !st.closed => st.ready.push(r),
-            // The pool moved on to another binary meanwhile.
+            // The pool moved on to another binary, or closed, meanwhile:
+            // gone before it counts as done (see `close_pool`).
             Ok(r) => {
                 drop(st);
                 drop(r);
+                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             }
             // Not retried here: the next take tries again.
             Err(e) => tracing::warn!(error = %e, "could not pre-start a sandbox init"),
         }
+        st.pending -= 1;
     }
 }
 
