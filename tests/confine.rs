@@ -129,9 +129,11 @@ print("fork_ok", os.waitpid(pid, 0)[1] >> 8, 0)
     assert_ne!(out.code, 0);
 }
 
-/// A command cannot leave a set-user-ID or set-group-ID program behind (in
-/// the workspace, any user on the host could run it as the caller), by
-/// chmod or by creating a file with that mode; other modes are set as ever.
+/// A command cannot leave a set-user-ID program behind (in the workspace,
+/// any user on the host could run it as the caller), by chmod or by
+/// creating a file with that mode, nor create a set-group-ID file; the
+/// setgid bit of a directory (`cp -a`, git's shared repositories) and other
+/// modes are set as ever.
 #[test]
 fn setuid_and_setgid_bits_cannot_be_set() {
     let d = Daemon::start();
@@ -147,9 +149,11 @@ def try_(name, f):
     except OSError as e:
         print(name, e.errno)
 try_("chmod_suid", lambda: os.chmod("plain", 0o4755))
-try_("chmod_sgid", lambda: os.chmod("plain", 0o2755))
+os.mkdir("shared")
+try_("chmod_sgid_dir", lambda: os.chmod("shared", 0o2775))
 try_("fchmod_suid", lambda: os.fchmod(fd, 0o4755))
 try_("open_suid", lambda: os.close(os.open("made", os.O_CREAT | os.O_WRONLY, 0o4755)))
+try_("open_sgid", lambda: os.close(os.open("made3", os.O_CREAT | os.O_WRONLY, 0o2755)))
 try_("mknod_suid", lambda: os.mknod("node", 0o6755 | stat.S_IFREG))
 try_("chmod_plain", lambda: os.chmod("plain", 0o755))
 # openat2 keeps its mode in memory no filter reads: callers fall back to openat.
@@ -166,9 +170,10 @@ print("openat2", r, ctypes.get_errno())
         got,
         [
             "chmod_suid 1",
-            "chmod_sgid 1",
+            "chmod_sgid_dir ok",
             "fchmod_suid 1",
             "open_suid 1",
+            "open_sgid 1",
             "mknod_suid 1",
             "chmod_plain ok",
             "openat2 -1 38",
@@ -183,7 +188,12 @@ print("openat2", r, ctypes.get_errno())
         .permissions()
         .mode();
     assert_eq!(mode & 0o7777, 0o755);
-    for made in ["made", "node", "made2"] {
+    let shared = std::fs::metadata(ws.join("shared"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(shared & 0o7777, 0o2775);
+    for made in ["made", "node", "made2", "made3"] {
         assert!(!ws.join(made).exists(), "{made} was made");
     }
 }

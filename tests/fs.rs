@@ -603,7 +603,7 @@ fn a_commondir_left_by_a_sandbox_is_moved_aside_and_reported() {
     assert!(out.stdout.contains("done"), "{}", out.stderr);
     let git = ws.join(".git");
     let told = format!(
-        "sandboxd: git: the sandbox created {}",
+        "sandboxd: git: {} was created while the sandbox ran",
         git.join("commondir").display()
     );
     assert!(
@@ -612,7 +612,7 @@ fn a_commondir_left_by_a_sandbox_is_moved_aside_and_reported() {
         out.stderr
     );
     let told = format!(
-        "the sandbox created {}",
+        "{} was created while the sandbox ran",
         git.join("modules/sub/config").display()
     );
     assert!(out.stderr.contains(&told), "{}", out.stderr);

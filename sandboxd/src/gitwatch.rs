@@ -7,10 +7,11 @@
 //! made, replaced or (a `.git` file naming a git directory elsewhere)
 //! rewritten. Missing files cannot be mounted read-only, so they are
 //! compared before and after the exec: the repository's own `commondir`
-//! made or changed, and any other changed, is moved aside (no git command
-//! writes one over an existing repository's; `git worktree add` makes a
-//! new worktree's, which is only reported), and every change is recorded
-//! and told to the client.
+//! made or changed, and any other changed to something else than git's
+//! own `../..`, is moved aside (no git command writes one over an existing
+//! repository's; `git worktree add` makes a new worktree's, which is only
+//! reported), and every change is recorded and told to the client. Hooks
+//! named `*.sample`, which git never runs, are not looked at.
 //!
 //! Runs as root in directories the caller owns: each name is looked at
 //! relative to the git directory's descriptor, never through a symlink,
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 /// Entries looked at in one git directory, at most: past them the
 /// comparison is reported incomplete.
-const MAX_ENTRIES: usize = 4096;
+const MAX_ENTRIES: usize = 16384;
 /// How deep directories nest under `modules/` (a submodule's name may hold
 /// `/`, and each has a `modules/` of its own): deeper is reported incomplete.
 const MAX_DEPTH: usize = 16;
@@ -102,17 +103,17 @@ impl Change {
         let what = self.what;
         match &self.moved {
             Some(Ok(to)) => format!(
-                "the sandbox {what} {path}, which points git at another directory's config and hooks: moved aside to {}",
+                "{path} was {what} while the sandbox ran; it points git at another directory's config and hooks: moved aside to {}",
                 to.display()
             ),
             Some(Err(e)) => format!(
-                "the sandbox {what} {path}, which points git at another directory's config and hooks, and it could not be moved aside ({e}): remove it before running git there"
+                "{path} was {what} while the sandbox ran; it points git at another directory's config and hooks, and it could not be moved aside ({e}): remove it before running git there"
             ),
             None if what == "not fully compared" => format!(
                 "{path} holds too many entries, or too deep, to be compared whole: look at its config, hooks and commondir files (modules/ and worktrees/ too) before running git there"
             ),
             None => format!(
-                "the sandbox {what} {path}, which git on the host reads (config can name commands git runs, hooks are run): look at it before running git there"
+                "{path} was {what} while the sandbox ran; git on the host reads it (config can name commands git runs, hooks are run): look at it before running git there"
             ),
         }
     }
@@ -179,11 +180,12 @@ impl GitWatch {
                     Some(before) if before != print => "changed",
                     Some(_) => continue,
                 };
-                // A new worktree's is git's own (`git worktree add`).
+                // A new worktree's, or one saying what git writes, is git's
+                // own (`git worktree add`, or `remove` and `add` again).
                 let own = rel == Path::new("commondir");
                 let moved = (rel.file_name() == Some(OsStr::new("commondir"))
-                    && (own || what == "changed"))
-                    .then(|| move_aside(fd, rel, id, &w.shown));
+                    && (own || (what == "changed" && !says_gits_own(fd, rel))))
+                .then(|| move_aside(fd, rel, id, &w.shown));
                 out.push(Change {
                     path: w.shown.join(rel),
                     what,
@@ -234,6 +236,29 @@ fn move_aside(gitdir: &OwnedFd, rel: &Path, id: &str, shown: &Path) -> Result<Pa
     Ok(shown.join(parent).join(to))
 }
 
+/// Whether `rel` (a linked worktree's or submodule's `commondir`) holds
+/// what git writes there: `../..`, the repository's own git directory.
+fn says_gits_own(gitdir: &OwnedFd, rel: &Path) -> bool {
+    let Some(dir) = rel.parent().and_then(|p| open_beneath(gitdir, p)) else {
+        return false;
+    };
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let Ok(fd) = openat(dir.as_fd(), "commondir", flags, Mode::empty()) else {
+        return false;
+    };
+    let file = std::fs::File::from(fd);
+    if !file.metadata().is_ok_and(|m| m.is_file() && m.len() <= 64) {
+        return false;
+    }
+    let mut text = String::new();
+    use std::io::Read;
+    file.take(64).read_to_string(&mut text).is_ok() && text.trim_end() == "../.."
+}
+
 /// `rel` below `dir`, each directory opened without following a symlink.
 fn open_beneath(dir: &OwnedFd, rel: &Path) -> Option<OwnedFd> {
     let mut fd = dir.try_clone().ok()?;
@@ -273,7 +298,9 @@ fn own_files(dir: &OwnedFd, rel: &Path, budget: &mut usize, s: &mut Snapshot) {
     if let Some(hooks) = open_dir(dir, "hooks") {
         let hooks_rel = rel.join("hooks");
         for (hook, _) in entries(&hooks, budget, s) {
-            print_into(&hooks, &hooks_rel, &hook, s);
+            if !hook.as_bytes().ends_with(b".sample") {
+                print_into(&hooks, &hooks_rel, &hook, s);
+            }
         }
     }
 }
@@ -402,6 +429,7 @@ mod tests {
         write(&git.join("modules/a/hooks/pre-commit.sample"), "");
         write(&git.join("modules/a/objects/xx"), "");
         write(&git.join("worktrees/w/commondir"), "../..\n");
+        write(&git.join("worktrees/again/commondir"), "../..\n");
         let bare = t.path().join("bare");
         std::fs::create_dir_all(&bare).unwrap();
 
@@ -422,6 +450,10 @@ mod tests {
         write(&git.join("modules/a/objects/yy"), "");
         write(&git.join("worktrees/w/commondir"), "/elsewhere\n");
         write(&git.join("worktrees/new/commondir"), "../..\n");
+        // Removed and added again (`git worktree remove`, `add`): git's own.
+        std::fs::remove_file(git.join("worktrees/again/commondir")).unwrap();
+        write(&git.join("worktrees/again/commondir"), "../..\n");
+        write(&git.join("hooks/post-update.sample"), "");
         symlink("/etc/passwd", git.join("config.worktree")).unwrap();
         write(&bare.join(".git/config"), "");
 
@@ -435,6 +467,7 @@ mod tests {
             // Made with a new submodule or worktree: reported, left.
             ("modules/a/modules/b/commondir", "created", false),
             ("modules/info/config", "changed", false),
+            ("worktrees/again/commondir", "changed", false),
             ("worktrees/new/commondir", "created", false),
             ("worktrees/w/commondir", "changed", true),
         ];

@@ -9,6 +9,7 @@ use sandboxd::backend::spec::{
 use std::io::{BufRead, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -197,22 +198,25 @@ async fn the_command_gets_the_descriptor_limit_of_its_spec() {
 async fn the_task_limit_binds_forks_and_not_the_exec() {
     // A uid of its own, holding two tasks on the host.
     const OTHER: u32 = 1009;
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let started = ws.path().join("held");
     let mut held = std::process::Command::new("setpriv")
         .args(["--reuid=1009", "--regid=1009", "--clear-groups", "--"])
-        .args(["sh", "-c", "sleep 30 & touch /tmp/held-1009; exec sleep 30"])
+        .args(["sh", "-c", "sleep 30 & touch \"$0\"; exec sleep 30"])
+        .arg(&started)
+        .process_group(0)
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !Path::new("/tmp/held-1009").exists() {
+    while !started.exists() {
         assert!(
             std::time::Instant::now() < deadline,
             "the holder never started"
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let _ = std::fs::remove_file("/tmp/held-1009");
-    let ws = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::remove_file(&started).unwrap();
     let mut sb = sandbox(ws.path(), "echo ran; sleep 0 & wait; echo forked");
     sb.spec.creds = Credentials {
         uid: OTHER,
@@ -221,11 +225,12 @@ async fn the_task_limit_binds_forks_and_not_the_exec() {
     };
     sb.spec.nproc = Some(1);
     let out = run(&sb).await.unwrap();
-    let _ = held.kill();
+    // The holder's whole group: the sleep in the background too.
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(held.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = held.wait();
-    let _ = std::process::Command::new("pkill")
-        .args(["-U", "1009", "sleep"])
-        .status();
     assert_eq!(out.stdout, "ran\n", "{out:?}");
 }
 

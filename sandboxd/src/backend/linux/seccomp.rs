@@ -3,8 +3,10 @@
 //! surfaces a confined command has no business with: debugging other
 //! processes, mounts and namespaces, kernel modules and kexec, BPF, perf,
 //! keyrings, io_uring, userfaultfd, terminal input injection, exotic socket
-//! families, setuid and setgid mode bits (a program the command leaves
-//! set-user-ID would let any other user on the host act as the caller),
+//! families, the setuid mode bit (a program the command leaves
+//! set-user-ID would let any other user on the host act as the caller) and
+//! the setgid bit on files it creates (on an existing file a filter cannot
+//! tell a directory, where git and `cp -a` set it, from a program),
 //! and any call through a foreign ABI (i386 `int 0x80`, x32).
 //! `clone3` gets ENOSYS: its flags sit in memory a filter cannot read, and
 //! the C library falls back to `clone`, whose flags are checked; so does
@@ -201,21 +203,34 @@ fn argument_rules() -> Result<Vec<(libc::c_long, Vec<SeccompRule>)>, SeccompErro
         (libc::SYS_socketpair, family()?),
         (libc::SYS_personality, vec![SeccompRule::new(personality)?]),
     ];
-    for (nr, arg) in MODE_ARGS {
-        rules.push((nr, set_id_bits(arg)?));
+    for (nr, arg) in CHMODS {
+        rules.push((nr, mode_bits(arg, &[libc::S_ISUID])?));
+    }
+    for (nr, arg) in CREATES {
+        rules.push((nr, mode_bits(arg, &[libc::S_ISUID, libc::S_ISGID])?));
     }
     Ok(rules)
 }
 
-/// The calls that give a file its mode, and which argument holds it: a
-/// mode with the setuid or setgid bit is refused (C libraries pass 0 as
-/// the mode of an `open` that creates nothing).
+/// The calls that change a file's mode, and which argument holds it.
 #[cfg(target_arch = "x86_64")]
-const MODE_ARGS: [(libc::c_long, u8); 9] = [
+const CHMODS: [(libc::c_long, u8); 4] = [
     (libc::SYS_chmod, 1),
     (libc::SYS_fchmod, 1),
     (libc::SYS_fchmodat, 2),
     (libc::SYS_fchmodat2, 2),
+];
+#[cfg(target_arch = "aarch64")]
+const CHMODS: [(libc::c_long, u8); 3] = [
+    (libc::SYS_fchmod, 1),
+    (libc::SYS_fchmodat, 2),
+    (libc::SYS_fchmodat2, 2),
+];
+
+/// The calls that create a file with a mode, and which argument holds it
+/// (C libraries pass 0 as the mode of an `open` that creates nothing).
+#[cfg(target_arch = "x86_64")]
+const CREATES: [(libc::c_long, u8); 5] = [
     (libc::SYS_open, 2),
     (libc::SYS_creat, 1),
     (libc::SYS_openat, 3),
@@ -223,18 +238,11 @@ const MODE_ARGS: [(libc::c_long, u8); 9] = [
     (libc::SYS_mknodat, 2),
 ];
 #[cfg(target_arch = "aarch64")]
-const MODE_ARGS: [(libc::c_long, u8); 5] = [
-    (libc::SYS_fchmod, 1),
-    (libc::SYS_fchmodat, 2),
-    (libc::SYS_fchmodat2, 2),
-    (libc::SYS_openat, 3),
-    (libc::SYS_mknodat, 2),
-];
+const CREATES: [(libc::c_long, u8); 2] = [(libc::SYS_openat, 3), (libc::SYS_mknodat, 2)];
 
-/// Matches a mode argument with the setuid or the setgid bit.
-fn set_id_bits(arg: u8) -> Result<Vec<SeccompRule>, SeccompError> {
-    [libc::S_ISUID, libc::S_ISGID]
-        .iter()
+/// Matches a mode argument with any of `bits`.
+fn mode_bits(arg: u8, bits: &[libc::mode_t]) -> Result<Vec<SeccompRule>, SeccompError> {
+    bits.iter()
         .map(|&bit| {
             let bit = u64::from(bit);
             Ok(SeccompRule::new(vec![cond(
