@@ -3,7 +3,8 @@
 //! and hooks from where it points), `config`, `config.worktree` and hooks
 //! (a profile usually protects the workspace's own `config` and `hooks`,
 //! but not those of other write roots), the same of each submodule
-//! (`modules/`) and linked worktree (`worktrees/`), and the `.git` itself
+//! (`modules/`) and linked worktree (`worktrees/`), of the write root's
+//! repository and of those one directory below it, and the `.git` itself
 //! made, replaced or (a `.git` file naming a git directory elsewhere)
 //! rewritten. Missing files cannot be mounted read-only, so they are
 //! compared before and after the exec: the repository's own `commondir`
@@ -122,27 +123,30 @@ impl Change {
 impl GitWatch {
     /// Looks at `ROOT/.git` of each writable root: what it is, and, for a
     /// directory (or a symlink to one) owned by `uid`, what is in it.
+    /// Repositories one level below (`ROOT/NAME/.git`, a checkout of
+    /// several repositories) are watched the same way, up to [`MAX_NESTED`]
+    /// a root.
     pub fn start(write_roots: &[PathBuf], uid: u32) -> GitWatch {
-        let roots = write_roots
-            .iter()
-            .filter_map(|root| {
-                let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-                let root_fd = nix::fcntl::open(root, flags, Mode::empty()).ok()?;
-                let identity = identity(&root_fd);
-                let dir = open_gitdir(&root_fd)
-                    .filter(|fd| fstat(fd.as_fd()).is_ok_and(|st| st.st_uid == uid))
-                    .map(|fd| {
-                        let seen = snapshot(&fd);
-                        (fd, seen)
-                    });
-                Some(Watched {
-                    shown: root.join(".git"),
-                    root: root_fd,
-                    identity,
-                    dir,
-                })
-            })
-            .collect();
+        let mut roots = Vec::new();
+        for root in write_roots {
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+            let Ok(root_fd) = nix::fcntl::open(root, flags, Mode::empty()) else {
+                continue;
+            };
+            let mut listed = Snapshot::default();
+            let mut budget = MAX_LISTED;
+            let nested: Vec<(OsString, OwnedFd)> = entries(&root_fd, &mut budget, &mut listed)
+                .into_iter()
+                .filter(|(name, is_dir)| *is_dir && name != ".git")
+                .filter_map(|(name, _)| open_dir(&root_fd, &name).map(|fd| (name, fd)))
+                .filter(|(_, fd)| identity(fd).is_some())
+                .take(MAX_NESTED)
+                .collect();
+            roots.push(watch(root.join(".git"), root_fd, uid));
+            for (name, fd) in nested {
+                roots.push(watch(root.join(name).join(".git"), fd, uid));
+            }
+        }
         GitWatch { roots }
     }
 
@@ -201,6 +205,28 @@ impl GitWatch {
             }
         }
         out
+    }
+}
+
+/// Entries of a write root looked at for repositories below it.
+const MAX_LISTED: usize = 1024;
+/// Repositories below one write root watched, at most.
+const MAX_NESTED: usize = 16;
+
+/// `root`'s `.git` as it is now, shown as `shown`.
+fn watch(shown: PathBuf, root: OwnedFd, uid: u32) -> Watched {
+    let identity = identity(&root);
+    let dir = open_gitdir(&root)
+        .filter(|fd| fstat(fd.as_fd()).is_ok_and(|st| st.st_uid == uid))
+        .map(|fd| {
+            let seen = snapshot(&fd);
+            (fd, seen)
+        });
+    Watched {
+        shown,
+        root,
+        identity,
+        dir,
     }
 }
 
@@ -412,6 +438,34 @@ mod tests {
             .collect();
         got.sort();
         got
+    }
+
+    /// A checkout of several repositories: those one level below a write
+    /// root are watched too, its own `.git` or none.
+    #[test]
+    fn repositories_below_a_write_root_are_watched() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        for repo in ["a", "b"] {
+            write(
+                &src.join(format!("{repo}/.git/HEAD")),
+                "ref: refs/heads/main\n",
+            );
+        }
+        write(&src.join("plain/file"), "");
+        let watch = GitWatch::start(std::slice::from_ref(&src), 0);
+        write(&src.join("a/.git/hooks/pre-commit"), "");
+        write(&src.join("b/.git/commondir"), "../evil\n");
+        write(&src.join("plain/.git/config"), "");
+        let got = seen(watch.changes("5"), &src);
+        assert_eq!(
+            got,
+            [
+                ("a/.git/hooks/pre-commit".to_string(), "created", false),
+                ("b/.git/commondir".to_string(), "created", true),
+            ]
+        );
+        assert!(src.join("b/.git/commondir.sandboxd-5").exists());
     }
 
     /// What the watch reports, and what it moves, for each kind of change.
