@@ -12,13 +12,13 @@ const WANTED: u64 = 1 << 20;
 /// RLIMIT_NOFILE (soft, hard) as the daemon found it.
 static STARTED_WITH: OnceLock<(u64, u64)> = OnceLock::new();
 
-fn get() -> std::io::Result<(u64, u64)> {
+fn get(resource: libc::__rlimit_resource_t) -> std::io::Result<(u64, u64)> {
     let mut l = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
+    if unsafe { libc::getrlimit(resource, &mut l) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok((l.rlim_cur, l.rlim_max))
@@ -32,15 +32,8 @@ pub fn set(limits: (u64, u64)) -> std::io::Result<()> {
 /// Lowers RLIMIT_NPROC (soft and hard) of the calling process to `n`, or
 /// to the hard limit it has where that is lower (async-signal-safe).
 pub fn set_nproc(n: u64) -> std::io::Result<()> {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut l) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let n = n.min(l.rlim_max);
+    let (_, hard) = get(libc::RLIMIT_NPROC)?;
+    let n = n.min(hard);
     set_limit(libc::RLIMIT_NPROC, (n, n))
 }
 
@@ -60,7 +53,7 @@ fn set_limit(resource: libc::__rlimit_resource_t, (soft, hard): (u64, u64)) -> s
 /// root) towards [`WANTED`] within the kernel's `nr_open`. Returns the soft
 /// limit now in force.
 pub fn raise() -> std::io::Result<u64> {
-    let (soft, hard) = get()?;
+    let (soft, hard) = get(libc::RLIMIT_NOFILE)?;
     let _ = STARTED_WITH.set((soft, hard));
     let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
@@ -82,6 +75,6 @@ pub fn raise() -> std::io::Result<u64> {
 pub fn for_sandboxes() -> (u64, u64) {
     match STARTED_WITH.get() {
         Some(l) => *l,
-        None => get().unwrap_or((1024, 1024)),
+        None => get(libc::RLIMIT_NOFILE).unwrap_or((1024, 1024)),
     }
 }
