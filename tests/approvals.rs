@@ -106,14 +106,17 @@ fn strings(v: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// The first `kind` record of the audit log, as written.
-fn record_line(d: &Daemon, kind: &str) -> String {
+/// The first `kind` record of the audit log, which must take under `max`
+/// bytes as written.
+fn bounded_record(d: &Daemon, kind: &str, max: usize) -> Value {
     let text = std::fs::read_to_string(d.state_dir.join("audit.jsonl")).unwrap();
     let tag = format!("\"kind\":\"{kind}\"");
-    text.lines()
+    let line = text
+        .lines()
         .find(|l| l.contains(&tag))
-        .unwrap_or_else(|| panic!("no {kind} record"))
-        .to_string()
+        .unwrap_or_else(|| panic!("no {kind} record"));
+    assert!(line.len() < max, "{kind} record of {} bytes", line.len());
+    serde_json::from_str(line).unwrap()
 }
 
 fn audit(d: &Daemon) -> Vec<Value> {
@@ -1103,9 +1106,7 @@ fn a_question_about_a_long_command_has_a_bounded_record() {
     argv.extend(std::iter::repeat_n(word.as_str(), 12));
     let out = exec(&d, U1, &ws, &["--profile", "ut"], &no, &argv);
     assert_ne!(out.code, 0);
-    let line = record_line(&d, "approval-asked");
-    assert!(line.len() < 200_000, "{}", line.len());
-    let r: Value = serde_json::from_str(&line).unwrap();
+    let r = bounded_record(&d, "approval-asked", 200_000);
     assert_eq!(r["argv_cut"]["bytes"], 5 + 12 * 125_000);
     assert_eq!(r["argv_cut"]["words"], 13);
     assert_eq!(r["parts_cut"]["sha256"].as_str().map(str::len), Some(64));
@@ -1122,9 +1123,7 @@ fn an_approve_always_of_a_long_command_has_a_bounded_record() {
     let word = "\u{1}".repeat(20_000);
     let argv = ["touch", &word, &word, &word];
     exec(&d, U1, &ws, &["--profile", "ut"], &always, &argv);
-    let line = record_line(&d, "approval-answered");
-    assert!(line.len() < 100_000, "{}", line.len());
-    let r: Value = serde_json::from_str(&line).unwrap();
+    let r = bounded_record(&d, "approval-answered", 100_000);
     assert_eq!(r["amendment"]["saved"], false);
     let cut = &r["amendment"]["prefixes_cut"];
     assert_eq!(cut["sha256"].as_str().map(str::len), Some(64), "{r}");
