@@ -817,15 +817,25 @@ fn rule_match(profile: &Profile, words: &[Word], shown: &str, lookup: Lookup) ->
         }
     }
     let (named, why) = doubted?;
+    Some(
+        doubted_decision(
+            profile,
+            shown,
+            &format!("{named} not applied: {why}"),
+            &format!("{why}, so {named} is not applied"),
+        )
+        .unwrap_or_else(|| fallback(profile, shown)),
+    )
+}
+
+/// The approval mode's decision on `shown`, with why a rule or program was
+/// doubted; `None` where that mode allows anyway.
+fn doubted_decision(profile: &Profile, shown: &str, note: &str, why: &str) -> Option<Decision> {
     let f = fallback(profile, shown);
-    Some(if f.verdict == Verdict::Allow {
-        f
-    } else {
-        Decision {
-            rule: format!("{} ({named} not applied: {why})", f.rule),
-            reason: format!("`{shown}`: {why}, so {named} is not applied"),
-            ..f
-        }
+    (f.verdict != Verdict::Allow).then(|| Decision {
+        rule: format!("{} ({note})", f.rule),
+        reason: format!("`{shown}`: {why}"),
+        ..f
     })
 }
 
@@ -840,12 +850,7 @@ fn doubted_runner(
     lookup: Lookup,
 ) -> Option<Decision> {
     let why = lookup(&words[0].text)?;
-    let f = fallback(profile, shown);
-    (f.verdict != Verdict::Allow).then(|| Decision {
-        rule: format!("{} ({why})", f.rule),
-        reason: format!("`{shown}`: {why}"),
-        ..f
-    })
+    doubted_decision(profile, shown, &why, &why)
 }
 
 /// No rule matched: the approval mode decides.
