@@ -135,9 +135,15 @@ impl GitWatch {
             };
             let mut listed = Snapshot::default();
             let mut budget = MAX_LISTED;
+            // A directory with a `.git` is opened (not through a symlink)
+            // and looked at again; the others cost one lookup each.
             let nested: Vec<(OsString, OwnedFd)> = entries(&root_fd, &mut budget, &mut listed)
                 .into_iter()
                 .filter(|(name, is_dir)| *is_dir && name != ".git")
+                .filter(|(name, _)| {
+                    let git = Path::new(name).join(".git");
+                    fstatat(root_fd.as_fd(), &git, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
+                })
                 .filter_map(|(name, _)| open_dir(&root_fd, &name).map(|fd| (name, fd)))
                 .filter(|(_, fd)| identity(fd).is_some())
                 .take(MAX_NESTED)
