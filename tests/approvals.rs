@@ -1156,3 +1156,81 @@ fn an_exec_start_keeps_a_bounded_escalation() {
     assert!(written <= (4 << 10) + 2, "{written}");
     assert_eq!(start["escalation_cut"]["words"], 40, "{start}");
 }
+
+/// A daemon told to stop kills what runs, with its end on record, and runs
+/// nothing it was still asking about, whatever the answer says later.
+#[test]
+fn a_stopping_daemon_ends_its_sandboxes_and_runs_nothing_still_asked_about() {
+    use std::process::Stdio;
+    let mut d = daemon();
+    let ws = Dir::new(U1);
+    let spawn = |args: &[&str]| {
+        d.agent(U1, &ws.path)
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn agent")
+    };
+    let running = spawn(&["exec", "--", "sh", "-c", "sleep 30 # stop-marker"]);
+    let id = d.sandbox_id(U1, &ws.path, "stop-marker");
+    let late = Approver::slow(&ws, U1, "approve", 3);
+    let asked = spawn(&[
+        "exec",
+        "--profile",
+        "ut",
+        "--approver",
+        late.arg(),
+        "--",
+        "touch",
+        "ran-after-stop",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(15), || !late.requests().is_empty()),
+        "the approver was never asked"
+    );
+
+    let stopping = Instant::now();
+    d.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "the daemon took {:?} to stop",
+        stopping.elapsed()
+    );
+    let ran = running.wait_with_output().unwrap();
+    assert!(!ran.status.success(), "the running exec was not ended");
+    let refused = asked.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(125), "{err}");
+    assert!(err.contains("shutting down"), "{err}");
+    // Past the approver's answer: it changed nothing.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !ws.join("ran-after-stop").exists(),
+        "a command ran after the stop"
+    );
+    assert!(
+        pids_matching("stop-marker").is_empty(),
+        "a sandbox outlived the daemon"
+    );
+
+    let records = audit(&d);
+    let of = |kind: &str| -> Vec<&Value> { records.iter().filter(|r| r["kind"] == kind).collect() };
+    assert!(of("exec-start").iter().any(|r| r["id"] == id.as_str()));
+    let end = of("exec-end")
+        .into_iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no exec-end for {id}: {records:?}"));
+    assert!(end.to_string().contains("shutting down"), "{end}");
+    assert!(
+        !of("exec-start")
+            .iter()
+            .any(|r| strings(&r["argv"]).contains(&"ran-after-stop")),
+        "{records:?}"
+    );
+    assert!(
+        of("refusal").iter().any(|r| r["rule"] == "shutdown"),
+        "{records:?}"
+    );
+}

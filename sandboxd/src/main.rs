@@ -273,7 +273,7 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
                 Err(e) => Err(anyhow::Error::from(e).context("server task")),
             },
         };
-        let killed = registry.kill_all("sandboxd is shutting down").await;
+        let killed = registry.close().await;
         if killed > 0 {
             tracing::info!(killed, "sandboxes killed");
         }

@@ -7,6 +7,9 @@
 //! the exec. A sandbox that ended before that ([`Slot::end`]) is no longer
 //! listed, killed or attached to, but still counts: what waits for its
 //! client is bounded by the same limits.
+//!
+//! When the daemon stops ([`Registry::close`]) nothing more is admitted, and
+//! every sandbox is killed, those that start running afterwards included.
 
 use crate::api::attach::{Subscription, Watchers, MAX_ATTACHERS};
 use crate::config::DaemonLimits;
@@ -71,6 +74,8 @@ pub enum RegistryError {
     },
     #[error("sandbox {id} already has {max} attachers (the most one sandbox may have)")]
     Attachers { id: String, max: usize },
+    #[error("sandboxd is shutting down")]
+    Closing,
 }
 
 /// Every sandbox admitted and not yet ended.
@@ -79,6 +84,8 @@ pub struct Registry {
     limits: DaemonLimits,
     entries: Mutex<BTreeMap<String, Entry>>,
     counter: AtomicU64,
+    /// Set once, under the entries' lock, when the daemon stops.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Registry {
@@ -87,6 +94,7 @@ impl Registry {
             limits,
             entries: Mutex::new(BTreeMap::new()),
             counter: AtomicU64::new(0),
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -103,6 +111,9 @@ impl Registry {
     /// Takes a slot for a sandbox of `uid`, or says which limit is reached.
     pub fn admit(self: &Arc<Self>, uid: u32) -> Result<Slot, RegistryError> {
         let mut entries = self.lock();
+        if self.is_closing() {
+            return Err(RegistryError::Closing);
+        }
         if entries.len() >= self.limits.max_sandboxes {
             return Err(RegistryError::Full {
                 max: self.limits.max_sandboxes,
@@ -200,18 +211,35 @@ impl Registry {
         Ok((info, sub))
     }
 
-    /// Kills every running sandbox (daemon shutdown); returns how many.
-    pub async fn kill_all(&self, reason: &str) -> usize {
-        let handles: Vec<Handle> = self
-            .lock()
-            .values()
-            .filter_map(|e| e.running.as_ref().map(|r| r.handle.clone()))
-            .collect();
+    /// Stops admitting and kills every running sandbox (daemon shutdown);
+    /// returns how many were killed. A sandbox still being built is killed
+    /// as it starts running ([`Slot::run`]).
+    pub async fn close(&self) -> usize {
+        let handles: Vec<Handle> = {
+            let entries = self.lock();
+            self.closing.send_replace(true);
+            entries
+                .values()
+                .filter_map(|e| e.running.as_ref().map(|r| r.handle.clone()))
+                .collect()
+        };
         let n = handles.len();
         for h in handles {
-            let _ = h.send(Control::Kill(reason.to_string())).await;
+            let _ = h.send(Control::Kill(CLOSING.into())).await;
         }
         n
+    }
+
+    /// Whether the daemon is stopping.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Resolves once the daemon is stopping: what waits on a person (an
+    /// approval) gives up then.
+    pub async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     /// How many sandboxes are being built or running: those whose end is
@@ -220,6 +248,9 @@ impl Registry {
         self.lock().values().filter(|e| !e.ended).count()
     }
 }
+
+/// Why sandboxes are killed when the daemon stops.
+const CLOSING: &str = "sandboxd is shutting down";
 
 /// One admitted sandbox's place in the registry; dropping it frees the place.
 #[derive(Debug)]
@@ -234,14 +265,22 @@ impl Slot {
     }
 
     /// Marks the sandbox as running: it shows in [`Registry::list`], can be
-    /// killed, and attached to through `watchers`.
-    pub fn run(&self, info: Info, handle: Handle, watchers: Watchers) {
-        if let Some(e) = self.registry.lock().get_mut(&self.id) {
-            e.running = Some(Running {
-                info,
-                handle,
-                watchers,
-            });
+    /// killed, and attached to through `watchers`. When the daemon is
+    /// stopping, it is killed at once instead.
+    pub async fn run(&self, info: Info, handle: Handle, watchers: Watchers) {
+        let closing = {
+            let mut entries = self.registry.lock();
+            if let Some(e) = entries.get_mut(&self.id) {
+                e.running = Some(Running {
+                    info,
+                    handle: handle.clone(),
+                    watchers,
+                });
+            }
+            self.registry.is_closing()
+        };
+        if closing {
+            let _ = handle.send(Control::Kill(CLOSING.into())).await;
         }
     }
 

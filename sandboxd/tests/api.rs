@@ -203,6 +203,32 @@ async fn until_ready(stream: &mut tonic::Streaming<sandbox_proto::v1::ExecRespon
     }
 }
 
+/// A closing registry admits nothing, kills what runs, and kills at once
+/// what starts running afterwards.
+#[tokio::test]
+async fn a_closing_registry_admits_nothing_and_kills_every_sandbox() {
+    let reg = Registry::new(DaemonLimits {
+        max_sandboxes: 4,
+        max_per_user: 4,
+        user_memory: None,
+        user_pids: None,
+    });
+    let running = reg.admit(1000).unwrap();
+    let building = reg.admit(1000).unwrap();
+    let (handle, _stdin, mut rx) = Handle::channel();
+    running
+        .run(info(running.id(), 1000), handle, Watchers::default())
+        .await;
+    assert_eq!(reg.close().await, 1);
+    assert!(matches!(rx.recv().await, Some(Control::Kill(r)) if r.contains("shutting down")));
+    assert_eq!(reg.admit(1001).unwrap_err(), RegistryError::Closing);
+    let (handle, _stdin, mut rx) = Handle::channel();
+    building
+        .run(info(building.id(), 1000), handle, Watchers::default())
+        .await;
+    assert!(matches!(rx.recv().await, Some(Control::Kill(r)) if r.contains("shutting down")));
+}
+
 #[tokio::test]
 async fn registry_enforces_limits_and_ownership() {
     let reg = Registry::new(DaemonLimits {
@@ -225,7 +251,7 @@ async fn registry_enforces_limits_and_ownership() {
     assert!(reg.list(None).is_empty());
     let (handle, _stdin, mut rx) = Handle::channel();
     let watchers = Watchers::default();
-    b1.run(info(b1.id(), 1001), handle, watchers.clone());
+    b1.run(info(b1.id(), 1001), handle, watchers.clone()).await;
     assert_eq!(reg.list(Some(1001)).len(), 1);
     assert!(reg.list(Some(1000)).is_empty());
     assert_eq!(reg.list(None).len(), 1);

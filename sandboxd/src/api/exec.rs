@@ -322,10 +322,13 @@ impl Api {
                         tx: &tx,
                         inbound: &mut inbound,
                     };
-                    api.approvals
-                        .ask(gate, conversation)
-                        .await
-                        .map_err(policy_refusal)?
+                    tokio::select! {
+                        asked = api.approvals.ask(gate, conversation) => asked.map_err(policy_refusal)?,
+                        _ = api.registry.closed() => {
+                            let msg = "sandboxd is shutting down; nothing was run";
+                            return Err(refuse("shutdown", Status::unavailable(msg)));
+                        }
+                    }
                 } else {
                     // Escalations remembered for the session: granted, and recorded as such.
                     Approved {
@@ -429,6 +432,9 @@ impl Api {
         let watch = Arc::new(OnceLock::new());
         let (roots, cell, uid) = (policy.write.clone(), Arc::clone(&watch), caller.uid);
         let audited = async {
+            if self.registry.is_closing() {
+                return Err("not run: sandboxd is shutting down".to_string());
+            }
             let looked = tokio::task::spawn_blocking(move || {
                 let _ = cell.set(GitWatch::start(&roots, uid));
             });
@@ -494,7 +500,7 @@ impl Api {
             caller_pid: caller.pid,
         };
         let watchers = Watchers::default();
-        slot.run(info, handle.clone(), watchers.clone());
+        slot.run(info, handle.clone(), watchers.clone()).await;
         tracing::info!(
             uid = caller.uid, caller_pid = caller.pid, id = slot.id(), profile = %name, pid,
             policy_hash = %policy.hash,

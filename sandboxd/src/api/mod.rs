@@ -58,6 +58,7 @@ fn registry_status(e: RegistryError) -> Status {
         | RegistryError::Undelivered { .. } => Status::resource_exhausted(e.to_string()),
         RegistryError::NotFound(_) | RegistryError::Gone(_) => Status::not_found(e.to_string()),
         RegistryError::NotOwner { .. } => Status::permission_denied(e.to_string()),
+        RegistryError::Closing => Status::unavailable(e.to_string()),
     }
 }
 
