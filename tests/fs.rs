@@ -594,9 +594,10 @@ fn a_commondir_left_by_a_sandbox_is_moved_aside_and_reported() {
     let script = format!(
         "git init -q --bare evil && \
          printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {}; false\"\\n' > evil/config && \
-         echo ../evil > .git/commondir && mkdir -p .git/modules/sub && \
-         echo 'ref: refs/heads/main' > .git/modules/sub/HEAD && \
-         echo '[core]' > .git/modules/sub/config && echo done",
+         echo ../evil > .git/commondir && sub=\"$(printf 's\\033[2Jub')\" && \
+         mkdir -p \".git/modules/$sub\" && \
+         echo 'ref: refs/heads/main' > \".git/modules/$sub/HEAD\" && \
+         echo '[core]' > \".git/modules/$sub/config\" && echo done",
         ran.display()
     );
     let out = d.sh(U1, &ws.path, &[], &script);
@@ -611,11 +612,13 @@ fn a_commondir_left_by_a_sandbox_is_moved_aside_and_reported() {
         "{}",
         out.stderr
     );
+    // A name with an escape sequence is shown escaped: it erases nothing.
     let told = format!(
         "{} was created while the sandbox ran",
-        git.join("modules/sub/config").display()
+        git.join("modules/s\\u{1b}[2Jub/config").display()
     );
     assert!(out.stderr.contains(&told), "{}", out.stderr);
+    assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
     assert!(!git.join("commondir").exists(), "commondir left in place");
     // Git on the host runs none of it.
     let status = std::process::Command::new("git")

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tokio_stream::StreamExt;
 
-use crate::prompt::{Gate, GatedStdin, Prompter};
+use crate::prompt::{visible, Gate, GatedStdin, Prompter};
 use crate::Client;
 
 /// Exit status of `agent exec` when sandboxd refused or failed the command.
@@ -486,15 +486,17 @@ async fn write_out(w: &mut (dyn AsyncWrite + Send + Unpin), bytes: &[u8]) -> Res
 
 /// One stderr line for a daemon event, ending in `eol`: its kind, message
 /// and, when there is one, the rule, so scripts can match the kind and
-/// people read the reason.
+/// people read the reason. Names a sandbox chose (file names, hosts) are
+/// shown with their control characters escaped: they cannot move the
+/// cursor or erase what was said before.
 fn event_line(e: &Event, eol: &str) -> String {
-    let mut line = format!("sandboxd: {}", e.kind);
+    let mut line = format!("sandboxd: {}", visible(&e.kind));
     if !e.message.is_empty() {
         line.push_str(": ");
-        line.push_str(&e.message);
+        line.push_str(&visible(&e.message));
     }
     if !e.rule.is_empty() {
-        line.push_str(&format!(" (rule {})", e.rule));
+        line.push_str(&format!(" (rule {})", visible(&e.rule)));
     }
     line.push_str(eol);
     line

@@ -1,8 +1,9 @@
 //! What a sandbox left in the git directory of a repository it could write
 //! that git on the host would act on: a `commondir` (git then takes config
-//! and hooks from where it points), `config`, `config.worktree` and hooks
+//! and hooks from where it points), `config`, `config.worktree`, hooks
 //! (a profile usually protects the workspace's own `config` and `hooks`,
-//! but not those of other write roots), the same of each submodule
+//! but not those of other write roots) and `info/exclude` and
+//! `info/attributes` (what `git status` hides, how files are read), the same of each submodule
 //! (`modules/`) and linked worktree (`worktrees/`), of the write root's
 //! repository and of those one directory below it, and the `.git` itself
 //! made, replaced or (a `.git` file naming a git directory elsewhere)
@@ -114,7 +115,7 @@ impl Change {
                 "{path} holds too many entries, or too deep, to be compared whole: look at its config, hooks and commondir files (modules/ and worktrees/ too) before running git there"
             ),
             None => format!(
-                "{path} was {what} while the sandbox ran; git on the host reads it (config can name commands git runs, hooks are run): look at it before running git there"
+                "{path} was {what} while the sandbox ran; git on the host reads it (config can name commands git runs, hooks are run, info/ files hide files from git status): look at it before running git there"
             ),
         }
     }
@@ -322,10 +323,17 @@ fn snapshot(gitdir: &OwnedFd) -> Snapshot {
     s
 }
 
-/// A git directory's `config`, `config.worktree`, `commondir` and hooks.
+/// A git directory's `config`, `config.worktree`, `commondir`, hooks, and
+/// the `info/` files that change what git shows (`exclude` hides new
+/// files from `git status`) and how it reads files (`attributes`).
 fn own_files(dir: &OwnedFd, rel: &Path, budget: &mut usize, s: &mut Snapshot) {
     for file in ["config", "config.worktree", "commondir"] {
         print_into(dir, rel, file, s);
+    }
+    if let Some(info) = open_dir(dir, "info") {
+        for file in ["exclude", "attributes"] {
+            print_into(&info, &rel.join("info"), file, s);
+        }
     }
     if let Some(hooks) = open_dir(dir, "hooks") {
         let hooks_rel = rel.join("hooks");
@@ -482,6 +490,10 @@ mod tests {
         let git = ws.join(".git");
         write(&git.join("HEAD"), "ref: refs/heads/main\n");
         write(&git.join("hooks/pre-commit.sample"), "");
+        write(
+            &git.join("info/exclude"),
+            "# git ls-files --others --exclude-from=.git/info/exclude\n",
+        );
         for m in ["a", "info"] {
             write(&git.join(format!("modules/{m}/HEAD")), "");
             write(&git.join(format!("modules/{m}/config")), "[core]\n");
@@ -499,6 +511,8 @@ mod tests {
         write(&git.join("commondir"), "../evil\n");
         write(&git.join("config"), "[core]\n\tfsmonitor = x\n");
         write(&git.join("hooks/pre-commit"), "");
+        write(&git.join("info/exclude"), "evil.sh\n");
+        write(&git.join("info/attributes"), "* -diff\n");
         write(&git.join("modules/a/config"), "[core]\n\tfsmonitor = x\n");
         write(
             &git.join("modules/info/config"),
@@ -522,6 +536,8 @@ mod tests {
             ("config", "created", false),
             ("config.worktree", "created", false),
             ("hooks/pre-commit", "created", false),
+            ("info/attributes", "created", false),
+            ("info/exclude", "changed", false),
             ("modules/a/config", "changed", false),
             ("modules/a/hooks/post-checkout", "created", false),
             // Made with a new submodule or worktree: reported, left.
