@@ -491,6 +491,35 @@ fn git_hooks_and_config_are_protected_inside_the_workspace() {
     assert!(ws.join(".git/HEAD.new").exists());
 }
 
+/// A repository whose config sends git to hooks in the work tree (husky's
+/// `core.hooksPath = .husky/_`): that directory is protected as
+/// `.git/hooks` is, and git on the host runs nothing the sandbox wrote.
+#[test]
+fn the_hooks_directory_a_repository_config_names_is_protected() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    ws.write(".git/HEAD", "ref: refs/heads/main\n", U1);
+    ws.write(".git/config", "[core]\n\thooksPath = .husky/_\n", U1);
+    ws.write(".husky/_/.gitignore", "*\n", U1);
+    let script = "printf '#!/bin/sh\\ntouch ran\\n' > .husky/_/pre-commit; \
+                  chmod +x .husky/_/pre-commit; mv .husky/_ .husky/x; mv .husky h; \
+                  echo x > .husky/other; echo done";
+    let out = d.sh(U1, &ws.path, &[], script);
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "{}",
+        out.stderr
+    );
+    assert!(!ws.join(".husky/_/pre-commit").exists(), "hook written");
+    assert!(
+        ws.join(".husky/_/.gitignore").exists() && !ws.join("h").exists(),
+        "the hooks directory was moved"
+    );
+    // Only that directory: the rest of the work tree stays writable.
+    assert!(ws.join(".husky/other").exists());
+}
+
 #[test]
 fn a_protected_path_cannot_be_moved_away_by_a_parent_in_an_outer_writable_root() {
     let d = Daemon::builder()

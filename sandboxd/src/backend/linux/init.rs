@@ -14,7 +14,7 @@
 //! kernel kill the rest of the pid namespace. It exits the same way as soon
 //! as the daemon is gone, so that no sandbox outlives its supervision.
 
-use super::{creds, landlock, mounts, netns, paths, rlimit, seccomp};
+use super::{creds, hooks, landlock, mounts, netns, paths, rlimit, seccomp};
 use crate::backend::spec::{
     fds, Credentials, InitReport, NetPlan, SandboxSpec, DEFAULT_PATH, GO, MAX_SPEC, SIGNALS,
 };
@@ -226,11 +226,18 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     }
     let resolved = paths::resolve_as_caller(&spec.creds, &spec.cwd, &spec.fs.write, &spec.fs.read)
         .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?;
-    // As the caller: a walk never looks where the caller cannot.
-    let denied = paths::as_caller(&spec.creds, || mounts::expand_denies(&spec.fs))
-        .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?
-        .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
-    mounts::build(&spec.fs, &resolved, &denied)
+    // As the caller: a walk never looks where the caller cannot. The hooks
+    // directories protected repositories' configs name are protected too.
+    let mut fs = spec.fs.clone();
+    let home = spec.env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v);
+    let denied = paths::as_caller(&spec.creds, || {
+        let hook_dirs = hooks::protected_hook_dirs(&fs.deny_write, home.map(Path::new));
+        fs.deny_write.extend(hook_dirs);
+        mounts::expand_denies(&fs)
+    })
+    .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?
+    .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
+    mounts::build(&fs, &resolved, &denied)
         .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
     drop(resolved);
     let pty = spec.tty.then(|| open_pty(&spec.creds)).transpose()?;

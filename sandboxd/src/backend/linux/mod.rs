@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 pub mod creds;
+pub mod hooks;
 pub mod init;
 pub mod landlock;
 pub mod mounts;

@@ -511,7 +511,7 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
 /// The text `s` (a pattern or one of its components) matches, when it is
 /// literal: plain characters and the one-character classes
 /// `globset::escape` writes for its special ones (`[*]`, `[[]`).
-fn literal_of(s: &str) -> Option<String> {
+pub(super) fn literal_of(s: &str) -> Option<String> {
     const SPECIAL: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
     let cs: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
