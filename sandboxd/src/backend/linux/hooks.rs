@@ -117,8 +117,7 @@ fn value<'a>(raw: &'a str, more: &mut impl Iterator<Item = &'a str>) -> String {
     let mut quoted = false;
     let mut chars: Vec<char> = raw.chars().collect();
     let mut i = 0;
-    loop {
-        let Some(&c) = chars.get(i) else { break };
+    while let Some(&c) = chars.get(i) {
         i += 1;
         match c {
             '\\' => match chars.get(i).copied() {
