@@ -16,7 +16,7 @@ use crate::net::session::Answer;
 use crate::net::{NetPolicy, NetQuery, NetRecord, Session};
 use crate::plan;
 use crate::policy::{resolve, ApprovalMode, EffectivePolicy, Narrowing, PolicyStore};
-use crate::registry::{Info, Slot};
+use crate::registry::{Info, Slot, ARGV_BYTES};
 use crate::supervisor::{self, caller_signal, Control, ExitInfo, Handle, Output, Undelivered};
 use pb::exec_request::Msg as In;
 use pb::exec_response::Msg as Out;
@@ -485,7 +485,7 @@ impl Api {
             id: slot.id().to_string(),
             uid: caller.uid,
             pid,
-            argv: start.argv.clone(),
+            argv: audit::bounded_words(&start.argv, ARGV_BYTES),
             cwd,
             profile: name.clone(),
             policy_hash: policy.hash.clone(),
