@@ -347,3 +347,41 @@ fn ps_shows_a_bounded_marked_argv_of_a_huge_command() {
         let _ = c.wait();
     }
 }
+
+/// A client whose stream ends after its ExecStart, without StdinEof, has
+/// no more input to send: the command's stdin is closed then, and `cat`
+/// ends at once rather than at its timeout.
+#[test]
+fn the_end_of_the_clients_stream_closes_the_commands_stdin() {
+    use sandbox_proto::v1::{exec_request, exec_response, ExecRequest, ExecStart};
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let cwd = ws.path.to_string_lossy().into_owned();
+    let began = std::time::Instant::now();
+    let exit = client_as(U1, &d.socket, |mut client| async move {
+        let start = ExecStart {
+            argv: vec!["cat".into()],
+            cwd,
+            timeout_ms: 30_000,
+            ..Default::default()
+        };
+        let sent = vec![ExecRequest {
+            msg: Some(exec_request::Msg::Start(start)),
+        }];
+        let mut got = client
+            .exec(tokio_stream::iter(sent))
+            .await
+            .expect("exec")
+            .into_inner();
+        while let Some(m) = got.message().await.expect("the exec's stream") {
+            if let Some(exec_response::Msg::Exit(e)) = m.msg {
+                return Some(e);
+            }
+        }
+        None
+    });
+    let exit = exit.expect("an exit");
+    assert!(!exit.timed_out, "{exit:?}");
+    assert!(exit.exited && exit.code == 0, "{exit:?}");
+    assert!(began.elapsed() < Duration::from_secs(20));
+}

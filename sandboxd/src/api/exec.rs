@@ -514,6 +514,7 @@ impl Api {
         // task: the output is pumped meanwhile, so a command that fills its
         // output before reading its input cannot hold the replay up.
         let early = approved.early;
+        let eof = early.iter().any(|c| matches!(c, Control::StdinEof));
         let (h, p, events) = (handle.clone(), pending.clone(), tx.downgrade());
         let input = tokio::spawn(async move {
             for c in early {
@@ -521,7 +522,7 @@ impl Api {
                     return;
                 }
             }
-            pump_input(inbound, h, p, events).await
+            pump_input(inbound, eof, h, p, events).await
         });
         let (served, net) = match net {
             Some(n) => (Some(n.served), Some(n.shown)),
@@ -788,10 +789,13 @@ pub(super) fn resize(w: &pb::WindowSize) -> Control {
 }
 
 /// Client messages to the sandbox. The end of the client's stream only means
-/// no more input; a broken stream means the client is gone: kill. A signal
+/// no more input: the command's stdin is closed, unless the client closed
+/// it already (`eof`: a second end of input would reach a terminal as a
+/// second Ctrl-D). A broken stream means the client is gone: kill. A signal
 /// refused is told to the client on `events` (when it has room for it).
 async fn pump_input(
     mut inbound: Streaming<pb::ExecRequest>,
+    mut eof: bool,
     handle: Handle,
     pending: Pending,
     events: mpsc::WeakSender<Result<pb::ExecResponse, Status>>,
@@ -800,7 +804,10 @@ async fn pump_input(
         let control = match inbound.message().await {
             Ok(Some(pb::ExecRequest { msg: Some(msg) })) => match msg {
                 In::Stdin(data) => Control::Stdin(data),
-                In::StdinEof(_) => Control::StdinEof,
+                In::StdinEof(_) => {
+                    eof = true;
+                    Control::StdinEof
+                }
                 In::Signal(s) => Control::Signal(s.signal),
                 In::Resize(w) => resize(&w),
                 In::Approval(a) => {
@@ -810,7 +817,11 @@ async fn pump_input(
                 In::Start(_) => continue,
             },
             Ok(Some(pb::ExecRequest { msg: None })) => continue,
-            Ok(None) => return,
+            Ok(None) if eof => return,
+            Ok(None) => {
+                let _ = deliver(&handle, Control::StdinEof, &events).await;
+                return;
+            }
             Err(_) => Control::Kill("the client went away".into()),
         };
         let last = matches!(control, Control::Kill(_));
