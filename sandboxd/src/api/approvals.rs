@@ -600,7 +600,8 @@ fn escalation_grants(e: &pb::Escalation) -> Result<Vec<Grant>, Refusal> {
     for w in &e.write {
         let p = clean(Path::new(w)).ok_or_else(|| {
             bad(format!(
-                "escalation write root {w:?} must be an absolute path without `..`"
+                "escalation write root {:?} must be an absolute path without `..`",
+                super::caller_text(w)
             ))
         })?;
         out.push(Grant::Write(p));
@@ -609,7 +610,12 @@ fn escalation_grants(e: &pb::Escalation) -> Result<Vec<Grant>, Refusal> {
         let entry = match ip_literal(d) {
             Some(ip) => ip.to_string(),
             None => DomainPattern::parse(d)
-                .map_err(|m| bad(format!("escalation network {d:?}: {m}")))?
+                .map_err(|m| {
+                    bad(format!(
+                        "escalation network {:?}: {m}",
+                        super::caller_text(d)
+                    ))
+                })?
                 .to_string(),
         };
         out.push(Grant::Network(entry));

@@ -5,7 +5,7 @@
 
 use super::approvals::{Approved, Conversation, Grant, Reply};
 use super::attach::Watchers;
-use super::{registry_status, Api};
+use super::{bounded, caller_text, registry_status, Api};
 use crate::audit::{self, AuditLog};
 use crate::backend::linux::{self, netns, SpawnError};
 use crate::gitwatch::{Change, GitWatch};
@@ -71,7 +71,8 @@ fn narrowing(start: &pb::ExecStart) -> Result<Narrowing, Status> {
         "" => None,
         s => Some(ApprovalMode::parse(s).ok_or_else(|| {
             Status::invalid_argument(format!(
-                "approval {s:?} is not one of untrusted, on-request, never"
+                "approval {:?} is not one of untrusted, on-request, never",
+                caller_text(s)
             ))
         })?),
     };
@@ -196,8 +197,8 @@ impl Api {
     }
 
     /// A refusal: logged, and recorded in the audit log, with the caller and
-    /// the rule; returns its status. A refusal that cannot be recorded is
-    /// still a refusal: the failure is only logged.
+    /// the rule; returns its status, bounded (see [`bounded`]). A refusal
+    /// that cannot be recorded is still a refusal: the failure is only logged.
     async fn refused(
         &self,
         caller: &Caller,
@@ -236,7 +237,7 @@ impl Api {
         if let Err(e) = self.audit.append_counted("refusal", record).await {
             tracing::error!(uid = caller.uid, error = %e, "recording a refusal");
         }
-        r.status
+        bounded(r.status)
     }
 
     /// Admits, checks and plans the exec, records its start, spawns it and
@@ -272,7 +273,7 @@ impl Api {
         }
         let cwd = PathBuf::from(&start.cwd);
         if !cwd.is_absolute() {
-            let msg = format!("cwd {:?} is not an absolute path", start.cwd);
+            let msg = format!("cwd {:?} is not an absolute path", caller_text(&start.cwd));
             return Err(refuse("cwd", Status::invalid_argument(msg)));
         }
         if let Some((field, why)) = overlong_text(start) {
@@ -561,7 +562,10 @@ impl Api {
         let mut secrets = self.net.secrets.for_user(caller.uid, user);
         for name in &start.secrets {
             let value = start.secret_values.get(name).ok_or_else(|| {
-                let msg = format!("secret {name} was named but no value came with it");
+                let msg = format!(
+                    "secret {} was named but no value came with it",
+                    caller_text(name)
+                );
                 refuse("secrets", Status::invalid_argument(msg))
             })?;
             secrets.insert(name.clone(), value.clone());
