@@ -1234,3 +1234,31 @@ fn a_stopping_daemon_ends_its_sandboxes_and_runs_nothing_still_asked_about() {
         "{records:?}"
     );
 }
+
+/// A command too long for a session to remember (15 KB) is approved for
+/// its exec only, the client told so and the answer's record saying it;
+/// the same command in the same session is asked again.
+#[test]
+fn a_session_does_not_remember_a_command_too_long_to_keep() {
+    let d = daemon();
+    let ws = Dir::new(U1);
+    let session = Approver::new(&ws, U1, "approve-session");
+    let ut = ["--profile", "ut", "--session", "long"];
+    let word = "x".repeat(1500);
+    let mut argv = vec!["echo"];
+    argv.extend(std::iter::repeat_n(word.as_str(), 10));
+    let out = exec(&d, U1, &ws, &ut, &session, &argv);
+    out.expect_code(0);
+    assert!(
+        out.stderr.contains("not remembered for the session"),
+        "{}",
+        out.stderr
+    );
+    let answered: Vec<Value> = audit(&d)
+        .into_iter()
+        .filter(|r| r["kind"] == "approval-answered")
+        .collect();
+    assert_eq!(answered[0]["too_long_to_remember"], 1, "{answered:?}");
+    exec(&d, U1, &ws, &ut, &session, &argv).expect_code(0);
+    assert_eq!(session.requests().len(), 2);
+}

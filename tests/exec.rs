@@ -290,3 +290,98 @@ fn ps_and_kill_are_per_user_and_admins_see_all() {
         "{records:#?}"
     );
 }
+
+/// `ps` shows each sandbox's command bounded, its cut marked, however long
+/// the argv: three sandboxes of 1.5 MB argv each would not fit in one List
+/// response (4 MiB), and one user's must not blind an admin's `ps --all`.
+#[test]
+fn ps_shows_a_bounded_marked_argv_of_a_huge_command() {
+    let d = Daemon::builder().config("admin_group = \"4343\"").start();
+    let ws1 = Dir::new(U1);
+    let ws2 = Dir::new(U2);
+    let word = "w".repeat(100_000);
+    let mut args = vec!["exec", "--", "sh", "-c", "sleep 62.25", "huge-argv"];
+    args.extend(std::iter::repeat_n(word.as_str(), 15));
+    let mut children: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            d.agent(U1, &ws1.path)
+                .command(&args)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ps = None;
+    let all_three = eventually(Duration::from_secs(20), || {
+        let out = d.agent(U1, &ws1.path).run(&["ps"]);
+        let n = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains("huge-argv"))
+            .count();
+        ps = Some(out);
+        n == 3
+    });
+    let ps = ps.unwrap();
+    assert!(all_three, "{ps:?}");
+    ps.expect_code(0);
+    let admin = d
+        .agent(U2, &ws2.path)
+        .groups(&[U2, 4343])
+        .run(&["ps", "--all"]);
+    admin.expect_code(0);
+    for out in [&ps, &admin] {
+        let rows: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains("huge-argv"))
+            .collect();
+        assert_eq!(rows.len(), 3, "{}", out.stdout);
+        for row in rows {
+            assert!(row.len() < 4 << 10, "a row of {} bytes", row.len());
+            assert!(row.contains("(19 words, 1500024 bytes in all)"), "{row}");
+        }
+    }
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// A client whose stream ends after its ExecStart, without StdinEof, has
+/// no more input to send: the command's stdin is closed then, and `cat`
+/// ends at once rather than at its timeout.
+#[test]
+fn the_end_of_the_clients_stream_closes_the_commands_stdin() {
+    use sandbox_proto::v1::{exec_request, exec_response, ExecRequest, ExecStart};
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let cwd = ws.path.to_string_lossy().into_owned();
+    let began = std::time::Instant::now();
+    let exit = client_as(U1, &d.socket, |mut client| async move {
+        let start = ExecStart {
+            argv: vec!["cat".into()],
+            cwd,
+            timeout_ms: 30_000,
+            ..Default::default()
+        };
+        let sent = vec![ExecRequest {
+            msg: Some(exec_request::Msg::Start(start)),
+        }];
+        let mut got = client
+            .exec(tokio_stream::iter(sent))
+            .await
+            .expect("exec")
+            .into_inner();
+        while let Some(m) = got.message().await.expect("the exec's stream") {
+            if let Some(exec_response::Msg::Exit(e)) = m.msg {
+                return Some(e);
+            }
+        }
+        None
+    });
+    let exit = exit.expect("an exit");
+    assert!(!exit.timed_out, "{exit:?}");
+    assert!(exit.exited && exit.code == 0, "{exit:?}");
+    assert!(began.elapsed() < Duration::from_secs(20));
+}

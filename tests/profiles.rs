@@ -289,3 +289,38 @@ fn policy_check_cmd_judges_each_command_of_a_shell_script() {
         out.stdout
     );
 }
+
+/// Errors repeat the caller's text bounded, so that the reason reaches the
+/// caller (a message travels in a header, which clients take 16 KiB of):
+/// a huge profile name is "no profile named ...", a huge relative cwd "not
+/// an absolute path".
+#[test]
+fn a_huge_name_or_cwd_is_refused_with_a_bounded_reason() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let name = "p".repeat(100_000);
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--profile", &name, "--", "true"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("no profile named"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("(100000 bytes in all)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.len() < 8 << 10, "{} bytes", out.stderr.len());
+    let show = d.agent(U1, &ws.path).run(&["policy", "show", &name]);
+    assert_ne!(show.code, 0);
+    assert!(show.stderr.contains("no profile named"), "{}", show.stderr);
+    let cwd = std::path::PathBuf::from("c".repeat(200_000));
+    let refused = client_as(U1, &d.socket, |mut client| async move {
+        let opts = agent::ExecOptions::new(vec!["true".into()], cwd);
+        agent::run_exec(&mut client, &opts, agent::ExecIo::discard())
+            .await
+            .err()
+            .map(|e| e.to_string())
+    });
+    let refused = refused.expect("refused");
+    assert!(refused.contains("is not an absolute path"), "{refused}");
+}

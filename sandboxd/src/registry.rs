@@ -20,6 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+/// Most bytes of a sandbox's argv its [`Info`] keeps (as written in a
+/// record, besides the marks of a cut: see [`crate::audit::bounded_words`]).
+/// Every sandbox's is copied into each List, which must stay far under a
+/// gRPC message's 4 MiB with all of them (`limits.max_sandboxes`, 256 by
+/// default), whatever argv one user gives.
+pub const ARGV_BYTES: usize = 2 << 10;
+
 /// What the daemon knows of one running sandbox.
 #[derive(Debug, Clone)]
 pub struct Info {
@@ -27,6 +34,7 @@ pub struct Info {
     pub uid: u32,
     /// Host pid of the sandbox's init.
     pub pid: i32,
+    /// Its command, cut to [`ARGV_BYTES`].
     pub argv: Vec<String>,
     pub cwd: PathBuf,
     pub profile: String,

@@ -631,9 +631,22 @@ impl Daemon {
     }
 
     async fn channel(&self) -> tonic::transport::Channel {
-        let path = self.socket.clone();
-        tonic::transport::Endpoint::try_from("http://sandboxd.invalid")
+        self.channel_on(tonic::transport::Endpoint::try_from("http://sandboxd.invalid").unwrap())
+            .await
+    }
+
+    /// A channel whose calls take in their responses one byte at a time
+    /// (a stream window of one byte): a client that reads slowly.
+    async fn slow_channel(&self) -> tonic::transport::Channel {
+        let endpoint = tonic::transport::Endpoint::try_from("http://sandboxd.invalid")
             .unwrap()
+            .initial_stream_window_size(1);
+        self.channel_on(endpoint).await
+    }
+
+    async fn channel_on(&self, endpoint: tonic::transport::Endpoint) -> tonic::transport::Channel {
+        let path = self.socket.clone();
+        endpoint
             .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                 let path = path.clone();
                 async move {
@@ -2040,6 +2053,55 @@ async fn an_exec_whose_client_stops_reading_is_recorded_ended_at_once() {
         "the stopped daemon did not record the end of {id}"
     );
     assert_eq!(ends[0]["signal"], libc::SIGKILL, "{}", ends[0]);
+}
+
+/// A response built and not yet read by its client holds its request's
+/// place (here a List of profiles of 100 KB, read a byte at a time: all
+/// of it is built, little sent): a caller cannot make the daemon keep
+/// more of them than it may have requests open. Given up on, they free
+/// their places.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unread_response_holds_its_requests_place() {
+    use sandbox_proto::v1::{sandbox_client::SandboxClient, ListProfilesRequest};
+    const MAX: usize = 128;
+    let long = format!(
+        "extends = \"workspace\"\ndescription = \"{}\"\n",
+        "d".repeat(100_000)
+    );
+    let d = Daemon::start(&[("long", &long)]);
+    let (mut slow, mut channels) = (Vec::new(), Vec::new());
+    for i in 0..MAX {
+        if i % 32 == 0 {
+            channels.push(d.slow_channel().await);
+        }
+        let mut client = SandboxClient::new(channels[channels.len() - 1].clone());
+        slow.push(tokio::spawn(async move {
+            client.list_profiles(ListProfilesRequest {}).await
+        }));
+    }
+    let list = |ch: tonic::transport::Channel| async move {
+        SandboxClient::new(ch)
+            .list_profiles(ListProfilesRequest {})
+            .await
+    };
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let refused = loop {
+        match list(d.channel().await).await {
+            Err(e) if e.code() == tonic::Code::ResourceExhausted => break e,
+            other => assert!(Instant::now() < deadline, "still served: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(refused.message().contains("uid 0"), "{refused:?}");
+    for s in &slow {
+        s.abort();
+    }
+    drop(channels);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while let Err(e) = list(d.channel().await).await {
+        assert!(Instant::now() < deadline, "still refused: {e:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The requests one caller has open at once are bounded over all its

@@ -31,14 +31,25 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-/// Sessions remembered at once (all users); the least recently used goes first.
+/// Sessions remembered at once per uid, and bytes of their answers (and
+/// names): past either, that uid's least recently used session goes first,
+/// never another uid's.
+const MAX_SESSIONS_PER_UID: usize = 64;
+const MAX_BYTES_PER_UID: usize = 256 << 10;
+/// Sessions, and bytes, remembered at once by all uids (a user may have
+/// many, through its subordinate ids): past either, a uid's new answers
+/// push out its own sessions, or are approved once and not remembered.
 const MAX_SESSIONS: usize = 4096;
+const MAX_BYTES: usize = 32 << 20;
 /// Answers remembered per session; the oldest goes first.
 const MAX_GRANTS: usize = 256;
+/// Bytes one remembered answer may take (see [`Grant::bytes`]): a longer
+/// command or path approved for the session is approved once, not remembered.
+const MAX_GRANT_BYTES: usize = 4096;
 /// Saved rules per user and profile.
 const MAX_AMENDMENTS: usize = 1024;
 /// Words and bytes of one saved rule: a longer command approved `always` is
@@ -102,15 +113,35 @@ impl Grant {
     /// wrapped command or anything not understood may run what a later
     /// word says (`sh -c 'for c in "$@"; do $c; done' sh true 'rm -rf /'`),
     /// so approving it does not approve more words.
-    fn covers(&self, part: &CommandPart) -> bool {
+    fn covers(&self, asked: &Asked) -> bool {
+        let part = &asked.part;
         match self {
             Grant::Command(words) => {
                 part.literal
                     && (part.words == *words
-                        || (part.words.starts_with(words) && runs_only_itself(&part.words)))
+                        || (asked.runs_only_itself && part.words.starts_with(words)))
             }
             _ => false,
         }
+    }
+
+    /// Bytes the grant takes in memory, about: what bounds a session's.
+    fn bytes(&self) -> usize {
+        let heap = match self {
+            Grant::Command(words) => words
+                .iter()
+                .map(|w| w.len() + std::mem::size_of::<String>())
+                .sum(),
+            Grant::Write(p) => p.as_os_str().len(),
+            Grant::Network(d) => d.len(),
+            Grant::Unsandboxed => 0,
+        };
+        std::mem::size_of::<Grant>() + heap
+    }
+
+    /// Whether a session may remember it: see [`MAX_GRANT_BYTES`].
+    fn rememberable(&self) -> bool {
+        self.bytes() <= MAX_GRANT_BYTES
     }
 
     /// The grant as a person reads it.
@@ -133,6 +164,23 @@ fn runs_only_itself(words: &[String]) -> bool {
     !argv.is_empty() && matches!(shell::runs(&argv), Ok(shell::Runs::Itself))
 }
 
+/// A command part to be asked about unless a grant covers it, judged once
+/// (and outside any lock) for [`Grant::covers`].
+struct Asked {
+    part: CommandPart,
+    runs_only_itself: bool,
+}
+
+impl Asked {
+    fn new(part: CommandPart) -> Asked {
+        let runs_only_itself = part.literal && runs_only_itself(&part.words);
+        Asked {
+            part,
+            runs_only_itself,
+        }
+    }
+}
+
 /// Whose session an answer is remembered for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SessionKey {
@@ -141,44 +189,181 @@ struct SessionKey {
     profile: String,
 }
 
+/// Session answers, per uid, each uid's bounded on its own (see
+/// [`MAX_SESSIONS_PER_UID`]) and all together (see [`MAX_SESSIONS`]).
 #[derive(Default)]
-struct Sessions(HashMap<SessionKey, (Vec<Grant>, Instant)>);
+struct Sessions {
+    by_uid: HashMap<u32, UidSessions>,
+    /// Counts uses, for the least recently used order.
+    tick: u64,
+    /// Sessions, and their bytes, of all uids.
+    count: usize,
+    bytes: usize,
+}
+
+/// One uid's sessions, and the bytes they take.
+#[derive(Default)]
+struct UidSessions {
+    sessions: HashMap<SessionKey, Remembered>,
+    bytes: usize,
+}
+
+/// One session's answers, the bytes they (and its name) take, and its last use.
+struct Remembered {
+    grants: Vec<Grant>,
+    bytes: usize,
+    used: u64,
+}
+
+/// Bytes a session takes before any answer: its key.
+fn key_bytes(key: &SessionKey) -> usize {
+    std::mem::size_of::<SessionKey>() + key.session.len() + key.profile.len()
+}
+
+impl UidSessions {
+    /// Forgets the least recently used session other than `keep`; the
+    /// bytes freed, or `None` when there is no other.
+    fn forget_oldest(&mut self, keep: &SessionKey) -> Option<usize> {
+        let oldest = self
+            .sessions
+            .iter()
+            .filter(|(k, _)| *k != keep)
+            .min_by_key(|(_, r)| r.used)
+            .map(|(k, _)| k.clone())?;
+        let gone = self.sessions.remove(&oldest)?;
+        self.bytes -= gone.bytes;
+        Some(gone.bytes)
+    }
+
+    /// Forgets `key`'s oldest answer; the bytes freed, or `None` when it has none.
+    fn forget_first_grant(&mut self, key: &SessionKey) -> Option<usize> {
+        let r = self
+            .sessions
+            .get_mut(key)
+            .filter(|r| !r.grants.is_empty())?;
+        let freed = r.grants.remove(0).bytes();
+        r.bytes -= freed;
+        self.bytes -= freed;
+        Some(freed)
+    }
+}
 
 impl Sessions {
-    fn grants(&mut self, key: &SessionKey) -> Vec<Grant> {
-        match self.0.get_mut(key) {
-            Some((g, used)) => {
-                *used = Instant::now();
-                g.clone()
+    /// `f` of the answers remembered for `key` (none when it has none),
+    /// which counts as a use: checked in place, under the caller's lock,
+    /// nothing copied.
+    fn check<R>(&mut self, key: &SessionKey, f: impl FnOnce(&[Grant]) -> R) -> R {
+        self.tick += 1;
+        let tick = self.tick;
+        match self
+            .by_uid
+            .get_mut(&key.uid)
+            .and_then(|u| u.sessions.get_mut(key))
+        {
+            Some(r) => {
+                r.used = tick;
+                f(&r.grants)
             }
-            None => Vec::new(),
+            None => f(&[]),
         }
     }
 
-    fn remember(&mut self, key: SessionKey, grants: &[Grant]) {
-        if !self.0.contains_key(&key) && self.0.len() >= MAX_SESSIONS {
-            let oldest = self
-                .0
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.0.remove(&k);
-            }
-        }
-        let (list, used) = self
-            .0
-            .entry(key)
-            .or_insert_with(|| (Vec::new(), Instant::now()));
-        *used = Instant::now();
-        for g in grants {
-            if !list.contains(g) {
-                if list.len() >= MAX_GRANTS {
-                    list.remove(0);
+    /// Remembers `grants` for `key`, making room within the bounds by
+    /// forgetting the same uid's least recently used sessions, then this
+    /// session's oldest answers; never another uid's. Returns how many of
+    /// `grants` are not remembered: too long (see [`Grant::rememberable`]),
+    /// or no room left.
+    fn remember(&mut self, key: SessionKey, grants: &[Grant]) -> usize {
+        self.tick += 1;
+        let Sessions {
+            by_uid,
+            tick,
+            count,
+            bytes,
+        } = self;
+        let user = by_uid.entry(key.uid).or_default();
+        let over = |user: &UidSessions, all: usize, more: usize| {
+            user.bytes + more > MAX_BYTES_PER_UID || all + more > MAX_BYTES
+        };
+        if !user.sessions.contains_key(&key) {
+            let need = key_bytes(&key);
+            while user.sessions.len() >= MAX_SESSIONS_PER_UID
+                || *count >= MAX_SESSIONS
+                || over(user, *bytes, need)
+            {
+                match user.forget_oldest(&key) {
+                    Some(freed) => {
+                        *count -= 1;
+                        *bytes -= freed;
+                    }
+                    None => {
+                        if user.sessions.is_empty() {
+                            by_uid.remove(&key.uid);
+                        }
+                        return grants.len();
+                    }
                 }
-                list.push(g.clone());
+            }
+            user.sessions.insert(
+                key.clone(),
+                Remembered {
+                    grants: Vec::new(),
+                    bytes: need,
+                    used: 0,
+                },
+            );
+            user.bytes += need;
+            *count += 1;
+            *bytes += need;
+        }
+        if let Some(r) = user.sessions.get_mut(&key) {
+            r.used = *tick;
+        }
+        let mut left_out = 0;
+        for g in grants {
+            let known = user
+                .sessions
+                .get(&key)
+                .is_some_and(|r| r.grants.contains(g));
+            if known {
+                continue;
+            }
+            if !g.rememberable() {
+                left_out += 1;
+                continue;
+            }
+            let need = g.bytes();
+            let full = user
+                .sessions
+                .get(&key)
+                .is_some_and(|r| r.grants.len() >= MAX_GRANTS);
+            if full {
+                if let Some(freed) = user.forget_first_grant(&key) {
+                    *bytes -= freed;
+                }
+            }
+            while over(user, *bytes, need) {
+                if let Some(freed) = user.forget_oldest(&key) {
+                    *count -= 1;
+                    *bytes -= freed;
+                } else if let Some(freed) = user.forget_first_grant(&key) {
+                    *bytes -= freed;
+                } else {
+                    break;
+                }
+            }
+            let room = !over(user, *bytes, need);
+            match user.sessions.get_mut(&key) {
+                Some(r) if room => {
+                    r.grants.push(g.clone());
+                    r.bytes += need;
+                    user.bytes += need;
+                    *bytes += need;
+                }
+                _ => left_out += 1,
             }
         }
+        left_out
     }
 }
 
@@ -415,7 +600,8 @@ fn escalation_grants(e: &pb::Escalation) -> Result<Vec<Grant>, Refusal> {
     for w in &e.write {
         let p = clean(Path::new(w)).ok_or_else(|| {
             bad(format!(
-                "escalation write root {w:?} must be an absolute path without `..`"
+                "escalation write root {:?} must be an absolute path without `..`",
+                super::caller_text(w)
             ))
         })?;
         out.push(Grant::Write(p));
@@ -424,7 +610,12 @@ fn escalation_grants(e: &pb::Escalation) -> Result<Vec<Grant>, Refusal> {
         let entry = match ip_literal(d) {
             Some(ip) => ip.to_string(),
             None => DomainPattern::parse(d)
-                .map_err(|m| bad(format!("escalation network {d:?}: {m}")))?
+                .map_err(|m| {
+                    bad(format!(
+                        "escalation network {:?}: {m}",
+                        super::caller_text(d)
+                    ))
+                })?
                 .to_string(),
         };
         out.push(Grant::Network(entry));
@@ -558,20 +749,35 @@ impl Approvals {
             });
         }
         let key = Self::session_key(caller, start, profile);
-        let remembered = key
-            .as_ref()
-            .map(|k| self.sessions().grants(k))
-            .unwrap_or_default();
         let amended: Vec<Grant> = self
             .saved_rules(caller.uid, profile)
             .await
             .into_iter()
             .map(Grant::Command)
             .collect();
-        let commands: Vec<CommandPart> = parts
+        let asked: Vec<Asked> = parts
             .into_iter()
             .filter(|p| p.decision.verdict == Verdict::Prompt)
-            .filter(|p| !amended.iter().chain(&remembered).any(|g| g.covers(p)))
+            .map(Asked::new)
+            .filter(|a| !amended.iter().any(|g| g.covers(a)))
+            .collect();
+        // What the session remembers covers, checked where it is kept.
+        let covered = |grants: &[Grant]| -> (Vec<bool>, Vec<bool>) {
+            let parts = asked
+                .iter()
+                .map(|a| grants.iter().any(|g| g.covers(a)))
+                .collect();
+            (parts, wanted.iter().map(|w| grants.contains(w)).collect())
+        };
+        let (parts_covered, wanted_covered) = match &key {
+            Some(k) => self.sessions().check(k, covered),
+            None => covered(&[]),
+        };
+        let commands: Vec<CommandPart> = asked
+            .into_iter()
+            .zip(parts_covered)
+            .filter(|(_, covered)| !covered)
+            .map(|(a, _)| a.part)
             .collect();
         if wanted.contains(&Grant::Unsandboxed) && self.full.is_none() {
             return Err(Refusal {
@@ -601,8 +807,13 @@ impl Approvals {
                 });
             }
         }
-        let (granted, escalation): (Vec<Grant>, Vec<Grant>) =
-            wanted.into_iter().partition(|g| remembered.contains(g));
+        let (mut granted, mut escalation) = (Vec::new(), Vec::new());
+        for (g, covered) in wanted.into_iter().zip(wanted_covered) {
+            match covered {
+                true => granted.push(g),
+                false => escalation.push(g),
+            }
+        }
         if !start.interactive {
             let unanswerable = "this client cannot answer approval requests (agent: give --approver or run on a terminal)";
             if let Some(p) = commands.first() {
@@ -747,8 +958,9 @@ impl Approvals {
                 .map(|p| p.words.clone())
                 .collect();
             let amend = amendable(profile, &prefixes);
+            let grants: Vec<Grant> = prefixes.iter().cloned().map(Grant::Command).collect();
             let outcome = match reply {
-                Some(Reply::Session) => session_outcome(key.as_ref()),
+                Some(Reply::Session) => session_outcome(key.as_ref(), &grants),
                 Some(Reply::Always) => match &amend {
                     Ok(()) => amendment(&prefixes, json!({ "saving": true })),
                     Err((note, rule_named)) => {
@@ -765,8 +977,7 @@ impl Approvals {
                 self.amend(&talk, &id, profile, &prefixes).await;
             }
             if matches!(reply, Some(Reply::Session)) {
-                let grants = prefixes.iter().cloned().map(Grant::Command).collect();
-                self.remember(tx, key.as_ref(), grants).await;
+                self.remember(tx, key.as_ref(), &grants).await;
             }
             let shown: Vec<String> = parts.iter().map(|p| format!("`{p}`")).collect();
             self.unless_approved(reply, "command not run", &shown.join(", "), &rules)?;
@@ -806,7 +1017,7 @@ impl Approvals {
             let asked = json!({ "escalation": escalation });
             let reply = self.question(&mut talk, request, asked).await?;
             let outcome = match reply {
-                Some(Reply::Session) => session_outcome(key.as_ref()),
+                Some(Reply::Session) => session_outcome(key.as_ref(), &gate.escalation),
                 Some(Reply::Always) => {
                     let note =
                         "approve-always saves command rules only: this escalation is approved once";
@@ -818,8 +1029,7 @@ impl Approvals {
             self.answered(&talk, &id, "escalation", reply, &gate.mode_rule, outcome)
                 .await?;
             if matches!(reply, Some(Reply::Session)) {
-                self.remember(tx, key.as_ref(), gate.escalation.clone())
-                    .await;
+                self.remember(tx, key.as_ref(), &gate.escalation).await;
             }
             self.unless_approved(
                 reply,
@@ -868,18 +1078,26 @@ impl Approvals {
     }
 
     /// Session answers: remembered for later execs of the same session,
-    /// once the answer's record is written.
+    /// once the answer's record is written. What is not remembered (too
+    /// long, or no room) is said on the stream: it was approved once.
     async fn remember(
         &self,
         tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
         key: Option<&SessionKey>,
-        grants: Vec<Grant>,
+        grants: &[Grant],
     ) {
-        match key {
-            Some(k) => self.sessions().remember(k.clone(), &grants),
-            None => {
-                event(tx, "approve-session without a session (agent exec --session ID) applies to this exec only", "").await;
-            }
+        let Some(k) = key else {
+            event(tx, "approve-session without a session (agent exec --session ID) applies to this exec only", "").await;
+            return;
+        };
+        let left_out = self.sessions().remember(k.clone(), grants);
+        if left_out > 0 {
+            tracing::info!(uid = k.uid, left_out, "session answers not remembered");
+            let note = format!(
+                "approve-session: {left_out} of the {} approved items are not remembered for the session (each may take at most {MAX_GRANT_BYTES} bytes; a user's sessions at most {MAX_BYTES_PER_UID} bytes in all); approved for this exec only",
+                grants.len()
+            );
+            event(tx, &note, "").await;
         }
     }
 
@@ -1081,9 +1299,15 @@ fn amendable(profile: &Profile, prefixes: &[Vec<String>]) -> Result<(), (String,
 }
 
 /// What a session answer does, for its record: remembered for the session,
-/// or (without one) for this exec only.
-fn session_outcome(key: Option<&SessionKey>) -> serde_json::Value {
-    json!({ "remembered_for_session": key.map(|k| k.session.clone()) })
+/// or (without one) for this exec only; and how many of `grants` are too
+/// long to remember (see [`Grant::rememberable`]), if any.
+fn session_outcome(key: Option<&SessionKey>, grants: &[Grant]) -> serde_json::Value {
+    let mut outcome = json!({ "remembered_for_session": key.map(|k| k.session.clone()) });
+    let too_long = grants.iter().filter(|g| !g.rememberable()).count();
+    if key.is_some() && too_long > 0 {
+        outcome["too_long_to_remember"] = too_long.into();
+    }
+    outcome
 }
 
 /// An `amendment` for a record: `fields` and the prefixes, bounded (they
@@ -1127,8 +1351,8 @@ mod tests {
     use crate::policy::PolicyStore;
     use std::os::unix::fs::PermissionsExt;
 
-    fn part(words: &[&str], literal: bool) -> CommandPart {
-        CommandPart {
+    fn part(words: &[&str], literal: bool) -> Asked {
+        Asked::new(CommandPart {
             words: words.iter().map(|w| w.to_string()).collect(),
             shown: words.join(" "),
             literal,
@@ -1137,7 +1361,7 @@ mod tests {
                 rule: String::new(),
                 reason: String::new(),
             },
-        }
+        })
     }
 
     fn prefix(words: &[&str]) -> Vec<String> {
@@ -1177,17 +1401,18 @@ mod tests {
                 line: 1,
             },
         });
-        let asked = |argv: &[&str]| -> Vec<CommandPart> {
+        let asked = |argv: &[&str]| -> Vec<Asked> {
             command_parts(&p, &prefix(argv), NO_LOOKUP)
                 .into_iter()
                 .filter(|p| p.decision.verdict == Verdict::Prompt)
+                .map(Asked::new)
                 .collect()
         };
         // The loop is not understood: the whole argv is asked, and approved.
         let script = ["sh", "-c", "for c in \"$@\"; do $c; done", "sh", "true"];
         let approved = asked(&script);
         assert_eq!(approved.len(), 1);
-        let g = Grant::Command(approved[0].words.clone());
+        let g = Grant::Command(approved[0].part.words.clone());
         let with_rm = [&script[..], &["rm -rf /"]].concat();
         for (argv, covered) in [(&script[..], true), (&with_rm[..], false)] {
             let parts = asked(argv);
@@ -1214,25 +1439,124 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sessions_are_kept_apart_and_bounded() {
-        let mut s = Sessions::default();
-        let key = |uid, session: &str| SessionKey {
+    fn key(uid: u32, session: &str) -> SessionKey {
+        SessionKey {
             uid,
             session: session.into(),
             profile: "p".into(),
-        };
-        s.remember(key(1, "a"), &[Grant::Unsandboxed]);
-        assert_eq!(s.grants(&key(1, "a")), vec![Grant::Unsandboxed]);
-        assert!(s.grants(&key(1, "b")).is_empty());
-        assert!(s.grants(&key(2, "a")).is_empty());
+        }
+    }
+
+    fn remembered(s: &mut Sessions, k: &SessionKey) -> Vec<Grant> {
+        s.check(k, <[Grant]>::to_vec)
+    }
+
+    /// What the bounds count, recounted from what is kept.
+    fn assert_counted(s: &Sessions) {
+        let mut all = 0;
+        for u in s.by_uid.values() {
+            let of_uid: usize = u.sessions.values().map(|r| r.bytes).sum();
+            assert_eq!(u.bytes, of_uid);
+            for (k, r) in &u.sessions {
+                let of_session: usize = r.grants.iter().map(Grant::bytes).sum();
+                assert_eq!(r.bytes, key_bytes(k) + of_session);
+            }
+            all += of_uid;
+        }
+        assert_eq!(s.bytes, all);
+        let count: usize = s.by_uid.values().map(|u| u.sessions.len()).sum();
+        assert_eq!(s.count, count);
+    }
+
+    #[test]
+    fn sessions_are_kept_apart_and_bounded() {
+        let mut s = Sessions::default();
+        assert_eq!(s.remember(key(1, "a"), &[Grant::Unsandboxed]), 0);
+        assert_eq!(remembered(&mut s, &key(1, "a")), vec![Grant::Unsandboxed]);
+        assert!(remembered(&mut s, &key(1, "b")).is_empty());
+        assert!(remembered(&mut s, &key(2, "a")).is_empty());
         let many: Vec<Grant> = (0..MAX_GRANTS + 3)
             .map(|i| Grant::Network(format!("h{i}.test")))
             .collect();
-        s.remember(key(1, "a"), &many);
-        let kept = s.grants(&key(1, "a"));
+        assert_eq!(s.remember(key(1, "a"), &many), 0);
+        let kept = remembered(&mut s, &key(1, "a"));
         assert_eq!(kept.len(), MAX_GRANTS);
         assert_eq!(kept.last(), many.last());
+        assert_counted(&s);
+    }
+
+    /// A command too long to remember is approved once: the session keeps
+    /// the others, and says how many it left out.
+    #[test]
+    fn a_grant_too_long_is_not_remembered() {
+        let mut s = Sessions::default();
+        let long = Grant::Command(vec!["x".repeat(1500); 1000]);
+        let short = Grant::Command(prefix(&["make"]));
+        assert!(!long.rememberable() && short.rememberable());
+        assert_eq!(s.remember(key(1, "a"), &[long, short.clone()]), 1);
+        assert_eq!(remembered(&mut s, &key(1, "a")), vec![short]);
+        assert!(s.bytes < MAX_GRANT_BYTES * 2);
+        assert_counted(&s);
+    }
+
+    /// A uid's sessions push out its own least recently used ones, never
+    /// another uid's, and its bytes stay within its bound.
+    #[test]
+    fn each_uid_is_bounded_on_its_own() {
+        let mut s = Sessions::default();
+        s.remember(key(2, "theirs"), &[Grant::Unsandboxed]);
+        s.remember(key(1, "first"), &[Grant::Unsandboxed]);
+        s.remember(key(1, "second"), &[Grant::Unsandboxed]);
+        // Used again: the oldest is now "second".
+        remembered(&mut s, &key(1, "first"));
+        for i in 0..MAX_SESSIONS_PER_UID - 1 {
+            s.remember(key(1, &format!("s{i}")), &[Grant::Unsandboxed]);
+        }
+        assert_eq!(s.by_uid[&1].sessions.len(), MAX_SESSIONS_PER_UID);
+        assert!(remembered(&mut s, &key(1, "second")).is_empty());
+        assert_eq!(remembered(&mut s, &key(1, "first")), [Grant::Unsandboxed]);
+        assert_eq!(remembered(&mut s, &key(2, "theirs")), [Grant::Unsandboxed]);
+        // Bytes: many sessions of large (but rememberable) answers.
+        let big = |i: usize| Grant::Command(vec![format!("{i:0>3000}")]);
+        for i in 0..MAX_SESSIONS_PER_UID * 4 {
+            let grants: Vec<Grant> = (0..8).map(|j| big(i * 8 + j)).collect();
+            assert_eq!(s.remember(key(1, &format!("b{i}")), &grants), 0);
+            assert!(s.by_uid[&1].bytes <= MAX_BYTES_PER_UID);
+        }
+        let last = format!("b{}", MAX_SESSIONS_PER_UID * 4 - 1);
+        assert_eq!(remembered(&mut s, &key(1, &last)).len(), 8);
+        // One session alone past the uid's bytes drops its own oldest answers.
+        let grants: Vec<Grant> = (0..MAX_GRANTS).map(|j| big(100_000 + j)).collect();
+        s.remember(key(1, "one"), &grants);
+        let kept = remembered(&mut s, &key(1, "one"));
+        assert_eq!(kept.last(), grants.last());
+        assert!(kept.len() < grants.len());
+        assert_eq!(s.by_uid[&1].sessions.len(), 1);
+        assert!(s.by_uid[&1].bytes <= MAX_BYTES_PER_UID);
+        assert_eq!(remembered(&mut s, &key(2, "theirs")), [Grant::Unsandboxed]);
+        assert_counted(&s);
+    }
+
+    /// Past the bound of all uids together, a uid with no session to give
+    /// up has its answers approved once, not remembered.
+    #[test]
+    fn all_uids_together_are_bounded_without_pushing_out_others() {
+        let mut s = Sessions::default();
+        for uid in 0..(MAX_SESSIONS / MAX_SESSIONS_PER_UID) as u32 {
+            for i in 0..MAX_SESSIONS_PER_UID {
+                s.remember(key(uid, &format!("s{i}")), &[Grant::Unsandboxed]);
+            }
+        }
+        assert_eq!(s.count, MAX_SESSIONS);
+        let newcomer = 1_000_000;
+        assert_eq!(s.remember(key(newcomer, "a"), &[Grant::Unsandboxed]), 1);
+        assert!(!s.by_uid.contains_key(&newcomer));
+        assert_eq!(s.count, MAX_SESSIONS);
+        // A uid that has sessions gives up its own oldest.
+        assert_eq!(s.remember(key(0, "new"), &[Grant::Unsandboxed]), 0);
+        assert!(remembered(&mut s, &key(0, "s0")).is_empty());
+        assert_eq!(remembered(&mut s, &key(1, "s0")), [Grant::Unsandboxed]);
+        assert_counted(&s);
     }
 
     #[test]

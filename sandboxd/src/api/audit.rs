@@ -40,7 +40,8 @@ impl Api {
             "" => None,
             s => Some(parse_since(s, SystemTime::now()).ok_or_else(|| {
                 Status::invalid_argument(format!(
-                    "since {s:?}: expected RFC 3339 (2026-12-02T01:00:00Z) or a duration (10m, 2h)"
+                    "since {:?}: expected RFC 3339 (2026-12-02T01:00:00Z) or a duration (10m, 2h)",
+                    super::caller_text(s)
                 ))
             })?),
         };

@@ -5,7 +5,7 @@
 
 use super::approvals::{Approved, Conversation, Grant, Reply};
 use super::attach::Watchers;
-use super::{registry_status, Api};
+use super::{bounded, caller_text, registry_status, Api};
 use crate::audit::{self, AuditLog};
 use crate::backend::linux::{self, netns, SpawnError};
 use crate::gitwatch::{Change, GitWatch};
@@ -16,7 +16,7 @@ use crate::net::session::Answer;
 use crate::net::{NetPolicy, NetQuery, NetRecord, Session};
 use crate::plan;
 use crate::policy::{resolve, ApprovalMode, EffectivePolicy, Narrowing, PolicyStore};
-use crate::registry::{Info, Slot};
+use crate::registry::{Info, Slot, ARGV_BYTES};
 use crate::supervisor::{self, caller_signal, Control, ExitInfo, Handle, Output, Undelivered};
 use pb::exec_request::Msg as In;
 use pb::exec_response::Msg as Out;
@@ -71,7 +71,8 @@ fn narrowing(start: &pb::ExecStart) -> Result<Narrowing, Status> {
         "" => None,
         s => Some(ApprovalMode::parse(s).ok_or_else(|| {
             Status::invalid_argument(format!(
-                "approval {s:?} is not one of untrusted, on-request, never"
+                "approval {:?} is not one of untrusted, on-request, never",
+                caller_text(s)
             ))
         })?),
     };
@@ -196,8 +197,8 @@ impl Api {
     }
 
     /// A refusal: logged, and recorded in the audit log, with the caller and
-    /// the rule; returns its status. A refusal that cannot be recorded is
-    /// still a refusal: the failure is only logged.
+    /// the rule; returns its status, bounded (see [`bounded`]). A refusal
+    /// that cannot be recorded is still a refusal: the failure is only logged.
     async fn refused(
         &self,
         caller: &Caller,
@@ -236,7 +237,7 @@ impl Api {
         if let Err(e) = self.audit.append_counted("refusal", record).await {
             tracing::error!(uid = caller.uid, error = %e, "recording a refusal");
         }
-        r.status
+        bounded(r.status)
     }
 
     /// Admits, checks and plans the exec, records its start, spawns it and
@@ -272,7 +273,7 @@ impl Api {
         }
         let cwd = PathBuf::from(&start.cwd);
         if !cwd.is_absolute() {
-            let msg = format!("cwd {:?} is not an absolute path", start.cwd);
+            let msg = format!("cwd {:?} is not an absolute path", caller_text(&start.cwd));
             return Err(refuse("cwd", Status::invalid_argument(msg)));
         }
         if let Some((field, why)) = overlong_text(start) {
@@ -491,7 +492,7 @@ impl Api {
             id: slot.id().to_string(),
             uid: caller.uid,
             pid,
-            argv: start.argv.clone(),
+            argv: audit::bounded_words(&start.argv, ARGV_BYTES),
             cwd,
             profile: name.clone(),
             policy_hash: policy.hash.clone(),
@@ -520,6 +521,7 @@ impl Api {
         // task: the output is pumped meanwhile, so a command that fills its
         // output before reading its input cannot hold the replay up.
         let early = approved.early;
+        let eof = early.iter().any(|c| matches!(c, Control::StdinEof));
         let (h, p, events) = (handle.clone(), pending.clone(), tx.downgrade());
         let input = tokio::spawn(async move {
             for c in early {
@@ -527,7 +529,7 @@ impl Api {
                     return;
                 }
             }
-            pump_input(inbound, h, p, events).await
+            pump_input(inbound, eof, h, p, events).await
         });
         let (served, net) = match net {
             Some(n) => (Some(n.served), Some(n.shown)),
@@ -566,7 +568,10 @@ impl Api {
         let mut secrets = self.net.secrets.for_user(caller.uid, user);
         for name in &start.secrets {
             let value = start.secret_values.get(name).ok_or_else(|| {
-                let msg = format!("secret {name} was named but no value came with it");
+                let msg = format!(
+                    "secret {} was named but no value came with it",
+                    caller_text(name)
+                );
                 refuse("secrets", Status::invalid_argument(msg))
             })?;
             secrets.insert(name.clone(), value.clone());
@@ -794,10 +799,13 @@ pub(super) fn resize(w: &pb::WindowSize) -> Control {
 }
 
 /// Client messages to the sandbox. The end of the client's stream only means
-/// no more input; a broken stream means the client is gone: kill. A signal
+/// no more input: the command's stdin is closed, unless the client closed
+/// it already (`eof`: a second end of input would reach a terminal as a
+/// second Ctrl-D). A broken stream means the client is gone: kill. A signal
 /// refused is told to the client on `events` (when it has room for it).
 async fn pump_input(
     mut inbound: Streaming<pb::ExecRequest>,
+    mut eof: bool,
     handle: Handle,
     pending: Pending,
     events: mpsc::WeakSender<Result<pb::ExecResponse, Status>>,
@@ -806,7 +814,10 @@ async fn pump_input(
         let control = match inbound.message().await {
             Ok(Some(pb::ExecRequest { msg: Some(msg) })) => match msg {
                 In::Stdin(data) => Control::Stdin(data),
-                In::StdinEof(_) => Control::StdinEof,
+                In::StdinEof(_) => {
+                    eof = true;
+                    Control::StdinEof
+                }
                 In::Signal(s) => Control::Signal(s.signal),
                 In::Resize(w) => resize(&w),
                 In::Approval(a) => {
@@ -816,7 +827,11 @@ async fn pump_input(
                 In::Start(_) => continue,
             },
             Ok(Some(pb::ExecRequest { msg: None })) => continue,
-            Ok(None) => return,
+            Ok(None) if eof => return,
+            Ok(None) => {
+                let _ = deliver(&handle, Control::StdinEof, &events).await;
+                return;
+            }
             Err(_) => Control::Kill("the client went away".into()),
         };
         let last = matches!(control, Control::Kill(_));

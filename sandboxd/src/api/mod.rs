@@ -50,6 +50,29 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::unauthenticated("no peer credentials on this connection"))
 }
 
+/// Most bytes of one piece of a request (a name, a path, a word) an error
+/// message repeats. An error's message travels in a header
+/// (`grpc-message`, percent-encoded: up to three bytes for one), and
+/// clients take at most 16 KiB of headers: past that, a caller would get a
+/// transport error instead of the reason.
+const ERROR_FIELD_BYTES: usize = 1 << 10;
+
+/// `text` from the caller's request, as an error message repeats it: bounded.
+fn caller_text(text: &str) -> String {
+    crate::audit::bounded_text(text, ERROR_FIELD_BYTES)
+}
+
+/// `status` with its message bounded, so that it reaches the caller
+/// whatever caller text its reason repeats (a path deep in a policy error,
+/// say): cut, it still starts with the reason.
+fn bounded(status: Status) -> Status {
+    let message = crate::audit::bounded_text(status.message(), crate::audit::TEXT_BYTES);
+    match message.len() == status.message().len() {
+        true => status,
+        false => Status::new(status.code(), message),
+    }
+}
+
 fn registry_status(e: RegistryError) -> Status {
     match e {
         RegistryError::Full { .. }
@@ -205,6 +228,7 @@ impl pb::sandbox_server::Sandbox for Api {
         let caller = caller(&request)?;
         self.profile_show(&caller, &request.get_ref().name)
             .map(Response::new)
+            .map_err(bounded)
     }
 
     type AuditStream = audit::AuditStream;
@@ -216,6 +240,7 @@ impl pb::sandbox_server::Sandbox for Api {
         let caller = caller(&request)?;
         self.audit_stream(&caller, request.into_inner())
             .map(Response::new)
+            .map_err(bounded)
     }
 
     async fn check_policy(
@@ -229,5 +254,6 @@ impl pb::sandbox_server::Sandbox for Api {
             .await
             .map_err(|e| Status::internal(format!("checking the policy failed: {e}")))?
             .map(Response::new)
+            .map_err(bounded)
     }
 }

@@ -1,7 +1,7 @@
 //! ListProfiles, GetProfile and CheckPolicy: reading the policy store and
 //! the caller's own user profiles, never acting.
 
-use super::Api;
+use super::{caller_text, Api};
 use crate::identity::{Account, Caller};
 use crate::plan::caller_home;
 use crate::policy::user::{UserProfiles, USER_DIR};
@@ -55,6 +55,7 @@ impl Api {
             Ok(Some(p)) => Ok(Cow::Owned(p)),
             Ok(None) => {
                 let known: Vec<&str> = self.policies.profiles().map(|p| p.name.as_str()).collect();
+                let name = caller_text(name);
                 Err(Status::not_found(format!(
                     "no profile named {name:?} (known: {}; user profiles: {}/{USER_DIR}/{name}.toml)",
                     known.join(", "),
@@ -62,7 +63,8 @@ impl Api {
                 )))
             }
             Err(e) => Err(Status::failed_precondition(format!(
-                "user profile {name}: {e}"
+                "user profile {}: {e}",
+                caller_text(name)
             ))),
         }
     }
@@ -138,7 +140,7 @@ impl Api {
         if !cwd.is_absolute() {
             return Err(Status::invalid_argument(format!(
                 "cwd {:?} is not an absolute path",
-                req.cwd
+                caller_text(&req.cwd)
             )));
         }
         // No environment comes with the request: `{home}` may come from the caller's own.

@@ -3,8 +3,13 @@
 //! the decoding limit, before any handler sees it: without this bound one
 //! user could open streams on many connections and make the daemon buffer
 //! gigabytes. A request past the bound is answered RESOURCE_EXHAUSTED
-//! without its body being read; one taken holds its place until its body
-//! is dropped (for Exec, when the exec's input ends).
+//! without its body being read; one taken holds its place until both its
+//! body and its response are done with: a response built and not yet read
+//! by its client (a whole List, say) counts too, so that a caller cannot
+//! make the daemon hold more of them than of requests. The response is
+//! handed on in pieces of at most [`PIECE`] bytes, as the connection has
+//! room for them: what waits for a client that does not read stays with
+//! the response, which keeps its place.
 
 use crate::identity::Caller;
 use crate::quota::{Quota, Slot};
@@ -22,6 +27,8 @@ use tonic::Status;
 pub const MAX_REQUESTS_PER_UID: usize = 128;
 /// Requests all callers together may have open at once.
 pub const MAX_REQUESTS: usize = 1024;
+/// Most bytes of a response handed on at once: HTTP/2's default frame size.
+const PIECE: usize = 16 << 10;
 
 /// The layer that counts requests against a [`Quota`].
 #[derive(Clone)]
@@ -70,7 +77,21 @@ where
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
         match self.quota.take(uid) {
-            Some(slot) => Box::pin(self.inner.call(req.map(|body| Held { body, _slot: slot }))),
+            Some(slot) => {
+                let slot = Arc::new(slot);
+                let held = Arc::clone(&slot);
+                let response = self.inner.call(req.map(|body| Held { body, _slot: held }));
+                Box::pin(async move {
+                    let response = response.await?;
+                    Ok(response.map(|body| {
+                        Body::new(Sending {
+                            body,
+                            rest: Bytes::new(),
+                            _slot: slot,
+                        })
+                    }))
+                })
+            }
             None => {
                 let (max, total) = (self.quota.max(), self.quota.total());
                 tracing::warn!(
@@ -89,7 +110,7 @@ where
 /// A request's body, holding its place until dropped.
 pub struct Held {
     body: Body,
-    _slot: Slot,
+    _slot: Arc<Slot>,
 }
 
 impl http_body::Body for Held {
@@ -109,5 +130,42 @@ impl http_body::Body for Held {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// A response's body, handed on in pieces, holding its request's place
+/// until dropped.
+struct Sending {
+    body: Body,
+    /// What is left of the data frame being handed on.
+    rest: Bytes,
+    _slot: Arc<Slot>,
+}
+
+impl http_body::Body for Sending {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        if self.rest.is_empty() {
+            let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => frame,
+                other => return other,
+            };
+            match frame.into_data() {
+                Ok(data) => self.rest = data,
+                Err(frame) => return Poll::Ready(Some(Ok(frame))),
+            }
+        }
+        let n = self.rest.len().min(PIECE);
+        let piece = self.rest.split_to(n);
+        Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 }

@@ -77,18 +77,19 @@ pub fn bounded_text(text: &str, max: usize) -> String {
     let cut = json_prefix(text, max);
     match cut.len() == text.len() {
         true => text.to_string(),
-        false => format!("{cut}... ({} bytes in all)", text.len()),
+        false => marked_cut(cut, text),
     }
 }
 
-/// `words` (argv, or parts of it) for a record, under `key`: whole when
-/// they take at most `max` bytes as written in the record; else cut to fit
-/// (the word that passes `max` shortened, later ones left out), with
-/// `{key}_cut` giving the whole list's words, its length in bytes and its
-/// SHA-256 (of the words, each followed by a NUL), so the cut is seen and
-/// can be matched.
-pub fn words_fields(key: &str, words: &[String], max: usize) -> Map<String, Value> {
-    let mut fields = Map::new();
+/// `cut`, the start of `whole`, marked as cut.
+fn marked_cut(cut: &str, whole: &str) -> String {
+    format!("{cut}... ({} bytes in all)", whole.len())
+}
+
+/// The start of `words` that takes at most `max` bytes as written in a
+/// record (the word that passes `max` shortened, later ones left out), or
+/// `None` when they all fit whole.
+fn cut_words(words: &[String], max: usize) -> Option<Vec<&str>> {
     let mut kept = Vec::new();
     // Each word takes its quotes and a comma besides its text.
     let mut room = max;
@@ -98,15 +99,25 @@ pub fn words_fields(key: &str, words: &[String], max: usize) -> Map<String, Valu
             if room >= 3 {
                 kept.push(cut);
             }
-            break;
+            return Some(kept);
         }
         kept.push(cut);
         room -= 3 + word.chars().map(json_len).sum::<usize>();
     }
-    if kept.len() == words.len() && kept.iter().zip(words).all(|(k, w)| k.len() == w.len()) {
+    None
+}
+
+/// `words` (argv, or parts of it) for a record, under `key`: whole when
+/// they take at most `max` bytes as written in the record; else cut to fit
+/// (see [`cut_words`]), with `{key}_cut` giving the whole list's words, its
+/// length in bytes and its SHA-256 (of the words, each followed by a NUL),
+/// so the cut is seen and can be matched.
+pub fn words_fields(key: &str, words: &[String], max: usize) -> Map<String, Value> {
+    let mut fields = Map::new();
+    let Some(kept) = cut_words(words, max) else {
         fields.insert(key.into(), words.into());
         return fields;
-    }
+    };
     let mut whole = Sha256::new();
     for word in words {
         whole.update(word.as_bytes());
@@ -123,6 +134,27 @@ pub fn words_fields(key: &str, words: &[String], max: usize) -> Map<String, Valu
         }),
     );
     fields
+}
+
+/// `words` (argv) to show: whole when they take at most `max` bytes as
+/// written in a record; else cut as [`words_fields`] cuts them, the word
+/// shortened marked as [`bounded_text`] marks it, and one more word saying
+/// how many words and bytes the whole had. The marks take room besides `max`.
+pub fn bounded_words(words: &[String], max: usize) -> Vec<String> {
+    let Some(kept) = cut_words(words, max) else {
+        return words.to_vec();
+    };
+    let mut shown: Vec<String> = kept
+        .iter()
+        .zip(words)
+        .map(|(k, w)| match k.len() == w.len() {
+            true => w.clone(),
+            false => marked_cut(k, w),
+        })
+        .collect();
+    let bytes: usize = words.iter().map(String::len).sum();
+    shown.push(format!("... ({} words, {bytes} bytes in all)", words.len()));
+    shown
 }
 
 /// `value` for a record under `key`: whole when its JSON takes at most
@@ -254,5 +286,31 @@ mod tests {
         assert!(serde_json::to_string(&f["argv"]).unwrap().len() <= 302);
         assert_eq!(bounded_text("abc", 3), "abc");
         assert_eq!(bounded_text("abcdef", 3), "abc... (6 bytes in all)");
+    }
+
+    #[test]
+    fn words_shown_are_cut_as_recorded_and_marked() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let short = words(&["ls", "-l"]);
+        assert_eq!(bounded_words(&short, 10), short);
+        let long = words(&["echo", "abcdef", "more"]);
+        assert_eq!(
+            bounded_words(&long, 7 + 3 + 3),
+            words(&[
+                "echo",
+                "abc... (6 bytes in all)",
+                "... (3 words, 14 bytes in all)"
+            ])
+        );
+        // A cut between words leaves the later ones out, and says so.
+        assert_eq!(
+            bounded_words(&long, 7 + 9),
+            words(&["echo", "abcdef", "... (3 words, 14 bytes in all)"])
+        );
+        // However many and long the words, what is shown stays bounded.
+        let huge = vec!["x".repeat(100_000); 1000];
+        let shown = bounded_words(&huge, 2048);
+        assert!(shown.iter().map(String::len).sum::<usize>() < 2048 + 100);
+        assert!(shown.last().unwrap().contains("1000 words"));
     }
 }

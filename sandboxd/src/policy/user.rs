@@ -182,9 +182,11 @@ impl UserProfiles<'_> {
     }
 }
 
-/// A profile name a file may carry: no path, no hidden file.
+/// A profile name a file may carry: no path, no hidden file, and short
+/// enough for a file name (NAME_MAX, 255 bytes, with `.toml`).
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && name.len() + ".toml".len() <= 255
         && !name.starts_with('.')
         && name
             .chars()
@@ -903,6 +905,17 @@ forbidden = [["rm", "-rf", "/"]]
             .unwrap_err()
             .to_string();
         assert!(err.contains("may not take the name"), "{err}");
+    }
+
+    #[test]
+    fn names_are_plain_file_names() {
+        assert!(valid_name("team-ci_2.x"));
+        assert!(valid_name(&"a".repeat(250)));
+        // Longer would not open (ENAMETOOLONG): no such profile, not an error.
+        assert!(!valid_name(&"a".repeat(251)));
+        for bad in ["", ".hidden", "a/b", "../x", "sp ace"] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
     }
 
     #[test]
