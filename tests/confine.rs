@@ -76,6 +76,15 @@ sc("tiocsti", 16, 0, 0x5412, 0)
 sc("socket_netlink", 41, 16, 3, 0)
 sc("socket_packet", 41, 17, 3, 0)
 sc("syslog", 103, 10, 0, 0)                   # SYSLOG_ACTION_SIZE_BUFFER
+# Linux AIO: contexts come from one host-wide pool (fs.aio-max-nr).
+aio = ctypes.c_ulong(0)
+ctypes.set_errno(0)
+print("io_setup", libc.syscall(206, ctypes.c_long(1), ctypes.byref(aio)), ctypes.get_errno())
+sc("io_destroy", 207, 0)
+sc("io_getevents", 208, 0, 0, 0, 0, 0)
+sc("io_submit", 209, 0, 0, 0)
+sc("io_cancel", 210, 0, 0, 0)
+sc("io_pgetevents", 333, 0, 0, 0, 0, 0, 0)
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); print("socket_inet", 3, 0)
 pid = os.fork()
 if pid == 0:
@@ -113,6 +122,12 @@ print("fork_ok", os.waitpid(pid, 0)[1] >> 8, 0)
         "socket_netlink",
         "socket_packet",
         "syslog",
+        "io_setup",
+        "io_destroy",
+        "io_getevents",
+        "io_submit",
+        "io_cancel",
+        "io_pgetevents",
     ] {
         assert_eq!(
             get(name),
