@@ -213,6 +213,43 @@ print("openat2", r, ctypes.get_errno())
     }
 }
 
+/// The kernel keeps one pool of ptys for every devpts but the host's: a
+/// sandbox may hold only a few of them, its own `--tty` one included, so
+/// that it cannot leave none for another user's terminal.
+#[test]
+fn ptys_are_bounded_per_sandbox_and_its_own_tty_is_one_of_them() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let code = r#"import os
+print("tty", os.isatty(0))
+fds, err = [], 0
+while len(fds) < 100:
+    try:
+        fds.append(os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY))
+    except OSError as e:
+        err = e.errno
+        break
+print("ptys", len(fds), err)
+"#;
+    // `script` gives the agent itself a terminal, as a person would have.
+    let cmd =
+        d.agent(U1, &ws.path)
+            .command(&["exec", "--tty", "--", "/usr/bin/python3", "-c", code]);
+    let out = std::process::Command::new("script")
+        .args(["-qec", &shell_line(&cmd), "/dev/null"])
+        .current_dir(&ws.path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert!(lines.contains(&"tty True"), "{text}");
+    // 32 in all: the sandbox's terminal and 31 more, then ENOSPC.
+    let want = format!("ptys 31 {}", libc::ENOSPC);
+    assert!(lines.contains(&want.as_str()), "{text}");
+}
+
 #[test]
 fn host_pids_are_invisible_and_unkillable() {
     let d = Daemon::start();

@@ -972,6 +972,12 @@ fn refuse_denied_source(path: &Path, src: &OwnedFd, deny_read: &[PathBuf]) -> io
     }
 }
 
+/// Ptys a sandbox's devpts may hold at once, its `--tty` one included. The
+/// kernel keeps one pool for every devpts instance but the host's
+/// (`kernel.pty.max` less `kernel.pty.reserve`: 3072 by default); at this
+/// bound a user's 64 sandboxes (`max_per_user`) hold at most 2048 of them.
+const MAX_PTYS: &std::ffi::CStr = c"32";
+
 /// Minimal /dev: a few host device nodes, a private devpts, /dev/shm, links.
 fn build_dev(root: &Root) -> Result<(), MountError> {
     let dev = Path::new("/dev");
@@ -1005,6 +1011,7 @@ fn build_dev(root: &Root) -> Result<(), MountError> {
             (c"newinstance", None),
             (c"ptmxmode", Some(c"0666")),
             (c"mode", Some(c"0620")),
+            (c"max", Some(MAX_PTYS)),
         ],
         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
     )
