@@ -664,6 +664,51 @@ fn a_commondir_left_by_a_sandbox_is_moved_aside_and_reported() {
     assert!(status.status.success(), "{status:?}");
 }
 
+/// `{cwd}` of an exec in `/` is a writable root like any other, which the
+/// caller cannot write: refused, not the whole host made writable as the
+/// caller. The `full` profile's own `/` still is.
+#[test]
+fn a_cwd_of_slash_is_refused_as_a_writable_root_but_full_still_writes() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let home = home(U1);
+    let name = unique("slash");
+    let script = format!(
+        "echo x > {home}/{name}; echo x > /var/tmp/{name}; echo done",
+        home = home.display()
+    );
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--cwd", "/", "--", "/bin/sh", "-c", &script]);
+    let leaked = [home.join(&name), Path::new("/var/tmp").join(&name)];
+    let written: Vec<_> = leaked.iter().filter(|p| p.exists()).collect();
+    for p in &written {
+        let _ = std::fs::remove_file(p);
+    }
+    assert!(written.is_empty(), "written on the host: {written:?}");
+    out.expect_code(125);
+    assert!(
+        out.stderr.contains("write root (/)") && out.stderr.contains("not writable by the caller"),
+        "{}",
+        out.stderr
+    );
+    // The full profile, from / too: the caller's own permissions decide.
+    let script = format!("echo x > {}/{name}; echo done", ws.path.display());
+    let out = d.agent(U1, &ws.path).run(&[
+        "exec",
+        "--profile",
+        "full",
+        "--cwd",
+        "/",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    out.expect_code(0);
+    assert_eq!(std::fs::read_to_string(ws.join(&name)).unwrap(), "x\n");
+}
+
 #[test]
 fn unreachable_paths_are_refused_as_the_caller() {
     let d = Daemon::start();
