@@ -186,6 +186,39 @@ fn denied_paths_cannot_be_moved_away_for_a_later_exec() {
     assert!(ws.join("free2/x").exists());
 }
 
+/// Below a pattern's first wildcard too: every directory between a match
+/// and the writable root stays where it is, so that an earlier exec cannot
+/// move a match out of reach of a later exec's patterns.
+#[test]
+fn deny_read_matches_below_a_wildcard_cannot_be_moved_away() {
+    let d = Daemon::builder()
+        .profile(
+            "wild",
+            "extends = \"workspace\"\n[filesystem]\n\
+             deny_read = [\"**/secrets/*.pem\", \"{cwd}/*/token.txt\"]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    ws.write("app/secrets/key.pem", "PEM KEY\n", U1);
+    ws.write("svc/token.txt", "SVC TOKEN\n", U1);
+    let run = |script: &str| d.sh(U1, &ws.path, &["--profile", "wild"], script);
+    let out = run("mv app/secrets app/s2; mkdir deep; mv svc deep/svc; echo done");
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    for name in ["app/secrets/key.pem", "svc/token.txt"] {
+        assert!(ws.join(name).exists(), "{name} was moved: {}", out.stderr);
+    }
+    let out =
+        run("cat app/s2/key.pem deep/svc/token.txt app/secrets/key.pem svc/token.txt; echo done");
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    for secret in ["PEM KEY", "SVC TOKEN"] {
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret:?} read: {}",
+            out.stdout
+        );
+    }
+}
+
 /// A read root that is a symlink into a denied path (planted by an earlier
 /// exec) would be bound at its own place, past the covers: refused.
 #[test]

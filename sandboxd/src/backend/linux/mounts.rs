@@ -401,8 +401,8 @@ pub struct Denied {
     /// (outermost write root holding it, directory): the directory and those
     /// above it, below the root, are made mount points, so that no sandbox
     /// can rename them and leave a later exec's deny_read patterns matching
-    /// nothing: the part of a pattern before its first wildcard (a literal
-    /// path's parent), and where a matched symlink leads.
+    /// nothing: the parent of every match, and of where a matched symlink
+    /// leads.
     pub read_pinned: Vec<(PathBuf, PathBuf)>,
     /// deny_read matches inside a writable root that are symlinks: each is
     /// made a mount point itself (it can then not be renamed).
@@ -621,22 +621,16 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
                 path: p.clone().into(),
                 error,
             })?;
-            let fixed = fixed_part(&p);
             for f in found.into_iter().filter(|f| f.symlink_metadata().is_ok()) {
                 // A symlink is hidden where it leads (see `cover`): that
                 // place is pinned too.
                 let real = std::fs::canonicalize(&f).ok().filter(|r| *r != f);
-                let from = match fixed == f {
-                    true => f.parent().map(Path::to_path_buf),
-                    false => Some(fixed.clone()),
-                };
-                let led = real
-                    .as_deref()
-                    .and_then(Path::parent)
-                    .map(Path::to_path_buf);
-                for dir in from.into_iter().chain(led) {
-                    if let Some(root) = outermost_root(&fs.write, &dir) {
-                        denied.read_pinned.push((root.clone(), dir));
+                for dir in [f.parent(), real.as_deref().and_then(Path::parent)]
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(root) = outermost_root(&fs.write, dir) {
+                        denied.read_pinned.push((root.clone(), dir.to_path_buf()));
                     }
                 }
                 let is_link = f.symlink_metadata().is_ok_and(|m| m.is_symlink());
@@ -693,19 +687,6 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
         }
     }
     Ok(denied)
-}
-
-/// The directory `pattern` names before its first wildcard (`/w/keys` of
-/// `/w/keys/*.pem`; a literal pattern's own path).
-fn fixed_part(pattern: &str) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in pattern.split('/').filter(|c| !c.is_empty()) {
-        match literal_of(c) {
-            Some(lit) => out.push(lit),
-            None => break,
-        }
-    }
-    out
 }
 
 /// The outermost of the writable `roots` holding `p`: every directory
@@ -1100,19 +1081,6 @@ mod tests {
             denied.write,
             vec![(root.clone(), root.join(".git/hooks"), false)]
         );
-    }
-
-    #[test]
-    fn the_fixed_part_of_a_pattern_is_what_precedes_its_first_wildcard() {
-        for (pattern, want) in [
-            ("/w/keys/*.pem", "/w/keys"),
-            ("/w/**/.env", "/w"),
-            ("/w/a/b", "/w/a/b"),
-            ("/p[[]1[]]/x*", "/p[1]"),
-            ("/w/{a,b}/c", "/w"),
-        ] {
-            assert_eq!(fixed_part(pattern), PathBuf::from(want), "{pattern}");
-        }
     }
 
     #[test]
