@@ -76,6 +76,15 @@ sc("tiocsti", 16, 0, 0x5412, 0)
 sc("socket_netlink", 41, 16, 3, 0)
 sc("socket_packet", 41, 17, 3, 0)
 sc("syslog", 103, 10, 0, 0)                   # SYSLOG_ACTION_SIZE_BUFFER
+# Linux AIO: contexts come from one host-wide pool (fs.aio-max-nr).
+aio = ctypes.c_ulong(0)
+ctypes.set_errno(0)
+print("io_setup", libc.syscall(206, ctypes.c_long(1), ctypes.byref(aio)), ctypes.get_errno())
+sc("io_destroy", 207, 0)
+sc("io_getevents", 208, 0, 0, 0, 0, 0)
+sc("io_submit", 209, 0, 0, 0)
+sc("io_cancel", 210, 0, 0, 0)
+sc("io_pgetevents", 333, 0, 0, 0, 0, 0, 0)
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); print("socket_inet", 3, 0)
 pid = os.fork()
 if pid == 0:
@@ -113,6 +122,12 @@ print("fork_ok", os.waitpid(pid, 0)[1] >> 8, 0)
         "socket_netlink",
         "socket_packet",
         "syslog",
+        "io_setup",
+        "io_destroy",
+        "io_getevents",
+        "io_submit",
+        "io_cancel",
+        "io_pgetevents",
     ] {
         assert_eq!(
             get(name),
@@ -196,6 +211,43 @@ print("openat2", r, ctypes.get_errno())
     for made in ["made", "node", "made2", "made3"] {
         assert!(!ws.join(made).exists(), "{made} was made");
     }
+}
+
+/// The kernel keeps one pool of ptys for every devpts but the host's: a
+/// sandbox may hold only a few of them, its own `--tty` one included, so
+/// that it cannot leave none for another user's terminal.
+#[test]
+fn ptys_are_bounded_per_sandbox_and_its_own_tty_is_one_of_them() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let code = r#"import os
+print("tty", os.isatty(0))
+fds, err = [], 0
+while len(fds) < 100:
+    try:
+        fds.append(os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY))
+    except OSError as e:
+        err = e.errno
+        break
+print("ptys", len(fds), err)
+"#;
+    // `script` gives the agent itself a terminal, as a person would have.
+    let cmd =
+        d.agent(U1, &ws.path)
+            .command(&["exec", "--tty", "--", "/usr/bin/python3", "-c", code]);
+    let out = std::process::Command::new("script")
+        .args(["-qec", &shell_line(&cmd), "/dev/null"])
+        .current_dir(&ws.path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // Within lines: the terminal may echo what `script` sends it (`^@`).
+    assert!(text.contains("tty True"), "{text}");
+    // 32 in all: the sandbox's terminal and 31 more, then ENOSPC.
+    let want = format!("ptys 31 {}\r", libc::ENOSPC);
+    assert!(text.contains(&want), "{text}");
 }
 
 #[test]

@@ -186,6 +186,124 @@ fn denied_paths_cannot_be_moved_away_for_a_later_exec() {
     assert!(ws.join("free2/x").exists());
 }
 
+/// Below a pattern's first wildcard too: every directory between a match
+/// and the writable root stays where it is, so that an earlier exec cannot
+/// move a match out of reach of a later exec's patterns.
+#[test]
+fn deny_read_matches_below_a_wildcard_cannot_be_moved_away() {
+    let d = Daemon::builder()
+        .profile(
+            "wild",
+            "extends = \"workspace\"\n[filesystem]\n\
+             deny_read = [\"**/secrets/*.pem\", \"{cwd}/*/token.txt\"]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    ws.write("app/secrets/key.pem", "PEM KEY\n", U1);
+    ws.write("svc/token.txt", "SVC TOKEN\n", U1);
+    let run = |script: &str| d.sh(U1, &ws.path, &["--profile", "wild"], script);
+    let out = run("mv app/secrets app/s2; mkdir deep; mv svc deep/svc; echo done");
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    for name in ["app/secrets/key.pem", "svc/token.txt"] {
+        assert!(ws.join(name).exists(), "{name} was moved: {}", out.stderr);
+    }
+    let out =
+        run("cat app/s2/key.pem deep/svc/token.txt app/secrets/key.pem svc/token.txt; echo done");
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    for secret in ["PEM KEY", "SVC TOKEN"] {
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret:?} read: {}",
+            out.stdout
+        );
+    }
+}
+
+/// A match deeper than a path can name (past PATH_MAX, made with directory
+/// descriptors) is not skipped by the walk: the exec that cannot hide it
+/// is refused.
+#[test]
+fn a_deny_read_match_past_the_path_length_limit_refuses_the_exec() {
+    let d = dotenv_daemon();
+    let ws = Dir::new(U1);
+    ws.write("sub/.env", "SECRET\n", U1);
+    // 18 directories of 250 characters: 4500 bytes and more below the workspace.
+    let bury = r#"import os
+name = "d" * 250
+fd = os.open(".", os.O_RDONLY)
+for _ in range(18):
+    os.mkdir(name, dir_fd=fd)
+    fd = os.open(name, os.O_RDONLY, dir_fd=fd)
+os.rename("sub", "sub", src_dir_fd=os.open(".", os.O_RDONLY), dst_dir_fd=fd)
+print("buried")
+"#;
+    // Under a profile that does not deny it, where `sub` may move.
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--", "/usr/bin/python3", "-c", bury]);
+    assert!(out.stdout.contains("buried"), "{}", out.stderr);
+    let read = r#"import os
+name = "d" * 250
+for _ in range(18):
+    os.chdir(name)
+print(open("sub/.env").read())
+"#;
+    let out = d.agent(U1, &ws.path).run(&[
+        "exec",
+        "--profile",
+        "dotenv",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        read,
+    ]);
+    assert!(!out.stdout.contains("SECRET"), "{}", out.stdout);
+    out.expect_code(125);
+    assert!(out.stderr.contains("deny_read"), "{}", out.stderr);
+}
+
+/// Another sandbox of the caller's, under a profile that does not deny
+/// `.env`, renames the directory holding one to and fro while execs start:
+/// a match the walk found and the cover then misses refuses the exec
+/// rather than leave it readable.
+#[test]
+fn a_match_moved_while_an_exec_starts_is_never_readable() {
+    let d = dotenv_daemon();
+    let ws = Dir::new(U1);
+    ws.write("sub/.env", "SECRET\n", U1);
+    let mover = "import os\nwhile True:\n    for a, b in (('sub', 'sub2'), ('sub2', 'sub')):\n        try:\n            os.rename(a, b)\n        except OSError:\n            pass\n";
+    let mut a = d.agent(U1, &ws.path).command(&[
+        "exec",
+        "--timeout",
+        "120s",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        mover,
+    ]);
+    let mut a = a
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    d.sandbox_id(U1, &ws.path, "python3");
+    let mut leaks = 0;
+    let mut ran = 0;
+    for _ in 0..80 {
+        let out = d.sh(
+            U1,
+            &ws.path,
+            &["--profile", "dotenv"],
+            "cat sub/.env sub2/.env 2>/dev/null; echo ran",
+        );
+        leaks += usize::from(out.stdout.contains("SECRET"));
+        ran += usize::from(out.stdout.contains("ran"));
+    }
+    let _ = a.kill();
+    let _ = a.wait();
+    assert_eq!(leaks, 0, "the secret was read {leaks} times in {ran} runs");
+}
+
 /// A read root that is a symlink into a denied path (planted by an earlier
 /// exec) would be bound at its own place, past the covers: refused.
 #[test]
@@ -694,6 +812,51 @@ fn a_commondir_left_by_a_sandbox_is_moved_aside_and_reported() {
         .output()
         .unwrap();
     assert!(status.status.success(), "{status:?}");
+}
+
+/// `{cwd}` of an exec in `/` is a writable root like any other, which the
+/// caller cannot write: refused, not the whole host made writable as the
+/// caller. The `full` profile's own `/` still is.
+#[test]
+fn a_cwd_of_slash_is_refused_as_a_writable_root_but_full_still_writes() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let home = home(U1);
+    let name = unique("slash");
+    let script = format!(
+        "echo x > {home}/{name}; echo x > /var/tmp/{name}; echo done",
+        home = home.display()
+    );
+    let out = d
+        .agent(U1, &ws.path)
+        .run(&["exec", "--cwd", "/", "--", "/bin/sh", "-c", &script]);
+    let leaked = [home.join(&name), Path::new("/var/tmp").join(&name)];
+    let written: Vec<_> = leaked.iter().filter(|p| p.exists()).collect();
+    for p in &written {
+        let _ = std::fs::remove_file(p);
+    }
+    assert!(written.is_empty(), "written on the host: {written:?}");
+    out.expect_code(125);
+    assert!(
+        out.stderr.contains("write root (/)") && out.stderr.contains("not writable by the caller"),
+        "{}",
+        out.stderr
+    );
+    // The full profile, from / too: the caller's own permissions decide.
+    let script = format!("echo x > {}/{name}; echo done", ws.path.display());
+    let out = d.agent(U1, &ws.path).run(&[
+        "exec",
+        "--profile",
+        "full",
+        "--cwd",
+        "/",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    out.expect_code(0);
+    assert_eq!(std::fs::read_to_string(ws.join(&name)).unwrap(), "x\n");
 }
 
 #[test]

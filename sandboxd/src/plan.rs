@@ -212,6 +212,7 @@ pub fn build(
     let fs = FsPlan {
         read: policy.read.clone(),
         write: policy.write.clone(),
+        write_host: policy.write_host,
         deny_read: policy.deny_read.clone(),
         deny_write: policy.deny_write.clone(),
         private_tmp: policy.private_tmp,

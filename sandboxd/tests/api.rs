@@ -321,6 +321,7 @@ fn policy(network: NetworkMode, write: &[&str]) -> EffectivePolicy {
         landlock: LandlockMode::Required,
         read: vec!["/".into()],
         write: write.iter().map(PathBuf::from).collect(),
+        write_host: false,
         deny_read: vec!["/home/u1000/.ssh".into(), "**/.env".into()],
         deny_write: vec!["/srv/ws/.git/hooks".into()],
         private_tmp: true,

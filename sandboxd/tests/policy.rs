@@ -383,13 +383,17 @@ fn resolve_expands_templates_and_filters_env() {
         assert!(r.message.contains(&format!("--env {name}:")), "{r:?}");
     }
 
-    // A cwd of / is the root, not an empty path; an unknown home is refused, not guessed.
+    // A cwd of / is the root, not an empty path, and a root the caller must
+    // be able to write: only a profile's own `/` is the whole host.
     let mut c = ctx();
     c.cwd = "/".into();
-    assert_eq!(
-        resolve(ws, &c, &Narrowing::default()).unwrap().write,
-        [PathBuf::from("/")]
-    );
+    let e = resolve(ws, &c, &Narrowing::default()).unwrap();
+    assert_eq!(e.write, [PathBuf::from("/")]);
+    assert!(!e.write_host);
+    let full = resolve(s.get("full").unwrap(), &c, &Narrowing::default()).unwrap();
+    assert_eq!(full.write, [PathBuf::from("/")]);
+    assert!(full.write_host);
+    // An unknown home is refused, not guessed.
     let mut c = ctx();
     c.home = PathBuf::new();
     let r = resolve(ws, &c, &Narrowing::default()).unwrap_err();

@@ -88,6 +88,10 @@ pub struct FsPlan {
     pub read: Vec<PathBuf>,
     /// Writable roots, same path inside; each resolved and checked as the caller.
     pub write: Vec<PathBuf>,
+    /// `/` among `write` is the whole host, left to the caller's own
+    /// permissions (see `EffectivePolicy::write_host`); else `/` must be
+    /// writable by the caller, as any root.
+    pub write_host: bool,
     /// Glob patterns, absolute or `**/NAME` (under the write roots); matches (expanded at start) become unreadable.
     pub deny_read: Vec<String>,
     /// Glob patterns, absolute or `**/NAME` (under the write roots); matches inside writable roots become read-only and rename-proof.

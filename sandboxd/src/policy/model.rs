@@ -213,6 +213,11 @@ pub struct EffectivePolicy {
     pub read: Vec<std::path::PathBuf>,
     /// Writable roots (absolute), not including the private /tmp.
     pub write: Vec<std::path::PathBuf>,
+    /// `/` is a writable root because the profile names it so (`full`):
+    /// the caller's own permissions are in charge everywhere. A `/` that a
+    /// template stood for (`{cwd}` of an exec in `/`) is a root like any
+    /// other, which the caller must be able to write.
+    pub write_host: bool,
     /// Glob patterns: absolute, or `**/NAME` (searched for under the writable roots).
     pub deny_read: Vec<String>,
     /// Glob patterns: absolute, or `**/NAME` (searched for under the writable roots).

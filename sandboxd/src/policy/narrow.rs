@@ -176,10 +176,14 @@ pub fn resolve(
     }
     let mut write = Vec::new();
     let mut private_tmp = false;
+    let mut write_host = false;
     for w in &fs.write {
         if w.value == "{tmp}" {
             private_tmp = true;
         } else {
+            // Only a `/` written so: one a template stands for (`{cwd}` of
+            // an exec in `/`) is a root the caller must be able to write.
+            write_host |= Path::new(&w.value) == Path::new("/");
             push_unique(
                 &mut write,
                 PathBuf::from(expand(w, "filesystem.write", ctx, false)?),
@@ -189,6 +193,7 @@ pub fn resolve(
     if let Some(asked) = &narrow.write {
         write = narrow_write(profile, &write, asked)?;
     }
+    let write_host = write_host && write.iter().any(|w| w == Path::new("/"));
     let deny_read = fs
         .deny_read
         .iter()
@@ -253,6 +258,7 @@ pub fn resolve(
         landlock: profile.landlock.value,
         read,
         write,
+        write_host,
         deny_read,
         deny_write,
         private_tmp,
@@ -453,6 +459,7 @@ fn hash(p: &EffectivePolicy) -> String {
         "landlock": p.landlock.as_str(),
         "read": paths(&p.read),
         "write": paths(&p.write),
+        "write_host": p.write_host,
         "deny_read": p.deny_read,
         "deny_write": p.deny_write,
         "private_tmp": p.private_tmp,

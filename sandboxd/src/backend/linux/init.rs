@@ -224,8 +224,14 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     if matches!(spec.net, NetPlan::Loopback) {
         netns::loopback_up().map_err(|e| Failure::new("bring up loopback", None, e))?;
     }
-    let resolved = paths::resolve_as_caller(&spec.creds, &spec.cwd, &spec.fs.write, &spec.fs.read)
-        .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?;
+    let resolved = paths::resolve_as_caller(
+        &spec.creds,
+        &spec.cwd,
+        &spec.fs.write,
+        spec.fs.write_host,
+        &spec.fs.read,
+    )
+    .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?;
     // As the caller: a walk never looks where the caller cannot. The hooks
     // directories protected repositories' configs name are protected too.
     let mut fs = spec.fs.clone();

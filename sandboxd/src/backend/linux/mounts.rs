@@ -313,7 +313,7 @@ impl Root {
                 if fstat(&fd).map_err(merr(step, path))?.st_mode & libc::S_IFMT
                     == libc::S_IFSOCK =>
             {
-                self.cover(path, step)
+                self.cover(path, step, true)
             }
             Ok(_) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
@@ -322,10 +322,17 @@ impl Root {
     }
 
     /// Covers `path` with an empty mode-000 directory or file, read-only.
-    fn cover(&self, path: &Path, step: &str) -> Result<(), MountError> {
+    /// A path that is not there is left alone when `missing_ok`, else
+    /// refused: a match of a deny pattern gone since the walk found it was
+    /// moved, maybe to where the walk had already looked.
+    fn cover(&self, path: &Path, step: &str, missing_ok: bool) -> Result<(), MountError> {
         let mut target = match self.open(path) {
             Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && missing_ok => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let why = "found by the deny_read search, and gone since (moved or removed)";
+                return Err(merr(step, path)(io::Error::other(why)));
+            }
             Err(e) => return Err(merr(step, path)(e)),
         };
         let mut st = fstat(&target).map_err(merr(step, path))?;
@@ -401,8 +408,8 @@ pub struct Denied {
     /// (outermost write root holding it, directory): the directory and those
     /// above it, below the root, are made mount points, so that no sandbox
     /// can rename them and leave a later exec's deny_read patterns matching
-    /// nothing: the part of a pattern before its first wildcard (a literal
-    /// path's parent), and where a matched symlink leads.
+    /// nothing: the parent of every match, and of where a matched symlink
+    /// leads.
     pub read_pinned: Vec<(PathBuf, PathBuf)>,
     /// deny_read matches inside a writable root that are symlinks: each is
     /// made a mount point itself (it can then not be renamed).
@@ -415,14 +422,51 @@ pub struct Denied {
 /// Most directory entries one pattern's walk may visit before giving up.
 const WALK_LIMIT: usize = 200_000;
 const WALK_DEPTH: usize = 64;
+/// Walks of one pattern tried before a tree that keeps changing refuses the exec.
+const WALK_TRIES: usize = 3;
+
+/// Why a pattern's walk found no complete answer.
+#[derive(Debug, thiserror::Error)]
+enum WalkError {
+    /// A directory went away or changed kind while it was searched (moved
+    /// or removed by another process): what was found may miss a match.
+    #[error("{} changed while it was searched for {pattern} ({error})", path.display())]
+    Changed {
+        path: PathBuf,
+        pattern: String,
+        error: nix::Error,
+    },
+    /// A match may be hidden from the walk, or it cannot go on.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<String> for WalkError {
+    fn from(why: String) -> Self {
+        WalkError::Refused(why)
+    }
+}
+
+/// A directory still to search: its name in `parent`, its path, its level.
+struct Pending {
+    parent: std::rc::Rc<nix::dir::Dir>,
+    name: CString,
+    path: PathBuf,
+    level: usize,
+}
 
 /// Expands one absolute glob to existing paths; a literal pattern yields
 /// itself (existing or not, the caller decides). Run as the caller: a
 /// directory it cannot read is not searched, unless it is the caller's own
 /// (which it could have made unreadable to hide a match from this walk and
 /// readable again inside): then, as for a tree deeper than the walk goes,
-/// the expansion fails rather than miss a match.
-fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
+/// the expansion fails rather than miss a match. Directories are opened
+/// relative to their parent's descriptor, so no path length stops the
+/// walk; any other error in a directory fails it too.
+fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), WalkError> {
+    use nix::errno::Errno;
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{fstatat, Mode};
     // SAFETY: geteuid has no preconditions (the caller's uid here).
     let caller = unsafe { libc::geteuid() };
     if let Some(literal) = literal_of(pattern) {
@@ -455,57 +499,144 @@ fn expand(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
         false => Path::new(pattern).components().count() - base.components().count(),
     };
     closed_on_the_way(&base, caller, 0o500, pattern)?;
+    let changed = |path: &Path, error| WalkError::Changed {
+        path: path.to_path_buf(),
+        pattern: pattern.to_string(),
+        error,
+    };
+    let failed = |path: &Path, error: Errno| {
+        WalkError::Refused(format!(
+            "{} cannot be searched for {pattern} ({error})",
+            path.display()
+        ))
+    };
+    // Permission denied: the caller cannot look there inside either, unless
+    // the directory is its own, which it may have closed to hide a match.
+    let denied = |path: &Path, owner: Option<u32>, error: Errno| match owner == Some(caller) {
+        true => Err(WalkError::Refused(format!(
+            "{} cannot be searched for {pattern} ({error}); make it readable",
+            path.display()
+        ))),
+        false => Ok(()),
+    };
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let base_dir = match nix::dir::Dir::open(&base, flags, Mode::empty()) {
+        Ok(d) => d,
+        // No such directory: nothing to find (a tree not made yet).
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok((Vec::new(), true)),
+        Err(e @ (Errno::EACCES | Errno::EPERM)) => {
+            let owner = base.metadata().ok().map(|m| m.uid());
+            denied(&base, owner, e)?;
+            return Ok((Vec::new(), true));
+        }
+        Err(e) => return Err(failed(&base, e)),
+    };
     let mut out = Vec::new();
     let mut visited = 0usize;
-    let mut stack = vec![(base, 0usize)];
-    while let Some((dir, level)) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e)
-                if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM))
-                    && dir.symlink_metadata().is_ok_and(|m| m.uid() == caller) =>
-            {
-                return Err(format!(
-                    "{} cannot be searched for {pattern} ({e}); make it readable",
-                    dir.display()
-                ))
+    let mut stack: Vec<Pending> = Vec::new();
+    let mut next = Some((base_dir, base, 0usize));
+    loop {
+        let (mut dir, path, level) = match next.take() {
+            Some(first) => first,
+            None => {
+                let Some(p) = stack.pop() else { break };
+                let opened = openat(
+                    &*p.parent,
+                    p.name.as_c_str(),
+                    flags | OFlag::O_NOFOLLOW,
+                    Mode::empty(),
+                )
+                .and_then(nix::dir::Dir::from_fd);
+                match opened {
+                    Ok(d) => (d, p.path, p.level),
+                    Err(e @ (Errno::EACCES | Errno::EPERM)) => {
+                        let owner = fstatat(
+                            &*p.parent,
+                            p.name.as_c_str(),
+                            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                        )
+                        .ok()
+                        .map(|st| st.st_uid);
+                        denied(&p.path, owner, e)?;
+                        continue;
+                    }
+                    Err(e @ (Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP)) => {
+                        return Err(changed(&p.path, e))
+                    }
+                    Err(e) => return Err(failed(&p.path, e)),
+                }
             }
-            Err(_) => continue,
         };
-        for entry in entries.flatten() {
+        let mut subdirs = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| failed(&path, e))?;
+            let name = entry.file_name();
+            if matches!(name.to_bytes(), b"." | b"..") {
+                continue;
+            }
             visited += 1;
             if visited > WALK_LIMIT {
-                return Err(format!(
+                return Err(WalkError::Refused(format!(
                     "more than {WALK_LIMIT} entries to search; narrow the pattern"
-                ));
+                )));
             }
-            let path = entry.path();
-            if set.is_match(&path) {
+            let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            if set.is_match(&child) {
                 // Covered whole: nothing below it needs finding.
-                out.push(path);
+                out.push(child);
                 continue;
             }
-            if level + 1 >= levels || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
+            let maybe_dir = matches!(entry.file_type(), Some(nix::dir::Type::Directory) | None);
+            if level + 1 < levels && maybe_dir {
+                subdirs.push((name.to_owned(), child));
             }
-            // Not stat-able: `dir` is not searchable, and not the caller's
-            // (its own would have been refused above).
-            let Ok(m) = path.symlink_metadata() else {
-                continue;
+        }
+        let dir = std::rc::Rc::new(dir);
+        for (name, child) in subdirs {
+            let st = match fstatat(
+                &*dir,
+                name.as_c_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) {
+                Ok(st) => st,
+                // `dir` is not searchable, and not the caller's (its own
+                // was refused when opened): the caller cannot reach it either.
+                Err(Errno::EACCES | Errno::EPERM) => continue,
+                Err(e @ Errno::ENOENT) => return Err(changed(&child, e)),
+                Err(e) => return Err(failed(&child, e)),
             };
-            if let Some(why) = closed_dir(&path, &m, caller, 0o500, pattern) {
-                return Err(why);
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                continue;
+            }
+            if let Some(why) = closed_dir(&child, st.st_mode, st.st_uid, caller, 0o500, pattern) {
+                return Err(WalkError::Refused(why));
             }
             if level + 1 > WALK_DEPTH {
-                return Err(format!(
+                return Err(WalkError::Refused(format!(
                     "{} is more than {WALK_DEPTH} levels deep to search for {pattern}",
-                    path.display()
-                ));
+                    child.display()
+                )));
             }
-            stack.push((path, level + 1));
+            stack.push(Pending {
+                parent: dir.clone(),
+                name,
+                path: child,
+                level: level + 1,
+            });
         }
     }
     Ok((out, true))
+}
+
+/// [`expand`], walked again when the tree changed under the walk.
+fn expand_settled(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
+    let mut tries = 1;
+    loop {
+        match expand(pattern) {
+            Err(WalkError::Changed { .. }) if tries < WALK_TRIES => tries += 1,
+            r => return r.map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// The text `s` (a pattern or one of its components) matches, when it is
@@ -532,22 +663,24 @@ pub(super) fn literal_of(s: &str) -> Option<String> {
     Some(out)
 }
 
-/// Why `dir` (of metadata `m`) stops the walk for `pattern`, if it is a
-/// directory of the caller's own that lacks `need` (search, or list and
-/// search): the caller could have closed it to hide a match, and could
+/// Why `dir` (of `mode` and owner `uid`) stops the walk for `pattern`, if
+/// it is a directory of the caller's own that lacks `need` (search, or list
+/// and search): the caller could have closed it to hide a match, and could
 /// open it again inside.
 fn closed_dir(
     dir: &Path,
-    m: &std::fs::Metadata,
+    mode: u32,
+    uid: u32,
     caller: u32,
     need: u32,
     pattern: &str,
 ) -> Option<String> {
-    (m.is_dir() && m.uid() == caller && m.mode() & need != need).then(|| {
+    let is_dir = mode & libc::S_IFMT == libc::S_IFDIR;
+    (is_dir && uid == caller && mode & need != need).then(|| {
         format!(
             "{} cannot be searched for {pattern} (mode {:o}); make it readable",
             dir.display(),
-            m.mode() & 0o7777
+            mode & 0o7777
         )
     })
 }
@@ -578,7 +711,7 @@ fn closed_on_the_way(dir: &Path, caller: u32, mode: u32, pattern: &str) -> Resul
             }
             Err(_) => return Ok(()),
         };
-        if let Some(why) = closed_dir(&at, &m, caller, need, pattern) {
+        if let Some(why) = closed_dir(&at, m.mode(), m.uid(), caller, need, pattern) {
             return Err(why);
         }
         if let Some(p) = parts.get(i) {
@@ -616,27 +749,23 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
     let mut denied = Denied::default();
     for pat in &fs.deny_read {
         for p in anchored(pat, &roots) {
-            let (found, _) = expand(&p).map_err(|error| MountError {
+            let (found, exists) = expand_settled(&p).map_err(|error| MountError {
                 step: "expand deny_read".into(),
                 path: p.clone().into(),
                 error,
             })?;
-            let fixed = fixed_part(&p);
-            for f in found.into_iter().filter(|f| f.symlink_metadata().is_ok()) {
+            // A literal path not there is nothing to hide; a walk's matches
+            // exist (found by descriptor, whatever the length of their path).
+            for f in found.into_iter().filter(|_| exists) {
                 // A symlink is hidden where it leads (see `cover`): that
                 // place is pinned too.
                 let real = std::fs::canonicalize(&f).ok().filter(|r| *r != f);
-                let from = match fixed == f {
-                    true => f.parent().map(Path::to_path_buf),
-                    false => Some(fixed.clone()),
-                };
-                let led = real
-                    .as_deref()
-                    .and_then(Path::parent)
-                    .map(Path::to_path_buf);
-                for dir in from.into_iter().chain(led) {
-                    if let Some(root) = outermost_root(&fs.write, &dir) {
-                        denied.read_pinned.push((root.clone(), dir));
+                for dir in [f.parent(), real.as_deref().and_then(Path::parent)]
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(root) = outermost_root(&fs.write, dir) {
+                        denied.read_pinned.push((root.clone(), dir.to_path_buf()));
                     }
                 }
                 let is_link = f.symlink_metadata().is_ok_and(|m| m.is_symlink());
@@ -649,7 +778,7 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
     }
     for pat in &fs.deny_write {
         for p in anchored(pat, &roots) {
-            let (found, exists) = expand(&p).map_err(|error| MountError {
+            let (found, exists) = expand_settled(&p).map_err(|error| MountError {
                 step: "expand deny_write".into(),
                 path: p.clone().into(),
                 error,
@@ -693,19 +822,6 @@ pub fn expand_denies(fs: &FsPlan) -> Result<Denied, MountError> {
         }
     }
     Ok(denied)
-}
-
-/// The directory `pattern` names before its first wildcard (`/w/keys` of
-/// `/w/keys/*.pem`; a literal pattern's own path).
-fn fixed_part(pattern: &str) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in pattern.split('/').filter(|c| !c.is_empty()) {
-        match literal_of(c) {
-            Some(lit) => out.push(lit),
-            None => break,
-        }
-    }
-    out
 }
 
 /// The outermost of the writable `roots` holding `p`: every directory
@@ -876,8 +992,13 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
 
     build_dev(&root)?;
 
+    // Inside a writable root (not the whole host's, whose /tmp, /proc and
+    // /dev are the sandbox's own) a match is in the view as on the host:
+    // missing, it was moved since the walk. Elsewhere it may not be in the
+    // view at all (a read root that leaves it out).
     for p in &denied.read {
-        root.cover(p, "hide deny_read")?;
+        let moved_if_missing = outermost_root(&fs.write, p).is_some_and(|r| r != Path::new("/"));
+        root.cover(p, "hide deny_read", !moved_if_missing)?;
     }
 
     // deny_read and deny_write: ancestors below the write root become mount
@@ -937,7 +1058,7 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
     }
 
     for p in &fs.hide {
-        root.cover(p, "hide path")?;
+        root.cover(p, "hide path", true)?;
     }
     for p in &fs.host_sockets {
         root.cover_socket(p)?;
@@ -972,6 +1093,12 @@ fn refuse_denied_source(path: &Path, src: &OwnedFd, deny_read: &[PathBuf]) -> io
     }
 }
 
+/// Ptys a sandbox's devpts may hold at once, its `--tty` one included. The
+/// kernel keeps one pool for every devpts instance but the host's
+/// (`kernel.pty.max` less `kernel.pty.reserve`: 3072 by default); at this
+/// bound a user's 64 sandboxes (`max_per_user`) hold at most 2048 of them.
+const MAX_PTYS: &std::ffi::CStr = c"32";
+
 /// Minimal /dev: a few host device nodes, a private devpts, /dev/shm, links.
 fn build_dev(root: &Root) -> Result<(), MountError> {
     let dev = Path::new("/dev");
@@ -1005,6 +1132,7 @@ fn build_dev(root: &Root) -> Result<(), MountError> {
             (c"newinstance", None),
             (c"ptmxmode", Some(c"0666")),
             (c"mode", Some(c"0620")),
+            (c"max", Some(MAX_PTYS)),
         ],
         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
     )
@@ -1096,16 +1224,43 @@ mod tests {
     }
 
     #[test]
-    fn the_fixed_part_of_a_pattern_is_what_precedes_its_first_wildcard() {
-        for (pattern, want) in [
-            ("/w/keys/*.pem", "/w/keys"),
-            ("/w/**/.env", "/w"),
-            ("/w/a/b", "/w/a/b"),
-            ("/p[[]1[]]/x*", "/p[1]"),
-            ("/w/{a,b}/c", "/w"),
-        ] {
-            assert_eq!(fixed_part(pattern), PathBuf::from(want), "{pattern}");
+    fn a_walk_finds_matches_past_the_path_length_limit() {
+        use std::os::unix::fs::DirBuilderExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().to_path_buf();
+        // 18 levels of 250 bytes: made one level at a time from the last.
+        let name = "d".repeat(250);
+        let mut deep = root.clone();
+        let mut fd = nix::fcntl::open(
+            &root,
+            nix::fcntl::OFlag::O_RDONLY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        for _ in 0..18 {
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(format!("/proc/self/fd/{}/{name}", fd.as_raw_fd()))
+                .unwrap();
+            fd = nix::fcntl::openat(
+                &fd,
+                name.as_str(),
+                nix::fcntl::OFlag::O_RDONLY,
+                nix::sys::stat::Mode::empty(),
+            )
+            .unwrap();
+            deep.push(&name);
         }
+        std::fs::File::create(format!("/proc/self/fd/{}/.env", fd.as_raw_fd())).unwrap();
+        assert!(deep.as_os_str().len() > libc::PATH_MAX as usize);
+        let fs = FsPlan {
+            write: vec![root.clone()],
+            deny_read: vec!["**/.env".into()],
+            ..Default::default()
+        };
+        let denied = expand_denies(&fs).unwrap();
+        assert_eq!(denied.read, vec![deep.join(".env")]);
+        assert!(denied.read_pinned.contains(&(root, deep)));
     }
 
     #[test]

@@ -279,23 +279,31 @@ pub fn as_caller<T>(creds: &Credentials, f: impl FnOnce() -> T) -> Result<T, Pat
 }
 
 /// Opens the cwd, the write roots and the read roots with the caller's
-/// effective credentials.
+/// effective credentials; `write_host`: a `/` among `write` is the whole
+/// host (a profile's own `/`), not a root the caller must be able to write.
 pub fn resolve_as_caller(
     creds: &Credentials,
     cwd: &Path,
     write: &[PathBuf],
+    write_host: bool,
     read: &[PathBuf],
 ) -> Result<Resolved, PathError> {
-    as_caller(creds, || open_all(cwd, write, read))?
+    as_caller(creds, || open_all(cwd, write, write_host, read))?
 }
 
-fn open_all(cwd: &Path, write: &[PathBuf], read: &[PathBuf]) -> Result<Resolved, PathError> {
+fn open_all(
+    cwd: &Path,
+    write: &[PathBuf],
+    write_host: bool,
+    read: &[PathBuf],
+) -> Result<Resolved, PathError> {
     let cwd = open_checked("resolve cwd", cwd, true, libc::X_OK)?;
     let mut w = Vec::with_capacity(write.len());
     for p in write {
-        // `/` as a write root (the `full` profile) leaves the caller's own
-        // permissions in charge everywhere; any other root must be writable.
-        let mode = if p == Path::new("/") {
+        // A profile's own `/` (`full`) leaves the caller's permissions in
+        // charge everywhere; any other root, `{cwd}` of an exec in `/`
+        // included, must be writable by the caller.
+        let mode = if write_host && p == Path::new("/") {
             libc::F_OK
         } else {
             libc::W_OK
@@ -358,24 +366,24 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
 
-        assert!(resolve_as_caller(&me(), &real, std::slice::from_ref(&real), &[]).is_ok());
-        let e = resolve_as_caller(&me(), &link, &[], &[]).unwrap_err();
+        assert!(resolve_as_caller(&me(), &real, std::slice::from_ref(&real), false, &[]).is_ok());
+        let e = resolve_as_caller(&me(), &link, &[], false, &[]).unwrap_err();
         assert!(
             e.to_string().contains("link") && e.reason.contains("symbolic link"),
             "{e}"
         );
-        let e = resolve_as_caller(&me(), &real, &[link.join("x")], &[]).unwrap_err();
+        let e = resolve_as_caller(&me(), &real, &[link.join("x")], false, &[]).unwrap_err();
         assert_eq!(e.step, "resolve write root");
-        let e = resolve_as_caller(&me(), Path::new("/proc/self"), &[], &[]).unwrap_err();
+        let e = resolve_as_caller(&me(), Path::new("/proc/self"), &[], false, &[]).unwrap_err();
         assert!(
             e.reason.contains("proc") || e.reason.contains("symbolic"),
             "{e}"
         );
-        let e = resolve_as_caller(&me(), Path::new("/proc"), &[], &[]).unwrap_err();
+        let e = resolve_as_caller(&me(), Path::new("/proc"), &[], false, &[]).unwrap_err();
         assert!(e.reason.contains("proc file system"), "{e}");
-        let e = resolve_as_caller(&me(), &dir.path().join("missing"), &[], &[]).unwrap_err();
+        let e = resolve_as_caller(&me(), &dir.path().join("missing"), &[], false, &[]).unwrap_err();
         assert!(e.reason.contains("does not exist"), "{e}");
-        let e = resolve_as_caller(&me(), &real, &[PathBuf::from("/dev")], &[]).unwrap_err();
+        let e = resolve_as_caller(&me(), &real, &[PathBuf::from("/dev")], false, &[]).unwrap_err();
         assert!(e.reason.contains("/dev"), "{e}");
     }
 
@@ -385,6 +393,7 @@ mod tests {
             &me(),
             Path::new("/"),
             &[],
+            false,
             &[PathBuf::from("/"), PathBuf::from("/nonexistent-x")],
         )
         .unwrap();

@@ -2,12 +2,12 @@
 //! allows by default and refuses (EPERM) the system calls that reach kernel
 //! surfaces a confined command has no business with: debugging other
 //! processes, mounts and namespaces, kernel modules and kexec, BPF, perf,
-//! keyrings, io_uring, userfaultfd, terminal input injection, exotic socket
-//! families, the setuid mode bit (a program the command leaves
-//! set-user-ID would let any other user on the host act as the caller) and
-//! the setgid bit on files it creates (on an existing file a filter cannot
-//! tell a directory, where git and `cp -a` set it, from a program),
-//! and any call through a foreign ABI (i386 `int 0x80`, x32).
+//! keyrings, io_uring and Linux AIO, userfaultfd, terminal input
+//! injection, exotic socket families, the setuid mode bit (a program the
+//! command leaves set-user-ID would let any other user on the host act as
+//! the caller) and the setgid bit on files it creates (on an existing file
+//! a filter cannot tell a directory, where git and `cp -a` set it, from a
+//! program), and any call through a foreign ABI (i386 `int 0x80`, x32).
 //! `clone3` gets ENOSYS: its flags sit in memory a filter cannot read, and
 //! the C library falls back to `clone`, whose flags are checked; so does
 //! `openat2`, whose mode sits in memory too (callers fall back to `openat`).
@@ -41,6 +41,8 @@ mod native {
     pub const AUDIT_ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
     /// Syscall numbers at or above this are the x32 ABI.
     pub const X32_SYSCALL_BIT: Option<u32> = Some(0x4000_0000);
+    /// `io_pgetevents`, which the libc crate does not name.
+    pub const SYS_IO_PGETEVENTS: libc::c_long = 333;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -50,6 +52,8 @@ mod native {
     pub const AUDIT_ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
     /// aarch64 has no syscall-number-encoded second ABI (AArch32 has its own arch value).
     pub const X32_SYSCALL_BIT: Option<u32> = None;
+    /// `io_pgetevents`, which the libc crate does not name.
+    pub const SYS_IO_PGETEVENTS: libc::c_long = 292;
 }
 
 /// Flags that make `clone` create namespaces (CLONE_NEWTIME is left out:
@@ -94,6 +98,14 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_io_uring_setup,
     libc::SYS_io_uring_enter,
     libc::SYS_io_uring_register,
+    // Linux AIO: its contexts come from one host-wide pool (fs.aio-max-nr)
+    // that a sandbox could fill for every other user.
+    libc::SYS_io_setup,
+    libc::SYS_io_destroy,
+    libc::SYS_io_submit,
+    libc::SYS_io_cancel,
+    libc::SYS_io_getevents,
+    native::SYS_IO_PGETEVENTS,
     libc::SYS_userfaultfd,
     libc::SYS_unshare,
     libc::SYS_setns,
