@@ -1010,6 +1010,55 @@ fn a_host_socket_in_a_workspace_under_tmp_is_unreachable() {
     );
 }
 
+/// A host socket bound in a writable root stays where it was bound: an
+/// exec cannot move its directory away, and a socket with another name, or
+/// gone from its path (moved while no exec pinned it), refuses the exec
+/// rather than leave that other name reachable.
+#[test]
+fn a_host_socket_in_a_writable_root_cannot_be_reached_by_another_name() {
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    let run = ws.join("run");
+    std::fs::create_dir(&run).unwrap();
+    chown(&run, U1);
+    let sock = run.join("app.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    let out = d.sh(
+        U1,
+        &ws.path,
+        &[],
+        "mv run run2; mv run/app.sock x.sock; echo done",
+    );
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(
+        sock.exists() && !ws.join("run2").exists(),
+        "the socket was moved"
+    );
+
+    // Another name for it (made while no exec ran): no exec starts.
+    let other = ws.join("other.sock");
+    std::fs::hard_link(&sock, &other).unwrap();
+    let out = d.sh(U1, &ws.path, &[], "echo ran");
+    out.expect_code(125);
+    assert!(
+        out.stderr.contains("2 names") && out.stderr.contains(sock.to_str().unwrap()),
+        "{}",
+        out.stderr
+    );
+    // Moved from where it was bound: no exec starts either.
+    std::fs::remove_file(&other).unwrap();
+    std::fs::rename(&run, ws.join("moved")).unwrap();
+    let out = d.sh(U1, &ws.path, &[], "echo ran");
+    out.expect_code(125);
+    assert!(
+        out.stderr.contains("gone from this path") && !out.stdout.contains("ran"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn proc_dev_and_hostname_are_the_sandboxs_own() {
     let d = Daemon::start();

@@ -25,7 +25,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 /// A failed mount step, naming the step and the path.
@@ -305,17 +305,38 @@ impl Root {
 
     /// Covers `path` if it is a socket: the host's socket listing names
     /// whatever path a socket was bound at, in any mount namespace, so a
-    /// name there that is no socket here is left alone.
-    fn cover_socket(&self, path: &Path) -> Result<(), MountError> {
+    /// name there that is no socket here is left alone. In a writable root
+    /// (`in_root`), where a sandbox could have moved or linked it, a socket
+    /// with another name, or one gone from where it was bound, refuses the
+    /// exec: the other name would reach it past the cover.
+    fn cover_socket(&self, path: &Path, in_root: bool) -> Result<(), MountError> {
         let step = "hide host socket";
+        let refuse = |error: String| MountError {
+            step: step.into(),
+            path: path.to_path_buf(),
+            error,
+        };
         match self.open(path) {
-            Ok(fd)
-                if fstat(&fd).map_err(merr(step, path))?.st_mode & libc::S_IFMT
-                    == libc::S_IFSOCK =>
-            {
+            Ok(fd) => {
+                let st = fstat(&fd).map_err(merr(step, path))?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+                    return Ok(());
+                }
+                if in_root && st.st_nlink > 1 {
+                    return Err(refuse(format!(
+                        "a host program listens on this socket, which has {} names: another \
+                         one in a writable root would reach it; remove the names it does not need",
+                        st.st_nlink
+                    )));
+                }
                 self.cover(path, step, true)
             }
-            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && in_root => Err(refuse(
+                "a host program listens on a socket bound here, gone from this path: moved \
+                 within the writable root, it could be reached there; put it back or restart \
+                 what listens on it"
+                    .into(),
+            )),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             Err(e) => Err(merr(step, path)(e)),
         }
@@ -1017,6 +1038,17 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
     for (wroot, dir) in &denied.read_pinned {
         pin(wroot, dir);
     }
+    // Host sockets in a writable root stay where they were bound: no exec
+    // can move one to a name the next exec's covers would not know.
+    let in_root = |p: &Path| outermost_root(&fs.write, p).filter(|r| r.as_path() != Path::new("/"));
+    for sock in &fs.host_sockets {
+        let is_socket = sock
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_socket());
+        if let (Some(wroot), Some(parent), true) = (in_root(sock), sock.parent(), is_socket) {
+            pin(wroot, parent);
+        }
+    }
     let mut ro: Vec<PathBuf> = Vec::new();
     for (wroot, path, exists) in &denied.write {
         // A path not there yet is protected by its parent; a parent that is
@@ -1061,7 +1093,7 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
         root.cover(p, "hide path", true)?;
     }
     for p in &fs.host_sockets {
-        root.cover_socket(p)?;
+        root.cover_socket(p, in_root(p).is_some())?;
     }
 
     if whole_host.is_none() {
