@@ -32,6 +32,10 @@ const ON_443: &[(&str, &str)] = &[
     ("plain443-b.pkg.test", "127.45.0.2"),
 ];
 
+/// A name with a loopback address of its own, for a test's own server on
+/// the HTTP origin's port (an allowed one).
+const OWN: (&str, &str) = ("own.pkg.test", "127.46.0.1");
+
 /// What a test's profile says beyond the common allowlist.
 struct Prof<'a> {
     approval: &'a str,
@@ -85,7 +89,12 @@ impl Net {
             .iter()
             .map(|h| format!("\"{h}\" = [\"127.0.0.1\"]"))
             .collect();
-        hosts.extend(ON_443.iter().map(|(h, a)| format!("\"{h}\" = [\"{a}\"]")));
+        hosts.extend(
+            ON_443
+                .iter()
+                .chain([&OWN])
+                .map(|(h, a)| format!("\"{h}\" = [\"{a}\"]")),
+        );
         let config = format!(
             "[dns]\nupstream = [\"127.0.0.1:{}\"]\nhosts = {{ {} }}\n\n{}\n",
             up.port,
@@ -1254,6 +1263,52 @@ for t in ts: t.join()
         last < end["seq"].as_u64(),
         "a count after the exec-end: {last:?} > {}",
         end["seq"]
+    );
+}
+
+/// A tunnel still open when its exec ends (its server reads everything
+/// and never closes) has its end record, with the bytes it carried, written
+/// before the `exec-end`.
+#[test]
+fn a_tunnel_open_when_the_exec_ends_has_its_end_recorded_before_the_exec_end() {
+    const SENT: usize = 5 << 20;
+    let n = Net::start(Prof::default());
+    let port = n.origin.port;
+    let sink = std::net::TcpListener::bind((OWN.1, port)).expect("bind the sink");
+    std::thread::spawn(move || {
+        for s in sink.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s, &mut std::io::sink());
+                // Never closed.
+                std::mem::forget(s);
+            });
+        }
+    });
+    let out = n.py(&format!(
+        r#"
+import time
+s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+s.sendall(b'CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n')
+print(read_response(s).split('\r\n')[0])
+s.sendall(b'\x00' * {SENT})
+time.sleep(1)
+"#,
+        host = OWN.0
+    ));
+    out.expect_code(0);
+    assert!(out.stdout.starts_with("HTTP/1.1 200"), "{}", out.stdout);
+    let end = n.end("connect", OWN.0, port);
+    assert_eq!(end["bytes_up"], SENT, "{end:#}");
+    assert_eq!(end["message"], "still open when the exec ended", "{end:#}");
+    let records = records(&n.d);
+    let exec_end = records
+        .iter()
+        .find(|r| r["kind"] == "exec-end" && r["id"] == end["id"])
+        .expect("an exec-end");
+    assert!(
+        end["seq"].as_u64() < exec_end["seq"].as_u64(),
+        "the network-end after the exec-end: {end:#} {exec_end:#}"
     );
 }
 

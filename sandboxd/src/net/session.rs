@@ -296,11 +296,11 @@ impl Session {
         })
     }
 
-    /// Writes `r` to the audit log (fsync'ed) and sends it on the exec's
-    /// stream (dropped there, not in the log, when the client lags). An
-    /// allowed action proceeds only after this returned `Ok`.
+    /// Writes `r`, a decision, to the audit log (fsync'ed) and sends it on
+    /// the exec's stream (dropped there, not in the log, when the client
+    /// lags). An allowed action proceeds only after this returned `Ok`.
     ///
-    /// A decision returns once its record is on disk. The record is queued,
+    /// It returns once its record is on disk. The record is queued,
     /// then the connection lets the other connections that are ready queue
     /// theirs, and the first to go on writes and fsyncs them all. The write
     /// runs on the calling thread: a sandbox's network has a thread of its
@@ -308,24 +308,8 @@ impl Session {
     /// waits for it, and the connection goes on without a hand-off to
     /// another thread and back.
     ///
-    /// The end of a connection gates nothing: its record is queued
-    /// ([`queue`](Self::queue)) and goes to disk with the next flush (the
-    /// next decision's, an exec's end, or at the latest [`END_RECORD_DELAY`]
-    /// later), so the next connection does not wait behind an fsync of its own.
+    /// The end of a connection gates nothing: [`record_end`](Self::record_end).
     pub async fn record(&self, r: NetRecord) -> Result<(), NotAudited> {
-        if r.phase == Phase::End {
-            self.queue(r)?;
-            // One timer at a time covers every end record queued meanwhile.
-            if !self.end_flush.swap(true, Ordering::AcqRel) {
-                let (audit, armed) = (Arc::clone(&self.audit), Arc::clone(&self.end_flush));
-                tokio::spawn(async move {
-                    tokio::time::sleep(END_RECORD_DELAY).await;
-                    armed.store(false, Ordering::Release);
-                    let _ = tokio::task::spawn_blocking(move || audit.flush_queued()).await;
-                });
-            }
-            return Ok(());
-        }
         let ticket = self
             .audit
             .submit("network", self.fields(&r))
@@ -334,6 +318,25 @@ impl Session {
         let written = ticket.wait();
         self.send_event(r);
         written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
+    }
+
+    /// Queues `r`, the end of a connection ([`queue`](Self::queue)): it
+    /// goes to disk with the next flush (the next decision's, an exec's
+    /// end, or at the latest [`END_RECORD_DELAY`] later), so the next
+    /// connection does not wait behind an fsync of its own. Must be called
+    /// within the sandbox's runtime (for the timer).
+    pub fn record_end(&self, r: NetRecord) -> Result<(), NotAudited> {
+        self.queue(r)?;
+        // One timer at a time covers every end record queued meanwhile.
+        if !self.end_flush.swap(true, Ordering::AcqRel) {
+            let (audit, armed) = (Arc::clone(&self.audit), Arc::clone(&self.end_flush));
+            tokio::spawn(async move {
+                tokio::time::sleep(END_RECORD_DELAY).await;
+                armed.store(false, Ordering::Release);
+                let _ = tokio::task::spawn_blocking(move || audit.flush_queued()).await;
+            });
+        }
+        Ok(())
     }
 
     /// Records `r`, an attempt that reached nothing (a refusal, or an

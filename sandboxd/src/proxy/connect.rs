@@ -5,8 +5,8 @@
 //! TLS is refused unless the profile allows it; HTTP the proxy can read, and
 //! inspected HTTPS, go through the request loop; the rest is spliced.
 
-use super::dial::{self, Attempt, Refused};
-use super::http::{self, Buffered, Head, Mode, Outcome, Upstream};
+use super::dial::{self, Attempt, Open, Refused};
+use super::http::{self, Buffered, Head, Mode, Upstream};
 use super::sni::{self, Hello};
 use super::tunnel::{self, Counts};
 use super::IDLE_TIMEOUT;
@@ -44,7 +44,8 @@ pub async fn connect(session: &Session, head: Head, mut client: Buffered<TcpStre
     let a = Attempt::new("connect", host.clone(), port);
     let what = format!("CONNECT {}:{port}", a.host_str());
     let decision = session.policy.decide_host(&host, port);
-    let (upstream, addr) = match dial::open(session, &a, decision).await {
+    let counts = Counts::default();
+    let (upstream, open) = match dial::open(session, &a, decision, &counts).await {
         Ok(u) => u,
         Err(e) => {
             let _ = http::dial_failed(&mut client.io, &what, &e).await;
@@ -56,11 +57,11 @@ pub async fn connect(session: &Session, head: Head, mut client: Buffered<TcpStre
         .await
         .is_err()
     {
-        a.end(session, addr, 0, 0, "client gone").await;
+        open.end("client gone");
         return;
     }
     let (client, first) = client.into_parts();
-    carry(session, &a, client, first, upstream, addr).await;
+    carry(session, client, first, upstream, open).await;
 }
 
 /// What the first bytes of a tunnel turned out to be.
@@ -385,28 +386,26 @@ fn second_hello_at(data: &[u8]) -> Result<Option<usize>, ()> {
     Ok(Some(at))
 }
 
-/// The tunnel to `upstream` (already open, the client told so), for
-/// `a` (CONNECT or SOCKS), until it ends; then its end record.
+/// The tunnel to `upstream` (already open, the client told so), for the
+/// `open` attempt (CONNECT or SOCKS), until it ends; then its end record.
 pub async fn carry(
     session: &Session,
-    a: &Attempt,
     mut client: TcpStream,
     mut first: Vec<u8>,
     upstream: TcpStream,
-    addr: IpAddr,
+    open: Open<'_>,
 ) {
+    let (a, addr, counts) = (open.attempt(), open.addr(), open.counts());
     // Before the first read from either: an urgent byte read otherwise
     // would be skipped.
     if let Err(e) = tunnel::inline_urgent(&client).and_then(|()| tunnel::inline_urgent(&upstream)) {
-        a.end(session, addr, 0, 0, &format!("before any data: {e}"))
-            .await;
+        open.end(&format!("before any data: {e}"));
         return;
     }
     let kind = match first_bytes(&mut client, &upstream, &mut first).await {
         Ok(k) => k,
         Err(e) => {
-            a.end(session, addr, 0, 0, &format!("before any data: {e}"))
-                .await;
+            open.end(&format!("before any data: {e}"));
             return;
         }
     };
@@ -419,7 +418,7 @@ pub async fn carry(
     let inspect = session.policy.inspect() && session.inspector.is_some();
     let refusal = match &kind {
         First::Nothing => {
-            a.end(session, addr, 0, 0, "closed before any data").await;
+            open.end("closed before any data");
             return;
         }
         First::Hello(Hello::Malformed(m)) => Some(Refused::new(
@@ -451,7 +450,7 @@ pub async fn carry(
     if let Some(r) = refusal {
         let r = a.refuse(session, r).await;
         tracing::info!(exec = %session.exec_id, host = %a.host_str(), "tunnel closed: {}", r.reason);
-        a.end(session, addr, 0, 0, &r.reason).await;
+        open.end(&r.reason);
         return;
     }
     let plain = matches!(kind, First::Http)
@@ -473,19 +472,15 @@ pub async fn carry(
                 addr,
                 conn: Buffered::new(Box::new(upstream), Vec::new()),
             };
-            let (up_b, down_b) =
-                match http::serve(session, Buffered::new(client, first), mode, Some(up)).await {
-                    Outcome::Done { up, down } => (up, down),
-                    Outcome::Connect { .. } => (0, 0),
-                };
-            a.end(session, addr, up_b, down_b, "requests served").await;
+            let client = Buffered::new(client, first);
+            http::serve(session, client, mode, Some(up), counts).await;
+            open.end("requests served");
         }
         First::Hello(Hello::ClientHello { .. }) if inspect => {
-            let (up_b, down_b) = inspected(session, a, client, first, upstream, addr).await;
-            a.end(session, addr, up_b, down_b, "inspected").await;
+            inspected(session, a, client, first, upstream, addr, counts).await;
+            open.end("inspected");
         }
         _ => {
-            let counts = Counts::default();
             let (mut client, mut upstream) = (client, upstream);
             // A hello goes alone: what the client sent after it goes with
             // its next flight, once the server has answered.
@@ -503,14 +498,14 @@ pub async fn carry(
                                 &mut client,
                                 &mut upstream,
                                 after.to_vec(),
-                                &counts,
+                                counts,
                             )
                             .await
                         }
                         None => Ok(None),
                     };
                     match retried {
-                        Ok(None) => tunnel::relay(&client, &upstream, &counts, IDLE_TIMEOUT).await,
+                        Ok(None) => tunnel::relay(&client, &upstream, counts, IDLE_TIMEOUT).await,
                         Ok(Some(r)) => {
                             let r = a.refuse(session, r).await;
                             tracing::info!(exec = %session.exec_id, host = %a.host_str(), "tunnel closed: {}", r.reason);
@@ -521,18 +516,18 @@ pub async fn carry(
                 }
                 Err(e) => Err(e),
             };
-            let (up_b, down_b) = counts.get();
             let reason = match r {
                 Ok(()) => "closed".to_string(),
                 Err(e) => e.to_string(),
             };
-            a.end(session, addr, up_b, down_b, &reason).await;
+            open.end(&reason);
         }
     }
 }
 
 /// Inspected HTTPS: the client's TLS ends here with a leaf for the host,
-/// a new TLS session goes upstream, and the requests go through the loop.
+/// a new TLS session goes upstream, and the requests go through the loop
+/// (their bytes, in clear, counted in `counts`).
 async fn inspected(
     session: &Session,
     a: &Attempt,
@@ -540,16 +535,17 @@ async fn inspected(
     first: Vec<u8>,
     upstream: TcpStream,
     addr: IpAddr,
-) -> (u64, u64) {
+    counts: &Counts,
+) {
     let Some(inspector) = &session.inspector else {
-        return (0, 0);
+        return;
     };
     let host = a.host_str();
     let config = match inspector.server_config(&host) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(exec = %session.exec_id, "inspection of {host}: {e}");
-            return (0, 0);
+            return;
         }
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -560,7 +556,7 @@ async fn inspected(
     .await;
     let mut tls_client = match accepted {
         Ok(Ok(s)) => s,
-        _ => return (0, 0),
+        _ => return,
     };
     let tls_up = match http::tls_connect(session, &a.host, upstream).await {
         Ok(s) => s,
@@ -573,7 +569,7 @@ async fn inspected(
                 &format!("TLS to {host}: {e}\n"),
             )
             .await;
-            return (0, 0);
+            return;
         }
     };
     let mode = Mode::Fixed {
@@ -587,17 +583,8 @@ async fn inspected(
         addr,
         conn: Buffered::new(Box::new(tls_up), Vec::new()),
     };
-    match http::serve(
-        session,
-        Buffered::new(tls_client, Vec::new()),
-        mode,
-        Some(up),
-    )
-    .await
-    {
-        Outcome::Done { up, down } => (up, down),
-        Outcome::Connect { .. } => (0, 0),
-    }
+    let client = Buffered::new(tls_client, Vec::new());
+    http::serve(session, client, mode, Some(up), counts).await;
 }
 
 /// A stream whose first bytes were already read: those, then the stream.

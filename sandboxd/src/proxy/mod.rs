@@ -43,8 +43,9 @@ pub async fn serve_http(
 ) -> std::io::Result<()> {
     serve(listener, session, |session, stream| async move {
         let client = http::Buffered::new(stream, Vec::new());
+        let counts = tunnel::Counts::default();
         if let http::Outcome::Connect { head, client } =
-            http::serve(&session, client, http::Mode::Proxy, None).await
+            http::serve(&session, client, http::Mode::Proxy, None, &counts).await
         {
             connect::connect(&session, head, client).await;
         }

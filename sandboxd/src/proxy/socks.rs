@@ -3,6 +3,7 @@
 
 use super::connect;
 use super::dial::{self, Attempt, DialError, Refused};
+use super::tunnel::Counts;
 use super::{HEAD_TIMEOUT, IDLE_TIMEOUT};
 use crate::net::timed::{idle, write_idle};
 use crate::net::{normalize_host, Block, Host, Session};
@@ -61,7 +62,8 @@ pub async fn handle(session: &Session, mut client: TcpStream) {
     };
     let a = Attempt::new("socks", host.clone(), port);
     let decision = session.policy.decide_host(&host, port);
-    let (upstream, addr) = match dial::open(session, &a, decision).await {
+    let counts = Counts::default();
+    let (upstream, open) = match dial::open(session, &a, decision, &counts).await {
         Ok(u) => u,
         Err(e) => {
             let _ = reply(&mut client, failure_code(&e), None).await;
@@ -72,10 +74,10 @@ pub async fn handle(session: &Session, mut client: TcpStream) {
         .await
         .is_err()
     {
-        a.end(session, addr, 0, 0, "client gone").await;
+        open.end("client gone");
         return;
     }
-    connect::carry(session, &a, client, Vec::new(), upstream, addr).await;
+    connect::carry(session, client, Vec::new(), upstream, open).await;
 }
 
 /// The reply code for a failed way out.
