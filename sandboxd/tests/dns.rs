@@ -15,6 +15,7 @@ use sandboxd::config::DnsConfig;
 use sandboxd::net::resolve::ResolveError;
 use sandboxd::net::{NetPolicy, Resolver, Session};
 use sandboxd::policy::{ApprovalMode, PolicyStore};
+use sandboxd::quota::Quota;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
@@ -289,12 +290,25 @@ fn server_with(
     approval: ApprovalMode,
     tcp: std::net::TcpListener,
 ) -> Server {
+    let quota = Quota::new(64, 64);
+    server_of(1000, &quota, resolver, profile, approval, tcp)
+}
+
+/// [`server_with`], for a sandbox of `uid` holding its connections in `quota`.
+fn server_of(
+    uid: u32,
+    quota: &Arc<Quota>,
+    resolver: Arc<Resolver>,
+    profile: &str,
+    approval: ApprovalMode,
+    tcp: std::net::TcpListener,
+) -> Server {
     let state = tempfile::tempdir().unwrap();
     let audit = Arc::new(AuditLog::open(state.path(), 1 << 20).unwrap());
     let (events_tx, events) = tokio::sync::mpsc::channel(1024);
     let session = Session::new(
         "exec-dns".into(),
-        1000,
+        uid,
         policy(profile, approval),
         BTreeMap::new(),
         resolver,
@@ -303,7 +317,7 @@ fn server_with(
         audit,
         events_tx,
         None,
-        sandboxd::quota::Quota::new(64, 64),
+        Arc::clone(quota),
     );
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
@@ -728,6 +742,62 @@ async fn tcp_clients_that_read_no_answer_are_cut_off() {
         .expect("a client that reads nothing still holds its connection");
     assert_eq!(cut.len(), 64);
     assert_eq!(up.saw("evil.test"), 0);
+}
+
+/// DNS connections over TCP hold slots of their user's quota of
+/// connections, which the proxies and every sandbox of the user share:
+/// past it a new one is closed unanswered, while another user's are still
+/// served, and one closed gives its slot back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_past_the_users_quota_are_closed() {
+    let up = upstream().await;
+    let resolver = Arc::new(Resolver::new(&dns_config(&[up.addr])).unwrap());
+    let quota = Quota::new(2, 16);
+    let listener = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mine: Vec<Server> = (0..2)
+        .map(|_| {
+            server_of(
+                1000,
+                &quota,
+                Arc::clone(&resolver),
+                PROFILE,
+                ApprovalMode::Never,
+                listener(),
+            )
+        })
+        .collect();
+    let other = server_of(
+        1001,
+        &quota,
+        resolver,
+        PROFILE,
+        ApprovalMode::Never,
+        listener(),
+    );
+    let mut held = Vec::new();
+    for srv in &mine {
+        let mut c = TcpStream::connect(srv.tcp).await.unwrap();
+        let q = query("static.test.", RecordType::A);
+        c.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; c.read_u16().await.unwrap().into()];
+        c.read_exact(&mut buf).await.unwrap();
+        held.push(c);
+    }
+    assert_eq!(quota.held(1000).0, 2);
+    assert!(tcp_ask(mine[0].tcp, "static.test.").await.is_none());
+    assert!(tcp_ask(mine[1].tcp, "static.test.").await.is_none());
+    assert!(tcp_ask(other.tcp, "static.test.").await.is_some());
+    drop(held.pop());
+    let freed = Instant::now();
+    while tcp_ask(mine[0].tcp, "static.test.").await.is_none() {
+        assert!(
+            freed.elapsed() < Duration::from_secs(5),
+            "no slot came free"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

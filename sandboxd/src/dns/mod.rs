@@ -244,7 +244,10 @@ impl Filter {
     }
 }
 
-/// Accepts TCP connections; dropping it ends them.
+/// Accepts TCP connections; dropping it ends them. Each holds a slot of
+/// the user's connections (the descriptors all their sandboxes may hold,
+/// shared with the proxies) while it is open: past [`MAX_TCP`], or past
+/// that quota, a new one is closed on arrival.
 async fn accept_tcp(tcp: TcpListener, filter: Arc<Filter>) {
     let mut conns = JoinSet::new();
     loop {
@@ -257,9 +260,21 @@ async fn accept_tcp(tcp: TcpListener, filter: Arc<Filter>) {
             }
         };
         while conns.try_join_next().is_some() {}
-        if conns.len() < MAX_TCP {
-            conns.spawn(serve_tcp(stream, Arc::clone(&filter)));
+        if conns.len() >= MAX_TCP {
+            continue;
         }
+        let session = &filter.session;
+        let Some(slot) = session.user_connections.take(session.uid) else {
+            tracing::warn!(exec = %session.exec_id, uid = session.uid,
+                "DNS: the user's sandboxes hold {} connections, one over TCP refused",
+                session.user_connections.max());
+            continue;
+        };
+        let filter = Arc::clone(&filter);
+        conns.spawn(async move {
+            serve_tcp(stream, filter).await;
+            drop(slot);
+        });
     }
 }
 
