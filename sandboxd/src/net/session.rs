@@ -119,6 +119,8 @@ pub struct Session {
     /// What all sandboxes of this uid may hold at once (connections and
     /// DNS forwards), of the daemon's descriptors.
     pub user_connections: Arc<Quota>,
+    /// The sandbox's tunnels that may relay through large pipes now.
+    pub large_pipes: crate::proxy::LargePipes,
 }
 
 /// Attempts that reached nothing (refused, or allowed but their lookup or
@@ -293,6 +295,7 @@ impl Session {
             count_flush: AtomicBool::new(false),
             connections: Arc::new(tokio::sync::Semaphore::new(crate::proxy::MAX_CONNECTIONS)),
             user_connections,
+            large_pipes: crate::proxy::LargePipes::default(),
         })
     }
 

@@ -505,7 +505,10 @@ pub async fn carry(
                         None => Ok(None),
                     };
                     match retried {
-                        Ok(None) => tunnel::relay(&client, &upstream, counts, IDLE_TIMEOUT).await,
+                        Ok(None) => {
+                            let pipes = &session.large_pipes;
+                            tunnel::relay(&client, &upstream, counts, IDLE_TIMEOUT, pipes).await
+                        }
                         Ok(Some(r)) => {
                             let r = a.refuse(session, r).await;
                             tracing::info!(exec = %session.exec_id, host = %a.host_str(), "tunnel closed: {}", r.reason);

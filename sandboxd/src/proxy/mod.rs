@@ -16,6 +16,8 @@ pub mod sni;
 mod socks;
 mod tunnel;
 
+pub use tunnel::LargePipes;
+
 use crate::net::Session;
 use std::future::Future;
 use std::sync::Arc;
