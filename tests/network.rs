@@ -621,6 +621,31 @@ fn allowed_name_over_socks5_from_curl_and_python() {
     n.end("socks", "allowed.test", p);
 }
 
+/// The SOCKS5 success reply's bound address is 0.0.0.0:0, not the
+/// daemon's address and port upstream, which are the host's.
+#[test]
+fn a_socks5_reply_names_no_address_of_the_host() {
+    let n = Net::start(Prof::default());
+    let p = n.origin.port;
+    let out = n.py(&format!(
+        r#"
+s = socket.create_connection(('127.0.0.1', 1080), timeout=20)
+s.sendall(b'\x05\x01\x00')
+assert s.recv(2) == b'\x05\x00'
+s.sendall(b'\x05\x01\x00\x03\x0callowed.test' + ({p}).to_bytes(2, 'big'))
+r = b''
+while len(r) < 10:
+    b = s.recv(10 - len(r))
+    if not b:
+        break
+    r += b
+print(r.hex())
+"#
+    ));
+    out.expect_code(0);
+    assert_eq!(out.stdout.trim(), "05000001000000000000", "{}", out.stderr);
+}
+
 #[test]
 fn inspected_https_trusts_sandboxds_ca_through_the_env() {
     let n = Net::start_with(
