@@ -201,6 +201,10 @@ impl Filter {
             wire::reply(m, q, Rcode::NoError, out);
         } else if self.session.resolver.answer_local(m, q, out) {
             self.ech_checked(m, q, out);
+        } else if !self.session.may_forward() {
+            // Told at once, as a query over the rate of new names is.
+            self.audit.unforwarded(q);
+            wire::reply(m, q, Rcode::Refused, out);
         } else {
             return Step::Forward(Box::new(query));
         }

@@ -111,6 +111,8 @@ pub struct Session {
     refusals: Mutex<Refusals>,
     /// New names the sandbox may have looked up.
     names: Mutex<Names>,
+    /// Queries its DNS server and its proxies' lookups may send upstream.
+    forwards: Mutex<Allowance>,
     /// A timer to write the count of refusals over the rate is set.
     count_flush: AtomicBool,
     /// Client connections the proxies may serve at once, HTTP and SOCKS
@@ -292,6 +294,10 @@ impl Session {
             end_flush: Arc::new(AtomicBool::new(false)),
             refusals: Mutex::new(Refusals::default()),
             names: Mutex::new(Names::default()),
+            forwards: Mutex::new(Allowance::new(
+                rate::FORWARD_BURST,
+                rate::FORWARDS_PER_SECOND,
+            )),
             count_flush: AtomicBool::new(false),
             connections: Arc::new(tokio::sync::Semaphore::new(crate::proxy::MAX_CONNECTIONS)),
             user_connections,
@@ -393,6 +399,16 @@ impl Session {
     /// server and its proxies); false when none is left.
     pub fn take_new_name(&self) -> bool {
         self.lock_names().allowance.take(Instant::now())
+    }
+
+    /// Takes one query from what the sandbox may send upstream (its DNS
+    /// server's cache misses and its proxies' lookups together); false
+    /// when none is left.
+    pub fn may_forward(&self) -> bool {
+        self.forwards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(Instant::now())
     }
 
     /// Whether `to` may be dialled: yes, unless a dial there failed within

@@ -285,7 +285,11 @@ pub async fn vetted_addrs(
             );
             return Err(a.refuse_counted(session, r));
         }
-        Host::Name(name) => match session.resolver.lookup_ip(name).await {
+        Host::Name(name) => match session
+            .resolver
+            .lookup_ip(name, || session.may_forward())
+            .await
+        {
             Ok(found) => found,
             Err(e) => {
                 let reason = format!("{}; not reached: {e}", admitted.reason);
