@@ -234,6 +234,8 @@ impl Net {
 
 /// Python helpers for raw protocol work inside: `http(req)` sends bytes to
 /// the HTTP proxy and returns the response (head and body) as text;
+/// `hello(name, ech)` is a bare TLS ClientHello naming `name` (with an
+/// Encrypted Client Hello extension when `ech`);
 /// `socks(host, port, req)` returns the SOCKS5 reply code and, on success,
 /// the answer to `req`; `dns(name, qtype, tcp)` returns (rcode, answer count).
 const PY: &str = r#"
@@ -289,6 +291,16 @@ def socks(host, port, req):
         rest -= len(b)
     s.sendall(req)
     return (0, read_response(s))
+
+def hello(name, ech=False):
+    sni = b'\x00' + len(name).to_bytes(2, 'big') + name
+    exts = b'\x00\x00' + (len(sni) + 2).to_bytes(2, 'big') + len(sni).to_bytes(2, 'big') + sni
+    if ech:
+        payload = bytes([0, 0, 1, 0, 1, 0x42, 0, 2, 0xab, 0xcd])
+        exts += b'\xfe\x0d' + len(payload).to_bytes(2, 'big') + payload
+    body = b'\x03\x03' + b'\x07' * 32 + b'\x00\x00\x02\x13\x01\x01\x00' + len(exts).to_bytes(2, 'big') + exts
+    msg = b'\x01\x00' + len(body).to_bytes(2, 'big') + body
+    return b'\x16\x03\x01' + len(msg).to_bytes(2, 'big') + msg
 
 def dns(name, qtype=1, tcp=False, server=('127.0.0.1', 53)):
     q = struct.pack('>HHHHHH', random.randrange(65536), 0x0100, 1, 0, 0, 0)
@@ -1345,15 +1357,6 @@ fn hellos_through_connect(n: &Net) -> Out {
     let t = n.tls.port;
     n.py(&format!(
         r#"
-def hello(name, ech):
-    sni = b'\x00' + len(name).to_bytes(2, 'big') + name
-    exts = b'\x00\x00' + (len(sni) + 2).to_bytes(2, 'big') + len(sni).to_bytes(2, 'big') + sni
-    if ech:
-        payload = bytes([0, 0, 1, 0, 1, 0x42, 0, 2, 0xab, 0xcd])
-        exts += b'\xfe\x0d' + len(payload).to_bytes(2, 'big') + payload
-    body = b'\x03\x03' + b'\x07' * 32 + b'\x00\x00\x02\x13\x01\x01\x00' + len(exts).to_bytes(2, 'big') + exts
-    msg = b'\x01\x00' + len(body).to_bytes(2, 'big') + body
-    return b'\x16\x03\x01' + len(msg).to_bytes(2, 'big') + msg
 for ech in (True, False):
     s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
     s.sendall(b'CONNECT allowed.test:{t} HTTP/1.1\r\nHost: allowed.test:{t}\r\n\r\n')
@@ -1366,6 +1369,74 @@ for ech in (True, False):
     print('ech' if ech else 'plain', head[:12], len(back), back[:1].hex())
 "#
     ))
+}
+
+/// A well-formed ClientHello naming the host, sent through a tunnel to a
+/// server that speaks no TLS (it answers junk and reads on), is a decoy:
+/// the tunnel is closed when the server's answer is no TLS record, so the
+/// plain request after it does not pass unread where methods apply.
+#[test]
+fn a_decoy_client_hello_to_a_plain_server_lets_nothing_through() {
+    let n = Net::start(Prof {
+        tail: "[[network.rule]]\nhost = \"own.pkg.test\"\nmethods = [\"GET\"]\n",
+        ..Prof::default()
+    });
+    let port = n.origin.port;
+    let server = std::net::TcpListener::bind((OWN.1, port)).expect("bind the server");
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&got);
+    std::thread::spawn(move || {
+        for s in server.incoming() {
+            let Ok(mut s) = s else { continue };
+            let seen = std::sync::Arc::clone(&seen);
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                let mut answered = false;
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if !answered {
+                        answered = true;
+                        let _ =
+                            s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                    }
+                }
+            });
+        }
+    });
+    let out = n.py(&format!(
+        r#"
+import time
+s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+s.sendall(b'CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n')
+print(read_response(s).split('\r\n')[0])
+s.sendall(hello(b'{host}'))
+try:
+    s.sendall(b'POST /forbidden HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n')
+    time.sleep(1)
+    print('back', len(s.recv(100)))
+except OSError as e:
+    print('failed', e)
+"#,
+        host = OWN.0
+    ));
+    out.expect_code(0);
+    assert!(out.stdout.starts_with("HTTP/1.1 200"), "{}", out.stdout);
+    let r = n.refusal(OWN.0, "blocked-by-not-tls");
+    assert!(
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no TLS record")),
+        "{r:#}"
+    );
+    let got = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
+    assert!(
+        !got.contains("POST /forbidden"),
+        "the request passed: {got:?}"
+    );
 }
 
 #[test]

@@ -279,7 +279,10 @@ const SERVER_HELLO_RANDOM_END: usize = 5 + 4 + 2 + 32;
 const MAX_SECOND_FLIGHT: usize = 4 * sni::MAX_HELLO;
 
 /// Once the ClientHello went upstream: passes the server's first record on
-/// to the client and, when it is a HelloRetryRequest, reads the client's
+/// to the client, provided it is TLS (a handshake record or an alert: a
+/// well-formed hello may be a decoy sent to a server that is no TLS
+/// server, and what follows it would pass unread), and, when it is a
+/// HelloRetryRequest, reads the client's
 /// second ClientHello and checks it as the first was ([`hello_refusal`])
 /// before it goes upstream: the server answers for the second one's name.
 /// `pending` is what the client sent after its first hello; it goes
@@ -300,9 +303,10 @@ async fn retried_hello(
     let mut back = Vec::with_capacity(4096);
     loop {
         let whole = match back.first() {
-            None => 5,
             Some(&sni::HANDSHAKE) => 5 + sni::record_len(&back).unwrap_or_default(),
-            Some(_) => break,
+            Some(&b) if b != sni::ALERT => break,
+            // An alert's header, or the start of anything.
+            _ => 5,
         };
         if back.len() >= whole {
             break;
@@ -313,6 +317,20 @@ async fn retried_hello(
         if n == 0 {
             break;
         }
+    }
+    if back.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the server closed without answering the ClientHello",
+        ));
+    }
+    if !matches!(back.get(..2), Some([sni::HANDSHAKE | sni::ALERT, 3])) {
+        let to = format!("{}:{}", a.host_str(), a.port);
+        return Ok(Some(Refused::new(
+            Block::NotTls,
+            format!("{} {to}", a.protocol),
+            format!("{to} answered the ClientHello with no TLS record"),
+        )));
     }
     let retry = back.len() >= SERVER_HELLO_RANDOM_END
         && back[0] == sni::HANDSHAKE
