@@ -1372,9 +1372,10 @@ for ech in (True, False):
 }
 
 /// A well-formed ClientHello naming the host, sent through a tunnel to a
-/// server that speaks no TLS (it answers junk and reads on), is a decoy:
-/// the tunnel is closed when the server's answer is no TLS record, so the
-/// plain request after it does not pass unread where methods apply.
+/// server that speaks no TLS (one that answers junk and reads on, one
+/// that echoes what it reads), is a decoy: the tunnel is closed when the
+/// server's answer is no ServerHello or TLS alert, so the plain request
+/// after it does not pass unread where methods apply.
 #[test]
 fn a_decoy_client_hello_to_a_plain_server_lets_nothing_through() {
     let n = Net::start(Prof {
@@ -1385,8 +1386,9 @@ fn a_decoy_client_hello_to_a_plain_server_lets_nothing_through() {
     let server = std::net::TcpListener::bind((OWN.1, port)).expect("bind the server");
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = std::sync::Arc::clone(&got);
+    // The first connection is answered 400 (once), the second echoed.
     std::thread::spawn(move || {
-        for s in server.incoming() {
+        for (i, s) in server.incoming().enumerate() {
             let Ok(mut s) = s else { continue };
             let seen = std::sync::Arc::clone(&seen);
             std::thread::spawn(move || {
@@ -1398,11 +1400,13 @@ fn a_decoy_client_hello_to_a_plain_server_lets_nothing_through() {
                         break;
                     }
                     seen.lock().unwrap().extend_from_slice(&buf[..n]);
-                    if !answered {
-                        answered = true;
-                        let _ =
-                            s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
-                    }
+                    let answer: &[u8] = match i {
+                        0 if !answered => b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+                        0 => b"",
+                        _ => &buf[..n],
+                    };
+                    answered = true;
+                    let _ = s.write_all(answer);
                 }
             });
         }
@@ -1410,28 +1414,31 @@ fn a_decoy_client_hello_to_a_plain_server_lets_nothing_through() {
     let out = n.py(&format!(
         r#"
 import time
-s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
-s.sendall(b'CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n')
-print(read_response(s).split('\r\n')[0])
-s.sendall(hello(b'{host}'))
-try:
-    s.sendall(b'POST /forbidden HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n')
-    time.sleep(1)
-    print('back', len(s.recv(100)))
-except OSError as e:
-    print('failed', e)
+for i in range(2):
+    s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+    s.sendall(b'CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n')
+    print(read_response(s).split('\r\n')[0])
+    s.sendall(hello(b'{host}'))
+    try:
+        s.sendall(b'POST /forbidden HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n')
+        time.sleep(1)
+        print('back', len(s.recv(100)))
+    except OSError as e:
+        print('failed', e)
 "#,
         host = OWN.0
     ));
     out.expect_code(0);
-    assert!(out.stdout.starts_with("HTTP/1.1 200"), "{}", out.stdout);
-    let r = n.refusal(OWN.0, "blocked-by-not-tls");
-    assert!(
-        r["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("no TLS record")),
-        "{r:#}"
-    );
+    let established = out.stdout.lines().filter(|l| l.starts_with("HTTP/1.1 200"));
+    assert_eq!(established.count(), 2, "{}", out.stdout);
+    n.refusal(OWN.0, "blocked-by-not-tls");
+    let refused = n.decisions().into_iter().filter(|r| {
+        r["reason"] == "blocked-by-not-tls"
+            && r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("neither a ServerHello nor a TLS alert"))
+    });
+    assert_eq!(refused.count(), 2, "{:#?}", n.decisions());
     let got = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
     assert!(
         !got.contains("POST /forbidden"),

@@ -271,6 +271,8 @@ const HRR_RANDOM: [u8; 32] = [
     0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
     0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
+/// The handshake message type of a ServerHello (and of a HelloRetryRequest).
+const SERVER_HELLO: u8 = 2;
 /// A handshake record's header, a handshake message's header, then a
 /// ServerHello's version and random.
 const SERVER_HELLO_RANDOM_END: usize = 5 + 4 + 2 + 32;
@@ -279,9 +281,10 @@ const SERVER_HELLO_RANDOM_END: usize = 5 + 4 + 2 + 32;
 const MAX_SECOND_FLIGHT: usize = 4 * sni::MAX_HELLO;
 
 /// Once the ClientHello went upstream: passes the server's first record on
-/// to the client, provided it is TLS (a handshake record or an alert: a
-/// well-formed hello may be a decoy sent to a server that is no TLS
-/// server, and what follows it would pass unread), and, when it is a
+/// to the client, provided it is a TLS server's (a ServerHello or an alert:
+/// a well-formed hello may be a decoy sent to a server that is no TLS
+/// server, one that echoes it included, and what follows it would pass
+/// unread), and, when it is a
 /// HelloRetryRequest, reads the client's
 /// second ClientHello and checks it as the first was ([`hello_refusal`])
 /// before it goes upstream: the server answers for the second one's name.
@@ -324,17 +327,22 @@ async fn retried_hello(
             "the server closed without answering the ClientHello",
         ));
     }
-    if !matches!(back.get(..2), Some([sni::HANDSHAKE | sni::ALERT, 3])) {
+    let tls_server = back.get(1) == Some(&3)
+        && match back[0] {
+            sni::HANDSHAKE => back.get(5) == Some(&SERVER_HELLO),
+            first => first == sni::ALERT,
+        };
+    if !tls_server {
         let to = format!("{}:{}", a.host_str(), a.port);
         return Ok(Some(Refused::new(
             Block::NotTls,
             format!("{} {to}", a.protocol),
-            format!("{to} answered the ClientHello with no TLS record"),
+            format!("{to} answered the ClientHello with neither a ServerHello nor a TLS alert"),
         )));
     }
     let retry = back.len() >= SERVER_HELLO_RANDOM_END
         && back[0] == sni::HANDSHAKE
-        && back[5] == 2
+        && back[5] == SERVER_HELLO
         && back[11..SERVER_HELLO_RANDOM_END] == HRR_RANDOM;
     write_idle(client, &back, IDLE_TIMEOUT).await?;
     counts.down.fetch_add(back.len() as u64, Relaxed);
