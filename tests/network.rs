@@ -1303,12 +1303,13 @@ for t in ts: t.join()
     );
 }
 
-/// A tunnel still open when its exec ends (its server reads everything
-/// and never closes) has its end record, with the bytes it carried, written
-/// before the `exec-end`.
+/// Tunnels and a request open when their exec ends (their server reads
+/// everything and never closes or answers) have their end records, with
+/// the bytes they carried, written before the `exec-end`: one each.
 #[test]
-fn a_tunnel_open_when_the_exec_ends_has_its_end_recorded_before_the_exec_end() {
+fn connections_open_when_the_exec_ends_have_their_ends_recorded_before_the_exec_end() {
     const SENT: usize = 5 << 20;
+    const TUNNELS: usize = 30;
     let n = Net::start(Prof::default());
     let port = n.origin.port;
     let sink = std::net::TcpListener::bind((OWN.1, port)).expect("bind the sink");
@@ -1325,27 +1326,66 @@ fn a_tunnel_open_when_the_exec_ends_has_its_end_recorded_before_the_exec_end() {
     let out = n.py(&format!(
         r#"
 import time
-s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
-s.sendall(b'CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n')
-print(read_response(s).split('\r\n')[0])
-s.sendall(b'\x00' * {SENT})
+def tunnel():
+    s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+    s.sendall(b'CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n')
+    assert read_response(s).startswith('HTTP/1.1 200')
+    return s
+big = tunnel()
+big.sendall(b'\x00' * {SENT})
+small = [tunnel() for _ in range({TUNNELS})]
+for s in small:
+    s.sendall(b'\x01' * 1000)
+r = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+r.sendall(b'POST http://{host}:{port}/slow HTTP/1.1\r\nHost: {host}:{port}\r\n'
+          b'Content-Length: 10485760\r\n\r\n' + b'\x02' * {SENT})
 time.sleep(1)
 "#,
         host = OWN.0
     ));
     out.expect_code(0);
-    assert!(out.stdout.starts_with("HTTP/1.1 200"), "{}", out.stdout);
     let end = n.end("connect", OWN.0, port);
-    assert_eq!(end["bytes_up"], SENT, "{end:#}");
-    assert_eq!(end["message"], "still open when the exec ended", "{end:#}");
     let records = records(&n.d);
     let exec_end = records
         .iter()
         .find(|r| r["kind"] == "exec-end" && r["id"] == end["id"])
         .expect("an exec-end");
+    let own = |kind: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| r["kind"] == kind && same_host(r, OWN.0) && r["decision"] == "allow")
+            .collect()
+    };
+    let (allowed, ends) = (own("network"), own("network-end"));
+    assert_eq!(allowed.len(), TUNNELS + 2, "{allowed:#?}");
+    assert_eq!(ends.len(), allowed.len(), "{ends:#?}");
+    for e in &ends {
+        // (The request ends when its client does: its body is cut short.)
+        if e["protocol"] == "connect" {
+            assert_eq!(e["message"], "still open when the exec ended", "{e:#}");
+        }
+        assert!(
+            e["seq"].as_u64() < exec_end["seq"].as_u64(),
+            "a network-end after the exec-end: {e:#} {exec_end:#}"
+        );
+    }
+    let up = |protocol: &str| -> Vec<u64> {
+        let mut v: Vec<u64> = ends
+            .iter()
+            .filter(|e| e["protocol"] == protocol)
+            .filter_map(|e| e["bytes_up"].as_u64())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let mut tunnels = vec![1000; TUNNELS];
+    tunnels.push(SENT as u64);
+    assert_eq!(up("connect"), tunnels);
+    // The request's head and the body so far.
+    let request = up("http");
     assert!(
-        end["seq"].as_u64() < exec_end["seq"].as_u64(),
-        "the network-end after the exec-end: {end:#} {exec_end:#}"
+        request.len() == 1 && request[0] > SENT as u64,
+        "{request:?}"
     );
 }
 
