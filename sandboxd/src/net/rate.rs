@@ -66,7 +66,8 @@ fn rule(what: &str) -> String {
 /// The rule of DNS queries over the rate of upstream queries.
 pub fn forwards_rule() -> String {
     format!(
-        "DNS queries sent upstream (DNS server and proxy lookups together): at most {FORWARDS_PER_SECOND} a second, after {FORWARD_BURST}, per sandbox"
+        "DNS queries sent upstream (DNS server and proxy lookups together): \
+         at most {FORWARDS_PER_SECOND} a second, after {FORWARD_BURST}, per sandbox"
     )
 }
 
