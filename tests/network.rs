@@ -32,6 +32,10 @@ const ON_443: &[(&str, &str)] = &[
     ("plain443-b.pkg.test", "127.45.0.2"),
 ];
 
+/// A name with a loopback address of its own, for a test's own server on
+/// the HTTP origin's port (an allowed one).
+const OWN: (&str, &str) = ("own.pkg.test", "127.46.0.1");
+
 /// What a test's profile says beyond the common allowlist.
 struct Prof<'a> {
     approval: &'a str,
@@ -85,7 +89,12 @@ impl Net {
             .iter()
             .map(|h| format!("\"{h}\" = [\"127.0.0.1\"]"))
             .collect();
-        hosts.extend(ON_443.iter().map(|(h, a)| format!("\"{h}\" = [\"{a}\"]")));
+        hosts.extend(
+            ON_443
+                .iter()
+                .chain([&OWN])
+                .map(|(h, a)| format!("\"{h}\" = [\"{a}\"]")),
+        );
         let config = format!(
             "[dns]\nupstream = [\"127.0.0.1:{}\"]\nhosts = {{ {} }}\n\n{}\n",
             up.port,
@@ -225,6 +234,8 @@ impl Net {
 
 /// Python helpers for raw protocol work inside: `http(req)` sends bytes to
 /// the HTTP proxy and returns the response (head and body) as text;
+/// `hello(name, ech)` is a bare TLS ClientHello naming `name` (with an
+/// Encrypted Client Hello extension when `ech`);
 /// `socks(host, port, req)` returns the SOCKS5 reply code and, on success,
 /// the answer to `req`; `dns(name, qtype, tcp)` returns (rcode, answer count).
 const PY: &str = r#"
@@ -280,6 +291,16 @@ def socks(host, port, req):
         rest -= len(b)
     s.sendall(req)
     return (0, read_response(s))
+
+def hello(name, ech=False):
+    sni = b'\x00' + len(name).to_bytes(2, 'big') + name
+    exts = b'\x00\x00' + (len(sni) + 2).to_bytes(2, 'big') + len(sni).to_bytes(2, 'big') + sni
+    if ech:
+        payload = bytes([0, 0, 1, 0, 1, 0x42, 0, 2, 0xab, 0xcd])
+        exts += b'\xfe\x0d' + len(payload).to_bytes(2, 'big') + payload
+    body = b'\x03\x03' + b'\x07' * 32 + b'\x00\x00\x02\x13\x01\x01\x00' + len(exts).to_bytes(2, 'big') + exts
+    msg = b'\x01\x00' + len(body).to_bytes(2, 'big') + body
+    return b'\x16\x03\x01' + len(msg).to_bytes(2, 'big') + msg
 
 def dns(name, qtype=1, tcp=False, server=('127.0.0.1', 53)):
     q = struct.pack('>HHHHHH', random.randrange(65536), 0x0100, 1, 0, 0, 0)
@@ -610,6 +631,31 @@ fn allowed_name_over_socks5_from_curl_and_python() {
     );
     n.allowed("socks", "allowed.test", p);
     n.end("socks", "allowed.test", p);
+}
+
+/// The SOCKS5 success reply's bound address is 0.0.0.0:0, not the
+/// daemon's address and port upstream, which are the host's.
+#[test]
+fn a_socks5_reply_names_no_address_of_the_host() {
+    let n = Net::start(Prof::default());
+    let p = n.origin.port;
+    let out = n.py(&format!(
+        r#"
+s = socket.create_connection(('127.0.0.1', 1080), timeout=20)
+s.sendall(b'\x05\x01\x00')
+assert s.recv(2) == b'\x05\x00'
+s.sendall(b'\x05\x01\x00\x03\x0callowed.test' + ({p}).to_bytes(2, 'big'))
+r = b''
+while len(r) < 10:
+    b = s.recv(10 - len(r))
+    if not b:
+        break
+    r += b
+print(r.hex())
+"#
+    ));
+    out.expect_code(0);
+    assert_eq!(out.stdout.trim(), "05000001000000000000", "{}", out.stderr);
 }
 
 #[test]
@@ -1257,6 +1303,92 @@ for t in ts: t.join()
     );
 }
 
+/// Tunnels and a request open when their exec ends (their server reads
+/// everything and never closes or answers) have their end records, with
+/// the bytes they carried, written before the `exec-end`: one each.
+#[test]
+fn connections_open_when_the_exec_ends_have_their_ends_recorded_before_the_exec_end() {
+    const SENT: usize = 5 << 20;
+    const TUNNELS: usize = 30;
+    let n = Net::start(Prof::default());
+    let port = n.origin.port;
+    let sink = std::net::TcpListener::bind((OWN.1, port)).expect("bind the sink");
+    std::thread::spawn(move || {
+        for s in sink.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s, &mut std::io::sink());
+                // Never closed.
+                std::mem::forget(s);
+            });
+        }
+    });
+    let out = n.py(&format!(
+        r#"
+import time
+def tunnel():
+    s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+    s.sendall(b'CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n')
+    assert read_response(s).startswith('HTTP/1.1 200')
+    return s
+big = tunnel()
+big.sendall(b'\x00' * {SENT})
+small = [tunnel() for _ in range({TUNNELS})]
+for s in small:
+    s.sendall(b'\x01' * 1000)
+r = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+r.sendall(b'POST http://{host}:{port}/slow HTTP/1.1\r\nHost: {host}:{port}\r\n'
+          b'Content-Length: 10485760\r\n\r\n' + b'\x02' * {SENT})
+time.sleep(1)
+"#,
+        host = OWN.0
+    ));
+    out.expect_code(0);
+    let end = n.end("connect", OWN.0, port);
+    let records = records(&n.d);
+    let exec_end = records
+        .iter()
+        .find(|r| r["kind"] == "exec-end" && r["id"] == end["id"])
+        .expect("an exec-end");
+    let own = |kind: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| r["kind"] == kind && same_host(r, OWN.0) && r["decision"] == "allow")
+            .collect()
+    };
+    let (allowed, ends) = (own("network"), own("network-end"));
+    assert_eq!(allowed.len(), TUNNELS + 2, "{allowed:#?}");
+    assert_eq!(ends.len(), allowed.len(), "{ends:#?}");
+    for e in &ends {
+        // (The request ends when its client does: its body is cut short.)
+        if e["protocol"] == "connect" {
+            assert_eq!(e["message"], "still open when the exec ended", "{e:#}");
+        }
+        assert!(
+            e["seq"].as_u64() < exec_end["seq"].as_u64(),
+            "a network-end after the exec-end: {e:#} {exec_end:#}"
+        );
+    }
+    let up = |protocol: &str| -> Vec<u64> {
+        let mut v: Vec<u64> = ends
+            .iter()
+            .filter(|e| e["protocol"] == protocol)
+            .filter_map(|e| e["bytes_up"].as_u64())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let mut tunnels = vec![1000; TUNNELS];
+    tunnels.push(SENT as u64);
+    assert_eq!(up("connect"), tunnels);
+    // The request's head and the body so far.
+    let request = up("http");
+    assert!(
+        request.len() == 1 && request[0] > SENT as u64,
+        "{request:?}"
+    );
+}
+
 /// A ClientHello naming allowed.test, with an Encrypted Client Hello
 /// extension and without, each through its own CONNECT to the TLS origin;
 /// prints how many bytes came back and the first (a TLS alert, 15, when the
@@ -1265,15 +1397,6 @@ fn hellos_through_connect(n: &Net) -> Out {
     let t = n.tls.port;
     n.py(&format!(
         r#"
-def hello(name, ech):
-    sni = b'\x00' + len(name).to_bytes(2, 'big') + name
-    exts = b'\x00\x00' + (len(sni) + 2).to_bytes(2, 'big') + len(sni).to_bytes(2, 'big') + sni
-    if ech:
-        payload = bytes([0, 0, 1, 0, 1, 0x42, 0, 2, 0xab, 0xcd])
-        exts += b'\xfe\x0d' + len(payload).to_bytes(2, 'big') + payload
-    body = b'\x03\x03' + b'\x07' * 32 + b'\x00\x00\x02\x13\x01\x01\x00' + len(exts).to_bytes(2, 'big') + exts
-    msg = b'\x01\x00' + len(body).to_bytes(2, 'big') + body
-    return b'\x16\x03\x01' + len(msg).to_bytes(2, 'big') + msg
 for ech in (True, False):
     s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
     s.sendall(b'CONNECT allowed.test:{t} HTTP/1.1\r\nHost: allowed.test:{t}\r\n\r\n')
@@ -1286,6 +1409,81 @@ for ech in (True, False):
     print('ech' if ech else 'plain', head[:12], len(back), back[:1].hex())
 "#
     ))
+}
+
+/// A well-formed ClientHello naming the host, sent through a tunnel to a
+/// server that speaks no TLS (one that answers junk and reads on, one
+/// that echoes what it reads), is a decoy: the tunnel is closed when the
+/// server's answer is no ServerHello or TLS alert, so the plain request
+/// after it does not pass unread where methods apply.
+#[test]
+fn a_decoy_client_hello_to_a_plain_server_lets_nothing_through() {
+    let n = Net::start(Prof {
+        tail: "[[network.rule]]\nhost = \"own.pkg.test\"\nmethods = [\"GET\"]\n",
+        ..Prof::default()
+    });
+    let port = n.origin.port;
+    let server = std::net::TcpListener::bind((OWN.1, port)).expect("bind the server");
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&got);
+    // The first connection is answered 400 (once), the second echoed.
+    std::thread::spawn(move || {
+        for (i, s) in server.incoming().enumerate() {
+            let Ok(mut s) = s else { continue };
+            let seen = std::sync::Arc::clone(&seen);
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                let mut answered = false;
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                    let answer: &[u8] = match i {
+                        0 if !answered => b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+                        0 => b"",
+                        _ => &buf[..n],
+                    };
+                    answered = true;
+                    let _ = s.write_all(answer);
+                }
+            });
+        }
+    });
+    let out = n.py(&format!(
+        r#"
+import time
+for i in range(2):
+    s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+    s.sendall(b'CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n')
+    print(read_response(s).split('\r\n')[0])
+    s.sendall(hello(b'{host}'))
+    try:
+        s.sendall(b'POST /forbidden HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n')
+        time.sleep(1)
+        print('back', len(s.recv(100)))
+    except OSError as e:
+        print('failed', e)
+"#,
+        host = OWN.0
+    ));
+    out.expect_code(0);
+    let established = out.stdout.lines().filter(|l| l.starts_with("HTTP/1.1 200"));
+    assert_eq!(established.count(), 2, "{}", out.stdout);
+    n.refusal(OWN.0, "blocked-by-not-tls");
+    let refused = n.decisions().into_iter().filter(|r| {
+        r["reason"] == "blocked-by-not-tls"
+            && r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("neither a ServerHello nor a TLS alert"))
+    });
+    assert_eq!(refused.count(), 2, "{:#?}", n.decisions());
+    let got = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
+    assert!(
+        !got.contains("POST /forbidden"),
+        "the request passed: {got:?}"
+    );
 }
 
 #[test]

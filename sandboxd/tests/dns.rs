@@ -15,6 +15,7 @@ use sandboxd::config::DnsConfig;
 use sandboxd::net::resolve::ResolveError;
 use sandboxd::net::{NetPolicy, Resolver, Session};
 use sandboxd::policy::{ApprovalMode, PolicyStore};
+use sandboxd::quota::Quota;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
@@ -29,7 +30,8 @@ const UPSTREAM_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
 
 /// A fake recursive server on 127.0.0.1 (UDP and TCP, same port): A is
 /// 192.0.2.7, AAAA 2001:db8::7, names under `nx.test` do not exist, `big.*`
-/// is truncated over UDP, `spoof.*` is first answered with a wrong id.
+/// is truncated over UDP, `spoof.*` is first answered with a wrong id,
+/// `fail.*` with SERVFAIL (never cached).
 struct Upstream {
     addr: SocketAddr,
     /// (name without the trailing dot, type) of every question received, over either transport.
@@ -74,6 +76,10 @@ fn upstream_answer(
         let soa = SOA::new(zone.clone(), zone.clone(), 1, 3600, 600, 86400, 30);
         r.set_response_code(ResponseCode::NXDomain)
             .add_name_server(Record::from_rdata(zone, 60, RData::SOA(soa)));
+        return Some(r);
+    }
+    if name.starts_with("fail.") {
+        r.set_response_code(ResponseCode::ServFail);
         return Some(r);
     }
     if name.starts_with("big.") && !tcp {
@@ -289,12 +295,25 @@ fn server_with(
     approval: ApprovalMode,
     tcp: std::net::TcpListener,
 ) -> Server {
+    let quota = Quota::new(64, 64);
+    server_of(1000, &quota, resolver, profile, approval, tcp)
+}
+
+/// [`server_with`], for a sandbox of `uid` holding its connections in `quota`.
+fn server_of(
+    uid: u32,
+    quota: &Arc<Quota>,
+    resolver: Arc<Resolver>,
+    profile: &str,
+    approval: ApprovalMode,
+    tcp: std::net::TcpListener,
+) -> Server {
     let state = tempfile::tempdir().unwrap();
     let audit = Arc::new(AuditLog::open(state.path(), 1 << 20).unwrap());
     let (events_tx, events) = tokio::sync::mpsc::channel(1024);
     let session = Session::new(
         "exec-dns".into(),
-        1000,
+        uid,
         policy(profile, approval),
         BTreeMap::new(),
         resolver,
@@ -303,7 +322,7 @@ fn server_with(
         audit,
         events_tx,
         None,
-        sandboxd::quota::Quota::new(64, 64),
+        Arc::clone(quota),
     );
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
@@ -730,6 +749,62 @@ async fn tcp_clients_that_read_no_answer_are_cut_off() {
     assert_eq!(up.saw("evil.test"), 0);
 }
 
+/// DNS connections over TCP hold slots of their user's quota of
+/// connections, which the proxies and every sandbox of the user share:
+/// past it a new one is closed unanswered, while another user's are still
+/// served, and one closed gives its slot back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_past_the_users_quota_are_closed() {
+    let up = upstream().await;
+    let resolver = Arc::new(Resolver::new(&dns_config(&[up.addr])).unwrap());
+    let quota = Quota::new(2, 16);
+    let listener = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mine: Vec<Server> = (0..2)
+        .map(|_| {
+            server_of(
+                1000,
+                &quota,
+                Arc::clone(&resolver),
+                PROFILE,
+                ApprovalMode::Never,
+                listener(),
+            )
+        })
+        .collect();
+    let other = server_of(
+        1001,
+        &quota,
+        resolver,
+        PROFILE,
+        ApprovalMode::Never,
+        listener(),
+    );
+    let mut held = Vec::new();
+    for srv in &mine {
+        let mut c = TcpStream::connect(srv.tcp).await.unwrap();
+        let q = query("static.test.", RecordType::A);
+        c.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; c.read_u16().await.unwrap().into()];
+        c.read_exact(&mut buf).await.unwrap();
+        held.push(c);
+    }
+    assert_eq!(quota.held(1000).0, 2);
+    assert!(tcp_ask(mine[0].tcp, "static.test.").await.is_none());
+    assert!(tcp_ask(mine[1].tcp, "static.test.").await.is_none());
+    assert!(tcp_ask(other.tcp, "static.test.").await.is_some());
+    drop(held.pop());
+    let freed = Instant::now();
+    while tcp_ask(mine[0].tcp, "static.test.").await.is_none() {
+        assert!(
+            freed.elapsed() < Duration::from_secs(5),
+            "no slot came free"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_does_not_stop_the_server() {
     let up = upstream().await;
@@ -844,17 +919,18 @@ async fn a_flood_of_new_names_does_not_stop_the_cache() {
     const AT_ONCE: usize = 128;
     // Two answers a name (A and AAAA).
     for round in 0..CACHE_ENTRIES / AT_ONCE {
-        resolver.lookup_ip(popular).await.unwrap();
+        resolver.lookup_ip(popular, || true).await.unwrap();
         let mut lookups = tokio::task::JoinSet::new();
         for i in 0..AT_ONCE {
             let r = Arc::clone(&resolver);
-            lookups.spawn(async move { r.lookup_ip(&format!("n{round}-{i}.ok.test")).await });
+            lookups
+                .spawn(async move { r.lookup_ip(&format!("n{round}-{i}.ok.test"), || true).await });
         }
         while lookups.join_next().await.is_some() {}
     }
     let fresh = "fresh.ok.test";
     for name in [fresh, fresh, popular] {
-        resolver.lookup_ip(name).await.unwrap();
+        resolver.lookup_ip(name, || true).await.unwrap();
     }
     assert_eq!(up.saw(fresh), 2, "asked once for A and once for AAAA");
     assert_eq!(up.saw(popular), 2, "asked once for A and once for AAAA");
@@ -928,7 +1004,7 @@ async fn resolver_lookups_skip_dead_servers_and_forged_answers() {
     let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let resolver = Resolver::new(&dns_config(&[dead.local_addr().unwrap(), up.addr])).unwrap();
     let started = Instant::now();
-    let mut got = resolver.lookup_ip("allowed.test").await.unwrap();
+    let mut got = resolver.lookup_ip("allowed.test", || true).await.unwrap();
     got.sort();
     assert_eq!(got, [IpAddr::V4(UPSTREAM_V4), IpAddr::V6(UPSTREAM_V6)]);
     assert!(
@@ -939,18 +1015,18 @@ async fn resolver_lookups_skip_dead_servers_and_forged_answers() {
 
     let resolver = Resolver::new(&dns_config(&[up.addr])).unwrap();
     assert_eq!(
-        resolver.lookup_ip("static.test").await.unwrap(),
+        resolver.lookup_ip("static.test", || true).await.unwrap(),
         [IpAddr::from([10, 0, 0, 5])]
     );
     for _ in 0..2 {
         assert!(matches!(
-            resolver.lookup_ip("gone.nx.test").await,
+            resolver.lookup_ip("gone.nx.test", || true).await,
             Err(ResolveError::NotFound { .. })
         ));
     }
     // The negative answer came from the cache the second time.
     assert_eq!(up.saw("gone.nx.test"), 2, "A and AAAA once each");
-    let got = resolver.lookup_ip("spoof.ok.test").await.unwrap();
+    let got = resolver.lookup_ip("spoof.ok.test", || true).await.unwrap();
     assert!(
         got.contains(&IpAddr::V4(UPSTREAM_V4)) && !got.contains(&IpAddr::from([6, 6, 6, 6])),
         "{got:?}"
@@ -973,7 +1049,10 @@ async fn system_upstream_reads_etc_hosts() {
     }) else {
         return;
     };
-    let got = resolver.lookup_ip(&name.to_uppercase()).await.unwrap();
+    let got = resolver
+        .lookup_ip(&name.to_uppercase(), || true)
+        .await
+        .unwrap();
     assert!(got.contains(&ip), "{name}: {got:?}");
 }
 
@@ -1255,4 +1334,86 @@ async fn after_a_failed_write_the_decisions_kept_are_written_without_a_new_quest
     };
     assert_eq!(m.response_code(), ResponseCode::NoError);
     assert_eq!(addrs(&m), [IpAddr::V4(UPSTREAM_V4)]);
+}
+
+/// An allowed name whose answer is never cached (SERVFAIL) goes upstream
+/// each time it is asked, but no faster than the sandbox's rate of
+/// upstream queries: past it the query is answered REFUSED at once, and
+/// counted in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_queries_are_held_to_the_sandboxs_rate() {
+    use sandboxd::net::rate::{FORWARDS_PER_SECOND, FORWARD_BURST};
+    let up = upstream().await;
+    let srv = server(&[up.addr], ApprovalMode::Never).await;
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sent = FORWARD_BURST as usize + 256;
+    let started = Instant::now();
+    let (mut failed, mut refused) = (0, 0);
+    let mut buf = vec![0u8; 4096];
+    for i in 0..sent {
+        let mut m = Message::new();
+        m.set_id(i as u16)
+            .set_recursion_desired(true)
+            .add_query(Query::query(
+                Name::from_str("fail.ok.test.").unwrap(),
+                RecordType::A,
+            ));
+        s.send_to(&m.to_vec().unwrap(), srv.udp).await.unwrap();
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        match Message::from_vec(&buf[..n]).unwrap().response_code() {
+            ResponseCode::Refused => refused += 1,
+            ResponseCode::ServFail => failed += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let asked = up.saw("fail.ok.test");
+    assert_eq!(asked, failed, "{refused} refused");
+    let most = FORWARD_BURST as usize + (elapsed * FORWARDS_PER_SECOND) as usize + 1;
+    assert!(asked <= most, "{asked} asked upstream in {elapsed:.1} s");
+    assert!(refused > 0, "{asked} asked upstream, none refused");
+    // Counted a batch at a time: wait for the last batch.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let records = dns_audit(srv.state.path(), 2).await;
+        let counted: u64 = records
+            .iter()
+            .filter(|r| r["reason"] == "blocked-by-rate-limit")
+            .map(|r| {
+                let rule = r["rule"].as_str().unwrap();
+                assert!(rule.contains("DNS queries sent upstream"), "{r}");
+                let m = r["message"].as_str().unwrap();
+                m.split(' ').next().unwrap().parse::<u64>().unwrap()
+            })
+            .sum();
+        if counted as usize == refused {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{counted} of {refused} counted: {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A lookup that may not go upstream (the sandbox is past its rate of
+/// upstream queries) is answered from the static hosts and the cache only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_that_may_not_go_upstream_asks_nothing() {
+    let up = upstream().await;
+    let resolver = Resolver::new(&dns_config(&[up.addr])).unwrap();
+    resolver.lookup_ip("cached.ok.test", || true).await.unwrap();
+    assert!(resolver.lookup_ip("fresh.ok.test", || false).await.is_err());
+    let cached = resolver
+        .lookup_ip("cached.ok.test", || false)
+        .await
+        .unwrap();
+    assert_eq!(cached.len(), 2);
+    assert!(resolver.lookup_ip("static.test", || false).await.is_ok());
+    assert_eq!(up.saw("fresh.ok.test"), 0);
+    assert_eq!(up.saw("cached.ok.test"), 2);
 }

@@ -15,7 +15,10 @@
 //! fast as it can send (a random label a query): past the [`rate`]'s
 //! burst, new questions are decided and recorded only at its rate (the
 //! sandbox's allowance of new names, which its proxies' lookups take from
-//! too). The others are answered REFUSED, and one record a batch counts them.
+//! too). The others are answered REFUSED, and one record a batch counts them;
+//! so are allowed queries the cache cannot answer once the sandbox has sent
+//! upstream all it may for now ([`rate::FORWARD_BURST`], then
+//! [`rate::FORWARDS_PER_SECOND`]).
 
 use super::wire::Question;
 use crate::net::rate;
@@ -58,6 +61,10 @@ struct Pending {
     /// Queries over the rate since the last batch, and one of their names.
     over_rate: u64,
     over_rate_name: String,
+    /// Allowed queries not sent upstream, over the rate of those, since
+    /// the last batch, and one of their names.
+    unforwarded: u64,
+    unforwarded_name: String,
 }
 
 struct Entry {
@@ -215,28 +222,50 @@ impl AuditQueue {
         Some(allowed)
     }
 
+    /// Counts `q`, an allowed query answered REFUSED because the sandbox
+    /// sent upstream all it may for now: one record a batch counts them.
+    pub fn unforwarded(&self, q: &Question) {
+        let mut p = self.lock();
+        p.unforwarded += 1;
+        if p.unforwarded == 1 {
+            p.unforwarded_name = q.shown();
+        }
+        drop(p);
+        self.wake.notify_one();
+    }
+
     /// Moves the waiting records, in arrival order, and the repeats due (all
     /// of them once closed), to the audit log's queue (to be written with its
     /// next flush): whether any were, and when the next repeats are due.
     fn hand_over(&self) -> (Result<bool, NotAudited>, Option<Instant>) {
         let now = Instant::now();
         let closed = self.closed.load(Ordering::Acquire);
-        let (batch, over_rate, name, repeats) = {
+        let (batch, over_rate, unforwarded, repeats) = {
             let mut p = self.lock();
-            let name = std::mem::take(&mut p.over_rate_name);
+            let over_rate = (
+                std::mem::take(&mut p.over_rate),
+                std::mem::take(&mut p.over_rate_name),
+            );
+            let unforwarded = (
+                std::mem::take(&mut p.unforwarded),
+                std::mem::take(&mut p.unforwarded_name),
+            );
             let repeats = p.take_repeats(now, closed);
             (
                 std::mem::take(&mut p.waiting),
-                std::mem::take(&mut p.over_rate),
-                name,
+                over_rate,
+                unforwarded,
                 repeats,
             )
         };
         let mut batch: Vec<(Box<[u8]>, Entry)> = batch.into_iter().collect();
         batch.sort_unstable_by_key(|(_, e)| e.order);
-        let mut records = Vec::with_capacity(batch.len() + 1);
-        if over_rate > 0 {
-            records.push(over_rate_record(over_rate, name));
+        let mut records = Vec::with_capacity(batch.len() + 2);
+        if over_rate.0 > 0 {
+            records.push(over_rate_record(over_rate.0, over_rate.1));
+        }
+        if unforwarded.0 > 0 {
+            records.push(unforwarded_record(unforwarded.0, unforwarded.1));
         }
         let mut written = Vec::with_capacity(batch.len());
         for (key, Entry { count, record, .. }) in batch {
@@ -334,6 +363,30 @@ impl AuditQueue {
 /// The record of `count` queries left unanswered for being over the rate
 /// of new questions, the first of them for `name`.
 fn over_rate_record(count: u64, name: String) -> NetRecord {
+    rate_limited(
+        name,
+        rate::new_names_rule(),
+        format!(
+            "{count} queries refused undecided (this name and others, not recorded one by one)"
+        ),
+    )
+}
+
+/// The record of `count` allowed queries answered REFUSED, not sent
+/// upstream for being over the rate of those, the first of them for `name`.
+fn unforwarded_record(count: u64, name: String) -> NetRecord {
+    rate_limited(
+        name,
+        rate::forwards_rule(),
+        format!(
+            "{count} allowed queries refused, not sent upstream (this name and others, \
+             not recorded one by one)"
+        ),
+    )
+}
+
+/// A refusal over a rate, counting queries for `name` and others.
+fn rate_limited(name: String, rule: String, reason: String) -> NetRecord {
     NetRecord {
         phase: Phase::Decision,
         protocol: "dns",
@@ -344,10 +397,8 @@ fn over_rate_record(count: u64, name: String) -> NetRecord {
         addr: None,
         verdict: Verdict::Deny,
         block: Some(crate::net::Block::RateLimit),
-        rule: rate::new_names_rule(),
-        reason: format!(
-            "{count} queries refused undecided (this name and others, not recorded one by one)"
-        ),
+        rule,
+        reason,
         bytes_up: 0,
         bytes_down: 0,
         duration_ms: 0,

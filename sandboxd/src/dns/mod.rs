@@ -201,6 +201,10 @@ impl Filter {
             wire::reply(m, q, Rcode::NoError, out);
         } else if self.session.resolver.answer_local(m, q, out) {
             self.ech_checked(m, q, out);
+        } else if !self.session.may_forward() {
+            // Told at once, as a query over the rate of new names is.
+            self.audit.unforwarded(q);
+            wire::reply(m, q, Rcode::Refused, out);
         } else {
             return Step::Forward(Box::new(query));
         }
@@ -244,7 +248,10 @@ impl Filter {
     }
 }
 
-/// Accepts TCP connections; dropping it ends them.
+/// Accepts TCP connections; dropping it ends them. Each holds a slot of
+/// the user's connections (the descriptors all their sandboxes may hold,
+/// shared with the proxies) while it is open: past [`MAX_TCP`], or past
+/// that quota, a new one is closed on arrival.
 async fn accept_tcp(tcp: TcpListener, filter: Arc<Filter>) {
     let mut conns = JoinSet::new();
     loop {
@@ -257,9 +264,21 @@ async fn accept_tcp(tcp: TcpListener, filter: Arc<Filter>) {
             }
         };
         while conns.try_join_next().is_some() {}
-        if conns.len() < MAX_TCP {
-            conns.spawn(serve_tcp(stream, Arc::clone(&filter)));
+        if conns.len() >= MAX_TCP {
+            continue;
         }
+        let session = &filter.session;
+        let Some(slot) = session.user_connections.take(session.uid) else {
+            tracing::warn!(exec = %session.exec_id, uid = session.uid,
+                "DNS: the user's sandboxes hold {} connections, one over TCP refused",
+                session.user_connections.max());
+            continue;
+        };
+        let filter = Arc::clone(&filter);
+        conns.spawn(async move {
+            serve_tcp(stream, filter).await;
+            drop(slot);
+        });
     }
 }
 

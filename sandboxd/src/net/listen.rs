@@ -109,8 +109,10 @@ impl NetThread {
                     _ = async { while tasks.join_next().await.is_some() {} } => {}
                 }
             });
-            // Ends every connection and closes the listeners; then what they
-            // queued for the audit log, and what they counted, is written.
+            // Ends every connection and closes the listeners: dropping a
+            // connection's task queues its end record if it was still open
+            // (`proxy::dial::Open`). Then what they queued for the audit
+            // log, and what they counted, is written, before the exec's end.
             drop(runtime);
             session.queue_counted();
             if let Err(e) = session.flush_queued_blocking() {

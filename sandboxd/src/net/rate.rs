@@ -11,27 +11,44 @@ pub const BURST: f64 = 512.0;
 /// Records a second a sandbox may cause after its burst.
 pub const PER_SECOND: f64 = 64.0;
 
-/// A token bucket of [`BURST`] filled at [`PER_SECOND`].
+/// Queries a sandbox may have sent upstream at once (the cache misses of
+/// its DNS server and its proxies' lookups: a new name's A, AAAA and HTTPS
+/// questions, and answers never cached, such as SERVFAIL or a TTL of 0)
+/// before its rate applies.
+pub const FORWARD_BURST: f64 = 1024.0;
+/// Queries a second a sandbox may have sent upstream after its burst.
+pub const FORWARDS_PER_SECOND: f64 = 128.0;
+
+/// A token bucket of `burst` filled at `per_second`: by default, records
+/// ([`BURST`], [`PER_SECOND`]).
 #[derive(Debug)]
 pub struct Allowance {
     left: f64,
     counted: Instant,
+    burst: f64,
+    per_second: f64,
 }
 
 impl Default for Allowance {
     fn default() -> Self {
-        Allowance {
-            left: BURST,
-            counted: Instant::now(),
-        }
+        Allowance::new(BURST, PER_SECOND)
     }
 }
 
 impl Allowance {
-    /// Takes one record from the allowance at `now`; false when none is left.
+    pub fn new(burst: f64, per_second: f64) -> Allowance {
+        Allowance {
+            left: burst,
+            counted: Instant::now(),
+            burst,
+            per_second,
+        }
+    }
+
+    /// Takes one from the allowance at `now`; false when none is left.
     pub fn take(&mut self, now: Instant) -> bool {
-        let earned = now.saturating_duration_since(self.counted).as_secs_f64() * PER_SECOND;
-        self.left = (self.left + earned).min(BURST);
+        let earned = now.saturating_duration_since(self.counted).as_secs_f64() * self.per_second;
+        self.left = (self.left + earned).min(self.burst);
         self.counted = now;
         if self.left < 1.0 {
             return false;
@@ -44,6 +61,14 @@ impl Allowance {
 /// The rule named in the records that count what was over the rate.
 fn rule(what: &str) -> String {
     format!("{what}: at most {PER_SECOND} a second, after {BURST}, per sandbox")
+}
+
+/// The rule of DNS queries over the rate of upstream queries.
+pub fn forwards_rule() -> String {
+    format!(
+        "DNS queries sent upstream (DNS server and proxy lookups together): \
+         at most {FORWARDS_PER_SECOND} a second, after {FORWARD_BURST}, per sandbox"
+    )
 }
 
 /// The rule of new names over the rate: a sandbox's DNS server and its
@@ -78,6 +103,20 @@ mod tests {
         assert_eq!(
             (0..2 * BURST as usize).filter(|_| a.take(t2)).count(),
             BURST as usize
+        );
+        // Another burst and rate.
+        let mut f = Allowance::new(FORWARD_BURST, FORWARDS_PER_SECOND);
+        let t0 = Instant::now();
+        assert_eq!(
+            (0..2 * FORWARD_BURST as usize)
+                .filter(|_| f.take(t0))
+                .count(),
+            FORWARD_BURST as usize
+        );
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(
+            (0..FORWARD_BURST as usize).filter(|_| f.take(t1)).count(),
+            FORWARDS_PER_SECOND as usize / 2
         );
     }
 }

@@ -231,8 +231,14 @@ impl Resolver {
         })
     }
 
-    /// A and AAAA addresses of `name` (already normalised).
-    pub async fn lookup_ip(&self, name: &str) -> Result<Vec<IpAddr>, ResolveError> {
+    /// A and AAAA addresses of `name` (already normalised). A question the
+    /// cache cannot answer goes upstream only when `may_ask` says so (it
+    /// takes from the asker's rate of upstream queries).
+    pub async fn lookup_ip(
+        &self,
+        name: &str,
+        may_ask: impl Fn() -> bool + Sync,
+    ) -> Result<Vec<IpAddr>, ResolveError> {
         let name = normalize_name(name);
         if let Some(addrs) = self.hosts.get(&name) {
             return match addrs.is_empty() {
@@ -250,7 +256,7 @@ impl Resolver {
         ) else {
             return Err(failed("not a valid DNS name".into()));
         };
-        let (a, aaaa) = tokio::join!(self.ask(&qa), self.ask(&qaaaa));
+        let (a, aaaa) = tokio::join!(self.ask(&qa, &may_ask), self.ask(&qaaaa, &may_ask));
         let mut addrs = Vec::new();
         let mut errors = Vec::new();
         for r in [a, aaaa] {
@@ -329,24 +335,33 @@ impl Resolver {
     /// Asks upstream the question `q` of `query`: in a query of the daemon's
     /// own making, so nothing else the client put in its message (additional
     /// records, EDNS options, flags) leaves. The response carries the query's
-    /// id and its spelling of the name.
+    /// id and its spelling of the name. (The caller took the query from its
+    /// rate of upstream queries.)
     pub async fn forward_upstream(
         &self,
         query: &[u8],
         q: &Question,
     ) -> Result<Vec<u8>, ResolveError> {
-        let mut response = self.ask(q).await.map_err(|message| ResolveError::Failed {
-            name: q.name().to_string(),
-            message,
-        })?;
+        let mut response = self
+            .ask(q, &|| true)
+            .await
+            .map_err(|message| ResolveError::Failed {
+                name: q.name().to_string(),
+                message,
+            })?;
         // `ask` checked the response's question equals `q`: same length.
         wire::set_id(&mut response, wire::id(query));
         response[wire::HEADER..q.end].copy_from_slice(&query[wire::HEADER..q.end]);
         Ok(response)
     }
 
-    /// The response to the daemon's own query for `q`, from the cache or upstream.
-    async fn ask(&self, q: &Question) -> Result<Vec<u8>, String> {
+    /// The response to the daemon's own query for `q`, from the cache or
+    /// (when `may_ask`) upstream.
+    async fn ask(
+        &self,
+        q: &Question,
+        may_ask: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<u8>, String> {
         let mut query = Vec::new();
         wire::build_query(q, 0, OWN_UDP_SIZE, &mut query);
         // The question as placed in this message.
@@ -354,6 +369,9 @@ impl Resolver {
         let mut out = Vec::new();
         if self.answer_local(&query, q, &mut out) {
             return Ok(out);
+        }
+        if !may_ask() {
+            return Err("not asked upstream: over the rate of upstream queries".into());
         }
         self.exchange(&mut query, q).await
     }

@@ -111,6 +111,8 @@ pub struct Session {
     refusals: Mutex<Refusals>,
     /// New names the sandbox may have looked up.
     names: Mutex<Names>,
+    /// Queries its DNS server and its proxies' lookups may send upstream.
+    forwards: Mutex<Allowance>,
     /// A timer to write the count of refusals over the rate is set.
     count_flush: AtomicBool,
     /// Client connections the proxies may serve at once, HTTP and SOCKS
@@ -119,6 +121,8 @@ pub struct Session {
     /// What all sandboxes of this uid may hold at once (connections and
     /// DNS forwards), of the daemon's descriptors.
     pub user_connections: Arc<Quota>,
+    /// The sandbox's tunnels that may relay through large pipes now.
+    pub large_pipes: crate::proxy::LargePipes,
 }
 
 /// Attempts that reached nothing (refused, or allowed but their lookup or
@@ -290,17 +294,22 @@ impl Session {
             end_flush: Arc::new(AtomicBool::new(false)),
             refusals: Mutex::new(Refusals::default()),
             names: Mutex::new(Names::default()),
+            forwards: Mutex::new(Allowance::new(
+                rate::FORWARD_BURST,
+                rate::FORWARDS_PER_SECOND,
+            )),
             count_flush: AtomicBool::new(false),
             connections: Arc::new(tokio::sync::Semaphore::new(crate::proxy::MAX_CONNECTIONS)),
             user_connections,
+            large_pipes: crate::proxy::LargePipes::default(),
         })
     }
 
-    /// Writes `r` to the audit log (fsync'ed) and sends it on the exec's
-    /// stream (dropped there, not in the log, when the client lags). An
-    /// allowed action proceeds only after this returned `Ok`.
+    /// Writes `r`, a decision, to the audit log (fsync'ed) and sends it on
+    /// the exec's stream (dropped there, not in the log, when the client
+    /// lags). An allowed action proceeds only after this returned `Ok`.
     ///
-    /// A decision returns once its record is on disk. The record is queued,
+    /// It returns once its record is on disk. The record is queued,
     /// then the connection lets the other connections that are ready queue
     /// theirs, and the first to go on writes and fsyncs them all. The write
     /// runs on the calling thread: a sandbox's network has a thread of its
@@ -308,24 +317,8 @@ impl Session {
     /// waits for it, and the connection goes on without a hand-off to
     /// another thread and back.
     ///
-    /// The end of a connection gates nothing: its record is queued
-    /// ([`queue`](Self::queue)) and goes to disk with the next flush (the
-    /// next decision's, an exec's end, or at the latest [`END_RECORD_DELAY`]
-    /// later), so the next connection does not wait behind an fsync of its own.
+    /// The end of a connection gates nothing: [`record_end`](Self::record_end).
     pub async fn record(&self, r: NetRecord) -> Result<(), NotAudited> {
-        if r.phase == Phase::End {
-            self.queue(r)?;
-            // One timer at a time covers every end record queued meanwhile.
-            if !self.end_flush.swap(true, Ordering::AcqRel) {
-                let (audit, armed) = (Arc::clone(&self.audit), Arc::clone(&self.end_flush));
-                tokio::spawn(async move {
-                    tokio::time::sleep(END_RECORD_DELAY).await;
-                    armed.store(false, Ordering::Release);
-                    let _ = tokio::task::spawn_blocking(move || audit.flush_queued()).await;
-                });
-            }
-            return Ok(());
-        }
         let ticket = self
             .audit
             .submit("network", self.fields(&r))
@@ -334,6 +327,25 @@ impl Session {
         let written = ticket.wait();
         self.send_event(r);
         written.map(|_| ()).map_err(|e| NotAudited(e.to_string()))
+    }
+
+    /// Queues `r`, the end of a connection ([`queue`](Self::queue)): it
+    /// goes to disk with the next flush (the next decision's, an exec's
+    /// end, or at the latest [`END_RECORD_DELAY`] later), so the next
+    /// connection does not wait behind an fsync of its own. Must be called
+    /// within the sandbox's runtime (for the timer).
+    pub fn record_end(&self, r: NetRecord) -> Result<(), NotAudited> {
+        self.queue(r)?;
+        // One timer at a time covers every end record queued meanwhile.
+        if !self.end_flush.swap(true, Ordering::AcqRel) {
+            let (audit, armed) = (Arc::clone(&self.audit), Arc::clone(&self.end_flush));
+            tokio::spawn(async move {
+                tokio::time::sleep(END_RECORD_DELAY).await;
+                armed.store(false, Ordering::Release);
+                let _ = tokio::task::spawn_blocking(move || audit.flush_queued()).await;
+            });
+        }
+        Ok(())
     }
 
     /// Records `r`, an attempt that reached nothing (a refusal, or an
@@ -387,6 +399,16 @@ impl Session {
     /// server and its proxies); false when none is left.
     pub fn take_new_name(&self) -> bool {
         self.lock_names().allowance.take(Instant::now())
+    }
+
+    /// Takes one query from what the sandbox may send upstream (its DNS
+    /// server's cache misses and its proxies' lookups together); false
+    /// when none is left.
+    pub fn may_forward(&self) -> bool {
+        self.forwards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(Instant::now())
     }
 
     /// Whether `to` may be dialled: yes, unless a dial there failed within

@@ -5,8 +5,8 @@
 //! TLS is refused unless the profile allows it; HTTP the proxy can read, and
 //! inspected HTTPS, go through the request loop; the rest is spliced.
 
-use super::dial::{self, Attempt, Refused};
-use super::http::{self, Buffered, Head, Mode, Outcome, Upstream};
+use super::dial::{self, Attempt, Open, Refused};
+use super::http::{self, Buffered, Head, Mode, Upstream};
 use super::sni::{self, Hello};
 use super::tunnel::{self, Counts};
 use super::IDLE_TIMEOUT;
@@ -44,7 +44,8 @@ pub async fn connect(session: &Session, head: Head, mut client: Buffered<TcpStre
     let a = Attempt::new("connect", host.clone(), port);
     let what = format!("CONNECT {}:{port}", a.host_str());
     let decision = session.policy.decide_host(&host, port);
-    let (upstream, addr) = match dial::open(session, &a, decision).await {
+    let counts = Counts::default();
+    let (upstream, open) = match dial::open(session, &a, decision, &counts).await {
         Ok(u) => u,
         Err(e) => {
             let _ = http::dial_failed(&mut client.io, &what, &e).await;
@@ -56,11 +57,11 @@ pub async fn connect(session: &Session, head: Head, mut client: Buffered<TcpStre
         .await
         .is_err()
     {
-        a.end(session, addr, 0, 0, "client gone").await;
+        open.end("client gone");
         return;
     }
     let (client, first) = client.into_parts();
-    carry(session, &a, client, first, upstream, addr).await;
+    carry(session, client, first, upstream, open).await;
 }
 
 /// What the first bytes of a tunnel turned out to be.
@@ -270,6 +271,8 @@ const HRR_RANDOM: [u8; 32] = [
     0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
     0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
+/// The handshake message type of a ServerHello (and of a HelloRetryRequest).
+const SERVER_HELLO: u8 = 2;
 /// A handshake record's header, a handshake message's header, then a
 /// ServerHello's version and random.
 const SERVER_HELLO_RANDOM_END: usize = 5 + 4 + 2 + 32;
@@ -278,7 +281,11 @@ const SERVER_HELLO_RANDOM_END: usize = 5 + 4 + 2 + 32;
 const MAX_SECOND_FLIGHT: usize = 4 * sni::MAX_HELLO;
 
 /// Once the ClientHello went upstream: passes the server's first record on
-/// to the client and, when it is a HelloRetryRequest, reads the client's
+/// to the client, provided it is a TLS server's (a ServerHello or an alert:
+/// a well-formed hello may be a decoy sent to a server that is no TLS
+/// server, one that echoes it included, and what follows it would pass
+/// unread), and, when it is a
+/// HelloRetryRequest, reads the client's
 /// second ClientHello and checks it as the first was ([`hello_refusal`])
 /// before it goes upstream: the server answers for the second one's name.
 /// `pending` is what the client sent after its first hello; it goes
@@ -299,9 +306,10 @@ async fn retried_hello(
     let mut back = Vec::with_capacity(4096);
     loop {
         let whole = match back.first() {
-            None => 5,
             Some(&sni::HANDSHAKE) => 5 + sni::record_len(&back).unwrap_or_default(),
-            Some(_) => break,
+            Some(&b) if b != sni::ALERT => break,
+            // An alert's header, or the start of anything.
+            _ => 5,
         };
         if back.len() >= whole {
             break;
@@ -313,9 +321,28 @@ async fn retried_hello(
             break;
         }
     }
+    if back.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the server closed without answering the ClientHello",
+        ));
+    }
+    let tls_server = back.get(1) == Some(&3)
+        && match back[0] {
+            sni::HANDSHAKE => back.get(5) == Some(&SERVER_HELLO),
+            first => first == sni::ALERT,
+        };
+    if !tls_server {
+        let to = format!("{}:{}", a.host_str(), a.port);
+        return Ok(Some(Refused::new(
+            Block::NotTls,
+            format!("{} {to}", a.protocol),
+            format!("{to} answered the ClientHello with neither a ServerHello nor a TLS alert"),
+        )));
+    }
     let retry = back.len() >= SERVER_HELLO_RANDOM_END
         && back[0] == sni::HANDSHAKE
-        && back[5] == 2
+        && back[5] == SERVER_HELLO
         && back[11..SERVER_HELLO_RANDOM_END] == HRR_RANDOM;
     write_idle(client, &back, IDLE_TIMEOUT).await?;
     counts.down.fetch_add(back.len() as u64, Relaxed);
@@ -385,28 +412,26 @@ fn second_hello_at(data: &[u8]) -> Result<Option<usize>, ()> {
     Ok(Some(at))
 }
 
-/// The tunnel to `upstream` (already open, the client told so), for
-/// `a` (CONNECT or SOCKS), until it ends; then its end record.
+/// The tunnel to `upstream` (already open, the client told so), for the
+/// `open` attempt (CONNECT or SOCKS), until it ends; then its end record.
 pub async fn carry(
     session: &Session,
-    a: &Attempt,
     mut client: TcpStream,
     mut first: Vec<u8>,
     upstream: TcpStream,
-    addr: IpAddr,
+    open: Open<'_>,
 ) {
+    let (a, addr, counts) = (open.attempt(), open.addr(), open.counts());
     // Before the first read from either: an urgent byte read otherwise
     // would be skipped.
     if let Err(e) = tunnel::inline_urgent(&client).and_then(|()| tunnel::inline_urgent(&upstream)) {
-        a.end(session, addr, 0, 0, &format!("before any data: {e}"))
-            .await;
+        open.end(&format!("before any data: {e}"));
         return;
     }
     let kind = match first_bytes(&mut client, &upstream, &mut first).await {
         Ok(k) => k,
         Err(e) => {
-            a.end(session, addr, 0, 0, &format!("before any data: {e}"))
-                .await;
+            open.end(&format!("before any data: {e}"));
             return;
         }
     };
@@ -419,7 +444,7 @@ pub async fn carry(
     let inspect = session.policy.inspect() && session.inspector.is_some();
     let refusal = match &kind {
         First::Nothing => {
-            a.end(session, addr, 0, 0, "closed before any data").await;
+            open.end("closed before any data");
             return;
         }
         First::Hello(Hello::Malformed(m)) => Some(Refused::new(
@@ -451,7 +476,7 @@ pub async fn carry(
     if let Some(r) = refusal {
         let r = a.refuse(session, r).await;
         tracing::info!(exec = %session.exec_id, host = %a.host_str(), "tunnel closed: {}", r.reason);
-        a.end(session, addr, 0, 0, &r.reason).await;
+        open.end(&r.reason);
         return;
     }
     let plain = matches!(kind, First::Http)
@@ -473,19 +498,15 @@ pub async fn carry(
                 addr,
                 conn: Buffered::new(Box::new(upstream), Vec::new()),
             };
-            let (up_b, down_b) =
-                match http::serve(session, Buffered::new(client, first), mode, Some(up)).await {
-                    Outcome::Done { up, down } => (up, down),
-                    Outcome::Connect { .. } => (0, 0),
-                };
-            a.end(session, addr, up_b, down_b, "requests served").await;
+            let client = Buffered::new(client, first);
+            http::serve(session, client, mode, Some(up), counts).await;
+            open.end("requests served");
         }
         First::Hello(Hello::ClientHello { .. }) if inspect => {
-            let (up_b, down_b) = inspected(session, a, client, first, upstream, addr).await;
-            a.end(session, addr, up_b, down_b, "inspected").await;
+            inspected(session, a, client, first, upstream, addr, counts).await;
+            open.end("inspected");
         }
         _ => {
-            let counts = Counts::default();
             let (mut client, mut upstream) = (client, upstream);
             // A hello goes alone: what the client sent after it goes with
             // its next flight, once the server has answered.
@@ -503,14 +524,17 @@ pub async fn carry(
                                 &mut client,
                                 &mut upstream,
                                 after.to_vec(),
-                                &counts,
+                                counts,
                             )
                             .await
                         }
                         None => Ok(None),
                     };
                     match retried {
-                        Ok(None) => tunnel::relay(&client, &upstream, &counts, IDLE_TIMEOUT).await,
+                        Ok(None) => {
+                            let pipes = &session.large_pipes;
+                            tunnel::relay(&client, &upstream, counts, IDLE_TIMEOUT, pipes).await
+                        }
                         Ok(Some(r)) => {
                             let r = a.refuse(session, r).await;
                             tracing::info!(exec = %session.exec_id, host = %a.host_str(), "tunnel closed: {}", r.reason);
@@ -521,18 +545,18 @@ pub async fn carry(
                 }
                 Err(e) => Err(e),
             };
-            let (up_b, down_b) = counts.get();
             let reason = match r {
                 Ok(()) => "closed".to_string(),
                 Err(e) => e.to_string(),
             };
-            a.end(session, addr, up_b, down_b, &reason).await;
+            open.end(&reason);
         }
     }
 }
 
 /// Inspected HTTPS: the client's TLS ends here with a leaf for the host,
-/// a new TLS session goes upstream, and the requests go through the loop.
+/// a new TLS session goes upstream, and the requests go through the loop
+/// (their bytes, in clear, counted in `counts`).
 async fn inspected(
     session: &Session,
     a: &Attempt,
@@ -540,16 +564,17 @@ async fn inspected(
     first: Vec<u8>,
     upstream: TcpStream,
     addr: IpAddr,
-) -> (u64, u64) {
+    counts: &Counts,
+) {
     let Some(inspector) = &session.inspector else {
-        return (0, 0);
+        return;
     };
     let host = a.host_str();
     let config = match inspector.server_config(&host) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(exec = %session.exec_id, "inspection of {host}: {e}");
-            return (0, 0);
+            return;
         }
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -560,7 +585,7 @@ async fn inspected(
     .await;
     let mut tls_client = match accepted {
         Ok(Ok(s)) => s,
-        _ => return (0, 0),
+        _ => return,
     };
     let tls_up = match http::tls_connect(session, &a.host, upstream).await {
         Ok(s) => s,
@@ -573,7 +598,7 @@ async fn inspected(
                 &format!("TLS to {host}: {e}\n"),
             )
             .await;
-            return (0, 0);
+            return;
         }
     };
     let mode = Mode::Fixed {
@@ -587,17 +612,8 @@ async fn inspected(
         addr,
         conn: Buffered::new(Box::new(tls_up), Vec::new()),
     };
-    match http::serve(
-        session,
-        Buffered::new(tls_client, Vec::new()),
-        mode,
-        Some(up),
-    )
-    .await
-    {
-        Outcome::Done { up, down } => (up, down),
-        Outcome::Connect { .. } => (0, 0),
-    }
+    let client = Buffered::new(tls_client, Vec::new());
+    http::serve(session, client, mode, Some(up), counts).await;
 }
 
 /// A stream whose first bytes were already read: those, then the stream.

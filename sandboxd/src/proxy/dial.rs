@@ -10,6 +10,7 @@
 //! is looked up; a destination whose dial failed lately is not dialled
 //! again past the rate. Either way the attempt is refused and counted.
 
+use super::tunnel::Counts;
 use super::CONNECT_TIMEOUT;
 use crate::net::{rate, Block, Host, NetDecision, NetQuery, NetRecord, Phase, Session};
 use crate::policy::Verdict;
@@ -92,16 +93,72 @@ impl Attempt {
         rec.addr = r.addr;
         rec
     }
+}
 
-    /// Records the end of an allowed attempt that reached `addr`.
-    pub async fn end(&self, session: &Session, addr: IpAddr, up: u64, down: u64, reason: &str) {
-        let mut rec = self.record(Phase::End, Verdict::Allow, None, "", reason);
-        rec.addr = Some(addr);
-        rec.bytes_up = up;
-        rec.bytes_down = down;
-        rec.duration_ms = self.started.elapsed().as_millis() as u64;
-        if let Err(e) = session.record(rec).await {
-            tracing::warn!(exec = %session.exec_id, "end of a network connection not audited: {e}");
+/// Why an [`Open`] dropped without [`Open::end`] ended: only the sandbox's
+/// network stopping drops a connection's task midway.
+pub const CUT_OFF: &str = "still open when the exec ended";
+
+/// An allowed attempt whose decision to reach `addr` is on record: its end
+/// record (bytes each way, duration) is owed. [`end`](Self::end) queues it;
+/// dropped without that (the exec ended, and its network thread dropped the
+/// connection's task), it queues one itself with the bytes counted so far
+/// ([`CUT_OFF`]), which that thread writes before the exec's end.
+pub struct Open<'a> {
+    session: &'a Session,
+    attempt: &'a Attempt,
+    addr: IpAddr,
+    counts: &'a Counts,
+    /// `counts` when the attempt opened: a request on a kept-alive
+    /// connection counts only its own bytes.
+    base: (u64, u64),
+    ended: bool,
+}
+
+impl<'a> Open<'a> {
+    pub fn attempt(&self) -> &'a Attempt {
+        self.attempt
+    }
+
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// Where the attempt's bytes are counted, while it is open.
+    pub fn counts(&self) -> &'a Counts {
+        self.counts
+    }
+
+    /// Queues the end record, for `reason`.
+    pub fn end(mut self, reason: &str) {
+        self.ended = true;
+        if let Err(e) = self.session.record_end(self.end_record(reason)) {
+            tracing::warn!(exec = %self.session.exec_id, "end of a network connection not audited: {e}");
+        }
+    }
+
+    fn end_record(&self, reason: &str) -> NetRecord {
+        let mut rec = self
+            .attempt
+            .record(Phase::End, Verdict::Allow, None, "", reason);
+        let (up, down) = self.counts.get();
+        rec.addr = Some(self.addr);
+        rec.bytes_up = up.saturating_sub(self.base.0);
+        rec.bytes_down = down.saturating_sub(self.base.1);
+        rec.duration_ms = self.attempt.started.elapsed().as_millis() as u64;
+        rec
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // No timer: the runtime may be shutting down. The network thread
+        // flushes the queue next, or the next record's flush takes it.
+        if let Err(e) = self.session.queue(self.end_record(CUT_OFF)) {
+            tracing::warn!(exec = %self.session.exec_id, "end of a network connection not audited: {e}");
         }
     }
 }
@@ -228,7 +285,11 @@ pub async fn vetted_addrs(
             );
             return Err(a.refuse_counted(session, r));
         }
-        Host::Name(name) => match session.resolver.lookup_ip(name).await {
+        Host::Name(name) => match session
+            .resolver
+            .lookup_ip(name, || session.may_forward())
+            .await
+        {
             Ok(found) => found,
             Err(e) => {
                 let reason = format!("{}; not reached: {e}", admitted.reason);
@@ -283,13 +344,14 @@ pub async fn vetted_addrs(
 /// allowed decision's record naming it (and an end record for each that
 /// does not answer). An address whose dial failed lately is not dialled
 /// again past the rate of attempts that reach nothing: refused and
-/// counted. Returns the socket and its address.
-pub async fn dial(
-    session: &Session,
-    a: &Attempt,
+/// counted. Returns the socket and the open attempt, counted in `counts`.
+pub async fn dial<'a>(
+    session: &'a Session,
+    a: &'a Attempt,
     admitted: &Admitted,
     addrs: &[IpAddr],
-) -> Result<(TcpStream, IpAddr), DialError> {
+    counts: &'a Counts,
+) -> Result<(TcpStream, Open<'a>), DialError> {
     let mut last = None;
     for &ip in addrs {
         let addr = SocketAddr::new(ip, a.port);
@@ -303,18 +365,18 @@ pub async fn dial(
             last = Some(a.refuse_counted(session, r));
             continue;
         }
-        record_allowed(session, a, admitted, ip).await?;
+        let open = record_allowed(session, a, admitted, ip, counts).await?;
         let e = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
                 session.dialled(addr, false);
                 let _ = s.set_nodelay(true);
-                return Ok((s, ip));
+                return Ok((s, open));
             }
             Ok(Err(source)) => DialError::Connect { addr, source },
             Err(_) => DialError::Timeout { addr },
         };
         session.dialled(addr, true);
-        a.end(session, ip, 0, 0, &e.to_string()).await;
+        open.end(&e.to_string());
         last = Some(e);
     }
     Err(last.unwrap_or(DialError::Resolve {
@@ -323,13 +385,15 @@ pub async fn dial(
     }))
 }
 
-/// The allowed decision's record, written before any byte goes out.
-pub async fn record_allowed(
-    session: &Session,
-    a: &Attempt,
+/// The allowed decision's record, written before any byte goes out; the
+/// attempt is then open, its bytes counted in `counts` from now on.
+pub async fn record_allowed<'a>(
+    session: &'a Session,
+    a: &'a Attempt,
     admitted: &Admitted,
     addr: IpAddr,
-) -> Result<(), DialError> {
+    counts: &'a Counts,
+) -> Result<Open<'a>, DialError> {
     let mut rec = a.record(
         Phase::Decision,
         Verdict::Allow,
@@ -338,21 +402,34 @@ pub async fn record_allowed(
         &admitted.reason,
     );
     rec.addr = Some(addr);
-    session
-        .record(rec)
-        .await
-        .map_err(|e| DialError::NotAudited(e.to_string()))
+    // Owed from the moment the record is queued, which the first poll of
+    // `record` does: a task dropped while it waits for the disk owes it too.
+    let mut open = Open {
+        session,
+        attempt: a,
+        addr,
+        counts,
+        base: counts.get(),
+        ended: false,
+    };
+    if let Err(e) = session.record(rec).await {
+        // Not on record: no end owed.
+        open.ended = true;
+        return Err(DialError::NotAudited(e.to_string()));
+    }
+    Ok(open)
 }
 
 /// Admission, lookup, vetting, record and dial in one.
-pub async fn open(
-    session: &Session,
-    a: &Attempt,
+pub async fn open<'a>(
+    session: &'a Session,
+    a: &'a Attempt,
     decision: NetDecision,
-) -> Result<(TcpStream, IpAddr), DialError> {
+    counts: &'a Counts,
+) -> Result<(TcpStream, Open<'a>), DialError> {
     let admitted = admit(session, a, decision)
         .await
         .map_err(DialError::Refused)?;
     let addrs = vetted_addrs(session, a, &admitted).await?;
-    dial(session, a, &admitted, &addrs).await
+    dial(session, a, &admitted, &addrs, counts).await
 }

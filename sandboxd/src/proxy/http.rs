@@ -2,13 +2,15 @@
 //! (absolute-form requests) and by tunnels whose HTTP the proxy reads
 //! (inspected HTTPS, plain HTTP inside a CONNECT), with its message framing.
 
-use super::dial::{self, Admitted, Attempt, DialError, Refused};
+use super::dial::{self, Admitted, Attempt, DialError, Open, Refused};
+use super::tunnel::Counts;
 use super::{HEAD_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_TIMEOUT};
 use crate::net::decide::{has_dot_segment, Injection};
 use crate::net::timed::{idle, write_idle};
 use crate::net::{normalize_host, Block, Host, Session};
 use std::io;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -326,12 +328,12 @@ pub enum CopyError {
 async fn write<W: AsyncWrite + Unpin>(
     dst: &mut W,
     data: &[u8],
-    count: &mut u64,
+    count: &AtomicU64,
 ) -> Result<(), CopyError> {
     write_idle(dst, data, IDLE_TIMEOUT)
         .await
         .map_err(CopyError::Write)?;
-    *count += data.len() as u64;
+    count.fetch_add(data.len() as u64, Relaxed);
     Ok(())
 }
 
@@ -340,7 +342,7 @@ async fn copy_exact<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     src: &mut Buffered<R>,
     dst: &mut W,
     mut n: u64,
-    count: &mut u64,
+    count: &AtomicU64,
 ) -> Result<(), CopyError> {
     while n > 0 {
         if src.pending().is_empty() && src.fill(IDLE_TIMEOUT).await.map_err(CopyError::Read)? == 0 {
@@ -363,7 +365,7 @@ async fn copy_chunked<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     src: &mut Buffered<R>,
     dst: &mut W,
     decode: bool,
-    count: &mut u64,
+    count: &AtomicU64,
 ) -> Result<(), CopyError> {
     loop {
         let line = src.line().await?;
@@ -414,7 +416,7 @@ async fn copy_chunked<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 async fn copy_to_end<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     src: &mut Buffered<R>,
     dst: &mut W,
-    count: &mut u64,
+    count: &AtomicU64,
 ) -> Result<(), CopyError> {
     loop {
         if !src.pending().is_empty() {
@@ -433,7 +435,7 @@ async fn copy_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     dst: &mut W,
     body: Body,
     decode_chunked: bool,
-    count: &mut u64,
+    count: &AtomicU64,
 ) -> Result<(), CopyError> {
     match body {
         Body::None => Ok(()),
@@ -463,26 +465,22 @@ pub struct Upstream {
 
 /// How the request loop ended.
 pub enum Outcome<C> {
-    Done {
-        up: u64,
-        down: u64,
-    },
+    /// Its bytes are in the `counts` given.
+    Done,
     /// A CONNECT request (only in [`Mode::Proxy`]); the connection and its unread bytes.
-    Connect {
-        head: Head,
-        client: Buffered<C>,
-    },
+    Connect { head: Head, client: Buffered<C> },
 }
 
 /// Serves requests on `client` until it closes, a message cannot be framed,
-/// or a CONNECT arrives. `upstream`: a connection already open to the fixed destination.
+/// or a CONNECT arrives, counting what they carry in `counts`. `upstream`:
+/// a connection already open to the fixed destination.
 pub async fn serve<C: Io>(
     session: &Session,
     mut client: Buffered<C>,
     mode: Mode,
     mut upstream: Option<Upstream>,
+    counts: &Counts,
 ) -> Outcome<C> {
-    let (mut up, mut down) = (0, 0);
     let mut wait = HEAD_TIMEOUT;
     loop {
         let head = match read_head(&mut client, true, wait).await {
@@ -531,31 +529,23 @@ pub async fn serve<C: Io>(
             .await;
             break;
         }
-        let r = one(session, &mut client, &mode, &mut upstream, head).await;
-        up += r.up;
-        down += r.down;
+        let r = one(session, &mut client, &mode, &mut upstream, head, counts).await;
         if !r.keep_alive {
             break;
         }
     }
     let _ = idle(IDLE_TIMEOUT, client.io.shutdown()).await;
-    Outcome::Done { up, down }
+    Outcome::Done
 }
 
 /// The result of one request.
 struct Exchange {
     keep_alive: bool,
-    up: u64,
-    down: u64,
 }
 
 impl Exchange {
     fn close() -> Exchange {
-        Exchange {
-            keep_alive: false,
-            up: 0,
-            down: 0,
-        }
+        Exchange { keep_alive: false }
     }
 }
 
@@ -710,13 +700,14 @@ fn hop_by_hop(name: &str, named_by_connection: &[String]) -> bool {
         || named_by_connection.contains(&n)
 }
 
-/// One request: checks, decision, forward, response.
+/// One request: checks, decision, forward, response; its bytes counted in `counts`.
 async fn one<C: Io>(
     session: &Session,
     client: &mut Buffered<C>,
     mode: &Mode,
     upstream: &mut Option<Upstream>,
     head: Head,
+    counts: &Counts,
 ) -> Exchange {
     let io = &mut client.io;
     // The destination and the origin-form target.
@@ -908,25 +899,22 @@ async fn one<C: Io>(
         }
         _ => None,
     };
-    let mut up_conn = match reuse {
-        Some(u) => {
-            if let Err(e) = dial::record_allowed(session, &attempt, &admitted, u.addr).await {
-                let _ = dial_failed(io, &what, &e).await;
-                return Exchange::close();
-            }
-            u
-        }
+    let opened = match reuse {
+        Some(u) => dial::record_allowed(session, &attempt, &admitted, u.addr, counts)
+            .await
+            .map(|open| (u, open)),
         None => {
-            match open_upstream(session, &attempt, &admitted, mode, clear_secret.as_deref()).await {
-                Ok(u) => u,
-                Err(e) => {
-                    let _ = dial_failed(io, &what, &e).await;
-                    return Exchange::close();
-                }
-            }
+            let secret = clear_secret.as_deref();
+            open_upstream(session, &attempt, &admitted, mode, secret, counts).await
         }
     };
-    let addr = up_conn.addr;
+    let (mut up_conn, open) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = dial_failed(io, &what, &e).await;
+            return Exchange::close();
+        }
+    };
     let f = exchange(
         client,
         &mut up_conn,
@@ -936,24 +924,15 @@ async fn one<C: Io>(
         &injected,
         &host_s,
         port,
+        counts,
     )
     .await;
-    attempt
-        .end(
-            session,
-            addr,
-            f.up,
-            f.down,
-            f.error.as_deref().unwrap_or("completed"),
-        )
-        .await;
+    open.end(f.error.as_deref().unwrap_or("completed"));
     if f.upstream_reusable {
         *upstream = Some(up_conn);
     }
     Exchange {
         keep_alive: f.keep_client,
-        up: f.up,
-        down: f.down,
     }
 }
 
@@ -1032,14 +1011,15 @@ async fn still_open(u: &mut Upstream) -> bool {
 /// Looks up, vets, records and dials the destination; over TLS when
 /// inspected. With `clear_secret` (the rule of a secret the request carries
 /// in clear) only the addresses it may go to are dialled, and with none, the
-/// request is refused.
-async fn open_upstream(
-    session: &Session,
-    a: &Attempt,
+/// request is refused. The connection, and the attempt open on it.
+async fn open_upstream<'a>(
+    session: &'a Session,
+    a: &'a Attempt,
     admitted: &Admitted,
     mode: &Mode,
     clear_secret: Option<&str>,
-) -> Result<Upstream, DialError> {
+    counts: &'a Counts,
+) -> Result<(Upstream, Open<'a>), DialError> {
     let mut addrs = dial::vetted_addrs(session, a, admitted).await?;
     if let (Some(rule), Some(&first)) = (clear_secret, addrs.first()) {
         addrs.retain(|ip| session.policy.may_inject(false, *ip).is_ok());
@@ -1054,24 +1034,29 @@ async fn open_upstream(
             return Err(DialError::Refused(a.refuse(session, r).await));
         }
     }
-    let (tcp, addr) = dial::dial(session, a, admitted, &addrs).await?;
+    let (tcp, open) = dial::dial(session, a, admitted, &addrs, counts).await?;
+    let addr = open.addr();
     let io: Box<dyn Io> = match mode {
-        Mode::Fixed { tls: true, .. } => Box::new(
-            tls_connect(session, &a.host, tcp)
-                .await
-                .map_err(|e| DialError::Connect {
+        Mode::Fixed { tls: true, .. } => match tls_connect(session, &a.host, tcp).await {
+            Ok(tls) => Box::new(tls),
+            Err(source) => {
+                let e = DialError::Connect {
                     addr: std::net::SocketAddr::new(addr, a.port),
-                    source: e,
-                })?,
-        ),
+                    source,
+                };
+                open.end(&e.to_string());
+                return Err(e);
+            }
+        },
         _ => Box::new(tcp),
     };
-    Ok(Upstream {
+    let up = Upstream {
         host: a.host.clone(),
         port: a.port,
         addr,
         conn: Buffered::new(io, Vec::new()),
-    })
+    };
+    Ok((up, open))
 }
 
 /// TLS to an upstream server, verified by the inspector's client side.
@@ -1099,13 +1084,12 @@ pub async fn tls_connect(
 /// What one forwarded request did.
 struct Forwarded {
     keep_client: bool,
-    up: u64,
-    down: u64,
     upstream_reusable: bool,
     error: Option<String>,
 }
 
-/// Sends the request upstream and the response back.
+/// Sends the request upstream and the response back, counting the bytes
+/// each way in `counts`.
 #[allow(clippy::too_many_arguments)]
 async fn exchange<C: Io>(
     client: &mut Buffered<C>,
@@ -1116,12 +1100,11 @@ async fn exchange<C: Io>(
     injected: &[(String, String)],
     host: &str,
     port: u16,
+    counts: &Counts,
 ) -> Forwarded {
-    let (mut up, mut down) = (0u64, 0u64);
-    let fail = |up, down, e: String| Forwarded {
+    let (up, down) = (&counts.up, &counts.down);
+    let fail = |e: String| Forwarded {
         keep_client: false,
-        up,
-        down,
         upstream_reusable: false,
         error: Some(e),
     };
@@ -1159,7 +1142,7 @@ async fn exchange<C: Io>(
     }
     out.extend_from_slice(b"\r\n");
     let up_io = &mut upstream.conn.io;
-    if let Err(e) = write(up_io, &out, &mut up).await {
+    if let Err(e) = write(up_io, &out, up).await {
         let _ = plain(
             &mut client.io,
             502,
@@ -1168,17 +1151,17 @@ async fn exchange<C: Io>(
             &format!("sending the request upstream: {e}\n"),
         )
         .await;
-        return fail(up, down, e.to_string());
+        return fail(e.to_string());
     }
     // The client may wait for a 100 before it sends its body; the proxy answers it.
     let expects_continue = head.tokens("expect").iter().any(|t| t == "100-continue");
     if expects_continue && body != Body::None && head.minor >= 1 {
         let cont = b"HTTP/1.1 100 Continue\r\n\r\n";
         if let Err(e) = write_idle(&mut client.io, cont, IDLE_TIMEOUT).await {
-            return fail(up, down, e.to_string());
+            return fail(e.to_string());
         }
     }
-    match copy_body(client, up_io, body, false, &mut up).await {
+    match copy_body(client, up_io, body, false, up).await {
         Ok(()) => {}
         Err(CopyError::Write(e)) => {
             let _ = plain(
@@ -1189,12 +1172,12 @@ async fn exchange<C: Io>(
                 &format!("sending the request body upstream: {e}\n"),
             )
             .await;
-            return fail(up, down, e.to_string());
+            return fail(e.to_string());
         }
-        Err(e) => return fail(up, down, format!("request body: {e}")),
+        Err(e) => return fail(format!("request body: {e}")),
     }
     if let Err(e) = idle(IDLE_TIMEOUT, up_io.flush()).await {
-        return fail(up, down, e.to_string());
+        return fail(e.to_string());
     }
     // The response head, after any interim (1xx) responses.
     let res = loop {
@@ -1208,13 +1191,13 @@ async fn exchange<C: Io>(
                     "the server switched protocols unasked\n",
                 )
                 .await;
-                return fail(up, down, "101 from upstream".into());
+                return fail("101 from upstream".into());
             }
             Ok(h) if (100..200).contains(&h.code) => {
                 if head.minor >= 1 && !expects_continue {
                     let line = format!("HTTP/1.1 {} {}\r\n\r\n", h.code, h.reason);
-                    if let Err(e) = write(&mut client.io, line.as_bytes(), &mut down).await {
-                        return fail(up, down, e.to_string());
+                    if let Err(e) = write(&mut client.io, line.as_bytes(), down).await {
+                        return fail(e.to_string());
                     }
                 }
             }
@@ -1228,7 +1211,7 @@ async fn exchange<C: Io>(
                     "no response from upstream in time\n",
                 )
                 .await;
-                return fail(up, down, "upstream response timed out".into());
+                return fail("upstream response timed out".into());
             }
             Err(e) => {
                 let m = match e {
@@ -1238,7 +1221,7 @@ async fn exchange<C: Io>(
                     HeadError::Io(e) => format!("reading the upstream response: {e}"),
                 };
                 let _ = plain(&mut client.io, 502, "Bad Gateway", None, &format!("{m}\n")).await;
-                return fail(up, down, m);
+                return fail(m);
             }
         }
     };
@@ -1253,7 +1236,7 @@ async fn exchange<C: Io>(
                 &format!("upstream response: {m}\n"),
             )
             .await;
-            return fail(up, down, m.to_string());
+            return fail(m.to_string());
         }
     };
     // HTTP/1.0 clients get the data of a chunked body, delimited by the close.
@@ -1295,28 +1278,19 @@ async fn exchange<C: Io>(
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if let Err(e) = write(&mut client.io, &out, &mut down).await {
-        return fail(up, down, e.to_string());
+    if let Err(e) = write(&mut client.io, &out, down).await {
+        return fail(e.to_string());
     }
-    let copied = copy_body(
-        &mut upstream.conn,
-        &mut client.io,
-        res_body,
-        decode,
-        &mut down,
-    )
-    .await;
+    let copied = copy_body(&mut upstream.conn, &mut client.io, res_body, decode, down).await;
     let flushed = idle(IDLE_TIMEOUT, client.io.flush()).await;
     match (copied, flushed) {
         (Ok(()), Ok(())) => Forwarded {
             keep_client,
-            up,
-            down,
             upstream_reusable: keep_upstream && upstream.conn.pending().is_empty(),
             error: None,
         },
-        (Err(e), _) => fail(up, down, format!("response body: {e}")),
-        (_, Err(e)) => fail(up, down, e.to_string()),
+        (Err(e), _) => fail(format!("response body: {e}")),
+        (_, Err(e)) => fail(e.to_string()),
     }
 }
 
@@ -1404,8 +1378,8 @@ mod tests {
         let src = b"5;ext=1\r\nhello\r\n3\r\n wo\r\n0\r\nX-T: 1\r\n\r\nNEXT".to_vec();
         let mut b = Buffered::new(tokio::io::empty(), src.clone());
         let mut out = Vec::new();
-        let mut n = 0;
-        copy_chunked(&mut b, &mut out, false, &mut n).await.unwrap();
+        let n = AtomicU64::new(0);
+        copy_chunked(&mut b, &mut out, false, &n).await.unwrap();
         assert_eq!(out, b"5\r\nhello\r\n3\r\n wo\r\n0\r\n\r\n");
         assert_eq!(b.pending(), b"NEXT");
         // A "trailer" that an upstream splitting lines at a bare CR would
@@ -1413,18 +1387,18 @@ mod tests {
         let smuggled = b"1\r\nx\r\n0\r\nX: \r\rGET /admin HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
         let mut b = Buffered::new(tokio::io::empty(), smuggled);
         let mut out = Vec::new();
-        copy_chunked(&mut b, &mut out, false, &mut n).await.unwrap();
+        copy_chunked(&mut b, &mut out, false, &n).await.unwrap();
         assert_eq!(out, b"1\r\nx\r\n0\r\n\r\n");
         let mut b = Buffered::new(tokio::io::empty(), src);
         let mut out = Vec::new();
-        copy_chunked(&mut b, &mut out, true, &mut n).await.unwrap();
+        copy_chunked(&mut b, &mut out, true, &n).await.unwrap();
         assert_eq!(out, b"hello wo");
         let mut bad = Buffered::new(tokio::io::empty(), b"5\r\nhello!!\r\n0\r\n\r\n".to_vec());
-        assert!(copy_chunked(&mut bad, &mut Vec::new(), false, &mut n)
+        assert!(copy_chunked(&mut bad, &mut Vec::new(), false, &n)
             .await
             .is_err());
         let mut bad = Buffered::new(tokio::io::empty(), b"zz\r\n".to_vec());
-        assert!(copy_chunked(&mut bad, &mut Vec::new(), false, &mut n)
+        assert!(copy_chunked(&mut bad, &mut Vec::new(), false, &n)
             .await
             .is_err());
     }

@@ -16,6 +16,8 @@ pub mod sni;
 mod socks;
 mod tunnel;
 
+pub use tunnel::LargePipes;
+
 use crate::net::Session;
 use std::future::Future;
 use std::sync::Arc;
@@ -43,8 +45,9 @@ pub async fn serve_http(
 ) -> std::io::Result<()> {
     serve(listener, session, |session, stream| async move {
         let client = http::Buffered::new(stream, Vec::new());
+        let counts = tunnel::Counts::default();
         if let http::Outcome::Connect { head, client } =
-            http::serve(&session, client, http::Mode::Proxy, None).await
+            http::serve(&session, client, http::Mode::Proxy, None, &counts).await
         {
             connect::connect(&session, head, client).await;
         }

@@ -29,6 +29,7 @@ pub enum Hello {
 /// TLS record types.
 pub(crate) const HANDSHAKE: u8 = 0x16;
 pub(crate) const CHANGE_CIPHER_SPEC: u8 = 0x14;
+pub(crate) const ALERT: u8 = 0x15;
 pub(crate) const APPLICATION_DATA: u8 = 0x17;
 const CLIENT_HELLO: u8 = 1;
 

@@ -3,11 +3,12 @@
 
 use super::connect;
 use super::dial::{self, Attempt, DialError, Refused};
+use super::tunnel::Counts;
 use super::{HEAD_TIMEOUT, IDLE_TIMEOUT};
 use crate::net::timed::{idle, write_idle};
 use crate::net::{normalize_host, Block, Host, Session};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -15,6 +16,10 @@ const VERSION: u8 = 5;
 const NO_AUTH: u8 = 0;
 const NO_METHOD: u8 = 0xff;
 const CMD_CONNECT: u8 = 1;
+/// Address types.
+const ATYP_IPV4: u8 = 1;
+const ATYP_NAME: u8 = 3;
+const ATYP_IPV6: u8 = 4;
 
 /// Reply codes.
 const SUCCEEDED: u8 = 0;
@@ -47,7 +52,7 @@ pub async fn handle(session: &Session, mut client: TcpStream) {
     let (host, port) = match req {
         Request::Connect(h, p) => (h, p),
         Request::Fail(code) => {
-            let _ = reply(&mut client, code, None).await;
+            let _ = reply(&mut client, code).await;
             return;
         }
         Request::Malformed { host, port } => {
@@ -55,27 +60,25 @@ pub async fn handle(session: &Session, mut client: TcpStream) {
             let why = format!("{host:?} port {port} is no destination");
             a.refuse(session, Refused::new(Block::BadRequest, "", why))
                 .await;
-            let _ = reply(&mut client, NOT_ALLOWED, None).await;
+            let _ = reply(&mut client, NOT_ALLOWED).await;
             return;
         }
     };
     let a = Attempt::new("socks", host.clone(), port);
     let decision = session.policy.decide_host(&host, port);
-    let (upstream, addr) = match dial::open(session, &a, decision).await {
+    let counts = Counts::default();
+    let (upstream, open) = match dial::open(session, &a, decision, &counts).await {
         Ok(u) => u,
         Err(e) => {
-            let _ = reply(&mut client, failure_code(&e), None).await;
+            let _ = reply(&mut client, failure_code(&e)).await;
             return;
         }
     };
-    if reply(&mut client, SUCCEEDED, upstream.local_addr().ok())
-        .await
-        .is_err()
-    {
-        a.end(session, addr, 0, 0, "client gone").await;
+    if reply(&mut client, SUCCEEDED).await.is_err() {
+        open.end("client gone");
         return;
     }
-    connect::carry(session, &a, client, Vec::new(), upstream, addr).await;
+    connect::carry(session, client, Vec::new(), upstream, open).await;
 }
 
 /// The reply code for a failed way out.
@@ -113,17 +116,17 @@ async fn handshake(c: &mut TcpStream) -> io::Result<Option<Request>> {
         return Ok(None);
     }
     let host = match req[3] {
-        1 => {
+        ATYP_IPV4 => {
             let mut b = [0u8; 4];
             c.read_exact(&mut b).await?;
             Ok(Ok(Host::Ip(IpAddr::V4(Ipv4Addr::from(b)))))
         }
-        4 => {
+        ATYP_IPV6 => {
             let mut b = [0u8; 16];
             c.read_exact(&mut b).await?;
             Ok(Ok(Host::Ip(IpAddr::V6(Ipv6Addr::from(b)))))
         }
-        3 => {
+        ATYP_NAME => {
             let len = c.read_u8().await?;
             let mut name = vec![0u8; usize::from(len)];
             c.read_exact(&mut name).await?;
@@ -148,21 +151,11 @@ async fn handshake(c: &mut TcpStream) -> io::Result<Option<Request>> {
     }))
 }
 
-/// A reply with the bound address (all zeros when there is none).
-async fn reply(c: &mut TcpStream, code: u8, bound: Option<SocketAddr>) -> io::Result<()> {
-    let bound = bound.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
-    let mut out = vec![VERSION, code, 0];
-    match bound.ip() {
-        IpAddr::V4(ip) => {
-            out.push(1);
-            out.extend(ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            out.push(4);
-            out.extend(ip.octets());
-        }
-    }
-    out.extend(bound.port().to_be_bytes());
+/// A reply whose bound address is 0.0.0.0:0: the daemon's own address
+/// and port upstream are the host's to know, not the sandbox's (clients
+/// do not use them for CONNECT).
+async fn reply(c: &mut TcpStream, code: u8) -> io::Result<()> {
+    let out = [VERSION, code, 0, ATYP_IPV4, 0, 0, 0, 0, 0, 0];
     write_idle(c, &out, IDLE_TIMEOUT).await?;
     idle(IDLE_TIMEOUT, c.flush()).await
 }

@@ -7,13 +7,50 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// The pipe size asked for, each way.
+/// The pipe size asked for, each way, by a tunnel holding one of its
+/// sandbox's [`LargePipes`].
 const CHUNK: usize = 1 << 20;
+/// Tunnels of one sandbox that may have [`CHUNK`] pipes at once. A pipe's
+/// pages are the daemon's (outside any sandbox's cgroup), and one that a
+/// client does not read stays full: the others keep the kernel's default
+/// (16 pages, 64 KiB), so that a sandbox's pipes hold at most
+/// `LARGE_PIPES` × 2 MiB and 128 KiB a tunnel more (with
+/// [`MAX_CONNECTIONS`](super::MAX_CONNECTIONS) tunnels, about 136 MiB),
+/// while one fast tunnel keeps its throughput.
+pub const LARGE_PIPES: usize = 4;
+
+/// How many of a sandbox's tunnels hold [`CHUNK`] pipes now.
+#[derive(Debug, Default)]
+pub struct LargePipes {
+    held: AtomicUsize,
+}
+
+/// One tunnel's claim on large pipes, given back when dropped.
+struct Large<'a>(&'a AtomicUsize);
+
+impl LargePipes {
+    /// A claim on large pipes for one more tunnel, while fewer than
+    /// [`LARGE_PIPES`] hold one.
+    fn take(&self) -> Option<Large<'_>> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < LARGE_PIPES).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Large(&self.held))
+    }
+}
+
+impl Drop for Large<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Bytes moved each way, readable while and after the relay runs.
 #[derive(Debug, Default)]
@@ -36,18 +73,22 @@ impl Counts {
 /// Relays between `client` and `upstream` until both directions ended (each
 /// end's EOF is passed on as a half-close), one side failed, or nothing moved
 /// for `idle`. Both keep urgent data inline ([`inline_urgent`]), since
-/// before anything was read from them.
+/// before anything was read from them. The pipes are large when one of the
+/// sandbox's `pipes` is free.
 pub async fn relay(
     client: &TcpStream,
     upstream: &TcpStream,
     counts: &Counts,
     idle: Duration,
+    pipes: &LargePipes,
 ) -> io::Result<()> {
     let started = Instant::now();
     // Milliseconds since `started` of the last byte moved.
     let last = AtomicU64::new(0);
-    let up = one_way(client, upstream, &counts.up, &last, started);
-    let down = one_way(upstream, client, &counts.down, &last, started);
+    let large = pipes.take();
+    let size = large.as_ref().map(|_| CHUNK);
+    let up = one_way(client, upstream, &counts.up, &last, started, size);
+    let down = one_way(upstream, client, &counts.down, &last, started, size);
     let watchdog = async {
         loop {
             let since = Duration::from_millis(last.load(Ordering::Relaxed));
@@ -73,7 +114,8 @@ enum Filled {
     PipeFull,
 }
 
-/// Moves `src` to `dst` until `src` ends, then shuts `dst` for writing.
+/// Moves `src` to `dst` until `src` ends, then shuts `dst` for writing,
+/// through a pipe of `size` (the kernel's default when `None`).
 ///
 /// The pipe is filled from `src` and drained into `dst` at the same time,
 /// each as soon as it can move: a slow `dst` does not stop `src` from being
@@ -85,8 +127,9 @@ async fn one_way(
     count: &AtomicU64,
     last: &AtomicU64,
     started: Instant,
+    size: Option<usize>,
 ) -> io::Result<()> {
-    let (pipe_r, pipe_w, room) = pipe()?;
+    let (pipe_r, pipe_w, room) = pipe(size)?;
     let mut in_pipe = 0usize;
     let mut src_open = true;
     let mut pipe_full = false;
@@ -209,9 +252,9 @@ fn urgent_byte(src: &TcpStream, pipe_w: &OwnedFd) -> io::Result<Filled> {
     Ok(Filled::Bytes(1))
 }
 
-/// A non-blocking pipe, enlarged to [`CHUNK`] where the system allows, and
+/// A non-blocking pipe, enlarged to `size` where the system allows, and
 /// the bytes it holds.
-fn pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
+fn pipe(size: Option<usize>) -> io::Result<(OwnedFd, OwnedFd, usize)> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -222,7 +265,9 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
     // A smaller pipe only costs more calls.
     // SAFETY: F_SETPIPE_SZ and F_GETPIPE_SZ on an open pipe descriptor.
     let size = unsafe {
-        libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int);
+        if let Some(size) = size {
+            libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int);
+        }
         libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ)
     };
     let size = usize::try_from(size).map_err(|_| io::Error::last_os_error())?;
@@ -280,12 +325,13 @@ mod tests {
         let (upstream_side, mut upstream) = pair().await;
         let down = pattern(8 << 20, 0x5a);
         let up = pattern(3 << 20, 0xa5);
-        let counts = Counts::default();
+        let (counts, pipes) = (Counts::default(), LargePipes::default());
         let relay = relay(
             &client_side,
             &upstream_side,
             &counts,
             Duration::from_secs(30),
+            &pipes,
         );
         let server = async {
             let got = send_and_read(&mut upstream, &down, false).await;
@@ -307,6 +353,22 @@ mod tests {
         let (r, (), ()) = tokio::join!(relay, server, client_io);
         r.expect("relay");
         assert_eq!(counts.get(), (3 << 20, 8 << 20));
+    }
+
+    /// The first [`LARGE_PIPES`] tunnels get large pipes, the next ones the
+    /// kernel's default; a tunnel that ends gives its place back.
+    #[test]
+    fn only_a_few_tunnels_at_once_get_large_pipes() {
+        let pipes = LargePipes::default();
+        let large: Vec<_> = (0..LARGE_PIPES).map_while(|_| pipes.take()).collect();
+        assert_eq!(large.len(), LARGE_PIPES);
+        assert!(pipes.take().is_none());
+        let size = |s| pipe(s).expect("pipe").2;
+        assert_eq!(size(Some(CHUNK)), CHUNK);
+        assert!(size(None) < CHUNK, "{}", size(None));
+        drop(large);
+        assert!(pipes.take().is_some());
+        assert_eq!(pipes.held.load(Ordering::Relaxed), 0);
     }
 
     /// Sends `data` and then EOF on `s` while reading all it receives, with
@@ -351,12 +413,13 @@ mod tests {
         let (upstream_side, mut upstream) = pair().await;
         inline_urgent(&client_side).expect("inline");
         inline_urgent(&upstream_side).expect("inline");
-        let counts = Counts::default();
+        let (counts, pipes) = (Counts::default(), LargePipes::default());
         let relay = relay(
             &client_side,
             &upstream_side,
             &counts,
             Duration::from_secs(30),
+            &pipes,
         );
         let bulk = pattern(4 << 20, 0x33);
         let talk = async move {
