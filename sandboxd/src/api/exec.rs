@@ -447,6 +447,9 @@ impl Api {
             }
         };
         let spawn_failed = |e: SpawnError| match e {
+            SpawnError::Withheld(msg) if self.registry.is_closing() => {
+                refuse("shutdown", Status::unavailable(msg))
+            }
             SpawnError::Withheld(msg) => refuse("audit", Status::failed_precondition(msg)),
             e => Refusal {
                 id: Some(slot.id().to_string()),

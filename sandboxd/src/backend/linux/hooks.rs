@@ -5,7 +5,9 @@
 //!
 //! Read as the caller in the sandbox's init, before the deny lists are
 //! expanded. Only the repository's own `.git/config` is read: `include`d
-//! files and the caller's global config are not followed.
+//! files, the caller's global config and a linked worktree's common
+//! directory are not followed, and a hooks directory missing at the start
+//! is not protected (it cannot be mounted over).
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -26,8 +28,9 @@ pub fn protected_hook_dirs(deny_write: &[String], home: Option<&Path>) -> Vec<St
             let config = read_config(&Path::new(&repo).join(".git/config"))?;
             hooks_path(&config, Path::new(&repo), home)
         })
-        .filter(|dir| dir.symlink_metadata().is_ok_and(|m| m.is_dir()))
-        .map(|dir| globset::escape(&dir.to_string_lossy()))
+        // A symlink to a directory too: the deny list protects where it leads.
+        .filter(|dir| dir.metadata().is_ok_and(|m| m.is_dir()))
+        .map(|dir| crate::backend::spec::glob_literal(&dir.to_string_lossy()))
         .collect()
 }
 

@@ -305,10 +305,11 @@ impl Root {
 
     /// Covers `path` if it is a socket: the host's socket listing names
     /// whatever path a socket was bound at, in any mount namespace, so a
-    /// name there that is no socket here is left alone. In a writable root
-    /// (`in_root`), where a sandbox could have moved or linked it, a socket
-    /// with another name, or one gone from where it was bound, refuses the
-    /// exec: the other name would reach it past the cover.
+    /// name there that is no socket here (or no longer there: maybe bound
+    /// in another mount namespace) is left alone. In a writable root
+    /// (`in_root`), where a sandbox could have linked it, a socket with
+    /// another name refuses the exec: that name would reach it past the
+    /// cover.
     fn cover_socket(&self, path: &Path, in_root: bool) -> Result<(), MountError> {
         let step = "hide host socket";
         let refuse = |error: String| MountError {
@@ -331,12 +332,6 @@ impl Root {
                 }
                 self.cover(path, step, true)
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && in_root => Err(refuse(
-                "a host program listens on a socket bound here, gone from this path: moved \
-                 within the writable root, it could be reached there; put it back or restart \
-                 what listens on it"
-                    .into(),
-            )),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             Err(e) => Err(merr(step, path)(e)),
         }
@@ -1018,6 +1013,11 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
     // missing, it was moved since the walk. Elsewhere it may not be in the
     // view at all (a read root that leaves it out).
     for p in &denied.read {
+        // Inside a match covered whole (`secrets` and `secrets/.env`):
+        // hidden with it, and not to be looked for under its cover.
+        if denied.read.iter().any(|q| q != p && p.starts_with(q)) {
+            continue;
+        }
         let moved_if_missing = outermost_root(&fs.write, p).is_some_and(|r| r != Path::new("/"));
         root.cover(p, "hide deny_read", !moved_if_missing)?;
     }
