@@ -235,12 +235,7 @@ print("ptys", len(fds), err)
     let cmd =
         d.agent(U1, &ws.path)
             .command(&["exec", "--tty", "--", "/usr/bin/python3", "-c", code]);
-    let out = std::process::Command::new("script")
-        .args(["-qec", &shell_line(&cmd), "/dev/null"])
-        .current_dir(&ws.path)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = under_script(&cmd, &ws.path);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     // Within lines: the terminal may echo what `script` sends it (`^@`).

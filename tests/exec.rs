@@ -201,12 +201,7 @@ fn tty_gives_a_terminal() {
         "-c",
         "test -t 0 && test -t 1 && tty",
     ]);
-    let out = std::process::Command::new("script")
-        .args(["-qec", &shell_line(&cmd), "/dev/null"])
-        .current_dir(&ws.path)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = under_script(&cmd, &ws.path);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

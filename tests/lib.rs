@@ -580,6 +580,17 @@ pub fn shell_line(cmd: &Command) -> String {
     parts.join(" ")
 }
 
+/// Runs `cmd` under `script`, which gives it a terminal as a person would
+/// have, in `dir`; its output.
+pub fn under_script(cmd: &Command, dir: &Path) -> Output {
+    Command::new("script")
+        .args(["-qec", &shell_line(cmd), "/dev/null"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script")
+}
+
 /// Makes the calling thread (only) `uid`, as the daemon sees it through
 /// SO_PEERCRED: raw syscalls, as libc's wrappers would change every thread.
 pub fn thread_becomes(uid: u32) {

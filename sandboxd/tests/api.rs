@@ -2080,26 +2080,14 @@ async fn an_unread_response_holds_its_requests_place() {
             client.list_profiles(ListProfilesRequest {}).await
         }));
     }
-    let list = |ch: tonic::transport::Channel| async move {
-        SandboxClient::new(ch)
-            .list_profiles(ListProfilesRequest {})
-            .await
-    };
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let refused = loop {
-        match list(d.channel().await).await {
-            Err(e) if e.code() == tonic::Code::ResourceExhausted => break e,
-            other => assert!(Instant::now() < deadline, "still served: {other:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let refused = refused_within(&d, Duration::from_secs(8)).await;
     assert!(refused.message().contains("uid 0"), "{refused:?}");
     for s in &slow {
         s.abort();
     }
     drop(channels);
     let deadline = Instant::now() + Duration::from_secs(8);
-    while let Err(e) = list(d.channel().await).await {
+    while let Err(e) = list_profiles(d.channel().await).await {
         assert!(Instant::now() < deadline, "still refused: {e:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -2111,7 +2099,7 @@ async fn an_unread_response_holds_its_requests_place() {
 /// Exec that sends no ExecStart ends after its wait and gives its place back.
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_open_at_once_are_bounded_per_uid() {
-    use sandbox_proto::v1::{sandbox_client::SandboxClient, ListProfilesRequest};
+    use sandbox_proto::v1::sandbox_client::SandboxClient;
     const MAX: usize = 128;
     let d = Daemon::start(&[]);
     let (mut waiting, mut senders, mut channels) = (Vec::new(), Vec::new(), Vec::new());
@@ -2129,21 +2117,9 @@ async fn requests_open_at_once_are_bounded_per_uid() {
         }));
         senders.push(tx);
     }
-    let list = |ch: tonic::transport::Channel| async move {
-        SandboxClient::new(ch)
-            .list_profiles(ListProfilesRequest {})
-            .await
-    };
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let refused = loop {
-        match list(d.channel().await).await {
-            Err(e) if e.code() == tonic::Code::ResourceExhausted => break e,
-            other => assert!(Instant::now() < deadline, "still served: {other:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let refused = refused_within(&d, Duration::from_secs(8)).await;
     assert!(refused.message().contains("uid 0"), "{refused:?}");
-    list(d.channel_as(1000, &[]).await)
+    list_profiles(d.channel_as(1000, &[]).await)
         .await
         .expect("another uid is refused");
     // The Execs without a start end, and root is served again.
@@ -2151,8 +2127,30 @@ async fn requests_open_at_once_are_bounded_per_uid() {
         let e = w.await.unwrap().unwrap_err();
         assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
     }
-    list(d.channel().await)
+    list_profiles(d.channel().await)
         .await
         .expect("refused after the waits ended");
     drop(senders);
+}
+
+/// One ListProfiles call on `ch`.
+async fn list_profiles(
+    ch: tonic::transport::Channel,
+) -> Result<tonic::Response<sandbox_proto::v1::ListProfilesResponse>, tonic::Status> {
+    sandbox_proto::v1::sandbox_client::SandboxClient::new(ch)
+        .list_profiles(sandbox_proto::v1::ListProfilesRequest {})
+        .await
+}
+
+/// The RESOURCE_EXHAUSTED a new call of root's gets, once it gets one
+/// (within `wait`).
+async fn refused_within(d: &Daemon, wait: Duration) -> tonic::Status {
+    let deadline = Instant::now() + wait;
+    loop {
+        match list_profiles(d.channel().await).await {
+            Err(e) if e.code() == tonic::Code::ResourceExhausted => return e,
+            other => assert!(Instant::now() < deadline, "still served: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
