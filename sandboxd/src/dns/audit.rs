@@ -58,13 +58,33 @@ struct Pending {
     waiting: HashMap<Box<[u8]>, Entry>,
     /// Questions whose records were written, by the same key.
     recent: HashMap<Box<[u8]>, Recent>,
-    /// Queries over the rate since the last batch, and one of their names.
-    over_rate: u64,
-    over_rate_name: String,
+    /// Queries over the rate since the last batch.
+    over_rate: Tally,
     /// Allowed queries not sent upstream, over the rate of those, since
-    /// the last batch, and one of their names.
-    unforwarded: u64,
-    unforwarded_name: String,
+    /// the last batch.
+    unforwarded: Tally,
+}
+
+/// Queries counted since the last batch, and the name of the first.
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    name: String,
+}
+
+impl Tally {
+    fn add(&mut self, q: &Question) {
+        self.count += 1;
+        if self.count == 1 {
+            self.name = q.shown();
+        }
+    }
+
+    /// The count and name, when any, leaving none.
+    fn take(&mut self) -> Option<(u64, String)> {
+        let Tally { count, name } = std::mem::take(self);
+        (count > 0).then_some((count, name))
+    }
 }
 
 struct Entry {
@@ -197,10 +217,7 @@ impl AuditQueue {
             return Some(allowed);
         }
         if p.waiting.len() >= MAX_PENDING || !self.session.take_new_name() {
-            p.over_rate += 1;
-            if p.over_rate == 1 {
-                p.over_rate_name = q.shown();
-            }
+            p.over_rate.add(q);
             drop(p);
             self.wake.notify_one();
             return None;
@@ -226,10 +243,7 @@ impl AuditQueue {
     /// sent upstream all it may for now: one record a batch counts them.
     pub fn unforwarded(&self, q: &Question) {
         let mut p = self.lock();
-        p.unforwarded += 1;
-        if p.unforwarded == 1 {
-            p.unforwarded_name = q.shown();
-        }
+        p.unforwarded.add(q);
         drop(p);
         self.wake.notify_one();
     }
@@ -242,14 +256,8 @@ impl AuditQueue {
         let closed = self.closed.load(Ordering::Acquire);
         let (batch, over_rate, unforwarded, repeats) = {
             let mut p = self.lock();
-            let over_rate = (
-                std::mem::take(&mut p.over_rate),
-                std::mem::take(&mut p.over_rate_name),
-            );
-            let unforwarded = (
-                std::mem::take(&mut p.unforwarded),
-                std::mem::take(&mut p.unforwarded_name),
-            );
+            let over_rate = p.over_rate.take();
+            let unforwarded = p.unforwarded.take();
             let repeats = p.take_repeats(now, closed);
             (
                 std::mem::take(&mut p.waiting),
@@ -261,11 +269,11 @@ impl AuditQueue {
         let mut batch: Vec<(Box<[u8]>, Entry)> = batch.into_iter().collect();
         batch.sort_unstable_by_key(|(_, e)| e.order);
         let mut records = Vec::with_capacity(batch.len() + 2);
-        if over_rate.0 > 0 {
-            records.push(over_rate_record(over_rate.0, over_rate.1));
+        if let Some((n, name)) = over_rate {
+            records.push(over_rate_record(n, name));
         }
-        if unforwarded.0 > 0 {
-            records.push(unforwarded_record(unforwarded.0, unforwarded.1));
+        if let Some((n, name)) = unforwarded {
+            records.push(unforwarded_record(n, name));
         }
         let mut written = Vec::with_capacity(batch.len());
         for (key, Entry { count, record, .. }) in batch {

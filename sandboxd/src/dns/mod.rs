@@ -267,11 +267,7 @@ async fn accept_tcp(tcp: TcpListener, filter: Arc<Filter>) {
         if conns.len() >= MAX_TCP {
             continue;
         }
-        let session = &filter.session;
-        let Some(slot) = session.user_connections.take(session.uid) else {
-            tracing::warn!(exec = %session.exec_id, uid = session.uid,
-                "DNS: the user's sandboxes hold {} connections, one over TCP refused",
-                session.user_connections.max());
+        let Some(slot) = filter.session.user_connection("DNS over TCP") else {
             continue;
         };
         let filter = Arc::clone(&filter);

@@ -60,14 +60,24 @@ impl Allowance {
 
 /// The rule named in the records that count what was over the rate.
 fn rule(what: &str) -> String {
-    format!("{what}: at most {PER_SECOND} a second, after {BURST}, per sandbox")
+    rule_at(what, PER_SECOND, BURST)
+}
+
+/// The rule of `what`, at `per_second` after `burst`.
+fn rule_at(
+    what: &str,
+    per_second: impl std::fmt::Display,
+    burst: impl std::fmt::Display,
+) -> String {
+    format!("{what}: at most {per_second} a second, after {burst}, per sandbox")
 }
 
 /// The rule of DNS queries over the rate of upstream queries.
 pub fn forwards_rule() -> String {
-    format!(
-        "DNS queries sent upstream (DNS server and proxy lookups together): \
-         at most {FORWARDS_PER_SECOND} a second, after {FORWARD_BURST}, per sandbox"
+    rule_at(
+        "DNS queries sent upstream (DNS server and proxy lookups together)",
+        FORWARDS_PER_SECOND,
+        FORWARD_BURST,
     )
 }
 

@@ -401,6 +401,18 @@ impl Session {
         self.lock_names().allowance.take(Instant::now())
     }
 
+    /// A place for one more connection of `what` (the proxy's, DNS over
+    /// TCP) in the quota of the user's sandboxes, or `None`, said in the log.
+    pub fn user_connection(&self, what: &str) -> Option<crate::quota::Slot> {
+        let slot = self.user_connections.take(self.uid);
+        if slot.is_none() {
+            tracing::warn!(exec = %self.exec_id, uid = self.uid,
+                "{what}: the user's sandboxes hold {} connections, one refused",
+                self.user_connections.max());
+        }
+        slot
+    }
+
     /// Takes one query from what the sandbox may send upstream (its DNS
     /// server's cache misses and its proxies' lookups together); false
     /// when none is left.

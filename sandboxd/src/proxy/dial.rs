@@ -131,8 +131,23 @@ impl<'a> Open<'a> {
 
     /// Queues the end record, for `reason`.
     pub fn end(mut self, reason: &str) {
-        self.ended = true;
-        if let Err(e) = self.session.record_end(self.end_record(reason)) {
+        self.owe_end(reason, true);
+    }
+
+    /// Queues the end record once: with the session's flush timer, or
+    /// without (`timer` false: the runtime may be shutting down, and the
+    /// network thread flushes the queue next, or the next record's flush
+    /// takes it).
+    fn owe_end(&mut self, reason: &str, timer: bool) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let rec = self.end_record(reason);
+        let queued = match timer {
+            true => self.session.record_end(rec),
+            false => self.session.queue(rec),
+        };
+        if let Err(e) = queued {
             tracing::warn!(exec = %self.session.exec_id, "end of a network connection not audited: {e}");
         }
     }
@@ -152,14 +167,7 @@ impl<'a> Open<'a> {
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
-        if self.ended {
-            return;
-        }
-        // No timer: the runtime may be shutting down. The network thread
-        // flushes the queue next, or the next record's flush takes it.
-        if let Err(e) = self.session.queue(self.end_record(CUT_OFF)) {
-            tracing::warn!(exec = %self.session.exec_id, "end of a network connection not audited: {e}");
-        }
+        self.owe_end(CUT_OFF, false);
     }
 }
 

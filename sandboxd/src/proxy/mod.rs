@@ -96,10 +96,7 @@ where
                     tracing::warn!(exec = %session.exec_id, "proxy: {MAX_CONNECTIONS} connections open, one refused");
                     continue;
                 };
-                let Some(user_slot) = session.user_connections.take(session.uid) else {
-                    tracing::warn!(exec = %session.exec_id, uid = session.uid,
-                        "proxy: the user's sandboxes hold {} connections, one refused",
-                        session.user_connections.max());
+                let Some(user_slot) = session.user_connection("proxy") else {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
