@@ -283,13 +283,8 @@ fn says_gits_own(gitdir: &OwnedFd, rel: &Path) -> bool {
     let Ok(fd) = openat(dir.as_fd(), "commondir", flags, Mode::empty()) else {
         return false;
     };
-    let file = std::fs::File::from(fd);
-    if !file.metadata().is_ok_and(|m| m.is_file() && m.len() <= 64) {
-        return false;
-    }
-    let mut text = String::new();
-    use std::io::Read;
-    file.take(64).read_to_string(&mut text).is_ok() && text.trim_end() == "../.."
+    crate::backend::linux::paths::read_small(fd.into(), 64)
+        .is_some_and(|text| text.trim_end() == "../..")
 }
 
 /// `rel` below `dir`, each directory opened without following a symlink.

@@ -9,7 +9,6 @@
 //! directory are not followed, and a hooks directory missing at the start
 //! is not protected (it cannot be mounted over).
 
-use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -42,13 +41,7 @@ fn read_config(path: &Path) -> Option<String> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_CONFIG {
-        return None;
-    }
-    let mut text = String::new();
-    file.take(MAX_CONFIG).read_to_string(&mut text).ok()?;
-    Some(text)
+    super::paths::read_small(file, MAX_CONFIG)
 }
 
 /// The last `core.hooksPath` of a git config text, as an absolute path

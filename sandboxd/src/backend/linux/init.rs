@@ -206,7 +206,7 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     let mut spec_in = unsafe { std::fs::File::from_raw_fd(fds::SPEC) };
     // SAFETY: fcntl on our own descriptor.
     unsafe { libc::fcntl(fds::SPEC, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let spec = read_spec(&mut spec_in)?;
+    let mut spec = read_spec(&mut spec_in)?;
     // A pooled init was started at POOL_NICE; the sandbox runs at 0.
     // SAFETY: plain syscall on this process.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) } != 0 {
@@ -234,16 +234,16 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?;
     // As the caller: a walk never looks where the caller cannot. The hooks
     // directories protected repositories' configs name are protected too.
-    let mut fs = spec.fs.clone();
     let home = spec.env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v);
+    let fs = &mut spec.fs;
     let denied = paths::as_caller(&spec.creds, || {
         let hook_dirs = hooks::protected_hook_dirs(&fs.deny_write, home.map(Path::new));
         fs.deny_write.extend(hook_dirs);
-        mounts::expand_denies(&fs)
+        mounts::expand_denies(fs)
     })
     .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?
     .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
-    mounts::build(&fs, &resolved, &denied)
+    mounts::build(&spec.fs, &resolved, &denied)
         .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
     drop(resolved);
     let pty = spec.tty.then(|| open_pty(&spec.creds)).transpose()?;

@@ -1012,14 +1012,19 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
     // /dev are the sandbox's own) a match is in the view as on the host:
     // missing, it was moved since the walk. Elsewhere it may not be in the
     // view at all (a read root that leaves it out).
-    for p in &denied.read {
+    let in_root = |p: &Path| outermost_root(&fs.write, p).filter(|r| r.as_path() != Path::new("/"));
+    // In path order, a match's contents come right after it.
+    let mut reads: Vec<&PathBuf> = denied.read.iter().collect();
+    reads.sort();
+    let mut covered: Option<&Path> = None;
+    for p in reads {
         // Inside a match covered whole (`secrets` and `secrets/.env`):
         // hidden with it, and not to be looked for under its cover.
-        if denied.read.iter().any(|q| q != p && p.starts_with(q)) {
+        if covered.is_some_and(|c| c != p.as_path() && p.starts_with(c)) {
             continue;
         }
-        let moved_if_missing = outermost_root(&fs.write, p).is_some_and(|r| r != Path::new("/"));
-        root.cover(p, "hide deny_read", !moved_if_missing)?;
+        root.cover(p, "hide deny_read", in_root(p).is_none())?;
+        covered = Some(p);
     }
 
     // deny_read and deny_write: ancestors below the write root become mount
@@ -1040,12 +1045,14 @@ pub fn build(fs: &FsPlan, resolved: &Resolved, denied: &Denied) -> Result<(), Mo
     }
     // Host sockets in a writable root stay where they were bound: no exec
     // can move one to a name the next exec's covers would not know.
-    let in_root = |p: &Path| outermost_root(&fs.write, p).filter(|r| r.as_path() != Path::new("/"));
     for sock in &fs.host_sockets {
+        let Some(wroot) = in_root(sock) else {
+            continue;
+        };
         let is_socket = sock
             .symlink_metadata()
             .is_ok_and(|m| m.file_type().is_socket());
-        if let (Some(wroot), Some(parent), true) = (in_root(sock), sock.parent(), is_socket) {
+        if let (Some(parent), true) = (sock.parent(), is_socket) {
             pin(wroot, parent);
         }
     }

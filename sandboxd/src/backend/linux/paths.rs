@@ -201,8 +201,9 @@ struct Saved {
 const KEEP: u64 = u32::MAX as u64;
 
 /// Switches the calling thread's effective uid, gid and groups to `creds`;
-/// real and saved ids stay (root), so [`leave_caller`] can switch back.
-fn become_caller(creds: &Credentials) -> io::Result<Saved> {
+/// real and saved ids stay (root), so the guard returned can switch back.
+/// A switch that fails halfway is undone by the same guard.
+fn become_caller(creds: &Credentials) -> io::Result<Unwinding> {
     // SAFETY: getgroups with a buffer of the size it reported.
     let groups = unsafe {
         let n = libc::getgroups(0, std::ptr::null_mut());
@@ -217,22 +218,16 @@ fn become_caller(creds: &Credentials) -> io::Result<Saved> {
         egid: unsafe { libc::getegid() },
         groups,
     };
-    let switched = cred_call(
+    let guard = Unwinding(Some(saved));
+    cred_call(
         libc::SYS_setgroups,
         creds.groups.len() as u64,
         creds.groups.as_ptr() as u64,
         0,
-    )
-    .and_then(|()| cred_call(libc::SYS_setresgid, KEEP, creds.gid as u64, KEEP))
-    .and_then(|()| cred_call(libc::SYS_setresuid, KEEP, creds.uid as u64, KEEP));
-    if let Err(e) = switched {
-        // Half switched: back to where it was, or no further.
-        if leave_caller(&saved).is_err() {
-            std::process::abort();
-        }
-        return Err(e);
-    }
-    Ok(saved)
+    )?;
+    cred_call(libc::SYS_setresgid, KEEP, creds.gid as u64, KEEP)?;
+    cred_call(libc::SYS_setresuid, KEEP, creds.uid as u64, KEEP)?;
+    Ok(guard)
 }
 
 fn leave_caller(saved: &Saved) -> io::Result<()> {
@@ -246,8 +241,21 @@ fn leave_caller(saved: &Saved) -> io::Result<()> {
     )
 }
 
-/// Puts the thread's credentials back, also if `f` panics: a pooled thread
-/// left with the caller's would run later work as them.
+/// The text of `file` when it is a regular file of at most `max` bytes
+/// (opened without following a symlink and without blocking, by the caller).
+pub fn read_small(file: std::fs::File, max: u64) -> Option<String> {
+    use std::io::Read;
+    if !file.metadata().is_ok_and(|m| m.is_file() && m.len() <= max) {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(max).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// Puts the thread's credentials back when dropped, also if `f` panics (a
+/// pooled thread left with the caller's would run later work as them), or
+/// ends the process when it cannot.
 struct Unwinding(Option<Saved>);
 
 impl Drop for Unwinding {
@@ -268,9 +276,7 @@ pub fn as_caller<T>(creds: &Credentials, f: impl FnOnce() -> T) -> Result<T, Pat
         path: PathBuf::new(),
         reason: e.to_string(),
     };
-    let guard = Unwinding(Some(
-        become_caller(creds).map_err(|e| fail("become caller", e))?,
-    ));
+    let guard = become_caller(creds).map_err(|e| fail("become caller", e))?;
     let result = f();
     // Dropped here: back to the saved credentials, or the process ends
     // rather than go on with a thread that acts as the caller.

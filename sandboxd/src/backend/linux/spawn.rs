@@ -581,9 +581,7 @@ impl Pool {
         self.refill(&mut st);
         drop(st);
         if !discard.is_empty() {
-            let _ = std::thread::Builder::new()
-                .name("init-pool-drop".into())
-                .spawn(move || drop(discard));
+            drop_off_thread(discard);
         }
         got
     }
@@ -658,29 +656,27 @@ fn limit_pooled(r: Ready, id: &str, limits: &CgroupLimits) -> Result<Ready, Cgro
     if limits.user.is_none() {
         return r.cgroup.set_limits(limits).map(|()| r);
     }
-    // A failure drops the init, which waits for its cgroup to empty: not here.
-    let off_thread = |r: Ready| {
-        let _ = std::thread::Builder::new()
-            .name("init-pool-drop".into())
-            .spawn(move || drop(r));
-    };
-    let mut cgroup = match Cgroup::create(&cgroup_name(RUN_KIND, id), limits) {
+    let moved = Cgroup::create(&cgroup_name(RUN_KIND, id), limits)
+        .and_then(|mut c| c.add(r.pid).map(|()| c));
+    let cgroup = match moved {
         Ok(c) => c,
         Err(e) => {
-            off_thread(r);
+            // Dropping the init waits for its cgroup to empty: not here.
+            drop_off_thread(r);
             return Err(e);
         }
     };
-    if let Err(e) = cgroup.add(r.pid) {
-        off_thread(r);
-        return Err(e);
-    }
     let mut r = r;
-    let pool_cgroup = std::mem::replace(&mut r.cgroup, cgroup);
+    drop_off_thread(std::mem::replace(&mut r.cgroup, cgroup));
+    Ok(r)
+}
+
+/// Drops `t` on a thread of its own: an init or a cgroup going away waits
+/// for the kernel to empty the cgroup.
+fn drop_off_thread<T: Send + 'static>(t: T) {
     let _ = std::thread::Builder::new()
         .name("init-pool-drop".into())
-        .spawn(move || drop(pool_cgroup));
-    Ok(r)
+        .spawn(move || drop(t));
 }
 
 /// Starts an init the direct way: cgroup with `limits`, clone (joining a
