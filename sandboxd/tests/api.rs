@@ -2064,33 +2064,26 @@ async fn an_exec_whose_client_stops_reading_is_recorded_ended_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unread_response_holds_its_requests_place() {
     use sandbox_proto::v1::{sandbox_client::SandboxClient, ListProfilesRequest};
-    const MAX: usize = 128;
     let long = format!(
         "extends = \"workspace\"\ndescription = \"{}\"\n",
         "d".repeat(100_000)
     );
     let d = Daemon::start(&[("long", &long)]);
-    let (mut slow, mut channels) = (Vec::new(), Vec::new());
-    for i in 0..MAX {
-        if i % 32 == 0 {
-            channels.push(d.slow_channel().await);
-        }
-        let mut client = SandboxClient::new(channels[channels.len() - 1].clone());
-        slow.push(tokio::spawn(async move {
-            client.list_profiles(ListProfilesRequest {}).await
-        }));
+    let mut channels = Vec::new();
+    for _ in 0..MAX_REQUESTS / 32 {
+        channels.push(d.slow_channel().await);
     }
-    let refused = refused_within(&d, Duration::from_secs(8)).await;
+    let (refused, slow) = hold_until_refused(&d, |i| {
+        let mut client = SandboxClient::new(channels[i / 32].clone());
+        tokio::spawn(async move { client.list_profiles(ListProfilesRequest {}).await })
+    })
+    .await;
     assert!(refused.message().contains("uid 0"), "{refused:?}");
     for s in &slow {
         s.abort();
     }
     drop(channels);
-    let deadline = Instant::now() + Duration::from_secs(8);
-    while let Err(e) = list_profiles(d.channel().await).await {
-        assert!(Instant::now() < deadline, "still refused: {e:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    served_within(&d, Duration::from_secs(8)).await;
 }
 
 /// The requests one caller has open at once are bounded over all its
@@ -2100,24 +2093,24 @@ async fn an_unread_response_holds_its_requests_place() {
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_open_at_once_are_bounded_per_uid() {
     use sandbox_proto::v1::sandbox_client::SandboxClient;
-    const MAX: usize = 128;
     let d = Daemon::start(&[]);
-    let (mut waiting, mut senders, mut channels) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..MAX {
-        // Several streams on a connection.
-        if i % 32 == 0 {
-            channels.push(d.channel().await);
-        }
-        let mut client = SandboxClient::new(channels[channels.len() - 1].clone());
+    let mut channels = Vec::new();
+    // Several streams on a connection.
+    for _ in 0..MAX_REQUESTS / 32 {
+        channels.push(d.channel().await);
+    }
+    let mut senders = Vec::new();
+    let (refused, waiting) = hold_until_refused(&d, |i| {
+        let mut client = SandboxClient::new(channels[i / 32].clone());
         let (tx, rx) = tokio::sync::mpsc::channel::<sandbox_proto::v1::ExecRequest>(1);
-        waiting.push(tokio::spawn(async move {
+        senders.push(tx);
+        tokio::spawn(async move {
             client
                 .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
                 .await
-        }));
-        senders.push(tx);
-    }
-    let refused = refused_within(&d, Duration::from_secs(8)).await;
+        })
+    })
+    .await;
     assert!(refused.message().contains("uid 0"), "{refused:?}");
     list_profiles(d.channel_as(1000, &[]).await)
         .await
@@ -2127,10 +2120,52 @@ async fn requests_open_at_once_are_bounded_per_uid() {
         let e = w.await.unwrap().unwrap_err();
         assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
     }
-    list_profiles(d.channel().await)
-        .await
-        .expect("refused after the waits ended");
+    served_within(&d, Duration::from_secs(8)).await;
     drop(senders);
+}
+
+/// Requests one uid may have open at once.
+const MAX_REQUESTS: usize = 128;
+
+/// Opens [`MAX_REQUESTS`] calls of root's with `open` (given each one's
+/// index) and keeps them open until root's next call is refused; returns
+/// that refusal and the calls. A call refused on the way is opened again:
+/// a call that has just ended may hold its place a moment longer, until
+/// the daemon drops its response.
+async fn hold_until_refused<T: Send + 'static>(
+    d: &Daemon,
+    mut open: impl FnMut(usize) -> tokio::task::JoinHandle<Result<T, tonic::Status>>,
+) -> (
+    tonic::Status,
+    Vec<tokio::task::JoinHandle<Result<T, tonic::Status>>>,
+) {
+    let mut held: Vec<_> = (0..MAX_REQUESTS).map(&mut open).collect();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        match list_profiles(d.channel().await).await {
+            Err(e) if e.code() == tonic::Code::ResourceExhausted => return (e, held),
+            other => assert!(Instant::now() < deadline, "still served: {other:?}"),
+        }
+        for (i, call) in held.iter_mut().enumerate() {
+            if call.is_finished() {
+                let ended = std::mem::replace(call, open(i)).await.unwrap();
+                match ended {
+                    Err(e) if e.code() == tonic::Code::ResourceExhausted => {}
+                    other => panic!("a held call ended: {:?}", other.err()),
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to `wait`) until a call of root's is served.
+async fn served_within(d: &Daemon, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    while let Err(e) = list_profiles(d.channel().await).await {
+        assert!(Instant::now() < deadline, "still refused: {e:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// One ListProfiles call on `ch`.
@@ -2140,17 +2175,4 @@ async fn list_profiles(
     sandbox_proto::v1::sandbox_client::SandboxClient::new(ch)
         .list_profiles(sandbox_proto::v1::ListProfilesRequest {})
         .await
-}
-
-/// The RESOURCE_EXHAUSTED a new call of root's gets, once it gets one
-/// (within `wait`).
-async fn refused_within(d: &Daemon, wait: Duration) -> tonic::Status {
-    let deadline = Instant::now() + wait;
-    loop {
-        match list_profiles(d.channel().await).await {
-            Err(e) if e.code() == tonic::Code::ResourceExhausted => return e,
-            other => assert!(Instant::now() < deadline, "still served: {other:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
