@@ -667,6 +667,29 @@ fn the_hooks_directory_a_repository_config_names_is_protected() {
 }
 
 #[test]
+fn a_hooks_directory_the_config_names_cannot_be_made_while_missing() {
+    // husky's `.husky/_` before `husky install` made it: its parent is
+    // made read-only, as for any missing deny_write path inside the root.
+    let d = Daemon::start();
+    let ws = Dir::new(U1);
+    ws.write(".git/HEAD", "ref: refs/heads/main\n", U1);
+    ws.write(".git/config", "[core]\n\thooksPath = .husky/_\n", U1);
+    ws.write(".husky/pre-commit", "npm test\n", U1);
+    let script = "mkdir -p .husky/_ && printf '#!/bin/sh\\ntouch ran\\n' > .husky/_/pre-commit; \
+                  mv .husky h; echo x > other; echo done";
+    let out = d.sh(U1, &ws.path, &[], script);
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "{}",
+        out.stderr
+    );
+    assert!(!ws.join(".husky/_").exists(), "hooks directory made");
+    assert!(ws.join(".husky/pre-commit").exists() && !ws.join("h").exists());
+    assert!(ws.join("other").exists());
+}
+
+#[test]
 fn a_protected_path_cannot_be_moved_away_by_a_parent_in_an_outer_writable_root() {
     let d = Daemon::builder()
         .profile(

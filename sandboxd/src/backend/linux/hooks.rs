@@ -6,8 +6,9 @@
 //! Read as the caller in the sandbox's init, before the deny lists are
 //! expanded. Only the repository's own `.git/config` is read: `include`d
 //! files, the caller's global config and a linked worktree's common
-//! directory are not followed, and a hooks directory missing at the start
-//! is not protected (it cannot be mounted over).
+//! directory are not followed. A hooks directory missing at the start is
+//! denied as any missing `deny_write` path is: its parent is made read-only
+//! when it lies strictly inside the writable root, else it stays creatable.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -16,8 +17,8 @@ use std::path::{Component, Path, PathBuf};
 const MAX_CONFIG: u64 = 1 << 20;
 
 /// Deny-write patterns (literal) for the hooks directories named by the
-/// config of each repository whose `.git/hooks` `deny_write` protects, when
-/// such a directory exists. `home` expands a leading `~/`.
+/// config of each repository whose `.git/hooks` `deny_write` protects,
+/// whether or not they exist yet. `home` expands a leading `~/`.
 pub fn protected_hook_dirs(deny_write: &[String], home: Option<&Path>) -> Vec<String> {
     deny_write
         .iter()
@@ -27,8 +28,6 @@ pub fn protected_hook_dirs(deny_write: &[String], home: Option<&Path>) -> Vec<St
             let config = read_config(&Path::new(&repo).join(".git/config"))?;
             hooks_path(&config, Path::new(&repo), home)
         })
-        // A symlink to a directory too: the deny list protects where it leads.
-        .filter(|dir| dir.metadata().is_ok_and(|m| m.is_dir()))
         .map(|dir| crate::backend::spec::glob_literal(&dir.to_string_lossy()))
         .collect()
 }
