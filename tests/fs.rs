@@ -643,19 +643,28 @@ fn git_hooks_and_config_are_protected_inside_the_workspace() {
 #[test]
 fn the_hooks_directory_a_repository_config_names_is_protected() {
     let d = Daemon::start();
-    let ws = Dir::new(U1);
-    ws.write(".git/HEAD", "ref: refs/heads/main\n", U1);
-    ws.write(".git/config", "[core]\n\thooksPath = .husky/_\n", U1);
-    ws.write(".husky/_/.gitignore", "*\n", U1);
-    let script = "printf '#!/bin/sh\\ntouch ran\\n' > .husky/_/pre-commit; \
-                  chmod +x .husky/_/pre-commit; mv .husky/_ .husky/x; mv .husky h; \
-                  echo x > .husky/other; echo done";
-    let out = d.sh(U1, &ws.path, &[], script);
-    assert!(out.stdout.contains("done"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("Read-only file system"),
-        "{}",
-        out.stderr
+    // A repository whose config names husky's `.husky/_`, holding `files`;
+    // `script` run in it is refused at least one write.
+    let run = |files: &[&str], script: &str| {
+        let ws = Dir::new(U1);
+        ws.write(".git/HEAD", "ref: refs/heads/main\n", U1);
+        ws.write(".git/config", "[core]\n\thooksPath = .husky/_\n", U1);
+        for f in files {
+            ws.write(f, "x\n", U1);
+        }
+        let out = d.sh(U1, &ws.path, &[], &format!("{script}; echo done"));
+        assert!(out.stdout.contains("done"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("Read-only file system"),
+            "{}",
+            out.stderr
+        );
+        ws
+    };
+    let hook = "printf '#!/bin/sh\\ntouch ran\\n' > .husky/_/pre-commit";
+    let ws = run(
+        &[".husky/_/.gitignore"],
+        &format!("{hook}; chmod +x .husky/_/pre-commit; mv .husky/_ .husky/x; mv .husky h; echo x > .husky/other"),
     );
     assert!(!ws.join(".husky/_/pre-commit").exists(), "hook written");
     assert!(
@@ -664,25 +673,12 @@ fn the_hooks_directory_a_repository_config_names_is_protected() {
     );
     // Only that directory: the rest of the work tree stays writable.
     assert!(ws.join(".husky/other").exists());
-}
 
-#[test]
-fn a_hooks_directory_the_config_names_cannot_be_made_while_missing() {
-    // husky's `.husky/_` before `husky install` made it: its parent is
-    // made read-only, as for any missing deny_write path inside the root.
-    let d = Daemon::start();
-    let ws = Dir::new(U1);
-    ws.write(".git/HEAD", "ref: refs/heads/main\n", U1);
-    ws.write(".git/config", "[core]\n\thooksPath = .husky/_\n", U1);
-    ws.write(".husky/pre-commit", "npm test\n", U1);
-    let script = "mkdir -p .husky/_ && printf '#!/bin/sh\\ntouch ran\\n' > .husky/_/pre-commit; \
-                  mv .husky h; echo x > other; echo done";
-    let out = d.sh(U1, &ws.path, &[], script);
-    assert!(out.stdout.contains("done"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("Read-only file system"),
-        "{}",
-        out.stderr
+    // Missing, before `husky install` made it: its parent is made
+    // read-only, as for any missing deny_write path inside the root.
+    let ws = run(
+        &[".husky/pre-commit"],
+        &format!("mkdir -p .husky/_ && {hook}; mv .husky h; echo x > other"),
     );
     assert!(!ws.join(".husky/_").exists(), "hooks directory made");
     assert!(ws.join(".husky/pre-commit").exists() && !ws.join("h").exists());

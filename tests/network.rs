@@ -140,6 +140,15 @@ impl Net {
         self.d.sh(U1, &self.ws.path, &["--profile", "net"], script)
     }
 
+    /// `sh -c script` in the `net` profile with an approver that answers
+    /// `answer`; the output and the approver's log (see [`approver`]).
+    fn sh_asking(&self, answer: &str, script: &str) -> (Out, PathBuf) {
+        let (approver, log) = approver(&self.ws, answer);
+        let approver = approver.to_str().unwrap();
+        let args = ["--profile", "net", "--approver", approver];
+        (self.d.sh(U1, &self.ws.path, &args, script), log)
+    }
+
     /// Python code in the `net` profile, after [`PY`]'s helpers.
     fn py(&self, code: &str) -> Out {
         let args = Self::py_args(code);
@@ -1995,21 +2004,10 @@ fn an_unlisted_name_approved_through_the_approver_goes_through() {
         ..Prof::default()
     });
     let p = n.origin.port;
-    let (script, log) = approver(&n.ws, "approve");
-    let out = n.d.agent(U1, &n.ws.path).run(&[
-        "exec",
-        "--profile",
-        "net",
-        "--approver",
-        script.to_str().unwrap(),
-        "--",
-        "curl",
-        "-sS",
-        "-i",
-        "--max-time",
-        "30",
-        &format!("http://ask.test:{p}/asked"),
-    ]);
+    let (out, log) = n.sh_asking(
+        "approve",
+        &format!("curl -sS -i --max-time 30 http://ask.test:{p}/asked"),
+    );
     out.expect_code(0);
     assert_eq!(
         statuses(&out.stdout),
@@ -2039,18 +2037,10 @@ fn an_approval_for_the_session_is_asked_once() {
         ..Prof::default()
     });
     let p = n.origin.port;
-    let (script, log) = approver(&n.ws, "approve-session");
-    let out = n.d.agent(U1, &n.ws.path).run(&[
-        "exec",
-        "--profile",
-        "net",
-        "--approver",
-        script.to_str().unwrap(),
-        "--",
-        "/bin/sh",
-        "-c",
+    let (out, log) = n.sh_asking(
+        "approve-session",
         &format!("curl -sS --max-time 30 http://ask.test:{p}/once && curl -sS --max-time 30 http://ask.test:{p}/again"),
-    ]);
+    );
     out.expect_code(0);
     assert!(
         n.origin.request("/once").is_some() && n.origin.request("/again").is_some(),
@@ -2082,21 +2072,10 @@ fn an_unlisted_name_denied_through_the_approver_is_refused() {
         ..Prof::default()
     });
     let p = n.origin.port;
-    let (script, log) = approver(&n.ws, "deny");
-    let out = n.d.agent(U1, &n.ws.path).run(&[
-        "exec",
-        "--profile",
-        "net",
-        "--approver",
-        script.to_str().unwrap(),
-        "--",
-        "curl",
-        "-sS",
-        "-i",
-        "--max-time",
-        "30",
-        &format!("http://ask.test:{p}/refused"),
-    ]);
+    let (out, log) = n.sh_asking(
+        "deny",
+        &format!("curl -sS -i --max-time 30 http://ask.test:{p}/refused"),
+    );
     assert_refused(&out, "blocked-by-approval");
     assert_eq!(approver_requests(&log).len(), 1);
     n.refusal("ask.test", "blocked-by-approval");
