@@ -299,7 +299,6 @@ async fn retried_hello(
     pending: Vec<u8>,
     counts: &Counts,
 ) -> std::io::Result<Option<Refused>> {
-    use std::sync::atomic::Ordering::Relaxed;
     let idle = || std::io::Error::new(std::io::ErrorKind::TimedOut, "tunnel idle");
     // The server's first record, whole when it is a handshake record: the
     // client waits for all of a HelloRetryRequest before it answers.
@@ -327,11 +326,8 @@ async fn retried_hello(
             "the server closed without answering the ClientHello",
         ));
     }
-    let tls_server = back.get(1) == Some(&3)
-        && match back[0] {
-            sni::HANDSHAKE => back.get(5) == Some(&SERVER_HELLO),
-            first => first == sni::ALERT,
-        };
+    let server_hello = back[0] == sni::HANDSHAKE && back.get(5) == Some(&SERVER_HELLO);
+    let tls_server = back.get(1) == Some(&3) && (server_hello || back[0] == sni::ALERT);
     if !tls_server {
         let to = format!("{}:{}", a.host_str(), a.port);
         return Ok(Some(Refused::new(
@@ -340,12 +336,8 @@ async fn retried_hello(
             format!("{to} answered the ClientHello with neither a ServerHello nor a TLS alert"),
         )));
     }
-    let retry = back.len() >= SERVER_HELLO_RANDOM_END
-        && back[0] == sni::HANDSHAKE
-        && back[5] == SERVER_HELLO
-        && back[11..SERVER_HELLO_RANDOM_END] == HRR_RANDOM;
-    write_idle(client, &back, IDLE_TIMEOUT).await?;
-    counts.down.fetch_add(back.len() as u64, Relaxed);
+    let retry = server_hello && back.get(11..SERVER_HELLO_RANDOM_END) == Some(&HRR_RANDOM[..]);
+    http::write_counted(client, &back, &counts.down).await?;
     let mut second = pending;
     let refusal = if retry {
         loop {
@@ -377,8 +369,7 @@ async fn retried_hello(
         None
     };
     if refusal.is_none() {
-        write_idle(upstream, &second, IDLE_TIMEOUT).await?;
-        counts.up.fetch_add(second.len() as u64, Relaxed);
+        http::write_counted(upstream, &second, &counts.up).await?;
     }
     Ok(refusal)
 }
@@ -511,11 +502,8 @@ pub async fn carry(
             // A hello goes alone: what the client sent after it goes with
             // its next flight, once the server has answered.
             let (head, after) = first.split_at(hello_len.unwrap_or(first.len()));
-            let r = match write_idle(&mut upstream, head, IDLE_TIMEOUT).await {
+            let r = match http::write_counted(&mut upstream, head, &counts.up).await {
                 Ok(()) => {
-                    counts
-                        .up
-                        .fetch_add(head.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     let retried = match hello_len {
                         Some(_) => {
                             retried_hello(

@@ -325,16 +325,25 @@ pub enum CopyError {
 /// Writes `data`, counted; a peer that takes none of it for
 /// [`IDLE_TIMEOUT`] ends the copy (it would hold its connection, and the
 /// descriptors behind it, for as long as it likes).
+pub(super) async fn write_counted<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    data: &[u8],
+    count: &AtomicU64,
+) -> std::io::Result<()> {
+    write_idle(dst, data, IDLE_TIMEOUT).await?;
+    count.fetch_add(data.len() as u64, Relaxed);
+    Ok(())
+}
+
+/// [`write_counted`] in a copy.
 async fn write<W: AsyncWrite + Unpin>(
     dst: &mut W,
     data: &[u8],
     count: &AtomicU64,
 ) -> Result<(), CopyError> {
-    write_idle(dst, data, IDLE_TIMEOUT)
+    write_counted(dst, data, count)
         .await
-        .map_err(CopyError::Write)?;
-    count.fetch_add(data.len() as u64, Relaxed);
-    Ok(())
+        .map_err(CopyError::Write)
 }
 
 /// Copies exactly `n` bytes.

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -24,31 +24,21 @@ const CHUNK: usize = 1 << 20;
 /// while one fast tunnel keeps its throughput.
 pub const LARGE_PIPES: usize = 4;
 
-/// How many of a sandbox's tunnels hold [`CHUNK`] pipes now.
-#[derive(Debug, Default)]
-pub struct LargePipes {
-    held: AtomicUsize,
-}
+/// A sandbox's places for tunnels with [`CHUNK`] pipes; a tunnel holds one
+/// (a permit) for as long as it runs.
+#[derive(Debug)]
+pub struct LargePipes(tokio::sync::Semaphore);
 
-/// One tunnel's claim on large pipes, given back when dropped.
-struct Large<'a>(&'a AtomicUsize);
-
-impl LargePipes {
-    /// A claim on large pipes for one more tunnel, while fewer than
-    /// [`LARGE_PIPES`] hold one.
-    fn take(&self) -> Option<Large<'_>> {
-        self.held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < LARGE_PIPES).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Large(&self.held))
+impl Default for LargePipes {
+    fn default() -> LargePipes {
+        LargePipes(tokio::sync::Semaphore::new(LARGE_PIPES))
     }
 }
 
-impl Drop for Large<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+impl LargePipes {
+    /// A place for one more tunnel, when one is free.
+    fn take(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.0.try_acquire().ok()
     }
 }
 
@@ -368,7 +358,7 @@ mod tests {
         assert!(size(None) < CHUNK, "{}", size(None));
         drop(large);
         assert!(pipes.take().is_some());
-        assert_eq!(pipes.held.load(Ordering::Relaxed), 0);
+        assert_eq!(pipes.0.available_permits(), LARGE_PIPES);
     }
 
     /// Sends `data` and then EOF on `s` while reading all it receives, with
