@@ -5,7 +5,7 @@
 use super::parser::{both_readings, parse_as};
 use super::{nu, NotUnderstood, Runs, Word};
 
-/// Shells whose `-c SCRIPT` is parsed (by the basename of argv[0]).
+/// Shells whose `-c SCRIPT` is parsed (by the basename of `argv[0]`).
 pub(super) const SHELLS: &[&str] = &[
     "sh", "bash", "rbash", "dash", "zsh", "ksh", "ksh93", "mksh", "lksh", "oksh", "pdksh", "ash",
     "posh", "yash",
