@@ -19,12 +19,16 @@ struct Running {
     child: Child,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The threads collecting them, joined once the process has exited.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+fn collect(
+    mut r: impl Read + Send + 'static,
+) -> (Arc<Mutex<Vec<u8>>>, std::thread::JoinHandle<()>) {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let out = Arc::clone(&buf);
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut chunk = [0u8; 65536];
         while let Ok(n) = r.read(&mut chunk) {
             if n == 0 {
@@ -33,7 +37,7 @@ fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
             out.lock().unwrap().extend_from_slice(&chunk[..n]);
         }
     });
-    buf
+    (buf, reader)
 }
 
 impl Running {
@@ -44,12 +48,13 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn agent");
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let (stdout, out) = collect(child.stdout.take().unwrap());
+        let (stderr, err) = collect(child.stderr.take().unwrap());
         Running {
             child,
             stdout,
             stderr,
+            readers: vec![out, err],
         }
     }
 
@@ -66,7 +71,8 @@ impl Running {
         eventually(Duration::from_secs(20), || self.stdout().contains(needle))
     }
 
-    /// The exit code, waiting at most `secs`.
+    /// The exit code, waiting at most `secs`; once there, all the process
+    /// wrote has been collected.
     fn code(&mut self, secs: u64) -> Option<i32> {
         let mut code = None;
         eventually(Duration::from_secs(secs), || {
@@ -77,6 +83,11 @@ impl Running {
                 .map(|s| s.code().unwrap_or(-1));
             code.is_some()
         });
+        if code.is_some() {
+            for reader in self.readers.drain(..) {
+                reader.join().expect("a reader thread");
+            }
+        }
         code
     }
 }
