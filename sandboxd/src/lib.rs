@@ -8,7 +8,8 @@
 //! tamper-evident record of it all. For network mode `allowlist`, [`net`]
 //! decides and resolves, [`proxy`] and [`dns`] serve inside each sandbox,
 //! [`tls`] inspects HTTPS. [`quota`] keeps one user from
-//! taking the descriptors every user's connections share.
+//! taking the descriptors every user's connections share; [`outstanding`]
+//! counts the work the daemon waits for at exit.
 
 pub mod api;
 pub mod audit;
@@ -19,6 +20,7 @@ pub mod fair;
 pub mod gitwatch;
 pub mod identity;
 pub mod net;
+pub mod outstanding;
 pub mod plan;
 pub mod policy;
 pub mod programs;

@@ -299,6 +299,9 @@ fn daemon(args: &Args) -> anyhow::Result<()> {
     if !sandboxd::net::listen::wait_all_ended(Duration::from_secs(2)) {
         tracing::warn!("network threads still running at exit");
     }
+    if !sandboxd::supervisor::wait_cgroups_removed(Duration::from_secs(3)) {
+        tracing::warn!("cgroups of ended sandboxes still being removed at exit");
+    }
     // Records queued behind a flush (ends of connections) go to disk now;
     // those that cannot are lost with the process, and said so.
     if let Err(e) = audit.flush_queued() {

@@ -8,6 +8,7 @@
 use crate::backend::linux::cgroup::Cgroup;
 use crate::backend::linux::Spawned;
 use crate::backend::spec::{InitReport, MAX_REPORT, SIGNALS};
+use crate::outstanding::Outstanding;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -733,11 +734,22 @@ async fn run(
     let _ = out.send(Output::Exit(info)).await;
 }
 
+/// Cgroups of ended sandboxes still being removed.
+static REMOVING: Outstanding = Outstanding::new();
+
+/// Waits up to `within` for the cgroups of ended sandboxes to be removed;
+/// whether they were. The daemon calls it at exit, so that a stop right
+/// after an exec leaves nothing behind.
+pub fn wait_cgroups_removed(within: Duration) -> bool {
+    REMOVING.wait(within)
+}
+
 /// Kills whatever is left in the sandbox's cgroup and waits until it is
 /// empty; the empty directories are removed afterwards, off the exit's path
 /// (a v1 hierarchy may keep one busy for a while after its last task), and
 /// the mount namespace is let go there too.
 async fn finish_cgroup(cgroup: Cgroup, mount_ns: Option<OwnedFd>) {
+    let removing = REMOVING.start();
     let killed = tokio::task::spawn_blocking(move || {
         cgroup.kill_all();
         cgroup
@@ -748,6 +760,7 @@ async fn finish_cgroup(cgroup: Cgroup, mount_ns: Option<OwnedFd>) {
             // The namespace first: its tmpfs pages are charged to the cgroup.
             drop(mount_ns);
             drop(cgroup);
+            drop(removing);
         })),
         Err(e) => tracing::error!(error = %e, "cgroup cleanup failed"),
     }

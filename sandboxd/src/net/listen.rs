@@ -3,10 +3,11 @@
 //! thread of the sandbox's own for as long as the exec runs.
 
 use super::{Session, DNS_PORT, HTTP_PROXY_PORT, SOCKS_PORT};
+use crate::outstanding::Outstanding;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
@@ -78,7 +79,7 @@ impl NetThread {
             .chars()
             .take(15)
             .collect();
-        let running = Running::start();
+        let running = RUNNING.start();
         std::thread::Builder::new().name(name).spawn(move || {
             let _running = running;
             let Some(runtime) = runtime.0.take() else {
@@ -146,45 +147,14 @@ impl Drop for Unstarted {
     }
 }
 
-/// How many network threads of this process are running.
-static RUNNING: Mutex<usize> = Mutex::new(0);
-/// Signalled when one ends.
-static ENDED: Condvar = Condvar::new();
-
-/// Counts one network thread while it lives (also when it panics).
-struct Running;
-
-impl Running {
-    fn start() -> Running {
-        *RUNNING.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        Running
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        *RUNNING.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-        ENDED.notify_all();
-    }
-}
+/// The network threads of this process that are running.
+static RUNNING: Outstanding = Outstanding::new();
 
 /// Waits up to `within` for every network thread to end (their services
 /// stopped, what they queued for the audit log written); whether they did.
 /// The daemon calls it at shutdown, before its last flush of the log.
 pub fn wait_all_ended(within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    let mut n = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
-    while *n > 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        n = ENDED
-            .wait_timeout(n, left)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-    }
-    true
+    RUNNING.wait(within)
 }
 
 /// The running services of one sandbox; dropping it ends them and every
