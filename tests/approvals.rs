@@ -119,14 +119,6 @@ fn bounded_record(d: &Daemon, kind: &str, max: usize) -> Value {
     serde_json::from_str(line).unwrap()
 }
 
-fn audit(d: &Daemon) -> Vec<Value> {
-    std::fs::read_to_string(d.state_dir.join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
 #[test]
 fn untrusted_asks_for_rm_x_and_not_for_an_allowed_ls() {
     let d = daemon();
@@ -672,7 +664,8 @@ fn an_unanswered_request_times_out_as_a_deny() {
         t.elapsed()
     );
     assert!(!ws.join("late").exists());
-    let answered: Vec<Value> = audit(&d)
+    let answered: Vec<Value> = d
+        .records()
         .into_iter()
         .filter(|r| r["kind"] == "approval-answered")
         .collect();
@@ -706,7 +699,7 @@ fn questions_and_answers_are_audited_before_the_exec_proceeds() {
     exec(&d, U1, &ws, &["--profile", "ut"], &yes, &["touch", "p"]).expect_code(0);
     exec(&d, U1, &ws, &["--profile", "ut"], &no, &["touch", "q"]).expect_code(125);
 
-    let records = audit(&d);
+    let records = d.records();
     let pos = |f: &dyn Fn(&Value) -> bool| {
         records
             .iter()
@@ -823,7 +816,8 @@ fn an_approved_unsandboxed_run_has_the_full_view_and_its_own_pid_namespace() {
     assert!(message.contains("pid namespace"), "{reqs:?}");
     // The question shows what would run unsandboxed, quoted as a shell would read it.
     assert!(message.contains(&format!("sh -c '{script}'")), "{message}");
-    let start = audit(&d)
+    let start = d
+        .records()
         .into_iter()
         .find(|r| r["kind"] == "exec-start" && strings(&r["argv"]).last() == Some(&script.as_str()))
         .expect("exec-start");
@@ -1147,7 +1141,7 @@ fn an_exec_start_keeps_a_bounded_escalation() {
     }
     let esc: Vec<&str> = esc.iter().map(String::as_str).collect();
     exec(&d, U1, &ws, &esc, &yes, &["true"]).expect_code(0);
-    let recs = audit(&d);
+    let recs = d.records();
     let start = recs
         .iter()
         .find(|r| r["kind"] == "exec-start")
@@ -1215,7 +1209,7 @@ fn a_stopping_daemon_ends_its_sandboxes_and_runs_nothing_still_asked_about() {
         "a sandbox outlived the daemon"
     );
 
-    let records = audit(&d);
+    let records = d.records();
     let of = |kind: &str| -> Vec<&Value> { records.iter().filter(|r| r["kind"] == kind).collect() };
     assert!(of("exec-start").iter().any(|r| r["id"] == id.as_str()));
     let end = of("exec-end")
@@ -1254,7 +1248,8 @@ fn a_session_does_not_remember_a_command_too_long_to_keep() {
         "{}",
         out.stderr
     );
-    let answered: Vec<Value> = audit(&d)
+    let answered: Vec<Value> = d
+        .records()
         .into_iter()
         .filter(|r| r["kind"] == "approval-answered")
         .collect();

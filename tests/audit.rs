@@ -15,14 +15,6 @@ fn log_path(d: &Daemon) -> PathBuf {
     d.state_dir.join("audit.jsonl")
 }
 
-fn records(d: &Daemon) -> Vec<Value> {
-    std::fs::read_to_string(log_path(d))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
 /// `sandboxd audit verify --state-dir DIR`.
 fn verify(state_dir: &Path) -> Out {
     let o = Command::new(bin("sandboxd"))
@@ -59,7 +51,7 @@ fn start_waiter(d: &Daemon, ws: &Dir) -> std::process::Child {
         .spawn()
         .expect("agent");
     assert!(eventually(Duration::from_secs(10), || {
-        records(d)
+        d.records()
             .iter()
             .any(|r| r["kind"] == "exec-start" && argv(r).last() == Some(&WAITER))
     }));
@@ -73,9 +65,9 @@ fn the_newest_records_taken_off_are_named_and_the_daemon_does_not_start() {
     let mut d = Daemon::start();
     let ws = Dir::new(U1);
     d.sh(U1, &ws.path, &[], "echo kept").expect_code(0);
-    let kept = records(&d).len();
+    let kept = d.records().len();
     d.sh(U1, &ws.path, &[], "echo taken off").expect_code(0);
-    let all = records(&d).len();
+    let all = d.records().len();
     d.stop();
     let path = log_path(&d);
     let text = std::fs::read_to_string(&path).unwrap();
@@ -108,7 +100,7 @@ fn an_exec_leaves_its_start_and_end_and_verify_sees_edits() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
     d.sh(U1, &ws.path, &[], "echo audited").expect_code(0);
-    let recs = records(&d);
+    let recs = d.records();
     let start = recs
         .iter()
         .position(|r| r["kind"] == "exec-start" && argv(r) == ["/bin/sh", "-c", "echo audited"])
@@ -171,7 +163,7 @@ fn refusals_are_recorded_with_their_rule() {
         .agent(U1, &ws.path)
         .run(&["exec", "--profile", "no-such", "--", "true"]);
     out.expect_code(125);
-    let recs = records(&d);
+    let recs = d.records();
     let refusals: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "refusal").collect();
     assert_eq!(refusals.len(), 2, "{recs:#?}");
     let wide = refusals[0];
@@ -272,7 +264,7 @@ fn a_refusal_keeps_a_bounded_argv_and_an_argv_past_the_kernels_limits_is_refused
     args.extend(std::iter::repeat_n(word.as_str(), 10));
     let out = d.agent(U1, &ws.path).run(&args);
     assert_ne!(out.code, 0);
-    let recs = records(&d);
+    let recs = d.records();
     let r = recs
         .iter()
         .rev()
@@ -369,7 +361,7 @@ fn an_exec_whose_start_cannot_be_recorded_does_not_run() {
     let d = Daemon::start();
     let ws = Dir::new(U1);
     let marker = ws.join("ran");
-    let before = records(&d).len();
+    let before = d.records().len();
     {
         let _ro = Over::read_only(&d.state_dir);
         let out = d.sh(U1, &ws.path, &[], "touch ran");
@@ -386,10 +378,10 @@ fn an_exec_whose_start_cannot_be_recorded_does_not_run() {
     // Its refusal could not be written either: it is counted, and the
     // count written once the log works again (nothing else is).
     assert!(
-        eventually(Duration::from_secs(30), || records(&d).len() > before),
+        eventually(Duration::from_secs(30), || d.records().len() > before),
         "no lost record"
     );
-    let recs = records(&d);
+    let recs = d.records();
     assert_eq!(recs.len(), before + 1, "{recs:#?}");
     assert_eq!(recs[before]["kind"], "lost", "{}", recs[before]);
     assert_eq!(recs[before]["kinds"], serde_json::json!({"refusal": 1}));
@@ -449,7 +441,7 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
 
     std::fs::remove_file(&filler).expect("remove filler");
     verify(&d.state_dir).expect_code(0);
-    let recs = records(&d);
+    let recs = d.records();
     for i in 0..refused {
         let ran = format!("touch ran{i}");
         let kinds: Vec<&str> = recs
@@ -462,7 +454,7 @@ fn an_exec_on_a_full_audit_volume_does_not_run() {
     d.sh(U1, &ws.path, &[], "touch again").expect_code(0);
     assert!(ws.join("again").exists());
     verify(&d.state_dir).expect_code(0);
-    let recs = records(&d);
+    let recs = d.records();
     let start = recs
         .iter()
         .find(|r| r["kind"] == "exec-start" && is_waiter(r))
@@ -501,7 +493,7 @@ fn agent_audit_follow_shows_only_the_records_that_stay_when_writes_fail() {
         d.sh(U1, &ws.path, &[], &format!("echo again {i}"))
             .expect_code(0);
     }
-    let written = records(&d);
+    let written = d.records();
     let last = written.last().expect("records")["seq"].clone();
     let mut seen = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -538,7 +530,8 @@ fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again()
         String::from_utf8_lossy(&ended.stderr).into_owned()
     };
     assert!(stderr.contains("could not be recorded"), "{stderr}");
-    let start = records(&d)
+    let start = d
+        .records()
         .into_iter()
         .find(|r| r["kind"] == "exec-start" && is_waiter(r))
         .expect("start");
@@ -547,12 +540,12 @@ fn an_exec_end_that_cannot_be_written_then_is_written_once_the_log_works_again()
     let is_end = |r: &Value| r["kind"] == "exec-end" && r["id"] == start["id"];
     // Nothing else happens meanwhile: the daemon writes it on its own.
     assert!(
-        eventually(Duration::from_secs(30), || records(&d).iter().any(is_end)),
+        eventually(Duration::from_secs(30), || d.records().iter().any(is_end)),
         "the exec's end was not written: {:#?}",
-        records(&d)
+        d.records()
     );
     d.sh(U1, &ws.path, &[], "echo next").expect_code(0);
-    let recs = records(&d);
+    let recs = d.records();
     let end = recs
         .iter()
         .position(is_end)
@@ -608,7 +601,7 @@ fn a_sigkill_mid_exec_loses_no_record_and_leaves_no_sandbox() {
         .spawn()
         .expect("agent");
     let started = eventually(Duration::from_secs(20), || {
-        records(&d)
+        d.records()
             .iter()
             .any(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "47.5"])
     });
@@ -621,7 +614,8 @@ fn a_sigkill_mid_exec_loses_no_record_and_leaves_no_sandbox() {
     let _ = agent.wait();
     let out = verify(&d.state_dir);
     out.expect_code(0);
-    assert!(records(&d)
+    assert!(d
+        .records()
         .iter()
         .any(|r| r["kind"] == "exec-start" && argv(r) == ["sleep", "47.5"]));
     // No sandbox outlives the daemon that supervised it.
@@ -713,7 +707,8 @@ fn a_second_daemon_on_the_same_state_dir_does_not_start() {
     d.sh(U1, &ws.path, &[], "echo second").expect_code(0);
     let out = verify(&d.state_dir);
     out.expect_code(0);
-    let ends = records(&d)
+    let ends = d
+        .records()
         .iter()
         .filter(|r| r["kind"] == "exec-end")
         .count();
@@ -744,7 +739,8 @@ fn a_record_cut_short_by_a_stop_mid_write_is_taken_off_and_said_so() {
     d.restart();
     d.sh(U1, &ws.path, &[], "echo after").expect_code(0);
     verify(&d.state_dir).expect_code(0);
-    let recovered: Vec<Value> = records(&d)
+    let recovered: Vec<Value> = d
+        .records()
         .into_iter()
         .filter(|r| r["kind"] == "recovered")
         .collect();

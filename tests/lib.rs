@@ -278,6 +278,17 @@ impl Daemon {
             .collect()
     }
 
+    /// The records of the current audit log file, parsed: its whole lines
+    /// only (one may be half written while the daemon runs).
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.state_dir.join("audit.jsonl")).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
     /// `agent exec [flags] -- sh -c SCRIPT` as `uid` in `cwd`.
     pub fn sh(&self, uid: u32, cwd: &Path, flags: &[&str], script: &str) -> Out {
         let mut args: Vec<&str> = vec!["exec"];

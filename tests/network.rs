@@ -168,7 +168,8 @@ impl Net {
 
     /// Every audit record of kind "network" (decisions).
     fn decisions(&self) -> Vec<Value> {
-        records(&self.d)
+        self.d
+            .records()
             .into_iter()
             .filter(|r| r["kind"] == "network")
             .collect()
@@ -224,7 +225,7 @@ impl Net {
     fn end(&self, protocol: &str, host: &str, port: u16) -> Value {
         let mut found = None;
         eventually(Duration::from_secs(10), || {
-            found = records(&self.d).into_iter().find(|r| {
+            found = self.d.records().into_iter().find(|r| {
                 r["kind"] == "network-end"
                     && r["protocol"] == protocol
                     && same_host(r, host)
@@ -235,7 +236,7 @@ impl Net {
         found.unwrap_or_else(|| {
             panic!(
                 "no network-end record for {protocol} {host}:{port}:\n{:#?}",
-                records(&self.d)
+                self.d.records()
             )
         })
     }
@@ -329,14 +330,6 @@ def dns(name, qtype=1, tcp=False, server=('127.0.0.1', 53)):
         r = s.recv(4096)
     return (r[3] & 15, struct.unpack('>H', r[6:8])[0])
 "#;
-
-fn records(d: &Daemon) -> Vec<Value> {
-    std::fs::read_to_string(d.state_dir.join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
 
 /// Whether the record's host is `host`, ignoring case and a trailing dot.
 fn same_host(r: &Value, host: &str) -> bool {
@@ -1281,7 +1274,7 @@ for t in ts: t.join()
 "#
     ));
     out.expect_code(0);
-    let records = records(&n.d);
+    let records = n.d.records();
     let end = records
         .iter()
         .find(|r| r["kind"] == "exec-end")
@@ -1354,7 +1347,7 @@ time.sleep(1)
     ));
     out.expect_code(0);
     let end = n.end("connect", OWN.0, port);
-    let records = records(&n.d);
+    let records = n.d.records();
     let exec_end = records
         .iter()
         .find(|r| r["kind"] == "exec-end" && r["id"] == end["id"])
