@@ -34,7 +34,7 @@ use pb::exec_request::Msg as In;
 use pb::exec_response::Msg as Out;
 use sandbox_proto::v1 as pb;
 use serde_json::json;
-use sessions::{SessionKey, Sessions, MAX_BYTES_PER_UID, MAX_GRANT_BYTES};
+use sessions::{SessionKey, Sessions, MAX_BYTES, MAX_GRANT_BYTES, MAX_SESSIONS};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -525,7 +525,8 @@ impl Approvals {
                 self.amend(&talk, &id, profile, &prefixes).await;
             }
             if matches!(reply, Some(Reply::Session)) {
-                self.remember(tx, key.as_ref(), &grants).await;
+                self.remember(tx, talk.c.audit, &id, key.as_ref(), &grants)
+                    .await;
             }
             let shown: Vec<String> = parts.iter().map(|p| format!("`{p}`")).collect();
             self.unless_approved(reply, "command not run", &shown.join(", "), &rules)?;
@@ -577,7 +578,8 @@ impl Approvals {
             self.answered(&talk, &id, "escalation", reply, &gate.mode_rule, outcome)
                 .await?;
             if matches!(reply, Some(Reply::Session)) {
-                self.remember(tx, key.as_ref(), &gate.escalation).await;
+                self.remember(tx, talk.c.audit, &id, key.as_ref(), &gate.escalation)
+                    .await;
             }
             self.unless_approved(
                 reply,
@@ -626,11 +628,15 @@ impl Approvals {
     }
 
     /// Session answers: remembered for later execs of the same session,
-    /// once the answer's record is written. What is not remembered (too
-    /// long, or no room) is said on the stream: it was approved once.
+    /// once the answer's record (approval `id`) is written. What is not
+    /// remembered is said on the stream: it was approved once. What is left
+    /// out for lack of room is recorded too, as the answer's record could
+    /// only count those too long.
     async fn remember(
         &self,
         tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
+        audit: &Arc<AuditLog>,
+        id: &str,
         key: Option<&SessionKey>,
         grants: &[Grant],
     ) {
@@ -639,13 +645,41 @@ impl Approvals {
             return;
         };
         let left_out = self.sessions().remember(k.clone(), grants);
-        if left_out > 0 {
-            tracing::info!(uid = k.uid, left_out, "session answers not remembered");
+        let (uid, all) = (k.uid, grants.len());
+        if left_out.too_long > 0 {
+            tracing::info!(
+                uid,
+                too_long = left_out.too_long,
+                "session answers not remembered"
+            );
             let note = format!(
-                "approve-session: {left_out} of the {} approved items are not remembered for the session (each may take at most {MAX_GRANT_BYTES} bytes; a user's sessions at most {MAX_BYTES_PER_UID} bytes in all); approved for this exec only",
-                grants.len()
+                "approve-session: {} of the {all} approved items are not remembered for the session (each may take at most {MAX_GRANT_BYTES} bytes); approved for this exec only",
+                left_out.too_long
             );
             event(tx, &note, "").await;
+        }
+        if left_out.no_room > 0 {
+            tracing::info!(
+                uid,
+                no_room = left_out.no_room,
+                "session answers not remembered"
+            );
+            let note = format!(
+                "approve-session: {} of the {all} approved items are not remembered for the session (no room: all users' sessions together may take at most {MAX_SESSIONS} sessions and {}, and this user has no other session or answer to give up); approved for this exec only",
+                left_out.no_room,
+                crate::policy::values::format_size(MAX_BYTES as u64)
+            );
+            event(tx, &note, "").await;
+            let record = json!({
+                "id": id,
+                "uid": uid,
+                "session": k.session,
+                "not_remembered": left_out.no_room,
+                "reason": note,
+            });
+            if let Err(e) = audit.append("session-not-remembered", record).await {
+                tracing::error!(uid, error = %e, "recording session answers not remembered");
+            }
         }
     }
 
@@ -869,6 +903,67 @@ mod tests {
     /// Words as a command prefix; the tests of `grant`, `sessions` and `amendments` use it too.
     pub(super) fn prefix(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| w.to_string()).collect()
+    }
+
+    /// A session answer left out for lack of room (all uids together at
+    /// MAX_SESSIONS) is recorded, with the reason the client is given; one
+    /// too long to remember is only counted in the answer's own record.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn answers_left_out_for_lack_of_room_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(AuditLog::open(dir.path(), audit::DEFAULT_MAX_BYTES).unwrap());
+        let a = Approvals::new(dir.path(), Duration::from_secs(1), None);
+        let key = |uid: u32| SessionKey {
+            uid,
+            session: "s".into(),
+            profile: "p".into(),
+        };
+        for uid in 0..MAX_SESSIONS as u32 {
+            a.sessions().remember(key(uid), &[Grant::Unsandboxed]);
+        }
+        let (tx, mut rx) = mpsc::channel(8);
+        let long = Grant::Command(vec!["x".repeat(1500); 1000]);
+        let grants = [
+            long,
+            Grant::Unsandboxed,
+            Grant::Network("example.com".into()),
+        ];
+        let newcomer = key(1_000_000);
+        a.remember(&tx, &log, "approval-1", Some(&newcomer), &grants)
+            .await;
+        let mut told = Vec::new();
+        while let Ok(Ok(pb::ExecResponse {
+            msg: Some(Out::Event(e)),
+        })) = rx.try_recv()
+        {
+            told.push(e.message);
+        }
+        assert_eq!(told.len(), 2, "{told:?}");
+        let text = std::fs::read_to_string(dir.path().join(audit::FILE_NAME)).unwrap();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 1, "{records:?}");
+        let r = &records[0];
+        assert_eq!(r["kind"], "session-not-remembered");
+        assert_eq!(r["id"], "approval-1");
+        assert_eq!(r["uid"], 1_000_000);
+        assert_eq!(r["session"], "s");
+        assert_eq!(r["not_remembered"], 2);
+        assert_eq!(r["reason"], told[1].as_str());
+        assert!(told[1].contains("no room"), "{told:?}");
+        // Room for all: nothing more is recorded.
+        a.remember(
+            &tx,
+            &log,
+            "approval-2",
+            Some(&key(0)),
+            &[Grant::Unsandboxed],
+        )
+        .await;
+        let again = std::fs::read_to_string(dir.path().join(audit::FILE_NAME)).unwrap();
+        assert_eq!(again, text);
     }
 
     #[test]

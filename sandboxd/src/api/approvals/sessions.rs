@@ -9,17 +9,27 @@ use std::collections::HashMap;
 /// names): past either, that uid's least recently used session goes first,
 /// never another uid's.
 const MAX_SESSIONS_PER_UID: usize = 64;
-pub(super) const MAX_BYTES_PER_UID: usize = 256 << 10;
+const MAX_BYTES_PER_UID: usize = 256 << 10;
 /// Sessions, and bytes, remembered at once by all uids (a user may have
 /// many, through its subordinate ids): past either, a uid's new answers
 /// push out its own sessions, or are approved once and not remembered.
-const MAX_SESSIONS: usize = 4096;
-const MAX_BYTES: usize = 32 << 20;
+pub(super) const MAX_SESSIONS: usize = 4096;
+pub(super) const MAX_BYTES: usize = 32 << 20;
 /// Answers remembered per session; the oldest goes first.
 const MAX_GRANTS: usize = 256;
 /// Bytes one remembered answer may take (see [`Grant::bytes`]): a longer
 /// command or path approved for the session is approved once, not remembered.
 pub(super) const MAX_GRANT_BYTES: usize = 4096;
+
+/// How many answers [`Sessions::remember`] leaves out, and why: too long
+/// to remember (see [`Grant::rememberable`]), or no room (all uids together
+/// at [`MAX_SESSIONS`] or [`MAX_BYTES`], and nothing of the uid's own left
+/// to forget).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LeftOut {
+    pub(super) too_long: usize,
+    pub(super) no_room: usize,
+}
 
 /// Whose session an answer is remembered for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -111,9 +121,8 @@ impl Sessions {
     /// Remembers `grants` for `key`, making room within the bounds by
     /// forgetting the same uid's least recently used sessions, then this
     /// session's oldest answers; never another uid's. Returns how many of
-    /// `grants` are not remembered: too long (see [`Grant::rememberable`]),
-    /// or no room left.
-    pub(super) fn remember(&mut self, key: SessionKey, grants: &[Grant]) -> usize {
+    /// `grants` are not remembered, and why.
+    pub(super) fn remember(&mut self, key: SessionKey, grants: &[Grant]) -> LeftOut {
         self.tick += 1;
         let Sessions {
             by_uid,
@@ -140,7 +149,11 @@ impl Sessions {
                         if user.sessions.is_empty() {
                             by_uid.remove(&key.uid);
                         }
-                        return grants.len();
+                        let too_long = grants.iter().filter(|g| !g.rememberable()).count();
+                        return LeftOut {
+                            too_long,
+                            no_room: grants.len() - too_long,
+                        };
                     }
                 }
             }
@@ -159,7 +172,7 @@ impl Sessions {
         if let Some(r) = user.sessions.get_mut(&key) {
             r.used = *tick;
         }
-        let mut left_out = 0;
+        let mut left_out = LeftOut::default();
         for g in grants {
             let known = user
                 .sessions
@@ -169,7 +182,7 @@ impl Sessions {
                 continue;
             }
             if !g.rememberable() {
-                left_out += 1;
+                left_out.too_long += 1;
                 continue;
             }
             let need = g.bytes();
@@ -200,7 +213,7 @@ impl Sessions {
                     user.bytes += need;
                     *bytes += need;
                 }
-                _ => left_out += 1,
+                _ => left_out.no_room += 1,
             }
         }
         left_out
@@ -244,14 +257,15 @@ mod tests {
     #[test]
     fn sessions_are_kept_apart_and_bounded() {
         let mut s = Sessions::default();
-        assert_eq!(s.remember(key(1, "a"), &[Grant::Unsandboxed]), 0);
+        let none = LeftOut::default();
+        assert_eq!(s.remember(key(1, "a"), &[Grant::Unsandboxed]), none);
         assert_eq!(remembered(&mut s, &key(1, "a")), vec![Grant::Unsandboxed]);
         assert!(remembered(&mut s, &key(1, "b")).is_empty());
         assert!(remembered(&mut s, &key(2, "a")).is_empty());
         let many: Vec<Grant> = (0..MAX_GRANTS + 3)
             .map(|i| Grant::Network(format!("h{i}.test")))
             .collect();
-        assert_eq!(s.remember(key(1, "a"), &many), 0);
+        assert_eq!(s.remember(key(1, "a"), &many), none);
         let kept = remembered(&mut s, &key(1, "a"));
         assert_eq!(kept.len(), MAX_GRANTS);
         assert_eq!(kept.last(), many.last());
@@ -266,7 +280,11 @@ mod tests {
         let long = Grant::Command(vec!["x".repeat(1500); 1000]);
         let short = Grant::Command(prefix(&["make"]));
         assert!(!long.rememberable() && short.rememberable());
-        assert_eq!(s.remember(key(1, "a"), &[long, short.clone()]), 1);
+        let left_out = LeftOut {
+            too_long: 1,
+            no_room: 0,
+        };
+        assert_eq!(s.remember(key(1, "a"), &[long, short.clone()]), left_out);
         assert_eq!(remembered(&mut s, &key(1, "a")), vec![short]);
         assert!(s.bytes < MAX_GRANT_BYTES * 2);
         assert_counted(&s);
@@ -293,7 +311,8 @@ mod tests {
         let big = |i: usize| Grant::Command(vec![format!("{i:0>3000}")]);
         for i in 0..MAX_SESSIONS_PER_UID * 4 {
             let grants: Vec<Grant> = (0..8).map(|j| big(i * 8 + j)).collect();
-            assert_eq!(s.remember(key(1, &format!("b{i}")), &grants), 0);
+            let left_out = s.remember(key(1, &format!("b{i}")), &grants);
+            assert_eq!(left_out, LeftOut::default());
             assert!(s.by_uid[&1].bytes <= MAX_BYTES_PER_UID);
         }
         let last = format!("b{}", MAX_SESSIONS_PER_UID * 4 - 1);
@@ -322,13 +341,63 @@ mod tests {
         }
         assert_eq!(s.count, MAX_SESSIONS);
         let newcomer = 1_000_000;
-        assert_eq!(s.remember(key(newcomer, "a"), &[Grant::Unsandboxed]), 1);
+        let left_out = LeftOut {
+            too_long: 0,
+            no_room: 1,
+        };
+        assert_eq!(
+            s.remember(key(newcomer, "a"), &[Grant::Unsandboxed]),
+            left_out
+        );
         assert!(!s.by_uid.contains_key(&newcomer));
         assert_eq!(s.count, MAX_SESSIONS);
         // A uid that has sessions gives up its own oldest.
-        assert_eq!(s.remember(key(0, "new"), &[Grant::Unsandboxed]), 0);
+        let left_out = s.remember(key(0, "new"), &[Grant::Unsandboxed]);
+        assert_eq!(left_out, LeftOut::default());
         assert!(remembered(&mut s, &key(0, "s0")).is_empty());
         assert_eq!(remembered(&mut s, &key(1, "s0")), [Grant::Unsandboxed]);
+        assert_counted(&s);
+    }
+
+    /// Answers left out for lack of room are told apart from those too
+    /// long, whether the session cannot be made or its answers do not fit.
+    #[test]
+    fn answers_without_room_are_counted_apart_from_those_too_long() {
+        let long = Grant::Command(vec!["x".repeat(1500); 1000]);
+        let big = |i: usize| Grant::Command(vec![format!("{i:-<3000}")]);
+        // No session can be made: all uids together are at MAX_SESSIONS.
+        let mut s = Sessions::default();
+        for uid in 0..MAX_SESSIONS as u32 {
+            s.remember(key(uid, "s"), &[Grant::Unsandboxed]);
+        }
+        let left_out = s.remember(key(1_000_000, "a"), &[long.clone(), big(0), big(1)]);
+        assert_eq!(
+            left_out,
+            LeftOut {
+                too_long: 1,
+                no_room: 2
+            }
+        );
+        assert_counted(&s);
+        // The session is there, its answers do not fit: all uids together
+        // are at MAX_BYTES, and it has no answer of its own to give up.
+        let mut s = Sessions::default();
+        let newcomer = key(1_000_000, "a");
+        assert_eq!(s.remember(newcomer.clone(), &[]), LeftOut::default());
+        for uid in 0..(MAX_BYTES / MAX_BYTES_PER_UID + 8) as u32 {
+            let grants: Vec<Grant> = (0..100).map(|j| big(uid as usize * 100 + j)).collect();
+            s.remember(key(uid, "s"), &grants);
+        }
+        assert!(s.bytes + big(0).bytes() > MAX_BYTES);
+        let left_out = s.remember(newcomer.clone(), &[big(0), long]);
+        assert_eq!(
+            left_out,
+            LeftOut {
+                too_long: 1,
+                no_room: 1
+            }
+        );
+        assert!(remembered(&mut s, &newcomer).is_empty());
         assert_counted(&s);
     }
 }
