@@ -318,19 +318,27 @@ fn snapshot(gitdir: &OwnedFd) -> Snapshot {
     s
 }
 
-/// A git directory's `config`, `config.worktree`, `commondir`, hooks, and
-/// the `info/` files that change what git shows (`exclude` hides new
+/// A git directory's `config`, `config.worktree`, `commondir`, hooks (and
+/// `hooks` and `info` themselves, when no directory), and the `info/` files that change what git shows (`exclude` hides new
 /// files from `git status`) and how it reads files (`attributes`).
 fn own_files(dir: &OwnedFd, rel: &Path, budget: &mut usize, s: &mut Snapshot) {
     for file in ["config", "config.worktree", "commondir"] {
         print_into(dir, rel, file, s);
     }
-    if let Some(info) = open_dir(dir, "info") {
+    let (info, hooks) = (open_dir(dir, "info"), open_dir(dir, "hooks"));
+    // Not directories, what they are counts: a symlink leads git elsewhere,
+    // to files not looked at below.
+    for (name, opened) in [("info", &info), ("hooks", &hooks)] {
+        if opened.is_none() {
+            print_into(dir, rel, name, s);
+        }
+    }
+    if let Some(info) = info {
         for file in ["exclude", "attributes"] {
             print_into(&info, &rel.join("info"), file, s);
         }
     }
-    if let Some(hooks) = open_dir(dir, "hooks") {
+    if let Some(hooks) = hooks {
         let hooks_rel = rel.join("hooks");
         for (hook, _) in entries(&hooks, budget, s) {
             if !hook.as_bytes().ends_with(b".sample") {
@@ -475,6 +483,36 @@ mod tests {
             ]
         );
         assert!(src.join("b/.git/commondir.sandboxd-5").exists());
+    }
+
+    /// A repository's `hooks` or `info` swapped for a symlink to files of
+    /// the sandbox's making is reported, as is one made where there was
+    /// none.
+    #[test]
+    fn hooks_or_info_made_a_symlink_are_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        for repo in ["a", "b"] {
+            write(&src.join(format!("{repo}/.git/HEAD")), "");
+        }
+        write(&src.join("a/.git/hooks/pre-commit.sample"), "");
+        write(&src.join("a/.git/info/exclude"), "");
+        let watch = GitWatch::start(std::slice::from_ref(&src), 0);
+        write(&src.join("evil/post-checkout"), "");
+        write(&src.join("evil/exclude"), "evil.sh\n");
+        for dir in ["a/.git/hooks", "a/.git/info"] {
+            std::fs::rename(src.join(dir), src.join(format!("{dir}.old"))).unwrap();
+            symlink("../../evil", src.join(dir)).unwrap();
+        }
+        symlink("../../evil", src.join("b/.git/hooks")).unwrap();
+        assert_eq!(
+            seen(watch.changes("6"), &src),
+            [
+                ("a/.git/hooks".to_string(), "created", false),
+                ("a/.git/info".to_string(), "created", false),
+                ("b/.git/hooks".to_string(), "created", false),
+            ]
+        );
     }
 
     /// What the watch reports, and what it moves, for each kind of change.
