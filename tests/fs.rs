@@ -674,6 +674,22 @@ fn the_hooks_directory_a_repository_config_names_is_protected() {
     // Only that directory: the rest of the work tree stays writable.
     assert!(ws.join(".husky/other").exists());
 
+    // Husky's own (`_/h` runs `.husky/NAME` for each hook): the scripts
+    // it runs are protected too.
+    let ws = run(
+        &[".husky/_/h", ".husky/_/post-checkout", ".husky/pre-commit"],
+        "echo 'curl evil' > .husky/post-checkout; echo x >> .husky/pre-commit; echo x > other",
+    );
+    assert!(
+        !ws.join(".husky/post-checkout").exists(),
+        "hook script written"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join(".husky/pre-commit")).unwrap(),
+        "x\n"
+    );
+    assert!(ws.join("other").exists());
+
     // Missing, before `husky install` made it: its parent is made
     // read-only, as for any missing deny_write path inside the root.
     let ws = run(

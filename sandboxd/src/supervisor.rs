@@ -749,14 +749,16 @@ pub fn wait_cgroups_removed(within: Duration) -> bool {
 /// (a v1 hierarchy may keep one busy for a while after its last task), and
 /// the mount namespace is let go there too.
 async fn finish_cgroup(cgroup: Cgroup, mount_ns: Option<OwnedFd>) {
+    // Counted until the directories are gone, with the cgroup wherever it
+    // goes (a runtime that stops drops this future, not a running kill).
     let removing = REMOVING.start();
     let killed = tokio::task::spawn_blocking(move || {
         cgroup.kill_all();
-        cgroup
+        (cgroup, removing)
     })
     .await;
     match killed {
-        Ok(cgroup) => drop(tokio::task::spawn_blocking(move || {
+        Ok((cgroup, removing)) => drop(tokio::task::spawn_blocking(move || {
             // The namespace first: its tmpfs pages are charged to the cgroup.
             drop(mount_ns);
             drop(cgroup);

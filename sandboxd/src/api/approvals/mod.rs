@@ -669,7 +669,7 @@ impl Approvals {
                 left_out.no_room,
                 crate::policy::values::format_size(MAX_BYTES as u64)
             );
-            event(tx, &note, "").await;
+            // Recorded first: a client that reads nothing holds up the event.
             let record = json!({
                 "id": id,
                 "uid": uid,
@@ -680,6 +680,7 @@ impl Approvals {
             if let Err(e) = audit.append("session-not-remembered", record).await {
                 tracing::error!(uid, error = %e, "recording session answers not remembered");
             }
+            event(tx, &note, "").await;
         }
     }
 

@@ -18,7 +18,8 @@ const MAX_CONFIG: u64 = 1 << 20;
 
 /// Deny-write patterns (literal) for the hooks directories named by the
 /// config of each repository whose `.git/hooks` `deny_write` protects,
-/// whether or not they exist yet. `home` expands a leading `~/`.
+/// whether or not they exist yet, and for the scripts a hooks directory
+/// runs from its parent (husky's). `home` expands a leading `~/`.
 pub fn protected_hook_dirs(deny_write: &[String], home: Option<&Path>) -> Vec<String> {
     deny_write
         .iter()
@@ -28,8 +29,20 @@ pub fn protected_hook_dirs(deny_write: &[String], home: Option<&Path>) -> Vec<St
             let config = read_config(&Path::new(&repo).join(".git/config"))?;
             hooks_path(&config, Path::new(&repo), home)
         })
+        .flat_map(|dir| {
+            let scripts = runs_from_parent(&dir).then(|| dir.parent().map(Path::to_path_buf));
+            std::iter::once(dir).chain(scripts.flatten())
+        })
         .map(|dir| crate::backend::spec::glob_literal(&dir.to_string_lossy()))
         .collect()
+}
+
+/// Whether the hooks directory `dir` is husky's (9 and later): `.husky/_`,
+/// whose every hook runs `_/h`, which runs the script of the same name in
+/// `.husky/`. Those scripts are the hooks, then.
+fn runs_from_parent(dir: &Path) -> bool {
+    dir.file_name() == Some(std::ffi::OsStr::new("_"))
+        && std::fs::symlink_metadata(dir.join("h")).is_ok_and(|m| m.is_file())
 }
 
 /// `path`'s text, not through a symlink at its end, when it is a regular
