@@ -186,31 +186,51 @@ mod tests {
 
     #[test]
     fn a_process_tree_is_lowered_and_its_children_inherit() {
+        use std::io::Write;
         let mine = autogroup(std::process::id() as i32);
-        // Part of the tree runs in a session of its own, as a command does.
+        // Part of the tree runs in a session of its own, as a command does;
+        // each line the test sends starts more (`read` is no process).
         let mut child = std::process::Command::new("/bin/sh")
             .args([
                 "-c",
-                "setsid sleep 29 & sleep 30 & sleep 0.5; sleep 31 & sleep 0.5; setsid sleep 32 & wait",
+                "setsid sleep 29 & sleep 30 & read a; sleep 31 & read b; setsid sleep 32 & wait",
             ])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
         let pid = child.id() as i32;
+        let mut go = child.stdin.take().unwrap();
+        // SAFETY: getsid on pids of the tree.
+        let own_session = |p: &i32| unsafe { libc::getsid(*p) } == *p;
+        let sleeping =
+            |p: &i32| fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sleep\n");
+        // Waits until the tree holds `n` sleeps, `leaders` of them session
+        // leaders; returns the tree.
+        let tree_with = |n: usize, leaders: usize| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let all = threads(pid);
+                let sleeps: Vec<i32> = all.iter().copied().filter(sleeping).collect();
+                if sleeps.len() == n && sleeps.iter().filter(|p| own_session(p)).count() == leaders
+                {
+                    break all;
+                }
+                assert!(std::time::Instant::now() < deadline, "{all:?}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        tree_with(2, 1);
         assert!(start_time(pid).is_some());
         let mut done = HashSet::new();
         lower(pid, &mut done);
-        std::thread::sleep(Duration::from_millis(600));
-        let all = threads(pid);
-        assert!(all.len() >= 3, "{all:?}");
+        go.write_all(b"\n").unwrap();
+        let all = tree_with(3, 1);
         for p in &all {
             assert_eq!(nice(*p), NICE as i64, "pid {p}");
         }
         // The other session's group is lowered, ours (shared with the tree's
         // first processes) is not.
         if std::path::Path::new("/proc/self/autogroup").exists() {
-            // SAFETY: getsid on pids of the tree.
-            let own_session = |p: &i32| unsafe { libc::getsid(*p) } == *p;
             let leaders: Vec<i32> = all.iter().copied().filter(own_session).collect();
             assert_eq!(leaders.len(), 1, "{all:?}");
             assert!(
@@ -223,18 +243,11 @@ mod tests {
             assert_eq!(autogroup(std::process::id() as i32), mine);
             // A session started after the walk starts a group at 0; the
             // next walk lowers it.
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            let new_leaders = loop {
-                let later: Vec<i32> = threads(pid)
-                    .into_iter()
-                    .filter(|p| !all.contains(p))
-                    .collect();
-                let leaders: Vec<i32> = later.iter().copied().filter(own_session).collect();
-                if !leaders.is_empty() || std::time::Instant::now() > deadline {
-                    break leaders;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
+            go.write_all(b"\n").unwrap();
+            let new_leaders: Vec<i32> = tree_with(4, 2)
+                .into_iter()
+                .filter(|p| !all.contains(p) && own_session(p))
+                .collect();
             assert_eq!(new_leaders.len(), 1, "{new_leaders:?}");
             assert!(autogroup(new_leaders[0]).ends_with("nice 0\n"));
             lower(pid, &mut done);
