@@ -113,6 +113,8 @@ pub struct Conversation<'a> {
     pub audit: &'a Arc<AuditLog>,
     pub tx: &'a mpsc::Sender<Result<pb::ExecResponse, Status>>,
     pub inbound: &'a mut Streaming<pb::ExecRequest>,
+    /// Says when the daemon stops: a question still open is given up then.
+    pub registry: &'a crate::registry::Registry,
 }
 
 /// A conversation under way, with what the client sent besides answers.
@@ -781,6 +783,11 @@ impl Approvals {
             let msg = tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => return Ok(None),
                 _ = tx.closed() => return Err(gone()),
+                // Only while waiting: what is answered is recorded whole.
+                _ = talk.c.registry.closed() => return Err(Refusal {
+                    message: format!("sandboxd is shutting down: approval {id} was not answered, and nothing was run"),
+                    rule: "shutdown".into(),
+                }),
                 m = talk.c.inbound.message() => m,
             };
             let control = match msg {

@@ -207,14 +207,12 @@ impl Api {
                         audit: &api.audit,
                         tx: &tx,
                         inbound: &mut inbound,
+                        registry: &api.registry,
                     };
-                    tokio::select! {
-                        asked = api.approvals.ask(gate, conversation) => asked.map_err(policy_refusal)?,
-                        _ = api.registry.closed() => {
-                            let msg = "sandboxd is shutting down; nothing was run";
-                            return Err(refuse("shutdown", Status::unavailable(msg)));
-                        }
-                    }
+                    api.approvals
+                        .ask(gate, conversation)
+                        .await
+                        .map_err(policy_refusal)?
                 } else {
                     // Escalations remembered for the session: granted, and recorded as such.
                     Approved {

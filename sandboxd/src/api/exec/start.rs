@@ -100,6 +100,7 @@ pub(super) struct Refusal {
 pub(super) fn policy_refusal(r: crate::policy::Refusal) -> Refusal {
     let status = match r.rule.as_str() {
         "audit" => Status::failed_precondition(r.to_string()),
+        "shutdown" => Status::unavailable(r.to_string()),
         _ => Status::permission_denied(r.to_string()),
     };
     refuse(&r.rule, status)
