@@ -11,6 +11,7 @@ use e2e::*;
 use fixtures::{Origin, TestCa, Upstream};
 use serde_json::Value;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const U1: u32 = 1000;
@@ -1388,6 +1389,63 @@ time.sleep(1)
     assert!(
         request.len() == 1 && request[0] > SENT as u64,
         "{request:?}"
+    );
+}
+
+/// A connection the proxy was still making when the exec ended is recorded
+/// as such, not as one that was open: here to a server whose queue of
+/// connections is full, which answers no more handshakes.
+#[test]
+fn connections_still_being_made_when_the_exec_ends_are_recorded_so() {
+    let n = Net::start(Prof::default());
+    let port = n.origin.port;
+    let mut full = Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import socket, sys, time\n\
+                 s = socket.socket(); s.bind(('{}', {port})); s.listen(0)\n\
+                 print('ready', flush=True); time.sleep(120)",
+                OWN.1
+            ),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(full.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
+    let out = n.py(&format!(
+        r#"
+import time
+held = []
+for _ in range(4):
+    s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+    s.sendall(b'CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n')
+    held.append(s)
+time.sleep(2)
+"#,
+        host = OWN.0
+    ));
+    let _ = full.kill();
+    let _ = full.wait();
+    out.expect_code(0);
+    n.end("connect", OWN.0, port);
+    let ends: Vec<String> =
+        n.d.records()
+            .iter()
+            .filter(|r| r["kind"] == "network-end" && same_host(r, OWN.0))
+            .map(|r| r["message"].as_str().unwrap_or_default().to_string())
+            .collect();
+    assert_eq!(ends.len(), 4, "{ends:?}");
+    assert!(
+        ends.iter()
+            .any(|m| m == "still connecting when the exec ended"),
+        "{ends:?}"
     );
 }
 

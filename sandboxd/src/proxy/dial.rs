@@ -98,6 +98,8 @@ impl Attempt {
 /// Why an [`Open`] dropped without [`Open::end`] ended: only the sandbox's
 /// network stopping drops a connection's task midway.
 pub const CUT_OFF: &str = "still open when the exec ended";
+/// The same, for an attempt whose connection was not made yet.
+pub const CUT_OFF_CONNECTING: &str = "still connecting when the exec ended";
 
 /// An allowed attempt whose decision to reach `addr` is on record: its end
 /// record (bytes each way, duration) is owed. [`end`](Self::end) queues it;
@@ -112,6 +114,8 @@ pub struct Open<'a> {
     /// `counts` when the attempt opened: a request on a kept-alive
     /// connection counts only its own bytes.
     base: (u64, u64),
+    /// Whether its connection is made (which end record a drop owes).
+    connected: bool,
     ended: bool,
 }
 
@@ -167,7 +171,12 @@ impl<'a> Open<'a> {
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
-        self.owe_end(CUT_OFF, false);
+        let reason = if self.connected {
+            CUT_OFF
+        } else {
+            CUT_OFF_CONNECTING
+        };
+        self.owe_end(reason, false);
     }
 }
 
@@ -373,9 +382,10 @@ pub async fn dial<'a>(
             last = Some(a.refuse_counted(session, r));
             continue;
         }
-        let open = record_allowed(session, a, admitted, ip, counts).await?;
+        let mut open = record_allowed(session, a, admitted, ip, counts, false).await?;
         let e = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
+                open.connected = true;
                 session.dialled(addr, false);
                 let _ = s.set_nodelay(true);
                 return Ok((s, open));
@@ -394,13 +404,15 @@ pub async fn dial<'a>(
 }
 
 /// The allowed decision's record, written before any byte goes out; the
-/// attempt is then open, its bytes counted in `counts` from now on.
+/// attempt is then open, its bytes counted in `counts` from now on, over a
+/// connection already made or (`connected` false) about to be.
 pub async fn record_allowed<'a>(
     session: &'a Session,
     a: &'a Attempt,
     admitted: &Admitted,
     addr: IpAddr,
     counts: &'a Counts,
+    connected: bool,
 ) -> Result<Open<'a>, DialError> {
     let mut rec = a.record(
         Phase::Decision,
@@ -418,6 +430,7 @@ pub async fn record_allowed<'a>(
         addr,
         counts,
         base: counts.get(),
+        connected,
         ended: false,
     };
     if let Err(e) = session.record(rec).await {

@@ -272,7 +272,7 @@ pub(super) async fn one<C: Io>(
         _ => None,
     };
     let opened = match reuse {
-        Some(u) => dial::record_allowed(session, &attempt, &admitted, u.addr, counts)
+        Some(u) => dial::record_allowed(session, &attempt, &admitted, u.addr, counts, true)
             .await
             .map(|open| (u, open)),
         None => {
