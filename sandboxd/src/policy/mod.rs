@@ -2,6 +2,8 @@
 //! [`load`], and every decision is a pure function returning a [`Decision`] that
 //! names the rule that made it. Enforcement lives elsewhere.
 
+mod check;
+mod commands;
 pub mod domain;
 pub mod load;
 pub mod model;
@@ -12,12 +14,11 @@ pub(crate) mod tree;
 pub mod user;
 pub mod values;
 
+pub use check::{check_path, check_url, Access};
+pub use commands::{check_command, command_parts, CommandPart, Lookup, NO_LOOKUP};
 pub use load::{PolicyError, PolicyStore};
 pub use model::*;
-pub use narrow::{
-    check_command, check_path, check_url, command_parts, resolve, Access, CommandPart, ExecContext,
-    Lookup, Narrowing, NO_LOOKUP,
-};
+pub use narrow::{resolve, ExecContext, Narrowing};
 
 /// What a decision says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
