@@ -2,12 +2,16 @@
 //! and a path in; the verdict and the rule that made it out.
 
 use super::addr;
+use super::host::{normalize_host, Host};
+use super::path::unmatchable;
 use crate::policy::domain::{cidr_contains, ip_literal, parse_cidr, DomainPattern};
 use crate::policy::model::{Inject, Origin, DEFAULT_PORTS};
 use crate::policy::narrow::rule;
 use crate::policy::{ApprovalMode, Profile, Verdict};
 use globset::{Glob, GlobBuilder, GlobMatcher};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+
+pub use super::path::has_dot_segment;
 
 /// Why the proxy refused; sent as `X-Proxy-Error: blocked-by-<as_str>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,132 +46,6 @@ impl Block {
             Block::RateLimit => "rate-limit",
         }
     }
-}
-
-/// A normalised destination host.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Host {
-    /// Lower-case ASCII (punycode), no trailing dot.
-    Name(String),
-    Ip(IpAddr),
-}
-
-impl std::fmt::Display for Host {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Host::Name(n) => f.write_str(n),
-            Host::Ip(ip) => write!(f, "{ip}"),
-        }
-    }
-}
-
-/// Lower case, one trailing dot dropped, IDNA to punycode, numeric IPv4 forms
-/// (127.1, 2130706433, 0x7f.1, octal) and bracketed IPv6 (zone id refused) as
-/// addresses. The error says what is wrong with `raw`.
-///
-/// IPv4 forms follow the WHATWG URL host parser (what browsers, curl and
-/// Python's urllib end up dialling): a name whose last label is a number is an
-/// address, or invalid. A name must be LDH labels (underscore allowed) of 1 to
-/// 63 characters, at most 253 in all.
-pub fn normalize_host(raw: &str) -> Result<Host, String> {
-    if raw.is_empty() {
-        return Err("empty host".to_string());
-    }
-    if let Some(inner) = raw.strip_prefix('[') {
-        let v6 = inner
-            .strip_suffix(']')
-            .ok_or_else(|| format!("{raw:?}: unclosed `[`"))?;
-        return ipv6(raw, v6);
-    }
-    if raw.contains(':') {
-        return ipv6(raw, raw);
-    }
-    let one = raw.strip_suffix('.').unwrap_or(raw);
-    if one.is_empty() || one.ends_with('.') {
-        return Err(format!(
-            "{raw:?}: empty label (more than one trailing dot?)"
-        ));
-    }
-    let ascii = idna::domain_to_ascii_cow(one.as_bytes(), idna::AsciiDenyList::URL)
-        .map_err(|e| format!("{raw:?} is not a valid host name ({e})"))?;
-    if ends_in_number(&ascii) {
-        return parse_ipv4(&ascii)
-            .map(|a| Host::Ip(IpAddr::V4(a)))
-            .ok_or_else(|| format!("{raw:?} ends in a number but is not an IPv4 address"));
-    }
-    if ascii.len() > 253 {
-        return Err(format!("{raw:?} is longer than 253 characters"));
-    }
-    for label in ascii.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "{raw:?} is not a valid host name (label {label:?})"
-            ));
-        }
-    }
-    Ok(Host::Name(ascii.into_owned()))
-}
-
-fn ipv6(raw: &str, v6: &str) -> Result<Host, String> {
-    if v6.contains('%') {
-        return Err(format!("{raw:?}: IPv6 zone ids are not accepted"));
-    }
-    v6.parse::<Ipv6Addr>()
-        .map(|a| Host::Ip(IpAddr::V6(a)))
-        .map_err(|_| format!("{raw:?} is not an IPv6 address"))
-}
-
-/// WHATWG "ends in a number": the last label is decimal digits or `0x` hex.
-fn ends_in_number(host: &str) -> bool {
-    let last = host.rsplit('.').next().unwrap_or(host);
-    if !last.is_empty() && last.bytes().all(|c| c.is_ascii_digit()) {
-        return true;
-    }
-    last.strip_prefix("0x")
-        .is_some_and(|hex| hex.bytes().all(|c| c.is_ascii_hexdigit()))
-}
-
-/// The WHATWG IPv4 parser: 1 to 4 parts, each decimal, `0x` hex or `0` octal;
-/// the last part fills the remaining bytes.
-fn parse_ipv4(host: &str) -> Option<Ipv4Addr> {
-    let parts: Vec<&str> = host.split('.').collect();
-    if parts.len() > 4 {
-        return None;
-    }
-    let numbers = parts
-        .iter()
-        .map(|p| {
-            if let Some(hex) = p.strip_prefix("0x") {
-                if hex.is_empty() {
-                    Some(0)
-                } else {
-                    u64::from_str_radix(hex, 16).ok()
-                }
-            } else if p.len() > 1 && p.starts_with('0') {
-                u64::from_str_radix(&p[1..], 8).ok()
-            } else if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) {
-                p.parse::<u64>().ok()
-            } else {
-                None
-            }
-        })
-        .collect::<Option<Vec<u64>>>()?;
-    let (last, head) = numbers.split_last()?;
-    if head.iter().any(|n| *n > 255) || *last >= 1u64 << (8 * (5 - numbers.len())) {
-        return None;
-    }
-    let mut v = *last;
-    for (i, n) in head.iter().enumerate() {
-        v += n << (8 * (3 - i));
-    }
-    u32::try_from(v).ok().map(Ipv4Addr::from)
 }
 
 /// One decision: the verdict (Allow, Prompt = ask the person, Deny), why
@@ -728,45 +606,6 @@ impl NetPolicy {
     }
 }
 
-/// Why `path` may not be matched against path globs, if it may not:
-/// servers resolve it otherwise than a glob reads it. Dot segments (see
-/// [`has_dot_segment`]) and backslashes (IIS reads them as `/`); `;`
-/// parameters, plain or as `%3b` (Tomcat, Jetty and Spring strip them, so
-/// `/a/..;/b` is served as `/b`); IIS's `%u` escapes (`%u002e` is `.`).
-fn unmatchable(path: &str) -> Option<&'static str> {
-    let lower = path.to_ascii_lowercase();
-    if !path.starts_with('/') {
-        Some("it is not an absolute path")
-    } else if has_dot_segment(path) {
-        Some("it has dot segments")
-    } else if path.contains('\\') || lower.contains("%5c") {
-        Some("it has a backslash")
-    } else if path.contains(';') || lower.contains("%3b") {
-        Some("it has `;` parameters, which servers may strip")
-    } else if lower.contains("%u") {
-        Some("it has a %u escape")
-    } else {
-        None
-    }
-}
-
-/// Whether `path` has a `.` or `..` segment as a server may read it:
-/// percent-encoded (`%2e`, IIS's `%u002e`, `/` as `%2f`), or with `;`
-/// parameters (`..;x`, `%2e%2e%3b`), which servers strip before they
-/// resolve the path.
-pub fn has_dot_segment(path: &str) -> bool {
-    let decoded = path
-        .to_ascii_lowercase()
-        .replace("%u002e", ".")
-        .replace("%2e", ".")
-        .replace("%2f", "/")
-        .replace("%3b", ";");
-    decoded.split('/').any(|seg| {
-        let s = seg.split(';').next().unwrap_or(seg);
-        s == "." || s == ".."
-    })
-}
-
 /// Whether `method` asks the server to echo the request, headers and all,
 /// back to the client (TRACE, and IIS's TRACK): an injected secret would
 /// reach the sandbox. Servers may read methods without regard to case.
@@ -777,82 +616,8 @@ fn echoes_headers(method: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::host::tests::{ip, name};
     use crate::policy::PolicyStore;
-
-    fn name(s: &str) -> Host {
-        Host::Name(s.to_string())
-    }
-
-    fn ip(s: &str) -> Host {
-        Host::Ip(s.parse().unwrap())
-    }
-
-    #[test]
-    fn hosts_normalise_as_url_parsers_do() {
-        let cases: &[(&str, Host)] = &[
-            ("Example.COM", name("example.com")),
-            ("example.com.", name("example.com")),
-            ("ALLOWED.TEST.", name("allowed.test")),
-            ("bücher.example", name("xn--bcher-kva.example")),
-            ("BÜCHER.example", name("xn--bcher-kva.example")),
-            ("xn--bcher-kva.example", name("xn--bcher-kva.example")),
-            ("a\u{3002}b.test", name("a.b.test")),
-            ("_dmarc.a.test", name("_dmarc.a.test")),
-            ("localhost", name("localhost")),
-            ("127.0.0.1", ip("127.0.0.1")),
-            ("127.1", ip("127.0.0.1")),
-            ("127.0.1", ip("127.0.0.1")),
-            ("2130706433", ip("127.0.0.1")),
-            ("0x7f.1", ip("127.0.0.1")),
-            ("0X7F.1", ip("127.0.0.1")),
-            ("0177.0.0.1", ip("127.0.0.1")),
-            ("0x7f000001", ip("127.0.0.1")),
-            ("127.0.0.1.", ip("127.0.0.1")),
-            ("0x", ip("0.0.0.0")),
-            ("1.2.3.04", ip("1.2.3.4")),
-            ("\u{ff11}\u{ff12}\u{ff17}.0.0.1", ip("127.0.0.1")),
-            ("169.254.43518", ip("169.254.169.254")),
-            ("[::1]", ip("::1")),
-            ("[::FFFF:127.0.0.1]", ip("::ffff:127.0.0.1")),
-            ("::1", ip("::1")),
-        ];
-        for (raw, want) in cases {
-            assert_eq!(normalize_host(raw).as_ref(), Ok(want), "{raw}");
-        }
-        for bad in [
-            "",
-            ".",
-            "a.com..",
-            "a..com",
-            "[fe80::1%eth0]",
-            "fe80::1%25eth0",
-            "[::1",
-            "[127.0.0.1]",
-            "256.0.0.1",
-            "1.2.3.4.5",
-            "4294967296",
-            "0x100000000",
-            "1.2.3.256",
-            "1.2.65536",
-            "09.1.1.1",
-            "foo.123",
-            "a b.com",
-            "a/b.com",
-            "a@b.com",
-            "a%2eb.com",
-            "-a.com",
-            "a-.com",
-            "xn--a.com",
-            &"a".repeat(64),
-            &format!("{}.com", ["abcdefghij"; 25].join(".")),
-        ] {
-            assert!(
-                normalize_host(bad).is_err(),
-                "{bad:?} accepted: {:?}",
-                normalize_host(bad)
-            );
-        }
-    }
 
     #[test]
     fn block_names() {
@@ -1325,26 +1090,6 @@ paths = ["/meta/*"]
         assert_eq!((d.verdict, inj.len()), (Allow, 0));
         let (d, _) = p.decide_request(&name("api.github.test"), 22, "GET", "/user");
         assert_eq!(d.block, Some(Block::Port));
-    }
-
-    #[test]
-    fn dot_segments_are_found_as_servers_read_them() {
-        for dotted in [
-            "/a/../b",
-            "/a/%2E%2e/b",
-            "/a/.",
-            "/a%2f..%2fb",
-            "/a/..;/b",
-            "/a/..;jsessionid=x/b",
-            "/a/%2e%2e%3b/b",
-            "/a/.;x",
-            "/a/%u002e%u002E/b",
-        ] {
-            assert!(has_dot_segment(dotted), "{dotted}");
-        }
-        for plain in ["/a/..b/c.d", "/a/b;..", "/a/x;v=1", "/.a/b."] {
-            assert!(!has_dot_segment(plain), "{plain}");
-        }
     }
 
     /// TRACE and TRACK echo the request back: never with a secret injected,

@@ -1,20 +1,24 @@
 //! Network policy for sandboxes in mode `allowlist`: what a name, port,
-//! method and path may do ([`decide`], pure), which addresses may be dialled
-//! ([`addr`], the SSRF guard), how names are resolved by the daemon itself
-//! ([`resolve`]) and the per-exec [`session`] the proxy and the resolver serve,
-//! on the [`listen`]ers bound inside the sandbox; their writes to a peer
-//! are [`timed`].
+//! method and path may do ([`decide`], pure, on host names normalised in
+//! `host`; `path` finds the paths no glob can judge), which addresses may be
+//! dialled ([`addr`], the SSRF guard), how names are resolved by the daemon
+//! itself ([`resolve`]) and the per-exec [`session`] the proxy and the
+//! resolver serve, on the [`listen`]ers bound inside the sandbox; their
+//! writes to a peer are [`timed`].
 
 pub mod addr;
 pub mod decide;
+mod host;
 pub mod listen;
+mod path;
 pub mod rate;
 pub mod resolve;
 pub mod secrets;
 pub mod session;
 pub mod timed;
 
-pub use decide::{normalize_host, Block, Host, NetDecision, NetPolicy};
+pub use decide::{Block, NetDecision, NetPolicy};
+pub use host::{normalize_host, Host};
 pub use resolve::Resolver;
 pub use secrets::SecretStore;
 pub use session::{NetQuery, NetRecord, Phase, Session};
