@@ -12,7 +12,7 @@ use super::upstream::{open_upstream, still_open, Upstream};
 use super::{Io, Mode};
 use crate::net::decide::{has_dot_segment, Injection};
 use crate::net::timed::{idle, write_idle};
-use crate::net::Session;
+use crate::net::{Host, Session};
 use crate::proxy::dial::{self, Attempt, Refused};
 use crate::proxy::tunnel::Counts;
 use crate::proxy::IDLE_TIMEOUT;
@@ -127,86 +127,27 @@ pub(super) async fn one<C: Io>(
                 };
                 match split_authority(auth, Some(*port)) {
                     Ok((h, p)) if h == *host && p == *port => (protocol, h, p, path),
-                    Ok(_) => {
-                        let m =
-                            format!("the URI's authority {auth} is not the tunnel's destination");
-                        return bad_request(
-                            session,
-                            io,
-                            &head,
-                            protocol,
-                            &dial::host_str(host),
-                            *port,
-                            &m,
-                        )
-                        .await;
-                    }
-                    Err(m) => {
-                        return bad_request(
-                            session,
-                            io,
-                            &head,
-                            protocol,
-                            &dial::host_str(host),
-                            *port,
-                            &m,
-                        )
-                        .await
+                    other => {
+                        let m = other.map_or_else(
+                            |m| m,
+                            |_| {
+                                format!(
+                                    "the URI's authority {auth} is not the tunnel's destination"
+                                )
+                            },
+                        );
+                        let host = dial::host_str(host);
+                        return bad_request(session, io, &head, protocol, &host, *port, &m).await;
                     }
                 }
             }
         }
     };
     let host_s = dial::host_str(&host);
-    // The Host header must name the same destination.
-    let hosts: Vec<&[u8]> = head.all("host").collect();
-    if hosts.len() > 1 {
-        return bad_request(
-            session,
-            io,
-            &head,
-            protocol,
-            &host_s,
-            port,
-            "more than one Host header",
-        )
-        .await;
-    }
-    if let Some(v) = hosts.first() {
-        let v = String::from_utf8_lossy(v);
-        match split_authority(v.trim(), Some(default_port(mode, port))) {
-            Ok((h, p)) if h == host && p == port => {}
-            Ok(_) => {
-                let m = format!("Host header {v:?} is not the request's host {host_s}:{port}");
-                return bad_request(session, io, &head, protocol, &host_s, port, &m).await;
-            }
-            Err(m) => {
-                return bad_request(
-                    session,
-                    io,
-                    &head,
-                    protocol,
-                    &host_s,
-                    port,
-                    &format!("Host header: {m}"),
-                )
-                .await
-            }
-        }
+    if let Err(m) = consistent(&head, mode, &host, port, &path) {
+        return bad_request(session, io, &head, protocol, &host_s, port, &m).await;
     }
     let bare_path = path.split('?').next().unwrap_or("/").to_string();
-    if has_dot_segment(&bare_path) {
-        return bad_request(
-            session,
-            io,
-            &head,
-            protocol,
-            &host_s,
-            port,
-            "a . or .. segment in the path",
-        )
-        .await;
-    }
     let body = match request_body(&head) {
         Ok(b) => b,
         Err(m) => {
@@ -306,6 +247,35 @@ pub(super) async fn one<C: Io>(
     Exchange {
         keep_alive: f.keep_client,
     }
+}
+
+/// Why a request contradicts itself, if it does: its Host header must
+/// name its destination (`host`, `port`), once, and its `path` may hold no
+/// `.` or `..` segment (servers would read it as another path than the
+/// rules judged).
+fn consistent(head: &Head, mode: &Mode, host: &Host, port: u16, path: &str) -> Result<(), String> {
+    let hosts: Vec<&[u8]> = head.all("host").collect();
+    if hosts.len() > 1 {
+        return Err("more than one Host header".into());
+    }
+    if let Some(v) = hosts.first() {
+        let v = String::from_utf8_lossy(v);
+        match split_authority(v.trim(), Some(default_port(mode, port))) {
+            Ok((h, p)) if h == *host && p == port => {}
+            Ok(_) => {
+                let host_s = dial::host_str(host);
+                return Err(format!(
+                    "Host header {v:?} is not the request's host {host_s}:{port}"
+                ));
+            }
+            Err(m) => return Err(format!("Host header: {m}")),
+        }
+    }
+    let bare_path = path.split('?').next().unwrap_or("/");
+    if has_dot_segment(bare_path) {
+        return Err("a . or .. segment in the path".into());
+    }
+    Ok(())
 }
 
 fn default_port(mode: &Mode, port: u16) -> u16 {
