@@ -701,6 +701,35 @@ fn the_hooks_directory_a_repository_config_names_is_protected() {
     assert!(ws.join("other").exists());
 }
 
+/// Where a pattern protects the hooks of every repository, each one's
+/// configured hooks directory is protected too.
+#[test]
+fn hooks_directories_are_protected_where_a_glob_protects_hooks() {
+    let d = Daemon::builder()
+        .profile(
+            "repos",
+            "extends = \"workspace\"\n[filesystem]\ndeny_write = [\"**/.git/hooks\"]\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    for repo in ["a", "b"] {
+        ws.write(&format!("{repo}/.git/HEAD"), "ref: refs/heads/main\n", U1);
+        ws.write(&format!("{repo}/.git/hooks/pre-commit.sample"), "", U1);
+    }
+    ws.write("a/.git/config", "[core]\n\thooksPath = .githooks\n", U1);
+    ws.write("a/.githooks/pre-commit", "true\n", U1);
+    let script = "echo evil > a/.githooks/pre-commit; echo evil > a/.githooks/post-checkout; \
+                  echo x > b/.githooks-not-named; echo done";
+    let out = d.sh(U1, &ws.path, &["--profile", "repos"], script);
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(ws.join("a/.githooks/pre-commit")).unwrap(),
+        "true\n"
+    );
+    assert!(!ws.join("a/.githooks/post-checkout").exists());
+    assert!(ws.join("b/.githooks-not-named").exists());
+}
+
 #[test]
 fn a_protected_path_cannot_be_moved_away_by_a_parent_in_an_outer_writable_root() {
     let d = Daemon::builder()

@@ -17,22 +17,28 @@ use std::path::{Component, Path, PathBuf};
 const MAX_CONFIG: u64 = 1 << 20;
 
 /// Deny-write patterns (literal) for the hooks directories named by the
-/// config of each repository whose `.git/hooks` `deny_write` protects,
-/// whether or not they exist yet, and for the scripts a hooks directory
-/// runs from its parent (husky's). `home` expands a leading `~/`.
-pub fn protected_hook_dirs(deny_write: &[String], home: Option<&Path>) -> Vec<String> {
-    deny_write
-        .iter()
-        .filter_map(|pattern| super::mounts::literal_of(pattern))
+/// config of each repository whose `.git/hooks` is among `denied` (what
+/// `deny_write` matched), whether or not they exist yet, and for the
+/// scripts a hooks directory runs from its parent (husky's). `home`
+/// expands a leading `~/`.
+pub fn protected_hook_dirs<'a>(
+    denied: impl Iterator<Item = &'a Path>,
+    home: Option<&Path>,
+) -> Vec<String> {
+    let mut dirs: Vec<PathBuf> = denied
         .filter_map(|hooks| {
-            let repo = hooks.strip_suffix("/.git/hooks")?.to_string();
-            let config = read_config(&Path::new(&repo).join(".git/config"))?;
-            hooks_path(&config, Path::new(&repo), home)
+            let repo = hooks.to_str()?.strip_suffix("/.git/hooks")?;
+            let config = read_config(&Path::new(repo).join(".git/config"))?;
+            hooks_path(&config, Path::new(repo), home)
         })
         .flat_map(|dir| {
             let scripts = runs_from_parent(&dir).then(|| dir.parent().map(Path::to_path_buf));
             std::iter::once(dir).chain(scripts.flatten())
         })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs.iter()
         .map(|dir| crate::backend::spec::glob_literal(&dir.to_string_lossy()))
         .collect()
 }

@@ -233,11 +233,18 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     )
     .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?;
     // As the caller: a walk never looks where the caller cannot. The hooks
-    // directories protected repositories' configs name are protected too.
+    // directories protected repositories' configs name are protected too
+    // (the patterns expanded again with them, which only such a config
+    // costs).
     let home = spec.env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v);
     let fs = &mut spec.fs;
     let denied = paths::as_caller(&spec.creds, || {
-        let hook_dirs = hooks::protected_hook_dirs(&fs.deny_write, home.map(Path::new));
+        let denied = mounts::expand_denies(fs)?;
+        let matched = denied.write.iter().map(|(_, p, _)| p.as_path());
+        let hook_dirs = hooks::protected_hook_dirs(matched, home.map(Path::new));
+        if hook_dirs.is_empty() {
+            return Ok(denied);
+        }
         fs.deny_write.extend(hook_dirs);
         mounts::expand_denies(fs)
     })

@@ -252,7 +252,7 @@ fn expand_settled(pattern: &str) -> Result<(Vec<PathBuf>, bool), String> {
 /// The text `s` (a pattern or one of its components) matches, when it is
 /// literal: plain characters and the one-character classes
 /// `globset::escape` writes for its special ones (`[*]`, `[[]`).
-pub(in crate::backend::linux) fn literal_of(s: &str) -> Option<String> {
+fn literal_of(s: &str) -> Option<String> {
     const SPECIAL: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
     let cs: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());

@@ -28,7 +28,6 @@ mod dev;
 mod root;
 mod syscalls;
 
-pub(super) use denies::literal_of;
 pub use denies::{expand_denies, Denied};
 pub use dev::WRITABLE_DEVICES;
 
