@@ -444,9 +444,9 @@ fn narrowing_is_allowed_widening_is_refused_naming_the_rule() {
     let p = |n| s.get(n).unwrap();
     let ok =
         |name, n: Narrowing| resolve(p(name), &ctx(), &n).unwrap_or_else(|r| panic!("{name}: {r}"));
-    let refused = |name, n: Narrowing, rule: &str| {
-        let r = resolve(p(name), &ctx(), &n).expect_err(name);
-        assert!(r.rule.contains(rule), "{name}: want rule {rule:?}, got {r}");
+    let net = |v: &[&str]| Narrowing {
+        network_allow: Some(v.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
     };
 
     let e = ok(
@@ -457,38 +457,6 @@ fn narrowing_is_allowed_widening_is_refused_naming_the_rule() {
         },
     );
     assert_eq!(e.limits.timeout, Some(Duration::from_secs(10)));
-    refused(
-        "short",
-        Narrowing {
-            timeout: Some(Duration::from_secs(7200)),
-            ..Default::default()
-        },
-        "limits.timeout \"1m\"",
-    );
-    refused(
-        "workspace",
-        Narrowing {
-            memory: Some(8 << 30),
-            ..Default::default()
-        },
-        "limits.memory \"4GiB\"",
-    );
-    refused(
-        "workspace",
-        Narrowing {
-            pids: Some(4096),
-            ..Default::default()
-        },
-        "limits.pids",
-    );
-    refused(
-        "workspace",
-        Narrowing {
-            output: Some(1 << 30),
-            ..Default::default()
-        },
-        "limits.output",
-    );
     let e = ok(
         "workspace",
         Narrowing {
@@ -518,40 +486,6 @@ fn narrowing_is_allowed_widening_is_refused_naming_the_rule() {
             ..Default::default()
         },
     );
-    // The private /tmp is writable, but a root asked for there would be the
-    // host's /tmp/x: a widening.
-    refused(
-        "workspace",
-        Narrowing {
-            write: Some(vec!["/tmp/x".into()]),
-            ..Default::default()
-        },
-        "filesystem.write",
-    );
-    refused(
-        "workspace",
-        Narrowing {
-            write: Some(vec!["/etc".into()]),
-            ..Default::default()
-        },
-        "filesystem.write",
-    );
-    refused(
-        "workspace",
-        Narrowing {
-            write: Some(vec!["/srv/ws/../etc".into()]),
-            ..Default::default()
-        },
-        "filesystem.write",
-    );
-    refused(
-        "workspace",
-        Narrowing {
-            write: Some(vec!["/srv/wsx".into()]),
-            ..Default::default()
-        },
-        "embedded:workspace.toml:",
-    );
 
     for to in [
         ApprovalMode::Untrusted,
@@ -570,27 +504,7 @@ fn narrowing_is_allowed_widening_is_refused_naming_the_rule() {
             to
         );
     }
-    refused(
-        "strict",
-        Narrowing {
-            approval: Some(ApprovalMode::OnRequest),
-            ..Default::default()
-        },
-        "approval \"untrusted\"",
-    );
-    refused(
-        "strict",
-        Narrowing {
-            approval: Some(ApprovalMode::Never),
-            ..Default::default()
-        },
-        "approval",
-    );
 
-    let net = |v: &[&str]| Narrowing {
-        network_allow: Some(v.iter().map(|s| s.to_string()).collect()),
-        ..Default::default()
-    };
     let e = ok("net", net(&["static.crates.io", "**.crates.io"]));
     assert_eq!(
         (e.network, e.network_allow.clone()),
@@ -604,11 +518,113 @@ fn narrowing_is_allowed_widening_is_refused_naming_the_rule() {
         ok("net", Narrowing::default()).network_allow,
         ["**.crates.io", "pypi.org"]
     );
-    refused("net", net(&["evil.com"]), "network.allow");
-    refused("net", net(&["*.pypi.org"]), "network.allow");
-    refused("workspace", net(&["crates.io"]), "network.mode \"none\"");
     let e = ok("open", net(&["crates.io"]));
     assert_eq!(e.network, NetworkMode::Allowlist);
+
+    let write = |root: &str| Narrowing {
+        write: Some(vec![root.into()]),
+        ..Default::default()
+    };
+    // Each row: case, profile, narrowing asked for, what the refusal's rule names.
+    let widenings = [
+        (
+            "longer timeout",
+            "short",
+            Narrowing {
+                timeout: Some(Duration::from_secs(7200)),
+                ..Default::default()
+            },
+            "limits.timeout \"1m\"",
+        ),
+        (
+            "more memory",
+            "workspace",
+            Narrowing {
+                memory: Some(8 << 30),
+                ..Default::default()
+            },
+            "limits.memory \"4GiB\"",
+        ),
+        (
+            "more pids",
+            "workspace",
+            Narrowing {
+                pids: Some(4096),
+                ..Default::default()
+            },
+            "limits.pids",
+        ),
+        (
+            "more output",
+            "workspace",
+            Narrowing {
+                output: Some(1 << 30),
+                ..Default::default()
+            },
+            "limits.output",
+        ),
+        // The private /tmp is writable, but a root asked for there would be the
+        // host's /tmp/x: a widening.
+        (
+            "write under /tmp",
+            "workspace",
+            write("/tmp/x"),
+            "filesystem.write",
+        ),
+        ("write /etc", "workspace", write("/etc"), "filesystem.write"),
+        (
+            "write out of the workspace by ..",
+            "workspace",
+            write("/srv/ws/../etc"),
+            "filesystem.write",
+        ),
+        (
+            "write a sibling of the workspace",
+            "workspace",
+            write("/srv/wsx"),
+            "embedded:workspace.toml:",
+        ),
+        (
+            "untrusted to on-request",
+            "strict",
+            Narrowing {
+                approval: Some(ApprovalMode::OnRequest),
+                ..Default::default()
+            },
+            "approval \"untrusted\"",
+        ),
+        (
+            "untrusted to never",
+            "strict",
+            Narrowing {
+                approval: Some(ApprovalMode::Never),
+                ..Default::default()
+            },
+            "approval",
+        ),
+        (
+            "a host not allowed",
+            "net",
+            net(&["evil.com"]),
+            "network.allow",
+        ),
+        (
+            "a wider pattern",
+            "net",
+            net(&["*.pypi.org"]),
+            "network.allow",
+        ),
+        (
+            "a host with no network",
+            "workspace",
+            net(&["crates.io"]),
+            "network.mode \"none\"",
+        ),
+    ];
+    for (case, name, n, rule) in widenings {
+        let r = resolve(p(name), &ctx(), &n).expect_err(case);
+        assert!(r.rule.contains(rule), "{case}: want rule {rule:?}, got {r}");
+    }
 }
 
 #[test]
