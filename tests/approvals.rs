@@ -91,13 +91,39 @@ impl Approver {
     }
 }
 
-/// `agent exec [flags] --approver A -- argv` as `uid` in `ws`.
-fn exec(d: &Daemon, uid: u32, ws: &Dir, flags: &[&str], a: &Approver, argv: &[&str]) -> Out {
+/// The arguments of `agent exec [flags] --approver A -- argv`.
+fn exec_args<'a>(flags: &[&'a str], a: &'a Approver, argv: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["exec"];
     args.extend_from_slice(flags);
     args.extend_from_slice(&["--approver", a.arg(), "--"]);
     args.extend_from_slice(argv);
-    d.agent(uid, &ws.path).run(&args)
+    args
+}
+
+/// `agent exec [flags] --approver A -- argv` as `uid` in `ws`.
+fn exec(d: &Daemon, uid: u32, ws: &Dir, flags: &[&str], a: &Approver, argv: &[&str]) -> Out {
+    d.agent(uid, &ws.path).run(&exec_args(flags, a, argv))
+}
+
+/// The same as `exec` as U1, with `input` on its standard input.
+fn exec_with_input(
+    d: &Daemon,
+    ws: &Dir,
+    flags: &[&str],
+    a: &Approver,
+    argv: &[&str],
+    input: &[u8],
+) -> Out {
+    d.agent(U1, &ws.path)
+        .run_with_stdin(&exec_args(flags, a, argv), Some(input))
+}
+
+/// The records of `kind` in the audit log.
+fn records_of(d: &Daemon, kind: &str) -> Vec<Value> {
+    d.records()
+        .into_iter()
+        .filter(|r| r["kind"] == kind)
+        .collect()
 }
 
 fn strings(v: &Value) -> Vec<&str> {
@@ -664,11 +690,7 @@ fn an_unanswered_request_times_out_as_a_deny() {
         t.elapsed()
     );
     assert!(!ws.join("late").exists());
-    let answered: Vec<Value> = d
-        .records()
-        .into_iter()
-        .filter(|r| r["kind"] == "approval-answered")
-        .collect();
+    let answered = records_of(&d, "approval-answered");
     assert_eq!(answered.len(), 1);
     assert_eq!(answered[0]["answer"], "timeout");
 }
@@ -852,18 +874,14 @@ fn input_sent_while_a_command_is_asked_about_reaches_it() {
     let d = daemon();
     let ws = Dir::new(U1);
     let slow = Approver::slow(&ws, U1, "approve", 1);
-    let args = [
-        "exec",
-        "--profile",
-        "ut",
-        "--approver",
-        slow.arg(),
-        "--",
-        "cat",
-    ];
-    let out = d
-        .agent(U1, &ws.path)
-        .run_with_stdin(&args, Some(b"sent before the start\n"));
+    let out = exec_with_input(
+        &d,
+        &ws,
+        &["--profile", "ut"],
+        &slow,
+        &["cat"],
+        b"sent before the start\n",
+    );
     out.expect_code(0);
     assert_eq!(out.stdout, "sent before the start\n");
     assert_eq!(slow.requests().len(), 1);
@@ -970,20 +988,16 @@ fn much_input_sent_while_asked_about_goes_through_a_command_that_echoes_it() {
     let d = daemon();
     let ws = Dir::new(U1);
     let slow = Approver::slow(&ws, U1, "approve", 1);
-    let args = [
-        "exec",
-        "--profile",
-        "ut",
-        "--timeout",
-        "60s",
-        "--approver",
-        slow.arg(),
-        "--",
-        "cat",
-    ];
     let input = vec![b'x'; 7 << 20];
     let began = Instant::now();
-    let out = d.agent(U1, &ws.path).run_with_stdin(&args, Some(&input));
+    let out = exec_with_input(
+        &d,
+        &ws,
+        &["--profile", "ut", "--timeout", "60s"],
+        &slow,
+        &["cat"],
+        &input,
+    );
     out.expect_code(0);
     assert_eq!(out.stdout.len(), input.len());
     assert!(
@@ -1001,20 +1015,15 @@ fn more_input_than_the_daemon_holds_while_asked_goes_through_once_approved() {
     let d = daemon();
     let ws = Dir::new(U1);
     let slow = Approver::slow(&ws, U1, "approve", 1);
-    let args = [
-        "exec",
-        "--profile",
-        "ut",
-        "--timeout",
-        "60s",
-        "--approver",
-        slow.arg(),
-        "--",
-        "wc",
-        "-c",
-    ];
     let input = vec![0u8; 10 << 20];
-    let out = d.agent(U1, &ws.path).run_with_stdin(&args, Some(&input));
+    let out = exec_with_input(
+        &d,
+        &ws,
+        &["--profile", "ut", "--timeout", "60s"],
+        &slow,
+        &["wc", "-c"],
+        &input,
+    );
     out.expect_code(0);
     assert_eq!(out.stdout.trim(), (10 << 20).to_string());
     assert_eq!(slow.requests().len(), 1);
@@ -1030,16 +1039,7 @@ fn an_exec_waiting_for_an_answer_counts_against_the_users_limit() {
     let slow = Approver::slow(&ws, U1, "approve", 3);
     let waiting = d
         .agent(U1, &ws.path)
-        .command(&[
-            "exec",
-            "--profile",
-            "ut",
-            "--approver",
-            slow.arg(),
-            "--",
-            "echo",
-            "asked",
-        ])
+        .command(&exec_args(&["--profile", "ut"], &slow, &["echo", "asked"]))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -1170,16 +1170,11 @@ fn a_stopping_daemon_ends_its_sandboxes_and_runs_nothing_still_asked_about() {
     let running = spawn(&["exec", "--", "sh", "-c", "sleep 30 # stop-marker"]);
     let id = d.sandbox_id(U1, &ws.path, "stop-marker");
     let late = Approver::slow(&ws, U1, "approve", 3);
-    let asked = spawn(&[
-        "exec",
-        "--profile",
-        "ut",
-        "--approver",
-        late.arg(),
-        "--",
-        "touch",
-        "ran-after-stop",
-    ]);
+    let asked = spawn(&exec_args(
+        &["--profile", "ut"],
+        &late,
+        &["touch", "ran-after-stop"],
+    ));
     assert!(
         eventually(Duration::from_secs(15), || !late.requests().is_empty()),
         "the approver was never asked"
@@ -1252,11 +1247,7 @@ fn a_session_does_not_remember_a_command_too_long_to_keep() {
         "{}",
         out.stderr
     );
-    let answered: Vec<Value> = d
-        .records()
-        .into_iter()
-        .filter(|r| r["kind"] == "approval-answered")
-        .collect();
+    let answered = records_of(&d, "approval-answered");
     assert_eq!(answered[0]["too_long_to_remember"], 1, "{answered:?}");
     exec(&d, U1, &ws, &ut, &session, &argv).expect_code(0);
     assert_eq!(session.requests().len(), 2);
