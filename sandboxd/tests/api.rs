@@ -840,61 +840,41 @@ async fn exec_must_start_with_exec_start() {
     assert!(e.message().contains("ExecStart"), "{}", e.message());
 }
 
-async fn reflection_v1(ch: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-        ServerReflectionRequest,
-    };
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = ServerReflectionClient::new(ch)
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner();
-    match stream
-        .message()
-        .await
-        .unwrap()
-        .and_then(|r| r.message_response)
-    {
-        Some(MessageResponse::ListServicesResponse(l)) => {
-            l.service.into_iter().map(|s| s.name).collect()
+/// Defines `$name`, which lists the services the daemon names through reflection version `$version`.
+macro_rules! reflection_list {
+    ($name:ident, $version:ident) => {
+        async fn $name(ch: tonic::transport::Channel) -> Vec<String> {
+            use tonic_reflection::pb::$version::{
+                server_reflection_client::ServerReflectionClient,
+                server_reflection_request::MessageRequest,
+                server_reflection_response::MessageResponse, ServerReflectionRequest,
+            };
+            let req = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut stream = ServerReflectionClient::new(ch)
+                .server_reflection_info(tokio_stream::iter(vec![req]))
+                .await
+                .unwrap()
+                .into_inner();
+            match stream
+                .message()
+                .await
+                .unwrap()
+                .and_then(|r| r.message_response)
+            {
+                Some(MessageResponse::ListServicesResponse(l)) => {
+                    l.service.into_iter().map(|s| s.name).collect()
+                }
+                other => panic!("unexpected reflection answer {other:?}"),
+            }
         }
-        other => panic!("unexpected reflection answer {other:?}"),
-    }
+    };
 }
 
-async fn reflection_v1alpha(ch: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::{
-        server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-        ServerReflectionRequest,
-    };
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = ServerReflectionClient::new(ch)
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner();
-    match stream
-        .message()
-        .await
-        .unwrap()
-        .and_then(|r| r.message_response)
-    {
-        Some(MessageResponse::ListServicesResponse(l)) => {
-            l.service.into_iter().map(|s| s.name).collect()
-        }
-        other => panic!("unexpected reflection answer {other:?}"),
-    }
-}
+reflection_list!(reflection_v1, v1);
+reflection_list!(reflection_v1alpha, v1alpha);
 
 fn check_config(files: &[(&str, &str)]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
@@ -1249,11 +1229,22 @@ fn connect_as(socket: &Path, uid: u32, groups: &[u32]) -> std::os::unix::net::Un
     .unwrap()
 }
 
+/// The ids of the sandboxes List shows `client`, every user's where `all`.
+async fn listed(
+    client: &mut sandbox_proto::v1::sandbox_client::SandboxClient<tonic::transport::Channel>,
+    all: bool,
+) -> Vec<String> {
+    let list = client
+        .list(sandbox_proto::v1::ListRequest { all })
+        .await
+        .unwrap()
+        .into_inner();
+    list.sandboxes.into_iter().map(|s| s.id).collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sandboxes_run_as_their_caller_and_only_owners_and_admins_see_and_kill_them() {
-    use sandbox_proto::v1::{
-        exec_response::Msg, sandbox_client::SandboxClient, KillRequest, ListRequest,
-    };
+    use sandbox_proto::v1::{exec_response::Msg, sandbox_client::SandboxClient, KillRequest};
     let d = Daemon::start_with("admin_group = \"4343\"\n", &[]);
     let ws = workspace();
     std::os::unix::fs::chown(ws.path(), Some(1001), Some(1001)).unwrap();
@@ -1287,43 +1278,11 @@ async fn sandboxes_run_as_their_caller_and_only_owners_and_admins_see_and_kill_t
     groups.sort();
     assert_eq!(groups, ["1001", "27"]);
 
-    let ids = |l: sandbox_proto::v1::ListResponse| {
-        l.sandboxes.into_iter().map(|s| s.id).collect::<Vec<_>>()
-    };
-    assert_eq!(
-        ids(owner
-            .list(ListRequest { all: false })
-            .await
-            .unwrap()
-            .into_inner()),
-        [id.clone()]
-    );
-    assert!(ids(other
-        .list(ListRequest { all: false })
-        .await
-        .unwrap()
-        .into_inner())
-    .is_empty());
-    assert!(ids(other
-        .list(ListRequest { all: true })
-        .await
-        .unwrap()
-        .into_inner())
-    .is_empty());
-    assert!(ids(admin
-        .list(ListRequest { all: false })
-        .await
-        .unwrap()
-        .into_inner())
-    .is_empty());
-    assert_eq!(
-        ids(admin
-            .list(ListRequest { all: true })
-            .await
-            .unwrap()
-            .into_inner()),
-        [id.clone()]
-    );
+    assert_eq!(listed(&mut owner, false).await, [id.clone()]);
+    assert!(listed(&mut other, false).await.is_empty());
+    assert!(listed(&mut other, true).await.is_empty());
+    assert!(listed(&mut admin, false).await.is_empty());
+    assert_eq!(listed(&mut admin, true).await, [id.clone()]);
 
     let e = other
         .kill(KillRequest {
