@@ -1322,41 +1322,67 @@ async fn check_policy_explains_paths_urls_and_commands() {
         let mut client = client.clone();
         async move { client.check_policy(req).await.map(|r| r.into_inner()) }
     };
-    let r = check(
-        "workspace",
-        "/srv/ws",
-        Query::Write("/srv/ws/file.txt".into()),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.decision, "allow", "{r:?}");
-    let r = check("workspace", "/srv/ws", Query::Write("/etc/passwd".into()))
-        .await
-        .unwrap();
-    assert_eq!(r.decision, "deny", "{r:?}");
-    let r = check(
-        "",
-        "/srv/ws",
-        Query::Write("/srv/ws/.git/hooks/pre-commit".into()),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.decision, "deny", "{r:?}");
-    assert!(r.rule.contains("deny_write"), "{r:?}");
-    // Root's home comes from /etc/passwd.
-    let r = check("workspace", "", Query::Read("/root/.ssh/id_ed25519".into()))
-        .await
-        .unwrap();
-    assert_eq!(r.decision, "deny", "{r:?}");
-    assert!(r.rule.contains("deny_read"), "{r:?}");
-    let r = check("workspace", "", Query::Url("https://example.com/".into()))
-        .await
-        .unwrap();
-    assert_eq!(r.decision, "deny", "{r:?}");
-    let r = check("full", "", Query::Url("https://example.com/".into()))
-        .await
-        .unwrap();
-    assert_eq!(r.decision, "allow", "{r:?}");
+    // Each row: case, profile, cwd, query, decision, what the rule names if checked.
+    let decided = [
+        (
+            "a write in the workspace",
+            "workspace",
+            "/srv/ws",
+            Query::Write("/srv/ws/file.txt".into()),
+            "allow",
+            None,
+        ),
+        (
+            "a write to /etc",
+            "workspace",
+            "/srv/ws",
+            Query::Write("/etc/passwd".into()),
+            "deny",
+            None,
+        ),
+        (
+            "a write to a git hook",
+            "",
+            "/srv/ws",
+            Query::Write("/srv/ws/.git/hooks/pre-commit".into()),
+            "deny",
+            Some("deny_write"),
+        ),
+        // Root's home comes from /etc/passwd.
+        (
+            "a read of root's ssh key",
+            "workspace",
+            "",
+            Query::Read("/root/.ssh/id_ed25519".into()),
+            "deny",
+            Some("deny_read"),
+        ),
+        (
+            "a URL with no network",
+            "workspace",
+            "",
+            Query::Url("https://example.com/".into()),
+            "deny",
+            None,
+        ),
+        (
+            "a URL with full network",
+            "full",
+            "",
+            Query::Url("https://example.com/".into()),
+            "allow",
+            None,
+        ),
+    ];
+    for (case, profile, cwd, query, decision, rule) in decided {
+        let r = check(profile, cwd, query)
+            .await
+            .unwrap_or_else(|e| panic!("{case}: {e:?}"));
+        assert_eq!(r.decision, decision, "{case}: {r:?}");
+        if let Some(rule) = rule {
+            assert!(r.rule.contains(rule), "{case}: {r:?}");
+        }
+    }
     let r = check(
         "workspace",
         "",
