@@ -730,6 +730,43 @@ fn hooks_directories_are_protected_where_a_glob_protects_hooks() {
     assert!(ws.join("b/.githooks-not-named").exists());
 }
 
+/// A `~/` in a repository's `core.hooksPath` is the caller's home, as for
+/// git on the host, even where the profile gives the command another HOME.
+#[test]
+fn a_hooks_directory_in_the_home_is_found_whatever_the_commands_home() {
+    let d = Daemon::builder()
+        .profile(
+            "homes",
+            "extends = \"workspace\"\n[filesystem]\nwrite = [\"{home}\"]\n\
+             [env]\nset = { HOME = \"/tmp\" }\n",
+        )
+        .start();
+    let ws = Dir::new(U1);
+    let name = format!(
+        ".githooks-{}",
+        ws.path.file_name().unwrap().to_string_lossy()
+    );
+    let hooks = home(U1).join(&name);
+    std::fs::create_dir(&hooks).unwrap();
+    chown(&hooks, U1);
+    ws.write(".git/HEAD", "ref: refs/heads/main\n", U1);
+    ws.write(
+        ".git/config",
+        &format!("[core]\n\thooksPath = ~/{name}\n"),
+        U1,
+    );
+    let script = format!(
+        "echo \"$HOME\"; echo evil > {}/pre-commit; echo done",
+        hooks.display()
+    );
+    let out = d.sh(U1, &ws.path, &["--profile", "homes"], &script);
+    let written = hooks.join("pre-commit").exists();
+    std::fs::remove_dir_all(&hooks).unwrap();
+    assert!(out.stdout.starts_with("/tmp\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("done"), "{}", out.stderr);
+    assert!(!written, "hook written: {}", out.stderr);
+}
+
 #[test]
 fn a_protected_path_cannot_be_moved_away_by_a_parent_in_an_outer_writable_root() {
     let d = Daemon::builder()

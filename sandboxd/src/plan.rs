@@ -216,6 +216,7 @@ pub fn build(
         deny_read: policy.deny_read.clone(),
         deny_write: policy.deny_write.clone(),
         private_tmp: policy.private_tmp,
+        home: policy.home.clone(),
         hide,
         host_sockets,
         files,

@@ -325,6 +325,7 @@ fn policy(network: NetworkMode, write: &[&str]) -> EffectivePolicy {
         deny_read: vec!["/home/u1000/.ssh".into(), "**/.env".into()],
         deny_write: vec!["/srv/ws/.git/hooks".into()],
         private_tmp: true,
+        home: "/home/u1000".into(),
         network,
         network_allow: vec![],
         net: None,

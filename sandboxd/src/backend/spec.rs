@@ -98,6 +98,9 @@ pub struct FsPlan {
     pub deny_write: Vec<String>,
     /// Mount a fresh tmpfs on /tmp (the `{tmp}` root).
     pub private_tmp: bool,
+    /// The caller's home (`{home}`), where a `~/` in a protected
+    /// repository's `core.hooksPath` leads, whatever the command's `HOME`.
+    pub home: PathBuf,
     /// Paths hidden entirely (daemon socket dir, state dir): an empty directory
     /// or an empty file is mounted over them.
     pub hide: Vec<PathBuf>,

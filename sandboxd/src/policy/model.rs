@@ -224,6 +224,9 @@ pub struct EffectivePolicy {
     pub deny_write: Vec<String>,
     /// `{tmp}` was writable: the sandbox gets a fresh tmpfs on /tmp.
     pub private_tmp: bool,
+    /// `{home}`: the caller's home, as the templates took it (git on the
+    /// host reads a `~/` in a repository's config from there too).
+    pub home: std::path::PathBuf,
     pub network: NetworkMode,
     /// Domain patterns in effect with `allowlist`: the profile's, or the
     /// request's narrower list.

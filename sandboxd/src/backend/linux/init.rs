@@ -236,12 +236,12 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     // directories protected repositories' configs name are protected too
     // (the patterns expanded again with them, which only such a config
     // costs).
-    let home = spec.env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v);
+    let home = spec.fs.home.clone();
     let fs = &mut spec.fs;
     let denied = paths::as_caller(&spec.creds, || {
         let denied = mounts::expand_denies(fs)?;
         let matched = denied.write.iter().map(|(_, p, _)| p.as_path());
-        let hook_dirs = hooks::protected_hook_dirs(matched, home.map(Path::new));
+        let hook_dirs = hooks::protected_hook_dirs(matched, Some(&home));
         if hook_dirs.is_empty() {
             return Ok(denied);
         }
