@@ -16,7 +16,7 @@
 
 use super::{creds, hooks, landlock, mounts, netns, paths, rlimit, seccomp};
 use crate::backend::spec::{
-    fds, Credentials, InitReport, NetPlan, SandboxSpec, DEFAULT_PATH, GO, MAX_SPEC, SIGNALS,
+    fds, Credentials, FsPlan, InitReport, NetPlan, SandboxSpec, DEFAULT_PATH, GO, MAX_SPEC, SIGNALS,
 };
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -206,7 +206,7 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     let mut spec_in = unsafe { std::fs::File::from_raw_fd(fds::SPEC) };
     // SAFETY: fcntl on our own descriptor.
     unsafe { libc::fcntl(fds::SPEC, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let mut spec = read_spec(&mut spec_in)?;
+    let spec = read_spec(&mut spec_in)?;
     // A pooled init was started at POOL_NICE; the sandbox runs at 0.
     // SAFETY: plain syscall on this process.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) } != 0 {
@@ -234,19 +234,21 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?;
     // As the caller: a walk never looks where the caller cannot. The hooks
     // directories protected repositories' configs name are protected too
-    // (the patterns expanded again with them, which only such a config
-    // costs).
-    let home = spec.fs.home.clone();
-    let fs = &mut spec.fs;
+    // (only they expanded in a second pass).
+    let fs = &spec.fs;
     let denied = paths::as_caller(&spec.creds, || {
-        let denied = mounts::expand_denies(fs)?;
+        let mut denied = mounts::expand_denies(fs)?;
         let matched = denied.write.iter().map(|(_, p, _)| p.as_path());
-        let hook_dirs = hooks::protected_hook_dirs(matched, Some(&home));
-        if hook_dirs.is_empty() {
-            return Ok(denied);
+        let hook_dirs = hooks::protected_hook_dirs(matched, Some(&fs.home));
+        if !hook_dirs.is_empty() {
+            let hooks = FsPlan {
+                write: fs.write.clone(),
+                deny_write: hook_dirs,
+                ..FsPlan::default()
+            };
+            denied.write.extend(mounts::expand_denies(&hooks)?.write);
         }
-        fs.deny_write.extend(hook_dirs);
-        mounts::expand_denies(fs)
+        Ok::<_, mounts::MountError>(denied)
     })
     .map_err(|e| Failure::new(e.step, Some(&e.path), e.reason))?
     .map_err(|e| Failure::new(&e.step, Some(&e.path), e.error))?;
