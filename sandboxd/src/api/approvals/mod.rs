@@ -647,42 +647,30 @@ impl Approvals {
             return;
         };
         let left_out = self.sessions().remember(k.clone(), grants);
-        let (uid, all) = (k.uid, grants.len());
-        if left_out.too_long > 0 {
-            tracing::info!(
-                uid,
-                too_long = left_out.too_long,
-                "session answers not remembered"
-            );
-            let note = format!(
-                "approve-session: {} of the {all} approved items are not remembered for the session (each may take at most {MAX_GRANT_BYTES} bytes); approved for this exec only",
-                left_out.too_long
-            );
-            event(tx, &note, "").await;
-        }
-        if left_out.no_room > 0 {
-            tracing::info!(
-                uid,
-                no_room = left_out.no_room,
-                "session answers not remembered"
-            );
-            let note = format!(
-                "approve-session: {} of the {all} approved items are not remembered for the session (no room: all users' sessions together may take at most {MAX_SESSIONS} sessions and {}, and this user has no other session or answer to give up); approved for this exec only",
-                left_out.no_room,
-                crate::policy::values::format_size(MAX_BYTES as u64)
-            );
-            // Recorded first: a client that reads nothing holds up the event.
-            let record = json!({
-                "id": id,
-                "uid": uid,
-                "session": k.session,
-                "not_remembered": left_out.no_room,
-                "reason": note,
-            });
-            if let Err(e) = audit.append("session-not-remembered", record).await {
-                tracing::error!(uid, error = %e, "recording session answers not remembered");
+        let all = grants.len();
+        let too_long = format!("each may take at most {MAX_GRANT_BYTES} bytes");
+        let no_room = format!(
+            "no room: all users' sessions together may take at most {MAX_SESSIONS} sessions and {}, and this user has no other session or answer to give up",
+            crate::policy::values::format_size(MAX_BYTES as u64)
+        );
+        // Those left out for lack of room are recorded: the answer's record
+        // could only count those too long.
+        for (n, why, recorded) in [
+            (left_out.too_long, too_long, false),
+            (left_out.no_room, no_room, true),
+        ] {
+            if n == 0 {
+                continue;
             }
-            event(tx, &note, "").await;
+            tracing::info!(uid = k.uid, n, why, "session answers not remembered");
+            let note = format!(
+                "approve-session: {n} of the {all} approved items are not remembered for the session ({why}); approved for this exec only"
+            );
+            let record = recorded.then(|| {
+                let fields = json!({ "id": id, "uid": k.uid, "session": k.session, "not_remembered": n, "reason": note });
+                ("session-not-remembered", fields)
+            });
+            tell_recorded(tx, audit, record, &note).await;
         }
     }
 
@@ -708,15 +696,12 @@ impl Approvals {
             Err(e) => {
                 tracing::error!(uid, error = %e, "saving an amendment");
                 let note = format!("amendment not saved ({e}); approved once");
-                event(tx, &note, "").await;
                 let mut record = json!({ "id": id, "uid": uid });
                 merge(
                     &mut record,
                     amendment(prefixes, json!({ "saved": false, "reason": note })),
                 );
-                if let Err(e) = talk.c.audit.append("amendment", record).await {
-                    tracing::error!(uid, error = %e, "recording a failed amendment");
-                }
+                tell_recorded(tx, talk.c.audit, Some(("amendment", record)), &note).await;
             }
         }
     }
@@ -884,6 +869,24 @@ fn merge(record: &mut serde_json::Value, extra: serde_json::Value) {
     if let (Some(r), serde_json::Value::Object(e)) = (record.as_object_mut(), extra) {
         r.extend(e);
     }
+}
+
+/// `record` (kind, fields), if any, appended to the audit log, then `note`
+/// told on the stream: recorded first, as a client that reads nothing
+/// holds up the event. The exec goes on either way; a failed append is
+/// logged.
+async fn tell_recorded(
+    tx: &mpsc::Sender<Result<pb::ExecResponse, Status>>,
+    audit: &Arc<AuditLog>,
+    record: Option<(&str, serde_json::Value)>,
+    note: &str,
+) {
+    if let Some((kind, fields)) = record {
+        if let Err(e) = audit.append(kind, fields).await {
+            tracing::error!(kind, error = %e, "recording what an approval left out");
+        }
+    }
+    event(tx, note, "").await;
 }
 
 /// An "approval" event on the exec's stream (dropped if the client lags).
