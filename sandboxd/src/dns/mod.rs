@@ -214,7 +214,7 @@ impl Filter {
     /// The upstream answer to `m`, or SERVFAIL (also when the user's
     /// sandboxes hold all the connections they may).
     async fn forward(&self, m: &[u8], q: &Query) -> Vec<u8> {
-        let Some(_slot) = self.session.user_connections.take(self.session.uid) else {
+        let Some(_slot) = self.session.user_connection("DNS upstream") else {
             let mut out = Vec::new();
             wire::reply(m, &q.question, Rcode::ServFail, &mut out);
             return out;

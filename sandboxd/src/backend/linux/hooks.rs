@@ -21,10 +21,7 @@ const MAX_CONFIG: u64 = 1 << 20;
 /// `deny_write` matched), whether or not they exist yet, and for the
 /// scripts a hooks directory runs from its parent (husky's). `home`
 /// expands a leading `~/`.
-pub fn protected_hook_dirs<'a>(
-    denied: impl Iterator<Item = &'a Path>,
-    home: Option<&Path>,
-) -> Vec<String> {
+pub fn protected_hook_dirs<'a>(denied: impl Iterator<Item = &'a Path>, home: &Path) -> Vec<String> {
     let mut dirs: Vec<PathBuf> = denied
         .filter_map(|hooks| {
             let repo = hooks.to_str()?.strip_suffix("/.git/hooks")?;
@@ -65,10 +62,10 @@ fn read_config(path: &Path) -> Option<String> {
 /// The last `core.hooksPath` of a git config text, as an absolute path
 /// without `.` or `..`: a relative one is taken from `worktree` (where git
 /// runs hooks), `~/` from `home`. `None` when unset or unusable.
-pub fn hooks_path(config: &str, worktree: &Path, home: Option<&Path>) -> Option<PathBuf> {
+pub fn hooks_path(config: &str, worktree: &Path, home: &Path) -> Option<PathBuf> {
     let value = last_core_value(config, "hookspath")?;
     let path = match value.strip_prefix("~/") {
-        Some(rest) => home?.join(rest),
+        Some(rest) => home.join(rest),
         None if value.starts_with('~') => return None,
         None => worktree.join(&value),
     };
@@ -183,7 +180,7 @@ mod tests {
     #[test]
     fn the_hooks_directory_is_read_as_git_reads_it() {
         let wt = Path::new("/ws/repo");
-        let home = Some(Path::new("/home/u"));
+        let home = Path::new("/home/u");
         let cases: &[(&str, Option<&str>)] = &[
             (
                 "[core]\n\thooksPath = .husky/_\n",

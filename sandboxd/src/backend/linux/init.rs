@@ -239,7 +239,7 @@ fn run(report: &std::fs::File) -> Result<i32, Failure> {
     let denied = paths::as_caller(&spec.creds, || {
         let mut denied = mounts::expand_denies(fs)?;
         let matched = denied.write.iter().map(|(_, p, _)| p.as_path());
-        let hook_dirs = hooks::protected_hook_dirs(matched, Some(&fs.home));
+        let hook_dirs = hooks::protected_hook_dirs(matched, &fs.home);
         if !hook_dirs.is_empty() {
             let hooks = FsPlan {
                 write: fs.write.clone(),

@@ -128,14 +128,12 @@ pub(super) async fn one<C: Io>(
                 match split_authority(auth, Some(*port)) {
                     Ok((h, p)) if h == *host && p == *port => (protocol, h, p, path),
                     other => {
-                        let m = other.map_or_else(
-                            |m| m,
-                            |_| {
-                                format!(
-                                    "the URI's authority {auth} is not the tunnel's destination"
-                                )
-                            },
-                        );
+                        let m = match other {
+                            Ok(_) => format!(
+                                "the URI's authority {auth} is not the tunnel's destination"
+                            ),
+                            Err(m) => m,
+                        };
                         let host = dial::host_str(host);
                         return bad_request(session, io, &head, protocol, &host, *port, &m).await;
                     }
